@@ -1,0 +1,574 @@
+"""Messages of MQTT contract v1 and their JSON codec.
+
+Theory of operation
+-------------------
+Every payload is one UTF-8 JSON object with ``"v": 1`` and ``"type"``. Requests travel device to
+cloud on ``.../req`` with the MQTT 5 Response Topic and Correlation Data properties; the cloud
+answers on the Response Topic, echoing the Correlation Data, with ``"ok": true`` and the result's
+fields, or ``"ok": false`` and ``"error": {"code", "message", "field"}``.
+
+Each message is a frozen dataclass registered with :func:`_message`. Its annotated fields *are*
+the schema: the type annotation gives the JSON type, ``spec(...)`` metadata gives bounds, and a
+default makes a field optional. Decoding checks every field and raises :class:`ProtocolError`
+naming the first offending one, so a peer always learns what to fix.
+
+Deliberate choices:
+
+* **Unknown fields are ignored** (tolerant reader): a newer peer may add optional fields within
+  v1. A change that an older peer must not ignore bumps ``v``.
+* **Unknown versions** are refused with ``unsupported_version`` (never guessed at).
+* **Size limits** are checked before parsing (``MAX_REQUEST_BYTES``).
+* **Mutating requests** (those with ``request_id``) are idempotent: the cloud stores the answer
+  under (device, request_id) and answers a repeat with it, so a QoS 1 redelivery or a retry never
+  does the work twice.
+* Secrets (card numbers, codes, session tokens) are marked ``secret`` so ``redacted()`` can log
+  a message without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, Union
+
+from protocol.errors import ErrorCode, ProtocolError, RemoteError
+
+VERSION = 1
+SUPPORTED_VERSIONS = frozenset({VERSION})
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 1024 * 1024
+#: Documents travel in chunks of at most this many bytes (before base64).
+DOCUMENT_CHUNK_BYTES = 256 * 1024
+
+_ID_RE = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    min_len: int | None = None
+    max_len: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    secret: bool = False
+
+
+def spec(**kwargs: Any) -> dict[str, Spec]:
+    return {"spec": Spec(**kwargs)}
+
+
+def _id_field() -> Any:
+    return field(metadata=spec(pattern=_ID_RE))
+
+
+class Message:
+    """Base of every message. ``TYPE`` is the wire ``type``; ``KIND`` says which way it goes."""
+
+    TYPE: ClassVar[str]
+    KIND: ClassVar[str]  # "request", "result", "part", "status"
+
+
+class Request(Message):
+    KIND = "request"
+
+
+class Result(Message):
+    KIND = "result"
+
+
+class Part(Message):
+    """An object nested inside another message (a job in a list)."""
+
+    KIND = "part"
+    TYPE = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldInfo:
+    name: str
+    kind: str  # str int bool bytes float strs parts
+    optional: bool  # may be null
+    required: bool  # must be present
+    spec: Spec
+    part: type[Message] | None
+
+
+_SCHEMAS: dict[type[Message], tuple[_FieldInfo, ...]] = {}
+REQUESTS: dict[str, type[Request]] = {}
+RESULTS: dict[str, type[Result]] = {}
+
+M = TypeVar("M", bound=Message)
+
+
+def _kind_of(tp: Any) -> tuple[str, bool, type[Message] | None]:
+    optional = False
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        if len(args) != 1:
+            raise TypeError(f"unsupported union {tp}")
+        tp = args[0]
+        origin = typing.get_origin(tp)
+    if tp in (str, int, bool, bytes, float):
+        return tp.__name__, optional, None
+    if origin is tuple:
+        (item, _ellipsis) = typing.get_args(tp)
+        if item is str:
+            return "strs", optional, None
+        if isinstance(item, type) and issubclass(item, Part):
+            return "parts", optional, item
+    raise TypeError(f"unsupported field type {tp}")
+
+
+def _message(cls: type[M]) -> type[M]:
+    hints = typing.get_type_hints(cls)
+    infos = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        kind, optional, part = _kind_of(hints[f.name])
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        infos.append(_FieldInfo(f.name, kind, optional, required, f.metadata.get("spec", Spec()),
+                                part))
+    _SCHEMAS[cls] = tuple(infos)
+    if issubclass(cls, Request):
+        REQUESTS[cls.TYPE] = cls
+    elif issubclass(cls, Result):
+        RESULTS[cls.TYPE] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class Identify(Request):
+    """Who is this? ``method`` "card" carries the canonical card number, "code" an access code."""
+
+    TYPE = "identify"
+    method: str = field(metadata=spec(choices=("card", "code")))
+    value: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class ListJobs(Request):
+    """The session user's held jobs, newest first, one page."""
+
+    TYPE = "jobs.list"
+    session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    offset: int = field(default=0, metadata=spec(minimum=0, maximum=1_000_000))
+    limit: int = field(default=50, metadata=spec(minimum=1, maximum=500))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class Release(Request):
+    """Release these held jobs to this device. The answer names a release id."""
+
+    TYPE = "jobs.release"
+    request_id: str = _id_field()
+    session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    job_ids: tuple[str, ...] = field(metadata=spec(min_len=1, max_len=500))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class FetchDocument(Request):
+    """A chunk of a released job's document. Bound to the release, not to the session, so a
+    print started before logout can finish."""
+
+    TYPE = "jobs.document"
+    release_id: str = _id_field()
+    job_id: str = _id_field()
+    offset: int = field(default=0, metadata=spec(minimum=0))
+    length: int = field(default=DOCUMENT_CHUNK_BYTES,
+                        metadata=spec(minimum=1, maximum=DOCUMENT_CHUNK_BYTES))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class JobPrinted(Request):
+    """The print engine confirmed output of this released job."""
+
+    TYPE = "jobs.printed"
+    request_id: str = _id_field()
+    release_id: str = _id_field()
+    job_id: str = _id_field()
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class JobFailed(Request):
+    """The engine failed before output: the job goes back to HELD."""
+
+    TYPE = "jobs.failed"
+    request_id: str = _id_field()
+    release_id: str = _id_field()
+    job_id: str = _id_field()
+    reason: str = field(default="", metadata=spec(max_len=200))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class Logout(Request):
+    TYPE = "logout"
+    request_id: str = _id_field()
+    session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class JobSummary(Part):
+    job_id: str = _id_field()
+    name: str = field(metadata=spec(max_len=256))
+    pages: int = field(metadata=spec(minimum=0))
+    color: bool
+    duplex: bool
+    copies: int = field(metadata=spec(minimum=1, maximum=999))
+    size: int = field(metadata=spec(minimum=0))
+    submitted_at: float
+    source: str = field(default="", metadata=spec(max_len=128))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class ReleasedJob(Part):
+    job_id: str = _id_field()
+    name: str = field(metadata=spec(max_len=256))
+    size: int = field(metadata=spec(minimum=0))
+    sha256: str = field(metadata=spec(pattern=r"^[0-9a-f]{64}$"))
+    pages: int = field(default=0, metadata=spec(minimum=0))
+    copies: int = field(default=1, metadata=spec(minimum=1, maximum=999))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class IdentifyResult(Result):
+    TYPE = "identify"
+    session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    user_id: str = _id_field()
+    display_name: str = field(metadata=spec(max_len=128))
+    expires_in: int = field(metadata=spec(minimum=0))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class JobList(Result):
+    TYPE = "jobs.list"
+    jobs: tuple[JobSummary, ...]
+    total: int = field(metadata=spec(minimum=0))
+    offset: int = field(default=0, metadata=spec(minimum=0))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class ReleaseResult(Result):
+    TYPE = "jobs.release"
+    release_id: str = _id_field()
+    jobs: tuple[ReleasedJob, ...]
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class DocumentChunk(Result):
+    TYPE = "jobs.document"
+    job_id: str = _id_field()
+    offset: int = field(metadata=spec(minimum=0))
+    data: bytes
+    total: int = field(metadata=spec(minimum=0))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class Ack(Result):
+    """The answer to a request whose only result is that it was done."""
+
+    TYPE = "ack"
+    of: str = field(default="", metadata=spec(max_len=32))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class DeviceStatus(Message):
+    """Retained on ``.../status``. The device bumps ``epoch`` on every connection; its Last Will
+    carries the same epoch, so a late Will of an old connection cannot overwrite a fresh
+    "online" (see :func:`status_supersedes`)."""
+
+    TYPE = "status"
+    KIND = "status"
+    state: str = field(metadata=spec(choices=("online", "offline")))
+    epoch: int = field(metadata=spec(minimum=0))
+    since: float = 0.0
+
+
+#: Results by the request type they answer (Ack answers several).
+RESULT_FOR: dict[str, type[Result]] = {
+    Identify.TYPE: IdentifyResult,
+    ListJobs.TYPE: JobList,
+    Release.TYPE: ReleaseResult,
+    FetchDocument.TYPE: DocumentChunk,
+    JobPrinted.TYPE: Ack,
+    JobFailed.TYPE: Ack,
+    Logout.TYPE: Ack,
+}
+
+
+def is_mutating(request: Request) -> bool:
+    """Mutating requests carry a request_id and get stored answers on repeats."""
+    return any(i.name == "request_id" for i in _SCHEMAS[type(request)])
+
+
+# --------------------------------------------------------------------------- codec
+
+
+def _fail(message: str, field_name: str | None, code: ErrorCode = ErrorCode.INVALID_FIELD) -> None:
+    raise ProtocolError(message, code=code, field=field_name)
+
+
+def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
+    s = info.spec
+    if value is None:
+        if info.optional:
+            return None
+        _fail(f"{path} must not be null", path)
+    kind = info.kind
+    if kind == "str":
+        if not isinstance(value, str):
+            _fail(f"{path} must be a string", path)
+        _check_len(value, s, path)
+        if s.choices is not None and value not in s.choices:
+            _fail(f"{path} must be one of {', '.join(s.choices)}", path)
+        if s.pattern is not None and not re.fullmatch(s.pattern, value):
+            _fail(f"{path} has characters or a length it may not have", path)
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(f"{path} must be an integer", path)
+        if s.minimum is not None and value < s.minimum:
+            _fail(f"{path} must be at least {s.minimum}", path)
+        if s.maximum is not None and value > s.maximum:
+            _fail(f"{path} must be at most {s.maximum}", path)
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(f"{path} must be a number", path)
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            _fail(f"{path} must be true or false", path)
+        return value
+    if kind == "bytes":
+        if not isinstance(value, str):
+            _fail(f"{path} must be a base64 string", path)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            _fail(f"{path} is not valid base64", path)
+    if kind in ("strs", "parts"):
+        if not isinstance(value, list):
+            _fail(f"{path} must be a list", path)
+        _check_len(value, s, path)
+        if kind == "strs":
+            item = dataclasses.replace(info, kind="str", optional=False,
+                                       spec=Spec(pattern=_ID_RE))
+            return tuple(_check_value(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+        assert info.part is not None
+        part = info.part
+        return tuple(_from_object(part, v, f"{path}[{i}].") for i, v in enumerate(value))
+    raise AssertionError(kind)  # pragma: no cover - the schema builder refuses other kinds
+
+
+def _check_len(value: Any, s: Spec, path: str) -> None:
+    if s.min_len is not None and len(value) < s.min_len:
+        _fail(f"{path} must have at least {s.min_len} {'item' if isinstance(value, list) else 'character'}(s)", path)
+    if s.max_len is not None and len(value) > s.max_len:
+        _fail(f"{path} must have at most {s.max_len} {'item' if isinstance(value, list) else 'character'}(s)", path)
+
+
+def _from_object(cls: type[M], obj: Any, prefix: str = "") -> M:
+    if not isinstance(obj, Mapping):
+        _fail(f"{prefix.rstrip('.') or 'message'} must be an object", prefix.rstrip(".") or None)
+    values: dict[str, Any] = {}
+    for info in _SCHEMAS[cls]:
+        path = prefix + info.name
+        if info.name not in obj:
+            if info.required:
+                _fail(f"{path} is required", path)
+            continue
+        values[info.name] = _check_value(info, obj[info.name], path)
+    return cls(**values)
+
+
+def _to_object(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for info in _SCHEMAS[type(msg)]:
+        value = getattr(msg, info.name)
+        if info.kind == "bytes" and value is not None:
+            value = base64.b64encode(value).decode("ascii")
+        elif info.kind == "parts" and value is not None:
+            value = [_to_object(p) for p in value]
+        elif info.kind == "strs" and value is not None:
+            value = list(value)
+        out[info.name] = value
+    return out
+
+
+def validate(msg: M) -> M:
+    """Check a message built in code against its schema (raises ProtocolError)."""
+    obj = json.loads(json.dumps(_to_object(msg)))
+    _from_object(type(msg), obj)
+    return msg
+
+
+def _parse(data: bytes, limit: int) -> dict[str, Any]:
+    if len(data) > limit:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {limit}",
+                            code=ErrorCode.TOO_LARGE)
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"not a UTF-8 JSON document: {exc}", code=ErrorCode.BAD_REQUEST) from None
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply", code=ErrorCode.BAD_REQUEST) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("a message must be a JSON object", code=ErrorCode.BAD_REQUEST)
+    v = obj.get("v")
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ProtocolError("v (the protocol version) is required and must be an integer",
+                            code=ErrorCode.INVALID_FIELD, field="v")
+    if v not in SUPPORTED_VERSIONS:
+        raise ProtocolError(f"protocol version {v} is not supported; this peer speaks "
+                            f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}",
+                            code=ErrorCode.UNSUPPORTED_VERSION, field="v")
+    if not isinstance(obj.get("type"), str):
+        raise ProtocolError("type is required and must be a string", code=ErrorCode.INVALID_FIELD,
+                            field="type")
+    return obj
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode(msg: Message) -> bytes:
+    """A request, part-free result or status as its wire payload."""
+    obj: dict[str, Any] = {"v": VERSION, "type": msg.TYPE}
+    if isinstance(msg, Result):
+        obj["ok"] = True
+    obj.update(_to_object(msg))
+    return _dump(obj)
+
+
+def encode_result(result: Result, answering: str) -> bytes:
+    """A result answering a request of type ``answering`` (Ack answers several types)."""
+    obj: dict[str, Any] = {"v": VERSION, "type": answering, "ok": True}
+    obj.update(_to_object(result))
+    return _dump(obj)
+
+
+def encode_error(answering: str, code: ErrorCode | str, message: str,
+                 field_name: str | None = None) -> bytes:
+    error: dict[str, Any] = {"code": str(code), "message": message}
+    if field_name is not None:
+        error["field"] = field_name
+    return _dump({"v": VERSION, "type": answering, "ok": False, "error": error})
+
+
+def error_from(exc: ProtocolError, answering: str = "error") -> bytes:
+    return encode_error(answering, exc.error_code, exc.message, exc.field)
+
+
+def request_type_of(data: bytes) -> str:
+    """Best-effort type of a raw request, to label an error answer; "error" if unreadable."""
+    try:
+        obj = json.loads(data[:MAX_REQUEST_BYTES].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "error"
+    t = obj.get("type") if isinstance(obj, dict) else None
+    return t if isinstance(t, str) and len(t) <= 32 else "error"
+
+
+def decode_request(data: bytes) -> Request:
+    """Bytes from ``.../req`` to a Request, or ProtocolError naming what is wrong."""
+    obj = _parse(data, MAX_REQUEST_BYTES)
+    cls = REQUESTS.get(obj["type"])
+    if cls is None:
+        raise ProtocolError(f"unknown request type {obj['type']!r}; known: "
+                            f"{', '.join(sorted(REQUESTS))}", code=ErrorCode.UNKNOWN_TYPE,
+                            field="type")
+    return _from_object(cls, obj)
+
+
+def decode_response(data: bytes, answering: str) -> Result:
+    """Bytes from ``.../resp`` to the Result for a request of type ``answering``.
+
+    ``ok: false`` raises :class:`RemoteError` with the peer's code; a malformed answer raises
+    ProtocolError.
+    """
+    obj = _parse(data, MAX_RESPONSE_BYTES)
+    ok = obj.get("ok")
+    if ok is False:
+        err = obj.get("error")
+        if not isinstance(err, dict) or not isinstance(err.get("code"), str):
+            raise ProtocolError("error answer without error.code", code=ErrorCode.INVALID_FIELD,
+                                field="error")
+        fld = err.get("field")
+        return _raise_remote(str(err["code"]), str(err.get("message", "")),
+                             fld if isinstance(fld, str) else None)
+    if ok is not True:
+        raise ProtocolError("ok must be true or false", code=ErrorCode.INVALID_FIELD, field="ok")
+    if obj["type"] != answering:
+        raise ProtocolError(f"answer of type {obj['type']!r} to a {answering!r} request",
+                            code=ErrorCode.INVALID_FIELD, field="type")
+    cls = RESULT_FOR.get(answering)
+    if cls is None:
+        raise ProtocolError(f"unknown request type {answering!r}", code=ErrorCode.UNKNOWN_TYPE,
+                            field="type")
+    return _from_object(cls, obj)
+
+
+def _raise_remote(code: str, message: str, field_name: str | None) -> Result:
+    raise RemoteError(code, message, field_name)
+
+
+def decode_status(data: bytes) -> DeviceStatus:
+    obj = _parse(data, MAX_REQUEST_BYTES)
+    if obj["type"] != DeviceStatus.TYPE:
+        raise ProtocolError("not a status message", code=ErrorCode.UNKNOWN_TYPE, field="type")
+    return _from_object(DeviceStatus, obj)
+
+
+def status_supersedes(current: DeviceStatus | None, incoming: DeviceStatus) -> bool:
+    """Should ``incoming`` replace ``current`` as the device's known status?
+
+    A newer epoch always wins; an older one never does (a late Last Will of a dead connection).
+    Within one epoch "offline" wins, because it can only come after that connection's "online".
+    """
+    if current is None or incoming.epoch > current.epoch:
+        return True
+    if incoming.epoch < current.epoch:
+        return False
+    return incoming.state == "offline" or current.state == incoming.state
+
+
+def redacted(msg: Message) -> dict[str, Any]:
+    """The message as a dict for logs, with secret fields masked."""
+    out = _to_object(msg)
+    for info in _SCHEMAS[type(msg)]:
+        if info.spec.secret and out.get(info.name) is not None:
+            out[info.name] = "***"
+        if info.kind == "bytes" and out.get(info.name) is not None:
+            out[info.name] = f"<{len(getattr(msg, info.name))} bytes>"
+    return {"type": msg.TYPE, **out}

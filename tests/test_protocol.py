@@ -1,0 +1,211 @@
+"""Contract v1 codec: round trips, validation errors that name the field, and garbage in."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import protocol as p
+from protocol import messages, topics
+from protocol.errors import ErrorCode, ProtocolError, RemoteError
+
+ids = st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
+secret = st.text(min_size=1, max_size=128)
+nonneg = st.integers(min_value=0, max_value=2**40)
+
+job_summary = st.builds(
+    p.JobSummary, job_id=ids, name=st.text(max_size=256), pages=nonneg, color=st.booleans(),
+    duplex=st.booleans(), copies=st.integers(1, 999), size=nonneg,
+    submitted_at=st.floats(0, 4e9, allow_nan=False), source=st.text(max_size=128))
+released_job = st.builds(
+    p.ReleasedJob, job_id=ids, name=st.text(max_size=256), size=nonneg,
+    sha256=st.from_regex(r"\A[0-9a-f]{64}\Z"), pages=nonneg, copies=st.integers(1, 999))
+
+requests = st.one_of(
+    st.builds(p.Identify, method=st.sampled_from(["card", "code"]), value=secret),
+    st.builds(p.ListJobs, session=secret, offset=st.integers(0, 1_000_000),
+              limit=st.integers(1, 500)),
+    st.builds(p.Release, request_id=ids, session=secret,
+              job_ids=st.lists(ids, min_size=1, max_size=20).map(tuple)),
+    st.builds(p.FetchDocument, release_id=ids, job_id=ids, offset=nonneg,
+              length=st.integers(1, messages.DOCUMENT_CHUNK_BYTES)),
+    st.builds(p.JobPrinted, request_id=ids, release_id=ids, job_id=ids),
+    st.builds(p.JobFailed, request_id=ids, release_id=ids, job_id=ids,
+              reason=st.text(max_size=200)),
+    st.builds(p.Logout, request_id=ids, session=secret),
+)
+
+results = st.one_of(
+    st.tuples(st.just("identify"), st.builds(
+        p.IdentifyResult, session=secret, user_id=ids, display_name=st.text(max_size=128),
+        expires_in=nonneg)),
+    st.tuples(st.just("jobs.list"), st.builds(
+        p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
+        offset=nonneg)),
+    st.tuples(st.just("jobs.release"), st.builds(
+        p.ReleaseResult, release_id=ids, jobs=st.lists(released_job, max_size=5).map(tuple))),
+    st.tuples(st.just("jobs.document"), st.builds(
+        p.DocumentChunk, job_id=ids, offset=nonneg, data=st.binary(max_size=512), total=nonneg)),
+    st.tuples(st.sampled_from(["jobs.printed", "jobs.failed", "logout"]),
+              st.builds(p.Ack, of=st.text(max_size=32))),
+)
+
+
+@given(requests)
+def test_every_request_round_trips(req: p.Request) -> None:
+    assert p.decode_request(p.encode(req)) == req
+
+
+@given(results)
+def test_every_result_round_trips(pair: tuple[str, p.Result]) -> None:
+    answering, result = pair
+    assert p.decode_response(p.encode_result(result, answering), answering) == result
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_give_a_request_or_a_protocol_error(data: bytes) -> None:
+    try:
+        p.decode_request(data)
+    except ProtocolError as exc:
+        assert exc.code in {c.value for c in ErrorCode}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(sorted(messages.REQUESTS)),
+       st.dictionaries(st.sampled_from(["request_id", "session", "method", "value", "job_ids",
+                                        "offset", "limit", "release_id", "job_id", "reason",
+                                        "length", "extra"]), json_values, max_size=6))
+def test_arbitrary_json_objects_give_a_request_or_an_error_naming_a_field(
+        kind: str, body: dict[str, object]) -> None:
+    data = json.dumps({"v": 1, "type": kind, **body}).encode()
+    try:
+        req = p.decode_request(data)
+    except ProtocolError as exc:
+        assert exc.error_code is ErrorCode.INVALID_FIELD
+        assert exc.field and exc.field.split("[")[0] in body or exc.field in _required(kind)
+    else:
+        assert req.TYPE == kind
+
+
+def _required(kind: str) -> set[str]:
+    return {i.name for i in messages._SCHEMAS[messages.REQUESTS[kind]] if i.required}
+
+
+@pytest.mark.parametrize("kind", sorted(messages.REQUESTS))
+def test_a_missing_required_field_is_named(kind: str) -> None:
+    for name in _required(kind):
+        with pytest.raises(ProtocolError) as info:
+            p.decode_request(json.dumps({"v": 1, "type": kind}).encode())
+        assert info.value.field in _required(kind)
+        assert name  # every required field is reachable through the loop above
+
+
+def test_field_errors_say_which_field_and_why() -> None:
+    bad = {"v": 1, "type": "jobs.list", "session": "s", "limit": 0}
+    with pytest.raises(ProtocolError) as info:
+        p.decode_request(json.dumps(bad).encode())
+    assert info.value.field == "limit"
+    assert "at least 1" in str(info.value)
+    bad = {"v": 1, "type": "jobs.release", "request_id": "r1", "session": "s",
+           "job_ids": ["ok", "no spaces"]}
+    with pytest.raises(ProtocolError) as info:
+        p.decode_request(json.dumps(bad).encode())
+    assert info.value.field == "job_ids[1]"
+
+
+def test_unknown_fields_are_ignored_and_unknown_versions_refused() -> None:
+    newer = {"v": 1, "type": "identify", "method": "card", "value": "1234", "hint": "x"}
+    assert p.decode_request(json.dumps(newer).encode()) == p.Identify("card", "1234")
+    with pytest.raises(ProtocolError) as info:
+        p.decode_request(json.dumps({**newer, "v": 2}).encode())
+    assert info.value.error_code is ErrorCode.UNSUPPORTED_VERSION
+    with pytest.raises(ProtocolError) as info:
+        p.decode_request(json.dumps({**newer, "type": "format.disk"}).encode())
+    assert info.value.error_code is ErrorCode.UNKNOWN_TYPE
+
+
+def test_oversized_message_is_refused_before_parsing() -> None:
+    data = b'{"v":1,"type":"identify","method":"card","value":"' + b"1" * 70_000 + b'"}'
+    with pytest.raises(ProtocolError) as info:
+        p.decode_request(data)
+    assert info.value.error_code is ErrorCode.TOO_LARGE
+
+
+def test_error_answers_decode_to_remote_errors() -> None:
+    data = p.encode_error("identify", ErrorCode.UNKNOWN_CARD, "card not known")
+    with pytest.raises(RemoteError) as info:
+        p.decode_response(data, "identify")
+    assert info.value.code == "unknown_card"
+    with pytest.raises(ProtocolError):
+        p.decode_response(p.encode_result(p.Ack(), "logout"), "identify")
+
+
+def test_mutating_requests_carry_request_ids() -> None:
+    assert p.is_mutating(p.Release("r", "s", ("j",)))
+    assert p.is_mutating(p.JobPrinted("r", "rel", "j"))
+    assert not p.is_mutating(p.Identify("card", "1"))
+    assert not p.is_mutating(p.ListJobs("s"))
+
+
+def test_secrets_are_redacted_for_logs() -> None:
+    shown = messages.redacted(p.Identify("card", "0012345678"))
+    assert "0012345678" not in json.dumps(shown)
+    shown = messages.redacted(p.DocumentChunk("j", 0, b"secret doc", 10))
+    assert "secret" not in json.dumps(shown)
+
+
+statuses = st.builds(p.DeviceStatus, state=st.sampled_from(["online", "offline"]),
+                     epoch=st.integers(0, 10**6), since=st.floats(0, 4e9))
+
+
+@given(statuses)
+def test_status_round_trips(s: p.DeviceStatus) -> None:
+    assert p.decode_status(p.encode(s)) == s
+
+
+def test_a_late_will_cannot_overwrite_a_fresh_online() -> None:
+    online_5 = p.DeviceStatus("online", 5)
+    late_will_4 = p.DeviceStatus("offline", 4)
+    assert not p.status_supersedes(online_5, late_will_4)
+    assert p.status_supersedes(online_5, p.DeviceStatus("offline", 5))
+    assert p.status_supersedes(p.DeviceStatus("offline", 5), p.DeviceStatus("online", 6))
+    assert not p.status_supersedes(p.DeviceStatus("offline", 5), p.DeviceStatus("online", 5))
+
+
+@given(st.lists(statuses, min_size=1, max_size=10))
+def test_status_order_keeps_the_newest_epoch(seq: list[p.DeviceStatus]) -> None:
+    current = None
+    for s in seq:
+        if p.status_supersedes(current, s):
+            current = s
+    assert current is not None and current.epoch == max(s.epoch for s in seq)
+
+
+def test_topics_are_per_device_and_parse_back() -> None:
+    assert topics.request_topic("dev-1") == "mfd/v1/dev/dev-1/req"
+    assert topics.parse_device_topic("mfd/v1/dev/dev-1/resp") == ("dev-1", "resp")
+    for bad in ("mfd/v1/dev/+/req", "mfd/v1/dev/a/b/req", "other/v1/dev/a/req",
+                "mfd/v1/dev/a/unknown"):
+        with pytest.raises(ProtocolError):
+            topics.parse_device_topic(bad)
+    for bad_id in ("", "+", "#", "a/b", "A" * 70, "Dev"):
+        with pytest.raises(ProtocolError):
+            topics.request_topic(bad_id)
+
+
+def test_acl_confines_devices_by_username() -> None:
+    acl = topics.broker_acl()
+    assert "pattern write mfd/v1/dev/%u/req" in acl
+    assert "pattern read mfd/v1/dev/%u/resp" in acl
+    assert "%c" not in acl
