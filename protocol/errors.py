@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     TOO_LARGE = "too_large"  # the payload exceeds the size limit
     WRONG_REPLY_TOPIC = "wrong_reply_topic"  # Response Topic is not the device's own
     # Who is asking.
+    UNKNOWN_DEVICE = "unknown_device"  # the device is not registered with any org
     UNKNOWN_CARD = "unknown_card"
     UNKNOWN_CODE = "unknown_code"
     INVALID_SESSION = "invalid_session"  # no such session, expired, or ended

@@ -65,8 +65,8 @@ def spec(**kwargs: Any) -> dict[str, Spec]:
     return {"spec": Spec(**kwargs)}
 
 
-def _id_field() -> Any:
-    return field(metadata=spec(pattern=_ID_RE))
+#: Field metadata of an identifier (request, job, release, user ids).
+ID = spec(pattern=_ID_RE)
 
 
 class Message:
@@ -77,18 +77,18 @@ class Message:
 
 
 class Request(Message):
-    KIND = "request"
+    KIND: ClassVar[str] = "request"
 
 
 class Result(Message):
-    KIND = "result"
+    KIND: ClassVar[str] = "result"
 
 
 class Part(Message):
     """An object nested inside another message (a job in a list)."""
 
-    KIND = "part"
-    TYPE = ""
+    KIND: ClassVar[str] = "part"
+    TYPE: ClassVar[str] = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +153,7 @@ def _message(cls: type[M]) -> type[M]:
 class Identify(Request):
     """Who is this? ``method`` "card" carries the canonical card number, "code" an access code."""
 
-    TYPE = "identify"
+    TYPE: ClassVar[str] = "identify"
     method: str = field(metadata=spec(choices=("card", "code")))
     value: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
 
@@ -163,7 +163,7 @@ class Identify(Request):
 class ListJobs(Request):
     """The session user's held jobs, newest first, one page."""
 
-    TYPE = "jobs.list"
+    TYPE: ClassVar[str] = "jobs.list"
     session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
     offset: int = field(default=0, metadata=spec(minimum=0, maximum=1_000_000))
     limit: int = field(default=50, metadata=spec(minimum=1, maximum=500))
@@ -174,8 +174,8 @@ class ListJobs(Request):
 class Release(Request):
     """Release these held jobs to this device. The answer names a release id."""
 
-    TYPE = "jobs.release"
-    request_id: str = _id_field()
+    TYPE: ClassVar[str] = "jobs.release"
+    request_id: str = field(metadata=ID)
     session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
     job_ids: tuple[str, ...] = field(metadata=spec(min_len=1, max_len=500))
 
@@ -186,9 +186,9 @@ class FetchDocument(Request):
     """A chunk of a released job's document. Bound to the release, not to the session, so a
     print started before logout can finish."""
 
-    TYPE = "jobs.document"
-    release_id: str = _id_field()
-    job_id: str = _id_field()
+    TYPE: ClassVar[str] = "jobs.document"
+    release_id: str = field(metadata=ID)
+    job_id: str = field(metadata=ID)
     offset: int = field(default=0, metadata=spec(minimum=0))
     length: int = field(default=DOCUMENT_CHUNK_BYTES,
                         metadata=spec(minimum=1, maximum=DOCUMENT_CHUNK_BYTES))
@@ -199,10 +199,10 @@ class FetchDocument(Request):
 class JobPrinted(Request):
     """The print engine confirmed output of this released job."""
 
-    TYPE = "jobs.printed"
-    request_id: str = _id_field()
-    release_id: str = _id_field()
-    job_id: str = _id_field()
+    TYPE: ClassVar[str] = "jobs.printed"
+    request_id: str = field(metadata=ID)
+    release_id: str = field(metadata=ID)
+    job_id: str = field(metadata=ID)
 
 
 @_message
@@ -210,18 +210,18 @@ class JobPrinted(Request):
 class JobFailed(Request):
     """The engine failed before output: the job goes back to HELD."""
 
-    TYPE = "jobs.failed"
-    request_id: str = _id_field()
-    release_id: str = _id_field()
-    job_id: str = _id_field()
+    TYPE: ClassVar[str] = "jobs.failed"
+    request_id: str = field(metadata=ID)
+    release_id: str = field(metadata=ID)
+    job_id: str = field(metadata=ID)
     reason: str = field(default="", metadata=spec(max_len=200))
 
 
 @_message
 @dataclass(frozen=True, slots=True)
 class Logout(Request):
-    TYPE = "logout"
-    request_id: str = _id_field()
+    TYPE: ClassVar[str] = "logout"
+    request_id: str = field(metadata=ID)
     session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
 
 
@@ -231,7 +231,7 @@ class Logout(Request):
 @_message
 @dataclass(frozen=True, slots=True)
 class JobSummary(Part):
-    job_id: str = _id_field()
+    job_id: str = field(metadata=ID)
     name: str = field(metadata=spec(max_len=256))
     pages: int = field(metadata=spec(minimum=0))
     color: bool
@@ -245,7 +245,7 @@ class JobSummary(Part):
 @_message
 @dataclass(frozen=True, slots=True)
 class ReleasedJob(Part):
-    job_id: str = _id_field()
+    job_id: str = field(metadata=ID)
     name: str = field(metadata=spec(max_len=256))
     size: int = field(metadata=spec(minimum=0))
     sha256: str = field(metadata=spec(pattern=r"^[0-9a-f]{64}$"))
@@ -256,9 +256,9 @@ class ReleasedJob(Part):
 @_message
 @dataclass(frozen=True, slots=True)
 class IdentifyResult(Result):
-    TYPE = "identify"
+    TYPE: ClassVar[str] = "identify"
     session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
-    user_id: str = _id_field()
+    user_id: str = field(metadata=ID)
     display_name: str = field(metadata=spec(max_len=128))
     expires_in: int = field(metadata=spec(minimum=0))
 
@@ -266,7 +266,7 @@ class IdentifyResult(Result):
 @_message
 @dataclass(frozen=True, slots=True)
 class JobList(Result):
-    TYPE = "jobs.list"
+    TYPE: ClassVar[str] = "jobs.list"
     jobs: tuple[JobSummary, ...]
     total: int = field(metadata=spec(minimum=0))
     offset: int = field(default=0, metadata=spec(minimum=0))
@@ -275,16 +275,16 @@ class JobList(Result):
 @_message
 @dataclass(frozen=True, slots=True)
 class ReleaseResult(Result):
-    TYPE = "jobs.release"
-    release_id: str = _id_field()
+    TYPE: ClassVar[str] = "jobs.release"
+    release_id: str = field(metadata=ID)
     jobs: tuple[ReleasedJob, ...]
 
 
 @_message
 @dataclass(frozen=True, slots=True)
 class DocumentChunk(Result):
-    TYPE = "jobs.document"
-    job_id: str = _id_field()
+    TYPE: ClassVar[str] = "jobs.document"
+    job_id: str = field(metadata=ID)
     offset: int = field(metadata=spec(minimum=0))
     data: bytes
     total: int = field(metadata=spec(minimum=0))
@@ -295,7 +295,7 @@ class DocumentChunk(Result):
 class Ack(Result):
     """The answer to a request whose only result is that it was done."""
 
-    TYPE = "ack"
+    TYPE: ClassVar[str] = "ack"
     of: str = field(default="", metadata=spec(max_len=32))
 
 
@@ -306,8 +306,8 @@ class DeviceStatus(Message):
     carries the same epoch, so a late Will of an old connection cannot overwrite a fresh
     "online" (see :func:`status_supersedes`)."""
 
-    TYPE = "status"
-    KIND = "status"
+    TYPE: ClassVar[str] = "status"
+    KIND: ClassVar[str] = "status"
     state: str = field(metadata=spec(choices=("online", "offline")))
     epoch: int = field(metadata=spec(minimum=0))
     since: float = 0.0

@@ -1,0 +1,142 @@
+"""The cloud's MQTT adapter: paho in, CloudService, paho out.
+
+Workers share one subscription (``$share/cloud/...``), so the broker hands each request to one of
+them and adding workers spreads the load. paho calls back on its network thread; the callback only
+queues the message, and one handler thread per worker owns the store connection and does the work
+(threads hand off, never share).
+
+The device id is read from the request's topic: the broker's ACL (``%u``) guarantees a device can
+publish only under its own id. The Response Topic is checked to be that device's own reply topic,
+so a device cannot aim answers at another device.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.service import CloudService, record_status
+from protocol import messages as m
+from protocol.address import BrokerAddress
+from protocol import topics
+from protocol.errors import ErrorCode, LinkError, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
+    # Nagle plus delayed ACK costs ~40 ms per request/response on loopback (FIELD_NOTES).
+    if hasattr(sock, "setsockopt"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class CloudWorker:
+    def __init__(self, service_factory: Callable[[], CloudService], broker: BrokerAddress,
+                 *, name: str | None = None) -> None:
+        self.service_factory = service_factory
+        self.broker = broker
+        self.name = name or broker.username
+        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handled = 0
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=broker.username,
+                        protocol=mqtt.MQTTv5)
+        c.username_pw_set(broker.username, broker.password)
+        c.on_socket_open = _nodelay
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
+        c.reconnect_delay_set(1, 5)
+        self.client = c
+
+    def start(self, timeout: float = 10.0) -> CloudWorker:
+        self._thread = threading.Thread(target=self._run, name=f"cloud-{self.name}", daemon=True)
+        self._thread.start()
+        try:
+            self.client.connect(self.broker.host, self.broker.port, keepalive=30,
+                                clean_start=True)
+        except OSError as exc:
+            self.stop()
+            raise LinkError(f"cannot reach the broker at {self.broker.host}:{self.broker.port}:"
+                            f" {exc}") from exc
+        self.client.loop_start()
+        if not self._connected.wait(timeout):
+            self.stop()
+            raise LinkError(f"the broker at {self.broker.host}:{self.broker.port} did not accept "
+                            f"worker {self.name}; check its username and password")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self._thread is not None:
+            self._inbox.put(None)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any,
+                    _props: Any) -> None:
+        if rc.is_failure:
+            log.error("worker %s: broker refused the connection: %s", self.name, rc)
+            return
+        client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
+        client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
+        log.info("worker %s connected", self.name)
+        self._connected.set()
+
+    def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
+        self._connected.clear()
+        if rc.is_failure:
+            log.warning("worker %s lost the broker (%s); reconnecting", self.name, rc)
+
+    def _on_message(self, _c: Any, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        self._inbox.put(msg)
+
+    def _run(self) -> None:
+        service = self.service_factory()
+        while True:
+            msg = self._inbox.get()
+            if msg is None:
+                return
+            try:
+                self._process(service, msg)
+            except Exception:
+                log.exception("worker %s failed on a message on %s", self.name, msg.topic)
+
+    def _process(self, service: CloudService, msg: mqtt.MQTTMessage) -> None:
+        try:
+            device_id, leaf = topics.parse_device_topic(msg.topic)
+        except ProtocolError:
+            log.info("ignoring a message on %s", msg.topic)
+            return
+        if leaf == "status":
+            record_status(service.store, device_id, bytes(msg.payload), service.clock())
+            return
+        payload = bytes(msg.payload)
+        props = msg.properties
+        reply_to = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        own = topics.response_topic(device_id)
+        if reply_to is None:
+            log.info("device %s sent a request without a Response Topic; dropped", device_id)
+            return
+        if reply_to != own:
+            reply = m.encode_error(m.request_type_of(payload), ErrorCode.WRONG_REPLY_TOPIC,
+                                   f"answers go to {own} only", "ResponseTopic")
+        else:
+            reply = service.handle(device_id, payload)
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if correlation is not None:
+            out.CorrelationData = correlation
+        self.client.publish(own, reply, qos=1, properties=out)
+        self.handled += 1

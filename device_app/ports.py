@@ -1,0 +1,38 @@
+"""Ports of the device app: what it needs from the cloud and the print engine.
+
+Adapters (device_app/mqtt_link.py; firmware_stubs/mfd_controller.py; later IPP) implement these;
+the simulator plugs in the same ones the copier uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from protocol import messages as m
+from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineState
+from protocol.errors import MfdError
+
+#: Called once per request with the result, or the error (RemoteError / LinkError / ...).
+Reply = Callable[[m.Result | MfdError], None]
+
+
+class CloudLink(Protocol):
+    connected: bool
+
+    def request(self, request: m.Request, reply: Reply, timeout: float | None = None) -> None:
+        """Send ``request``; ``reply`` is called exactly once, possibly on another thread."""
+
+    def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
+        """Blocking form for worker threads (never the UI loop); raises the error."""
+
+    def close(self) -> None: ...
+
+
+class PrintEngine(Protocol):
+    def state(self) -> EngineState: ...
+
+    def submit(self, job: EngineJob, done: EngineDone) -> None:
+        """Hand a job over. ``done`` is called once: printed, or failed before output."""
+
+__all__ = ["ENGINE_REASONS", "CloudLink", "EngineDone", "EngineJob", "EngineState", "PrintEngine", "Reply"]

@@ -1,0 +1,145 @@
+"""The cloud's request handling against a real SQLite store (no broker needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cloud.demo import DEMO_USERS, seed_demo
+from cloud.service import CloudService
+from cloud.store import SqliteStore
+from protocol import messages as m
+from protocol.errors import RemoteError
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> CloudService:
+    store = SqliteStore(tmp_path / "c.db")
+    seed_demo(store, now=time.time())
+    return CloudService(store)
+
+
+def ask(service: CloudService, device: str, req: m.Request) -> m.Result:
+    return m.decode_response(service.handle(device, m.encode(req)), req.TYPE)
+
+
+def login(service: CloudService, device: str = "copier-1", user: int = 0) -> m.IdentifyResult:
+    r = ask(service, device, m.Identify("card", DEMO_USERS[user].badge))
+    assert isinstance(r, m.IdentifyResult)
+    return r
+
+
+def test_badge_identifies_its_owner_and_lists_only_their_jobs(service: CloudService) -> None:
+    alice = login(service)
+    assert alice.display_name == "Alice Martin"
+    jobs = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(jobs, m.JobList)
+    assert jobs.total == 5
+    assert [j.submitted_at for j in jobs.jobs] == sorted((j.submitted_at for j in jobs.jobs),
+                                                         reverse=True)
+    bob = login(service, user=1)
+    bobs = ask(service, "copier-1", m.ListJobs(bob.session))
+    assert isinstance(bobs, m.JobList)
+    assert not {j.job_id for j in bobs.jobs} & {j.job_id for j in jobs.jobs}
+
+
+def test_unknown_card_and_unregistered_device_are_refused(service: CloudService) -> None:
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Identify("card", "0000000001"))
+    assert info.value.code == "unknown_card"
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-77", m.Identify("card", DEMO_USERS[0].badge))
+    assert info.value.code == "unknown_device"
+
+
+def test_card_numbers_are_not_stored_in_clear(service: CloudService, tmp_path: Path) -> None:
+    raw = (tmp_path / "c.db").read_bytes() + (tmp_path / "c.db-wal").read_bytes()
+    for u in DEMO_USERS:
+        assert u.badge.encode() not in raw
+
+
+def test_a_session_is_bound_to_its_device(service: CloudService) -> None:
+    alice = login(service, "copier-1")
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-2", m.ListJobs(alice.session))
+    assert info.value.code == "wrong_device"
+
+
+def test_release_is_exactly_once_and_a_repeat_gets_the_stored_answer(
+        service: CloudService) -> None:
+    alice = login(service)
+    jobs = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(jobs, m.JobList)
+    job = jobs.jobs[0]
+    req = m.Release(request_id="r-1", session=alice.session, job_ids=(job.job_id,))
+    first = service.handle("copier-1", m.encode(req))
+    again = service.handle("copier-1", m.encode(req))
+    assert first == again
+    rel = m.decode_response(first, req.TYPE)
+    assert isinstance(rel, m.ReleaseResult)
+    # A new request for the same job is refused: it is no longer held.
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Release(request_id="r-2", session=alice.session,
+                                           job_ids=(job.job_id,)))
+    assert info.value.code == "job_not_held"
+    chunk = ask(service, "copier-1", m.FetchDocument(rel.release_id, job.job_id))
+    assert isinstance(chunk, m.DocumentChunk) and chunk.data.startswith(b"%PDF")
+    # Another device may not fetch or confirm it.
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-2", m.FetchDocument(rel.release_id, job.job_id))
+    assert info.value.code == "wrong_device"
+    ask(service, "copier-1", m.JobPrinted("p-1", rel.release_id, job.job_id))
+    ask(service, "copier-1", m.JobPrinted("p-2", rel.release_id, job.job_id))  # idempotent
+    state = service.store.jobs([job.job_id])[0].state  # type: ignore[attr-defined]
+    assert state == "PRINTED"
+
+
+def test_a_refused_release_changes_nothing(service: CloudService) -> None:
+    alice, bob = login(service), login(service, user=1)
+    a = ask(service, "copier-1", m.ListJobs(alice.session))
+    b = ask(service, "copier-1", m.ListJobs(bob.session))
+    assert isinstance(a, m.JobList) and isinstance(b, m.JobList)
+    mixed = (a.jobs[0].job_id, b.jobs[0].job_id)
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Release("r-x", alice.session, mixed))
+    assert info.value.code == "job_not_found" and info.value.field == "job_ids[1]"
+    after = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(after, m.JobList) and after.total == a.total
+
+
+def test_engine_failure_returns_the_job_to_held(service: CloudService) -> None:
+    alice = login(service)
+    a = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(a, m.JobList)
+    rel = ask(service, "copier-1", m.Release("r", alice.session, (a.jobs[0].job_id,)))
+    assert isinstance(rel, m.ReleaseResult)
+    ask(service, "copier-1", m.JobFailed("f", rel.release_id, a.jobs[0].job_id, "jam"))
+    after = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(after, m.JobList) and after.total == a.total
+
+
+def test_malformed_requests_get_answers_naming_the_problem(service: CloudService) -> None:
+    for payload, code, field in [
+        (b"\xff\xfe", "bad_request", None),
+        (b"[1,2]", "bad_request", None),
+        (b'{"v":1,"type":"jobs.list"}', "invalid_field", "session"),
+        (b'{"v":3,"type":"jobs.list"}', "unsupported_version", "v"),
+        (b'{"v":1,"type":"nope"}', "unknown_type", "type"),
+    ]:
+        answer = json.loads(service.handle("copier-1", payload))
+        assert answer["ok"] is False
+        assert answer["error"]["code"] == code
+        assert answer["error"].get("field") == field
+    # and it still serves
+    assert login(service).display_name == "Alice Martin"
+
+
+def test_logout_ends_the_session(service: CloudService) -> None:
+    alice = login(service)
+    ask(service, "copier-1", m.Logout("l-1", alice.session))
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.ListJobs(alice.session))
+    assert info.value.code == "invalid_session"
