@@ -8,6 +8,7 @@ measured two orders of magnitude of Nagle/delayed-ACK latency without it.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import shutil
@@ -77,6 +78,9 @@ class MosquittoBroker:
             self.port = free_port()
             conf = self.workdir / "mosquitto.conf"
             conf.write_text("\n".join([
+                # Run as whoever started us: as root Mosquitto would otherwise drop to the
+                # 'mosquitto' user, who cannot read our private temporary files.
+                f"user {getpass.getuser()}",
                 "per_listener_settings false",
                 f"listener {self.port} {self.host}",
                 "allow_anonymous false",

@@ -1,0 +1,167 @@
+"""Badge to paper, every layer real: an EM4100 frame on a pty, the serial reader, the session
+machine, paho over a private Mosquitto with ACLs, the cloud on SQLite, the engine stub."""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.demo import DEMO_USERS, UNKNOWN_BADGE_TAG
+from device_app.app import DeviceApp
+from device_app.mqtt_link import MqttCloudLink
+from device_app.session import State
+from device_app.view import Action, Screen
+from firmware_stubs.mfd_controller import MfdControllerStub
+from firmware_stubs.serial_readers import Em4100Stub, PtyPort
+from protocol import messages as m
+from protocol import topics
+from protocol.errors import RemoteError
+from readers.spec import open_reader
+
+from conftest import Broker, World
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def device(world: World) -> Iterator[tuple[DeviceApp, Em4100Stub, MfdControllerStub]]:
+    with PtyPort() as pty:
+        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600",
+                             reader_id="front")
+        link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
+        assert link.connected
+        engine = MfdControllerStub()
+        app = DeviceApp(link, engine, readers=(reader,), device_name="Copier 1").start()
+        yield app, Em4100Stub(pty), engine
+        app.stop()
+        link.close()
+        engine.close()
+
+
+def test_badge_lists_and_releases_a_job_to_paper(device: Any, world: World) -> None:
+    app, badge, engine = device
+    alice = DEMO_USERS[0]
+    badge.present(alice.badge_tag)
+    assert app.run_until(lambda a: a.machine.state is State.JOBS, 5)
+    view = app.view()
+    assert view.screen is Screen.JOBS
+    assert view.user_name == "Alice Martin"
+    assert view.total_jobs == 5
+    wanted = view.jobs[0]
+    owner_ids = {j.owner_id for j in world.store.all_jobs() if j.id in
+                 {v.job_id for v in view.jobs}}
+    assert len(owner_ids) == 1  # only Alice's jobs
+
+    app.tap(Action.SELECT, wanted.job_id)
+    app.tap(Action.RELEASE)
+    assert app.run_until(lambda a: len(engine.printed) == 1
+                         and a.machine.state is State.JOBS, 5)
+    printed = engine.printed[0]
+    assert printed.job_id == wanted.job_id
+    stored = world.store.jobs([wanted.job_id])[0]
+    doc = world.store.document(wanted.job_id, 0, stored.size)
+    assert printed.sha256 == hashlib.sha256(doc).hexdigest() == stored.sha256
+    assert stored.state == "PRINTED"
+    assert app.view().total_jobs == 4
+    assert "1 printed" in app.view().message
+
+    app.tap(Action.LOGOUT)
+    assert app.run_until(lambda a: a.machine.state is State.IDLE, 2)
+
+
+def test_unknown_badge_is_refused_and_the_panel_says_so(device: Any) -> None:
+    app, badge, engine = device
+    badge.present(UNKNOWN_BADGE_TAG)
+    assert app.run_until(lambda a: a.machine.state is State.NOTICE, 5)
+    view = app.view()
+    assert view.title == "Card not recognised"
+    assert engine.printed == []
+
+
+def _props(**kw: Any) -> Properties:
+    p = Properties(PacketTypes.PUBLISH)
+    for k, v in kw.items():
+        setattr(p, k, v)
+    return p
+
+
+def _client(broker: Broker, user: str) -> tuple[mqtt.Client, queue.Queue[mqtt.MQTTMessage]]:
+    addr = broker.address(user)
+    inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    connected = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+    c.username_pw_set(addr.username, addr.password)
+    c.on_message = lambda _c, _u, msg: inbox.put(msg)
+    c.on_connect = lambda *_a: connected.set()
+    c.connect(addr.host, addr.port)
+    c.loop_start()
+    assert connected.wait(5)
+    return c, inbox
+
+
+def test_a_device_with_another_devices_topics_gets_nothing(world: World) -> None:
+    """copier-2's credentials cannot read copier-1's answers nor speak for copier-1."""
+    victim = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
+    spy, spy_inbox = _client(world.broker, "copier-2")
+    try:
+        # Subscribing to another device's reply topic is "granted" but delivers nothing.
+        spy.subscribe(topics.response_topic("copier-1"), qos=1)
+        spy.subscribe(topics.response_topic("copier-2"), qos=1)
+        time.sleep(0.2)
+        result = victim.call(m.Identify("card", DEMO_USERS[0].badge))
+        assert isinstance(result, m.IdentifyResult)
+        # Publishing as copier-1 (its req topic) is dropped by the broker: no answer comes back
+        # to copier-2's own reply topic either, and the cloud never sees the request.
+        before = world.worker.handled
+        spy.publish(topics.request_topic("copier-1"),
+                    m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
+                    properties=_props(ResponseTopic=topics.response_topic("copier-2"),
+                                      CorrelationData=b"x"))
+        time.sleep(0.5)
+        assert spy_inbox.empty()
+        assert world.worker.handled == before
+        # copier-2 aiming its replies at copier-1 is refused by the cloud, answered to copier-2.
+        spy.publish(topics.request_topic("copier-2"),
+                    m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
+                    properties=_props(ResponseTopic=topics.response_topic("copier-1"),
+                                      CorrelationData=b"y"))
+        answer = spy_inbox.get(timeout=3)
+        assert answer.topic == topics.response_topic("copier-2")
+        with pytest.raises(RemoteError) as info:
+            m.decode_response(answer.payload, "identify")
+        assert info.value.code == "wrong_reply_topic"
+        # And copier-1's session token is useless from copier-2.
+        thief = MqttCloudLink(world.broker.address("copier-2"), "copier-2").start()
+        with pytest.raises(RemoteError) as info:
+            thief.call(m.ListJobs(session=result.session))
+        assert info.value.code == "wrong_device"
+        thief.close()
+    finally:
+        spy.disconnect()
+        spy.loop_stop()
+        victim.close()
+
+
+def test_status_is_retained_with_epochs_and_the_will_reports_death(world: World) -> None:
+    link = MqttCloudLink(world.broker.address("copier-2"), "copier-2").start()
+    assert link.connected
+    deadline = time.time() + 3
+    while time.time() < deadline and world.store.device_status("copier-2") != (
+            "online", link.epoch):
+        time.sleep(0.02)
+    assert world.store.device_status("copier-2") == ("online", link.epoch)
+    link.close()
+    deadline = time.time() + 3
+    while time.time() < deadline and world.store.device_status("copier-2")[0] != "offline":
+        time.sleep(0.02)
+    assert world.store.device_status("copier-2") == ("offline", link.epoch)
