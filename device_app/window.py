@@ -1,0 +1,54 @@
+"""The pygame loop of a panel: draw the app's view, turn taps into actions, pump the app.
+
+Shared by ``mfd device`` (full screen on a copier) and ``mfd sim`` (a window on a laptop). The
+loop never blocks on the network: ``DeviceApp.step`` waits at most one frame for an event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pygame
+
+from device_app.app import DeviceApp
+from device_app.screens import PanelRenderer
+from device_app.view import Action
+
+FRAME_S = 1 / 30
+
+
+def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, int] = (800, 480),
+               fullscreen: bool = False,
+               on_key: Callable[[int], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> None:
+    pygame.display.init()
+    pygame.display.set_caption(title)
+    flags = pygame.FULLSCREEN if fullscreen else 0
+    screen = pygame.display.set_mode(size, flags)
+    renderer = PanelRenderer(screen)
+    try:
+        while not should_stop():
+            for ev in pygame.event.get():
+                if ev.type == pygame.QUIT:
+                    return
+                if ev.type == pygame.MOUSEBUTTONDOWN and ev.button == 1:
+                    hit = renderer.hit(ev.pos)
+                    if hit is not None:
+                        action, job_id = hit
+                        if action in (Action.SCROLL_UP, Action.SCROLL_DOWN):
+                            renderer.apply_scroll(action)
+                        else:
+                            app.tap(action, job_id)
+                elif ev.type == pygame.KEYDOWN:
+                    if ev.key == pygame.K_ESCAPE and not fullscreen:
+                        return
+                    if on_key is not None:
+                        on_key(ev.key)
+            deadline = time.monotonic() + FRAME_S
+            while time.monotonic() < deadline:
+                app.step(max(0.0, deadline - time.monotonic()))
+            renderer.draw(app.view(), time.time())
+            pygame.display.flip()
+    finally:
+        pygame.display.quit()

@@ -1,0 +1,3 @@
+from mfdkit.cli import main
+import sys
+sys.exit(main())
