@@ -26,8 +26,8 @@ from paho.mqtt.properties import Properties
 
 from cloud.service import CloudService, record_status
 from protocol import messages as m
-from protocol.address import BrokerAddress
 from protocol import topics
+from protocol.address import BrokerAddress
 from protocol.errors import ErrorCode, LinkError, ProtocolError
 
 log = logging.getLogger(__name__)

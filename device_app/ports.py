@@ -35,4 +35,5 @@ class PrintEngine(Protocol):
     def submit(self, job: EngineJob, done: EngineDone) -> None:
         """Hand a job over. ``done`` is called once: printed, or failed before output."""
 
-__all__ = ["ENGINE_REASONS", "CloudLink", "EngineDone", "EngineJob", "EngineState", "PrintEngine", "Reply"]
+__all__ = ["ENGINE_REASONS", "CloudLink", "EngineDone", "EngineJob", "EngineState",
+           "PrintEngine", "Reply"]

@@ -1,3 +1,5 @@
-from mfdkit.cli import main
 import sys
+
+from mfdkit.cli import main
+
 sys.exit(main())

@@ -391,10 +391,11 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
 
 
 def _check_len(value: Any, s: Spec, path: str) -> None:
+    unit = "item(s)" if isinstance(value, list) else "character(s)"
     if s.min_len is not None and len(value) < s.min_len:
-        _fail(f"{path} must have at least {s.min_len} {'item' if isinstance(value, list) else 'character'}(s)", path)
+        _fail(f"{path} must have at least {s.min_len} {unit}", path)
     if s.max_len is not None and len(value) > s.max_len:
-        _fail(f"{path} must have at most {s.max_len} {'item' if isinstance(value, list) else 'character'}(s)", path)
+        _fail(f"{path} must have at most {s.max_len} {unit}", path)
 
 
 def _from_object(cls: type[M], obj: Any, prefix: str = "") -> M:
@@ -439,7 +440,8 @@ def _parse(data: bytes, limit: int) -> dict[str, Any]:
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"not a UTF-8 JSON document: {exc}", code=ErrorCode.BAD_REQUEST) from None
+        raise ProtocolError(f"not a UTF-8 JSON document: {exc}",
+                            code=ErrorCode.BAD_REQUEST) from None
     except RecursionError:
         raise ProtocolError("JSON nested too deeply", code=ErrorCode.BAD_REQUEST) from None
     if not isinstance(obj, dict):

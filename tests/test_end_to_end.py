@@ -12,6 +12,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import Broker, World
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -27,8 +28,6 @@ from protocol import messages as m
 from protocol import topics
 from protocol.errors import RemoteError
 from readers.spec import open_reader
-
-from conftest import Broker, World
 
 pytestmark = pytest.mark.integration
 

@@ -93,7 +93,7 @@ def test_arbitrary_json_objects_give_a_request_or_an_error_naming_a_field(
         req = p.decode_request(data)
     except ProtocolError as exc:
         assert exc.error_code is ErrorCode.INVALID_FIELD
-        assert exc.field and exc.field.split("[")[0] in body or exc.field in _required(kind)
+        assert (exc.field and exc.field.split("[")[0] in body) or exc.field in _required(kind)
     else:
         assert req.TYPE == kind
 
