@@ -6,6 +6,7 @@ loop never blocks on the network: ``DeviceApp.step`` waits at most one frame for
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,9 @@ def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, 
                fullscreen: bool = False,
                on_key: Callable[[int], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False) -> None:
+    # SDL would turn SIGINT/SIGTERM into a QUIT event only once its video is up, and swallow a
+    # signal that lands mid-initialisation; leave signals to Python so Ctrl-C always unwinds.
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     pygame.display.init()
     pygame.display.set_caption(title)
     flags = pygame.FULLSCREEN if fullscreen else 0

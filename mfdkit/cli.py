@@ -43,7 +43,30 @@ def _secret(value: str | None, env: str, what: str) -> str:
 # ---------------------------------------------------------------- sim
 
 
+class StopSignals:
+    """SIGINT and SIGTERM both mean "stop cleanly".
+
+    The handler raises KeyboardInterrupt, so whatever the main thread is blocked in unwinds
+    through the context managers that own processes and files, and it also sets a flag that
+    loops poll: pygame's event pump can run Python signal handlers inside C code and drop the
+    exception they raise (seen with the dummy video driver), so the flag is the guarantee.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._handler)
+        signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, _signum: int, _frame: Any) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
+    stop = StopSignals()
     if args.headless:
         from simulator.scenario import run_demo
 
@@ -67,7 +90,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             if 0 <= index < len(tags):
                 badge.present(tags[index])
 
-        run_window(world.app, title="mfdkit simulator", on_key=on_key)
+        run_window(world.app, title="mfdkit simulator", on_key=on_key, should_stop=stop)
     return 0
 
 
@@ -92,31 +115,20 @@ def cmd_device(args: argparse.Namespace) -> int:
     engine = MfdControllerStub()
     app = DeviceApp(link, engine, readers=readers, device_name=args.name or args.device_id,
                     idle_timeout=args.idle_timeout).start()
+    stop = StopSignals()
     try:
         if args.headless:
-            stop = _stop_on_signals()
             while not stop():
                 app.step(0.1)
         else:
             from device_app.window import run_window
 
-            run_window(app, title=args.device_id, fullscreen=args.fullscreen)
+            run_window(app, title=args.device_id, fullscreen=args.fullscreen, should_stop=stop)
     finally:
         app.stop()
         link.close()
         engine.close()
     return 0
-
-
-def _stop_on_signals() -> Any:
-    flag: list[bool] = []
-
-    def handler(_signum: int, _frame: Any) -> None:
-        flag.append(True)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return lambda: bool(flag)
 
 
 # ---------------------------------------------------------------- cloud
@@ -139,7 +151,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         workers.append(worker.start())
     print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; Ctrl-C stops",
           file=sys.stderr)
-    stop = _stop_on_signals()
+    stop = StopSignals()
     try:
         while not stop():
             time.sleep(0.2)

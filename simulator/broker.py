@@ -8,6 +8,7 @@ measured two orders of magnitude of Nagle/delayed-ACK latency without it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import logging
 import os
@@ -42,6 +43,15 @@ def find_mosquitto() -> str:
         raise BrokerError("mosquitto is not installed; install the 'mosquitto' package "
                           "(Debian: apt-get install mosquitto) or run scripts/sim.sh as root")
     return path
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: fall back to stop() being called
 
 
 class MosquittoBroker:
@@ -97,8 +107,11 @@ class MosquittoBroker:
                 "",
             ]))
             logf = (self.workdir / "mosquitto.log").open("ab")
+            # Own session: a Ctrl-C in the terminal reaches us, and we stop the broker after
+            # the clients have said goodbye. Parent-death signal: if we are killed outright,
+            # the broker goes with us instead of lingering on its port.
             self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=logf, stderr=logf,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
             logf.close()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

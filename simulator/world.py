@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloud.demo import DEMO_DEVICES, seed_demo
+from cloud.demo import DEMO_DEVICES, DEMO_USERS, demo_document, seed_demo
+from cloud.directory import submit_job
 from cloud.service import CloudService
 from cloud.store import SqliteStore
 from cloud.worker import CloudWorker
@@ -35,6 +36,9 @@ class SimWorld:
     workdir: Path | None = None
     page_time: float = 0.0
     device_id: str = DEMO_DEVICES[0]
+    reader_lockout: float = 2.0
+    #: Extra held jobs for the first demo user (benchmarks of long lists).
+    extra_jobs: int = 0
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     app: DeviceApp | None = None
     badge: Em4100Stub | None = None
@@ -65,6 +69,11 @@ class SimWorld:
         db = self.workdir / "cloud.db"
         self.store = SqliteStore(db)
         seed_demo(self.store, now=time.time())
+        if self.extra_jobs:
+            doc = demo_document("Bulk job", 1)
+            for i in range(self.extra_jobs):
+                submit_job(self.store, DEMO_USERS[0].email, f"Bulk job {i + 1}", doc,
+                           submitted_at=time.time() - 86_400 - i, source="bench")
         host, port = self.broker.host, self.broker.port
         worker = CloudWorker(lambda: CloudService(SqliteStore(db)),
                              BrokerAddress(host, port, "cloud-0", passwords["cloud-0"]))
@@ -72,7 +81,8 @@ class SimWorld:
         stack.callback(worker.stop)
         pty = stack.enter_context(PtyPort())
         self.badge = Em4100Stub(pty)
-        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600", reader_id="front")
+        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600"
+                             f"&lockout={self.reader_lockout:g}", reader_id="front")
         link = MqttCloudLink(BrokerAddress(host, port, self.device_id, passwords[self.device_id]),
                              self.device_id).start()
         stack.callback(link.close)

@@ -1,0 +1,56 @@
+"""Shared bits of the benchmarks: percentiles, the machine description, the JSON last line."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mosquitto = ""
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if os.path.exists(exe):
+        out = subprocess.run([exe, "-h"], capture_output=True, text=True, check=False).stdout
+        mosquitto = out.splitlines()[0] if out else ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}", "broker": mosquitto}
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(samples_ms: list[float], prefix: str = "") -> dict[str, float]:
+    return {f"{prefix}p50_ms": round(statistics.median(samples_ms), 3),
+            f"{prefix}p99_ms": round(percentile(samples_ms, 0.99), 3),
+            f"{prefix}max_ms": round(max(samples_ms), 3)}
+
+
+def report(name: str, figures: dict[str, Any], as_json: bool) -> None:
+    result = {"bench": name, **figures, "machine": machine()}
+    for key, value in figures.items():
+        print(f"{key:>24}: {value}")
+    print(f"{'machine':>24}: {result['machine']}")
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+    sys.stdout.flush()
