@@ -53,7 +53,7 @@ mfd_venv() {
     if [ ! -f "$stamp" ] || [ "$MFD_ROOT/pyproject.toml" -nt "$stamp" ]; then
         echo "mfdkit: installing mfdkit and its dependencies" >&2
         "$MFD_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$MFD_VENV/bin/python" -m pip install -q -e "$MFD_ROOT[dev]"
+        "$MFD_VENV/bin/python" -m pip install -q -e "$MFD_ROOT[dev,embedded-broker]"
         touch "$stamp"
     fi
     export PATH="$MFD_VENV/bin:$PATH"

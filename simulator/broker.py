@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from protocol.errors import MfdError
 from protocol.topics import broker_acl
@@ -56,6 +57,9 @@ def _die_with_parent() -> None:
 
 class MosquittoBroker:
     """Start with :meth:`start`, stop with :meth:`stop` (or use as a context manager)."""
+
+    #: Devices are confined to their own topics by the ACL.
+    confined = True
 
     def __init__(self, workdir: str | Path, users: dict[str, str] | None = None, *,
                  cloud_users: tuple[str, ...] = ("cloud",), max_queued: int = 1000) -> None:
@@ -151,3 +155,84 @@ class MosquittoBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class IotcoreBroker:
+    """Fallback for a laptop without Mosquitto: rumqttd (MQTT 5) from the ``iotcore`` package.
+
+    It checks usernames and passwords but has no ACL, so devices are *not* confined to their own
+    topics: good for a demo on loopback, never for a site. ``mfd sim`` says so when it uses it.
+    """
+
+    confined = False
+
+    def __init__(self, workdir: str | Path, users: dict[str, str] | None = None, *,
+                 cloud_users: tuple[str, ...] = ("cloud",), max_queued: int = 1000) -> None:
+        self.workdir = Path(workdir)
+        self.users = dict(users or {})
+        self.max_queued = max_queued
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> IotcoreBroker:
+        try:
+            from iotcore import Broker
+        except ImportError as exc:
+            raise BrokerError("neither mosquitto nor the iotcore package is installed; install "
+                              "the 'mosquitto' package (Debian: apt-get install mosquitto)"
+                              ) from exc
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        auth = ", ".join(f'"{u}" = "{p}"' for u, p in self.users.items())
+        conf = self.workdir / "rumqttd.toml"
+        conf.write_text("\n".join([
+            "id = 0", "[router]", "id = 0", "max_connections = 10000",
+            f"max_outgoing_packet_count = {self.max_queued}",
+            "max_segment_size = 104857600", "max_segment_count = 10",
+            "[v5.1]", 'name = "v5-1"', f'listen = "{self.host}:{self.port}"',
+            "next_connection_delay_ms = 1", "[v5.1.connections]",
+            "connection_timeout_ms = 60000", "max_payload_size = 2097152",
+            "max_inflight_count = 100", f"auth = {{ {auth} }}", ""]))
+        conf.chmod(0o600)
+        try:
+            self._broker = Broker(config_path=str(conf)).start(timeout)
+        except (OSError, RuntimeError) as exc:
+            raise BrokerError(f"the embedded broker did not start: {exc}") from exc
+        log.warning("using the embedded rumqttd broker on %s:%d: no ACLs, loopback demo only",
+                    self.host, self.port)
+        return self
+
+    def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            broker.stop()
+
+    def __enter__(self) -> IotcoreBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def make_broker(workdir: str | Path, users: dict[str, str], *,
+                cloud_users: tuple[str, ...] = ("cloud",),
+                prefer: str | None = None) -> MosquittoBroker | IotcoreBroker:
+    """Mosquitto when it is installed, else the embedded fallback. ``prefer`` (or the
+    ``MFD_BROKER`` environment variable) forces ``mosquitto`` or ``iotcore``."""
+    choice = prefer or os.environ.get("MFD_BROKER", "")
+    if choice not in ("", "mosquitto", "iotcore"):
+        raise BrokerError(f"unknown broker {choice!r}; use mosquitto or iotcore")
+    if choice == "iotcore":
+        return IotcoreBroker(workdir, users, cloud_users=cloud_users)
+    try:
+        find_mosquitto()
+    except BrokerError:
+        if choice == "mosquitto":
+            raise
+        return IotcoreBroker(workdir, users, cloud_users=cloud_users)
+    return MosquittoBroker(workdir, users, cloud_users=cloud_users)

@@ -63,8 +63,11 @@ def run_demo(out: TextIO, screenshots: Path | None = None, page_time: float = 0.
         assert world.app and world.badge and world.engine
         app, badge, engine = world.app, world.badge, world.engine
         rec = Recorder(app, out, screenshots)
-        rec.step(f"world up: Mosquitto on 127.0.0.1:{world.broker.port if world.broker else 0},"
-                 f" cloud with {len(DEMO_USERS)} demo users, device {world.device_id}", "idle")
+        assert world.broker is not None
+        kind = ("Mosquitto" if world.broker.confined
+                else "embedded rumqttd (no ACLs: demo only)")
+        rec.step(f"world up: {kind} on 127.0.0.1:{world.broker.port}, cloud with "
+                 f"{len(DEMO_USERS)} demo users, device {world.device_id}", "idle")
         alice = DEMO_USERS[0]
         badge.present(alice.badge_tag)
         rec.step(f"{alice.name} taps badge {alice.badge_tag:#010x} on the serial reader")

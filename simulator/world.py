@@ -26,7 +26,7 @@ from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub, PtyPort
 from protocol.address import BrokerAddress
 from readers.spec import open_reader
-from simulator.broker import MosquittoBroker
+from simulator.broker import IotcoreBroker, MosquittoBroker, make_broker
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class SimWorld:
     badge: Em4100Stub | None = None
     engine: MfdControllerStub | None = None
     store: SqliteStore | None = None
-    broker: MosquittoBroker | None = None
+    broker: MosquittoBroker | IotcoreBroker | None = None
 
     def start(self) -> SimWorld:
         try:
@@ -62,8 +62,7 @@ class SimWorld:
         # Fresh credentials every run: nothing to leak, nothing to reuse.
         passwords = {"cloud-0": secrets.token_urlsafe(16)}
         passwords |= {d: secrets.token_urlsafe(16) for d in DEMO_DEVICES}
-        self.broker = MosquittoBroker(self.workdir / "broker", passwords,
-                                      cloud_users=("cloud-0",))
+        self.broker = make_broker(self.workdir / "broker", passwords, cloud_users=("cloud-0",))
         self.broker.start()
         stack.callback(self.broker.stop)
         db = self.workdir / "cloud.db"

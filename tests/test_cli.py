@@ -128,3 +128,13 @@ def test_admin_and_client_manage_a_store(tmp_path: Path) -> None:
     assert "0001234567" not in audit
     missing = run("client", "--store", store, "--user", "dana@acme.test", str(tmp_path / "no"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_headless_sim_runs_on_the_pip_installed_broker_without_mosquitto() -> None:
+    pytest.importorskip("iotcore")
+    out = subprocess.run([*MFD, "sim", "--headless", "--page-time", "0.05"], capture_output=True,
+                         text=True, timeout=60, check=False, env={**ENV, "MFD_BROKER": "iotcore"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "embedded rumqttd (no ACLs: demo only)" in out.stdout
+    assert "cloud marks the job PRINTED" in out.stdout
+    assert "no ACLs" in out.stderr
