@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cloud.directory import add_card, submit_job
+from cloud.directory import add_card, set_access_code, submit_job
 from cloud.store import SqliteStore
 
 
@@ -17,6 +17,7 @@ class DemoUser:
     email: str
     name: str
     badge_tag: int  # the 32-bit EM4100 tag on the user's fob
+    access_code: str
 
     @property
     def badge(self) -> str:
@@ -24,9 +25,9 @@ class DemoUser:
 
 
 DEMO_USERS = (
-    DemoUser("alice@example.org", "Alice Martin", 0x0012D687),
-    DemoUser("bob@example.org", "Bob Okafor", 0x00BC614E),
-    DemoUser("chen@example.org", "Chen Wei", 0x075BCD15),
+    DemoUser("alice@example.org", "Alice Martin", 0x0012D687, "482916"),
+    DemoUser("bob@example.org", "Bob Okafor", 0x00BC614E, "730158"),
+    DemoUser("chen@example.org", "Chen Wei", 0x075BCD15, "265093"),
 )
 UNKNOWN_BADGE_TAG = 0x0BADCAFE
 DEMO_DEVICES = ("copier-1", "copier-2")
@@ -84,6 +85,7 @@ def seed_demo(store: SqliteStore, *, now: float, devices: tuple[str, ...] = DEMO
             store.add_device(d, org_id, d.replace("-", " ").title())
     for u in DEMO_USERS:
         add_card(store, u.email, u.badge)
+        set_access_code(store, u.email, u.access_code)
     if jobs:
         for i, (email, name, pages, color, duplex, copies) in enumerate(_JOBS):
             submit_job(store, email, name, demo_document(name, min(pages, 3)), pages=pages,

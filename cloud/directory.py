@@ -4,9 +4,10 @@ devices and job submission. Card numbers are hashed here, before they reach the 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
-from cloud.service import card_hash
+from cloud.service import card_hash, code_hash
 from cloud.store import SqliteStore
 from protocol.errors import StoreError
 
@@ -33,3 +34,29 @@ def submit_job(store: SqliteStore, email: str, name: str, document: bytes, *, pa
                                source=source, submitted_at=submitted_at or time.time())
         store.audit(time.time(), f"user:{user.id}", "job.submit", f"job:{job_id}", name)
         return job_id
+
+
+CODE_RE = re.compile(r"^[0-9A-Za-z]{6,10}$")
+_RUNS = "0123456789", "abcdefghijklmnopqrstuvwxyz"
+
+
+def check_access_code(code: str) -> str:
+    """6-10 letters or digits, and not trivially guessable: no single repeated character and no
+    straight run up or down (000000, 123456, 987654, abcdef)."""
+    if not CODE_RE.fullmatch(code):
+        raise StoreError("an access code is 6 to 10 letters or digits", code="code_invalid")
+    low = code.lower()
+    if len(set(low)) == 1 or any(low in run or low in run[::-1] for run in _RUNS):
+        raise StoreError("that access code is too easy to guess; choose another",
+                         code="code_trivial")
+    return code
+
+
+def set_access_code(store: SqliteStore, email: str, code: str) -> None:
+    check_access_code(code)
+    with store.transaction():
+        user = store.user_by_email(email)
+        if user is None:
+            raise StoreError(f"no user {email}")
+        store.set_access_code(user.org_id, code_hash(store.org_secret(user.org_id), code), user.id)
+        store.audit(time.time(), "admin", "code.set", f"user:{user.id}")

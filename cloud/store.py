@@ -76,6 +76,7 @@ class Store(Protocol):
     def device_org(self, device_id: str) -> str | None: ...
     def org_secret(self, org_id: str) -> bytes: ...
     def user_by_card(self, org_id: str, card_hash: str) -> User | None: ...
+    def user_by_code(self, org_id: str, code_hash: str) -> User | None: ...
     def user(self, user_id: str) -> User | None: ...
     def create_session(self, token_hash: str, device_id: str, user_id: str,
                        expires_at: float) -> None: ...
@@ -105,6 +106,10 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS cards (
     org_id TEXT NOT NULL, card_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
     added_at REAL NOT NULL, PRIMARY KEY (org_id, card_hash));
+CREATE TABLE IF NOT EXISTS access_codes (
+    org_id TEXT NOT NULL, code_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+    PRIMARY KEY (org_id, code_hash));
+CREATE UNIQUE INDEX IF NOT EXISTS access_codes_user ON access_codes (user_id);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'unknown', epoch INTEGER NOT NULL DEFAULT -1,
@@ -271,6 +276,20 @@ class SqliteStore:
         row = self._one(
             "SELECT u.id, u.org_id, u.email, u.display_name FROM cards c JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.card_hash=?", org_id, card_hash)
+        return User(*row) if row else None
+
+    def set_access_code(self, org_id: str, code_hash: str, user_id: str) -> None:
+        """A user has one access code; setting a new one replaces the old."""
+        self._exec("DELETE FROM access_codes WHERE user_id=?", user_id)
+        try:
+            self._exec("INSERT INTO access_codes VALUES (?,?,?)", org_id, code_hash, user_id)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError("that access code is taken; choose another") from exc
+
+    def user_by_code(self, org_id: str, code_hash: str) -> User | None:
+        row = self._one(
+            "SELECT u.id, u.org_id, u.email, u.display_name FROM access_codes c JOIN users u "
+            "ON u.id = c.user_id WHERE c.org_id=? AND c.code_hash=?", org_id, code_hash)
         return User(*row) if row else None
 
     def add_device(self, device_id: str, org_id: str, name: str) -> None:

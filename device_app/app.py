@@ -19,6 +19,7 @@ from device_app.printing import Printer
 from device_app.session import (
     Answered,
     CardPresented,
+    CodeEntered,
     Effect,
     Event,
     Failed,
@@ -61,6 +62,9 @@ class DeviceApp:
     def on_card(self, read: CardRead) -> None:
         log.info("card %s on reader %s", read.masked, read.reader_id)
         self.events.put(CardPresented(read.number))
+
+    def enter_code(self, code: str) -> None:
+        self.events.put(CodeEntered(code))
 
     def tap(self, action: Action, job_id: str | None = None) -> None:
         self.events.put(Tapped(action, job_id))

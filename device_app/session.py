@@ -45,6 +45,13 @@ class CardPresented:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeEntered:
+    """An access code typed on the panel's keypad (or a PIN keypad reader)."""
+
+    code: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Tapped:
     action: Action
     job_id: str | None = None
@@ -78,7 +85,7 @@ class Tick:
     now: float
 
 
-Event = CardPresented | Tapped | Answered | Failed | JobDone | Tick
+Event = CardPresented | CodeEntered | Tapped | Answered | Failed | JobDone | Tick
 
 # ---------------------------------------------------------------- effects (out)
 
@@ -103,6 +110,8 @@ NOTICES: dict[str, tuple[str, str]] = {
                      "This badge is not linked to anyone. Ask your administrator to add it."),
     "invalid_session": ("Your session ended", "Tap your badge to log in again."),
     "wrong_device": ("Your session ended", "Tap your badge to log in again."),
+    "unknown_code": ("Code not recognised",
+                     "Check your access code and try again, or tap your badge."),
     "unknown_device": ("This copier is not registered",
                        "Ask your administrator to register it with the print service."),
     "unreachable": ("Can't reach the print service",
@@ -156,7 +165,7 @@ class SessionMachine:
     def handle(self, event: Event) -> list[Effect]:
         if isinstance(event, Tick):
             self.now = event.now
-        elif isinstance(event, CardPresented | Tapped):
+        elif isinstance(event, CardPresented | CodeEntered | Tapped):
             self._last_activity = self.now
         if isinstance(event, Answered | Failed):
             pending = self._pending.pop(event.tag, None)
@@ -209,11 +218,11 @@ class SessionMachine:
         # Answers still in flight belong to the old session; drop them when they come.
         self._pending.clear()
 
-    def _identify(self, number: str) -> list[Effect]:
+    def _identify(self, number: str, method: str = "card") -> list[Effect]:
         self._forget_user()
-        self._card = number
+        self._card = number if method == "card" else None
         self.state = State.IDENTIFYING
-        return [self._send(m.Identify(method="card", value=number))]
+        return [self._send(m.Identify(method=method, value=number))]
 
     def _list(self) -> Send:
         assert self._session is not None
@@ -234,6 +243,9 @@ class SessionMachine:
 
     def on_card_idle(self, event: CardPresented) -> list[Effect]:
         return self._identify(event.number)
+
+    def on_code_idle(self, event: CodeEntered) -> list[Effect]:
+        return self._identify(event.code, "code")
 
     def on_identified(self, event: Answered) -> list[Effect]:
         assert isinstance(event.result, m.IdentifyResult)
@@ -374,6 +386,11 @@ class SessionMachine:
             return self._identify(event.number)
         return []
 
+    def on_code_notice(self, event: CodeEntered) -> list[Effect]:
+        if self._after_notice is State.IDLE:
+            return self._identify(event.code, "code")
+        return []
+
     def _leave_notice(self) -> list[Effect]:
         after = self._after_notice
         if after is State.LOADING and self._session is not None:
@@ -420,6 +437,7 @@ class SessionMachine:
 # (state, event type, request type or None) -> handler. The whole machine, as data.
 TRANSITIONS: dict[tuple[State, type, str | None], str] = {
     (State.IDLE, CardPresented, None): "on_card_idle",
+    (State.IDLE, CodeEntered, None): "on_code_idle",
     (State.IDENTIFYING, Answered, m.Identify.TYPE): "on_identified",
     (State.IDENTIFYING, Failed, m.Identify.TYPE): "on_identify_failed",
     (State.LOADING, Answered, m.ListJobs.TYPE): "on_listed",
@@ -435,4 +453,5 @@ TRANSITIONS: dict[tuple[State, type, str | None], str] = {
     (State.NOTICE, Tapped, None): "on_dismiss",
     (State.NOTICE, Tick, None): "on_tick_notice",
     (State.NOTICE, CardPresented, None): "on_card_notice",
+    (State.NOTICE, CodeEntered, None): "on_code_notice",
 }

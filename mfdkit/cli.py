@@ -183,6 +183,9 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "card-add":
             directory.add_card(store, args.email, args.number)
             print(f"card added for {args.email}")
+        case "code-set":
+            directory.set_access_code(store, args.email, args.code)
+            print(f"access code set for {args.email}")
         case "device-add":
             store.add_device(args.device_id, args.org, args.name or args.device_id)
             print(f"device {args.device_id} registered")
@@ -268,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = asub.add_parser("card-add", help="link a card number to a user")
     x.add_argument("email")
     x.add_argument("number", help="canonical card number")
+    x = asub.add_parser("code-set", help="set a user's access code (6-10 letters or digits)")
+    x.add_argument("email")
+    x.add_argument("code")
     x = asub.add_parser("device-add", help="register a device with an org")
     x.add_argument("--org", required=True)
     x.add_argument("device_id")

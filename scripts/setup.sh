@@ -52,8 +52,15 @@ mfd_venv() {
     # Reinstall only when the project's declared dependencies changed.
     if [ ! -f "$stamp" ] || [ "$MFD_ROOT/pyproject.toml" -nt "$stamp" ]; then
         echo "mfdkit: installing mfdkit and its dependencies" >&2
-        "$MFD_VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$MFD_VENV/bin/python" -m pip install -q -e "$MFD_ROOT[dev,embedded-broker]"
+        # pip's chatter goes to a log; it is shown only if the install fails.
+        local log="$MFD_VENV/pip-install.log"
+        if ! { "$MFD_VENV/bin/python" -m pip install -q --upgrade pip &&
+               "$MFD_VENV/bin/python" -m pip install -q -e "$MFD_ROOT[dev,embedded-broker]"; } \
+               >"$log" 2>&1; then
+            tail -n 30 "$log" >&2
+            echo "mfdkit: installing the Python packages failed (full log: $log)" >&2
+            return 1
+        fi
         touch "$stamp"
     fi
     export PATH="$MFD_VENV/bin:$PATH"

@@ -117,6 +117,9 @@ def test_admin_and_client_manage_a_store(tmp_path: Path) -> None:
                "Dana").returncode == 0
     assert run("admin", "--store", store, "card-add", "dana@acme.test", "0001234567"
                ).returncode == 0
+    trivial = run("admin", "--store", store, "code-set", "dana@acme.test", "123456")
+    assert trivial.returncode == 1 and "too easy to guess" in trivial.stderr
+    assert run("admin", "--store", store, "code-set", "dana@acme.test", "840271").returncode == 0
     doc = tmp_path / "memo.pdf"
     doc.write_bytes(b"%PDF-1.4 memo")
     out = run("client", "--store", store, "--user", "dana@acme.test", str(doc), "--pages", "2")
@@ -125,7 +128,7 @@ def test_admin_and_client_manage_a_store(tmp_path: Path) -> None:
     assert "memo.pdf" in jobs and "HELD" in jobs
     audit = run("admin", "--store", store, "audit").stdout
     assert "card.add" in audit and "job.submit" in audit
-    assert "0001234567" not in audit
+    assert "0001234567" not in audit and "840271" not in audit
     missing = run("client", "--store", store, "--user", "dana@acme.test", str(tmp_path / "no"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
 

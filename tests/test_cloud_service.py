@@ -55,10 +55,12 @@ def test_unknown_card_and_unregistered_device_are_refused(service: CloudService)
     assert info.value.code == "unknown_device"
 
 
-def test_card_numbers_are_not_stored_in_clear(service: CloudService, tmp_path: Path) -> None:
+def test_card_numbers_and_codes_are_not_stored_in_clear(service: CloudService,
+                                                       tmp_path: Path) -> None:
     raw = (tmp_path / "c.db").read_bytes() + (tmp_path / "c.db-wal").read_bytes()
     for u in DEMO_USERS:
         assert u.badge.encode() not in raw
+        assert u.access_code.encode() not in raw
 
 
 def test_a_session_is_bound_to_its_device(service: CloudService) -> None:
@@ -143,3 +145,24 @@ def test_logout_ends_the_session(service: CloudService) -> None:
     with pytest.raises(RemoteError) as info:
         ask(service, "copier-1", m.ListJobs(alice.session))
     assert info.value.code == "invalid_session"
+
+
+def test_access_code_identifies_its_owner(service: CloudService) -> None:
+    r = ask(service, "copier-1", m.Identify("code", DEMO_USERS[1].access_code))
+    assert isinstance(r, m.IdentifyResult) and r.display_name == "Bob Okafor"
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Identify("code", "555123"))
+    assert info.value.code == "unknown_code"
+    # A card number equal to someone's code is not that someone.
+    with pytest.raises(RemoteError):
+        ask(service, "copier-1", m.Identify("card", DEMO_USERS[1].access_code))
+
+
+@pytest.mark.parametrize("code", ["000000", "123456", "987654", "abcdef", "12345", "12 456",
+                                  "12345678901"])
+def test_trivial_or_malformed_access_codes_are_refused(service: CloudService, code: str) -> None:
+    from cloud.directory import set_access_code
+    from protocol.errors import StoreError
+
+    with pytest.raises(StoreError):
+        set_access_code(service.store, DEMO_USERS[0].email, code)  # type: ignore[arg-type]

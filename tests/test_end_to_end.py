@@ -78,6 +78,15 @@ def test_badge_lists_and_releases_a_job_to_paper(device: Any, world: World) -> N
     assert app.run_until(lambda a: a.machine.state is State.IDLE, 2)
 
 
+def test_access_code_logs_in_and_lists_that_users_jobs(device: Any) -> None:
+    app, _badge, _engine = device
+    bob = DEMO_USERS[1]
+    app.enter_code(bob.access_code)
+    assert app.run_until(lambda a: a.machine.state is State.JOBS, 5)
+    assert app.view().user_name == "Bob Okafor"
+    assert app.view().total_jobs == 4
+
+
 def test_unknown_badge_is_refused_and_the_panel_says_so(device: Any) -> None:
     app, badge, engine = device
     badge.present(UNKNOWN_BADGE_TAG)

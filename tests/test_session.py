@@ -207,3 +207,13 @@ def test_a_dead_session_while_listing_returns_to_idle(code: str) -> None:
     sm.handle(Failed(lst.tag, code, "gone"))
     sm.handle(Tapped(Action.DISMISS))
     assert sm.state is State.IDLE and sm.session_token is None
+
+
+def test_access_code_logs_in_like_a_badge() -> None:
+    from device_app.session import CodeEntered
+
+    sm = machine()
+    ident = sent(sm.handle(CodeEntered("482916")))
+    assert ident.request == m.Identify(method="code", value="482916")
+    sm.handle(Failed(ident.tag, "unknown_code", "no"))
+    assert sm.view().title == "Code not recognised"
