@@ -31,7 +31,8 @@ from readers.debounce import Debouncer
 from readers.em4100 import Em4100Decoder
 from readers.events import CardRead, CardSink, ReaderHealth
 
-__all__ = ["POLL_TIMEOUT_S", "RETRY_INTERVAL_S", "SERIAL_FAMILIES", "SerialCardReader"]
+__all__ = ["POLL_TIMEOUT_S", "RETRY_INTERVAL_S", "SERIAL_FAMILIES", "SPEC_PARAMS",
+           "SerialCardReader", "open_spec"]
 
 _log = logging.getLogger(__name__)
 
@@ -219,3 +220,25 @@ def _close_quietly(port: Any) -> None:
     # Closing a port that has already vanished raises; there is nothing left to release.
     with contextlib.suppress(*_PORT_ERRORS):
         port.close()
+
+
+#: Parameters a ``serial:`` reader spec takes (readers.spec).
+SPEC_PARAMS = ("family", "baud", "lockout", "id")
+_EXAMPLE = "serial:/dev/ttyUSB0?family=em4100"
+
+
+def open_spec(spec: str, target: str, params: dict[str, str],
+              reader_id: str | None) -> SerialCardReader:
+    """``serial:PORT?family=em4100&baud=9600&lockout=2&id=NAME`` (see readers.spec)."""
+    from readers.spec import non_negative_float, positive_int
+
+    if not target:
+        raise ConfigError(f"reader spec {spec!r} names no port; expected e.g. {_EXAMPLE!r}")
+    family = params.get("family", "em4100")
+    if family not in SERIAL_FAMILIES:
+        raise ConfigError(f"reader spec parameter 'family': unknown family {family!r}; "
+                          "known families: " + ", ".join(sorted(SERIAL_FAMILIES)))
+    baud = positive_int(params, "baud", 9600)
+    lockout = non_negative_float(params, "lockout", 2.0)
+    rid = reader_id or params.get("id") or spec
+    return SerialCardReader(target, reader_id=rid, family=family, baud=baud, lockout_s=lockout)

@@ -1,35 +1,51 @@
 """Reader spec strings: one line of config (or a CLI argument) that names a reader.
 
-``scheme:TARGET?key=value&...``, in the spirit of nfcpy's ``tty:USB0:pn532`` paths. Today:
+``scheme:TARGET?key=value&...``, in the spirit of nfcpy's ``tty:USB0:pn532`` paths. The scheme
+picks the backend module; the module parses its own TARGET and parameters:
 
-``serial:PORT?family=em4100&baud=9600&lockout=2``
+``serial:PORT?family=em4100&baud=9600&lockout=2``  (readers.serial_reader)
     PORT is a device path (``/dev/ttyUSB0``, ``/dev/serial/by-id/...``, a pty such as
     ``/dev/pts/3``) or a pyserial URL (``loop://``). Everything after the *first* ``?`` is
     ours, so pyserial URL options cannot be passed through (none is needed yet).
     ``family`` (default ``em4100``), ``baud`` (default 9600), ``lockout`` (seconds a held
     card is ignored, default 2) and ``id`` (the reader id, default the spec itself).
 
-``pcsc:``, ``osdp:``, ``replay:`` and ``sim:`` are reserved for adapters still to come. Every
-mistake is a :class:`ConfigError` that names the offending part, checked here, before any
+Backends named in :data:`BACKENDS` whose module is not there yet are refused as "not supported
+yet". Every mistake is a :class:`ConfigError` that names the offending part, checked before any
 port is opened.
+
+A backend module provides ``SPEC_PARAMS`` (the parameter names it takes) and
+``open_spec(spec, target, params, reader_id) -> CardReader``; the helpers below parse values.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 from urllib.parse import parse_qsl
 
 from protocol.errors import ConfigError
 from readers.events import CardReader
-from readers.serial_reader import SERIAL_FAMILIES, SerialCardReader
 
-__all__ = ["PLANNED_SCHEMES", "SCHEMES", "open_reader"]
+__all__ = ["BACKENDS", "non_negative_float", "open_reader", "parse_params", "positive_int",
+           "supported_schemes"]
 
-SCHEMES = ("serial",)
-PLANNED_SCHEMES = ("pcsc", "osdp", "replay", "sim")
+#: scheme -> module implementing it (imported only when a spec names it).
+BACKENDS: dict[str, str] = {
+    "serial": "readers.serial_reader",
+    "pcsc": "readers.pcsc_reader",
+    "osdp": "readers.osdp_reader",
+    "replay": "readers.replay",
+    "sim": "readers.sim_reader",
+}
 
-_SERIAL_PARAMS = ("family", "baud", "lockout", "id")
 _EXAMPLE = "serial:/dev/ttyUSB0?family=em4100"
+
+
+def supported_schemes() -> list[str]:
+    """The schemes whose backend module is present in this installation."""
+    return [s for s, mod in BACKENDS.items() if importlib.util.find_spec(mod) is not None]
 
 
 def open_reader(spec: str, *, reader_id: str | None = None) -> CardReader:
@@ -42,31 +58,22 @@ def open_reader(spec: str, *, reader_id: str | None = None) -> CardReader:
     scheme = scheme.strip().lower()
     if not sep or not scheme:
         raise ConfigError(f"reader spec {spec!r} has no scheme; expected e.g. {_EXAMPLE!r}")
-    if scheme in PLANNED_SCHEMES:
-        raise ConfigError(f"reader scheme {scheme!r} is not supported yet; supported: "
-                          + ", ".join(SCHEMES))
-    if scheme != "serial":
+    module_name = BACKENDS.get(scheme)
+    if module_name is None:
         raise ConfigError(f"unknown reader scheme {scheme!r} in spec {spec!r}; supported: "
-                          + ", ".join(SCHEMES))
-    return _open_serial(spec, rest, reader_id)
+                          + ", ".join(supported_schemes()))
+    if importlib.util.find_spec(module_name) is None:
+        raise ConfigError(f"reader scheme {scheme!r} is not supported yet; supported: "
+                          + ", ".join(supported_schemes()))
+    backend = importlib.import_module(module_name)
+    target, _, query = rest.partition("?")
+    params = parse_params(spec, query, tuple(backend.SPEC_PARAMS), scheme)
+    reader: CardReader = backend.open_spec(spec, target, params, reader_id)
+    return reader
 
 
-def _open_serial(spec: str, rest: str, reader_id: str | None) -> SerialCardReader:
-    port, _, query = rest.partition("?")
-    if not port:
-        raise ConfigError(f"reader spec {spec!r} names no port; expected e.g. {_EXAMPLE!r}")
-    params = _parse_query(spec, query)
-    family = params.get("family", "em4100")
-    if family not in SERIAL_FAMILIES:
-        raise ConfigError(f"reader spec parameter 'family': unknown family {family!r}; "
-                          "known families: " + ", ".join(sorted(SERIAL_FAMILIES)))
-    baud = _positive_int(params, "baud", 9600)
-    lockout = _non_negative_float(params, "lockout", 2.0)
-    rid = reader_id or params.get("id") or spec
-    return SerialCardReader(port, reader_id=rid, family=family, baud=baud, lockout_s=lockout)
-
-
-def _parse_query(spec: str, query: str) -> dict[str, str]:
+def parse_params(spec: str, query: str, allowed: tuple[str, ...],
+                 scheme: str = "this") -> dict[str, str]:
     if not query:
         return {}
     try:
@@ -76,16 +83,16 @@ def _parse_query(spec: str, query: str) -> dict[str, str]:
                           "(expected key=value&key=value)") from exc
     params: dict[str, str] = {}
     for key, value in pairs:
-        if key not in _SERIAL_PARAMS:
-            raise ConfigError(f"reader spec parameter {key!r} is not known for serial readers; "
-                              "known: " + ", ".join(_SERIAL_PARAMS))
+        if key not in allowed:
+            raise ConfigError(f"reader spec parameter {key!r} is not known for {scheme} "
+                              "readers; known: " + ", ".join(allowed))
         if key in params:
             raise ConfigError(f"reader spec parameter {key!r} is given twice")
         params[key] = value
     return params
 
 
-def _positive_int(params: dict[str, str], key: str, default: int) -> int:
+def positive_int(params: dict[str, str], key: str, default: int) -> int:
     text = params.get(key)
     if text is None:
         return default
@@ -99,7 +106,7 @@ def _positive_int(params: dict[str, str], key: str, default: int) -> int:
     return value
 
 
-def _non_negative_float(params: dict[str, str], key: str, default: float) -> float:
+def non_negative_float(params: dict[str, str], key: str, default: float) -> float:
     text = params.get(key)
     if text is None:
         return default
