@@ -91,12 +91,19 @@ class CloudService:
                     if mutating:
                         stored = self.store.stored_reply(device_id, request_id)
                         if stored is not None:
+                            kind, answer = stored
+                            if kind != request.TYPE:
+                                return m.encode_error(
+                                    request.TYPE, ErrorCode.INVALID_FIELD,
+                                    f"request_id {request_id} was used for a {kind} request; "
+                                    "every request needs a new one", "request_id")
                             log.debug("repeat of %s %s answered from store", request.TYPE,
                                       request_id)
-                            return stored
+                            return answer
                     reply = self._answer(device_id, request)
                     if mutating:
-                        self.store.store_reply(device_id, request_id, reply, self.clock())
+                        self.store.store_reply(device_id, request_id, request.TYPE, reply,
+                                               self.clock())
                     return reply
             except StoreError:
                 # A concurrent worker stored the same request_id first (a QoS 1 redelivery

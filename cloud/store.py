@@ -71,8 +71,9 @@ class Store(Protocol):
     """What the cloud service needs from storage. All calls run inside ``transaction()``."""
 
     def transaction(self) -> contextlib.AbstractContextManager[None]: ...
-    def stored_reply(self, device_id: str, request_id: str) -> bytes | None: ...
-    def store_reply(self, device_id: str, request_id: str, reply: bytes, now: float) -> None: ...
+    def stored_reply(self, device_id: str, request_id: str) -> tuple[str, bytes] | None: ...
+    def store_reply(self, device_id: str, request_id: str, kind: str, reply: bytes,
+                    now: float) -> None: ...
     def device_org(self, device_id: str) -> str | None: ...
     def org_secret(self, org_id: str) -> bytes: ...
     def user_by_card(self, org_id: str, card_hash: str) -> User | None: ...
@@ -129,7 +130,7 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS releases (
     id TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS replies (
-    device_id TEXT NOT NULL, request_id TEXT NOT NULL, reply BLOB NOT NULL,
+    device_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, reply BLOB NOT NULL,
     created_at REAL NOT NULL, PRIMARY KEY (device_id, request_id));
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
@@ -167,7 +168,8 @@ class SqliteStore:
             return cls(url[len("sqlite:///"):])
         if url.startswith("sqlite://"):
             return cls(url[len("sqlite://"):] or ":memory:")
-        raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH",
+        raise StoreError(f"unsupported store URL {url!r}; use sqlite:///relative.db or "
+                         "sqlite:////absolute/path.db",
                          code="config_invalid")
 
     def _con(self) -> sqlite3.Connection:
@@ -221,18 +223,23 @@ class SqliteStore:
         return self._con().execute(sql, args).rowcount
 
     # -- idempotency
-    def stored_reply(self, device_id: str, request_id: str) -> bytes | None:
-        row = self._one("SELECT reply FROM replies WHERE device_id=? AND request_id=?",
+    def stored_reply(self, device_id: str, request_id: str) -> tuple[str, bytes] | None:
+        row = self._one("SELECT kind, reply FROM replies WHERE device_id=? AND request_id=?",
                         device_id, request_id)
-        return bytes(row[0]) if row else None
+        return (str(row[0]), bytes(row[1])) if row else None
 
-    def store_reply(self, device_id: str, request_id: str, reply: bytes, now: float) -> None:
-        self._exec("INSERT INTO replies VALUES (?,?,?,?)", device_id, request_id, reply, now)
+    def store_reply(self, device_id: str, request_id: str, kind: str, reply: bytes,
+                    now: float) -> None:
+        self._exec("INSERT INTO replies VALUES (?,?,?,?,?)", device_id, request_id, kind, reply,
+                   now)
 
     # -- directory
     def create_org(self, name: str, org_id: str | None = None) -> str:
         org_id = org_id or new_id("org")
-        self._exec("INSERT INTO orgs VALUES (?,?,?)", org_id, name, secrets.token_bytes(32))
+        try:
+            self._exec("INSERT INTO orgs VALUES (?,?,?)", org_id, name, secrets.token_bytes(32))
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"org {org_id} exists already") from exc
         return org_id
 
     def org_secret(self, org_id: str) -> bytes:
@@ -293,8 +300,12 @@ class SqliteStore:
         return User(*row) if row else None
 
     def add_device(self, device_id: str, org_id: str, name: str) -> None:
-        self._exec("INSERT INTO devices (id, org_id, name) VALUES (?,?,?)", device_id, org_id,
-                   name)
+        try:
+            self._exec("INSERT INTO devices (id, org_id, name) VALUES (?,?,?)", device_id,
+                       org_id, name)
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"device {device_id} exists already or org {org_id} is unknown"
+                             ) from exc
 
     def device_org(self, device_id: str) -> str | None:
         row = self._one("SELECT org_id FROM devices WHERE id=?", device_id)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
-    # Nagle plus delayed ACK costs ~40 ms per request/response on loopback (FIELD_NOTES).
+    # Nagle plus delayed ACK costs 44-88 ms per request/response on loopback (FIELD_NOTES).
     if hasattr(sock, "setsockopt"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

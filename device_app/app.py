@@ -23,6 +23,7 @@ from device_app.session import (
     Effect,
     Event,
     Failed,
+    LinkChanged,
     PrintJob,
     Send,
     SessionMachine,
@@ -56,12 +57,18 @@ class DeviceApp:
         self.printer = Printer(link, engine, self.events.put)
         self.transcript: list[str] = []  # what happened, a line per step, for the simulator
         self._seq = itertools.count(1)
+        link.on_connection = self.on_link
+        if not link.connected:
+            self.events.put(LinkChanged(False))
 
     # ------------------------------------------------------------ inputs from any thread
 
     def on_card(self, read: CardRead) -> None:
         log.info("card %s on reader %s", read.masked, read.reader_id)
         self.events.put(CardPresented(read.number))
+
+    def on_link(self, up: bool) -> None:
+        self.events.put(LinkChanged(up))
 
     def enter_code(self, code: str) -> None:
         self.events.put(CodeEntered(code))

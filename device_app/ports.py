@@ -19,6 +19,8 @@ Reply = Callable[[m.Result | MfdError], None]
 
 class CloudLink(Protocol):
     connected: bool
+    #: Called (on any thread) with True/False when the link comes up or goes down.
+    on_connection: Callable[[bool], None] | None
 
     def request(self, request: m.Request, reply: Reply, timeout: float | None = None) -> None:
         """Send ``request``; ``reply`` is called exactly once, possibly on another thread."""

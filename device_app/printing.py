@@ -83,6 +83,9 @@ class Printer:
             chunk = self.link.call(m.FetchDocument(release_id=release_id, job_id=job.job_id,
                                                    offset=offset))
             assert isinstance(chunk, m.DocumentChunk)
+            if chunk.offset != offset or chunk.total != job.size:
+                raise MfdError(f"the service sent bytes {chunk.offset}.. of {chunk.total} when "
+                               f"{offset}.. of {job.size} were asked for")
             if not chunk.data:
                 raise MfdError(f"document ended at {offset} of {job.size} bytes")
             parts.append(chunk.data)

@@ -34,6 +34,7 @@ class State(StrEnum):
     JOBS = "jobs"
     RELEASING = "releasing"
     NOTICE = "notice"
+    OFFLINE = "offline"
 
 
 # ---------------------------------------------------------------- events (in)
@@ -85,7 +86,14 @@ class Tick:
     now: float
 
 
-Event = CardPresented | CodeEntered | Tapped | Answered | Failed | JobDone | Tick
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """The link to the print service came up or went down."""
+
+    up: bool
+
+
+Event = CardPresented | CodeEntered | Tapped | Answered | Failed | JobDone | Tick | LinkChanged
 
 # ---------------------------------------------------------------- effects (out)
 
@@ -159,12 +167,15 @@ class SessionMachine:
         self._release: _Release | None = None
         self._flash = ""
         self.ignored = 0
+        self._link_up = True
 
     # ------------------------------------------------------------ driving
 
     def handle(self, event: Event) -> list[Effect]:
         if isinstance(event, Tick):
             self.now = event.now
+        elif isinstance(event, LinkChanged):
+            self._link_up = event.up
         elif isinstance(event, CardPresented | CodeEntered | Tapped):
             self._last_activity = self.now
         if isinstance(event, Answered | Failed):
@@ -236,8 +247,7 @@ class SessionMachine:
             effects.append(self._send(m.Logout(request_id=self.new_id(), session=token)))
         else:
             self._forget_user()
-        self.state = State.IDLE
-        return effects
+        return effects + self._idle()
 
     # ------------------------------------------------------------ handlers
 
@@ -402,8 +412,11 @@ class SessionMachine:
         return self._logout() if self._session else self._idle()
 
     def _idle(self) -> list[Effect]:
-        self.state = State.IDLE
+        self.state = State.IDLE if self._link_up else State.OFFLINE
         return []
+
+    def on_link_idle(self, event: LinkChanged) -> list[Effect]:
+        return self._idle()
 
     # ------------------------------------------------------------ view
 
@@ -431,6 +444,9 @@ class SessionMachine:
                 title, message, tone = self._notice
                 return replace(base, screen=Screen.NOTICE, title=title, message=message,
                                tone=tone)
+            case State.OFFLINE:
+                return replace(base, screen=Screen.OFFLINE, title="Can't reach the print service",
+                               message="Your jobs are safe. Reconnecting by itself…")
         raise AssertionError(self.state)  # pragma: no cover
 
 
@@ -454,4 +470,9 @@ TRANSITIONS: dict[tuple[State, type, str | None], str] = {
     (State.NOTICE, Tick, None): "on_tick_notice",
     (State.NOTICE, CardPresented, None): "on_card_notice",
     (State.NOTICE, CodeEntered, None): "on_code_notice",
+    (State.IDLE, LinkChanged, None): "on_link_idle",
+    (State.OFFLINE, LinkChanged, None): "on_link_idle",
+    # Offline, a badge is still tried: the link fails it at once and the panel says why.
+    (State.OFFLINE, CardPresented, None): "on_card_idle",
+    (State.OFFLINE, CodeEntered, None): "on_code_idle",
 }

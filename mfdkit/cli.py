@@ -52,14 +52,18 @@ class StopSignals:
     exception they raise (seen with the dummy video driver), so the flag is the guarantee.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, interrupt: bool = True) -> None:
+        # Services (cloud, headless device) only poll the flag, so a stop is a normal exit (0)
+        # that a service manager does not count as a failure.
+        self.interrupt = interrupt
         self.requested = False
         signal.signal(signal.SIGINT, self._handler)
         signal.signal(signal.SIGTERM, self._handler)
 
     def _handler(self, _signum: int, _frame: Any) -> None:
         self.requested = True
-        raise KeyboardInterrupt
+        if self.interrupt:
+            raise KeyboardInterrupt
 
     def __call__(self) -> bool:
         return self.requested
@@ -106,7 +110,7 @@ def cmd_device(args: argparse.Namespace) -> int:
 
     password = _secret(args.password, "MFD_DEVICE_PASSWORD", "device broker password")
     broker = BrokerAddress.parse(args.broker, args.device_id, password)
-    readers = tuple(open_reader(s, reader_id=f"reader-{i}") for i, s in enumerate(args.reader))
+    readers = tuple(open_reader(s) for s in args.reader)  # the spec's id=, else the spec
     link = MqttCloudLink(broker, args.device_id).start()
     if not link.connected:
         print(f"mfd device: not connected to {broker.host}:{broker.port} yet; retrying in the "
@@ -115,7 +119,7 @@ def cmd_device(args: argparse.Namespace) -> int:
     engine = MfdControllerStub()
     app = DeviceApp(link, engine, readers=readers, device_name=args.name or args.device_id,
                     idle_timeout=args.idle_timeout).start()
-    stop = StopSignals()
+    stop = StopSignals(interrupt=not args.headless)
     try:
         if args.headless:
             while not stop():
@@ -151,7 +155,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         workers.append(worker.start())
     print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; Ctrl-C stops",
           file=sys.stderr)
-    stop = StopSignals()
+    stop = StopSignals(interrupt=False)
     try:
         while not stop():
             time.sleep(0.2)
@@ -187,11 +191,20 @@ def cmd_admin(args: argparse.Namespace) -> int:
             directory.set_access_code(store, args.email, args.code)
             print(f"access code set for {args.email}")
         case "device-add":
+            from protocol.topics import check_device_id
+
+            check_device_id(args.device_id)
             store.add_device(args.device_id, args.org, args.name or args.device_id)
             print(f"device {args.device_id} registered")
         case "jobs":
             for j in store.all_jobs():
                 print(f"{j.id}\t{j.state}\t{j.owner_id}\t{j.pages}p\t{j.name}")
+        case "broker-acl":
+            from protocol.topics import broker_acl
+
+            users = tuple(args.cloud_user if args.cloud_workers == 1 else
+                          f"{args.cloud_user}-{i}" for i in range(args.cloud_workers))
+            print(broker_acl(users), end="")
         case "audit":
             for at, actor, action, subject, detail in store.audit_log(args.limit):
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
@@ -250,14 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cloud", help="run the reference cloud's MQTT workers")
     c.add_argument("--broker", required=True, help="mqtt://host:port")
-    c.add_argument("--store", required=True, help="sqlite:///PATH")
+    c.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--username", default="cloud", help="broker username (-N appended per worker)")
     c.add_argument("--password", help="broker password (or set MFD_CLOUD_PASSWORD)")
     c.set_defaults(func=cmd_cloud)
 
     a = sub.add_parser("admin", help="manage orgs, users, cards, devices; read jobs and audit")
-    a.add_argument("--store", required=True, help="sqlite:///PATH")
+    a.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
     asub = a.add_subparsers(dest="admin_cmd", metavar="ACTION", required=True)
     asub.add_parser("demo", help="create the demo org (users, badges, held jobs)")
     x = asub.add_parser("org-add", help="create an org; prints its id")
@@ -279,12 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("device_id")
     x.add_argument("--name")
     asub.add_parser("jobs", help="list every job and its state")
+    x = asub.add_parser("broker-acl", help="print the Mosquitto ACL for the cloud workers that "
+                        "`mfd cloud --workers N --username NAME` connects as")
+    x.add_argument("--cloud-workers", type=int, default=1)
+    x.add_argument("--cloud-user", default="cloud")
     x = asub.add_parser("audit", help="the newest audit entries")
     x.add_argument("--limit", type=int, default=50)
     a.set_defaults(func=cmd_admin)
 
     cl = sub.add_parser("client", help="act as a user's print client: submit a job to hold")
-    cl.add_argument("--store", required=True, help="sqlite:///PATH")
+    cl.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
     cl.add_argument("--user", required=True, help="the owner's email")
     cl.add_argument("file", help="the document to print")
     cl.add_argument("--name", help="job name (default: the file name)")

@@ -88,8 +88,9 @@ class MosquittoBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_passwords()
         (self.workdir / "acl").write_text(broker_acl(self.cloud_users))
+        fixed = self.port  # a restart keeps its port, so clients reconnect to the same address
         for attempt in range(3):
-            self.port = free_port()
+            self.port = fixed or free_port()
             conf = self.workdir / "mosquitto.conf"
             conf.write_text("\n".join([
                 # Run as whoever started us: as root Mosquitto would otherwise drop to the

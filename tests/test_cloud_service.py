@@ -166,3 +166,12 @@ def test_trivial_or_malformed_access_codes_are_refused(service: CloudService, co
 
     with pytest.raises(StoreError):
         set_access_code(service.store, DEMO_USERS[0].email, code)  # type: ignore[arg-type]
+
+
+def test_a_request_id_reused_for_another_request_is_refused(service: CloudService) -> None:
+    alice = login(service)
+    ask(service, "copier-1", m.Logout("same-id", alice.session))
+    bob = login(service, user=1)
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Release("same-id", bob.session, ("j_x",)))
+    assert info.value.code == "invalid_field" and info.value.field == "request_id"

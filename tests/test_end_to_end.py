@@ -173,3 +173,27 @@ def test_status_is_retained_with_epochs_and_the_will_reports_death(world: World)
     while time.time() < deadline and world.store.device_status("copier-2")[0] != "offline":
         time.sleep(0.02)
     assert world.store.device_status("copier-2") == ("offline", link.epoch)
+
+
+def test_broker_loss_shows_offline_and_the_panel_recovers_by_itself(tmp_path: Any,
+                                                                    world: World) -> None:
+    from firmware_stubs.mfd_controller import MfdControllerStub
+    from protocol.address import BrokerAddress
+    from simulator.broker import MosquittoBroker
+
+    own = MosquittoBroker(tmp_path / "b", {"copier-9": "pw9"}).start()
+    link = MqttCloudLink(BrokerAddress(own.host, own.port, "copier-9", "pw9"), "copier-9").start()
+    engine = MfdControllerStub()
+    app = DeviceApp(link, engine)
+    try:
+        assert app.run_until(lambda a: a.machine.state is State.IDLE, 2)
+        own.stop()
+        assert app.run_until(lambda a: a.view().screen is Screen.OFFLINE, 5)
+        own.start()
+        assert app.run_until(lambda a: a.machine.state is State.IDLE, 10)
+        assert link.connected
+    finally:
+        app.stop()
+        link.close()
+        engine.close()
+        own.stop()

@@ -217,3 +217,26 @@ def test_access_code_logs_in_like_a_badge() -> None:
     assert ident.request == m.Identify(method="code", value="482916")
     sm.handle(Failed(ident.tag, "unknown_code", "no"))
     assert sm.view().title == "Code not recognised"
+
+
+def test_losing_the_link_while_idle_shows_offline_and_recovers() -> None:
+    from device_app.session import LinkChanged
+
+    sm = machine()
+    sm.handle(LinkChanged(False))
+    assert sm.view().screen is Screen.OFFLINE
+    assert sm.view().title == "Can't reach the print service"
+    sm.handle(LinkChanged(True))
+    assert sm.state is State.IDLE
+
+
+def test_a_badge_while_offline_is_tried_and_a_failure_returns_to_offline() -> None:
+    from device_app.session import LinkChanged
+
+    sm = machine(notice_timeout=1)
+    sm.handle(LinkChanged(False))
+    ident = sent(sm.handle(CardPresented("111")))
+    sm.handle(Failed(ident.tag, "unreachable", "down"))
+    assert sm.state is State.NOTICE
+    sm.handle(Tick(2))
+    assert sm.state is State.OFFLINE
