@@ -7,12 +7,12 @@ import hashlib
 import re
 import time
 
-from cloud.service import card_hash, code_hash
-from cloud.store import SqliteStore
+from cloud.hashing import card_hash, code_hash, hash_password
+from cloud.store import SqlStore
 from protocol.errors import StoreError
 
 
-def add_card(store: SqliteStore, email: str, number: str) -> None:
+def add_card(store: SqlStore, email: str, number: str) -> None:
     with store.transaction():
         user = store.user_by_email(email)
         if user is None:
@@ -22,16 +22,19 @@ def add_card(store: SqliteStore, email: str, number: str) -> None:
         store.audit(time.time(), "admin", "card.add", f"user:{user.id}")
 
 
-def submit_job(store: SqliteStore, email: str, name: str, document: bytes, *, pages: int = 1,
+def submit_job(store: SqlStore, email: str, name: str, document: bytes, *, pages: int = 1,
                color: bool = False, duplex: bool = False, copies: int = 1,
                source: str = "", submitted_at: float | None = None) -> str:
     with store.transaction():
         user = store.user_by_email(email)
         if user is None:
             raise StoreError(f"no user {email}")
+        submitted = submitted_at or time.time()
+        hold = store.org_settings(user.org_id).hold_hours * 3600
         job_id = store.add_job(user.id, name, document, hashlib.sha256(document).hexdigest(),
                                pages=pages, color=color, duplex=duplex, copies=copies,
-                               source=source, submitted_at=submitted_at or time.time())
+                               source=source, submitted_at=submitted,
+                               expires_at=submitted + hold)
         store.audit(time.time(), f"user:{user.id}", "job.submit", f"job:{job_id}", name)
         return job_id
 
@@ -52,7 +55,7 @@ def check_access_code(code: str) -> str:
     return code
 
 
-def set_access_code(store: SqliteStore, email: str, code: str) -> None:
+def set_access_code(store: SqlStore, email: str, code: str) -> None:
     check_access_code(code)
     with store.transaction():
         user = store.user_by_email(email)
@@ -60,3 +63,18 @@ def set_access_code(store: SqliteStore, email: str, code: str) -> None:
             raise StoreError(f"no user {email}")
         store.set_access_code(user.org_id, code_hash(store.org_secret(user.org_id), code), user.id)
         store.audit(time.time(), "admin", "code.set", f"user:{user.id}")
+
+
+MIN_PASSWORD = 8
+
+
+def set_password(store: SqlStore, email: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise StoreError(f"a password has at least {MIN_PASSWORD} characters",
+                         code="password_invalid")
+    with store.transaction():
+        user = store.user_by_email(email)
+        if user is None:
+            raise StoreError(f"no user {email}")
+        store.set_password_hash(user.id, hash_password(password))
+        store.audit(time.time(), "admin", "password.set", f"user:{user.id}")

@@ -20,50 +20,47 @@ with a sliding expiry. A token presented by another device is refused and audite
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import json
 import logging
-import secrets
+import math
 import time
 from collections.abc import Callable
 
-from cloud.store import Job, JobStateError, Store, User, new_id
+from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
+from cloud.store import MAX_CARDS_PER_USER, Job, JobStateError, Store, User, new_id
 from protocol import messages as m
 from protocol.errors import ErrorCode, MfdError, ProtocolError, StoreError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_TTL = 300.0
+#: Guessing: this many wrong codes or passwords for one user, or from one device, within the
+#: window lock that user (for passwords) or device (for codes and passwords) for LOCK_SECONDS.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 600.0
+LOCK_SECONDS = 900.0
+#: Stored answers are kept this long for repeats; a device retries within seconds.
+REPLY_RETENTION = 24 * 3600.0
+RELEASE_ALL_LIMIT = 500
+
+__all__ = ["CloudService", "Refused", "card_hash", "code_hash", "record_status", "token_hash"]
 
 
 class Refused(MfdError):
     """A well-formed request the cloud will not do; becomes an ``ok: false`` answer."""
 
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message, code=code.value)
         self.error_code = code
         self.field = field
-
-
-def card_hash(org_secret: bytes, number: str) -> str:
-    """How a card number is stored: HMAC-SHA256 under the org's secret, hex."""
-    return hmac.new(org_secret, number.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def code_hash(org_secret: bytes, code: str) -> str:
-    """How an access code is stored and looked up: HMAC-SHA256 under the org's secret, in a
-    domain of its own so a code can never match a card number's hash."""
-    return hmac.new(org_secret, b"code:" + code.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+        self.retry_after = retry_after
 
 
 class CloudService:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
                  session_ttl: float = DEFAULT_SESSION_TTL,
-                 new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> None:
+                 new_token: Callable[[], str] = new_token) -> None:
         self.store = store
         self.clock = clock
         self.session_ttl = session_ttl
@@ -116,13 +113,18 @@ class CloudService:
         try:
             result = self._dispatch(device_id, request)
         except Refused as exc:
-            return m.encode_error(request.TYPE, exc.error_code, exc.message, exc.field)
+            return m.encode_error(request.TYPE, exc.error_code, exc.message, exc.field,
+                                  exc.retry_after)
         return m.encode_result(result, request.TYPE)
 
     def _dispatch(self, device_id: str, request: m.Request) -> m.Result:
         match request:
             case m.Identify():
                 return self._identify(device_id, request)
+            case m.Associate():
+                return self._associate(device_id, request)
+            case m.DeleteJobs():
+                return self._delete(device_id, request)
             case m.ListJobs():
                 return self._list(device_id, request)
             case m.Release():
@@ -139,27 +141,114 @@ class CloudService:
 
     # ------------------------------------------------------------------ identity
 
-    def _identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
-        now = self.clock()
+    def _org_of(self, device_id: str) -> str:
         org_id = self.store.device_org(device_id)
         if org_id is None:
             raise Refused(ErrorCode.UNKNOWN_DEVICE,
                           f"device {device_id} is not registered; ask an administrator")
-        secret = self.store.org_secret(org_id)
+        return org_id
+
+    def _identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
+        org_id = self._org_of(device_id)
         if req.method == "card":
-            user = self.store.user_by_card(org_id, card_hash(secret, req.value))
-        else:
-            user = self.store.user_by_code(org_id, code_hash(secret, req.value))
-        if user is None:
-            self.store.audit(now, f"device:{device_id}", f"identify.unknown_{req.method}", "-")
-            if req.method == "card":
+            user = self.store.user_by_card(org_id, card_hash(self.store.org_secret(org_id),
+                                                             req.value))
+            if user is None:
+                self.store.audit(self.clock(), f"device:{device_id}", "identify.unknown_card",
+                                 "-")
                 raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
-            raise Refused(ErrorCode.UNKNOWN_CODE, "this access code is not known", "value")
+        else:
+            user = self._prove(device_id, org_id, req.method, req.value, req.username)
+        return self._login(device_id, user, req.method)
+
+    def _login(self, device_id: str, user: User, method: str, note: str = "") -> m.IdentifyResult:
+        now = self.clock()
         token = self.new_token()
         self.store.create_session(token_hash(token), device_id, user.id, now + self.session_ttl)
-        self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", req.method)
+        self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", method)
         return m.IdentifyResult(session=token, user_id=user.id, display_name=user.display_name,
-                                expires_in=int(self.session_ttl))
+                                expires_in=int(self.session_ttl), note=note)
+
+    def _prove(self, device_id: str, org_id: str, method: str, value: str,
+               username: str | None) -> User:
+        """Who is this, by access code or username + password, with the guessing lockout."""
+        now = self.clock()
+        self._check_lock("device", device_id, now)
+        if method == "code":
+            user = self.store.user_by_code(org_id, code_hash(self.store.org_secret(org_id),
+                                                             value))
+            if user is None:
+                self._failed_guess(now, device_id, None, "code")
+                raise Refused(ErrorCode.UNKNOWN_CODE, "this access code is not known", "value")
+            return user
+        if not username:
+            raise Refused(ErrorCode.INVALID_FIELD, "username is required with a password",
+                          "username")
+        subject = username.strip().lower()
+        self._check_lock("user", subject, now)
+        user = self.store.user_by_email(subject)
+        ok = verify_password(value, self.store.password_hash(user.id) if user else None)
+        if user is None or user.org_id != org_id or not ok:
+            self._failed_guess(now, device_id, subject, "password")
+            raise Refused(ErrorCode.INVALID_PASSWORD, "the username or password is wrong",
+                          "value")
+        self.store.clear_failures("user", subject)
+        return user
+
+    def _check_lock(self, scope: str, subject: str, now: float) -> None:
+        until = self.store.locked_until(scope, subject, now)
+        if until is not None:
+            raise Refused(ErrorCode.LOCKED_OUT, self._locked_message(scope, until),
+                          retry_after=math.ceil(until - now))
+
+    def _locked_message(self, scope: str, until: float) -> str:
+        when = time.strftime("%H:%M", time.localtime(until))
+        who = "this copier" if scope == "device" else "this account"
+        return f"too many wrong attempts: {who} is locked until {when}"
+
+    def _failed_guess(self, now: float, device_id: str, user: str | None, method: str) -> None:
+        self.store.audit(now, f"device:{device_id}", f"identify.wrong_{method}",
+                         f"user:{user}" if user else "-")
+        for scope, subject in (("device", device_id), ("user", user)):
+            if subject is None:
+                continue
+            if self.store.record_failure(scope, subject, now, FAILURE_WINDOW) >= MAX_FAILURES:
+                until = now + LOCK_SECONDS
+                self.store.lock(scope, subject, until)
+                self.store.clear_failures(scope, subject)
+                self.store.audit(now, "cloud", "lockout", f"{scope}:{subject}",
+                                 f"{MAX_FAILURES} wrong {method}s within "
+                                 f"{FAILURE_WINDOW / 60:g} min")
+                raise Refused(ErrorCode.LOCKED_OUT, self._locked_message(scope, until),
+                              retry_after=math.ceil(LOCK_SECONDS))
+
+    def _associate(self, device_id: str, req: m.Associate) -> m.IdentifyResult:
+        org_id = self._org_of(device_id)
+        secret = self.store.org_secret(org_id)
+        h = card_hash(secret, req.card)
+        owner = self.store.user_by_card(org_id, h)
+        user = self._prove(device_id, org_id, req.method, req.value, req.username)
+        now = self.clock()
+        if owner is not None and owner.id != user.id:
+            self.store.audit(now, f"device:{device_id}", "card.associate_refused",
+                             f"user:{user.id}", "card belongs to another user")
+            raise Refused(ErrorCode.NOT_ALLOWED, "this card belongs to someone else; ask your "
+                          "administrator", "card")
+        note = "Your card is linked: next time, just tap it."
+        if owner is None:
+            cards = self.store.user_cards(user.id)
+            if len(cards) >= MAX_CARDS_PER_USER:
+                if self.store.org_settings(org_id).card_policy == "refuse":
+                    raise Refused(ErrorCode.CARD_LIMIT, f"you have {len(cards)} cards already; "
+                                  "ask your administrator to remove one", "card")
+                self.store.remove_card(org_id, cards[0][0])
+                self.store.audit(now, f"user:{user.id}", "card.replaced", f"user:{user.id}",
+                                 "oldest card replaced by self-association")
+                note = "Your card is linked; it replaces your oldest card."
+            self.store.add_card(org_id, h, user.id, now)
+            self.store.audit(now, f"device:{device_id}", "card.self_associate",
+                             f"user:{user.id}", req.method)
+        return self._login(device_id, user, f"associate:{req.method}", note)
 
     def _session_user(self, device_id: str, token: str) -> User:
         now = self.clock()
@@ -190,34 +279,71 @@ class CloudService:
 
     def _list(self, device_id: str, req: m.ListJobs) -> m.JobList:
         user = self._session_user(device_id, req.session)
-        jobs, total = self.store.held_jobs(user.id, req.offset, req.limit)
+        jobs, total = self.store.held_jobs(user.id, req.offset, req.limit, self.clock())
         return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=req.offset)
 
-    def _release(self, device_id: str, req: m.Release) -> m.ReleaseResult:
-        user = self._session_user(device_id, req.session)
-        if len(set(req.job_ids)) != len(req.job_ids):
+    def _owned_held(self, user: User, job_ids: tuple[str, ...]) -> list[Job]:
+        """The jobs, all of them the user's and held, or a refusal naming the first that is
+        not. Another user's job is reported exactly like a missing one: no probing."""
+        if len(set(job_ids)) != len(job_ids):
             raise Refused(ErrorCode.INVALID_FIELD, "a job is listed twice", "job_ids")
-        found = {j.id: j for j in self.store.jobs(list(req.job_ids))}
-        for i, job_id in enumerate(req.job_ids):
+        now = self.clock()
+        found = {j.id: j for j in self.store.jobs(job_ids)}
+        for i, job_id in enumerate(job_ids):
             job = found.get(job_id)
-            # Another user's job is reported exactly like a missing one: no probing.
             if job is None or job.owner_id != user.id:
                 raise Refused(ErrorCode.JOB_NOT_FOUND, f"job {job_id} is not among your jobs",
                               f"job_ids[{i}]")
-            if job.state != "HELD":
+            if job.state != "HELD" or job.expires_at <= now:
+                state = "EXPIRED" if job.state == "HELD" else job.state
                 raise Refused(ErrorCode.JOB_NOT_HELD,
-                              f"job {job_id} is not waiting for release (it is {job.state})",
+                              f"job {job_id} is not waiting for release (it is {state})",
                               f"job_ids[{i}]")
+        return [found[i] for i in job_ids]
+
+    def _release(self, device_id: str, req: m.Release) -> m.ReleaseResult:
+        user = self._session_user(device_id, req.session)
         now = self.clock()
+        if req.all_held:
+            if req.job_ids:
+                raise Refused(ErrorCode.INVALID_FIELD, "give job_ids or all_held, not both",
+                              "job_ids")
+            held, _total = self.store.held_jobs(user.id, 0, RELEASE_ALL_LIMIT, now)
+            if not held:
+                raise Refused(ErrorCode.JOB_NOT_FOUND, "no jobs are waiting for you", "all_held")
+            jobs = held
+        elif not req.job_ids:
+            raise Refused(ErrorCode.INVALID_FIELD, "job_ids must name at least one job "
+                          "(or set all_held)", "job_ids")
+        else:
+            jobs = self._owned_held(user, req.job_ids)
+        changes = req.grayscale or req.duplex or req.copies is not None
+        if changes and not self.store.org_settings(user.org_id).release_changes:
+            raise Refused(ErrorCode.NOT_ALLOWED,
+                          "your organisation does not allow changes at release", "grayscale")
         release_id = new_id("rel")
-        self.store.create_release(release_id, device_id, user.id, now)
-        for job_id in req.job_ids:
-            self.store.set_releasing(job_id, release_id, device_id, now)
+        options = json.dumps({"grayscale": req.grayscale, "duplex": req.duplex,
+                              "copies": req.copies}) if changes else ""
+        self.store.create_release(release_id, device_id, user.id, now, options)
+        for job in jobs:
+            self.store.set_releasing(job.id, release_id, device_id, now)
         self.store.audit(now, f"user:{user.id}", "release", release_id,
-                         f"device {device_id}: {', '.join(req.job_ids)}")
+                         f"device {device_id}: {len(jobs)} job(s)"
+                         + (f", changes {options}" if changes else ""))
         return m.ReleaseResult(release_id=release_id, jobs=tuple(
             m.ReleasedJob(job_id=j.id, name=j.name, size=j.size, sha256=j.sha256, pages=j.pages,
-                          copies=j.copies) for j in (found[i] for i in req.job_ids)))
+                          copies=req.copies or j.copies, color=j.color and not req.grayscale,
+                          duplex=j.duplex or req.duplex) for j in jobs))
+
+    def _delete(self, device_id: str, req: m.DeleteJobs) -> m.Ack:
+        user = self._session_user(device_id, req.session)
+        jobs = self._owned_held(user, req.job_ids)
+        now = self.clock()
+        for job in jobs:
+            self.store.delete_job(job.id, now)
+        self.store.audit(now, f"user:{user.id}", "jobs.delete", f"device:{device_id}",
+                         ", ".join(j.id for j in jobs))
+        return m.Ack(of=req.TYPE)
 
     def _released_job(self, device_id: str, release_id: str, job_id: str) -> Job:
         owner = self.store.release_device(release_id)
@@ -265,6 +391,24 @@ class CloudService:
             self.store.audit(now, f"device:{device_id}", "print.failed", f"job:{job.id}",
                              req.reason[:200])
         return m.Ack(of=req.TYPE)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def housekeeping(self) -> dict[str, int]:
+        """Expire held jobs past their org's hold time (each one audited) and drop stored
+        answers and sessions nobody can use any more. Workers call it every half minute; it is
+        safe to run from several at once."""
+        now = self.clock()
+        with self.store.transaction():
+            expired = self.store.expire_jobs(now)
+            for job in expired:
+                self.store.audit(now, "cloud", "job.expired", f"job:{job.id}",
+                                 f"owner user:{job.owner_id}, held since {job.submitted_at:.0f}")
+            replies = self.store.purge_replies(now - REPLY_RETENTION)
+            sessions = self.store.purge_sessions(now - 3600)
+        if expired:
+            log.info("expired %d held job(s)", len(expired))
+        return {"expired": len(expired), "replies": replies, "sessions": sessions}
 
 
 def _summary(j: Job) -> m.JobSummary:

@@ -1,27 +1,33 @@
-"""Storage port of the reference cloud, and its SQLite adapter.
+"""Storage port of the reference cloud, and the SQL it is built from.
 
 The service (cloud/service.py) speaks only to the :class:`Store` protocol. Every request the
 service handles runs inside one ``transaction()``: the work and the stored answer of a mutating
 request commit together or not at all, so a crash between them cannot do half of it, and a
 repeat of the same request finds the answer instead of doing the work again.
 
-Secrets never sit in clear: card numbers are stored as HMAC-SHA256 under the org's secret
-(``card_hash``), session tokens as SHA-256 of the token.
+:class:`SqlStore` holds every query, written once in the subset of SQL that SQLite and
+PostgreSQL share, with ``?`` placeholders; a backend (cloud/sqlite_store.py,
+cloud/pg_store.py) supplies connections, transactions, column types and its placeholder style.
+Concurrency does not rely on isolation levels: every state change is a guarded ``UPDATE ...
+WHERE state = ...`` whose row count says whether it won, and stored answers have a primary key,
+so two workers racing on one request cannot both do it.
+
+Secrets never sit in clear: card numbers and access codes as keyed hashes (cloud/hashing.py),
+passwords as scrypt hashes, session tokens as SHA-256 of the token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-import sqlite3
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol
 
 from protocol.errors import ErrorCode, StoreError
+
+HOLD_HOURS_MIN, HOLD_HOURS_MAX, HOLD_HOURS_DEFAULT = 0.5, 72.0, 8.0
+MAX_CARDS_PER_USER = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +36,28 @@ class User:
     org_id: str
     email: str
     display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrgSettings:
+    hold_hours: float = HOLD_HOURS_DEFAULT
+    #: A third card for a user: "replace_oldest" or "refuse".
+    card_policy: str = "replace_oldest"
+    #: May a user turn colour to grey, 1- to 2-sided, and change copies at release?
+    release_changes: bool = True
+    #: Authenticate-on-Print: the job that triggered sign-in "join"s the queue, or the user is
+    #: asked to "print_again" (the seed's default).
+    aop_pending: str = "print_again"
+
+    def __post_init__(self) -> None:
+        if not HOLD_HOURS_MIN <= self.hold_hours <= HOLD_HOURS_MAX:
+            raise StoreError(f"hold time must be {HOLD_HOURS_MIN:g} to {HOLD_HOURS_MAX:g} hours, "
+                             f"not {self.hold_hours:g}", code="config_invalid")
+        if self.card_policy not in ("replace_oldest", "refuse"):
+            raise StoreError("card policy must be replace_oldest or refuse", code="config_invalid")
+        if self.aop_pending not in ("join", "print_again"):
+            raise StoreError("pending-job policy must be join or print_again",
+                             code="config_invalid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +81,11 @@ class Job:
     sha256: str
     submitted_at: float
     source: str
-    state: str  # HELD, RELEASING, PRINTED
+    state: str  # PENDING_AUTH, HELD, RELEASING, PRINTED, DELETED, EXPIRED
     release_id: str | None
     device_id: str | None
+    expires_at: float
+    client_id: str | None
 
 
 class JobStateError(StoreError):
@@ -67,6 +97,12 @@ class JobStateError(StoreError):
         self.job_id = job_id
 
 
+class ConflictError(StoreError):
+    """A unique key was taken: by a concurrent worker, or by existing data."""
+
+    code = "conflict"
+
+
 class Store(Protocol):
     """What the cloud service needs from storage. All calls run inside ``transaction()``."""
 
@@ -76,337 +112,488 @@ class Store(Protocol):
                     now: float) -> None: ...
     def device_org(self, device_id: str) -> str | None: ...
     def org_secret(self, org_id: str) -> bytes: ...
+    def org_settings(self, org_id: str) -> OrgSettings: ...
     def user_by_card(self, org_id: str, card_hash: str) -> User | None: ...
     def user_by_code(self, org_id: str, code_hash: str) -> User | None: ...
+    def user_by_email(self, email: str) -> User | None: ...
+    def password_hash(self, user_id: str) -> str | None: ...
     def user(self, user_id: str) -> User | None: ...
+    def user_cards(self, user_id: str) -> list[tuple[str, float]]: ...
+    def add_card(self, org_id: str, card_hash: str, user_id: str, now: float) -> None: ...
+    def remove_card(self, org_id: str, card_hash: str) -> bool: ...
+    def record_failure(self, scope: str, subject: str, now: float, window: float) -> int: ...
+    def lock(self, scope: str, subject: str, until: float) -> None: ...
+    def locked_until(self, scope: str, subject: str, now: float) -> float | None: ...
+    def clear_failures(self, scope: str, subject: str) -> None: ...
     def create_session(self, token_hash: str, device_id: str, user_id: str,
                        expires_at: float) -> None: ...
     def session(self, token_hash: str) -> Session | None: ...
     def extend_session(self, token_hash: str, expires_at: float) -> None: ...
     def end_session(self, token_hash: str) -> None: ...
-    def held_jobs(self, user_id: str, offset: int, limit: int) -> tuple[list[Job], int]: ...
-    def jobs(self, job_ids: list[str]) -> list[Job]: ...
+    def held_jobs(self, user_id: str, offset: int, limit: int,
+                  now: float) -> tuple[list[Job], int]: ...
+    def jobs(self, job_ids: Sequence[str]) -> list[Job]: ...
     def set_releasing(self, job_id: str, release_id: str, device_id: str, now: float) -> None: ...
-    def create_release(self, release_id: str, device_id: str, user_id: str, now: float) -> None: ...
+    def create_release(self, release_id: str, device_id: str, user_id: str, now: float,
+                       options: str = "") -> None: ...
     def release_device(self, release_id: str) -> str | None: ...
+    def release_options(self, release_id: str) -> str: ...
     def document(self, job_id: str, offset: int, length: int) -> bytes: ...
     def set_printed(self, job_id: str, now: float) -> None: ...
     def set_held(self, job_id: str, now: float) -> None: ...
+    def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool: ...
+    def expire_jobs(self, now: float, limit: int = 500) -> list[Job]: ...
+    def purge_replies(self, before: float) -> int: ...
+    def purge_sessions(self, before: float) -> int: ...
     def device_status(self, device_id: str) -> tuple[str, int] | None: ...
     def record_status(self, device_id: str, state: str, epoch: int, now: float) -> None: ...
     def audit(self, now: float, actor: str, action: str, subject: str,
               detail: str = "") -> None: ...
 
 
+# The schema in the subset both backends take; {blob}, {real} and {auto_id} are the backend's.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS orgs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, secret BLOB NOT NULL);
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, secret {blob} NOT NULL,
+    hold_hours {real} NOT NULL DEFAULT 8, card_policy TEXT NOT NULL DEFAULT 'replace_oldest',
+    release_changes INTEGER NOT NULL DEFAULT 1,
+    aop_pending TEXT NOT NULL DEFAULT 'print_again');
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id),
-    email TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL);
+    email TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, password_hash TEXT);
 CREATE TABLE IF NOT EXISTS cards (
     org_id TEXT NOT NULL, card_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
-    added_at REAL NOT NULL, PRIMARY KEY (org_id, card_hash));
+    added_at {real} NOT NULL, PRIMARY KEY (org_id, card_hash));
+CREATE INDEX IF NOT EXISTS cards_user ON cards (user_id);
 CREATE TABLE IF NOT EXISTS access_codes (
     org_id TEXT NOT NULL, code_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
     PRIMARY KEY (org_id, code_hash));
 CREATE UNIQUE INDEX IF NOT EXISTS access_codes_user ON access_codes (user_id);
+CREATE TABLE IF NOT EXISTS failures (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS failures_subject ON failures (scope, subject, at);
+CREATE TABLE IF NOT EXISTS lockouts (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, until {real} NOT NULL,
+    PRIMARY KEY (scope, subject));
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'unknown', epoch INTEGER NOT NULL DEFAULT -1,
-    status_at REAL NOT NULL DEFAULT 0);
+    status TEXT NOT NULL DEFAULT 'unknown', epoch BIGINT NOT NULL DEFAULT -1,
+    status_at {real} NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL,
-    expires_at REAL NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
+    expires_at {real} NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, owner_id TEXT NOT NULL REFERENCES users(id), name TEXT NOT NULL,
+    id TEXT PRIMARY KEY, owner_id TEXT REFERENCES users(id), name TEXT NOT NULL,
     pages INTEGER NOT NULL, color INTEGER NOT NULL, duplex INTEGER NOT NULL,
-    copies INTEGER NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
-    submitted_at REAL NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
-    release_id TEXT, device_id TEXT, updated_at REAL NOT NULL);
+    copies INTEGER NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,
+    submitted_at {real} NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
+    release_id TEXT, device_id TEXT, updated_at {real} NOT NULL,
+    expires_at {real} NOT NULL, client_id TEXT);
 CREATE INDEX IF NOT EXISTS jobs_owner_state ON jobs (owner_id, state, submitted_at);
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (state, expires_at);
 CREATE TABLE IF NOT EXISTS documents (
-    job_id TEXT PRIMARY KEY REFERENCES jobs(id), data BLOB NOT NULL);
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id), data {blob} NOT NULL);
 CREATE TABLE IF NOT EXISTS releases (
-    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL, created_at REAL NOT NULL);
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    created_at {real} NOT NULL, options TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS replies (
-    device_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, reply BLOB NOT NULL,
-    created_at REAL NOT NULL, PRIMARY KEY (device_id, request_id));
+    device_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, reply {blob} NOT NULL,
+    created_at {real} NOT NULL, PRIMARY KEY (device_id, request_id));
+CREATE INDEX IF NOT EXISTS replies_age ON replies (created_at);
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
+    id {auto_id}, at {real} NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
 """
 
 # SQL below is built only from these constants and "?" placeholders (hence the S608 noqa marks);
 # every value travels as a bound parameter.
 _JOB_COLS = ("id, owner_id, name, pages, color, duplex, copies, size, sha256, submitted_at, "
-             "source, state, release_id, device_id")
+             "source, state, release_id, device_id, expires_at, client_id")
+_USER_COLS = "id, org_id, email, display_name"
 
 
-def _job(row: tuple) -> Job:  # type: ignore[type-arg]
+def _job(row: Sequence[Any]) -> Job:
     return Job(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6], row[7],
-               row[8], row[9], row[10], row[11], row[12], row[13])
+               row[8], row[9], row[10], row[11], row[12], row[13], row[14], row[15])
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class SqliteStore:
-    """SQLite (WAL) store. One connection per thread; each transaction is ``BEGIN IMMEDIATE`` so
-    two workers on one file serialise their writes instead of failing half-way."""
+class SqlStore:
+    """Every query of the cloud. Backends subclass it with connections and transactions."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._local = threading.local()
-        con = self._con()
-        con.executescript(SCHEMA)
+    #: Column types and the auto-numbered key, per backend.
+    BLOB: ClassVar[str] = "BLOB"
+    REAL: ClassVar[str] = "REAL"
+    AUTO_ID: ClassVar[str] = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    #: The backend's "unique key taken" exceptions (translated into ConflictError).
+    INTEGRITY: ClassVar[tuple[type[Exception], ...]] = ()
 
-    @classmethod
-    def from_url(cls, url: str) -> SqliteStore:
-        if url.startswith("sqlite:///"):
-            return cls(url[len("sqlite:///"):])
-        if url.startswith("sqlite://"):
-            return cls(url[len("sqlite://"):] or ":memory:")
-        raise StoreError(f"unsupported store URL {url!r}; use sqlite:///relative.db or "
-                         "sqlite:////absolute/path.db",
-                         code="config_invalid")
+    url: str = ""
 
-    def _con(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            try:
-                con = sqlite3.connect(self.path, isolation_level=None, timeout=10,
-                                      check_same_thread=False)
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=NORMAL")
-                con.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-            self._local.con = con
-            self._local.depth = 0
-        return con
+    # -- the backend supplies these four
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _run(self, sql: str, args: Sequence[Any]) -> Any:
+        """Execute with ``?`` placeholders; returns a cursor."""
+        raise NotImplementedError
+
+    def _document_slice_sql(self) -> str:
+        raise NotImplementedError
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        raise NotImplementedError
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        con = self._con()
-        if self._local.depth:
-            self._local.depth += 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
-        con.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
+    # -- generic access, also for modules that own tables of their own (cloud/linking.py)
+    def ddl(self, schema: str) -> list[str]:
+        text = schema.format(blob=self.BLOB, real=self.REAL, auto_id=self.AUTO_ID)
+        return [s.strip() for s in text.split(";") if s.strip()]
+
+    def add_schema(self, schema: str) -> None:
+        with self.transaction():
+            for statement in self.ddl(schema):
+                self._run(statement, ())
+
+    def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; the number of rows it changed. A taken unique key raises
+        :class:`ConflictError` (the transaction is then to be abandoned)."""
         try:
-            yield
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        else:
-            con.execute("COMMIT")
-        finally:
-            self._local.depth = 0
+            return int(self._run(sql, args).rowcount)
+        except self.INTEGRITY as exc:
+            raise ConflictError(f"already exists: {exc}".splitlines()[0]) from exc
 
-    def _one(self, sql: str, *args: object) -> tuple | None:  # type: ignore[type-arg]
-        row: tuple | None = self._con().execute(sql, args).fetchone()  # type: ignore[type-arg]
-        return row
+    def query_one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        row = self._run(sql, args).fetchone()
+        return tuple(row) if row is not None else None
 
-    def _exec(self, sql: str, *args: object) -> int:
-        return self._con().execute(sql, args).rowcount
+    def query_all(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._run(sql, args).fetchall()]
 
     # -- idempotency
     def stored_reply(self, device_id: str, request_id: str) -> tuple[str, bytes] | None:
-        row = self._one("SELECT kind, reply FROM replies WHERE device_id=? AND request_id=?",
-                        device_id, request_id)
+        row = self.query_one("SELECT kind, reply FROM replies WHERE device_id=? AND request_id=?",
+                             device_id, request_id)
         return (str(row[0]), bytes(row[1])) if row else None
 
     def store_reply(self, device_id: str, request_id: str, kind: str, reply: bytes,
                     now: float) -> None:
-        self._exec("INSERT INTO replies VALUES (?,?,?,?,?)", device_id, request_id, kind, reply,
-                   now)
+        self.execute("INSERT INTO replies VALUES (?,?,?,?,?)", device_id, request_id, kind,
+                     reply, now)
 
-    # -- directory
-    def create_org(self, name: str, org_id: str | None = None) -> str:
+    def purge_replies(self, before: float) -> int:
+        return self.execute("DELETE FROM replies WHERE created_at < ?", before)
+
+    # -- orgs
+    def create_org(self, name: str, org_id: str | None = None,
+                   settings: OrgSettings | None = None) -> str:
         org_id = org_id or new_id("org")
+        s = settings or OrgSettings()
         try:
-            self._exec("INSERT INTO orgs VALUES (?,?,?)", org_id, name, secrets.token_bytes(32))
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"org {org_id} exists already") from exc
+            self.execute("INSERT INTO orgs (id, name, secret, hold_hours, card_policy, "
+                         "release_changes, aop_pending) VALUES (?,?,?,?,?,?,?)", org_id, name,
+                         secrets.token_bytes(32), s.hold_hours, s.card_policy,
+                         int(s.release_changes), s.aop_pending)
+        except ConflictError:
+            raise StoreError(f"org {org_id} exists already") from None
         return org_id
 
+    def orgs(self) -> list[tuple[str, str]]:
+        return [(str(r[0]), str(r[1])) for r in self.query_all(
+            "SELECT id, name FROM orgs ORDER BY name")]
+
     def org_secret(self, org_id: str) -> bytes:
-        row = self._one("SELECT secret FROM orgs WHERE id=?", org_id)
+        row = self.query_one("SELECT secret FROM orgs WHERE id=?", org_id)
         if row is None:
             raise StoreError(f"no org {org_id}")
         return bytes(row[0])
 
+    def org_settings(self, org_id: str) -> OrgSettings:
+        row = self.query_one("SELECT hold_hours, card_policy, release_changes, aop_pending "
+                             "FROM orgs WHERE id=?", org_id)
+        if row is None:
+            raise StoreError(f"no org {org_id}")
+        return OrgSettings(float(row[0]), str(row[1]), bool(row[2]), str(row[3]))
+
+    def set_org_settings(self, org_id: str, settings: OrgSettings) -> None:
+        names = [f.name for f in fields(OrgSettings)]
+        values = [getattr(settings, n) for n in names]
+        sets = ", ".join(f"{n}=?" for n in names)
+        if not self.execute(f"UPDATE orgs SET {sets} WHERE id=?", *values, org_id):  # noqa: S608
+            raise StoreError(f"no org {org_id}")
+
+    # -- users
     def add_user(self, org_id: str, email: str, display_name: str,
                  user_id: str | None = None) -> str:
         user_id = user_id or new_id("u")
         try:
-            self._exec("INSERT INTO users VALUES (?,?,?,?)", user_id, org_id, email.lower(),
-                       display_name)
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"user {email} exists already or the org is unknown") from exc
+            self.execute("INSERT INTO users (id, org_id, email, display_name) VALUES (?,?,?,?)",
+                         user_id, org_id, email.strip().lower(), display_name)
+        except ConflictError:
+            raise StoreError(f"user {email} exists already") from None
         return user_id
 
     def user(self, user_id: str) -> User | None:
-        row = self._one("SELECT id, org_id, email, display_name FROM users WHERE id=?", user_id)
+        row = self.query_one(f"SELECT {_USER_COLS} FROM users WHERE id=?", user_id)  # noqa: S608
         return User(*row) if row else None
 
     def user_by_email(self, email: str) -> User | None:
-        row = self._one("SELECT id, org_id, email, display_name FROM users WHERE email=?",
-                        email.lower())
+        row = self.query_one(f"SELECT {_USER_COLS} FROM users WHERE email=?",  # noqa: S608
+                             email.strip().lower())
         return User(*row) if row else None
 
     def users(self, org_id: str) -> list[User]:
-        rows = self._con().execute(
-            "SELECT id, org_id, email, display_name FROM users WHERE org_id=? ORDER BY email",
-            (org_id,)).fetchall()
-        return [User(*r) for r in rows]
+        return [User(*r) for r in self.query_all(
+            f"SELECT {_USER_COLS} FROM users WHERE org_id=? ORDER BY email",  # noqa: S608
+            org_id)]
 
+    def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
+        self.execute("UPDATE users SET password_hash=? WHERE id=?", password_hash, user_id)
+
+    def password_hash(self, user_id: str) -> str | None:
+        row = self.query_one("SELECT password_hash FROM users WHERE id=?", user_id)
+        return str(row[0]) if row and row[0] is not None else None
+
+    # -- cards and codes
     def add_card(self, org_id: str, card_hash: str, user_id: str, now: float) -> None:
         try:
-            self._exec("INSERT INTO cards VALUES (?,?,?,?)", org_id, card_hash, user_id, now)
-        except sqlite3.IntegrityError as exc:
-            raise StoreError("that card is linked to a user already") from exc
+            self.execute("INSERT INTO cards VALUES (?,?,?,?)", org_id, card_hash, user_id, now)
+        except ConflictError:
+            raise StoreError("that card is linked to a user already") from None
+
+    def user_cards(self, user_id: str) -> list[tuple[str, float]]:
+        """(card_hash, added_at), oldest first."""
+        return [(str(r[0]), float(r[1])) for r in self.query_all(
+            "SELECT card_hash, added_at FROM cards WHERE user_id=? ORDER BY added_at, card_hash",
+            user_id)]
+
+    def remove_card(self, org_id: str, card_hash: str) -> bool:
+        return self.execute("DELETE FROM cards WHERE org_id=? AND card_hash=?", org_id,
+                            card_hash) > 0
+
+    def remove_cards_of(self, user_id: str) -> int:
+        return self.execute("DELETE FROM cards WHERE user_id=?", user_id)
 
     def user_by_card(self, org_id: str, card_hash: str) -> User | None:
-        row = self._one(
+        row = self.query_one(
             "SELECT u.id, u.org_id, u.email, u.display_name FROM cards c JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.card_hash=?", org_id, card_hash)
         return User(*row) if row else None
 
     def set_access_code(self, org_id: str, code_hash: str, user_id: str) -> None:
         """A user has one access code; setting a new one replaces the old."""
-        self._exec("DELETE FROM access_codes WHERE user_id=?", user_id)
+        self.execute("DELETE FROM access_codes WHERE user_id=?", user_id)
         try:
-            self._exec("INSERT INTO access_codes VALUES (?,?,?)", org_id, code_hash, user_id)
-        except sqlite3.IntegrityError as exc:
-            raise StoreError("that access code is taken; choose another") from exc
+            self.execute("INSERT INTO access_codes VALUES (?,?,?)", org_id, code_hash, user_id)
+        except ConflictError:
+            raise StoreError("that access code is taken; choose another") from None
 
     def user_by_code(self, org_id: str, code_hash: str) -> User | None:
-        row = self._one(
+        row = self.query_one(
             "SELECT u.id, u.org_id, u.email, u.display_name FROM access_codes c JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.code_hash=?", org_id, code_hash)
         return User(*row) if row else None
 
+    # -- guessing: failures within a window, and locks; both survive a restart
+    def record_failure(self, scope: str, subject: str, now: float, window: float) -> int:
+        self.execute("DELETE FROM failures WHERE scope=? AND subject=? AND at <= ?", scope,
+                     subject, now - window)
+        self.execute("INSERT INTO failures VALUES (?,?,?)", scope, subject, now)
+        row = self.query_one("SELECT count(*) FROM failures WHERE scope=? AND subject=?", scope,
+                             subject)
+        return int(row[0]) if row else 0
+
+    def clear_failures(self, scope: str, subject: str) -> None:
+        self.execute("DELETE FROM failures WHERE scope=? AND subject=?", scope, subject)
+
+    def lock(self, scope: str, subject: str, until: float) -> None:
+        if not self.execute("UPDATE lockouts SET until=? WHERE scope=? AND subject=?", until,
+                            scope, subject):
+            self.execute("INSERT INTO lockouts VALUES (?,?,?)", scope, subject, until)
+
+    def locked_until(self, scope: str, subject: str, now: float) -> float | None:
+        row = self.query_one("SELECT until FROM lockouts WHERE scope=? AND subject=? AND "
+                             "until > ?", scope, subject, now)
+        return float(row[0]) if row else None
+
+    def unlock(self, scope: str, subject: str) -> None:
+        self.execute("DELETE FROM lockouts WHERE scope=? AND subject=?", scope, subject)
+        self.clear_failures(scope, subject)
+
+    # -- devices
     def add_device(self, device_id: str, org_id: str, name: str) -> None:
         try:
-            self._exec("INSERT INTO devices (id, org_id, name) VALUES (?,?,?)", device_id,
-                       org_id, name)
-        except sqlite3.IntegrityError as exc:
+            self.execute("INSERT INTO devices (id, org_id, name) VALUES (?,?,?)", device_id,
+                         org_id, name)
+        except ConflictError:
             raise StoreError(f"device {device_id} exists already or org {org_id} is unknown"
-                             ) from exc
+                             ) from None
+
+    def devices(self, org_id: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(id, org_id, name, status)."""
+        if org_id is None:
+            rows = self.query_all("SELECT id, org_id, name, status FROM devices ORDER BY id")
+        else:
+            rows = self.query_all("SELECT id, org_id, name, status FROM devices WHERE org_id=? "
+                                  "ORDER BY id", org_id)
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
     def device_org(self, device_id: str) -> str | None:
-        row = self._one("SELECT org_id FROM devices WHERE id=?", device_id)
+        row = self.query_one("SELECT org_id FROM devices WHERE id=?", device_id)
         return str(row[0]) if row else None
 
     def device_status(self, device_id: str) -> tuple[str, int] | None:
-        row = self._one("SELECT status, epoch FROM devices WHERE id=?", device_id)
-        return (row[0], row[1]) if row else None
+        row = self.query_one("SELECT status, epoch FROM devices WHERE id=?", device_id)
+        return (str(row[0]), int(row[1])) if row else None
 
     def record_status(self, device_id: str, state: str, epoch: int, now: float) -> None:
-        self._exec("UPDATE devices SET status=?, epoch=?, status_at=? WHERE id=?", state, epoch,
-                   now, device_id)
+        self.execute("UPDATE devices SET status=?, epoch=?, status_at=? WHERE id=?", state, epoch,
+                     now, device_id)
 
     # -- sessions
     def create_session(self, token_hash: str, device_id: str, user_id: str,
                        expires_at: float) -> None:
-        self._exec("INSERT INTO sessions VALUES (?,?,?,?,0)", token_hash, device_id, user_id,
-                   expires_at)
+        self.execute("INSERT INTO sessions VALUES (?,?,?,?,0)", token_hash, device_id, user_id,
+                     expires_at)
 
     def session(self, token_hash: str) -> Session | None:
-        row = self._one("SELECT device_id, user_id, expires_at, ended FROM sessions "
-                        "WHERE token_hash=?", token_hash)
+        row = self.query_one("SELECT device_id, user_id, expires_at, ended FROM sessions "
+                             "WHERE token_hash=?", token_hash)
         return Session(row[0], row[1], row[2], bool(row[3])) if row else None
 
     def extend_session(self, token_hash: str, expires_at: float) -> None:
-        self._exec("UPDATE sessions SET expires_at=? WHERE token_hash=?", expires_at, token_hash)
+        self.execute("UPDATE sessions SET expires_at=? WHERE token_hash=?", expires_at,
+                     token_hash)
 
     def end_session(self, token_hash: str) -> None:
-        self._exec("UPDATE sessions SET ended=1 WHERE token_hash=?", token_hash)
+        self.execute("UPDATE sessions SET ended=1 WHERE token_hash=?", token_hash)
+
+    def purge_sessions(self, before: float) -> int:
+        return self.execute("DELETE FROM sessions WHERE expires_at < ?", before)
 
     # -- jobs
-    def add_job(self, owner_id: str, name: str, data: bytes, sha256: str, *, pages: int,
+    def add_job(self, owner_id: str | None, name: str, data: bytes, sha256: str, *, pages: int,
                 color: bool, duplex: bool, copies: int, source: str, submitted_at: float,
+                expires_at: float, state: str = "HELD", client_id: str | None = None,
                 job_id: str | None = None) -> str:
         job_id = job_id or new_id("j")
-        self._exec(f"INSERT INTO jobs ({_JOB_COLS}, updated_at) VALUES "  # noqa: S608
-                   "(?,?,?,?,?,?,?,?,?,?,?,'HELD',NULL,NULL,?)",
-                   job_id, owner_id, name, pages, int(color), int(duplex), copies, len(data),
-                   sha256, submitted_at, source, submitted_at)
-        self._exec("INSERT INTO documents VALUES (?,?)", job_id, data)
+        self.execute(f"INSERT INTO jobs ({_JOB_COLS}, updated_at) VALUES "  # noqa: S608
+                     "(?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,?,?,?)",
+                     job_id, owner_id, name, pages, int(color), int(duplex), copies, len(data),
+                     sha256, submitted_at, source, state, expires_at, client_id, submitted_at)
+        self.execute("INSERT INTO documents VALUES (?,?)", job_id, data)
         return job_id
 
-    def held_jobs(self, user_id: str, offset: int, limit: int) -> tuple[list[Job], int]:
-        con = self._con()
-        rows = con.execute(
+    def held_jobs(self, user_id: str, offset: int, limit: int,
+                  now: float) -> tuple[list[Job], int]:
+        rows = self.query_all(
             f"SELECT {_JOB_COLS} FROM jobs WHERE owner_id=? AND state='HELD' "  # noqa: S608
-            "ORDER BY submitted_at DESC, id LIMIT ? OFFSET ?", (user_id, limit, offset)).fetchall()
-        total = con.execute("SELECT count(*) FROM jobs WHERE owner_id=? AND state='HELD'",
-                            (user_id,)).fetchone()[0]
-        return [_job(r) for r in rows], int(total)
+            "AND expires_at > ? ORDER BY submitted_at DESC, id LIMIT ? OFFSET ?",
+            user_id, now, limit, offset)
+        total = self.query_one("SELECT count(*) FROM jobs WHERE owner_id=? AND state='HELD' "
+                               "AND expires_at > ?", user_id, now)
+        return [_job(r) for r in rows], int(total[0]) if total else 0
 
-    def all_jobs(self) -> list[Job]:
-        rows = self._con().execute(
-            f"SELECT {_JOB_COLS} FROM jobs ORDER BY submitted_at DESC").fetchall()  # noqa: S608
+    def all_jobs(self, state: str | None = None) -> list[Job]:
+        if state is None:
+            rows = self.query_all(f"SELECT {_JOB_COLS} FROM jobs "  # noqa: S608
+                                  "ORDER BY submitted_at DESC")
+        else:
+            rows = self.query_all(f"SELECT {_JOB_COLS} FROM jobs WHERE state=? "  # noqa: S608
+                                  "ORDER BY submitted_at DESC", state)
         return [_job(r) for r in rows]
 
-    def jobs(self, job_ids: list[str]) -> list[Job]:
+    def jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        if not job_ids:
+            return []
         marks = ",".join("?" * len(job_ids))
-        rows = self._con().execute(f"SELECT {_JOB_COLS} FROM jobs WHERE id IN ({marks})",  # noqa: S608
-                                   job_ids).fetchall()
+        rows = self.query_all(f"SELECT {_JOB_COLS} FROM jobs WHERE id IN ({marks})",  # noqa: S608
+                              *job_ids)
         return [_job(r) for r in rows]
 
-    def create_release(self, release_id: str, device_id: str, user_id: str, now: float) -> None:
-        self._exec("INSERT INTO releases VALUES (?,?,?,?)", release_id, device_id, user_id, now)
+    def jobs_of_client(self, client_id: str, state: str) -> list[Job]:
+        rows = self.query_all(f"SELECT {_JOB_COLS} FROM jobs WHERE client_id=? AND "  # noqa: S608
+                              "state=? ORDER BY submitted_at", client_id, state)
+        return [_job(r) for r in rows]
+
+    def set_owner(self, job_id: str, owner_id: str, state: str, now: float) -> None:
+        self.execute("UPDATE jobs SET owner_id=?, state=?, updated_at=? WHERE id=?", owner_id,
+                     state, now, job_id)
+
+    def create_release(self, release_id: str, device_id: str, user_id: str, now: float,
+                       options: str = "") -> None:
+        self.execute("INSERT INTO releases VALUES (?,?,?,?,?)", release_id, device_id, user_id,
+                     now, options)
 
     def release_device(self, release_id: str) -> str | None:
-        row = self._one("SELECT device_id FROM releases WHERE id=?", release_id)
+        row = self.query_one("SELECT device_id FROM releases WHERE id=?", release_id)
         return str(row[0]) if row else None
 
+    def release_options(self, release_id: str) -> str:
+        row = self.query_one("SELECT options FROM releases WHERE id=?", release_id)
+        return str(row[0]) if row else ""
+
     def set_releasing(self, job_id: str, release_id: str, device_id: str, now: float) -> None:
-        if not self._exec("UPDATE jobs SET state='RELEASING', release_id=?, device_id=?, "
-                          "updated_at=? WHERE id=? AND state='HELD'",
-                          release_id, device_id, now, job_id):
+        if not self.execute("UPDATE jobs SET state='RELEASING', release_id=?, device_id=?, "
+                            "updated_at=? WHERE id=? AND state='HELD'",
+                            release_id, device_id, now, job_id):
             raise JobStateError(f"job {job_id} is not held", ErrorCode.JOB_NOT_HELD, job_id)
 
     def set_printed(self, job_id: str, now: float) -> None:
-        self._exec("UPDATE jobs SET state='PRINTED', updated_at=? WHERE id=?", now, job_id)
+        self.execute("UPDATE jobs SET state='PRINTED', updated_at=? WHERE id=? AND "
+                     "state='RELEASING'", now, job_id)
+        self.execute("DELETE FROM documents WHERE job_id=?", job_id)
 
     def set_held(self, job_id: str, now: float) -> None:
-        self._exec("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, updated_at=? "
-                   "WHERE id=?", now, job_id)
+        self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
+                     "updated_at=? WHERE id=? AND state='RELEASING'", now, job_id)
+
+    def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool:
+        """Held job to DELETED or EXPIRED; its document goes, its row stays for the audit."""
+        if not self.execute("UPDATE jobs SET state=?, updated_at=? WHERE id=? AND "
+                            "state IN ('HELD', 'PENDING_AUTH')", state, now, job_id):
+            return False
+        self.execute("DELETE FROM documents WHERE job_id=?", job_id)
+        return True
+
+    def expire_jobs(self, now: float, limit: int = 500) -> list[Job]:
+        rows = self.query_all(f"SELECT {_JOB_COLS} FROM jobs WHERE state IN "  # noqa: S608
+                              "('HELD', 'PENDING_AUTH') AND expires_at <= ? LIMIT ?", now, limit)
+        expired = [_job(r) for r in rows]
+        return [j for j in expired if self.delete_job(j.id, now, "EXPIRED")]
 
     def document(self, job_id: str, offset: int, length: int) -> bytes:
-        # substr() is 1-based; reading a slice keeps a large document out of memory.
-        row = self._one("SELECT substr(data, ?, ?) FROM documents WHERE job_id=?",
-                        offset + 1, length, job_id)
+        row = self.query_one(self._document_slice_sql(), offset + 1, length, job_id)
         if row is None:
             raise JobStateError(f"job {job_id} has no document", ErrorCode.JOB_NOT_FOUND, job_id)
         return bytes(row[0])
 
     # -- audit
     def audit(self, now: float, actor: str, action: str, subject: str, detail: str = "") -> None:
-        self._exec("INSERT INTO audit (at, actor, action, subject, detail) VALUES (?,?,?,?,?)",
-                   now, actor, action, subject, detail)
+        self.execute("INSERT INTO audit (at, actor, action, subject, detail) VALUES (?,?,?,?,?)",
+                     now, actor, action, subject, detail)
 
     def audit_log(self, limit: int = 100) -> list[tuple[float, str, str, str, str]]:
-        rows = self._con().execute(
-            "SELECT at, actor, action, subject, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,)).fetchall()
-        return [tuple(r) for r in rows]
+        rows = self.query_all("SELECT at, actor, action, subject, detail FROM audit "
+                              "ORDER BY id DESC LIMIT ?", limit)
+        return [(float(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
 
 
-def now() -> float:
-    return time.time()
+def open_store(url: str) -> SqlStore:
+    """A store from its URL: ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or
+    ``postgresql://user@host:port/dbname``."""
+    if url.startswith("sqlite:"):
+        from cloud.sqlite_store import SqliteStore
+
+        return SqliteStore.from_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from cloud.pg_store import PostgresStore
+
+        store: SqlStore = PostgresStore(url)
+        return store
+    raise StoreError(f"unsupported store URL {url!r}; use sqlite:///relative.db, "
+                     "sqlite:////absolute/path.db or postgresql://user@host/db",
+                     code="config_invalid")
+

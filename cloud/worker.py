@@ -16,6 +16,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,9 @@ from protocol.address import BrokerAddress
 from protocol.errors import ErrorCode, LinkError, ProtocolError
 
 log = logging.getLogger(__name__)
+
+#: How often each worker expires held jobs and purges stale answers and sessions.
+HOUSEKEEPING_INTERVAL = 30.0
 
 
 def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
@@ -104,8 +108,19 @@ class CloudWorker:
 
     def _run(self) -> None:
         service = self.service_factory()
+        next_chores = 0.0
         while True:
-            msg = self._inbox.get()
+            now = time.monotonic()
+            if now >= next_chores:
+                next_chores = now + HOUSEKEEPING_INTERVAL
+                try:
+                    service.housekeeping()
+                except Exception:
+                    log.exception("worker %s: housekeeping failed; will retry", self.name)
+            try:
+                msg = self._inbox.get(timeout=max(0.0, next_chores - time.monotonic()))
+            except queue.Empty:
+                continue
             if msg is None:
                 return
             try:

@@ -28,9 +28,9 @@ EXIT_FAILED = 1
 
 
 def _store(url: str) -> Any:
-    from cloud.store import SqliteStore
+    from cloud.store import open_store
 
-    return SqliteStore.from_url(url)
+    return open_store(url)
 
 
 def _secret(value: str | None, env: str, what: str) -> str:
@@ -140,17 +140,17 @@ def cmd_device(args: argparse.Namespace) -> int:
 
 def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.service import CloudService
-    from cloud.store import SqliteStore
+    from cloud.store import open_store
     from cloud.worker import CloudWorker
     from protocol.address import BrokerAddress
 
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
     base = BrokerAddress.parse(args.broker, args.username, password)
-    store = SqliteStore.from_url(args.store)  # validates the URL and creates the schema once
+    open_store(args.store).close()  # validates the URL and creates the schema once
     workers = []
     for i in range(args.workers):
         user = base.username if args.workers == 1 else f"{base.username}-{i}"
-        worker = CloudWorker(lambda: CloudService(SqliteStore(store.path)),
+        worker = CloudWorker(lambda: CloudService(open_store(args.store)),
                              base.with_user(user, password), name=user)
         workers.append(worker.start())
     print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; Ctrl-C stops",

@@ -3,6 +3,8 @@
 from protocol.errors import ErrorCode, MfdError, ProtocolError, RemoteError
 from protocol.messages import (
     Ack,
+    Associate,
+    DeleteJobs,
     DeviceStatus,
     DocumentChunk,
     FetchDocument,
@@ -31,9 +33,10 @@ from protocol.messages import (
 )
 
 __all__ = [
-    "Ack", "DeviceStatus", "DocumentChunk", "ErrorCode", "FetchDocument", "Identify",
-    "IdentifyResult", "JobFailed", "JobList", "JobPrinted", "JobSummary", "ListJobs", "Logout",
-    "Message", "MfdError", "ProtocolError", "Release", "ReleaseResult", "ReleasedJob",
-    "RemoteError", "Request", "Result", "decode_request", "decode_response", "decode_status",
-    "encode", "encode_error", "encode_result", "is_mutating", "status_supersedes",
+    "Ack", "Associate", "DeleteJobs", "DeviceStatus", "DocumentChunk", "ErrorCode",
+    "FetchDocument", "Identify", "IdentifyResult", "JobFailed", "JobList", "JobPrinted",
+    "JobSummary", "ListJobs", "Logout", "Message", "MfdError", "ProtocolError", "Release",
+    "ReleaseResult", "ReleasedJob", "RemoteError", "Request", "Result", "decode_request",
+    "decode_response", "decode_status", "encode", "encode_error", "encode_result", "is_mutating",
+    "status_supersedes",
 ]

@@ -25,12 +25,18 @@ class ErrorCode(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"  # the device is not registered with any org
     UNKNOWN_CARD = "unknown_card"
     UNKNOWN_CODE = "unknown_code"
+    # An error code, not a secret (hence the noqa): unknown username or wrong password, never
+    # which of the two.
+    INVALID_PASSWORD = "invalid_password"  # noqa: S105
+    LOCKED_OUT = "locked_out"  # too many wrong guesses; error.retry_after says for how long
+    CARD_LIMIT = "card_limit"  # the user has as many cards as the org allows
     INVALID_SESSION = "invalid_session"  # no such session, expired, or ended
     WRONG_DEVICE = "wrong_device"  # a session or release used from another device
     # What they ask for.
     JOB_NOT_FOUND = "job_not_found"
     JOB_NOT_HELD = "job_not_held"
     UNKNOWN_RELEASE = "unknown_release"
+    NOT_ALLOWED = "not_allowed"  # the org's policy does not allow this (e.g. changes at release)
     # The service.
     BUSY = "busy"
     INTERNAL = "internal"
@@ -64,11 +70,14 @@ class ProtocolError(MfdError):
 
 
 class RemoteError(MfdError):
-    """The peer answered ``ok: false``; ``code`` is the peer's error code."""
+    """The peer answered ``ok: false``; ``code`` is the peer's error code; ``retry_after`` (s)
+    comes with ``locked_out`` and ``busy``."""
 
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message, code=code)
         self.field = field
+        self.retry_after = retry_after
 
 
 class ConfigError(MfdError):

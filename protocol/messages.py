@@ -154,8 +154,24 @@ class Identify(Request):
     """Who is this? ``method`` "card" carries the canonical card number, "code" an access code."""
 
     TYPE: ClassVar[str] = "identify"
-    method: str = field(metadata=spec(choices=("card", "code")))
+    method: str = field(metadata=spec(choices=("card", "code", "password")))
     value: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    #: With method "password": the user's email.
+    username: str | None = field(default=None, metadata=spec(min_len=1, max_len=254))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class Associate(Request):
+    """Self-association: an unknown badge, and proof of who the user is (access code or
+    username + password). The cloud links the card to that user and logs them in."""
+
+    TYPE: ClassVar[str] = "identify.associate"
+    request_id: str = field(metadata=ID)
+    card: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    method: str = field(metadata=spec(choices=("code", "password")))
+    value: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    username: str | None = field(default=None, metadata=spec(min_len=1, max_len=254))
 
 
 @_message
@@ -175,6 +191,23 @@ class Release(Request):
     """Release these held jobs to this device. The answer names a release id."""
 
     TYPE: ClassVar[str] = "jobs.release"
+    request_id: str = field(metadata=ID)
+    session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
+    #: The jobs to release; empty with ``all_held`` = every held job of the user.
+    job_ids: tuple[str, ...] = field(metadata=spec(min_len=0, max_len=500))
+    all_held: bool = False
+    #: Changes at release, where the org's policy allows them.
+    grayscale: bool = False
+    duplex: bool = False
+    copies: int | None = field(default=None, metadata=spec(minimum=1, maximum=99))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class DeleteJobs(Request):
+    """Delete held jobs of the session's user (all or nothing)."""
+
+    TYPE: ClassVar[str] = "jobs.delete"
     request_id: str = field(metadata=ID)
     session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
     job_ids: tuple[str, ...] = field(metadata=spec(min_len=1, max_len=500))
@@ -251,6 +284,9 @@ class ReleasedJob(Part):
     sha256: str = field(metadata=spec(pattern=r"^[0-9a-f]{64}$"))
     pages: int = field(default=0, metadata=spec(minimum=0))
     copies: int = field(default=1, metadata=spec(minimum=1, maximum=999))
+    #: As it is to be printed, after any change at release.
+    color: bool = False
+    duplex: bool = False
 
 
 @_message
@@ -261,6 +297,8 @@ class IdentifyResult(Result):
     user_id: str = field(metadata=ID)
     display_name: str = field(metadata=spec(max_len=128))
     expires_in: int = field(metadata=spec(minimum=0))
+    #: What else happened, for the panel to say (e.g. "card linked").
+    note: str = field(default="", metadata=spec(max_len=200))
 
 
 @_message
@@ -316,6 +354,8 @@ class DeviceStatus(Message):
 #: Results by the request type they answer (Ack answers several).
 RESULT_FOR: dict[str, type[Result]] = {
     Identify.TYPE: IdentifyResult,
+    Associate.TYPE: IdentifyResult,
+    DeleteJobs.TYPE: Ack,
     ListJobs.TYPE: JobList,
     Release.TYPE: ReleaseResult,
     FetchDocument.TYPE: DocumentChunk,
@@ -481,10 +521,12 @@ def encode_result(result: Result, answering: str) -> bytes:
 
 
 def encode_error(answering: str, code: ErrorCode | str, message: str,
-                 field_name: str | None = None) -> bytes:
+                 field_name: str | None = None, retry_after: int | None = None) -> bytes:
     error: dict[str, Any] = {"code": str(code), "message": message}
     if field_name is not None:
         error["field"] = field_name
+    if retry_after is not None:
+        error["retry_after"] = retry_after
     return _dump({"v": VERSION, "type": answering, "ok": False, "error": error})
 
 
@@ -527,8 +569,11 @@ def decode_response(data: bytes, answering: str) -> Result:
             raise ProtocolError("error answer without error.code", code=ErrorCode.INVALID_FIELD,
                                 field="error")
         fld = err.get("field")
+        retry = err.get("retry_after")
         return _raise_remote(str(err["code"]), str(err.get("message", "")),
-                             fld if isinstance(fld, str) else None)
+                             fld if isinstance(fld, str) else None,
+                             retry if isinstance(retry, int) and not isinstance(retry, bool)
+                             else None)
     if ok is not True:
         raise ProtocolError("ok must be true or false", code=ErrorCode.INVALID_FIELD, field="ok")
     if obj["type"] != answering:
@@ -541,8 +586,9 @@ def decode_response(data: bytes, answering: str) -> Result:
     return _from_object(cls, obj)
 
 
-def _raise_remote(code: str, message: str, field_name: str | None) -> Result:
-    raise RemoteError(code, message, field_name)
+def _raise_remote(code: str, message: str, field_name: str | None,
+                  retry_after: int | None) -> Result:
+    raise RemoteError(code, message, field_name, retry_after)
 
 
 def decode_status(data: bytes) -> DeviceStatus:

@@ -12,7 +12,7 @@ import pytest
 
 from cloud.demo import seed_demo
 from cloud.service import CloudService
-from cloud.store import SqliteStore
+from cloud.sqlite_store import SqliteStore
 from cloud.worker import CloudWorker
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker

@@ -10,7 +10,7 @@ import pytest
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
-from cloud.store import SqliteStore
+from cloud.sqlite_store import SqliteStore
 from protocol import messages as m
 from protocol.errors import RemoteError
 
@@ -175,3 +175,177 @@ def test_a_request_id_reused_for_another_request_is_refused(service: CloudServic
     with pytest.raises(RemoteError) as info:
         ask(service, "copier-1", m.Release("same-id", bob.session, ("j_x",)))
     assert info.value.code == "invalid_field" and info.value.field == "request_id"
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def timed(tmp_path: Path) -> tuple[CloudService, Clock]:
+    clock = Clock(time.time())
+    store = SqliteStore(tmp_path / "t.db")
+    seed_demo(store, now=clock.t)
+    from cloud.directory import set_password
+
+    set_password(store, DEMO_USERS[0].email, "correct horse battery")
+    return CloudService(store, clock=clock), clock
+
+
+def test_username_and_password_log_in(timed: tuple[CloudService, Clock]) -> None:
+    service, _ = timed
+    r = ask(service, "copier-1", m.Identify("password", "correct horse battery",
+                                            username="ALICE@example.org"))
+    assert isinstance(r, m.IdentifyResult) and r.display_name == "Alice Martin"
+    for username in ("alice@example.org", "nobody@example.org"):
+        with pytest.raises(RemoteError) as info:
+            ask(service, "copier-1", m.Identify("password", "wrong", username=username))
+        assert info.value.code == "invalid_password"  # the same answer: no user enumeration
+
+
+def test_five_wrong_codes_lock_the_device_and_say_until_when(
+        timed: tuple[CloudService, Clock], tmp_path: Path) -> None:
+    service, clock = timed
+    codes = ["555001", "555002", "555003", "555004"]
+    for code in codes:
+        with pytest.raises(RemoteError) as info:
+            ask(service, "copier-1", m.Identify("code", code))
+        assert info.value.code == "unknown_code"
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Identify("code", "555005"))
+    assert info.value.code == "locked_out" and info.value.retry_after == 900
+    assert "locked until" in info.value.message
+    # Even the right code is refused while locked, on this device only.
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
+    assert info.value.code == "locked_out"
+    assert ask(service, "copier-2", m.Identify("code", DEMO_USERS[0].access_code))
+    # The lock survives a restart of the cloud (a new store object on the same file) ...
+    restarted = CloudService(SqliteStore(tmp_path / "t.db"), clock=clock)
+    with pytest.raises(RemoteError) as info:
+        ask(restarted, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
+    assert info.value.code == "locked_out"
+    # ... and ends by itself.
+    clock.t += 901
+    assert ask(restarted, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
+
+
+def test_wrong_passwords_lock_the_user_on_every_device(timed: tuple[CloudService, Clock]) -> None:
+    service, clock = timed
+    for i in range(5):
+        with pytest.raises(RemoteError) as info:
+            ask(service, f"copier-{1 + i % 2}", m.Identify("password", f"guess-{i}",
+                                                            username="alice@example.org"))
+    assert info.value.code == "locked_out"
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-2", m.Identify("password", "correct horse battery",
+                                            username="alice@example.org"))
+    assert info.value.code == "locked_out"
+    # Failures older than the window do not count.
+    clock.t += 1000
+    ask(service, "copier-1", m.Identify("password", "correct horse battery",
+                                        username="alice@example.org"))
+
+
+def test_self_association_links_an_unknown_badge(timed: tuple[CloudService, Clock]) -> None:
+    service, _ = timed
+    with pytest.raises(RemoteError):
+        ask(service, "copier-1", m.Identify("card", "0000424242"))
+    r = ask(service, "copier-1", m.Associate("a-1", "0000424242", "code",
+                                             DEMO_USERS[1].access_code))
+    assert isinstance(r, m.IdentifyResult) and r.display_name == "Bob Okafor"
+    assert "linked" in r.note
+    again = ask(service, "copier-2", m.Identify("card", "0000424242"))
+    assert isinstance(again, m.IdentifyResult) and again.display_name == "Bob Okafor"
+    audit = [a[2] for a in service.store.audit_log()]  # type: ignore[attr-defined]
+    assert "card.self_associate" in audit
+
+
+def test_a_third_card_replaces_the_oldest_or_is_refused_by_policy(
+        timed: tuple[CloudService, Clock]) -> None:
+    from cloud.store import OrgSettings
+
+    service, clock = timed
+    store = service.store
+    clock.t += 10  # after the demo badges were added
+    ask(service, "copier-1", m.Associate("a-1", "0000000101", "code", DEMO_USERS[2].access_code))
+    clock.t += 1
+    # Chen now has two cards (the demo badge, then 101); a third replaces the demo badge.
+    r = ask(service, "copier-1", m.Associate("a-2", "0000000102", "code",
+                                             DEMO_USERS[2].access_code))
+    assert isinstance(r, m.IdentifyResult) and "replaces your oldest" in r.note
+    with pytest.raises(RemoteError):
+        ask(service, "copier-1", m.Identify("card", DEMO_USERS[2].badge))
+    with store.transaction():  # type: ignore[attr-defined]
+        store.set_org_settings("org_demo", OrgSettings(card_policy="refuse"))  # type: ignore[attr-defined]
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Associate("a-3", "0000000103", "code",
+                                             DEMO_USERS[2].access_code))
+    assert info.value.code == "card_limit"
+
+
+def test_a_card_of_another_user_cannot_be_taken_over(timed: tuple[CloudService, Clock]) -> None:
+    service, _ = timed
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Associate("a-1", DEMO_USERS[0].badge, "code",
+                                             DEMO_USERS[1].access_code))
+    assert info.value.code == "not_allowed"
+    r = ask(service, "copier-1", m.Identify("card", DEMO_USERS[0].badge))
+    assert isinstance(r, m.IdentifyResult) and r.display_name == "Alice Martin"
+
+
+def test_release_all_with_changes_and_policy(timed: tuple[CloudService, Clock]) -> None:
+    from cloud.store import OrgSettings
+
+    service, _ = timed
+    alice = login(service)
+    rel = ask(service, "copier-1", m.Release("r-1", alice.session, (), all_held=True,
+                                             grayscale=True, duplex=True, copies=3))
+    assert isinstance(rel, m.ReleaseResult) and len(rel.jobs) == 5
+    assert all(not j.color and j.duplex and j.copies == 3 for j in rel.jobs)
+    bob = login(service, user=1)
+    with service.store.transaction():  # type: ignore[attr-defined]
+        service.store.set_org_settings(  # type: ignore[attr-defined]
+            "org_demo", OrgSettings(release_changes=False))
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Release("r-2", bob.session, (), all_held=True,
+                                           grayscale=True))
+    assert info.value.code == "not_allowed"
+    plain = ask(service, "copier-1", m.Release("r-3", bob.session, (), all_held=True))
+    assert isinstance(plain, m.ReleaseResult) and len(plain.jobs) == 4
+    with pytest.raises(RemoteError) as info:
+        ask(service, "copier-1", m.Release("r-4", bob.session, ()))
+    assert info.value.code == "invalid_field"
+
+
+def test_delete_removes_held_jobs_of_the_user_only(timed: tuple[CloudService, Clock]) -> None:
+    service, _ = timed
+    alice, bob = login(service), login(service, user=1)
+    a = ask(service, "copier-1", m.ListJobs(alice.session))
+    b = ask(service, "copier-1", m.ListJobs(bob.session))
+    assert isinstance(a, m.JobList) and isinstance(b, m.JobList)
+    with pytest.raises(RemoteError):
+        ask(service, "copier-1", m.DeleteJobs("d-0", alice.session, (b.jobs[0].job_id,)))
+    ask(service, "copier-1", m.DeleteJobs("d-1", alice.session, (a.jobs[0].job_id,)))
+    after = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(after, m.JobList) and after.total == a.total - 1
+    assert service.store.jobs([a.jobs[0].job_id])[0].state == "DELETED"  # type: ignore[attr-defined]
+
+
+def test_held_jobs_expire_after_the_org_hold_time(timed: tuple[CloudService, Clock]) -> None:
+    service, clock = timed
+    alice = login(service)
+    before = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(before, m.JobList) and before.total == 5
+    # Demo jobs were submitted 10..120 minutes before seeding; the default hold is 8 h.
+    clock.t += 8 * 3600 - 600 * 3 + 1  # the three oldest of Alice's five are past 8 h now
+    alice = login(service)
+    listed = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(listed, m.JobList) and listed.total == 2
+    chores = service.housekeeping()
+    assert chores["expired"] >= 3
+    assert "job.expired" in [a[2] for a in service.store.audit_log()]  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub, PtyPort
 from protocol import messages as m
 from protocol import topics
-from protocol.errors import RemoteError
+from protocol.errors import RemoteError, StoreError
 from readers.spec import open_reader
 
 pytestmark = pytest.mark.integration
@@ -61,6 +61,8 @@ def test_badge_lists_and_releases_a_job_to_paper(device: Any, world: World) -> N
                  {v.job_id for v in view.jobs}}
     assert len(owner_ids) == 1  # only Alice's jobs
 
+    held = world.store.jobs([wanted.job_id])[0]
+    doc = world.store.document(wanted.job_id, 0, held.size)
     app.tap(Action.SELECT, wanted.job_id)
     app.tap(Action.RELEASE)
     assert app.run_until(lambda a: len(engine.printed) == 1
@@ -68,9 +70,11 @@ def test_badge_lists_and_releases_a_job_to_paper(device: Any, world: World) -> N
     printed = engine.printed[0]
     assert printed.job_id == wanted.job_id
     stored = world.store.jobs([wanted.job_id])[0]
-    doc = world.store.document(wanted.job_id, 0, stored.size)
     assert printed.sha256 == hashlib.sha256(doc).hexdigest() == stored.sha256
     assert stored.state == "PRINTED"
+    # A printed document is not kept: the cloud holds documents only while they wait.
+    with pytest.raises(StoreError):
+        world.store.document(wanted.job_id, 0, stored.size)
     assert app.view().total_jobs == 4
     assert "1 printed" in app.view().message
 

@@ -22,14 +22,23 @@ job_summary = st.builds(
     submitted_at=st.floats(0, 4e9, allow_nan=False), source=st.text(max_size=128))
 released_job = st.builds(
     p.ReleasedJob, job_id=ids, name=st.text(max_size=256), size=nonneg,
-    sha256=st.from_regex(r"\A[0-9a-f]{64}\Z"), pages=nonneg, copies=st.integers(1, 999))
+    sha256=st.from_regex(r"\A[0-9a-f]{64}\Z"), pages=nonneg, copies=st.integers(1, 999),
+    color=st.booleans(), duplex=st.booleans())
 
 requests = st.one_of(
-    st.builds(p.Identify, method=st.sampled_from(["card", "code"]), value=secret),
+    st.builds(p.Identify, method=st.sampled_from(["card", "code", "password"]), value=secret,
+              username=st.none() | st.text(min_size=1, max_size=254)),
+    st.builds(p.Associate, request_id=ids, card=secret,
+              method=st.sampled_from(["code", "password"]), value=secret,
+              username=st.none() | st.text(min_size=1, max_size=254)),
+    st.builds(p.DeleteJobs, request_id=ids, session=secret,
+              job_ids=st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(p.ListJobs, session=secret, offset=st.integers(0, 1_000_000),
               limit=st.integers(1, 500)),
     st.builds(p.Release, request_id=ids, session=secret,
-              job_ids=st.lists(ids, min_size=1, max_size=20).map(tuple)),
+              job_ids=st.lists(ids, max_size=20).map(tuple), all_held=st.booleans(),
+              grayscale=st.booleans(), duplex=st.booleans(),
+              copies=st.none() | st.integers(1, 99)),
     st.builds(p.FetchDocument, release_id=ids, job_id=ids, offset=nonneg,
               length=st.integers(1, messages.DOCUMENT_CHUNK_BYTES)),
     st.builds(p.JobPrinted, request_id=ids, release_id=ids, job_id=ids),
@@ -41,7 +50,7 @@ requests = st.one_of(
 results = st.one_of(
     st.tuples(st.just("identify"), st.builds(
         p.IdentifyResult, session=secret, user_id=ids, display_name=st.text(max_size=128),
-        expires_in=nonneg)),
+        expires_in=nonneg, note=st.text(max_size=200))),
     st.tuples(st.just("jobs.list"), st.builds(
         p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
         offset=nonneg)),
@@ -49,7 +58,7 @@ results = st.one_of(
         p.ReleaseResult, release_id=ids, jobs=st.lists(released_job, max_size=5).map(tuple))),
     st.tuples(st.just("jobs.document"), st.builds(
         p.DocumentChunk, job_id=ids, offset=nonneg, data=st.binary(max_size=512), total=nonneg)),
-    st.tuples(st.sampled_from(["jobs.printed", "jobs.failed", "logout"]),
+    st.tuples(st.sampled_from(["jobs.printed", "jobs.failed", "logout", "jobs.delete"]),
               st.builds(p.Ack, of=st.text(max_size=32))),
 )
 
@@ -85,7 +94,9 @@ json_values = st.recursive(
 @given(st.sampled_from(sorted(messages.REQUESTS)),
        st.dictionaries(st.sampled_from(["request_id", "session", "method", "value", "job_ids",
                                         "offset", "limit", "release_id", "job_id", "reason",
-                                        "length", "extra"]), json_values, max_size=6))
+                                        "length", "extra", "card", "username", "all_held",
+                                        "grayscale", "duplex", "copies"]), json_values,
+                       max_size=6))
 def test_arbitrary_json_objects_give_a_request_or_an_error_naming_a_field(
         kind: str, body: dict[str, object]) -> None:
     data = json.dumps({"v": 1, "type": kind, **body}).encode()
@@ -147,6 +158,11 @@ def test_error_answers_decode_to_remote_errors() -> None:
     with pytest.raises(RemoteError) as info:
         p.decode_response(data, "identify")
     assert info.value.code == "unknown_card"
+    assert info.value.retry_after is None
+    locked = p.encode_error("identify", ErrorCode.LOCKED_OUT, "locked", retry_after=300)
+    with pytest.raises(RemoteError) as info:
+        p.decode_response(locked, "identify")
+    assert info.value.code == "locked_out" and info.value.retry_after == 300
     with pytest.raises(ProtocolError):
         p.decode_response(p.encode_result(p.Ack(), "logout"), "identify")
 

@@ -1,0 +1,85 @@
+"""The SQLite (WAL) backend: the embedded default. One connection per thread; each transaction
+is ``BEGIN IMMEDIATE`` so two workers on one file serialise their writes instead of failing
+half-way."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cloud.store import SCHEMA, SqlStore
+from protocol.errors import StoreError
+
+
+class SqliteStore(SqlStore):
+    INTEGRITY: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path}"
+        self._local = threading.local()
+        self.add_schema(SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        if url.startswith("sqlite:///"):
+            return cls(url[len("sqlite:///"):])
+        raise StoreError(f"unsupported store URL {url!r}; use sqlite:///relative.db or "
+                         "sqlite:////absolute/path.db", code="config_invalid")
+
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            try:
+                con = sqlite3.connect(self.path, isolation_level=None, timeout=10,
+                                      check_same_thread=False)
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+            self._local.con = con
+            self._local.depth = 0
+        return con
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        con = self._con()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        con.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        else:
+            con.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def _run(self, sql: str, args: Sequence[Any]) -> Any:
+        try:
+            return self._con().execute(sql, tuple(args))
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
+
+    def _document_slice_sql(self) -> str:
+        # substr() is 1-based; reading a slice keeps a large document out of memory.
+        return "SELECT substr(data, ?, ?) FROM documents WHERE job_id=?"
