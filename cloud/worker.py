@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: How often each worker expires held jobs and purges stale answers and sessions.
 HOUSEKEEPING_INTERVAL = 30.0
+#: A request that waited longer than this in the worker is answered "busy" without being done:
+#: below the devices' 3 s timeout, so the device hears "busy" rather than nothing.
+BUSY_AFTER = 2.0
 
 
 def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
@@ -45,11 +48,15 @@ def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
 
 class CloudWorker:
     def __init__(self, service_factory: Callable[[], CloudService], broker: BrokerAddress,
-                 *, name: str | None = None) -> None:
+                 *, name: str | None = None, busy_after: float = BUSY_AFTER) -> None:
         self.service_factory = service_factory
         self.broker = broker
         self.name = name or broker.username
-        self._inbox: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        # (message, monotonic arrival time); unbounded on purpose: the broker must hand
+        # requests over rather than drop them at its queue limit, and we shed load by age.
+        self._inbox: queue.Queue[tuple[mqtt.MQTTMessage, float] | None] = queue.Queue()
+        self.busy_after = busy_after
+        self.busy = 0
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
         self.handled = 0
@@ -104,7 +111,7 @@ class CloudWorker:
             log.warning("worker %s lost the broker (%s); reconnecting", self.name, rc)
 
     def _on_message(self, _c: Any, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        self._inbox.put(msg)
+        self._inbox.put((msg, time.monotonic()))
 
     def _run(self) -> None:
         service = self.service_factory()
@@ -118,17 +125,18 @@ class CloudWorker:
                 except Exception:
                     log.exception("worker %s: housekeeping failed; will retry", self.name)
             try:
-                msg = self._inbox.get(timeout=max(0.0, next_chores - time.monotonic()))
+                item = self._inbox.get(timeout=max(0.0, next_chores - time.monotonic()))
             except queue.Empty:
                 continue
-            if msg is None:
+            if item is None:
                 return
+            msg, arrived = item
             try:
-                self._process(service, msg)
+                self._process(service, msg, time.monotonic() - arrived)
             except Exception:
                 log.exception("worker %s failed on a message on %s", self.name, msg.topic)
 
-    def _process(self, service: CloudService, msg: mqtt.MQTTMessage) -> None:
+    def _process(self, service: CloudService, msg: mqtt.MQTTMessage, waited: float) -> None:
         try:
             device_id, leaf = topics.parse_device_topic(msg.topic)
         except ProtocolError:
@@ -148,6 +156,12 @@ class CloudWorker:
         if reply_to != own:
             reply = m.encode_error(m.request_type_of(payload), ErrorCode.WRONG_REPLY_TOPIC,
                                    f"answers go to {own} only", "ResponseTopic")
+        elif waited > self.busy_after:
+            # The device gives up after its request timeout; doing the work now would only
+            # delay the requests behind this one. Say "busy" at once instead (nothing done).
+            self.busy += 1
+            reply = m.encode_error(m.request_type_of(payload), ErrorCode.BUSY,
+                                   "the print service is busy; try again", retry_after=1)
         else:
             reply = service.handle(device_id, payload)
         out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

@@ -125,6 +125,8 @@ NOTICES: dict[str, tuple[str, str]] = {
     "unreachable": ("Can't reach the print service",
                     "Your jobs are safe. Try again in a moment."),
     "timeout": ("Can't reach the print service", "Your jobs are safe. Try again in a moment."),
+    "busy": ("The print service is busy", "Please try again in a moment."),
+    "locked_out": ("Too many wrong attempts", "Try again later, or tap your badge."),
     "job_not_held": ("A job is no longer waiting",
                      "It was printed or removed meanwhile. Your list has been refreshed."),
     "job_not_found": ("A job is no longer waiting",
@@ -215,6 +217,9 @@ class SessionMachine:
 
     def _notice_for(self, event: Failed, after: State) -> list[Effect]:
         title, message = NOTICES.get(event.code, ("Something went wrong", event.message))
+        if event.code == "locked_out" and event.message:
+            # The cloud's own words say until when ("... locked until 14:35").
+            message = event.message[0].upper() + event.message[1:] + "."
         return self._to_notice(title, message, Tone.ERROR, after)
 
     def _forget_user(self) -> None:

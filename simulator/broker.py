@@ -62,10 +62,12 @@ class MosquittoBroker:
     confined = True
 
     def __init__(self, workdir: str | Path, users: dict[str, str] | None = None, *,
-                 cloud_users: tuple[str, ...] = ("cloud",), max_queued: int = 1000) -> None:
+                 cloud_users: tuple[str, ...] = ("cloud",), max_queued: int = 100_000) -> None:
         self.workdir = Path(workdir)
         self.users = dict(users or {})
         self.cloud_users = cloud_users
+        # Mosquitto silently drops QoS 1 messages past a client's queue limit (default 1000,
+        # FIELD_NOTES); a burst towards the cloud workers must queue, not vanish.
         self.max_queued = max_queued
         self.host = "127.0.0.1"
         self.port = 0

@@ -1,0 +1,133 @@
+"""A burst: 20,000 requests from 200 devices at once. Every one is answered, or explicitly
+refused as busy; none silently dropped (Mosquitto drops QoS 1 messages past a client's queue
+limit, FIELD_NOTES, so this is a real risk, not a formality)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import Broker
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.demo import DEMO_USERS, seed_demo
+from cloud.service import CloudService
+from cloud.sqlite_store import SqliteStore
+from cloud.worker import CloudWorker
+from protocol import messages as m
+from protocol import topics
+from protocol.address import BrokerAddress
+from protocol.errors import RemoteError
+from simulator.broker import MosquittoBroker
+
+pytestmark = pytest.mark.integration
+
+DEVICES = 200
+PER_DEVICE = 100
+
+
+class Device:
+    def __init__(self, broker: MosquittoBroker, name: str) -> None:
+        self.name = name
+        self.answers: dict[bytes, str] = {}
+        self.done = threading.Event()
+        self.connected = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+        c.username_pw_set(name, f"pw-{name}")
+        c.max_queued_messages_set(0)
+        c.on_connect = lambda cl, *_a: (cl.subscribe(topics.response_topic(name), qos=1),
+                                        self.connected.set())
+        c.on_message = self._on_message
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        corr = bytes(msg.properties.CorrelationData)  # type: ignore[union-attr]
+        try:
+            m.decode_response(bytes(msg.payload), "identify")
+            outcome = "ok"
+        except RemoteError as exc:
+            outcome = exc.code
+        self.answers[corr] = outcome
+        if len(self.answers) >= PER_DEVICE:
+            self.done.set()
+
+    def fire(self) -> None:
+        for i in range(PER_DEVICE):
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = topics.response_topic(self.name)
+            props.CorrelationData = f"{self.name}/{i}".encode()
+            card = DEMO_USERS[i % 3].badge if i % 4 else "0000000001"
+            self.client.publish(topics.request_topic(self.name),
+                                m.encode(m.Identify("card", card)), qos=1, properties=props)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_a_burst_of_20000_requests_is_answered_or_refused_never_dropped(tmp_path: Path) -> None:
+    names = [f"burst-{i:03d}" for i in range(DEVICES)]
+    users = {"cloud-0": "pw-cloud-0"} | {n: f"pw-{n}" for n in names}
+    broker = MosquittoBroker(tmp_path / "b", users, cloud_users=("cloud-0",)).start()
+    db = tmp_path / "c.db"
+    store = SqliteStore(db)
+    seed_demo(store, now=time.time(), devices=tuple(names), jobs=False)
+    worker = CloudWorker(lambda: CloudService(SqliteStore(db)),
+                         BrokerAddress(broker.host, broker.port, "cloud-0", "pw-cloud-0"))
+    worker.start()
+    devices = [Device(broker, n) for n in names]
+    try:
+        assert all(d.connected.wait(10) for d in devices)
+        time.sleep(0.3)  # subscriptions settle
+        started = time.monotonic()
+        for d in devices:
+            d.fire()
+        deadline = started + 120
+        for d in devices:
+            assert d.done.wait(max(0.1, deadline - time.monotonic())), (
+                f"{d.name} got {len(d.answers)} of {PER_DEVICE} answers")
+        elapsed = time.monotonic() - started
+        outcomes: dict[str, int] = {}
+        for d in devices:
+            for outcome in d.answers.values():
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        total = sum(outcomes.values())
+        print(f"burst: {total} answers in {elapsed:.1f} s: {outcomes}")
+        assert total == DEVICES * PER_DEVICE
+        assert set(outcomes) <= {"ok", "unknown_card", "busy"}
+        assert outcomes.get("ok", 0) > 0 and outcomes.get("unknown_card", 0) > 0
+        assert worker.busy == outcomes.get("busy", 0)
+    finally:
+        for d in devices:
+            d.close()
+        worker.stop()
+        broker.stop()
+
+
+def test_a_request_that_waited_too_long_is_answered_busy_not_done(broker: Broker,
+                                                                  tmp_path: Path) -> None:
+    from device_app.mqtt_link import MqttCloudLink
+
+    db = tmp_path / "c.db"
+    seed_demo(SqliteStore(db), now=time.time())
+    worker = CloudWorker(lambda: CloudService(SqliteStore(db)), broker.address("cloud-1"),
+                         busy_after=-1.0)  # everything counts as too old
+    worker.start()
+    link = MqttCloudLink(broker.address("copier-1"), "copier-1").start()
+    try:
+        with pytest.raises(RemoteError) as info:
+            link.call(m.Identify("card", DEMO_USERS[0].badge))
+        assert info.value.code == "busy" and info.value.retry_after == 1
+        assert worker.busy == 1
+        audit = SqliteStore(db).audit_log()
+        assert not [a for a in audit if a[2] == "login"]  # nothing was done
+    finally:
+        link.close()
+        worker.stop()
