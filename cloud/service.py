@@ -65,6 +65,8 @@ class CloudService:
         self.clock = clock
         self.session_ttl = session_ttl
         self.new_token = new_token
+        self._device_orgs: dict[str, tuple[str, float]] = {}
+        self._org_secrets: dict[str, bytes] = {}
 
     def handle(self, device_id: str, payload: bytes) -> bytes:
         try:
@@ -142,16 +144,32 @@ class CloudService:
     # ------------------------------------------------------------------ identity
 
     def _org_of(self, device_id: str) -> str:
+        # A device's org is read once a minute at most: it is on every identify's path, and a
+        # device moves between orgs only by re-registration.
+        now = time.monotonic()
+        cached = self._device_orgs.get(device_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         org_id = self.store.device_org(device_id)
         if org_id is None:
             raise Refused(ErrorCode.UNKNOWN_DEVICE,
                           f"device {device_id} is not registered; ask an administrator")
+        if len(self._device_orgs) > 10_000:
+            self._device_orgs.clear()
+        self._device_orgs[device_id] = (org_id, now + 60.0)
         return org_id
+
+    def _secret(self, org_id: str) -> bytes:
+        # An org's secret never changes (every stored card hash depends on it).
+        secret = self._org_secrets.get(org_id)
+        if secret is None:
+            secret = self._org_secrets[org_id] = self.store.org_secret(org_id)
+        return secret
 
     def _identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
         org_id = self._org_of(device_id)
         if req.method == "card":
-            user = self.store.user_by_card(org_id, card_hash(self.store.org_secret(org_id),
+            user = self.store.user_by_card(org_id, card_hash(self._secret(org_id),
                                                              req.value))
             if user is None:
                 self.store.audit(self.clock(), f"device:{device_id}", "identify.unknown_card",
@@ -175,7 +193,7 @@ class CloudService:
         now = self.clock()
         self._check_lock("device", device_id, now)
         if method == "code":
-            user = self.store.user_by_code(org_id, code_hash(self.store.org_secret(org_id),
+            user = self.store.user_by_code(org_id, code_hash(self._secret(org_id),
                                                              value))
             if user is None:
                 self._failed_guess(now, device_id, None, "code")
@@ -224,7 +242,7 @@ class CloudService:
 
     def _associate(self, device_id: str, req: m.Associate) -> m.IdentifyResult:
         org_id = self._org_of(device_id)
-        secret = self.store.org_secret(org_id)
+        secret = self._secret(org_id)
         h = card_hash(secret, req.card)
         owner = self.store.user_by_card(org_id, h)
         user = self._prove(device_id, org_id, req.method, req.value, req.username)

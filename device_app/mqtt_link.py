@@ -176,7 +176,8 @@ class MqttCloudLink:
         with self._lock:
             self._pending[corr] = (request.TYPE, reply, deadline)
         self.client.publish(self._req, m.encode(request), qos=1,
-                            properties=_props(ResponseTopic=self._resp, CorrelationData=corr))
+                            properties=_props(ResponseTopic=self._resp, CorrelationData=corr,
+                                              MessageExpiryInterval=topics.REQUEST_EXPIRY))
 
     def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
         done = threading.Event()

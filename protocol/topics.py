@@ -21,6 +21,11 @@ CLOUD_SHARE_GROUP = "cloud"
 CLOUD_REQUEST_SUBSCRIPTION = f"$share/{CLOUD_SHARE_GROUP}/{PREFIX}/+/req"
 CLOUD_STATUS_SUBSCRIPTION = f"{PREFIX}/+/status"
 
+#: Message Expiry Interval (s) a device sets on each request. Long enough that the broker never
+#: discards a request (a burst must be answered, if only with "busy"); the broker hands it over
+#: with the interval reduced by the time it queued, which tells the cloud how long it waited.
+REQUEST_EXPIRY = 60
+
 # A device id is one topic level and a broker username: no wildcards, no separators, short.
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

@@ -63,6 +63,7 @@ class Device:
             props = Properties(PacketTypes.PUBLISH)
             props.ResponseTopic = topics.response_topic(self.name)
             props.CorrelationData = f"{self.name}/{i}".encode()
+            props.MessageExpiryInterval = topics.REQUEST_EXPIRY
             card = DEMO_USERS[i % 3].badge if i % 4 else "0000000001"
             self.client.publish(topics.request_topic(self.name),
                                 m.encode(m.Identify("card", card)), qos=1, properties=props)
@@ -118,7 +119,7 @@ def test_a_request_that_waited_too_long_is_answered_busy_not_done(broker: Broker
     db = tmp_path / "c.db"
     seed_demo(SqliteStore(db), now=time.time())
     worker = CloudWorker(lambda: CloudService(SqliteStore(db)), broker.address("cloud-1"),
-                         busy_after=-1.0)  # everything counts as too old
+                         busy_after=-1)  # everything counts as too old
     worker.start()
     link = MqttCloudLink(broker.address("copier-1"), "copier-1").start()
     try:
@@ -130,4 +131,58 @@ def test_a_request_that_waited_too_long_is_answered_busy_not_done(broker: Broker
         assert not [a for a in audit if a[2] == "login"]  # nothing was done
     finally:
         link.close()
+        worker.stop()
+
+
+def test_a_slow_cloud_answers_the_backlog_busy_measured_by_the_broker(
+        broker: Broker, tmp_path: Path) -> None:
+    """The worker takes 0.3 s a request; 16 requests at once: those that queued at the broker
+    for 2 s or more are answered busy at once, the others are done. Every one is answered."""
+    db = tmp_path / "c.db"
+    seed_demo(SqliteStore(db), now=time.time())
+
+    class Slow(CloudService):
+        def handle(self, device_id: str, payload: bytes) -> bytes:
+            time.sleep(0.3)
+            return super().handle(device_id, payload)
+
+    worker = CloudWorker(lambda: Slow(SqliteStore(db)), broker.address("cloud-1"),
+                         receive_maximum=1)
+    worker.start()
+    addr = broker.address("copier-2")
+    answers: list[str] = []
+    done = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="copier-2", protocol=mqtt.MQTTv5)
+    c.username_pw_set(addr.username, addr.password)
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            m.decode_response(bytes(msg.payload), "identify")
+            answers.append("ok")
+        except RemoteError as exc:
+            answers.append(exc.code)
+        if len(answers) == 16:
+            done.set()
+
+    c.on_message = on_message
+    c.connect(addr.host, addr.port)
+    c.loop_start()
+    try:
+        c.subscribe(topics.response_topic("copier-2"), qos=1)
+        time.sleep(0.3)
+        for i in range(16):
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = topics.response_topic("copier-2")
+            props.CorrelationData = bytes([i])
+            props.MessageExpiryInterval = topics.REQUEST_EXPIRY
+            c.publish(topics.request_topic("copier-2"),
+                      m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
+                      properties=props)
+        assert done.wait(20), answers
+        assert answers.count("ok") >= 5 and answers.count("busy") >= 5, answers
+        assert answers.count("ok") + answers.count("busy") == 16
+        assert worker.busy == answers.count("busy")
+    finally:
+        c.disconnect()
+        c.loop_stop()
         worker.stop()
