@@ -13,6 +13,22 @@
     one-line message on stderr if the frame is bad (with ``--json`` a checksum failure also
     prints the object, ``"checksum_ok": false``, so scripts can see what the frame said).
 
+``mfd reader decode --format h10301|h10306|c1000|h10304|h10302 VALUE [--json]``
+    Decode one Wiegand frame (:mod:`readers.wiegand`). VALUE is the whole frame, parity bits
+    included, as hex (``0x000451E5`` or ``000451E5``: what USB readers print) or as exactly
+    as many bits as the format has (``00000001000101000111100101``; ``0b`` optional). A
+    parity failure exits 1 naming the parity bit; with ``--json`` the object is printed too.
+
+``mfd reader convert --pipeline P VALUE...``
+    Run each VALUE through the conversion pipeline P (:mod:`readers.convert`) and print the
+    results one per line. A value a step refuses stops the run with exit 1, naming the
+    value's position and the step; a pipeline that does not parse exits 2.
+
+``mfd reader infer RAW=EXPECTED ...``
+    Find the pipelines that map every reading to its expected number (:mod:`readers.infer`)
+    and print them one per line, simplest first. If none fits, exit 1 and say which pair
+    defeats the nearest candidates.
+
 ``mfd reader watch SPEC [--seconds N]``
     Open the reader SPEC names (see :mod:`readers.spec`) and print one line per accepted
     read until Ctrl-C or N seconds. Card numbers are printed in clear on purpose -- finding
@@ -24,39 +40,67 @@ Exit codes: 0 success, 1 bad input or reader failure, 2 bad configuration (as ar
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import queue
 import sys
 import time
 
 from protocol.errors import ConfigError, MfdError
+from readers import wiegand
+from readers.convert import ConversionError, Pipeline, PipelineError
 from readers.em4100 import ETX, STX, Em4100FrameError, FrameFault, decode_frame
 from readers.events import CardRead
+from readers.infer import MAX_STEPS, InferError, InferResult, infer
 from readers.spec import open_reader
 
-__all__ = ["cmd_decode", "cmd_watch", "parse_em4100_value", "register"]
+__all__ = ["cmd_convert", "cmd_decode", "cmd_infer", "cmd_watch", "parse_em4100_value",
+           "parse_wiegand_value", "register"]
 
-FORMATS = ("em4100",)
+FORMATS = ("em4100", *wiegand.FORMATS)
 _SEPARATORS = str.maketrans("", "", " \t:-")
+_WIEGAND_SEPARATORS = str.maketrans("", "", " \t:-_")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``reader`` command group to an ``add_subparsers()`` result."""
     reader = subparsers.add_parser(
         "reader", help="inspect and test card readers",
-        description="Inspect and test card readers: decode frames, watch a reader live.")
+        description="Inspect and test card readers: decode frames, convert and infer card "
+                    "numbers, watch a reader live.")
     leaves = reader.add_subparsers(dest="reader_command", metavar="COMMAND", required=True)
 
     decode = leaves.add_parser(
         "decode", help="decode one reader frame",
         description="Decode one frame copied from a serial log or terminal.")
-    decode.add_argument("--format", required=True, choices=FORMATS,
+    decode.add_argument("--format", required=True, choices=FORMATS, type=str.lower,
                         help="the reader's frame format")
     decode.add_argument("value", metavar="VALUE",
-                        help="the 12 hex digits between STX and ETX, or a hex dump of the "
-                             "raw frame bytes (e.g. 0A0012D68749)")
+                        help="em4100: the 12 hex digits between STX and ETX, or a hex dump of "
+                             "the raw frame bytes (e.g. 0A0012D68749); Wiegand: the whole "
+                             "frame as hex (0x000451E5) or as bits")
     decode.add_argument("--json", action="store_true", help="print one JSON object")
     decode.set_defaults(func=cmd_decode)
+
+    convert = leaves.add_parser(
+        "convert", help="run card numbers through a conversion pipeline",
+        description="Convert each VALUE with a pipeline of steps chained with '|', e.g. "
+                    "'reverse-bytes|hex2dec'. Prints one result per line.")
+    convert.add_argument("--pipeline", required=True, metavar="P",
+                         help="the pipeline, e.g. 'ascii-enc|hex2dec' (quote it: '|' is a "
+                              "shell pipe)")
+    convert.add_argument("values", nargs="+", metavar="VALUE", help="a reader's output")
+    convert.set_defaults(func=cmd_convert)
+
+    inf = leaves.add_parser(
+        "infer", help="find the pipeline that maps readings to card numbers",
+        description="Given a few RAW=EXPECTED pairs (what the reader sends = the number the "
+                    "directory holds), print every simplest pipeline that maps them all.")
+    inf.add_argument("pairs", nargs="+", metavar="RAW=EXPECTED",
+                     help="a reading and its expected number; three or more pairs are wise")
+    inf.add_argument("--max-steps", type=int, default=3, choices=range(1, MAX_STEPS + 1),
+                     metavar="N", help=f"longest pipeline to try (1..{MAX_STEPS}, default 3)")
+    inf.set_defaults(func=cmd_infer)
 
     watch = leaves.add_parser(
         "watch", help="print reads from a live reader",
@@ -91,6 +135,8 @@ def parse_em4100_value(value: str) -> bytes:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    if args.format != "em4100":
+        return _decode_wiegand(args)
     prog = "mfd reader decode"
     try:
         raw = parse_em4100_value(args.value)
@@ -118,6 +164,142 @@ def cmd_decode(args: argparse.Namespace) -> int:
         print(f"format:   em4100\nversion:  0x{frame.version:02X} ({frame.version})\n"
               f"tag:      0x{frame.tag:08X} ({frame.tag})\nnumber:   {frame.number}")
     return 0
+
+
+def parse_wiegand_value(value: str, layout: wiegand.WiegandFormat) -> int:
+    """The frame a VALUE stands for: hex (``0x`` optional) or exactly ``bit_count`` bits.
+
+    A string of only 0s and 1s as long as the format's frame is read as bits: as hex it
+    would be four times too wide, so the reading is never ambiguous. ValueError if neither.
+    """
+    text = value.strip().translate(_WIEGAND_SEPARATORS)
+    lower = text.lower()
+    if lower.startswith("0b") or (len(text) == layout.bit_count and set(text) <= {"0", "1"}):
+        bits = text[2:] if lower.startswith("0b") else text
+        if not bits or not set(bits) <= {"0", "1"}:
+            raise ValueError("VALUE after 0b must be bits (0 and 1)")
+        if len(bits) != layout.bit_count:
+            raise ValueError(f"VALUE has {len(bits)} bits; {layout.name} frames have "
+                             f"{layout.bit_count} (leading zeros count when giving bits)")
+        return int(bits, 2)
+    digits = text[2:] if lower.startswith("0x") else text
+    if not digits or not set(digits) <= set("0123456789abcdefABCDEF"):
+        raise ValueError(f"VALUE must be the whole {layout.name} frame as hex (e.g. 0x000451E5) "
+                         f"or as {layout.bit_count} bits")
+    return int(digits, 16)
+
+
+def _decode_wiegand(args: argparse.Namespace) -> int:
+    prog = "mfd reader decode"
+    layout = wiegand.FORMATS[args.format]
+    try:
+        frame = parse_wiegand_value(args.value, layout)
+        card = wiegand.decode(layout.name, frame, layout.bit_count)
+    except (ValueError, wiegand.WiegandError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    failures = card.parity_failures
+    if args.json:
+        out: dict[str, object] = {"format": card.format, "facility": card.facility,
+                                  "card": card.card, "parity_ok": card.parity_ok}
+        if failures:
+            out["failed_parity_bits"] = [p.position for p in failures]
+        print(json.dumps(out))
+    elif not failures:
+        width = (layout.bit_count + 3) // 4
+        print(f"format:   {layout.name} ({layout.title})\n"
+              f"frame:    0x{frame:0{width}X} ({layout.bit_count} bits)\n"
+              f"bits:     {_grouped_bits(layout, frame)}\n"
+              f"facility: {'none in this format' if card.facility is None else card.facility}"
+              f"\ncard:     {card.card}\nparity:   ok")
+    if failures:
+        print(f"{prog}: bad {layout.name} parity: "
+              + "; ".join(f"{p.describe()} does not hold" for p in failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _grouped_bits(layout: wiegand.WiegandFormat, frame: int) -> str:
+    """The frame's bits with a space at every field boundary: parity | FC | card | parity."""
+    cuts = {1, layout.bit_count + 1, layout.card[0], layout.card[0] + layout.card[1]}
+    if layout.facility is not None:
+        cuts |= {layout.facility[0], layout.facility[0] + layout.facility[1]}
+    bits = f"{frame:0{layout.bit_count}b}"
+    edges = sorted(cuts)
+    return " ".join(bits[a - 1:b - 1] for a, b in itertools.pairwise(edges))
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    prog = "mfd reader convert"
+    try:
+        pipeline = Pipeline.parse(args.pipeline)
+    except PipelineError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    for position, value in enumerate(args.values, start=1):
+        try:
+            result = pipeline.apply(value)
+        except ConversionError as exc:
+            # Stop rather than skip: line N of the output must stay the result of value N.
+            print(f"{prog}: value {position}: {exc}", file=sys.stderr)
+            return 1
+        print(result, flush=True)
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    prog = "mfd reader infer"
+    pairs: list[tuple[str, str]] = []
+    for position, text in enumerate(args.pairs, start=1):
+        # The last '=' splits: a reading may contain '=', a card number does not.
+        raw, sep, expected = text.rpartition("=")
+        if not sep:
+            print(f"{prog}: pair {position} must be RAW=EXPECTED, e.g. 04A1B2C3=3283263748",
+                  file=sys.stderr)
+            return 2
+        pairs.append((raw, expected))
+    try:
+        result = infer(pairs, max_steps=args.max_steps)
+    except InferError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if result.found:
+        for pipeline in result.pipelines:
+            print(str(pipeline))
+        if result.pipelines == (Pipeline(),):
+            print(f"{prog}: the readings already are the expected numbers: no conversion "
+                  "needed (an empty pipeline)", file=sys.stderr)
+        elif len(result.pipelines) > 1:
+            print(f"{prog}: {len(result.pipelines)} pipelines fit these pairs equally; add a "
+                  "pair that tells them apart, or use the first", file=sys.stderr)
+        return 0
+    for line in _explain_failure(result, args.max_steps):
+        print(line, file=sys.stderr)
+    return 1
+
+
+def _explain_failure(result: InferResult, max_steps: int) -> list[str]:
+    prog = "mfd reader infer"
+    pairs = result.pairs
+    if result.conflict is not None:
+        a, b = result.conflict
+        return [f"{prog}: pairs {a + 1} and {b + 1} have the same reading "
+                f"({pairs[a][0]}) but different expected numbers ({pairs[a][1]}, "
+                f"{pairs[b][1]}): no conversion can give both"]
+    lines = [f"{prog}: no pipeline of up to {max_steps} step(s) maps every pair"]
+    if not result.exhausted:
+        lines[0] += (f" (the search stopped after {result.applications} step applications "
+                     "before trying them all)")
+    if not result.near_misses:
+        lines.append("  no pipeline maps even half of the pairs: check that each RAW is what "
+                     "the reader sends and each EXPECTED is that card's number")
+    for miss in result.near_misses:
+        raw, expected = pairs[miss.pair]
+        outcome = (f"gives {miss.got}" if miss.got is not None
+                   else f"is refused: {miss.reason}")
+        lines.append(f"  nearest: {miss.pipeline} maps {miss.matched} of {len(pairs)} pairs, "
+                     f"but pair {miss.pair + 1} ({raw}={expected}) {outcome}")
+    return lines
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -10,9 +10,15 @@ picks the backend module; the module parses its own TARGET and parameters:
     ``family`` (default ``em4100``), ``baud`` (default 9600), ``lockout`` (seconds a held
     card is ignored, default 2) and ``id`` (the reader id, default the spec itself).
 
-Backends named in :data:`BACKENDS` whose module is not there yet are refused as "not supported
-yet". Every mistake is a :class:`ConfigError` that names the offending part, checked before any
-port is opened.
+``replay:FILE?speed=1&loop=0&id=NAME``  (readers.replay)
+    plays a recording (readers.recording) back through the same codecs as the live reader.
+
+``sim:NAME?lockout=2&id=ID``  (readers.sim_reader)
+    an in-process simulated reader, driven by ``get_sim_reader(NAME).present(number)``.
+
+``pcsc:`` and ``osdp:`` are described in their modules. Backends named in :data:`BACKENDS`
+whose module is not there are refused as "not supported yet". Every mistake is a
+:class:`ConfigError` that names the offending part, checked before any port is opened.
 
 A backend module provides ``SPEC_PARAMS`` (the parameter names it takes) and
 ``open_spec(spec, target, params, reader_id) -> CardReader``; the helpers below parse values.

@@ -241,12 +241,8 @@ def test_spec_parameters_reach_the_reader() -> None:
     [
         ("/dev/ttyUSB0", "no scheme"),
         ("usb:/dev/ttyUSB0", "'usb'"),
-        ("pcsc:ACS ACR122U", "not supported yet"),
-        ("osdp:/dev/ttyS0", "not supported yet"),
-        ("replay:cards.txt", "not supported yet"),
-        ("sim:", "not supported yet"),
         ("serial:", "no port"),
-        ("serial:/dev/ttyUSB0?family=wiegand", "'wiegand'"),
+        ("serial:/dev/ttyUSB0?family=hidprox", "'hidprox'"),
         ("serial:/dev/ttyUSB0?baud=fast", "'baud'"),
         ("serial:/dev/ttyUSB0?baud=0", "'baud'"),
         ("serial:/dev/ttyUSB0?lockout=-1", "'lockout'"),
@@ -321,9 +317,18 @@ def test_cli_decode_bad_value(value: str, capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_a_scheme_whose_backend_is_missing_is_not_supported_yet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import readers.spec
+
+    monkeypatch.setitem(readers.spec.BACKENDS, "nfc", "readers.no_such_backend")
+    with pytest.raises(ConfigError, match="not supported yet"):
+        open_reader("nfc:usb")
+
+
 def test_cli_watch_bad_spec(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli("reader", "watch", "pcsc:reader0") == 2
-    assert "not supported yet" in capsys.readouterr().err
+    assert run_cli("reader", "watch", "usb:reader0") == 2
+    assert "unknown reader scheme" in capsys.readouterr().err
 
 
 @pytest.mark.integration
