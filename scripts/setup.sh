@@ -65,3 +65,96 @@ mfd_venv() {
     fi
     export PATH="$MFD_VENV/bin:$PATH"
 }
+
+# PostgreSQL for the store tests (tests/pg.py reads MFD_TEST_PG). Order of preference:
+# MFD_TEST_PG if the caller set it; a server already answering on 127.0.0.1:MFD_PG_PORT (5432,
+# a developer's or CI's service); else a private throw-away cluster for this run, on a free
+# port, removed when the calling script exits. Point MFD_PG_PORT at a port where nothing
+# listens to force the private cluster (that is how the fallback is tested).
+MFD_PG_PORT="${MFD_PG_PORT:-5432}"
+
+mfd_pg_answers() {  # host port
+    if command -v pg_isready >/dev/null 2>&1; then
+        pg_isready -q -h "$1" -p "$2" -t 2
+    else
+        # No client tools: a TCP connect is a good enough sign for the fast path; tests/pg.py
+        # reports clearly if what answers is not a usable PostgreSQL.
+        timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
+    fi
+}
+
+mfd_pg_bindir() {  # the newest installed server's programs (Debian keeps them off PATH)
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then
+        echo "$dir"
+    elif command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"
+    else
+        return 1
+    fi
+}
+
+mfd_postgres() {
+    if [ -n "${MFD_TEST_PG:-}" ]; then
+        return 0
+    fi
+    if mfd_pg_answers 127.0.0.1 "$MFD_PG_PORT"; then
+        export MFD_TEST_PG="postgresql://postgres@127.0.0.1:$MFD_PG_PORT/postgres"
+        return 0
+    fi
+    local bindir
+    if ! bindir="$(mfd_pg_bindir)"; then
+        if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+            echo "mfdkit: no PostgreSQL on 127.0.0.1:$MFD_PG_PORT for the store tests, and no server installed" >&2
+            echo "mfdkit: install it with: sudo apt-get install -y postgresql (or set MFD_TEST_PG to a server URL)" >&2
+            return 1
+        fi
+        echo "mfdkit: installing system packages: postgresql" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+        bindir="$(mfd_pg_bindir)"
+    fi
+    # initdb refuses to run as root, so root runs the cluster as Debian's postgres user.
+    local as=()
+    if [ "$(id -u)" -eq 0 ]; then
+        as=(runuser -u postgres --)
+    fi
+    MFD_PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mfdkit-pg.XXXXXX")"
+    [ "$(id -u)" -eq 0 ] && chown postgres: "$MFD_PG_DIR"
+    local port
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    trap mfd_postgres_stop EXIT
+    # A non-interactive bash dies of TERM without running the EXIT trap; exiting runs it.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    echo "mfdkit: no PostgreSQL on 127.0.0.1:$MFD_PG_PORT; starting a private one on port $port" >&2
+    # Trust on loopback only, as the tests connect as postgres without a password. No fsync:
+    # the data lives for one run.
+    if ! "${as[@]}" "$bindir/initdb" -D "$MFD_PG_DIR/data" -U postgres -A trust -E UTF8 \
+            --no-sync >"$MFD_PG_DIR/initdb.log" 2>&1; then
+        cat "$MFD_PG_DIR/initdb.log" >&2
+        echo "mfdkit: initdb failed (log above)" >&2
+        return 1
+    fi
+    # The socket goes into our directory: the system's may not exist or not be ours.
+    if ! "${as[@]}" "$bindir/pg_ctl" -D "$MFD_PG_DIR/data" -l "$MFD_PG_DIR/server.log" -w -t 30 \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $MFD_PG_DIR -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
+            start >/dev/null; then
+        cat "$MFD_PG_DIR/server.log" >&2
+        echo "mfdkit: the private PostgreSQL did not start (log above)" >&2
+        return 1
+    fi
+    export MFD_TEST_PG="postgresql://postgres@127.0.0.1:$port/postgres"
+}
+
+mfd_postgres_stop() {
+    [ -n "${MFD_PG_DIR:-}" ] && [ -d "$MFD_PG_DIR" ] || return 0
+    local as=() bindir
+    [ "$(id -u)" -eq 0 ] && as=(runuser -u postgres --)
+    if bindir="$(mfd_pg_bindir)" && [ -f "$MFD_PG_DIR/data/postmaster.pid" ]; then
+        "${as[@]}" "$bindir/pg_ctl" -D "$MFD_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$MFD_PG_DIR" || true
+}

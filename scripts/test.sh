@@ -3,8 +3,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 mfd_system_packages
+mfd_postgres  # may start a private server, stopped when this script exits
 mfd_venv
 cd "$MFD_ROOT"
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy
-echo "== pytest" && exec python -m pytest -q "$@"
+# Not exec: the EXIT trap that stops a private PostgreSQL must still run afterwards.
+echo "== pytest" && python -m pytest -q "$@"

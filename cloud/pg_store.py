@@ -1,0 +1,295 @@
+"""The PostgreSQL backend (psycopg 3): for several cloud workers, on one host or many.
+
+Connections
+    One connection per thread, opened on first use, as in the SQLite backend: a cloud worker's
+    handler thread owns its connection (threads hand off, never share). A connection the server
+    dropped while it sat idle between requests (server restart, failover, an idle timeout) is
+    noticed when the next transaction begins and replaced once; nothing of that transaction has
+    run yet, so the retry is safe. A connection lost *during* a transaction is a
+    :class:`StoreError` for that request, and the next transaction reconnects.
+
+Transactions
+    ``transaction()`` is reentrant: only the outermost level sends BEGIN and COMMIT or ROLLBACK,
+    inner levels join it, as in the SQLite backend. The connection runs in autocommit mode
+    otherwise, so a statement outside ``transaction()`` commits by itself, again as in SQLite.
+
+    The isolation level is PostgreSQL's default, READ COMMITTED, and that is enough: the store
+    never decides a state change on what it read earlier. Every change is a guarded ``UPDATE ...
+    WHERE state = ...``; under READ COMMITTED a second UPDATE of the same row waits for the first
+    transaction and then re-checks its WHERE against the committed row, so the loser changes
+    nothing and sees a row count of 0. Stored answers and other unique rows have primary keys; a
+    second INSERT of the same key waits for the first and then fails with a unique violation
+    (:class:`ConflictError`). SERIALIZABLE would add retries for no gain.
+
+    Unlike SQLite, PostgreSQL aborts the whole transaction after any failed statement. The
+    store's contract already says a ConflictError abandons the transaction; should a caller
+    swallow one and carry on, the COMMIT would silently roll back, so the outermost level checks
+    for that and raises instead of pretending the work was saved.
+
+SQL
+    The shared queries use ``?`` placeholders; psycopg wants ``%s`` and reads every other ``%``
+    as the start of one. Each SQL string is translated once (``?`` outside quotes becomes
+    ``%s``, every ``%`` is doubled) and the result is cached. Python ``bool`` values are sent as
+    integers, because the shared schema keeps flags in INTEGER columns (SQLite has no boolean
+    type) and PostgreSQL does not cast boolean to integer on assignment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+
+from cloud.store import SCHEMA, SqlStore
+from protocol.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the server when connecting, unless the URL sets ``connect_timeout``:
+#: without a limit, an unreachable host hangs a worker for the OS's TCP timeout (minutes).
+CONNECT_TIMEOUT = 10
+#: Workers starting together all create the schema; concurrent ``CREATE TABLE IF NOT EXISTS``
+#: of the same table can fail in PostgreSQL, so schema changes queue behind this advisory lock.
+SCHEMA_LOCK_KEY = 0x6D66646B  # "mfdk"
+#: Named, not left to the server's default_transaction_isolation: the reasoning in the module
+#: docstring is about READ COMMITTED, and under SERIALIZABLE racing workers would get
+#: serialization failures instead of a clean "not held".
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+
+
+@functools.lru_cache(maxsize=1024)
+def pg_sql(sql: str) -> str:
+    """``?`` placeholders to psycopg's ``%s``, and ``%`` escaped, outside quoted text.
+
+    A ``?`` inside a string literal, a quoted identifier or a ``--`` comment is text, not a
+    placeholder. ``%`` is doubled everywhere, because psycopg parses the whole string."""
+    out: list[str] = []
+    quote = ""  # the quote character we are inside, or "" outside quotes
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch == "%":
+            out.append("%%")
+        elif quote:
+            out.append(ch)
+            if ch == quote:  # a doubled quote ('it''s') closes and reopens: same result
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        elif ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+            continue
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+class _FlagDumper(Dumper):
+    """A Python bool as an INTEGER 0/1, the shared schema's flags."""
+
+    oid = psycopg.postgres.types["int4"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class PostgresStore(SqlStore):
+    BLOB: ClassVar[str] = "BYTEA"
+    REAL: ClassVar[str] = "DOUBLE PRECISION"
+    AUTO_ID: ClassVar[str] = "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+    INTEGRITY: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
+
+    def __init__(self, url: str) -> None:
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreError(f"bad PostgreSQL URL: {_first_line(exc)}; use "
+                             "postgresql://user@host:port/dbname", code="config_invalid") from exc
+        #: As given, so it can open another store; it may hold a password, so messages use
+        #: :attr:`where` instead.
+        self.url = self._conninfo = url
+        self._connect_timeout = None if "connect_timeout" in params else CONNECT_TIMEOUT
+        self.host = host = str(params.get("host") or "localhost")
+        port = str(params.get("port") or "5432")
+        self.dbname = str(params.get("dbname") or params.get("user") or "")
+        self.db_user = str(params.get("user") or "")
+        #: Where, for messages: never the password.
+        self.where = f"{host}:{port}, database {self.dbname or '(default)'}"
+        self._local = threading.local()
+        self.add_schema(SCHEMA)
+
+    # -- connections
+    def _con(self) -> psycopg.Connection[Any]:
+        con: psycopg.Connection[Any] | None = getattr(self._local, "con", None)
+        if con is not None and (con.closed or con.broken):
+            self._drop()
+            con = None
+        if con is None:
+            con = self._connect()
+            self._local.con = con
+        return con
+
+    def _depth(self) -> int:
+        return int(getattr(self._local, "depth", 0))
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        extra: dict[str, Any] = {"application_name": "mfdkit-cloud"}
+        if self._connect_timeout is not None:
+            extra["connect_timeout"] = self._connect_timeout
+        try:
+            con = psycopg.connect(self._conninfo, autocommit=True, **extra)
+        except psycopg.Error as exc:
+            who = f" as {self.db_user}" if self.db_user else ""
+            raise StoreError(f"cannot connect to PostgreSQL at {self.where}{who}: "
+                             f"{_first_line(exc)}; {_connect_hint(exc, self)}") from exc
+        con.adapters.register_dumper(bool, _FlagDumper)
+        return con
+
+    def _drop(self) -> None:
+        """Forget this thread's connection, closing it if it still can be."""
+        con: psycopg.Connection[Any] | None = getattr(self._local, "con", None)
+        self._local.con = None
+        if con is not None:
+            with contextlib.suppress(psycopg.Error):
+                con.close()
+
+    def close(self) -> None:
+        """Close the calling thread's connection (each thread closes its own)."""
+        if getattr(self._local, "con", None) is not None:
+            self._drop()
+
+    # -- transactions
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth():
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        con = self._begin()
+        self._local.depth = 1
+        try:
+            yield
+        except BaseException:
+            self._rollback(con)
+            raise
+        else:
+            self._commit(con)
+        finally:
+            self._local.depth = 0
+
+    def _begin(self) -> psycopg.Connection[Any]:
+        con = self._con()
+        try:
+            con.execute(BEGIN)
+            return con
+        except psycopg.OperationalError as exc:
+            # Dropped while idle between requests: nothing has run yet, so start over once on a
+            # fresh connection.
+            log.info("PostgreSQL connection to %s was lost (%s); reconnecting", self.where,
+                     _first_line(exc))
+            self._drop()
+        con = self._con()
+        try:
+            con.execute(BEGIN)
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreError(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
+        return con
+
+    def _rollback(self, con: psycopg.Connection[Any]) -> None:
+        if con.closed or con.broken:
+            self._drop()
+            return
+        try:
+            con.execute("ROLLBACK")
+        except psycopg.Error as exc:
+            # The original exception is what the caller needs to see; this one only means the
+            # connection is unusable.
+            log.warning("PostgreSQL at %s: rollback failed (%s); reconnecting next time",
+                        self.where, _first_line(exc))
+            self._drop()
+
+    def _commit(self, con: psycopg.Connection[Any]) -> None:
+        if con.info.transaction_status == TransactionStatus.INERROR:
+            # COMMIT here would answer ROLLBACK without an error: the work would vanish.
+            self._rollback(con)
+            raise StoreError("a statement in this transaction failed, so PostgreSQL discarded "
+                             "it; nothing was saved")
+        try:
+            con.execute("COMMIT")
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreError(f"PostgreSQL at {self.where}: commit failed, so the request may "
+                             f"or may not have been saved: {_first_line(exc)}") from exc
+
+    # -- statements
+    def _run(self, sql: str, args: Sequence[Any]) -> Any:
+        if self._depth():
+            # Inside a transaction, never reconnect: a new connection would run the rest of the
+            # transaction's statements on their own, committing half of it.
+            con = getattr(self._local, "con", None)
+            if con is None or con.closed or con.broken:
+                raise StoreError(f"PostgreSQL at {self.where}: the connection was lost during "
+                                 "this transaction; nothing of it was saved")
+        else:
+            con = self._con()
+        try:
+            # Always a tuple, even empty: psycopg then parses the query, undoing the %% escapes.
+            return con.execute(pg_sql(sql), tuple(args))
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
+
+    def add_schema(self, schema: str) -> None:
+        with self.transaction():
+            self._run("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+            super().add_schema(schema)
+
+    def _document_slice_sql(self) -> str:
+        # substring() counts from 1 like SQLite's substr(); psycopg sends a large Python int as
+        # bigint, for which substring() has no variant, hence the casts.
+        return ("SELECT substring(data from CAST(? AS INTEGER) for CAST(? AS INTEGER)) "
+                "FROM documents WHERE job_id=?")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if text.startswith("connection failed: "):
+        text = text[len("connection failed: "):]
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _connect_hint(exc: psycopg.Error, store: PostgresStore) -> str:
+    """What a technician should check. A failed connection carries no SQLSTATE, so this reads
+    libpq's message (English unless the server's lc_messages says otherwise)."""
+    text = str(exc)
+    if 'database "' in text and "does not exist" in text:
+        return (f"create it with: createdb -h {store.host} -U {store.db_user or 'USER'} "
+                f"{store.dbname or 'DBNAME'}")
+    if 'role "' in text and "does not exist" in text:
+        return (f"create the role with: createuser -h {store.host} {store.db_user or 'USER'}, "
+                "or name an existing user in the URL")
+    if "password" in text or "pg_hba.conf" in text:
+        return ("check the user and password (in the URL, PGPASSWORD or ~/.pgpass) and that "
+                "the server's pg_hba.conf admits this user from this host")
+    if "too many" in text:
+        return "the server is at max_connections; run fewer workers or raise the limit"
+    return ("check that PostgreSQL is running on that host and port and accepts TCP "
+            "connections from here (listen_addresses in postgresql.conf, pg_hba.conf, firewall)")
