@@ -109,6 +109,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="reader spec, e.g. serial:/dev/ttyUSB0?family=em4100")
     watch.add_argument("--seconds", type=_positive_float, default=None, metavar="N",
                        help="stop after N seconds")
+    watch.add_argument("--pipeline", metavar="P",
+                       help="also show each number converted by this pipeline")
+    watch.add_argument("--record", metavar="FILE",
+                       help="save the raw byte stream with timing (serial readers); replay it "
+                       "with the spec replay:FILE")
     watch.set_defaults(func=cmd_watch)
 
 
@@ -304,9 +309,17 @@ def _explain_failure(result: InferResult, max_steps: int) -> list[str]:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     prog = "mfd reader watch"
+    recorder = None
     try:
-        reader = open_reader(args.spec)
+        pipeline = Pipeline.parse(args.pipeline) if args.pipeline else None
+        if args.record:
+            from readers.recording import Recorder, header_for_spec
+
+            recorder = Recorder(args.record, header_for_spec(args.spec))
+        reader = open_reader(args.spec, on_raw=recorder.on_raw if recorder else None)
     except ConfigError as exc:
+        if recorder is not None:
+            recorder.close()
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     # The sink runs on the reader's thread: it only hands the read over, we print here.
@@ -325,12 +338,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 read = reads.get(timeout=wait)
             except queue.Empty:
                 continue
-            print(f"{read.at - started:8.3f}s  raw={read.raw.hex()}  number={read.number}",
-                  flush=True)
+            line = f"{read.at - started:8.3f}s  raw={read.raw.hex()}  number={read.number}"
+            if pipeline is not None:
+                try:
+                    line += f"  converted={pipeline.apply(read.number)}"
+                except ConversionError as exc:
+                    line += f"  converted=! {exc.message}"
+            print(line, flush=True)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a technician ends a watch; not an error
     finally:
         reader.stop()
+        if recorder is not None:
+            recorder.close()
+            print(f"{prog}: recorded {recorder.chunks} chunk(s) to {args.record} "
+                  "(it holds card numbers in clear: keep it private, delete it when done)",
+                  file=sys.stderr)
     health = reader.health
     print(f"{prog}: {health.reads} read(s), {health.suppressed} repeat(s) of a held card "
           f"suppressed, {health.bad_frames} bad frame(s), {health.reconnects} reconnect "

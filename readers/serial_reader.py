@@ -269,6 +269,12 @@ class SerialCardReader:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def tap_raw(self, on_raw: RawSink) -> None:
+        """See every raw chunk (for ``mfd reader watch --record``); before :meth:`start`."""
+        if self._thread is not None:
+            raise ReaderError(f"reader {self.reader_id}: tap its raw bytes before starting it")
+        self._on_raw = on_raw
+
     def start(self, sink: CardSink) -> None:
         """Open the port and start delivering reads to ``sink`` (called on the reader thread).
 

@@ -16,6 +16,10 @@ picks the backend module; the module parses its own TARGET and parameters:
 ``sim:NAME?lockout=2&id=ID``  (readers.sim_reader)
     an in-process simulated reader, driven by ``get_sim_reader(NAME).present(number)``.
 
+Every scheme also takes ``pipeline=STEPS`` (readers.convert, e.g. ``reverse-bytes|hex2dec``;
+percent-encode ``&`` ``=`` ``#`` inside a step): the reader's numbers are converted to the
+canonical card number before anyone sees them (readers.converting).
+
 ``pcsc:`` and ``osdp:`` are described in their modules. Backends named in :data:`BACKENDS`
 whose module is not there are refused as "not supported yet". Every mistake is a
 :class:`ConfigError` that names the offending part, checked before any port is opened.
@@ -29,7 +33,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
-from urllib.parse import parse_qsl
+from collections.abc import Callable
+from urllib.parse import parse_qsl, unquote
 
 from protocol.errors import ConfigError
 from readers.events import CardReader
@@ -54,7 +59,8 @@ def supported_schemes() -> list[str]:
     return [s for s, mod in BACKENDS.items() if importlib.util.find_spec(mod) is not None]
 
 
-def open_reader(spec: str, *, reader_id: str | None = None) -> CardReader:
+def open_reader(spec: str, *, reader_id: str | None = None,
+                on_raw: Callable[[bytes, float], None] | None = None) -> CardReader:
     """Build (but do not start) the reader ``spec`` names.
 
     ``reader_id`` overrides the spec's ``id=``; with neither, the spec string is the id, which
@@ -73,9 +79,36 @@ def open_reader(spec: str, *, reader_id: str | None = None) -> CardReader:
                           + ", ".join(supported_schemes()))
     backend = importlib.import_module(module_name)
     target, _, query = rest.partition("?")
+    pipeline_text, query = _take(spec, query, "pipeline")
     params = parse_params(spec, query, tuple(backend.SPEC_PARAMS), scheme)
     reader: CardReader = backend.open_spec(spec, target, params, reader_id)
+    if on_raw is not None:
+        tap = getattr(reader, "tap_raw", None)
+        if tap is None:
+            raise ConfigError(f"reader spec {spec!r}: only serial readers have a raw byte "
+                              "stream to record")
+        tap(on_raw)
+    if pipeline_text is not None:
+        from readers.convert import Pipeline
+        from readers.converting import ConvertingReader
+
+        reader = ConvertingReader(reader, Pipeline.parse(pipeline_text))
     return reader
+
+
+def _take(spec: str, query: str, key: str) -> tuple[str | None, str]:
+    """Remove ``key=value`` (a parameter every scheme takes) from a query string."""
+    found: str | None = None
+    kept: list[str] = []
+    for part in query.split("&") if query else []:
+        name, _, value = part.partition("=")
+        if name == key:
+            if found is not None:
+                raise ConfigError(f"reader spec parameter {key!r} is given twice")
+            found = unquote(value)
+        else:
+            kept.append(part)
+    return found, "&".join(kept)
 
 
 def parse_params(spec: str, query: str, allowed: tuple[str, ...],
