@@ -175,6 +175,8 @@ class CloudService:
                 self.store.audit(self.clock(), f"device:{device_id}", "identify.unknown_card",
                                  "-")
                 raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
+            if req.pin is not None:
+                self._check_pin(device_id, org_id, user, req.pin)
         else:
             user = self._prove(device_id, org_id, req.method, req.value, req.username)
         return self._login(device_id, user, req.method)
@@ -212,6 +214,17 @@ class CloudService:
                           "value")
         self.store.clear_failures("user", subject)
         return user
+
+    def _check_pin(self, device_id: str, org_id: str, user: User, pin: str) -> None:
+        """Card + PIN: the PIN is the user's access code. Wrong PINs count as guesses against
+        the user (a stolen badge gives five tries) and the device."""
+        now = self.clock()
+        self._check_lock("device", device_id, now)
+        self._check_lock("user", user.email, now)
+        owner = self.store.user_by_code(org_id, code_hash(self._secret(org_id), pin))
+        if owner is None or owner.id != user.id:
+            self._failed_guess(now, device_id, user.email, "pin")
+            raise Refused(ErrorCode.WRONG_PIN, "the PIN does not match this badge", "pin")
 
     def _check_lock(self, scope: str, subject: str, now: float) -> None:
         until = self.store.locked_until(scope, subject, now)

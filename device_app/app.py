@@ -21,9 +21,12 @@ from device_app.session import (
     CardPresented,
     CodeEntered,
     Effect,
+    EngineChanged,
     Event,
     Failed,
+    KeyPressed,
     LinkChanged,
+    Policy,
     PrintJob,
     Send,
     SessionMachine,
@@ -32,10 +35,15 @@ from device_app.session import (
 )
 from device_app.view import Action, PanelView
 from protocol import messages as m
+from protocol.engine import EngineState
 from protocol.errors import MfdError
 from readers.events import CardRead, CardReader
 
 log = logging.getLogger(__name__)
+
+
+#: How often the loop asks the engine for its state (a cheap call on every adapter).
+ENGINE_POLL_S = 0.5
 
 
 def random_request_id() -> str:
@@ -45,15 +53,18 @@ def random_request_id() -> str:
 class DeviceApp:
     def __init__(self, link: CloudLink, engine: PrintEngine, *,
                  readers: tuple[CardReader, ...] = (), device_name: str = "",
-                 idle_timeout: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 idle_timeout: float | None = None, policy: Policy | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  new_id: Callable[[], str] = random_request_id) -> None:
         self.link = link
         self.engine = engine
         self.readers = readers
         self.clock = clock
         self.events: queue.Queue[Event] = queue.Queue()
-        self.machine = SessionMachine(new_id=new_id, device_name=device_name,
+        self.machine = SessionMachine(new_id=new_id, device_name=device_name, policy=policy,
                                       idle_timeout=idle_timeout)
+        self._engine_state: EngineState | None = None
+        self._engine_polled = 0.0
         self.printer = Printer(link, engine, self.events.put)
         self.transcript: list[str] = []  # what happened, a line per step, for the simulator
         self._seq = itertools.count(1)
@@ -72,6 +83,10 @@ class DeviceApp:
 
     def enter_code(self, code: str) -> None:
         self.events.put(CodeEntered(code))
+
+    def key(self, key: str) -> None:
+        """A key of the panel's keypad/keyboard: a character, BACKSPACE, CLEAR, TAB or ENTER."""
+        self.events.put(KeyPressed(key))
 
     def tap(self, action: Action, job_id: str | None = None) -> None:
         self.events.put(Tapped(action, job_id))
@@ -95,8 +110,11 @@ class DeviceApp:
         except queue.Empty:
             event = Tick(self.clock())
         before = self.machine.state
+        now = self.clock()
+        if now - self._engine_polled >= ENGINE_POLL_S:
+            self._poll_engine(now)
         if not isinstance(event, Tick):
-            self.machine.handle(Tick(self.clock()))
+            self.machine.handle(Tick(now))
         effects = self.machine.handle(event)
         for effect in effects:
             self._run(effect)
@@ -104,6 +122,18 @@ class DeviceApp:
             self.transcript.append(f"{before.value} -> {self.machine.state.value}"
                                    f" on {type(event).__name__}")
         return bool(effects) or self.machine.state != before or not isinstance(event, Tick)
+
+    def _poll_engine(self, now: float) -> None:
+        # The engine's state decides whether a release may start (a jam refuses it up front).
+        self._engine_polled = now
+        try:
+            state = self.engine.state()
+        except Exception:  # an engine adapter that fails to answer is an offline engine
+            log.exception("the print engine did not report its state")
+            state = EngineState.OFFLINE
+        if state != self._engine_state:
+            self._engine_state = state
+            self.machine.handle(EngineChanged(state))
 
     def run_until(self, predicate: Callable[[DeviceApp], bool], timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

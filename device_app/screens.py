@@ -14,8 +14,15 @@ matter of the glass, not of the session: the view carries the loaded jobs and th
 a window of them. Only the rows in that window are drawn, so a list of hundreds of jobs costs no
 more than a list of five. The offset is reset when a new person's list appears.
 
+The on-screen keyboards keep two more such bits: Shift, and whether the code keypad shows
+letters. They change only what the keys look like, never what the session holds, so a tap on
+them is answered by the renderer itself (:meth:`PanelRenderer.hit` applies it and returns None)
+and both are forgotten when the entry screen goes away. Every other key is ``(Action.KEY, key)``,
+the key as the session expects it: the character, or BACKSPACE, CLEAR, TAB, ENTER.
+
 Layout is designed at 800x480 and scaled to other sizes, but touch targets never shrink below
-48 px. Text uses pygame's built-in font, so no font files have to ship with the device.
+48 px. Text uses pygame's built-in font, so no font files have to ship with the device; it has no
+arrows or keyboard symbols, which is why Shift, Backspace and the toolbar icons are drawn.
 """
 
 from __future__ import annotations
@@ -30,7 +37,16 @@ from typing import NamedTuple
 
 import pygame
 
-from device_app.view import Action, JobProgress, PanelView, Screen, Tone
+from device_app.view import (
+    Action,
+    EntryView,
+    FieldView,
+    JobProgress,
+    OptionsView,
+    PanelView,
+    Screen,
+    Tone,
+)
 from protocol.messages import JobSummary
 
 Color = tuple[int, int, int]
@@ -59,6 +75,16 @@ GOOD: Color = (21, 115, 55)
 BAD: Color = (180, 25, 25)
 BAD_ROW: Color = (253, 236, 236)
 ACTIVE_ROW: Color = (232, 241, 253)
+# Amber says "the machine needs a hand" without the alarm of red; the words stay in full ink.
+WARN_FILL: Color = (255, 236, 179)
+WARN_MARK: Color = (176, 96, 0)
+ON_WARN: Color = (255, 255, 255)
+# Keys sit on a darker tray so that 40-odd of them read as one keyboard, not as 40 buttons.
+KEY_TRAY: Color = (222, 226, 232)
+KEY_FILL: Color = (255, 255, 255)
+KEY_FUNCTION: Color = (196, 203, 213)
+KEY_SHADOW: Color = (160, 167, 178)
+SWITCH_OFF: Color = (120, 128, 140)
 
 TONE_STRONG: dict[Tone, Color] = {Tone.INFO: PRIMARY, Tone.OK: GOOD, Tone.ERROR: BAD}
 TONE_TINT: dict[Tone, Color] = {
@@ -73,6 +99,28 @@ _GREY_CHIP: tuple[Color, ...] = ((30, 30, 30), (120, 120, 120), (200, 200, 200))
 
 # English on purpose: %b follows the C locale of whatever image the device runs.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+#: Keys that change only how the keyboard looks; :meth:`PanelRenderer.hit` handles them itself.
+KEY_SHIFT = "SHIFT"
+KEY_LETTERS = "LETTERS"
+KEY_DIGITS = "DIGITS"
+
+# The text keyboard, row by row: (label, key sent, width in key units). Ten units a row, so the
+# letter keys are as wide as the panel allows; an empty label is a drawn icon.
+_Key = tuple[str, str, float]
+_TEXT_ROWS: tuple[tuple[_Key, ...], ...] = (
+    tuple((c, c, 1.0) for c in "1234567890"),
+    tuple((c, c, 1.0) for c in "qwertyuiop"),
+    tuple((c, c, 1.0) for c in "asdfghjkl"),
+    (("", KEY_SHIFT, 1.5), *((c, c, 1.0) for c in "zxcvbnm"), ("", "BACKSPACE", 1.5)),
+    (("Next", "TAB", 1.5), ("@", "@", 1.0), (".", ".", 1.0), ("space", " ", 3.0),
+     ("-", "-", 1.0), ("_", "_", 1.0), ("OK", "ENTER", 1.5)),
+)
+#: Where each text row starts, in key units: the home row sits half a key in, as on paper.
+_TEXT_INDENT = (0.0, 0.0, 0.5, 0.0, 0.0)
+
+# Fields that hold an email get more of the row than secrets and codes, which are short.
+_NARROW_FIELDS = frozenset({"password", "pin", "code"})
 
 _STATE_LABEL = {"waiting": "Waiting", "printing": "Printing\u2026", "printed": "Printed",
                 "failed": "Failed"}
@@ -96,6 +144,11 @@ _PRIMARY_BUTTON = _Style(PRIMARY, ON_PRIMARY)
 _SECONDARY_BUTTON = _Style(CARD, INK, INK)
 _HEADER_BUTTON = _Style(HEADER, HEADER_INK, HEADER_INK)
 _DISABLED_BUTTON = _Style(DISABLED, DISABLED_INK)
+_LINK_BUTTON = _Style(CARD, PRIMARY, PRIMARY)
+_DANGER_BUTTON = _Style(BAD, ON_PRIMARY)
+_KEY_STYLE = _Style(KEY_FILL, INK)
+_FUNCTION_KEY = _Style(KEY_FUNCTION, INK)
+_ENTER_KEY = _Style(PRIMARY, ON_PRIMARY)
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -138,6 +191,24 @@ def fit_text(font: pygame.font.Font, text: str, max_width: int) -> str:
         else:
             hi = mid - 1
     return text[:lo].rstrip() + ELLIPSIS
+
+
+def fit_text_tail(font: pygame.font.Font, text: str, max_width: int) -> str:
+    """``text`` cut at the *front* with an ellipsis to fit ``max_width``: what someone is typing
+    is read at its end, where the next character goes."""
+    text = clean_text(text)
+    if font.size(text)[0] <= max_width:
+        return text
+    if font.size(ELLIPSIS)[0] > max_width:
+        return ""
+    lo, hi = 0, len(text)  # the longest kept suffix that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.size(ELLIPSIS + text[len(text) - mid :])[0] <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return ELLIPSIS + text[len(text) - lo :] if lo else ELLIPSIS
 
 
 def wrap_text(font: pygame.font.Font, text: str, max_width: int, max_lines: int) -> list[str]:
@@ -206,6 +277,11 @@ class PanelRenderer:
         self._page_rows = 1
         self._max_scroll = 0
         self._list_owner: str | None = None
+        # The on-screen keyboard's own state (see the module docstring), and the entry it
+        # belongs to: a new entry starts on digits, unshifted.
+        self._shift = False
+        self._letters = False
+        self._keyboard_owner: str | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -220,6 +296,10 @@ class PanelRenderer:
         elif view.screen in (Screen.IDLE, Screen.OFFLINE):
             # The session is over: the next list, even the same person's, starts at the top.
             self._list_owner = None
+        owner = view.entry.kind if view.screen is Screen.ENTRY and view.entry else None
+        if owner != self._keyboard_owner:
+            self._shift = self._letters = False
+            self._keyboard_owner = owner
         self._targets = []
         self.surface.fill(BG)
         painters: dict[Screen, Callable[[PanelView, float], None]] = {
@@ -229,16 +309,37 @@ class PanelRenderer:
             Screen.RELEASING: self._draw_releasing,
             Screen.NOTICE: self._draw_notice,
             Screen.OFFLINE: self._draw_offline,
+            Screen.ENTRY: self._draw_entry,
+            Screen.CONFIRM: self._draw_confirm,
+            Screen.OPTIONS: self._draw_options,
         }
         painters[view.screen](view, now)
 
     def hit(self, pos: tuple[int, int]) -> tuple[Action, str | None] | None:
-        """What a tap at ``pos`` means on the last drawn frame: the action and, for
-        :attr:`Action.SELECT`, the job id; None for a tap on nothing."""
+        """What a tap at ``pos`` means on the last drawn frame: the action and its subject (the
+        job id of SELECT, the field of FOCUS, the key of KEY); None for a tap on nothing.
+
+        Shift and the keypad's A-Z / 0-9 keys are applied here and also answer None: they only
+        change the keys of the next frame, and the session has nothing to do with them.
+        """
         for target in reversed(self._targets):
             if target.rect.collidepoint(pos):
+                if target.action is Action.KEY:
+                    return self._press_key(target.job_id)
                 return target.action, target.job_id
         return None
+
+    def _press_key(self, key: str | None) -> tuple[Action, str | None] | None:
+        if key == KEY_SHIFT:
+            self._shift = not self._shift
+            return None
+        if key in (KEY_LETTERS, KEY_DIGITS):
+            self._letters = key == KEY_LETTERS
+            return None
+        if key is not None and key.isalpha():
+            # Shift holds for one letter, as on a phone: capitals inside addresses are rare.
+            self._shift = False
+        return Action.KEY, key
 
     def apply_scroll(self, action: Action) -> bool:
         """Move the job list a page for SCROLL_UP/SCROLL_DOWN. True if the list moved (draw
@@ -285,30 +386,43 @@ class PanelRenderer:
         return rect
 
     def _lines(self, text: str, size: int, color: Color, center_x: int, top: int,
-               max_width: int, max_lines: int) -> int:
-        """Centred wrapped text; returns the y below it."""
+               max_width: int, max_lines: int, left: int | None = None) -> int:
+        """Wrapped text, centred on ``center_x`` or flush with ``left``; returns the y below it."""
         font = self._font(size)
         y = top
         for line in wrap_text(font, text, max_width, max_lines):
-            self._text(line, size, color, midtop=(center_x, y))
+            if left is None:
+                self._text(line, size, color, midtop=(center_x, y))
+            else:
+                self._text(line, size, color, topleft=(left, y))
             y += font.get_linesize()
         return y
 
+    def _fitting_size(self, text: str, sizes: Sequence[int], max_width: int) -> int:
+        """The largest of ``sizes`` at which ``text`` fits on one line (else the smallest, where
+        it will be cut): long titles shrink a little before they lose words."""
+        for size in sizes:
+            if self._font(size).size(clean_text(text))[0] <= max_width:
+                return size
+        return sizes[-1]
+
     def _button(self, rect: pygame.Rect, label: str, action: Action, style: _Style,
-                enabled: bool = True) -> Color:
-        """Draw a button and make it tappable if enabled; returns the ink colour for icons."""
+                enabled: bool = True, *, subject: str | None = None, size: int = 34,
+                radius: float = 10) -> Color:
+        """Draw a button and make it tappable if enabled; returns the ink colour for icons.
+        ``subject`` travels with the action (a field name, a key)."""
         if not enabled:
             style = _DISABLED_BUTTON
-        radius = self._px(10)
-        pygame.draw.rect(self.surface, style.fill, rect, border_radius=radius)
+        corner = self._px(radius)
+        pygame.draw.rect(self.surface, style.fill, rect, border_radius=corner)
         if style.border is not None:
             pygame.draw.rect(self.surface, style.border, rect, width=max(2, self._px(2)),
-                             border_radius=radius)
+                             border_radius=corner)
         if label:
-            self._text(label, 34, style.ink, max_width=rect.width - 2 * self._px(12),
+            self._text(label, size, style.ink, max_width=rect.width - 2 * self._px(12),
                        center=rect.center)
         if enabled:
-            self._targets.append(Target(pygame.Rect(rect), action))
+            self._targets.append(Target(pygame.Rect(rect), action, subject))
         return style.ink
 
     def _check(self, box: pygame.Rect, color: Color) -> None:
@@ -325,10 +439,13 @@ class PanelRenderer:
         pygame.draw.line(self.surface, color, (box.right - inset, box.top + inset),
                          (box.left + inset, box.bottom - inset), width)
 
-    def _header(self, title: str, right: str = "", reserve: int = 0) -> pygame.Rect:
-        """The dark band across the top; ``reserve`` pixels at the right are left for a button."""
+    def _header(self, title: str, right: str = "", reserve: int = 0, height: float = 72,
+                shrink: bool = False) -> pygame.Rect:
+        """The dark band across the top; ``reserve`` pixels at the right are left for a button.
+        With ``shrink`` a long title is set smaller before it is cut (entry titles are whole
+        sentences: "Badge not recognised: link it with ...")."""
         width = self.surface.get_width()
-        band = pygame.Rect(0, 0, width, self._tap(72))
+        band = pygame.Rect(0, 0, width, self._tap(height))
         pygame.draw.rect(self.surface, HEADER, band)
         pad = self._px(24)
         right_edge = width - pad - reserve
@@ -337,8 +454,9 @@ class PanelRenderer:
             left_limit = self._text(right, 32, HEADER_MUTED, max_width=width // 3,
                                     midright=(right_edge, band.centery)).left
         if title:
-            self._text(title, 40, HEADER_INK, max_width=max(0, left_limit - 2 * pad),
-                       midleft=(pad, band.centery))
+            room = max(0, left_limit - 2 * pad)
+            size = self._fitting_size(title, (40, 36, 32, 28), room) if shrink else 40
+            self._text(title, size, HEADER_INK, max_width=room, midleft=(pad, band.centery))
         return band
 
     @staticmethod
@@ -356,10 +474,16 @@ class PanelRenderer:
         band = self._header(view.device_name, self._clock(now))
         body = height - band.bottom
         cx = width // 2
+        ways = [(label, action) for label, action, offered in (
+            ("Enter access code", Action.ENTER_CODE, view.can_type_code),
+            ("Email + password", Action.ENTER_PASSWORD, view.can_type_password),
+        ) if offered]
+        # The badge stays the first thing the eye finds; the typed ways in sit below it, smaller.
+        icon_at, prompt_at = (0.22, 0.52) if ways else (0.32, 0.64)
 
         # A badge with contactless waves: recognisable without reading, from across the room.
         card = pygame.Rect(0, 0, self._px(190), self._px(124))
-        card.center = (cx - self._px(36), band.bottom + round(body * 0.32))
+        card.center = (cx - self._px(36), band.bottom + round(body * icon_at))
         pygame.draw.rect(self.surface, PRIMARY, card, border_radius=self._px(14))
         photo = pygame.Rect(0, 0, self._px(52), self._px(64))
         photo.midleft = (card.left + self._px(20), card.centery)
@@ -381,11 +505,24 @@ class PanelRenderer:
             arc.center = centre
             pygame.draw.arc(self.surface, PRIMARY, arc, -0.75, 0.75, max(3, self._px(7)))
 
-        prompt_y = band.bottom + round(body * 0.64)
+        prompt_y = band.bottom + round(body * prompt_at)
         self._text(view.title or "Tap your badge", 104, INK, max_width=width - self._px(48),
                    center=(cx, prompt_y))
-        self._text(view.message or "or enter your access code", 36, MUTED,
-                   max_width=width - self._px(48), midtop=(cx, prompt_y + self._px(46)))
+        # No default line under the prompt: it used to promise an access code that the panel
+        # may not accept. The buttons below say exactly which other ways in there are.
+        if view.message:
+            self._text(view.message, 36, MUTED, max_width=width - self._px(48),
+                       midtop=(cx, prompt_y + self._px(46)))
+        if not ways:
+            return
+        gap = self._px(24)
+        button_w = min(self._px(340), (width - self._px(48) - gap) // 2)
+        row_w = len(ways) * button_w + (len(ways) - 1) * gap
+        top = height - self._px(28) - self._tap(76)
+        for i, (label, action) in enumerate(ways):
+            rect = pygame.Rect(cx - row_w // 2 + i * (button_w + gap), top, button_w,
+                               self._tap(76))
+            self._button(rect, label, action, _LINK_BUTTON, size=36)
 
     # ------------------------------------------------------------------ BUSY
 
@@ -430,42 +567,138 @@ class PanelRenderer:
         pygame.draw.rect(self.surface, CARD, bar)
         pygame.draw.line(self.surface, LINE, bar.topleft, bar.topright, max(1, self._px(2)))
         button_h = self._tap(64)
+        gap = self._px(10)
         has_jobs = count > 0
-        select_all = pygame.Rect(pad, 0, self._px(176), button_h)
-        release_all = pygame.Rect(select_all.right + pad, 0, self._px(176), button_h)
-        release = pygame.Rect(0, 0, self._px(330), button_h)
-        release.right = width - pad
-        for rect in (select_all, release_all, release):
+        chosen = bool(view.selected)
+        # Fixed places, whatever is selected: a button that moved when a row was ticked would
+        # catch the finger that was heading for its old place. Delete and Options are icon
+        # buttons so that "Release selected (12)" keeps room for its whole label.
+        select_all = pygame.Rect(pad, 0, self._px(132), button_h)
+        release_all = pygame.Rect(select_all.right + gap, 0, self._px(152), button_h)
+        delete = pygame.Rect(release_all.right + gap, 0, self._px(84), button_h)
+        options = pygame.Rect(delete.right + gap, 0, self._px(92), button_h)
+        release = pygame.Rect((options if view.can_change else delete).right + gap, 0, 0,
+                              button_h)
+        release.width = width - pad - release.left
+        for rect in (select_all, release_all, delete, options, release):
             rect.centery = bar.centery
-        self._button(select_all, "Select all", Action.SELECT_ALL, _SECONDARY_BUTTON, has_jobs)
-        self._button(release_all, "Release all", Action.RELEASE_ALL, _SECONDARY_BUTTON, has_jobs)
+        self._button(select_all, "Select all", Action.SELECT_ALL, _SECONDARY_BUTTON, has_jobs,
+                     size=32)
+        self._button(release_all, "Release all", Action.RELEASE_ALL, _SECONDARY_BUTTON,
+                     has_jobs, size=32)
+        self._tool_button(delete, "Delete", Action.DELETE, self._trash_icon, chosen, BAD)
+        if view.can_change:
+            self._tool_button(options, "Options", Action.OPTIONS, self._sliders_icon, chosen,
+                              INK)
         self._button(release, f"Release selected ({len(view.selected)})", Action.RELEASE,
-                     _PRIMARY_BUTTON, bool(view.selected))
+                     _PRIMARY_BUTTON, chosen, size=32)
 
-        area = pygame.Rect(0, band.bottom, width, bar.top - band.bottom)
+        top = band.bottom
+        if view.engine_problem:
+            top = self._draw_engine_banner(view.engine_problem, top)
+        area = pygame.Rect(0, top, width, bar.top - top)
         self._draw_job_list(view, area, now)
+
+    def _draw_engine_banner(self, problem: str, top: int) -> int:
+        """Why the printer can't print, across the top of the list; returns the y below it.
+        The release buttons stay: a tap on them gets the same reason, which beats a button
+        that is mysteriously grey."""
+        width = self.surface.get_width()
+        banner = pygame.Rect(0, top, width, self._px(52))
+        pygame.draw.rect(self.surface, WARN_FILL, banner)
+        pygame.draw.line(self.surface, WARN_MARK, banner.bottomleft, banner.bottomright,
+                         max(1, self._px(2)))
+        mark = self._warning_mark(pygame.Rect(self._px(16), 0, self._px(36), self._px(32)),
+                                  banner.centery, WARN_MARK)
+        self._text(problem, 32, INK, max_width=width - mark.right - self._px(32),
+                   midleft=(mark.right + self._px(14), banner.centery))
+        return banner.bottom
+
+    def _warning_mark(self, box: pygame.Rect, centery: int, color: Color,
+                      size: int = 30) -> pygame.Rect:
+        """A filled triangle with "!" centred on ``centery``; returns where it was drawn."""
+        box = pygame.Rect(box)
+        box.centery = centery
+        pygame.draw.polygon(self.surface, color,
+                            [box.midtop, box.bottomright, box.bottomleft])
+        self._text("!", size, ON_WARN, center=(box.centerx, box.centery + box.height // 8))
+        return box
+
+    def _tool_button(self, rect: pygame.Rect, label: str, action: Action,
+                     icon: Callable[[pygame.Rect, Color], None], enabled: bool,
+                     ink: Color) -> None:
+        """An icon over a short word: a toolbar button that needs less width than a label."""
+        self._button(rect, "", action, _Style(CARD, ink, INK) if enabled else _DISABLED_BUTTON,
+                     enabled)
+        color = ink if enabled else DISABLED_INK
+        box = pygame.Rect(0, 0, self._px(26), self._px(26))
+        box.midtop = (rect.centerx, rect.top + self._px(7))
+        icon(box, color)
+        self._text(label, 24, INK if enabled else DISABLED_INK, max_width=rect.width - 8,
+                   midbottom=(rect.centerx, rect.bottom - self._px(6)))
+
+    def _trash_icon(self, box: pygame.Rect, color: Color) -> None:
+        line = max(2, self._px(3))
+        lid_y = box.top + self._px(5)
+        pygame.draw.line(self.surface, color, (box.left, lid_y), (box.right, lid_y), line)
+        pygame.draw.rect(self.surface, color,
+                         pygame.Rect(box.centerx - self._px(5), box.top, self._px(10),
+                                     self._px(5)), max(1, self._px(2)))
+        body = [(box.left + self._px(4), lid_y + self._px(4)),
+                (box.right - self._px(4), lid_y + self._px(4)),
+                (box.right - self._px(6), box.bottom), (box.left + self._px(6), box.bottom)]
+        pygame.draw.polygon(self.surface, color, body, line)
+        for dx in (-5, 0, 5):
+            x = box.centerx + self._px(dx)
+            pygame.draw.line(self.surface, color, (x, lid_y + self._px(9)),
+                             (x, box.bottom - self._px(5)), max(1, self._px(2)))
+
+    def _sliders_icon(self, box: pygame.Rect, color: Color) -> None:
+        line = max(2, self._px(3))
+        for i, knob in enumerate((0.3, 0.7, 0.45)):
+            y = box.top + self._px(4) + i * self._px(9)
+            pygame.draw.line(self.surface, color, (box.left, y), (box.right, y), line)
+            pygame.draw.circle(self.surface, color, (box.left + round(box.width * knob), y),
+                               self._px(4))
 
     def _draw_job_list(self, view: PanelView, area: pygame.Rect, now: float) -> None:
         jobs = view.jobs
+        # "Load more" is the row after the last job: it is found where the list runs out, and
+        # scrolls with it instead of taking room from every page.
+        items = len(jobs) + (1 if view.can_load_more else 0)
         row_h = self._tap(64)
         rows = max(1, area.height // row_h)
         self._page_rows = rows
-        self._max_scroll = max(0, len(jobs) - rows)
+        self._max_scroll = max(0, items - rows)
         self.scroll = min(max(self.scroll, 0), self._max_scroll)
-        if not jobs:
+        if not items:
             self._text("No jobs waiting", 56, INK, center=(area.centerx, area.centery - 20))
             self._lines("Jobs you send to secure print wait here for you.", 34, MUTED,
                         area.centerx, area.centery + self._px(16), area.width - self._px(48), 2)
             return
         rows_area = pygame.Rect(area)
-        if len(jobs) > rows:
+        if items > rows:
             rail = pygame.Rect(0, area.top, self._tap(96), area.height)
             rail.right = area.right
             rows_area.width -= rail.width
             self._draw_scroll_rail(rail, len(jobs), rows)
-        for i, job in enumerate(jobs[self.scroll : self.scroll + rows]):
-            row = pygame.Rect(rows_area.left, rows_area.top + i * row_h, rows_area.width, row_h)
-            self._draw_job_row(row, job, job.job_id in view.selected, now)
+        for i in range(self.scroll, min(items, self.scroll + rows)):
+            row = pygame.Rect(rows_area.left, rows_area.top + (i - self.scroll) * row_h,
+                              rows_area.width, row_h)
+            if i < len(jobs):
+                self._draw_job_row(row, jobs[i], jobs[i].job_id in view.selected, now)
+            else:
+                self._draw_more_row(row, len(jobs), view.total_jobs)
+
+    def _draw_more_row(self, row: pygame.Rect, shown: int, total: int) -> None:
+        pygame.draw.rect(self.surface, BG, row)
+        pad = self._px(16)
+        button = pygame.Rect(0, 0, self._px(200), self._tap(52))
+        button.midright = (row.right - pad, row.centery)
+        self._text(f"Showing {shown} of {total}", 32, MUTED,
+                   max_width=max(0, button.left - row.left - 2 * pad),
+                   midleft=(row.left + pad, row.centery))
+        self._button(button, "Load more", Action.LOAD_MORE, _LINK_BUTTON, size=32)
 
     def _draw_scroll_rail(self, rail: pygame.Rect, total: int, rows: int) -> None:
         pygame.draw.line(self.surface, LINE, rail.topleft, rail.bottomleft, max(1, self._px(2)))
@@ -486,8 +719,9 @@ class PanelRenderer:
                                 [tip, (rect.centerx - half - self._px(4), base_y),
                                  (rect.centerx + half + self._px(4), base_y)])
         middle = (up.bottom + down.top) // 2
+        # The "Load more" row has no number: the count is of jobs.
         last = min(total, self.scroll + rows)
-        self._text(f"{self.scroll + 1}\u2013{last}", 28, INK, max_width=rail.width - 4,
+        self._text(f"{min(self.scroll + 1, last)}\u2013{last}", 28, INK, max_width=rail.width - 4,
                    midbottom=(rail.centerx, middle))
         self._text(f"of {total}", 28, MUTED, max_width=rail.width - 4,
                    midtop=(rail.centerx, middle + self._px(2)))
@@ -693,11 +927,362 @@ class PanelRenderer:
         retry.midbottom = (cx, height - self._px(28))
         self._button(retry, "Retry", Action.RETRY, _PRIMARY_BUTTON)
 
+    # ------------------------------------------------------------------ ENTRY
+
+    def _draw_entry(self, view: PanelView, now: float) -> None:
+        width = self.surface.get_width()
+        entry = view.entry
+        text = entry is not None and entry.keyboard == "text"
+        pad = self._px(16)
+        cancel = pygame.Rect(0, 0, self._px(150), self._tap(52))
+        # The full keyboard needs every row of pixels it can get, so its header is lower.
+        band = self._header(view.title, reserve=cancel.width + pad, height=64 if text else 72,
+                            shrink=True)
+        cancel.midright = (width - pad, band.centery)
+        self._button(cancel, "Cancel", Action.CANCEL, _HEADER_BUTTON)
+        if entry is None:
+            return
+        if text:
+            self._draw_text_entry(entry, band.bottom)
+        else:
+            self._draw_code_entry(entry, band.bottom)
+
+    @staticmethod
+    def _switch_label(entry: EntryView) -> str:
+        return "Use email + password" if "code" in entry.kind else "Use access code"
+
+    def _draw_code_entry(self, entry: EntryView, top: int) -> None:
+        """Field on the left, keypad on the right: a hand on the keys never covers what it
+        has typed, and the field has room for a wrapped error below it."""
+        width, height = self.surface.get_size()
+        pad = self._px(16)
+        top += self._px(12)
+        bottom = height - self._px(12)
+        split = self._px(320)
+        left = pygame.Rect(pad, top, split - 2 * pad, bottom - top)
+        keypad = pygame.Rect(split, top, width - pad - split, bottom - top)
+
+        link_top = left.bottom
+        if entry.can_switch:
+            link = pygame.Rect(left.left, 0, left.width, self._tap(60))
+            link.bottom = left.bottom
+            self._button(link, self._switch_label(entry), Action.SWITCH_ENTRY, _LINK_BUTTON,
+                         size=28)
+            link_top = link.top
+        y = left.top
+        for item in entry.fields:
+            y = self._text(item.label, 30, MUTED, max_width=left.width,
+                           topleft=(left.left, y)).bottom + self._px(6)
+            box = pygame.Rect(left.left, y, left.width, self._tap(76))
+            self._draw_field(box, item, 56)
+            y = box.bottom + self._px(14)
+        if entry.error:
+            room = (link_top - self._px(8) - y) // self._font(30).get_linesize()
+            if room > 0:
+                self._lines(entry.error, 30, BAD, 0, y, left.width, room, left=left.left)
+        self._draw_keypad(keypad)
+
+    def _draw_field(self, box: pygame.Rect, item: FieldView, size: int,
+                    label_inside: bool = False) -> None:
+        """A text field showing ``item.display`` (masked already, for secrets); the focused one
+        has a blue frame and a caret. A tap on it moves the focus there."""
+        focused = item.focused
+        corner = self._px(8)
+        pygame.draw.rect(self.surface, CARD, box, border_radius=corner)
+        pygame.draw.rect(self.surface, PRIMARY if focused else KEY_SHADOW, box,
+                         width=max(2, self._px(3 if focused else 2)), border_radius=corner)
+        inner = self._px(14)
+        centre_y = box.centery
+        if label_inside:
+            label = self._text(item.label, 24, PRIMARY if focused else MUTED,
+                               max_width=box.width - 2 * inner,
+                               topleft=(box.left + inner, box.top + self._px(6)))
+            centre_y = (label.bottom + box.bottom) // 2
+        font = self._font(size)
+        caret_room = self._px(8)
+        # The end of the value is kept in view: it is where the next character goes.
+        shown = fit_text_tail(font, item.display, box.width - 2 * inner - caret_room)
+        image = font.render(shown, True, INK)
+        rect = image.get_rect(midleft=(box.left + inner, centre_y))
+        self.surface.blit(image, rect)
+        if focused:
+            half = min(font.get_height(), box.height - self._px(16)) * 2 // 5
+            x = rect.right + self._px(3)
+            pygame.draw.line(self.surface, PRIMARY, (x, centre_y - half), (x, centre_y + half),
+                             max(2, self._px(3)))
+        self._targets.append(Target(pygame.Rect(box), Action.FOCUS, item.name))
+
+    def _cell(self, area: pygame.Rect, cols: int, rows: int, col: int, row: int,
+              gap: int, span_cols: int = 1, span_rows: int = 1) -> pygame.Rect:
+        """One cell of a grid over ``area`` with ``gap`` between cells. Edges are rounded
+        from the grid, not summed from widths, so cells never overlap and the grid ends
+        exactly at the area's edge."""
+        step_x = (area.width + gap) / cols
+        step_y = (area.height + gap) / rows
+        left = area.left + round(col * step_x)
+        top = area.top + round(row * step_y)
+        right = area.left + round((col + span_cols) * step_x) - gap
+        bottom = area.top + round((row + span_rows) * step_y) - gap
+        return pygame.Rect(left, top, right - left, bottom - top)
+
+    def _key(self, rect: pygame.Rect, label: str, key: str, style: _Style = _KEY_STYLE,
+             size: int = 40, icon: Callable[[pygame.Rect, Color], None] | None = None) -> None:
+        # A darker lip under each key makes a flat panel read as keys to press.
+        pygame.draw.rect(self.surface, KEY_SHADOW, rect.move(0, self._px(2)),
+                         border_radius=self._px(8))
+        ink = self._button(rect, label, Action.KEY, style, subject=key, size=size, radius=8)
+        if icon is not None:
+            icon(rect, ink)
+
+    def _draw_keypad(self, area: pygame.Rect) -> None:
+        """Digits as on a calculator, or A-Z for codes with letters. The right-hand column
+        (Backspace, Clear, OK) is the same in both, so OK never moves under the thumb."""
+        gap = self._px(8)
+        cell = self._cell
+        self._key(cell(area, 4, 4, 3, 0, gap), "", "BACKSPACE", _FUNCTION_KEY,
+                  icon=self._backspace_icon)
+        self._key(cell(area, 4, 4, 3, 1, gap), "Clear", "CLEAR", _FUNCTION_KEY, size=32)
+        self._key(cell(area, 4, 4, 3, 2, gap, span_rows=2), "OK", "ENTER", _ENTER_KEY, size=48)
+        if not self._letters:
+            for i, digit in enumerate("123456789"):
+                self._key(cell(area, 4, 4, i % 3, i // 3, gap), digit, digit, size=56)
+            self._key(cell(area, 4, 4, 0, 3, gap, span_cols=2), "0", "0", size=56)
+            self._key(cell(area, 4, 4, 2, 3, gap), "A\u2013Z", KEY_LETTERS, _FUNCTION_KEY,
+                      size=36)
+            return
+        # Alphabetical, five to a row: people who type codes rarely type anything else, and
+        # A-Z in order is found faster by them than QWERTY.
+        block = pygame.Rect(area.left, area.top, cell(area, 4, 4, 2, 0, gap).right - area.left,
+                            area.height)
+        small = self._px(6)
+        for i in range(26):
+            letter = chr(ord("A") + i)
+            self._key(cell(block, 5, 6, i % 5, i // 5, small), letter, letter, size=40)
+        self._key(cell(block, 5, 6, 1, 5, small, span_cols=4), "0\u20139", KEY_DIGITS,
+                  _FUNCTION_KEY, size=36)
+
+    def _draw_text_entry(self, entry: EntryView, top: int) -> None:
+        """Fields side by side, a line for the error and the switch, then the keyboard across
+        the whole width: at 800 px that makes letter keys about 72 x 50 px."""
+        width, height = self.surface.get_size()
+        pad = self._px(12)
+        gap = self._px(6)
+        row = pygame.Rect(pad, top + self._px(8), width - 2 * pad, self._tap(60))
+        fields = entry.fields
+        weights = [2 if f.name in _NARROW_FIELDS else 3 for f in fields]
+        spacing = self._px(12)
+        usable = row.width - spacing * max(0, len(fields) - 1)
+        done = 0
+        for i, (item, weight) in enumerate(zip(fields, weights, strict=True)):
+            left = row.left + round(usable * done / sum(weights)) + i * spacing
+            done += weight
+            right = row.left + round(usable * done / sum(weights)) + i * spacing
+            self._draw_field(pygame.Rect(left, row.top, right - left, row.height), item, 34,
+                             label_inside=True)
+
+        info = pygame.Rect(pad, row.bottom + gap, width - 2 * pad, self._tap(48))
+        error_box = pygame.Rect(info)
+        if entry.can_switch:
+            link = pygame.Rect(0, 0, self._px(250), info.height)
+            link.topright = info.topright
+            self._button(link, self._switch_label(entry), Action.SWITCH_ENTRY, _LINK_BUTTON,
+                         size=28)
+            error_box.width = link.left - pad - info.left
+        if entry.error:
+            self._error_in(entry.error, error_box)
+
+        tray = pygame.Rect(0, info.bottom + gap, width, height - info.bottom - gap)
+        pygame.draw.rect(self.surface, KEY_TRAY, tray)
+        keys = tray.inflate(-2 * pad, -2 * gap)
+        step_x = (keys.width + gap) / 10
+        for r, keys_row in enumerate(_TEXT_ROWS):
+            units = _TEXT_INDENT[r]
+            line = self._cell(keys, 1, len(_TEXT_ROWS), 0, r, gap)
+            for label, key, span in keys_row:
+                left = keys.left + round(units * step_x)
+                right = keys.left + round((units + span) * step_x) - gap
+                self._draw_text_key(pygame.Rect(left, line.top, right - left, line.height),
+                                    label, key)
+                units += span
+
+    def _draw_text_key(self, rect: pygame.Rect, label: str, key: str) -> None:
+        if key == KEY_SHIFT:
+            style = _Style(SELECTED_ROW, PRIMARY, PRIMARY) if self._shift else _FUNCTION_KEY
+            self._key(rect, "", key, style, icon=self._shift_icon)
+        elif key == "BACKSPACE":
+            self._key(rect, "", key, _FUNCTION_KEY, icon=self._backspace_icon)
+        elif key == "TAB":
+            self._key(rect, label, key, _FUNCTION_KEY, size=30)
+        elif key == "ENTER":
+            self._key(rect, label, key, _ENTER_KEY, size=36)
+        elif key == " ":
+            self._key(rect, label, key, size=28)
+        elif self._shift and key.isalpha():
+            # The key sends what it shows: with Shift lit, the capital.
+            self._key(rect, label.upper(), key.upper())
+        else:
+            self._key(rect, label, key)
+
+    def _error_in(self, text: str, box: pygame.Rect) -> None:
+        """An entry error inside ``box``: one line if it fits, else two smaller ones, else cut;
+        never over the keys."""
+        size = self._fitting_size(text, (30, 26), box.width)
+        font = self._font(size)
+        lines = wrap_text(font, text, box.width, max(1, min(2, box.height // font.get_linesize())))
+        y = box.centery - len(lines) * font.get_linesize() // 2
+        for line in lines:
+            self._text(line, size, BAD, max_width=box.width, topleft=(box.left, y))
+            y += font.get_linesize()
+
+    def _backspace_icon(self, key: pygame.Rect, color: Color) -> None:
+        w, h = self._px(34), self._px(24)
+        left, top = key.centerx - w // 2, key.centery - h // 2
+        tip = self._px(10)
+        outline = [(left, key.centery), (left + tip, top), (left + w, top), (left + w, top + h),
+                   (left + tip, top + h)]
+        line = max(2, self._px(3))
+        pygame.draw.polygon(self.surface, color, outline, line)
+        cx, arm = left + tip + (w - tip) // 2, self._px(5)
+        for sign in (-1, 1):
+            pygame.draw.line(self.surface, color, (cx - arm, key.centery - sign * arm),
+                             (cx + arm, key.centery + sign * arm), line)
+
+    def _shift_icon(self, key: pygame.Rect, color: Color) -> None:
+        cx, cy = key.center
+        half, stem, top, base = self._px(13), self._px(6), cy - self._px(13), cy + self._px(12)
+        arrow = [(cx, top), (cx + half, cy), (cx + stem, cy), (cx + stem, base),
+                 (cx - stem, base), (cx - stem, cy), (cx - half, cy)]
+        # Filled when lit, like the Shift of a phone: the shape says it, not only the colour.
+        pygame.draw.polygon(self.surface, color, arrow, 0 if self._shift else max(2, self._px(3)))
+
+    # ------------------------------------------------------------------ OPTIONS
+
+    def _draw_options(self, view: PanelView, now: float) -> None:
+        width, height = self.surface.get_size()
+        pad = self._px(16)
+        band = self._header(view.title or "Release with changes", shrink=True)
+        opts = view.options or OptionsView()
+
+        bar_height = self._tap(64) + 2 * self._px(12)
+        bar = pygame.Rect(0, height - bar_height, width, bar_height)
+        pygame.draw.rect(self.surface, CARD, bar)
+        pygame.draw.line(self.surface, LINE, bar.topleft, bar.topright, max(1, self._px(2)))
+        cancel = pygame.Rect(pad, 0, self._px(200), self._tap(64))
+        release = pygame.Rect(0, 0, self._px(300), self._tap(64))
+        release.right = width - pad
+        cancel.centery = release.centery = bar.centery
+        self._button(cancel, "Cancel", Action.CANCEL, _SECONDARY_BUTTON)
+        self._button(release, "Release", Action.RELEASE, _PRIMARY_BUTTON)
+
+        area = pygame.Rect(0, band.bottom, width, bar.top - band.bottom)
+        row_h = max(self._tap(64), area.height // 3)
+        rows = [pygame.Rect(0, area.top + i * row_h, width, row_h) for i in range(3)]
+        self._toggle_row(rows[0], "Black & white", opts.grayscale,
+                         "Every page in shades of grey", Action.TOGGLE_GRAYSCALE)
+        self._toggle_row(rows[1], "2-sided", opts.duplex, "On both sides of the paper",
+                         Action.TOGGLE_DUPLEX)
+        self._copies_row(rows[2], opts.copies)
+
+    def _option_text(self, row: pygame.Rect, label: str, detail: str, right: int) -> None:
+        pad = self._px(24)
+        room = max(0, right - row.left - 2 * pad)
+        self._text(label, 40, INK, max_width=room,
+                   bottomleft=(row.left + pad, row.centery + self._px(2)))
+        self._text(detail, 30, MUTED, max_width=room,
+                   topleft=(row.left + pad, row.centery + self._px(6)))
+
+    def _toggle_row(self, row: pygame.Rect, label: str, on: bool, on_detail: str,
+                    action: Action) -> None:
+        """The whole row toggles: a switch alone would be a small target for a big idea."""
+        pygame.draw.rect(self.surface, CARD, row)
+        pygame.draw.line(self.surface, LINE, row.bottomleft, row.bottomright, max(1, self._px(1)))
+        pad = self._px(24)
+        switch = pygame.Rect(0, 0, self._px(88), self._px(48))
+        switch.midright = (row.right - pad, row.centery)
+        radius = switch.height // 2
+        pygame.draw.rect(self.surface, PRIMARY if on else SWITCH_OFF, switch,
+                         border_radius=radius)
+        knob_x = switch.right - radius if on else switch.left + radius
+        pygame.draw.circle(self.surface, ON_PRIMARY, (knob_x, switch.centery),
+                           radius - self._px(5))
+        state = self._text("On" if on else "Off", 34, INK if on else MUTED,
+                           midright=(switch.left - self._px(14), row.centery))
+        self._option_text(row, label, on_detail if on else "As sent", state.left)
+        self._targets.append(Target(pygame.Rect(row), action))
+
+    def _copies_row(self, row: pygame.Rect, copies: int | None) -> None:
+        pygame.draw.rect(self.surface, CARD, row)
+        pygame.draw.line(self.surface, LINE, row.bottomleft, row.bottomright, max(1, self._px(1)))
+        pad = self._px(24)
+        gap = self._px(12)
+        plus = pygame.Rect(0, 0, self._px(80), self._tap(64))
+        plus.midright = (row.right - pad, row.centery)
+        value = pygame.Rect(0, 0, self._px(130), plus.height)
+        value.midright = (plus.left - gap, row.centery)
+        minus = pygame.Rect(plus)
+        minus.right = value.left - gap
+        self._text("as sent" if copies is None else str(copies), 40 if copies else 34,
+                   INK if copies else MUTED, max_width=value.width, center=value.center)
+        # 1 goes down to "as sent" (the session's None), so - is off only there; 99 is the top.
+        for rect, action, enabled, vertical in (
+            (minus, Action.COPIES_DOWN, copies is not None, False),
+            (plus, Action.COPIES_UP, (copies or 1) < 99, True),
+        ):
+            ink = self._button(rect, "", action, _SECONDARY_BUTTON, enabled)
+            arm, line = self._px(14), max(3, self._px(4))
+            cx, cy = rect.center
+            pygame.draw.line(self.surface, ink, (cx - arm, cy), (cx + arm, cy), line)
+            if vertical:
+                pygame.draw.line(self.surface, ink, (cx, cy - arm), (cx, cy + arm), line)
+        detail = "Each job as it was sent" if copies is None else "Of every job released"
+        self._option_text(row, "Copies", detail, minus.left)
+
+    # ------------------------------------------------------------------ CONFIRM
+
+    def _draw_confirm(self, view: PanelView, now: float) -> None:
+        width, height = self.surface.get_size()
+        band = self._header(view.device_name, self._clock(now))
+        card = pygame.Rect(0, 0, min(width - self._px(48), self._px(640)),
+                           min(height - band.bottom - self._px(32), self._px(300)))
+        card.center = (width // 2, (band.bottom + height) // 2)
+        radius = self._px(16)
+        pygame.draw.rect(self.surface, CARD, card, border_radius=radius)
+        pygame.draw.rect(self.surface, LINE, card, width=max(1, self._px(2)),
+                         border_radius=radius)
+        pad = self._px(32)
+
+        mark = self._warning_mark(pygame.Rect(card.left + pad, 0, self._px(56), self._px(50)),
+                                  card.top + pad + self._px(25), BAD, size=44)
+        title_left = mark.right + self._px(20)
+        room = card.right - pad - title_left
+        title = view.title or "Are you sure?"
+        self._text(title, self._fitting_size(title, (52, 44, 38), room), INK, max_width=room,
+                   midleft=(title_left, mark.centery))
+
+        button_h = self._tap(72)
+        button_w = (card.width - 3 * pad) // 2
+        keep = pygame.Rect(card.left + pad, card.bottom - pad - button_h, button_w, button_h)
+        delete = pygame.Rect(keep.right + pad, keep.top, button_w, button_h)
+        # Keep on the left, where the eye lands first; the red one has to be looked for.
+        self._button(keep, "Keep", Action.CANCEL, _SECONDARY_BUTTON, size=38)
+        self._button(delete, "Delete", Action.CONFIRM, _DANGER_BUTTON, size=38)
+        if view.message:
+            top = mark.bottom + self._px(24)
+            line_h = self._font(36).get_linesize()
+            room_lines = max(1, (keep.top - self._px(16) - top) // line_h)
+            self._lines(view.message, 36, MUTED, 0, top, card.width - 2 * pad, room_lines,
+                        left=card.left + pad)
+
 
 # --------------------------------------------------------------------------- demo
 
 
-def _demo_views(now: float) -> list[tuple[str, PanelView]]:
+#: A demo screen: its name, the view, and the keyboard keys to tap (through :meth:`hit`, as a
+#: finger would) before it is saved.
+_Demo = tuple[str, PanelView, tuple[str, ...]]
+
+
+def _demo_views(now: float) -> list[_Demo]:
     hour = 3600.0
 
     def job(job_id: str, name: str, pages: int, color: bool, duplex: bool, copies: int,
@@ -716,34 +1301,68 @@ def _demo_views(now: float) -> list[tuple[str, PanelView]]:
         job("j6", "Lease agreement (signed).pdf", 14, False, True, 2, 26 * hour, "LAPTOP-ADA"),
     )
     device = "Floor 3 \u00b7 Copier East"
+    code = EntryView("code", (FieldView("code", "Access code", "\u2022" * 4, focused=True),),
+                     can_switch=True)
+    login = EntryView("password", (
+        FieldView("username", "Email", "ada.lovelace@example.com"),
+        FieldView("password", "Password", "\u2022" * 6, focused=True),
+    ), keyboard="text", can_switch=True)
     return [
-        ("idle", PanelView(Screen.IDLE, device_name=device)),
+        ("idle", PanelView(Screen.IDLE, title="Tap your badge", device_name=device), ()),
         ("jobs", PanelView(Screen.JOBS, user_name="Ada Lovelace", jobs=jobs, total_jobs=6,
-                           selected=frozenset({"j1", "j3"}), device_name=device)),
+                           selected=frozenset({"j1", "j3"}), device_name=device), ()),
+        ("jobs-engine", PanelView(Screen.JOBS, user_name="Ada Lovelace", jobs=jobs[:3],
+                                  total_jobs=40, can_load_more=True, device_name=device,
+                                  selected=frozenset({"j2"}),
+                                  engine_problem="Paper jam: clear the jam and try again."), ()),
+        ("keypad", PanelView(Screen.ENTRY, title="Enter your access code", entry=code,
+                             device_name=device), ()),
+        ("keypad-letters", PanelView(Screen.ENTRY, title="Enter your access code",
+                                     entry=EntryView("code", code.fields, can_switch=True,
+                                                     error="Code not recognised"),
+                                     device_name=device), (KEY_LETTERS,)),
+        ("keyboard", PanelView(Screen.ENTRY, title="Log in with your email and password",
+                               entry=login, device_name=device), ()),
+        ("keyboard-shift", PanelView(Screen.ENTRY, title="Log in with your email and password",
+                                     entry=EntryView("password", login.fields, keyboard="text",
+                                                     error="Wrong username or password",
+                                                     can_switch=True),
+                                     device_name=device), (KEY_SHIFT,)),
+        ("options", PanelView(Screen.OPTIONS, title="Release 2 jobs with changes",
+                              options=OptionsView(grayscale=True, copies=2),
+                              selected=frozenset({"j1", "j3"}), device_name=device), ()),
+        ("confirm", PanelView(Screen.CONFIRM, title="Delete 2 jobs?",
+                              message="Deleted jobs cannot be printed.",
+                              selected=frozenset({"j1", "j3"}), device_name=device), ()),
         ("releasing", PanelView(Screen.RELEASING, device_name=device, progress=(
             JobProgress("j1", jobs[0].name, "printed"),
             JobProgress("j3", jobs[2].name, "failed", "Paper jam in tray 2"),
             JobProgress("j2", jobs[1].name, "printing", "Page 1 of 1"),
             JobProgress("j4", jobs[3].name, "waiting"),
-        ), message="You can log out; printing carries on.")),
+        ), message="You can log out; printing carries on."), ()),
         ("notice-error", PanelView(Screen.NOTICE, tone=Tone.ERROR, title="Card not recognised",
-                                   message="This badge is not registered for printing. Ask the "
-                                           "service desk, or use your access code.",
-                                   device_name=device)),
+                                   message="This badge is not linked to anyone. Ask your "
+                                           "administrator to add it.",
+                                   device_name=device), ()),
     ]
 
 
 def render_demo_screens(out_dir: Path) -> list[Path]:
-    """Render sample screens (idle, jobs, releasing, an error notice) to PNG files in
-    ``out_dir`` for the README and for design review; returns their paths."""
+    """Render sample screens (idle, jobs, the keypad and keyboard, options, a confirmation,
+    releasing, an error notice) to PNG files in ``out_dir`` for the README and for design
+    review; returns their paths."""
     # Off-screen surfaces and fonts need no video driver, so this runs headless as it is; the
     # fixed clock keeps the images identical from run to run.
     out_dir.mkdir(parents=True, exist_ok=True)
     now = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
-    renderer = PanelRenderer(DESIGN_SIZE)
     paths = []
-    for name, view in _demo_views(now):
+    for name, view, keys in _demo_views(now):
+        renderer = PanelRenderer(DESIGN_SIZE)
         renderer.draw(view, now)
+        for key in keys:
+            [target] = [t for t in renderer.targets if t.job_id == key]
+            renderer.hit(target.rect.center)
+            renderer.draw(view, now)
         path = out_dir / f"panel-{name}.png"
         pygame.image.save(renderer.surface, path)
         paths.append(path)

@@ -17,6 +17,9 @@ class Screen(StrEnum):
     RELEASING = "releasing"  # progress per job
     NOTICE = "notice"  # a message (error or info) until timeout or tap
     OFFLINE = "offline"  # can't reach the print service
+    ENTRY = "entry"  # typing an access code, PIN, or username + password (entry field)
+    CONFIRM = "confirm"  # a yes/no question (delete jobs?)
+    OPTIONS = "options"  # changes at release: greyscale, 2-sided, copies
 
 
 class Tone(StrEnum):
@@ -34,6 +37,37 @@ class JobProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldView:
+    """One text field of an entry screen. ``display`` is what may be shown (masked for
+    secrets: one "•" per character)."""
+
+    name: str
+    label: str
+    display: str
+    focused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    """What an entry screen asks for. ``keyboard`` is "digits" (a keypad with letters on
+    demand) or "text" (a full on-screen keyboard). ``can_switch`` offers the other way in
+    (access code <-> username + password)."""
+
+    kind: str  # "code", "pin", "password", "associate_code", "associate_password"
+    fields: tuple[FieldView, ...]
+    keyboard: str = "digits"
+    error: str = ""
+    can_switch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsView:
+    grayscale: bool = False
+    duplex: bool = False
+    copies: int | None = None  # None: as each job was sent
+
+
+@dataclass(frozen=True, slots=True)
 class PanelView:
     screen: Screen
     title: str = ""
@@ -45,6 +79,17 @@ class PanelView:
     selected: frozenset[str] = field(default_factory=frozenset)
     progress: tuple[JobProgress, ...] = ()
     device_name: str = ""
+    entry: EntryView | None = None
+    options: OptionsView | None = None
+    #: Offer "Load more" (the list holds fewer jobs than the user has).
+    can_load_more: bool = False
+    #: Offer changes at release (the org allows them).
+    can_change: bool = True
+    #: Offer access code and username + password on the idle screen.
+    can_type_code: bool = True
+    can_type_password: bool = True
+    #: Why the printer cannot print now (shown as a banner on the job list), or "".
+    engine_problem: str = ""
 
 
 class Action(StrEnum):
@@ -59,3 +104,18 @@ class Action(StrEnum):
     RETRY = "retry"
     SCROLL_UP = "scroll_up"
     SCROLL_DOWN = "scroll_down"
+    LOAD_MORE = "load_more"  # fetch the next page of jobs
+    DELETE = "delete"  # delete the selected jobs (asks to confirm)
+    CONFIRM = "confirm"  # yes, on a CONFIRM screen
+    CANCEL = "cancel"  # no / back, on CONFIRM, OPTIONS and ENTRY screens
+    OPTIONS = "options"  # open the changes-at-release screen
+    TOGGLE_GRAYSCALE = "toggle_grayscale"
+    TOGGLE_DUPLEX = "toggle_duplex"
+    COPIES_UP = "copies_up"
+    COPIES_DOWN = "copies_down"
+    ENTER_CODE = "enter_code"  # idle screen: type an access code
+    # An action name, not a secret (hence the noqa).
+    ENTER_PASSWORD = "enter_password"  # noqa: S105  # idle screen: username + password
+    SWITCH_ENTRY = "switch_entry"  # entry screen: code <-> username + password
+    FOCUS = "focus"  # entry screen: focus the field named in job_id
+    KEY = "key"  # a key on the on-screen keypad/keyboard; the key is in job_id

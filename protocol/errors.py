@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     # An error code, not a secret (hence the noqa): unknown username or wrong password, never
     # which of the two.
     INVALID_PASSWORD = "invalid_password"  # noqa: S105
+    WRONG_PIN = "wrong_pin"  # a badge's PIN did not match
     LOCKED_OUT = "locked_out"  # too many wrong guesses; error.retry_after says for how long
     CARD_LIMIT = "card_limit"  # the user has as many cards as the org allows
     INVALID_SESSION = "invalid_session"  # no such session, expired, or ended

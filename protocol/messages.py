@@ -158,6 +158,8 @@ class Identify(Request):
     value: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
     #: With method "password": the user's email.
     username: str | None = field(default=None, metadata=spec(min_len=1, max_len=254))
+    #: With method "card" on a card + PIN device: the PIN the user typed after the badge.
+    pin: str | None = field(default=None, metadata=spec(min_len=1, max_len=16, secret=True))
 
 
 @_message

@@ -95,8 +95,11 @@ def run_demo(out: TextIO, screenshots: Path | None = None, page_time: float = 0.
         rec.step("Alice logs out; panel idle")
         badge.present(UNKNOWN_BADGE_TAG)
         rec.step(f"an unknown badge {UNKNOWN_BADGE_TAG:#010x} is tapped")
-        rec.wait("refusing the unknown badge", lambda a: a.machine.state is State.NOTICE)
-        rec.step(f"panel says: {app.view().title}: {app.view().message}", "unknown-badge")
+        rec.wait("refusing the unknown badge", lambda a: a.machine.state is State.ENTRY)
+        rec.step(f"cloud answers unknown_card; panel says: {app.view().title}", "unknown-badge")
+        app.tap(Action.CANCEL)
+        rec.wait("going back to idle", lambda a: a.machine.state is State.IDLE)
+        rec.step("the holder cancels; panel idle")
         if len(engine.printed) != 1:
             raise ScenarioFailed("the engine printed more than the one released job")
         rec.step("demo complete: 1 job released and printed once, unknown badge refused")

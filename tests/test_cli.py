@@ -40,7 +40,7 @@ def test_headless_sim_releases_a_job_and_saves_screenshots(tmp_path: Path) -> No
     assert any("held jobs listed" in line for line in lines)
     assert any("engine printed" in line and "verified" in line for line in lines)
     assert any("cloud marks the job PRINTED" in line for line in lines)
-    assert any("Card not recognised" in line for line in lines)
+    assert any("unknown_card" in line and "Badge not recognised" in line for line in lines)
     assert lines[-1].endswith("unknown badge refused")
     pngs = sorted(shots.glob("*.png"))
     assert len(pngs) >= 5

@@ -91,13 +91,24 @@ def test_access_code_logs_in_and_lists_that_users_jobs(device: Any) -> None:
     assert app.view().total_jobs == 4
 
 
-def test_unknown_badge_is_refused_and_the_panel_says_so(device: Any) -> None:
+def test_unknown_badge_is_refused_then_linked_by_its_holder(device: Any, world: World) -> None:
     app, badge, engine = device
     badge.present(UNKNOWN_BADGE_TAG)
-    assert app.run_until(lambda a: a.machine.state is State.NOTICE, 5)
+    assert app.run_until(lambda a: a.machine.state is State.ENTRY, 5)
     view = app.view()
-    assert view.title == "Card not recognised"
+    assert view.title.startswith("Badge not recognised")
     assert engine.printed == []
+    for key in DEMO_USERS[2].access_code:
+        app.key(key)
+    app.key("ENTER")
+    assert app.run_until(lambda a: a.machine.state is State.JOBS, 5)
+    assert app.view().user_name == "Chen Wei"
+    assert "linked" in app.view().message
+    app.tap(Action.LOGOUT)
+    assert app.run_until(lambda a: a.machine.state is State.IDLE, 2)
+    # The badge now identifies Chen directly.
+    result = app.link.call(m.Identify("card", f"{UNKNOWN_BADGE_TAG:010d}"))
+    assert isinstance(result, m.IdentifyResult) and result.display_name == "Chen Wei"
 
 
 def _props(**kw: Any) -> Properties:

@@ -8,21 +8,47 @@ import itertools
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pygame
 import pytest
 
 from device_app.screens import (
+    KEY_DIGITS,
+    KEY_LETTERS,
+    KEY_SHIFT,
     MIN_TARGET,
     PanelRenderer,
     clean_text,
     fit_text,
+    fit_text_tail,
     format_submitted,
     render_demo_screens,
     wrap_text,
 )
-from device_app.view import Action, JobProgress, PanelView, Screen, Tone
+from device_app.session import (
+    Answered,
+    EngineChanged,
+    Event,
+    Failed,
+    LinkChanged,
+    Send,
+    SessionMachine,
+    Tapped,
+)
+from device_app.view import (
+    Action,
+    EntryView,
+    FieldView,
+    JobProgress,
+    OptionsView,
+    PanelView,
+    Screen,
+    Tone,
+)
+from protocol import messages as m
+from protocol.engine import EngineState
 from protocol.messages import JobSummary
 
 NOW = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
@@ -58,6 +84,27 @@ def jobs_view(n: int = 3, selected: frozenset[str] = frozenset(), total: int | N
                      device_name="Floor 3")
 
 
+def code_entry(error: str = "", can_switch: bool = True, display: str = "\u2022\u2022\u2022",
+               kind: str = "code") -> PanelView:
+    return PanelView(Screen.ENTRY, title="Enter your access code", entry=EntryView(
+        kind, (FieldView("code", "Access code", display, focused=True),), error=error,
+        can_switch=can_switch))
+
+
+def text_entry(email: str = "ada@example.com", error: str = "", can_switch: bool = True,
+               focus: str = "username") -> PanelView:
+    return PanelView(Screen.ENTRY, title="Log in with your email and password", entry=EntryView(
+        "password", (FieldView("username", "Email", email, focused=focus == "username"),
+                     FieldView("password", "Password", "\u2022" * 4,
+                               focused=focus == "password")),
+        keyboard="text", error=error, can_switch=can_switch))
+
+
+def options_view(copies: int | None = 2, **kw: bool) -> PanelView:
+    return PanelView(Screen.OPTIONS, title="Release 1 job with changes",
+                     options=OptionsView(copies=copies, **kw), selected=frozenset({"j0"}))
+
+
 ALL_SCREENS = {
     Screen.IDLE: PanelView(Screen.IDLE, device_name="Floor 3"),
     Screen.BUSY: PanelView(Screen.BUSY, title="One moment", message="Checking your badge\u2026",
@@ -73,7 +120,15 @@ ALL_SCREENS = {
                              message="Ask the service desk."),
     Screen.OFFLINE: PanelView(Screen.OFFLINE, message="The network is down.",
                               device_name="Floor 3"),
+    Screen.ENTRY: code_entry(),
+    Screen.CONFIRM: PanelView(Screen.CONFIRM, title="Delete 2 jobs?",
+                              message="Deleted jobs cannot be printed.", device_name="Floor 3"),
+    Screen.OPTIONS: options_view(),
 }
+
+
+def test_the_sample_views_cover_every_screen() -> None:
+    assert set(ALL_SCREENS) == set(Screen)
 
 
 def pixels(surface: pygame.Surface, rect: pygame.Rect | None = None) -> bytes:
@@ -129,8 +184,9 @@ def test_every_target_is_finger_sized_on_screen_and_alone(size: tuple[int, int])
 
 def test_a_tap_on_nothing_means_nothing() -> None:
     renderer = drawn(ALL_SCREENS[Screen.IDLE])
-    assert renderer.targets == ()
-    assert renderer.hit((400, 240)) is None
+    assert renderer.hit((400, 240)) is None, "the prompt is not a button"
+    badge_only = PanelView(Screen.IDLE, can_type_code=False, can_type_password=False)
+    assert drawn(badge_only).targets == ()
 
 
 def test_a_spinner_moves_with_time() -> None:
@@ -311,6 +367,335 @@ def test_release_progress_copes_with_many_jobs() -> None:
     assert renderer.targets == ()
 
 
+# --------------------------------------------------------------------------- every button
+
+
+def selected_with_more(engine_problem: str = "") -> PanelView:
+    return replace(jobs_view(2, selected=frozenset({"j0"}), total=40), can_load_more=True,
+                   engine_problem=engine_problem)
+
+
+#: Each screen, drawn as the session would send it, and every action its buttons must offer.
+BUTTONS: list[tuple[str, PanelView, set[Action]]] = [
+    ("idle", ALL_SCREENS[Screen.IDLE], {Action.ENTER_CODE, Action.ENTER_PASSWORD}),
+    ("keypad", code_entry(), {Action.CANCEL, Action.FOCUS, Action.KEY, Action.SWITCH_ENTRY}),
+    ("keyboard", text_entry(), {Action.CANCEL, Action.FOCUS, Action.KEY, Action.SWITCH_ENTRY}),
+    ("jobs", selected_with_more(engine_problem="Paper jam: clear the jam and try again."),
+     {Action.LOGOUT, Action.SELECT, Action.SELECT_ALL, Action.RELEASE, Action.RELEASE_ALL,
+      Action.DELETE, Action.OPTIONS, Action.LOAD_MORE}),
+    ("long jobs", jobs_view(40, selected=frozenset({"j0"})),
+     {Action.LOGOUT, Action.SELECT, Action.SELECT_ALL, Action.RELEASE, Action.RELEASE_ALL,
+      Action.DELETE, Action.OPTIONS, Action.SCROLL_DOWN}),
+    ("options", options_view(), {Action.TOGGLE_GRAYSCALE, Action.TOGGLE_DUPLEX,
+                                 Action.COPIES_UP, Action.COPIES_DOWN, Action.CANCEL,
+                                 Action.RELEASE}),
+    ("confirm", ALL_SCREENS[Screen.CONFIRM], {Action.CONFIRM, Action.CANCEL}),
+    ("notice", ALL_SCREENS[Screen.NOTICE], {Action.DISMISS}),
+    ("offline", ALL_SCREENS[Screen.OFFLINE], {Action.RETRY}),
+]
+
+
+@pytest.mark.parametrize(("name", "view", "actions"), BUTTONS, ids=[b[0] for b in BUTTONS])
+def test_every_button_a_screen_needs_answers_its_action(name: str, view: PanelView,
+                                                        actions: set[Action]) -> None:
+    renderer = drawn(view)
+    assert {t.action for t in renderer.targets} == actions
+    for target in renderer.targets:
+        if target.job_id in (KEY_SHIFT, KEY_LETTERS, KEY_DIGITS):
+            continue  # the renderer's own keys: see the keyboard tests
+        assert renderer.hit(target.rect.center) == (target.action, target.job_id)
+
+
+def test_the_confirm_delete_button_is_red() -> None:
+    renderer = drawn(ALL_SCREENS[Screen.CONFIRM])
+    red = pygame.transform.average_color(renderer.surface, target_rect(renderer, Action.CONFIRM))
+    keep = pygame.transform.average_color(renderer.surface, target_rect(renderer, Action.CANCEL))
+    assert red[0] > red[1] + 60 and abs(keep[0] - keep[1]) < 20
+
+
+BIG_VIEWS = [view for _name, view, _actions in BUTTONS] + [
+    code_entry(error="Code not recognised " * 20), text_entry(error="x " * 200),
+    options_view(None), options_view(99, grayscale=True, duplex=True),
+    replace(selected_with_more(), can_change=False), jobs_view(250, selected=frozenset({"j0"})),
+]
+
+
+@pytest.mark.parametrize("size", [SIZE, (1024, 600)])
+def test_every_new_target_is_finger_sized_both_ways_and_alone(size: tuple[int, int]) -> None:
+    for view in BIG_VIEWS:
+        for keys in ((), (KEY_LETTERS,), (KEY_SHIFT,)):
+            renderer = drawn(view, size)
+            for key in keys:
+                if any(t.job_id == key for t in renderer.targets):
+                    renderer.hit(target_rect(renderer, Action.KEY, key).center)
+                    renderer.draw(view, NOW)
+            screen_rect = renderer.surface.get_rect()
+            for target in renderer.targets:
+                assert min(target.rect.size) >= 44, (view.screen, target)
+                assert target.rect.height >= MIN_TARGET, (view.screen, target)
+                assert screen_rect.contains(target.rect), (view.screen, target)
+            for a, b in itertools.combinations(renderer.targets, 2):
+                assert not a.rect.colliderect(b.rect), (view.screen, a, b)
+
+
+# --------------------------------------------------------------------------- buttons hidden
+
+
+def actions_of(view: PanelView) -> set[Action]:
+    return {t.action for t in drawn(view).targets}
+
+
+def test_idle_offers_only_the_ways_in_the_device_allows() -> None:
+    both = ALL_SCREENS[Screen.IDLE]
+    assert {Action.ENTER_CODE, Action.ENTER_PASSWORD} <= actions_of(both)
+    assert actions_of(replace(both, can_type_code=False)) == {Action.ENTER_PASSWORD}
+    assert actions_of(replace(both, can_type_password=False)) == {Action.ENTER_CODE}
+
+
+def test_jobs_offer_changes_and_more_only_when_the_view_says_so() -> None:
+    assert Action.OPTIONS not in actions_of(replace(selected_with_more(), can_change=False))
+    assert Action.DELETE in actions_of(replace(selected_with_more(), can_change=False))
+    assert Action.LOAD_MORE not in actions_of(replace(selected_with_more(),
+                                                      can_load_more=False))
+    nothing_chosen = actions_of(replace(selected_with_more(), selected=frozenset()))
+    assert not nothing_chosen & {Action.DELETE, Action.OPTIONS, Action.RELEASE}
+
+
+def test_load_more_is_the_row_after_the_last_job() -> None:
+    view = replace(jobs_view(40, total=400), can_load_more=True)
+    renderer = drawn(view)
+    assert Action.LOAD_MORE not in {t.action for t in renderer.targets}
+    while renderer.apply_scroll(Action.SCROLL_DOWN):
+        pass
+    renderer.draw(view, NOW)
+    more = target_rect(renderer, Action.LOAD_MORE)
+    assert more.top > target_rect(renderer, Action.SELECT, "j39").bottom
+
+
+def test_an_engine_problem_is_a_banner_and_release_stays() -> None:
+    plain = drawn(jobs_view(3, selected=frozenset({"j0"})))
+    jammed = drawn(replace(jobs_view(3, selected=frozenset({"j0"})),
+                           engine_problem="Paper jam: clear the jam and try again."))
+    first = target_rect(plain, Action.SELECT, "j0")
+    assert target_rect(jammed, Action.SELECT, "j0").top >= first.top + 44, "room for the banner"
+    banner = pygame.Rect(0, first.top, SIZE[0], 44)
+    r, _g, b, _ = pygame.transform.average_color(jammed.surface, banner)
+    assert r > b + 40, "amber"
+    for action in (Action.RELEASE, Action.RELEASE_ALL):
+        assert target_rect(jammed, action) == target_rect(plain, action)
+
+
+def test_entry_offers_the_other_way_in_only_when_it_can() -> None:
+    for view in (code_entry(can_switch=False), text_entry(can_switch=False)):
+        assert Action.SWITCH_ENTRY not in actions_of(view)
+
+
+def test_copies_cannot_go_below_as_sent() -> None:
+    assert Action.COPIES_DOWN not in actions_of(options_view(None))
+    assert Action.COPIES_UP not in actions_of(options_view(99))
+
+
+def test_an_entry_without_fields_still_offers_cancel() -> None:
+    assert actions_of(PanelView(Screen.ENTRY, title="Enter your PIN")) == {Action.CANCEL}
+
+
+# --------------------------------------------------------------------------- keyboards
+
+
+def press(renderer: PanelRenderer, key: str, view: PanelView) -> tuple[Action, str | None] | None:
+    """Tap the key labelled ``key`` as a finger would, then draw the next frame."""
+    result = renderer.hit(target_rect(renderer, Action.KEY, key).center)
+    renderer.draw(view, NOW)
+    return result
+
+
+def test_the_keypad_types_digits_and_edits() -> None:
+    view = code_entry()
+    renderer = drawn(view)
+    for key in "0123456789":
+        assert press(renderer, key, view) == (Action.KEY, key)
+    for key in ("BACKSPACE", "CLEAR", "ENTER"):
+        assert press(renderer, key, view) == (Action.KEY, key)
+    seven, eight = target_rect(renderer, Action.KEY, "7"), target_rect(renderer, Action.KEY, "8")
+    assert seven.right < eight.left and seven.top == eight.top, "in calculator order"
+
+
+def test_the_keypad_shows_letters_on_demand() -> None:
+    view = code_entry()
+    renderer = drawn(view)
+    assert press(renderer, KEY_LETTERS, view) is None, "a matter for the glass only"
+    letters = {t.job_id for t in renderer.targets if t.action is Action.KEY}
+    assert {chr(c) for c in range(ord("A"), ord("Z") + 1)} <= letters
+    assert {"BACKSPACE", "CLEAR", "ENTER", KEY_DIGITS} <= letters
+    assert press(renderer, "Q", view) == (Action.KEY, "Q")
+    assert press(renderer, KEY_DIGITS, view) is None
+    assert press(renderer, "7", view) == (Action.KEY, "7")
+
+
+def test_the_keypad_forgets_letters_when_the_entry_ends() -> None:
+    view = code_entry()
+    renderer = drawn(view)
+    press(renderer, KEY_LETTERS, view)
+    renderer.draw(ALL_SCREENS[Screen.BUSY], NOW)
+    renderer.draw(view, NOW)
+    assert renderer.hit(target_rect(renderer, Action.KEY, "7").center) == (Action.KEY, "7")
+
+
+def test_the_keyboard_types_an_address() -> None:
+    view = text_entry()
+    renderer = drawn(view)
+    for key in ("a", "z", "5", "@", ".", "-", "_", " ", "ENTER", "BACKSPACE", "TAB"):
+        assert press(renderer, key, view) == (Action.KEY, key)
+
+
+def test_shift_gives_one_capital() -> None:
+    view = text_entry()
+    renderer = drawn(view)
+    plain = pixels(renderer.surface)
+    assert press(renderer, KEY_SHIFT, view) is None
+    assert pixels(renderer.surface) != plain, "the keys show capitals"
+    assert press(renderer, "A", view) == (Action.KEY, "A")
+    assert press(renderer, "a", view) == (Action.KEY, "a"), "Shift held for one letter"
+    press(renderer, KEY_SHIFT, view)
+    press(renderer, KEY_SHIFT, view)
+    assert press(renderer, "b", view) == (Action.KEY, "b"), "Shift twice is off again"
+
+
+def test_a_tap_on_a_field_focuses_it() -> None:
+    renderer = drawn(text_entry(focus="username"))
+    password = target_rect(renderer, Action.FOCUS, "password")
+    assert renderer.hit(password.center) == (Action.FOCUS, "password")
+    email = target_rect(renderer, Action.FOCUS, "username")
+    assert email.right < password.left and email.width > password.width
+
+
+def test_the_focused_field_is_marked() -> None:
+    one, other = drawn(text_entry(focus="username")), drawn(text_entry(focus="password"))
+    email = target_rect(one, Action.FOCUS, "username")
+    assert pixels(one.surface, email) != pixels(other.surface, email)
+
+
+def changed_area(a: pygame.Surface, b: pygame.Surface) -> pygame.Rect | None:
+    """The smallest rectangle holding every pixel that differs between two frames."""
+    diff, back = a.copy(), b.copy()
+    diff.blit(b, (0, 0), special_flags=pygame.BLEND_RGB_SUB)
+    back.blit(a, (0, 0), special_flags=pygame.BLEND_RGB_SUB)
+    diff.blit(back, (0, 0), special_flags=pygame.BLEND_RGB_ADD)
+    mask = pygame.mask.from_threshold(diff, (0, 0, 0), (1, 1, 1, 255))
+    mask.invert()
+    rects = mask.get_bounding_rects()
+    return rects[0].unionall(rects[1:]) if rects else None
+
+
+def test_a_long_email_stays_in_its_field() -> None:
+    short = drawn(text_entry("a@b.c"))
+    long = drawn(text_entry("ada.augusta.king.countess.of.lovelace@" + "analytical" * 20
+                            + ".example.com"))
+    field = target_rect(short, Action.FOCUS, "username")
+    area = changed_area(short.surface, long.surface)
+    assert area is not None and field.contains(area)
+
+
+def test_a_long_error_stays_in_its_box() -> None:
+    for make in (code_entry, text_entry):
+        clean = drawn(make())
+        noisy = drawn(make(error="Something went wrong with a very long explanation " * 12))
+        area = changed_area(clean.surface, noisy.surface)
+        assert area is not None
+        for target in clean.targets:
+            assert not area.colliderect(target.rect), (make.__name__, target)
+        assert noisy.targets == clean.targets
+
+
+def test_fit_text_tail_keeps_the_end() -> None:
+    font = pygame.font.Font(None, 36)
+    cut = fit_text_tail(font, "someone@" + "x" * 200 + ".example.com", 300)
+    assert cut.startswith("\u2026") and cut.endswith(".example.com")
+    assert font.size(cut)[0] <= 300
+    assert fit_text_tail(font, "short", 300) == "short"
+
+
+# --------------------------------------------------------------------------- a real session
+
+
+def test_a_session_drawn_at_every_step() -> None:
+    """A SessionMachine driven through taps on the drawn panel: each tap is taken from the
+    last frame with hit(), so the screens and the session agree on what buttons mean."""
+    ids = itertools.count()
+    sm = SessionMachine(new_id=lambda: f"r{next(ids)}", device_name="Floor 3")
+    renderer = PanelRenderer(SIZE)
+    seen: set[Screen] = set()
+    sent: list[Send] = []
+
+    def draw() -> PanelView:
+        view = sm.view()
+        renderer.draw(view, NOW)
+        seen.add(view.screen)
+        return view
+
+    def feed(event: Event) -> None:
+        sent.extend(e for e in sm.handle(event) if isinstance(e, Send))
+        draw()
+
+    def tap(action: Action, subject: str | None = None) -> None:
+        result = renderer.hit(target_rect(renderer, action, subject).center)
+        if result is not None:  # None: Shift or A-Z, the renderer's own
+            feed(Tapped(*result))
+        else:
+            draw()
+
+    def answer(result: m.Result) -> None:
+        feed(Answered(sent.pop().tag, result))
+
+    draw()
+    tap(Action.ENTER_CODE)
+    assert sm.view().screen is Screen.ENTRY
+    for key in ("1", "2", KEY_LETTERS, "B", "BACKSPACE", KEY_DIGITS, "3", "ENTER"):
+        tap(Action.KEY, key)
+    assert sm.view().screen is Screen.BUSY
+    feed(Failed(sent.pop().tag, "unknown_code", "no such code"))
+    entry = sm.view().entry
+    assert entry is not None and entry.error, "a wrong code is typed again in place"
+
+    tap(Action.SWITCH_ENTRY)
+    entry = sm.view().entry
+    assert entry is not None and entry.keyboard == "text"
+    for key in ("a", "@", "b", ".", "c", "TAB", KEY_SHIFT, "P", "w", "ENTER"):
+        tap(Action.KEY, key)
+    request = sent[-1].request
+    assert isinstance(request, m.Identify) and request.username == "a@b.c"
+    assert request.value == "Pw"
+    answer(m.IdentifyResult("tok", "u1", "Ada Lovelace", 300))
+    answer(m.JobList(tuple(job(i) for i in range(3)), 5))
+    tap(Action.LOAD_MORE)
+    answer(m.JobList((job(3),), 5, offset=3))
+
+    tap(Action.SELECT, "j0")
+    tap(Action.OPTIONS)
+    tap(Action.TOGGLE_GRAYSCALE)
+    tap(Action.COPIES_UP)
+    tap(Action.COPIES_DOWN)
+    tap(Action.CANCEL)
+    tap(Action.DELETE)
+    assert sm.view().screen is Screen.CONFIRM
+    tap(Action.CANCEL)
+    feed(EngineChanged(EngineState.JAM))
+    assert sm.view().engine_problem
+    tap(Action.RELEASE)
+    assert sm.view().screen is Screen.NOTICE
+    tap(Action.DISMISS)
+    feed(EngineChanged(EngineState.READY))
+    tap(Action.RELEASE)
+    answer(m.ReleaseResult("rel-1", (m.ReleasedJob("j0", "Document 0.pdf", 1, "0" * 64),)))
+    assert sm.view().screen is Screen.RELEASING
+
+    offline = SessionMachine(new_id=lambda: "x")
+    offline.handle(LinkChanged(up=False))
+    renderer.draw(offline.view(), NOW)
+    seen.add(offline.view().screen)
+    assert seen == set(Screen)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -349,8 +734,11 @@ def test_submission_time_is_a_clock_today_and_a_date_before() -> None:
 
 def test_demo_screens_are_written(tmp_path: Path) -> None:
     paths = render_demo_screens(tmp_path / "shots")
-    assert [p.name for p in paths] == ["panel-idle.png", "panel-jobs.png",
-                                       "panel-releasing.png", "panel-notice-error.png"]
+    assert [p.name for p in paths] == [
+        "panel-idle.png", "panel-jobs.png", "panel-jobs-engine.png", "panel-keypad.png",
+        "panel-keypad-letters.png", "panel-keyboard.png", "panel-keyboard-shift.png",
+        "panel-options.png", "panel-confirm.png", "panel-releasing.png",
+        "panel-notice-error.png"]
     for path in paths:
         assert path.stat().st_size > 5000
         assert pygame.image.load(path).get_size() == SIZE

@@ -12,8 +12,11 @@ from device_app.session import (
     TRANSITIONS,
     Answered,
     CardPresented,
+    EngineChanged,
     Failed,
     JobDone,
+    KeyPressed,
+    Policy,
     PrintJob,
     Send,
     SessionMachine,
@@ -21,13 +24,14 @@ from device_app.session import (
     Tapped,
     Tick,
 )
-from device_app.view import Action, Screen
+from device_app.view import Action, OptionsView, Screen
 from protocol import messages as m
 
 
-def machine(**kw: float) -> SessionMachine:
+def machine(policy: Policy | None = None, **kw: float) -> SessionMachine:
     ids = itertools.count(1)
-    return SessionMachine(new_id=lambda: f"id-{next(ids)}", **kw)  # type: ignore[arg-type]
+    return SessionMachine(new_id=lambda: f"id-{next(ids)}", policy=policy,
+                          **kw)  # type: ignore[arg-type]
 
 
 def job(i: int) -> m.JobSummary:
@@ -77,7 +81,8 @@ def test_engine_failure_is_reported_so_the_job_returns_to_held() -> None:
     sm = machine()
     logged_in(sm)
     rel = sent(sm.handle(Tapped(Action.RELEASE_ALL)))
-    assert isinstance(rel.request, m.Release) and len(rel.request.job_ids) == 3
+    assert isinstance(rel.request, m.Release) and rel.request.all_held
+    assert rel.request.job_ids == ()
     sm.handle(Answered(rel.tag, m.ReleaseResult("r", (m.ReleasedJob("j0", "J", 1, "0" * 64),))))
     failed = sent(sm.handle(JobDone("r", "j0", False, "engine jam")))
     assert isinstance(failed.request, m.JobFailed) and failed.request.reason == "engine jam"
@@ -100,7 +105,7 @@ def test_select_all_toggles() -> None:
 
 
 def test_unknown_card_shows_a_notice_then_returns_to_idle() -> None:
-    sm = machine(notice_timeout=5)
+    sm = machine(Policy(self_association=False), notice_timeout=5)
     ident = sent(sm.handle(CardPresented("999")))
     sm.handle(Failed(ident.tag, "unknown_card", "not known"))
     assert sm.view().screen is Screen.NOTICE and sm.view().title == "Card not recognised"
@@ -164,6 +169,200 @@ def test_a_late_answer_from_an_ended_session_is_dropped() -> None:
     assert sm.state is before
 
 
+def type_keys(sm: SessionMachine, text: str) -> None:
+    for ch in text:
+        assert sm.handle(KeyPressed(ch)) == []
+
+
+def test_access_code_typed_on_the_panel_logs_in() -> None:
+    sm = machine()
+    sm.handle(Tapped(Action.ENTER_CODE))
+    assert sm.view().screen is Screen.ENTRY and sm.view().entry is not None
+    type_keys(sm, "48291")
+    sm.handle(KeyPressed("BACKSPACE"))
+    type_keys(sm, "16")
+    view = sm.view()
+    assert view.entry is not None and view.entry.fields[0].display == "••••••"
+    ident = sent(sm.handle(KeyPressed("ENTER")))
+    assert ident.request == m.Identify(method="code", value="482916")
+
+
+def test_a_wrong_code_keeps_the_keypad_with_the_reason() -> None:
+    sm = machine()
+    sm.handle(Tapped(Action.ENTER_CODE))
+    type_keys(sm, "111111")
+    ident = sent(sm.handle(KeyPressed("ENTER")))
+    sm.handle(Failed(ident.tag, "unknown_code", "no"))
+    view = sm.view()
+    assert view.screen is Screen.ENTRY and view.entry is not None
+    assert view.entry.error == "Code not recognised" and view.entry.fields[0].display == ""
+
+
+def test_username_and_password_on_the_on_screen_keyboard() -> None:
+    sm = machine()
+    sm.handle(Tapped(Action.ENTER_PASSWORD))
+    view = sm.view()
+    assert view.entry is not None and view.entry.keyboard == "text"
+    type_keys(sm, "alice@example.org")
+    assert sm.handle(KeyPressed("ENTER")) == []  # the password is missing: nothing sent
+    assert sm.view().entry.error == "Enter your password"  # type: ignore[union-attr]
+    sm.handle(Tapped(Action.FOCUS, "password"))
+    type_keys(sm, "pa ss")
+    view = sm.view()
+    assert view.entry is not None and view.entry.fields[1].display == "•••••"
+    assert view.entry.fields[0].display == "alice@example.org"
+    ident = sent(sm.handle(Tapped(Action.KEY, "ENTER")))
+    assert ident.request == m.Identify(method="password", value="pa ss",
+                                       username="alice@example.org")
+
+
+def test_card_and_pin_policy_asks_for_the_pin_after_the_badge() -> None:
+    sm = machine(Policy(card_pin=True))
+    assert sm.handle(CardPresented("111")) == []
+    assert sm.view().entry is not None and sm.view().entry.kind == "pin"  # type: ignore[union-attr]
+    type_keys(sm, "4829")
+    ident = sent(sm.handle(KeyPressed("ENTER")))
+    assert ident.request == m.Identify(method="card", value="111", pin="4829")
+    sm.handle(Failed(ident.tag, "wrong_pin", "no"))
+    assert sm.view().entry.error == "Wrong PIN"  # type: ignore[union-attr]
+    type_keys(sm, "4830")
+    again = sent(sm.handle(KeyPressed("ENTER")))
+    assert again.request == m.Identify(method="card", value="111", pin="4830")
+
+
+def test_an_unknown_badge_is_linked_by_its_holder() -> None:
+    sm = machine()
+    ident = sent(sm.handle(CardPresented("999")))
+    sm.handle(Failed(ident.tag, "unknown_card", "no"))
+    view = sm.view()
+    assert view.screen is Screen.ENTRY and view.title.startswith("Badge not recognised")
+    assert view.entry is not None and view.entry.can_switch
+    type_keys(sm, "730158")
+    assoc = sent(sm.handle(KeyPressed("ENTER")))
+    assert isinstance(assoc.request, m.Associate)
+    assert (assoc.request.card, assoc.request.method, assoc.request.value) == (
+        "999", "code", "730158")
+    lst = sent(sm.handle(Answered(assoc.tag, m.IdentifyResult(
+        "tok", "u2", "Bob", 300, note="Your card is linked: next time, just tap it."))))
+    assert isinstance(lst.request, m.ListJobs)
+    sm.handle(Answered(lst.tag, m.JobList((job(1),), 1)))
+    assert sm.view().message.startswith("Your card is linked")
+
+
+def test_self_association_by_password_after_switching() -> None:
+    sm = machine()
+    ident = sent(sm.handle(CardPresented("999")))
+    sm.handle(Failed(ident.tag, "unknown_card", "no"))
+    sm.handle(Tapped(Action.SWITCH_ENTRY))
+    assert sm.view().entry.kind == "associate_password"  # type: ignore[union-attr]
+    type_keys(sm, "bob@example.org")
+    sm.handle(KeyPressed("TAB"))
+    type_keys(sm, "secret-password")
+    assoc = sent(sm.handle(KeyPressed("ENTER")))
+    assert isinstance(assoc.request, m.Associate) and assoc.request.method == "password"
+    assert assoc.request.username == "bob@example.org"
+
+
+def test_an_abandoned_keypad_returns_to_idle() -> None:
+    sm = machine()
+    sm.handle(Tapped(Action.ENTER_CODE))
+    type_keys(sm, "12")
+    sm.handle(Tick(29))
+    assert sm.state is State.ENTRY
+    sm.handle(Tick(30))
+    assert sm.state is State.IDLE
+
+
+def test_release_is_refused_up_front_when_the_engine_cannot_print() -> None:
+    from protocol.engine import EngineState
+
+    sm = machine()
+    logged_in(sm)
+    sm.handle(EngineChanged(EngineState.JAM))
+    assert "jam" in sm.view().engine_problem.lower()
+    sm.handle(Tapped(Action.SELECT, "j1"))
+    assert sm.handle(Tapped(Action.RELEASE)) == []  # nothing is sent: nothing leaves HELD
+    assert sm.view().screen is Screen.NOTICE and "jam" in sm.view().message.lower()
+    sm.handle(Tapped(Action.DISMISS))
+    sm.handle(EngineChanged(EngineState.READY))
+    assert isinstance(sent(sm.handle(Tapped(Action.RELEASE))).request, m.Release)
+
+
+def test_changes_at_release() -> None:
+    sm = machine()
+    logged_in(sm)
+    sm.handle(Tapped(Action.SELECT, "j1"))
+    sm.handle(Tapped(Action.OPTIONS))
+    assert sm.view().screen is Screen.OPTIONS
+    sm.handle(Tapped(Action.TOGGLE_GRAYSCALE))
+    sm.handle(Tapped(Action.TOGGLE_DUPLEX))
+    sm.handle(Tapped(Action.COPIES_UP))
+    sm.handle(Tapped(Action.COPIES_UP))
+    assert sm.view().options == OptionsView(grayscale=True, duplex=True, copies=3)
+    rel = sent(sm.handle(Tapped(Action.RELEASE)))
+    assert isinstance(rel.request, m.Release)
+    assert (rel.request.grayscale, rel.request.duplex, rel.request.copies) == (True, True, 3)
+
+
+def test_no_changes_offered_where_the_org_forbids_them() -> None:
+    sm = machine(Policy(release_changes=False))
+    logged_in(sm)
+    sm.handle(Tapped(Action.SELECT, "j1"))
+    sm.handle(Tapped(Action.OPTIONS))
+    assert sm.state is State.JOBS and not sm.view().can_change
+
+
+def test_delete_asks_first_then_deletes_and_refreshes() -> None:
+    sm = machine()
+    logged_in(sm)
+    sm.handle(Tapped(Action.SELECT, "j0"))
+    sm.handle(Tapped(Action.SELECT, "j2"))
+    assert sm.handle(Tapped(Action.DELETE)) == []
+    assert sm.view().screen is Screen.CONFIRM and sm.view().title == "Delete 2 jobs?"
+    sm.handle(Tapped(Action.CANCEL))
+    assert sm.state is State.JOBS
+    sm.handle(Tapped(Action.DELETE))
+    delete = sent(sm.handle(Tapped(Action.CONFIRM)))
+    assert isinstance(delete.request, m.DeleteJobs)
+    assert set(delete.request.job_ids) == {"j0", "j2"}
+    refresh = sent(sm.handle(Answered(delete.tag, m.Ack())))
+    assert isinstance(refresh.request, m.ListJobs)
+    sm.handle(Answered(refresh.tag, m.JobList((job(1),), 1)))
+    assert sm.view().message == "2 deleted"
+
+
+def test_long_lists_load_more_pages() -> None:
+    sm = machine(Policy(page_size=100))
+    ident = sent(sm.handle(CardPresented("111")))
+    lst = sent(sm.handle(Answered(ident.tag, m.IdentifyResult("tok", "u1", "Alice", 300))))
+    sm.handle(Answered(lst.tag, m.JobList(tuple(job(i) for i in range(100)), 250)))
+    assert sm.view().can_load_more
+    more = sent(sm.handle(Tapped(Action.LOAD_MORE)))
+    assert isinstance(more.request, m.ListJobs) and more.request.offset == 100
+    assert sm.handle(Tapped(Action.LOAD_MORE)) == []  # one page at a time
+    sm.handle(Answered(more.tag, m.JobList(tuple(job(i) for i in range(100, 200)), 250)))
+    assert len(sm.view().jobs) == 200 and sm.state is State.JOBS
+
+
+def test_logout_after_release_all_by_policy() -> None:
+    sm = machine(Policy(logout_after_release_all=True))
+    logged_in(sm, jobs=1)
+    rel = sent(sm.handle(Tapped(Action.RELEASE_ALL)))
+    released = m.ReleasedJob("j0", "J", 1, "0" * 64)
+    sm.handle(Answered(rel.tag, m.ReleaseResult("r", (released,))))
+    confirm = sent(sm.handle(JobDone("r", "j0", True)))
+    out = sent(sm.handle(Answered(confirm.tag, m.Ack())))
+    assert isinstance(out.request, m.Logout) and sm.state is State.IDLE
+
+
+def test_another_badge_only_logs_out_when_policy_says_so() -> None:
+    sm = machine(Policy(new_badge_logs_in=False))
+    logged_in(sm)
+    effects = sm.handle(CardPresented("222"))
+    assert [type(e.request) for e in effects if isinstance(e, Send)] == [m.Logout]
+    assert sm.state is State.IDLE
+
+
 def test_unreachable_cloud_says_so() -> None:
     sm = machine()
     ident = sent(sm.handle(CardPresented("111")))
@@ -178,11 +377,14 @@ def test_every_transition_handler_exists() -> None:
 
 events = st.one_of(
     st.builds(CardPresented, st.sampled_from(["111", "222"])),
-    st.builds(Tapped, st.sampled_from(list(Action)), st.sampled_from([None, "j0", "j1"])),
+    st.builds(Tapped, st.sampled_from(list(Action)),
+              st.sampled_from([None, "j0", "j1", "code", "password", "username", "ENTER", "7"])),
+    st.builds(KeyPressed, st.sampled_from(["1", "a", "@", "ENTER", "BACKSPACE", "TAB", "CLEAR"])),
     st.builds(Tick, st.floats(0, 1000)),
     st.builds(JobDone, st.just("r"), st.sampled_from(["j0", "j1"]), st.booleans()),
-    st.builds(Failed, st.sampled_from(["identify#1", "jobs.list#2", "x"]),
-              st.sampled_from(["timeout", "unknown_card", "invalid_session"]), st.just("m")),
+    st.builds(Failed, st.sampled_from(["identify#1", "jobs.list#2", "identify.associate#3", "x"]),
+              st.sampled_from(["timeout", "unknown_card", "invalid_session", "unknown_code"]),
+              st.just("m")),
 )
 
 
