@@ -146,6 +146,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
 
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
     base = BrokerAddress.parse(args.broker, args.username, password)
+    http = _host_port(args.http) if args.http else None
     open_store(args.store).close()  # validates the URL and creates the schema once
     workers = []
     for i in range(args.workers):
@@ -153,19 +154,69 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         worker = CloudWorker(lambda: CloudService(open_store(args.store)),
                              base.with_user(user, password), name=user)
         workers.append(worker.start())
-    print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; Ctrl-C stops",
-          file=sys.stderr)
-    stop = StopSignals(interrupt=False)
+    portal = None
     try:
+        if http is not None:
+            from cloud.portal import start_portal
+
+            portal = start_portal(args.store, *http, public_url=args.public_url)
+            print(f"mfd cloud: User Portal and client API on {portal.url}"
+                  + (f" (public {portal.public_url})" if args.public_url else ""),
+                  file=sys.stderr)
+        print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; "
+              "Ctrl-C stops", file=sys.stderr)
+        stop = StopSignals(interrupt=False)
         while not stop():
             time.sleep(0.2)
     finally:
+        if portal is not None:
+            portal.close()
         for w in workers:
             w.stop()
     return 0
 
 
+def _host_port(value: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, or :PORT (loopback)."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise MfdError(f"--http wants HOST:PORT (e.g. 127.0.0.1:8631), not {value!r}",
+                       code="config_invalid")
+    return host, int(port)
+
+
 # ---------------------------------------------------------------- admin
+
+
+def _org(store: Any, given: str | None) -> str:
+    """--org, or the store's only org."""
+    if given:
+        return given
+    orgs = [str(r[0]) for r in store.query_all("SELECT id FROM orgs ORDER BY id")]
+    if len(orgs) != 1:
+        raise MfdError(f"this store has {len(orgs)} orgs; pass --org ORG",
+                       code="config_invalid")
+    return orgs[0]
+
+
+def _user_password(given: str | None, what: str = "password") -> str:
+    """--password, else MFD_USER_PASSWORD, else a prompt on a terminal."""
+    if given:
+        return given
+    env = os.environ.get("MFD_USER_PASSWORD", "")
+    if env:
+        return env
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"{what}: ")
+    raise MfdError(f"no {what}: pass --password, set MFD_USER_PASSWORD, or run on a terminal",
+                   code="config_invalid")
+
+
+def _when(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
@@ -173,6 +224,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from cloud.demo import seed_demo
 
     store = _store(args.store)
+    if args.admin_cmd in _LINKING_ADMIN:
+        return _admin_linking(store, args)
     match args.admin_cmd:
         case "demo":
             org = seed_demo(store, now=time.time())
@@ -184,7 +237,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "users":
             for u in store.users(args.org):
                 print(f"{u.id}\t{u.email}\t{u.display_name}")
-        case "card-add":
+        case "card-add" | "cards-add":
             directory.add_card(store, args.email, args.number)
             print(f"card added for {args.email}")
         case "code-set":
@@ -198,7 +251,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
             print(f"device {args.device_id} registered")
         case "jobs":
             for j in store.all_jobs():
-                print(f"{j.id}\t{j.state}\t{j.owner_id}\t{j.pages}p\t{j.name}")
+                print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
+                      f"{j.client_id or '-'}")
         case "broker-acl":
             from protocol.topics import broker_acl
 
@@ -209,6 +263,91 @@ def cmd_admin(args: argparse.Namespace) -> int:
             for at, actor, action, subject, detail in store.audit_log(args.limit):
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
                 print(f"{stamp}\t{actor}\t{action}\t{subject}\t{detail}")
+        case "job-add":
+            path = Path(args.file)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise MfdError(f"cannot read {path}: {exc.strerror}", code="not_found") from None
+            job_id = directory.submit_job(store, args.user, args.name or path.name, data,
+                                          pages=args.pages, color=args.color,
+                                          duplex=args.duplex, copies=args.copies,
+                                          source=args.source)
+            print(f"job {job_id} held for {args.user}")
+        case "password-set":
+            directory.set_password(store, args.email, _user_password(None, "new password"))
+            print(f"password set for {args.email}")
+        case "aop-policy":
+            from dataclasses import replace
+
+            org = _org(store, args.org)
+            with store.transaction():
+                store.set_org_settings(org, replace(store.org_settings(org),
+                                                    aop_pending=args.policy))
+                store.audit(time.time(), "admin", "org.aop_pending", f"org:{org}", args.policy)
+            print(f"Authenticate-on-Print: pending jobs {args.policy.replace('_', ' ')} "
+                  f"in {org}")
+    return 0
+
+
+_LINKING_ADMIN = ("import", "invite", "share-link", "bulk-installer", "cards-remove",
+                  "codes-reset", "queues-add", "queues", "clients", "client-revoke")
+
+
+def _admin_linking(store: Any, args: argparse.Namespace) -> int:
+    from cloud.linking import Linking
+
+    linking = Linking(store, base_url=args.portal_url)
+    match args.admin_cmd:
+        case "import":
+            path = Path(args.file)
+            try:
+                text = path.read_bytes().decode("utf-8-sig")
+            except OSError as exc:
+                raise MfdError(f"cannot read {path}: {exc.strerror}", code="not_found") from None
+            except UnicodeDecodeError:
+                raise MfdError(f"{path} is not UTF-8 text; save it as CSV UTF-8",
+                               code="import_invalid") from None
+            r = linking.import_users(_org(store, args.org), text, name=path.name)
+            print(f"imported {r.users} user(s), {r.cards} card(s), {r.codes} access code(s) "
+                  f"from {path.name}")
+        case "invite":
+            invitation = (linking.invite_classic(args.email) if args.classic
+                          else linking.invite_portal(args.email))
+            # The email is the deliverable: the admin sends it to the invitee (mfdkit has no
+            # mail transport). Its links are the invitee's secrets.
+            print(invitation.body, end="")
+        case "share-link":
+            print(linking.share_link(_org(store, args.org), rotate=args.rotate))
+        case "bulk-installer":
+            issued = linking.bulk_installer(_org(store, args.org), ttl=args.days * 86_400.0)
+            print(f"org-wide anonymous installer {issued.id}, valid until "
+                  f"{_when(issued.expires_at)}:\n  {issued.token}\n"
+                  "Deploy it with the client (MDM), for every user of a computer:\n"
+                  f"  mfd client --portal {linking.base_url} link --anonymous {issued.token}")
+        case "cards-remove":
+            n = linking.remove_cards(args.email, args.number)
+            print(f"{n} card(s) removed from {args.email}")
+        case "codes-reset":
+            code = linking.reset_access_code(args.email)
+            print(f"new access code for {args.email}: {code}\n(shown once: the cloud keeps only "
+                  "a hash; give it to the user)")
+        case "queues-add":
+            linking.add_queue(_org(store, args.org), args.name)
+            print(f"queue {args.name!r} deployed to linked clients")
+        case "queues":
+            for name in linking.queues(_org(store, args.org)):
+                print(name)
+        case "clients":
+            for inst, user in linking.installs(_org(store, args.org),
+                                               include_revoked=args.all):
+                state = ("revoked" if inst.revoked_at else
+                         f"linked {user.email}" if user else "anonymous")
+                print(f"{inst.id}\t{inst.kind}\t{inst.machine}\t{inst.os_user or '-'}\t"
+                      f"{state}\t{inst.via}\t{_when(inst.created_at)}")
+        case "client-revoke":
+            linking.revoke_install(args.client_id)
+            print(f"client {args.client_id} revoked")
     return 0
 
 
@@ -216,19 +355,108 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from cloud import directory
+    from simulator.print_client import PortalBrowser, PrintClient
 
-    store = _store(args.store)
-    path = Path(args.file)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise MfdError(f"cannot read {path}: {exc.strerror}", code="not_found") from None
-    job_id = directory.submit_job(store, args.user, args.name or path.name, data,
-                                  pages=args.pages, color=args.color, duplex=args.duplex,
-                                  copies=args.copies, source=args.source)
-    print(f"job {job_id} held for {args.user}")
+    client = PrintClient(args.state, args.portal)
+    match args.client_cmd:
+        case "link":
+            if args.mobile:
+                if args.linking_code:
+                    answer = client.link_mobile(linking_code=args.linking_code,
+                                                relink=args.relink)
+                elif args.email:
+                    answer = client.link_mobile(email=args.email,
+                                                password=_user_password(args.password),
+                                                relink=args.relink)
+                else:
+                    raise MfdError("link --mobile needs --email (and a password) or "
+                                   "--linking-code", code="invalid_field")
+            else:
+                answer = client.link(args.installer_token or args.anonymous, kind=args.kind,
+                                     machine=args.machine, os_user=args.os_user,
+                                     relink=args.relink)
+            _print_link(answer)
+        case "status":
+            _print_status(client.status())
+        case "print":
+            answer = client.print_file(args.file, name=args.name, pages=args.pages,
+                                       color=args.color, duplex=args.duplex,
+                                       copies=args.copies, queue=args.queue)
+            if answer["state"] == "PENDING_AUTH":
+                print(f"job {answer['job_id']} waits: this client is not linked to anyone yet."
+                      f"\n{answer['message']}:\n  {answer['sign_in_url']}")
+            else:
+                owner = answer["owner"]
+                print(f"job {answer['job_id']} held for {owner['email']} ({answer['size']} "
+                      f"bytes, sha256 {answer['sha256'][:12]}...)")
+        case "portal":
+            _client_portal(PortalBrowser(args.state, args.portal), args)
     return 0
+
+
+def _print_link(answer: dict[str, Any]) -> None:
+    c, user = answer["client"], answer["user"]
+    seat = f"{c['kind']} {c['machine']}" + (f" (os user {c['os_user']})" if c["os_user"] else "")
+    if user:
+        print(f"linked {seat} to {user['display_name']} <{user['email']}>")
+    else:
+        print(f"registered {seat} anonymously: the first print asks its user to sign in")
+    print(f"queues: {', '.join(answer['queues'])}")
+
+
+def _print_status(s: dict[str, Any]) -> None:
+    c, user = s["client"], s["user"]
+    print(f"client {c['id']}: {c['kind']} {c['machine']}"
+          + (f" (os user {c['os_user']})" if c["os_user"] else ""))
+    print(f"linked to: {user['display_name']} <{user['email']}> ({c['via']})" if user
+          else "linked to: nobody yet (Authenticate-on-Print at the first print)")
+    print(f"queues: {', '.join(s['queues'])}")
+    if user:
+        print(f"held jobs: {s['held_total']}")
+        for j in s["held_jobs"]:
+            print(f"  {j['id']}\t{j['pages']}p\t{j['name']}")
+
+
+def _client_portal(browser: Any, args: argparse.Namespace) -> None:
+    match args.portal_cmd:
+        case "signin":
+            a = browser.sign_in(args.email, _user_password(args.password), args.share_link)
+            print(f"signed in to the User Portal as {a['user']['email']}")
+        case "accept":
+            a = browser.accept_invitation(args.invitation,
+                                          _user_password(args.password, "new password"))
+            print(f"password set; signed in to the User Portal as {a['user']['email']}")
+        case "setup-devices":
+            a = browser.setup_devices()
+            print(f"your personal installer (valid {-(-a['expires_in'] // 3600)} h):\n"
+                  f"  {a['url']}\n"
+                  "Run it on your computer or Chromebook:\n"
+                  "  mfd client link --installer-token '<that link>'")
+        case "linking-code":
+            a = browser.linking_code()
+            print(f"linking code for the mobile app: {a['linking_code']} (valid "
+                  f"{-(-a['expires_in'] // 60)} min, once)")
+        case "confirm":
+            d = browser.aop_details(args.sign_in_url)
+            c = d["client"]
+            print(f"linking {c['kind']} {c['machine']}"
+                  + (f" (os user {c['os_user']})" if c["os_user"] else "")
+                  + f" with {len(d['pending_jobs'])} pending job(s)")
+            print(browser.aop_confirm(args.sign_in_url)["message"])
+        case "devices":
+            a = browser.devices()
+            print(f"{a['user']['display_name']} <{a['user']['email']}>")
+            for c in a["clients"]:
+                print(f"  {c['id']}\t{c['kind']}\t{c['machine']}\t{c['os_user'] or '-'}\t"
+                      f"{c['via']}")
+        case "signout":
+            browser.sign_out()
+            print("signed out")
+
+
+def _default_client_state() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return str(Path(base) / "mfdkit" / "client")
 
 
 # ---------------------------------------------------------------- parser
@@ -267,10 +495,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--username", default="cloud", help="broker username (-N appended per worker)")
     c.add_argument("--password", help="broker password (or set MFD_CLOUD_PASSWORD)")
+    c.add_argument("--http", metavar="HOST:PORT",
+                   help="also serve the User Portal and client API (JSON over HTTP) here, e.g. "
+                   "127.0.0.1:8631; off unless given")
+    c.add_argument("--public-url", metavar="URL",
+                   help="the portal's address as users reach it (behind a TLS proxy), used in "
+                   "links; default http://HOST:PORT")
     c.set_defaults(func=cmd_cloud)
 
     a = sub.add_parser("admin", help="manage orgs, users, cards, devices; read jobs and audit")
     a.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
+    a.add_argument("--portal-url", metavar="URL",
+                   help="portal address for the links in invitations (default: the one `mfd "
+                   "cloud --http` recorded in the store, else http://127.0.0.1:8631)")
     asub = a.add_subparsers(dest="admin_cmd", metavar="ACTION", required=True)
     asub.add_parser("demo", help="create the demo org (users, badges, held jobs)")
     x = asub.add_parser("org-add", help="create an org; prints its id")
@@ -281,9 +518,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("name")
     x = asub.add_parser("users", help="list an org's users")
     x.add_argument("--org", required=True)
-    x = asub.add_parser("card-add", help="link a card number to a user")
+    for name in ("card-add", "cards-add"):
+        x = asub.add_parser(name, help="link a card number to a user")
+        x.add_argument("email")
+        x.add_argument("number", help="canonical card number")
+    x = asub.add_parser("cards-remove", help="remove one card of a user, or all of them")
     x.add_argument("email")
-    x.add_argument("number", help="canonical card number")
+    x.add_argument("number", nargs="?", help="the card number (default: every card)")
+    x = asub.add_parser("codes-reset", help="give a user a new random access code (printed once)")
+    x.add_argument("email")
     x = asub.add_parser("code-set", help="set a user's access code (6-10 letters or digits)")
     x.add_argument("email")
     x.add_argument("code")
@@ -298,18 +541,97 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--cloud-user", default="cloud")
     x = asub.add_parser("audit", help="the newest audit entries")
     x.add_argument("--limit", type=int, default=50)
+    x = asub.add_parser("import", help="add users from a CSV or TSV file: email, display name, "
+                        "card number (optional), access code (optional); all rows or none")
+    x.add_argument("file")
+    x.add_argument("--org", help="the org (default: the store's only org)")
+    x = asub.add_parser("invite", help="print the invitation email for a user")
+    g = x.add_mutually_exclusive_group(required=True)
+    g.add_argument("--classic", action="store_true",
+                   help="personal installer link and mobile linking code")
+    g.add_argument("--portal", action="store_true",
+                   help="User Portal sign-in with a first password")
+    x.add_argument("email")
+    x = asub.add_parser("share-link", help="the org's User Portal sign-in link")
+    x.add_argument("--org")
+    x.add_argument("--rotate", action="store_true", help="replace it; earlier links stop working")
+    x = asub.add_parser("bulk-installer",
+                        help="an org-wide anonymous installer token for MDM deployment")
+    x.add_argument("--org")
+    x.add_argument("--days", type=float, default=365.0, help="valid for (default 365)")
+    x = asub.add_parser("queues-add", help="deploy a print queue to the org's linked clients")
+    x.add_argument("name")
+    x.add_argument("--org")
+    x = asub.add_parser("queues", help="list the deployed print queues")
+    x.add_argument("--org")
+    x = asub.add_parser("clients", help="list client installs and their link state")
+    x.add_argument("--org")
+    x.add_argument("--all", action="store_true", help="include replaced and revoked ones")
+    x = asub.add_parser("client-revoke", help="revoke a client install (lost laptop or phone)")
+    x.add_argument("client_id")
+    x = asub.add_parser("password-set", help="set a user's portal password (from "
+                        "MFD_USER_PASSWORD or a prompt)")
+    x.add_argument("email")
+    x = asub.add_parser("aop-policy", help="Authenticate-on-Print: the job that asked the user to "
+                        "sign in joins their queue, or they print again")
+    x.add_argument("policy", choices=["join", "print_again"])
+    x.add_argument("--org")
+    x = asub.add_parser("job-add", help="hold a document for a user, as the admin (no client)")
+    x.add_argument("--user", required=True, help="the owner's email")
+    x.add_argument("file", help="the document to print")
+    x.add_argument("--name", help="job name (default: the file name)")
+    x.add_argument("--pages", type=int, default=1)
+    x.add_argument("--color", action="store_true")
+    x.add_argument("--duplex", action="store_true")
+    x.add_argument("--copies", type=int, default=1)
+    x.add_argument("--source", default="mfd admin")
     a.set_defaults(func=cmd_admin)
 
-    cl = sub.add_parser("client", help="act as a user's print client: submit a job to hold")
-    cl.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
-    cl.add_argument("--user", required=True, help="the owner's email")
-    cl.add_argument("file", help="the document to print")
-    cl.add_argument("--name", help="job name (default: the file name)")
-    cl.add_argument("--pages", type=int, default=1)
-    cl.add_argument("--color", action="store_true")
-    cl.add_argument("--duplex", action="store_true")
-    cl.add_argument("--copies", type=int, default=1)
-    cl.add_argument("--source", default="mfd client")
+    cl = sub.add_parser("client", help="act as a user's print client (workstation, Chromebook "
+                        "or phone) over the portal's HTTP API: link, print, status")
+    cl.add_argument("--state", default=_default_client_state(), metavar="DIR",
+                    help="this OS user's client state, kept private (default %(default)s)")
+    cl.add_argument("--portal", metavar="URL", help="portal URL (default: from the link, the "
+                    "state, MFD_PORTAL_URL, or http://127.0.0.1:8631)")
+    csub = cl.add_subparsers(dest="client_cmd", metavar="ACTION", required=True)
+    x = csub.add_parser("link", help="link this client to its user")
+    g = x.add_mutually_exclusive_group(required=True)
+    g.add_argument("--installer-token", metavar="TOKEN_OR_LINK",
+                   help="a personal installer (invitation link or Set up my devices)")
+    g.add_argument("--anonymous", metavar="ORG_INSTALLER_TOKEN",
+                   help="the org-wide installer: link at the first print")
+    g.add_argument("--mobile", action="store_true", help="the mobile app")
+    x.add_argument("--email", help="with --mobile")
+    x.add_argument("--password", help="with --mobile --email (or MFD_USER_PASSWORD, or a prompt)")
+    x.add_argument("--linking-code", help="with --mobile: a code from the User Portal")
+    x.add_argument("--kind", choices=["workstation", "chromebook"], default="workstation")
+    x.add_argument("--machine", help="host name, or the Chrome extension's install id")
+    x.add_argument("--os-user", help="default: the current user (workstation)")
+    x.add_argument("--relink", action="store_true", help="link again, replacing this link")
+    x = csub.add_parser("print", help="send a document to hold at the copier")
+    x.add_argument("file")
+    x.add_argument("--name", help="job name (default: the file name)")
+    x.add_argument("--pages", type=int, default=1)
+    x.add_argument("--color", action="store_true")
+    x.add_argument("--duplex", action="store_true")
+    x.add_argument("--copies", type=int, default=1)
+    x.add_argument("--queue", help="a deployed queue (default: the default printer)")
+    csub.add_parser("status", help="link state, deployed queues and held jobs")
+    x = csub.add_parser("portal", help="the user in the User Portal (what a browser does)")
+    psub = x.add_subparsers(dest="portal_cmd", metavar="ACTION", required=True)
+    y = psub.add_parser("signin", help="sign in with email and password")
+    y.add_argument("--email", required=True)
+    y.add_argument("--password", help="or MFD_USER_PASSWORD, or a prompt")
+    y.add_argument("--share-link", help="the org's share link")
+    y = psub.add_parser("accept", help="accept a User Portal invitation: choose a password")
+    y.add_argument("invitation", help="the invitation link")
+    y.add_argument("--password", help="or MFD_USER_PASSWORD, or a prompt")
+    psub.add_parser("setup-devices", help="Set up my devices: a personal installer link")
+    psub.add_parser("linking-code", help="a one-time linking code for the mobile app")
+    y = psub.add_parser("confirm", help="Authenticate-on-Print: link the client that printed")
+    y.add_argument("sign_in_url")
+    psub.add_parser("devices", help="your linked clients")
+    psub.add_parser("signout")
     cl.set_defaults(func=cmd_client)
 
     from readers.cli import register as register_reader
@@ -318,9 +640,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _legacy_client(argv: list[str]) -> list[str]:
+    """``mfd client --store URL --user EMAIL FILE`` wrote straight into the store, with the
+    owner taken from the command line. A client now owns only what its token says, so that
+    form became ``mfd admin --store URL job-add --user EMAIL FILE``; translate it."""
+    i = next((k for k, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is None or argv[i] != "client":
+        return argv
+    rest, store, k = [], None, i + 1
+    while k < len(argv):
+        a = argv[k]
+        if a == "--store" and k + 1 < len(argv):
+            store, k = argv[k + 1], k + 2
+            continue
+        if a.startswith("--store="):
+            store = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        k += 1
+    if store is None:
+        return argv
+    print("mfd client: --store is deprecated (a client talks to the portal now); running "
+          "`mfd admin --store URL job-add ...` instead", file=sys.stderr)
+    return [*argv[:i], "admin", "--store", store, "job-add", *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_legacy_client(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
