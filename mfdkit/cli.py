@@ -108,6 +108,8 @@ def cmd_device(args: argparse.Namespace) -> int:
     from protocol.address import BrokerAddress
     from readers.spec import open_reader
 
+    # Before anything starts: a stop that arrives while we start up must still be clean.
+    stop = StopSignals(interrupt=not args.headless)
     password = _secret(args.password, "MFD_DEVICE_PASSWORD", "device broker password")
     broker = BrokerAddress.parse(args.broker, args.device_id, password)
     readers = tuple(open_reader(s) for s in args.reader)  # the spec's id=, else the spec
@@ -119,7 +121,6 @@ def cmd_device(args: argparse.Namespace) -> int:
     engine = MfdControllerStub()
     app = DeviceApp(link, engine, readers=readers, device_name=args.name or args.device_id,
                     idle_timeout=args.idle_timeout).start()
-    stop = StopSignals(interrupt=not args.headless)
     try:
         if args.headless:
             while not stop():
@@ -144,6 +145,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.worker import CloudWorker
     from protocol.address import BrokerAddress
 
+    # Before anything starts: a stop that arrives while we start up must still be clean.
+    stop = StopSignals(interrupt=False)
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
     base = BrokerAddress.parse(args.broker, args.username, password)
     http = _host_port(args.http) if args.http else None
@@ -165,7 +168,6 @@ def cmd_cloud(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; "
               "Ctrl-C stops", file=sys.stderr)
-        stop = StopSignals(interrupt=False)
         while not stop():
             time.sleep(0.2)
     finally:
