@@ -54,6 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from cloud import devices
 from cloud.linking import (
     MAX_DOCUMENT,
     ClientInstall,
@@ -81,6 +82,7 @@ STATUS: dict[str, int] = {
     LinkCode.INVALID_TOKEN: 401, LinkCode.TOKEN_EXPIRED: 401, LinkCode.INVALID_CODE: 401,
     ErrorCode.INVALID_PASSWORD: 401, ErrorCode.INVALID_SESSION: 401,
     ErrorCode.NOT_ALLOWED: 403, LinkCode.UNKNOWN_USER: 404, "not_found": 404,
+    "registration_refused": 403, "not_enabled": 501,
     "method_not_allowed": 405, LinkCode.CONFLICT: 409, "length_required": 411,
     ErrorCode.TOO_LARGE: 413, ErrorCode.LOCKED_OUT: 429, ErrorCode.INTERNAL: 500,
     ErrorCode.BUSY: 503,
@@ -241,7 +243,26 @@ def _aop_confirm(h: _Handler) -> tuple[int, dict[str, Any]]:
                  "discarded": list(o.discarded), "message": o.message}
 
 
+def _device_register(h: _Handler) -> tuple[int, dict[str, Any]]:
+    """A new device trades its one-time code for broker credentials and configuration."""
+    server = h.server
+    assert isinstance(server, PortalServer)
+    if server.accounts is None:
+        raise HttpError("not_enabled", "device registration is not enabled on this service: "
+                        "run mfd cloud with --broker-passwd")
+    body = h.json_body()
+    code = _arg(body, "code")
+    if not isinstance(code, str) or not 8 <= len(code) <= 64:
+        raise HttpError("invalid_field", "code must be the registration code", "code")
+    store = h.linking.store
+    reg = devices.register(store, code, server.accounts, server.clock())
+    return 201, {"device_id": reg.device_id, "name": reg.name, "username": reg.username,
+                 "password": reg.password, "broker_url": server.device_broker_url,
+                 "config": reg.config}
+
+
 ROUTES: dict[str, Route] = {
+    "/api/v1/devices/register": Route("POST", _device_register),
     "/api/v1/health": Route("GET", _health),
     "/api/v1/clients": Route("POST", _register),
     "/api/v1/client": Route("GET", _client_state),
@@ -479,11 +500,16 @@ class PortalServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], store_url: str, *,
                  public_url: str | None = None, max_document: int = MAX_DOCUMENT,
-                 threads: int = 8, clock: Callable[[], float] = time.time) -> None:
+                 threads: int = 8, clock: Callable[[], float] = time.time,
+                 accounts: devices.BrokerAccounts | None = None,
+                 device_broker_url: str = "") -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.store_url = store_url
+        #: Where new devices' broker accounts go; None: device registration is off.
+        self.accounts = accounts
+        self.device_broker_url = device_broker_url
         self.max_document = max_document
         self.clock = clock
         host, port = self.server_address[:2]
@@ -574,7 +600,9 @@ class PortalServer(ThreadingHTTPServer):
 
 def start_portal(store_url: str, host: str = "127.0.0.1", port: int = 0, *,
                  public_url: str | None = None, max_document: int = MAX_DOCUMENT,
-                 threads: int = 8, clock: Callable[[], float] = time.time) -> PortalServer:
+                 threads: int = 8, clock: Callable[[], float] = time.time,
+                 accounts: devices.BrokerAccounts | None = None,
+                 device_broker_url: str = "") -> PortalServer:
     """Serve the portal API on ``host:port`` (0: a free port; see ``.url``) in the background.
 
     The store URL is opened once here, so a bad URL or an unreachable store fails now, and the
@@ -587,7 +615,8 @@ def start_portal(store_url: str, host: str = "127.0.0.1", port: int = 0, *,
         raise
     try:
         server = PortalServer((host, port), store_url, public_url=public_url,
-                              max_document=max_document, threads=threads, clock=clock)
+                              max_document=max_document, threads=threads, clock=clock,
+                              accounts=accounts, device_broker_url=device_broker_url)
     except OSError as exc:
         store.close()
         raise MfdError(f"cannot serve the portal on {host}:{port}: {exc.strerror}",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +33,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud import devices
 from cloud.service import CloudService, record_status
+from cloud.store import SqlStore
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: How often each worker expires held jobs and purges stale answers and sessions.
 HOUSEKEEPING_INTERVAL = 30.0
+#: How often each worker looks for device configs to publish.
+CONFIG_PUSH_INTERVAL = 1.0
 #: A request that waited at least this long (whole seconds, from the expiry interval) is
 #: answered "busy" without being done: below the devices' 3 s timeout, so the device hears
 #: "busy" rather than nothing. 2 means a wait of at least 1 s, at most 2 s before the answer.
@@ -117,6 +122,7 @@ class CloudWorker:
             return
         client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
+        client.subscribe(topics.CLOUD_EVENTS_SUBSCRIPTION, qos=1)
         log.info("worker %s connected", self.name)
         self._connected.set()
 
@@ -135,13 +141,48 @@ class CloudWorker:
 
     def _chores(self) -> None:
         service = self.service_factory()
+        next_housekeeping = 0.0
         while True:
+            now = time.monotonic()
             try:
-                service.housekeeping()
+                if now >= next_housekeeping:
+                    next_housekeeping = now + HOUSEKEEPING_INTERVAL
+                    service.housekeeping()
+                self._push_configs(service)
             except Exception:
                 log.exception("worker %s: housekeeping failed; will retry", self.name)
-            if self._stopping.wait(HOUSEKEEPING_INTERVAL):
+            if self._stopping.wait(CONFIG_PUSH_INTERVAL):
                 return
+
+    def _push_configs(self, service: CloudService) -> None:
+        """Publish every device's newest managed config, retained on its cmd topic, so the
+        device gets it now or when it next connects. Several workers may publish the same
+        version: the device ignores a version it already has."""
+        store = service.store
+        if not isinstance(store, SqlStore) or not self._connected.is_set():
+            return
+        devices.ensure_schema(store)
+        for device_id, payload, version in devices.pending_pushes(store):
+            info = self.client.publish(topics.command_topic(device_id), payload, qos=1,
+                                       retain=True)
+            info.wait_for_publish(5)
+            with store.transaction():
+                devices.mark_pushed(store, device_id, version)
+            log.info("pushed config version %d to device %s", version, device_id)
+
+    def _event(self, service: CloudService, device_id: str, payload: bytes) -> None:
+        try:
+            ack = m.decode_event(payload)
+        except ProtocolError as exc:
+            log.info("device %s sent a bad event: %s", device_id, exc.message)
+            return
+        store = service.store
+        if isinstance(store, SqlStore):
+            devices.ensure_schema(store)
+            devices.record_ack(store, device_id, ack, service.clock())
+        if not ack.applied:
+            log.warning("device %s refused config version %d: %s", device_id, ack.version,
+                        ack.reason)
 
     def _process(self, service: CloudService, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -151,6 +192,9 @@ class CloudWorker:
             return
         if leaf == "status":
             record_status(service.store, device_id, bytes(msg.payload), service.clock())
+            return
+        if leaf == "events":
+            self._event(service, device_id, bytes(msg.payload))
             return
         payload = bytes(msg.payload)
         props = msg.properties

@@ -63,6 +63,9 @@ class DeviceApp:
         self.events: queue.Queue[Event] = queue.Queue()
         self.machine = SessionMachine(new_id=new_id, device_name=device_name, policy=policy,
                                       idle_timeout=idle_timeout)
+        #: Called on the loop's thread with each command payload from the cloud (config push).
+        self.on_command: Callable[[bytes], None] | None = None
+        self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._engine_state: EngineState | None = None
         self._engine_polled = 0.0
         self.printer = Printer(link, engine, self.events.put)
@@ -77,6 +80,10 @@ class DeviceApp:
     def on_card(self, read: CardRead) -> None:
         log.info("card %s on reader %s", read.masked, read.reader_id)
         self.events.put(CardPresented(read.number))
+
+    def command(self, payload: bytes) -> None:
+        """A command from the cloud (any thread); run on the loop by ``on_command``."""
+        self._commands.put(payload)
 
     def on_link(self, up: bool) -> None:
         self.events.put(LinkChanged(up))
@@ -109,6 +116,10 @@ class DeviceApp:
             event: Event = self.events.get(timeout=timeout)
         except queue.Empty:
             event = Tick(self.clock())
+        while not self._commands.empty():
+            payload = self._commands.get()
+            if self.on_command is not None:
+                self.on_command(payload)
         before = self.machine.state
         now = self.clock()
         if now - self._engine_polled >= ENGINE_POLL_S:

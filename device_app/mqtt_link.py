@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -51,11 +52,15 @@ def _props(**values: Any) -> Properties:
 class MqttCloudLink:
     def __init__(self, broker: BrokerAddress, device_id: str, *,
                  timeout: float = DEFAULT_TIMEOUT,
-                 on_connection: Callable[[bool], None] | None = None) -> None:
+                 on_connection: Callable[[bool], None] | None = None,
+                 on_command: Callable[[bytes], None] | None = None,
+                 tls_ca_file: str | None = None) -> None:
         self.broker = broker
         self.device_id = topics.check_device_id(device_id)
         self.timeout = timeout
         self.on_connection = on_connection
+        #: Called on paho's thread with each payload on the device's cmd topic (a config push).
+        self.on_command = on_command
         self.connected = False
         self.epoch = 0
         self._pending: dict[bytes, tuple[str, Reply, float]] = {}
@@ -65,6 +70,8 @@ class MqttCloudLink:
         self._resp = topics.response_topic(device_id)
         self._req = topics.request_topic(device_id)
         self._status = topics.status_topic(device_id)
+        self._cmd = topics.command_topic(device_id)
+        self._events = topics.events_topic(device_id)
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
         c.username_pw_set(broker.username or device_id, broker.password)
         c.on_pre_connect = self._on_pre_connect
@@ -72,9 +79,15 @@ class MqttCloudLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        # paho's own backoff doubles from 1 s up to the cap; jitter comes from connection timing.
-        c.reconnect_delay_set(1, 30)
+        if tls_ca_file is not None:
+            # mqtts: verify the broker's certificate against the site's CA (never unverified).
+            try:
+                c.tls_set(ca_certs=tls_ca_file or None)
+            except (OSError, ValueError) as exc:
+                raise LinkError(f"cannot use TLS CA file {tls_ca_file!r}: {exc}",
+                                code="config_invalid") from exc
         self.client = c
+        self._jitter()
         self._reaper = threading.Thread(target=self._reap, name="mqtt-timeouts", daemon=True)
 
     # ------------------------------------------------------------ lifecycle
@@ -111,6 +124,12 @@ class MqttCloudLink:
 
     # ------------------------------------------------------------ paho callbacks
 
+    def _jitter(self) -> None:
+        # paho doubles its reconnect delay from the minimum up to the maximum; a random minimum
+        # per outage spreads a fleet's reconnects after a broker restart (FIELD_NOTES:
+        # reconnect storms need jittered backoff).
+        self.client.reconnect_delay_set(random.uniform(0.5, 1.5), 30)  # type: ignore[arg-type]
+
     def _on_pre_connect(self, client: mqtt.Client, _ud: Any) -> None:
         self.epoch = max(self.epoch + 1, int(time.time() * 1000))
         will = m.encode(m.DeviceStatus(state="offline", epoch=self.epoch, since=time.time()))
@@ -129,6 +148,7 @@ class MqttCloudLink:
             log.error("broker refused device %s: %s", self.device_id, rc)
             return
         client.subscribe(self._resp, qos=1)
+        client.subscribe(self._cmd, qos=1)
         client.publish(self._status, m.encode(m.DeviceStatus(
             state="online", epoch=self.epoch, since=time.time())), qos=1, retain=True)
         self.connected = True
@@ -140,6 +160,8 @@ class MqttCloudLink:
     def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
         was = self.connected
         self.connected = False
+        if was:
+            self._jitter()
         self._connected_evt.clear()
         if not self._closed.is_set():
             log.warning("device %s lost the broker: %s", self.device_id, rc)
@@ -148,6 +170,10 @@ class MqttCloudLink:
             self.on_connection(False)
 
     def _on_message(self, _c: Any, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == self._cmd:
+            if self.on_command is not None:
+                self.on_command(bytes(msg.payload))
+            return
         corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
         if corr is None:
             log.info("answer without correlation data on %s dropped", msg.topic)
@@ -178,6 +204,10 @@ class MqttCloudLink:
         self.client.publish(self._req, m.encode(request), qos=1,
                             properties=_props(ResponseTopic=self._resp, CorrelationData=corr,
                                               MessageExpiryInterval=topics.REQUEST_EXPIRY))
+
+    def publish_event(self, event: m.Message) -> None:
+        """A device event (e.g. a config acknowledgement) on ``.../events``, QoS 1."""
+        self.client.publish(self._events, m.encode(event), qos=1)
 
     def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
         done = threading.Event()

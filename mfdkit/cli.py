@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -102,25 +103,26 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_device(args: argparse.Namespace) -> int:
-    from device_app.app import DeviceApp
-    from device_app.mqtt_link import MqttCloudLink
-    from firmware_stubs.mfd_controller import MfdControllerStub
-    from protocol.address import BrokerAddress
-    from readers.spec import open_reader
+    if args.action == "register":
+        from device_app.runner import register
 
+        if not args.code or not args.portal:
+            raise MfdError("register needs --portal URL and --code CODE (from mfd admin "
+                           "device-add)", code="config_invalid")
+        cfg = register(args.portal, args.code, args.dir)
+        print(f"registered as {cfg.device_id}; configuration in "
+              f"{Path(args.dir) / 'device.toml'}, credentials (owner-only) beside it")
+        print(f"next: add the readers to device.toml, then run: mfd device --config "
+              f"{Path(args.dir) / 'device.toml'}")
+        return 0
     # Before anything starts: a stop that arrives while we start up must still be clean.
     stop = StopSignals(interrupt=not args.headless)
-    password = _secret(args.password, "MFD_DEVICE_PASSWORD", "device broker password")
-    broker = BrokerAddress.parse(args.broker, args.device_id, password)
-    readers = tuple(open_reader(s) for s in args.reader)  # the spec's id=, else the spec
-    link = MqttCloudLink(broker, args.device_id).start()
-    if not link.connected:
-        print(f"mfd device: not connected to {broker.host}:{broker.port} yet; retrying in the "
-              "background", file=sys.stderr)
-    # The IPP engine adapter comes with the device-app work; until then the emulated engine.
-    engine = MfdControllerStub()
-    app = DeviceApp(link, engine, readers=readers, device_name=args.name or args.device_id,
-                    idle_timeout=args.idle_timeout).start()
+    device = _build_device(args)
+    device.start()
+    app = device.app
+    if not device.link.connected:
+        print("mfd device: not connected to the print service yet; retrying in the background",
+              file=sys.stderr)
     try:
         if args.headless:
             while not stop():
@@ -128,12 +130,29 @@ def cmd_device(args: argparse.Namespace) -> int:
         else:
             from device_app.window import run_window
 
-            run_window(app, title=args.device_id, fullscreen=args.fullscreen, should_stop=stop)
+            run_window(app, title=device.cfg.device_id,
+                       fullscreen=args.fullscreen or (bool(args.config) and device.cfg.fullscreen),
+                       should_stop=stop)
     finally:
-        app.stop()
-        link.close()
-        engine.close()
+        device.stop()
     return 0
+
+
+def _build_device(args: argparse.Namespace) -> Any:
+    from device_app.config import parse_config
+    from device_app.runner import Device, from_config_file
+
+    if args.config:
+        return from_config_file(args.config)
+    if not args.broker or not args.device_id:
+        raise MfdError("give --config device.toml, or --broker URL and --device-id ID",
+                       code="config_invalid")
+    password = _secret(args.password, "MFD_DEVICE_PASSWORD", "device broker password")
+    cfg = parse_config({"device": {"id": args.device_id, "name": args.name or ""},
+                        "broker": {"url": args.broker},
+                        "readers": {"specs": list(args.reader)},
+                        "policy": {"idle_timeout": args.idle_timeout}})
+    return Device(cfg, password)
 
 
 # ---------------------------------------------------------------- cloud
@@ -162,7 +181,9 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         if http is not None:
             from cloud.portal import start_portal
 
-            portal = start_portal(args.store, *http, public_url=args.public_url)
+            portal = start_portal(args.store, *http, public_url=args.public_url,
+                                  accounts=_broker_accounts(args),
+                                  device_broker_url=args.device_broker_url or args.broker)
             print(f"mfd cloud: User Portal and client API on {portal.url}"
                   + (f" (public {portal.public_url})" if args.public_url else ""),
                   file=sys.stderr)
@@ -176,6 +197,22 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         for w in workers:
             w.stop()
     return 0
+
+
+def _broker_accounts(args: argparse.Namespace) -> Any:
+    if not args.broker_passwd:
+        return None
+    from cloud.devices import MosquittoPasswordFile
+
+    pid_arg = args.broker_pid
+
+    def reload() -> None:
+        if not pid_arg:
+            return
+        text = Path(pid_arg).read_text().strip() if not pid_arg.isdigit() else pid_arg
+        os.kill(int(text), signal.SIGHUP)
+
+    return MosquittoPasswordFile(args.broker_passwd, reload)
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -246,11 +283,43 @@ def cmd_admin(args: argparse.Namespace) -> int:
             directory.set_access_code(store, args.email, args.code)
             print(f"access code set for {args.email}")
         case "device-add":
-            from protocol.topics import check_device_id
+            from cloud.devices import REGISTRATION_TTL, add_device
 
-            check_device_id(args.device_id)
-            store.add_device(args.device_id, args.org, args.name or args.device_id)
-            print(f"device {args.device_id} registered")
+            code = add_device(store, args.org, args.device_id, args.name or "", time.time())
+            print(f"device {args.device_id} added to {args.org}")
+            print(f"registration code (one use, valid {REGISTRATION_TTL / 3600:g} h): {code}")
+            print(f"on the device: mfd device register --portal PORTAL_URL --code {code}")
+        case "device-code":
+            from cloud.devices import new_registration_code
+
+            print(new_registration_code(store, args.device_id, time.time()))
+        case "devices":
+            from cloud.devices import config_state
+
+            for device_id, org_id, name, status in store.devices():
+                c = config_state(store, device_id)
+                state = (f"config v{c['version']} (applied v{c['applied']}"
+                         + (f", refused v{c['refused']}: {c['refusal']}" if c["refused"] > c[
+                             "applied"] else "") + ")") if c["version"] else "no pushed config"
+                print(f"{device_id}\t{org_id}\t{status}\t{name}\t{state}")
+        case "device-config":
+            from cloud.devices import set_device_config
+
+            managed: dict[str, dict[str, Any]] = {}
+            for item in args.set:
+                key, sep, raw = item.partition("=")
+                section, dot, name = key.partition(".")
+                if not sep or not dot:
+                    raise MfdError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. "
+                                   "policy.idle_timeout=90", code="config_invalid")
+                try:
+                    value = json.loads(raw)
+                except ValueError:
+                    value = raw  # a bare word is a string
+                managed.setdefault(section, {})[name] = value
+            version = set_device_config(store, args.device_id, managed, time.time())
+            print(f"config version {version} stored for {args.device_id}; the cloud pushes it "
+                  "to the device, which applies or refuses it (see: mfd admin devices)")
         case "jobs":
             for j in store.all_jobs():
                 print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
@@ -479,9 +548,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds the emulated engine takes per copy (default 0.2)")
     s.set_defaults(func=cmd_sim)
 
-    d = sub.add_parser("device", help="run the panel app against a broker with real readers")
-    d.add_argument("--broker", required=True, help="mqtt://host:port")
-    d.add_argument("--device-id", required=True, help="this device's id = its broker username")
+    d = sub.add_parser("device", help="run the panel app on a copier (--config device.toml), "
+                       "or register a new device (register --portal URL --code CODE)")
+    d.add_argument("action", nargs="?", choices=("run", "register"), default="run")
+    d.add_argument("--config", metavar="FILE", help="device.toml (from mfd device register)")
+    d.add_argument("--portal", metavar="URL", help="register: the cloud's portal URL")
+    d.add_argument("--code", help="register: the one-time code from mfd admin device-add")
+    d.add_argument("--dir", default=".", help="register: where to write device.toml and "
+                   "credentials (default: here)")
+    d.add_argument("--broker", help="mqtt://host:port (without --config)")
+    d.add_argument("--device-id", help="this device's id = its broker username")
     d.add_argument("--password", help="broker password (or set MFD_DEVICE_PASSWORD)")
     d.add_argument("--reader", action="append", default=[], metavar="SPEC",
                    help="reader spec, e.g. serial:/dev/ttyUSB0?family=em4100 (repeatable)")
@@ -503,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--public-url", metavar="URL",
                    help="the portal's address as users reach it (behind a TLS proxy), used in "
                    "links; default http://HOST:PORT")
+    c.add_argument("--broker-passwd", metavar="FILE",
+                   help="the broker's password file: enables device registration (mfd device "
+                   "register) by adding each new device's broker account to it")
+    c.add_argument("--broker-pid", metavar="PID|FILE",
+                   help="the broker's pid (or pid file), sent SIGHUP to re-read the password "
+                   "file after a registration")
+    c.add_argument("--device-broker-url", metavar="URL",
+                   help="the broker address registered devices use (default: --broker)")
     c.set_defaults(func=cmd_cloud)
 
     a = sub.add_parser("admin", help="manage orgs, users, cards, devices; read jobs and audit")
@@ -532,10 +616,19 @@ def build_parser() -> argparse.ArgumentParser:
     x = asub.add_parser("code-set", help="set a user's access code (6-10 letters or digits)")
     x.add_argument("email")
     x.add_argument("code")
-    x = asub.add_parser("device-add", help="register a device with an org")
+    x = asub.add_parser("device-add", help="add a device to an org; prints its one-time "
+                        "registration code")
     x.add_argument("--org", required=True)
     x.add_argument("device_id")
     x.add_argument("--name")
+    x = asub.add_parser("device-code", help="a new one-time registration code for a device")
+    x.add_argument("device_id")
+    asub.add_parser("devices", help="list devices with status and config state")
+    x = asub.add_parser("device-config", help="push managed configuration to a device")
+    x.add_argument("device_id")
+    x.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   required=True, help="e.g. policy.idle_timeout=90, policy.card_pin=true, "
+                   'readers.specs=\'["serial:/dev/ttyUSB0?family=em4100"]\'')
     asub.add_parser("jobs", help="list every job and its state")
     x = asub.add_parser("broker-acl", help="print the Mosquitto ACL for the cloud workers that "
                         "`mfd cloud --workers N --username NAME` connects as")

@@ -353,6 +353,28 @@ class DeviceStatus(Message):
     since: float = 0.0
 
 
+@_message
+@dataclass(frozen=True, slots=True)
+class ConfigAck(Message):
+    """Published by a device on ``.../events`` after a config push: applied, or refused with
+    the reason (the running configuration then stays)."""
+
+    TYPE: ClassVar[str] = "config.ack"
+    KIND: ClassVar[str] = "event"
+    version: int = field(metadata=spec(minimum=1))
+    applied: bool
+    reason: str = field(default="", metadata=spec(max_len=500))
+
+
+def decode_event(data: bytes) -> ConfigAck:
+    """A device event from ``.../events`` (today: config acknowledgements)."""
+    obj = _parse(data, MAX_REQUEST_BYTES)
+    if obj["type"] != ConfigAck.TYPE:
+        raise ProtocolError(f"unknown event type {obj['type']!r}", code=ErrorCode.UNKNOWN_TYPE,
+                            field="type")
+    return _from_object(ConfigAck, obj)
+
+
 #: Results by the request type they answer (Ack answers several).
 RESULT_FOR: dict[str, type[Result]] = {
     Identify.TYPE: IdentifyResult,

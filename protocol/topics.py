@@ -20,6 +20,7 @@ LEAVES = ("req", "resp", "status", "cmd", "events")
 CLOUD_SHARE_GROUP = "cloud"
 CLOUD_REQUEST_SUBSCRIPTION = f"$share/{CLOUD_SHARE_GROUP}/{PREFIX}/+/req"
 CLOUD_STATUS_SUBSCRIPTION = f"{PREFIX}/+/status"
+CLOUD_EVENTS_SUBSCRIPTION = f"$share/{CLOUD_SHARE_GROUP}/{PREFIX}/+/events"
 
 #: Message Expiry Interval (s) a device sets on each request. Long enough that the broker never
 #: discards a request (a burst must be answered, if only with "busy"); the broker hands it over

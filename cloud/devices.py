@@ -1,0 +1,241 @@
+"""Devices: one-time registration codes, broker accounts, and pushed configuration.
+
+Registration: an administrator adds a device (``mfd admin device-add``) and gets a one-time
+code, valid 24 hours. The technician runs ``mfd device register --code CODE`` on the copier; the
+portal trades the code for the device's broker credentials (a fresh random password, written to
+the broker's password file through the :class:`BrokerAccounts` port) and its configuration.
+A code works once; only its hash is stored.
+
+Configuration: the cloud stores the *managed* part of each device's configuration (readers and
+their pipelines, login/logout/release policy; see device_app/config.py) with a version. Workers
+publish a device's newest version, retained, on its ``.../cmd`` topic, so a device gets it when
+it (re)connects; the device validates it, applies it live or refuses it with the reason, and
+acknowledges on ``.../events``. The cloud validates only the shape: the device is the judge of
+what it can run, and keeps its running configuration when it refuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloud.hashing import token_hash
+from cloud.store import ConflictError, SqlStore
+from protocol import messages as m
+from protocol.errors import MfdError, StoreError
+from protocol.topics import check_device_id
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_TTL = 24 * 3600.0
+MANAGED_SECTIONS = ("readers", "policy")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS device_registrations (
+    code_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices(id),
+    expires_at {real} NOT NULL, used_at {real});
+CREATE TABLE IF NOT EXISTS device_configs (
+    device_id TEXT PRIMARY KEY REFERENCES devices(id), version INTEGER NOT NULL,
+    config TEXT NOT NULL, pushed_version INTEGER NOT NULL DEFAULT 0,
+    applied_version INTEGER NOT NULL DEFAULT 0, refused_version INTEGER NOT NULL DEFAULT 0,
+    refusal TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL);
+"""
+
+
+class RegistrationError(MfdError):
+    code = "registration_refused"
+
+
+class BrokerAccounts(Protocol):
+    """Where device broker credentials go (Mosquitto's password file, or a broker API)."""
+
+    def set_password(self, username: str, password: str) -> None: ...
+
+
+class MosquittoPasswordFile:
+    """Adds users to a Mosquitto password file with ``mosquitto_passwd -b`` and asks the broker
+    to re-read it (``reload``: e.g. send SIGHUP to the broker's pid)."""
+
+    def __init__(self, path: str | Path, reload: Callable[[], None] | None = None) -> None:
+        self.path = Path(path)
+        self.reload = reload
+
+    def set_password(self, username: str, password: str) -> None:
+        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+        if not self.path.exists():
+            self.path.touch(mode=0o600)
+        try:
+            subprocess.run([tool, "-b", str(self.path), username, password], check=True,
+                           capture_output=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise StoreError(f"cannot add broker user {username} to {self.path}: {exc}") from exc
+        if self.reload is not None:
+            self.reload()
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    device_id: str
+    name: str
+    org_id: str
+    username: str
+    password: str
+    config: dict[str, Any]
+
+
+def ensure_schema(store: SqlStore) -> None:
+    store.add_schema(SCHEMA)
+
+
+def _new_code() -> str:
+    raw = base64.b32encode(secrets.token_bytes(10)).decode("ascii")  # 16 chars, 80 bits
+    return "-".join(raw[i:i + 4] for i in range(0, 16, 4))
+
+
+def _normal(code: str) -> str:
+    return code.strip().upper().replace(" ", "").replace("-", "")
+
+
+def add_device(store: SqlStore, org_id: str, device_id: str, name: str, now: float) -> str:
+    """Register a device with an org; returns its one-time registration code."""
+    check_device_id(device_id)
+    ensure_schema(store)
+    with store.transaction():
+        store.add_device(device_id, org_id, name or device_id)
+        code = _new_code()
+        store.execute("INSERT INTO device_registrations VALUES (?,?,?,NULL)",
+                      token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)
+        store.audit(now, "admin", "device.add", f"device:{device_id}", f"org {org_id}")
+    return code
+
+
+def new_registration_code(store: SqlStore, device_id: str, now: float) -> str:
+    """A fresh code for a device that exists (a replaced panel, a lost code)."""
+    ensure_schema(store)
+    with store.transaction():
+        if store.device_org(device_id) is None:
+            raise StoreError(f"no device {device_id}")
+        code = _new_code()
+        store.execute("INSERT INTO device_registrations VALUES (?,?,?,NULL)",
+                      token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)
+        store.audit(now, "admin", "device.code", f"device:{device_id}")
+    return code
+
+
+def register(store: SqlStore, code: str, accounts: BrokerAccounts, now: float) -> Registration:
+    """Trade a one-time code for the device's broker credentials and configuration."""
+    ensure_schema(store)
+    with store.transaction():
+        row = store.query_one("SELECT device_id, expires_at, used_at FROM device_registrations "
+                              "WHERE code_hash=?", token_hash(_normal(code)))
+        if row is None or row[2] is not None or float(row[1]) <= now:
+            # One answer for unknown, used and expired: a code is not to be probed.
+            store.audit(now, "portal", "device.register_refused", "-")
+            raise RegistrationError("this registration code is not valid (unknown, used or "
+                                    "expired); ask the administrator for a new one")
+        device_id = str(row[0])
+        if not store.execute("UPDATE device_registrations SET used_at=? WHERE code_hash=? AND "
+                             "used_at IS NULL", now, token_hash(_normal(code))):
+            raise RegistrationError("this registration code was just used")
+        org_id = store.device_org(device_id) or ""
+        name_row = store.query_one("SELECT name FROM devices WHERE id=?", device_id)
+        password = secrets.token_urlsafe(24)
+        # Inside the transaction: if the broker cannot take the account, the code stays unused.
+        accounts.set_password(device_id, password)
+        store.audit(now, "portal", "device.registered", f"device:{device_id}")
+        config = device_config(store, device_id)
+    return Registration(device_id, str(name_row[0]) if name_row else device_id, org_id,
+                        device_id, password, config)
+
+
+def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
+                      now: float) -> int:
+    """Store a new managed configuration for a device; returns its version. Workers push it."""
+    unknown = sorted(set(managed) - set(MANAGED_SECTIONS))
+    if unknown:
+        raise StoreError(f"config section {unknown[0]!r} cannot be pushed; the cloud manages "
+                         + ", ".join(MANAGED_SECTIONS), code="config_invalid")
+    for section in MANAGED_SECTIONS:
+        if section in managed and not isinstance(managed[section], dict):
+            raise StoreError(f"config section {section!r} must be a table",
+                             code="config_invalid")
+    ensure_schema(store)
+    with store.transaction():
+        if store.device_org(device_id) is None:
+            raise StoreError(f"no device {device_id}")
+        row = store.query_one("SELECT version, config FROM device_configs WHERE device_id=?",
+                              device_id)
+        merged: dict[str, Any] = json.loads(row[1]) if row else {}
+        for section, values in managed.items():
+            merged.setdefault(section, {}).update(values)
+        version = (int(row[0]) if row else 0) + 1
+        text = json.dumps(merged, sort_keys=True)
+        if row:
+            store.execute("UPDATE device_configs SET version=?, config=?, updated_at=? "
+                          "WHERE device_id=?", version, text, now, device_id)
+        else:
+            try:
+                store.execute("INSERT INTO device_configs (device_id, version, config, "
+                              "updated_at) VALUES (?,?,?,?)", device_id, version, text, now)
+            except ConflictError:
+                raise StoreError("the configuration changed meanwhile; try again") from None
+        store.audit(now, "admin", "device.config", f"device:{device_id}", f"version {version}")
+    return version
+
+
+def device_config(store: SqlStore, device_id: str) -> dict[str, Any]:
+    row = store.query_one("SELECT version, config FROM device_configs WHERE device_id=?",
+                          device_id)
+    if row is None:
+        return {}
+    config: dict[str, Any] = json.loads(row[1])
+    config["version"] = int(row[0])
+    return config
+
+
+def config_state(store: SqlStore, device_id: str) -> dict[str, Any]:
+    ensure_schema(store)
+    row = store.query_one("SELECT version, pushed_version, applied_version, refused_version, "
+                          "refusal FROM device_configs WHERE device_id=?", device_id)
+    if row is None:
+        return {"version": 0, "pushed": 0, "applied": 0, "refused": 0, "refusal": ""}
+    return {"version": int(row[0]), "pushed": int(row[1]), "applied": int(row[2]),
+            "refused": int(row[3]), "refusal": str(row[4])}
+
+
+def pending_pushes(store: SqlStore) -> list[tuple[str, bytes, int]]:
+    """(device_id, payload, version) for every config newer than what was last published."""
+    rows = store.query_all("SELECT device_id, version, config FROM device_configs "
+                           "WHERE version > pushed_version")
+    out = []
+    for device_id, version, config in rows:
+        payload = {"v": m.VERSION, "type": "config", "version": int(version),
+                   **json.loads(config)}
+        out.append((str(device_id), json.dumps(payload).encode(), int(version)))
+    return out
+
+
+def mark_pushed(store: SqlStore, device_id: str, version: int) -> None:
+    store.execute("UPDATE device_configs SET pushed_version=? WHERE device_id=? AND "
+                  "pushed_version < ?", version, device_id, version)
+
+
+def record_ack(store: SqlStore, device_id: str, ack: m.ConfigAck, now: float) -> None:
+    with store.transaction():
+        if ack.applied:
+            store.execute("UPDATE device_configs SET applied_version=? WHERE device_id=? AND "
+                          "applied_version < ?", ack.version, device_id, ack.version)
+            store.audit(now, f"device:{device_id}", "config.applied", f"version {ack.version}")
+        else:
+            store.execute("UPDATE device_configs SET refused_version=?, refusal=? WHERE "
+                          "device_id=?", ack.version, ack.reason[:500], device_id)
+            store.audit(now, f"device:{device_id}", "config.refused", f"version {ack.version}",
+                        ack.reason[:200])

@@ -1,0 +1,259 @@
+"""The device's configuration: validated once, with the offending key named.
+
+Two sources, one schema. ``device.toml`` on the panel holds where the cloud is and what hardware
+the device has; the cloud may push the *managed* part (readers and their conversion pipelines,
+login/logout/release policy, timeouts) at any time over ``.../cmd`` (a ``config`` command). A
+pushed config is validated exactly like the file; an invalid push is refused with the reason
+and the running configuration stays.
+
+Pure: parsing and validation only (``tomllib`` for the file text). Secrets are not here: the
+broker password lives in its own file, readable by the device's user only
+(:func:`load_credentials` / :func:`save_credentials`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from device_app.session import Policy
+from protocol.errors import ConfigError, MfdError
+from protocol.topics import check_device_id
+
+#: The keys the cloud may push (section -> keys), all of them also valid in device.toml.
+MANAGED = ("readers", "policy")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    kind: str = "stub"  # "stub" (emulated), "ipp" (a printer by IPP), "socket" (engine server)
+    uri: str = ""  # ipp://host:631/ipp/print, or the engine server's socket path
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    device_id: str
+    name: str = ""
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    ca_file: str = ""  # TLS: the CA that signed the broker's certificate (mqtts:// URLs)
+    credentials_file: str = "credentials"
+    journal_file: str = "journal.db"
+    readers: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    fullscreen: bool = True
+    version: int = 0  # the version of the last pushed config applied (0: the file's own)
+
+    def managed(self) -> dict[str, Any]:
+        """The part the cloud manages, as plain data (for acknowledging a push)."""
+        return {"readers": {"specs": list(self.readers)},
+                "policy": {f.name: getattr(self.policy, f.name) for f in fields(Policy)}}
+
+
+_POLICY_TYPES: dict[str, type] = {f.name: type(getattr(Policy(), f.name)) for f in fields(Policy)}
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float):
+        raise ConfigError(f"config key {key!r} must be a number, not true/false")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _table(data: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+    section = data.get(key, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"config key {key!r} must be a table")
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ConfigError(f"config key {key}.{unknown[0]!r} is not known; known: "
+                          + ", ".join(sorted(allowed)))
+    return section
+
+
+def _policy(section: dict[str, Any], base: Policy) -> Policy:
+    values: dict[str, Any] = {}
+    for name, value in section.items():
+        values[name] = _expect(value, _POLICY_TYPES[name], f"policy.{name}")
+    policy = replace(base, **values)
+    for name in ("idle_timeout", "entry_timeout", "notice_timeout"):
+        seconds = getattr(policy, name)
+        if not 5 <= seconds <= 3600:
+            raise ConfigError(f"config key 'policy.{name}' must be 5 to 3600 seconds, "
+                              f"got {seconds:g}")
+    if not 10 <= policy.page_size <= 500:
+        raise ConfigError("config key 'policy.page_size' must be 10 to 500")
+    if policy.card_pin and not policy.allow_code:
+        # The PIN is checked against the user's access code, which must then exist.
+        raise ConfigError("config key 'policy.card_pin' needs access codes "
+                          "(policy.allow_code = true)")
+    return policy
+
+
+def _readers(value: Any) -> tuple[str, ...]:
+    from readers.spec import open_reader
+
+    specs = _expect(value, list, "readers.specs")
+    out = []
+    for i, spec in enumerate(specs):
+        _expect(spec, str, f"readers.specs[{i}]")
+        try:
+            open_reader(spec)  # validates every part; opens nothing
+        except ConfigError as exc:
+            raise ConfigError(f"config key 'readers.specs[{i}]': {exc.message}") from None
+        out.append(spec)
+    return tuple(out)
+
+
+def parse_config(data: dict[str, Any], base: DeviceConfig | None = None) -> DeviceConfig:
+    """A config from parsed TOML/JSON data, on top of ``base`` (a push changes only what it
+    names). Raises ConfigError naming the first bad key."""
+    top = {"device", "broker", "readers", "policy", "engine", "ui", "files", "version"}
+    unknown = sorted(set(data) - top)
+    if unknown:
+        raise ConfigError(f"config key {unknown[0]!r} is not known; known: "
+                          + ", ".join(sorted(top)))
+    device = _table(data, "device", {"id", "name"})
+    broker = _table(data, "broker", {"url", "ca_file"})
+    readers = _table(data, "readers", {"specs"})
+    policy = _table(data, "policy", set(_POLICY_TYPES))
+    engine = _table(data, "engine", {"kind", "uri"})
+    ui = _table(data, "ui", {"fullscreen"})
+    files = _table(data, "files", {"credentials", "journal"})
+    if base is None:
+        if "id" not in device:
+            raise ConfigError("config key 'device.id' is required")
+        device_id = _expect(device["id"], str, "device.id")
+        try:
+            check_device_id(device_id)
+        except MfdError as exc:
+            raise ConfigError(f"config key 'device.id': {exc.message}") from None
+        base = DeviceConfig(device_id=device_id)
+    elif "id" in device and device["id"] != base.device_id:
+        raise ConfigError("config key 'device.id' cannot change in a pushed config")
+    cfg = base
+    if "name" in device:
+        cfg = replace(cfg, name=_expect(device["name"], str, "device.name"))
+    if "url" in broker:
+        url = _expect(broker["url"], str, "broker.url")
+        if not url.startswith(("mqtt://", "mqtts://")):
+            raise ConfigError("config key 'broker.url' must start with mqtt:// or mqtts://")
+        cfg = replace(cfg, broker_url=url)
+    if "ca_file" in broker:
+        cfg = replace(cfg, ca_file=_expect(broker["ca_file"], str, "broker.ca_file"))
+    if "specs" in readers:
+        cfg = replace(cfg, readers=_readers(readers["specs"]))
+    if policy:
+        cfg = replace(cfg, policy=_policy(policy, cfg.policy))
+    if engine:
+        kind = _expect(engine.get("kind", cfg.engine.kind), str, "engine.kind")
+        if kind not in ("stub", "ipp", "socket"):
+            raise ConfigError("config key 'engine.kind' must be stub, ipp or socket")
+        uri = _expect(engine.get("uri", cfg.engine.uri), str, "engine.uri")
+        if kind != "stub" and not uri:
+            raise ConfigError(f"config key 'engine.uri' is required for engine.kind {kind!r}")
+        cfg = replace(cfg, engine=EngineConfig(kind, uri))
+    if "fullscreen" in ui:
+        cfg = replace(cfg, fullscreen=_expect(ui["fullscreen"], bool, "ui.fullscreen"))
+    if "credentials" in files:
+        cfg = replace(cfg, credentials_file=_expect(files["credentials"], str,
+                                                    "files.credentials"))
+    if "journal" in files:
+        cfg = replace(cfg, journal_file=_expect(files["journal"], str, "files.journal"))
+    if "version" in data:
+        cfg = replace(cfg, version=_expect(data["version"], int, "version"))
+    return cfg
+
+
+def load_config(path: str | Path) -> DeviceConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    cfg = parse_config(data)
+    # Relative file names are relative to the config file's folder.
+    base = path.parent
+    return replace(cfg, credentials_file=str(base / cfg.credentials_file),
+                   journal_file=str(base / cfg.journal_file))
+
+
+def apply_push(current: DeviceConfig, payload: bytes) -> DeviceConfig:
+    """A pushed config (JSON: {"version": N, "readers": {...}, "policy": {...}}) on top of the
+    running one. Only the managed sections may be pushed."""
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"pushed config is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("pushed config must be an object")
+    # The contract's envelope: {"v": 1, "type": "config", ...}.
+    if data.pop("v", 1) != 1 or data.pop("type", "config") != "config":
+        raise ConfigError("pushed command is not a v1 config")
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError("pushed config needs a positive integer 'version'")
+    if version <= current.version:
+        raise ConfigError(f"pushed config version {version} is not newer than {current.version}")
+    extra = sorted(set(data) - {"version", *MANAGED})
+    if extra:
+        raise ConfigError(f"config key {extra[0]!r} cannot be pushed; the cloud manages "
+                          + ", ".join(MANAGED))
+    return parse_config(data, current)
+
+
+def to_toml(cfg: DeviceConfig) -> str:
+    """device.toml text for a config (what `mfd device register` writes)."""
+    def q(text: str) -> str:
+        return json.dumps(text, ensure_ascii=False)
+
+    lines = ["# mfdkit device configuration (see docs/technician-guide.md)", "",
+             "[device]", f"id = {q(cfg.device_id)}", f"name = {q(cfg.name)}", "",
+             "[broker]", f"url = {q(cfg.broker_url)}"]
+    if cfg.ca_file:
+        lines.append(f"ca_file = {q(cfg.ca_file)}")
+    lines += ["", "[readers]", "specs = [" + ", ".join(q(s) for s in cfg.readers) + "]", "",
+              "[engine]", f"kind = {q(cfg.engine.kind)}", f"uri = {q(cfg.engine.uri)}", "",
+              "[ui]", f"fullscreen = {str(cfg.fullscreen).lower()}", "",
+              "[files]", f"credentials = {q(Path(cfg.credentials_file).name)}",
+              f"journal = {q(Path(cfg.journal_file).name)}", ""]
+    return "\n".join(lines)
+
+
+def save_credentials(path: str | Path, username: str, password: str) -> None:
+    """The broker credentials, readable and writable by the device's user only."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"username": username, "password": password}) + "\n")
+    os.chmod(path, 0o600)  # also when the file existed with looser permissions
+
+
+def load_credentials(path: str | Path) -> tuple[str, str]:
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(f"credentials file {path} is readable by others (mode "
+                              f"{mode & 0o777:o}); run: chmod 600 {path}")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read credentials {path}: {exc.strerror}; register the "
+                          "device with: mfd device register --code CODE") from None
+    except ValueError:
+        raise ConfigError(f"credentials file {path} is damaged; register the device again"
+                          ) from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str)
+                                             for k in ("username", "password")):
+        raise ConfigError(f"credentials file {path} is damaged; register the device again")
+    return data["username"], data["password"]

@@ -1,0 +1,209 @@
+"""The device as it runs on a copier: built from its configuration, kept in step with the cloud.
+
+``Device`` is the composition root: it opens the readers the config names, the print engine,
+the MQTT link (TLS for ``mqtts://``), and the app; and it applies configuration pushed by the
+cloud on ``.../cmd`` live (policy at once; readers reopened when their specs change),
+acknowledging each version on ``.../events``. An invalid push is refused with the reason and the
+running configuration stays. The managed part of the last applied push is kept next to the
+config file (``managed.json``), so a restart keeps it until the cloud sends a newer one.
+
+``register`` is the other half of ``mfd device register``: it trades a one-time registration
+code at the portal for the device's broker credentials and configuration, and writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from device_app.app import DeviceApp
+from device_app.config import (
+    DeviceConfig,
+    apply_push,
+    load_config,
+    load_credentials,
+    parse_config,
+    save_credentials,
+    to_toml,
+)
+from device_app.mqtt_link import MqttCloudLink
+from device_app.ports import PrintEngine
+from protocol import messages as m
+from protocol.address import BrokerAddress
+from protocol.errors import ConfigError, MfdError
+from readers.events import CardReader
+from readers.spec import open_reader
+
+log = logging.getLogger(__name__)
+
+MANAGED_FILE = "managed.json"
+
+
+def open_engine(cfg: DeviceConfig) -> PrintEngine:
+    kind = cfg.engine.kind
+    if kind == "ipp":
+        from device_app.ipp_engine import IppEngine  # type: ignore[import-not-found,unused-ignore]
+
+        engine: PrintEngine = IppEngine(cfg.engine.uri)
+        return engine
+    if kind == "socket":
+        from device_app.engine_client import (  # type: ignore[import-not-found,unused-ignore]
+            EngineClient,
+        )
+
+        engine = EngineClient(cfg.engine.uri)
+        return engine
+    from firmware_stubs.mfd_controller import MfdControllerStub
+
+    return MfdControllerStub()
+
+
+class Device:
+    def __init__(self, cfg: DeviceConfig, password: str, *, config_dir: Path | None = None,
+                 engine: PrintEngine | None = None) -> None:
+        self.config_dir = config_dir
+        self.cfg = self._with_saved_push(cfg)
+        broker = BrokerAddress.parse(self.cfg.broker_url.replace("mqtts://", "mqtt://", 1),
+                                     self.cfg.device_id, password)
+        if self.cfg.broker_url.startswith("mqtts://") and ":" not in self.cfg.broker_url[8:]:
+            broker = BrokerAddress(broker.host, 8883, broker.username, broker.password)
+        tls = self.cfg.ca_file if self.cfg.broker_url.startswith("mqtts://") else None
+        self.link = MqttCloudLink(broker, self.cfg.device_id, on_command=self._on_command,
+                                  tls_ca_file=tls)
+        self.engine = engine or open_engine(self.cfg)
+        self.readers: tuple[CardReader, ...] = tuple(open_reader(s) for s in self.cfg.readers)
+        self.app = DeviceApp(self.link, self.engine, readers=self.readers,
+                             device_name=self.cfg.name or self.cfg.device_id,
+                             policy=self.cfg.policy)
+        self.app.on_command = self._apply
+        self.refusals: list[str] = []
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self, wait: float = 5.0) -> Device:
+        self.link.start(wait)
+        self.app.start()
+        return self
+
+    def stop(self) -> None:
+        self.app.stop()
+        self.link.close()
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+
+    # -------------------------------------------------------------- config pushes
+
+    def _on_command(self, payload: bytes) -> None:
+        # paho's thread: hand over to the app loop, which applies it between two events.
+        self.app.command(payload)
+
+    def _apply(self, payload: bytes) -> None:
+        version = _version_of(payload)
+        if version is not None and version <= self.cfg.version:
+            return  # the retained push we already run (a reconnect delivers it again)
+        try:
+            new = apply_push(self.cfg, payload)
+        except ConfigError as exc:
+            log.warning("refused pushed config version %s: %s", version, exc.message)
+            self.refusals.append(exc.message)
+            if version is not None:
+                self.link.publish_event(m.ConfigAck(version=version, applied=False,
+                                                    reason=exc.message[:500]))
+            return
+        if new.readers != self.cfg.readers:
+            self._swap_readers(new.readers)
+        self.app.machine.policy = new.policy
+        self.cfg = new
+        self._save_push()
+        log.info("applied config version %d", new.version)
+        self.link.publish_event(m.ConfigAck(version=new.version, applied=True))
+
+    def _swap_readers(self, specs: tuple[str, ...]) -> None:
+        fresh = tuple(open_reader(s) for s in specs)  # validated already: opens nothing yet
+        for reader in self.readers:
+            reader.stop()
+        self.readers = fresh
+        self.app.readers = fresh
+        for reader in fresh:
+            reader.start(self.app.on_card)
+
+    def _save_push(self) -> None:
+        if self.config_dir is None:
+            return
+        data = {"version": self.cfg.version, **self.cfg.managed()}
+        path = self.config_dir / MANAGED_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.replace(tmp, path)  # never a half-written file after a power cut
+
+    def _with_saved_push(self, cfg: DeviceConfig) -> DeviceConfig:
+        if self.config_dir is None or not (self.config_dir / MANAGED_FILE).exists():
+            return cfg
+        try:
+            data = json.loads((self.config_dir / MANAGED_FILE).read_text(encoding="utf-8"))
+            return parse_config(data, cfg)
+        except (ValueError, ConfigError) as exc:
+            log.warning("ignoring the saved pushed config (%s); the cloud will send it again",
+                        exc)
+            return cfg
+
+
+def _version_of(payload: bytes) -> int | None:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    v = data.get("version") if isinstance(data, dict) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def from_config_file(path: str | Path, *, engine: PrintEngine | None = None) -> Device:
+    cfg = load_config(path)
+    username, password = load_credentials(cfg.credentials_file)
+    if username != cfg.device_id:
+        raise ConfigError(f"the credentials are for device {username!r}, the config for "
+                          f"{cfg.device_id!r}; register the device again")
+    return Device(cfg, password, config_dir=Path(path).parent, engine=engine)
+
+
+def register(portal_url: str, code: str, directory: str | Path, *,
+             timeout: float = 10.0) -> DeviceConfig:
+    """Trade a one-time registration code for credentials and configuration; write
+    ``device.toml`` and ``credentials`` (0600) into ``directory``."""
+    directory = Path(directory)
+    if not portal_url.startswith(("http://", "https://")):
+        raise ConfigError(f"portal URL {portal_url!r} must start with http:// or https://")
+    body = json.dumps({"code": code}).encode()
+    request = urllib.request.Request(  # noqa: S310  # scheme checked above
+        portal_url.rstrip("/") + "/api/v1/devices/register", data=body, method="POST",
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read()).get("error", {})
+        except ValueError:
+            err = {}
+        raise MfdError(err.get("message") or f"the portal answered HTTP {exc.code}",
+                       code=err.get("code") or "registration_refused") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise MfdError(f"cannot reach the portal at {portal_url}: {exc}",
+                       code="unreachable") from None
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cfg = parse_config({"device": {"id": answer["device_id"], "name": answer.get("name", "")},
+                        "broker": {"url": answer.get("broker_url") or "mqtt://127.0.0.1:1883"}})
+    pushed = answer.get("config") or {}
+    if pushed:
+        # Validated like any push; kept where a push is kept (the cloud manages this part).
+        cfg = parse_config(pushed, cfg)
+        (directory / MANAGED_FILE).write_text(json.dumps(pushed, indent=2), encoding="utf-8")
+    save_credentials(directory / "credentials", answer["username"], answer["password"])
+    (directory / "device.toml").write_text(to_toml(cfg), encoding="utf-8")
+    return cfg
