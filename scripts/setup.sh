@@ -8,8 +8,9 @@ MFD_VENV="${MFD_VENV:-$MFD_ROOT/.venv}"
 
 # Debian packages the tests and the simulator drive for real (see docs/technician-guide.md).
 # mosquitto: the MQTT 5 broker; pcscd + vsmartcard-vpcd: PC/SC with a virtual reader;
-# libpcsclite-dev: headers pyscard builds against.
-MFD_APT_PACKAGES="${MFD_APT_PACKAGES:-mosquitto pcscd vsmartcard-vpcd libpcsclite-dev}"
+# libpcsclite-dev: headers pyscard builds against; cups-ipp-utils (ippeveprinter, a real IPP
+# Everywhere printer) with the avahi-daemon and dbus it needs to start.
+MFD_APT_PACKAGES="${MFD_APT_PACKAGES:-mosquitto pcscd vsmartcard-vpcd libpcsclite-dev cups-ipp-utils avahi-daemon dbus}"
 
 mfd_missing_packages() {
     local missing=""

@@ -1,0 +1,637 @@
+"""The print engine as an IPP printer: the PrintEngine port over IPP/1.1-2.0 (RFC 8010/8011).
+
+Where this fits. On a copier the device app hands released jobs to the print engine; in a
+shop whose copier takes jobs over the network (every IPP Everywhere printer, and most copiers),
+that engine is a printer URI such as ``ipp://10.1.2.3/ipp/print``. This adapter implements
+:class:`device_app.ports.PrintEngine` against it, with the wire format in
+:mod:`device_app.ipp_codec` (why our own codec: see its docstring) and the HTTP POST from the
+standard library.
+
+Theory of operation.
+
+* Two threads of its own, so the caller never waits on the network. ``ipp-status`` asks the
+  printer for its state every ``status_interval`` and keeps the answer; :meth:`IppEngine.state`
+  returns that kept answer at once (OFFLINE until the first answer, and whenever the printer
+  does not answer). ``ipp-jobs`` takes submitted jobs one at a time, in order.
+* A job: Get-Printer-Attributes first, fresh, both to refuse at once a printer that cannot print
+  now (jam, no paper, door open, offline: the job goes back to HELD, nothing is lost) and to
+  learn which of sides / print-color-mode / copies it supports, so that we only send what it
+  takes. Then Print-Job with the PDF, then Get-Job-Attributes every ``poll_interval`` until the
+  job is completed (printed), aborted or canceled (not printed).
+* ``done`` is called exactly once per job, on the ``ipp-jobs`` thread (after :meth:`close`, at
+  once on the caller's), and nothing raises out of :meth:`IppEngine.submit`: network errors
+  become ``done(False, "printer unreachable: ...")``. Like the emulated engine, a document whose
+  SHA-256 does not match is refused, never sent.
+* A job the printer holds (pending-held) or has stopped on (processing-stopped: a jam mid-job)
+  is waited for, however long: it will print once someone at the printer acts.
+* Once the printer has taken a job, losing contact does not fail it at once: the job may well be
+  printing. We keep asking for ``lost_after`` seconds; after that the job is reported failed with
+  a detail that says to check the output, because failing (the job is HELD again) loses nothing
+  while claiming it printed could.
+* A printer that no longer knows a job it took (client-error-not-found) has purged it after
+  completion, which busy printers do within seconds; as CUPS' IPP backend does, we take that as
+  printed.
+* We speak IPP 2.0 (IPP Everywhere), and 1.1 to a printer that answers
+  server-error-version-not-supported.
+
+Printer state: printer-state and printer-state-reasons map to :class:`EngineState` through the
+tables below (:func:`engine_state`). A reason counts when its severity suffix is ``-error`` or
+absent (RFC 8011 5.4.12: no suffix means error), or, when the printer is stopped, whatever its
+suffix: a ``-report`` is history (ippeveprinter leaves ``media-jam-report`` behind after a job),
+a ``-warning`` does not stop printing. Reasons we do not know are logged once each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import itertools
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+from device_app import ipp_codec as ipp
+from device_app.ipp_codec import (
+    Attribute,
+    AttributeGroup,
+    GroupTag,
+    JobState,
+    Message,
+    Operation,
+    PrinterState,
+    RangeOfInteger,
+    Status,
+    ValueTag,
+)
+from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineState
+from protocol.errors import ConfigError, EngineError
+
+__all__ = ["IppEngine", "PrinterUnreachable", "engine_state"]
+
+log = logging.getLogger(__name__)
+
+#: Below DEBUG: one line per IPP request and response (STYLE: wire traces below DEBUG).
+TRACE: Final = 5
+
+PDF: Final = "application/pdf"
+#: JobFailed.reason on the wire holds 200 characters; details never exceed it.
+MAX_DETAIL: Final = 200
+#: Answers are a few kB (we name the attributes we want); a printer that ignores the list and
+#: sends all of them stays far below this.
+MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+#: RFC 8011: name(MAX) is 255 octets.
+MAX_NAME_BYTES: Final = 255
+
+
+class PrinterUnreachable(EngineError):
+    """No IPP answer: connection refused or reset, timeout, name not resolved, not IPP/HTTP."""
+
+    code = "printer_unreachable"
+
+
+# --------------------------------------------------------------------------- state mapping
+
+#: printer-state-reasons keywords (severity suffix removed) that decide the engine state.
+REASON_STATES: Final[dict[str, EngineState]] = {
+    "media-jam": EngineState.JAM,
+    "media-empty": EngineState.NO_PAPER,
+    "media-needed": EngineState.NO_PAPER,
+    "door-open": EngineState.DOOR_OPEN,
+    "cover-open": EngineState.DOOR_OPEN,
+    "interlock-open": EngineState.DOOR_OPEN,
+    "offline": EngineState.OFFLINE,
+    "shutdown": EngineState.OFFLINE,
+    "paused": EngineState.OFFLINE,
+    "moving-to-paused": EngineState.OFFLINE,
+    "timed-out": EngineState.OFFLINE,
+    "connecting-to-device": EngineState.OFFLINE,
+}
+
+#: When several reasons apply, the one a person at the copier must act on first wins: a jam
+#: usually needs a door opened, and "load paper" is pointless while either is there.
+STATE_PRIORITY: Final = (EngineState.JAM, EngineState.DOOR_OPEN, EngineState.NO_PAPER,
+                         EngineState.OFFLINE)
+
+#: Reasons we know and deliberately ignore (supplies running low, informational), so that they
+#: are not logged as unknown.
+INFORMATIONAL_REASONS: Final = frozenset({
+    "none", "other", "media-low", "toner-low", "marker-supply-low", "marker-waste-almost-full",
+    "developer-low", "opc-near-eol", "fuser-near-eol", "printer-restarted",
+    "identify-printer-requested", "deactivated", "spool-area-full",
+})
+
+_SEVERITIES: Final = ("-error", "-warning", "-report")
+
+_PRINTER_STATES: Final[dict[int, EngineState]] = {
+    PrinterState.IDLE: EngineState.READY,
+    PrinterState.PROCESSING: EngineState.PRINTING,
+    PrinterState.STOPPED: EngineState.OFFLINE,
+}
+
+
+def split_reason(reason: str) -> tuple[str, str]:
+    """``media-jam-error`` → (``media-jam``, ``error``); no suffix → (reason, ``error``)."""
+    for suffix in _SEVERITIES:
+        if reason.endswith(suffix):
+            return reason[: -len(suffix)], suffix[1:]
+    return reason, "error"
+
+
+def engine_state(printer_state: int | None, reasons: Iterable[str],
+                 accepting: bool | None = True) -> tuple[EngineState, tuple[str, ...]]:
+    """The engine state for a printer's state attributes, and the reasons we do not know."""
+    stopped = printer_state == PrinterState.STOPPED
+    found: set[EngineState] = set()
+    unknown: list[str] = []
+    for reason in reasons:
+        keyword, severity = split_reason(reason)
+        state = REASON_STATES.get(keyword)
+        if state is None:
+            if keyword not in INFORMATIONAL_REASONS:
+                unknown.append(reason)
+        elif severity == "error" or stopped:
+            found.add(state)
+    for state in STATE_PRIORITY:
+        if state in found:
+            return state, tuple(unknown)
+    if accepting is False:
+        return EngineState.OFFLINE, tuple(unknown)
+    if printer_state is None:
+        return EngineState.OFFLINE, tuple(unknown)
+    return _PRINTER_STATES.get(printer_state, EngineState.OFFLINE), tuple(unknown)
+
+
+# --------------------------------------------------------------------------- transport
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str  # http or https, what goes on the wire
+    host: str
+    port: int
+    path: str
+    printer_uri: str  # ipp:// or ipps://, what goes in printer-uri
+
+
+def parse_printer_uri(uri: str) -> _Target:
+    """Check a printer URI once, at start-up, and say what is wrong with it."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"printer uri {uri!r}: {exc}") from exc
+    schemes = {"ipp": ("http", 631, "ipp"), "ipps": ("https", 631, "ipps"),
+               "http": ("http", 80, "ipp"), "https": ("https", 443, "ipps")}
+    if parts.scheme not in schemes:
+        raise ConfigError(f"printer uri {uri!r}: scheme must be ipp, ipps, http or https")
+    if not parts.hostname:
+        raise ConfigError(f"printer uri {uri!r}: no host")
+    wire, default_port, ipp_scheme = schemes[parts.scheme]
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    printer_uri = urlunsplit((ipp_scheme, parts.netloc, parts.path or "/", parts.query, ""))
+    return _Target(wire, parts.hostname, port or default_port, path, printer_uri)
+
+
+class _Transport:
+    """One IPP request per HTTP/1.1 POST, each on a fresh connection: a printer that reboots
+    or drops idle connections then costs nothing, and a poll every half second does not need
+    keep-alive."""
+
+    def __init__(self, target: _Target, timeout: float,
+                 ssl_context: ssl.SSLContext | None) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self._ids = itertools.count(1)
+        self._ids_lock = threading.Lock()
+        #: IPP Everywhere printers speak 2.0; an older copier may only speak 1.1 and say so
+        #: with server-error-version-not-supported, after which we speak 1.1 to it.
+        self.version = (2, 0)
+
+    def call(self, operation: Operation, groups: tuple[AttributeGroup, ...],
+             document: bytes = b"") -> Message:
+        """Send one request; the decoded response. Raises PrinterUnreachable or EngineError
+        (RemoteIppError included): never an OSError or http.client exception."""
+        version = self.version
+        response = self._call(version, operation, groups, document)
+        if response.code == Status.SERVER_ERROR_VERSION_NOT_SUPPORTED and version != (1, 1):
+            log.info("printer %s does not speak IPP %d.%d; using 1.1", self.target.host,
+                     *version)
+            self.version = (1, 1)
+            response = self._call(self.version, operation, groups, document)
+        return response
+
+    def _call(self, version: tuple[int, int], operation: Operation,
+              groups: tuple[AttributeGroup, ...], document: bytes) -> Message:
+        with self._ids_lock:
+            request_id = next(self._ids)
+        head = ipp.encode(Message(operation, request_id, groups, version=version))
+        log.log(TRACE, "ipp -> %s #%d %s (%d + %d bytes)", self.target.host, request_id,
+                operation.name, len(head), len(document))
+        t = self.target
+        conn: http.client.HTTPConnection
+        if t.scheme == "https":
+            conn = http.client.HTTPSConnection(t.host, t.port, timeout=self.timeout,
+                                               context=self.ssl_context)
+        else:
+            conn = http.client.HTTPConnection(t.host, t.port, timeout=self.timeout)
+        try:
+            conn.connect()
+            # Header and document go in two writes and then we wait for the answer: without
+            # no-delay, Nagle plus the printer's delayed ACK can stall each job ~40 ms.
+            if conn.sock is not None:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.putrequest("POST", t.path)
+            conn.putheader("Content-Type", "application/ipp")
+            conn.putheader("Content-Length", str(len(head) + len(document)))
+            conn.endheaders(head)
+            if document:
+                # Sent as it is, not joined to the header: a document can be hundreds of MB.
+                conn.send(document)
+            response = conn.getresponse()
+            body = response.read(MAX_RESPONSE_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise PrinterUnreachable(f"printer unreachable: {_describe(exc)}") from exc
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise EngineError(f"the printer answered HTTP {response.status} "
+                              f"{response.reason}".strip())
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise EngineError(f"the printer's answer is larger than {MAX_RESPONSE_BYTES} bytes")
+        try:
+            message = ipp.decode(body)
+        except ipp.RemoteIppError as exc:
+            raise ipp.RemoteIppError(f"the printer's answer is not valid IPP: {exc.message}") \
+                from exc
+        log.log(TRACE, "ipp <- %s #%d %s (%d bytes)", t.host, message.request_id,
+                ipp.status_name(message.code), len(body))
+        if message.request_id != request_id:
+            # Fresh connection per request, so this is the printer's bug, not a mix-up.
+            log.debug("printer answered request %d with request-id %d", request_id,
+                      message.request_id)
+        return message
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    text = str(exc) or type(exc).__name__
+    return text
+
+
+def _short(text: str, limit: int = MAX_DETAIL) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _name(text: str) -> str:
+    """Cut a job name to 255 UTF-8 bytes without splitting a character."""
+    return text.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore") or "untitled"
+
+
+# --------------------------------------------------------------------------- the engine
+
+_PRINTER_STATE_ATTRS: Final = ("printer-state", "printer-state-reasons", "printer-state-message",
+                               "printer-is-accepting-jobs")
+_CAPABILITY_ATTRS: Final = ("sides-supported", "print-color-mode-supported", "copies-supported")
+_JOB_ATTRS: Final = ("job-state", "job-state-reasons", "job-state-message")
+
+_REFUSALS: Final[dict[int, str]] = {
+    Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED: "it does not take PDF documents",
+    Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR: "it could not read the document",
+    Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE: "the document is too large for it",
+    Status.CLIENT_ERROR_NOT_AUTHENTICATED: "it wants a login this device does not have",
+    Status.CLIENT_ERROR_NOT_AUTHORIZED: "it wants a login this device does not have",
+    Status.CLIENT_ERROR_FORBIDDEN: "it does not let this device print",
+    Status.SERVER_ERROR_NOT_ACCEPTING_JOBS: "it is not accepting jobs",
+    Status.SERVER_ERROR_BUSY: "it is busy; try again shortly",
+    Status.SERVER_ERROR_SERVICE_UNAVAILABLE: "it is not available; try again shortly",
+    Status.SERVER_ERROR_TEMPORARY_ERROR: "of a temporary error; try again shortly",
+}
+
+_SHUTDOWN_QUEUED: Final = "the device is shutting down; not printed"
+_SHUTDOWN_TAKEN: Final = ("the device stopped before the printer finished the job; check the "
+                          "printer's output")
+
+
+class _Closing(Exception):
+    """close() was called while a job was being followed."""
+
+
+class IppEngine:
+    """PrintEngine over IPP. ``uri``: ``ipp://host[:port]/path`` (or ipps, http, https).
+
+    ``timeout`` bounds each network operation; ``poll_interval`` is how often a submitted job is
+    asked about; ``status_interval`` how often the printer state behind :meth:`state` is
+    refreshed; ``lost_after`` how long a job the printer took survives losing contact.
+    ``ssl_context`` is used for ipps/https (a context trusting the printer's certificate).
+    """
+
+    def __init__(self, uri: str, *, timeout: float = 10.0, poll_interval: float = 0.5,
+                 status_interval: float = 2.0, lost_after: float = 60.0,
+                 user_name: str = "mfdkit", ssl_context: ssl.SSLContext | None = None) -> None:
+        for key, value in (("timeout", timeout), ("poll_interval", poll_interval),
+                           ("status_interval", status_interval), ("lost_after", lost_after)):
+            if not value > 0:
+                raise ConfigError(f"{key} must be positive, not {value!r}")
+        self.uri = uri
+        self._target = parse_printer_uri(uri)
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.lost_after = lost_after
+        self.user_name = user_name
+        self._transport = _Transport(self._target, timeout, ssl_context)
+        self._lock = threading.Lock()
+        self._state = EngineState.OFFLINE
+        self._state_detail = "not reached yet"
+        self._reported_unknown: set[str] = set()
+        self._status_known = threading.Event()
+        self._closing = threading.Event()
+        self._jobs: queue.Queue[tuple[EngineJob, EngineDone] | None] = queue.Queue()
+        self._status_thread = threading.Thread(target=self._run_status, name="ipp-status",
+                                               daemon=True)
+        self._jobs_thread = threading.Thread(target=self._run_jobs, name="ipp-jobs",
+                                             daemon=True)
+        self._status_thread.start()
+        self._jobs_thread.start()
+
+    # ----------------------------------------------------------------- the port
+
+    def state(self) -> EngineState:
+        """The printer's state as last seen (never waits on the network)."""
+        with self._lock:
+            return self._state
+
+    @property
+    def state_detail(self) -> str:
+        """Why the state is what it is (printer-state-message, or the network error)."""
+        with self._lock:
+            return self._state_detail
+
+    def submit(self, job: EngineJob, done: EngineDone) -> None:
+        """Queue ``job``; ``done`` is called once, later, on this engine's job thread."""
+        if self._closing.is_set():
+            done(job.job_id, False, _SHUTDOWN_QUEUED)
+            return
+        self._jobs.put((job, done))
+
+    def wait_status(self, timeout: float) -> bool:
+        """Wait until the printer has answered, or failed to answer, at least once."""
+        return self._status_known.wait(timeout)
+
+    def close(self) -> None:
+        """Stop both threads. Queued jobs fail (not printed); a job the printer has already
+        taken is reported failed with a detail that says to check the output."""
+        self._closing.set()
+        self._jobs.put(None)
+        wait = self._transport.timeout + 2.0
+        self._jobs_thread.join(wait)
+        self._status_thread.join(wait)
+
+    # ----------------------------------------------------------------- printer state
+
+    def _run_status(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self._refresh_state()
+            except Exception:  # a bug must not stop the state from being kept
+                log.exception("reading the printer's state failed unexpectedly")
+            self._closing.wait(self.status_interval)
+
+    def _refresh_state(self) -> Message | None:
+        """Ask the printer; keep the state it gives. The response, or None if none came."""
+        try:
+            response = self._get_printer_attributes(_PRINTER_STATE_ATTRS)
+        except EngineError as exc:
+            self._set_state(EngineState.OFFLINE, exc.message)
+            return None
+        self._set_state(*self._state_of(response))
+        return response
+
+    def _get_printer_attributes(self, names: Iterable[str]) -> Message:
+        response = self._transport.call(Operation.GET_PRINTER_ATTRIBUTES, (
+            ipp.operation_attributes(
+                self._target.printer_uri,
+                Attribute.of("requesting-user-name", ValueTag.NAME, self.user_name),
+                Attribute.of("requested-attributes", ValueTag.KEYWORD, *names)),))
+        if not ipp.is_successful(response.code):
+            raise EngineError(f"the printer answered {ipp.status_name(response.code)}"
+                              f"{_status_message(response)}")
+        return response
+
+    def _state_of(self, response: Message) -> tuple[EngineState, str]:
+        printer_state = response.first(GroupTag.PRINTER, "printer-state")
+        reasons = list(ipp.keywords(response.get(GroupTag.PRINTER, "printer-state-reasons")))
+        accepting = response.first(GroupTag.PRINTER, "printer-is-accepting-jobs")
+        state, unknown = engine_state(
+            printer_state if isinstance(printer_state, int) else None, reasons,
+            accepting if isinstance(accepting, bool) else None)
+        for reason in unknown:
+            if reason not in self._reported_unknown:
+                self._reported_unknown.add(reason)
+                log.info("printer %s reports %r, which mfdkit does not map; shown as %s",
+                         self.uri, reason, state.value)
+        message = response.first(GroupTag.PRINTER, "printer-state-message")
+        detail = message if isinstance(message, str) and message else ", ".join(reasons)
+        return state, detail
+
+    def _set_state(self, state: EngineState, detail: str) -> None:
+        with self._lock:
+            before, self._state, self._state_detail = self._state, state, detail
+        if state is not before:
+            level = logging.INFO if state.can_print else logging.WARNING
+            log.log(level, "printer %s: %s -> %s (%s)", self.uri, before.value, state.value,
+                    detail)
+        self._status_known.set()
+
+    # ----------------------------------------------------------------- jobs
+
+    def _run_jobs(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, done = item
+            if self._closing.is_set():
+                ok, detail = False, _SHUTDOWN_QUEUED
+            else:
+                try:
+                    ok, detail = self._print(job)
+                except _Closing:
+                    ok, detail = False, _SHUTDOWN_TAKEN
+                except Exception:
+                    log.exception("printing job %s over IPP failed unexpectedly", job.job_id)
+                    ok, detail = False, "the device failed; not printed"
+            self._finish(job, done, ok, detail)
+        # Jobs submitted while close() ran: fail them, never leave a done uncalled.
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self._finish(item[0], item[1], False, _SHUTDOWN_QUEUED)
+
+    def _finish(self, job: EngineJob, done: EngineDone, ok: bool, detail: str) -> None:
+        detail = _short(detail)
+        if ok:
+            log.info("printer %s printed job %s", self.uri, job.job_id)
+        else:
+            log.warning("printer %s did not print job %s: %s", self.uri, job.job_id, detail)
+        try:
+            done(job.job_id, ok, detail)
+        except Exception:
+            log.exception("the done callback for job %s failed", job.job_id)
+
+    def _print(self, job: EngineJob) -> tuple[bool, str]:
+        # As the emulated engine does: a damaged document is refused, never printed (the caller
+        # checked it too, but a copy is cheap next to paper printed from bad bytes).
+        if hashlib.sha256(job.document).hexdigest() != job.sha256:
+            return False, "document damaged (SHA-256 mismatch); not printed"
+        try:
+            printer = self._get_printer_attributes(_PRINTER_STATE_ATTRS + _CAPABILITY_ATTRS)
+        except PrinterUnreachable as exc:
+            self._set_state(EngineState.OFFLINE, exc.message)
+            return False, exc.message
+        except EngineError as exc:
+            return False, exc.message
+        state, detail = self._state_of(printer)
+        self._set_state(state, detail)
+        if not state.can_print:
+            return False, ENGINE_REASONS.get(state, state.value)
+        job_attrs = self._job_template(job, printer)
+        if isinstance(job_attrs, str):
+            return False, job_attrs
+        groups = (
+            ipp.operation_attributes(
+                self._target.printer_uri,
+                Attribute.of("requesting-user-name", ValueTag.NAME, self.user_name),
+                Attribute.of("job-name", ValueTag.NAME, _name(job.name)),
+                Attribute.of("document-format", ValueTag.MIME_MEDIA_TYPE, PDF)),
+            AttributeGroup(GroupTag.JOB, job_attrs),
+        )
+        try:
+            response = self._transport.call(Operation.PRINT_JOB, groups, job.document)
+        except PrinterUnreachable as exc:
+            return False, exc.message
+        except EngineError as exc:
+            return False, exc.message
+        if not ipp.is_successful(response.code):
+            why = _refusal(response)
+            why = f"{why} " if why else ""
+            return False, (f"printer refused the job: {why}({ipp.status_name(response.code)}"
+                           f"{_status_message(response)})")
+        printer_job = response.first(GroupTag.JOB, "job-id")
+        if not isinstance(printer_job, int) or isinstance(printer_job, bool):
+            return False, ("the printer took the job but gave no job id to follow it; check its "
+                           "output before printing again")
+        log.info("printer %s took job %s as its job %d (%d bytes)", self.uri, job.job_id,
+                 printer_job, len(job.document))
+        return self._follow(printer_job, response)
+
+    def _job_template(self, job: EngineJob, printer: Message) -> tuple[Attribute, ...] | str:
+        """Job attributes for what the printer supports, or why it cannot print the job."""
+        attrs: list[Attribute] = []
+        copies_supported = printer.first(GroupTag.PRINTER, "copies-supported")
+        if isinstance(copies_supported, RangeOfInteger) and job.copies in copies_supported:
+            attrs.append(Attribute.of("copies", ValueTag.INTEGER, job.copies))
+        elif job.copies > 1:
+            return f"the printer cannot print {job.copies} copies of a job"
+        # EngineJob may not carry these yet (protocol/engine.py); None leaves the printer's
+        # default in force.
+        duplex: bool | None = getattr(job, "duplex", None)
+        color: bool | None = getattr(job, "color", None)
+        sides = set(ipp.keywords(printer.get(GroupTag.PRINTER, "sides-supported")))
+        if duplex is not None:
+            want = "two-sided-long-edge" if duplex else "one-sided"
+            if want in sides:
+                attrs.append(Attribute.of("sides", ValueTag.KEYWORD, want))
+            elif duplex:
+                log.info("printer %s has no two-sided printing; job %s prints one-sided",
+                         self.uri, job.job_id)
+        modes = set(ipp.keywords(printer.get(GroupTag.PRINTER, "print-color-mode-supported")))
+        if color is not None:
+            want = "color" if color else "monochrome"
+            if want in modes:
+                attrs.append(Attribute.of("print-color-mode", ValueTag.KEYWORD, want))
+        return tuple(attrs)
+
+    def _follow(self, printer_job: int, response: Message) -> tuple[bool, str]:
+        """Ask about the job until it ends. Raises _Closing if close() is called meanwhile."""
+        last_contact = time.monotonic()
+        while True:
+            outcome = self._job_outcome(response)
+            if outcome is not None:
+                return outcome
+            if self._closing.wait(self.poll_interval):
+                raise _Closing
+            try:
+                response = self._transport.call(Operation.GET_JOB_ATTRIBUTES, (
+                    ipp.operation_attributes(
+                        self._target.printer_uri,
+                        Attribute.of("job-id", ValueTag.INTEGER, printer_job),
+                        Attribute.of("requesting-user-name", ValueTag.NAME, self.user_name),
+                        Attribute.of("requested-attributes", ValueTag.KEYWORD, *_JOB_ATTRS)),))
+            except EngineError as exc:
+                if time.monotonic() - last_contact > self.lost_after:
+                    return False, (f"{exc.message} (lost contact after the printer took the "
+                                   "job; check its output before printing again)")
+                log.debug("asking about printer job %d: %s; trying again", printer_job,
+                          exc.message)
+                continue
+            if response.code == Status.CLIENT_ERROR_NOT_FOUND:
+                log.info("printer %s no longer lists its job %d; taken as printed", self.uri,
+                         printer_job)
+                return True, ""
+            if not ipp.is_successful(response.code):
+                # Busy, or a printer that hides jobs for a moment: like losing contact.
+                if time.monotonic() - last_contact > self.lost_after:
+                    return False, (f"the printer stopped answering about the job "
+                                   f"({ipp.status_name(response.code)}); check its output "
+                                   "before printing again")
+                continue
+            last_contact = time.monotonic()
+
+    def _job_outcome(self, response: Message) -> tuple[bool, str] | None:
+        raw = response.first(GroupTag.JOB, "job-state")
+        try:
+            job_state = JobState(raw) if isinstance(raw, int) else None
+        except ValueError:
+            job_state = None
+        if job_state is None or not job_state.terminal:
+            return None
+        if job_state is JobState.COMPLETED:
+            return True, ""
+        reasons = [r for r in ipp.keywords(response.get(GroupTag.JOB, "job-state-reasons"))
+                   if r != "none"]
+        message = response.first(GroupTag.JOB, "job-state-message")
+        said = "; ".join(x for x in (message if isinstance(message, str) else "",
+                                     ", ".join(reasons)) if x)
+        said = f" ({said})" if said else ""
+        if job_state is JobState.CANCELED:
+            return False, f"the job was canceled at the printer{said}"
+        return False, f"the printer aborted the job{said}"
+
+
+def _refusal(response: Message) -> str:
+    """Why a printer refused a job, in words for the panel ("" if the status says it all)."""
+    if response.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED:
+        # Which ones: the unsupported-attributes group lists them (RFC 8011 4.1.7).
+        group = response.group(GroupTag.UNSUPPORTED)
+        names = [a.name for a in group.attributes] if group is not None else []
+        if "document-format" in names:
+            return _REFUSALS[Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED]
+        if names:
+            return f"it does not support {', '.join(names)}"
+    return _REFUSALS.get(response.code, "")
+
+
+def _status_message(response: Message) -> str:
+    text = response.first(GroupTag.OPERATION, "status-message")
+    return f": {text}" if isinstance(text, str) and text else ""
