@@ -29,6 +29,9 @@
     and print them one per line, simplest first. If none fits, exit 1 and say which pair
     defeats the nearest candidates.
 
+``mfd reader list``
+    every PC/SC reader and serial port found.
+
 ``mfd reader watch SPEC [--seconds N]``
     Open the reader SPEC names (see :mod:`readers.spec`) and print one line per accepted
     read until Ctrl-C or N seconds. Card numbers are printed in clear on purpose -- finding
@@ -54,7 +57,7 @@ from readers.events import CardRead
 from readers.infer import MAX_STEPS, InferError, InferResult, infer
 from readers.spec import open_reader
 
-__all__ = ["cmd_convert", "cmd_decode", "cmd_infer", "cmd_watch", "parse_em4100_value",
+__all__ = ["cmd_convert", "cmd_decode", "cmd_infer", "cmd_list", "cmd_watch", "parse_em4100_value",
            "parse_wiegand_value", "register"]
 
 FORMATS = ("em4100", *wiegand.FORMATS)
@@ -101,6 +104,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     inf.add_argument("--max-steps", type=int, default=3, choices=range(1, MAX_STEPS + 1),
                      metavar="N", help=f"longest pipeline to try (1..{MAX_STEPS}, default 3)")
     inf.set_defaults(func=cmd_infer)
+
+    lister = leaves.add_parser(
+        "list", help="every PC/SC reader and serial port found, with what it is",
+        description="List the PC/SC readers pcscd knows and the serial ports of this machine, "
+        "each with the reader spec that opens it.")
+    lister.set_defaults(func=cmd_list)
 
     watch = leaves.add_parser(
         "watch", help="print reads from a live reader",
@@ -307,6 +316,22 @@ def _explain_failure(result: InferResult, max_steps: int) -> list[str]:
     return lines
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from readers.pcsc_reader import list_readers
+    from readers.serial_reader import list_serial_ports
+
+    pcsc = list_readers()
+    serial_ports = list_serial_ports()
+    print("PC/SC readers:" if pcsc else "PC/SC readers: none (is pcscd running? is a reader "
+          "plugged in?)")
+    for name in pcsc:
+        print(f"  pcsc:{name}")
+    print("serial ports:" if serial_ports else "serial ports: none")
+    for device, description in serial_ports:
+        print(f"  serial:{device}?family=...   {description}")
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     prog = "mfd reader watch"
     recorder = None
@@ -358,6 +383,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
     print(f"{prog}: {health.reads} read(s), {health.suppressed} repeat(s) of a held card "
           f"suppressed, {health.bad_frames} bad frame(s), {health.reconnects} reconnect "
           "attempt(s)", file=sys.stderr)
+    # Readers that wait for their hardware instead of failing (PC/SC, OSDP) say where they are.
+    inner = getattr(reader, "inner", reader)
+    state = getattr(inner, "state", None) or getattr(getattr(inner, "status", None), "state",
+                                                     None)
+    problem = getattr(inner, "last_error", None) or getattr(getattr(inner, "status", None),
+                                                            "fault", None)
+    if state is not None:
+        print(f"{prog}: reader state {getattr(state, 'value', state)}"
+              + (f"; last problem: {problem}" if problem else ""), file=sys.stderr)
     return 0
 
 

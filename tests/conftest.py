@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# First: fixes PCSCLITE_CSOCK_NAME to the private pcscd's socket before anything in this process
+# makes a PC/SC call (pcsc-lite reads it once, at the first call).
+import simulator.pcscd  # noqa: F401
 from cloud.demo import seed_demo
 from cloud.service import CloudService
 from cloud.sqlite_store import SqliteStore
