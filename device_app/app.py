@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from device_app.journal import Journal
 from device_app.ports import CloudLink, PrintEngine
 from device_app.printing import Printer
 from device_app.session import (
@@ -55,7 +56,8 @@ class DeviceApp:
                  readers: tuple[CardReader, ...] = (), device_name: str = "",
                  idle_timeout: float | None = None, policy: Policy | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 new_id: Callable[[], str] = random_request_id) -> None:
+                 new_id: Callable[[], str] = random_request_id,
+                 journal: Journal | None = None) -> None:
         self.link = link
         self.engine = engine
         self.readers = readers
@@ -68,7 +70,7 @@ class DeviceApp:
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._engine_state: EngineState | None = None
         self._engine_polled = 0.0
-        self.printer = Printer(link, engine, self.events.put)
+        self.printer = Printer(link, engine, self.events.put, journal)
         self.transcript: list[str] = []  # what happened, a line per step, for the simulator
         self._seq = itertools.count(1)
         link.on_connection = self.on_link
@@ -101,6 +103,11 @@ class DeviceApp:
     # ------------------------------------------------------------ loop
 
     def start(self) -> DeviceApp:
+        # Before anyone can tap: settle what a crash or power cut left half-done, with the
+        # engine and the cloud, so nothing is printed twice and nothing stays RELEASING.
+        for line in self.printer.reconcile():
+            self.transcript.append(f"reconciled: {line}")
+            log.info("reconciled: %s", line)
         for reader in self.readers:
             reader.start(self.on_card)
         return self
@@ -127,8 +134,12 @@ class DeviceApp:
         if not isinstance(event, Tick):
             self.machine.handle(Tick(now))
         effects = self.machine.handle(event)
+        jobs = [e for e in effects if isinstance(e, PrintJob)]
+        if jobs:
+            self.printer.submit_all(jobs)  # a release's jobs in one journal commit
         for effect in effects:
-            self._run(effect)
+            if not isinstance(effect, PrintJob):
+                self._run(effect)
         if self.machine.state != before:
             self.transcript.append(f"{before.value} -> {self.machine.state.value}"
                                    f" on {type(event).__name__}")
@@ -168,6 +179,7 @@ class DeviceApp:
                 else:
                     self.events.put(Answered(tag, outcome))
 
-            self.link.request(effect.request, reply)
-        elif isinstance(effect, PrintJob):
-            self.printer.submit(effect)
+            # Outcome reports carry the request ids the journal keeps, so a report repeated
+            # after a crash gets the cloud's stored answer instead of doing anything twice.
+            sent, answered = self.printer.journal_report(effect.request, reply)
+            self.link.request(sent, answered)

@@ -34,6 +34,36 @@ Theory of operation.
 * We speak IPP 2.0 (IPP Everywhere), and 1.1 to a printer that answers
   server-error-version-not-supported.
 
+What became of a job (:meth:`IppEngine.outcome`), also after the device restarted. Every job
+carries its engine id (``<release_id>/<job_id>``) at the end of its job-name, after the human
+name: ``Quarterly report.pdf [rel_x/j_y]`` (:func:`job_name`; the human part is cut so that the
+whole stays within :data:`MAX_JOB_NAME_BYTES`). Printers echo job-name in Get-Jobs, ippeveprinter
+and CUPS included, so a new IppEngine finds the job again. A job this object took is answered
+from its own record (PRINTED / FAILED as its ``done`` said, PRINTING until then). Any other id
+is looked up with Get-Jobs (which-jobs ``not-completed``, then ``completed``: in that order, so a
+job that completes in between is still seen): completed -> PRINTED; aborted or canceled ->
+FAILED; pending, held, processing, stopped -> PRINTING; no such job -> UNKNOWN, and the id is
+fenced: this object refuses it from then on. Printer unreachable, or an answer that cannot
+settle it (an error status, jobs whose names the printer hides) -> EngineError; never a guess.
+:meth:`IppEngine.submit` refuses an id this object took, saw on the printer or fenced with
+EngineError ``duplicate_job`` (as the other engines do), sending nothing.
+
+What UNKNOWN does not cover, because a printer is not a journal:
+
+* The fence lives in this object (the device process); the printer knows nothing of it. It
+  holds for what it is for because IPP leaves no hand-over in flight for long: whatever the
+  crashed process had sent reaches the printer within moments (its socket buffers, then the
+  connection closes), and the printer lists the job as soon as it has read the request
+  (ippeveprinter and CUPS abort it if the document was cut short: FAILED). A device restart
+  takes longer than that; a printer that sat on a request for longer could still print it.
+* A printer forgets finished jobs: ippeveprinter 60 s after they end, most copiers after a few
+  hundred jobs. A job that printed and was forgotten before the device asks looks exactly like
+  one the printer never got, and is answered UNKNOWN (the cloud puts it back to HELD: it may be
+  printed twice). Restarts are quick, so the window is short, but it is there; the printer's
+  job history is what bounds it.
+* A printer that cuts job names shorter than ours loses the tag: such a job is never found
+  again (logged at WARNING when seen, see :meth:`IppEngine._follow`).
+
 Printer state: printer-state and printer-state-reasons map to :class:`EngineState` through the
 tables below (:func:`engine_state`). A reason counts when its severity suffix is ``-error`` or
 absent (RFC 8011 5.4.12: no suffix means error), or, when the printer is stopped, whatever its
@@ -70,10 +100,10 @@ from device_app.ipp_codec import (
     Status,
     ValueTag,
 )
-from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineState
+from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import ConfigError, EngineError
 
-__all__ = ["IppEngine", "PrinterUnreachable", "engine_state"]
+__all__ = ["IppEngine", "PrinterUnreachable", "engine_state", "job_name"]
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +116,10 @@ MAX_DETAIL: Final = 200
 #: Answers are a few kB (we name the attributes we want); a printer that ignores the list and
 #: sends all of them stays far below this.
 MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
-#: RFC 8011: name(MAX) is 255 octets.
-MAX_NAME_BYTES: Final = 255
+#: RFC 8011: name(MAX) is 255 octets. Job names stay well below it: the engine-id tag at the
+#: end must survive printers that keep shorter names, and ippeveprinter -k builds its spool file
+#: name (255 bytes at most on the file system) from the job name.
+MAX_JOB_NAME_BYTES: Final = 200
 
 
 class PrinterUnreachable(EngineError):
@@ -293,9 +325,27 @@ def _short(text: str, limit: int = MAX_DETAIL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _name(text: str) -> str:
-    """Cut a job name to 255 UTF-8 bytes without splitting a character."""
-    return text.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore") or "untitled"
+def _tag(engine_id: str) -> str:
+    return f" [{engine_id}]"
+
+
+def job_name(name: str, engine_id: str, limit: int = MAX_JOB_NAME_BYTES) -> str | None:
+    """The job-name sent to the printer: the human name, cut (never mid-character) so that the
+    whole fits ``limit`` UTF-8 bytes, then `` [<engine id>]``. None if the tag alone does not
+    fit (the job could not be found again)."""
+    tag = _tag(engine_id)
+    room = limit - len(tag.encode("utf-8"))
+    if room < len("untitled"):
+        return None
+    human = name.encode("utf-8")[:room].decode("utf-8", "ignore").strip() or "untitled"
+    return human + tag
+
+
+def _text_value(attribute: Attribute | None) -> str | None:
+    value = attribute.first if attribute is not None else None
+    if isinstance(value, ipp.TextWithLanguage):
+        return value.text
+    return value if isinstance(value, str) else None
 
 
 # --------------------------------------------------------------------------- the engine
@@ -303,7 +353,8 @@ def _name(text: str) -> str:
 _PRINTER_STATE_ATTRS: Final = ("printer-state", "printer-state-reasons", "printer-state-message",
                                "printer-is-accepting-jobs")
 _CAPABILITY_ATTRS: Final = ("sides-supported", "print-color-mode-supported", "copies-supported")
-_JOB_ATTRS: Final = ("job-state", "job-state-reasons", "job-state-message")
+_JOB_ATTRS: Final = ("job-state", "job-state-reasons", "job-state-message", "job-name")
+_LISTED_JOB_ATTRS: Final = ("job-id", "job-name", "job-state")
 
 _REFUSALS: Final[dict[int, str]] = {
     Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED: "it does not take PDF documents",
@@ -325,6 +376,25 @@ _SHUTDOWN_TAKEN: Final = ("the device stopped before the printer finished the jo
 
 class _Closing(Exception):
     """close() was called while a job was being followed."""
+
+
+@dataclass(slots=True)
+class _Record:
+    """What this object knows of one engine id."""
+
+    outcome: EngineOutcome
+    #: submitted: handed to this object; printer: seen in Get-Jobs; fenced: answered UNKNOWN.
+    source: str
+
+
+def _listed_outcome(states: list[int | None]) -> EngineOutcome:
+    """The outcome for the job-states of the printer's jobs tagged with one engine id (one,
+    unless the id was sent twice): paper out beats all, then still going, then failed."""
+    if JobState.COMPLETED in states:
+        return EngineOutcome.PRINTED
+    if all(s in (JobState.ABORTED, JobState.CANCELED) for s in states):
+        return EngineOutcome.FAILED
+    return EngineOutcome.PRINTING  # pending, held, processing, stopped, or a state we do not know
 
 
 class IppEngine:
@@ -354,6 +424,8 @@ class IppEngine:
         self._state = EngineState.OFFLINE
         self._state_detail = "not reached yet"
         self._reported_unknown: set[str] = set()
+        #: Every engine id this object took, saw on the printer or fenced (see outcome()).
+        self._records: dict[str, _Record] = {}
         self._status_known = threading.Event()
         self._closing = threading.Event()
         self._jobs: queue.Queue[tuple[EngineJob, EngineDone] | None] = queue.Queue()
@@ -378,11 +450,55 @@ class IppEngine:
             return self._state_detail
 
     def submit(self, job: EngineJob, done: EngineDone) -> None:
-        """Queue ``job``; ``done`` is called once, later, on this engine's job thread."""
+        """Queue ``job``; ``done`` is called once, later, on this engine's job thread. Raises
+        EngineError ``duplicate_job`` (nothing sent, ``done`` never called) for an engine id
+        this object took before, saw on the printer, or fenced (answered UNKNOWN for)."""
+        eid = job.engine_id
+        with self._lock:
+            known = self._records.get(eid)
+            if known is None:
+                self._records[eid] = _Record(EngineOutcome.PRINTING, "submitted")
+        if known is not None:
+            why = {"fenced": "was reported unknown by this engine before it arrived; a late "
+                             "hand-over is never printed",
+                   "printer": "is on the printer already; it is not printed twice"}.get(
+                       known.source, "was handed to this engine before; it is not printed twice")
+            log.warning("printer %s: job %s refused: it %s", self.uri, eid, why)
+            raise EngineError(f"job {eid} {why}", code="duplicate_job")
         if self._closing.is_set():
-            done(job.job_id, False, _SHUTDOWN_QUEUED)
+            self._finish(job, done, False, _SHUTDOWN_QUEUED)
             return
         self._jobs.put((job, done))
+
+    def outcome(self, engine_id: str) -> EngineOutcome:
+        """What became of ``engine_id`` (see the module docstring): from this object's record
+        if it took the job, else from the printer's job list. UNKNOWN fences the id. Raises
+        EngineError (PrinterUnreachable when there is no answer) if the printer cannot say.
+        Blocking (two IPP requests): not for the UI thread."""
+        with self._lock:
+            known = self._records.get(engine_id)
+            if known is not None and (known.source != "printer" or known.outcome.final):
+                return known.outcome
+        listed = self._listed_states(engine_id)
+        with self._lock:
+            now = self._records.get(engine_id)
+            if now is not None and now.source != "printer":
+                return now.outcome  # submitted (or fenced) while we asked: that record rules
+            if listed:
+                outcome = _listed_outcome(listed)
+            elif now is not None:
+                # Seen on the printer, gone now: purged after it ended, as in _follow.
+                log.info("printer %s no longer lists job %s; taken as printed", self.uri,
+                         engine_id)
+                outcome = EngineOutcome.PRINTED
+            else:
+                self._records[engine_id] = _Record(EngineOutcome.UNKNOWN, "fenced")
+                log.warning("printer %s has no job %s: unknown, and refused from now on",
+                            self.uri, engine_id)
+                return EngineOutcome.UNKNOWN
+            self._records[engine_id] = _Record(outcome, "printer")
+        log.info("printer %s: job %s is %s", self.uri, engine_id, outcome.value)
+        return outcome
 
     def wait_status(self, timeout: float) -> bool:
         """Wait until the printer has answered, or failed to answer, at least once."""
@@ -453,6 +569,43 @@ class IppEngine:
                     detail)
         self._status_known.set()
 
+    def _listed_states(self, engine_id: str) -> list[int | None]:
+        """The job-state of each printer job tagged with ``engine_id`` (empty: none). Raises
+        EngineError if the printer cannot be asked or its list cannot settle it."""
+        tag = _tag(engine_id)
+        states: list[int | None] = []
+        unnamed = 0
+        # not-completed first: a job that completes between the two requests is then listed
+        # by the second (the other order could miss it).
+        for which in ("not-completed", "completed"):
+            response = self._transport.call(Operation.GET_JOBS, (
+                ipp.operation_attributes(
+                    self._target.printer_uri,
+                    Attribute.of("requesting-user-name", ValueTag.NAME, self.user_name),
+                    Attribute.of("which-jobs", ValueTag.KEYWORD, which),
+                    Attribute.of("requested-attributes", ValueTag.KEYWORD,
+                                 *_LISTED_JOB_ATTRS)),))
+            if not ipp.is_successful(response.code):
+                raise EngineError(f"the printer answered Get-Jobs with "
+                                  f"{ipp.status_name(response.code)}{_status_message(response)}; "
+                                  f"cannot tell what became of job {engine_id}")
+            for group in response.groups:
+                if group.tag != GroupTag.JOB:
+                    continue
+                name = _text_value(group.get("job-name"))
+                if name is None:
+                    unnamed += 1
+                elif name.endswith(tag):
+                    state = group.get("job-state")
+                    raw = state.first if state is not None else None
+                    states.append(raw if isinstance(raw, int) and not isinstance(raw, bool)
+                                  else None)
+        if not states and unnamed:
+            # Privacy settings (CUPS' JobPrivateValues) hide names: "not there" is a guess.
+            raise EngineError(f"the printer does not show the names of {unnamed} of its jobs; "
+                              f"cannot tell whether it has job {engine_id}")
+        return states
+
     # ----------------------------------------------------------------- jobs
 
     def _run_jobs(self) -> None:
@@ -480,6 +633,9 @@ class IppEngine:
 
     def _finish(self, job: EngineJob, done: EngineDone, ok: bool, detail: str) -> None:
         detail = _short(detail)
+        with self._lock:  # before done: outcome() agrees with done from then on
+            self._records[job.engine_id] = _Record(
+                EngineOutcome.PRINTED if ok else EngineOutcome.FAILED, "submitted")
         if ok:
             log.info("printer %s printed job %s", self.uri, job.job_id)
         else:
@@ -508,11 +664,14 @@ class IppEngine:
         job_attrs = self._job_template(job, printer)
         if isinstance(job_attrs, str):
             return False, job_attrs
+        name = job_name(job.name, job.engine_id)
+        if name is None:
+            return False, "the job's engine id is too long for a job name; not printed"
         groups = (
             ipp.operation_attributes(
                 self._target.printer_uri,
                 Attribute.of("requesting-user-name", ValueTag.NAME, self.user_name),
-                Attribute.of("job-name", ValueTag.NAME, _name(job.name)),
+                Attribute.of("job-name", ValueTag.NAME, name),
                 Attribute.of("document-format", ValueTag.MIME_MEDIA_TYPE, PDF)),
             AttributeGroup(GroupTag.JOB, job_attrs),
         )
@@ -533,7 +692,7 @@ class IppEngine:
                            "output before printing again")
         log.info("printer %s took job %s as its job %d (%d bytes)", self.uri, job.job_id,
                  printer_job, len(job.document))
-        return self._follow(printer_job, response)
+        return self._follow(printer_job, response, _tag(job.engine_id))
 
     def _job_template(self, job: EngineJob, printer: Message) -> tuple[Attribute, ...] | str:
         """Job attributes for what the printer supports, or why it cannot print the job."""
@@ -543,10 +702,8 @@ class IppEngine:
             attrs.append(Attribute.of("copies", ValueTag.INTEGER, job.copies))
         elif job.copies > 1:
             return f"the printer cannot print {job.copies} copies of a job"
-        # EngineJob may not carry these yet (protocol/engine.py); None leaves the printer's
-        # default in force.
-        duplex: bool | None = getattr(job, "duplex", None)
-        color: bool | None = getattr(job, "color", None)
+        # As released; None leaves the printer's default in force.
+        duplex, color = job.duplex, job.color
         sides = set(ipp.keywords(printer.get(GroupTag.PRINTER, "sides-supported")))
         if duplex is not None:
             want = "two-sided-long-edge" if duplex else "one-sided"
@@ -562,9 +719,11 @@ class IppEngine:
                 attrs.append(Attribute.of("print-color-mode", ValueTag.KEYWORD, want))
         return tuple(attrs)
 
-    def _follow(self, printer_job: int, response: Message) -> tuple[bool, str]:
-        """Ask about the job until it ends. Raises _Closing if close() is called meanwhile."""
+    def _follow(self, printer_job: int, response: Message, tag: str) -> tuple[bool, str]:
+        """Ask about the job until it ends. Raises _Closing if close() is called meanwhile.
+        Checks once that the printer kept the engine-id ``tag`` in the job-name."""
         last_contact = time.monotonic()
+        name_checked = False
         while True:
             outcome = self._job_outcome(response)
             if outcome is not None:
@@ -597,6 +756,14 @@ class IppEngine:
                                    "before printing again")
                 continue
             last_contact = time.monotonic()
+            if not name_checked:
+                name = _text_value(response.get(GroupTag.JOB, "job-name"))
+                if name is not None:
+                    name_checked = True
+                    if not name.endswith(tag):
+                        log.warning("printer %s keeps its job %d as %r, without the engine id "
+                                    "%r: after a restart this device cannot find it again",
+                                    self.uri, printer_job, name, tag.strip())
 
     def _job_outcome(self, response: Message) -> tuple[bool, str] | None:
         raw = response.first(GroupTag.JOB, "job-state")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from protocol import messages as m
-from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineState
+from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import MfdError
 
 #: Called once per request with the result, or the error (RemoteError / LinkError / ...).
@@ -35,7 +35,14 @@ class PrintEngine(Protocol):
     def state(self) -> EngineState: ...
 
     def submit(self, job: EngineJob, done: EngineDone) -> None:
-        """Hand a job over. ``done`` is called once: printed, or failed before output."""
+        """Hand a job over (named ``job.engine_id``). Raises EngineError only if the engine
+        certainly does not have it; otherwise ``done`` is called exactly once: printed, or
+        failed before output."""
 
-__all__ = ["ENGINE_REASONS", "CloudLink", "EngineDone", "EngineJob", "EngineState",
-           "PrintEngine", "Reply"]
+    def outcome(self, engine_id: str) -> EngineOutcome:
+        """PRINTED, FAILED (before output), PRINTING (ask again) or UNKNOWN -- and then that
+        id is refused if it arrives later. EngineError if the engine cannot be asked. Used to
+        reconcile the device's journal after a crash."""
+
+__all__ = ["ENGINE_REASONS", "CloudLink", "EngineDone", "EngineJob", "EngineOutcome",
+           "EngineState", "PrintEngine", "Reply"]

@@ -31,6 +31,7 @@ from device_app.config import (
     save_credentials,
     to_toml,
 )
+from device_app.journal import Journal
 from device_app.mqtt_link import MqttCloudLink
 from device_app.ports import PrintEngine
 from protocol import messages as m
@@ -77,9 +78,12 @@ class Device:
                                   tls_ca_file=tls)
         self.engine = engine or open_engine(self.cfg)
         self.readers: tuple[CardReader, ...] = tuple(open_reader(s) for s in self.cfg.readers)
+        # The device's memory across power cuts; a damaged one stops start-up (never print
+        # blind) with the technician's way out in the message.
+        self.journal = Journal.open(self.cfg.journal_file) if config_dir is not None else None
         self.app = DeviceApp(self.link, self.engine, readers=self.readers,
                              device_name=self.cfg.name or self.cfg.device_id,
-                             policy=self.cfg.policy)
+                             policy=self.cfg.policy, journal=self.journal)
         self.app.on_command = self._apply
         self.refusals: list[str] = []
 
@@ -96,6 +100,8 @@ class Device:
         close = getattr(self.engine, "close", None)
         if close is not None:
             close()
+        if self.journal is not None:
+            self.journal.close()
 
     # -------------------------------------------------------------- config pushes
 
@@ -137,10 +143,7 @@ class Device:
         if self.config_dir is None:
             return
         data = {"version": self.cfg.version, **self.cfg.managed()}
-        path = self.config_dir / MANAGED_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, path)  # never a half-written file after a power cut
+        _write_private(self.config_dir / MANAGED_FILE, json.dumps(data, indent=2))
 
     def _with_saved_push(self, cfg: DeviceConfig) -> DeviceConfig:
         if self.config_dir is None or not (self.config_dir / MANAGED_FILE).exists():
@@ -203,7 +206,20 @@ def register(portal_url: str, code: str, directory: str | Path, *,
     if pushed:
         # Validated like any push; kept where a push is kept (the cloud manages this part).
         cfg = parse_config(pushed, cfg)
-        (directory / MANAGED_FILE).write_text(json.dumps(pushed, indent=2), encoding="utf-8")
+        _write_private(directory / MANAGED_FILE, json.dumps(pushed, indent=2))
     save_credentials(directory / "credentials", answer["username"], answer["password"])
-    (directory / "device.toml").write_text(to_toml(cfg), encoding="utf-8")
+    _write_private(directory / "device.toml", to_toml(cfg))
     return cfg
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Owner-only (reader specs may carry an OSDP key), and replaced atomically so a power cut
+    never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,21 +1,48 @@
 """An emulated MFD controller: the print engine the device app drives in tests and the simulator.
 
-It checks every document against its SHA-256 before "printing" (a damaged document is refused,
-never printed), keeps what it printed for tests to inspect, takes ``page_time`` per page on its own
-thread like a real engine, and accepts injected faults (jam, no paper, door open, offline).
+Theory of operation
+-------------------
+:class:`EngineCore` is the engine itself; two hosts wrap it. :class:`MfdControllerStub` runs it
+in the app's process (tests, the simulator); firmware_stubs/engine_server.py runs it as its own
+process behind a Unix socket, so it outlives a crashed device app like a real controller does.
+
+Each job is named by its engine id (protocol.engine.engine_id). The engine:
+
+* records every job it accepts, prints or fails (with a state directory: a JSON-lines log,
+  ``engine-log.jsonl``, fsynced before a job prints and when it is done), so "did you print job
+  X?" has an answer after either side restarts;
+* checks every document against its SHA-256 before printing (a damaged one fails, never prints);
+* takes ``page_time`` per page (copies count as pages here) on its own thread, like a real engine;
+* refuses an engine id it has seen before: it never prints the same hand-over twice;
+* answers :meth:`EngineCore.outcome` ``UNKNOWN`` only as a promise: the id is fenced, so a
+  hand-over that arrives after the question (still in a socket buffer of a dead app) is refused;
+* accepts injected faults (jam, no paper, door open, offline), at once or armed to strike the
+  next job after some pages, which fails that job before output; and a *hold* that keeps
+  accepted jobs queued, so a test can catch the engine between "accepted" and "printed";
+* on start, fails jobs a previous run accepted but never finished ("engine restarted before
+  output"): a real controller loses its queue on a power cycle too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import queue
+import os
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from protocol.engine import EngineDone, EngineJob, EngineState
+from protocol.engine import EngineDone, EngineJob, EngineOutcome, EngineState
+from protocol.errors import EngineError
 
 log = logging.getLogger(__name__)
+
+LOG_NAME = "engine-log.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,64 +52,310 @@ class PrintedJob:
     sha256: str
     size: int
     copies: int
+    engine_id: str = ""
+
+
+@dataclass(slots=True)
+class _Record:
+    outcome: EngineOutcome
+    detail: str = ""
+
+
+#: (engine id, cloud job id, outcome printed/failed, detail), on the engine's thread.
+CoreDone = Callable[[str, str, EngineOutcome, str], None]
+
+
+class EngineCore:
+    def __init__(self, *, page_time: float = 0.0, state_dir: str | os.PathLike[str] | None = None,
+                 on_done: CoreDone | None = None) -> None:
+        self.page_time = page_time
+        self.on_done = on_done
+        self._cond = threading.Condition()
+        self._state = EngineState.READY
+        self._armed: tuple[EngineState, int] | None = None
+        self._held = False
+        self._closed = False
+        self._jobs: dict[str, _Record] = {}
+        self._queue: deque[EngineJob] = deque()
+        self.printed: list[PrintedJob] = []
+        self.refused: list[tuple[str, str]] = []
+        self._log_file = None
+        self._unsynced = False
+        if state_dir is not None:
+            path = Path(state_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            self._replay(path / LOG_NAME)
+            self._log_file = open(path / LOG_NAME, "a", encoding="utf-8")
+            for engine_id, rec in self._jobs.items():
+                if rec.outcome is EngineOutcome.PRINTING:
+                    rec.outcome, rec.detail = EngineOutcome.FAILED, "engine restarted before output"
+                    self._append({"ev": "failed", "id": engine_id, "detail": rec.detail})
+        self._thread = threading.Thread(target=self._run, name="mfd-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ persistence
+
+    def _replay(self, path: Path) -> None:
+        if not path.exists():
+            return
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                # Only the last line can be torn (power cut mid-append); what it said never
+                # took effect, because nothing acts on a record before it is synced.
+                log.warning("engine log %s line %d is torn; ignored", path, n)
+                continue
+            ev, engine_id = rec.get("ev"), rec.get("id", "")
+            if ev == "accepted":
+                self._jobs[engine_id] = _Record(EngineOutcome.PRINTING)
+            elif ev == "fenced":
+                self._jobs[engine_id] = _Record(EngineOutcome.UNKNOWN, "fenced")
+            elif ev == "printed":
+                self._jobs[engine_id] = _Record(EngineOutcome.PRINTED)
+                self.printed.append(_printed_from(rec))
+            elif ev == "failed":
+                self._jobs[engine_id] = _Record(EngineOutcome.FAILED, rec.get("detail", ""))
+
+    def _append(self, record: dict[str, Any], *, sync: bool = True) -> None:
+        # Called with the condition held: records are written in the order things happened.
+        if self._log_file is None:
+            return
+        self._log_file.write(json.dumps({"t": time.time(), **record}) + "\n")
+        self._log_file.flush()  # in the OS now: survives this process being killed
+        if sync:
+            os.fsync(self._log_file.fileno())
+        self._unsynced = not sync
+
+    def _sync(self) -> None:
+        if self._log_file is not None and self._unsynced:
+            os.fsync(self._log_file.fileno())
+            self._unsynced = False
+
+    # ------------------------------------------------------------ the engine's face
+
+    def state(self) -> EngineState:
+        with self._cond:
+            return self._state
+
+    def inject(self, state: EngineState, *, after_pages: int | None = None) -> None:
+        """Set a fault now (or READY to clear it), or arm it to strike the next job after
+        ``after_pages`` pages."""
+        with self._cond:
+            if after_pages is not None:
+                self._armed = (state, after_pages)
+            else:
+                self._state = state
+                if state is EngineState.READY:
+                    self._armed = None
+            self._cond.notify_all()
+
+    def hold(self, on: bool) -> None:
+        with self._cond:
+            self._held = on
+            self._cond.notify_all()
+
+    def submit(self, job: EngineJob) -> None:
+        """Accept ``job`` (durably, before returning) or raise EngineError("duplicate_job")."""
+        key = job.engine_id
+        with self._cond:
+            if self._closed:
+                raise EngineError("the engine is shutting down", code="engine_closed")
+            known = self._jobs.get(key)
+            if known is not None:
+                self.refused.append((job.job_id, "duplicate"))
+                if known.outcome is EngineOutcome.UNKNOWN:
+                    raise EngineError(f"job {key} was reported unknown to this engine before it "
+                                      "arrived; a late hand-over is never printed",
+                                      code="duplicate_job")
+                raise EngineError(f"job {key} was handed to this engine before; it is not "
+                                  "printed twice", code="duplicate_job")
+            # Synced lazily, before the job's first sheet moves (see _print): a power cut
+            # before that loses the record, and the engine then answers UNKNOWN for a job it
+            # indeed never printed. A killed engine process loses nothing (flushed to the OS).
+            self._append({"ev": "accepted", "id": key, "job_id": job.job_id, "name": job.name,
+                          "sha256": job.sha256, "size": len(job.document),
+                          "copies": job.copies}, sync=False)
+            self._jobs[key] = _Record(EngineOutcome.PRINTING)
+            self._queue.append(job)
+            self._cond.notify_all()
+
+    def outcome(self, engine_id: str) -> tuple[EngineOutcome, str]:
+        with self._cond:
+            rec = self._jobs.get(engine_id)
+            if rec is None:
+                # The promise behind UNKNOWN: this id will never be printed now.
+                self._append({"ev": "fenced", "id": engine_id})
+                self._jobs[engine_id] = rec = _Record(EngineOutcome.UNKNOWN, "fenced")
+            return rec.outcome, rec.detail
+
+    def wait_printed(self, count: int, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.printed) >= count, timeout)
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Until no accepted job is waiting or printing."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not any(r.outcome is EngineOutcome.PRINTING
+                                for r in self._jobs.values()), timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=2)
+        with self._cond:
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    # ------------------------------------------------------------ the engine's insides
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed or (self._queue and not self._held))
+                if self._closed:
+                    return
+                job = self._queue.popleft()
+            outcome, detail = self._print(job)
+            if self.on_done is not None:
+                try:
+                    self.on_done(job.engine_id, job.job_id, outcome, detail)
+                except Exception:
+                    log.exception("engine outcome callback failed for %s", job.engine_id)
+
+    def _finish(self, job: EngineJob, outcome: EngineOutcome, detail: str,
+                why: str = "") -> tuple[EngineOutcome, str]:
+        # Called with the condition held.
+        key = job.engine_id
+        if outcome is EngineOutcome.PRINTED:
+            printed = PrintedJob(job.job_id, job.name, job.sha256, len(job.document), job.copies,
+                                 key)
+            self._append({"ev": "printed", "id": key, "job_id": job.job_id, "name": job.name,
+                          "sha256": job.sha256, "size": printed.size, "copies": job.copies})
+            self.printed.append(printed)
+        else:
+            self._append({"ev": "failed", "id": key, "detail": detail})
+            self.refused.append((job.job_id, why))
+        self._jobs[key] = _Record(outcome, detail)
+        if self._state is EngineState.PRINTING:
+            self._state = EngineState.READY
+        self._cond.notify_all()
+        return outcome, detail
+
+    def _print(self, job: EngineJob) -> tuple[EngineOutcome, str]:
+        digest = hashlib.sha256(job.document).hexdigest()
+        with self._cond:
+            if digest != job.sha256:
+                return self._finish(job, EngineOutcome.FAILED,
+                                    "document damaged (SHA-256 mismatch); not printed",
+                                    "checksum")
+            if not self._state.can_print:
+                return self._finish(job, EngineOutcome.FAILED,
+                                    f"engine {self._state.value}; not printed", self._state.value)
+            self._sync()
+            self._state = EngineState.PRINTING
+            pages = max(1, job.copies)
+            for page in range(pages):
+                if self._armed is not None and self._armed[1] <= page:
+                    self._state, self._armed = self._armed[0], None
+                if not self._state.can_print:
+                    # Sheets still in the paper path never reach the tray: the job failed
+                    # before output and goes back to its owner.
+                    state = self._state
+                    return self._finish(job, EngineOutcome.FAILED,
+                                        f"engine {state.value} during the job; not printed",
+                                        state.value)
+                if self.page_time > 0:
+                    # A fault injected meanwhile wakes the wait and fails the job above.
+                    self._cond.wait_for(lambda: not self._state.can_print or self._closed,
+                                        self.page_time)
+            if self._armed is not None and self._armed[1] <= pages:
+                self._state, self._armed = self._armed[0], None
+                return self._finish(job, EngineOutcome.FAILED,
+                                    f"engine {self._state.value} during the job; not printed",
+                                    self._state.value)
+            log.info("engine printed job %s (%d bytes)", job.engine_id, len(job.document))
+            return self._finish(job, EngineOutcome.PRINTED, "")
+
+
+def _printed_from(rec: dict[str, Any]) -> PrintedJob:
+    return PrintedJob(str(rec.get("job_id", "")), str(rec.get("name", "")),
+                      str(rec.get("sha256", "")), int(rec.get("size", 0)),
+                      int(rec.get("copies", 1)), str(rec.get("id", "")))
+
+
+def printed_log(state_dir: str | os.PathLike[str]) -> list[PrintedJob]:
+    """Every job an engine with this state directory ever printed, in order (for tests,
+    benchmarks and a technician's "what came out of this copier?")."""
+    path = Path(state_dir) / LOG_NAME
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("ev") == "printed":
+            out.append(_printed_from(rec))
+    return out
 
 
 class MfdControllerStub:
-    def __init__(self, *, page_time: float = 0.0) -> None:
-        self.page_time = page_time
-        self._state = EngineState.READY
+    """The engine in the app's process, behind the PrintEngine port."""
+
+    def __init__(self, *, page_time: float = 0.0,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
+        self._callbacks: dict[str, EngineDone] = {}
         self._lock = threading.Lock()
-        self.printed: list[PrintedJob] = []
-        self.refused: list[tuple[str, str]] = []
-        self._queue: queue.Queue[tuple[EngineJob, EngineDone] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="mfd-engine", daemon=True)
-        self._thread.start()
-        self._printed_event = threading.Condition(self._lock)
+        self.core = EngineCore(page_time=page_time, state_dir=state_dir, on_done=self._done)
+
+    @property
+    def page_time(self) -> float:
+        return self.core.page_time
+
+    @property
+    def printed(self) -> list[PrintedJob]:
+        return self.core.printed
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        return self.core.refused
 
     def state(self) -> EngineState:
-        with self._lock:
-            return self._state
+        return self.core.state()
 
-    def inject(self, state: EngineState) -> None:
-        """Set a fault (or READY to clear it)."""
-        with self._lock:
-            self._state = state
+    def inject(self, state: EngineState, *, after_pages: int | None = None) -> None:
+        """Set a fault (or READY to clear it); see :meth:`EngineCore.inject`."""
+        self.core.inject(state, after_pages=after_pages)
+
+    def hold(self, on: bool) -> None:
+        self.core.hold(on)
 
     def submit(self, job: EngineJob, done: EngineDone) -> None:
-        self._queue.put((job, done))
+        with self._lock:
+            self._callbacks[job.engine_id] = done
+        try:
+            self.core.submit(job)
+        except EngineError:
+            with self._lock:
+                self._callbacks.pop(job.engine_id, None)
+            raise
+
+    def outcome(self, engine_id: str) -> EngineOutcome:
+        return self.core.outcome(engine_id)[0]
 
     def wait_printed(self, count: int, timeout: float = 5.0) -> bool:
-        with self._printed_event:
-            return self._printed_event.wait_for(lambda: len(self.printed) >= count, timeout)
+        return self.core.wait_printed(count, timeout)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=2)
+        self.core.close()
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            job, done = item
-            ok, detail = self._print(job)
-            done(job.job_id, ok, detail)
-
-    def _print(self, job: EngineJob) -> tuple[bool, str]:
-        digest = hashlib.sha256(job.document).hexdigest()
-        state = self.state()
-        if digest != job.sha256:
-            self.refused.append((job.job_id, "checksum"))
-            return False, "document damaged (SHA-256 mismatch); not printed"
-        if not state.can_print:
-            self.refused.append((job.job_id, state.value))
-            return False, f"engine {state.value}"
+    def _done(self, engine_id: str, job_id: str, outcome: EngineOutcome, detail: str) -> None:
         with self._lock:
-            self._state = EngineState.PRINTING
-        # A real engine takes time per page; tests use 0.
-        threading.Event().wait(self.page_time * max(1, job.copies))
-        with self._printed_event:
-            self.printed.append(PrintedJob(job.job_id, job.name, digest, len(job.document),
-                                           job.copies))
-            if self._state is EngineState.PRINTING:
-                self._state = EngineState.READY
-            self._printed_event.notify_all()
-        log.info("engine printed job %s (%d bytes)", job.job_id, len(job.document))
-        return True, ""
+            done = self._callbacks.pop(engine_id, None)
+        if done is not None:
+            done(job_id, outcome is EngineOutcome.PRINTED, detail)

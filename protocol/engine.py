@@ -1,11 +1,59 @@
 """Types shared by the device app and print-engine firmware (real or emulated): engine states,
-the job handed over, and the outcome callback. Pure data, no I/O."""
+the job handed over, the outcome of a job, and the outcome callback. Pure data, no I/O.
+
+Engine ids
+----------
+A job handed to an engine is named by its *engine id*: ``<release_id>/<job_id>``. The cloud job id
+alone is not enough: a job that failed before output goes back to HELD and can be released again
+(a new release), and the engine must be able to say what happened to *this* hand-over, not to any
+of them. The device journals the engine id before the hand-over, so after a crash it can ask the
+engine "what became of it?" (:class:`EngineOutcome`).
+
+The engine socket protocol (v1)
+-------------------------------
+How the device app talks to a print engine that runs as its own process (the emulated MFD
+controller, ``python -m firmware_stubs.engine_server``; a real controller's bridge can speak the
+same). A stream socket (a Unix socket today) carries *frames*: a 4-byte big-endian length N
+(1..``MAX_FRAME_BYTES``), then N bytes of one UTF-8 JSON object with ``"v": 1``.
+
+* Requests (app -> engine) carry ``"id"`` (an integer the app chooses, echoed in the answer) and
+  ``"op"``. Answers are ``{"v": 1, "id": ..., "ok": true, ...}`` or ``{"v": 1, "id": ...,
+  "ok": false, "error": {"code": ..., "message": ...}}``.
+* ``state`` -> ``{"state": "ready" | "printing" | "jam" | "no_paper" | "door_open" | "offline"}``.
+* ``submit`` with ``"job": {"job_id", "release_id", "name", "sha256", "copies", "document"}``
+  (the document base64) -> ``{"outcome": "printing"}`` once the engine has recorded the job
+  (a record that outlives the engine process, synced to disk before the job prints); the
+  engine checks the SHA-256 before printing. ``duplicate_job``: this engine id was submitted
+  (or asked about, see UNKNOWN) before and will not be printed again.
+* ``outcome`` with ``"job": <engine id>`` -> ``{"outcome": "printed" | "failed" | "printing" |
+  "unknown", "detail": ...}``. Answering ``unknown`` fences the id (see :class:`EngineOutcome`).
+* ``fault`` with ``"state"`` (``jam``, ``no_paper``, ``door_open``, ``offline``, or ``ready`` to
+  clear) and optionally ``"after_pages": n`` (arm it to strike the next job after n pages,
+  failing that job before output) -> ``{"state": ...}``.
+* ``hold`` with ``"on": true|false``: keep accepted jobs queued (still ``printing``) until
+  released: a deterministic "the engine has it but has not printed it yet" for tests.
+* ``printed`` -> ``{"jobs": [{"id", "job_id", "name", "sha256", "size", "copies"}, ...]}``: every
+  job this engine ever printed, from its state directory.
+* Events (engine -> every connected app, no ``id``): ``{"v": 1, "event": "done", "job": <engine
+  id>, "outcome": "printed" | "failed", "detail": ...}`` when a job finishes. An app that was
+  disconnected at that moment asks ``outcome`` when it is back.
+
+Unknown fields are ignored; an unknown ``op`` is answered ``unknown_op``; a frame that is not a
+JSON object is answered ``bad_request`` with ``id`` null and the connection is closed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from protocol.errors import ErrorCode, ProtocolError
 
 
 class EngineState(StrEnum):
@@ -29,6 +77,29 @@ ENGINE_REASONS = {
 }
 
 
+class EngineOutcome(StrEnum):
+    """What an engine says about one engine id.
+
+    ``UNKNOWN`` is a promise, not a shrug: an engine that answers it must refuse that id if it
+    arrives later (a hand-over still in a socket buffer when the device died), so the device may
+    safely tell the cloud the job failed and let it go back to HELD.
+    """
+
+    PRINTED = "printed"
+    FAILED = "failed"  # failed before output
+    PRINTING = "printing"  # accepted: queued or on paper now; ask again later
+    UNKNOWN = "unknown"  # never accepted (and now never will be)
+
+    @property
+    def final(self) -> bool:
+        return self in (EngineOutcome.PRINTED, EngineOutcome.FAILED, EngineOutcome.UNKNOWN)
+
+
+def engine_id(release_id: str, job_id: str) -> str:
+    """The engine's name for one hand-over of one job (see the module docstring)."""
+    return f"{release_id}/{job_id}" if release_id else job_id
+
+
 @dataclass(frozen=True, slots=True)
 class EngineJob:
     job_id: str
@@ -36,9 +107,113 @@ class EngineJob:
     document: bytes = field(repr=False)
     sha256: str
     copies: int = 1
+    #: The release this hand-over belongs to; "" for callers that predate engine ids.
+    release_id: str = ""
+    #: As released (after any change at release): None leaves it to the printer's default.
+    color: bool | None = None
+    duplex: bool | None = None
+
+    @property
+    def engine_id(self) -> str:
+        return engine_id(self.release_id, self.job_id)
 
 
-#: Engine outcome callback: (job_id, printed?, detail).
+#: Engine outcome callback: (job_id, printed?, detail). Called once per accepted job.
 EngineDone = Callable[[str, bool, str], None]
 
 
+# --------------------------------------------------------------------------- wire (sans-I/O)
+
+WIRE_VERSION = 1
+#: A frame holds one JSON object; a submit carries its document base64 (4/3 of its size). The
+#: device takes documents up to 512 MiB (device_app/printing.py), so frames stay below this.
+MAX_FRAME_BYTES = 720 * 1024 * 1024
+_LEN = 4
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def encode_frame(message: Mapping[str, Any]) -> bytes:
+    body = json.dumps({"v": WIRE_VERSION, **message}, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(body)} bytes is larger than {MAX_FRAME_BYTES}",
+                            code=ErrorCode.TOO_LARGE)
+    return len(body).to_bytes(_LEN, "big") + body
+
+
+class FrameDecoder:
+    """Bytes in, JSON objects out. Feed whatever the socket gave (one byte or many frames);
+    get back every frame completed by it. A bad length or a frame that is not a v1 JSON object
+    raises :class:`ProtocolError`; the stream cannot be trusted after that."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held of a frame not yet complete (non-zero at EOF = a torn frame)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buf += data
+        out: list[dict[str, Any]] = []
+        while len(self._buf) >= _LEN:
+            size = int.from_bytes(self._buf[:_LEN], "big")
+            if size == 0 or size > MAX_FRAME_BYTES:
+                raise ProtocolError(f"frame length {size} is out of range",
+                                    code=ErrorCode.TOO_LARGE if size else ErrorCode.BAD_REQUEST)
+            if len(self._buf) < _LEN + size:
+                break
+            body = bytes(self._buf[_LEN:_LEN + size])
+            del self._buf[:_LEN + size]
+            out.append(_decode_body(body))
+        return out
+
+
+def _decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"frame is not UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("frame is not a JSON object")
+    if obj.get("v") != WIRE_VERSION:
+        raise ProtocolError(f"engine protocol version {obj.get('v')!r} is not spoken here",
+                            code=ErrorCode.UNSUPPORTED_VERSION, field="v")
+    return obj
+
+
+def job_to_wire(job: EngineJob) -> dict[str, Any]:
+    return {"job_id": job.job_id, "release_id": job.release_id, "name": job.name,
+            "sha256": job.sha256, "copies": job.copies,
+            "document": base64.b64encode(job.document).decode("ascii")}
+
+
+def job_from_wire(obj: Any) -> EngineJob:
+    """The job of a ``submit``; :class:`ProtocolError` naming the first bad field."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("job must be an object", code=ErrorCode.INVALID_FIELD, field="job")
+
+    def text(name: str, pattern: re.Pattern[str] | None, max_len: int = 256) -> str:
+        value = obj.get(name, "")
+        if not isinstance(value, str) or len(value) > max_len or (
+                pattern is not None and not pattern.fullmatch(value)):
+            raise ProtocolError(f"job.{name} is missing or malformed",
+                                code=ErrorCode.INVALID_FIELD, field=f"job.{name}")
+        return value
+
+    job_id = text("job_id", _ID_RE)
+    release_id = obj.get("release_id", "")
+    if release_id != "":
+        release_id = text("release_id", _ID_RE)
+    copies = obj.get("copies", 1)
+    if not isinstance(copies, int) or isinstance(copies, bool) or not 1 <= copies <= 999:
+        raise ProtocolError("job.copies must be 1..999", code=ErrorCode.INVALID_FIELD,
+                            field="job.copies")
+    try:
+        document = base64.b64decode(text("document", None, MAX_FRAME_BYTES), validate=True)
+    except binascii.Error:
+        raise ProtocolError("job.document is not base64", code=ErrorCode.INVALID_FIELD,
+                            field="job.document") from None
+    return EngineJob(job_id=job_id, name=text("name", None), document=document,
+                     sha256=text("sha256", _SHA_RE), copies=copies, release_id=release_id)

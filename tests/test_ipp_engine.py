@@ -7,7 +7,8 @@ Three layers, fastest first:
   answers with :mod:`device_app.ipp_codec`), for what a real printer will not do on cue: jam,
   run out of paper, forget a job, go silent, refuse with "busy";
 * the engine against CUPS' ippeveprinter (integration), for the wire: the PDF lands in its
-  spool byte for byte, a refused format, an aborted job, options as the printer saw them.
+  spool byte for byte, a refused format, an aborted job, options as the printer saw them, and
+  what a new engine object (the device restarted) finds out about jobs by their engine id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,25 +29,25 @@ from ipp_printer import ABORT, HOLD, DnsSd, IppEvePrinter, free_port, require_or
 from cloud.demo import demo_document
 from device_app import ipp_codec as ipp
 from device_app.ipp_codec import Attribute, AttributeGroup, GroupTag, Message, ValueTag
-from device_app.ipp_engine import IppEngine, engine_state, parse_printer_uri
+from device_app.ipp_engine import (
+    MAX_JOB_NAME_BYTES,
+    IppEngine,
+    PrinterUnreachable,
+    engine_state,
+    job_name,
+    parse_printer_uri,
+)
 from device_app.ports import PrintEngine
-from protocol.engine import ENGINE_REASONS, EngineJob, EngineState
-from protocol.errors import ConfigError
+from protocol.engine import ENGINE_REASONS, EngineJob, EngineOutcome, EngineState
+from protocol.errors import ConfigError, EngineError
 
 # --------------------------------------------------------------------------- helpers
 
 
-@dataclass(frozen=True, slots=True)
-class OptionJob(EngineJob):
-    """An EngineJob with the release options (protocol/engine.py may grow these fields)."""
-
-    color: bool | None = None
-    duplex: bool | None = None
-
-
-def make_job(name: str, pages: int = 1, **options: object) -> OptionJob:
+def make_job(name: str, pages: int = 1, **options: object) -> EngineJob:
+    """Job ``job-<name>``; options: copies, release_id, color, duplex."""
     document = demo_document(name, pages)
-    return OptionJob(f"job-{name}", name, document, hashlib.sha256(document).hexdigest(),
+    return EngineJob(f"job-{name}", name, document, hashlib.sha256(document).hexdigest(),
                      **options)  # type: ignore[arg-type]
 
 
@@ -152,6 +154,17 @@ def test_bad_intervals_are_config_errors() -> None:
         IppEngine("ipp://127.0.0.1/ipp/print", poll_interval=0)
 
 
+def test_the_job_name_carries_the_engine_id_after_the_human_name() -> None:
+    assert job_name("Quarterly report.pdf", "rel_x/j_y") == "Quarterly report.pdf [rel_x/j_y]"
+    assert job_name("", "rel_x/j_y") == "untitled [rel_x/j_y]"
+    long = job_name("é" * 300, "rel_x/j_y")
+    assert long is not None and long.endswith(" [rel_x/j_y]")
+    assert len(long.encode()) <= MAX_JOB_NAME_BYTES
+    assert set(long.removesuffix(" [rel_x/j_y]")) == {"é"}  # cut between characters
+    assert MAX_JOB_NAME_BYTES - len(long.encode()) < 2
+    assert job_name("x", "r" * MAX_JOB_NAME_BYTES) is None  # no room for the tag
+
+
 # --------------------------------------------------------------------------- scripted printer
 
 
@@ -169,6 +182,12 @@ class FakePrinter:
     #: job-state answered by Print-Job, then by each Get-Job-Attributes (the last one repeats).
     job_states: list[int] = field(default_factory=lambda: [3, 5, 9])
     job_lookup_status: int = 0
+    #: job-name answered by Get-Job-Attributes (None: not answered).
+    job_name: str | None = None
+    #: The printer's job list for Get-Jobs: (job-id, job-name or None if hidden, job-state).
+    listed: list[tuple[int, str | None, int]] = field(default_factory=list)
+    #: Status for Get-Jobs (0: answer with ``listed``).
+    list_status: int = 0
     #: IPP versions it answers; others get server-error-version-not-supported.
     versions: tuple[tuple[int, int], ...] = ((1, 1), (2, 0))
     #: Close the connection without answering (a printer gone from the network).
@@ -207,12 +226,28 @@ class FakePrinter:
             if len(self.job_states) > 1:
                 self.job_states.pop(0)
             return self._reply(request, 0, self._job())
+        if request.code == ipp.Operation.GET_JOBS:
+            if self.list_status:
+                return self._reply(request, self.list_status)
+            completed = request.first(GroupTag.OPERATION, "which-jobs") == "completed"
+            jobs = []
+            for job_id, name, state in self.listed:
+                if (state >= ipp.JobState.CANCELED) != completed:
+                    continue
+                attrs = [Attribute.of("job-id", ValueTag.INTEGER, job_id),
+                         Attribute.of("job-state", ValueTag.ENUM, state)]
+                if name is not None:
+                    attrs.append(Attribute.of("job-name", ValueTag.NAME, name))
+                jobs.append(AttributeGroup(GroupTag.JOB, tuple(attrs)))
+            return self._reply(request, 0, *jobs)
         return self._reply(request, ipp.Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED)
 
     def _job(self) -> AttributeGroup:
         state = self.job_states[0]
         attrs = [Attribute.of("job-id", ValueTag.INTEGER, 42),
                  Attribute.of("job-state", ValueTag.ENUM, state)]
+        if self.job_name is not None:
+            attrs.append(Attribute.of("job-name", ValueTag.NAME, self.job_name))
         if state == ipp.JobState.ABORTED:
             attrs += [Attribute.of("job-state-reasons", ValueTag.KEYWORD, "aborted-by-system"),
                       Attribute.of("job-state-message", ValueTag.TEXT, "Fuser too hot.")]
@@ -328,7 +363,7 @@ def test_a_completed_job_is_printed_and_sent_as_asked(rig: Rig) -> None:
     assert rig.fake.documents == [job.document]
     (request,) = rig.fake.operations(ipp.Operation.PRINT_JOB)
     assert request.first(GroupTag.OPERATION, "document-format") == "application/pdf"
-    assert request.first(GroupTag.OPERATION, "job-name") == "report"
+    assert request.first(GroupTag.OPERATION, "job-name") == "report [job-report]"
     assert request.first(GroupTag.JOB, "copies") == 2
     assert request.first(GroupTag.JOB, "sides") == "two-sided-long-edge"
     assert request.first(GroupTag.JOB, "print-color-mode") == "monochrome"
@@ -440,7 +475,7 @@ def test_contact_lost_briefly_is_survived(rig: Rig) -> None:
 def test_a_damaged_document_is_refused_and_never_sent(rig: Rig) -> None:
     engine, outcomes = rig.engine(), Outcomes()
     job = make_job("damaged")
-    engine.submit(OptionJob(job.job_id, job.name, job.document + b"x", job.sha256), outcomes)
+    engine.submit(EngineJob(job.job_id, job.name, job.document + b"x", job.sha256), outcomes)
     assert outcomes.wait() == [("job-damaged", False,
                                 "document damaged (SHA-256 mismatch); not printed")]
     assert rig.fake.documents == []
@@ -524,6 +559,170 @@ def test_unreachable_printer() -> None:
         engine.close()
 
 
+# --------------------------------------------------------------------------- outcome (scripted)
+
+EID = "rel-1/job-1"
+#: Jobs on the printer that are not rel-1/job-1: another release of the same job, a longer id
+#: ending the same way, and a job from elsewhere.
+DECOYS: list[tuple[int, str | None, int]] = [
+    (1, "report.pdf [rel-0/job-1]", ipp.JobState.COMPLETED),
+    (2, "report.pdf [rel-1/job-10]", ipp.JobState.COMPLETED),
+    (3, "x [rel-0/rel-1/job-1]", ipp.JobState.COMPLETED),
+    (4, "Microsoft Word - minutes.docx", ipp.JobState.PROCESSING),
+]
+
+
+def _eid_job() -> EngineJob:
+    """The job named ``EID``."""
+    document = demo_document("report", 1)
+    return EngineJob("job-1", "report.pdf", document, hashlib.sha256(document).hexdigest(),
+                     release_id="rel-1")
+
+
+def test_outcome_of_a_job_this_engine_took_is_its_own_record(rig: Rig) -> None:
+    rig.fake.job_states = [5]  # processing until the test says otherwise
+    engine, outcomes = rig.engine(), Outcomes()
+    job = make_job("own", release_id="rel-own")
+    engine.submit(job, outcomes)
+    assert engine.outcome(job.engine_id) is EngineOutcome.PRINTING  # queued or printing
+    assert wait_until(lambda: len(rig.fake.operations(ipp.Operation.GET_JOB_ATTRIBUTES)) >= 1)
+    assert engine.outcome(job.engine_id) is EngineOutcome.PRINTING
+    rig.fake.job_states = [9]
+    assert outcomes.wait() == [(job.job_id, True, "")]
+    assert engine.outcome(job.engine_id) is EngineOutcome.PRINTED
+
+    rig.fake.print_status = ipp.Status.SERVER_ERROR_BUSY
+    failed = make_job("own-failed", release_id="rel-own")
+    engine.submit(failed, outcomes)
+    assert outcomes.wait(2)[1][1] is False
+    assert engine.outcome(failed.engine_id) is EngineOutcome.FAILED
+    assert rig.fake.operations(ipp.Operation.GET_JOBS) == []  # never asked the printer
+
+
+def test_a_hand_over_is_taken_once(rig: Rig) -> None:
+    engine, outcomes = rig.engine(), Outcomes()
+    job = make_job("once", release_id="rel-once")
+    engine.submit(job, outcomes)
+    assert outcomes.wait() == [(job.job_id, True, "")]
+    with pytest.raises(EngineError) as info:
+        engine.submit(job, outcomes)
+    assert info.value.code == "duplicate_job"
+    time.sleep(0.1)
+    assert len(rig.fake.operations(ipp.Operation.PRINT_JOB)) == 1
+    assert len(outcomes.calls) == 1
+
+
+@pytest.mark.parametrize(("state", "expected"), [
+    (ipp.JobState.COMPLETED, EngineOutcome.PRINTED),
+    (ipp.JobState.ABORTED, EngineOutcome.FAILED),
+    (ipp.JobState.CANCELED, EngineOutcome.FAILED),
+    (ipp.JobState.PROCESSING, EngineOutcome.PRINTING),
+    (ipp.JobState.PENDING, EngineOutcome.PRINTING),
+    (ipp.JobState.PENDING_HELD, EngineOutcome.PRINTING),
+    (ipp.JobState.PROCESSING_STOPPED, EngineOutcome.PRINTING),
+])
+def test_outcome_after_a_restart_is_the_printers_word(rig: Rig, state: int,
+                                                      expected: EngineOutcome) -> None:
+    rig.fake.listed = [*DECOYS, (9, f"report.pdf [{EID}]", state)]
+    engine = rig.engine()  # a fresh object: it never saw the job
+    assert engine.outcome(EID) is expected
+    asked = rig.fake.operations(ipp.Operation.GET_JOBS)
+    assert [r.first(GroupTag.OPERATION, "which-jobs") for r in asked] == [
+        "not-completed", "completed"]
+    requested = asked[0].get(GroupTag.OPERATION, "requested-attributes")
+    assert requested is not None
+    assert set(requested.natives) == {"job-id", "job-name", "job-state"}
+    # The printer has it: handing it over again is refused, nothing sent.
+    with pytest.raises(EngineError) as info:
+        engine.submit(_eid_job(), Outcomes())
+    assert info.value.code == "duplicate_job"
+    assert rig.fake.operations(ipp.Operation.PRINT_JOB) == []
+
+
+def test_a_job_sent_twice_counts_as_printed_if_either_printed(rig: Rig) -> None:
+    rig.fake.listed = [(1, f"a [{EID}]", ipp.JobState.ABORTED),
+                       (2, f"a [{EID}]", ipp.JobState.COMPLETED)]
+    assert rig.engine().outcome(EID) is EngineOutcome.PRINTED
+
+
+def test_an_id_the_printer_never_got_is_unknown_and_fenced(rig: Rig) -> None:
+    rig.fake.listed = list(DECOYS)
+    engine, outcomes = rig.engine(), Outcomes()
+    assert engine.outcome(EID) is EngineOutcome.UNKNOWN
+    with pytest.raises(EngineError, match="reported unknown") as info:
+        engine.submit(_eid_job(), outcomes)
+    assert info.value.code == "duplicate_job"
+    time.sleep(0.1)
+    assert rig.fake.operations(ipp.Operation.PRINT_JOB) == []
+    assert outcomes.calls == []
+    # The answer stands, even if the job turned up now.
+    rig.fake.listed.append((9, f"report.pdf [{EID}]", ipp.JobState.COMPLETED))
+    assert engine.outcome(EID) is EngineOutcome.UNKNOWN
+
+
+def test_a_job_seen_on_the_printer_then_gone_was_purged_after_printing(rig: Rig) -> None:
+    rig.fake.listed = [(9, f"report.pdf [{EID}]", ipp.JobState.PROCESSING)]
+    engine = rig.engine()
+    assert engine.outcome(EID) is EngineOutcome.PRINTING
+    rig.fake.listed = []
+    assert engine.outcome(EID) is EngineOutcome.PRINTED
+    assert engine.outcome(EID) is EngineOutcome.PRINTED
+
+
+def test_hidden_job_names_are_no_proof_of_absence(rig: Rig) -> None:
+    rig.fake.listed = [(1, None, ipp.JobState.COMPLETED), *DECOYS]
+    engine = rig.engine()
+    with pytest.raises(EngineError, match="does not show the names of 1 of its jobs"):
+        engine.outcome(EID)
+    # Not fenced: once the job shows, it is answered.
+    rig.fake.listed.append((9, f"report.pdf [{EID}]", ipp.JobState.COMPLETED))
+    assert engine.outcome(EID) is EngineOutcome.PRINTED
+
+
+def test_a_printer_refusing_get_jobs_cannot_say(rig: Rig) -> None:
+    rig.fake.list_status = ipp.Status.CLIENT_ERROR_NOT_AUTHORIZED
+    engine = rig.engine()
+    with pytest.raises(EngineError, match="client-error-not-authorized") as info:
+        engine.outcome(EID)
+    assert not isinstance(info.value, PrinterUnreachable)
+    rig.fake.list_status = 0
+    assert engine.outcome(EID) is EngineOutcome.UNKNOWN  # now the printer said so
+
+
+def test_outcome_of_an_unreachable_printer_is_an_error_not_a_guess(rig: Rig) -> None:
+    rig.fake.gone = True
+    engine, outcomes = rig.engine(), Outcomes()
+    with pytest.raises(PrinterUnreachable, match="printer unreachable"):
+        engine.outcome(EID)
+    rig.fake.gone = False
+    # Nothing was fenced: the hand-over goes through.
+    engine.submit(_eid_job(), outcomes)
+    assert outcomes.wait() == [("job-1", True, "")]
+
+    nowhere = IppEngine(f"ipp://127.0.0.1:{free_port()}/ipp/print", timeout=1.0)
+    try:
+        with pytest.raises(EngineError) as info:
+            nowhere.outcome(EID)
+        assert info.value.code == PrinterUnreachable.code
+    finally:
+        nowhere.close()
+
+
+def test_a_printer_that_drops_the_engine_id_is_reported(rig: Rig,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    engine, outcomes = rig.engine(), Outcomes()
+    with caplog.at_level("WARNING", logger="device_app.ipp_engine"):
+        rig.fake.job_name = "kept [job-kept]"
+        engine.submit(make_job("kept"), outcomes)
+        outcomes.wait()
+        assert not [r for r in caplog.records if "cannot find it again" in r.getMessage()]
+        rig.fake.job_states, rig.fake.job_name = [3, 5, 9], "cut [job-c"
+        engine.submit(make_job("cut"), outcomes)
+        outcomes.wait(2)
+    (warning,) = [r for r in caplog.records if "cannot find it again" in r.getMessage()]
+    assert "'cut [job-c'" in warning.getMessage()
+
+
 # --------------------------------------------------------------------------- ippeveprinter
 
 
@@ -568,8 +767,17 @@ def engine(printer: IppEvePrinter) -> Iterator[IppEngine]:
     engine.close()
 
 
-def _spooled(printer: IppEvePrinter, name: str) -> Path:
-    (path,) = [p for p in printer.spooled() if p.name.split("-", 1)[1] == f"{name}.pdf"]
+def _spool_names(printer: IppEvePrinter, job: EngineJob) -> list[Path]:
+    # ippeveprinter -k names the file <job-id>-<job-name>.pdf, the name lowercased and each run
+    # of characters other than letters, digits and "-" made one "_".
+    name = job_name(job.name, job.engine_id)
+    assert name is not None
+    want = re.sub(r"[^a-z0-9-]+", "_", name.lower()) + ".pdf"
+    return [p for p in printer.spooled() if p.name.split("-", 1)[1] == want]
+
+
+def _spooled(printer: IppEvePrinter, job: EngineJob) -> Path:
+    (path,) = _spool_names(printer, job)
     return path
 
 
@@ -586,7 +794,7 @@ def test_ippeveprinter_prints_the_pdf_byte_for_byte(engine: IppEngine,
     job, outcomes = make_job("byte-for-byte", pages=3), Outcomes()
     engine.submit(job, outcomes)
     assert outcomes.wait() == [(job.job_id, True, "")]
-    kept = _spooled(printer, "byte-for-byte").read_bytes()
+    kept = _spooled(printer, job).read_bytes()
     assert kept == job.document
     assert hashlib.sha256(kept).hexdigest() == job.sha256
 
@@ -596,10 +804,10 @@ def test_ippeveprinter_sees_the_options(engine: IppEngine, printer: IppEvePrinte
     job, outcomes = make_job("options", copies=2, duplex=True, color=False), Outcomes()
     engine.submit(job, outcomes)
     assert outcomes.wait() == [(job.job_id, True, "")]
-    printer_job = int(_spooled(printer, "options").name.split("-", 1)[0])
+    printer_job = int(_spooled(printer, job).name.split("-", 1)[0])
     seen = printer.job_attributes(printer_job)
     assert seen is not None
-    assert seen.first(GroupTag.JOB, "job-name") == "options"
+    assert seen.first(GroupTag.JOB, "job-name") == "options [job-options]"
     assert seen.first(GroupTag.JOB, "copies") == 2
     assert seen.first(GroupTag.JOB, "sides") == "two-sided-long-edge"
     assert seen.first(GroupTag.JOB, "print-color-mode") == "monochrome"
@@ -661,3 +869,71 @@ def test_ippeveprinter_gone_mid_way(dnssd: DnsSd, tmp_path: Path) -> None:
             assert not ok and detail.startswith("printer unreachable: ")
         finally:
             engine.close()
+
+
+@pytest.mark.integration
+def test_ippeveprinter_a_restarted_engine_finds_a_printed_job(engine: IppEngine,
+                                                              printer: IppEvePrinter) -> None:
+    job, outcomes = make_job("restart-printed", release_id="rel-restart"), Outcomes()
+    engine.submit(job, outcomes)
+    assert outcomes.wait() == [(job.job_id, True, "")]
+    assert engine.outcome(job.engine_id) is EngineOutcome.PRINTED
+    after = IppEngine(printer.uri, timeout=5.0, poll_interval=0.02)  # the device restarted
+    try:
+        assert after.outcome(job.engine_id) is EngineOutcome.PRINTED
+        with pytest.raises(EngineError) as info:
+            after.submit(job, Outcomes())
+        assert info.value.code == "duplicate_job"
+    finally:
+        after.close()
+    assert len(_spool_names(printer, job)) == 1
+
+
+@pytest.mark.integration
+def test_ippeveprinter_a_restarted_engine_fences_a_job_never_sent(
+        printer: IppEvePrinter) -> None:
+    job, outcomes = make_job("never-sent", release_id="rel-restart"), Outcomes()
+    after = IppEngine(printer.uri, timeout=5.0, poll_interval=0.02)
+    try:
+        assert after.outcome(job.engine_id) is EngineOutcome.UNKNOWN
+        with pytest.raises(EngineError) as info:
+            after.submit(job, outcomes)
+        assert info.value.code == "duplicate_job"
+        time.sleep(0.2)
+    finally:
+        after.close()
+    assert outcomes.calls == []
+    assert _spool_names(printer, job) == []
+    assert not [p for p in printer.spooled("*") if "never-sent" in p.name]
+
+
+@pytest.mark.integration
+def test_ippeveprinter_a_restarted_engine_finds_an_aborted_job(engine: IppEngine,
+                                                               printer: IppEvePrinter) -> None:
+    job, outcomes = make_job(ABORT, release_id="rel-restart"), Outcomes()
+    engine.submit(job, outcomes)
+    assert outcomes.wait()[0][1] is False
+    after = IppEngine(printer.uri, timeout=5.0)
+    try:
+        assert after.outcome(job.engine_id) is EngineOutcome.FAILED
+    finally:
+        after.close()
+
+
+@pytest.mark.integration
+def test_ippeveprinter_a_restarted_engine_waits_for_a_job_in_progress(
+        engine: IppEngine, printer: IppEvePrinter) -> None:
+    job, outcomes = make_job(HOLD, release_id="rel-restart"), Outcomes()
+    after = IppEngine(printer.uri, timeout=5.0)
+    printer.hold_file.touch()
+    try:
+        engine.submit(job, outcomes)
+        assert wait_until(lambda: engine.state() is EngineState.PRINTING)
+        assert after.outcome(job.engine_id) is EngineOutcome.PRINTING
+    finally:
+        printer.hold_file.unlink()
+    try:
+        assert outcomes.wait() == [(job.job_id, True, "")]
+        assert wait_until(lambda: after.outcome(job.engine_id) is EngineOutcome.PRINTED)
+    finally:
+        after.close()
