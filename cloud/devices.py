@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS device_configs (
     device_id TEXT PRIMARY KEY REFERENCES devices(id), version INTEGER NOT NULL,
     config TEXT NOT NULL, pushed_version INTEGER NOT NULL DEFAULT 0,
     applied_version INTEGER NOT NULL DEFAULT 0, refused_version INTEGER NOT NULL DEFAULT 0,
-    refusal TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL);
+    refusal TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL,
+    pushed_at {real} NOT NULL DEFAULT 0);
 """
 
 
@@ -211,10 +212,17 @@ def config_state(store: SqlStore, device_id: str) -> dict[str, Any]:
             "refused": int(row[3]), "refusal": str(row[4])}
 
 
-def pending_pushes(store: SqlStore) -> list[tuple[str, bytes, int]]:
-    """(device_id, payload, version) for every config newer than what was last published."""
+#: A pushed version nobody acknowledged is published again after this long: a broker without
+#: persistence forgets retained messages when it restarts.
+REPUSH_AFTER = 60.0
+
+
+def pending_pushes(store: SqlStore, now: float) -> list[tuple[str, bytes, int]]:
+    """(device_id, payload, version) for every config newer than what was last published, or
+    published a while ago and neither applied nor refused yet."""
     rows = store.query_all("SELECT device_id, version, config FROM device_configs "
-                           "WHERE version > pushed_version")
+                           "WHERE version > pushed_version OR (version > applied_version AND "
+                           "version > refused_version AND pushed_at < ?)", now - REPUSH_AFTER)
     out = []
     for device_id, version, config in rows:
         payload = {"v": m.VERSION, "type": "config", "version": int(version),
@@ -223,9 +231,9 @@ def pending_pushes(store: SqlStore) -> list[tuple[str, bytes, int]]:
     return out
 
 
-def mark_pushed(store: SqlStore, device_id: str, version: int) -> None:
-    store.execute("UPDATE device_configs SET pushed_version=? WHERE device_id=? AND "
-                  "pushed_version < ?", version, device_id, version)
+def mark_pushed(store: SqlStore, device_id: str, version: int, now: float) -> None:
+    store.execute("UPDATE device_configs SET pushed_version=?, pushed_at=? WHERE device_id=? "
+                  "AND pushed_version <= ?", version, now, device_id, version)
 
 
 def record_ack(store: SqlStore, device_id: str, ack: m.ConfigAck, now: float) -> None:

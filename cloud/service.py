@@ -42,6 +42,10 @@ LOCK_SECONDS = 900.0
 #: Stored answers are kept this long for repeats; a device retries within seconds.
 REPLY_RETENTION = 24 * 3600.0
 RELEASE_ALL_LIMIT = 500
+#: A released job whose document no device fetched within this long goes back to HELD (the
+#: release answer was lost, or the device died at once). A fetched job is never lapsed: only
+#: the device's journal knows whether it printed.
+RELEASE_LEASE = 600.0
 
 __all__ = ["CloudService", "Refused", "card_hash", "code_hash", "record_status", "token_hash"]
 
@@ -82,7 +86,9 @@ class CloudService:
                                   "the print service failed on this request; try again")
 
     def _handle(self, device_id: str, request: m.Request) -> bytes:
-        mutating = m.is_mutating(request)
+        # An association's answer holds a session token, which is never stored in clear; a
+        # repeat instead runs again, and finds the card linked already (so it links once).
+        mutating = m.is_mutating(request) and not isinstance(request, m.Associate)
         request_id: str = getattr(request, "request_id", "")
         for attempt in (1, 2):
             try:
@@ -350,8 +356,9 @@ class CloudService:
             jobs = self._owned_held(user, req.job_ids)
         changes = req.grayscale or req.duplex or req.copies is not None
         if changes and not self.store.org_settings(user.org_id).release_changes:
+            changed = ("grayscale" if req.grayscale else "duplex" if req.duplex else "copies")
             raise Refused(ErrorCode.NOT_ALLOWED,
-                          "your organisation does not allow changes at release", "grayscale")
+                          "your organisation does not allow changes at release", changed)
         release_id = new_id("rel")
         options = json.dumps({"grayscale": req.grayscale, "duplex": req.duplex,
                               "copies": req.copies}) if changes else ""
@@ -399,6 +406,7 @@ class CloudService:
             data = self.store.document(job.id, req.offset, req.length)
         except JobStateError as exc:
             raise Refused(exc.error_code, exc.message, "job_id") from None
+        self.store.mark_fetched(job.id, self.clock())
         return m.DocumentChunk(job_id=job.id, offset=req.offset, data=data, total=job.size)
 
     def _printed(self, device_id: str, req: m.JobPrinted) -> m.Ack:
@@ -435,11 +443,16 @@ class CloudService:
             for job in expired:
                 self.store.audit(now, "cloud", "job.expired", f"job:{job.id}",
                                  f"owner user:{job.owner_id}, held since {job.submitted_at:.0f}")
+            lapsed = self.store.lapse_unfetched_releases(now - RELEASE_LEASE, now)
+            for job_id in lapsed:
+                self.store.audit(now, "cloud", "release.lapsed", f"job:{job_id}",
+                                 "no device fetched it; back to held")
             replies = self.store.purge_replies(now - REPLY_RETENTION)
             sessions = self.store.purge_sessions(now - 3600)
         if expired:
             log.info("expired %d held job(s)", len(expired))
-        return {"expired": len(expired), "replies": replies, "sessions": sessions}
+        return {"expired": len(expired), "lapsed": len(lapsed), "replies": replies,
+                "sessions": sessions}
 
 
 def _summary(j: Job) -> m.JobSummary:

@@ -142,6 +142,8 @@ class Store(Protocol):
     def set_printed(self, job_id: str, now: float) -> None: ...
     def set_held(self, job_id: str, now: float) -> None: ...
     def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool: ...
+    def mark_fetched(self, job_id: str, now: float) -> None: ...
+    def lapse_unfetched_releases(self, before: float, now: float) -> list[str]: ...
     def expire_jobs(self, now: float, limit: int = 500) -> list[Job]: ...
     def purge_replies(self, before: float) -> int: ...
     def purge_sessions(self, before: float) -> int: ...
@@ -188,7 +190,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     copies INTEGER NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,
     submitted_at {real} NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
     release_id TEXT, device_id TEXT, updated_at {real} NOT NULL,
-    expires_at {real} NOT NULL, client_id TEXT);
+    expires_at {real} NOT NULL, client_id TEXT, fetched_at {real});
 CREATE INDEX IF NOT EXISTS jobs_owner_state ON jobs (owner_id, state, submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (state, expires_at);
 CREATE TABLE IF NOT EXISTS documents (
@@ -204,6 +206,12 @@ CREATE TABLE IF NOT EXISTS audit (
     id {auto_id}, at {real} NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
 """
+
+#: Columns added after a table was first released: (table, column, type), added to old stores.
+COLUMNS_ADDED: tuple[tuple[str, str, str], ...] = (
+    ("jobs", "fetched_at", "{real}"),
+    ("device_configs", "pushed_at", "{real} NOT NULL DEFAULT 0"),
+)
 
 # SQL below is built only from these constants and "?" placeholders (hence the S608 noqa marks);
 # every value travels as a bound parameter.
@@ -256,6 +264,29 @@ class SqlStore:
         with self.transaction():
             for statement in self.ddl(schema):
                 self._run(statement, ())
+        for table, column, kind in COLUMNS_ADDED:
+            self.ensure_column(table, column, kind)
+
+    def ensure_column(self, table: str, column: str, kind: str) -> None:
+        """Add a column a newer release introduced to a store an older one created (the
+        tables themselves are created IF NOT EXISTS, which leaves their columns alone).
+        Savepoints keep a failed probe from spoiling an enclosing transaction (PostgreSQL)."""
+        with self.transaction():
+            if self._try(f"SELECT {column} FROM {table} WHERE 1 = 0"):  # noqa: S608
+                return
+            self._try(f"ALTER TABLE {table} ADD COLUMN {column} "
+                      + kind.format(blob=self.BLOB, real=self.REAL))
+
+    def _try(self, sql: str) -> bool:
+        self._run("SAVEPOINT mfd_try", ())
+        try:
+            self._run(sql, ())
+        except Exception:  # the statement failing is the answer (no such column or table)
+            self._run("ROLLBACK TO SAVEPOINT mfd_try", ())
+            self._run("RELEASE SAVEPOINT mfd_try", ())
+            return False
+        self._run("RELEASE SAVEPOINT mfd_try", ())
+        return True
 
     def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; the number of rows it changed. A taken unique key raises
@@ -548,7 +579,26 @@ class SqlStore:
 
     def set_held(self, job_id: str, now: float) -> None:
         self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
-                     "updated_at=? WHERE id=? AND state='RELEASING'", now, job_id)
+                     "fetched_at=NULL, updated_at=? WHERE id=? AND state='RELEASING'", now,
+                     job_id)
+
+    def mark_fetched(self, job_id: str, now: float) -> None:
+        self.execute("UPDATE jobs SET fetched_at=? WHERE id=? AND fetched_at IS NULL", now,
+                     job_id)
+
+    def lapse_unfetched_releases(self, before: float, now: float) -> list[str]:
+        """RELEASING jobs whose document no device ever fetched, released before ``before``,
+        go back to HELD. Safe: a device that never fetched a document cannot have printed it
+        (a lost release answer, a device that died at once)."""
+        rows = self.query_all("SELECT id FROM jobs WHERE state='RELEASING' AND fetched_at IS "
+                              "NULL AND updated_at < ?", before)
+        lapsed = []
+        for (job_id,) in rows:
+            if self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
+                            "updated_at=? WHERE id=? AND state='RELEASING' AND fetched_at IS "
+                            "NULL", now, job_id):
+                lapsed.append(str(job_id))
+        return lapsed
 
     def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool:
         """Held job to DELETED or EXPIRED; its document goes, its row stays for the audit."""

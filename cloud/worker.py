@@ -163,12 +163,12 @@ class CloudWorker:
         if not isinstance(store, SqlStore) or not self._connected.is_set():
             return
         devices.ensure_schema(store)
-        for device_id, payload, version in devices.pending_pushes(store):
+        for device_id, payload, version in devices.pending_pushes(store, service.clock()):
             info = self.client.publish(topics.command_topic(device_id), payload, qos=1,
                                        retain=True)
             info.wait_for_publish(5)
             with store.transaction():
-                devices.mark_pushed(store, device_id, version)
+                devices.mark_pushed(store, device_id, version, service.clock())
             log.info("pushed config version %d to device %s", version, device_id)
 
     def _event(self, service: CloudService, device_id: str, payload: bytes) -> None:

@@ -349,3 +349,36 @@ def test_held_jobs_expire_after_the_org_hold_time(timed: tuple[CloudService, Clo
     chores = service.housekeeping()
     assert chores["expired"] >= 3
     assert "job.expired" in [a[2] for a in service.store.audit_log()]  # type: ignore[attr-defined]
+
+
+def test_a_release_nobody_fetched_lapses_back_to_held(timed: tuple[CloudService, Clock]) -> None:
+    service, clock = timed
+    alice = login(service)
+    jobs = ask(service, "copier-1", m.ListJobs(alice.session))
+    assert isinstance(jobs, m.JobList)
+    first, second = jobs.jobs[0].job_id, jobs.jobs[1].job_id
+    rel = ask(service, "copier-1", m.Release("r-1", alice.session, (first, second)))
+    assert isinstance(rel, m.ReleaseResult)
+    # The device fetched the second one only (then, say, the link died).
+    ask(service, "copier-1", m.FetchDocument(rel.release_id, second))
+    clock.t += 601
+    assert service.housekeeping()["lapsed"] == 1
+    states = {j.id: j.state for j in service.store.jobs([first, second])}  # type: ignore[attr-defined]
+    assert states == {first: "HELD", second: "RELEASING"}
+
+
+def test_a_store_from_an_older_release_gets_the_columns_added_since(tmp_path: Path) -> None:
+    import sqlite3
+
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)
+    con.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, owner_id TEXT, name TEXT NOT NULL, "
+                "pages INTEGER NOT NULL, color INTEGER NOT NULL, duplex INTEGER NOT NULL, "
+                "copies INTEGER NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL, "
+                "submitted_at REAL NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL, "
+                "release_id TEXT, device_id TEXT, updated_at REAL NOT NULL, "
+                "expires_at REAL NOT NULL, client_id TEXT)")
+    con.commit()
+    con.close()
+    service = CloudService(SqliteStore(old))
+    assert service.housekeeping()["lapsed"] == 0  # the query needs jobs.fetched_at

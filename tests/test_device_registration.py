@@ -49,6 +49,7 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
         assert cfg.device_id == "copier-new" and cfg.name == "Floor 2"
         creds = tmp_path / "dev" / "credentials"
         assert creds.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "dev" / "device.toml").stat().st_mode & 0o777 == 0o600
         assert "password" not in (tmp_path / "dev" / "device.toml").read_text()
         with pytest.raises(MfdError, match="not valid"):
             register(portal.url, code, tmp_path / "again")  # a code works once
