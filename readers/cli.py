@@ -356,8 +356,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return 1
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
     started = time.monotonic()
+    done = getattr(getattr(reader, "inner", reader), "done", None)  # a replay that ends
     try:
         while deadline is None or time.monotonic() < deadline:
+            if done is not None and done.is_set() and reads.empty():
+                break
             wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
             try:
                 read = reads.get(timeout=wait)
@@ -373,6 +376,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a technician ends a watch; not an error
     finally:
+        # Where a reader that waits for its hardware (PC/SC, OSDP) is, before stopping it.
+        inner = getattr(reader, "inner", reader)
+        state = getattr(inner, "state", None) or getattr(getattr(inner, "status", None),
+                                                         "state", None)
+        problem = getattr(inner, "last_error", None) or getattr(
+            getattr(inner, "status", None), "fault", None)
         reader.stop()
         if recorder is not None:
             recorder.close()
@@ -383,12 +392,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     print(f"{prog}: {health.reads} read(s), {health.suppressed} repeat(s) of a held card "
           f"suppressed, {health.bad_frames} bad frame(s), {health.reconnects} reconnect "
           "attempt(s)", file=sys.stderr)
-    # Readers that wait for their hardware instead of failing (PC/SC, OSDP) say where they are.
-    inner = getattr(reader, "inner", reader)
-    state = getattr(inner, "state", None) or getattr(getattr(inner, "status", None), "state",
-                                                     None)
-    problem = getattr(inner, "last_error", None) or getattr(getattr(inner, "status", None),
-                                                            "fault", None)
     if state is not None:
         print(f"{prog}: reader state {getattr(state, 'value', state)}"
               + (f"; last problem: {problem}" if problem else ""), file=sys.stderr)

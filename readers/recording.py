@@ -150,10 +150,13 @@ def header_for_spec(spec: str, *, reader_id: str | None = None) -> RecordingHead
                           f"{scheme} reader has no raw byte stream to keep)")
     # Builds and validates (a missing or unknown scheme included); opens nothing.
     reader = open_reader(spec, reader_id=reader_id)
+    reader = getattr(reader, "inner", reader)  # a pipeline= wrapper records its reader's bytes
     from readers.serial_reader import SPEC_PARAMS, SerialCardReader
 
     assert isinstance(reader, SerialCardReader)
-    query = spec.partition("?")[2]
+    from readers.spec import _take
+
+    query = _take(spec, spec.partition("?")[2], "pipeline")[1]
     params = parse_params(spec, query, tuple(SPEC_PARAMS), "serial")
     lockout = non_negative_float(params, "lockout", 2.0)
     return RecordingHeader(scheme="serial", family=reader.family, baud=reader.baud,

@@ -86,3 +86,19 @@ def test_watch_records_converts_and_the_recording_replays(
 def test_only_serial_readers_record() -> None:
     with pytest.raises(ConfigError, match="only serial"):
         open_reader("sim:front", on_raw=lambda data, t: None)
+
+
+def test_watch_records_a_spec_with_a_pipeline_and_a_replay_watch_ends(
+        pty: PtyPort, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = tmp_path / "r.jsonl"
+    args = argparse.Namespace(spec=f"serial:{pty.device}?pipeline=strip-zeros", seconds=1.0,
+                              pipeline=None, record=str(record))
+    threading.Timer(0.3, Em4100Stub(pty).present, args=(0x0012D687,)).start()
+    assert cli.cmd_watch(args) == 0
+    assert "number=1234567" in capsys.readouterr().out
+    started = time.monotonic()
+    replay = argparse.Namespace(spec=f"replay:{record}?speed=0", seconds=None, pipeline=None,
+                                record=None)
+    assert cli.cmd_watch(replay) == 0  # returns when the recording is over, not never
+    assert time.monotonic() - started < 5
+    assert "number=0001234567" in capsys.readouterr().out
