@@ -14,9 +14,11 @@ import pygame
 
 from device_app.app import DeviceApp
 from device_app.screens import PanelRenderer
-from device_app.view import Action
+from device_app.view import Action, Screen
 
 FRAME_S = 1 / 30
+#: Screens with motion (the busy spinner, job progress) redraw every frame.
+ANIMATED = frozenset({Screen.BUSY, Screen.RELEASING})
 
 
 def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, int] = (800, 480),
@@ -31,9 +33,13 @@ def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, 
     flags = pygame.FULLSCREEN if fullscreen else 0
     screen = pygame.display.set_mode(size, flags)
     renderer = PanelRenderer(screen)
+    last_view = None
+    last_draw = 0.0
     try:
         while not should_stop():
+            touched = False
             for ev in pygame.event.get():
+                touched = True
                 if ev.type == pygame.QUIT:
                     return
                 if ev.type == pygame.MOUSEBUTTONDOWN and ev.button == 1:
@@ -52,7 +58,14 @@ def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, 
             deadline = time.monotonic() + FRAME_S
             while time.monotonic() < deadline:
                 app.step(max(0.0, deadline - time.monotonic()))
-            renderer.draw(app.view(), time.time())
-            pygame.display.flip()
+            # Draw only what changed: an idle panel redraws once a second (its clock), so a
+            # copier's panel costs next to no CPU; busy screens animate at the frame rate.
+            view = app.view()
+            now = time.monotonic()
+            if (touched or view != last_view or view.screen in ANIMATED
+                    or now - last_draw >= 1.0):
+                renderer.draw(view, time.time())
+                pygame.display.flip()
+                last_view, last_draw = view, now
     finally:
         pygame.display.quit()
