@@ -72,7 +72,7 @@ class CloudWorker:
         self._stopping = threading.Event()
         self._service: CloudService | None = None  # created on paho's thread, used only there
         self.busy_after = busy_after
-        self._reply_props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self._device_schema = False
         self.receive_maximum = receive_maximum
         self.busy = 0
         self._connected = threading.Event()
@@ -142,6 +142,8 @@ class CloudWorker:
 
     def _chores(self) -> None:
         service = self.service_factory()
+        if isinstance(service.store, SqlStore):
+            devices.ensure_schema(service.store)  # once: the device tables the chores read
         next_housekeeping = 0.0
         while True:
             now = time.monotonic()
@@ -162,7 +164,6 @@ class CloudWorker:
         store = service.store
         if not isinstance(store, SqlStore) or not self._connected.is_set():
             return
-        devices.ensure_schema(store)
         for device_id, payload, version in devices.pending_pushes(store, service.clock()):
             info = self.client.publish(topics.command_topic(device_id), payload, qos=1,
                                        retain=True)
@@ -179,7 +180,9 @@ class CloudWorker:
             return
         store = service.store
         if isinstance(store, SqlStore):
-            devices.ensure_schema(store)
+            if not self._device_schema:
+                devices.ensure_schema(store)
+                self._device_schema = True
             devices.record_ack(store, device_id, ack, service.clock())
         if not ack.applied:
             log.warning("device %s refused config version %d: %s", device_id, ack.version,
@@ -218,12 +221,11 @@ class CloudWorker:
                                    "the print service is busy; try again", retry_after=1)
         else:
             reply = service.handle(device_id, payload)
-        # One Properties object, reused: paho packs it during publish() on this very thread,
-        # and building a new one costs ~14 us of paho's name lookups per answer.
-        out = self._reply_props
+        # A new Properties per answer: paho keeps the object with a queued QoS 1 message and
+        # packs it only when the message goes out (past its in-flight window), so a reused
+        # one would carry the wrong correlation (seen: answers lost in a 20,000 burst).
+        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if correlation is not None:
             out.CorrelationData = correlation
-        elif hasattr(out, "CorrelationData"):
-            out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         self.client.publish(own, reply, qos=1, properties=out)
         self.handled += 1
