@@ -22,7 +22,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 from bench.common import report, summary
 from cloud.demo import DEMO_USERS
-from device_app.session import State
+from device_app.session import Policy, State
 from device_app.view import Action
 from readers.events import CardRead
 from simulator.world import SimWorld
@@ -34,11 +34,14 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200, help="samples (default 200)")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=0,
-                    help="extra held jobs for the user (the list shows one page of 50)")
+                    help="extra held jobs for the user (the panel loads --page-size of them)")
+    ap.add_argument("--page-size", type=int, default=Policy().page_size,
+                    help="jobs the panel loads at once (device policy; default %(default)s)")
     ap.add_argument("--json", action="store_true", help="print one JSON object last")
     args = ap.parse_args()
 
-    with SimWorld(reader_lockout=0.0, extra_jobs=args.jobs) as world:
+    with SimWorld(reader_lockout=0.0, extra_jobs=args.jobs,
+                  policy=Policy(page_size=args.page_size)) as world:
         assert world.app and world.badge
         app, badge = world.app, world.badge
         read_at: list[float] = []

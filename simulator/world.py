@@ -22,6 +22,7 @@ from cloud.sqlite_store import SqliteStore
 from cloud.worker import CloudWorker
 from device_app.app import DeviceApp
 from device_app.mqtt_link import MqttCloudLink
+from device_app.session import Policy
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub, PtyPort
 from protocol.address import BrokerAddress
@@ -39,6 +40,7 @@ class SimWorld:
     reader_lockout: float = 2.0
     #: Extra held jobs for the first demo user (benchmarks of long lists).
     extra_jobs: int = 0
+    policy: Policy | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     app: DeviceApp | None = None
     badge: Em4100Stub | None = None
@@ -72,7 +74,7 @@ class SimWorld:
             doc = demo_document("Bulk job", 1)
             for i in range(self.extra_jobs):
                 submit_job(self.store, DEMO_USERS[0].email, f"Bulk job {i + 1}", doc,
-                           submitted_at=time.time() - 86_400 - i, source="bench")
+                           submitted_at=time.time() - 7200 - i, source="bench")
         host, port = self.broker.host, self.broker.port
         worker = CloudWorker(lambda: CloudService(SqliteStore(db)),
                              BrokerAddress(host, port, "cloud-0", passwords["cloud-0"]))
@@ -87,7 +89,7 @@ class SimWorld:
         stack.callback(link.close)
         self.engine = MfdControllerStub(page_time=self.page_time)
         stack.callback(self.engine.close)
-        self.app = DeviceApp(link, self.engine, readers=(reader,),
+        self.app = DeviceApp(link, self.engine, readers=(reader,), policy=self.policy,
                              device_name=self.device_id.replace("-", " ").title()).start()
         stack.callback(self.app.stop)
         log.info("simulator world up: broker %s:%d, device %s", host, port, self.device_id)
