@@ -71,6 +71,8 @@ class MosquittoBroker:
         self.max_queued = max_queued
         self.host = "127.0.0.1"
         self.port = 0
+        self.tls: tuple[Path, Path] | None = None
+        self.tls_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,6 +113,7 @@ class MosquittoBroker:
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",
+                *self._tls_listener(),
                 "",
             ]))
             logf = (self.workdir / "mosquitto.log").open("ab")
@@ -133,6 +136,17 @@ class MosquittoBroker:
             log.warning("mosquitto did not start on port %d (attempt %d)", self.port, attempt + 1)
         tail = (self.workdir / "mosquitto.log").read_text(errors="replace")[-400:]
         raise BrokerError(f"mosquitto did not start: {tail.strip() or 'no output'}")
+
+    def enable_tls(self, certfile: str | Path, keyfile: str | Path) -> None:
+        """Also listen with TLS (mqtts) on :attr:`tls_port`; call before :meth:`start`."""
+        self.tls = (Path(certfile), Path(keyfile))
+
+    def _tls_listener(self) -> list[str]:
+        if self.tls is None:
+            return []
+        self.tls_port = self.tls_port or free_port()
+        cert, key = self.tls
+        return [f"listener {self.tls_port} {self.host}", f"certfile {cert}", f"keyfile {key}"]
 
     def add_user(self, name: str, password: str) -> None:
         """Add or change a broker user; Mosquitto re-reads its password file on SIGHUP."""
