@@ -716,7 +716,30 @@ class SessionMachine:
         return self._logout() if self._session else self._idle()
 
     def on_link_idle(self, event: LinkChanged) -> list[Effect]:
+        if event.up and self._session is not None:
+            # Back after an outage with someone logged in: show their jobs again, fresh.
+            self.state = State.LOADING
+            return [self._list()]
         return self._idle()
+
+    def on_link_jobs(self, event: LinkChanged) -> list[Effect]:
+        if not event.up:
+            # The user keeps their session; the panel says why nothing works until it is back.
+            self.state = State.OFFLINE
+        return []
+
+    def on_tap_offline(self, event: Tapped) -> list[Effect]:
+        if event.action is Action.LOGOUT or (event.action is Action.DISMISS
+                                              and self._session is not None):
+            return self._logout()
+        return []
+
+    def on_tick_offline(self, event: Tick) -> list[Effect]:
+        # Offline counts as idle time: a user who walked away is logged out all the same.
+        if self._session is not None and \
+                self.now - self._last_activity >= self.policy.idle_timeout:
+            return self._logout()
+        return []
 
     # ------------------------------------------------------------ view
 
@@ -767,7 +790,8 @@ class SessionMachine:
                                tone=tone)
             case State.OFFLINE:
                 return replace(base, screen=Screen.OFFLINE, title="Can't reach the print service",
-                               message="Your jobs are safe. Reconnecting by itself…")
+                               message="Your jobs are safe. Reconnecting by itself…"
+                               + (" Your jobs will show again." if self._session else ""))
         raise AssertionError(self.state)  # pragma: no cover
 
     def _entry_title(self) -> str:
@@ -833,6 +857,11 @@ TRANSITIONS: dict[tuple[State, type, str | None], str] = {
     (State.NOTICE, CardPresented, None): "on_card_notice",
     (State.NOTICE, CodeEntered, None): "on_code_notice",
     (State.OFFLINE, LinkChanged, None): "on_link_idle",
+    (State.OFFLINE, Tapped, None): "on_tap_offline",
+    (State.OFFLINE, Tick, None): "on_tick_offline",
+    (State.JOBS, LinkChanged, None): "on_link_jobs",
+    (State.OPTIONS, LinkChanged, None): "on_link_jobs",
+    (State.CONFIRM_DELETE, LinkChanged, None): "on_link_jobs",
     # Offline, a badge is still tried: the link fails it at once and the panel says why.
     (State.OFFLINE, CardPresented, None): "on_card_idle",
     (State.OFFLINE, CodeEntered, None): "on_code_idle",

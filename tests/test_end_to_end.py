@@ -212,3 +212,40 @@ def test_broker_loss_shows_offline_and_the_panel_recovers_by_itself(tmp_path: An
         link.close()
         engine.close()
         own.stop()
+
+
+def test_a_logged_in_user_sees_their_jobs_again_after_the_broker_comes_back(
+        tmp_path: Any) -> None:
+    from cloud.demo import seed_demo
+    from cloud.service import CloudService
+    from cloud.sqlite_store import SqliteStore
+    from cloud.worker import CloudWorker
+    from protocol.address import BrokerAddress
+    from readers.sim_reader import SimReader
+    from simulator.broker import MosquittoBroker
+
+    own = MosquittoBroker(tmp_path / "b", {"copier-9": "pw9", "cloud-0": "pwc"},
+                          cloud_users=("cloud-0",)).start()
+    db = tmp_path / "c.db"
+    seed_demo(SqliteStore(db), now=time.time(), devices=("copier-9",))
+    worker = CloudWorker(lambda: CloudService(SqliteStore(db)),
+                         BrokerAddress(own.host, own.port, "cloud-0", "pwc")).start()
+    link = MqttCloudLink(BrokerAddress(own.host, own.port, "copier-9", "pw9"), "copier-9").start()
+    reader = SimReader("outage", lockout_s=0)
+    engine = MfdControllerStub()
+    app = DeviceApp(link, engine, readers=(reader,)).start()
+    try:
+        reader.present(DEMO_USERS[0].badge)
+        assert app.run_until(lambda a: a.machine.state is State.JOBS, 5)
+        own.stop()
+        assert app.run_until(lambda a: a.view().screen is Screen.OFFLINE, 5)
+        assert "jobs will show again" in app.view().message
+        own.start()
+        assert app.run_until(lambda a: a.machine.state is State.JOBS, 15)
+        assert app.view().user_name == "Alice Martin" and app.view().total_jobs == 5
+    finally:
+        app.stop()
+        link.close()
+        engine.close()
+        worker.stop()
+        own.stop()

@@ -442,3 +442,27 @@ def test_a_badge_while_offline_is_tried_and_a_failure_returns_to_offline() -> No
     assert sm.state is State.NOTICE
     sm.handle(Tick(2))
     assert sm.state is State.OFFLINE
+
+
+def test_an_outage_while_logged_in_keeps_the_session_and_shows_the_jobs_again() -> None:
+    from device_app.session import LinkChanged
+
+    sm = machine()
+    logged_in(sm)
+    assert sm.handle(LinkChanged(False)) == []
+    assert sm.view().screen is Screen.OFFLINE and sm.session_token == "tok"
+    refresh = sent(sm.handle(LinkChanged(True)))
+    assert isinstance(refresh.request, m.ListJobs) and sm.state is State.LOADING
+    sm.handle(Answered(refresh.tag, m.JobList((job(1),), 1)))
+    assert sm.state is State.JOBS and len(sm.view().jobs) == 1
+
+
+def test_a_user_who_walks_away_during_an_outage_is_logged_out() -> None:
+    from device_app.session import LinkChanged
+
+    sm = machine(idle_timeout=60)
+    logged_in(sm)
+    sm.handle(LinkChanged(False))
+    out = sent(sm.handle(Tick(60)))
+    assert isinstance(out.request, m.Logout) and sm.state is State.OFFLINE
+    assert sm.session_token is None
