@@ -466,3 +466,14 @@ def test_a_user_who_walks_away_during_an_outage_is_logged_out() -> None:
     out = sent(sm.handle(Tick(60)))
     assert isinstance(out.request, m.Logout) and sm.state is State.OFFLINE
     assert sm.session_token is None
+
+
+def test_reconnect_backoff_is_jittered_per_device() -> None:
+    """A fleet must not reconnect in lock-step after a broker restart (FIELD_NOTES)."""
+    from device_app.mqtt_link import MqttCloudLink
+    from protocol.address import BrokerAddress
+
+    links = [MqttCloudLink(BrokerAddress("127.0.0.1", 1, f"d{i}", "pw"), f"d{i}")
+             for i in range(8)]
+    delays = {link.client._reconnect_min_delay for link in links}  # paho's backoff start
+    assert len(delays) > 1 and all(0.5 <= d <= 1.5 for d in delays)
