@@ -1,9 +1,12 @@
 """How the cloud keeps secrets it must recognise but never show.
 
-* Card numbers and access codes are *lookup keys* (a badge tap must find its user in one
-  query), so they are stored as HMAC-SHA256 under the org's secret, each in its own domain so a
-  code can never match a card. A slow hash cannot protect a value that is itself the lookup key:
-  what protects codes is the guessing lockout (cloud/service.py) and keeping the store private.
+* Card numbers are *lookup keys* (a badge tap must find its user in one query, thousands of
+  times a minute), so they are stored as HMAC-SHA256 under the org's secret.
+* Access codes are lookup keys too, but short and guessable, so they get a slow hash: scrypt
+  with a salt derived from the org's secret (one salt per org, not per user, because the code
+  itself must find the user). Every candidate code then costs an attacker with a stolen store
+  one scrypt per org (10^6 six-digit codes: hours, not microseconds), and the cloud ~15 ms per
+  code login; the guessing lockout (cloud/service.py) bounds what a device can ask.
 * Passwords are checked against one user's record, so they get a slow, salted hash (scrypt,
   from the standard library) that makes a stolen store expensive to attack.
 * Session tokens and one-time tokens are random and long; their SHA-256 is enough.
@@ -24,8 +27,14 @@ def card_hash(org_secret: bytes, number: str) -> str:
     return hmac.new(org_secret, b"card:" + number.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
+# Access-code scrypt cost: ~15 ms per code login on the 2-core reference machine.
+_CODE_N = 2**13
+
+
 def code_hash(org_secret: bytes, code: str) -> str:
-    return hmac.new(org_secret, b"code:" + code.encode("utf-8"), hashlib.sha256).hexdigest()
+    salt = hmac.new(org_secret, b"code-salt", hashlib.sha256).digest()
+    return hashlib.scrypt(code.encode("utf-8"), salt=salt, n=_CODE_N, r=_R, p=_P,
+                          dklen=32).hex()
 
 
 def token_hash(token: str) -> str:

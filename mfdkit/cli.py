@@ -320,6 +320,38 @@ def cmd_admin(args: argparse.Namespace) -> int:
             version = set_device_config(store, args.device_id, managed, time.time())
             print(f"config version {version} stored for {args.device_id}; the cloud pushes it "
                   "to the device, which applies or refuses it (see: mfd admin devices)")
+        case "org-settings":
+            from dataclasses import replace as _replace
+
+            from cloud.store import OrgSettings
+
+            with store.transaction():
+                current = store.org_settings(args.org)
+                changes: dict[str, Any] = {}
+                if args.hold_hours is not None:
+                    changes["hold_hours"] = args.hold_hours
+                if args.card_policy is not None:
+                    changes["card_policy"] = args.card_policy
+                if args.release_changes is not None:
+                    changes["release_changes"] = args.release_changes == "yes"
+                if args.aop_pending is not None:
+                    changes["aop_pending"] = args.aop_pending
+                new: OrgSettings = _replace(current, **changes)
+                if changes:
+                    store.set_org_settings(args.org, new)
+                    store.audit(time.time(), "admin", "org.settings", f"org:{args.org}",
+                                ", ".join(f"{k}={v}" for k, v in changes.items()))
+            from dataclasses import fields as _fields
+
+            for f in _fields(new):
+                print(f"{f.name}\t{getattr(new, f.name)}")
+        case "unlock":
+            subject = args.device or (args.user or "").strip().lower()
+            scope = "device" if args.device else "user"
+            with store.transaction():
+                store.unlock(scope, subject)
+                store.audit(time.time(), "admin", "unlock", f"{scope}:{subject}")
+            print(f"{scope} {subject} unlocked")
         case "jobs":
             for j in store.all_jobs():
                 print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
@@ -629,6 +661,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    required=True, help="e.g. policy.idle_timeout=90, policy.card_pin=true, "
                    'readers.specs=\'["serial:/dev/ttyUSB0?family=em4100"]\'')
+    x = asub.add_parser("org-settings", help="show or change an org's policy: hold time, "
+                        "card policy, changes at release, Authenticate-on-Print")
+    x.add_argument("--org", required=True)
+    x.add_argument("--hold-hours", type=float, metavar="H", help="0.5 to 72 (default 8)")
+    x.add_argument("--card-policy", choices=("replace_oldest", "refuse"),
+                   help="what a third card does")
+    x.add_argument("--release-changes", choices=("yes", "no"),
+                   help="may users change colour/duplex/copies at release")
+    x.add_argument("--aop-pending", choices=("join", "print_again"),
+                   help="Authenticate-on-Print: the pending job joins the queue, or print again")
+    x = asub.add_parser("unlock", help="lift a guessing lockout")
+    who = x.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device", help="a device locked after wrong codes")
+    who.add_argument("--user", metavar="EMAIL", help="a user locked after wrong passwords/PINs")
     asub.add_parser("jobs", help="list every job and its state")
     x = asub.add_parser("broker-acl", help="print the Mosquitto ACL for the cloud workers that "
                         "`mfd cloud --workers N --username NAME` connects as")

@@ -141,3 +141,24 @@ def test_headless_sim_runs_on_the_pip_installed_broker_without_mosquitto() -> No
     assert "embedded rumqttd (no ACLs: demo only)" in out.stdout
     assert "cloud marks the job PRINTED" in out.stdout
     assert "no ACLs" in out.stderr
+
+
+def test_admin_sets_org_policy_and_lifts_locks(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path}/c.db"
+    assert run("admin", "--store", store_url, "demo").returncode == 0
+    out = run("admin", "--store", store_url, "org-settings", "--org", "org_demo",
+              "--hold-hours", "24", "--release-changes", "no")
+    assert out.returncode == 0
+    assert "hold_hours\t24.0" in out.stdout and "release_changes\tFalse" in out.stdout
+    bad = run("admin", "--store", store_url, "org-settings", "--org", "org_demo",
+              "--hold-hours", "100")
+    assert bad.returncode == 1 and "0.5 to 72 hours" in bad.stderr
+    from cloud.sqlite_store import SqliteStore
+
+    store = SqliteStore(tmp_path / "c.db")
+    with store.transaction():
+        store.lock("device", "copier-1", time.time() + 900)
+    assert store.locked_until("device", "copier-1", time.time()) is not None
+    assert run("admin", "--store", store_url, "unlock", "--device", "copier-1").returncode == 0
+    assert store.locked_until("device", "copier-1", time.time()) is None
+    assert "unlock" in run("admin", "--store", store_url, "audit").stdout
