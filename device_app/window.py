@@ -23,7 +23,7 @@ ANIMATED = frozenset({Screen.BUSY, Screen.RELEASING})
 
 def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, int] = (800, 480),
                fullscreen: bool = False,
-               on_key: Callable[[int], None] | None = None,
+               on_key: Callable[[int, str], None] | None = None,
                should_stop: Callable[[], bool] = lambda: False) -> None:
     # SDL would turn SIGINT/SIGTERM into a QUIT event only once its video is up, and swallow a
     # signal that lands mid-initialisation; leave signals to Python so Ctrl-C always unwinds.
@@ -54,7 +54,7 @@ def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, 
                     if ev.key == pygame.K_ESCAPE and not fullscreen:
                         return
                     if on_key is not None:
-                        on_key(ev.key)
+                        on_key(ev.key, ev.unicode)
             deadline = time.monotonic() + FRAME_S
             while time.monotonic() < deadline:
                 app.step(max(0.0, deadline - time.monotonic()))
