@@ -68,6 +68,9 @@ class Device:
     def __init__(self, cfg: DeviceConfig, password: str, *, config_dir: Path | None = None,
                  engine: PrintEngine | None = None) -> None:
         self.config_dir = config_dir
+        # What the cloud pushed (only the keys it sent), kept beside the config file: it applies
+        # on top of device.toml, so a technician's edit of a key never pushed still counts.
+        self._pushed: dict[str, Any] = {}
         self.cfg = self._with_saved_push(cfg)
         broker = BrokerAddress.parse(self.cfg.broker_url.replace("mqtts://", "mqtt://", 1),
                                      self.cfg.device_id, password)
@@ -126,6 +129,7 @@ class Device:
             self._swap_readers(new.readers)
         self.app.machine.policy = new.policy
         self.cfg = new
+        self._remember(payload)
         self._save_push()
         log.info("applied config version %d", new.version)
         self.link.publish_event(m.ConfigAck(version=new.version, applied=True))
@@ -139,10 +143,17 @@ class Device:
         for reader in fresh:
             reader.start(self.app.on_card)
 
+    def _remember(self, payload: bytes) -> None:
+        data = json.loads(payload)
+        for section in ("readers", "policy"):
+            if isinstance(data.get(section), dict):
+                self._pushed.setdefault(section, {}).update(data[section])
+        self._pushed["version"] = data["version"]
+
     def _save_push(self) -> None:
         if self.config_dir is None:
             return
-        data = {"version": self.cfg.version, **self.cfg.managed()}
+        data = dict(self._pushed)
         _write_private(self.config_dir / MANAGED_FILE, json.dumps(data, indent=2))
 
     def _with_saved_push(self, cfg: DeviceConfig) -> DeviceConfig:
@@ -150,7 +161,9 @@ class Device:
             return cfg
         try:
             data = json.loads((self.config_dir / MANAGED_FILE).read_text(encoding="utf-8"))
-            return parse_config(data, cfg)
+            applied = parse_config(data, cfg)
+            self._pushed = data
+            return applied
         except (ValueError, ConfigError) as exc:
             log.warning("ignoring the saved pushed config (%s); the cloud will send it again",
                         exc)

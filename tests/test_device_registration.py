@@ -78,6 +78,13 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
         assert device.app.machine.policy.idle_timeout == 90
     finally:
         device.stop()
+    # Only what the cloud pushed is kept (so device.toml's own readers still count), owner-only.
+    import json
+
+    managed = tmp_path / "dev" / "managed.json"
+    kept = json.loads(managed.read_text())
+    assert kept["version"] == v1 and kept["policy"]["card_pin"] is True and "readers" not in kept
+    assert managed.stat().st_mode & 0o777 == 0o600
     # After a restart the applied push is still in force (kept beside the config file).
     again = from_config_file(tmp_path / "dev" / "device.toml", engine=MfdControllerStub())
     assert again.cfg.policy.card_pin and again.cfg.version == v1
