@@ -230,13 +230,23 @@ def to_toml(cfg: DeviceConfig) -> str:
     return "\n".join(lines)
 
 
+def write_private(path: str | Path, text: str) -> None:
+    """A file only the device's user may read (credentials; reader specs may carry an OSDP
+    key), replaced atomically so a power cut never leaves half of it."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)  # also when a stale temporary file had looser permissions
+    os.replace(tmp, path)
+
+
 def save_credentials(path: str | Path, username: str, password: str) -> None:
     """The broker credentials, readable and writable by the device's user only."""
-    path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"username": username, "password": password}) + "\n")
-    os.chmod(path, 0o600)  # also when the file existed with looser permissions
+    write_private(path, json.dumps({"username": username, "password": password}) + "\n")
 
 
 def load_credentials(path: str | Path) -> tuple[str, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,6 +29,7 @@ from device_app.config import (
     parse_config,
     save_credentials,
     to_toml,
+    write_private,
 )
 from device_app.journal import Journal
 from device_app.mqtt_link import MqttCloudLink
@@ -154,7 +154,7 @@ class Device:
         if self.config_dir is None:
             return
         data = dict(self._pushed)
-        _write_private(self.config_dir / MANAGED_FILE, json.dumps(data, indent=2))
+        write_private(self.config_dir / MANAGED_FILE, json.dumps(data, indent=2))
 
     def _with_saved_push(self, cfg: DeviceConfig) -> DeviceConfig:
         if self.config_dir is None or not (self.config_dir / MANAGED_FILE).exists():
@@ -219,20 +219,8 @@ def register(portal_url: str, code: str, directory: str | Path, *,
     if pushed:
         # Validated like any push; kept where a push is kept (the cloud manages this part).
         cfg = parse_config(pushed, cfg)
-        _write_private(directory / MANAGED_FILE, json.dumps(pushed, indent=2))
+        write_private(directory / MANAGED_FILE, json.dumps(pushed, indent=2))
     save_credentials(directory / "credentials", answer["username"], answer["password"])
-    _write_private(directory / "device.toml", to_toml(cfg))
+    write_private(directory / "device.toml", to_toml(cfg))
     return cfg
 
-
-def _write_private(path: Path, text: str) -> None:
-    """Owner-only (reader specs may carry an OSDP key), and replaced atomically so a power cut
-    never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
