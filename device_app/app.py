@@ -21,7 +21,6 @@ from device_app.session import (
     Answered,
     CardPresented,
     CodeEntered,
-    Effect,
     EngineChanged,
     Event,
     Failed,
@@ -138,8 +137,8 @@ class DeviceApp:
         if jobs:
             self.printer.submit_all(jobs)  # a release's jobs in one journal commit
         for effect in effects:
-            if not isinstance(effect, PrintJob):
-                self._run(effect)
+            if isinstance(effect, Send):
+                self._send(effect)
         if self.machine.state != before:
             self.transcript.append(f"{before.value} -> {self.machine.state.value}"
                                    f" on {type(event).__name__}")
@@ -168,18 +167,17 @@ class DeviceApp:
     def view(self) -> PanelView:
         return self.machine.view()
 
-    def _run(self, effect: Effect) -> None:
-        if isinstance(effect, Send):
-            tag = effect.tag
-            log.debug("send %s", m.redacted(effect.request))
+    def _send(self, effect: Send) -> None:
+        tag = effect.tag
+        log.debug("send %s", m.redacted(effect.request))
 
-            def reply(outcome: m.Result | MfdError) -> None:
-                if isinstance(outcome, MfdError):
-                    self.events.put(Failed(tag, outcome.code, outcome.message))
-                else:
-                    self.events.put(Answered(tag, outcome))
+        def reply(outcome: m.Result | MfdError) -> None:
+            if isinstance(outcome, MfdError):
+                self.events.put(Failed(tag, outcome.code, outcome.message))
+            else:
+                self.events.put(Answered(tag, outcome))
 
-            # Outcome reports carry the request ids the journal keeps, so a report repeated
-            # after a crash gets the cloud's stored answer instead of doing anything twice.
-            sent, answered = self.printer.journal_report(effect.request, reply)
-            self.link.request(sent, answered)
+        # Outcome reports carry the request ids the journal keeps, so a report repeated after
+        # a crash gets the cloud's stored answer instead of doing anything twice.
+        sent, answered = self.printer.journal_report(effect.request, reply)
+        self.link.request(sent, answered)

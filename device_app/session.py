@@ -441,8 +441,8 @@ class SessionMachine:
         assert entry is not None
         v = entry.values
         if any(not v[n] for n in entry.names):
-            entry.error = f"Enter your {_LABELS[next(n for n in entry.names if not v[n])]}"
-            entry.error = entry.error[:11] + entry.error[11:].lower()
+            missing = next(n for n in entry.names if not v[n])
+            entry.error = f"Enter your {_LABELS[missing].lower()}"
             return []
         card = self._card
         request: m.Identify | m.Associate
