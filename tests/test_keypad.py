@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import cast
 
 import pytest
+from fakes import IdleLink
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -238,22 +238,6 @@ def test_sink_may_stop_the_source() -> None:
     for key in ["5", "5", "5", "5", Key.ENTER]:
         source.press(key)
     assert not source.running
-
-
-class IdleLink:
-    """A CloudLink that is up and is never asked anything (only the app's queue is used)."""
-
-    connected = True
-    on_connection: Callable[[bool], None] | None = None
-
-    def request(self, request: object, reply: object, timeout: float | None = None) -> None:
-        raise AssertionError("no request expected")
-
-    def call(self, request: object, timeout: float | None = None) -> object:
-        raise AssertionError("no request expected")
-
-    def close(self) -> None:
-        pass
 
 
 def test_source_feeds_the_device_app() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Callable
 from typing import cast
 
 import pytest
+from fakes import IdleLink
 
 from device_app.app import DeviceApp
 from device_app.ports import CloudLink, PrintEngine
@@ -186,22 +186,6 @@ def test_bad_lockout_in_code_is_a_config_error() -> None:
 
 
 # -- in the device app -------------------------------------------------------------------
-
-
-class IdleLink:
-    """A CloudLink that is up and is never asked anything (only the app's queue is used)."""
-
-    connected = True
-    on_connection: Callable[[bool], None] | None = None
-
-    def request(self, request: object, reply: object, timeout: float | None = None) -> None:
-        raise AssertionError("no request expected")
-
-    def call(self, request: object, timeout: float | None = None) -> object:
-        raise AssertionError("no request expected")
-
-    def close(self) -> None:
-        pass
 
 
 def test_device_app_opened_from_a_spec_is_driven_by_name() -> None:
