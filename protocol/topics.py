@@ -39,6 +39,28 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
+#: Broker usernames that are never a device's: the cloud workers (``cloud``, ``cloud-0``...) and
+#: the broker's administrators. A device registered under one of them would take over that
+#: account's password and its access to every device's topics, so they are refused wherever a
+#: device account is made (``mfd admin device-add``, registration, the broker-account writer).
+RESERVED_ACCOUNT_RE = re.compile(r"^(cloud|admin|broker|mfd|dynsec)([-_].*)?$")
+
+
+def is_reserved_account(name: str) -> bool:
+    return RESERVED_ACCOUNT_RE.fullmatch(name) is not None
+
+
+def check_new_device_id(device_id: str) -> str:
+    """A device id for a new device account: well-formed and not a reserved account name."""
+    check_device_id(device_id)
+    if is_reserved_account(device_id):
+        raise ProtocolError(
+            f"device id {device_id!r} is reserved for the print service's own accounts "
+            "(cloud, cloud-*, admin, broker, mfd, dynsec...); choose another",
+            code=ErrorCode.INVALID_FIELD, field="device_id")
+    return device_id
+
+
 def request_topic(device_id: str) -> str:
     return f"{PREFIX}/{check_device_id(device_id)}/req"
 
