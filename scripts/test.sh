@@ -9,4 +9,5 @@ cd "$MFD_ROOT"
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy
 # Not exec: the EXIT trap that stops a private PostgreSQL must still run afterwards.
-echo "== pytest" && python -m pytest -q "$@"
+# --fail-on-skip (tests/no_skips.py): every real-stack test runs; a skip fails the run, named.
+echo "== pytest" && python -m pytest -q --fail-on-skip "$@"

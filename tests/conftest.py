@@ -20,6 +20,9 @@ from cloud.worker import CloudWorker
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker
 
+# Counts skips and, with --fail-on-skip (the test command), fails the run on any (no_skips.py).
+pytest_plugins = ["no_skips"]
+
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 

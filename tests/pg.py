@@ -8,9 +8,9 @@ Each test run creates ``mfdkit_test_<random>`` and drops it at the end, also whe
 several runs (or several engineers) on one server never see each other's rows. Inside it each
 test gets its own schema, which is cheaper than a database per test and as isolated.
 
-No server: outside CI the PostgreSQL tests are skipped with the reason. In CI (``CI`` set to
-anything but empty/false) they fail instead, because there the test command is responsible for
-starting one, and a silent skip would hide a backend that was never tested.
+No server: the PostgreSQL tests fail, naming where they looked and what to do. Never a skip,
+in CI or not: the test command starts a server when none answers, and a skipped backend would
+hide a store that was never tested.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import itertools
 import os
 import secrets
 from collections.abc import Iterator
+from typing import NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -35,15 +36,9 @@ def server_url() -> str:
     return os.environ.get(ENV) or DEFAULT_URL
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def unavailable(reason: str) -> None:
-    """Skip the calling test, or fail it in CI."""
-    if in_ci():
-        pytest.fail(f"PostgreSQL is required in CI and {reason}", pytrace=False)
-    pytest.skip(reason)
+def unavailable(reason: str) -> NoReturn:
+    """Fail the calling test: the PostgreSQL it needs is not there (``reason`` says why)."""
+    pytest.fail(f"PostgreSQL is required and {reason}", pytrace=False)
 
 
 def with_database(url: str, dbname: str, search_path: str | None = None) -> str:

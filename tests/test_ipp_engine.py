@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from ipp_printer import ABORT, HOLD, DnsSd, IppEvePrinter, free_port, require_or_skip
+from ipp_printer import ABORT, HOLD, DnsSd, IppEvePrinter, free_port, require
 
 from cloud.demo import demo_document
 from device_app import ipp_codec as ipp
@@ -728,7 +728,7 @@ def test_a_printer_that_drops_the_engine_id_is_reported(rig: Rig,
 
 @pytest.fixture(scope="module")
 def dnssd() -> Iterator[DnsSd]:
-    require_or_skip()
+    require()
     daemons = DnsSd()
     daemons.start()
     yield daemons

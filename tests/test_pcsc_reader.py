@@ -21,11 +21,8 @@ from dataclasses import dataclass
 
 import pytest
 
-# Sets PCSCLITE_CSOCK_NAME on import, before this process makes any PC/SC call.
-from simulator.pcscd import PrivatePcscd, pcscd_fixture
-
-pytest.importorskip("smartcard", reason="pyscard is not installed")
-
+# No importorskip of pyscard: it is a dependency, and readers.pcsc_reader imports it, so
+# without it this module fails to import, naming it, instead of skipping whole.
 from firmware_stubs.vpcd_card import (
     GET_ATR,
     MIFARE_CLASSIC_1K_ATR,
@@ -44,6 +41,10 @@ from readers.pcsc_reader import (
     uid_from_response,
 )
 from readers.spec import open_reader
+
+# Sets PCSCLITE_CSOCK_NAME on import; tests/conftest.py imports it first of all, before any
+# module here can make a PC/SC call.
+from simulator.pcscd import PrivatePcscd, pcscd_fixture
 
 ALICE = bytes.fromhex("04A1B2C3D4E5F6")  # a 7-byte NXP UID
 BOB = bytes.fromhex("5A6B7C8D")  # a 4-byte UID
