@@ -539,12 +539,13 @@ def open_spec(spec: str, target: str, params: dict[str, str],
     NAME is matched as a case-insensitive substring of pcscd's reader names (see
     ``mfd reader list``); without one, the first reader is used.
     """
-    from readers.spec import non_negative_float
+    from readers.spec import non_negative_float, redact_spec
 
     name: str | None = target.strip() or None
     if "reader" in params:
         if name is not None:
-            raise ConfigError(f"reader spec {spec!r} names the reader twice (after 'pcsc:' "
+            raise ConfigError(f"reader spec {redact_spec(spec)!r} names the reader twice "
+                              "(after 'pcsc:' "
                               "and in 'reader=')")
         name = params["reader"].strip()
         if not name:

@@ -142,12 +142,12 @@ def header_for_spec(spec: str, *, reader_id: str | None = None) -> RecordingHead
     when the spec leaves it at its default, so a replay decides "held or new tap" as the live
     reader did even if a later release changes the default.
     """
-    from readers.spec import BACKENDS, non_negative_float, open_reader, parse_params
+    from readers.spec import BACKENDS, non_negative_float, open_reader, parse_params, redact_spec
 
     scheme = spec.partition(":")[0].strip().lower()
     if scheme in BACKENDS and scheme != "serial":
-        raise ConfigError(f"reader spec {spec!r}: only serial readers can be recorded (a "
-                          f"{scheme} reader has no raw byte stream to keep)")
+        raise ConfigError(f"reader spec {redact_spec(spec)!r}: only serial readers can be "
+                          f"recorded (a {scheme} reader has no raw byte stream to keep)")
     # Builds and validates (a missing or unknown scheme included); opens nothing.
     reader = open_reader(spec, reader_id=reader_id)
     reader = getattr(reader, "inner", reader)  # a pipeline= wrapper records its reader's bytes

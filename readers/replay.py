@@ -257,8 +257,11 @@ class ReplayReader:
 def open_spec(spec: str, target: str, params: dict[str, str],
               reader_id: str | None) -> ReplayReader:
     """``replay:FILE?speed=1.0&loop=0&id=NAME`` (see readers.spec). Loads the file now."""
+    from readers.spec import redact_spec
+
     if not target:
-        raise ConfigError(f"reader spec {spec!r} names no recording file; expected e.g. "
+        raise ConfigError(f"reader spec {redact_spec(spec)!r} names no recording file; "
+                          "expected e.g. "
                           f"{_EXAMPLE!r}")
     speed = _speed(params)
     loop = _flag(params, "loop")

@@ -520,10 +520,11 @@ def open_spec(spec: str, target: str, params: dict[str, str],
     """``serial:PORT?family=em4100&baud=9600&lockout=2&id=NAME`` plus the family's own
     parameters, e.g. ``family=pcprox&base=hex&sep=:`` or ``family=wiegand&format=h10301``
     (see readers.spec)."""
-    from readers.spec import non_negative_float, positive_int
+    from readers.spec import non_negative_float, positive_int, redact_spec
 
     if not target:
-        raise ConfigError(f"reader spec {spec!r} names no port; expected e.g. {_EXAMPLE!r}")
+        raise ConfigError(f"reader spec {redact_spec(spec)!r} names no port; expected e.g. "
+                          f"{_EXAMPLE!r}")
     family = params.get("family", "em4100")
     if family not in SERIAL_FAMILIES:
         raise ConfigError(f"reader spec parameter 'family': unknown family {family!r}; "

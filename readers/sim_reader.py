@@ -143,10 +143,11 @@ SPEC_PARAMS = ("lockout", "id")
 def open_spec(spec: str, target: str, params: dict[str, str],
               reader_id: str | None) -> SimReader:
     """``sim:NAME?lockout=2&id=ID`` (see readers.spec)."""
-    from readers.spec import non_negative_float
+    from readers.spec import non_negative_float, redact_spec
 
     if not target.strip():
-        raise ConfigError(f"reader spec {spec!r} names no simulated reader; expected e.g. "
+        raise ConfigError(f"reader spec {redact_spec(spec)!r} names no simulated reader; "
+                          "expected e.g. "
                           "'sim:front'")
     lockout = non_negative_float(params, "lockout", 2.0)
     rid = reader_id or params.get("id") or spec

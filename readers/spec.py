@@ -22,7 +22,10 @@ canonical card number before anyone sees them (readers.converting).
 
 ``pcsc:`` and ``osdp:`` are described in their modules. Backends named in :data:`BACKENDS`
 whose module is not there are refused as "not supported yet". Every mistake is a
-:class:`ConfigError` that names the offending part, checked before any port is opened.
+:class:`ConfigError` that names the offending part, checked before any port is opened. An
+error that quotes a spec quotes it through :func:`redact_spec`: a spec may carry a key
+(``osdp:...&scbk=``), and a malformed one is exactly the spec an error quotes whole, which
+then goes to the log and, for a pushed config, to the cloud.
 
 A backend module provides ``SPEC_PARAMS`` (the parameter names it takes) and
 ``open_spec(spec, target, params, reader_id) -> CardReader``; the helpers below parse values.
@@ -37,10 +40,15 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote
 
 from protocol.errors import ConfigError
+from protocol.redact import redact
 from readers.events import CardReader
 
 __all__ = ["BACKENDS", "non_negative_float", "open_reader", "parse_params", "positive_int",
-           "supported_schemes"]
+           "redact_spec", "supported_schemes"]
+
+#: The one redaction for reader specs (and any text quoting one): secret-looking parameter
+#: values and long hex runs masked (protocol.redact).
+redact_spec = redact
 
 #: scheme -> module implementing it (imported only when a spec names it).
 BACKENDS: dict[str, str] = {
@@ -66,14 +74,27 @@ def open_reader(spec: str, *, reader_id: str | None = None,
     ``reader_id`` overrides the spec's ``id=``; with neither, the spec string is the id, which
     is unique per machine and tells a technician which wire it is.
     """
+    try:
+        return _open_reader(spec, reader_id, on_raw)
+    except ConfigError as exc:
+        # Every message is redacted at its source; this net catches one that is not (a
+        # backend's or a library's message quoting a value), as the key must never get out.
+        exc.message = redact_spec(exc.message)
+        exc.args = (exc.message,)
+        raise
+
+
+def _open_reader(spec: str, reader_id: str | None,
+                 on_raw: Callable[[bytes, float], None] | None) -> CardReader:
     scheme, sep, rest = spec.partition(":")
     scheme = scheme.strip().lower()
     if not sep or not scheme:
-        raise ConfigError(f"reader spec {spec!r} has no scheme; expected e.g. {_EXAMPLE!r}")
+        raise ConfigError(f"reader spec {redact_spec(spec)!r} has no scheme; expected e.g. "
+                          f"{_EXAMPLE!r}")
     module_name = BACKENDS.get(scheme)
     if module_name is None:
-        raise ConfigError(f"unknown reader scheme {scheme!r} in spec {spec!r}; supported: "
-                          + ", ".join(supported_schemes()))
+        raise ConfigError(f"unknown reader scheme {redact_spec(scheme)!r} in spec "
+                          f"{redact_spec(spec)!r}; supported: " + ", ".join(supported_schemes()))
     if importlib.util.find_spec(module_name) is None:
         raise ConfigError(f"reader scheme {scheme!r} is not supported yet; supported: "
                           + ", ".join(supported_schemes()))
@@ -85,8 +106,8 @@ def open_reader(spec: str, *, reader_id: str | None = None,
     if on_raw is not None:
         tap = getattr(reader, "tap_raw", None)
         if tap is None:
-            raise ConfigError(f"reader spec {spec!r}: only serial readers have a raw byte "
-                              "stream to record")
+            raise ConfigError(f"reader spec {redact_spec(spec)!r}: only serial readers have "
+                              "a raw byte stream to record")
         tap(on_raw)
     if pipeline_text is not None:
         from readers.convert import Pipeline
@@ -117,14 +138,15 @@ def parse_params(spec: str, query: str, allowed: tuple[str, ...],
         return {}
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
-    except ValueError as exc:
-        raise ConfigError(f"reader spec {spec!r}: cannot parse parameters {query!r} "
-                          "(expected key=value&key=value)") from exc
+    except ValueError:
+        # Not chained: the library's message quotes the query, key included.
+        raise ConfigError(f"reader spec {redact_spec(spec)!r}: cannot parse parameters "
+                          f"{redact_spec(query)!r} (expected key=value&key=value)") from None
     params: dict[str, str] = {}
     for key, value in pairs:
         if key not in allowed:
-            raise ConfigError(f"reader spec parameter {key!r} is not known for {scheme} "
-                              "readers; known: " + ", ".join(allowed))
+            raise ConfigError(f"reader spec parameter {redact_spec(key)!r} is not known for "
+                              f"{scheme} readers; known: " + ", ".join(allowed))
         if key in params:
             raise ConfigError(f"reader spec parameter {key!r} is given twice")
         params[key] = value
