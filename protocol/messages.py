@@ -23,6 +23,12 @@ Deliberate choices:
   does the work twice.
 * Secrets (card numbers, codes, session tokens) are marked ``secret`` so ``redacted()`` can log
   a message without them.
+* **Only what every peer can hold** (I-JSON, RFC 7493): strings are Unicode text (a lone UTF-16
+  surrogate, which a ``\ud800`` escape can smuggle past Python's JSON parser, cannot be written
+  back as UTF-8, stored in PostgreSQL or shown); integers are within +/- 2**53 - 1 (exact in a
+  64-bit float, the only number some peers have, and in every store column); numbers are
+  finite (``NaN``, ``Infinity`` and ``1e999`` are refused). Anything else is the protocol's
+  error, never an exception from deeper down, and an error answer can always be encoded.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -48,6 +55,8 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 DOCUMENT_CHUNK_BYTES = 256 * 1024
 
 _ID_RE = r"^[A-Za-z0-9_.:-]{1,64}$"
+#: The largest integer magnitude any field takes (2**53 - 1, exact in a 64-bit float).
+MAX_INT = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +360,9 @@ class DeviceStatus(Message):
     state: str = field(metadata=spec(choices=("online", "offline")))
     epoch: int = field(metadata=spec(minimum=0))
     since: float = 0.0
+    #: The print engine's kind ("ipp", "socket", "emulator"; "" unknown): a device on the
+    #: emulator prints nothing, and says so. Optional, so older peers stay compatible.
+    engine: str = field(default="", metadata=spec(max_len=32))
 
 
 @_message
@@ -361,7 +373,8 @@ class ConfigAck(Message):
 
     TYPE: ClassVar[str] = "config.ack"
     KIND: ClassVar[str] = "event"
-    version: int = field(metadata=spec(minimum=1))
+    #: Versions are numbered by the cloud and kept in 32-bit columns.
+    version: int = field(metadata=spec(minimum=1, maximum=2**31 - 1))
     applied: bool
     reason: str = field(default="", metadata=spec(max_len=500))
 
@@ -411,6 +424,8 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
     if kind == "str":
         if not isinstance(value, str):
             _fail(f"{path} must be a string", path)
+        if not _is_text(value):
+            _fail(f"{path} must be Unicode text (it holds a lone surrogate)", path)
         _check_len(value, s, path)
         if s.choices is not None and value not in s.choices:
             _fail(f"{path} must be one of {', '.join(s.choices)}", path)
@@ -420,6 +435,8 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(f"{path} must be an integer", path)
+        if not -MAX_INT <= value <= MAX_INT:
+            _fail(f"{path} is out of range (at most {MAX_INT} either way)", path)
         if s.minimum is not None and value < s.minimum:
             _fail(f"{path} must be at least {s.minimum}", path)
         if s.maximum is not None and value > s.maximum:
@@ -428,6 +445,11 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(f"{path} must be a number", path)
+        # An integer past MAX_INT may not even convert (OverflowError); 1e999 parses as inf.
+        if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
+            _fail(f"{path} is out of range (at most {MAX_INT} either way)", path)
+        if not math.isfinite(value):
+            _fail(f"{path} must be a finite number", path)
         return float(value)
     if kind == "bool":
         if not isinstance(value, bool):
@@ -452,6 +474,26 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
         part = info.part
         return tuple(_from_object(part, v, f"{path}[{i}].") for i, v in enumerate(value))
     raise AssertionError(kind)  # pragma: no cover - the schema builder refuses other kinds
+
+
+def _is_text(value: str) -> bool:
+    """No lone surrogates: the string can be written as UTF-8 (str.isascii is the fast path)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(value: str) -> str:
+    """``value`` with any lone surrogate replaced, for an error answer that must encode."""
+    return value if _is_text(value) else value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ProtocolError(f"{token} is not a JSON number", code=ErrorCode.BAD_REQUEST)
 
 
 def _check_len(value: Any, s: Spec, path: str) -> None:
@@ -502,7 +544,8 @@ def _parse(data: bytes, limit: int) -> dict[str, Any]:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {limit}",
                             code=ErrorCode.TOO_LARGE)
     try:
-        obj = json.loads(data.decode("utf-8"))
+        # NaN, Infinity and -Infinity are Python's extensions, not JSON.
+        obj = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"not a UTF-8 JSON document: {exc}",
                             code=ErrorCode.BAD_REQUEST) from None
@@ -521,6 +564,9 @@ def _parse(data: bytes, limit: int) -> dict[str, Any]:
     if not isinstance(obj.get("type"), str):
         raise ProtocolError("type is required and must be a string", code=ErrorCode.INVALID_FIELD,
                             field="type")
+    if not _is_text(obj["type"]):
+        raise ProtocolError("type must be Unicode text (it holds a lone surrogate)",
+                            code=ErrorCode.INVALID_FIELD, field="type")
     return obj
 
 
@@ -546,12 +592,13 @@ def encode_result(result: Result, answering: str) -> bytes:
 
 def encode_error(answering: str, code: ErrorCode | str, message: str,
                  field_name: str | None = None, retry_after: int | None = None) -> bytes:
-    error: dict[str, Any] = {"code": str(code), "message": message}
+    # Every string here may echo what a peer sent; an error answer must encode whatever it was.
+    error: dict[str, Any] = {"code": str(code), "message": _printable(message)}
     if field_name is not None:
-        error["field"] = field_name
+        error["field"] = _printable(field_name)
     if retry_after is not None:
         error["retry_after"] = retry_after
-    return _dump({"v": VERSION, "type": answering, "ok": False, "error": error})
+    return _dump({"v": VERSION, "type": _printable(answering), "ok": False, "error": error})
 
 
 def error_from(exc: ProtocolError, answering: str = "error") -> bytes:
@@ -561,11 +608,12 @@ def error_from(exc: ProtocolError, answering: str = "error") -> bytes:
 def request_type_of(data: bytes) -> str:
     """Best-effort type of a raw request, to label an error answer; "error" if unreadable."""
     try:
-        obj = json.loads(data[:MAX_REQUEST_BYTES].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        obj = json.loads(data[:MAX_REQUEST_BYTES].decode("utf-8"),
+                         parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError, ProtocolError):
         return "error"
     t = obj.get("type") if isinstance(obj, dict) else None
-    return t if isinstance(t, str) and len(t) <= 32 else "error"
+    return t if isinstance(t, str) and len(t) <= 32 and _is_text(t) else "error"
 
 
 def decode_request(data: bytes) -> Request:

@@ -84,7 +84,8 @@ def test_arbitrary_bytes_give_a_request_or_a_protocol_error(data: bytes) -> None
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                 max_size=4),
     max_leaves=12)
@@ -225,3 +226,125 @@ def test_acl_confines_devices_by_username() -> None:
     assert "pattern write mfd/v1/dev/%u/req" in acl
     assert "pattern read mfd/v1/dev/%u/resp" in acl
     assert "%c" not in acl
+
+
+# --------------------------------------------------------------------------- hostile input
+# Every payload a peer can send decodes to a valid message or raises ProtocolError (never
+# anything else), and the error answer to it can always be encoded as UTF-8 JSON that a device
+# decodes. The generators reach what JSON can carry and Python's codec lets through: lone UTF-16
+# surrogates ("\ud800" escapes), integers far past 64 bits, floats that overflow to infinity,
+# the non-standard NaN/Infinity tokens, deep nesting and every wrong type.
+
+any_text = st.text(alphabet=st.characters(blacklist_categories=()), max_size=12)
+lone_surrogates = st.sampled_from(["\ud800", "\udfff", "a\udc00b", "\ud83d"])
+hostile_text = any_text | lone_surrogates | st.sampled_from(["card", "code", "password"])
+hostile_numbers = (st.integers() | st.integers(min_value=2**53 - 2, max_value=2**70)
+                   | st.integers(max_value=-(2**53 - 2), min_value=-(2**70))
+                   | st.sampled_from([10**400, -(10**400), 2**63, 2**64, 2**31])
+                   | st.floats(allow_nan=True, allow_infinity=True))
+hostile_values = st.recursive(
+    st.none() | st.booleans() | hostile_numbers | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=8)
+FIELD_NAMES = sorted({i.name for schema in messages._SCHEMAS.values() for i in schema}
+                     | {"extra"})
+TYPES = [*sorted(messages.REQUESTS), "status", "config.ack"]
+
+
+@st.composite
+def hostile_payloads(draw: st.DrawFn) -> bytes:
+    """A JSON-ish object with a v, a type and fields, any of which may be hostile, serialised
+    the way a peer might: escaped (lone surrogates as \\udXXX), raw UTF-8 (lone surrogates as
+    the bytes Python's surrogatepass writes, which are not UTF-8), or with a huge exponent."""
+    obj: dict[str, object] = {}
+    obj["v"] = draw(st.just(1) | hostile_numbers | hostile_text)
+    obj["type"] = draw(st.sampled_from(TYPES) | hostile_text | hostile_numbers)
+    obj.update(draw(st.dictionaries(st.sampled_from(FIELD_NAMES), hostile_values, max_size=6)))
+    style = draw(st.sampled_from(["escaped", "raw", "exponent", "deep"]))
+    if style == "raw":
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    text = json.dumps(obj)
+    if style == "exponent":
+        text = text.replace("}", ', "since": 1e999, "offset": 1' + "0" * 40 + "}", 1)
+    elif style == "deep":
+        text = text.replace("}", ', "extra": ' + "[" * 5000 + "]" * 5000 + "}", 1)
+    return text.encode("utf-8")
+
+
+def _check_error_answer_encodes(data: bytes, exc: ProtocolError) -> None:
+    answer = messages.error_from(exc, messages.request_type_of(data))
+    answer.decode("utf-8")  # strict: a device must be able to read it
+    with pytest.raises(RemoteError) as info:
+        p.decode_response(answer, messages.request_type_of(data))
+    assert info.value.code == exc.error_code.value
+
+
+@settings(max_examples=1500, deadline=None)
+@given(hostile_payloads())
+def test_hostile_payloads_decode_or_raise_the_protocol_error_and_the_answer_encodes(
+        data: bytes) -> None:
+    for decode in (p.decode_request, p.decode_status, messages.decode_event):
+        try:
+            msg = decode(data)
+        except ProtocolError as exc:
+            assert exc.code in {c.value for c in ErrorCode}
+            _check_error_answer_encodes(data, exc)
+        else:
+            # What decodes is valid: it encodes again (strict UTF-8) and round-trips.
+            again = p.encode(msg)
+            again.decode("utf-8")
+            assert decode(again) == msg
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(TYPES), st.sampled_from(FIELD_NAMES), hostile_values)
+def test_one_hostile_field_in_an_otherwise_good_message(kind: str, name: str,
+                                                        value: object) -> None:
+    base: dict[str, object] = {
+        "identify": {"method": "card", "value": "0001234567"},
+        "status": {"state": "online", "epoch": 5},
+        "config.ack": {"version": 3, "applied": True},
+    }.get(kind, {})
+    data = json.dumps({"v": 1, "type": kind, **base, name: value}).encode()
+    for decode in (p.decode_request, p.decode_status, messages.decode_event):
+        try:
+            msg = decode(data)
+        except ProtocolError as exc:
+            _check_error_answer_encodes(data, exc)
+        else:
+            assert decode(p.encode(msg)) == msg
+
+
+@pytest.mark.parametrize("data", [
+    b'{"v":1,"type":"\\ud800"}',
+    b'{"v":1,"type":"\\udfffidentify","method":"card","value":"1"}',
+    b'{"v":1,"type":"identify","method":"card","value":"\\udc00"}',
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":1' + b"0" * 400 + b"}",
+    b'{"v":1,"type":"status","state":"online","epoch":' + str(2**64).encode() + b"}",
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":NaN}',
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":-Infinity}',
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":1e999}',
+    b'{"v":1,"type":"config.ack","version":' + str(2**40).encode() + b',"applied":true}',
+    b'{"v":1,"type":"jobs.document","release_id":"r","job_id":"j","offset":' +
+    str(2**64).encode() + b"}",
+])
+def test_known_hostile_payloads_are_protocol_errors_with_an_answer(data: bytes) -> None:
+    """The reproductions of issue 8 (11): a lone surrogate in ``type`` made the error answer
+    unencodable; a huge integer reached the store; NaN and an overflowing float were taken."""
+    outcomes = []
+    for decode in (p.decode_request, p.decode_status, messages.decode_event):
+        try:
+            decode(data)
+            outcomes.append("decoded")
+        except ProtocolError as exc:
+            _check_error_answer_encodes(data, exc)
+            outcomes.append(exc.error_code.value)
+    assert "decoded" not in outcomes, outcomes
+
+
+def test_integers_are_bounded_to_what_every_peer_and_store_can_hold() -> None:
+    ok = {"v": 1, "type": "status", "state": "online", "epoch": messages.MAX_INT}
+    assert p.decode_status(json.dumps(ok).encode()).epoch == messages.MAX_INT
+    with pytest.raises(ProtocolError) as info:
+        p.decode_status(json.dumps({**ok, "epoch": messages.MAX_INT + 1}).encode())
+    assert info.value.field == "epoch"
