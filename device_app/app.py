@@ -12,10 +12,12 @@ import logging
 import queue
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from device_app.journal import Journal
-from device_app.ports import CloudLink, PrintEngine
+from device_app.ports import CloudLink, PrintEngine, Reply
 from device_app.printing import Printer
 from device_app.session import (
     Answered,
@@ -24,6 +26,7 @@ from device_app.session import (
     EngineChanged,
     Event,
     Failed,
+    JobDone,
     KeyPressed,
     LinkChanged,
     Policy,
@@ -44,6 +47,20 @@ log = logging.getLogger(__name__)
 
 #: How often the loop asks the engine for its state (a cheap call on every adapter).
 ENGINE_POLL_S = 0.5
+#: Lines ``DeviceApp.transcript`` keeps (the newest).
+TRANSCRIPT_LINES = 200
+
+
+class ReleaseQueue(Protocol):
+    """What the loop needs of the printer (device_app.printing.Printer; a test's stand-in)."""
+
+    def submit_all(self, effects: Iterable[PrintJob]) -> None: ...
+
+    def journal_report(self, request: m.Request, reply: Reply) -> tuple[m.Request, Reply]: ...
+
+    def reconcile(self) -> Iterable[object]: ...
+
+    def close(self) -> None: ...
 
 
 def random_request_id() -> str:
@@ -56,7 +73,9 @@ class DeviceApp:
                  idle_timeout: float | None = None, policy: Policy | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  new_id: Callable[[], str] = random_request_id,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None,
+                 make_printer: Callable[[CloudLink, PrintEngine, Callable[[JobDone], None],
+                                         Journal | None], ReleaseQueue] = Printer) -> None:
         self.link = link
         self.engine = engine
         self.readers = readers
@@ -69,8 +88,10 @@ class DeviceApp:
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._engine_state: EngineState | None = None
         self._engine_polled = 0.0
-        self.printer = Printer(link, engine, self.events.put, journal)
-        self.transcript: list[str] = []  # what happened, a line per step, for the simulator
+        self.printer = make_printer(link, engine, self.events.put, journal)
+        # What happened, a line per state change, for the simulator and a technician's look;
+        # bounded, since a copier runs for months.
+        self.transcript: deque[str] = deque(maxlen=TRANSCRIPT_LINES)
         self._seq = itertools.count(1)
         link.on_connection = self.on_link
         if not link.connected:
@@ -126,12 +147,20 @@ class DeviceApp:
             payload = self._commands.get()
             if self.on_command is not None:
                 self.on_command(payload)
-        before = self.machine.state
         now = self.clock()
+        changed = False
         if now - self._engine_polled >= ENGINE_POLL_S:
-            self._poll_engine(now)
+            changed |= self._poll_engine(now)
         if not isinstance(event, Tick):
-            self.machine.handle(Tick(now))
+            # Time first: a timer that ran out (a notice, the idle timeout) acts before the
+            # event, and what it asks for (a jobs.list, a logout) is sent like any other effect.
+            changed |= self._feed(Tick(now))
+        return self._feed(event) or changed or not isinstance(event, Tick)
+
+    def _feed(self, event: Event) -> bool:
+        """The one place the machine is driven: every effect of every ``handle`` call runs
+        here, so no request the machine counts as pending is ever left unsent."""
+        before = self.machine.state
         effects = self.machine.handle(event)
         jobs = [e for e in effects if isinstance(e, PrintJob)]
         if jobs:
@@ -142,9 +171,9 @@ class DeviceApp:
         if self.machine.state != before:
             self.transcript.append(f"{before.value} -> {self.machine.state.value}"
                                    f" on {type(event).__name__}")
-        return bool(effects) or self.machine.state != before or not isinstance(event, Tick)
+        return bool(effects) or self.machine.state != before
 
-    def _poll_engine(self, now: float) -> None:
+    def _poll_engine(self, now: float) -> bool:
         # The engine's state decides whether a release may start (a jam refuses it up front).
         self._engine_polled = now
         try:
@@ -152,9 +181,11 @@ class DeviceApp:
         except Exception:  # an engine adapter that fails to answer is an offline engine
             log.exception("the print engine did not report its state")
             state = EngineState.OFFLINE
-        if state != self._engine_state:
-            self._engine_state = state
-            self.machine.handle(EngineChanged(state))
+        if state == self._engine_state:
+            return False
+        self._engine_state = state
+        self._feed(EngineChanged(state))
+        return True  # the job list's banner shows the engine's state
 
     def run_until(self, predicate: Callable[[DeviceApp], bool], timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,95 @@
+"""The device app's loop (device_app/app.py) with a scripted link and a fake clock: every effect
+of every step reaches the link, and what the loop keeps stays bounded."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from fakes import FakeClock, ScriptedLink
+
+from device_app.app import TRANSCRIPT_LINES, DeviceApp
+from device_app.session import CardPresented, Policy, State
+from device_app.view import Action
+from firmware_stubs.mfd_controller import MfdControllerStub
+from protocol import messages as m
+from protocol.errors import RemoteError
+
+
+class Loop:
+    def __init__(self, policy: Policy) -> None:
+        self.link = ScriptedLink()
+        self.clock = FakeClock()
+        self.engine = MfdControllerStub()
+        ids = itertools.count(1)
+        self.app = DeviceApp(self.link, self.engine, policy=policy, clock=self.clock,
+                             new_id=lambda: f"req-{next(ids)}").start()
+
+    def drain(self) -> None:
+        while not self.app.events.empty():
+            self.app.step(0)
+
+    def answer(self, kind: type[m.Request], outcome: m.Result | RemoteError) -> None:
+        [item] = [i for i in self.link.outstanding if isinstance(i.request, kind)]
+        self.link.answer(item, outcome)
+        self.drain()
+
+    def log_in(self) -> None:
+        self.app.events.put(CardPresented("111"))
+        self.drain()
+        self.answer(m.Identify, m.IdentifyResult("tok-alice", "u_alice", "Alice", 300))
+        job = m.JobSummary(job_id="j1", name="Report", pages=1, color=False, duplex=False,
+                           copies=1, size=10, submitted_at=1.0)
+        self.answer(m.ListJobs, m.JobList((job,), 1))
+        assert self.app.machine.state is State.JOBS and self.app.view().user_name == "Alice"
+
+    def close(self) -> None:
+        self.app.stop()
+        self.engine.close()
+
+
+@pytest.fixture
+def loop() -> Iterator[Loop]:
+    lp = Loop(Policy(notice_timeout=6, idle_timeout=60))
+    yield lp
+    lp.close()
+
+
+def test_a_dismiss_in_the_step_where_the_notice_times_out_still_loads_the_jobs(
+        loop: Loop) -> None:
+    """Defect 1 of issue 8: the catch-up tick's jobs.list was dropped; LOADING forever."""
+    loop.log_in()
+    loop.app.tap(Action.RELEASE_ALL)
+    loop.drain()
+    loop.answer(m.Release, RemoteError("busy", "the print service is busy", retry_after=1))
+    assert loop.app.machine.state is State.NOTICE
+    loop.clock.now += 6  # the notice's time is up, and no tick has run yet ...
+    loop.app.tap(Action.DISMISS)  # ... when the user taps Dismiss
+    loop.drain()
+    assert loop.app.machine.state is State.LOADING
+    [listing] = [i.request for i in loop.link.outstanding if isinstance(i.request, m.ListJobs)]
+    assert listing.session == "tok-alice"
+    loop.answer(m.ListJobs, m.JobList((), 0))
+    assert loop.app.machine.state is State.JOBS
+
+
+def test_the_idle_timeout_logout_is_sent_when_a_tap_comes_in_the_same_step(loop: Loop) -> None:
+    """Defect 1 of issue 8: the logout of the catch-up tick was dropped; the session lived on."""
+    loop.log_in()
+    loop.clock.now += 61
+    loop.app.tap(Action.SELECT, "j1")
+    loop.drain()
+    assert loop.app.machine.state is State.IDLE and loop.app.machine.session_token is None
+    [logout] = [i.request for i in loop.link.outstanding if isinstance(i.request, m.Logout)]
+    assert logout.session == "tok-alice"
+
+
+def test_the_transcript_keeps_only_the_newest_lines(loop: Loop) -> None:
+    for _ in range(TRANSCRIPT_LINES):  # two state changes each
+        loop.app.tap(Action.ENTER_CODE)
+        loop.app.tap(Action.CANCEL)
+        loop.drain()
+    assert len(loop.app.transcript) == TRANSCRIPT_LINES
+    assert list(loop.app.transcript)[-2:] == ["idle -> entry on Tapped",
+                                              "entry -> idle on Tapped"]
