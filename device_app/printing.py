@@ -166,6 +166,11 @@ class Printer:
         self._unsettled: set[Key] = set()  # HANDED, outcome to be asked of the engine
         self._inflight: set[Key] = set()  # a report is on its way to the cloud
         self._last_try: dict[Key, float] = {}
+        #: When the printer thread next looks for reports to repeat: never later than the
+        #: earliest one is due (its last try + ``retry_interval``).
+        self._next_retry = self.clock() + retry_interval
+        #: Rounds of the printer thread so far (a test waits on it; a technician may look).
+        self.turns = 0
         self._work = threading.Lock()  # one of reconcile / the printer thread at a time
         # Documents being fetched ahead of their hand-over (printer thread only).
         self._prefetched: dict[Key, tuple[int, Future[bytes]]] = {}
@@ -317,6 +322,11 @@ class Printer:
     def _answered(self, key: Key, outcome: m.Result | MfdError) -> bool:
         with self._lock:
             self._inflight.discard(key)
+            if not is_final(outcome):
+                # Due ``retry_interval`` after it was sent, not at the next round that happens
+                # to come after that (which made the gap up to twice as long).
+                self._next_retry = min(self._next_retry,
+                                       self._last_try.get(key, 0.0) + self.retry_interval)
         if not is_final(outcome):
             log.info("report of %s not answered (%s); tried again later", key, _said(outcome))
             return False
@@ -338,8 +348,12 @@ class Printer:
 
     # ------------------------------------------------------------ the printer thread
 
+    def wake(self) -> None:
+        """Have the printer thread look at its clock now (it sleeps until the next report is
+        due; a test that moves its clock says so here)."""
+        self._queue.put(_IDLE)
+
     def _run(self) -> None:
-        next_retry = self.clock() + self.retry_interval
         jobs: deque[PrintJob] = deque()
         books: list[_Book] = []
         closing = False
@@ -349,6 +363,7 @@ class Printer:
                     return
                 with self._lock:
                     polling = bool(self._unsettled)
+                    next_retry = self._next_retry
                 timeout = self.settle_interval if polling else max(0.0, next_retry - self.clock())
                 try:
                     closing |= _sort(self._queue.get(timeout=timeout), jobs, books)
@@ -382,9 +397,12 @@ class Printer:
                         polling = bool(self._unsettled)
                     if polling:
                         self._poll_unsettled()
+                    with self._lock:
+                        next_retry = self._next_retry
                     if self.clock() >= next_retry:
-                        next_retry = self.clock() + self.retry_interval
-                        self._retry_reports()
+                        due = self._retry_reports()
+                        with self._lock:
+                            self._next_retry = due
                 except Exception:
                     log.exception("printer step failed unexpectedly")
                     for job in taken:
@@ -392,6 +410,7 @@ class Printer:
                             self._recover((job.release_id, job.job.job_id))
                         except Exception:  # the thread must outlive any one job
                             log.exception("could not settle job %s", job.job.job_id)
+            self.turns += 1
 
     def _bookkeeping(self, batch: list[_Book]) -> None:
         tells: list[tuple[Key, bool, str]] = []
@@ -654,16 +673,23 @@ class Printer:
             entry = self._settled(entry, outcome)
             self._tell(key, entry.result == "printed", entry.detail)
 
-    def _retry_reports(self) -> None:
+    def _retry_reports(self) -> float:
+        """Repeat every report that is due; returns when the next one will be (a report on
+        its way is counted again when its answer comes, in :meth:`_answered`)."""
         now = self.clock()
+        next_due = now + self.retry_interval
         for entry in self.journal.unconfirmed():
             if entry.state not in (JournalState.PRINTED, JournalState.FAILED):
                 continue
             with self._lock:
-                due = (entry.key not in self._inflight
-                       and now - self._last_try.get(entry.key, 0.0) >= self.retry_interval)
-            if due:
+                if entry.key in self._inflight:
+                    continue
+                due = self._last_try.get(entry.key, 0.0) + self.retry_interval
+            if due <= now:
                 self._send(entry)
+                due = now + self.retry_interval
+            next_due = min(next_due, due)
+        return next_due
 
     def _outcome(self, eid: str) -> EngineOutcome:
         # Every engine adapter here answers ``outcome`` (the PrintEngine port asks for it); one

@@ -393,6 +393,46 @@ def test_a_report_the_cloud_did_not_answer_is_repeated_with_the_same_request_id(
     h.printer.close()
 
 
+def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_try(
+        journal: Journal) -> None:
+    """Issue 8, defect 13: on a fixed 30 s round, a report first tried between two rounds was
+    repeated up to 60 s later. Each try is due ``retry_interval`` after the one before."""
+    now = [1000.0]
+    times: list[float] = []
+
+    class TimedLink(FakeLink):
+        def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
+            if isinstance(request, m.JobPrinted | m.JobFailed):
+                times.append(now[0])
+            return super().call(request, timeout)
+
+    link = TimedLink()
+    link.answers = [LinkError("no answer", code="timeout"),
+                    LinkError("the connection was lost", code="unreachable"), m.Ack()]
+    journal.receive("rel-old", released(1))
+    journal.failed("rel-old", "job-1", "Out of paper")
+    engine = MfdControllerStub()
+    printer = Printer(link, engine, lambda done: None, journal, retry_interval=30.0,
+                      clock=lambda: now[0])
+    try:
+        now[0] = 1005.0  # between two of the old fixed rounds (1030, 1060, ...)
+        [result] = printer.reconcile()
+        assert result.outcome == "failed" and not result.told
+        while now[0] < 1080.0:
+            now[0] += 1.0
+            turns = printer.turns
+            printer.wake()
+            assert wait_for(lambda t=turns: printer.turns > t)
+        assert times == [1005.0, 1035.0, 1065.0]
+        row = journal.get("rel-old", "job-1")
+        assert row is not None and row.state is S.CONFIRMED
+        first, second, third = link.reports()
+        assert first == second == third  # the same request id every time
+    finally:
+        printer.close()
+        engine.close()
+
+
 def test_a_final_refusal_of_a_report_is_journaled_not_repeated(engine: Engine,
                                                                journal: Journal) -> None:
     from protocol.errors import RemoteError
