@@ -6,9 +6,14 @@ login/logout/release policy, timeouts) at any time over ``.../cmd`` (a ``config`
 pushed config is validated exactly like the file; an invalid push is refused with the reason
 and the running configuration stays.
 
-Pure: parsing and validation only (``tomllib`` for the file text). Secrets are not here: the
-broker password lives in its own file, readable by the device's user only
-(:func:`load_credentials` / :func:`save_credentials`).
+The print engine has no default: a copier whose file names none would print into the
+emulator while the cloud marks its jobs printed. ``device.toml`` must say ``[engine] kind``:
+``ipp`` (with ``uri``), ``socket``, or, for a bench device that prints nothing, ``emulator``.
+
+Pure: parsing and validation only (``tomllib`` to read the file text, ``tomli_w`` to write it:
+JSON quoting is not TOML quoting). Secrets are not here: the broker password lives in its own
+file, readable by the device's user only (:func:`load_credentials` /
+:func:`save_credentials`).
 """
 
 from __future__ import annotations
@@ -20,18 +25,48 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from device_app.session import Policy
 from protocol.errors import ConfigError, MfdError
+from protocol.redact import redact
 from protocol.topics import check_device_id
 
 #: The keys the cloud may push (section -> keys), all of them also valid in device.toml.
 MANAGED = ("readers", "policy")
 
 
+#: "ipp" (a printer by IPP), "socket" (an engine server), "emulator" (prints nothing).
+ENGINE_KINDS = ("ipp", "socket", "emulator")
+#: URI schemes of an IPP printer (``--engine`` takes one of these URIs for kind "ipp").
+IPP_SCHEMES = ("ipp://", "ipps://", "http://", "https://")
+_ENGINE_REQUIRED = ("config key 'engine.kind' is required: name the print engine, e.g. "
+                    "[engine] kind = \"ipp\", uri = \"ipp://PRINTER/ipp/print\" (or kind = "
+                    "\"emulator\" on a bench: released jobs then print nowhere)")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    kind: str = "stub"  # "stub" (emulated), "ipp" (a printer by IPP), "socket" (engine server)
+    kind: str = ""  # one of ENGINE_KINDS; "" only before a config names one
     uri: str = ""  # ipp://host:631/ipp/print, or the engine server's socket path
+
+    @property
+    def emulated(self) -> bool:
+        return self.kind == "emulator"
+
+
+def engine_choice(text: str) -> EngineConfig:
+    """The engine from a command line's ``--engine``: an IPP printer URI, ``socket:PATH``, or
+    ``emulator`` (said explicitly: a copier must never fall back to it)."""
+    text = text.strip()
+    if text == "emulator":
+        return EngineConfig("emulator")
+    if text.lower().startswith(IPP_SCHEMES) and len(text.split("://", 1)[1]) > 0:
+        return EngineConfig("ipp", text)
+    if text.startswith("socket:") and len(text) > len("socket:"):
+        return EngineConfig("socket", text[len("socket:"):])
+    raise ConfigError(f"--engine {redact(text)!r}: give the printer's URI "
+                      "(ipp://PRINTER/ipp/print), socket:PATH, or emulator (prints nothing)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +100,12 @@ def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (possible in JSON) cannot be written to device.toml.
+            raise ConfigError(f"config key {key!r} is not valid text") from None
     return value
 
 
@@ -98,24 +139,47 @@ def _policy(section: dict[str, Any], base: Policy) -> Policy:
     return policy
 
 
-def _readers(value: Any) -> tuple[str, ...]:
-    from readers.spec import open_reader
+def _readers(value: Any, here: bool) -> tuple[str, ...]:
+    from readers.spec import check_spec
 
     specs = _expect(value, list, "readers.specs")
     out = []
     for i, spec in enumerate(specs):
         _expect(spec, str, f"readers.specs[{i}]")
         try:
-            open_reader(spec)  # validates every part; opens nothing
+            check_spec(spec, here=here)  # validates every part; opens nothing
         except ConfigError as exc:
-            raise ConfigError(f"config key 'readers.specs[{i}]': {exc.message}") from None
+            # Redacted again: this message is logged and sent to the cloud as a refusal.
+            raise ConfigError(f"config key 'readers.specs[{i}]': {redact(exc.message)}"
+                              ) from None
         out.append(spec)
     return tuple(out)
 
 
-def parse_config(data: dict[str, Any], base: DeviceConfig | None = None) -> DeviceConfig:
+def check_engine(engine: EngineConfig) -> EngineConfig:
+    """An engine choice that names a kind this device knows, with the URI it needs."""
+    kind, uri = engine.kind, engine.uri
+    if kind == "stub":
+        # What `mfd device register` wrote before it asked: never chosen by anyone.
+        raise ConfigError("config key 'engine.kind' = \"stub\" is the emulated engine, "
+                          "which prints nothing; name the printer (kind = \"ipp\", uri = "
+                          "\"ipp://PRINTER/ipp/print\"), or say kind = \"emulator\" on "
+                          "a bench")
+    if not kind:
+        raise ConfigError(_ENGINE_REQUIRED)
+    if kind not in ENGINE_KINDS:
+        raise ConfigError("config key 'engine.kind' must be " + ", ".join(ENGINE_KINDS))
+    if kind != "emulator" and not uri:
+        raise ConfigError(f"config key 'engine.uri' is required for engine.kind {kind!r}")
+    return engine
+
+
+def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
+                 here: bool = True) -> DeviceConfig:
     """A config from parsed TOML/JSON data, on top of ``base`` (a push changes only what it
-    names). Raises ConfigError naming the first bad key."""
+    names). Raises ConfigError naming the first bad key. ``here=False``: checked away from the
+    device (the cloud, before it stores a push), so files a reader spec names are not looked
+    for."""
     top = {"device", "broker", "readers", "policy", "engine", "ui", "files", "version"}
     unknown = sorted(set(data) - top)
     if unknown:
@@ -150,17 +214,13 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None) -> Devi
     if "ca_file" in broker:
         cfg = replace(cfg, ca_file=_expect(broker["ca_file"], str, "broker.ca_file"))
     if "specs" in readers:
-        cfg = replace(cfg, readers=_readers(readers["specs"]))
+        cfg = replace(cfg, readers=_readers(readers["specs"], here))
     if policy:
         cfg = replace(cfg, policy=_policy(policy, cfg.policy))
     if engine:
         kind = _expect(engine.get("kind", cfg.engine.kind), str, "engine.kind")
-        if kind not in ("stub", "ipp", "socket"):
-            raise ConfigError("config key 'engine.kind' must be stub, ipp or socket")
         uri = _expect(engine.get("uri", cfg.engine.uri), str, "engine.uri")
-        if kind != "stub" and not uri:
-            raise ConfigError(f"config key 'engine.uri' is required for engine.kind {kind!r}")
-        cfg = replace(cfg, engine=EngineConfig(kind, uri))
+        cfg = replace(cfg, engine=check_engine(EngineConfig(kind, uri)))
     if "fullscreen" in ui:
         cfg = replace(cfg, fullscreen=_expect(ui["fullscreen"], bool, "ui.fullscreen"))
     if "credentials" in files:
@@ -182,6 +242,8 @@ def load_config(path: str | Path) -> DeviceConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
     cfg = parse_config(data)
+    if not cfg.engine.kind:
+        raise ConfigError(f"{_ENGINE_REQUIRED} (in {path})")
     # Relative file names are relative to the config file's folder.
     base = path.parent
     return replace(cfg, credentials_file=str(base / cfg.credentials_file),
@@ -213,21 +275,35 @@ def apply_push(current: DeviceConfig, payload: bytes) -> DeviceConfig:
 
 
 def to_toml(cfg: DeviceConfig) -> str:
-    """device.toml text for a config (what `mfd device register` writes)."""
-    def q(text: str) -> str:
-        return json.dumps(text, ensure_ascii=False)
-
-    lines = ["# mfdkit device configuration (see docs/technician-guide.md)", "",
-             "[device]", f"id = {q(cfg.device_id)}", f"name = {q(cfg.name)}", "",
-             "[broker]", f"url = {q(cfg.broker_url)}"]
+    """device.toml text for a config (what `mfd device register` writes). A TOML writer
+    quotes every string so that tomllib reads it back (JSON quoting does not: a DEL
+    character, for one)."""
+    broker: dict[str, Any] = {"url": cfg.broker_url}
     if cfg.ca_file:
-        lines.append(f"ca_file = {q(cfg.ca_file)}")
-    lines += ["", "[readers]", "specs = [" + ", ".join(q(s) for s in cfg.readers) + "]", "",
-              "[engine]", f"kind = {q(cfg.engine.kind)}", f"uri = {q(cfg.engine.uri)}", "",
-              "[ui]", f"fullscreen = {str(cfg.fullscreen).lower()}", "",
-              "[files]", f"credentials = {q(Path(cfg.credentials_file).name)}",
-              f"journal = {q(Path(cfg.journal_file).name)}", ""]
-    return "\n".join(lines)
+        broker["ca_file"] = cfg.ca_file
+    data: dict[str, Any] = {
+        "device": {"id": cfg.device_id, "name": cfg.name},
+        "broker": broker,
+        "readers": {"specs": list(cfg.readers)},
+        "engine": {"kind": cfg.engine.kind, "uri": cfg.engine.uri},
+        "ui": {"fullscreen": cfg.fullscreen},
+        "files": {"credentials": Path(cfg.credentials_file).name,
+                  "journal": Path(cfg.journal_file).name},
+    }
+    return ("# mfdkit device configuration (see docs/technician-guide.md)\n\n"
+            + tomli_w.dumps(data))
+
+
+def check_managed(device_id: str, managed: dict[str, Any]) -> None:
+    """Validate a managed configuration (``readers``, ``policy``) as the device will validate
+    it when pushed, away from the device (files a reader spec names are not looked for): the
+    cloud calls this before it stores a version, so an administrator's mistake is refused at
+    once instead of being carried by every later version."""
+    extra = sorted(set(managed) - set(MANAGED))
+    if extra:
+        raise ConfigError(f"config key {extra[0]!r} cannot be pushed; the cloud manages "
+                          + ", ".join(MANAGED))
+    parse_config(dict(managed), DeviceConfig(device_id=device_id), here=False)
 
 
 def write_private(path: str | Path, text: str) -> None:

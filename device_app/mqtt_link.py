@@ -63,6 +63,9 @@ class MqttCloudLink:
         self.on_command = on_command
         self.connected = False
         self.epoch = 0
+        #: The print engine's kind, reported in the "online" status: a device on the emulated
+        #: engine prints nothing, and the cloud must be able to see that.
+        self.engine = ""
         self._pending: dict[bytes, tuple[str, Reply, float]] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -150,7 +153,8 @@ class MqttCloudLink:
         client.subscribe(self._resp, qos=1)
         client.subscribe(self._cmd, qos=1)
         client.publish(self._status, m.encode(m.DeviceStatus(
-            state="online", epoch=self.epoch, since=time.time())), qos=1, retain=True)
+            state="online", epoch=self.epoch, since=time.time(), engine=self.engine)), qos=1,
+            retain=True)
         self.connected = True
         self._connected_evt.set()
         log.info("device %s connected (epoch %d)", self.device_id, self.epoch)

@@ -9,6 +9,10 @@ config file (``managed.json``), so a restart keeps it until the cloud sends a ne
 
 ``register`` is the other half of ``mfd device register``: it trades a one-time registration
 code at the portal for the device's broker credentials and configuration, and writes them.
+
+The print engine is never a default: the config names it, and a device on the emulated engine
+(``kind = "emulator"``, which prints nothing while the cloud marks jobs printed) warns at start
+and reports ``engine: "emulator"`` in its status.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from typing import Any
 
 from device_app.app import DeviceApp
 from device_app.config import (
+    ENGINE_KINDS,
     DeviceConfig,
+    EngineConfig,
     apply_push,
+    check_engine,
     load_config,
     load_credentials,
     parse_config,
@@ -37,6 +44,7 @@ from device_app.ports import PrintEngine
 from protocol import messages as m
 from protocol.address import BrokerAddress
 from protocol.errors import ConfigError, MfdError
+from protocol.redact import redact
 from readers.events import CardReader
 from readers.spec import open_reader
 
@@ -59,9 +67,13 @@ def open_engine(cfg: DeviceConfig) -> PrintEngine:
 
         engine = EngineClient(cfg.engine.uri)
         return engine
-    from firmware_stubs.mfd_controller import MfdControllerStub
+    if kind == "emulator":
+        from firmware_stubs.mfd_controller import MfdControllerStub
 
-    return MfdControllerStub()
+        return MfdControllerStub()
+    # Never a silent fallback: a copier on the emulator prints nothing.
+    raise ConfigError("config key 'engine.kind' is required (one of "
+                      + ", ".join(ENGINE_KINDS) + ")")
 
 
 class Device:
@@ -80,6 +92,11 @@ class Device:
         self.link = MqttCloudLink(broker, self.cfg.device_id, on_command=self._on_command,
                                   tls_ca_file=tls)
         self.engine = engine or open_engine(self.cfg)
+        self.link.engine = self.cfg.engine.kind
+        if self.cfg.engine.emulated:
+            log.warning("device %s prints on the EMULATED engine (engine.kind = \"emulator\"): "
+                        "released jobs are marked printed and no paper comes out",
+                        self.cfg.device_id)
         self.readers: tuple[CardReader, ...] = tuple(open_reader(s) for s in self.cfg.readers)
         # The device's memory across power cuts; a damaged one stops start-up (never print
         # blind) with the technician's way out in the message.
@@ -119,11 +136,14 @@ class Device:
         try:
             new = apply_push(self.cfg, payload)
         except ConfigError as exc:
-            log.warning("refused pushed config version %s: %s", version, exc.message)
-            self.refusals.append(exc.message)
+            # Redacted here too: the reason is logged and stored by the cloud, and a reader
+            # spec it quotes may carry a key.
+            reason = redact(exc.message)
+            log.warning("refused pushed config version %s: %s", version, reason)
+            self.refusals.append(reason)
             if version is not None:
                 self.link.publish_event(m.ConfigAck(version=version, applied=False,
-                                                    reason=exc.message[:500]))
+                                                    reason=reason[:500]))
             return
         if new.readers != self.cfg.readers:
             self._swap_readers(new.readers)
@@ -188,13 +208,15 @@ def from_config_file(path: str | Path, *, engine: PrintEngine | None = None) -> 
     return Device(cfg, password, config_dir=Path(path).parent, engine=engine)
 
 
-def register(portal_url: str, code: str, directory: str | Path, *,
+def register(portal_url: str, code: str, directory: str | Path, *, engine: EngineConfig,
              timeout: float = 10.0) -> DeviceConfig:
     """Trade a one-time registration code for credentials and configuration; write
-    ``device.toml`` and ``credentials`` (0600) into ``directory``."""
+    ``device.toml`` and ``credentials`` (0600) into ``directory``. ``engine`` is the
+    technician's choice (``engine_choice``), checked before the code is spent."""
     directory = Path(directory)
     if not portal_url.startswith(("http://", "https://")):
         raise ConfigError(f"portal URL {portal_url!r} must start with http:// or https://")
+    check_engine(engine)  # before the one-time code is spent
     body = json.dumps({"code": code}).encode()
     request = urllib.request.Request(  # noqa: S310  # scheme checked above
         portal_url.rstrip("/") + "/api/v1/devices/register", data=body, method="POST",
@@ -214,7 +236,8 @@ def register(portal_url: str, code: str, directory: str | Path, *,
                        code="unreachable") from None
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg = parse_config({"device": {"id": answer["device_id"], "name": answer.get("name", "")},
-                        "broker": {"url": answer.get("broker_url") or "mqtt://127.0.0.1:1883"}})
+                        "broker": {"url": answer.get("broker_url") or "mqtt://127.0.0.1:1883"},
+                        "engine": {"kind": engine.kind, "uri": engine.uri}})
     pushed = answer.get("config") or {}
     if pushed:
         # Validated like any push; kept where a push is kept (the cloud manages this part).

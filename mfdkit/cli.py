@@ -124,20 +124,31 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def cmd_device(args: argparse.Namespace) -> int:
     if args.action == "register":
+        from device_app.config import engine_choice
         from device_app.runner import register
 
         if not args.code or not args.portal:
             raise MfdError("register needs --portal URL and --code CODE (from mfd admin "
                            "device-add)", code="config_invalid")
-        cfg = register(args.portal, args.code, args.dir)
+        if not args.engine:
+            # No default: a copier that falls back to the emulator prints nothing while the
+            # cloud marks its jobs printed.
+            raise MfdError("register needs --engine: the printer's URI (ipp://PRINTER/ipp/"
+                           "print), socket:PATH, or emulator (prints nothing)",
+                           code="config_invalid")
+        cfg = register(args.portal, args.code, args.dir, engine=engine_choice(args.engine))
         print(f"registered as {cfg.device_id}; configuration in "
               f"{Path(args.dir) / 'device.toml'}, credentials (owner-only) beside it")
+        if cfg.engine.emulated:
+            print(_EMULATED.format(cfg.device_id), file=sys.stderr)
         print(f"next: add the readers to device.toml, then run: mfd device --config "
               f"{Path(args.dir) / 'device.toml'}")
         return 0
     # Before anything starts: a stop that arrives while we start up must still be clean.
     stop = StopSignals(interrupt=not args.headless)
     device = _build_device(args)
+    if device.cfg.engine.emulated:
+        print(_EMULATED.format(device.cfg.device_id), file=sys.stderr)
     device.start()
     app = device.app
     if not device.link.connected:
@@ -158,20 +169,31 @@ def cmd_device(args: argparse.Namespace) -> int:
     return 0
 
 
+_EMULATED = ("mfd device: WARNING: {} prints on the EMULATED engine (engine.kind = "
+             "\"emulator\"): released jobs are marked printed and no paper comes out")
+
+
 def _build_device(args: argparse.Namespace) -> Any:
-    from device_app.config import parse_config
+    from device_app.config import engine_choice, parse_config
     from device_app.runner import Device, from_config_file
 
     if args.config:
+        if args.engine:
+            raise MfdError("--engine is for register and the options-only form; with "
+                           "--config, the engine is [engine] in device.toml",
+                           code="config_invalid")
         return from_config_file(args.config)
-    if not args.broker or not args.device_id:
-        raise MfdError("give --config device.toml, or --broker URL and --device-id ID",
+    if not args.broker or not args.device_id or not args.engine:
+        raise MfdError("give --config device.toml, or --broker URL, --device-id ID and "
+                       "--engine (ipp://PRINTER/ipp/print, socket:PATH, or emulator)",
                        code="config_invalid")
+    engine = engine_choice(args.engine)
     password = _secret(args.password, "MFD_DEVICE_PASSWORD", "device broker password")
     cfg = parse_config({"device": {"id": args.device_id, "name": args.name or ""},
                         "broker": {"url": args.broker},
                         "readers": {"specs": list(args.reader)},
-                        "policy": {"idle_timeout": args.idle_timeout}})
+                        "policy": {"idle_timeout": args.idle_timeout},
+                        "engine": {"kind": engine.kind, "uri": engine.uri}})
     return Device(cfg, password)
 
 
@@ -608,6 +630,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--code", help="register: the one-time code from mfd admin device-add")
     d.add_argument("--dir", default=".", help="register: where to write device.toml and "
                    "credentials (default: here)")
+    d.add_argument("--engine", metavar="URI|socket:PATH|emulator",
+                   help="register (and without --config): the print engine, no default: the "
+                   "printer's URI (ipp://PRINTER/ipp/print), an engine socket, or emulator "
+                   "(prints nothing: a bench only)")
     d.add_argument("--broker", help="mqtt://host:port (without --config)")
     d.add_argument("--device-id", help="this device's id = its broker username")
     d.add_argument("--password", help="broker password (or set MFD_DEVICE_PASSWORD)")

@@ -85,7 +85,11 @@ class SimWorld:
         reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600"
                              f"&lockout={self.reader_lockout:g}", reader_id="front")
         link = MqttCloudLink(BrokerAddress(host, port, self.device_id, passwords[self.device_id]),
-                             self.device_id).start()
+                             self.device_id)
+        # The simulator is where the emulated engine is chosen; the device reports it in its
+        # status as a copier on the emulator would.
+        link.engine = "emulator"
+        link.start()
         stack.callback(link.close)
         self.engine = MfdControllerStub(page_time=self.page_time)
         stack.callback(self.engine.close)

@@ -12,7 +12,7 @@ from conftest import World
 
 from cloud import devices
 from cloud.portal import start_portal
-from device_app.config import ConfigError, load_config, parse_config
+from device_app.config import ConfigError, EngineConfig, load_config, parse_config
 from device_app.runner import from_config_file, register
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol.errors import MfdError
@@ -42,17 +42,19 @@ def wait_for(predicate, timeout: float = 8.0) -> bool:  # type: ignore[no-untype
 def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> None:
     store = world.store
     code = devices.add_device(store, "org_demo", "copier-new", "Floor 2", time.time())
-    portal = start_portal(f"sqlite:///{world.store_path}", accounts=BrokerUsers(world),
+    portal = start_portal(world.store_url, accounts=BrokerUsers(world),
                           device_broker_url=world.broker.mosquitto.url)
     try:
-        cfg = register(portal.url, code, tmp_path / "dev")
+        cfg = register(portal.url, code, tmp_path / "dev", engine=EngineConfig("emulator"))
         assert cfg.device_id == "copier-new" and cfg.name == "Floor 2"
+        assert cfg.engine == EngineConfig("emulator")
         creds = tmp_path / "dev" / "credentials"
         assert creds.stat().st_mode & 0o777 == 0o600
         assert (tmp_path / "dev" / "device.toml").stat().st_mode & 0o777 == 0o600
         assert "password" not in (tmp_path / "dev" / "device.toml").read_text()
         with pytest.raises(MfdError, match="not valid"):
-            register(portal.url, code, tmp_path / "again")  # a code works once
+            register(portal.url, code, tmp_path / "again",  # a code works once
+                     engine=EngineConfig("emulator"))
     finally:
         portal.close()
 
@@ -92,10 +94,11 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
 
 
 def test_a_wrong_code_gets_nothing(world: World, tmp_path: Path) -> None:
-    portal = start_portal(f"sqlite:///{world.store_path}", accounts=BrokerUsers(world))
+    portal = start_portal(world.store_url, accounts=BrokerUsers(world))
     try:
         with pytest.raises(MfdError, match="not valid"):
-            register(portal.url, "AAAA-BBBB-CCCC-DDDD", tmp_path)
+            register(portal.url, "AAAA-BBBB-CCCC-DDDD", tmp_path,
+                     engine=EngineConfig("ipp", "ipp://printer.test/ipp/print"))
         assert not (tmp_path / "credentials").exists()
     finally:
         portal.close()
@@ -104,10 +107,10 @@ def test_a_wrong_code_gets_nothing(world: World, tmp_path: Path) -> None:
 def test_registration_is_off_without_a_broker_password_file(world: World,
                                                             tmp_path: Path) -> None:
     code = devices.add_device(world.store, "org_demo", "copier-off", "", time.time())
-    portal = start_portal(f"sqlite:///{world.store_path}")
+    portal = start_portal(world.store_url)
     try:
         with pytest.raises(MfdError, match="not enabled"):
-            register(portal.url, code, tmp_path)
+            register(portal.url, code, tmp_path, engine=EngineConfig("emulator"))
     finally:
         portal.close()
 
@@ -115,7 +118,8 @@ def test_registration_is_off_without_a_broker_password_file(world: World,
 def test_config_files_are_validated_naming_the_key(tmp_path: Path) -> None:
     good = tmp_path / "device.toml"
     good.write_text('[device]\nid = "copier-1"\n[policy]\nidle_timeout = 45\n'
-                    '[readers]\nspecs = ["serial:/dev/ttyUSB0?family=em4100"]\n')
+                    '[readers]\nspecs = ["serial:/dev/ttyUSB0?family=em4100"]\n'
+                    '[engine]\nkind = "ipp"\nuri = "ipp://printer.test/ipp/print"\n')
     cfg = load_config(good)
     assert cfg.policy.idle_timeout == 45.0 and cfg.readers == (
         "serial:/dev/ttyUSB0?family=em4100",)
