@@ -14,6 +14,10 @@ service trusts nothing else about who is asking. One request is one store transa
   release leaves every job as it was;
 * anything unexpected is logged and answered ``internal``; the worker keeps serving.
 
+Badge lookups are throttled per device and per org (cloud/throttle.py): unknown badges spend
+tokens, and once a bucket is empty every badge lookup from that device (or org) is refused alike,
+known badges included, before the card is looked at.
+
 Sessions are opaque random tokens; the store keeps only their SHA-256, bound to (device, user),
 with a sliding expiry. A token presented by another device is refused and audited.
 """
@@ -28,6 +32,7 @@ from collections.abc import Callable
 
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
 from cloud.store import MAX_CARDS_PER_USER, Job, JobStateError, Store, User, new_id
+from cloud.throttle import DEVICE_POLICY, ORG_POLICY, UNKNOWN_AUDIT_EVERY, ThrottlePolicy
 from protocol import messages as m
 from protocol.errors import ErrorCode, MfdError, ProtocolError, StoreError
 
@@ -64,11 +69,15 @@ class Refused(MfdError):
 class CloudService:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
                  session_ttl: float = DEFAULT_SESSION_TTL,
-                 new_token: Callable[[], str] = new_token) -> None:
+                 new_token: Callable[[], str] = new_token,
+                 device_throttle: ThrottlePolicy = DEVICE_POLICY,
+                 org_throttle: ThrottlePolicy = ORG_POLICY) -> None:
         self.store = store
         self.clock = clock
         self.session_ttl = session_ttl
         self.new_token = new_token
+        self.device_throttle = device_throttle
+        self.org_throttle = org_throttle
         self._device_orgs: dict[str, tuple[str, float]] = {}
         self._org_secrets: dict[str, bytes] = {}
 
@@ -78,6 +87,12 @@ class CloudService:
         except ProtocolError as exc:
             log.info("device %s sent a bad request: %s (%s)", device_id, exc.message, exc.code)
             return m.error_from(exc, m.request_type_of(payload))
+        except Exception:
+            # The codec raises only ProtocolError by design; should a payload find a way past
+            # that, the device still gets an answer and the worker keeps serving.
+            log.exception("the codec failed on a request from device %s", device_id)
+            return m.encode_error("error", ErrorCode.INTERNAL,
+                                  "the print service failed on this request")
         try:
             return self._handle(device_id, request)
         except Exception:
@@ -175,17 +190,56 @@ class CloudService:
     def _identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
         org_id = self._org_of(device_id)
         if req.method == "card":
+            self._check_throttle(device_id, org_id)
             user = self.store.user_by_card(org_id, card_hash(self._secret(org_id),
                                                              req.value))
             if user is None:
-                self.store.audit(self.clock(), f"device:{device_id}", "identify.unknown_card",
-                                 "-")
+                self._unknown_card(device_id, org_id)
                 raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
         else:
             user = self._prove(device_id, org_id, req.method, req.value, req.username)
         return self._login(device_id, user, req.method)
+
+    def _check_throttle(self, device_id: str, org_id: str) -> None:
+        """Refuse every badge lookup while this device or its org is throttled, before the
+        card is looked at: the answer must not depend on the card."""
+        now = self.clock()
+        hit = self.store.throttled(device_id, org_id, now)
+        if hit is not None:
+            scope, _subject, until = hit
+            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
+                          retry_after=max(1, math.ceil(until - now)))
+
+    def _throttled_message(self, scope: str, until: float) -> str:
+        when = time.strftime("%H:%M", time.localtime(until))
+        where = "at this copier" if scope == "device" else "in your organisation"
+        return f"too many unknown badges {where}: badge sign-in is paused until {when}"
+
+    def _unknown_card(self, device_id: str, org_id: str) -> None:
+        """An unknown badge: audited in aggregate, and a token of the device's and the org's
+        bucket. The one that finds a bucket empty starts the throttle and is answered by it."""
+        now = self.clock()
+        n = self.store.unknown_card_to_audit(device_id, now, UNKNOWN_AUDIT_EVERY)
+        if n:
+            self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
+                             f"{n} unknown card(s)")
+        for scope, subject, policy in (("device", device_id, self.device_throttle),
+                                       ("org", org_id, self.org_throttle)):
+            ahead = self.store.spend_token(scope, subject, now, policy.interval)
+            if ahead <= policy.burst * policy.interval:
+                continue
+            until = now + policy.duration
+            if self.store.start_throttle(scope, subject, now, until):
+                self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
+                                 f"more than {policy.burst} unknown badges, then more than one "
+                                 f"per {policy.interval:g} s; badge sign-in paused "
+                                 f"{policy.duration / 60:g} min")
+                log.warning("%s %s throttled for %g s: too many unknown badges", scope, subject,
+                            policy.duration)
+            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
+                          retry_after=math.ceil(policy.duration))
 
     def _login(self, device_id: str, user: User, method: str, note: str = "") -> m.IdentifyResult:
         now = self.clock()
@@ -261,6 +315,8 @@ class CloudService:
 
     def _associate(self, device_id: str, req: m.Associate) -> m.IdentifyResult:
         org_id = self._org_of(device_id)
+        # A badge lookup too: "someone else's badge" tells cards from non-cards.
+        self._check_throttle(device_id, org_id)
         secret = self._secret(org_id)
         h = card_hash(secret, req.card)
         owner = self.store.user_by_card(org_id, h)
@@ -269,6 +325,7 @@ class CloudService:
         if owner is not None and owner.id != user.id:
             self.store.audit(now, f"device:{device_id}", "card.associate_refused",
                              f"user:{user.id}", "card belongs to another user")
+            self._unknown_card(device_id, org_id)
             raise Refused(ErrorCode.NOT_ALLOWED, "this card belongs to someone else; ask your "
                           "administrator", "card")
         note = "Your card is linked: next time, just tap it."
@@ -402,6 +459,11 @@ class CloudService:
         job = self._released_job(device_id, req.release_id, req.job_id)
         if job.state != "RELEASING":
             raise Refused(ErrorCode.JOB_NOT_HELD, f"job {job.id} is {job.state}", "job_id")
+        if req.offset >= job.size:
+            # Nothing to read; and an offset past the document may not fit the store's
+            # 32-bit slice arguments (PostgreSQL's substring).
+            self.store.mark_fetched(job.id, self.clock())
+            return m.DocumentChunk(job_id=job.id, offset=req.offset, data=b"", total=job.size)
         try:
             data = self.store.document(job.id, req.offset, req.length)
         except JobStateError as exc:
@@ -449,6 +511,10 @@ class CloudService:
                                  "no device fetched it; back to held")
             replies = self.store.purge_replies(now - REPLY_RETENTION)
             sessions = self.store.purge_sessions(now - 3600)
+            # Unknown badges counted but not yet written (the tail of a burst).
+            for device_id, n in self.store.unknown_cards_unaudited(now, UNKNOWN_AUDIT_EVERY):
+                self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
+                                 f"{n} unknown card(s)")
         if expired:
             log.info("expired %d held job(s)", len(expired))
         return {"expired": len(expired), "lapsed": len(lapsed), "replies": replies,

@@ -125,6 +125,12 @@ class Store(Protocol):
     def lock(self, scope: str, subject: str, until: float) -> None: ...
     def locked_until(self, scope: str, subject: str, now: float) -> float | None: ...
     def clear_failures(self, scope: str, subject: str) -> None: ...
+    def throttled(self, device_id: str, org_id: str,
+                  now: float) -> tuple[str, str, float] | None: ...
+    def spend_token(self, scope: str, subject: str, now: float, interval: float) -> float: ...
+    def start_throttle(self, scope: str, subject: str, now: float, until: float) -> bool: ...
+    def unknown_card_to_audit(self, device_id: str, now: float, every: float) -> int: ...
+    def unknown_cards_unaudited(self, now: float, every: float) -> list[tuple[str, int]]: ...
     def create_session(self, token_hash: str, device_id: str, user_id: str,
                        expires_at: float) -> None: ...
     def session(self, token_hash: str) -> Session | None: ...
@@ -177,6 +183,11 @@ CREATE INDEX IF NOT EXISTS failures_subject ON failures (scope, subject, at);
 CREATE TABLE IF NOT EXISTS lockouts (
     scope TEXT NOT NULL, subject TEXT NOT NULL, until {real} NOT NULL,
     PRIMARY KEY (scope, subject));
+CREATE TABLE IF NOT EXISTS throttles (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, tat {real} NOT NULL DEFAULT 0,
+    until {real} NOT NULL DEFAULT 0, started_at {real} NOT NULL DEFAULT 0,
+    refused BIGINT NOT NULL DEFAULT 0, unaudited BIGINT NOT NULL DEFAULT 0,
+    audited_at {real} NOT NULL DEFAULT 0, PRIMARY KEY (scope, subject));
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'unknown', epoch BIGINT NOT NULL DEFAULT -1,
@@ -452,6 +463,94 @@ class SqlStore:
     def unlock(self, scope: str, subject: str) -> None:
         self.execute("DELETE FROM lockouts WHERE scope=? AND subject=?", scope, subject)
         self.clear_failures(scope, subject)
+
+    # -- card-lookup throttles (cloud/throttle.py): a GCRA bucket per device and per org
+    def throttled(self, device_id: str, org_id: str,
+                  now: float) -> tuple[str, str, float] | None:
+        """The throttle in force on this device or its org, the longer one: (scope, subject,
+        until); counted as one more refused lookup."""
+        row = self.query_one(
+            "SELECT scope, subject, until FROM throttles WHERE until > ? AND "
+            "((scope='device' AND subject=?) OR (scope='org' AND subject=?)) "
+            "ORDER BY until DESC LIMIT 1", now, device_id, org_id)
+        if row is None:
+            return None
+        self.execute("UPDATE throttles SET refused = refused + 1 WHERE scope=? AND subject=?",
+                     row[0], row[1])
+        return str(row[0]), str(row[1]), float(row[2])
+
+    def _throttle_row(self, scope: str, subject: str) -> None:
+        # ON CONFLICT: two workers meeting a device's first unknown badge both succeed.
+        self.execute("INSERT INTO throttles (scope, subject) VALUES (?,?) "
+                     "ON CONFLICT (scope, subject) DO NOTHING", scope, subject)
+
+    def spend_token(self, scope: str, subject: str, now: float, interval: float) -> float:
+        """One token of the bucket; how far (seconds) its arrival time now runs ahead of
+        ``now``. One UPDATE computes it from the stored value, so concurrent workers queue on
+        the row and never both spend the same token."""
+        self._throttle_row(scope, subject)
+        self.execute("UPDATE throttles SET tat = (CASE WHEN tat > ? THEN tat ELSE ? END) + ? "
+                     "WHERE scope=? AND subject=?", now, now, interval, scope, subject)
+        row = self.query_one("SELECT tat FROM throttles WHERE scope=? AND subject=?", scope,
+                             subject)
+        return float(row[0]) - now if row else 0.0
+
+    def start_throttle(self, scope: str, subject: str, now: float, until: float) -> bool:
+        """Throttle until ``until``, with a full bucket then. False if one is in force already
+        (another worker started it), so it is audited once."""
+        return self.execute("UPDATE throttles SET until=?, started_at=?, refused=0, tat=? "
+                            "WHERE scope=? AND subject=? AND until <= ?", until, now, until,
+                            scope, subject, now) > 0
+
+    def lift_throttle(self, scope: str, subject: str, now: float) -> tuple[float, int] | None:
+        """End a throttle in force: (started_at, refused lookups), or None if there is none."""
+        row = self.query_one("SELECT started_at, refused FROM throttles WHERE scope=? AND "
+                             "subject=? AND until > ?", scope, subject, now)
+        if row is None:
+            return None
+        self.execute("UPDATE throttles SET until=0, tat=0, refused=0 WHERE scope=? AND "
+                     "subject=?", scope, subject)
+        return float(row[0]), int(row[1])
+
+    def active_throttles(self, now: float) -> list[tuple[str, str, float, float, int]]:
+        """(scope, subject, started_at, until, refused) of every throttle in force."""
+        rows = self.query_all("SELECT scope, subject, started_at, until, refused FROM throttles "
+                              "WHERE until > ? ORDER BY until, scope, subject", now)
+        return [(str(a), str(b), float(c), float(d), int(e)) for a, b, c, d, e in rows]
+
+    def unknown_card_to_audit(self, device_id: str, now: float, every: float) -> int:
+        """Count one unknown badge; how many to write to the audit log now (0: wait, they
+        are written with a later one). At most one row per device per ``every`` seconds."""
+        self._throttle_row("device", device_id)
+        self.execute("UPDATE throttles SET unaudited = unaudited + 1 WHERE scope='device' AND "
+                     "subject=?", device_id)
+        return self._take_unaudited(device_id, now, now - every)
+
+    def _take_unaudited(self, device_id: str, now: float, before: float) -> int:
+        row = self.query_one("SELECT unaudited FROM throttles WHERE scope='device' AND "
+                             "subject=? AND audited_at <= ? AND unaudited > 0", device_id,
+                             before)
+        if row is None:
+            return 0
+        # Guarded like every change here: of two workers, one takes the count.
+        taken = self.execute("UPDATE throttles SET unaudited = unaudited - ?, audited_at=? "
+                             "WHERE scope='device' AND subject=? AND audited_at <= ? AND "
+                             "unaudited >= ?", int(row[0]), now, device_id, before, int(row[0]))
+        return int(row[0]) if taken else 0
+
+    def unknown_cards_unaudited(self, now: float, every: float) -> list[tuple[str, int]]:
+        """For housekeeping: (device, count) of unknown badges not yet written, of devices
+        last written ``every`` seconds ago or more; taken, so they are written once."""
+        before = now - every
+        rows = self.query_all("SELECT subject FROM throttles WHERE scope='device' AND "
+                              "unaudited > 0 AND audited_at <= ? ORDER BY subject LIMIT 500",
+                              before)
+        out = []
+        for (device_id,) in rows:
+            n = self._take_unaudited(str(device_id), now, before)
+            if n:
+                out.append((str(device_id), n))
+        return out
 
     # -- devices
     def add_device(self, device_id: str, org_id: str, name: str) -> None:

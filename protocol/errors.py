@@ -30,6 +30,9 @@ class ErrorCode(StrEnum):
     INVALID_PASSWORD = "invalid_password"  # noqa: S105
     WRONG_PIN = "wrong_pin"  # a badge's PIN did not match
     LOCKED_OUT = "locked_out"  # too many wrong guesses; error.retry_after says for how long
+    # Too many unknown badges from this device or its org: every badge lookup is refused until
+    # error.retry_after has passed, known badges too (else the answer would tell which are).
+    THROTTLED = "throttled"
     CARD_LIMIT = "card_limit"  # the user has as many cards as the org allows
     INVALID_SESSION = "invalid_session"  # no such session, expired, or ended
     WRONG_DEVICE = "wrong_device"  # a session or release used from another device
