@@ -1,21 +1,28 @@
-"""Real-stack fixtures: a private Mosquitto per test session, a cloud with the demo org per test."""
+"""Real-stack fixtures: a private Mosquitto per test session, a cloud with the demo org per test.
+
+The cloud's store is a parameter: every test using ``world`` or ``store_url`` runs once on SQLite
+and once on PostgreSQL (ids ``[sqlite]`` and ``[postgres]``), each on a fresh store: a temporary
+file, or a new schema in a database of this run (tests/pg.py).
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pg import NoServer, ScratchDatabase, fresh_database, unavailable
 
 # First: fixes PCSCLITE_CSOCK_NAME to the private pcscd's socket before anything in this process
 # makes a PC/SC call (pcsc-lite reads it once, at the first call).
 import simulator.pcscd  # noqa: F401
 from cloud.demo import seed_demo
 from cloud.service import CloudService
-from cloud.sqlite_store import SqliteStore
+from cloud.store import SqlStore, open_store
 from cloud.worker import CloudWorker
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker
@@ -49,21 +56,61 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     b.stop()
 
 
-@dataclass
-class World:
-    broker: Broker
-    store: SqliteStore
-    store_path: Path
-    worker: CloudWorker
+#: Every cloud store backend; the fixtures below run their tests once per backend.
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[ScratchDatabase]:
+    """This run's database on the test PostgreSQL; a test failing (never skipping) when there is
+    none, with where we looked and what to do."""
+    with ExitStack() as stack:
+        try:
+            db = stack.enter_context(fresh_database())
+        except NoServer as exc:
+            unavailable(str(exc))
+        yield db
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def world(broker: Broker, tmp_path: Path) -> Iterator[World]:
-    """The reference cloud (SQLite, demo org) serving through the private broker."""
-    path = tmp_path / "cloud.db"
-    store = SqliteStore(path)
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty cloud store of the test's backend, as the URL ``open_store`` and
+    ``mfd cloud --store`` take (another store object on it sees the same data: a restart)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'cloud.db'}"
+    db: ScratchDatabase = request.getfixturevalue("pg_database")
+    return db.schema_url()
+
+
+@dataclass
+class World:
+    broker: Broker
+    store: SqlStore
+    store_url: str
+    worker: CloudWorker
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file (SQLite worlds only; code that opens the store uses store_url)."""
+        if not self.store_url.startswith("sqlite:///"):
+            raise AssertionError(f"a {self.store_url.split(':', 1)[0]} world has no store file; "
+                                 "use world.store_url")
+        return Path(self.store_url.removeprefix("sqlite:///"))
+
+
+@pytest.fixture
+def world(broker: Broker, store_url: str) -> Iterator[World]:
+    """The reference cloud (demo org) on the test's backend, serving through the private
+    broker."""
+    store = open_store(store_url)
     seed_demo(store, now=time.time())
-    worker = CloudWorker(lambda: CloudService(SqliteStore(path)), broker.address("cloud-0"))
+    worker = CloudWorker(lambda: CloudService(open_store(store_url)), broker.address("cloud-0"))
     worker.start()
-    yield World(broker, store, path, worker)
+    yield World(broker, store, store_url, worker)
     worker.stop()
+    store.close()

@@ -1,6 +1,7 @@
 """Every client linking method end to end: a simulated client links over the portal's HTTP
 API, prints a file, and the job shows up at a copier's device app (paho over the private
-Mosquitto, the cloud worker on the same SQLite store) for its user and for no one else."""
+Mosquitto, the cloud worker on the same store) for its user and for no one else. Each test runs
+on SQLite and on PostgreSQL (the ``world`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class Copier:
 
 @pytest.fixture
 def portal(world: World) -> Iterator[PortalServer]:
-    srv = start_portal(f"sqlite:///{world.store_path}", "127.0.0.1", 0)
+    srv = start_portal(world.store_url, "127.0.0.1", 0)
     yield srv
     srv.close()
 
@@ -290,7 +291,7 @@ def mfd(*args: str) -> subprocess.CompletedProcess[str]:
 def test_mfd_client_links_prints_and_reports_status(world: World, linking: Linking,
                                                     portal: PortalServer, copier: Copier,
                                                     document: Path, tmp_path: Path) -> None:
-    store = f"sqlite:///{world.store_path}"
+    store = world.store_url
     bulk = mfd("admin", "--store", store, "bulk-installer")
     assert bulk.returncode == 0, bulk.stderr
     token = bulk.stdout.split("\n")[1].strip()
@@ -328,7 +329,7 @@ def test_mfd_cloud_serves_the_portal_next_to_its_workers(world: World, tmp_path:
     addr = world.broker.address("cloud-1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mfdkit", "cloud", "--broker", f"mqtt://{addr.host}:{addr.port}",
-         "--username", addr.username, "--store", f"sqlite:///{world.store_path}",
+         "--username", addr.username, "--store", world.store_url,
          "--http", "127.0.0.1:0", "--public-url", "https://print.acme.test/"],
         stderr=subprocess.PIPE, text=True, env={**os.environ, "MFD_CLOUD_PASSWORD": addr.password})
     try:

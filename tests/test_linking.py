@@ -1,12 +1,14 @@
-"""Client linking, the domain (cloud/linking.py) on a real SQLite store, one method at a time."""
+"""Client linking, the domain (cloud/linking.py) on a real store, one method at a time, on SQLite
+and on PostgreSQL (the ``store_url`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from stored import stored_bytes
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.hashing import card_hash, code_hash
@@ -20,8 +22,7 @@ from cloud.linking import (
     LinkingError,
 )
 from cloud.service import MAX_FAILURES
-from cloud.sqlite_store import SqliteStore
-from cloud.store import OrgSettings
+from cloud.store import OrgSettings, SqlStore, open_store
 
 ALICE, BOB, CHEN = (u.email for u in DEMO_USERS)
 PASSWORD = "correct horse battery"
@@ -42,14 +43,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> SqliteStore:
-    s = SqliteStore(tmp_path / "c.db")
+def store(store_url: str, clock: Clock) -> Iterator[SqlStore]:
+    s = open_store(store_url)
     seed_demo(s, now=clock.now, jobs=False)
-    return s
+    yield s
+    s.close()
 
 
 @pytest.fixture
-def linking(store: SqliteStore, clock: Clock) -> Linking:
+def linking(store: SqlStore, clock: Clock) -> Linking:
     return Linking(store, base_url="https://print.example.test", clock=clock)
 
 
@@ -61,7 +63,7 @@ def personal(linking: Linking, email: str) -> str:
     return token_of(linking.invite_classic(email).url, "installer")
 
 
-def set_policy(store: SqliteStore, policy: str) -> None:
+def set_policy(store: SqlStore, policy: str) -> None:
     with store.transaction():
         store.set_org_settings("org_demo", replace(store.org_settings("org_demo"),
                                                    aop_pending=policy))
@@ -82,7 +84,7 @@ def expect(code: str, fn: object, *args: object, **kw: object) -> LinkingError:
 
 
 def test_personal_installer_links_the_install_at_registration(linking: Linking,
-                                                              store: SqliteStore) -> None:
+                                                              store: SqlStore) -> None:
     r = linking.register(personal(linking, ALICE), machine="lab-pc-7", os_user="alice")
     assert r.token.startswith("mfc_")
     assert r.user is not None and r.user.email == ALICE
@@ -122,7 +124,7 @@ def test_two_os_users_on_one_computer_have_separate_installs(linking: Linking) -
 
 
 def test_register_refuses_bad_tokens_and_input(linking: Linking, clock: Clock,
-                                               store: SqliteStore) -> None:
+                                               store: SqlStore) -> None:
     expect("invalid_token", linking.register, "mfi_nope", machine="m", os_user="u")
     token = personal(linking, ALICE)
     expect("invalid_field", linking.register, token, machine="", os_user="u")
@@ -147,7 +149,7 @@ def test_a_chromebook_registers_by_extension_id_without_os_user(linking: Linking
 
 
 def test_revoked_install_stops_working_and_loses_pending_jobs(linking: Linking,
-                                                              store: SqliteStore) -> None:
+                                                              store: SqlStore) -> None:
     r = linking.register(linking.bulk_installer("org_demo").token, machine="m", os_user="u")
     pending = linking.submit(r.token, "doc.pdf", DOC)
     linking.revoke_install(r.install.id)
@@ -159,7 +161,7 @@ def test_revoked_install_stops_working_and_loses_pending_jobs(linking: Linking,
 # ------------------------------------------------------------------ jobs
 
 
-def test_the_owner_comes_from_the_token_only(linking: Linking, store: SqliteStore) -> None:
+def test_the_owner_comes_from_the_token_only(linking: Linking, store: SqlStore) -> None:
     r = linking.register(personal(linking, ALICE), machine="m", os_user="alice")
     s = linking.submit(r.token, "Report.pdf", DOC, pages=3, color=True, duplex=True, copies=2)
     job = store.jobs([s.job_id])[0]
@@ -205,14 +207,14 @@ def test_queues_are_deployed_to_linked_clients_only(linking: Linking) -> None:
 # ------------------------------------------------------------------ Authenticate-on-Print
 
 
-def signed_in(linking: Linking, store: SqliteStore, email: str) -> str:
+def signed_in(linking: Linking, store: SqlStore, email: str) -> str:
     from cloud.directory import set_password
 
     set_password(store, email, PASSWORD)
     return linking.sign_in(email, PASSWORD).token
 
 
-def test_aop_print_again_discards_the_pending_job(linking: Linking, store: SqliteStore) -> None:
+def test_aop_print_again_discards_the_pending_job(linking: Linking, store: SqlStore) -> None:
     r = linking.register(linking.bulk_installer("org_demo").token, machine="m", os_user="bob")
     s = linking.submit(r.token, "Ticket.pdf", DOC)
     assert s.state == "PENDING_AUTH" and s.owner is None
@@ -235,7 +237,7 @@ def test_aop_print_again_discards_the_pending_job(linking: Linking, store: Sqlit
 
 
 def test_aop_join_moves_every_pending_job_into_the_users_queue(linking: Linking,
-                                                               store: SqliteStore,
+                                                               store: SqlStore,
                                                                clock: Clock) -> None:
     set_policy(store, "join")
     r = linking.register(linking.bulk_installer("org_demo").token, machine="m", os_user="bob")
@@ -256,7 +258,7 @@ def test_aop_join_moves_every_pending_job_into_the_users_queue(linking: Linking,
            token_of(first.sign_in_url or "", "request"))
 
 
-def test_aop_link_is_one_time_expiring_and_org_bound(linking: Linking, store: SqliteStore,
+def test_aop_link_is_one_time_expiring_and_org_bound(linking: Linking, store: SqlStore,
                                                      clock: Clock) -> None:
     bulk = linking.bulk_installer("org_demo").token
     r = linking.register(bulk, machine="m", os_user="u")
@@ -285,7 +287,7 @@ def test_aop_link_is_one_time_expiring_and_org_bound(linking: Linking, store: Sq
 
 
 def test_classic_invitation_is_an_email_with_installer_link_and_linking_code(
-        linking: Linking, store: SqliteStore) -> None:
+        linking: Linking, store: SqlStore) -> None:
     inv = linking.invite_classic(ALICE)
     assert inv.kind == "classic" and inv.url.startswith("https://print.example.test/install#")
     assert inv.url in inv.body and "To: alice@example.org" in inv.body
@@ -298,7 +300,7 @@ def test_classic_invitation_is_an_email_with_installer_link_and_linking_code(
 
 
 def test_portal_invitation_sets_the_first_password_once(linking: Linking,
-                                                        store: SqliteStore) -> None:
+                                                        store: SqlStore) -> None:
     inv = linking.invite_portal(BOB)
     assert "/portal/welcome#invitation=mfv_" in inv.body
     token = token_of(inv.url, "invitation")
@@ -315,7 +317,7 @@ def test_portal_invitation_expires(linking: Linking, clock: Clock) -> None:
     expect("token_expired", linking.accept_invitation, token, PASSWORD)
 
 
-def test_sign_in_sessions_expire_and_end(linking: Linking, store: SqliteStore,
+def test_sign_in_sessions_expire_and_end(linking: Linking, store: SqlStore,
                                          clock: Clock) -> None:
     session = signed_in(linking, store, ALICE)
     assert session.startswith("mfs_")
@@ -327,7 +329,7 @@ def test_sign_in_sessions_expire_and_end(linking: Linking, store: SqliteStore,
 
 
 def test_wrong_passwords_lock_the_account_for_portal_and_copier(linking: Linking,
-                                                                store: SqliteStore) -> None:
+                                                                store: SqlStore) -> None:
     signed_in(linking, store, ALICE)
     for _ in range(MAX_FAILURES - 1):
         expect("invalid_password", linking.sign_in, ALICE, "wrong password", source="10.0.0.9")
@@ -344,7 +346,7 @@ def test_wrong_passwords_lock_the_account_for_portal_and_copier(linking: Linking
 
 
 def test_share_link_signs_in_the_orgs_users_only_and_rotates(linking: Linking,
-                                                             store: SqliteStore) -> None:
+                                                             store: SqlStore) -> None:
     link = linking.share_link("org_demo")
     assert link == linking.share_link("org_demo")  # printable again, not stored
     org = link.split("?org=", 1)[1]
@@ -361,7 +363,7 @@ def test_share_link_signs_in_the_orgs_users_only_and_rotates(linking: Linking,
     expect("invalid_token", linking.sign_in, ALICE, PASSWORD, org_token="org_demo.forged")
 
 
-def test_set_up_my_devices_gives_a_personal_installer(linking: Linking, store: SqliteStore,
+def test_set_up_my_devices_gives_a_personal_installer(linking: Linking, store: SqlStore,
                                                       clock: Clock) -> None:
     session = signed_in(linking, store, CHEN)
     issued = linking.setup_devices(session)
@@ -376,7 +378,7 @@ def test_set_up_my_devices_gives_a_personal_installer(linking: Linking, store: S
 
 
 def test_mobile_app_links_with_password_and_gets_a_user_token(linking: Linking,
-                                                              store: SqliteStore) -> None:
+                                                              store: SqlStore) -> None:
     signed_in(linking, store, BOB)
     r = linking.mobile_sign_in(BOB, PASSWORD, app_id="app-42")
     assert r.token.startswith("mfu_") and r.install.kind == "mobile"
@@ -386,7 +388,7 @@ def test_mobile_app_links_with_password_and_gets_a_user_token(linking: Linking,
     expect("invalid_password", linking.mobile_sign_in, BOB, "nope", app_id="app-43")
 
 
-def test_linking_codes_are_one_time_and_expire(linking: Linking, store: SqliteStore,
+def test_linking_codes_are_one_time_and_expire(linking: Linking, store: SqlStore,
                                                clock: Clock) -> None:
     session = signed_in(linking, store, CHEN)
     issued = linking.create_linking_code(session)
@@ -399,7 +401,7 @@ def test_linking_codes_are_one_time_and_expire(linking: Linking, store: SqliteSt
     expect("invalid_code", linking.mobile_link_code, late.token, app_id="app-3")
 
 
-def test_wrong_linking_codes_lock_the_address(linking: Linking, store: SqliteStore) -> None:
+def test_wrong_linking_codes_lock_the_address(linking: Linking, store: SqlStore) -> None:
     from cloud.linking import ADDRESS_MAX_FAILURES
 
     for _ in range(ADDRESS_MAX_FAILURES - 1):
@@ -416,7 +418,7 @@ def test_wrong_linking_codes_lock_the_address(linking: Linking, store: SqliteSto
 
 
 def test_import_adds_users_cards_and_codes_in_one_go(linking: Linking,
-                                                     store: SqliteStore) -> None:
+                                                     store: SqlStore) -> None:
     text = ("\ufeffemail,display name,card,code\n"
             "dana@example.org,Dana Reyes,0004567890,583920\n"
             "\n"
@@ -435,14 +437,14 @@ def test_import_adds_users_cards_and_codes_in_one_go(linking: Linking,
     assert store.user_by_code("org_demo", code_hash(secret, "583920")) is not None
 
 
-def test_import_reads_tsv(linking: Linking, store: SqliteStore) -> None:
+def test_import_reads_tsv(linking: Linking, store: SqlStore) -> None:
     report = linking.import_users("org_demo", "gil@example.org\tGil Moss\t0001112223\t\n",
                                   name="staff.tsv")
     assert report.users == 1 and report.cards == 1
 
 
 def test_a_bad_row_imports_nothing_and_names_its_line(linking: Linking,
-                                                      store: SqliteStore) -> None:
+                                                      store: SqlStore) -> None:
     before = len(store.users("org_demo"))
     text = ("email,name,card,code\n"
             "dana@example.org,Dana Reyes,,\n"
@@ -467,7 +469,7 @@ def test_a_bad_row_imports_nothing_and_names_its_line(linking: Linking,
     expect("import_invalid", linking.import_users, "org_demo", "\n\n")
 
 
-def test_cards_remove_one_or_all(linking: Linking, store: SqliteStore) -> None:
+def test_cards_remove_one_or_all(linking: Linking, store: SqlStore) -> None:
     alice = store.user_by_email(ALICE)
     assert alice is not None
     from cloud.directory import add_card
@@ -480,7 +482,7 @@ def test_cards_remove_one_or_all(linking: Linking, store: SqliteStore) -> None:
     assert store.user_cards(alice.id) == []
 
 
-def test_codes_reset_gives_a_new_non_trivial_code(linking: Linking, store: SqliteStore) -> None:
+def test_codes_reset_gives_a_new_non_trivial_code(linking: Linking, store: SqlStore) -> None:
     from cloud.directory import check_access_code
 
     code = linking.reset_access_code(ALICE)
@@ -491,8 +493,8 @@ def test_codes_reset_gives_a_new_non_trivial_code(linking: Linking, store: Sqlit
     assert code not in " ".join(str(a) for a in store.audit_log(20))
 
 
-def test_secrets_are_stored_and_audited_only_as_hashes(linking: Linking, store: SqliteStore,
-                                                       tmp_path: Path) -> None:
+def test_secrets_are_stored_and_audited_only_as_hashes(linking: Linking, store: SqlStore,
+                                                       store_url: str) -> None:
     inv = linking.invite_classic(ALICE)
     installer = token_of(inv.url, "installer")
     portal = token_of(linking.invite_portal(BOB).url, "invitation")
@@ -505,14 +507,18 @@ def test_secrets_are_stored_and_audited_only_as_hashes(linking: Linking, store: 
     secrets_ = [installer, portal, client, session, code, user_token, request, PASSWORD,
                 code_in(inv.body)]
     store.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("c.db*"))
-    audit = " ".join(" ".join(map(str, a)) for a in SqliteStore(tmp_path / "c.db").audit_log(500))
+    again = open_store(store_url)  # what a restarted cloud would find
+    raw = stored_bytes(again)
+    audit = " ".join(" ".join(map(str, a)) for a in again.audit_log(500))
+    again.close()
+    # The search sees what is stored: the address in clear, the job's document.
+    assert ALICE.encode() in raw and DOC in raw
     for s in secrets_:
         assert s.encode() not in raw, s[:4]
         assert s not in audit
 
 
-def test_purge_forgets_old_sessions_and_links(linking: Linking, store: SqliteStore,
+def test_purge_forgets_old_sessions_and_links(linking: Linking, store: SqlStore,
                                               clock: Clock) -> None:
     session = signed_in(linking, store, ALICE)
     linking.create_linking_code(session)
@@ -521,7 +527,7 @@ def test_purge_forgets_old_sessions_and_links(linking: Linking, store: SqliteSto
     assert linking.purge() == 2
 
 
-def test_base_url_defaults_to_the_one_the_portal_recorded(store: SqliteStore) -> None:
+def test_base_url_defaults_to_the_one_the_portal_recorded(store: SqlStore) -> None:
     plain = Linking(store)
     assert plain.base_url == "http://127.0.0.1:8631"
     plain.set_public_url("https://print.acme.test/")

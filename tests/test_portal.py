@@ -1,5 +1,6 @@
 """The portal's HTTP API against a real server on a free loopback port: every route, refusals
-as JSON with stable codes, and a server that keeps serving whatever it is sent."""
+as JSON with stable codes, and a server that keeps serving whatever it is sent. On SQLite and
+on PostgreSQL (the ``store_url`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from cloud.demo import DEMO_USERS, seed_demo
 from cloud.directory import set_password
 from cloud.linking import DEFAULT_QUEUE, Linking
 from cloud.portal import PortalServer, start_portal
-from cloud.sqlite_store import SqliteStore
+from cloud.store import SqlStore, open_store
 from protocol.errors import RemoteError
 from simulator.print_client import PortalApi
 
@@ -29,16 +29,18 @@ DOC = b"%PDF-1.4 portal test"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "c.db")
+def store(store_url: str) -> Iterator[SqlStore]:
+    # On each backend in turn (tests/conftest.py); the portal opens its own store on the URL.
+    s = open_store(store_url)
     seed_demo(s, now=time.time(), jobs=False)
     for email in (ALICE, BOB):
         set_password(s, email, PASSWORD)
-    return s
+    yield s
+    s.close()
 
 
 @pytest.fixture
-def server(store: SqliteStore) -> Iterator[PortalServer]:
+def server(store: SqlStore) -> Iterator[PortalServer]:
     srv = start_portal(store.url, "127.0.0.1", 0, max_document=64 * 1024)
     yield srv
     srv.close()
@@ -50,7 +52,7 @@ def api(server: PortalServer) -> PortalApi:
 
 
 @pytest.fixture
-def linking(store: SqliteStore, server: PortalServer) -> Linking:
+def linking(store: SqlStore, server: PortalServer) -> Linking:
     return Linking(store)  # links point at the portal, which recorded its URL
 
 
@@ -148,7 +150,7 @@ def test_client_state_needs_a_valid_token(server: PortalServer, api: PortalApi) 
 
 
 def test_submit_holds_the_job_for_the_tokens_user_only(api: PortalApi, linking: Linking,
-                                                       store: SqliteStore) -> None:
+                                                       store: SqlStore) -> None:
     token = register(api, token_of(linking.invite_classic(ALICE).url, "installer"))[
         "client_token"]
     name = "Résumé (final).pdf"
@@ -198,7 +200,7 @@ def test_submit_refusals(server: PortalServer, api: PortalApi, linking: Linking)
 
 
 def test_anonymous_client_gets_a_sign_in_url_and_aop_links_it(
-        server: PortalServer, api: PortalApi, linking: Linking, store: SqliteStore) -> None:
+        server: PortalServer, api: PortalApi, linking: Linking, store: SqlStore) -> None:
     bulk = linking.bulk_installer("org_demo").token
     r = register(api, bulk, os_user="bob")
     assert r["user"] is None and r["client"]["linked"] is False
@@ -341,12 +343,14 @@ def test_stalled_connections_do_not_block_other_clients(server: PortalServer) ->
             s.close()
 
 
-def test_close_does_not_wait_for_a_stalled_client(store: SqliteStore) -> None:
+def test_close_does_not_wait_for_a_stalled_client(store: SqlStore) -> None:
     srv = start_portal(store.url, "127.0.0.1", 0)
     stalled = socket.create_connection(("127.0.0.1", srv.port))
     try:
         stalled.sendall(b"POST /api/v1/clients HTTP/1.0\r\nContent-Length: 10\r\n\r\n{")
-        time.sleep(0.1)
+        # Not a sleep: a client that connected after the stalled one is answered, so the
+        # stalled connection was accepted and is being read when close() starts.
+        assert health(srv)
         started = time.monotonic()
         srv.close(grace=0.3)
         assert time.monotonic() - started < 3
@@ -368,7 +372,7 @@ def test_a_bug_in_a_handler_is_answered_internal(server: PortalServer,
 
 
 def test_parallel_submissions_all_land(api: PortalApi, linking: Linking,
-                                       store: SqliteStore) -> None:
+                                       store: SqlStore) -> None:
     installer = token_of(linking.invite_classic(ALICE).url, "installer")
     tokens = [register(api, installer, machine=f"pc-{i}")["client_token"] for i in range(4)]
     results: list[str] = []
@@ -391,7 +395,7 @@ def test_parallel_submissions_all_land(api: PortalApi, linking: Linking,
     assert alice is not None and store.held_jobs(alice.id, 0, 50, time.time())[1] == 20
 
 
-def test_close_releases_the_port(store: SqliteStore) -> None:
+def test_close_releases_the_port(store: SqlStore) -> None:
     srv = start_portal(store.url, "127.0.0.1", 0)
     port = srv.port
     assert health(srv)

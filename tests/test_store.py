@@ -1,6 +1,7 @@
 """One store suite, run against every backend: SQLite on a temporary file and PostgreSQL in a
-fresh database (tests/pg.py finds the server). What a user of the store would notice: results,
-orders, guards, errors, transactions that roll back whole, and races that exactly one wins."""
+fresh schema (the ``store_url`` fixture of tests/conftest.py; tests/pg.py finds the server).
+What a user of the store would notice: results, orders, guards, errors, transactions that roll
+back whole, and races that exactly one wins."""
 
 from __future__ import annotations
 
@@ -8,47 +9,25 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pg import NoServer, ScratchDatabase, fresh_database, unavailable
+from pg import ScratchDatabase
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.pg_store import PostgresStore, pg_sql
 from cloud.service import CloudService
-from cloud.sqlite_store import SqliteStore
 from cloud.store import ConflictError, JobStateError, OrgSettings, SqlStore, open_store
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, StoreError
 
 NOW = 1_800_000_000.0
-BACKENDS = ("sqlite", "postgres")
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[ScratchDatabase]:
-    with ExitStack() as stack:
-        try:
-            db = stack.enter_context(fresh_database())
-        except NoServer as exc:
-            unavailable(str(exc))
-        yield db
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
-def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    s: SqlStore
-    if backend == "sqlite":
-        s = SqliteStore(tmp_path / "store.db")
-    else:
-        s = PostgresStore(request.getfixturevalue("pg_database").schema_url())
+def store(store_url: str) -> Iterator[SqlStore]:
+    # store_url (tests/conftest.py): a fresh store per test, on each backend in turn.
+    s = open_store(store_url)
     yield s
     s.close()
 
