@@ -2,8 +2,8 @@
 
 Registration: an administrator adds a device (``mfd admin device-add``) and gets a one-time
 code, valid 24 hours. The technician runs ``mfd device register --code CODE`` on the copier; the
-portal trades the code for the device's broker credentials (a fresh random password, written to
-the broker's password file through the :class:`BrokerAccounts` port) and its configuration.
+portal trades the code for the device's broker credentials (a fresh random password, given to
+the broker through the :class:`BrokerAccounts` port) and its configuration.
 A code works once; only its hash is stored.
 
 Configuration: the cloud stores the *managed* part of each device's configuration (readers and
@@ -20,11 +20,7 @@ import base64
 import json
 import logging
 import secrets
-import shutil
-import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.hashing import token_hash
@@ -56,30 +52,16 @@ class RegistrationError(MfdError):
 
 
 class BrokerAccounts(Protocol):
-    """Where device broker credentials go (Mosquitto's password file, or a broker API)."""
+    """Where device broker credentials go: the production writer is
+    :class:`cloud.broker_accounts.DynsecAccounts` (Mosquitto's dynamic-security plugin). There is
+    no password-file writer any more: Mosquitto checks an acl_file only at delivery, so a device
+    could join the cloud's shared subscription and black-hole the fleet's requests.
+
+    ``set_password`` creates the device's account confined to its own topics, or gives it a new
+    password; it refuses a reserved name (:func:`protocol.topics.is_reserved_account`) and never
+    overwrites an account that is not that device's (a cloud worker, an administrator)."""
 
     def set_password(self, username: str, password: str) -> None: ...
-
-
-class MosquittoPasswordFile:
-    """Adds users to a Mosquitto password file with ``mosquitto_passwd -b`` and asks the broker
-    to re-read it (``reload``: e.g. send SIGHUP to the broker's pid)."""
-
-    def __init__(self, path: str | Path, reload: Callable[[], None] | None = None) -> None:
-        self.path = Path(path)
-        self.reload = reload
-
-    def set_password(self, username: str, password: str) -> None:
-        tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-        if not self.path.exists():
-            self.path.touch(mode=0o600)
-        try:
-            subprocess.run([tool, "-b", str(self.path), username, password], check=True,
-                           capture_output=True, timeout=10)
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise StoreError(f"cannot add broker user {username} to {self.path}: {exc}") from exc
-        if self.reload is not None:
-            self.reload()
 
 
 @dataclass(frozen=True, slots=True)

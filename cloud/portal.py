@@ -249,7 +249,7 @@ def _device_register(h: _Handler) -> tuple[int, dict[str, Any]]:
     assert isinstance(server, PortalServer)
     if server.accounts is None:
         raise HttpError("not_enabled", "device registration is not enabled on this service: "
-                        "run mfd cloud with --broker-passwd")
+                        "run mfd cloud with --broker-admin")
     body = h.json_body()
     code = _arg(body, "code")
     if not isinstance(code, str) or not 8 <= len(code) <= 64:

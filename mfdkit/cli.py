@@ -211,6 +211,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
     base = BrokerAddress.parse(args.broker, args.username, password)
     http = _host_port(args.http) if args.http else None
+    accounts = _broker_accounts(args, base)  # before anything starts: a bad admin fails here
     open_store(args.store).close()  # validates the URL and creates the schema once
     workers = []
     for i in range(args.workers):
@@ -224,7 +225,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
             from cloud.portal import start_portal
 
             portal = start_portal(args.store, *http, public_url=args.public_url,
-                                  accounts=_broker_accounts(args),
+                                  accounts=accounts,
                                   device_broker_url=args.device_broker_url or args.broker)
             print(f"mfd cloud: User Portal and client API on {portal.url}"
                   + (f" (public {portal.public_url})" if args.public_url else ""),
@@ -241,20 +242,29 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     return 0
 
 
-def _broker_accounts(args: argparse.Namespace) -> Any:
-    if not args.broker_passwd:
+def _broker_accounts(args: argparse.Namespace, base: Any) -> Any:
+    """The device-account writer for registration: Mosquitto's dynamic-security API, as the
+    --broker-admin account. None (registration off) without --broker-admin."""
+    if args.broker_passwd or args.broker_pid:
+        # Fail closed: a password file and an acl_file cannot keep a device out of the cloud's
+        # shared subscription (Mosquitto checks an acl_file at delivery, not at SUBSCRIBE).
+        raise MfdError("--broker-passwd and --broker-pid are gone: a password file and acl_file "
+                       "let any device take a share of the fleet's requests. Load Mosquitto's "
+                       "dynamic-security plugin and pass --broker-admin USER (technician guide, "
+                       "section 3)", code="config_invalid")
+    if not args.broker_admin:
         return None
-    from cloud.devices import MosquittoPasswordFile
+    from cloud.broker_accounts import DynsecAccounts
 
-    pid_arg = args.broker_pid
-
-    def reload() -> None:
-        if not pid_arg:
-            return
-        text = Path(pid_arg).read_text().strip() if not pid_arg.isdigit() else pid_arg
-        os.kill(int(text), signal.SIGHUP)
-
-    return MosquittoPasswordFile(args.broker_passwd, reload)
+    password = os.environ.get("MFD_BROKER_ADMIN_PASSWORD", "")
+    if not password:
+        raise MfdError("no broker admin password: set MFD_BROKER_ADMIN_PASSWORD",
+                       code="config_invalid")
+    accounts = DynsecAccounts(base.with_user(args.broker_admin, password))
+    accounts.check()
+    print(f"mfd cloud: device registration writes broker accounts as {args.broker_admin}",
+          file=sys.stderr)
+    return accounts
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -296,6 +306,38 @@ def _user_password(given: str | None, what: str = "password") -> str:
                    code="config_invalid")
 
 
+def _broker_setup(args: argparse.Namespace) -> int:
+    """``mfd admin broker-acl``: the dynamic-security plugin's starting file on stdout. It holds
+    PBKDF2 hashes only; the passwords come from the environment or a prompt, never argv."""
+    from protocol import topics
+
+    if args.cloud_workers < 1:
+        raise MfdError("--cloud-workers must be at least 1", code="config_invalid")
+    if args.roles_only:
+        print(json.dumps({"defaultACLAccess": topics.DYNSEC_DEFAULT_ACCESS,
+                          "roles": topics.broker_roles()}, indent=2))
+        return 0
+    from cloud.broker_accounts import dynsec_config
+
+    def ask(env: str, what: str) -> str:
+        value = os.environ.get(env, "")
+        if not value and sys.stdin.isatty():
+            import getpass
+
+            value = getpass.getpass(f"{what}: ")
+        if not value:
+            raise MfdError(f"no {what}: set {env}", code="config_invalid")
+        return value
+
+    admin = args.admin_user or topics.BROKER_ADMIN_USER
+    users = [args.cloud_user if args.cloud_workers == 1 else f"{args.cloud_user}-{i}"
+             for i in range(args.cloud_workers)]
+    cloud_pw = ask("MFD_CLOUD_PASSWORD", "cloud workers' broker password")
+    admin_pw = ask("MFD_BROKER_ADMIN_PASSWORD", f"broker password of {admin}")
+    print(json.dumps(dynsec_config(dict.fromkeys(users, cloud_pw), (admin, admin_pw)), indent=2))
+    return 0
+
+
 def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
 
@@ -304,6 +346,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from cloud import directory
     from cloud.demo import seed_demo
 
+    if args.admin_cmd == "broker-acl":
+        return _broker_setup(args)  # no store: it describes the broker, not the service
+    if not args.store:
+        raise MfdError("mfd admin needs --store URL (e.g. sqlite:////var/lib/mfdkit/cloud.db)",
+                       code="config_invalid")
     store = _store(args.store)
     if args.admin_cmd in _LINKING_ADMIN:
         return _admin_linking(store, args)
@@ -398,12 +445,6 @@ def cmd_admin(args: argparse.Namespace) -> int:
             for j in store.all_jobs():
                 print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
                       f"{j.client_id or '-'}")
-        case "broker-acl":
-            from protocol.topics import broker_acl
-
-            users = tuple(args.cloud_user if args.cloud_workers == 1 else
-                          f"{args.cloud_user}-{i}" for i in range(args.cloud_workers))
-            print(broker_acl(users), end="")
         case "audit":
             for at, actor, action, subject, detail in store.audit_log(args.limit):
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
@@ -657,18 +698,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--public-url", metavar="URL",
                    help="the portal's address as users reach it (behind a TLS proxy), used in "
                    "links; default http://HOST:PORT")
-    c.add_argument("--broker-passwd", metavar="FILE",
-                   help="the broker's password file: enables device registration (mfd device "
-                   "register) by adding each new device's broker account to it")
-    c.add_argument("--broker-pid", metavar="PID|FILE",
-                   help="the broker's pid (or pid file), sent SIGHUP to re-read the password "
-                   "file after a registration")
+    c.add_argument("--broker-admin", metavar="USER",
+                   help="the broker's account-writer account (role mfd-broker-admin; password "
+                   "in MFD_BROKER_ADMIN_PASSWORD): enables device registration (mfd device "
+                   "register), which creates each new device's broker account and role through "
+                   "Mosquitto's dynamic-security plugin")
+    # Gone (a password file cannot confine subscriptions); kept only to say so when given.
+    c.add_argument("--broker-passwd", help=argparse.SUPPRESS)
+    c.add_argument("--broker-pid", help=argparse.SUPPRESS)
     c.add_argument("--device-broker-url", metavar="URL",
                    help="the broker address registered devices use (default: --broker)")
     c.set_defaults(func=cmd_cloud)
 
     a = sub.add_parser("admin", help="manage orgs, users, cards, devices; read jobs and audit")
-    a.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
+    a.add_argument("--store", help="sqlite:///relative.db or sqlite:////absolute/path.db "
+                   "(every action but broker-acl)")
     a.add_argument("--portal-url", metavar="URL",
                    help="portal address for the links in invitations (default: the one `mfd "
                    "cloud --http` recorded in the store, else http://127.0.0.1:8631)")
@@ -722,10 +766,15 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--device", help="a device locked after wrong codes")
     who.add_argument("--user", metavar="EMAIL", help="a user locked after wrong passwords/PINs")
     asub.add_parser("jobs", help="list every job and its state")
-    x = asub.add_parser("broker-acl", help="print the Mosquitto ACL for the cloud workers that "
-                        "`mfd cloud --workers N --username NAME` connects as")
+    x = asub.add_parser("broker-acl", help="print the broker's starting dynamic-security file "
+                        "(roles, the accounts of the cloud workers `mfd cloud --workers N "
+                        "--username NAME` connects as and of the account writer); needs no store")
     x.add_argument("--cloud-workers", type=int, default=1)
     x.add_argument("--cloud-user", default="cloud")
+    x.add_argument("--admin-user", default=None, metavar="NAME",
+                   help="the account writer's username (default broker-admin)")
+    x.add_argument("--roles-only", action="store_true",
+                   help="only the roles and default access, no accounts (no passwords asked)")
     x = asub.add_parser("audit", help="the newest audit entries")
     x.add_argument("--limit", type=int, default=50)
     x = asub.add_parser("import", help="add users from a CSV or TSV file: email, display name, "

@@ -1,8 +1,11 @@
 """A private Mosquitto for tests, benchmarks and ``mfd sim``.
 
-Each instance listens on its own free loopback port with a password file and the contract's ACL
-(protocol.topics.broker_acl), client ids forced to usernames, and TCP no-delay: FIELD_NOTES
-measured two orders of magnitude of Nagle/delayed-ACK latency without it.
+Each instance listens on its own free loopback port with the dynamic-security plugin holding the
+accounts and the contract's roles (protocol.topics, cloud/broker_accounts.py: a device may
+publish, subscribe and receive only its own topics, and nothing is allowed that a role does not
+grant), client ids forced to usernames, and TCP no-delay: FIELD_NOTES measured two orders of
+magnitude of Nagle/delayed-ACK latency without it. It is the configuration a site runs
+(docs/technician-guide.md section 3), so tests exercise the real confinement.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import getpass
+import glob
+import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,8 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cloud.broker_accounts import DynsecAccounts, dynsec_config
+from protocol.address import BrokerAddress
 from protocol.errors import MfdError
-from protocol.topics import broker_acl
+from protocol.topics import BROKER_ADMIN_USER
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,23 @@ def find_mosquitto() -> str:
     return path
 
 
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+
+
+def find_dynsec_plugin() -> str:
+    """The dynamic-security plugin, shipped with Mosquitto 2.0 (Debian: in the mosquitto
+    package). Without it there is no broker: an acl_file cannot keep a device out of the cloud's
+    shared subscription, so there is no weaker fallback."""
+    candidates = [*glob.glob(f"/usr/lib/*/{DYNSEC_PLUGIN}"), f"/usr/lib/{DYNSEC_PLUGIN}",
+                  f"/usr/local/lib/{DYNSEC_PLUGIN}",
+                  *glob.glob(f"/usr/local/lib/*/{DYNSEC_PLUGIN}")]
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    raise BrokerError(f"mosquitto's dynamic-security plugin ({DYNSEC_PLUGIN}) is not installed; "
+                      "install Mosquitto 2.0 or later (Debian: apt-get install mosquitto)")
+
+
 def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -58,14 +83,20 @@ def _die_with_parent() -> None:
 class MosquittoBroker:
     """Start with :meth:`start`, stop with :meth:`stop` (or use as a context manager)."""
 
-    #: Devices are confined to their own topics by the ACL.
+    #: Devices are confined to their own topics by their dynsec roles.
     confined = True
+    #: PBKDF2 iterations of the generated accounts: dynsec's own default. The simulator's
+    #: passwords are throwaway, and a benchmark starts hundreds of device accounts.
+    iterations = 101
 
     def __init__(self, workdir: str | Path, users: dict[str, str] | None = None, *,
                  cloud_users: tuple[str, ...] = ("cloud",), max_queued: int = 100_000) -> None:
         self.workdir = Path(workdir)
         self.users = dict(users or {})
         self.cloud_users = cloud_users
+        # The account writer's account (role mfd-broker-admin): fresh per broker, never shown.
+        self.admin_user = BROKER_ADMIN_USER
+        self.admin_password = secrets.token_urlsafe(24)
         # Mosquitto silently drops QoS 1 messages past a client's queue limit (default 1000,
         # FIELD_NOTES); a burst towards the cloud workers must queue, not vanish.
         self.max_queued = max_queued
@@ -79,19 +110,31 @@ class MosquittoBroker:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
-    def _write_passwords(self) -> None:
-        pw = self.workdir / "passwd"
-        pw.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
-        pw.chmod(0o600)
-        # mosquitto_passwd -U hashes the clear passwords in place (PBKDF2-SHA512).
-        passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-        subprocess.run([passwd_tool, "-U", str(pw)], check=True, capture_output=True)
+    @property
+    def admin_address(self) -> BrokerAddress:
+        """Where and as whom the account writer connects."""
+        return BrokerAddress(self.host, self.port, self.admin_user, self.admin_password)
+
+    def _write_accounts(self) -> Path:
+        # Rewritten at every start from self.users (which add_user keeps up to date), so a
+        # restart has the same accounts; the plugin saves its own changes to the same file.
+        cloud = {u: p for u, p in self.users.items() if u in self.cloud_users}
+        devices = {u: p for u, p in self.users.items() if u not in self.cloud_users}
+        try:
+            config = dynsec_config(cloud, (self.admin_user, self.admin_password),
+                                   devices=devices, iterations=self.iterations)
+        except MfdError as exc:
+            raise BrokerError(f"cannot set up the broker's accounts: {exc}") from exc
+        path = self.workdir / "dynamic-security.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(config, indent=1))
+        return path
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
         exe = find_mosquitto()
+        plugin = find_dynsec_plugin()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._write_passwords()
-        (self.workdir / "acl").write_text(broker_acl(self.cloud_users))
+        accounts = self._write_accounts()
         fixed = self.port  # a restart keeps its port, so clients reconnect to the same address
         for attempt in range(3):
             self.port = fixed or free_port()
@@ -103,8 +146,8 @@ class MosquittoBroker:
                 "per_listener_settings false",
                 f"listener {self.port} {self.host}",
                 "allow_anonymous false",
-                f"password_file {self.workdir / 'passwd'}",
-                f"acl_file {self.workdir / 'acl'}",
+                f"plugin {plugin}",
+                f"plugin_opt_config_file {accounts}",
                 "use_username_as_clientid true",
                 "set_tcp_nodelay true",
                 "persistence false",
@@ -149,12 +192,14 @@ class MosquittoBroker:
         return [f"listener {self.tls_port} {self.host}", f"certfile {cert}", f"keyfile {key}"]
 
     def add_user(self, name: str, password: str) -> None:
-        """Add or change a broker user; Mosquitto re-reads its password file on SIGHUP."""
-        self.users[name] = password
-        self._write_passwords()
+        """Add a device account, or give one a new password, while the broker runs: through
+        the production account writer (cloud/broker_accounts.py), which refuses reserved names
+        and never overwrites a cloud or admin account. Kept for the next start too."""
+        if name in self.cloud_users or name == self.admin_user:
+            raise BrokerError(f"{name} is not a device account; cloud accounts are set at start")
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGHUP)
-            time.sleep(0.05)
+            DynsecAccounts(self.admin_address).set_password(name, password)
+        self.users[name] = password
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

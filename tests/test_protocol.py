@@ -221,11 +221,52 @@ def test_topics_are_per_device_and_parse_back() -> None:
             topics.request_topic(bad_id)
 
 
-def test_acl_confines_devices_by_username() -> None:
-    acl = topics.broker_acl()
-    assert "pattern write mfd/v1/dev/%u/req" in acl
-    assert "pattern read mfd/v1/dev/%u/resp" in acl
-    assert "%c" not in acl
+device_ids = st.from_regex(topics.DEVICE_ID_RE, fullmatch=True)
+
+
+@given(device_ids)
+def test_a_device_role_names_only_its_own_topics(device_id: str) -> None:
+    """dynsec matches ACL topics literally: a device's role grants its own five topics by name,
+    subscriptions literal only, no wildcard, no shared subscription, nothing else."""
+    role = topics.device_role(device_id)
+    assert role["rolename"] == topics.DEVICE_ROLE_PREFIX + device_id
+    own = f"mfd/v1/dev/{device_id}/"
+    grants = {(a["acltype"], a["topic"]) for a in role["acls"]}
+    assert all(a["allow"] is True for a in role["acls"])
+    assert grants == {("publishClientSend", own + "req"), ("publishClientSend", own + "status"),
+                      ("publishClientSend", own + "events"),
+                      ("subscribeLiteral", own + "resp"), ("subscribeLiteral", own + "cmd"),
+                      ("subscribeLiteral", own + "status"),
+                      ("publishClientReceive", own + "resp"),
+                      ("publishClientReceive", own + "cmd"),
+                      ("publishClientReceive", own + "status")}
+    assert not any(c in str(t) for _k, t in grants for c in "+#$%")
+
+
+def test_broker_roles_deny_by_default_and_keep_the_cloud_group() -> None:
+    assert topics.DYNSEC_DEFAULT_ACCESS == {"publishClientSend": False,
+                                            "publishClientReceive": False,
+                                            "subscribe": False, "unsubscribe": True}
+    roles = {r["rolename"]: r for r in topics.broker_roles(("copier-1",))}
+    assert set(roles) == {topics.CLOUD_ROLE, topics.BROKER_ADMIN_ROLE, "mfd-device-copier-1"}
+    cloud = {(a["acltype"], a["topic"]) for a in roles[topics.CLOUD_ROLE]["acls"]}
+    # The worker's shared subscriptions are granted by a pattern that covers them exactly.
+    assert ("subscribePattern", "$share/cloud/mfd/v1/#") in cloud
+    assert topics.CLOUD_REQUEST_SUBSCRIPTION.startswith("$share/cloud/mfd/v1/")
+    admin = {a["topic"] for a in roles[topics.BROKER_ADMIN_ROLE]["acls"]}
+    assert admin == {"$CONTROL/dynamic-security/#"}
+    assert topics.is_reserved_account(topics.BROKER_ADMIN_USER)
+
+
+@given(st.sampled_from(["cloud", "cloud-0", "cloud-17", "admin", "broker-admin", "dynsec",
+                        "mfd-x"]))
+def test_reserved_names_never_get_a_device_role_from_the_writer(name: str) -> None:
+    from cloud.broker_accounts import dynsec_config
+
+    with pytest.raises(ProtocolError, match="reserved"):
+        topics.check_new_device_id(name)
+    with pytest.raises(ProtocolError, match="reserved"):
+        dynsec_config({}, ("broker-admin", "pw"), devices={name: "pw"}, iterations=1)
 
 
 # --------------------------------------------------------------------------- hostile input

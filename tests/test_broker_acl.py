@@ -1,0 +1,177 @@
+"""A device is confined to its own topics at SUBSCRIBE, not only at delivery: real Mosquitto with
+the dynamic-security plugin (simulator/broker.py), the real cloud worker.
+
+The defect (issue 8, no. 9): with an acl_file, Mosquitto 2.0 granted a device the cloud's shared
+subscription, counted it in the group and handed it its share of every device's requests, which
+the ACL then dropped: half of another device's requests went unanswered. Here a device tries
+every way into the fleet's traffic, each SUBACK must refuse it, and meanwhile every request of
+another device is answered.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import Broker, World
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.demo import DEMO_USERS
+from protocol import messages as m
+from protocol import topics
+
+pytestmark = pytest.mark.integration
+
+#: Everything outside copier-2's own tree that it must not subscribe to.
+FORBIDDEN = (
+    topics.CLOUD_REQUEST_SUBSCRIPTION,            # $share/cloud/mfd/v1/dev/+/req
+    topics.CLOUD_EVENTS_SUBSCRIPTION,             # $share/cloud/mfd/v1/dev/+/events
+    "$share/cloud/mfd/v1/#",
+    "$share/cloud/#",
+    "$share/other/mfd/v1/dev/+/req",
+    "$share/cloud/mfd/v1/dev/copier-2/req",       # even its own requests, through the group
+    "mfd/v1/dev/+/req",
+    topics.CLOUD_STATUS_SUBSCRIPTION,             # mfd/v1/dev/+/status
+    "mfd/v1/dev/+/resp",
+    "mfd/v1/#",
+    "#",
+    "+/+/+/+/+",
+    topics.response_topic("copier-1"),
+    topics.command_topic("copier-1"),
+    topics.request_topic("copier-1"),
+    topics.events_topic("copier-1"),
+    "mfd/v1/dev/copier-2/+",                      # a wildcard over its own tree, too
+    "mfd/v1/dev/copier-2/#",
+    topics.request_topic("copier-2"),             # it writes its requests; it does not read them
+    "$CONTROL/dynamic-security/#",
+    "$SYS/#",
+)
+OWN = (topics.response_topic("copier-2"), topics.command_topic("copier-2"),
+       topics.status_topic("copier-2"))
+
+
+class Client:
+    """A raw MQTT 5 client that records SUBACK reason codes and messages."""
+
+    def __init__(self, broker: Broker, user: str, password: str | None = None) -> None:
+        addr = broker.address(user)
+        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.subacks: queue.Queue[tuple[int, list[Any]]] = queue.Queue()
+        self.connacks: queue.Queue[Any] = queue.Queue()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+        c.username_pw_set(addr.username, password if password is not None else addr.password)
+        c.on_message = lambda _c, _u, msg: self.inbox.put(msg)
+        c.on_connect = lambda _c, _u, _f, rc, _p: self.connacks.put(rc)
+        c.on_subscribe = lambda _c, _u, mid, rcs, _p: self.subacks.put((mid, list(rcs)))
+        c.connect(addr.host, addr.port)
+        c.loop_start()
+        self.c = c
+        self.connack = self.connacks.get(timeout=5)
+
+    def subscribe(self, topic: str) -> Any:
+        """The SUBACK reason code for one filter."""
+        _rc, mid = self.c.subscribe(topic, qos=1)
+        got_mid, codes = self.subacks.get(timeout=5)
+        assert got_mid == mid
+        return codes[0]
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def clients(world: World) -> Iterator[tuple[Client, Client]]:
+    victim, attacker = Client(world.broker, "copier-1"), Client(world.broker, "copier-2")
+    yield victim, attacker
+    victim.close()
+    attacker.close()
+
+
+def _requests(device: Client, device_id: str, n: int) -> dict[bytes, mqtt.MQTTMessage]:
+    """Send n identify requests as ``device_id``; wait for every answer (10 s in all)."""
+    resp = topics.response_topic(device_id)
+    assert device.subscribe(resp).value == 1  # granted QoS 1
+    for i in range(n):
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = resp
+        props.CorrelationData = i.to_bytes(2, "big")
+        props.MessageExpiryInterval = topics.REQUEST_EXPIRY
+        device.c.publish(topics.request_topic(device_id),
+                         m.encode(m.Identify("card", DEMO_USERS[i % 3].badge)), qos=1,
+                         properties=props)
+    answers: dict[bytes, mqtt.MQTTMessage] = {}
+    while len(answers) < n:
+        try:
+            msg = device.inbox.get(timeout=10)
+        except queue.Empty:
+            break
+        if msg.topic == resp:
+            answers[bytes(msg.properties.CorrelationData)] = msg  # type: ignore[union-attr]
+    return answers
+
+
+def test_a_device_cannot_join_the_clouds_share_group_nor_read_others(
+        world: World, clients: tuple[Client, Client]) -> None:
+    victim, attacker = clients
+    assert not victim.connack.is_failure and not attacker.connack.is_failure
+    refused = {f: attacker.subscribe(f) for f in FORBIDDEN}
+    granted = [f for f, rc in refused.items() if not rc.is_failure]
+    assert granted == [], f"a device was granted {granted}"
+    assert all(rc.value == 0x87 for rc in refused.values())  # Not authorized
+    # Its own tree is still open to it (literal filters).
+    assert [attacker.subscribe(t).value for t in OWN] == [1, 1, 1]
+
+    # While it sits there having tried, every request of another device is answered, and
+    # answered right: not one lands in the attacker's share.
+    answers = _requests(victim, "copier-1", 50)
+    assert len(answers) == 50, f"{50 - len(answers)} of 50 requests were never answered"
+    for i, msg in answers.items():
+        result = m.decode_response(bytes(msg.payload), "identify")
+        assert isinstance(result, m.IdentifyResult)
+        assert result.display_name == DEMO_USERS[int.from_bytes(i, "big") % 3].name
+    # The attacker's own request is answered too (the cloud is there for it), and nothing of
+    # copier-1's reached it before that answer.
+    (own,) = _requests(attacker, "copier-2", 1).values()
+    assert isinstance(m.decode_response(bytes(own.payload), "identify"), m.IdentifyResult)
+    seen = []
+    while not attacker.inbox.empty():
+        seen.append(attacker.inbox.get().topic)
+    assert all(t in OWN for t in seen), seen
+
+
+def test_cloud_workers_keep_their_share_group(world: World) -> None:
+    """The worker (role mfd-cloud) was granted its shared subscriptions: it answers; a second
+    worker account is granted the group and the status wildcard as well."""
+    cloud = Client(world.broker, "cloud-1")
+    try:
+        codes = [cloud.subscribe(f).value for f in (topics.CLOUD_REQUEST_SUBSCRIPTION,
+                                                   topics.CLOUD_EVENTS_SUBSCRIPTION,
+                                                   topics.CLOUD_STATUS_SUBSCRIPTION)]
+        assert codes == [1, 1, 1]
+        assert cloud.subscribe("#").is_failure  # outside mfd/v1/: nothing
+    finally:
+        cloud.close()
+
+
+def test_a_device_cannot_publish_as_another(world: World,
+                                           clients: tuple[Client, Client]) -> None:
+    """copier-2 publishing copier-1's request reaches no worker: the broker refuses it
+    (PUBACK "not authorized"), and the worker's count proves it only saw copier-2's own."""
+    _victim, attacker = clients
+    acks: queue.Queue[Any] = queue.Queue()
+    attacker.c.on_publish = lambda _c, _u, _mid, rc, _p: acks.put(rc)
+    before = world.worker.handled
+    info = attacker.c.publish(topics.request_topic("copier-1"),
+                              m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1)
+    info.wait_for_publish(5)
+    assert acks.get(timeout=5).value == 0x87
+    (own,) = _requests(attacker, "copier-2", 1).values()
+    assert isinstance(m.decode_response(bytes(own.payload), "identify"), m.IdentifyResult)
+    assert world.worker.handled == before + 1
+
