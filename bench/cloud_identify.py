@@ -37,6 +37,7 @@ from bench.common import report
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.store import open_store
+from cloud.throttle import UNTHROTTLED
 from cloud.worker import CloudWorker
 from protocol import messages as m
 from protocol import topics
@@ -179,7 +180,10 @@ def main() -> int:
                 run_load(broker, min(500, args.n), args.window)  # warm-up
                 noop_rates.append(run_load(broker, args.n, args.window)[0])
                 noop.stop()
-                workers = [CloudWorker(lambda: CloudService(open_store(url)),
+                # Unknown badges at machine speed: unthrottled, to measure identify itself.
+                workers = [CloudWorker(lambda: CloudService(open_store(url),
+                                                            device_throttle=UNTHROTTLED,
+                                                            org_throttle=UNTHROTTLED),
                                        BrokerAddress(broker.host, broker.port, u, f"pw-{u}"))
                            .start() for u in cloud_users[:-1]]
                 time.sleep(0.2)
