@@ -10,8 +10,15 @@ Configuration: the cloud stores the *managed* part of each device's configuratio
 their pipelines, login/logout/release policy; see device_app/config.py) with a version. Workers
 publish a device's newest version, retained, on its ``.../cmd`` topic, so a device gets it when
 it (re)connects; the device validates it, applies it live or refuses it with the reason, and
-acknowledges on ``.../events``. The cloud validates only the shape: the device is the judge of
-what it can run, and keeps its running configuration when it refuses.
+acknowledges on ``.../events``. The cloud checks each version with the device's own schema
+before it stores it (device_app.config.check_managed), so an administrator's mistake is refused
+at once rather than carried by every later version; the device stays the judge of what it can
+run (a file a reader spec names, say), keeps its running configuration when it refuses, and
+takes the next version whatever it refused before. Every version carries the whole managed
+configuration: a key removed (``--unset``) goes back to the device's own file.
+
+A refusal's reason is stored redacted (protocol.redact): it may quote a reader spec, and a spec
+may carry a key. The device redacts it already; the cloud does not rely on that.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from typing import Any, Protocol
 from cloud.hashing import token_hash
 from cloud.store import ConflictError, SqlStore
 from protocol import messages as m
-from protocol.errors import MfdError, StoreError
-from protocol.topics import check_device_id
+from protocol.errors import ConfigError, MfdError, StoreError
+from protocol.redact import redact
+from protocol.topics import check_new_device_id, is_reserved_account
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +96,10 @@ def _normal(code: str) -> str:
 
 
 def add_device(store: SqlStore, org_id: str, device_id: str, name: str, now: float) -> str:
-    """Register a device with an org; returns its one-time registration code."""
-    check_device_id(device_id)
+    """Register a device with an org; returns its one-time registration code. A reserved
+    account name (``cloud``, ``cloud-0``...) is refused: registering it would rewrite that
+    account's broker password and hand the device its access."""
+    check_new_device_id(device_id)
     ensure_schema(store)
     with store.transaction():
         store.add_device(device_id, org_id, name or device_id)
@@ -125,6 +135,13 @@ def register(store: SqlStore, code: str, accounts: BrokerAccounts, now: float) -
             raise RegistrationError("this registration code is not valid (unknown, used or "
                                     "expired); ask the administrator for a new one")
         device_id = str(row[0])
+        if is_reserved_account(device_id):
+            # A device row from before reserved names were refused: never give it the account.
+            store.audit(now, "portal", "device.register_refused", f"device:{device_id}",
+                        "reserved account name")
+            raise RegistrationError(f"device id {device_id!r} is reserved for the print "
+                                    "service's own accounts; add the device again under "
+                                    "another id")
         if not store.execute("UPDATE device_registrations SET used_at=? WHERE code_hash=? AND "
                              "used_at IS NULL", now, token_hash(_normal(code))):
             raise RegistrationError("this registration code was just used")
@@ -140,8 +157,10 @@ def register(store: SqlStore, code: str, accounts: BrokerAccounts, now: float) -
 
 
 def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
-                      now: float) -> int:
-    """Store a new managed configuration for a device; returns its version. Workers push it."""
+                      now: float, *, unset: tuple[str, ...] = ()) -> int:
+    """Store a new managed configuration for a device: ``managed`` on top of the current one,
+    less the ``unset`` keys (``SECTION.KEY``, or a whole ``SECTION``); returns its version.
+    Refused, storing nothing, unless the device's schema accepts the result. Workers push it."""
     unknown = sorted(set(managed) - set(MANAGED_SECTIONS))
     if unknown:
         raise StoreError(f"config section {unknown[0]!r} cannot be pushed; the cloud manages "
@@ -153,12 +172,26 @@ def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
     ensure_schema(store)
     with store.transaction():
         if store.device_org(device_id) is None:
-            raise StoreError(f"no device {device_id}")
+            raise StoreError(f"no device {device_id}", code="not_found")
         row = store.query_one("SELECT version, config FROM device_configs WHERE device_id=?",
                               device_id)
         merged: dict[str, Any] = json.loads(row[1]) if row else {}
+        for key in unset:
+            section, dot, name = key.partition(".")
+            if section not in merged or (dot and name not in merged[section]):
+                raise StoreError(f"--unset {key!r}: not in the device's managed configuration",
+                                 code="config_invalid")
+            if dot:
+                del merged[section][name]
+                if not merged[section]:
+                    del merged[section]
+            else:
+                del merged[section]
         for section, values in managed.items():
             merged.setdefault(section, {}).update(values)
+        if not unset and not managed:
+            raise StoreError("nothing to change: give --set or --unset", code="config_invalid")
+        _check_with_device_schema(device_id, merged)
         version = (int(row[0]) if row else 0) + 1
         text = json.dumps(merged, sort_keys=True)
         if row:
@@ -172,6 +205,17 @@ def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
                 raise StoreError("the configuration changed meanwhile; try again") from None
         store.audit(now, "admin", "device.config", f"device:{device_id}", f"version {version}")
     return version
+
+
+def _check_with_device_schema(device_id: str, managed: dict[str, Any]) -> None:
+    # The device's own validation, imported here only: the cloud otherwise never needs the
+    # device's code, and the check is what keeps a typo from reaching (and blocking) a device.
+    from device_app.config import check_managed
+
+    try:
+        check_managed(device_id, managed)
+    except ConfigError as exc:
+        raise ConfigError(f"not stored: {redact(exc.message)}") from None
 
 
 def device_config(store: SqlStore, device_id: str) -> dict[str, Any]:
@@ -225,7 +269,13 @@ def record_ack(store: SqlStore, device_id: str, ack: m.ConfigAck, now: float) ->
                           "applied_version < ?", ack.version, device_id, ack.version)
             store.audit(now, f"device:{device_id}", "config.applied", f"version {ack.version}")
         else:
+            reason = refusal_reason(ack)
             store.execute("UPDATE device_configs SET refused_version=?, refusal=? WHERE "
-                          "device_id=?", ack.version, ack.reason[:500], device_id)
+                          "device_id=?", ack.version, reason[:500], device_id)
             store.audit(now, f"device:{device_id}", "config.refused", f"version {ack.version}",
-                        ack.reason[:200])
+                        reason[:200])
+
+
+def refusal_reason(ack: m.ConfigAck) -> str:
+    """A refusal's reason as the cloud keeps and logs it: redacted (defence in depth)."""
+    return redact(ack.reason)

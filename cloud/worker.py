@@ -186,7 +186,7 @@ class CloudWorker:
             devices.record_ack(store, device_id, ack, service.clock())
         if not ack.applied:
             log.warning("device %s refused config version %d: %s", device_id, ack.version,
-                        ack.reason)
+                        devices.refusal_reason(ack))
 
     def _process(self, service: CloudService, msg: mqtt.MQTTMessage) -> None:
         try:
