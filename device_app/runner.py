@@ -21,12 +21,14 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from device_app.app import DeviceApp
 from device_app.config import (
     ENGINE_KINDS,
+    MANAGED,
     DeviceConfig,
     EngineConfig,
     apply_push,
@@ -83,6 +85,10 @@ class Device:
         # What the cloud pushed (only the keys it sent), kept beside the config file: it applies
         # on top of device.toml, so a technician's edit of a key never pushed still counts.
         self._pushed: dict[str, Any] = {}
+        # Every push carries the whole managed configuration and applies on top of the file's:
+        # a key the cloud no longer sends (mfd admin device-config --unset) goes back to the
+        # file's value instead of staying at an old pushed one.
+        self._file_cfg = cfg
         self.cfg = self._with_saved_push(cfg)
         broker = BrokerAddress.parse(self.cfg.broker_url.replace("mqtts://", "mqtt://", 1),
                                      self.cfg.device_id, password)
@@ -134,7 +140,7 @@ class Device:
         if version is not None and version <= self.cfg.version:
             return  # the retained push we already run (a reconnect delivers it again)
         try:
-            new = apply_push(self.cfg, payload)
+            new = apply_push(replace(self._file_cfg, version=self.cfg.version), payload)
         except ConfigError as exc:
             # Redacted here too: the reason is logged and stored by the cloud, and a reader
             # spec it quotes may carry a key.
@@ -165,9 +171,8 @@ class Device:
 
     def _remember(self, payload: bytes) -> None:
         data = json.loads(payload)
-        for section in ("readers", "policy"):
-            if isinstance(data.get(section), dict):
-                self._pushed.setdefault(section, {}).update(data[section])
+        self._pushed = {section: data[section] for section in MANAGED
+                        if isinstance(data.get(section), dict)}
         self._pushed["version"] = data["version"]
 
     def _save_push(self) -> None:

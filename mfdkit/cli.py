@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import MfdError
+from protocol.redact import redact
 
 log = logging.getLogger("mfd")
 
@@ -28,10 +29,37 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
-def _store(url: str) -> Any:
+#: The `mfd admin` actions that may create a new store (`mfd cloud` creates one too). Every other
+#: action needs the store to exist: a typo in a SQLite path would otherwise give an empty
+#: database, and "no users" with exit status 0.
+_CREATES_STORE = ("init", "demo")
+
+
+def _store(url: str, *, create: bool = False) -> Any:
     from cloud.store import open_store
 
+    if not create and url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_file():
+            raise MfdError(f"no store at {path} (check --store; sqlite:////absolute/path.db "
+                           "takes four slashes); create a new one with: mfd admin --store URL "
+                           "init", code="not_found")
     return open_store(url)
+
+
+def _check_known(store: Any, args: argparse.Namespace) -> None:
+    """Every org, user and device an admin action names must exist: acting on a typo (and
+    saying it worked) is the mistake an administrator cannot see."""
+    org = getattr(args, "org", None)
+    if org and store.query_one("SELECT 1 FROM orgs WHERE id=?", org) is None:
+        known = ", ".join(r[0] for r in store.query_all("SELECT id FROM orgs ORDER BY id"))
+        raise MfdError(f"no org {org} in this store (orgs: {known or 'none'})",
+                       code="not_found")
+    if args.admin_cmd == "unlock":
+        if args.user and store.user_by_email(args.user.strip().lower()) is None:
+            raise MfdError(f"no user {args.user}", code="not_found")
+        if args.device and store.device_org(args.device) is None:
+            raise MfdError(f"no device {args.device}", code="not_found")
 
 
 def _secret(value: str | None, env: str, what: str) -> str:
@@ -338,6 +366,28 @@ def _broker_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a count that must be at least 1 (0 pages, -2 copies or a negative
+    --limit were taken silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text!r}")
+    return value
+
+
 def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(at))
 
@@ -351,10 +401,13 @@ def cmd_admin(args: argparse.Namespace) -> int:
     if not args.store:
         raise MfdError("mfd admin needs --store URL (e.g. sqlite:////var/lib/mfdkit/cloud.db)",
                        code="config_invalid")
-    store = _store(args.store)
+    store = _store(args.store, create=args.admin_cmd in _CREATES_STORE)
+    _check_known(store, args)
     if args.admin_cmd in _LINKING_ADMIN:
         return _admin_linking(store, args)
     match args.admin_cmd:
+        case "init":
+            print(f"store ready: {args.store}")
         case "demo":
             org = seed_demo(store, now=time.time())
             print(f"demo org {org} created")
@@ -399,14 +452,19 @@ def cmd_admin(args: argparse.Namespace) -> int:
                 key, sep, raw = item.partition("=")
                 section, dot, name = key.partition(".")
                 if not sep or not dot:
-                    raise MfdError(f"--set {item!r}: use SECTION.KEY=VALUE, e.g. "
+                    raise MfdError(f"--set {redact(item)!r}: use SECTION.KEY=VALUE, e.g. "
                                    "policy.idle_timeout=90", code="config_invalid")
                 try:
                     value = json.loads(raw)
                 except ValueError:
                     value = raw  # a bare word is a string
                 managed.setdefault(section, {})[name] = value
-            version = set_device_config(store, args.device_id, managed, time.time())
+            if not managed and not args.unset:
+                raise MfdError("give --set SECTION.KEY=VALUE or --unset SECTION.KEY",
+                               code="config_invalid")
+            # Checked with the device's own schema before anything is stored.
+            version = set_device_config(store, args.device_id, managed, time.time(),
+                                        unset=tuple(args.unset))
             print(f"config version {version} stored for {args.device_id}; the cloud pushes it "
                   "to the device, which applies or refuses it (see: mfd admin devices)")
         case "org-settings":
@@ -438,9 +496,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
             subject = args.device or (args.user or "").strip().lower()
             scope = "device" if args.device else "user"
             with store.transaction():
-                store.unlock(scope, subject)
+                locked = store.locked_until(scope, subject, time.time()) is not None
+                store.unlock(scope, subject)  # also forgets the wrong guesses counted so far
                 store.audit(time.time(), "admin", "unlock", f"{scope}:{subject}")
-            print(f"{scope} {subject} unlocked")
+            print(f"{scope} {subject} unlocked" if locked else
+                  f"{scope} {subject} was not locked; its count of wrong guesses is reset")
         case "jobs":
             for j in store.all_jobs():
                 print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
@@ -717,7 +777,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="portal address for the links in invitations (default: the one `mfd "
                    "cloud --http` recorded in the store, else http://127.0.0.1:8631)")
     asub = a.add_subparsers(dest="admin_cmd", metavar="ACTION", required=True)
-    asub.add_parser("demo", help="create the demo org (users, badges, held jobs)")
+    asub.add_parser("init", help="create the store (its tables) if it does not exist yet; "
+                    "every other action except demo needs an existing store")
+    asub.add_parser("demo", help="create the demo org (users, badges, held jobs); creates the "
+                    "store if needed")
     x = asub.add_parser("org-add", help="create an org; prints its id")
     x.add_argument("name")
     x = asub.add_parser("user-add", help="add a user; prints its id")
@@ -749,8 +812,12 @@ def build_parser() -> argparse.ArgumentParser:
     x = asub.add_parser("device-config", help="push managed configuration to a device")
     x.add_argument("device_id")
     x.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   required=True, help="e.g. policy.idle_timeout=90, policy.card_pin=true, "
-                   'readers.specs=\'["serial:/dev/ttyUSB0?family=em4100"]\'')
+                   help="e.g. policy.idle_timeout=90, policy.card_pin=true, "
+                   'readers.specs=\'["serial:/dev/ttyUSB0?family=em4100"]\'; checked with the '
+                   "device's schema before it is stored")
+    x.add_argument("--unset", action="append", default=[], metavar="SECTION.KEY",
+                   help="stop managing a key (or a whole SECTION): the device goes back to its "
+                   "device.toml value")
     x = asub.add_parser("org-settings", help="show or change an org's policy: hold time, "
                         "card policy, changes at release, Authenticate-on-Print")
     x.add_argument("--org", required=True)
@@ -776,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--roles-only", action="store_true",
                    help="only the roles and default access, no accounts (no passwords asked)")
     x = asub.add_parser("audit", help="the newest audit entries")
-    x.add_argument("--limit", type=int, default=50)
+    x.add_argument("--limit", type=_positive_int, default=50)
     x = asub.add_parser("import", help="add users from a CSV or TSV file: email, display name, "
                         "card number (optional), access code (optional); all rows or none")
     x.add_argument("file")
@@ -794,7 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = asub.add_parser("bulk-installer",
                         help="an org-wide anonymous installer token for MDM deployment")
     x.add_argument("--org")
-    x.add_argument("--days", type=float, default=365.0, help="valid for (default 365)")
+    x.add_argument("--days", type=_positive_float, default=365.0,
+                   help="valid for (default 365)")
     x = asub.add_parser("queues-add", help="deploy a print queue to the org's linked clients")
     x.add_argument("name")
     x.add_argument("--org")
@@ -816,10 +884,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--user", required=True, help="the owner's email")
     x.add_argument("file", help="the document to print")
     x.add_argument("--name", help="job name (default: the file name)")
-    x.add_argument("--pages", type=int, default=1)
+    x.add_argument("--pages", type=_positive_int, default=1)
     x.add_argument("--color", action="store_true")
     x.add_argument("--duplex", action="store_true")
-    x.add_argument("--copies", type=int, default=1)
+    x.add_argument("--copies", type=_positive_int, default=1)
     x.add_argument("--source", default="mfd admin")
     a.set_defaults(func=cmd_admin)
 

@@ -111,6 +111,7 @@ def test_errors_are_one_line_on_stderr_with_a_non_zero_status(tmp_path: Path) ->
 
 def test_admin_and_client_manage_a_store(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/c.db"
+    assert run("admin", "--store", store, "init").returncode == 0
     org = run("admin", "--store", store, "org-add", "Acme").stdout.strip()
     assert org.startswith("org_")
     assert run("admin", "--store", store, "user-add", "--org", org, "dana@acme.test",

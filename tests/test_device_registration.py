@@ -4,6 +4,7 @@ the cloud worker, the portal over HTTP."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 
@@ -41,12 +42,15 @@ def wait_for(predicate, timeout: float = 8.0) -> bool:  # type: ignore[no-untype
 
 def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> None:
     store = world.store
-    code = devices.add_device(store, "org_demo", "copier-new", "Floor 2", time.time())
+    # A new id per run: the broker lives for the whole session and keeps each device's last
+    # pushed config retained, which another backend's run of this test must not receive.
+    dev = f"copier-new-{secrets.token_hex(3)}"
+    code = devices.add_device(store, "org_demo", dev, "Floor 2", time.time())
     portal = start_portal(world.store_url, accounts=BrokerUsers(world),
                           device_broker_url=world.broker.mosquitto.url)
     try:
         cfg = register(portal.url, code, tmp_path / "dev", engine=EngineConfig("emulator"))
-        assert cfg.device_id == "copier-new" and cfg.name == "Floor 2"
+        assert cfg.device_id == dev and cfg.name == "Floor 2"
         assert cfg.engine == EngineConfig("emulator")
         creds = tmp_path / "dev" / "credentials"
         assert creds.stat().st_mode & 0o777 == 0o600
@@ -64,20 +68,34 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
         assert device.link.connected  # the broker took the new account
         assert device.app.run_until(lambda a: True, 0.1)
         # A push is applied live and acknowledged.
-        v1 = devices.set_device_config(store, "copier-new", {
+        v1 = devices.set_device_config(store, dev, {
             "policy": {"idle_timeout": 90, "card_pin": True}}, time.time())
         assert wait_for(lambda: (device.app.step(0.01) or True)
                         and device.app.machine.policy.card_pin)
         assert device.app.machine.policy.idle_timeout == 90
-        assert wait_for(lambda: devices.config_state(store, "copier-new")["applied"] == v1)
-        # An invalid push is refused with the reason; the running config stays.
-        v2 = devices.set_device_config(store, "copier-new", {"policy": {"idle_timeout": 1}},
-                                       time.time())
+        assert wait_for(lambda: devices.config_state(store, dev)["applied"] == v1)
+        # A mistake is refused when it is set, before any device sees it.
+        with pytest.raises(ConfigError, match="idle_timeout"):
+            devices.set_device_config(store, dev, {"policy": {"idle_timeout": 1}},
+                                      time.time())
+        # What only the device can judge (a recording file it does not have) it refuses with
+        # the reason; the running config stays.
+        v2 = devices.set_device_config(store, dev, {
+            "readers": {"specs": ["replay:/nonexistent/badges.rec"]}}, time.time())
         assert wait_for(lambda: (device.app.step(0.01) or True)
-                        and devices.config_state(store, "copier-new")["refused"] == v2)
-        state = devices.config_state(store, "copier-new")
-        assert "idle_timeout" in state["refusal"]
-        assert device.app.machine.policy.idle_timeout == 90
+                        and devices.config_state(store, dev)["refused"] == v2)
+        state = devices.config_state(store, dev)
+        assert "readers.specs[0]" in state["refusal"]
+        assert device.app.machine.policy.idle_timeout == 90 and device.cfg.readers == ()
+        # A refused version does not block the next: dropping the bad key is applied, and a
+        # key no longer managed goes back to the file's value.
+        v3 = devices.set_device_config(store, dev, {}, time.time(),
+                                       unset=("readers", "policy.idle_timeout"))
+        assert wait_for(lambda: (device.app.step(0.01) or True)
+                        and devices.config_state(store, dev)["applied"] == v3)
+        assert device.app.machine.policy.idle_timeout == 60  # the file's (default) value
+        assert device.app.machine.policy.card_pin  # still managed
+        v1 = v3
     finally:
         device.stop()
     # Only what the cloud pushed is kept (so device.toml's own readers still count), owner-only.
@@ -141,3 +159,33 @@ def test_config_files_are_validated_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="card_pin"):
         parse_config({"device": {"id": "c1"},
                       "policy": {"card_pin": True, "allow_code": False}})
+
+
+class RecordingAccounts:
+    """A broker-accounts port that records what it is asked (nothing must reach the broker)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def set_password(self, username: str, password: str) -> None:
+        self.asked.append(username)
+
+
+def test_a_reserved_account_name_is_never_registered(world: World, tmp_path: Path) -> None:
+    """A device row named like a cloud worker (added before such names were refused) cannot
+    trade a code for that worker's broker account."""
+    store = world.store
+    with pytest.raises(MfdError, match="reserved"):
+        devices.add_device(store, "org_demo", "cloud-1", "", time.time())
+    with store.transaction():
+        store.add_device("cloud-1", "org_demo", "legacy")  # as an older mfd admin allowed
+    code = devices.new_registration_code(store, "cloud-1", time.time())
+    accounts = RecordingAccounts()
+    portal = start_portal(world.store_url, accounts=accounts)
+    try:
+        with pytest.raises(MfdError, match="reserved"):
+            register(portal.url, code, tmp_path, engine=EngineConfig("emulator"))
+    finally:
+        portal.close()
+    assert accounts.asked == []
+    assert not (tmp_path / "credentials").exists()

@@ -1,0 +1,122 @@
+"""`mfd admin` mistakes are one-line errors with a non-zero exit, never a silent success
+(issue 8, defects 5, 7 and 8): run as a user runs it, on a real store of each backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MFD = [sys.executable, "-m", "mfdkit"]
+KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MFD, *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ), check=False)
+
+
+def fails(out: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.stderr.startswith("mfd admin: error: "), out.stderr
+    assert out.stderr.strip().count("\n") == 0, out.stderr
+    for word in words:
+        assert word in out.stderr, out.stderr
+
+
+@pytest.fixture
+def admin(store_url: str) -> object:
+    """`mfd admin --store URL ACTION...` on a store with the demo org."""
+    assert run("admin", "--store", store_url, "init").returncode == 0
+    assert run("admin", "--store", store_url, "demo").returncode == 0
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return run("admin", "--store", store_url, *args)
+
+    return call
+
+
+def test_a_store_that_does_not_exist_is_an_error_not_an_empty_one(tmp_path: Path) -> None:
+    typo = tmp_path / "clod.db"
+    for action in (["users", "--org", "org_demo"], ["jobs"], ["org-add", "Acme"],
+                   ["devices"], ["audit"]):
+        fails(run("admin", "--store", f"sqlite:///{typo}", *action), "no store at", "init")
+        assert not typo.exists()
+    # Only `init` (and the laptop `demo`) create one.
+    out = run("admin", "--store", f"sqlite:///{typo}", "init")
+    assert out.returncode == 0 and typo.is_file()
+    assert run("admin", "--store", f"sqlite:///{typo}", "users", "--org", "x").returncode == 1
+    demo = tmp_path / "demo.db"
+    assert run("admin", "--store", f"sqlite:///{demo}", "demo").returncode == 0
+    assert "alice" in run("admin", "--store", f"sqlite:///{demo}", "users", "--org",
+                          "org_demo").stdout
+
+
+def test_unknown_org_user_and_device_are_errors(admin) -> None:  # type: ignore[no-untyped-def]
+    fails(admin("users", "--org", "org_typo"), "no org org_typo", "org_demo")
+    fails(admin("org-settings", "--org", "org_typo"), "no org org_typo")
+    fails(admin("device-add", "--org", "org_typo", "copier-7"), "no org org_typo")
+    fails(admin("queues", "--org", "org_typo"), "no org org_typo")
+    fails(admin("unlock", "--user", "nobody@example.org"), "no user nobody@example.org")
+    fails(admin("unlock", "--device", "copier-404"), "no device copier-404")
+    audit = admin("audit", "--limit", "5").stdout
+    assert "unlock" not in audit
+    # A real user who is not locked: said so, not "unlocked".
+    out = admin("unlock", "--user", "alice@example.org")
+    assert out.returncode == 0 and "was not locked" in out.stdout
+
+
+def test_counts_must_be_positive(admin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    doc = tmp_path / "a.pdf"
+    doc.write_bytes(b"%PDF-1.4")
+    for args in (["job-add", "--user", "alice@example.org", str(doc), "--pages", "0"],
+                 ["job-add", "--user", "alice@example.org", str(doc), "--copies", "-2"],
+                 ["audit", "--limit", "-1"], ["bulk-installer", "--days", "-1"]):
+        out = admin(*args)
+        assert out.returncode == 2 and "must be" in out.stderr, (args, out.stderr)
+    assert "a.pdf" not in admin("jobs").stdout
+
+
+@pytest.mark.parametrize("device_id", ["cloud", "cloud-0", "cloud-12", "admin", "dynsec"])
+def test_device_add_refuses_reserved_account_names(admin, device_id: str) -> None:  # type: ignore[no-untyped-def]
+    fails(admin("device-add", "--org", "org_demo", device_id), "reserved")
+    assert device_id not in [line.split("\t")[0] for line in admin("devices").stdout.splitlines()]
+
+
+def test_device_config_is_checked_with_the_device_schema(admin) -> None:  # type: ignore[no-untyped-def]
+    def state() -> str:
+        line = next(x for x in admin("devices").stdout.splitlines()
+                    if x.startswith("copier-1\t"))
+        return line.rsplit("\t", 1)[1]
+
+    for bad, named in [("policy.bogus=1", "bogus"), ("policy.idle_timeout=1", "idle_timeout"),
+                       ("policy.card_pin=yes", "card_pin"),
+                       ("readers.specs=\"serial:x\"", "readers.specs"),
+                       ('readers.specs=["usb:x"]', "readers.specs[0]"),
+                       ("broker.url=x", "broker")]:
+        fails(admin("device-config", "copier-1", "--set", bad), named)
+    assert state() == "no pushed config"
+    # A malformed OSDP spec: refused, and its key is not in the error.
+    out = admin("device-config", "copier-1", "--set",
+                "readers.specs=" + json.dumps([f"osdp:/dev/ttyS0?scbk={KEY}&address"]))
+    fails(out, "readers.specs[0]")
+    assert KEY not in out.stderr and KEY.upper() not in out.stderr
+    # Good values are stored; --unset removes a key (and the next version carries the rest).
+    assert admin("device-config", "copier-1", "--set", "policy.idle_timeout=90",
+                 "--set", "policy.card_pin=true").returncode == 0
+    assert state().startswith("config v1")
+    out = admin("device-config", "copier-1", "--unset", "policy.card_pin")
+    assert out.returncode == 0 and "version 2" in out.stdout
+    fails(admin("device-config", "copier-1", "--unset", "policy.card_pin"), "policy.card_pin")
+    fails(admin("device-config", "copier-1"), "--set", "--unset")
+    fails(admin("device-config", "copier-404", "--set", "policy.idle_timeout=90"), "copier-404")
+    # A combination the device refuses is refused as a whole, whichever key made it so.
+    fails(admin("device-config", "copier-1", "--set", "policy.allow_code=false",
+                "--set", "policy.card_pin=true"), "card_pin")
+    assert state().startswith("config v2")
