@@ -1,22 +1,30 @@
-"""A device app reduced to its release path, run as its own process by test_crash_reconcile.py
-so it can be killed (SIGKILL, a power cut) at exact points and a fresh process can reconcile.
+"""The real device, run as its own process by test_crash_reconcile.py so that it can be killed
+(SIGKILL, a power cut) at exact points of a release and started again to reconcile.
 
-    python tests/crash_device.py release --jobs A,B,C [--die-at POINT --die-job B] ...
-    python tests/crash_device.py reconcile ...
+    python tests/crash_device.py DEVICE_TOML [--jobs A,B,C] [--die-at POINT --die-job B]
 
-It wires what the app wires: MqttCloudLink to the real broker and cloud, the engine server
-through EngineClient, the journal file, the Printer. ``release`` identifies the badge, releases
-the jobs, prints them and reports each outcome the way the app does (Printer.journal_report);
-``reconcile`` runs Printer.reconcile and waits until the journal has nothing unconfirmed.
+What runs is what ``mfd device --config DEVICE_TOML --headless`` runs: ``from_config_file``
+builds the device (the MQTT link to the broker, the engine its ``[engine]`` section names, the
+journal file beside the config, the reader it lists), ``Device.start`` reconciles the journal
+and starts the reader, and the app's loop steps until the work is done. With ``--jobs`` a
+person then uses it: the badge in ``MFD_CRASH_BADGE`` (never on a command line) is tapped on
+the device's own simulated reader (a ``sim:`` spec), the jobs are selected on the panel as
+listed and Release is tapped. Without ``--jobs`` the device only starts, which reconciles.
 
-Kill points (``--die-at``), reached by hooks, never by timing:
+Kill points (``--die-at``) are reached by hooks around the device's own objects (its link, its
+engine, its journal), never by timing:
 
 * ``fetch``              asking for a chunk past the first of the die job's document (mid-fetch)
 * ``handed``             HANDED is journaled; the engine is about to be given the job
 * ``engine-has-it``      the engine accepted the job (the test holds the engine's queue)
 * ``printed-unjournaled`` the engine printed it; the journal has not recorded that yet
 * ``printed-untold``     the journal says PRINTED; the cloud has not been told
-* ``told-unconfirmed``   the cloud has the report; the journal has not recorded its answer
+* ``told-unconfirmed``   the cloud has answered the report; the journal has not recorded that
+
+Output, a line each: ``RECONCILED <what>`` per journal row start-up settled, ``NOTHING`` if
+the journal held nothing to settle, ``WAITING`` if some outcome is still to come (a job the
+engine is printing), ``DYING <point>``, ``RELEASED <job ids>``, ``DONE`` when the journal holds
+nothing the cloud has not acknowledged, ``FAILED`` at the deadline.
 """
 
 from __future__ import annotations
@@ -24,21 +32,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import queue
 import signal
 import sys
 import time
 from typing import Any
 
-from device_app.engine_client import EngineClient
-from device_app.journal import Journal
-from device_app.mqtt_link import MqttCloudLink
-from device_app.printing import Printer
-from device_app.session import JobDone, PrintJob
+from device_app.journal import JournalState
+from device_app.runner import Device, from_config_file
+from device_app.session import State
+from device_app.view import Action
 from protocol import messages as m
-from protocol.address import BrokerAddress
-from protocol.engine import EngineDone, EngineJob, EngineOutcome, EngineState
-from protocol.errors import MfdError
+from readers.sim_reader import SimReader
 
 DIE_AT = ("fetch", "handed", "engine-has-it", "printed-unjournaled", "printed-untold",
           "told-unconfirmed")
@@ -49,136 +53,155 @@ def die(point: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class HookedLink:
-    def __init__(self, link: MqttCloudLink, die_at: str, die_job: str) -> None:
-        self.inner = link
-        self.die_at, self.die_job = die_at, die_job
-        self.connected = link.connected
-        self.on_connection = None
+def install_hooks(device: Device, die_at: str, die_job: str) -> None:
+    """Wrap the device's own objects so that the process dies at ``die_at`` for ``die_job``.
+    The printer holds these very objects, so it calls through the wrappers."""
+    link, engine, journal = device.link, device.engine, device.journal
+    assert journal is not None, "the device has no journal file"
 
-    def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
-        if (self.die_at == "fetch" and isinstance(request, m.FetchDocument)
-                and request.job_id == self.die_job and request.offset > 0):
-            die("fetch")
-        return self.inner.call(request, timeout)
+    if die_at == "fetch":
+        call = link.call
 
-    def request(self, request: m.Request, reply: Any, timeout: float | None = None) -> None:
-        self.inner.request(request, reply, timeout)
+        def hooked_call(request: m.Request, timeout: float | None = None) -> m.Result:
+            if (isinstance(request, m.FetchDocument) and request.job_id == die_job
+                    and request.offset > 0):
+                die("fetch")
+            return call(request, timeout)
 
-    def close(self) -> None:
-        self.inner.close()
+        link.call = hooked_call  # type: ignore[method-assign]
+
+    if die_at in ("handed", "engine-has-it", "printed-unjournaled"):
+        submit = engine.submit
+
+        def hooked_submit(job: Any, done: Any) -> None:
+            mine = job.job_id == die_job
+            if mine and die_at == "handed":
+                die("handed")
+
+            def hooked_done(job_id: str, ok: bool, detail: str) -> None:
+                if mine and ok and die_at == "printed-unjournaled":
+                    die("printed-unjournaled")
+                done(job_id, ok, detail)
+
+            submit(job, hooked_done)
+            if mine and die_at == "engine-has-it":
+                die("engine-has-it")
+
+        engine.submit = hooked_submit  # type: ignore[method-assign]
+
+    if die_at == "printed-untold":
+        printed = journal.printed
+
+        def hooked_printed(release_id: str, job_id: str, detail: str = "") -> Any:
+            entry = printed(release_id, job_id, detail)
+            if job_id == die_job:
+                die("printed-untold")
+            return entry
+
+        journal.printed = hooked_printed  # type: ignore[method-assign]
+
+    if die_at == "told-unconfirmed":
+        confirmed = journal.confirmed
+
+        def hooked_confirmed(release_id: str, job_id: str, answer: str = "ack") -> Any:
+            if job_id == die_job:
+                die("told-unconfirmed")
+            return confirmed(release_id, job_id, answer)
+
+        journal.confirmed = hooked_confirmed  # type: ignore[method-assign]
 
 
-class HookedEngine:
-    def __init__(self, engine: EngineClient, die_at: str, die_job: str) -> None:
-        self.inner = engine
-        self.die_at, self.die_job = die_at, die_job
+def release(device: Device, badge: str, jobs: list[str], deadline: float) -> bool:
+    """A person at the panel: taps the badge, selects ``jobs`` in the list, taps Release."""
+    app = device.app
+    (reader,) = device.readers
+    assert isinstance(reader, SimReader), "the crash device config names one sim: reader"
+    assert reader.present(badge) is not None, "the reader did not take the badge"
 
-    def state(self) -> EngineState:
-        return self.inner.state()
+    def listed(a: Any) -> bool:
+        return a.machine.state is State.JOBS and set(jobs) <= {j.job_id for j in a.view().jobs}
 
-    def outcome(self, engine_id: str) -> EngineOutcome:
-        return self.inner.outcome(engine_id)
+    if not app.run_until(listed, max(0.1, deadline - time.monotonic())):
+        print(f"NOT LISTED at {app.machine.state}: {app.view().title!r} {app.view().message!r}",
+              flush=True)
+        return False
+    for job_id in jobs:
+        app.tap(Action.SELECT, job_id)
+    app.tap(Action.RELEASE)
+    print(f"RELEASED {','.join(jobs)}", flush=True)
+    return True
 
-    def submit(self, job: EngineJob, done: EngineDone) -> None:
-        mine = job.job_id == self.die_job
-        if mine and self.die_at == "handed":
-            die("handed")
 
-        def hooked(job_id: str, ok: bool, detail: str) -> None:
-            if mine and ok and self.die_at == "printed-unjournaled":
-                die("printed-unjournaled")
-            done(job_id, ok, detail)
+def settled(device: Device, jobs: list[str], old: set[tuple[str, str]], deadline: float) -> bool:
+    """Step the app until the journal has a new row (not in ``old``) for every job of ``jobs``,
+    each acknowledged by the cloud, and nothing unacknowledged."""
+    journal = device.journal
+    assert journal is not None
 
-        self.inner.submit(job, hooked)
-        if mine and self.die_at == "engine-has-it":
-            die("engine-has-it")
+    def done(_app: Any) -> bool:
+        if journal.unconfirmed():
+            return False
+        confirmed = {e.job_id for e in journal.entries()
+                     if e.state is JournalState.CONFIRMED and e.key not in old}
+        return set(jobs) <= confirmed
+
+    return device.app.run_until(done, max(0.1, deadline - time.monotonic()))
+
+
+class Reconciliations(logging.Handler):
+    """What start-up reconciliation reported, from the printer's own log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("reconcile: "):
+            self.lines.append(message.removeprefix("reconcile: "))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("release", "reconcile"))
-    ap.add_argument("--host", required=True)
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--device", required=True)
-    ap.add_argument("--password", required=True)
-    ap.add_argument("--engine", required=True, help="engine server socket")
-    ap.add_argument("--journal", required=True)
-    ap.add_argument("--badge", default="")
-    ap.add_argument("--jobs", default="")
+    ap.add_argument("config", help="the device's device.toml")
+    ap.add_argument("--jobs", default="", help="release these (comma-separated job ids)")
     ap.add_argument("--die-at", choices=DIE_AT, default="")
     ap.add_argument("--die-job", default="")
-    ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--timeout", type=float, default=30.0)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s device %(name)s %(levelname)s %(message)s")
-
-    link = MqttCloudLink(BrokerAddress(args.host, args.port, args.device, args.password),
-                         args.device).start()
-    engine = EngineClient(args.engine, retry_interval=0.05)
-    journal = Journal.open(args.journal)
-    outcomes: queue.Queue[JobDone] = queue.Queue()
-    hooked_link = HookedLink(link, args.die_at, args.die_job)
-
-    def report(done: JobDone) -> None:
-        if done.job_id == args.die_job and done.ok and args.die_at == "printed-untold":
-            die("printed-untold")
-        outcomes.put(done)
-
-    printer = Printer(hooked_link, HookedEngine(engine, args.die_at, args.die_job), report,
-                      journal, settle_interval=0.05, retry_interval=0.5)
     deadline = time.monotonic() + args.timeout
+    jobs = [j for j in args.jobs.split(",") if j]
 
-    def settled() -> bool:
-        while journal.unconfirmed():
-            if time.monotonic() > deadline:
-                print("TIMEOUT", [e.job_id for e in journal.unconfirmed()], flush=True)
-                return False
-            time.sleep(0.02)
-        return True
-
-    if args.mode == "reconcile":
-        results = printer.reconcile(wait=0.0)
-        for r in results:
-            print(f"RECONCILED {r.job_id} {r.outcome} told={r.told}", flush=True)
-        if not results:
+    device = from_config_file(args.config)
+    assert device.journal is not None
+    if args.die_at:
+        install_hooks(device, args.die_at, args.die_job)
+    leftover = device.journal.unconfirmed()  # what a crash left for start-up to settle
+    seen = Reconciliations()
+    logging.getLogger("device_app.printing").addHandler(seen)
+    device.start()  # reconciles the journal before anyone can tap
+    try:
+        for line in seen.lines:
+            print(f"RECONCILED {line}", flush=True)
+        if not leftover:
             print("NOTHING", flush=True)
-        if any(not r.told for r in results):
+        if device.journal.unconfirmed():
             print("WAITING", flush=True)
-        ok = settled()
-        print("DONE" if ok else "FAILED", flush=True)
+        old = {e.key for e in device.journal.entries()}  # earlier releases of these jobs
+        if jobs and not release(device, os.environ["MFD_CRASH_BADGE"], jobs, deadline):
+            print("FAILED", flush=True)
+            return 1
+        ok = settled(device, jobs, old, deadline)
+        if not ok:
+            print("FAILED", [(e.job_id, e.state.value) for e in device.journal.unconfirmed()],
+                  flush=True)
+        else:
+            print("DONE", flush=True)
         return 0 if ok else 1
-
-    session = link.call(m.Identify("card", args.badge))
-    assert isinstance(session, m.IdentifyResult)
-    job_ids = tuple(j for j in args.jobs.split(",") if j)
-    result = link.call(m.Release(request_id=f"crash-{os.getpid()}-{time.time_ns()}",
-                                 session=session.session, job_ids=job_ids))
-    assert isinstance(result, m.ReleaseResult)
-    print(f"RELEASED {result.release_id} {','.join(j.job_id for j in result.jobs)}", flush=True)
-    printer.submit_all(PrintJob(result.release_id, job) for job in result.jobs)
-    for _ in result.jobs:
-        done = outcomes.get(timeout=max(0.1, deadline - time.monotonic()))
-        print(f"OUTCOME {done.job_id} {'printed' if done.ok else 'failed'} {done.detail}",
-              flush=True)
-        # What the app does with the session's report.
-        request: m.Request = (m.JobPrinted(request_id="from-session", release_id=done.release_id,
-                                           job_id=done.job_id) if done.ok else
-                              m.JobFailed(request_id="from-session", release_id=done.release_id,
-                                          job_id=done.job_id, reason=done.detail[:200]))
-        sent, reply = printer.journal_report(request, lambda _o: None)
-        if done.job_id == args.die_job and args.die_at == "told-unconfirmed":
-            answer: queue.Queue[m.Result | MfdError] = queue.Queue()
-            link.request(sent, answer.put)
-            answer.get(timeout=5)
-            die("told-unconfirmed")
-        link.request(sent, reply)
-    ok = settled()
-    printer.close()
-    link.close()
-    engine.close()
-    print("DONE" if ok else "FAILED", flush=True)
-    return 0 if ok else 1
+    finally:
+        device.stop()
 
 
 if __name__ == "__main__":

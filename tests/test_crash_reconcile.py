@@ -1,12 +1,16 @@
-"""Exactly-once release across power cuts, on the real stack: Mosquitto, the cloud worker on
-SQLite, the engine server in its own process, and a device (tests/crash_device.py) in another
-that is SIGKILLed at a hook-chosen point of a three-job release. A fresh device process then
-reconciles. Whatever the point: every job ends PRINTED in the cloud or back in HELD, none is
-RELEASING (lost), none is printed twice, the cloud is told once per outcome; and releasing what
-went back to HELD prints each job exactly once overall."""
+"""Exactly-once release across power cuts, on the real stack: Mosquitto, the cloud worker (on
+SQLite and on PostgreSQL), the engine server in its own process, and the real device
+(device_app.runner: ``from_config_file``, ``Device.start``, the app's loop) in another process
+(tests/crash_device.py), built from a device.toml as a technician writes it. A person taps a
+badge on its reader and releases three jobs; the process is SIGKILLed at a hook-chosen point.
+The device started again reconciles. Whatever the point: every job ends PRINTED in the cloud or
+back in HELD, none is RELEASING (lost), none is printed twice, the cloud records each outcome
+once (audit rows counted); and releasing what went back to HELD prints each job exactly once
+overall."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -17,6 +21,7 @@ from conftest import World
 
 from cloud.demo import DEMO_USERS
 from cloud.directory import submit_job
+from device_app.config import save_credentials
 from device_app.engine_client import EngineClient
 from device_app.journal import Journal
 from firmware_stubs.engine_server import EngineProcess
@@ -40,18 +45,33 @@ SCENARIOS = {
 
 
 class Device:
-    def __init__(self, world: World, engine: EngineProcess, journal: Path) -> None:
+    """copier-1 as installed: device.toml naming the broker, a sim reader and the engine
+    server, its credentials file, and its journal beside them."""
+
+    def __init__(self, world: World, engine: EngineProcess, directory: Path) -> None:
         addr = world.broker.address("copier-1")
-        self.args = ["--host", addr.host, "--port", str(addr.port), "--device", "copier-1",
-                     "--password", addr.password or "", "--engine", engine.socket_path,
-                     "--journal", str(journal), "--badge", ALICE.badge]
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = directory / "device.toml"
+        self.config.write_text(
+            '[device]\nid = "copier-1"\nname = "Copier 1"\n\n'
+            f'[broker]\nurl = "mqtt://{addr.host}:{addr.port}"\n\n'
+            '[readers]\nspecs = ["sim:badge?lockout=0"]\n\n'
+            f'[engine]\nkind = "socket"\nuri = "{engine.socket_path}"\n\n'
+            '[files]\ncredentials = "credentials"\njournal = "journal.db"\n')
+        save_credentials(directory / "credentials", "copier-1", addr.password or "")
+        self.journal = directory / "journal.db"
 
-    def cmd(self, mode: str, *extra: str) -> list[str]:
-        return [sys.executable, str(RUNNER), mode, *self.args, *extra]
+    def cmd(self, *args: str) -> list[str]:
+        return [sys.executable, str(RUNNER), str(self.config), *args]
 
-    def run(self, mode: str, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.cmd(mode, *extra), cwd=ROOT, capture_output=True, text=True,
-                              timeout=60, check=False)
+    @property
+    def env(self) -> dict[str, str]:
+        # The badge by environment, not on a command line others can read.
+        return {**os.environ, "MFD_CRASH_BADGE": ALICE.badge}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.cmd(*args), cwd=ROOT, capture_output=True, text=True,
+                              timeout=90, check=False, env=self.env)
 
 
 def held_jobs(world: World) -> list[str]:
@@ -64,6 +84,14 @@ def states(world: World, job_ids: list[str]) -> dict[str, str]:
     return {j.id: j.state for j in world.store.jobs(job_ids)}
 
 
+def audited(world: World, action: str, job_id: str) -> int:
+    """How many times the cloud recorded ``action`` for the job."""
+    rows = world.store.query_all("SELECT actor FROM audit WHERE action = ? AND subject = ?",
+                                 action, f"job:{job_id}")
+    assert all(actor == "device:copier-1" for (actor,) in rows), rows
+    return len(rows)
+
+
 @pytest.mark.parametrize("die_at", list(SCENARIOS))
 def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tmp_path: Path,
                                                                  die_at: str) -> None:
@@ -73,26 +101,25 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
     first, *_, last = [j for j in held_jobs(world) if j != big_id]
     jobs = [first, big_id, last]
     state_dir = tmp_path / "engine"
-    journal_path = tmp_path / "device" / "journal.db"
     with EngineProcess(state_dir) as engine:
         control = EngineClient(engine.socket_path)
-        device = Device(world, engine, journal_path)
+        device = Device(world, engine, tmp_path / "device")
         if die_at == "engine-has-it":
             control.hold(True)
 
-        crashed = device.run("release", "--jobs", ",".join(jobs), "--die-at", die_at,
-                             "--die-job", big_id)
+        crashed = device.run("--jobs", ",".join(jobs), "--die-at", die_at, "--die-job", big_id)
         assert crashed.returncode == -9, crashed.stdout + crashed.stderr
+        assert f"RELEASED {','.join(jobs)}" in crashed.stdout, crashed.stdout
         assert f"DYING {die_at}" in crashed.stdout
         # The cut left the job undone in the cloud (or, last point, told but not journaled).
         at_cut = "PRINTED" if die_at == "told-unconfirmed" else "RELEASING"
         assert states(world, [big_id])[big_id] == at_cut
 
-        # A fresh device process reconciles its journal with the engine and the cloud.
+        # The device started again reconciles its journal with the engine and the cloud.
         log = tmp_path / "reconcile.log"  # a file, not a pipe nobody drains while we read
         with open(log, "w") as err:
-            proc = subprocess.Popen(device.cmd("reconcile"), cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=err, text=True)
+            proc = subprocess.Popen(device.cmd(), cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=err, text=True, env=device.env)
         assert proc.stdout is not None
         lines = []
         try:
@@ -101,12 +128,13 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
                 if line.startswith("WAITING") and die_at == "engine-has-it":
                     # Reconciliation saw the engine still printing; now let it print.
                     control.hold(False)
-            assert proc.wait(timeout=30) == 0, "\n".join(lines) + log.read_text()
+            assert proc.wait(timeout=60) == 0, "\n".join(lines) + log.read_text()
         finally:
             if proc.poll() is None:
                 proc.kill()
         print("\n".join(lines))
         assert lines[-1] == "DONE", lines
+        assert "NOTHING" not in lines and any(x.startswith("RECONCILED") for x in lines), lines
 
         after = states(world, jobs)
         assert after[big_id] == SCENARIOS[die_at], (lines, after)
@@ -115,57 +143,67 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
         assert all(n == 1 for n in printed.values()), printed  # none printed twice
         for job_id in jobs:  # the cloud's record and the paper agree
             assert (after[job_id] == "PRINTED") == (printed[job_id] == 1), (job_id, after)
-        journal = Journal.open(journal_path)
+            # Told once per outcome, also where a report was repeated after the cut.
+            assert audited(world, "printed", job_id) == printed[job_id], job_id
+            assert audited(world, "print.failed", job_id) == (after[job_id] == "HELD"), job_id
+        journal = Journal.open(device.journal)
         assert journal.unconfirmed() == []
         journal.close()
 
-        # Reconciling again finds nothing to do and sends nothing.
-        again = device.run("reconcile")
+        # Starting again finds nothing to reconcile and sends nothing.
+        again = device.run()
         assert again.returncode == 0 and "NOTHING" in again.stdout, again.stdout
+        assert "RECONCILED" not in again.stdout, again.stdout
 
         # What went back to HELD is released again, and now every job is on paper once.
         back = [j for j in jobs if after[j] == "HELD"]
         if back:
-            rerun = device.run("release", "--jobs", ",".join(back))
+            rerun = device.run("--jobs", ",".join(back))
             assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert set(states(world, jobs).values()) == {"PRINTED"}
         printed = Counter(p.job_id for p in printed_log(state_dir))
         assert {j: printed[j] for j in jobs} == dict.fromkeys(jobs, 1)
+        assert {j: audited(world, "printed", j) for j in jobs} == dict.fromkeys(jobs, 1)
         control.close()
 
 
 def test_a_repeated_release_answer_never_prints_twice(world: World, tmp_path: Path) -> None:
-    """The same release delivered to two device processes one after the other (a QoS 1
-    redelivery after a restart): the journal refuses the second hand-over."""
+    """The same release delivered again after a restart (a QoS 1 redelivery): the journal the
+    real device wrote refuses the second hand-over."""
     jobs = held_jobs(world)[:2]
     state_dir = tmp_path / "engine"
     with EngineProcess(state_dir) as engine:
-        device = Device(world, engine, tmp_path / "journal.db")
-        first = device.run("release", "--jobs", ",".join(jobs))
+        device = Device(world, engine, tmp_path / "device")
+        first = device.run("--jobs", ",".join(jobs))
         assert first.returncode == 0, first.stdout + first.stderr
-        journal = Journal.open(tmp_path / "journal.db")
+        journal = Journal.open(device.journal)
         rows = journal.entries()
         assert {r.job_id for r in rows} == set(jobs)
         release_id = rows[0].release_id
         journal.close()
         # Replaying the exact release into a fresh printer on the same journal.
         replay = subprocess.run(
-            [sys.executable, "-c", _REPLAY, str(tmp_path / "journal.db"), engine.socket_path,
+            [sys.executable, "-c", _REPLAY, str(device.journal), engine.socket_path,
              release_id, *jobs], cwd=ROOT, capture_output=True, text=True, timeout=60,
             check=False)
         assert replay.returncode == 0, replay.stdout + replay.stderr
-        assert "printed twice" in replay.stderr
+        assert replay.stderr.count("not printed twice") == len(jobs), replay.stderr
     assert Counter(p.job_id for p in printed_log(state_dir)) == dict.fromkeys(jobs, 1)
+    assert {j: audited(world, "printed", j) for j in jobs} == dict.fromkeys(jobs, 1)
 
 
+# close() is the proof the printer did nothing with the replay: it queues its stop behind
+# everything submitted and joins the printer thread, so any print would have happened (and
+# reported to done) before it returns. No sleep-and-hope.
 _REPLAY = """
-import sys, time
+import logging, sys
 from device_app.engine_client import EngineClient
 from device_app.journal import Journal
 from device_app.printing import Printer
 from device_app.session import PrintJob
 from protocol import messages as m
 
+logging.basicConfig(level=logging.WARNING)
 journal_path, socket_path, release_id, *jobs = sys.argv[1:]
 journal = Journal.open(journal_path)
 done = []
@@ -174,7 +212,7 @@ for job_id in jobs:
     row = journal.get(release_id, job_id)
     printer.submit(PrintJob(release_id, m.ReleasedJob(job_id=job_id, name=row.name,
                                                       size=row.size, sha256=row.sha256)))
-time.sleep(0.3)
 printer.close()
+assert not printer._thread.is_alive(), "the printer thread did not finish"
 assert done == [], done
 """
