@@ -43,8 +43,8 @@ from protocol.errors import ConfigError
 from protocol.redact import redact
 from readers.events import CardReader
 
-__all__ = ["BACKENDS", "non_negative_float", "open_reader", "parse_params", "positive_int",
-           "redact_spec", "supported_schemes"]
+__all__ = ["BACKENDS", "check_spec", "non_negative_float", "open_reader", "parse_params",
+           "positive_int", "redact_spec", "supported_schemes"]
 
 #: The one redaction for reader specs (and any text quoting one): secret-looking parameter
 #: values and long hex runs masked (protocol.redact).
@@ -115,6 +115,35 @@ def _open_reader(spec: str, reader_id: str | None,
 
         reader = ConvertingReader(reader, Pipeline.parse(pipeline_text))
     return reader
+
+
+#: Schemes whose spec names a file on the device itself (a recording): away from the device
+#: (the cloud checking a config before it pushes it) only their syntax can be checked.
+_DEVICE_FILES = ("replay",)
+
+
+def check_spec(spec: str, *, here: bool = True) -> None:
+    """Validate ``spec`` as :func:`open_reader` does, opening nothing. ``here=False``: the spec
+    is for another machine, so a file it names is not looked for on this one."""
+    scheme = spec.partition(":")[0].strip().lower()
+    if here or scheme not in _DEVICE_FILES:
+        open_reader(spec)
+        return
+    try:
+        target, _, query = spec.partition(":")[2].partition("?")
+        pipeline_text, query = _take(spec, query, "pipeline")
+        backend = importlib.import_module(BACKENDS[scheme])
+        parse_params(spec, query, tuple(backend.SPEC_PARAMS), scheme)
+        if not target:
+            raise ConfigError(f"reader spec {redact_spec(spec)!r} names no file")
+        if pipeline_text is not None:
+            from readers.convert import Pipeline
+
+            Pipeline.parse(pipeline_text)
+    except ConfigError as exc:
+        exc.message = redact_spec(exc.message)
+        exc.args = (exc.message,)
+        raise
 
 
 def _take(spec: str, query: str, key: str) -> tuple[str | None, str]:
