@@ -14,6 +14,11 @@ instead of being done late. The wait is read from the MQTT 5 Message Expiry Inte
 sets (:data:`protocol.topics.REQUEST_EXPIRY`): the broker hands the message over with the interval
 reduced by the time it queued, in whole seconds.
 
+Malformed input: every request with a Response Topic is answered, malformed ones with the
+protocol's error; a request without one, and malformed statuses and events (which have nobody to
+answer), are dropped by design and counted. The counters below are what tests and operators wait
+on: a message counted was processed to the end.
+
 The device id is read from the request's topic: the broker's ACL (``%u``) guarantees a device can
 publish only under its own id. The Response Topic is checked to be that device's own reply topic,
 so a device cannot aim answers at another device.
@@ -77,7 +82,14 @@ class CloudWorker:
         self.busy = 0
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Requests answered; requests dropped (no Response Topic); statuses and events
+        #: processed (recorded, ignored or dropped as malformed); messages that failed with an
+        #: unexpected exception (a bug: logged with its traceback).
         self.handled = 0
+        self.dropped = 0
+        self.statuses = 0
+        self.events = 0
+        self.failed = 0
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=broker.username,
                         protocol=mqtt.MQTTv5)
         c.username_pw_set(broker.username, broker.password)
@@ -138,6 +150,7 @@ class CloudWorker:
         try:
             self._process(self._service, msg)
         except Exception:
+            self.failed += 1
             log.exception("worker %s failed on a message on %s", self.name, msg.topic)
 
     def _chores(self) -> None:
@@ -196,9 +209,11 @@ class CloudWorker:
             return
         if leaf == "status":
             record_status(service.store, device_id, bytes(msg.payload), service.clock())
+            self.statuses += 1
             return
         if leaf == "events":
             self._event(service, device_id, bytes(msg.payload))
+            self.events += 1
             return
         payload = bytes(msg.payload)
         props = msg.properties
@@ -209,6 +224,7 @@ class CloudWorker:
         own = topics.response_topic(device_id)
         if reply_to is None:
             log.info("device %s sent a request without a Response Topic; dropped", device_id)
+            self.dropped += 1
             return
         if reply_to != own:
             reply = m.encode_error(m.request_type_of(payload), ErrorCode.WRONG_REPLY_TOPIC,

@@ -1,0 +1,317 @@
+"""Malformed and hostile input to the cloud (issue 8, defect 11): every malformed request gets an
+error answer a device can decode, or is dropped by design; malformed statuses and events are
+dropped without an exception; the worker keeps serving.
+
+Two levels: a property test feeding generated payloads to ``CloudService.handle`` on a real
+store (SQLite and PostgreSQL), and the real path through Mosquitto, where a raw paho client with
+a device's credentials sends the garbage and waits for each answer (or, for what is dropped by
+design, for the worker's counter and a later good request's answer: positive signals, no sleep).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from conftest import World
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pg import NoServer, ScratchDatabase, fresh_database, unavailable
+
+from cloud.demo import DEMO_USERS, seed_demo
+from cloud.pg_store import PostgresStore
+from cloud.service import CloudService, record_status
+from cloud.sqlite_store import SqliteStore
+from cloud.store import SqlStore
+from protocol import messages as m
+from protocol import topics
+from protocol.errors import ErrorCode, RemoteError
+
+WIRE_CODES = {c.value for c in ErrorCode}
+
+# ----------------------------------------------------------------------------- generators
+
+#: Strings a peer can put in JSON that Python's parser lets through: any code point, lone
+#: surrogates (from "\udXXX" escapes), NUL.
+hostile_text = (st.text(alphabet=st.characters(blacklist_categories=()), max_size=10)
+                | st.sampled_from(["\ud800", "x\udfff", "\x00", "a\x00b", "\ud83d\ude00"]))
+hostile_numbers = (st.integers() | st.sampled_from([2**53, 2**63, 2**64, -(2**63) - 1, 10**300])
+                   | st.floats(allow_nan=True, allow_infinity=True))
+hostile_values = st.recursive(
+    st.none() | st.booleans() | hostile_numbers | hostile_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
+    max_leaves=6)
+
+#: A plausible request of each type, to get past the envelope and into the service.
+GOOD: dict[str, dict[str, object]] = {
+    "identify": {"method": "card", "value": DEMO_USERS[0].badge},
+    "identify.associate": {"request_id": "r1", "card": "0000000042", "method": "code",
+                           "value": DEMO_USERS[0].access_code},
+    "jobs.list": {"session": "s" * 32},
+    "jobs.release": {"request_id": "r2", "session": "s" * 32, "job_ids": ["j_1"]},
+    "jobs.delete": {"request_id": "r3", "session": "s" * 32, "job_ids": ["j_1"]},
+    "jobs.document": {"release_id": "rel_1", "job_id": "j_1"},
+    "jobs.printed": {"request_id": "r4", "release_id": "rel_1", "job_id": "j_1"},
+    "jobs.failed": {"request_id": "r5", "release_id": "rel_1", "job_id": "j_1"},
+    "logout": {"request_id": "r6", "session": "s" * 32},
+}
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(sorted(GOOD)))
+    obj: dict[str, object] = {"v": 1, "type": kind, **GOOD[kind]}
+    for _ in range(draw(st.integers(1, 3))):
+        # Mostly the fields this type has (they reach the service), strings half the time.
+        name = draw(st.sampled_from(sorted(obj)) | st.sampled_from(
+            ["method", "username", "pin", "offset", "length", "reason", "copies", "all_held",
+             "extra"]))
+        obj[name] = draw(hostile_text | hostile_values)
+    if draw(st.booleans()):
+        # Written raw: a lone surrogate becomes bytes that are not UTF-8.
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return json.dumps(obj).encode("utf-8")
+
+
+def assert_an_answer(answer: bytes, payload: bytes) -> str:
+    """The answer is UTF-8 JSON that a device decodes: a result, or an error with a wire code
+    that is not ``internal`` (the cloud understood what was wrong). Returns the outcome."""
+    answer.decode("utf-8")
+    answering = m.request_type_of(payload)
+    try:
+        m.decode_response(answer, answering)
+    except RemoteError as exc:
+        assert exc.code in WIRE_CODES
+        assert exc.code != "internal", (payload, exc.message)
+        return exc.code
+    return "ok"
+
+
+# ----------------------------------------------------------------------------- the service
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[ScratchDatabase]:
+    with ExitStack() as stack:
+        try:
+            db = stack.enter_context(fresh_database())
+        except NoServer as exc:
+            unavailable(str(exc))
+        yield db
+
+
+@pytest.fixture(scope="module", params=("sqlite", "postgres"))
+def module_store(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
+    s: SqlStore
+    if request.param == "sqlite":
+        s = SqliteStore(tmp_path_factory.mktemp("malformed") / "cloud.db")
+    else:
+        s = PostgresStore(request.getfixturevalue("pg_database").schema_url())
+    seed_demo(s, now=time.time())
+    yield s
+    s.close()
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=hostile_requests())
+def test_every_hostile_request_gets_an_answer_a_device_decodes(module_store: SqlStore,
+                                                               payload: bytes) -> None:
+    service = CloudService(module_store)
+    assert_an_answer(service.handle("copier-1", payload), payload)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(st.sampled_from(["state", "epoch", "since", "type", "v"]),
+                              hostile_numbers | hostile_text | hostile_values, max_size=3))
+def test_a_hostile_status_is_dropped_without_an_exception(module_store: SqlStore,
+                                                          fields: dict[str, object]) -> None:
+    before = module_store.device_status("copier-2")
+    obj = {"v": 1, "type": "status", "state": "online", "epoch": 7, **fields}
+    payload = json.dumps(obj).encode()
+    try:
+        status = m.decode_status(payload)
+    except Exception:
+        status = None
+    recorded = record_status(module_store, "copier-2", payload, time.time())
+    after = module_store.device_status("copier-2")
+    if status is None:
+        assert not recorded and after == before
+    else:
+        assert after is not None and (not recorded or after == (status.state, status.epoch))
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"v":1,"type":"status","state":"online","epoch":' + str(2**64).encode() + b"}",
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":1' + b"0" * 400 + b"}",
+])
+def test_a_status_with_a_huge_integer_does_not_reach_the_store(payload: bytes,
+                                                               tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    seed_demo(store, now=time.time(), jobs=False)
+    assert record_status(store, "copier-1", payload, time.time()) is False
+    assert store.device_status("copier-1") == ("unknown", -1)
+
+
+# ----------------------------------------------------------------------------- through Mosquitto
+
+
+class RawDevice:
+    """A device's credentials in a plain paho client: it sends whatever bytes it is given."""
+
+    def __init__(self, world: World, device_id: str) -> None:
+        self.device_id = device_id
+        self.answers: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
+        ready = threading.Event()
+        addr = world.broker.address(device_id)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+        c.username_pw_set(addr.username, addr.password)
+        c.on_message = lambda _c, _u, msg: self.answers.put(
+            (bytes(msg.properties.CorrelationData),  # type: ignore[union-attr]
+             bytes(msg.payload)))
+        c.on_subscribe = lambda *_a: ready.set()
+        c.on_connect = lambda cl, *_a: cl.subscribe(topics.response_topic(device_id), qos=1)
+        c.connect(addr.host, addr.port)
+        c.loop_start()
+        assert ready.wait(10), "the raw device could not subscribe"
+        self.client = c
+        self._n = 0
+
+    def request(self, payload: bytes, *, reply_to: str | None = "own") -> bytes:
+        self._n += 1
+        corr = f"{self.device_id}/{self._n}".encode()
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if reply_to is not None:
+            props.ResponseTopic = topics.response_topic(self.device_id)
+        props.CorrelationData = corr
+        props.MessageExpiryInterval = topics.REQUEST_EXPIRY
+        self.client.publish(topics.request_topic(self.device_id), payload, qos=1,
+                            properties=props).wait_for_publish(5)
+        return corr
+
+    def answer(self, corr: bytes, timeout: float = 10.0) -> bytes:
+        """The answer to ``corr``; answers arrive in order, so an earlier one never waits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got, payload = self.answers.get(timeout=max(0.01, deadline - time.monotonic()))
+            if got == corr:
+                return payload
+
+    def publish(self, leaf: str, payload: bytes) -> None:
+        topic = f"{topics.PREFIX}/{self.device_id}/{leaf}"
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+GARBAGE_REQUESTS: list[tuple[bytes, str]] = [
+    (b'{"v":1,"type":"\\ud800"}', "invalid_field"),
+    (b'{"v":1,"type":"identify\\udfff","method":"card","value":"1"}', "invalid_field"),
+    (b'{"v":1,"type":"identify","method":"card","value":"\\udc00"}', "invalid_field"),
+    ('{"v":1,"type":"identify","method":"card","value":"\udc00"}'.encode(
+        "utf-8", "surrogatepass"), "bad_request"),
+    (b'{"v":1,"type":"identify","method":"password","value":"x","username":"a\\u0000b"}',
+     "invalid_field"),
+    (b'{"v":1,"type":"jobs.document","release_id":"r","job_id":"j","offset":' +
+     str(2**64).encode() + b"}", "invalid_field"),
+    (b'{"v":1,"type":"jobs.document","release_id":"r","job_id":"j","offset":' +
+     str(2**53 - 1).encode() + b"}", "unknown_release"),
+    (b'{"v":1,"type":"jobs.list","session":"s","offset":NaN}', "bad_request"),
+    (b'{"v":1,"type":"jobs.list","session":"s","limit":1e999}', "invalid_field"),
+    (b'{"v":1,"type":"jobs.list","session":"s","offset":-Infinity}', "bad_request"),
+    (b'{"v":' + b"9" * 300 + b',"type":"identify"}', "unsupported_version"),
+    (b'{"v":1,"type":' + b"1" * 300 + b"}", "invalid_field"),
+    (b'{"v":1,"type":"identify","method":["card"],"value":1}', "invalid_field"),
+    (b'{"v":1,"type":"identify","extra":' + b"[" * 20000 + b"]" * 20000 + b"}", "bad_request"),
+    (b"", "bad_request"),
+    (b"\xff\xfe\x00", "bad_request"),
+    (b"[1,2,3]", "bad_request"),
+    (b"x" * (m.MAX_REQUEST_BYTES + 1), "too_large"),
+]
+
+
+def test_garbage_requests_through_mosquitto_are_each_answered(world: World) -> None:
+    device = RawDevice(world, "copier-1")
+    try:
+        sent = [(device.request(payload), payload, code) for payload, code in GARBAGE_REQUESTS]
+        for corr, payload, code in sent:
+            answer = device.answer(corr)
+            assert assert_an_answer(answer, payload) == code, (payload[:80], answer[:200])
+        # Dropped by design: no Response Topic, nobody to answer. The good request after it is
+        # answered, and the worker counted the drop: it ran, and the worker still serves.
+        device.request(b'{"v":1,"type":"\\ud800"}', reply_to=None)
+        good = device.request(m.encode(m.Identify("card", DEMO_USERS[0].badge)))
+        result = m.decode_response(device.answer(good), "identify")
+        assert isinstance(result, m.IdentifyResult) and result.display_name == "Alice Martin"
+        assert world.worker.dropped == 1
+        assert world.worker.failed == 0
+    finally:
+        device.close()
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+GARBAGE_STATUSES = [
+    b'{"v":1,"type":"status","state":"online","epoch":' + str(2**64).encode() + b"}",
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":1' + b"0" * 400 + b"}",
+    b'{"v":1,"type":"status","state":"online","epoch":5,"since":NaN}',
+    b'{"v":1,"type":"status","state":"\\ud800","epoch":5}',
+    b'{"v":1,"type":"\\ud800","state":"online","epoch":5}',
+    b"\xed\xa0\x80",
+    b"",
+]
+GARBAGE_EVENTS = [
+    b'{"v":1,"type":"config.ack","version":' + str(2**40).encode() + b',"applied":true}',
+    b'{"v":1,"type":"config.ack","version":3,"applied":false,"reason":"a\\u0000b"}',
+    b'{"v":1,"type":"config.ack","version":3,"applied":false,"reason":"\\udc00"}',
+    b'{"v":1,"type":"config.ack","version":1e999,"applied":true}',
+    b'{"v":1,"type":"\\ud800"}',
+    b"\xff",
+]
+
+
+def test_garbage_statuses_and_events_are_dropped_and_the_worker_keeps_serving(
+        world: World) -> None:
+    device = RawDevice(world, "copier-2")
+    worker = world.worker
+    try:
+        statuses, events = worker.statuses, worker.events
+        for payload in GARBAGE_STATUSES:
+            device.publish("status", payload)
+        for payload in GARBAGE_EVENTS:
+            device.publish("events", payload)
+        # Positive signals: the worker processed every one of them to the end...
+        wait_for(lambda: worker.statuses >= statuses + len(GARBAGE_STATUSES)
+                 and worker.events >= events + len(GARBAGE_EVENTS))
+        assert worker.failed == 0
+        assert world.store.device_status("copier-2") == ("unknown", -1)
+        # ...and a good status after them is recorded, a good request answered.
+        device.publish("status", m.encode(m.DeviceStatus("online", 42)))
+        wait_for(lambda: world.store.device_status("copier-2") == ("online", 42))
+        good = device.request(m.encode(m.Identify("card", DEMO_USERS[1].badge)))
+        result = m.decode_response(device.answer(good), "identify")
+        assert isinstance(result, m.IdentifyResult) and result.display_name == "Bob Okafor"
+        assert worker.failed == 0
+    finally:
+        device.publish("status", m.encode(m.DeviceStatus("offline", 43)))
+        device.close()
