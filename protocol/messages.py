@@ -23,12 +23,13 @@ Deliberate choices:
   does the work twice.
 * Secrets (card numbers, codes, session tokens) are marked ``secret`` so ``redacted()`` can log
   a message without them.
-* **Only what every peer can hold** (I-JSON, RFC 7493): strings are Unicode text (a lone UTF-16
-  surrogate, which a ``\ud800`` escape can smuggle past Python's JSON parser, cannot be written
-  back as UTF-8, stored in PostgreSQL or shown); integers are within +/- 2**53 - 1 (exact in a
-  64-bit float, the only number some peers have, and in every store column); numbers are
-  finite (``NaN``, ``Infinity`` and ``1e999`` are refused). Anything else is the protocol's
-  error, never an exception from deeper down, and an error answer can always be encoded.
+* **Only what every peer can hold** (I-JSON, RFC 7493): strings are Unicode text without NUL
+  (a lone UTF-16 surrogate, which a ``\\ud800`` escape smuggles past Python's JSON parser,
+  cannot be written back as UTF-8; PostgreSQL's text cannot hold ``\\u0000``); integers are
+  within +/- 2**53 - 1 (exact in a 64-bit float, the only number some peers have, and in every
+  store column); numbers are finite (``NaN``, ``Infinity`` and ``1e999`` are refused). Anything
+  else is the protocol's error, never an exception from deeper down, and an error answer can
+  always be encoded.
 """
 
 from __future__ import annotations
@@ -425,7 +426,7 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
         if not isinstance(value, str):
             _fail(f"{path} must be a string", path)
         if not _is_text(value):
-            _fail(f"{path} must be Unicode text (it holds a lone surrogate)", path)
+            _fail(f"{path} must be Unicode text without NUL or lone surrogates", path)
         _check_len(value, s, path)
         if s.choices is not None and value not in s.choices:
             _fail(f"{path} must be one of {', '.join(s.choices)}", path)
@@ -477,7 +478,9 @@ def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
 
 
 def _is_text(value: str) -> bool:
-    """No lone surrogates: the string can be written as UTF-8 (str.isascii is the fast path)."""
+    """No NUL (PostgreSQL's text cannot hold it) and no lone surrogate (UTF-8 cannot)."""
+    if "\x00" in value:
+        return False
     if value.isascii():
         return True
     try:
@@ -565,7 +568,7 @@ def _parse(data: bytes, limit: int) -> dict[str, Any]:
         raise ProtocolError("type is required and must be a string", code=ErrorCode.INVALID_FIELD,
                             field="type")
     if not _is_text(obj["type"]):
-        raise ProtocolError("type must be Unicode text (it holds a lone surrogate)",
+        raise ProtocolError("type must be Unicode text without NUL or lone surrogates",
                             code=ErrorCode.INVALID_FIELD, field="type")
     return obj
 
