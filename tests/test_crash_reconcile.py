@@ -10,7 +10,6 @@ overall."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from conftest import World
+from device_process import ROOT, Device, audited, held_jobs, states
 
 from cloud.demo import DEMO_USERS
 from cloud.directory import submit_job
-from device_app.config import save_credentials
 from device_app.engine_client import EngineClient
 from device_app.journal import Journal
 from firmware_stubs.engine_server import EngineProcess
@@ -29,8 +28,6 @@ from firmware_stubs.mfd_controller import printed_log
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNNER = Path(__file__).resolve().parent / "crash_device.py"
 ALICE = DEMO_USERS[0]
 
 #: kill point -> what the job being worked on when the device died must end as.
@@ -44,54 +41,6 @@ SCENARIOS = {
 }
 
 
-class Device:
-    """copier-1 as installed: device.toml naming the broker, a sim reader and the engine
-    server, its credentials file, and its journal beside them."""
-
-    def __init__(self, world: World, engine: EngineProcess, directory: Path) -> None:
-        addr = world.broker.address("copier-1")
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config = directory / "device.toml"
-        self.config.write_text(
-            '[device]\nid = "copier-1"\nname = "Copier 1"\n\n'
-            f'[broker]\nurl = "mqtt://{addr.host}:{addr.port}"\n\n'
-            '[readers]\nspecs = ["sim:badge?lockout=0"]\n\n'
-            f'[engine]\nkind = "socket"\nuri = "{engine.socket_path}"\n\n'
-            '[files]\ncredentials = "credentials"\njournal = "journal.db"\n')
-        save_credentials(directory / "credentials", "copier-1", addr.password or "")
-        self.journal = directory / "journal.db"
-
-    def cmd(self, *args: str) -> list[str]:
-        return [sys.executable, str(RUNNER), str(self.config), *args]
-
-    @property
-    def env(self) -> dict[str, str]:
-        # The badge by environment, not on a command line others can read.
-        return {**os.environ, "MFD_CRASH_BADGE": ALICE.badge}
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.cmd(*args), cwd=ROOT, capture_output=True, text=True,
-                              timeout=90, check=False, env=self.env)
-
-
-def held_jobs(world: World) -> list[str]:
-    user = world.store.user_by_email(ALICE.email)
-    assert user is not None
-    return [j.id for j in world.store.all_jobs("HELD") if j.owner_id == user.id]
-
-
-def states(world: World, job_ids: list[str]) -> dict[str, str]:
-    return {j.id: j.state for j in world.store.jobs(job_ids)}
-
-
-def audited(world: World, action: str, job_id: str) -> int:
-    """How many times the cloud recorded ``action`` for the job."""
-    rows = world.store.query_all("SELECT actor FROM audit WHERE action = ? AND subject = ?",
-                                 action, f"job:{job_id}")
-    assert all(actor == "device:copier-1" for (actor,) in rows), rows
-    return len(rows)
-
-
 @pytest.mark.parametrize("die_at", list(SCENARIOS))
 def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tmp_path: Path,
                                                                  die_at: str) -> None:
@@ -103,7 +52,7 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
     state_dir = tmp_path / "engine"
     with EngineProcess(state_dir) as engine:
         control = EngineClient(engine.socket_path)
-        device = Device(world, engine, tmp_path / "device")
+        device = Device(world, tmp_path / "device", "socket", engine.socket_path)
         if die_at == "engine-has-it":
             control.hold(True)
 
@@ -173,7 +122,7 @@ def test_a_repeated_release_answer_never_prints_twice(world: World, tmp_path: Pa
     jobs = held_jobs(world)[:2]
     state_dir = tmp_path / "engine"
     with EngineProcess(state_dir) as engine:
-        device = Device(world, engine, tmp_path / "device")
+        device = Device(world, tmp_path / "device", "socket", engine.socket_path)
         first = device.run("--jobs", ",".join(jobs))
         assert first.returncode == 0, first.stdout + first.stderr
         journal = Journal.open(device.journal)
