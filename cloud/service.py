@@ -233,8 +233,8 @@ class CloudService:
             until = now + policy.duration
             if self.store.start_throttle(scope, subject, now, until):
                 self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
-                                 f"more than {policy.burst} unknown badges, then more than one "
-                                 f"per {policy.interval:g} s; badge sign-in paused "
+                                 f"more than {policy.burst} unknown badges at once or "
+                                 f"{60 / policy.interval:g} a minute; badge sign-in paused "
                                  f"{policy.duration / 60:g} min")
                 log.warning("%s %s throttled for %g s: too many unknown badges", scope, subject,
                             policy.duration)

@@ -501,6 +501,19 @@ def cmd_admin(args: argparse.Namespace) -> int:
                 store.audit(time.time(), "admin", "unlock", f"{scope}:{subject}")
             print(f"{scope} {subject} unlocked" if locked else
                   f"{scope} {subject} was not locked; its count of wrong guesses is reset")
+        case "throttles":
+            from cloud import throttle
+
+            for t in throttle.active(store):
+                until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.until))
+                print(f"{t.scope}\t{t.subject}\tuntil {until}\t{t.refused} lookup(s) refused")
+        case "unthrottle":
+            from cloud import throttle
+
+            scope, subject = ("device", args.device) if args.device else ("org", args.org)
+            t = throttle.lift(store, scope, subject)
+            print(f"{scope} {subject}: badge sign-in works again ({t.refused} lookup(s) were "
+                  "refused)")
         case "jobs":
             for j in store.all_jobs():
                 print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
@@ -832,6 +845,12 @@ def build_parser() -> argparse.ArgumentParser:
     who = x.add_mutually_exclusive_group(required=True)
     who.add_argument("--device", help="a device locked after wrong codes")
     who.add_argument("--user", metavar="EMAIL", help="a user locked after wrong passwords/PINs")
+    asub.add_parser("throttles", help="devices and orgs whose badge sign-in is paused after too "
+                    "many unknown badges")
+    x = asub.add_parser("unthrottle", help="let a throttled device or org sign in by badge again")
+    who = x.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device", help="a throttled device")
+    who.add_argument("--org", help="a throttled org")
     asub.add_parser("jobs", help="list every job and its state")
     x = asub.add_parser("broker-acl", help="print the broker's starting dynamic-security file "
                         "(roles, the accounts of the cloud workers `mfd cloud --workers N "
