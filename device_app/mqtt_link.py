@@ -5,8 +5,20 @@ answers come back on ``.../resp`` and are matched by correlation. paho calls bac
 thread; ``reply`` callbacks therefore run there and must only hand off (the app queues them).
 
 A request made while the broker is unreachable fails at once with LinkError("unreachable") rather
-than queueing: a person at a copier should be told now, not in a minute. A request without an
-answer within ``timeout`` fails with LinkError("timeout"); a late answer is then dropped.
+than queueing: nothing was sent, and a person at a copier should be told now, not in a minute.
+
+Once sent, a request's fate depends on whether it changes anything:
+
+* A read (``identify``, ``jobs.list``, ``jobs.document``) without an answer within ``timeout``
+  fails with LinkError("timeout"), and one in flight when the connection drops fails with
+  LinkError("unreachable"): asking again is harmless, so the caller decides.
+* A mutating request (one with a ``request_id``: release, delete, printed/failed reports, ...)
+  has an *unknown* outcome once sent: QoS 1 may deliver it after a reconnect and the cloud then
+  does it. So it is never failed on a lost connection. It stays pending and is published again,
+  the same payload (same ``request_id``) under the same Correlation Data, after every
+  reconnect and after every ``timeout`` without an answer; the cloud answers a repeat from its
+  store, so the answer that comes is the outcome. Only if none comes within ``resolve_within``
+  of the first send does it fail, with LinkError("unknown_outcome"), never "unreachable".
 
 Status: every connection bumps ``epoch`` (milliseconds since the epoch, kept strictly increasing)
 and publishes a retained "online"; the Last Will, set before each connect with the same epoch and
@@ -16,6 +28,7 @@ a short Will Delay, turns it "offline" if the device dies. The epoch rule
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -23,6 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,7 +53,26 @@ from protocol.errors import LinkError, MfdError, ProtocolError, RemoteError
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3.0
+#: How long a mutating request in flight is kept (and sent again after reconnects) before its
+#: outcome is declared unknown: long enough for a few of paho's reconnect attempts (0.5-1.5 s,
+#: doubling), short enough for a person waiting at the copier.
+RESOLVE_WITHIN = 20.0
 WILL_DELAY_S = 5
+
+
+@dataclass(slots=True)
+class _Pending:
+    answering: str  # the request's type, for decoding its answer
+    reply: Reply
+    deadline: float  # of this try (monotonic)
+    #: Mutating requests only: the encoded request, published again until answered, and when
+    #: its outcome is declared unknown.
+    payload: bytes | None = None
+    resolve_by: float = 0.0
+
+
+def _overdue(entry: _Pending, *, now: float) -> bool:
+    return entry.deadline <= now
 
 
 def _props(**values: Any) -> Properties:
@@ -54,10 +87,12 @@ class MqttCloudLink:
                  timeout: float = DEFAULT_TIMEOUT,
                  on_connection: Callable[[bool], None] | None = None,
                  on_command: Callable[[bytes], None] | None = None,
-                 tls_ca_file: str | None = None) -> None:
+                 tls_ca_file: str | None = None,
+                 resolve_within: float = RESOLVE_WITHIN) -> None:
         self.broker = broker
         self.device_id = topics.check_device_id(device_id)
         self.timeout = timeout
+        self.resolve_within = resolve_within
         self.on_connection = on_connection
         #: Called on paho's thread with each payload on the device's cmd topic (a config push).
         self.on_command = on_command
@@ -66,7 +101,7 @@ class MqttCloudLink:
         #: The print engine's kind, reported in the "online" status: a device on the emulated
         #: engine prints nothing, and the cloud must be able to see that.
         self.engine = ""
-        self._pending: dict[bytes, tuple[str, Reply, float]] = {}
+        self._pending: dict[bytes, _Pending] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._connected_evt = threading.Event()
@@ -152,6 +187,9 @@ class MqttCloudLink:
             return
         client.subscribe(self._resp, qos=1)
         client.subscribe(self._cmd, qos=1)
+        # After the subscriptions (the broker keeps the order): what was in flight when the
+        # connection dropped is asked again, so its stored answer comes back on this one.
+        self._resend(lambda p: True)
         client.publish(self._status, m.encode(m.DeviceStatus(
             state="online", epoch=self.epoch, since=time.time(), engine=self.engine)), qos=1,
             retain=True)
@@ -169,7 +207,13 @@ class MqttCloudLink:
         self._connected_evt.clear()
         if not self._closed.is_set():
             log.warning("device %s lost the broker: %s", self.device_id, rc)
-        self._fail_all(LinkError("the connection to the print service was lost"))
+        # Reads fail now; mutating requests stay, their outcome not known yet (module doc).
+        with self._lock:
+            lost = {k: p for k, p in self._pending.items() if p.payload is None}
+            for k in lost:
+                del self._pending[k]
+        for p in lost.values():
+            p.reply(LinkError("the connection to the print service was lost"))
         if was and self.on_connection:
             self.on_connection(False)
 
@@ -187,13 +231,12 @@ class MqttCloudLink:
         if entry is None:
             log.debug("late or unknown answer dropped")
             return
-        answering, reply, _deadline = entry
         outcome: m.Result | MfdError
         try:
-            outcome = m.decode_response(bytes(msg.payload), answering)
+            outcome = m.decode_response(bytes(msg.payload), entry.answering)
         except (RemoteError, ProtocolError) as exc:
             outcome = exc
-        reply(outcome)
+        entry.reply(outcome)
 
     # ------------------------------------------------------------ requests
 
@@ -202,12 +245,34 @@ class MqttCloudLink:
             reply(LinkError("can't reach the print service", code="unreachable"))
             return
         corr = os.urandom(12)
-        deadline = time.monotonic() + (timeout or self.timeout)
+        now = time.monotonic()
+        payload = m.encode(request)
+        entry = _Pending(request.TYPE, reply, now + (timeout or self.timeout))
+        if m.is_mutating(request):
+            entry.payload = payload
+            entry.resolve_by = now + self.resolve_within
         with self._lock:
-            self._pending[corr] = (request.TYPE, reply, deadline)
-        self.client.publish(self._req, m.encode(request), qos=1,
+            self._pending[corr] = entry
+        self._publish(corr, payload)
+
+    def _publish(self, corr: bytes, payload: bytes) -> None:
+        self.client.publish(self._req, payload, qos=1,
                             properties=_props(ResponseTopic=self._resp, CorrelationData=corr,
                                               MessageExpiryInterval=topics.REQUEST_EXPIRY))
+
+    def _resend(self, due: Callable[[_Pending], bool]) -> None:
+        """Publish again the mutating requests in flight that ``due`` picks: the same bytes
+        under the same Correlation Data, so whichever answer comes first settles it."""
+        now = time.monotonic()
+        with self._lock:
+            again = [(k, p.answering, p.payload) for k, p in self._pending.items()
+                     if p.payload is not None and due(p)]
+            for k, _, _ in again:
+                self._pending[k].deadline = now + self.timeout
+        for corr, answering, payload in again:
+            assert payload is not None
+            log.info("asking the print service again about a %s in flight", answering)
+            self._publish(corr, payload)
 
     def publish_event(self, event: m.Message) -> None:
         """A device event (e.g. a config acknowledgement) on ``.../events``, QoS 1."""
@@ -222,7 +287,9 @@ class MqttCloudLink:
             done.set()
 
         self.request(request, reply, timeout)
-        done.wait((timeout or self.timeout) + 1.0)
+        # A mutating request is answered (or declared unknown) within resolve_within.
+        done.wait((timeout or self.timeout) + 1.0 + (self.resolve_within if m.is_mutating(request)
+                                                     else 0.0))
         if not box:
             raise LinkError("no answer from the print service", code="timeout")
         if isinstance(box[0], MfdError):
@@ -232,14 +299,27 @@ class MqttCloudLink:
     def _fail_all(self, error: MfdError) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
-        for _answering, reply, _deadline in pending.values():
-            reply(error)
+        for entry in pending.values():
+            entry.reply(error)
 
     def _reap(self) -> None:
         while not self._closed.wait(0.05):
             now = time.monotonic()
             with self._lock:
-                expired = [k for k, (_, _, d) in self._pending.items() if d <= now]
-                entries = [self._pending.pop(k) for k in expired]
-            for _answering, reply, _deadline in entries:
-                reply(LinkError("the print service did not answer in time", code="timeout"))
+                timed_out = [k for k, p in self._pending.items()
+                             if p.payload is None and p.deadline <= now]
+                unknown = [k for k, p in self._pending.items()
+                           if p.payload is not None and p.resolve_by <= now]
+                reads = [self._pending.pop(k) for k in timed_out]
+                writes = [self._pending.pop(k) for k in unknown]
+            for entry in reads:
+                entry.reply(LinkError("the print service did not answer in time", code="timeout"))
+            for entry in writes:
+                entry.reply(LinkError(
+                    f"no answer to {entry.answering} within {self.resolve_within:g} s; whether "
+                    "the print service did it is not known", code="unknown_outcome"))
+            if self.connected:
+                # Connected but no answer yet: the request or its answer may be lost (a
+                # connection that died quietly); the same request again is answered from the
+                # cloud's store if it was done.
+                self._resend(functools.partial(_overdue, now=now))

@@ -81,7 +81,7 @@ HAND_OVER_BATCH = 16
 STATE_FRESH_S = 0.05
 #: Cloud answers to a report that a repeat would only repeat (the cloud decided). Anything else
 #: (a timeout, an unreachable broker, ``busy``, ``internal``) is tried again later.
-RETRY_CODES = frozenset({"busy", "internal", "unreachable", "timeout"})
+RETRY_CODES = frozenset({"busy", "internal", "unreachable", "timeout", "unknown_outcome"})
 
 Key = tuple[str, str]  # (release_id, job_id)
 

@@ -182,6 +182,13 @@ NOTICES: dict[str, tuple[str, str]] = {
                     "Your jobs are safe. Try again in a moment."),
     "timeout": ("Can't reach the print service", "Your jobs are safe. Try again in a moment."),
     "busy": ("The print service is busy", "Please try again in a moment."),
+    # A mutating request sent, then no answer even after reconnecting (device_app/mqtt_link.py):
+    # the cloud may have done it. Never "failed": the jobs are safe either way, since nothing
+    # prints without the answer, and a release nobody fetched goes back to HELD by itself.
+    "unknown_outcome": ("Not confirmed",
+                        "The connection was lost before the print service answered. Your jobs "
+                        "are safe and nothing was printed; a job missing from your list comes "
+                        "back within 10 minutes."),
     "locked_out": ("Too many wrong attempts", "Try again later, or tap your badge."),
     "card_limit": ("This badge can't be linked",
                    "You have as many badges as allowed. Ask your administrator."),
@@ -191,6 +198,10 @@ NOTICES: dict[str, tuple[str, str]] = {
     "job_not_found": ("A job is no longer waiting",
                       "It was printed or removed meanwhile. Your list has been refreshed."),
 }
+
+# A waiting screen while the link is down: the request in flight is kept and asked again after
+# the reconnect (its outcome is not known yet), so the panel says it is checking, not failed.
+_RECONNECTING = "Connection lost: reconnecting to check with the print service…"
 
 # Entry failures that leave the user on the entry screen to try again (with the reason shown).
 _RETRYABLE = {"unknown_code", "invalid_password", "wrong_pin"}
@@ -605,6 +616,12 @@ class SessionMachine:
 
     def on_delete_failed(self, event: Failed) -> list[Effect]:
         self._selected = set()
+        if event.code == "unknown_outcome":
+            # It may have been done: say so, and let the refreshed list show what is left.
+            return self._to_notice("Not confirmed",
+                                   "The connection was lost before the print service answered: "
+                                   "the jobs may have been deleted. Your list shows what is "
+                                   "left.", Tone.ERROR, State.LOADING)
         return self.on_release_failed(event)
 
     def on_card_jobs(self, event: CardPresented) -> list[Effect]:
@@ -758,12 +775,13 @@ class SessionMachine:
                                entry=self._entry_view())
             case State.IDENTIFYING:
                 return replace(base, screen=Screen.BUSY, title="One moment",
-                               message="Checking…")
+                               message="Checking…" if self._link_up else _RECONNECTING)
             case State.LOADING:
                 return replace(base, screen=Screen.BUSY, title=f"Hello, {self._user}",
                                message="Loading your jobs…")
             case State.DELETING:
-                return replace(base, screen=Screen.BUSY, title="Deleting", message="One moment…")
+                return replace(base, screen=Screen.BUSY, title="Deleting",
+                               message="One moment…" if self._link_up else _RECONNECTING)
             case State.JOBS:
                 return replace(base, screen=Screen.JOBS, jobs=self._jobs,
                                total_jobs=self._total, selected=frozenset(self._selected),
@@ -783,7 +801,8 @@ class SessionMachine:
             case State.RELEASING:
                 rel = self._release
                 return replace(base, screen=Screen.RELEASING, title="Releasing",
-                               progress=tuple(rel.progress.values()) if rel else ())
+                               progress=tuple(rel.progress.values()) if rel else (),
+                               message="" if self._link_up else _RECONNECTING)
             case State.NOTICE:
                 title, message, tone = self._notice
                 return replace(base, screen=Screen.NOTICE, title=title, message=message,

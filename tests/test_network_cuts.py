@@ -1,0 +1,188 @@
+"""The network between the device and the broker cut at each step of a release and a delete
+(issue 8, defect 10), through real Mosquitto and the cloud on SQLite: a mutating request in
+flight has an unknown outcome, so the device asks again (same request_id) after the reconnect
+and acts on the cloud's stored answer. Nothing printed twice, nothing lost, each job ends
+PRINTED, HELD or DELETED as the panel said; never left RELEASING."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+from conftest import World
+from netcut import NetCut
+
+from cloud.demo import DEMO_USERS
+from cloud.service import RELEASE_LEASE, CloudService
+from device_app.app import DeviceApp
+from device_app.mqtt_link import MqttCloudLink
+from device_app.printing import Printer
+from device_app.session import State
+from device_app.view import Action, Screen
+from firmware_stubs.mfd_controller import MfdControllerStub
+from readers.sim_reader import SimReader
+
+pytestmark = pytest.mark.integration
+
+_names = itertools.count()
+
+
+@dataclass
+class Panel:
+    app: DeviceApp
+    reader: SimReader
+    engine: MfdControllerStub
+    net: NetCut
+    link: MqttCloudLink
+
+    def log_in(self, user: int = 0) -> None:
+        self.reader.present(DEMO_USERS[user].badge)
+        self.until(lambda a: a.machine.state is State.JOBS, "the job list")
+
+    def until(self, predicate: object, what: str, timeout: float = 15) -> None:
+        assert self.app.run_until(predicate, timeout), (  # type: ignore[arg-type]
+            f"wanted {what}; panel at {self.app.machine.state}: {self.app.view().title!r} "
+            f"{self.app.view().message!r}")
+
+    def until_cut_and_reconnecting(self) -> None:
+        """The trigger fired, and the panel says it is checking (not that anything failed)."""
+        self.until(lambda a: self.net.was_cut.is_set() and a.view().message.startswith(
+            "Connection lost: reconnecting to check"), "the cut, and the panel checking")
+
+
+@contextlib.contextmanager
+def cut_panel(world: World, resolve_within: float = 20.0) -> Iterator[Panel]:
+    address = world.broker.address("copier-1")
+    net = NetCut(address.host, address.port)
+    reader = SimReader(f"netcut-{next(_names)}", lockout_s=0.0)
+    link = MqttCloudLink(replace(address, host=net.host, port=net.port), "copier-1",
+                         resolve_within=resolve_within).start()
+    engine = MfdControllerStub()
+    # Reports that did not get through are repeated every half second here (30 s on a copier).
+    app = DeviceApp(link, engine, readers=(reader,),
+                    make_printer=functools.partial(Printer, retry_interval=0.5)).start()
+    try:
+        yield Panel(app, reader, engine, net, link)
+    finally:
+        app.stop()
+        link.close()
+        engine.close()
+        net.close()
+
+
+def job_state(world: World, job_id: str) -> str:
+    return world.store.jobs([job_id])[0].state
+
+
+def settled(world: World, job_id: str, timeout: float = 10) -> str:
+    """The job's state once it is no longer RELEASING (or RELEASING after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while job_state(world, job_id) == "RELEASING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return job_state(world, job_id)
+
+
+# Where the network is cut: the message that is lost with the connection.
+RELEASE_CUTS = [
+    pytest.param("up", b'"type":"jobs.release"', id="release-request-lost"),
+    pytest.param("down", b'"type":"jobs.release"', id="release-done-answer-lost"),
+    pytest.param("up", b'"type":"jobs.printed"', id="printed-report-lost"),
+    pytest.param("down", b'"type":"jobs.printed"', id="printed-done-answer-lost"),
+]
+
+
+@pytest.mark.parametrize(("direction", "needle"), RELEASE_CUTS)
+def test_a_release_cut_at_any_step_prints_once_and_ends_printed(world: World, direction: str,
+                                                                needle: bytes) -> None:
+    with cut_panel(world) as p:
+        p.log_in(0)
+        job = p.app.view().jobs[0]
+        p.net.cut_at(direction, needle)
+        p.app.tap(Action.SELECT, job.job_id)
+        p.app.tap(Action.RELEASE)
+        p.until_cut_and_reconnecting()
+        view = p.app.view()
+        assert view.screen is Screen.RELEASING, view
+        assert view.message.startswith("Connection lost: reconnecting to check")
+        p.net.restore()
+        p.until(lambda a: a.machine.state is State.JOBS and len(p.engine.printed) == 1,
+                "the job printed and the list back")
+        assert [x.job_id for x in p.engine.printed] == [job.job_id]
+        assert p.app.view().message == "1 printed"
+        assert settled(world, job.job_id) == "PRINTED"
+        # Everything the device asked again was answered from the store: one release, one
+        # printed report, as the audit log says.
+        printed = world.store.query_all(
+            "SELECT COUNT(*) FROM audit WHERE action = 'printed' AND subject = ?",
+            f"job:{job.job_id}")
+        releases = world.store.query_all(  # a fresh cloud per test: this panel's release only
+            "SELECT COUNT(*) FROM audit WHERE action = 'release'")
+        assert printed == [(1,)] and releases == [(1,)]
+
+
+def test_a_document_cut_mid_fetch_fails_the_job_before_output_and_it_is_held(
+        world: World) -> None:
+    with cut_panel(world) as p:
+        p.log_in(1)
+        job = p.app.view().jobs[0]
+        p.net.cut_at("down", b'"type":"jobs.document"')
+        p.app.tap(Action.SELECT, job.job_id)
+        p.app.tap(Action.RELEASE)
+        # The document could not come: the job failed before output, and the release is over.
+        p.until(lambda a: p.net.was_cut.is_set() and a.machine.state is not State.RELEASING,
+                "the release over")
+        assert "releasing -> loading on Failed" in p.app.transcript
+        p.net.restore()
+        # The printer repeats the jobs.failed report until the cloud has it: back to HELD.
+        assert settled(world, job.job_id) == "HELD"
+        assert p.engine.printed == []
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_a_delete_cut_in_flight_is_resolved_and_the_panel_says_deleted(world: World,
+                                                                       direction: str) -> None:
+    with cut_panel(world) as p:
+        p.log_in(2)
+        doomed = p.app.view().jobs[0].job_id
+        total = p.app.view().total_jobs
+        p.app.tap(Action.SELECT, doomed)
+        p.app.tap(Action.DELETE)
+        p.until(lambda a: a.machine.state is State.CONFIRM_DELETE, "the question")
+        p.net.cut_at(direction, b'"type":"jobs.delete"')
+        p.app.tap(Action.CONFIRM)
+        p.until_cut_and_reconnecting()
+        view = p.app.view()
+        assert view.screen is Screen.BUSY and view.title == "Deleting"
+        assert view.message.startswith("Connection lost: reconnecting to check")
+        p.net.restore()
+        p.until(lambda a: a.machine.state is State.JOBS and a.view().message == "1 deleted",
+                "the list without the job")
+        assert job_state(world, doomed) == "DELETED"
+        assert p.app.view().total_jobs == total - 1
+        assert doomed not in {j.job_id for j in p.app.view().jobs}
+
+
+def test_a_link_down_past_the_bound_says_not_confirmed_and_the_job_comes_back(
+        world: World) -> None:
+    with cut_panel(world, resolve_within=2.0) as p:
+        p.log_in(0)
+        job = p.app.view().jobs[0]
+        p.net.cut_at("down", b'"type":"jobs.release"')  # the cloud did it; nobody hears
+        p.app.tap(Action.SELECT, job.job_id)
+        p.app.tap(Action.RELEASE)
+        p.until(lambda a: a.machine.state is State.NOTICE, "the notice")
+        view = p.app.view()
+        assert view.title == "Not confirmed" and "nothing was printed" in view.message
+        assert "failed" not in (view.title + view.message).lower()
+        p.net.restore()
+        assert p.engine.printed == []
+        # The release was done but nobody fetched its document: it lapses back to HELD.
+        assert job_state(world, job.job_id) == "RELEASING"
+        later = CloudService(world.store, clock=lambda: time.time() + RELEASE_LEASE + 1)
+        assert later.housekeeping()["lapsed"] == 1
+        assert job_state(world, job.job_id) == "HELD"
