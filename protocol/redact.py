@@ -27,10 +27,12 @@ _WORDS = (r"scbk|s?key|keys|pin|pins|pass|passwd|password|passphrase|pwd|secret|
           r"|psk|mk|credentials?|auth")
 _NAME = rf"(?:[A-Za-z0-9]+[_.-])*(?:{_WORDS})(?:[_.-][A-Za-z0-9]+)*"
 # The value runs to the next parameter separator, quote, bracket or space; a value that is
-# already the mask is left alone (idempotence).
+# already the mask (idempotence) or a placeholder such as ``<32 hex digits>`` is left alone.
 _SECRET_PARAM = re.compile(
-    rf"(?i)(?<![A-Za-z0-9])({_NAME})(\s*=\s*|:)(?!\*\*\*)([^&#;\s'\"`,)\]}}]+)")
-_HEX_RUN = re.compile(r"(?<![0-9A-Za-z_])[0-9A-Fa-f]{20,}(?![0-9A-Za-z_])")
+    rf"(?i)(?<![A-Za-z0-9])({_NAME})(\s*=\s*|:)(?!\*\*\*|<[^<>]*>)([^&#;\s'\"`,)\]}}]+)")
+# No word boundaries: a key glued to other letters (``sckb=<key>x``) is still a key. Ids in
+# messages are shorter (16 hex digits), so they stay readable.
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{20,}")
 _HEX_PAIRS = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[:\s-]){15,}[0-9A-Fa-f]{2}"
                         r"(?![0-9A-Fa-f])")
 

@@ -170,7 +170,7 @@ def parse_params(spec: str, query: str, allowed: tuple[str, ...],
     except ValueError:
         # Not chained: the library's message quotes the query, key included.
         raise ConfigError(f"reader spec {redact_spec(spec)!r}: cannot parse parameters "
-                          f"{redact_spec(query)!r} (expected key=value&key=value)") from None
+                          f"{redact_spec(query)!r} (expected name=value&name=value)") from None
     params: dict[str, str] = {}
     for key, value in pairs:
         if key not in allowed:
