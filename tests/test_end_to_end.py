@@ -1,5 +1,5 @@
 """Badge to paper, every layer real: an EM4100 frame on a pty, the serial reader, the session
-machine, paho over a private Mosquitto with ACLs, the cloud on SQLite, the engine stub."""
+machine, paho over a private Mosquitto with ACLs, the cloud (SQLite and PostgreSQL), the engine stub."""
 
 from __future__ import annotations
 
@@ -137,32 +137,44 @@ def test_a_device_with_another_devices_topics_gets_nothing(world: World) -> None
     victim = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
     spy, spy_inbox = _client(world.broker, "copier-2")
     try:
-        # Subscribing to another device's reply topic is "granted" but delivers nothing.
-        spy.subscribe(topics.response_topic("copier-1"), qos=1)
-        spy.subscribe(topics.response_topic("copier-2"), qos=1)
-        time.sleep(0.2)
+        # Subscribing to another device's reply topic delivers nothing (whatever the SUBACK).
+        subacks: queue.Queue[object] = queue.Queue()
+        spy.on_subscribe = lambda *_a: subacks.put(None)
+        spy.subscribe([(topics.response_topic("copier-1"), 1),
+                       (topics.response_topic("copier-2"), 1)])
+        subacks.get(timeout=5)  # the broker has both subscriptions: nothing can slip past
         result = victim.call(m.Identify("card", DEMO_USERS[0].badge))
         assert isinstance(result, m.IdentifyResult)
+
+        def logins() -> int:
+            return len(world.store.query_all(
+                "SELECT 1 FROM audit WHERE action = ? AND actor = ?", "login",
+                "device:copier-1"))
+
+        before = logins()
         # Publishing as copier-1 (its req topic) is dropped by the broker: no answer comes back
         # to copier-2's own reply topic either, and the cloud never sees the request.
-        before = world.worker.handled
         spy.publish(topics.request_topic("copier-1"),
                     m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
                     properties=_props(ResponseTopic=topics.response_topic("copier-2"),
                                       CorrelationData=b"x"))
-        time.sleep(0.5)
-        assert spy_inbox.empty()
-        assert world.worker.handled == before
         # copier-2 aiming its replies at copier-1 is refused by the cloud, answered to copier-2.
         spy.publish(topics.request_topic("copier-2"),
                     m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
                     properties=_props(ResponseTopic=topics.response_topic("copier-1"),
                                       CorrelationData=b"y"))
+        # The "y" answer is the proof the "x" request had its chance: the broker passes on one
+        # client's messages in order and the worker handles them in order, so an answer to
+        # "x" (or victim's answer leaking) would have come first, and its login would be
+        # audited by now.
         answer = spy_inbox.get(timeout=3)
-        assert answer.topic == topics.response_topic("copier-2")
+        assert (answer.topic, bytes(answer.properties.CorrelationData)) == (  # type: ignore[union-attr]
+            topics.response_topic("copier-2"), b"y")
         with pytest.raises(RemoteError) as info:
             m.decode_response(answer.payload, "identify")
         assert info.value.code == "wrong_reply_topic"
+        assert spy_inbox.empty()
+        assert logins() == before
         # And copier-1's session token is useless from copier-2.
         thief = MqttCloudLink(world.broker.address("copier-2"), "copier-2").start()
         with pytest.raises(RemoteError) as info:
@@ -215,10 +227,10 @@ def test_broker_loss_shows_offline_and_the_panel_recovers_by_itself(tmp_path: An
 
 
 def test_a_logged_in_user_sees_their_jobs_again_after_the_broker_comes_back(
-        tmp_path: Any) -> None:
+        tmp_path: Any, store_url: str) -> None:
     from cloud.demo import seed_demo
     from cloud.service import CloudService
-    from cloud.sqlite_store import SqliteStore
+    from cloud.store import open_store
     from cloud.worker import CloudWorker
     from protocol.address import BrokerAddress
     from readers.sim_reader import SimReader
@@ -226,9 +238,10 @@ def test_a_logged_in_user_sees_their_jobs_again_after_the_broker_comes_back(
 
     own = MosquittoBroker(tmp_path / "b", {"copier-9": "pw9", "cloud-0": "pwc"},
                           cloud_users=("cloud-0",)).start()
-    db = tmp_path / "c.db"
-    seed_demo(SqliteStore(db), now=time.time(), devices=("copier-9",))
-    worker = CloudWorker(lambda: CloudService(SqliteStore(db)),
+    store = open_store(store_url)
+    seed_demo(store, now=time.time(), devices=("copier-9",))
+    store.close()
+    worker = CloudWorker(lambda: CloudService(open_store(store_url)),
                          BrokerAddress(own.host, own.port, "cloud-0", "pwc")).start()
     link = MqttCloudLink(BrokerAddress(own.host, own.port, "copier-9", "pw9"), "copier-9").start()
     reader = SimReader("outage", lockout_s=0)

@@ -192,6 +192,8 @@ class FakePrinter:
     versions: tuple[tuple[int, int], ...] = ((1, 1), (2, 0))
     #: Close the connection without answering (a printer gone from the network).
     gone: bool = False
+    #: Connections closed unanswered while gone: proof that a client met the outage.
+    dropped: int = 0
     #: Answer nothing until released (a printer that hangs).
     hang: threading.Event | None = None
     garbage: bool = False
@@ -271,6 +273,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if fake.hang is not None:
             fake.hang.wait(10)
         if fake.gone:
+            fake.dropped += 1
             self.close_connection = True
             return
         out = b"\x02\x00garbage" if fake.garbage else ipp.encode(fake.answer(ipp.decode(body)))
@@ -466,7 +469,8 @@ def test_contact_lost_briefly_is_survived(rig: Rig) -> None:
     engine.submit(make_job("blip"), outcomes)
     assert wait_until(lambda: len(rig.fake.operations(ipp.Operation.GET_JOB_ATTRIBUTES)) >= 1)
     rig.fake.gone = True
-    time.sleep(0.2)
+    # Gone for two of the engine's polls, not for a fixed time: the outage was lived through.
+    assert wait_until(lambda: rig.fake.dropped >= 2)
     rig.fake.gone = False
     rig.fake.job_states = [9]
     assert outcomes.wait() == [("job-blip", True, "")]
@@ -607,8 +611,14 @@ def test_a_hand_over_is_taken_once(rig: Rig) -> None:
     with pytest.raises(EngineError) as info:
         engine.submit(job, outcomes)
     assert info.value.code == "duplicate_job"
-    time.sleep(0.1)
-    assert len(rig.fake.operations(ipp.Operation.PRINT_JOB)) == 1
+    # Proof that nothing was queued: a later job goes through the same job thread, and by its
+    # outcome the refused one would have been sent before it.
+    later, after = make_job("later", release_id="rel-once"), Outcomes()
+    engine.submit(later, after)
+    assert after.wait() == [(later.job_id, True, "")]
+    sent = rig.fake.operations(ipp.Operation.PRINT_JOB)
+    assert [r.first(GroupTag.OPERATION, "job-name") for r in sent] == [
+        job_name(job.name, job.engine_id), job_name(later.name, later.engine_id)]
     assert len(outcomes.calls) == 1
 
 
@@ -652,8 +662,13 @@ def test_an_id_the_printer_never_got_is_unknown_and_fenced(rig: Rig) -> None:
     with pytest.raises(EngineError, match="reported unknown") as info:
         engine.submit(_eid_job(), outcomes)
     assert info.value.code == "duplicate_job"
-    time.sleep(0.1)
-    assert rig.fake.operations(ipp.Operation.PRINT_JOB) == []
+    # Proof that nothing was queued: a later job's outcome comes after the refused one would.
+    later, after = make_job("later"), Outcomes()
+    engine.submit(later, after)
+    assert after.wait() == [(later.job_id, True, "")]
+    sent = rig.fake.operations(ipp.Operation.PRINT_JOB)
+    assert [r.first(GroupTag.OPERATION, "job-name") for r in sent] == [
+        job_name(later.name, later.engine_id)]
     assert outcomes.calls == []
     # The answer stands, even if the job turned up now.
     rig.fake.listed.append((9, f"report.pdf [{EID}]", ipp.JobState.COMPLETED))
@@ -899,7 +914,12 @@ def test_ippeveprinter_a_restarted_engine_fences_a_job_never_sent(
         with pytest.raises(EngineError) as info:
             after.submit(job, outcomes)
         assert info.value.code == "duplicate_job"
-        time.sleep(0.2)
+        # Proof that nothing was queued: a later job's outcome comes after the refused one's
+        # hand-over would have.
+        later, done = make_job("later-sent", release_id="rel-restart"), Outcomes()
+        after.submit(later, done)
+        assert done.wait() == [(later.job_id, True, "")]
+        assert len(_spool_names(printer, later)) == 1
     finally:
         after.close()
     assert outcomes.calls == []
