@@ -1,5 +1,6 @@
 """Badge to paper, every layer real: an EM4100 frame on a pty, the serial reader, the session
-machine, paho over a private Mosquitto with ACLs, the cloud (SQLite and PostgreSQL), the engine stub."""
+machine, paho over a private Mosquitto with ACLs, the cloud (on SQLite and on PostgreSQL), the
+engine stub."""
 
 from __future__ import annotations
 
