@@ -246,7 +246,8 @@ class CloudService:
         token = self.new_token()
         self.store.create_session(token_hash(token), device_id, user.id, now + self.session_ttl)
         self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", method)
-        return m.IdentifyResult(session=token, user_id=user.id, display_name=user.display_name,
+        return m.IdentifyResult(session=token, user_id=user.id,
+                                display_name=_shown(user.display_name),
                                 expires_in=int(self.session_ttl), note=note)
 
     def _prove(self, device_id: str, org_id: str, method: str, value: str,
@@ -426,7 +427,8 @@ class CloudService:
                          f"device {device_id}: {len(jobs)} job(s)"
                          + (f", changes {options}" if changes else ""))
         return m.ReleaseResult(release_id=release_id, jobs=tuple(
-            m.ReleasedJob(job_id=j.id, name=j.name, size=j.size, sha256=j.sha256, pages=j.pages,
+            m.ReleasedJob(job_id=j.id, name=_shown(j.name), size=j.size, sha256=j.sha256,
+                          pages=j.pages,
                           copies=req.copies or j.copies, color=j.color and not req.grayscale,
                           duplex=j.duplex or req.duplex) for j in jobs))
 
@@ -522,8 +524,15 @@ class CloudService:
 
 
 def _summary(j: Job) -> m.JobSummary:
-    return m.JobSummary(job_id=j.id, name=j.name, pages=j.pages, color=j.color, duplex=j.duplex,
-                        copies=j.copies, size=j.size, submitted_at=j.submitted_at, source=j.source)
+    return m.JobSummary(job_id=j.id, name=_shown(j.name), pages=j.pages, color=j.color,
+                        duplex=j.duplex, copies=j.copies, size=j.size,
+                        submitted_at=j.submitted_at, source=_shown(j.source))
+
+
+def _shown(text: str) -> str:
+    """Text from the store as the protocol carries it: a NUL (which a SQLite store can hold,
+    from a print client's job name) would make the device refuse the whole answer."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def record_status(store: Store, device_id: str, payload: bytes, now: float) -> bool:

@@ -315,3 +315,22 @@ def test_garbage_statuses_and_events_are_dropped_and_the_worker_keeps_serving(
     finally:
         device.publish("status", m.encode(m.DeviceStatus("offline", 43)))
         device.close()
+
+
+def test_a_job_name_with_nul_from_the_store_does_not_spoil_the_device_s_list(
+        tmp_path: Path) -> None:
+    """Strings on the wire never hold NUL; a SQLite store can (a print client's job name), so
+    the cloud shows it as U+FFFD rather than send an answer the device must refuse."""
+    from cloud.directory import submit_job
+
+    store = SqliteStore(tmp_path / "c.db")
+    seed_demo(store, now=time.time(), jobs=False)
+    submit_job(store, DEMO_USERS[0].email, "re\x00port.pdf", b"%PDF-1.4 x", source="W\x00S")
+    service = CloudService(store)
+    ident = m.decode_response(service.handle(
+        "copier-1", m.encode(m.Identify("card", DEMO_USERS[0].badge))), "identify")
+    assert isinstance(ident, m.IdentifyResult)
+    listed = m.decode_response(service.handle("copier-1", m.encode(m.ListJobs(ident.session))),
+                               "jobs.list")
+    assert isinstance(listed, m.JobList)
+    assert [(j.name, j.source) for j in listed.jobs] == [("re\ufffdport.pdf", "W\ufffdS")]

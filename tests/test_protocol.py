@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -13,24 +14,27 @@ from protocol import messages, topics
 from protocol.errors import ErrorCode, ProtocolError, RemoteError
 
 ids = st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
-secret = st.text(min_size=1, max_size=128)
+#: What a string field may hold: any Unicode text but NUL (surrogates are not text).
+text = partial(st.text, alphabet=st.characters(blacklist_categories=("Cs",),
+                                               blacklist_characters="\x00"))
+secret = text(min_size=1, max_size=128)
 nonneg = st.integers(min_value=0, max_value=2**40)
 
 job_summary = st.builds(
-    p.JobSummary, job_id=ids, name=st.text(max_size=256), pages=nonneg, color=st.booleans(),
+    p.JobSummary, job_id=ids, name=text(max_size=256), pages=nonneg, color=st.booleans(),
     duplex=st.booleans(), copies=st.integers(1, 999), size=nonneg,
-    submitted_at=st.floats(0, 4e9, allow_nan=False), source=st.text(max_size=128))
+    submitted_at=st.floats(0, 4e9, allow_nan=False), source=text(max_size=128))
 released_job = st.builds(
-    p.ReleasedJob, job_id=ids, name=st.text(max_size=256), size=nonneg,
+    p.ReleasedJob, job_id=ids, name=text(max_size=256), size=nonneg,
     sha256=st.from_regex(r"\A[0-9a-f]{64}\Z"), pages=nonneg, copies=st.integers(1, 999),
     color=st.booleans(), duplex=st.booleans())
 
 requests = st.one_of(
     st.builds(p.Identify, method=st.sampled_from(["card", "code", "password"]), value=secret,
-              username=st.none() | st.text(min_size=1, max_size=254)),
+              username=st.none() | text(min_size=1, max_size=254)),
     st.builds(p.Associate, request_id=ids, card=secret,
               method=st.sampled_from(["code", "password"]), value=secret,
-              username=st.none() | st.text(min_size=1, max_size=254)),
+              username=st.none() | text(min_size=1, max_size=254)),
     st.builds(p.DeleteJobs, request_id=ids, session=secret,
               job_ids=st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(p.ListJobs, session=secret, offset=st.integers(0, 1_000_000),
@@ -43,14 +47,14 @@ requests = st.one_of(
               length=st.integers(1, messages.DOCUMENT_CHUNK_BYTES)),
     st.builds(p.JobPrinted, request_id=ids, release_id=ids, job_id=ids),
     st.builds(p.JobFailed, request_id=ids, release_id=ids, job_id=ids,
-              reason=st.text(max_size=200)),
+              reason=text(max_size=200)),
     st.builds(p.Logout, request_id=ids, session=secret),
 )
 
 results = st.one_of(
     st.tuples(st.just("identify"), st.builds(
-        p.IdentifyResult, session=secret, user_id=ids, display_name=st.text(max_size=128),
-        expires_in=nonneg, note=st.text(max_size=200))),
+        p.IdentifyResult, session=secret, user_id=ids, display_name=text(max_size=128),
+        expires_in=nonneg, note=text(max_size=200))),
     st.tuples(st.just("jobs.list"), st.builds(
         p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
         offset=nonneg)),
@@ -59,7 +63,7 @@ results = st.one_of(
     st.tuples(st.just("jobs.document"), st.builds(
         p.DocumentChunk, job_id=ids, offset=nonneg, data=st.binary(max_size=512), total=nonneg)),
     st.tuples(st.sampled_from(["jobs.printed", "jobs.failed", "logout", "jobs.delete"]),
-              st.builds(p.Ack, of=st.text(max_size=32))),
+              st.builds(p.Ack, of=text(max_size=32))),
 )
 
 
