@@ -307,3 +307,19 @@ def test_mfd_admin_lists_and_lifts_throttles(store_url: str, store: SqlStore) ->
     again = mfd("unthrottle", "--device", "copier-1")
     assert again.returncode != 0 and "not throttled" in again.stderr
     assert mfd("unthrottle", "--org", "org_nope").returncode != 0
+
+
+def test_someone_else_s_badge_in_self_association_counts_as_an_unknown_badge(
+        service: CloudService, store: SqlStore) -> None:
+    """With one valid access code, "this badge belongs to someone else" would tell badges from
+    non-badges as well as unknown_card does: it spends the same budget."""
+    answers = []
+    for i in range(BURST + 1):
+        req = m.Associate(f"a-{i}", DEMO_USERS[1].badge, "code", DEMO_USERS[0].access_code)
+        try:
+            m.decode_response(service.handle("copier-1", m.encode(req)), req.TYPE)
+            answers.append("ok")
+        except RemoteError as exc:
+            answers.append(exc.code)
+    assert answers == ["not_allowed"] * BURST + ["throttled"]
+    assert identify(service, "copier-1", ALICE) == "throttled"
