@@ -31,9 +31,8 @@ def test_spec_pipeline_converts_the_number(pty: PtyPort) -> None:
     # EM4100 gives the 10-digit decimal of the tag; the directory here holds it in hex.
     reader = open_reader(f"serial:{pty.device}?family=em4100&pipeline=strip-zeros|dec2hex")
     reads: queue.Queue[CardRead] = queue.Queue()
-    reader.start(reads.put)
+    reader.start(reads.put)  # the port is open when start returns: nothing to wait for
     try:
-        time.sleep(0.1)
         Em4100Stub(pty).present(0x0012D687)
         read = reads.get(timeout=3)
         assert read.number == "12D687"
@@ -44,9 +43,8 @@ def test_spec_pipeline_converts_the_number(pty: PtyPort) -> None:
 def test_a_read_the_pipeline_cannot_take_is_a_bad_frame_not_a_login(pty: PtyPort) -> None:
     reader = open_reader(f"serial:{pty.device}?pipeline=wiegand:h10301")
     reads: queue.Queue[CardRead] = queue.Queue()
-    reader.start(reads.put)
+    reader.start(reads.put)  # the port is open when start returns: nothing to wait for
     try:
-        time.sleep(0.1)
         Em4100Stub(pty).present(0x0012D687)
         deadline = time.monotonic() + 3
         while reader.health.bad_frames == 0 and time.monotonic() < deadline:

@@ -32,7 +32,10 @@ def test_keyboard_taps_badges_and_types_codes_in_the_window() -> None:
 
         def person() -> None:
             try:
-                time.sleep(0.5)
+                # Keys posted before the window exists are lost: wait for it, not for a time.
+                deadline = time.monotonic() + 10
+                while pygame.display.get_surface() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 _key(pygame.K_4, "4")  # an unknown badge: the panel offers to link it
                 deadline = time.monotonic() + 5
                 while app.machine.state is not State.ENTRY and time.monotonic() < deadline:
