@@ -250,8 +250,14 @@ class _Session:
             tagged.append({**command, "correlationData": f"mfd-{next(self.owner._ids)}-"
                            f"{secrets.token_hex(4)}"})
         wanted = {c["correlationData"]: c["command"] for c in tagged}
-        info = self.client.publish(topics.DYNSEC_TOPIC, json.dumps({"commands": tagged}), qos=1)
-        info.wait_for_publish(self.owner.timeout)
+        try:
+            info = self.client.publish(topics.DYNSEC_TOPIC, json.dumps({"commands": tagged}),
+                                       qos=1)
+            info.wait_for_publish(self.owner.timeout)
+        except (RuntimeError, ValueError) as exc:  # paho: not connected, queue full
+            raise BrokerAccountError(f"the broker connection failed while sending "
+                                     f"{', '.join(c['command'] for c in tagged)}: {exc}",
+                                     code="timeout") from None
         got: dict[str, dict[str, Any]] = {}
         while len(got) < len(wanted):
             missing = sorted(wanted[t] for t in set(wanted) - set(got))
