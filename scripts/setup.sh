@@ -67,8 +67,8 @@ mfd_venv() {
     export PATH="$MFD_VENV/bin:$PATH"
 }
 
-# PostgreSQL for the store tests (tests/pg.py reads MFD_TEST_PG). Order of preference:
-# MFD_TEST_PG if the caller set it; a server already answering on 127.0.0.1:MFD_PG_PORT (5432,
+# PostgreSQL for the cloud tests, which run on it as well as on SQLite (tests/pg.py reads
+# MFD_TEST_PG). Order of preference: MFD_TEST_PG if the caller set it; a server already answering on 127.0.0.1:MFD_PG_PORT (5432,
 # a developer's or CI's service); else a private throw-away cluster for this run, on a free
 # port, removed when the calling script exits. Point MFD_PG_PORT at a port where nothing
 # listens to force the private cluster (that is how the fallback is tested).
@@ -107,7 +107,7 @@ mfd_postgres() {
     local bindir
     if ! bindir="$(mfd_pg_bindir)"; then
         if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-            echo "mfdkit: no PostgreSQL on 127.0.0.1:$MFD_PG_PORT for the store tests, and no server installed" >&2
+            echo "mfdkit: no PostgreSQL on 127.0.0.1:$MFD_PG_PORT for the cloud tests, and no server installed" >&2
             echo "mfdkit: install it with: sudo apt-get install -y postgresql (or set MFD_TEST_PG to a server URL)" >&2
             return 1
         fi
