@@ -70,8 +70,9 @@ mfd_venv() {
 # PostgreSQL for the cloud tests, which run on it as well as on SQLite (tests/pg.py reads
 # MFD_TEST_PG). Order of preference: MFD_TEST_PG if the caller set it; a server already
 # answering on 127.0.0.1:MFD_PG_PORT (5432, a developer's or CI's service); else a private
-# throw-away cluster for this run, on a free port, removed when the calling script exits. Point MFD_PG_PORT at a port where nothing
-# listens to force the private cluster (that is how the fallback is tested).
+# throw-away cluster for this run, on a free port, removed when the calling script exits.
+# Point MFD_PG_PORT at a port where nothing listens to force the private cluster (that is how
+# the fallback is tested).
 MFD_PG_PORT="${MFD_PG_PORT:-5432}"
 
 mfd_pg_answers() {  # host port
