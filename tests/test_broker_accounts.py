@@ -54,7 +54,7 @@ PRINTSVC_PW = "pw-printsvc"  # a cloud account whose name is not a reserved one
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
     b = MosquittoBroker(tmp_path_factory.mktemp("dynsec"),
-                        {"cloud-0": CLOUD_PW, "printsvc": PRINTSVC_PW},
+                        {"cloud-0": CLOUD_PW, "printsvc": PRINTSVC_PW, "copier-cfg": "pw-cfg"},
                         cloud_users=("cloud-0", "printsvc")).start()
     yield b
     b.stop()
@@ -127,6 +127,15 @@ def test_registering_again_replaces_the_password(broker: MosquittoBroker,
     writer.set_password("copier-w3", second)  # a replaced panel, a new code
     assert connects(broker, "copier-w3", second)
     assert not connects(broker, "copier-w3", first)
+
+
+def test_a_device_from_the_starting_file_takes_a_new_password(broker: MosquittoBroker,
+                                                              writer: DynsecAccounts) -> None:
+    """The role the starting file gave it is the writer's role, ACL for ACL."""
+    assert connects(broker, "copier-cfg", "pw-cfg")
+    writer.set_password("copier-cfg", "pw-cfg-2")
+    assert connects(broker, "copier-cfg", "pw-cfg-2")
+    assert not connects(broker, "copier-cfg", "pw-cfg")
 
 
 @pytest.mark.parametrize("name", ["cloud", "cloud-0", "cloud-7", "broker-admin", "admin",

@@ -175,3 +175,41 @@ def test_a_device_cannot_publish_as_another(world: World,
     assert isinstance(m.decode_response(bytes(own.payload), "identify"), m.IdentifyResult)
     assert world.worker.handled == before + 1
 
+
+
+def _dies_with_will(broker: Broker, user: str, will_topic: str, payload: bytes) -> None:
+    """Connect as ``user`` with a Will on ``will_topic``, then drop the TCP connection without
+    a DISCONNECT, so the broker sends the Will (if the account may publish there)."""
+    addr = broker.address(user)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+    c.username_pw_set(addr.username, addr.password)
+    c.will_set(will_topic, payload, qos=1)
+    connacks: queue.Queue[Any] = queue.Queue()
+    c.on_connect = lambda _c, _u, _f, rc, _p: connacks.put(rc)
+    c.connect(addr.host, addr.port)
+    while connacks.empty():
+        c.loop(0.1)
+    assert not connacks.get().is_failure
+    sock = c.socket()
+    assert sock is not None
+    sock.close()  # no DISCONNECT: the broker sees the connection die
+
+
+def test_a_devices_will_cannot_speak_for_another_device(broker: Broker) -> None:
+    """A Will is a publish too: copier-2 cannot leave a status on copier-1's topic by dying."""
+    observer = Client(broker, "cloud-1")
+    try:
+        assert observer.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION).value == 1
+        forged = m.encode(m.DeviceStatus(state="offline", epoch=1, since=1.0))
+        own = m.encode(m.DeviceStatus(state="offline", epoch=2, since=2.0))
+        _dies_with_will(broker, "copier-2", topics.status_topic("copier-1"), forged)
+        # The same account again: the broker has dealt with the first connection (and its Will)
+        # before it accepts this one, so this Will arriving proves the first one's turn passed.
+        _dies_with_will(broker, "copier-2", topics.status_topic("copier-2"), own)
+        seen: list[tuple[str, bytes]] = []
+        while (topics.status_topic("copier-2"), own) not in seen:
+            msg = observer.inbox.get(timeout=10)
+            seen.append((msg.topic, bytes(msg.payload)))
+        assert (topics.status_topic("copier-1"), forged) not in seen
+    finally:
+        observer.close()
