@@ -68,7 +68,11 @@ def pg_database() -> Iterator[ScratchDatabase]:
         try:
             db = stack.enter_context(fresh_database())
         except NoServer as exc:
-            unavailable(str(exc))
+            missing = str(exc)
+        else:
+            missing = ""
+        if missing:
+            unavailable(missing)  # outside the except: the failure is the message, no chain
         yield db
 
 
