@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -47,14 +48,31 @@ def _store(url: str, *, create: bool = False) -> Any:
     return open_store(url)
 
 
+#: What an identify request can carry as a card number (protocol.messages.Identify.value).
+_CARD_RE = re.compile(r"[!-~]{1,128}")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
 def _check_known(store: Any, args: argparse.Namespace) -> None:
-    """Every org, user and device an admin action names must exist: acting on a typo (and
-    saying it worked) is the mistake an administrator cannot see."""
+    """Every org, user and device an admin action names must exist, and what it adds must be
+    usable (an email, a card number a device can send): acting on a typo and saying it worked
+    is the mistake an administrator cannot see."""
     org = getattr(args, "org", None)
     if org and store.query_one("SELECT 1 FROM orgs WHERE id=?", org) is None:
         known = ", ".join(r[0] for r in store.query_all("SELECT id FROM orgs ORDER BY id"))
         raise MfdError(f"no org {org} in this store (orgs: {known or 'none'})",
                        code="not_found")
+    if args.admin_cmd == "org-add" and not args.name.strip():
+        raise MfdError("an org needs a name", code="invalid_field")
+    if args.admin_cmd == "user-add":
+        if not _EMAIL_RE.fullmatch(args.email.strip()) or len(args.email) > 254:
+            raise MfdError(f"{args.email!r} is not an email address", code="invalid_field")
+        if not args.name.strip():
+            raise MfdError("a user needs a display name", code="invalid_field")
+    if args.admin_cmd in ("card-add", "cards-add") and not _CARD_RE.fullmatch(args.number):
+        # The number itself stays out of the message: card numbers are never shown in clear.
+        raise MfdError("a card number is 1 to 128 characters without spaces, exactly as the "
+                       "reader gives it (mfd reader watch shows it)", code="invalid_field")
     if args.admin_cmd == "unlock":
         if args.user and store.user_by_email(args.user.strip().lower()) is None:
             raise MfdError(f"no user {args.user}", code="not_found")

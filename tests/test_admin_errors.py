@@ -72,6 +72,20 @@ def test_unknown_org_user_and_device_are_errors(admin) -> None:  # type: ignore[
     assert out.returncode == 0 and "was not locked" in out.stdout
 
 
+def test_what_is_added_must_be_usable(admin) -> None:  # type: ignore[no-untyped-def]
+    fails(admin("org-add", " "), "name")
+    fails(admin("user-add", "--org", "org_demo", "not-an-email", "Name"), "not an email")
+    fails(admin("user-add", "--org", "org_demo", "ann@example.org", ""), "display name")
+    for number in ("", "00 12", "x" * 129):
+        out = admin("card-add", "alice@example.org", number)
+        fails(out, "card number")
+        if number.strip():
+            assert number not in out.stderr  # never a card number in clear
+    users = admin("users", "--org", "org_demo").stdout
+    assert "not-an-email" not in users and "ann@example.org" not in users
+    assert admin("card-add", "alice@example.org", "0009876543").returncode == 0
+
+
 def test_counts_must_be_positive(admin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     doc = tmp_path / "a.pdf"
     doc.write_bytes(b"%PDF-1.4")
