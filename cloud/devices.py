@@ -116,6 +116,7 @@ def new_registration_code(store: SqlStore, device_id: str, now: float) -> str:
     with store.transaction():
         if store.device_org(device_id) is None:
             raise StoreError(f"no device {device_id}")
+        check_new_device_id(device_id)  # a reserved name from an older version: never usable
         code = _new_code()
         store.execute("INSERT INTO device_registrations VALUES (?,?,?,NULL)",
                       token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)

@@ -179,7 +179,15 @@ def test_a_reserved_account_name_is_never_registered(world: World, tmp_path: Pat
         devices.add_device(store, "org_demo", "cloud-1", "", time.time())
     with store.transaction():
         store.add_device("cloud-1", "org_demo", "legacy")  # as an older mfd admin allowed
-    code = devices.new_registration_code(store, "cloud-1", time.time())
+    with pytest.raises(MfdError, match="reserved"):
+        devices.new_registration_code(store, "cloud-1", time.time())
+    # A code issued back then (also by an older version): written as it wrote it.
+    code = "AAAA-BBBB-CCCC-DDDD"
+    from cloud.hashing import token_hash
+
+    with store.transaction():
+        store.execute("INSERT INTO device_registrations VALUES (?,?,?,NULL)",
+                      token_hash("AAAABBBBCCCCDDDD"), "cloud-1", time.time() + 3600)
     accounts = RecordingAccounts()
     portal = start_portal(world.store_url, accounts=accounts)
     try:
