@@ -32,8 +32,14 @@ def ask(service: CloudService, device: str, req: m.Request) -> m.Result:
 
 def login(service: CloudService, device: str = "copier-1", user: int = 0) -> m.IdentifyResult:
     r = ask(service, device, m.Identify("card", DEMO_USERS[user].badge))
-    assert isinstance(r, m.IdentifyResult)
+    assert isinstance(r, m.IdentifyResult) and r.display_name == DEMO_USERS[user].name
     return r
+
+
+def identified(result: m.Result) -> str:
+    """Who an identify answer names (an identity, not merely "an answer")."""
+    assert isinstance(result, m.IdentifyResult), result
+    return result.display_name
 
 
 def test_badge_identifies_its_owner_and_lists_only_their_jobs(service: CloudService) -> None:
@@ -241,7 +247,8 @@ def test_five_wrong_codes_lock_the_device_and_say_until_when(
     with pytest.raises(RemoteError) as info:
         ask(service, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
     assert info.value.code == "locked_out"
-    assert ask(service, "copier-2", m.Identify("code", DEMO_USERS[0].access_code))
+    assert identified(ask(service, "copier-2", m.Identify("code", DEMO_USERS[0].access_code))
+                      ) == "Alice Martin"
     # The lock survives a restart of the cloud (a new store object on the same store) ...
     restarted = CloudService(open_store(store_url), clock=clock)
     with pytest.raises(RemoteError) as info:
@@ -249,7 +256,8 @@ def test_five_wrong_codes_lock_the_device_and_say_until_when(
     assert info.value.code == "locked_out"
     # ... and ends by itself.
     clock.t += 901
-    assert ask(restarted, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
+    assert identified(ask(restarted, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
+                      ) == "Alice Martin"
 
 
 def test_wrong_passwords_lock_the_user_on_every_device(timed: tuple[CloudService, Clock]) -> None:
@@ -265,8 +273,8 @@ def test_wrong_passwords_lock_the_user_on_every_device(timed: tuple[CloudService
     assert info.value.code == "locked_out"
     # Failures older than the window do not count.
     clock.t += 1000
-    ask(service, "copier-1", m.Identify("password", "correct horse battery",
-                                        username="alice@example.org"))
+    assert identified(ask(service, "copier-1", m.Identify(
+        "password", "correct horse battery", username="alice@example.org"))) == "Alice Martin"
 
 
 def test_self_association_links_an_unknown_badge(timed: tuple[CloudService, Clock]) -> None:

@@ -145,7 +145,7 @@ def test_a_device_with_another_devices_topics_gets_nothing(world: World) -> None
                        (topics.response_topic("copier-2"), 1)])
         subacks.get(timeout=5)  # the broker has both subscriptions: nothing can slip past
         result = victim.call(m.Identify("card", DEMO_USERS[0].badge))
-        assert isinstance(result, m.IdentifyResult)
+        assert isinstance(result, m.IdentifyResult) and result.display_name == "Alice Martin"
 
         def logins() -> int:
             return len(world.store.query_all(
