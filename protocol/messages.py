@@ -491,8 +491,10 @@ def _is_text(value: str) -> bool:
 
 
 def _printable(value: str) -> str:
-    """``value`` with any lone surrogate replaced, for an error answer that must encode."""
-    return value if _is_text(value) else value.encode("utf-8", "replace").decode("utf-8")
+    """``value`` with any NUL or lone surrogate replaced: text any peer can encode and show."""
+    if _is_text(value):
+        return value
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _refuse_constant(token: str) -> Any:
@@ -645,10 +647,12 @@ def decode_response(data: bytes, answering: str) -> Result:
                                 field="error")
         fld = err.get("field")
         retry = err.get("retry_after")
-        return _raise_remote(str(err["code"]), str(err.get("message", "")),
-                             fld if isinstance(fld, str) else None,
+        # What the device shows, logs or waits on: text it can render, a wait it can add to a
+        # clock (a huge retry_after would overflow a float deadline).
+        return _raise_remote(_printable(err["code"]), _printable(str(err.get("message", ""))),
+                             _printable(fld) if isinstance(fld, str) else None,
                              retry if isinstance(retry, int) and not isinstance(retry, bool)
-                             else None)
+                             and 0 <= retry <= MAX_INT else None)
     if ok is not True:
         raise ProtocolError("ok must be true or false", code=ErrorCode.INVALID_FIELD, field="ok")
     if obj["type"] != answering:

@@ -15,8 +15,7 @@ from protocol.errors import ErrorCode, ProtocolError, RemoteError
 
 ids = st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 #: What a string field may hold: any Unicode text but NUL (surrogates are not text).
-text = partial(st.text, alphabet=st.characters(blacklist_categories=("Cs",),
-                                               blacklist_characters="\x00"))
+text = partial(st.text, alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"))
 secret = text(min_size=1, max_size=128)
 nonneg = st.integers(min_value=0, max_value=2**40)
 
@@ -345,11 +344,12 @@ def test_hostile_payloads_decode_or_raise_the_protocol_error_and_the_answer_enco
 @given(st.sampled_from(TYPES), st.sampled_from(FIELD_NAMES), hostile_values)
 def test_one_hostile_field_in_an_otherwise_good_message(kind: str, name: str,
                                                         value: object) -> None:
-    base: dict[str, object] = {
+    bases: dict[str, dict[str, object]] = {
         "identify": {"method": "card", "value": "0001234567"},
         "status": {"state": "online", "epoch": 5},
         "config.ack": {"version": 3, "applied": True},
-    }.get(kind, {})
+    }
+    base = bases.get(kind, {})
     data = json.dumps({"v": 1, "type": kind, **base, name: value}).encode()
     for decode in (p.decode_request, p.decode_status, messages.decode_event):
         try:
@@ -393,3 +393,38 @@ def test_integers_are_bounded_to_what_every_peer_and_store_can_hold() -> None:
     with pytest.raises(ProtocolError) as info:
         p.decode_status(json.dumps({**ok, "epoch": messages.MAX_INT + 1}).encode())
     assert info.value.field == "epoch"
+
+
+@st.composite
+def hostile_answers(draw: st.DrawFn) -> tuple[str, bytes]:
+    """What a broken or hostile cloud might send a device: an answer to one of its request
+    types, ok or not, with hostile values anywhere, in the error object too."""
+    answering = draw(st.sampled_from(sorted(messages.RESULT_FOR)))
+    obj: dict[str, object] = {"v": 1, "type": draw(st.just(answering) | hostile_text)}
+    obj["ok"] = draw(st.booleans() | hostile_values)
+    if obj["ok"] is False:
+        obj["error"] = draw(st.fixed_dictionaries(
+            {"code": hostile_text | st.sampled_from(["locked_out", "busy"])},
+            optional={"message": hostile_values, "field": hostile_values,
+                      "retry_after": hostile_numbers}) | hostile_values)
+    obj.update(draw(st.dictionaries(st.sampled_from(FIELD_NAMES), hostile_values, max_size=5)))
+    return answering, json.dumps(obj).encode()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(hostile_answers())
+def test_hostile_answers_give_a_result_a_remote_error_or_a_protocol_error(
+        pair: tuple[str, bytes]) -> None:
+    answering, data = pair
+    try:
+        result = p.decode_response(data, answering)
+    except RemoteError as exc:
+        # What the device shows and waits on is text it can encode, a wait it can add.
+        for text in (exc.code, exc.message, exc.field or ""):
+            text.encode("utf-8")
+            assert "\x00" not in text
+        assert exc.retry_after is None or 0 <= exc.retry_after <= messages.MAX_INT
+    except ProtocolError as exc:
+        assert exc.code in {c.value for c in ErrorCode}
+    else:
+        assert p.decode_response(p.encode_result(result, answering), answering) == result
