@@ -3,8 +3,9 @@ and on PostgreSQL (the ``store_url`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -20,6 +21,8 @@ from cloud.linking import (
     SETUP_TTL,
     Linking,
     LinkingError,
+    PortalSession,
+    Registered,
 )
 from cloud.service import MAX_FAILURES
 from cloud.store import OrgSettings, SqlStore, open_store
@@ -399,6 +402,53 @@ def test_linking_codes_are_one_time_and_expire(linking: Linking, store: SqlStore
     late = linking.create_linking_code(session)
     clock.now += LINKING_CODE_TTL + 1
     expect("invalid_code", linking.mobile_link_code, late.token, app_id="app-3")
+
+
+def at_once(store: SqlStore, n: int, work: Callable[[int], object]) -> list[object]:
+    """``work(i)`` on n threads released together, each on its own store connection; what
+    each returned or raised (one-time secrets must hold when two requests race)."""
+    results: list[object] = [None] * n
+    barrier = threading.Barrier(n, timeout=10)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            store.close()  # this thread's connection
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert not any(t.is_alive() for t in threads), "a racing thread hung"
+    return results
+
+
+def test_a_linking_code_raced_by_two_apps_links_one(linking: Linking, store: SqlStore) -> None:
+    code = linking.create_linking_code(signed_in(linking, store, CHEN)).token
+    results = at_once(store, 2, lambda i: linking.mobile_link_code(code, app_id=f"app-{i}"))
+    [won] = [r for r in results if isinstance(r, Registered)]
+    [lost] = [r for r in results if isinstance(r, LinkingError)]
+    assert won.user is not None and won.user.email == CHEN
+    assert lost.code == "invalid_code"
+    linked = store.query_all("SELECT COUNT(*) FROM client_installs WHERE kind = 'mobile'")
+    assert linked == [(1,)]
+
+
+def test_an_invitation_raced_twice_sets_one_password(linking: Linking, store: SqlStore) -> None:
+    token = token_of(linking.invite_portal(BOB).url, "invitation")
+    results = at_once(store, 2, lambda i: linking.accept_invitation(token, f"{PASSWORD} {i}"))
+    [won] = [r for r in results if isinstance(r, PortalSession)]
+    [lost] = [r for r in results if isinstance(r, LinkingError)]
+    assert won.user.email == BOB and lost.code == "invalid_token"
+    winner = results.index(won)
+    # The password that works is the winner's, and only it.
+    assert linking.sign_in(BOB, f"{PASSWORD} {winner}").user.email == BOB
+    expect("invalid_password", linking.sign_in, BOB, f"{PASSWORD} {1 - winner}")
 
 
 def test_wrong_linking_codes_lock_the_address(linking: Linking, store: SqlStore) -> None:
