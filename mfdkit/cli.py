@@ -485,6 +485,15 @@ def cmd_admin(args: argparse.Namespace) -> int:
                                         unset=tuple(args.unset))
             print(f"config version {version} stored for {args.device_id}; the cloud pushes it "
                   "to the device, which applies or refuses it (see: mfd admin devices)")
+            from cloud.devices import config_state
+
+            before = config_state(store, args.device_id)
+            if before["refused"] == version - 1 and before["refused"] > before["applied"]:
+                # Every version carries the whole managed configuration, so what the device
+                # refused is in this one too unless it was changed or unset.
+                print(f"note: the device refused version {version - 1} ({before['refusal']}); "
+                      "this version keeps every key you did not change: --unset SECTION.KEY "
+                      "drops one", file=sys.stderr)
         case "org-settings":
             from dataclasses import replace as _replace
 

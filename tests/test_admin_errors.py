@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,25 @@ def test_device_config_is_checked_with_the_device_schema(admin) -> None:  # type
     fails(admin("device-config", "copier-1", "--set", "policy.allow_code=false",
                 "--set", "policy.card_pin=true"), "card_pin")
     assert state().startswith("config v2")
+
+
+def test_after_a_refusal_the_next_version_says_what_it_still_carries(
+        admin, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    from cloud import devices
+    from cloud.store import open_store
+    from protocol import messages as m
+
+    spec = '["replay:/var/lib/mfdkit/badges.rec"]'  # a file only the device can look for
+    assert admin("device-config", "copier-1", "--set", f"readers.specs={spec}").returncode == 0
+    store = open_store(store_url)
+    try:  # the device's answer, as the worker records it
+        devices.record_ack(store, "copier-1", m.ConfigAck(
+            version=1, applied=False, reason="config key 'readers.specs[0]': no such file"),
+            time.time())
+    finally:
+        store.close()
+    out = admin("device-config", "copier-1", "--set", "policy.idle_timeout=90")
+    assert out.returncode == 0 and "version 2" in out.stdout
+    assert "refused version 1" in out.stderr and "--unset" in out.stderr
+    out = admin("device-config", "copier-1", "--unset", "readers")
+    assert out.returncode == 0 and "version 3" in out.stdout
