@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from device_app.session import (
     TRANSITIONS,
@@ -375,30 +373,8 @@ def test_every_transition_handler_exists() -> None:
         assert callable(getattr(SessionMachine, handler))
 
 
-events = st.one_of(
-    st.builds(CardPresented, st.sampled_from(["111", "222"])),
-    st.builds(Tapped, st.sampled_from(list(Action)),
-              st.sampled_from([None, "j0", "j1", "code", "password", "username", "ENTER", "7"])),
-    st.builds(KeyPressed, st.sampled_from(["1", "a", "@", "ENTER", "BACKSPACE", "TAB", "CLEAR"])),
-    st.builds(Tick, st.floats(0, 1000)),
-    st.builds(JobDone, st.just("r"), st.sampled_from(["j0", "j1"]), st.booleans()),
-    st.builds(Failed, st.sampled_from(["identify#1", "jobs.list#2", "identify.associate#3", "x"]),
-              st.sampled_from(["timeout", "unknown_card", "invalid_session", "unknown_code"]),
-              st.just("m")),
-)
-
-
-@settings(max_examples=200)
-@given(st.lists(events, max_size=30))
-def test_any_event_sequence_keeps_the_machine_consistent(seq: list) -> None:  # type: ignore[type-arg]
-    sm = machine()
-    for event in seq:
-        for effect in sm.handle(event):
-            assert isinstance(effect, Send | PrintJob)
-        view = sm.view()
-        assert view.screen in Screen
-        if sm.state is State.IDLE:
-            assert sm.session_token is None
+# The property test of the whole session, in any order and through the app's loop, is
+# tests/test_app_stateful.py (the one here never logged anyone in, so it could not fail).
 
 
 @pytest.mark.parametrize("code", ["invalid_session", "wrong_device"])
@@ -477,3 +453,39 @@ def test_reconnect_backoff_is_jittered_per_device() -> None:
              for i in range(8)]
     delays = {link.client._reconnect_min_delay for link in links}  # paho's backoff start
     assert len(delays) > 1 and all(0.5 <= d <= 1.5 for d in delays)
+
+
+def test_a_release_in_flight_when_the_link_drops_waits_and_says_it_is_checking() -> None:
+    from device_app.session import LinkChanged
+
+    sm = machine()
+    logged_in(sm)
+    rel = sent(sm.handle(Tapped(Action.RELEASE_ALL)))
+    assert sm.handle(LinkChanged(False)) == []
+    view = sm.view()
+    assert (view.screen, sm.state) == (Screen.RELEASING, State.RELEASING)
+    assert view.message.startswith("Connection lost: reconnecting to check")
+    sm.handle(LinkChanged(True))
+    released = m.ReleasedJob("j0", "Job 0", 100, "0" * 64)
+    assert sm.handle(Answered(rel.tag, m.ReleaseResult("rel-1", (released,)))) == [
+        PrintJob("rel-1", released)]
+    assert sm.view().message == ""
+
+
+def test_an_unknown_outcome_is_not_confirmed_never_failed() -> None:
+    sm = machine()
+    logged_in(sm)
+    rel = sent(sm.handle(Tapped(Action.RELEASE_ALL)))
+    sm.handle(Failed(rel.tag, "unknown_outcome", "no answer within 20 s"))
+    view = sm.view()
+    assert view.title == "Not confirmed" and "nothing was printed" in view.message
+    refresh = sent(sm.handle(Tapped(Action.DISMISS)))
+    assert isinstance(refresh.request, m.ListJobs)  # the list is fetched again: what is left
+    sm2 = machine()
+    logged_in(sm2)
+    sm2.handle(Tapped(Action.SELECT, "j1"))
+    sm2.handle(Tapped(Action.DELETE))
+    delete = sent(sm2.handle(Tapped(Action.CONFIRM)))
+    sm2.handle(Failed(delete.tag, "unknown_outcome", "no answer within 20 s"))
+    assert sm2.view().title == "Not confirmed"
+    assert "may have been deleted" in sm2.view().message

@@ -1,0 +1,390 @@
+"""The whole device app (DeviceApp: its loop, the session machine, what it sends and prints),
+driven by Hypothesis in any order: badges, codes, keys and taps; answers, refusals and timeouts
+from a scripted cloud; the link going down and up, and staying down past the outcome bound;
+engine faults and outcomes; the clock jumping. Invariants are checked after every step, and the
+run as a whole must have visited every state of the session machine (issue 8, defect 2).
+
+The link (tests/fakes.ScriptedLink) behaves as the real one does; the printer stand-in hands
+each job straight to a scripted engine, so the run is deterministic and needs no thread. The
+cloud answers as the reference cloud would, with job ids and user names that name the session
+they belong to, so an answer that acts on another session shows on the panel.
+
+``MFD_STATEFUL_EXAMPLES=5000`` runs a bigger search (the default is sized to find a dropped
+effect, defect 1, from scratch in a few seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Callable, Iterable
+
+from fakes import FakeClock, Outstanding, ScriptedLink
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from device_app.app import DeviceApp
+from device_app.session import (
+    CardPresented,
+    CodeEntered,
+    JobDone,
+    KeyPressed,
+    Policy,
+    PrintJob,
+    State,
+)
+from device_app.view import Action
+from protocol import messages as m
+from protocol.engine import EngineState
+from protocol.errors import LinkError, MfdError, RemoteError
+
+EXAMPLES = int(os.environ.get("MFD_STATEFUL_EXAMPLES", "400"))
+STEPS = int(os.environ.get("MFD_STATEFUL_STEPS", "60"))
+
+#: Every state any run reached (the test asserts the union is all of them).
+VISITED: set[State] = set()
+
+DOC = b"%PDF-1.4 a page\n"
+SHA = hashlib.sha256(DOC).hexdigest()
+
+REFUSALS = ["busy", "internal", "invalid_session", "wrong_device", "job_not_held",
+            "job_not_found", "unknown_card", "unknown_code", "wrong_pin", "invalid_password",
+            "locked_out", "not_allowed", "unknown_device", "card_limit"]
+
+
+#: What a person would tap on each screen (``job0``: the first job on the list).
+SCREEN_TAPS: dict[State, list[tuple[Action, str | None]]] = {
+    State.IDLE: [(Action.ENTER_CODE, None), (Action.ENTER_PASSWORD, None)],
+    State.ENTRY: [(Action.KEY, "4"), (Action.KEY, "ENTER"), (Action.CANCEL, None),
+                  (Action.SWITCH_ENTRY, None), (Action.FOCUS, "password"), (Action.KEY, "a")],
+    State.JOBS: [(Action.SELECT, "job0"), (Action.SELECT, "job1"), (Action.RELEASE, None),
+                 (Action.RELEASE_ALL, None), (Action.OPTIONS, None), (Action.DELETE, None),
+                 (Action.LOAD_MORE, None), (Action.LOGOUT, None), (Action.RETRY, None),
+                 (Action.SELECT_ALL, None)],
+    State.OPTIONS: [(Action.TOGGLE_GRAYSCALE, None), (Action.COPIES_UP, None),
+                    (Action.RELEASE, None), (Action.CANCEL, None)],
+    State.CONFIRM_DELETE: [(Action.CONFIRM, None), (Action.CANCEL, None)],
+    State.NOTICE: [(Action.DISMISS, None)],
+    State.OFFLINE: [(Action.LOGOUT, None), (Action.DISMISS, None)],
+}
+
+
+class ScriptedEngine:
+    """The print engine: takes jobs while it can print, finishes them when the test says."""
+
+    def __init__(self) -> None:
+        self.now = EngineState.READY
+        self.handed: list[tuple[str, str]] = []
+        self.running: list[PrintJob] = []
+
+    def state(self) -> EngineState:
+        return self.now
+
+
+class HandingPrinter:
+    """The printer stand-in: each PrintJob goes to the engine at once (or fails before output
+    if the engine cannot print), outcomes come back as JobDone like the real printer's."""
+
+    def __init__(self, engine: ScriptedEngine, report: Callable[[JobDone], None],
+                 on_submit: Callable[[PrintJob], None]) -> None:
+        self.engine = engine
+        self.report = report
+        self.on_submit = on_submit
+
+    def submit_all(self, effects: Iterable[PrintJob]) -> None:
+        for effect in effects:
+            self.on_submit(effect)
+            if not self.engine.now.can_print:
+                self.report(JobDone(effect.release_id, effect.job.job_id, False, "jammed"))
+                continue
+            self.engine.handed.append((effect.release_id, effect.job.job_id))
+            self.engine.running.append(effect)
+
+    def journal_report(self, request: m.Request, reply: Callable[[m.Result | MfdError], None]
+                       ) -> tuple[m.Request, Callable[[m.Result | MfdError], None]]:
+        return request, reply
+
+    def reconcile(self) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class Cloud:
+    """Answers as the reference cloud would. Session ``sN`` belongs to "User sN" and owns jobs
+    ``sN.j0`` .. ``sN.j2``; release ``rN`` remembers its session."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count(1)
+        self.held: dict[str, list[str]] = {}
+        self.release_session: dict[str, str] = {}
+
+    def answer(self, request: m.Request) -> m.Result | RemoteError:
+        if isinstance(request, m.Identify | m.Associate):
+            token = f"s{next(self.ids)}"
+            self.held[token] = [f"{token}.j{i}" for i in range(3)]
+            return m.IdentifyResult(token, f"u{token}", f"User {token}", 300)
+        if isinstance(request, m.ListJobs):
+            held = self.held.get(request.session, [])
+            page = held[request.offset:request.offset + request.limit]
+            return m.JobList(tuple(m.JobSummary(j, f"Job {j}", 1, False, False, 1, len(DOC),
+                                                1.0) for j in page), len(held), request.offset)
+        if isinstance(request, m.Release):
+            held = self.held.get(request.session, [])
+            ids = list(held) if request.all_held else list(request.job_ids)
+            if not ids or any(j not in held for j in ids):
+                return RemoteError("job_not_held", "a job is not held", "job_ids")
+            release = f"r{next(self.ids)}"
+            self.release_session[release] = request.session
+            for j in ids:
+                held.remove(j)
+            return m.ReleaseResult(release, tuple(m.ReleasedJob(j, f"Job {j}", len(DOC), SHA)
+                                                  for j in ids))
+        if isinstance(request, m.DeleteJobs):
+            held = self.held.get(request.session, [])
+            if any(j not in held for j in request.job_ids):
+                return RemoteError("job_not_held", "a job is not held", "job_ids")
+            for j in request.job_ids:
+                held.remove(j)
+            return m.Ack(of=request.TYPE)
+        if isinstance(request, m.JobFailed):
+            session = self.release_session.get(request.release_id)
+            if session is not None:
+                self.held[session].append(request.job_id)
+            return m.Ack(of=request.TYPE)
+        return m.Ack(of=request.TYPE)  # jobs.printed, logout
+
+
+class AppMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.link = ScriptedLink()
+        self.clock = FakeClock()
+        self.engine = ScriptedEngine()
+        self.cloud = Cloud()
+        self.wrong: list[str] = []  # what a check inside a callback found
+        ids = itertools.count(1)
+
+        def make_printer(_link: object, _engine: object, report: Callable[[JobDone], None],
+                         _journal: object) -> HandingPrinter:
+            return HandingPrinter(self.engine, report, self._check_print)
+
+        self.app = DeviceApp(self.link, self.engine, policy=Policy(), clock=self.clock,
+                             new_id=lambda: f"req-{next(ids)}",
+                             make_printer=make_printer).start()
+        send = self.app._send
+
+        def tagged_send(effect: object) -> None:
+            # Which of the machine's tags each request carries: "every pending request was
+            # sent" is checked against what reached the link.
+            self.link.next_tag = effect.tag  # type: ignore[attr-defined]
+            send(effect)  # type: ignore[arg-type]
+
+        self.app._send = tagged_send  # type: ignore[method-assign]
+        self.sessions_of: dict[int, str | None] = {}
+        VISITED.add(self.app.machine.state)
+
+    # ------------------------------------------------------------ helpers
+
+    def drain(self) -> None:
+        for _ in range(1000):
+            if self.app.events.empty():
+                break
+            self.app.step(0)
+        VISITED.add(self.app.machine.state)
+
+    def _check_print(self, effect: PrintJob) -> None:
+        owner = self.cloud.release_session.get(effect.release_id)
+        if owner != self.app.machine.session_token:
+            self.wrong.append(f"{effect.job.job_id} of {owner}'s release printed in session "
+                              f"{self.app.machine.session_token}")
+        if not effect.job.job_id.startswith(f"{owner}."):
+            self.wrong.append(f"{effect.job.job_id} printed for {owner}")
+
+    def _pick(self, index: int, keep: Callable[[Outstanding], bool] = lambda o: True
+              ) -> Outstanding | None:
+        items = [o for o in self.link.outstanding if keep(o)]
+        return items[index % len(items)] if items else None
+
+    def _answer(self, item: Outstanding, outcome: m.Result | MfdError) -> None:
+        self.link.answer(item, outcome)
+        self.drain()
+
+    # ------------------------------------------------------------ the person at the copier
+
+    @initialize(logged_in=st.booleans())
+    def start(self, logged_in: bool) -> None:
+        # Half the runs start with someone on the job list (the way there is as random as the
+        # rest in the other half), so that runs go deep into releasing and deleting too.
+        if logged_in:
+            self.badge("111")
+            for _ in range(2):  # identify, then jobs.list
+                self.cloud_answers(0)
+
+    @rule(card=st.sampled_from(["111", "222", "999"]))
+    def badge(self, card: str) -> None:
+        self.app.events.put(CardPresented(card))
+        self.drain()
+
+    @rule()
+    def code_from_a_keypad(self) -> None:
+        self.app.events.put(CodeEntered("482916"))
+        self.drain()
+
+    @rule(action=st.sampled_from(list(Action)),
+          about=st.sampled_from([None, "job0", "job1", "code", "password", "username", "ENTER",
+                                 "7", "BACKSPACE"]))
+    def tap(self, action: Action, about: str | None) -> None:
+        if about in ("job0", "job1"):
+            jobs = self.app.view().jobs
+            about = jobs[int(about[-1]) % len(jobs)].job_id if jobs else None
+        self.app.tap(action, about)
+        self.drain()
+
+    @rule(data=st.data())
+    def tap_what_the_screen_offers(self, data: st.DataObject) -> None:
+        # Any tap in any state is the rule above; this one taps what a person would, so that
+        # runs get past the job list as often as they stop at it.
+        offered = SCREEN_TAPS.get(self.app.machine.state, [])
+        if offered:
+            action, about = data.draw(st.sampled_from(offered))
+            self.tap(action, about)
+
+    @rule(key=st.sampled_from(["4", "a", "@", "ENTER", "BACKSPACE", "TAB", "CLEAR"]))
+    def key(self, key: str) -> None:
+        self.app.events.put(KeyPressed(key))
+        self.drain()
+
+    # ------------------------------------------------------------ the cloud and the network
+
+    @rule(index=st.integers(0, 7))
+    def cloud_answers(self, index: int) -> None:
+        item = self._pick(index)
+        if item is not None:
+            self._answer(item, self.cloud.answer(item.request))
+
+    @rule(index=st.integers(0, 7), code=st.sampled_from(REFUSALS))
+    def cloud_refuses(self, index: int, code: str) -> None:
+        item = self._pick(index)
+        if item is not None:
+            self._answer(item, RemoteError(code, f"refused: {code}",
+                                           retry_after=1 if code == "busy" else None))
+
+    @rule(index=st.integers(0, 7))
+    def read_times_out(self, index: int) -> None:
+        # Only reads time out; a mutating request is kept until answered or the bound passes.
+        item = self._pick(index, lambda o: not m.is_mutating(o.request))
+        if item is not None:
+            self._answer(item, LinkError("no answer in time", code="timeout"))
+
+    @rule()
+    def link_goes_down(self) -> None:
+        self.link.go_down()
+        self.drain()
+
+    @rule()
+    def link_comes_back(self) -> None:
+        self.link.go_up()
+        self.drain()
+
+    @rule()
+    def link_stays_down_past_the_bound(self) -> None:
+        self.link.bound_passes()
+        self.drain()
+
+    # ------------------------------------------------------------ the engine and the clock
+
+    @rule(state=st.sampled_from([EngineState.READY, EngineState.JAM, EngineState.NO_PAPER,
+                                 EngineState.OFFLINE]))
+    def engine_becomes(self, state: EngineState) -> None:
+        self.engine.now = state  # seen at the loop's next engine poll
+
+    @rule(index=st.integers(0, 7), ok=st.booleans())
+    def engine_finishes(self, index: int, ok: bool) -> None:
+        if self.engine.running:
+            effect = self.engine.running.pop(index % len(self.engine.running))
+            self.app.events.put(JobDone(effect.release_id, effect.job.job_id, ok,
+                                        "" if ok else "paper jam"))
+            self.drain()
+
+    @rule(seconds=st.sampled_from([0.2, 0.6, 3.0, 6.0, 31.0, 61.0, 1000.0]))
+    def time_passes(self, seconds: float) -> None:
+        # No step here: the next event meets timers that ran out (the catch-up tick).
+        self.clock.now += seconds
+
+    @rule()
+    def loop_ticks(self) -> None:
+        self.app.step(0)
+        self.drain()
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def nothing_wrong_was_printed(self) -> None:
+        assert self.wrong == []
+
+    @invariant()
+    def every_pending_request_was_sent(self) -> None:
+        sent = {o.tag for o in self.link.outstanding}
+        unsent = set(self.app.machine._pending) - sent
+        assert not unsent, f"pending but never sent: {unsent} in {self.app.machine.state}"
+
+    @invariant()
+    def a_waiting_screen_has_something_that_ends_it(self) -> None:
+        sm = self.app.machine
+        kinds = {kind for kind, _ in sm._pending.values()}
+        state = sm.state
+        if state is State.IDENTIFYING:
+            assert kinds & {m.Identify.TYPE, m.Associate.TYPE}, kinds
+        elif state is State.LOADING:
+            assert m.ListJobs.TYPE in kinds, kinds
+        elif state is State.DELETING:
+            assert m.DeleteJobs.TYPE in kinds, kinds
+        elif state is State.RELEASING:
+            rel = sm._release
+            assert rel is not None
+            if m.Release.TYPE not in kinds:
+                running = {e.job.job_id for e in self.engine.running
+                           if e.release_id == rel.release_id}
+                confirming = {job for kind, job in sm._pending.values() if kind == "confirm"}
+                waiting = rel.unconfirmed - running - confirming
+                assert rel.unconfirmed and not waiting, (rel.unconfirmed, running, confirming)
+
+    @invariant()
+    def no_job_is_handed_to_the_engine_twice(self) -> None:
+        assert len(self.engine.handed) == len(set(self.engine.handed)), self.engine.handed
+
+    @invariant()
+    def idle_means_no_session(self) -> None:
+        if self.app.machine.state is State.IDLE:
+            assert self.app.machine.session_token is None
+
+    @invariant()
+    def the_panel_shows_only_the_current_sessions_user_and_jobs(self) -> None:
+        token = self.app.machine.session_token
+        view = self.app.view()
+        if token is None:
+            assert view.jobs == () and view.user_name == ""
+            return
+        assert view.user_name == f"User {token}"
+        assert all(j.job_id.startswith(f"{token}.") for j in view.jobs), (token, view.jobs)
+
+    def teardown(self) -> None:
+        self.app.stop()
+
+
+def test_the_device_app_keeps_its_invariants_in_any_order_and_visits_every_state() -> None:
+    VISITED.clear()
+    run_state_machine_as_test(AppMachine, settings=settings(
+        max_examples=EXAMPLES, stateful_step_count=STEPS, derandomize=True, database=None,
+        deadline=None, suppress_health_check=[HealthCheck.too_slow]))
+    assert VISITED == set(State), f"never reached: {sorted(set(State) - VISITED)}"
