@@ -71,3 +71,17 @@ def test_the_test_command_passes_the_option() -> None:
     script = (HERE.parent / "scripts" / "test.sh").read_text()
     assert "python -m pytest -q --fail-on-skip" in script
     assert (HERE.parent / ".ci" / "run").read_text().strip().endswith("exec bash scripts/test.sh")
+
+
+def test_a_missing_postgresql_fails_the_cloud_tests_naming_it(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the [postgres] half of a cloud test must fail, not skip.
+    env = {**os.environ, "MFD_TEST_PG": "postgresql://postgres@127.0.0.1:1/postgres"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--fail-on-skip", "tests/test_linking.py::test_import_reads_tsv"],
+                         cwd=HERE.parent, env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == pytest.ExitCode.TESTS_FAILED, out.stdout + out.stderr
+    assert "ERROR tests/test_linking.py::test_import_reads_tsv[postgres]" in out.stdout
+    assert "PostgreSQL is required and no PostgreSQL at 127.0.0.1:1" in out.stdout
+    assert "set MFD_TEST_PG to a server URL" in out.stdout
+    assert "1 passed" in out.stdout and "mfdkit: 0 skipped" in out.stdout  # [sqlite] ran
