@@ -26,7 +26,9 @@ quiet minute is written at once, and the rest of that minute are written as one 
 count, by the next unknown badge or by housekeeping.
 
 The numbers: a device may look up 10 unknown badges in a row and then one every 15 s (4 a
-minute) for ever; an org 100 in a row and then 20 a minute over all its devices. A throttle
+minute) for ever; an org 100 in a row and then 20 a minute over all its devices. So one stolen
+device credential can never pause its whole org (its own bucket stops it first); that takes ten
+devices at once, or six for ever. A throttle
 lasts 5 minutes. Measured before this existed: one device's credentials tested 1,800 numbers a
 second; now at most 10 + 4 a minute.
 """
