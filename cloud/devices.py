@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from cloud.hashing import token_hash
 from cloud.store import ConflictError, SqlStore
 from protocol import messages as m
-from protocol.errors import ConfigError, MfdError, StoreError
+from protocol.errors import ConfigError, MfdError, ProtocolError, StoreError
 from protocol.redact import redact
 from protocol.topics import check_new_device_id, is_reserved_account
 
@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS device_configs (
     applied_version INTEGER NOT NULL DEFAULT 0, refused_version INTEGER NOT NULL DEFAULT 0,
     refusal TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL,
     pushed_at {real} NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS device_engines (
+    device_id TEXT PRIMARY KEY REFERENCES devices(id), engine TEXT NOT NULL,
+    updated_at {real} NOT NULL);
 """
 
 
@@ -227,6 +230,33 @@ def device_config(store: SqlStore, device_id: str) -> dict[str, Any]:
     config: dict[str, Any] = json.loads(row[1])
     config["version"] = int(row[0])
     return config
+
+
+def record_engine(store: SqlStore, device_id: str, payload: bytes, now: float) -> None:
+    """Remember the print engine a registered device's ``online`` status names, for
+    ``mfd admin devices``: a copier on the emulator prints nothing while its jobs are marked
+    printed, and the administrator must be able to see that (and it is logged)."""
+    try:
+        status = m.decode_status(payload)
+    except ProtocolError:
+        return  # record_status has already said so
+    if status.state != "online" or store.device_org(device_id) is None:
+        return
+    with store.transaction():
+        store.execute("INSERT INTO device_engines (device_id, engine, updated_at) "
+                      "VALUES (?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
+                      "engine=excluded.engine, updated_at=excluded.updated_at",
+                      device_id, status.engine, now)
+    if status.engine == "emulator":
+        log.warning("device %s prints on the EMULATED engine: its released jobs are marked "
+                    "printed and no paper comes out", device_id)
+
+
+def device_engine(store: SqlStore, device_id: str) -> str:
+    """The engine kind the device last reported online ("" if none or unknown)."""
+    ensure_schema(store)
+    row = store.query_one("SELECT engine FROM device_engines WHERE device_id=?", device_id)
+    return str(row[0]) if row else ""
 
 
 def config_state(store: SqlStore, device_id: str) -> dict[str, Any]:

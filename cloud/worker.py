@@ -209,6 +209,13 @@ class CloudWorker:
             return
         if leaf == "status":
             record_status(service.store, device_id, bytes(msg.payload), service.clock())
+            if isinstance(service.store, SqlStore):
+                if not self._device_schema:
+                    devices.ensure_schema(service.store)
+                    self._device_schema = True
+                # Which engine it prints on: an emulated one must show in `mfd admin devices`.
+                devices.record_engine(service.store, device_id, bytes(msg.payload),
+                                      service.clock())
             self.statuses += 1
             return
         if leaf == "events":

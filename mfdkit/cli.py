@@ -454,9 +454,11 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
             print(new_registration_code(store, args.device_id, time.time()))
         case "devices":
-            from cloud.devices import config_state
+            from cloud.devices import config_state, device_engine
 
             for device_id, org_id, name, status in store.devices():
+                if device_engine(store, device_id) == "emulator":
+                    status += " (EMULATED engine: prints nothing)"
                 c = config_state(store, device_id)
                 state = (f"config v{c['version']} (applied v{c['applied']}"
                          + (f", refused v{c['refused']}: {c['refusal']}" if c["refused"] > c[

@@ -11,12 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import Broker
+from conftest import Broker, World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -177,3 +178,31 @@ def test_device_toml_with_a_del_character_in_the_name() -> None:
                        engine=EngineConfig("emulator"))
     assert parse_config(tomllib.loads(to_toml(cfg))) == cfg
     assert json.loads(json.dumps(cfg.name)) == cfg.name  # (JSON itself was never the problem)
+
+
+@pytest.mark.integration
+def test_the_cloud_shows_a_device_on_the_emulator(world: World) -> None:
+    """What `mfd admin devices` shows once the device's status arrived through the worker."""
+    from cloud import devices
+    from device_app.runner import Device
+
+    addr = world.broker.address("copier-2")
+    cfg = parse_config({"device": {"id": "copier-2"},
+                        "broker": {"url": f"mqtt://{addr.host}:{addr.port}"},
+                        "engine": {"kind": "emulator"}})
+    before = world.worker.statuses
+    device = Device(cfg, addr.password or "").start()
+    try:
+        deadline = time.monotonic() + 10
+        while (devices.device_engine(world.store, "copier-2") != "emulator"
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert world.worker.statuses > before
+        assert devices.device_engine(world.store, "copier-2") == "emulator"
+        out = run("admin", "--store", world.store_url, "devices")
+        line = next(x for x in out.stdout.splitlines() if x.startswith("copier-2\t"))
+        assert "online (EMULATED engine: prints nothing)" in line
+        other = next(x for x in out.stdout.splitlines() if x.startswith("copier-1\t"))
+        assert "EMULATED" not in other
+    finally:
+        device.stop()
