@@ -17,8 +17,10 @@ Once sent, a request's fate depends on whether it changes anything:
   does it. So it is never failed on a lost connection. It stays pending and is published again,
   the same payload (same ``request_id``) under the same Correlation Data, after every
   reconnect and after every ``timeout`` without an answer; the cloud answers a repeat from its
-  store, so the answer that comes is the outcome. Only if none comes within ``resolve_within``
-  of the first send does it fail, with LinkError("unknown_outcome"), never "unreachable".
+  store, so the answer that comes is the outcome. ``busy`` or ``internal`` about one copy of a
+  request sent more than once settles nothing (that copy was not done; another may be): it is
+  asked again. Only if no answer settles it within ``resolve_within`` of the first send does it
+  fail, with LinkError("unknown_outcome"), never "unreachable".
 
 Status: every connection bumps ``epoch`` (milliseconds since the epoch, kept strictly increasing)
 and publishes a retained "online"; the Last Will, set before each connect with the same epoch and
@@ -57,6 +59,10 @@ DEFAULT_TIMEOUT = 3.0
 #: outcome is declared unknown: long enough for a few of paho's reconnect attempts (0.5-1.5 s,
 #: doubling), short enough for a person waiting at the copier.
 RESOLVE_WITHIN = 20.0
+#: Answers that say "not done" about one copy of a request: nothing was done and nothing stored
+#: (protocol.md, Idempotency). Final for a request sent once; for one sent again, another copy
+#: may still be done, so the request is kept and asked again.
+INCONCLUSIVE = frozenset({"busy", "internal"})
 WILL_DELAY_S = 5
 
 
@@ -69,6 +75,7 @@ class _Pending:
     #: its outcome is declared unknown.
     payload: bytes | None = None
     resolve_by: float = 0.0
+    sends: int = 1  # copies published so far
 
 
 def _overdue(entry: _Pending, *, now: float) -> bool:
@@ -226,8 +233,9 @@ class MqttCloudLink:
         if corr is None:
             log.info("answer without correlation data on %s dropped", msg.topic)
             return
+        key = bytes(corr)
         with self._lock:
-            entry = self._pending.pop(bytes(corr), None)
+            entry = self._pending.get(key)
         if entry is None:
             log.debug("late or unknown answer dropped")
             return
@@ -236,6 +244,16 @@ class MqttCloudLink:
             outcome = m.decode_response(bytes(msg.payload), entry.answering)
         except (RemoteError, ProtocolError) as exc:
             outcome = exc
+        now = time.monotonic()
+        with self._lock:
+            if (entry.sends > 1 and isinstance(outcome, RemoteError)
+                    and outcome.code in INCONCLUSIVE and now < entry.resolve_by):
+                # This copy was not done, but another one may be, later: only the answer of
+                # one that was done (or refused for good) settles it. Asked again shortly.
+                entry.deadline = now + min(self.timeout, float(outcome.retry_after or 1))
+                return
+            if self._pending.pop(key, None) is None:
+                return  # settled meanwhile (the reaper, another copy's answer)
         entry.reply(outcome)
 
     # ------------------------------------------------------------ requests
@@ -269,6 +287,7 @@ class MqttCloudLink:
                      if p.payload is not None and due(p)]
             for k, _, _ in again:
                 self._pending[k].deadline = now + self.timeout
+                self._pending[k].sends += 1
         for corr, answering, payload in again:
             assert payload is not None
             log.info("asking the print service again about a %s in flight", answering)
