@@ -206,3 +206,17 @@ def test_the_cloud_shows_a_device_on_the_emulator(world: World) -> None:
         assert "EMULATED" not in other
     finally:
         device.stop()
+
+
+@given(state=st.sampled_from(["online", "offline"]), epoch=st.integers(0, 2**53),
+       engine=st.sampled_from(["", "ipp", "socket", "emulator"])
+       | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                 max_size=32))
+def test_the_status_engine_field_round_trips_and_is_optional(state: str, epoch: int,
+                                                             engine: str) -> None:
+    status = m.DeviceStatus(state=state, epoch=epoch, since=1.5, engine=engine)
+    assert m.decode_status(m.encode(status)) == status
+    # An older device sends no engine: still a status, with the field empty.
+    old = json.loads(m.encode(status))
+    del old["engine"]
+    assert m.decode_status(json.dumps(old).encode()).engine == ""
