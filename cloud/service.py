@@ -477,10 +477,15 @@ class CloudService:
         job = self._released_job(device_id, req.release_id, req.job_id)
         if job.state == "RELEASING":
             now = self.clock()
-            self.store.set_printed(job.id, now)
-            self.store.audit(now, f"device:{device_id}", "printed", f"job:{job.id}",
-                             req.release_id)
-        elif job.state != "PRINTED":
+            # The state above was read before the guarded UPDATE: a racing report of the same
+            # printing (a redelivery, a reconcile) may have won meanwhile, and then it is
+            # recorded already; anything else that won is what the job is now.
+            if self.store.set_printed(job.id, now):
+                self.store.audit(now, f"device:{device_id}", "printed", f"job:{job.id}",
+                                 req.release_id)
+                return m.Ack(of=req.TYPE)
+            job = self._released_job(device_id, req.release_id, req.job_id)
+        if job.state != "PRINTED":
             raise Refused(ErrorCode.JOB_NOT_HELD, f"job {job.id} is {job.state}", "job_id")
         return m.Ack(of=req.TYPE)
 
@@ -490,9 +495,12 @@ class CloudService:
             raise Refused(ErrorCode.JOB_NOT_HELD, f"job {job.id} was printed already", "job_id")
         if job.state == "RELEASING":
             now = self.clock()
-            self.store.set_held(job.id, now)
-            self.store.audit(now, f"device:{device_id}", "print.failed", f"job:{job.id}",
-                             req.reason[:200])
+            if self.store.set_held(job.id, now):  # guarded, as in _printed
+                self.store.audit(now, f"device:{device_id}", "print.failed", f"job:{job.id}",
+                                 req.reason[:200])
+            elif self.store.jobs([job.id])[0].state == "PRINTED":
+                raise Refused(ErrorCode.JOB_NOT_HELD, f"job {job.id} was printed already",
+                              "job_id")
         return m.Ack(of=req.TYPE)
 
     # ------------------------------------------------------------------ housekeeping

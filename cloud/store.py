@@ -145,8 +145,8 @@ class Store(Protocol):
     def release_device(self, release_id: str) -> str | None: ...
     def release_options(self, release_id: str) -> str: ...
     def document(self, job_id: str, offset: int, length: int) -> bytes: ...
-    def set_printed(self, job_id: str, now: float) -> None: ...
-    def set_held(self, job_id: str, now: float) -> None: ...
+    def set_printed(self, job_id: str, now: float) -> bool: ...
+    def set_held(self, job_id: str, now: float) -> bool: ...
     def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool: ...
     def mark_fetched(self, job_id: str, now: float) -> None: ...
     def lapse_unfetched_releases(self, before: float, now: float) -> list[str]: ...
@@ -671,15 +671,19 @@ class SqlStore:
                             release_id, device_id, now, job_id):
             raise JobStateError(f"job {job_id} is not held", ErrorCode.JOB_NOT_HELD, job_id)
 
-    def set_printed(self, job_id: str, now: float) -> None:
-        self.execute("UPDATE jobs SET state='PRINTED', updated_at=? WHERE id=? AND "
-                     "state='RELEASING'", now, job_id)
+    def set_printed(self, job_id: str, now: float) -> bool:
+        """RELEASING to PRINTED; False if the job was not RELEASING any more (another worker
+        won), so the caller records the printing only once."""
+        won = self.execute("UPDATE jobs SET state='PRINTED', updated_at=? WHERE id=? AND "
+                           "state='RELEASING'", now, job_id) > 0
         self.execute("DELETE FROM documents WHERE job_id=?", job_id)
+        return won
 
-    def set_held(self, job_id: str, now: float) -> None:
-        self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
-                     "fetched_at=NULL, updated_at=? WHERE id=? AND state='RELEASING'", now,
-                     job_id)
+    def set_held(self, job_id: str, now: float) -> bool:
+        """RELEASING back to HELD; False if the job was not RELEASING any more."""
+        return self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
+                            "fetched_at=NULL, updated_at=? WHERE id=? AND state='RELEASING'",
+                            now, job_id) > 0
 
     def mark_fetched(self, job_id: str, now: float) -> None:
         self.execute("UPDATE jobs SET fetched_at=? WHERE id=? AND fetched_at IS NULL", now,

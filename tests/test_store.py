@@ -481,13 +481,7 @@ class ReadThenWrite:
         return self._store.set_printed(job_id, now)
 
 
-@pytest.mark.parametrize("backend", [
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.xfail(
-        strict=True, reason="cloud defect: CloudService._printed audits 'printed' after "
-        "set_printed changed nothing (the state was read before another worker's guarded "
-        "UPDATE won), so racing reports are recorded twice on PostgreSQL")),
-])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_racing_printed_reports_of_one_job_are_recorded_once(store: SqlStore,
                                                              backend: str) -> None:
     """A live report and its repeats (a QoS 1 redelivery, a reconcile after a restart) reach
