@@ -159,13 +159,17 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=_text, ca_file=_text, uri_tail=_text.filter(bool),
+@given(name=_text, ca_file=_text, uri_tail=_text.filter(bool), broker_tail=_text,
        journal=_text.filter(lambda t: t not in ("", ".", "..") and "/" not in t
-                            and "\x00" not in t))
+                            and "\x00" not in t),
+       sims=st.lists(st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1,
+                             max_size=12), max_size=3))
 def test_device_toml_round_trips_any_text(name: str, ca_file: str, uri_tail: str,
-                                          journal: str) -> None:
+                                          broker_tail: str, journal: str,
+                                          sims: list[str]) -> None:
     cfg = DeviceConfig(device_id="copier-1", name=name, ca_file=ca_file,
-                       broker_url="mqtts://broker.test", journal_file=journal,
+                       broker_url="mqtts://" + broker_tail, journal_file=journal,
+                       readers=tuple(f"sim:{n}?id={n}" for n in sims),
                        engine=EngineConfig("ipp", "ipp://" + uri_tail))
     text = to_toml(cfg)
     back = parse_config(tomllib.loads(text))
