@@ -1,10 +1,16 @@
 """A real IPP printer on loopback for tests: CUPS' ``ippeveprinter`` (Debian: cups-ipp-utils).
 
 What it needs, and why. ippeveprinter refuses to start ("Unable to initialize DNS-SD") unless it
-can reach avahi-daemon over the *system* D-Bus, even with ``-r off``. So :class:`DnsSd` makes sure
-both run: it starts ``dbus-daemon --system`` and ``avahi-daemon`` only if they are not running
-already, and stops afterwards only what it started. Starting them needs root (they own
-/run/dbus and /run/avahi-daemon); :func:`missing_requirements` says so when that is not possible.
+can reach avahi-daemon over the *system* D-Bus, even with ``-r off``, and it exits when avahi
+goes away ("Avahi server crashed, exiting"). So :class:`DnsSd` makes sure both run: it starts
+``dbus-daemon --system`` and ``avahi-daemon`` only if they are not running already, and stops
+afterwards only what a DnsSd started, and only when no DnsSd of any test process on this machine
+still uses them: the daemons are system-wide, and several test runs (several engineers, or
+pytest sessions side by side) share them. The users are counted in a state file under /run,
+changed under an exclusive ``flock``; a run killed without its teardown leaves the count high,
+and then the daemons are left running, never stopped under someone else's printer. Starting
+them needs root (they own /run/dbus and /run/avahi-daemon); :func:`missing_requirements` says
+so when that is not possible.
 
 How the printer is run. ``-n localhost`` makes it listen on the loopback addresses only; ``-k``
 keeps each received document in the spool directory as ``<job-id>-<job-name>.pdf``, byte for
@@ -18,14 +24,18 @@ Readiness is an IPP answer to Get-Printer-Attributes, not merely an open port.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +53,10 @@ _SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
 _SYSTEM_BUS = Path("/run/dbus/system_bus_socket")
 _DBUS_PID = Path("/run/dbus/pid")
 _AVAHI_PID = Path("/run/avahi-daemon/pid")
+# Shared by every test process on the machine (see the module docstring): who uses the daemons
+# and which of them a DnsSd started. /run: gone at reboot, with the daemons.
+_USERS_LOCK = Path("/run/mfdkit-dnssd.lock")
+_USERS_STATE = Path("/run/mfdkit-dnssd.json")
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 
@@ -109,27 +123,38 @@ def require() -> None:
 
 
 class DnsSd:
-    """A system D-Bus and avahi-daemon, started if needed; :meth:`stop` stops what we started."""
+    """A system D-Bus and avahi-daemon, started if needed; :meth:`stop` stops what a DnsSd
+    started once no DnsSd of any process uses them any more."""
 
     def __init__(self) -> None:
-        self._dbus_pid: int | None = None
-        self._avahi_pid: int | None = None
+        self._started = False  # counted as a user in the shared state
 
     def start(self) -> None:
-        if not _bus_answers():
-            self._start_dbus()
-        if not _avahi_running():
-            avahi = _which("avahi-daemon") or "avahi-daemon"
-            # --no-drop-root / --no-chroot: in a container there is often no avahi user set up
-            # for the chroot, and we stop it ourselves anyway. -D daemonizes once it is ready.
-            out = subprocess.run([avahi, "-D", "--no-drop-root", "--no-chroot"],
-                                 capture_output=True, text=True, check=False, timeout=20)
-            if out.returncode != 0:
-                raise RuntimeError(f"avahi-daemon did not start: {out.stderr.strip()}")
-            # Its id, to stop exactly this daemon later (-D returns once the pid file is written).
-            self._avahi_pid = int(_AVAHI_PID.read_text().split()[0])
+        if os.geteuid() != 0:
+            return  # not ours to start or stop: missing_requirements checked that they run
+        with _users() as state:
+            pids: dict[str, int] = state.setdefault("pids", {})
+            if not _bus_answers():
+                pids["dbus"] = self._start_dbus()
+            if not _avahi_running():
+                pids["avahi"] = self._start_avahi()
+            state["users"] = int(state.get("users", 0)) + 1
+            self._started = True
 
-    def _start_dbus(self) -> None:
+    @staticmethod
+    def _start_avahi() -> int:
+        avahi = _which("avahi-daemon") or "avahi-daemon"
+        # --no-drop-root / --no-chroot: in a container there is often no avahi user set up
+        # for the chroot, and we stop it ourselves anyway. -D daemonizes once it is ready.
+        out = subprocess.run([avahi, "-D", "--no-drop-root", "--no-chroot"],
+                             capture_output=True, text=True, check=False, timeout=20)
+        if out.returncode != 0:
+            raise RuntimeError(f"avahi-daemon did not start: {out.stderr.strip()}")
+        # Its id, to stop exactly this daemon later (-D returns once the pid file is written).
+        return int(_AVAHI_PID.read_text().split()[0])
+
+    @staticmethod
+    def _start_dbus() -> int:
         # A pid file left by a dead daemon makes dbus-daemon refuse to start.
         with contextlib.suppress(OSError, ValueError):
             pid = int(_DBUS_PID.read_text().strip())
@@ -144,24 +169,62 @@ class DnsSd:
                              text=True, check=False, timeout=20)
         if out.returncode != 0:
             raise RuntimeError(f"dbus-daemon --system did not start: {out.stderr.strip()}")
-        self._dbus_pid = int(out.stdout.split()[0])
+        pid = int(out.stdout.split()[0])
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not _bus_answers():
             if time.monotonic() > deadline:
                 raise RuntimeError("the system D-Bus did not come up")
             time.sleep(0.02)
+        return pid
 
     def stop(self) -> None:
-        avahi, self._avahi_pid = self._avahi_pid, None
-        if avahi is not None:
-            _terminate(avahi)
-        dbus, self._dbus_pid = self._dbus_pid, None
-        if dbus is not None:
-            _terminate(dbus)
-            # dbus-daemon leaves its pid file and socket behind; leave /run as we found it.
-            for path in (_DBUS_PID, _SYSTEM_BUS):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        if not self._started:
+            return
+        self._started = False
+        with _users() as state:
+            state["users"] = users = max(0, int(state.get("users", 0)) - 1)
+            if users:
+                return  # another test process's printer still needs them
+            pids: dict[str, int] = state.pop("pids", {})
+            avahi = pids.get("avahi")
+            if avahi is not None and _is(avahi, "avahi-daemon"):
+                _terminate(avahi)
+            dbus = pids.get("dbus")
+            if dbus is not None and _is(dbus, "dbus-daemon"):
+                _terminate(dbus)
+                # dbus-daemon leaves its pid file and socket behind; leave /run as we found it.
+                for path in (_DBUS_PID, _SYSTEM_BUS):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+
+
+@contextlib.contextmanager
+def _users() -> Iterator[dict[str, Any]]:
+    """The machine-wide DnsSd state, read and written back under an exclusive lock."""
+    with open(_USERS_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                state = json.loads(_USERS_STATE.read_text())
+            except (OSError, ValueError):
+                state = {}
+            if not isinstance(state, dict):
+                state = {}
+            yield state
+            tmp = _USERS_STATE.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, _USERS_STATE)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _is(pid: int, name: str) -> bool:
+    """``pid`` is a live ``name`` (not a process that took the number of a dead daemon)."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return comm == name[:15] and _alive(pid)
 
 
 def _terminate(pid: int) -> None:
