@@ -46,7 +46,7 @@ from protocol import messages as m
 from protocol.engine import EngineState
 from protocol.errors import LinkError, MfdError, RemoteError
 
-EXAMPLES = int(os.environ.get("MFD_STATEFUL_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("MFD_STATEFUL_EXAMPLES", "700"))
 STEPS = int(os.environ.get("MFD_STATEFUL_STEPS", "60"))
 
 #: Every state any run reached (the test asserts the union is all of them).
@@ -60,20 +60,27 @@ REFUSALS = ["busy", "internal", "invalid_session", "wrong_device", "job_not_held
             "locked_out", "not_allowed", "unknown_device", "card_limit"]
 
 
-#: What a person would tap on each screen (``job0``: the first job on the list).
-SCREEN_TAPS: dict[State, list[tuple[Action, str | None]]] = {
-    State.IDLE: [(Action.ENTER_CODE, None), (Action.ENTER_PASSWORD, None)],
-    State.ENTRY: [(Action.KEY, "4"), (Action.KEY, "ENTER"), (Action.CANCEL, None),
-                  (Action.SWITCH_ENTRY, None), (Action.FOCUS, "password"), (Action.KEY, "a")],
-    State.JOBS: [(Action.SELECT, "job0"), (Action.SELECT, "job1"), (Action.RELEASE, None),
-                 (Action.RELEASE_ALL, None), (Action.OPTIONS, None), (Action.DELETE, None),
-                 (Action.LOAD_MORE, None), (Action.LOGOUT, None), (Action.RETRY, None),
-                 (Action.SELECT_ALL, None)],
-    State.OPTIONS: [(Action.TOGGLE_GRAYSCALE, None), (Action.COPIES_UP, None),
-                    (Action.RELEASE, None), (Action.CANCEL, None)],
-    State.CONFIRM_DELETE: [(Action.CONFIRM, None), (Action.CANCEL, None)],
-    State.NOTICE: [(Action.DISMISS, None)],
-    State.OFFLINE: [(Action.LOGOUT, None), (Action.DISMISS, None)],
+Tap = tuple[Action, str | None]
+
+#: What a person would tap on each screen, a tap or a few in a row (``job0``: the first job on
+#: the list). Releasing, changing and deleting pick a job first when none is picked.
+SCREEN_TAPS: dict[State, list[tuple[Tap, ...]]] = {
+    State.IDLE: [((Action.ENTER_CODE, None),), ((Action.ENTER_PASSWORD, None),)],
+    State.ENTRY: [((Action.KEY, "4"),), ((Action.KEY, "ENTER"),), ((Action.CANCEL, None),),
+                  ((Action.SWITCH_ENTRY, None),), ((Action.FOCUS, "password"),),
+                  ((Action.KEY, "a"),)],
+    State.JOBS: [((Action.SELECT, "job0"),), ((Action.SELECT, "job1"),),
+                 ((Action.RELEASE, None),), ((Action.RELEASE_ALL, None),),
+                 ((Action.OPTIONS, None),),
+                 ((Action.OPTIONS, None), (Action.TOGGLE_DUPLEX, None), (Action.RELEASE, None)),
+                 ((Action.DELETE, None),), ((Action.DELETE, None), (Action.CONFIRM, None)),
+                 ((Action.LOAD_MORE, None),), ((Action.LOGOUT, None),), ((Action.RETRY, None),),
+                 ((Action.SELECT_ALL, None),)],
+    State.OPTIONS: [((Action.TOGGLE_GRAYSCALE, None),), ((Action.COPIES_UP, None),),
+                    ((Action.RELEASE, None),), ((Action.CANCEL, None),)],
+    State.CONFIRM_DELETE: [((Action.CONFIRM, None),), ((Action.CANCEL, None),)],
+    State.NOTICE: [((Action.DISMISS, None),)],
+    State.OFFLINE: [((Action.LOGOUT, None),), ((Action.DISMISS, None),)],
 }
 
 
@@ -230,14 +237,12 @@ class AppMachine(RuleBasedStateMachine):
             for _ in range(2):  # identify, then jobs.list
                 self.cloud_answers(0)
 
-    @rule(card=st.sampled_from(["111", "222", "999"]))
-    def badge(self, card: str) -> None:
-        self.app.events.put(CardPresented(card))
-        self.drain()
+    # Few rules, some with a choice inside: each rule is drawn as often as any other, so the
+    # rules a run needs to get deep (answers, the screen's taps) are not drowned out.
 
-    @rule()
-    def code_from_a_keypad(self) -> None:
-        self.app.events.put(CodeEntered("482916"))
+    @rule(card=st.sampled_from(["111", "222", "999", "code"]))
+    def badge(self, card: str) -> None:
+        self.app.events.put(CodeEntered("482916") if card == "code" else CardPresented(card))
         self.drain()
 
     @rule(action=st.sampled_from(list(Action)),
@@ -255,12 +260,18 @@ class AppMachine(RuleBasedStateMachine):
         # Any tap in any state is the rule above; this one taps what a person would, so that
         # runs get past the job list as often as they stop at it.
         offered = SCREEN_TAPS.get(self.app.machine.state, [])
-        if offered:
-            action, about = data.draw(st.sampled_from(offered))
+        if not offered:
+            return
+        taps = data.draw(st.sampled_from(offered))
+        if taps[0][0] in (Action.RELEASE, Action.OPTIONS, Action.DELETE) \
+                and self.app.machine.state is State.JOBS and not self.app.view().selected:
+            self.tap(Action.SELECT, "job0")  # a person picks a job first
+        for action, about in taps:
             self.tap(action, about)
 
     @rule(key=st.sampled_from(["4", "a", "@", "ENTER", "BACKSPACE", "TAB", "CLEAR"]))
     def key(self, key: str) -> None:
+        # A key of a hardware keyboard (the panel's own keys are taps).
         self.app.events.put(KeyPressed(key))
         self.drain()
 
@@ -272,59 +283,53 @@ class AppMachine(RuleBasedStateMachine):
         if item is not None:
             self._answer(item, self.cloud.answer(item.request))
 
-    @rule(index=st.integers(0, 7), code=st.sampled_from(REFUSALS))
+    @rule(index=st.integers(0, 7), code=st.sampled_from([*REFUSALS, "timeout"]))
     def cloud_refuses(self, index: int, code: str) -> None:
+        if code == "timeout":
+            # Only reads time out; a mutating request is kept until answered or the bound.
+            item = self._pick(index, lambda o: not m.is_mutating(o.request))
+            if item is not None:
+                self._answer(item, LinkError("no answer in time", code="timeout"))
+            return
         item = self._pick(index)
         if item is not None:
             self._answer(item, RemoteError(code, f"refused: {code}",
                                            retry_after=1 if code == "busy" else None))
 
-    @rule(index=st.integers(0, 7))
-    def read_times_out(self, index: int) -> None:
-        # Only reads time out; a mutating request is kept until answered or the bound passes.
-        item = self._pick(index, lambda o: not m.is_mutating(o.request))
-        if item is not None:
-            self._answer(item, LinkError("no answer in time", code="timeout"))
-
-    @rule()
-    def link_goes_down(self) -> None:
-        self.link.go_down()
-        self.drain()
-
-    @rule()
-    def link_comes_back(self) -> None:
-        self.link.go_up()
-        self.drain()
-
-    @rule()
-    def link_stays_down_past_the_bound(self) -> None:
-        self.link.bound_passes()
+    @rule(what=st.sampled_from(["down", "up", "down past the bound"]))
+    def network(self, what: str) -> None:
+        if what == "down":
+            self.link.go_down()
+        elif what == "up":
+            self.link.go_up()
+        else:
+            self.link.bound_passes()
         self.drain()
 
     # ------------------------------------------------------------ the engine and the clock
 
-    @rule(state=st.sampled_from([EngineState.READY, EngineState.JAM, EngineState.NO_PAPER,
-                                 EngineState.OFFLINE]))
-    def engine_becomes(self, state: EngineState) -> None:
-        self.engine.now = state  # seen at the loop's next engine poll
-
-    @rule(index=st.integers(0, 7), ok=st.booleans())
-    def engine_finishes(self, index: int, ok: bool) -> None:
+    @rule(index=st.integers(0, 7),
+          what=st.sampled_from(["printed", "failed", EngineState.READY, EngineState.JAM,
+                                EngineState.NO_PAPER, EngineState.OFFLINE]))
+    def engine(self, index: int, what: str | EngineState) -> None:
+        if isinstance(what, EngineState):
+            self.engine.now = what  # seen at the loop's next engine poll
+            return
+        ok = what == "printed"
         if self.engine.running:
             effect = self.engine.running.pop(index % len(self.engine.running))
             self.app.events.put(JobDone(effect.release_id, effect.job.job_id, ok,
                                         "" if ok else "paper jam"))
             self.drain()
 
-    @rule(seconds=st.sampled_from([0.2, 0.6, 3.0, 6.0, 31.0, 61.0, 1000.0]))
-    def time_passes(self, seconds: float) -> None:
-        # No step here: the next event meets timers that ran out (the catch-up tick).
+    @rule(seconds=st.sampled_from([0.0, 0.2, 0.6, 3.0, 6.0, 31.0, 61.0, 1000.0]),
+          tick=st.booleans())
+    def time_passes(self, seconds: float, tick: bool) -> None:
+        # Without a tick, the next event meets the timers that ran out (the catch-up tick).
         self.clock.now += seconds
-
-    @rule()
-    def loop_ticks(self) -> None:
-        self.app.step(0)
-        self.drain()
+        if tick:
+            self.app.step(0)
+            self.drain()
 
     # ------------------------------------------------------------ invariants
 
