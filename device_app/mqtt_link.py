@@ -306,9 +306,10 @@ class MqttCloudLink:
             done.set()
 
         self.request(request, reply, timeout)
-        # A mutating request is answered (or declared unknown) within resolve_within.
-        done.wait((timeout or self.timeout) + 1.0 + (self.resolve_within if m.is_mutating(request)
-                                                     else 0.0))
+        # Not resolve_within for a mutating request: a blocking caller (start-up reconciliation)
+        # must not hold the panel that long per request, and the caller repeats it later with
+        # the same request_id; a late answer then lands here unread, which is harmless.
+        done.wait((timeout or self.timeout) + 1.0)
         if not box:
             raise LinkError("no answer from the print service", code="timeout")
         if isinstance(box[0], MfdError):
