@@ -60,6 +60,8 @@ class ReleaseQueue(Protocol):
 
     def reconcile(self) -> Iterable[object]: ...
 
+    def link_back(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -108,6 +110,8 @@ class DeviceApp:
         self._commands.put(payload)
 
     def on_link(self, up: bool) -> None:
+        if up:
+            self.printer.link_back()
         self.events.put(LinkChanged(up))
 
     def enter_code(self, code: str) -> None:

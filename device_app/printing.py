@@ -348,6 +348,16 @@ class Printer:
 
     # ------------------------------------------------------------ the printer thread
 
+    def link_back(self) -> None:
+        """The connection to the cloud came back: the reports that did not get through are
+        due now, not up to ``retry_interval`` later (their jobs wait RELEASING meanwhile)."""
+        with self._lock:
+            for key in self._last_try:
+                if key not in self._inflight:
+                    self._last_try[key] = float("-inf")
+            self._next_retry = float("-inf")
+        self.wake()
+
     def wake(self) -> None:
         """Have the printer thread look at its clock now (it sleeps until the next report is
         due; a test that moves its clock says so here)."""

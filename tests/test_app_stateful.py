@@ -122,6 +122,9 @@ class HandingPrinter:
     def reconcile(self) -> list[object]:
         return []
 
+    def link_back(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

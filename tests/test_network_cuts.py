@@ -7,7 +7,6 @@ PRINTED, HELD or DELETED as the panel said; never left RELEASING."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import time
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ from cloud.demo import DEMO_USERS
 from cloud.service import RELEASE_LEASE, CloudService
 from device_app.app import DeviceApp
 from device_app.mqtt_link import MqttCloudLink
-from device_app.printing import Printer
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
@@ -63,9 +61,9 @@ def cut_panel(world: World, resolve_within: float = 20.0) -> Iterator[Panel]:
     link = MqttCloudLink(replace(address, host=net.host, port=net.port), "copier-1",
                          resolve_within=resolve_within).start()
     engine = MfdControllerStub()
-    # Reports that did not get through are repeated every half second here (30 s on a copier).
-    app = DeviceApp(link, engine, readers=(reader,),
-                    make_printer=functools.partial(Printer, retry_interval=0.5)).start()
+    # The printer as on a copier: a report that did not get through is repeated 30 s later, or
+    # as soon as the link is back.
+    app = DeviceApp(link, engine, readers=(reader,)).start()
     try:
         yield Panel(app, reader, engine, net, link)
     finally:
@@ -138,7 +136,7 @@ def test_a_document_cut_mid_fetch_fails_the_job_before_output_and_it_is_held(
                 "the release over")
         assert "releasing -> loading on Failed" in p.app.transcript
         p.net.restore()
-        # The printer repeats the jobs.failed report until the cloud has it: back to HELD.
+        # The printer repeats the jobs.failed report as soon as the link is back: HELD.
         assert settled(world, job.job_id) == "HELD"
         assert p.engine.printed == []
 

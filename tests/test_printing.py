@@ -433,6 +433,36 @@ def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_tr
         engine.close()
 
 
+def test_reports_that_did_not_get_through_are_repeated_as_soon_as_the_link_is_back(
+        journal: Journal) -> None:
+    now = [1000.0]
+    times: list[float] = []
+
+    class TimedLink(FakeLink):
+        def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
+            if isinstance(request, m.JobPrinted | m.JobFailed):
+                times.append(now[0])
+            return super().call(request, timeout)
+
+    link = TimedLink()
+    link.answers = [LinkError("the connection was lost", code="unreachable"), m.Ack()]
+    journal.receive("rel-old", released(1))
+    journal.failed("rel-old", "job-1", "Out of paper")
+    engine = MfdControllerStub()
+    printer = Printer(link, engine, lambda done: None, journal, retry_interval=30.0,
+                      clock=lambda: now[0])
+    try:
+        [result] = printer.reconcile()
+        assert not result.told and times == [1000.0]
+        now[0] = 1004.0
+        printer.link_back()  # the device's link reconnected
+        assert wait_for(lambda: journal.get("rel-old", "job-1").state is S.CONFIRMED)
+        assert times == [1000.0, 1004.0]  # not 1030
+    finally:
+        printer.close()
+        engine.close()
+
+
 def test_a_final_refusal_of_a_report_is_journaled_not_repeated(engine: Engine,
                                                                journal: Journal) -> None:
     from protocol.errors import RemoteError
