@@ -9,8 +9,10 @@ each job straight to a scripted engine, so the run is deterministic and needs no
 cloud answers as the reference cloud would, with job ids and user names that name the session
 they belong to, so an answer that acts on another session shows on the panel.
 
-``MFD_STATEFUL_EXAMPLES=5000`` runs a bigger search (the default is sized to find a dropped
-effect, defect 1, from scratch in a few seconds).
+The default, 700 derandomized examples of up to 60 steps (about 10 s), reached every state
+for each of 20 seeds tried, and found defect 1 (an effect dropped by the loop) from scratch
+within 10 to 213 examples for each of 9 seeds with that fix reverted.
+``MFD_STATEFUL_EXAMPLES=5000`` (and ``MFD_STATEFUL_STEPS``) runs a bigger search.
 """
 
 from __future__ import annotations
