@@ -498,6 +498,13 @@ class SessionMachine:
             title, _message = NOTICES[event.code]
             return self._open_entry(entry.kind, card=card, error=title)
         self._forget_user()
+        if event.code == "unknown_outcome":
+            # Only identify.associate can end so (a plain identify is a read): the badge may
+            # be linked by now, and a tap tells.
+            return self._to_notice("Not confirmed",
+                                   "The connection was lost before the print service answered: "
+                                   "your badge may be linked. Tap it again in a moment.",
+                                   Tone.ERROR, State.IDLE)
         return self._notice_for(event, State.IDLE)
 
     # ------------------------------------------------------------ the job list

@@ -489,3 +489,16 @@ def test_an_unknown_outcome_is_not_confirmed_never_failed() -> None:
     sm2.handle(Failed(delete.tag, "unknown_outcome", "no answer within 20 s"))
     assert sm2.view().title == "Not confirmed"
     assert "may have been deleted" in sm2.view().message
+
+
+def test_a_badge_link_with_an_unknown_outcome_says_the_badge_may_be_linked() -> None:
+    sm = machine()
+    ident = sent(sm.handle(CardPresented("999")))
+    sm.handle(Failed(ident.tag, "unknown_card", "no"))
+    type_keys(sm, "730158")
+    assoc = sent(sm.handle(KeyPressed("ENTER")))
+    assert isinstance(assoc.request, m.Associate)
+    sm.handle(Failed(assoc.tag, "unknown_outcome", "no answer within 20 s"))
+    view = sm.view()
+    assert (view.title, sm.session_token) == ("Not confirmed", None)
+    assert "your badge may be linked" in view.message
