@@ -190,6 +190,8 @@ NOTICES: dict[str, tuple[str, str]] = {
                         "are safe and nothing was printed; a job missing from your list comes "
                         "back within 10 minutes."),
     "locked_out": ("Too many wrong attempts", "Try again later, or tap your badge."),
+    "throttled": ("Badge sign-in paused",
+                  "Too many unknown badges here. Try again later, or use your access code."),
     "card_limit": ("This badge can't be linked",
                    "You have as many badges as allowed. Ask your administrator."),
     "not_allowed": ("Not allowed", "Your organisation does not allow this."),
@@ -324,7 +326,7 @@ class SessionMachine:
 
     def _notice_for(self, event: Failed, after: State) -> list[Effect]:
         title, message = NOTICES.get(event.code, ("Something went wrong", event.message))
-        if event.code == "locked_out" and event.message:
+        if event.code in ("locked_out", "throttled") and event.message:
             # The cloud's own words say until when ("... locked until 14:35").
             message = event.message[0].upper() + event.message[1:] + "."
         return self._to_notice(title, message, Tone.ERROR, after)

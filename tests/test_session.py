@@ -113,6 +113,21 @@ def test_unknown_card_shows_a_notice_then_returns_to_idle() -> None:
     assert sm.state is State.IDLE
 
 
+def test_a_throttled_copier_says_badges_are_paused_and_until_when() -> None:
+    # The cloud refuses every badge alike while a copier is throttled; the person at the
+    # copier reads why and until when, not "Something went wrong".
+    sm = machine(notice_timeout=5)
+    ident = sent(sm.handle(CardPresented("999")))
+    sm.handle(Failed(ident.tag, "throttled", "too many unknown badges at this copier: badge "
+                                             "sign-in is paused until 14:35"))
+    view = sm.view()
+    assert view.screen is Screen.NOTICE and view.title == "Badge sign-in paused"
+    assert view.message == ("Too many unknown badges at this copier: badge sign-in is paused "
+                            "until 14:35.")
+    sm.handle(Tick(5.0))
+    assert sm.state is State.IDLE
+
+
 def test_idle_timeout_logs_out_and_ends_the_cloud_session() -> None:
     sm = machine(idle_timeout=60)
     logged_in(sm)
