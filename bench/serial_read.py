@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 
 from bench.common import report, summary
-from firmware_stubs.serial_readers import PtyPort
 from readers.ascii_reader import AsciiFormat, encode_line
 from readers.em4100 import encode_frame
+from readers.pty import PtyPort
 from readers.serial_reader import POLL_TIMEOUT_S, SerialCardReader
 from readers.spec import open_reader
 from readers.wiegand_serial import encode_card

@@ -7,7 +7,7 @@ libosdp-based reader firmware runs. This module only gives it a wire and a card 
 Transport: a pty, not libosdp's in-memory channel
 -------------------------------------------------
 In the field the panel talks RS-485 through a USB adapter that shows up as ``/dev/ttyUSB0``.
-Here the PD owns the master side of a :class:`~firmware_stubs.serial_readers.PtyPort` and
+Here the PD owns the master side of a :class:`~readers.pty.PtyPort` and
 the adapter under test opens the slave path with pyserial, exactly as it opens a real
 adapter: its port opening, non-blocking reads, flushes and error handling all run for real.
 Two in-process ``Channel`` objects wired to each other would skip all of that, and the
@@ -57,7 +57,7 @@ from typing import Any
 
 import osdp_sys
 
-from firmware_stubs.serial_readers import PtyPort
+from readers.pty import PtyPort
 
 __all__ = ["SCBK_D", "CardFormat", "OsdpPdStub", "h10301"]
 

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A replay must fail where the live reader failed, so it decodes nothing itself. It opens a
-pseudo-terminal (:class:`~firmware_stubs.serial_readers.PtyPort`), runs an ordinary
+pseudo-terminal (:class:`~readers.pty.PtyPort`), runs an ordinary
 :class:`~readers.serial_reader.SerialCardReader` on the pty's device path with the family,
 baud and lock-out from the recording's header, and writes the recorded chunks into the other
 end. pyserial, the codec, the debouncer, the health counters and the reader thread are the
@@ -39,9 +39,9 @@ import logging
 import threading
 import time
 
-from firmware_stubs.serial_readers import PtyPort
 from protocol.errors import ConfigError, ReaderError
 from readers.events import CardRead, CardSink, ReaderHealth
+from readers.pty import PtyPort
 from readers.recording import Recording, load_recording
 from readers.serial_reader import SerialCardReader
 

@@ -24,8 +24,9 @@ from device_app.app import DeviceApp
 from device_app.mqtt_link import MqttCloudLink
 from device_app.session import Policy
 from firmware_stubs.mfd_controller import MfdControllerStub
-from firmware_stubs.serial_readers import Em4100Stub, PtyPort
+from firmware_stubs.serial_readers import Em4100Stub
 from protocol.address import BrokerAddress
+from readers.pty import PtyPort
 from readers.spec import open_reader
 from simulator.broker import IotcoreBroker, MosquittoBroker, make_broker
 

@@ -24,10 +24,11 @@ from device_app.mqtt_link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
-from firmware_stubs.serial_readers import Em4100Stub, PtyPort
+from firmware_stubs.serial_readers import Em4100Stub
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import RemoteError, StoreError
+from readers.pty import PtyPort
 from readers.spec import open_reader
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_stubs.osdp_pd import SCBK_D, CardFormat, OsdpPdStub, h10301
-from firmware_stubs.serial_readers import PtyPort
 from protocol.errors import ConfigError, FrameError, ReaderError
 from readers.events import CardRead
 from readers.osdp_reader import (
@@ -35,6 +34,7 @@ from readers.osdp_reader import (
     SecureChannelRefused,
     card_number,
 )
+from readers.pty import PtyPort
 from readers.spec import open_reader
 
 KEY = bytes.fromhex("8d1c2a7b5e3f40a1b2c3d4e5f6071829")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware_stubs.serial_readers import Em4100Stub, PtyPort
+from firmware_stubs.serial_readers import Em4100Stub
 from protocol.errors import ConfigError
 from readers import cli
 from readers.events import CardRead
+from readers.pty import PtyPort
 from readers.spec import open_reader
 
 pytestmark = pytest.mark.integration

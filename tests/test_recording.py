@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware_stubs.serial_readers import Em4100Stub, PtyPort
+from firmware_stubs.serial_readers import Em4100Stub
 from protocol.errors import ConfigError, ReaderError
 from readers.em4100 import encode_frame
 from readers.events import CardRead
+from readers.pty import PtyPort
 from readers.recording import (
     FORMAT_VERSION,
     Chunk,

@@ -22,7 +22,6 @@ import pytest
 from firmware_stubs.serial_readers import (
     Em4100Stub,
     PcProxStub,
-    PtyPort,
     Twn4Stub,
     WiegandSerialStub,
 )
@@ -30,6 +29,7 @@ from protocol.errors import ConfigError, ReaderError
 from readers.ascii_reader import AcpAssign, AcpErrorCode, AcpQuery, AsciiFormat, encode_line
 from readers.em4100 import encode_frame
 from readers.events import CardRead
+from readers.pty import PtyPort
 from readers.serial_reader import (
     SERIAL_FAMILIES,
     SPEC_PARAMS,
