@@ -1,42 +1,13 @@
-"""mfdkit's MQTT contract v1: topics, messages, codec and error codes. Pure: no I/O."""
+"""mfdkit's contracts, one module each, pure (no I/O):
 
-from protocol.errors import ErrorCode, MfdError, ProtocolError, RemoteError
-from protocol.messages import (
-    Ack,
-    Associate,
-    DeleteJobs,
-    DeviceStatus,
-    DocumentChunk,
-    FetchDocument,
-    Identify,
-    IdentifyResult,
-    JobFailed,
-    JobList,
-    JobPrinted,
-    JobSummary,
-    ListJobs,
-    Logout,
-    Message,
-    Release,
-    ReleasedJob,
-    ReleaseResult,
-    Request,
-    Result,
-    decode_request,
-    decode_response,
-    decode_status,
-    encode,
-    encode_error,
-    encode_result,
-    is_mutating,
-    status_supersedes,
-)
+* :mod:`protocol.errors` -- the one error tree and its codes; the only module the readers need.
+* :mod:`protocol.messages`, :mod:`protocol.topics` -- the MQTT 5 contract v1 between a device
+  and the cloud.
+* :mod:`protocol.engine` -- the wire protocol between a device and a print-engine server.
+* :mod:`protocol.address` -- a broker's address; :mod:`protocol.redact` -- secrets out of text.
 
-__all__ = [
-    "Ack", "Associate", "DeleteJobs", "DeviceStatus", "DocumentChunk", "ErrorCode",
-    "FetchDocument", "Identify", "IdentifyResult", "JobFailed", "JobList", "JobPrinted",
-    "JobSummary", "ListJobs", "Logout", "Message", "MfdError", "ProtocolError", "Release",
-    "ReleaseResult", "ReleasedJob", "RemoteError", "Request", "Result", "decode_request",
-    "decode_response", "decode_status", "encode", "encode_error", "encode_result", "is_mutating",
-    "status_supersedes",
-]
+This package imports none of them: importing a badge codec (which needs only the errors) must
+not load the MQTT message module. Import the module you need, e.g.
+``from protocol import messages as m``. The import-linter contracts in pyproject.toml keep the
+modules independent of each other.
+"""

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import protocol as p
 from protocol import messages, topics
+from protocol import messages as p
 from protocol.errors import ErrorCode, ProtocolError, RemoteError
 
 ids = st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
