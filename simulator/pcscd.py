@@ -34,13 +34,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 __all__ = ["FRIENDLY_NAME", "SOCKET_PATH", "PrivatePcscd", "find_vpcd_driver",
-           "missing_requirements", "pcscd_fixture", "pcscd_version"]
+           "missing_requirements", "pcscd_version"]
 
 #: FRIENDLYNAME in our reader.conf; pcscd names the slots "<name> 00 00" and "<name> 00 01".
 FRIENDLY_NAME = "mfdkit Virtual PCD"
@@ -307,30 +305,3 @@ class PrivatePcscd:
         for name in ("pcscd.comm", "pcscd.pid"):
             with contextlib.suppress(FileNotFoundError):
                 (_RUN_DIR / name).unlink()
-
-
-def pcscd_fixture(scope: Any = "module") -> Callable[..., Iterator[PrivatePcscd]]:
-    """A pytest fixture yielding a started :class:`PrivatePcscd`; when one cannot run here the
-    test fails naming the missing piece (never a skip: a skipped PC/SC suite hid an untested
-    reader family).
-
-    In a test module: ``pcscd = pcscd_fixture()``. It fails (rather than testing the wrong
-    daemon) if PC/SC was used before this module was imported. A test that stops the daemon
-    must start it again; a per-test fixture can do that in its teardown.
-    """
-    import pytest  # only tests use this; the helper itself runs without pytest
-
-    @pytest.fixture(scope=scope)
-    def _fixture() -> Iterator[PrivatePcscd]:
-        reason = missing_requirements()
-        if reason is not None:
-            pytest.fail(f"private pcscd cannot run: {reason}", pytrace=False)
-        daemon = PrivatePcscd()
-        daemon.start()
-        try:
-            daemon.check_client()
-            yield daemon
-        finally:
-            daemon.stop()
-
-    return _fixture

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from pcscd_fixture import pcscd_fixture
 
 # No importorskip of pyscard: it is a dependency, and readers.pcsc_reader imports it, so
 # without it this module fails to import, naming it, instead of skipping whole.
@@ -44,7 +45,7 @@ from readers.spec import open_reader
 
 # Sets PCSCLITE_CSOCK_NAME on import; tests/conftest.py imports it first of all, before any
 # module here can make a PC/SC call.
-from simulator.pcscd import PrivatePcscd, pcscd_fixture
+from simulator.pcscd import PrivatePcscd
 
 ALICE = bytes.fromhex("04A1B2C3D4E5F6")  # a 7-byte NXP UID
 BOB = bytes.fromhex("5A6B7C8D")  # a 4-byte UID

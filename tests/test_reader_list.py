@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 import pytest
+from pcscd_fixture import pcscd_fixture
 
 from readers import cli
-from simulator.pcscd import PrivatePcscd, pcscd_fixture
+from simulator.pcscd import PrivatePcscd
 
 pytestmark = pytest.mark.integration
 
