@@ -1,8 +1,10 @@
 """The whole device app (DeviceApp: its loop, the session machine, what it sends and prints),
 driven by Hypothesis in any order: badges, codes, keys and taps; answers, refusals and timeouts
 from a scripted cloud; the link going down and up, and staying down past the outcome bound;
-engine faults and outcomes; the clock jumping. Invariants are checked after every step, and the
-run as a whole must have visited every state of the session machine (issue 8, defect 2).
+engine faults and outcomes; the clock jumping. Invariants are checked after every step, every
+move of the session machine is checked against its table (the machine is strict: a handler that
+leads where its entry does not allow raises), and the run as a whole must have visited every
+state of the session machine (issue 8, defect 2) and every node of its diagram.
 
 The link (tests/fakes.ScriptedLink) behaves as the real one does; the printer stand-in hands
 each job straight to a scripted engine, so the run is deterministic and needs no thread. The
@@ -39,6 +41,7 @@ from device_app.session import (
     CodeEntered,
     JobDone,
     KeyPressed,
+    Node,
     Policy,
     PrintJob,
     State,
@@ -53,6 +56,8 @@ STEPS = int(os.environ.get("MFD_STATEFUL_STEPS", "60"))
 
 #: Every state any run reached (the test asserts the union is all of them).
 VISITED: set[State] = set()
+#: Every node of the machine's diagram any run reached (a notice is one per way back).
+VISITED_NODES: set[Node] = set()
 
 DOC = b"%PDF-1.4 a page\n"
 SHA = hashlib.sha256(DOC).hexdigest()
@@ -193,6 +198,8 @@ class AppMachine(RuleBasedStateMachine):
         self.app = DeviceApp(self.link, self.engine, policy=Policy(), clock=self.clock,
                              new_id=lambda: f"req-{next(ids)}",
                              make_printer=make_printer).start()
+        # Every step's move is checked against the table: one it does not declare raises.
+        self.app.machine.strict = True
         send = self.app._send
 
         def tagged_send(effect: object) -> None:
@@ -204,6 +211,7 @@ class AppMachine(RuleBasedStateMachine):
         self.app._send = tagged_send  # type: ignore[method-assign]
         self.sessions_of: dict[int, str | None] = {}
         VISITED.add(self.app.machine.state)
+        VISITED_NODES.add(self.app.machine.node)
 
     # ------------------------------------------------------------ helpers
 
@@ -213,6 +221,7 @@ class AppMachine(RuleBasedStateMachine):
                 break
             self.app.step(0)
         VISITED.add(self.app.machine.state)
+        VISITED_NODES.add(self.app.machine.node)
 
     def _check_print(self, effect: PrintJob) -> None:
         owner = self.cloud.release_session.get(effect.release_id)
@@ -360,7 +369,7 @@ class AppMachine(RuleBasedStateMachine):
         elif state is State.DELETING:
             assert m.DeleteJobs.TYPE in kinds, kinds
         elif state is State.RELEASING:
-            rel = sm._release
+            rel = sm.release
             assert rel is not None
             if m.Release.TYPE not in kinds:
                 running = {e.job.job_id for e in self.engine.running
@@ -394,7 +403,9 @@ class AppMachine(RuleBasedStateMachine):
 
 def test_the_device_app_keeps_its_invariants_in_any_order_and_visits_every_state() -> None:
     VISITED.clear()
+    VISITED_NODES.clear()
     run_state_machine_as_test(AppMachine, settings=settings(
         max_examples=EXAMPLES, stateful_step_count=STEPS, derandomize=True, database=None,
         deadline=None, suppress_health_check=[HealthCheck.too_slow]))
     assert VISITED == set(State), f"never reached: {sorted(set(State) - VISITED)}"
+    assert VISITED_NODES == set(Node), f"never reached: {sorted(set(Node) - VISITED_NODES)}"

@@ -28,7 +28,7 @@ from protocol import messages as m
 
 def machine(policy: Policy | None = None, **kw: float) -> SessionMachine:
     ids = itertools.count(1)
-    return SessionMachine(new_id=lambda: f"id-{next(ids)}", policy=policy,
+    return SessionMachine(new_id=lambda: f"id-{next(ids)}", policy=policy, strict=True,
                           **kw)  # type: ignore[arg-type]
 
 
@@ -384,8 +384,8 @@ def test_unreachable_cloud_says_so() -> None:
 
 
 def test_every_transition_handler_exists() -> None:
-    for handler in TRANSITIONS.values():
-        assert callable(getattr(SessionMachine, handler))
+    for rule in TRANSITIONS.values():
+        assert callable(getattr(SessionMachine, rule.handler.__name__))
 
 
 # The property test of the whole session, in any order and through the app's loop, is

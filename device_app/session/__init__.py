@@ -1,0 +1,28 @@
+"""The session at the copier: events in (``events``), effects out (``effects``), the
+table-driven machine between them (``machine``), and what the panel says (``presenter``).
+docs/session-states.md is its diagram, drawn from the table (``diagram``)."""
+
+from device_app.session.effects import Effect, PrintJob, Send
+from device_app.session.events import (
+    Answered,
+    CardPresented,
+    CodeEntered,
+    EngineChanged,
+    Event,
+    Failed,
+    JobDone,
+    KeyPressed,
+    LinkChanged,
+    Tapped,
+    Tick,
+)
+from device_app.session.machine import TRANSITIONS, Next, Rule, SessionMachine, TransitionError
+from device_app.session.presenter import NOTICES
+from device_app.session.state import Kind, Node, Policy, State
+
+__all__ = [
+    "NOTICES", "TRANSITIONS", "Answered", "CardPresented", "CodeEntered", "Effect",
+    "EngineChanged", "Event", "Failed", "JobDone", "KeyPressed", "Kind", "LinkChanged", "Next",
+    "Node", "Policy", "PrintJob", "Rule", "Send", "SessionMachine", "State", "Tapped", "Tick",
+    "TransitionError",
+]

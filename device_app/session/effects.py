@@ -1,0 +1,23 @@
+"""What the session machine asks the app to do: its outputs, run by device_app/app.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol import messages as m
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    tag: str
+    request: m.Request
+
+
+@dataclass(frozen=True, slots=True)
+class PrintJob:
+    release_id: str
+    job: m.ReleasedJob
+
+
+Effect = Send | PrintJob
+

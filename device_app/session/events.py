@@ -1,0 +1,86 @@
+"""What happens to the session at the copier: the machine's inputs.
+
+Each is a frozen value; secrets (a badge number, a code, a key) are kept out of ``repr`` so an
+event can be logged whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from device_app.view import Action
+from protocol import messages as m
+from protocol.engine import EngineState
+
+
+@dataclass(frozen=True, slots=True)
+class CardPresented:
+    number: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeEntered:
+    """A complete access code from a hardware PIN keypad (the panel's own keys are KeyPressed)."""
+
+    code: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPressed:
+    """One key of the panel's keypad or keyboard: a character, or BACKSPACE, CLEAR, ENTER."""
+
+    key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Tapped:
+    action: Action
+    #: The job id (SELECT), field name (FOCUS) or key (KEY) the tap is about.
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    tag: str
+    result: m.Result
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A request failed: the cloud said no (``code`` from the wire) or the link did."""
+
+    tag: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    release_id: str
+    job_id: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """The link to the print service came up or went down."""
+
+    up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EngineChanged:
+    """The print engine's state changed (the app polls it)."""
+
+    state: EngineState
+
+
+Event = (CardPresented | CodeEntered | KeyPressed | Tapped | Answered | Failed | JobDone | Tick
+         | LinkChanged | EngineChanged)
+

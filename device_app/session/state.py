@@ -1,0 +1,158 @@
+"""What the session machine knows: its states, the kinds of request it waits for, its policy, and
+the records it keeps while a user is at the copier.
+
+``State`` is what the panel is doing (one value per screen state: what the app, the tests and the
+transcript talk about). ``Node`` is the machine's control state, the nodes of its diagram: a
+``State``, except that a notice is three nodes, one per place it leads back to, so where a notice
+goes is in the state and in the table, not in a field beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from device_app.view import JobProgress
+from protocol import messages as m
+
+
+class State(StrEnum):
+    IDLE = "idle"
+    ENTRY = "entry"  # typing a code, PIN, or username + password
+    IDENTIFYING = "identifying"
+    LOADING = "loading"
+    JOBS = "jobs"
+    OPTIONS = "options"
+    CONFIRM_DELETE = "confirm_delete"
+    DELETING = "deleting"
+    RELEASING = "releasing"
+    NOTICE = "notice"
+    OFFLINE = "offline"
+
+
+class Node(StrEnum):
+    """The machine's control state: one node of the diagram (docs/session-states.md)."""
+
+    IDLE = "idle"
+    ENTRY = "entry"
+    IDENTIFYING = "identifying"
+    LOADING = "loading"
+    JOBS = "jobs"
+    OPTIONS = "options"
+    CONFIRM_DELETE = "confirm_delete"
+    DELETING = "deleting"
+    RELEASING = "releasing"
+    # A notice, and where it leads when it ends (a tap on OK or its time up).
+    NOTICE_THEN_IDLE = "notice_then_idle"  # nobody is logged in any more
+    NOTICE_THEN_JOBS = "notice_then_jobs"  # back to the list as it was
+    NOTICE_THEN_LOADING = "notice_then_loading"  # back to the list, fetched again
+    OFFLINE = "offline"
+
+    @property
+    def state(self) -> State:
+        return _STATE_OF[self]
+
+
+_STATE_OF = {node: State.NOTICE if node.value.startswith("notice_") else State(node.value)
+             for node in Node}
+
+
+class Kind(StrEnum):
+    """What a pending request is for; an answer is dispatched on it. Most are the request's wire
+    type; two are the machine's own, since the same request means two things: a page of jobs
+    appended to the list (MORE, not a fresh LIST), and a job's outcome report (CONFIRM)."""
+
+    IDENTIFY = m.Identify.TYPE
+    ASSOCIATE = m.Associate.TYPE
+    LIST = m.ListJobs.TYPE
+    MORE = "more"
+    RELEASE = m.Release.TYPE
+    DELETE = m.DeleteJobs.TYPE
+    CONFIRM = "confirm"
+    LOGOUT = m.Logout.TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Per-device login, logout and release policy (pushed by the cloud with the config)."""
+
+    card_pin: bool = False  # a badge must be followed by the user's PIN
+    allow_code: bool = True  # access codes on the panel
+    allow_password: bool = True  # username + password on the panel
+    self_association: bool = True  # an unknown badge may be linked by its holder
+    new_badge_logs_in: bool = True  # another badge logs the current user out and itself in
+    logout_after_release_all: bool = False
+    release_changes: bool = True  # greyscale / 2-sided / copies at release
+    idle_timeout: float = 60.0
+    entry_timeout: float = 30.0  # an abandoned keypad goes back to idle
+    notice_timeout: float = 6.0
+    page_size: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Why a notice is shown: an error code (the cloud's or the link's, or one of the machine's
+    own below) and the detail that goes with it. The presenter turns it into words."""
+
+    code: str
+    detail: str = ""
+
+
+#: The machine's own notice codes (the others are the protocol's error codes).
+ENGINE_REFUSED = "engine_refused"  # detail: the engine's state
+DELETE_UNCONFIRMED = "delete_unknown_outcome"
+ASSOCIATE_UNCONFIRMED = "associate_unknown_outcome"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """The cloud's own line for the user after logging in (``IdentifyResult.note``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Printed:
+    printed: int
+    failed: int
+    first_failure: str = ""
+
+
+#: The one-line message over the job list, or None.
+Flash = Note | Deleted | Printed | None
+
+#: An entry error that is not an error code: a field left empty (``EMPTY + field name``).
+EMPTY = "empty:"
+
+
+@dataclass(slots=True)
+class Entry:
+    kind: str  # code, pin, password, associate_code, associate_password
+    values: dict[str, str]
+    focus: str
+    #: "", an error code (the last try was refused), or EMPTY + the field left empty.
+    error: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+
+def new_entry(kind: str, error: str = "") -> Entry:
+    names = {"code": ("code",), "pin": ("pin",), "password": ("username", "password"),
+             "associate_code": ("code",),
+             "associate_password": ("username", "password")}[kind]
+    return Entry(kind, dict.fromkeys(names, ""), names[0], error)
+
+
+@dataclass(slots=True)
+class Release:
+    release_id: str
+    progress: dict[str, JobProgress]
+    unconfirmed: set[str]  # jobs whose outcome the cloud has not acknowledged yet
+    everything: bool = False  # "release all": may end the session, by policy
