@@ -643,7 +643,7 @@ def _admin_linking(store: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    from simulator.print_client import PortalBrowser, PrintClient
+    from client.print_client import PortalBrowser, PrintClient
 
     client = PrintClient(args.state, args.portal)
     match args.client_cmd:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import World
 
+from client.print_client import ClientStateError, PortalBrowser, PrintClient
 from cloud.demo import DEMO_USERS, DemoUser
 from cloud.directory import set_password
 from cloud.linking import DEFAULT_QUEUE, Linking
@@ -28,7 +29,6 @@ from device_app.session import State
 from device_app.view import Action
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol.errors import RemoteError
-from simulator.print_client import ClientStateError, PortalBrowser, PrintClient
 
 pytestmark = pytest.mark.integration
 
@@ -337,7 +337,7 @@ def test_mfd_cloud_serves_the_portal_next_to_its_workers(world: World, tmp_path:
         line = proc.stderr.readline()
         assert "User Portal and client API on http://127.0.0.1:" in line, line
         url = line.split(" on ", 1)[1].split()[0]
-        from simulator.print_client import PortalApi
+        from client.print_client import PortalApi
 
         assert PortalApi(url).call("GET", "/api/v1/health")["ok"] is True
         # The public URL went into the store, for the links `mfd admin` prints.

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from client.print_client import PortalApi
 from cloud import portal as portal_mod
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.directory import set_password
@@ -21,7 +22,6 @@ from cloud.linking import DEFAULT_QUEUE, Linking
 from cloud.portal import PortalServer, start_portal
 from cloud.store import SqlStore, open_store
 from protocol.errors import RemoteError
-from simulator.print_client import PortalApi
 
 ALICE, BOB, CHEN = (u.email for u in DEMO_USERS)
 PASSWORD = "portal test password"

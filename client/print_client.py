@@ -1,4 +1,4 @@
-"""A user's print client and browser, simulated: they speak only the portal's HTTP API.
+"""A user's print client and browser: they speak only the portal's HTTP API.
 
 :class:`PrintClient` is what runs on a workstation, in a Chromebook's extension or in the mobile
 app: it registers (links) once, keeps its token, and sends documents. :class:`PortalBrowser` is
