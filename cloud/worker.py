@@ -27,20 +27,19 @@ so a device cannot aim answers at another device.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud import devices
 from cloud.service import CloudService, record_status
 from cloud.store import SqlStore
+from mqtt_client import jitter_reconnect, new_client
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -59,18 +58,15 @@ BUSY_AFTER = 2
 #: Unacknowledged requests the broker may push to one worker. A backlog must wait at the broker,
 #: where its wait is measured (above), not in this worker's socket buffer, where it is not.
 RECEIVE_MAXIMUM = 100
-
-
-def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:
-    # Nagle plus delayed ACK costs 44-88 ms per request/response on loopback (FIELD_NOTES).
-    if hasattr(sock, "setsockopt"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+#: The longest wait between two attempts to reach the broker again (it was 5 s unjittered).
+RECONNECT_MAX_S = 5
 
 
 class CloudWorker:
     def __init__(self, service_factory: Callable[[], CloudService], broker: BrokerAddress,
                  *, name: str | None = None, busy_after: int = BUSY_AFTER,
-                 receive_maximum: int = RECEIVE_MAXIMUM) -> None:
+                 receive_maximum: int = RECEIVE_MAXIMUM,
+                 tls_ca_file: str | None = None) -> None:
         self.service_factory = service_factory
         self.broker = broker
         self.name = name or broker.username
@@ -90,14 +86,13 @@ class CloudWorker:
         self.statuses = 0
         self.events = 0
         self.failed = 0
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=broker.username,
-                        protocol=mqtt.MQTTv5)
-        c.username_pw_set(broker.username, broker.password)
-        c.on_socket_open = _nodelay
+        # The device's set-up (MQTT 5, no Nagle, TLS, jittered reconnects), with a short
+        # longest wait: a worker is one of a few, and the devices wait on it.
+        c = new_client(broker.username, broker.username, broker.password,
+                       tls_ca_file=tls_ca_file, max_backoff_s=RECONNECT_MAX_S)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
-        c.reconnect_delay_set(1, 5)
         self.client = c
 
     def start(self, timeout: float = 10.0) -> CloudWorker:
@@ -141,6 +136,7 @@ class CloudWorker:
 
     def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
         self._connected.clear()
+        jitter_reconnect(self.client, RECONNECT_MAX_S)  # a new random first wait per outage
         if rc.is_failure:
             log.warning("worker %s lost the broker (%s); reconnecting", self.name, rc)
 

@@ -33,8 +33,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import random
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,11 +40,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device_app.ports import Reply
+from mqtt_client import jitter_reconnect, new_client
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -117,22 +115,14 @@ class MqttCloudLink:
         self._status = topics.status_topic(device_id)
         self._cmd = topics.command_topic(device_id)
         self._events = topics.events_topic(device_id)
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
-        c.username_pw_set(broker.username or device_id, broker.password)
+        # MQTT 5, no Nagle, mqtts verified against the site's CA, jittered reconnects.
+        c = new_client(device_id, broker.username or device_id, broker.password,
+                       tls_ca_file=tls_ca_file)
         c.on_pre_connect = self._on_pre_connect
-        c.on_socket_open = self._on_socket_open
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        if tls_ca_file is not None:
-            # mqtts: verify the broker's certificate against the site's CA (never unverified).
-            try:
-                c.tls_set(ca_certs=tls_ca_file or None)
-            except (OSError, ValueError) as exc:
-                raise LinkError(f"cannot use TLS CA file {tls_ca_file!r}: {exc}",
-                                code="config_invalid") from exc
         self.client = c
-        self._jitter()
         self._reaper = threading.Thread(target=self._reap, name="mqtt-timeouts", daemon=True)
 
     # ------------------------------------------------------------ lifecycle
@@ -169,23 +159,12 @@ class MqttCloudLink:
 
     # ------------------------------------------------------------ paho callbacks
 
-    def _jitter(self) -> None:
-        # paho doubles its reconnect delay from the minimum up to the maximum; a random minimum
-        # per outage spreads a fleet's reconnects after a broker restart (FIELD_NOTES:
-        # reconnect storms need jittered backoff).
-        self.client.reconnect_delay_set(random.uniform(0.5, 1.5), 30)  # type: ignore[arg-type]
-
     def _on_pre_connect(self, client: mqtt.Client, _ud: Any) -> None:
         self.epoch = max(self.epoch + 1, int(time.time() * 1000))
         will = m.encode(m.DeviceStatus(state="offline", epoch=self.epoch, since=time.time()))
         props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
         props.WillDelayInterval = WILL_DELAY_S
         client.will_set(self._status, will, qos=1, retain=True, properties=props)
-
-    def _on_socket_open(self, _c: Any, _ud: Any, sock: Any) -> None:
-        # Nagle plus delayed ACK costs 44-88 ms per round trip on loopback (FIELD_NOTES).
-        if hasattr(sock, "setsockopt"):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any,
                     _props: Any) -> None:
@@ -210,7 +189,7 @@ class MqttCloudLink:
         was = self.connected
         self.connected = False
         if was:
-            self._jitter()
+            jitter_reconnect(self.client)  # a new random first wait for each outage
         self._connected_evt.clear()
         if not self._closed.is_set():
             log.warning("device %s lost the broker: %s", self.device_id, rc)

@@ -1,0 +1,75 @@
+"""The one MQTT client set-up (mqtt_client) as the device and the cloud worker get it: MQTT 5,
+no Nagle on the live socket, TLS verified against the site CA, jittered reconnects. The cloud
+worker had neither TLS nor jitter before it shared the device's set-up."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_link_tls import _ca_and_server
+
+from cloud.worker import RECONNECT_MAX_S, CloudWorker
+from device_app.mqtt_link import MqttCloudLink
+from mqtt_client import new_client
+from protocol.address import BrokerAddress
+from protocol.errors import LinkError
+from simulator.broker import MosquittoBroker
+
+
+class _IdleService:
+    """What the worker's chores thread needs of a service when only its connection is under
+    test: no message arrives, so nothing is looked up and no store is needed."""
+
+    store = None
+
+    def housekeeping(self) -> None:
+        pass
+
+
+def _no_service() -> Any:
+    return _IdleService()
+
+
+def test_worker_reconnects_are_jittered_and_short() -> None:
+    workers = [CloudWorker(_no_service, BrokerAddress("127.0.0.1", 1, f"cloud-{i}", "pw"))
+               for i in range(8)]
+    delays = {w.client._reconnect_min_delay for w in workers}  # paho's backoff start
+    assert len(delays) > 1 and all(0.5 <= d <= 1.5 for d in delays)
+    assert {w.client._reconnect_max_delay for w in workers} == {RECONNECT_MAX_S}
+
+
+def test_an_unusable_ca_file_is_a_config_error_at_once(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    for build in (lambda: new_client("c", "c", "pw", tls_ca_file=missing),
+                  lambda: CloudWorker(_no_service, BrokerAddress("127.0.0.1", 1, "cloud", "pw"),
+                                      tls_ca_file=missing),
+                  lambda: MqttCloudLink(BrokerAddress("127.0.0.1", 1, "d1", "pw"), "d1",
+                                        tls_ca_file=missing)):
+        with pytest.raises(LinkError) as info:
+            build()
+        assert info.value.code == "config_invalid" and "no-such-ca.pem" in str(info.value)
+
+
+@pytest.mark.integration
+def test_worker_over_tls_verifies_the_broker_and_sets_no_delay(tmp_path: Path) -> None:
+    ca, cert, key = _ca_and_server(tmp_path, "site")
+    other_ca, _, _ = _ca_and_server(tmp_path, "other")
+    broker = MosquittoBroker(tmp_path / "b", {"cloud-0": "pwc"}, cloud_users=("cloud-0",))
+    broker.enable_tls(cert, key)
+    broker.start()
+    try:
+        addr = BrokerAddress("127.0.0.1", broker.tls_port, "cloud-0", "pwc")
+        worker = CloudWorker(_no_service, addr, tls_ca_file=str(ca)).start(5)
+        try:
+            sock = worker.client.socket()
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            worker.stop()
+        stranger = CloudWorker(_no_service, addr, tls_ca_file=str(other_ca))
+        with pytest.raises(LinkError):  # an unverifiable broker is never talked to
+            stranger.start(2)
+    finally:
+        broker.stop()
