@@ -31,7 +31,7 @@ from bench.common import report, summary
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.directory import submit_job
 from cloud.service import CloudService
-from cloud.store import open_store
+from cloud.storage.factory import open_store
 from cloud.worker import CloudWorker
 from device_app.engine_client import EngineClient
 from device_app.journal import Journal

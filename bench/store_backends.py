@@ -33,7 +33,8 @@ from psycopg import sql
 from bench.common import report, summary
 from cloud.demo import DEMO_DEVICES, DEMO_USERS, seed_demo
 from cloud.service import CloudService
-from cloud.store import SqlStore, open_store
+from cloud.storage.factory import open_store
+from cloud.storage.sql import SqlStore
 from protocol import messages as m
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

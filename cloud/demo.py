@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud.directory import add_card, set_access_code, submit_job
-from cloud.store import SqlStore
+from cloud.storage.port import CloudStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ def demo_document(name: str, pages: int) -> bytes:
     return bytes(out)
 
 
-def seed_demo(store: SqlStore, *, now: float, devices: tuple[str, ...] = DEMO_DEVICES,
+def seed_demo(store: CloudStore, *, now: float, devices: tuple[str, ...] = DEMO_DEVICES,
               jobs: bool = True) -> str:
     """Create the demo org; returns its id. Job times count back from ``now``."""
     with store.transaction():

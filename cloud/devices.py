@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cloud.hashing import token_hash
-from cloud.store import ConflictError, SqlStore
+from cloud.storage.port import CloudStore
 from protocol import messages as m
 from protocol.errors import ConfigError, MfdError, ProtocolError, StoreError
 from protocol.redact import redact
@@ -42,20 +42,6 @@ log = logging.getLogger(__name__)
 REGISTRATION_TTL = 24 * 3600.0
 MANAGED_SECTIONS = ("readers", "policy")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS device_registrations (
-    code_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices(id),
-    expires_at {real} NOT NULL, used_at {real});
-CREATE TABLE IF NOT EXISTS device_configs (
-    device_id TEXT PRIMARY KEY REFERENCES devices(id), version INTEGER NOT NULL,
-    config TEXT NOT NULL, pushed_version INTEGER NOT NULL DEFAULT 0,
-    applied_version INTEGER NOT NULL DEFAULT 0, refused_version INTEGER NOT NULL DEFAULT 0,
-    refusal TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL,
-    pushed_at {real} NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS device_engines (
-    device_id TEXT PRIMARY KEY REFERENCES devices(id), engine TEXT NOT NULL,
-    updated_at {real} NOT NULL);
-"""
 
 
 class RegistrationError(MfdError):
@@ -85,8 +71,9 @@ class Registration:
     config: dict[str, Any]
 
 
-def ensure_schema(store: SqlStore) -> None:
-    store.add_schema(SCHEMA)
+def ensure_schema(store: CloudStore) -> None:
+    """Nothing to do any more: a store has every table once opened (cloud/storage/schema.py).
+    Kept for callers from before schema versions."""
 
 
 def _new_code() -> str:
@@ -98,47 +85,41 @@ def _normal(code: str) -> str:
     return code.strip().upper().replace(" ", "").replace("-", "")
 
 
-def add_device(store: SqlStore, org_id: str, device_id: str, name: str, now: float) -> str:
+def add_device(store: CloudStore, org_id: str, device_id: str, name: str, now: float) -> str:
     """Register a device with an org; returns its one-time registration code. A reserved
     account name (``cloud``, ``cloud-0``...) is refused: registering it would rewrite that
     account's broker password and hand the device its access."""
     check_new_device_id(device_id)
-    ensure_schema(store)
     with store.transaction():
         store.add_device(device_id, org_id, name or device_id)
         code = _new_code()
-        store.execute("INSERT INTO device_registrations VALUES (?,?,?,NULL)",
-                      token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)
+        store.add_registration(token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)
         store.audit(now, "admin", "device.add", f"device:{device_id}", f"org {org_id}")
     return code
 
 
-def new_registration_code(store: SqlStore, device_id: str, now: float) -> str:
+def new_registration_code(store: CloudStore, device_id: str, now: float) -> str:
     """A fresh code for a device that exists (a replaced panel, a lost code)."""
-    ensure_schema(store)
     with store.transaction():
         if store.device_org(device_id) is None:
             raise StoreError(f"no device {device_id}")
         check_new_device_id(device_id)  # a reserved name from an older version: never usable
         code = _new_code()
-        store.execute("INSERT INTO device_registrations VALUES (?,?,?,NULL)",
-                      token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)
+        store.add_registration(token_hash(_normal(code)), device_id, now + REGISTRATION_TTL)
         store.audit(now, "admin", "device.code", f"device:{device_id}")
     return code
 
 
-def register(store: SqlStore, code: str, accounts: BrokerAccounts, now: float) -> Registration:
+def register(store: CloudStore, code: str, accounts: BrokerAccounts, now: float) -> Registration:
     """Trade a one-time code for the device's broker credentials and configuration."""
-    ensure_schema(store)
     with store.transaction():
-        row = store.query_one("SELECT device_id, expires_at, used_at FROM device_registrations "
-                              "WHERE code_hash=?", token_hash(_normal(code)))
-        if row is None or row[2] is not None or float(row[1]) <= now:
+        row = store.one_time("registration", token_hash(_normal(code)))
+        if row is None or row.spent or row.expires_at <= now:
             # One answer for unknown, used and expired: a code is not to be probed.
             store.audit(now, "portal", "device.register_refused", "-")
             raise RegistrationError("this registration code is not valid (unknown, used or "
                                     "expired); ask the administrator for a new one")
-        device_id = str(row[0])
+        device_id = row.owner
         if is_reserved_account(device_id):
             # A device row from before reserved names were refused: never give it the account.
             store.audit(now, "portal", "device.register_refused", f"device:{device_id}",
@@ -146,21 +127,20 @@ def register(store: SqlStore, code: str, accounts: BrokerAccounts, now: float) -
             raise RegistrationError(f"device id {device_id!r} is reserved for the print "
                                     "service's own accounts; add the device again under "
                                     "another id")
-        if not store.execute("UPDATE device_registrations SET used_at=? WHERE code_hash=? AND "
-                             "used_at IS NULL", now, token_hash(_normal(code))):
+        if not store.spend("registration", row.id, now):
             raise RegistrationError("this registration code was just used")
         org_id = store.device_org(device_id) or ""
-        name_row = store.query_one("SELECT name FROM devices WHERE id=?", device_id)
+        name = store.device_name(device_id)
         password = secrets.token_urlsafe(24)
         # Inside the transaction: if the broker cannot take the account, the code stays unused.
         accounts.set_password(device_id, password)
         store.audit(now, "portal", "device.registered", f"device:{device_id}")
         config = device_config(store, device_id)
-    return Registration(device_id, str(name_row[0]) if name_row else device_id, org_id,
+    return Registration(device_id, name or device_id, org_id,
                         device_id, password, config)
 
 
-def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
+def set_device_config(store: CloudStore, device_id: str, managed: dict[str, Any],
                       now: float, *, unset: tuple[str, ...] = ()) -> int:
     """Store a new managed configuration for a device: ``managed`` on top of the current one,
     less the ``unset`` keys (``SECTION.KEY``, or a whole ``SECTION``); returns its version.
@@ -173,12 +153,10 @@ def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
         if section in managed and not isinstance(managed[section], dict):
             raise StoreError(f"config section {section!r} must be a table",
                              code="config_invalid")
-    ensure_schema(store)
     with store.transaction():
         if store.device_org(device_id) is None:
             raise StoreError(f"no device {device_id}", code="not_found")
-        row = store.query_one("SELECT version, config FROM device_configs WHERE device_id=?",
-                              device_id)
+        row = store.device_config_text(device_id)
         merged: dict[str, Any] = json.loads(row[1]) if row else {}
         for key in unset:
             section, dot, name = key.partition(".")
@@ -198,15 +176,7 @@ def set_device_config(store: SqlStore, device_id: str, managed: dict[str, Any],
         _check_with_device_schema(device_id, merged)
         version = (int(row[0]) if row else 0) + 1
         text = json.dumps(merged, sort_keys=True)
-        if row:
-            store.execute("UPDATE device_configs SET version=?, config=?, updated_at=? "
-                          "WHERE device_id=?", version, text, now, device_id)
-        else:
-            try:
-                store.execute("INSERT INTO device_configs (device_id, version, config, "
-                              "updated_at) VALUES (?,?,?,?)", device_id, version, text, now)
-            except ConflictError:
-                raise StoreError("the configuration changed meanwhile; try again") from None
+        store.store_device_config(device_id, version, text, now)
         store.audit(now, "admin", "device.config", f"device:{device_id}", f"version {version}")
     return version
 
@@ -222,9 +192,8 @@ def _check_with_device_schema(device_id: str, managed: dict[str, Any]) -> None:
         raise ConfigError(f"not stored: {redact(exc.message)}") from None
 
 
-def device_config(store: SqlStore, device_id: str) -> dict[str, Any]:
-    row = store.query_one("SELECT version, config FROM device_configs WHERE device_id=?",
-                          device_id)
+def device_config(store: CloudStore, device_id: str) -> dict[str, Any]:
+    row = store.device_config_text(device_id)
     if row is None:
         return {}
     config: dict[str, Any] = json.loads(row[1])
@@ -232,7 +201,7 @@ def device_config(store: SqlStore, device_id: str) -> dict[str, Any]:
     return config
 
 
-def record_engine(store: SqlStore, device_id: str, payload: bytes, now: float) -> None:
+def record_engine(store: CloudStore, device_id: str, payload: bytes, now: float) -> None:
     """Remember the print engine a registered device's ``online`` status names, for
     ``mfd admin devices``: a copier on the emulator prints nothing while its jobs are marked
     printed, and the administrator must be able to see that (and it is logged)."""
@@ -243,30 +212,25 @@ def record_engine(store: SqlStore, device_id: str, payload: bytes, now: float) -
     if status.state != "online" or store.device_org(device_id) is None:
         return
     with store.transaction():
-        store.execute("INSERT INTO device_engines (device_id, engine, updated_at) "
-                      "VALUES (?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
-                      "engine=excluded.engine, updated_at=excluded.updated_at",
-                      device_id, status.engine, now)
+        store.record_engine(device_id, status.engine, now)
     if status.engine == "emulator":
         log.warning("device %s prints on the EMULATED engine: its released jobs are marked "
                     "printed and no paper comes out", device_id)
 
 
-def device_engine(store: SqlStore, device_id: str) -> str:
+def device_engine(store: CloudStore, device_id: str) -> str:
     """The engine kind the device last reported online ("" if none or unknown)."""
-    ensure_schema(store)
-    row = store.query_one("SELECT engine FROM device_engines WHERE device_id=?", device_id)
-    return str(row[0]) if row else ""
+    with store.transaction():
+        return store.device_engine(device_id)
 
 
-def config_state(store: SqlStore, device_id: str) -> dict[str, Any]:
-    ensure_schema(store)
-    row = store.query_one("SELECT version, pushed_version, applied_version, refused_version, "
-                          "refusal FROM device_configs WHERE device_id=?", device_id)
+def config_state(store: CloudStore, device_id: str) -> dict[str, Any]:
+    with store.transaction():
+        row = store.config_versions(device_id)
     if row is None:
         return {"version": 0, "pushed": 0, "applied": 0, "refused": 0, "refusal": ""}
-    return {"version": int(row[0]), "pushed": int(row[1]), "applied": int(row[2]),
-            "refused": int(row[3]), "refusal": str(row[4])}
+    return {"version": row[0], "pushed": row[1], "applied": row[2],
+            "refused": row[3], "refusal": row[4]}
 
 
 #: A pushed version nobody acknowledged is published again after this long: a broker without
@@ -274,35 +238,28 @@ def config_state(store: SqlStore, device_id: str) -> dict[str, Any]:
 REPUSH_AFTER = 60.0
 
 
-def pending_pushes(store: SqlStore, now: float) -> list[tuple[str, bytes, int]]:
+def pending_pushes(store: CloudStore, now: float) -> list[tuple[str, bytes, int]]:
     """(device_id, payload, version) for every config newer than what was last published, or
     published a while ago and neither applied nor refused yet."""
-    rows = store.query_all("SELECT device_id, version, config FROM device_configs "
-                           "WHERE version > pushed_version OR (version > applied_version AND "
-                           "version > refused_version AND pushed_at < ?)", now - REPUSH_AFTER)
     out = []
-    for device_id, version, config in rows:
-        payload = {"v": m.VERSION, "type": "config", "version": int(version),
-                   **json.loads(config)}
-        out.append((str(device_id), json.dumps(payload).encode(), int(version)))
+    for device_id, version, config in store.configs_to_push(now - REPUSH_AFTER):
+        payload = {"v": m.VERSION, "type": "config", "version": version, **json.loads(config)}
+        out.append((device_id, json.dumps(payload).encode(), version))
     return out
 
 
-def mark_pushed(store: SqlStore, device_id: str, version: int, now: float) -> None:
-    store.execute("UPDATE device_configs SET pushed_version=?, pushed_at=? WHERE device_id=? "
-                  "AND pushed_version <= ?", version, now, device_id, version)
+def mark_pushed(store: CloudStore, device_id: str, version: int, now: float) -> None:
+    store.mark_pushed(device_id, version, now)
 
 
-def record_ack(store: SqlStore, device_id: str, ack: m.ConfigAck, now: float) -> None:
+def record_ack(store: CloudStore, device_id: str, ack: m.ConfigAck, now: float) -> None:
     with store.transaction():
         if ack.applied:
-            store.execute("UPDATE device_configs SET applied_version=? WHERE device_id=? AND "
-                          "applied_version < ?", ack.version, device_id, ack.version)
+            store.mark_applied(device_id, ack.version)
             store.audit(now, f"device:{device_id}", "config.applied", f"version {ack.version}")
         else:
             reason = refusal_reason(ack)
-            store.execute("UPDATE device_configs SET refused_version=?, refusal=? WHERE "
-                          "device_id=?", ack.version, reason[:500], device_id)
+            store.mark_refused(device_id, ack.version, reason[:500])
             store.audit(now, f"device:{device_id}", "config.refused", f"version {ack.version}",
                         reason[:200])
 

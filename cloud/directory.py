@@ -8,11 +8,11 @@ import re
 import time
 
 from cloud.hashing import card_hash, code_hash, hash_password
-from cloud.store import SqlStore
+from cloud.storage.port import CloudStore
 from protocol.errors import StoreError
 
 
-def add_card(store: SqlStore, email: str, number: str) -> None:
+def add_card(store: CloudStore, email: str, number: str) -> None:
     with store.transaction():
         user = store.user_by_email(email)
         if user is None:
@@ -22,7 +22,7 @@ def add_card(store: SqlStore, email: str, number: str) -> None:
         store.audit(time.time(), "admin", "card.add", f"user:{user.id}")
 
 
-def submit_job(store: SqlStore, email: str, name: str, document: bytes, *, pages: int = 1,
+def submit_job(store: CloudStore, email: str, name: str, document: bytes, *, pages: int = 1,
                color: bool = False, duplex: bool = False, copies: int = 1,
                source: str = "", submitted_at: float | None = None) -> str:
     with store.transaction():
@@ -55,7 +55,7 @@ def check_access_code(code: str) -> str:
     return code
 
 
-def set_access_code(store: SqlStore, email: str, code: str) -> None:
+def set_access_code(store: CloudStore, email: str, code: str) -> None:
     check_access_code(code)
     with store.transaction():
         user = store.user_by_email(email)
@@ -68,7 +68,7 @@ def set_access_code(store: SqlStore, email: str, code: str) -> None:
 MIN_PASSWORD = 8
 
 
-def set_password(store: SqlStore, email: str, password: str) -> None:
+def set_password(store: CloudStore, email: str, password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise StoreError(f"a password has at least {MIN_PASSWORD} characters",
                          code="password_invalid")

@@ -61,7 +61,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from cloud.directory import MIN_PASSWORD, check_access_code
 from cloud.hashing import (
@@ -73,7 +72,7 @@ from cloud.hashing import (
     verify_password,
 )
 from cloud.service import FAILURE_WINDOW, LOCK_SECONDS, MAX_FAILURES
-from cloud.store import ConflictError, Job, SqlStore, User, new_id
+from cloud.storage.port import ClientInstall, CloudStore, ConflictError, Job, User, new_id
 from protocol.errors import ErrorCode, MfdError, StoreError
 
 DEFAULT_PORTAL_URL = "http://127.0.0.1:8631"
@@ -140,74 +139,7 @@ class LinkingError(MfdError):
         self.guess = tuple(guess)
 
 
-# ---------------------------------------------------------------------------- schema
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS client_installs (
-    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), kind TEXT NOT NULL,
-    machine TEXT NOT NULL, os_user TEXT NOT NULL, user_id TEXT REFERENCES users(id),
-    token_hash TEXT NOT NULL UNIQUE, via TEXT NOT NULL, created_at {real} NOT NULL,
-    linked_at {real}, revoked_at {real});
-CREATE UNIQUE INDEX IF NOT EXISTS client_installs_seat
-    ON client_installs (org_id, kind, machine, os_user) WHERE revoked_at IS NULL;
-CREATE INDEX IF NOT EXISTS client_installs_user ON client_installs (user_id);
-CREATE TABLE IF NOT EXISTS installer_tokens (
-    id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, org_id TEXT NOT NULL REFERENCES orgs(id),
-    user_id TEXT REFERENCES users(id), purpose TEXT NOT NULL, created_at {real} NOT NULL,
-    expires_at {real} NOT NULL, revoked_at {real}, uses INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS invitations (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, org_id TEXT NOT NULL REFERENCES orgs(id),
-    user_id TEXT NOT NULL REFERENCES users(id), token_hash TEXT UNIQUE, installer_id TEXT,
-    created_at {real} NOT NULL, expires_at {real} NOT NULL, accepted_at {real});
-CREATE TABLE IF NOT EXISTS portal_sessions (
-    token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
-    created_at {real} NOT NULL, expires_at {real} NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS auth_requests (
-    id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
-    client_id TEXT NOT NULL REFERENCES client_installs(id), job_id TEXT,
-    created_at {real} NOT NULL, expires_at {real} NOT NULL, used_at {real}, user_id TEXT);
-CREATE INDEX IF NOT EXISTS auth_requests_client ON auth_requests (client_id);
-CREATE TABLE IF NOT EXISTS linking_codes (
-    id TEXT PRIMARY KEY, code_hash TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL REFERENCES users(id),
-    created_at {real} NOT NULL, expires_at {real} NOT NULL, used_at {real});
-CREATE TABLE IF NOT EXISTS print_queues (
-    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
-    created_at {real} NOT NULL, UNIQUE (org_id, name));
-CREATE TABLE IF NOT EXISTS share_links (
-    org_id TEXT PRIMARY KEY REFERENCES orgs(id), generation INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS portal_config (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-_INSTALL_COLS = ("id, org_id, kind, machine, os_user, user_id, via, created_at, linked_at, "
-                 "revoked_at")
-
-
 # ---------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInstall:
-    id: str
-    org_id: str
-    kind: str
-    machine: str
-    os_user: str
-    user_id: str | None
-    via: str
-    created_at: float
-    linked_at: float | None
-    revoked_at: float | None
-
-    @property
-    def linked(self) -> bool:
-        return self.user_id is not None
-
-
-def _install(row: Sequence[Any]) -> ClientInstall:
-    return ClientInstall(str(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]),
-                         row[5], str(row[6]), float(row[7]),
-                         None if row[8] is None else float(row[8]),
-                         None if row[9] is None else float(row[9]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,13 +275,13 @@ def _when(at: float) -> str:
 
 
 class Linking:
-    """Client linking over a :class:`SqlStore` (adds its own tables on construction).
+    """Client linking over a :class:`CloudStore` (its tables are the store's: cloud/storage/).
 
     ``base_url`` is the portal's public address used in links; by default the one the portal
     recorded in the store when it started (``mfd cloud --http``), else :data:`DEFAULT_PORTAL_URL`.
     """
 
-    def __init__(self, store: SqlStore, *, base_url: str | None = None,
+    def __init__(self, store: CloudStore, *, base_url: str | None = None,
                  clock: Callable[[], float] = time.time,
                  new_token: Callable[[], str] = new_token,
                  max_document: int = MAX_DOCUMENT) -> None:
@@ -357,7 +289,6 @@ class Linking:
         self.clock = clock
         self._token = new_token
         self.max_document = max_document
-        store.add_schema(SCHEMA)
         self._base_url = base_url.rstrip("/") if base_url else None
 
     # ------------------------------------------------------------------ plumbing
@@ -371,16 +302,13 @@ class Linking:
         """The links' base URL; call inside a transaction (backends need not nest them)."""
         if self._base_url:
             return self._base_url
-        row = self.store.query_one("SELECT value FROM portal_config WHERE name=?", "public_url")
-        return str(row[0]) if row else DEFAULT_PORTAL_URL
+        return self.store.portal_setting("public_url") or DEFAULT_PORTAL_URL
 
     def set_public_url(self, url: str) -> None:
         """Record where the portal is reachable, for links made elsewhere (mfd admin)."""
         url = url.rstrip("/")
         with self.store.transaction():
-            if not self.store.execute("UPDATE portal_config SET value=? WHERE name=?", url,
-                                      "public_url"):
-                self.store.execute("INSERT INTO portal_config VALUES (?,?)", "public_url", url)
+            self.store.set_portal_setting("public_url", url)
 
     def _new(self, prefix: str) -> str:
         return f"{prefix}_{self._token()}"
@@ -446,9 +374,7 @@ class Linking:
         return (DEFAULT_QUEUE, *self._queues(install.org_id))
 
     def _queues(self, org_id: str) -> tuple[str, ...]:
-        rows = self.store.query_all("SELECT name FROM print_queues WHERE org_id=? ORDER BY name",
-                                    org_id)
-        return tuple(str(r[0]) for r in rows)
+        return self.store.queue_names(org_id)
 
     # ------------------------------------------------------------------ admin
 
@@ -463,10 +389,8 @@ class Linking:
         now = self.clock()
         token = self._new("mfi")
         token_id = new_id("inst")
-        self.store.execute("INSERT INTO installer_tokens (id, token_hash, org_id, user_id, "
-                           "purpose, created_at, expires_at) VALUES (?,?,?,?,?,?,?)", token_id,
-                           token_hash(token), org_id, user.id if user else None, purpose, now,
-                           now + ttl)
+        self.store.add_installer_token(token_id, token_hash(token), org_id,
+                                       user.id if user else None, purpose, now, now + ttl)
         self.store.audit(now, actor, "installer.issue", f"installer:{token_id}",
                          f"{purpose}, {'user:' + user.id if user else 'anonymous'}, "
                          f"expires {_when(now + ttl)}")
@@ -476,8 +400,7 @@ class Linking:
     def revoke_installer(self, token_id: str) -> None:
         with self._work():
             now = self.clock()
-            if not self.store.execute("UPDATE installer_tokens SET revoked_at=? WHERE id=? AND "
-                                      "revoked_at IS NULL", now, token_id):
+            if not self.store.revoke_installer_token(token_id, now):
                 raise LinkingError(LinkCode.INVALID_TOKEN, f"no active installer {token_id}")
             self.store.audit(now, "admin", "installer.revoke", f"installer:{token_id}")
 
@@ -489,10 +412,9 @@ class Linking:
             issued = self._issue_installer(user.org_id, user, "classic", ttl, "admin")
             code, _code_id = self._issue_code(user, ttl, "admin")
             now = self.clock()
-            self.store.execute("INSERT INTO invitations (id, kind, org_id, user_id, "
-                               "installer_id, created_at, expires_at) VALUES (?,?,?,?,?,?,?)",
-                               new_id("inv"), "classic", user.org_id, user.id, issued.id, now,
-                               issued.expires_at)
+            self.store.add_invitation(new_id("inv"), "classic", user.org_id, user.id,
+                                      token_hash=None, installer_id=issued.id, now=now,
+                                      expires_at=issued.expires_at)
             self.store.audit(now, "admin", "invite.classic", f"user:{user.id}",
                              f"installer:{issued.id}")
             org = self._org_name(user.org_id)
@@ -522,9 +444,9 @@ class Linking:
             now = self.clock()
             token = self._new("mfv")
             invite_id = new_id("inv")
-            self.store.execute("INSERT INTO invitations (id, kind, org_id, user_id, token_hash, "
-                               "created_at, expires_at) VALUES (?,?,?,?,?,?,?)", invite_id,
-                               "portal", user.org_id, user.id, token_hash(token), now, now + ttl)
+            self.store.add_invitation(invite_id, "portal", user.org_id, user.id,
+                                      token_hash=token_hash(token), installer_id=None, now=now,
+                                      expires_at=now + ttl)
             self.store.audit(now, "admin", "invite.portal", f"user:{user.id}",
                              f"invitation:{invite_id}, expires {_when(now + ttl)}")
             org = self._org_name(user.org_id)
@@ -547,15 +469,13 @@ class Linking:
         printable again at any time, and ``rotate`` makes every earlier link invalid."""
         with self._work():
             self.store.org_settings(org_id)
-            row = self.store.query_one("SELECT generation FROM share_links WHERE org_id=?",
-                                       org_id)
-            generation = int(row[0]) if row else 1
-            if row is None:
-                self.store.execute("INSERT INTO share_links VALUES (?,?)", org_id, generation)
+            stored = self.store.share_generation(org_id)
+            generation = stored or 1
+            if stored is None:
+                self.store.set_share_generation(org_id, generation)
             elif rotate:
                 generation += 1
-                self.store.execute("UPDATE share_links SET generation=? WHERE org_id=?",
-                                   generation, org_id)
+                self.store.set_share_generation(org_id, generation)
                 self.store.audit(self.clock(), "admin", "share_link.rotate", f"org:{org_id}",
                                  f"generation {generation}")
             return f"{self._base()}/portal/signin?org={self._share_token(org_id, generation)}"
@@ -569,24 +489,21 @@ class Linking:
         org_id, _, _mac = token.rpartition(".")
         if not org_id:
             return None
-        row = self.store.query_one("SELECT generation FROM share_links WHERE org_id=?", org_id)
-        if row is None:
+        generation = self.store.share_generation(org_id)
+        if generation is None:
             return None
-        want = self._share_token(org_id, int(row[0]))
+        want = self._share_token(org_id, generation)
         return org_id if hmac.compare_digest(want, token) else None
 
     def add_queue(self, org_id: str, name: str) -> str:
         name = _text(name, "name", max_len=64)
         with self._work():
             self.store.org_settings(org_id)
-            if self.store.query_one("SELECT id FROM print_queues WHERE org_id=? AND name=?",
-                                    org_id, name) or name == DEFAULT_QUEUE:
-                raise LinkingError(LinkCode.CONFLICT, f"queue {name!r} exists already",
-                                   field="name")
             queue_id = new_id("q")
             now = self.clock()
-            self.store.execute("INSERT INTO print_queues VALUES (?,?,?,?)", queue_id, org_id,
-                               name, now)
+            if name == DEFAULT_QUEUE or not self.store.add_queue(queue_id, org_id, name, now):
+                raise LinkingError(LinkCode.CONFLICT, f"queue {name!r} exists already",
+                                   field="name")
             self.store.audit(now, "admin", "queue.add", f"queue:{queue_id}", name)
         return queue_id
 
@@ -598,13 +515,8 @@ class Linking:
     def installs(self, org_id: str, *,
                  include_revoked: bool = False) -> list[tuple[ClientInstall, User | None]]:
         with self.store.transaction():
-            where = "" if include_revoked else " AND revoked_at IS NULL"
-            rows = self.store.query_all(
-                f"SELECT {_INSTALL_COLS} FROM client_installs WHERE org_id=?{where} "  # noqa: S608
-                "ORDER BY created_at, id", org_id)
             out = []
-            for row in rows:
-                inst = _install(row)
+            for inst in self.store.installs_of_org(org_id, include_revoked):
                 out.append((inst, self.store.user(inst.user_id) if inst.user_id else None))
         return out
 
@@ -612,8 +524,7 @@ class Linking:
         """A lost laptop or phone: its token stops working at once."""
         with self._work():
             now = self.clock()
-            if not self.store.execute("UPDATE client_installs SET revoked_at=? WHERE id=? AND "
-                                      "revoked_at IS NULL", now, install_id):
+            if not self.store.revoke_install(install_id, now):
                 raise LinkingError(LinkCode.INVALID_TOKEN, f"no active client {install_id}")
             self._discard_pending(install_id, now, "client revoked")
             self.store.audit(now, "admin", "client.revoke", f"client:{install_id}")
@@ -694,8 +605,7 @@ class Linking:
         return code
 
     def _org_name(self, org_id: str) -> str:
-        row = self.store.query_one("SELECT name FROM orgs WHERE id=?", org_id)
-        return str(row[0]) if row else org_id
+        return self.store.org_name(org_id) or org_id
 
     # ------------------------------------------------------------------ portal: sign-in
 
@@ -743,19 +653,16 @@ class Linking:
     def _open_session(self, user: User, how: str) -> PortalSession:
         now = self.clock()
         token = self._new("mfs")
-        self.store.execute("INSERT INTO portal_sessions VALUES (?,?,?,?,0)", token_hash(token),
-                           user.id, now, now + PORTAL_SESSION_TTL)
+        self.store.add_portal_session(token_hash(token), user.id, now, now + PORTAL_SESSION_TTL)
         self.store.audit(now, f"user:{user.id}", "portal.sign_in", f"user:{user.id}", how)
         return PortalSession(token, user, now + PORTAL_SESSION_TTL)
 
     def _session_user(self, token: str) -> User:
-        row = self.store.query_one("SELECT user_id, expires_at, ended FROM portal_sessions "
-                                   "WHERE token_hash=?", token_hash(_text(token, "session",
-                                                                          max_len=256)))
-        if row is None or row[2] or float(row[1]) <= self.clock():
+        row = self.store.portal_session(token_hash(_text(token, "session", max_len=256)))
+        if row is None or row[2] or row[1] <= self.clock():
             raise LinkingError(ErrorCode.INVALID_SESSION, "your portal session has ended; "
                                "sign in again", field="session")
-        return self._user(str(row[0]))
+        return self._user(row[0])
 
     def session_user(self, token: str) -> User:
         with self._work():
@@ -764,8 +671,7 @@ class Linking:
     def sign_out(self, token: str) -> None:
         with self._work():
             user = self._session_user(token)
-            self.store.execute("UPDATE portal_sessions SET ended=1 WHERE token_hash=?",
-                               token_hash(token))
+            self.store.end_portal_session(token_hash(token))
             self.store.audit(self.clock(), f"user:{user.id}", "portal.sign_out",
                              f"user:{user.id}")
 
@@ -773,10 +679,8 @@ class Linking:
         """The signed-in user and their linked installs (the "Set up my devices" page)."""
         with self._work():
             user = self._session_user(token)
-            rows = self.store.query_all(
-                f"SELECT {_INSTALL_COLS} FROM client_installs WHERE user_id=? AND "  # noqa: S608
-                "revoked_at IS NULL ORDER BY created_at, id", user.id)
-        return user, [_install(r) for r in rows]
+            installs = self.store.installs_of_user(user.id)
+        return user, installs
 
     def accept_invitation(self, token: str, password: str, *, source: str = "") -> PortalSession:
         """A User Portal invitation: choose the first password, and be signed in."""
@@ -790,24 +694,21 @@ class Linking:
         hashed = hash_password(password)  # scrypt, before the transaction takes the lock
         with self._work():
             now = self.clock()
-            row = self.store.query_one("SELECT id, user_id, expires_at, accepted_at FROM "
-                                       "invitations WHERE token_hash=? AND kind='portal'",
-                                       token_hash(token))
-            if row is None or row[3] is not None:
+            row = self.store.one_time("invitation", token_hash(token))
+            if row is None or row.spent:
                 raise LinkingError(LinkCode.INVALID_TOKEN, "this invitation link is not valid "
                                    "or was used already; ask your administrator for a new one",
                                    field="invitation",
                                    trace=("invite.refused", "-", f"from {source or '-'}"))
-            if float(row[2]) <= now:
+            if row.expires_at <= now:
                 raise LinkingError(LinkCode.TOKEN_EXPIRED, "this invitation has expired; ask "
                                    "your administrator for a new one", field="invitation")
-            if not self.store.execute("UPDATE invitations SET accepted_at=? WHERE id=? AND "
-                                      "accepted_at IS NULL", now, row[0]):
+            if not self.store.spend("invitation", row.id, now):
                 raise LinkingError(LinkCode.INVALID_TOKEN, "this invitation was used already",
                                    field="invitation")
-            user = self._user(str(row[1]))
+            user = self._user(row.owner)
             self.store.set_password_hash(user.id, hashed)
-            self.store.audit(now, f"user:{user.id}", "invite.accept", f"invitation:{row[0]}",
+            self.store.audit(now, f"user:{user.id}", "invite.accept", f"invitation:{row.id}",
                              "password set")
             return self._open_session(user, "invitation")
 
@@ -829,12 +730,10 @@ class Linking:
         now = self.clock()
         while True:
             code = _new_code()
-            if self.store.query_one("SELECT id FROM linking_codes WHERE code_hash=?",
-                                    _code_hash(code)) is None:
+            if not self.store.linking_code_taken(_code_hash(code)):
                 break
         code_id = new_id("lc")
-        self.store.execute("INSERT INTO linking_codes VALUES (?,?,?,?,?,NULL)", code_id,
-                           _code_hash(code), user.id, now, now + ttl)
+        self.store.add_linking_code(code_id, _code_hash(code), user.id, now, now + ttl)
         self.store.audit(now, actor, "linking_code.issue", f"user:{user.id}",
                          f"code:{code_id}, expires {_when(now + ttl)}")
         return code, code_id
@@ -854,46 +753,39 @@ class Linking:
         os_user = _text(os_user, "os_user", max_len=64, required=kind == "workstation")
         with self._work():
             now = self.clock()
-            row = self.store.query_one("SELECT id, org_id, user_id, purpose, expires_at, "
-                                       "revoked_at FROM installer_tokens WHERE token_hash=?",
-                                       token_hash(token))
-            if row is None or row[5] is not None:
+            row = self.store.installer_token(token_hash(token))
+            if row is None or row[5]:
                 raise LinkingError(LinkCode.INVALID_TOKEN, "this installer is not valid (any "
                                    "more); ask your administrator for a new one",
                                    field="installer_token",
                                    trace=("client.register_refused", "-",
                                           f"unknown installer token from {source or '-'}"))
-            if float(row[4]) <= now:
+            if row[4] <= now:
                 raise LinkingError(LinkCode.TOKEN_EXPIRED, "this installer has expired; get a "
                                    "new one from your invitation or the User Portal",
                                    field="installer_token",
                                    trace=("client.register_refused", f"installer:{row[0]}",
                                           "expired"))
-            user = self._user(str(row[2])) if row[2] else None
-            self.store.execute("UPDATE installer_tokens SET uses = uses + 1 WHERE id=?", row[0])
-            return self._register(str(row[1]), kind, machine, os_user, user,
+            user = self._user(row[2]) if row[2] else None
+            self.store.count_installer_use(row[0])
+            return self._register(row[1], kind, machine, os_user, user,
                                   f"installer:{row[3]}", f"installer:{row[0]}")
 
     def _register(self, org_id: str, kind: str, machine: str, os_user: str, user: User | None,
                   via: str, actor: str) -> Registered:
         now = self.clock()
-        for (old_id,) in self.store.query_all(
-                "SELECT id FROM client_installs WHERE org_id=? AND kind=? AND machine=? AND "
-                "os_user=? AND revoked_at IS NULL", org_id, kind, machine, os_user):
-            self.store.execute("UPDATE client_installs SET revoked_at=? WHERE id=?", now, old_id)
-            self._discard_pending(str(old_id), now, "client replaced")
+        for old_id in self.store.seat_installs(org_id, kind, machine, os_user):
+            self.store.revoke_install(old_id, now)
+            self._discard_pending(old_id, now, "client replaced")
             self.store.audit(now, actor, "client.replace", f"client:{old_id}",
                              "the same seat registered again")
         token = self._new("mfu" if kind == "mobile" else "mfc")
         install = ClientInstall(new_id("ci"), org_id, kind, machine, os_user,
                                 user.id if user else None, via, now, now if user else None, None)
         try:
-            self.store.execute(f"INSERT INTO client_installs ({_INSTALL_COLS}, "  # noqa: S608
-                               "token_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)", install.id, org_id,
-                               kind, machine, os_user, install.user_id, via, now,
-                               install.linked_at, None, token_hash(token))
+            self.store.add_install(install, token_hash(token))
         except ConflictError:
-            # Another registration of this seat committed between our UPDATE and INSERT.
+            # Another registration of this seat committed between the revocation and this insert.
             raise LinkingError(LinkCode.CONFLICT, "this device is registering twice at once; "
                                "try again") from None
         seat = f"{kind} {machine!r}" + (f" os user {os_user!r}" if os_user else "")
@@ -905,17 +797,14 @@ class Linking:
         for job in self.store.jobs_of_client(install_id, "PENDING_AUTH"):
             if self.store.delete_job(job.id, now):
                 self.store.audit(now, "cloud", "job.discard", f"job:{job.id}", why)
-        self.store.execute("UPDATE auth_requests SET used_at=? WHERE client_id=? AND "
-                           "used_at IS NULL", now, install_id)
+        self.store.close_auth_requests(install_id, now)
 
     def _install_by_token(self, token: str) -> ClientInstall:
-        row = self.store.query_one(
-            f"SELECT {_INSTALL_COLS} FROM client_installs WHERE token_hash=? "  # noqa: S608
-            "AND revoked_at IS NULL", token_hash(_text(token, "token", max_len=256)))
-        if row is None:
+        install = self.store.install_by_token(token_hash(_text(token, "token", max_len=256)))
+        if install is None:
             raise LinkingError(LinkCode.INVALID_TOKEN, "this client is not registered (or was "
                                "replaced or revoked); link it again", field="token")
-        return _install(row)
+        return install
 
     def client_state(self, token: str) -> ClientState:
         """What a client shows: who it is linked to, its queues, the user's held jobs."""
@@ -976,9 +865,8 @@ class Linking:
                                         state="PENDING_AUTH", client_id=install.id)
             request = self._new("mfa")
             request_id = new_id("ar")
-            self.store.execute("INSERT INTO auth_requests (id, token_hash, client_id, job_id, "
-                               "created_at, expires_at) VALUES (?,?,?,?,?,?)", request_id,
-                               token_hash(request), install.id, job_id, now, now + AOP_TTL)
+            self.store.add_auth_request(request_id, token_hash(request), install.id, job_id, now,
+                                        now + AOP_TTL)
             self.store.audit(now, actor, "job.pending_auth", f"job:{job_id}",
                              f"auth request {request_id}, {len(data)} bytes")
             after = ("your document then waits for you at the copier"
@@ -991,22 +879,20 @@ class Linking:
     # ------------------------------------------------------------------ Authenticate-on-Print
 
     def _auth_request(self, request: str) -> tuple[str, ClientInstall, float]:
-        row = self.store.query_one("SELECT id, client_id, expires_at, used_at FROM "
-                                   "auth_requests WHERE token_hash=?",
-                                   token_hash(_text(request, "request", max_len=256)))
-        if row is None or row[3] is not None:
+        row = self.store.one_time("auth_request",
+                                  token_hash(_text(request, "request", max_len=256)))
+        if row is None or row.spent:
             raise LinkingError(LinkCode.INVALID_TOKEN, "this sign-in link is not valid or was "
                                "used already; print again to get a new one", field="request",
                                trace=("aop.refused", "-", "unknown or used auth request"))
-        if float(row[2]) <= self.clock():
+        if row.expires_at <= self.clock():
             raise LinkingError(LinkCode.TOKEN_EXPIRED, "this sign-in link has expired; print "
                                "again to get a new one", field="request")
-        inst = self.store.query_one(f"SELECT {_INSTALL_COLS} FROM client_installs "  # noqa: S608
-                                    "WHERE id=?", row[1])
-        if inst is None or inst[9] is not None:
+        inst = self.store.install(row.owner)
+        if inst is None or inst.revoked_at is not None:
             raise LinkingError(LinkCode.INVALID_TOKEN, "this computer's printer was removed; "
                                "print again", field="request")
-        return str(row[0]), _install(inst), float(row[2])
+        return row.id, inst, row.expires_at
 
     def aop_request(self, session_token: str, request: str) -> AuthRequest:
         """What the user is about to confirm: which machine and OS user, which jobs."""
@@ -1032,26 +918,19 @@ class Linking:
                                    "organisation", field="request", actor=f"user:{user.id}",
                                    trace=("aop.refused", f"client:{install.id}", "other org"))
             # Guarded: of two people racing with two sign-in links of one install, one wins.
-            if not self.store.execute("UPDATE client_installs SET user_id=?, linked_at=?, "
-                                      "via='aop' WHERE id=? AND user_id IS NULL AND "
-                                      "revoked_at IS NULL", user.id, now, install.id):
+            if not self.store.link_install(install.id, user.id, now, "aop"):
                 raise LinkingError(LinkCode.INVALID_TOKEN, "this computer is linked already",
                                    field="request")
-            self.store.execute("UPDATE auth_requests SET used_at=? WHERE client_id=? AND "
-                               "used_at IS NULL", now, install.id)
-            self.store.execute("UPDATE auth_requests SET user_id=? WHERE id=?", user.id,
-                               request_id)
+            self.store.close_auth_requests(install.id, now)
+            self.store.set_auth_request_user(request_id, user.id)
             settings = self.store.org_settings(install.org_id)
             joined: list[str] = []
             discarded: list[str] = []
             for job in self.store.jobs_of_client(install.id, "PENDING_AUTH"):
                 if settings.aop_pending == "join":
                     # Guarded too: a job that expired meanwhile stays expired.
-                    if self.store.execute(
-                            "UPDATE jobs SET owner_id=?, state='HELD', expires_at=?, "
-                            "updated_at=? WHERE id=? AND state='PENDING_AUTH' AND "
-                            "owner_id IS NULL", user.id,
-                            job.submitted_at + settings.hold_hours * 3600, now, job.id):
+                    if self.store.adopt_pending_job(
+                            job.id, user.id, job.submitted_at + settings.hold_hours * 3600, now):
                         joined.append(job.id)
                         self.store.audit(now, f"user:{user.id}", "job.join", f"job:{job.id}",
                                          f"owner user:{user.id} after sign-in")
@@ -1092,20 +971,18 @@ class Linking:
         with self._work():
             now = self.clock()
             self._check_locks(pairs, now)
-            row = self.store.query_one("SELECT id, user_id, expires_at, used_at FROM "
-                                       "linking_codes WHERE code_hash=?", _code_hash(code))
-            if row is None or row[3] is not None or float(row[2]) <= now:
+            row = self.store.one_time("linking_code", _code_hash(code))
+            if row is None or row.spent or row.expires_at <= now:
                 raise LinkingError(LinkCode.INVALID_CODE, "this linking code is not valid; make "
                                    "a new one in the User Portal", field="linking_code",
                                    trace=("mobile.wrong_code",
-                                          f"code:{row[0]}" if row else "-",
+                                          f"code:{row.id}" if row else "-",
                                           f"from {source or '-'}"),
                                    guess=pairs)
-            if not self.store.execute("UPDATE linking_codes SET used_at=? WHERE id=? AND "
-                                      "used_at IS NULL", now, row[0]):
+            if not self.store.spend("linking_code", row.id, now):
                 raise LinkingError(LinkCode.INVALID_CODE, "this linking code was used already",
                                    field="linking_code")
-            user = self._user(str(row[1]))
+            user = self._user(row.owner)
             return self._register(user.org_id, "mobile", app_id, "", user, "mobile:code",
                                   f"user:{user.id}")
 
@@ -1115,11 +992,7 @@ class Linking:
         """Forget sessions, codes and sign-in links a day past their expiry."""
         before = self.clock() - DAY
         with self.store.transaction():
-            return (self.store.execute("DELETE FROM portal_sessions WHERE expires_at < ?", before)
-                    + self.store.execute("DELETE FROM linking_codes WHERE expires_at < ?",
-                                         before)
-                    + self.store.execute("DELETE FROM auth_requests WHERE expires_at < ?",
-                                         before))
+            return self.store.purge_linking(before)
 
 
 def _install_with_user(install: ClientInstall, user_id: str, now: float) -> ClientInstall:

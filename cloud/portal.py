@@ -57,7 +57,6 @@ from urllib.parse import unquote, urlsplit
 from cloud import devices
 from cloud.linking import (
     MAX_DOCUMENT,
-    ClientInstall,
     Issued,
     LinkCode,
     Linking,
@@ -65,7 +64,8 @@ from cloud.linking import (
     PortalSession,
     Registered,
 )
-from cloud.store import Job, User, open_store
+from cloud.storage.factory import open_store
+from cloud.storage.port import ClientInstall, Job, User
 from protocol.errors import ErrorCode, MfdError
 
 log = logging.getLogger(__name__)

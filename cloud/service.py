@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
-from cloud.store import MAX_CARDS_PER_USER, Job, JobStateError, Store, User, new_id
+from cloud.storage.port import MAX_CARDS_PER_USER, Job, JobStateError, Store, User, new_id
 from cloud.throttle import DEVICE_POLICY, ORG_POLICY, UNKNOWN_AUDIT_EVERY, ThrottlePolicy
 from protocol import messages as m
 from protocol.errors import ErrorCode, MfdError, ProtocolError, StoreError
@@ -477,7 +477,7 @@ class CloudService:
         job = self._released_job(device_id, req.release_id, req.job_id)
         if job.state == "RELEASING":
             now = self.clock()
-            # The state above was read before the guarded UPDATE: a racing report of the same
+            # The state above was read before the guarded update: a racing report of the same
             # printing (a redelivery, a reconcile) may have won meanwhile, and then it is
             # recorded already; anything else that won is what the job is now.
             if self.store.set_printed(job.id, now):

@@ -18,7 +18,7 @@ administrator (:func:`active`) and can be lifted early (:func:`lift`), which is 
 
 The buckets are kept in the store as a "theoretical arrival time" (GCRA): one number per bucket,
 moved on by one refill interval per unknown badge and never below now; the bucket is empty when
-it is more than ``burst`` intervals ahead. One atomic UPDATE per unknown badge, so workers
+it is more than ``burst`` intervals ahead. One atomic update per unknown badge, so workers
 sharing a store agree without locks of their own.
 
 Audit: unknown badges are not one row each (a flood would fill the log); the first one after a
@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cloud.store import SqlStore
+from cloud.storage.port import CloudStore
 from protocol.errors import StoreError
 
 
@@ -77,14 +77,14 @@ class Throttle:
     refused: int  # card lookups refused since it started
 
 
-def active(store: SqlStore, now: float | None = None) -> list[Throttle]:
+def active(store: CloudStore, now: float | None = None) -> list[Throttle]:
     """Every throttle in force, the one ending soonest first (for ``mfd admin throttles``)."""
     at = time.time() if now is None else now
     with store.transaction():
         return [Throttle(*row) for row in store.active_throttles(at)]
 
 
-def lift(store: SqlStore, scope: str, subject: str, now: float | None = None,
+def lift(store: CloudStore, scope: str, subject: str, now: float | None = None,
          actor: str = "admin") -> Throttle:
     """End a throttle now (audited); the bucket is full again. A device or org that is not
     throttled is an error, so a mistyped id does not say "lifted"."""

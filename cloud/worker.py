@@ -38,7 +38,7 @@ from paho.mqtt.properties import Properties
 
 from cloud import devices
 from cloud.service import CloudService, record_status
-from cloud.store import SqlStore
+from cloud.storage.port import CloudStore
 from mqtt_client import jitter_reconnect, new_client
 from protocol import messages as m
 from protocol import topics
@@ -73,7 +73,6 @@ class CloudWorker:
         self._stopping = threading.Event()
         self._service: CloudService | None = None  # created on paho's thread, used only there
         self.busy_after = busy_after
-        self._device_schema = False
         self.receive_maximum = receive_maximum
         self.busy = 0
         self._connected = threading.Event()
@@ -151,8 +150,6 @@ class CloudWorker:
 
     def _chores(self) -> None:
         service = self.service_factory()
-        if isinstance(service.store, SqlStore):
-            devices.ensure_schema(service.store)  # once: the device tables the chores read
         next_housekeeping = 0.0
         while True:
             now = time.monotonic()
@@ -171,7 +168,7 @@ class CloudWorker:
         device gets it now or when it next connects. Several workers may publish the same
         version: the device ignores a version it already has."""
         store = service.store
-        if not isinstance(store, SqlStore) or not self._connected.is_set():
+        if not isinstance(store, CloudStore) or not self._connected.is_set():
             return
         for device_id, payload, version in devices.pending_pushes(store, service.clock()):
             info = self.client.publish(topics.command_topic(device_id), payload, qos=1,
@@ -188,10 +185,7 @@ class CloudWorker:
             log.info("device %s sent a bad event: %s", device_id, exc.message)
             return
         store = service.store
-        if isinstance(store, SqlStore):
-            if not self._device_schema:
-                devices.ensure_schema(store)
-                self._device_schema = True
+        if isinstance(store, CloudStore):
             devices.record_ack(store, device_id, ack, service.clock())
         if not ack.applied:
             log.warning("device %s refused config version %d: %s", device_id, ack.version,
@@ -205,10 +199,7 @@ class CloudWorker:
             return
         if leaf == "status":
             record_status(service.store, device_id, bytes(msg.payload), service.clock())
-            if isinstance(service.store, SqlStore):
-                if not self._device_schema:
-                    devices.ensure_schema(service.store)
-                    self._device_schema = True
+            if isinstance(service.store, CloudStore):
                 # Which engine it prints on: an emulated one must show in `mfd admin devices`.
                 devices.record_engine(service.store, device_id, bytes(msg.payload),
                                       service.clock())

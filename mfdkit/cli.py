@@ -37,7 +37,7 @@ _CREATES_STORE = ("init", "demo")
 
 
 def _store(url: str, *, create: bool = False) -> Any:
-    from cloud.store import open_store
+    from cloud.storage.factory import open_store
 
     if not create and url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
@@ -248,7 +248,7 @@ def _build_device(args: argparse.Namespace) -> Any:
 
 def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.service import CloudService
-    from cloud.store import open_store
+    from cloud.storage.factory import open_store
     from cloud.worker import CloudWorker
     from protocol.address import BrokerAddress
 
@@ -499,7 +499,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "org-settings":
             from dataclasses import replace as _replace
 
-            from cloud.store import OrgSettings
+            from cloud.storage.port import OrgSettings
 
             with store.transaction():
                 current = store.org_settings(args.org)

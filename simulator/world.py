@@ -18,7 +18,7 @@ from pathlib import Path
 from cloud.demo import DEMO_DEVICES, DEMO_USERS, demo_document, seed_demo
 from cloud.directory import submit_job
 from cloud.service import CloudService
-from cloud.sqlite_store import SqliteStore
+from cloud.storage.sqlite import SqliteStore
 from cloud.worker import CloudWorker
 from device_app.app import DeviceApp
 from device_app.mqtt_link import MqttCloudLink

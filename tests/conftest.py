@@ -22,7 +22,8 @@ from pg import NoServer, ScratchDatabase, fresh_database, unavailable
 import simulator.pcscd  # noqa: F401
 from cloud.demo import seed_demo
 from cloud.service import CloudService
-from cloud.store import SqlStore, open_store
+from cloud.storage.factory import open_store
+from cloud.storage.sql import SqlStore
 from cloud.worker import CloudWorker
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker

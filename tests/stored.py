@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cloud.sqlite_store import SqliteStore
-from cloud.store import SqlStore
+from cloud.storage.sql import SqlStore
+from cloud.storage.sqlite import SqliteStore
 
 
 def stored_bytes(store: SqlStore) -> bytes:

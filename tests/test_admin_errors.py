@@ -140,7 +140,7 @@ def test_device_config_is_checked_with_the_device_schema(admin) -> None:  # type
 def test_after_a_refusal_the_next_version_says_what_it_still_carries(
         admin, store_url: str) -> None:  # type: ignore[no-untyped-def]
     from cloud import devices
-    from cloud.store import open_store
+    from cloud.storage.factory import open_store
     from protocol import messages as m
 
     spec = '["replay:/var/lib/mfdkit/badges.rec"]'  # a file only the device can look for

@@ -39,7 +39,7 @@ from cloud.broker_accounts import (
     password_hash,
 )
 from cloud.demo import seed_demo
-from cloud.sqlite_store import SqliteStore
+from cloud.storage.sqlite import SqliteStore
 from protocol import topics
 from protocol.address import BrokerAddress
 from protocol.errors import ProtocolError

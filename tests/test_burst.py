@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
-from cloud.store import open_store
+from cloud.storage.factory import open_store
 from cloud.throttle import UNTHROTTLED
 from cloud.worker import CloudWorker
 from protocol import messages as m

@@ -18,10 +18,10 @@ from pg import NoServer, ScratchDatabase, fresh_database, unavailable
 from cloud import throttle
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.directory import add_card
-from cloud.pg_store import PostgresStore
 from cloud.service import CloudService
-from cloud.sqlite_store import SqliteStore
-from cloud.store import SqlStore
+from cloud.storage.postgres import PostgresStore
+from cloud.storage.sql import SqlStore
+from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
 from protocol.errors import RemoteError, StoreError
 

@@ -155,7 +155,7 @@ def test_admin_sets_org_policy_and_lifts_locks(tmp_path: Path) -> None:
     bad = run("admin", "--store", store_url, "org-settings", "--org", "org_demo",
               "--hold-hours", "100")
     assert bad.returncode == 1 and "0.5 to 72 hours" in bad.stderr
-    from cloud.sqlite_store import SqliteStore
+    from cloud.storage.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "c.db")
     with store.transaction():

@@ -13,7 +13,7 @@ from stored import stored_bytes
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
-from cloud.store import open_store
+from cloud.storage.factory import open_store
 from protocol import messages as m
 from protocol.errors import RemoteError
 
@@ -293,7 +293,7 @@ def test_self_association_links_an_unknown_badge(timed: tuple[CloudService, Cloc
 
 def test_a_third_card_replaces_the_oldest_or_is_refused_by_policy(
         timed: tuple[CloudService, Clock]) -> None:
-    from cloud.store import OrgSettings
+    from cloud.storage.port import OrgSettings
 
     service, clock = timed
     store = service.store
@@ -325,7 +325,7 @@ def test_a_card_of_another_user_cannot_be_taken_over(timed: tuple[CloudService, 
 
 
 def test_release_all_with_changes_and_policy(timed: tuple[CloudService, Clock]) -> None:
-    from cloud.store import OrgSettings
+    from cloud.storage.port import OrgSettings
 
     service, _ = timed
     alice = login(service)

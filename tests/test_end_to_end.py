@@ -232,7 +232,7 @@ def test_a_logged_in_user_sees_their_jobs_again_after_the_broker_comes_back(
         tmp_path: Any, store_url: str) -> None:
     from cloud.demo import seed_demo
     from cloud.service import CloudService
-    from cloud.store import open_store
+    from cloud.storage.factory import open_store
     from cloud.worker import CloudWorker
     from protocol.address import BrokerAddress
     from readers.sim_reader import SimReader

@@ -25,7 +25,9 @@ from cloud.linking import (
     Registered,
 )
 from cloud.service import MAX_FAILURES
-from cloud.store import OrgSettings, SqlStore, open_store
+from cloud.storage.factory import open_store
+from cloud.storage.port import OrgSettings
+from cloud.storage.sql import SqlStore
 
 ALICE, BOB, CHEN = (u.email for u in DEMO_USERS)
 PASSWORD = "correct horse battery"

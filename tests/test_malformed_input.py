@@ -29,10 +29,10 @@ from paho.mqtt.properties import Properties
 from pg import NoServer, ScratchDatabase, fresh_database, unavailable
 
 from cloud.demo import DEMO_USERS, seed_demo
-from cloud.pg_store import PostgresStore
 from cloud.service import CloudService, record_status
-from cloud.sqlite_store import SqliteStore
-from cloud.store import SqlStore
+from cloud.storage.postgres import PostgresStore
+from cloud.storage.sql import SqlStore
+from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import ErrorCode, RemoteError

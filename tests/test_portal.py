@@ -20,7 +20,8 @@ from cloud.demo import DEMO_USERS, seed_demo
 from cloud.directory import set_password
 from cloud.linking import DEFAULT_QUEUE, Linking
 from cloud.portal import PortalServer, start_portal
-from cloud.store import SqlStore, open_store
+from cloud.storage.factory import open_store
+from cloud.storage.sql import SqlStore
 from protocol.errors import RemoteError
 
 ALICE, BOB, CHEN = (u.email for u in DEMO_USERS)

@@ -15,9 +15,11 @@ import pytest
 from pg import ScratchDatabase
 
 from cloud.demo import DEMO_USERS, seed_demo
-from cloud.pg_store import PostgresStore, pg_sql
 from cloud.service import CloudService
-from cloud.store import ConflictError, JobStateError, OrgSettings, SqlStore, open_store
+from cloud.storage.factory import open_store
+from cloud.storage.port import ConflictError, JobStateError, OrgSettings
+from cloud.storage.postgres import PostgresStore, pg_sql
+from cloud.storage.sql import SqlStore
 from protocol import messages as m
 from protocol.errors import ErrorCode, RemoteError, StoreError
 

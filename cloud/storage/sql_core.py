@@ -1,228 +1,28 @@
-"""Storage port of the reference cloud, and the SQL it is built from.
+"""The queries of the copier-facing service and of administration: stored answers, orgs, users,
+cards and codes, guessing and throttles, devices and their status, sessions, jobs, audit.
 
-The service (cloud/service.py) speaks only to the :class:`Store` protocol. Every request the
-service handles runs inside one ``transaction()``: the work and the stored answer of a mutating
-request commit together or not at all, so a crash between them cannot do half of it, and a
-repeat of the same request finds the answer instead of doing the work again.
-
-:class:`SqlStore` holds every query, written once in the subset of SQL that SQLite and
-PostgreSQL share, with ``?`` placeholders; a backend (cloud/sqlite_store.py,
-cloud/pg_store.py) supplies connections, transactions, column types and its placeholder style.
-Concurrency does not rely on isolation levels: every state change is a guarded ``UPDATE ...
-WHERE state = ...`` whose row count says whether it won, and stored answers have a primary key,
-so two workers racing on one request cannot both do it.
-
-Secrets never sit in clear: card numbers and access codes as keyed hashes (cloud/hashing.py),
-passwords as scrypt hashes, session tokens as SHA-256 of the token.
+Written once for both backends with ``?`` placeholders (cloud/storage/sql_base.py). Every state
+change is a guarded ``UPDATE ... WHERE state = ...`` whose row count says whether it won.
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Protocol
+from dataclasses import fields
+from typing import Any
 
-from protocol.errors import ErrorCode, StoreError
-
-HOLD_HOURS_MIN, HOLD_HOURS_MAX, HOLD_HOURS_DEFAULT = 0.5, 72.0, 8.0
-MAX_CARDS_PER_USER = 2
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    id: str
-    org_id: str
-    email: str
-    display_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class OrgSettings:
-    hold_hours: float = HOLD_HOURS_DEFAULT
-    #: A third card for a user: "replace_oldest" or "refuse".
-    card_policy: str = "replace_oldest"
-    #: May a user turn colour to grey, 1- to 2-sided, and change copies at release?
-    release_changes: bool = True
-    #: Authenticate-on-Print: the job that triggered sign-in "join"s the queue, or the user is
-    #: asked to "print_again" (the seed's default).
-    aop_pending: str = "print_again"
-
-    def __post_init__(self) -> None:
-        if not HOLD_HOURS_MIN <= self.hold_hours <= HOLD_HOURS_MAX:
-            raise StoreError(f"hold time must be {HOLD_HOURS_MIN:g} to {HOLD_HOURS_MAX:g} hours, "
-                             f"not {self.hold_hours:g}", code="config_invalid")
-        if self.card_policy not in ("replace_oldest", "refuse"):
-            raise StoreError("card policy must be replace_oldest or refuse", code="config_invalid")
-        if self.aop_pending not in ("join", "print_again"):
-            raise StoreError("pending-job policy must be join or print_again",
-                             code="config_invalid")
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    device_id: str
-    user_id: str
-    expires_at: float
-    ended: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: str
-    owner_id: str
-    name: str
-    pages: int
-    color: bool
-    duplex: bool
-    copies: int
-    size: int
-    sha256: str
-    submitted_at: float
-    source: str
-    state: str  # PENDING_AUTH, HELD, RELEASING, PRINTED, DELETED, EXPIRED
-    release_id: str | None
-    device_id: str | None
-    expires_at: float
-    client_id: str | None
-
-
-class JobStateError(StoreError):
-    """A job operation that the job's state does not allow (names the job)."""
-
-    def __init__(self, message: str, code: ErrorCode, job_id: str) -> None:
-        super().__init__(message, code=code.value)
-        self.error_code = code
-        self.job_id = job_id
-
-
-class ConflictError(StoreError):
-    """A unique key was taken: by a concurrent worker, or by existing data."""
-
-    code = "conflict"
-
-
-class Store(Protocol):
-    """What the cloud service needs from storage. All calls run inside ``transaction()``."""
-
-    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
-    def stored_reply(self, device_id: str, request_id: str) -> tuple[str, bytes] | None: ...
-    def store_reply(self, device_id: str, request_id: str, kind: str, reply: bytes,
-                    now: float) -> None: ...
-    def device_org(self, device_id: str) -> str | None: ...
-    def org_secret(self, org_id: str) -> bytes: ...
-    def org_settings(self, org_id: str) -> OrgSettings: ...
-    def user_by_card(self, org_id: str, card_hash: str) -> User | None: ...
-    def user_by_code(self, org_id: str, code_hash: str) -> User | None: ...
-    def user_by_email(self, email: str) -> User | None: ...
-    def password_hash(self, user_id: str) -> str | None: ...
-    def user(self, user_id: str) -> User | None: ...
-    def user_cards(self, user_id: str) -> list[tuple[str, float]]: ...
-    def add_card(self, org_id: str, card_hash: str, user_id: str, now: float) -> None: ...
-    def remove_card(self, org_id: str, card_hash: str) -> bool: ...
-    def record_failure(self, scope: str, subject: str, now: float, window: float) -> int: ...
-    def lock(self, scope: str, subject: str, until: float) -> None: ...
-    def locked_until(self, scope: str, subject: str, now: float) -> float | None: ...
-    def clear_failures(self, scope: str, subject: str) -> None: ...
-    def throttled(self, device_id: str, org_id: str,
-                  now: float) -> tuple[str, str, float] | None: ...
-    def spend_token(self, scope: str, subject: str, now: float, interval: float) -> float: ...
-    def start_throttle(self, scope: str, subject: str, now: float, until: float) -> bool: ...
-    def unknown_card_to_audit(self, device_id: str, now: float, every: float) -> int: ...
-    def unknown_cards_unaudited(self, now: float, every: float) -> list[tuple[str, int]]: ...
-    def create_session(self, token_hash: str, device_id: str, user_id: str,
-                       expires_at: float) -> None: ...
-    def session(self, token_hash: str) -> Session | None: ...
-    def extend_session(self, token_hash: str, expires_at: float) -> None: ...
-    def end_session(self, token_hash: str) -> None: ...
-    def held_jobs(self, user_id: str, offset: int, limit: int,
-                  now: float) -> tuple[list[Job], int]: ...
-    def jobs(self, job_ids: Sequence[str]) -> list[Job]: ...
-    def set_releasing(self, job_id: str, release_id: str, device_id: str, now: float) -> None: ...
-    def create_release(self, release_id: str, device_id: str, user_id: str, now: float,
-                       options: str = "") -> None: ...
-    def release_device(self, release_id: str) -> str | None: ...
-    def release_options(self, release_id: str) -> str: ...
-    def document(self, job_id: str, offset: int, length: int) -> bytes: ...
-    def set_printed(self, job_id: str, now: float) -> bool: ...
-    def set_held(self, job_id: str, now: float) -> bool: ...
-    def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool: ...
-    def mark_fetched(self, job_id: str, now: float) -> None: ...
-    def lapse_unfetched_releases(self, before: float, now: float) -> list[str]: ...
-    def expire_jobs(self, now: float, limit: int = 500) -> list[Job]: ...
-    def purge_replies(self, before: float) -> int: ...
-    def purge_sessions(self, before: float) -> int: ...
-    def device_status(self, device_id: str) -> tuple[str, int] | None: ...
-    def record_status(self, device_id: str, state: str, epoch: int, now: float) -> None: ...
-    def audit(self, now: float, actor: str, action: str, subject: str,
-              detail: str = "") -> None: ...
-
-
-# The schema in the subset both backends take; {blob}, {real} and {auto_id} are the backend's.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS orgs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, secret {blob} NOT NULL,
-    hold_hours {real} NOT NULL DEFAULT 8, card_policy TEXT NOT NULL DEFAULT 'replace_oldest',
-    release_changes INTEGER NOT NULL DEFAULT 1,
-    aop_pending TEXT NOT NULL DEFAULT 'print_again');
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id),
-    email TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, password_hash TEXT);
-CREATE TABLE IF NOT EXISTS cards (
-    org_id TEXT NOT NULL, card_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
-    added_at {real} NOT NULL, PRIMARY KEY (org_id, card_hash));
-CREATE INDEX IF NOT EXISTS cards_user ON cards (user_id);
-CREATE TABLE IF NOT EXISTS access_codes (
-    org_id TEXT NOT NULL, code_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
-    PRIMARY KEY (org_id, code_hash));
-CREATE UNIQUE INDEX IF NOT EXISTS access_codes_user ON access_codes (user_id);
-CREATE TABLE IF NOT EXISTS failures (
-    scope TEXT NOT NULL, subject TEXT NOT NULL, at {real} NOT NULL);
-CREATE INDEX IF NOT EXISTS failures_subject ON failures (scope, subject, at);
-CREATE TABLE IF NOT EXISTS lockouts (
-    scope TEXT NOT NULL, subject TEXT NOT NULL, until {real} NOT NULL,
-    PRIMARY KEY (scope, subject));
-CREATE TABLE IF NOT EXISTS throttles (
-    scope TEXT NOT NULL, subject TEXT NOT NULL, tat {real} NOT NULL DEFAULT 0,
-    until {real} NOT NULL DEFAULT 0, started_at {real} NOT NULL DEFAULT 0,
-    refused BIGINT NOT NULL DEFAULT 0, unaudited BIGINT NOT NULL DEFAULT 0,
-    audited_at {real} NOT NULL DEFAULT 0, PRIMARY KEY (scope, subject));
-CREATE TABLE IF NOT EXISTS devices (
-    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'unknown', epoch BIGINT NOT NULL DEFAULT -1,
-    status_at {real} NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL,
-    expires_at {real} NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, owner_id TEXT REFERENCES users(id), name TEXT NOT NULL,
-    pages INTEGER NOT NULL, color INTEGER NOT NULL, duplex INTEGER NOT NULL,
-    copies INTEGER NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,
-    submitted_at {real} NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
-    release_id TEXT, device_id TEXT, updated_at {real} NOT NULL,
-    expires_at {real} NOT NULL, client_id TEXT, fetched_at {real});
-CREATE INDEX IF NOT EXISTS jobs_owner_state ON jobs (owner_id, state, submitted_at);
-CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (state, expires_at);
-CREATE TABLE IF NOT EXISTS documents (
-    job_id TEXT PRIMARY KEY REFERENCES jobs(id), data {blob} NOT NULL);
-CREATE TABLE IF NOT EXISTS releases (
-    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL,
-    created_at {real} NOT NULL, options TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS replies (
-    device_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, reply {blob} NOT NULL,
-    created_at {real} NOT NULL, PRIMARY KEY (device_id, request_id));
-CREATE INDEX IF NOT EXISTS replies_age ON replies (created_at);
-CREATE TABLE IF NOT EXISTS audit (
-    id {auto_id}, at {real} NOT NULL, actor TEXT NOT NULL,
-    action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
-"""
-
-#: Columns added after a table was first released: (table, column, type), added to old stores.
-COLUMNS_ADDED: tuple[tuple[str, str, str], ...] = (
-    ("jobs", "fetched_at", "{real}"),
-    ("device_configs", "pushed_at", "{real} NOT NULL DEFAULT 0"),
+from cloud.storage.port import (
+    ConflictError,
+    Job,
+    JobStateError,
+    OrgSettings,
+    Session,
+    User,
+    new_id,
 )
+from cloud.storage.sql_base import SqlBase
+from protocol.errors import ErrorCode, StoreError
 
 # SQL below is built only from these constants and "?" placeholders (hence the S608 noqa marks);
 # every value travels as a bound parameter.
@@ -236,83 +36,9 @@ def _job(row: Sequence[Any]) -> Job:
                row[8], row[9], row[10], row[11], row[12], row[13], row[14], row[15])
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
 
-
-class SqlStore:
-    """Every query of the cloud. Backends subclass it with connections and transactions."""
-
-    #: Column types and the auto-numbered key, per backend.
-    BLOB: ClassVar[str] = "BLOB"
-    REAL: ClassVar[str] = "REAL"
-    AUTO_ID: ClassVar[str] = "INTEGER PRIMARY KEY AUTOINCREMENT"
-    #: The backend's "unique key taken" exceptions (translated into ConflictError).
-    INTEGRITY: ClassVar[tuple[type[Exception], ...]] = ()
-
-    url: str = ""
-
-    # -- the backend supplies these four
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _run(self, sql: str, args: Sequence[Any]) -> Any:
-        """Execute with ``?`` placeholders; returns a cursor."""
-        raise NotImplementedError
-
-    def _document_slice_sql(self) -> str:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    # -- generic access, also for modules that own tables of their own (cloud/linking.py)
-    def ddl(self, schema: str) -> list[str]:
-        text = schema.format(blob=self.BLOB, real=self.REAL, auto_id=self.AUTO_ID)
-        return [s.strip() for s in text.split(";") if s.strip()]
-
-    def add_schema(self, schema: str) -> None:
-        with self.transaction():
-            for statement in self.ddl(schema):
-                self._run(statement, ())
-        for table, column, kind in COLUMNS_ADDED:
-            self.ensure_column(table, column, kind)
-
-    def ensure_column(self, table: str, column: str, kind: str) -> None:
-        """Add a column a newer release introduced to a store an older one created (the
-        tables themselves are created IF NOT EXISTS, which leaves their columns alone).
-        Savepoints keep a failed probe from spoiling an enclosing transaction (PostgreSQL)."""
-        with self.transaction():
-            if self._try(f"SELECT {column} FROM {table} WHERE 1 = 0"):  # noqa: S608
-                return
-            self._try(f"ALTER TABLE {table} ADD COLUMN {column} "
-                      + kind.format(blob=self.BLOB, real=self.REAL))
-
-    def _try(self, sql: str) -> bool:
-        self._run("SAVEPOINT mfd_try", ())
-        try:
-            self._run(sql, ())
-        except Exception:  # the statement failing is the answer (no such column or table)
-            self._run("ROLLBACK TO SAVEPOINT mfd_try", ())
-            self._run("RELEASE SAVEPOINT mfd_try", ())
-            return False
-        self._run("RELEASE SAVEPOINT mfd_try", ())
-        return True
-
-    def execute(self, sql: str, *args: Any) -> int:
-        """Run a statement; the number of rows it changed. A taken unique key raises
-        :class:`ConflictError` (the transaction is then to be abandoned)."""
-        try:
-            return int(self._run(sql, args).rowcount)
-        except self.INTEGRITY as exc:
-            raise ConflictError(f"already exists: {exc}".splitlines()[0]) from exc
-
-    def query_one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
-        row = self._run(sql, args).fetchone()
-        return tuple(row) if row is not None else None
-
-    def query_all(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._run(sql, args).fetchall()]
+class CoreQueries(SqlBase):
+    """The service's and the administrator's queries."""
 
     # -- idempotency
     def stored_reply(self, device_id: str, request_id: str) -> tuple[str, bytes] | None:
@@ -732,21 +458,4 @@ class SqlStore:
         rows = self.query_all("SELECT at, actor, action, subject, detail FROM audit "
                               "ORDER BY id DESC LIMIT ?", limit)
         return [(float(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in rows]
-
-
-def open_store(url: str) -> SqlStore:
-    """A store from its URL: ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or
-    ``postgresql://user@host:port/dbname``."""
-    if url.startswith("sqlite:"):
-        from cloud.sqlite_store import SqliteStore
-
-        return SqliteStore.from_url(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        from cloud.pg_store import PostgresStore
-
-        store: SqlStore = PostgresStore(url)
-        return store
-    raise StoreError(f"unsupported store URL {url!r}; use sqlite:///relative.db, "
-                     "sqlite:////absolute/path.db or postgresql://user@host/db",
-                     code="config_invalid")
 

@@ -48,7 +48,7 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from cloud.store import SCHEMA, SqlStore
+from cloud.storage.sql import SqlStore
 from protocol.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,9 @@ log = logging.getLogger(__name__)
 #: Seconds to wait for the server when connecting, unless the URL sets ``connect_timeout``:
 #: without a limit, an unreachable host hangs a worker for the OS's TCP timeout (minutes).
 CONNECT_TIMEOUT = 10
-#: Workers starting together all create the schema; concurrent ``CREATE TABLE IF NOT EXISTS``
-#: of the same table can fail in PostgreSQL, so schema changes queue behind this advisory lock.
+#: Workers starting together all upgrade the schema; concurrent ``CREATE TABLE IF NOT EXISTS``
+#: of the same table can fail in PostgreSQL, and two would apply one step twice, so upgrades
+#: queue behind this advisory lock.
 SCHEMA_LOCK_KEY = 0x6D66646B  # "mfdk"
 #: Named, not left to the server's default_transaction_isolation: the reasoning in the module
 #: docstring is about READ COMMITTED, and under SERIALIZABLE racing workers would get
@@ -131,7 +132,7 @@ class PostgresStore(SqlStore):
         #: Where, for messages: never the password.
         self.where = f"{host}:{port}, database {self.dbname or '(default)'}"
         self._local = threading.local()
-        self.add_schema(SCHEMA)
+        self.upgrade()
 
     # -- connections
     def _con(self) -> psycopg.Connection[Any]:
@@ -257,10 +258,10 @@ class PostgresStore(SqlStore):
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
 
-    def add_schema(self, schema: str) -> None:
+    def upgrade(self) -> int:
         with self.transaction():
             self._run("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
-            super().add_schema(schema)
+            return super().upgrade()
 
     def _document_slice_sql(self) -> str:
         # substring() counts from 1 like SQLite's substr(); psycopg sends a large Python int as

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cloud.store import SCHEMA, SqlStore
+from cloud.storage.sql import SqlStore
 from protocol.errors import StoreError
 
 
@@ -22,7 +22,7 @@ class SqliteStore(SqlStore):
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
         self._local = threading.local()
-        self.add_schema(SCHEMA)
+        self.upgrade()
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:

@@ -1,0 +1,165 @@
+"""The cloud's schema, and the versioned steps that bring any older store up to it.
+
+Tables are written in the subset of SQL that SQLite and PostgreSQL share; ``{blob}``, ``{real}``
+and ``{auto_id}`` are filled in by the adapter. ``schema_version`` holds one row per step applied,
+so a store knows what it has and each step runs once, in order, inside one transaction with the
+others (cloud/storage/sql_base.py runs them; PostgreSQL takes an advisory lock first, since
+workers starting together all upgrade).
+
+Stores made before the version table existed have none of its rows, but may be at any release:
+their tables were created ``IF NOT EXISTS`` (which leaves an existing table's columns alone) and
+columns added later were added when missing. So step 1 creates what is absent, and the steps for
+those later columns (2 and 3) *probe* before they add. Steps written from now on can say plainly
+what they change, because the version table tells exactly which stores lack it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Where each store records the steps it has taken.
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY, applied_at {real} NOT NULL, what TEXT NOT NULL)
+"""
+
+#: Users, cards and codes, guessing, devices, sessions, jobs, replies, audit.
+CORE = """
+CREATE TABLE IF NOT EXISTS orgs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, secret {blob} NOT NULL,
+    hold_hours {real} NOT NULL DEFAULT 8, card_policy TEXT NOT NULL DEFAULT 'replace_oldest',
+    release_changes INTEGER NOT NULL DEFAULT 1,
+    aop_pending TEXT NOT NULL DEFAULT 'print_again');
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id),
+    email TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL, password_hash TEXT);
+CREATE TABLE IF NOT EXISTS cards (
+    org_id TEXT NOT NULL, card_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+    added_at {real} NOT NULL, PRIMARY KEY (org_id, card_hash));
+CREATE INDEX IF NOT EXISTS cards_user ON cards (user_id);
+CREATE TABLE IF NOT EXISTS access_codes (
+    org_id TEXT NOT NULL, code_hash TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+    PRIMARY KEY (org_id, code_hash));
+CREATE UNIQUE INDEX IF NOT EXISTS access_codes_user ON access_codes (user_id);
+CREATE TABLE IF NOT EXISTS failures (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS failures_subject ON failures (scope, subject, at);
+CREATE TABLE IF NOT EXISTS lockouts (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, until {real} NOT NULL,
+    PRIMARY KEY (scope, subject));
+CREATE TABLE IF NOT EXISTS throttles (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, tat {real} NOT NULL DEFAULT 0,
+    until {real} NOT NULL DEFAULT 0, started_at {real} NOT NULL DEFAULT 0,
+    refused BIGINT NOT NULL DEFAULT 0, unaudited BIGINT NOT NULL DEFAULT 0,
+    audited_at {real} NOT NULL DEFAULT 0, PRIMARY KEY (scope, subject));
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'unknown', epoch BIGINT NOT NULL DEFAULT -1,
+    status_at {real} NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    expires_at {real} NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, owner_id TEXT REFERENCES users(id), name TEXT NOT NULL,
+    pages INTEGER NOT NULL, color INTEGER NOT NULL, duplex INTEGER NOT NULL,
+    copies INTEGER NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL,
+    submitted_at {real} NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
+    release_id TEXT, device_id TEXT, updated_at {real} NOT NULL,
+    expires_at {real} NOT NULL, client_id TEXT, fetched_at {real});
+CREATE INDEX IF NOT EXISTS jobs_owner_state ON jobs (owner_id, state, submitted_at);
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (state, expires_at);
+CREATE TABLE IF NOT EXISTS documents (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id), data {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (
+    id TEXT PRIMARY KEY, device_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    created_at {real} NOT NULL, options TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS replies (
+    device_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, reply {blob} NOT NULL,
+    created_at {real} NOT NULL, PRIMARY KEY (device_id, request_id));
+CREATE INDEX IF NOT EXISTS replies_age ON replies (created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id {auto_id}, at {real} NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
+"""
+
+#: Device registration codes, pushed configuration, reported engines (cloud/devices.py).
+DEVICES = """
+CREATE TABLE IF NOT EXISTS device_registrations (
+    code_hash TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices(id),
+    expires_at {real} NOT NULL, used_at {real});
+CREATE TABLE IF NOT EXISTS device_configs (
+    device_id TEXT PRIMARY KEY REFERENCES devices(id), version INTEGER NOT NULL,
+    config TEXT NOT NULL, pushed_version INTEGER NOT NULL DEFAULT 0,
+    applied_version INTEGER NOT NULL DEFAULT 0, refused_version INTEGER NOT NULL DEFAULT 0,
+    refusal TEXT NOT NULL DEFAULT '', updated_at {real} NOT NULL,
+    pushed_at {real} NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS device_engines (
+    device_id TEXT PRIMARY KEY REFERENCES devices(id), engine TEXT NOT NULL,
+    updated_at {real} NOT NULL);
+"""
+
+#: Client installs, installer tokens, invitations, portal sessions, Authenticate-on-Print,
+#: linking codes, queues, share links (cloud/linking/).
+LINKING = """
+CREATE TABLE IF NOT EXISTS client_installs (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), kind TEXT NOT NULL,
+    machine TEXT NOT NULL, os_user TEXT NOT NULL, user_id TEXT REFERENCES users(id),
+    token_hash TEXT NOT NULL UNIQUE, via TEXT NOT NULL, created_at {real} NOT NULL,
+    linked_at {real}, revoked_at {real});
+CREATE UNIQUE INDEX IF NOT EXISTS client_installs_seat
+    ON client_installs (org_id, kind, machine, os_user) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS client_installs_user ON client_installs (user_id);
+CREATE TABLE IF NOT EXISTS installer_tokens (
+    id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, org_id TEXT NOT NULL REFERENCES orgs(id),
+    user_id TEXT REFERENCES users(id), purpose TEXT NOT NULL, created_at {real} NOT NULL,
+    expires_at {real} NOT NULL, revoked_at {real}, uses INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS invitations (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, org_id TEXT NOT NULL REFERENCES orgs(id),
+    user_id TEXT NOT NULL REFERENCES users(id), token_hash TEXT UNIQUE, installer_id TEXT,
+    created_at {real} NOT NULL, expires_at {real} NOT NULL, accepted_at {real});
+CREATE TABLE IF NOT EXISTS portal_sessions (
+    token_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),
+    created_at {real} NOT NULL, expires_at {real} NOT NULL, ended INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS auth_requests (
+    id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL REFERENCES client_installs(id), job_id TEXT,
+    created_at {real} NOT NULL, expires_at {real} NOT NULL, used_at {real}, user_id TEXT);
+CREATE INDEX IF NOT EXISTS auth_requests_client ON auth_requests (client_id);
+CREATE TABLE IF NOT EXISTS linking_codes (
+    id TEXT PRIMARY KEY, code_hash TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL REFERENCES users(id),
+    created_at {real} NOT NULL, expires_at {real} NOT NULL, used_at {real});
+CREATE TABLE IF NOT EXISTS print_queues (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
+    created_at {real} NOT NULL, UNIQUE (org_id, name));
+CREATE TABLE IF NOT EXISTS share_links (
+    org_id TEXT PRIMARY KEY REFERENCES orgs(id), generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS portal_config (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
+    adds a column only where it is missing (for changes made before versioning)."""
+
+    version: int
+    what: str
+    ddl: str = ""
+    add_column: tuple[str, str, str] | None = None
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "the tables of the releases before schema versions", ddl=CORE + DEVICES + LINKING),
+    Step(2, "jobs.fetched_at: releases whose document no device fetched lapse",
+         add_column=("jobs", "fetched_at", "{real}")),
+    Step(3, "device_configs.pushed_at: unacknowledged configuration is pushed again",
+         add_column=("device_configs", "pushed_at", "{real} NOT NULL DEFAULT 0")),
+)
+
+#: The version a store has once every step ran.
+LATEST = STEPS[-1].version
+
+
+def pending(current: int) -> tuple[Step, ...]:
+    """The steps a store at ``current`` still needs, in order."""
+    return tuple(s for s in STEPS if s.version > current)

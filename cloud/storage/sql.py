@@ -1,0 +1,13 @@
+"""The SQL store: every query of the cloud, written once in the subset of SQL that SQLite and
+PostgreSQL share, for the adapters (cloud/storage/sqlite.py, cloud/storage/postgres.py) to
+subclass with connections and transactions. The queries are grouped by who asks them."""
+
+from __future__ import annotations
+
+from cloud.storage.sql_core import CoreQueries
+from cloud.storage.sql_devices import DeviceQueries
+from cloud.storage.sql_linking import LinkingQueries
+
+
+class SqlStore(CoreQueries, LinkingQueries, DeviceQueries):
+    """Every query of the cloud; an adapter supplies connections and transactions."""

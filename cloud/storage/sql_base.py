@@ -1,0 +1,112 @@
+"""What every SQL query of the cloud stands on: statements with ``?`` placeholders, the
+translation of a taken unique key into :class:`ConflictError`, and the schema upgrade.
+
+An adapter (cloud/storage/sqlite.py, cloud/storage/postgres.py) supplies connections,
+transactions, column types and its placeholder style; the query classes (sql_core.py,
+sql_linking.py, sql_devices.py) are written once, in the SQL both backends share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from cloud.storage import schema
+from cloud.storage.port import ConflictError
+from protocol.errors import StoreError
+
+
+class SqlBase:
+    """Statements, rows and the schema; no query of its own."""
+
+    #: Column types and the auto-numbered key, per backend.
+    BLOB: ClassVar[str] = "BLOB"
+    REAL: ClassVar[str] = "REAL"
+    AUTO_ID: ClassVar[str] = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    #: The backend's "unique key taken" exceptions (translated into ConflictError).
+    INTEGRITY: ClassVar[tuple[type[Exception], ...]] = ()
+
+    url: str = ""
+
+    # -- the backend supplies these four
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _run(self, sql: str, args: Sequence[Any]) -> Any:
+        """Execute with ``?`` placeholders; returns a cursor."""
+        raise NotImplementedError
+
+    def _document_slice_sql(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- the schema
+    def ddl(self, text: str) -> list[str]:
+        text = text.format(blob=self.BLOB, real=self.REAL, auto_id=self.AUTO_ID)
+        return [s.strip() for s in text.split(";") if s.strip()]
+
+    def upgrade(self) -> int:
+        """Bring the store to :data:`schema.LATEST`, every missing step in one transaction;
+        returns the version the store was at. A store a newer release upgraded is refused
+        rather than written with assumptions that no longer hold."""
+        with self.transaction():
+            for statement in self.ddl(schema.VERSION_TABLE):
+                self._run(statement, ())
+            row = self.query_one("SELECT max(version) FROM schema_version")
+            current = int(row[0]) if row and row[0] is not None else 0
+            if current > schema.LATEST:
+                raise StoreError(f"the store is at schema version {current}, newer than this "
+                                 f"release knows ({schema.LATEST}); upgrade mfdkit",
+                                 code="config_invalid")
+            for step in schema.pending(current):
+                for statement in self.ddl(step.ddl):
+                    self._run(statement, ())
+                if step.add_column is not None:
+                    self._add_column_if_missing(*step.add_column)
+                self.execute("INSERT INTO schema_version VALUES (?,?,?)", step.version,
+                             time.time(), step.what)
+        return current
+
+    def schema_version(self) -> int:
+        with self.transaction():
+            row = self.query_one("SELECT max(version) FROM schema_version")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _add_column_if_missing(self, table: str, column: str, kind: str) -> None:
+        """For the steps from before versioning: a store may have the column already.
+        Savepoints keep a failed probe from spoiling the transaction (PostgreSQL)."""
+        if self._try(f"SELECT {column} FROM {table} WHERE 1 = 0"):  # noqa: S608
+            return
+        self._run(f"ALTER TABLE {table} ADD COLUMN {column} "
+                  + kind.format(blob=self.BLOB, real=self.REAL), ())
+
+    def _try(self, sql: str) -> bool:
+        self._run("SAVEPOINT mfd_try", ())
+        try:
+            self._run(sql, ())
+        except Exception:  # the statement failing is the answer (no such column or table)
+            self._run("ROLLBACK TO SAVEPOINT mfd_try", ())
+            self._run("RELEASE SAVEPOINT mfd_try", ())
+            return False
+        self._run("RELEASE SAVEPOINT mfd_try", ())
+        return True
+
+    # -- statements: for the query classes, and for tests and tools that inspect a store
+    def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; the number of rows it changed. A taken unique key raises
+        :class:`ConflictError` (the transaction is then to be abandoned)."""
+        try:
+            return int(self._run(sql, args).rowcount)
+        except self.INTEGRITY as exc:
+            raise ConflictError(f"already exists: {exc}".splitlines()[0]) from exc
+
+    def query_one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        row = self._run(sql, args).fetchone()
+        return tuple(row) if row is not None else None
+
+    def query_all(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._run(sql, args).fetchall()]
