@@ -8,6 +8,9 @@ mfd_venv
 cd "$MFD_ROOT"
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy
+# The import arrows between packages (pyproject's [tool.importlinter]): a backward import
+# fails here, with its chain of imports. No cache: it takes well under a second.
+echo "== import-linter" && lint-imports --no-cache --no-logo
 # Not exec: the EXIT trap that stops a private PostgreSQL must still run afterwards.
 # --fail-on-skip (tests/no_skips.py): every real-stack test runs; a skip fails the run, named.
 echo "== pytest" && python -m pytest -q --fail-on-skip "$@"
