@@ -20,7 +20,6 @@ import argparse
 import multiprocessing
 import multiprocessing.queues
 import os
-import socket
 import statistics
 import tempfile
 import threading
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -39,6 +37,7 @@ from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.throttle import UNTHROTTLED
 from cloud.worker import CloudWorker
+from mqtt_client import new_client
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -47,16 +46,10 @@ from simulator.broker import MosquittoBroker
 DEVICE = "bench-dev"
 
 
-def _nodelay(_c: Any, _u: Any, sock: Any) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _client(broker: MosquittoBroker, user: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, f"pw-{user}")
+    c = new_client(user, user, f"pw-{user}")  # the set-up the device and the worker use
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
-    c.on_socket_open = _nodelay
     return c
 
 

@@ -34,8 +34,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from mqtt_client import new_client
 from protocol import topics
 from protocol.address import BrokerAddress
 from protocol.errors import MfdError
@@ -184,11 +184,8 @@ class _Session:
         self.connected: queue.Queue[Any] = queue.Queue()
         self.subscribed: queue.Queue[Any] = queue.Queue()
         addr = owner.address
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=addr.username,
-                             protocol=mqtt.MQTTv5)
-        client.username_pw_set(addr.username, addr.password)
-        if owner.tls_ca_file:
-            client.tls_set(ca_certs=owner.tls_ca_file)
+        client = new_client(addr.username, addr.username, addr.password,
+                            tls_ca_file=owner.tls_ca_file or None)
         client.on_connect = lambda _c, _u, _f, rc, _p: self.connected.put(rc)
         client.on_subscribe = lambda _c, _u, _mid, rcs, _p: self.subscribed.put(rcs)
         client.on_message = self._on_message
