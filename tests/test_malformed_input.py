@@ -296,9 +296,11 @@ def test_garbage_statuses_and_events_are_dropped_and_the_worker_keeps_serving(
     worker = world.worker
     try:
         # A known status first: the broker is shared by the whole run, so an earlier test's
-        # copier-2 may have left a retained status (its Will) that the worker records first.
-        device.publish("status", m.encode(m.DeviceStatus("online", 41)))
-        wait_for(lambda: world.store.device_status("copier-2") == ("online", 41))
+        # copier-2 may have left a retained status (its Will, with a clock-based epoch) that
+        # the worker records first; only a newer epoch supersedes it (the epoch rule).
+        epoch = int(time.time() * 1000) + 10**9
+        device.publish("status", m.encode(m.DeviceStatus("online", epoch)))
+        wait_for(lambda: world.store.device_status("copier-2") == ("online", epoch))
         statuses, events = worker.statuses, worker.events
         for payload in GARBAGE_STATUSES:
             device.publish("status", payload)
@@ -308,10 +310,10 @@ def test_garbage_statuses_and_events_are_dropped_and_the_worker_keeps_serving(
         wait_for(lambda: worker.statuses >= statuses + len(GARBAGE_STATUSES)
                  and worker.events >= events + len(GARBAGE_EVENTS))
         assert worker.failed == 0
-        assert world.store.device_status("copier-2") == ("online", 41)
+        assert world.store.device_status("copier-2") == ("online", epoch)
         # ...and a good status after them is recorded, a good request answered.
-        device.publish("status", m.encode(m.DeviceStatus("online", 42)))
-        wait_for(lambda: world.store.device_status("copier-2") == ("online", 42))
+        device.publish("status", m.encode(m.DeviceStatus("online", epoch + 1)))
+        wait_for(lambda: world.store.device_status("copier-2") == ("online", epoch + 1))
         good = device.request(m.encode(m.Identify("card", DEMO_USERS[1].badge)))
         result = m.decode_response(device.answer(good), "identify")
         assert isinstance(result, m.IdentifyResult) and result.display_name == "Bob Okafor"
