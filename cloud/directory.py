@@ -1,13 +1,14 @@
-"""Directory operations used by the admin CLI, the simulator and tests: orgs, users, cards,
-devices and job submission. Card numbers are hashed here, before they reach the store."""
+"""Directory operations used by the admin CLI, the simulator and tests: cards, access codes,
+passwords and job submission. What a valid code or password is, and how a number is looked up,
+is cloud/identity.py's; card numbers and codes are hashed here, before they reach the store."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 
 from cloud.hashing import card_hash, code_hash, hash_password
+from cloud.identity import MIN_PASSWORD, check_access_code
 from cloud.storage.port import CloudStore
 from protocol.errors import StoreError
 
@@ -39,22 +40,6 @@ def submit_job(store: CloudStore, email: str, name: str, document: bytes, *, pag
         return job_id
 
 
-CODE_RE = re.compile(r"^[0-9A-Za-z]{6,10}$")
-_RUNS = "0123456789", "abcdefghijklmnopqrstuvwxyz"
-
-
-def check_access_code(code: str) -> str:
-    """6-10 letters or digits, and not trivially guessable: no single repeated character and no
-    straight run up or down (000000, 123456, 987654, abcdef)."""
-    if not CODE_RE.fullmatch(code):
-        raise StoreError("an access code is 6 to 10 letters or digits", code="code_invalid")
-    low = code.lower()
-    if len(set(low)) == 1 or any(low in run or low in run[::-1] for run in _RUNS):
-        raise StoreError("that access code is too easy to guess; choose another",
-                         code="code_trivial")
-    return code
-
-
 def set_access_code(store: CloudStore, email: str, code: str) -> None:
     check_access_code(code)
     with store.transaction():
@@ -63,9 +48,6 @@ def set_access_code(store: CloudStore, email: str, code: str) -> None:
             raise StoreError(f"no user {email}")
         store.set_access_code(user.org_id, code_hash(store.org_secret(user.org_id), code), user.id)
         store.audit(time.time(), "admin", "code.set", f"user:{user.id}")
-
-
-MIN_PASSWORD = 8
 
 
 def set_password(store: CloudStore, email: str, password: str) -> None:

@@ -6,7 +6,7 @@
   with a salt derived from the org's secret (one salt per org, not per user, because the code
   itself must find the user). Every candidate code then costs an attacker with a stolen store
   one scrypt per org (10^6 six-digit codes: hours, not microseconds), and the cloud ~15 ms per
-  code login; the guessing lockout (cloud/service.py) bounds what a device can ask.
+  code login; the guessing lockout (cloud/identity.py) bounds what a device can ask.
 * Passwords are checked against one user's record, so they get a slow, salted hash (scrypt,
   from the standard library) that makes a stolen store expensive to attack.
 * Session tokens and one-time tokens are random and long; their SHA-256 is enough.

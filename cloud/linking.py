@@ -38,7 +38,7 @@ an HMAC under the org's secret, so the admin can print it again at any time and 
 Guessing: a wrong password counts against the account (scope ``user``, shared with the copier's
 username + password login, so both channels draw on one budget) and against the caller's address
 (scope ``portal-addr``); a wrong linking code against the address. Past the limit the scope is
-locked, exactly as cloud/service.py does.
+locked, exactly as cloud/identity.py does at the copier.
 
 Transactions: each public method is one store transaction. A refusal rolls its transaction back;
 its audit entry and any counted guess are then written in a transaction of their own, so a
@@ -62,7 +62,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cloud.directory import MIN_PASSWORD, check_access_code
 from cloud.hashing import (
     card_hash,
     code_hash,
@@ -71,7 +70,13 @@ from cloud.hashing import (
     token_hash,
     verify_password,
 )
-from cloud.service import FAILURE_WINDOW, LOCK_SECONDS, MAX_FAILURES
+from cloud.identity import (
+    FAILURE_WINDOW,
+    LOCK_SECONDS,
+    MAX_FAILURES,
+    MIN_PASSWORD,
+    check_access_code,
+)
 from cloud.storage.port import ClientInstall, CloudStore, ConflictError, Job, User, new_id
 from protocol.errors import ErrorCode, MfdError, StoreError
 
@@ -96,7 +101,7 @@ MAX_DOCUMENT = 50 * 1024 * 1024
 #: per-account limit: one address can be a whole office behind NAT.
 ADDRESS_MAX_FAILURES = 20
 
-USER_SCOPE = "user"  # the same scope cloud/service.py uses for passwords at the copier
+USER_SCOPE = "user"  # the same scope cloud/identity.py uses for passwords at the copier
 ADDR_SCOPE = "portal-addr"
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a screen, typed

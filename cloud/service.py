@@ -14,36 +14,28 @@ service trusts nothing else about who is asking. One request is one store transa
   release leaves every job as it was;
 * anything unexpected is logged and answered ``internal``; the worker keeps serving.
 
-Badge lookups are throttled per device and per org (cloud/throttle.py): unknown badges spend
-tokens, and once a bucket is empty every badge lookup from that device (or org) is refused alike,
-known badges included, before the card is looked at.
-
-Sessions are opaque random tokens; the store keeps only their SHA-256, bound to (device, user),
-with a sliding expiry. A token presented by another device is refused and audited.
+Who is asking (badge, code, password, PIN, the guessing lockout, the badge throttle, sessions)
+is cloud/identity.py's: this module hands it identify, associate and logout, and asks it for the
+session's user on every job request.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 
-from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
-from cloud.storage.port import MAX_CARDS_PER_USER, Job, JobStateError, Store, User, new_id
+from cloud.hashing import new_token
+from cloud.identity import DEFAULT_SESSION_TTL, Identity
+from cloud.refusal import Refused, shown
+from cloud.storage.port import Job, JobStateError, Store, User, new_id
 from cloud.throttle import DEVICE_POLICY, ORG_POLICY, UNKNOWN_AUDIT_EVERY, ThrottlePolicy
 from protocol import messages as m
-from protocol.errors import ErrorCode, MfdError, ProtocolError, StoreError
+from protocol.errors import ErrorCode, ProtocolError, StoreError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SESSION_TTL = 300.0
-#: Guessing: this many wrong codes or passwords for one user, or from one device, within the
-#: window lock that user (for passwords) or device (for codes and passwords) for LOCK_SECONDS.
-MAX_FAILURES = 5
-FAILURE_WINDOW = 600.0
-LOCK_SECONDS = 900.0
 #: Stored answers are kept this long for repeats; a device retries within seconds.
 REPLY_RETENTION = 24 * 3600.0
 RELEASE_ALL_LIMIT = 500
@@ -52,18 +44,7 @@ RELEASE_ALL_LIMIT = 500
 #: the device's journal knows whether it printed.
 RELEASE_LEASE = 600.0
 
-__all__ = ["CloudService", "Refused", "card_hash", "code_hash", "record_status", "token_hash"]
-
-
-class Refused(MfdError):
-    """A well-formed request the cloud will not do; becomes an ``ok: false`` answer."""
-
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None,
-                 retry_after: int | None = None) -> None:
-        super().__init__(message, code=code.value)
-        self.error_code = code
-        self.field = field
-        self.retry_after = retry_after
+__all__ = ["CloudService", "Refused", "record_status"]
 
 
 class CloudService:
@@ -74,12 +55,10 @@ class CloudService:
                  org_throttle: ThrottlePolicy = ORG_POLICY) -> None:
         self.store = store
         self.clock = clock
-        self.session_ttl = session_ttl
-        self.new_token = new_token
-        self.device_throttle = device_throttle
-        self.org_throttle = org_throttle
-        self._device_orgs: dict[str, tuple[str, float]] = {}
-        self._org_secrets: dict[str, bytes] = {}
+        #: Who is asking: identification, lockout and sessions (cloud/identity.py).
+        self.identity = Identity(store, clock=clock, session_ttl=session_ttl,
+                                 new_token=new_token, device_throttle=device_throttle,
+                                 org_throttle=org_throttle)
 
     def handle(self, device_id: str, payload: bytes) -> bytes:
         try:
@@ -143,9 +122,9 @@ class CloudService:
     def _dispatch(self, device_id: str, request: m.Request) -> m.Result:
         match request:
             case m.Identify():
-                return self._identify(device_id, request)
+                return self.identity.identify(device_id, request)
             case m.Associate():
-                return self._associate(device_id, request)
+                return self.identity.associate(device_id, request)
             case m.DeleteJobs():
                 return self._delete(device_id, request)
             case m.ListJobs():
@@ -159,221 +138,13 @@ class CloudService:
             case m.JobFailed():
                 return self._failed(device_id, request)
             case m.Logout():
-                return self._logout(device_id, request)
+                return self.identity.logout(device_id, request)
         raise Refused(ErrorCode.UNKNOWN_TYPE, f"{request.TYPE} is not handled", "type")
-
-    # ------------------------------------------------------------------ identity
-
-    def _org_of(self, device_id: str) -> str:
-        # A device's org is read once a minute at most: it is on every identify's path, and a
-        # device moves between orgs only by re-registration.
-        now = time.monotonic()
-        cached = self._device_orgs.get(device_id)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        org_id = self.store.device_org(device_id)
-        if org_id is None:
-            raise Refused(ErrorCode.UNKNOWN_DEVICE,
-                          f"device {device_id} is not registered; ask an administrator")
-        if len(self._device_orgs) > 10_000:
-            self._device_orgs.clear()
-        self._device_orgs[device_id] = (org_id, now + 60.0)
-        return org_id
-
-    def _secret(self, org_id: str) -> bytes:
-        # An org's secret never changes (every stored card hash depends on it).
-        secret = self._org_secrets.get(org_id)
-        if secret is None:
-            secret = self._org_secrets[org_id] = self.store.org_secret(org_id)
-        return secret
-
-    def _identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
-        org_id = self._org_of(device_id)
-        if req.method == "card":
-            self._check_throttle(device_id, org_id)
-            user = self.store.user_by_card(org_id, card_hash(self._secret(org_id),
-                                                             req.value))
-            if user is None:
-                self._unknown_card(device_id, org_id)
-                raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
-            if req.pin is not None:
-                self._check_pin(device_id, org_id, user, req.pin)
-        else:
-            user = self._prove(device_id, org_id, req.method, req.value, req.username)
-        return self._login(device_id, user, req.method)
-
-    def _check_throttle(self, device_id: str, org_id: str) -> None:
-        """Refuse every badge lookup while this device or its org is throttled, before the
-        card is looked at: the answer must not depend on the card."""
-        now = self.clock()
-        hit = self.store.throttled(device_id, org_id, now)
-        if hit is not None:
-            scope, _subject, until = hit
-            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
-                          retry_after=max(1, math.ceil(until - now)))
-
-    def _throttled_message(self, scope: str, until: float) -> str:
-        when = time.strftime("%H:%M", time.localtime(until))
-        where = "at this copier" if scope == "device" else "in your organisation"
-        return f"too many unknown badges {where}: badge sign-in is paused until {when}"
-
-    def _unknown_card(self, device_id: str, org_id: str) -> None:
-        """An unknown badge: audited in aggregate, and a token of the device's and the org's
-        bucket. The one that finds a bucket empty starts the throttle and is answered by it."""
-        now = self.clock()
-        n = self.store.unknown_card_to_audit(device_id, now, UNKNOWN_AUDIT_EVERY)
-        if n:
-            self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
-                             f"{n} unknown card(s)")
-        for scope, subject, policy in (("device", device_id, self.device_throttle),
-                                       ("org", org_id, self.org_throttle)):
-            ahead = self.store.spend_token(scope, subject, now, policy.interval)
-            if ahead <= policy.burst * policy.interval:
-                continue
-            until = now + policy.duration
-            if self.store.start_throttle(scope, subject, now, until):
-                self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
-                                 f"more than {policy.burst} unknown badges at once or "
-                                 f"{60 / policy.interval:g} a minute; badge sign-in paused "
-                                 f"{policy.duration / 60:g} min")
-                log.warning("%s %s throttled for %g s: too many unknown badges", scope, subject,
-                            policy.duration)
-            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
-                          retry_after=math.ceil(policy.duration))
-
-    def _login(self, device_id: str, user: User, method: str, note: str = "") -> m.IdentifyResult:
-        now = self.clock()
-        token = self.new_token()
-        self.store.create_session(token_hash(token), device_id, user.id, now + self.session_ttl)
-        self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", method)
-        return m.IdentifyResult(session=token, user_id=user.id,
-                                display_name=_shown(user.display_name),
-                                expires_in=int(self.session_ttl), note=note)
-
-    def _prove(self, device_id: str, org_id: str, method: str, value: str,
-               username: str | None) -> User:
-        """Who is this, by access code or username + password, with the guessing lockout."""
-        now = self.clock()
-        self._check_lock("device", device_id, now)
-        if method == "code":
-            user = self.store.user_by_code(org_id, code_hash(self._secret(org_id),
-                                                             value))
-            if user is None:
-                self._failed_guess(now, device_id, None, "code")
-                raise Refused(ErrorCode.UNKNOWN_CODE, "this access code is not known", "value")
-            return user
-        if not username:
-            raise Refused(ErrorCode.INVALID_FIELD, "username is required with a password",
-                          "username")
-        subject = username.strip().lower()
-        self._check_lock("user", subject, now)
-        user = self.store.user_by_email(subject)
-        ok = verify_password(value, self.store.password_hash(user.id) if user else None)
-        if user is None or user.org_id != org_id or not ok:
-            self._failed_guess(now, device_id, subject, "password")
-            raise Refused(ErrorCode.INVALID_PASSWORD, "the username or password is wrong",
-                          "value")
-        self.store.clear_failures("user", subject)
-        return user
-
-    def _check_pin(self, device_id: str, org_id: str, user: User, pin: str) -> None:
-        """Card + PIN: the PIN is the user's access code. Wrong PINs count as guesses against
-        the user (a stolen badge gives five tries) and the device."""
-        now = self.clock()
-        self._check_lock("device", device_id, now)
-        self._check_lock("user", user.email, now)
-        owner = self.store.user_by_code(org_id, code_hash(self._secret(org_id), pin))
-        if owner is None or owner.id != user.id:
-            self._failed_guess(now, device_id, user.email, "pin")
-            raise Refused(ErrorCode.WRONG_PIN, "the PIN does not match this badge", "pin")
-
-    def _check_lock(self, scope: str, subject: str, now: float) -> None:
-        until = self.store.locked_until(scope, subject, now)
-        if until is not None:
-            raise Refused(ErrorCode.LOCKED_OUT, self._locked_message(scope, until),
-                          retry_after=math.ceil(until - now))
-
-    def _locked_message(self, scope: str, until: float) -> str:
-        when = time.strftime("%H:%M", time.localtime(until))
-        who = "this copier" if scope == "device" else "this account"
-        return f"too many wrong attempts: {who} is locked until {when}"
-
-    def _failed_guess(self, now: float, device_id: str, user: str | None, method: str) -> None:
-        self.store.audit(now, f"device:{device_id}", f"identify.wrong_{method}",
-                         f"user:{user}" if user else "-")
-        for scope, subject in (("device", device_id), ("user", user)):
-            if subject is None:
-                continue
-            if self.store.record_failure(scope, subject, now, FAILURE_WINDOW) >= MAX_FAILURES:
-                until = now + LOCK_SECONDS
-                self.store.lock(scope, subject, until)
-                self.store.clear_failures(scope, subject)
-                self.store.audit(now, "cloud", "lockout", f"{scope}:{subject}",
-                                 f"{MAX_FAILURES} wrong {method}s within "
-                                 f"{FAILURE_WINDOW / 60:g} min")
-                raise Refused(ErrorCode.LOCKED_OUT, self._locked_message(scope, until),
-                              retry_after=math.ceil(LOCK_SECONDS))
-
-    def _associate(self, device_id: str, req: m.Associate) -> m.IdentifyResult:
-        org_id = self._org_of(device_id)
-        # A badge lookup too: "someone else's badge" tells cards from non-cards.
-        self._check_throttle(device_id, org_id)
-        secret = self._secret(org_id)
-        h = card_hash(secret, req.card)
-        owner = self.store.user_by_card(org_id, h)
-        user = self._prove(device_id, org_id, req.method, req.value, req.username)
-        now = self.clock()
-        if owner is not None and owner.id != user.id:
-            self.store.audit(now, f"device:{device_id}", "card.associate_refused",
-                             f"user:{user.id}", "card belongs to another user")
-            self._unknown_card(device_id, org_id)
-            raise Refused(ErrorCode.NOT_ALLOWED, "this card belongs to someone else; ask your "
-                          "administrator", "card")
-        note = "Your card is linked: next time, just tap it."
-        if owner is None:
-            cards = self.store.user_cards(user.id)
-            if len(cards) >= MAX_CARDS_PER_USER:
-                if self.store.org_settings(org_id).card_policy == "refuse":
-                    raise Refused(ErrorCode.CARD_LIMIT, f"you have {len(cards)} cards already; "
-                                  "ask your administrator to remove one", "card")
-                self.store.remove_card(org_id, cards[0][0])
-                self.store.audit(now, f"user:{user.id}", "card.replaced", f"user:{user.id}",
-                                 "oldest card replaced by self-association")
-                note = "Your card is linked; it replaces your oldest card."
-            self.store.add_card(org_id, h, user.id, now)
-            self.store.audit(now, f"device:{device_id}", "card.self_associate",
-                             f"user:{user.id}", req.method)
-        return self._login(device_id, user, f"associate:{req.method}", note)
-
-    def _session_user(self, device_id: str, token: str) -> User:
-        now = self.clock()
-        h = token_hash(token)
-        session = self.store.session(h)
-        if session is None or session.ended or session.expires_at <= now:
-            raise Refused(ErrorCode.INVALID_SESSION, "the session has ended; log in again",
-                          "session")
-        if session.device_id != device_id:
-            self.store.audit(now, f"device:{device_id}", "session.wrong_device",
-                             f"user:{session.user_id}", f"bound to {session.device_id}")
-            raise Refused(ErrorCode.WRONG_DEVICE, "this session belongs to another device",
-                          "session")
-        user = self.store.user(session.user_id)
-        if user is None:
-            raise Refused(ErrorCode.INVALID_SESSION, "the session's user no longer exists",
-                          "session")
-        self.store.extend_session(h, now + self.session_ttl)
-        return user
-
-    def _logout(self, device_id: str, req: m.Logout) -> m.Ack:
-        user = self._session_user(device_id, req.session)
-        self.store.end_session(token_hash(req.session))
-        self.store.audit(self.clock(), f"device:{device_id}", "logout", f"user:{user.id}")
-        return m.Ack(of=req.TYPE)
 
     # ------------------------------------------------------------------ jobs
 
     def _list(self, device_id: str, req: m.ListJobs) -> m.JobList:
-        user = self._session_user(device_id, req.session)
+        user = self.identity.session_user(device_id, req.session)
         jobs, total = self.store.held_jobs(user.id, req.offset, req.limit, self.clock())
         return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=req.offset)
 
@@ -397,7 +168,7 @@ class CloudService:
         return [found[i] for i in job_ids]
 
     def _release(self, device_id: str, req: m.Release) -> m.ReleaseResult:
-        user = self._session_user(device_id, req.session)
+        user = self.identity.session_user(device_id, req.session)
         now = self.clock()
         if req.all_held:
             if req.job_ids:
@@ -427,13 +198,13 @@ class CloudService:
                          f"device {device_id}: {len(jobs)} job(s)"
                          + (f", changes {options}" if changes else ""))
         return m.ReleaseResult(release_id=release_id, jobs=tuple(
-            m.ReleasedJob(job_id=j.id, name=_shown(j.name), size=j.size, sha256=j.sha256,
+            m.ReleasedJob(job_id=j.id, name=shown(j.name), size=j.size, sha256=j.sha256,
                           pages=j.pages,
                           copies=req.copies or j.copies, color=j.color and not req.grayscale,
                           duplex=j.duplex or req.duplex) for j in jobs))
 
     def _delete(self, device_id: str, req: m.DeleteJobs) -> m.Ack:
-        user = self._session_user(device_id, req.session)
+        user = self.identity.session_user(device_id, req.session)
         jobs = self._owned_held(user, req.job_ids)
         now = self.clock()
         for job in jobs:
@@ -532,15 +303,9 @@ class CloudService:
 
 
 def _summary(j: Job) -> m.JobSummary:
-    return m.JobSummary(job_id=j.id, name=_shown(j.name), pages=j.pages, color=j.color,
+    return m.JobSummary(job_id=j.id, name=shown(j.name), pages=j.pages, color=j.color,
                         duplex=j.duplex, copies=j.copies, size=j.size,
-                        submitted_at=j.submitted_at, source=_shown(j.source))
-
-
-def _shown(text: str) -> str:
-    """Text from the store as the protocol carries it: a NUL (which a SQLite store can hold,
-    from a print client's job name) would make the device refuse the whole answer."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+                        submitted_at=j.submitted_at, source=shown(j.source))
 
 
 def record_status(store: Store, device_id: str, payload: bytes, now: float) -> bool:

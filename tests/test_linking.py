@@ -13,6 +13,7 @@ from stored import stored_bytes
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.hashing import card_hash, code_hash
+from cloud.identity import MAX_FAILURES
 from cloud.linking import (
     AOP_TTL,
     DEFAULT_QUEUE,
@@ -24,7 +25,6 @@ from cloud.linking import (
     PortalSession,
     Registered,
 )
-from cloud.service import MAX_FAILURES
 from cloud.storage.factory import open_store
 from cloud.storage.port import OrgSettings
 from cloud.storage.sql import SqlStore

@@ -1,0 +1,289 @@
+"""Where a number becomes a user: badge, access code, username + password, badge + PIN, and the
+session a copier then holds.
+
+Theory of operation
+-------------------
+A device asks "who is this?" with what its reader or keypad produced (protocol ``identify``), or
+links a badge to whoever proves who they are (``associate``). The answer is a session: an opaque
+random token the store keeps only as SHA-256, bound to (device, user), with a sliding expiry; a
+token presented by another device is refused and audited.
+
+* Card numbers and access codes are looked up by their keyed hash under the device's org's
+  secret (cloud/hashing.py): the store never sees one in clear.
+* Badge lookups are throttled per device and per org (cloud/throttle.py): unknown badges spend
+  tokens, and once a bucket is empty every badge lookup from that device (or org) is refused
+  alike, known badges included, *before* the card is looked at, so the answer cannot tell a
+  card from a non-card.
+* Guessing (codes, passwords, PINs) counts against the device and, where one is named, the
+  user; past :data:`MAX_FAILURES` within :data:`FAILURE_WINDOW` the scope is locked for
+  :data:`LOCK_SECONDS`. Failures and locks are stored, so they survive a restart and are shared
+  by every worker. The portal's password sign-in (cloud/linking.py) draws on the same ``user``
+  budget.
+
+Every method runs inside the caller's store transaction (cloud/service.py opens one per
+request); a refusal is :class:`Refused`, which the service turns into an error answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+
+from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
+from cloud.refusal import Refused, shown
+from cloud.storage.port import MAX_CARDS_PER_USER, Store, User
+from cloud.throttle import DEVICE_POLICY, ORG_POLICY, UNKNOWN_AUDIT_EVERY, ThrottlePolicy
+from protocol import messages as m
+from protocol.errors import ErrorCode, StoreError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SESSION_TTL = 300.0
+#: Guessing: this many wrong codes or passwords for one user, or from one device, within the
+#: window lock that user (for passwords) or device (for codes and passwords) for LOCK_SECONDS.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 600.0
+LOCK_SECONDS = 900.0
+MIN_PASSWORD = 8
+
+CODE_RE = re.compile(r"^[0-9A-Za-z]{6,10}$")
+_RUNS = "0123456789", "abcdefghijklmnopqrstuvwxyz"
+
+
+def check_access_code(code: str) -> str:
+    """6-10 letters or digits, and not trivially guessable: no single repeated character and no
+    straight run up or down (000000, 123456, 987654, abcdef)."""
+    if not CODE_RE.fullmatch(code):
+        raise StoreError("an access code is 6 to 10 letters or digits", code="code_invalid")
+    low = code.lower()
+    if len(set(low)) == 1 or any(low in run or low in run[::-1] for run in _RUNS):
+        raise StoreError("that access code is too easy to guess; choose another",
+                         code="code_trivial")
+    return code
+
+
+class Identity:
+    """Identification, badge self-association, lockout and sessions over the storage port."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
+                 session_ttl: float = DEFAULT_SESSION_TTL,
+                 new_token: Callable[[], str] = new_token,
+                 device_throttle: ThrottlePolicy = DEVICE_POLICY,
+                 org_throttle: ThrottlePolicy = ORG_POLICY) -> None:
+        self.store = store
+        self.clock = clock
+        self.session_ttl = session_ttl
+        self.new_token = new_token
+        self.device_throttle = device_throttle
+        self.org_throttle = org_throttle
+        self._device_orgs: dict[str, tuple[str, float]] = {}
+        self._org_secrets: dict[str, bytes] = {}
+
+    def _org_of(self, device_id: str) -> str:
+        # A device's org is read once a minute at most: it is on every identify's path, and a
+        # device moves between orgs only by re-registration.
+        now = time.monotonic()
+        cached = self._device_orgs.get(device_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        org_id = self.store.device_org(device_id)
+        if org_id is None:
+            raise Refused(ErrorCode.UNKNOWN_DEVICE,
+                          f"device {device_id} is not registered; ask an administrator")
+        if len(self._device_orgs) > 10_000:
+            self._device_orgs.clear()
+        self._device_orgs[device_id] = (org_id, now + 60.0)
+        return org_id
+
+    def _secret(self, org_id: str) -> bytes:
+        # An org's secret never changes (every stored card hash depends on it).
+        secret = self._org_secrets.get(org_id)
+        if secret is None:
+            secret = self._org_secrets[org_id] = self.store.org_secret(org_id)
+        return secret
+
+    def identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
+        org_id = self._org_of(device_id)
+        if req.method == "card":
+            self._check_throttle(device_id, org_id)
+            user = self.store.user_by_card(org_id, card_hash(self._secret(org_id),
+                                                             req.value))
+            if user is None:
+                self._unknown_card(device_id, org_id)
+                raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
+            if req.pin is not None:
+                self._check_pin(device_id, org_id, user, req.pin)
+        else:
+            user = self._prove(device_id, org_id, req.method, req.value, req.username)
+        return self._login(device_id, user, req.method)
+
+    def _check_throttle(self, device_id: str, org_id: str) -> None:
+        """Refuse every badge lookup while this device or its org is throttled, before the
+        card is looked at: the answer must not depend on the card."""
+        now = self.clock()
+        hit = self.store.throttled(device_id, org_id, now)
+        if hit is not None:
+            scope, _subject, until = hit
+            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
+                          retry_after=max(1, math.ceil(until - now)))
+
+    def _throttled_message(self, scope: str, until: float) -> str:
+        when = time.strftime("%H:%M", time.localtime(until))
+        where = "at this copier" if scope == "device" else "in your organisation"
+        return f"too many unknown badges {where}: badge sign-in is paused until {when}"
+
+    def _unknown_card(self, device_id: str, org_id: str) -> None:
+        """An unknown badge: audited in aggregate, and a token of the device's and the org's
+        bucket. The one that finds a bucket empty starts the throttle and is answered by it."""
+        now = self.clock()
+        n = self.store.unknown_card_to_audit(device_id, now, UNKNOWN_AUDIT_EVERY)
+        if n:
+            self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
+                             f"{n} unknown card(s)")
+        for scope, subject, policy in (("device", device_id, self.device_throttle),
+                                       ("org", org_id, self.org_throttle)):
+            ahead = self.store.spend_token(scope, subject, now, policy.interval)
+            if ahead <= policy.burst * policy.interval:
+                continue
+            until = now + policy.duration
+            if self.store.start_throttle(scope, subject, now, until):
+                self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
+                                 f"more than {policy.burst} unknown badges at once or "
+                                 f"{60 / policy.interval:g} a minute; badge sign-in paused "
+                                 f"{policy.duration / 60:g} min")
+                log.warning("%s %s throttled for %g s: too many unknown badges", scope, subject,
+                            policy.duration)
+            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
+                          retry_after=math.ceil(policy.duration))
+
+    def _login(self, device_id: str, user: User, method: str, note: str = "") -> m.IdentifyResult:
+        now = self.clock()
+        token = self.new_token()
+        self.store.create_session(token_hash(token), device_id, user.id, now + self.session_ttl)
+        self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", method)
+        return m.IdentifyResult(session=token, user_id=user.id,
+                                display_name=shown(user.display_name),
+                                expires_in=int(self.session_ttl), note=note)
+
+    def _prove(self, device_id: str, org_id: str, method: str, value: str,
+               username: str | None) -> User:
+        """Who is this, by access code or username + password, with the guessing lockout."""
+        now = self.clock()
+        self._check_lock("device", device_id, now)
+        if method == "code":
+            user = self.store.user_by_code(org_id, code_hash(self._secret(org_id),
+                                                             value))
+            if user is None:
+                self._failed_guess(now, device_id, None, "code")
+                raise Refused(ErrorCode.UNKNOWN_CODE, "this access code is not known", "value")
+            return user
+        if not username:
+            raise Refused(ErrorCode.INVALID_FIELD, "username is required with a password",
+                          "username")
+        subject = username.strip().lower()
+        self._check_lock("user", subject, now)
+        user = self.store.user_by_email(subject)
+        ok = verify_password(value, self.store.password_hash(user.id) if user else None)
+        if user is None or user.org_id != org_id or not ok:
+            self._failed_guess(now, device_id, subject, "password")
+            raise Refused(ErrorCode.INVALID_PASSWORD, "the username or password is wrong",
+                          "value")
+        self.store.clear_failures("user", subject)
+        return user
+
+    def _check_pin(self, device_id: str, org_id: str, user: User, pin: str) -> None:
+        """Card + PIN: the PIN is the user's access code. Wrong PINs count as guesses against
+        the user (a stolen badge gives five tries) and the device."""
+        now = self.clock()
+        self._check_lock("device", device_id, now)
+        self._check_lock("user", user.email, now)
+        owner = self.store.user_by_code(org_id, code_hash(self._secret(org_id), pin))
+        if owner is None or owner.id != user.id:
+            self._failed_guess(now, device_id, user.email, "pin")
+            raise Refused(ErrorCode.WRONG_PIN, "the PIN does not match this badge", "pin")
+
+    def _check_lock(self, scope: str, subject: str, now: float) -> None:
+        until = self.store.locked_until(scope, subject, now)
+        if until is not None:
+            raise Refused(ErrorCode.LOCKED_OUT, self._locked_message(scope, until),
+                          retry_after=math.ceil(until - now))
+
+    def _locked_message(self, scope: str, until: float) -> str:
+        when = time.strftime("%H:%M", time.localtime(until))
+        who = "this copier" if scope == "device" else "this account"
+        return f"too many wrong attempts: {who} is locked until {when}"
+
+    def _failed_guess(self, now: float, device_id: str, user: str | None, method: str) -> None:
+        self.store.audit(now, f"device:{device_id}", f"identify.wrong_{method}",
+                         f"user:{user}" if user else "-")
+        for scope, subject in (("device", device_id), ("user", user)):
+            if subject is None:
+                continue
+            if self.store.record_failure(scope, subject, now, FAILURE_WINDOW) >= MAX_FAILURES:
+                until = now + LOCK_SECONDS
+                self.store.lock(scope, subject, until)
+                self.store.clear_failures(scope, subject)
+                self.store.audit(now, "cloud", "lockout", f"{scope}:{subject}",
+                                 f"{MAX_FAILURES} wrong {method}s within "
+                                 f"{FAILURE_WINDOW / 60:g} min")
+                raise Refused(ErrorCode.LOCKED_OUT, self._locked_message(scope, until),
+                              retry_after=math.ceil(LOCK_SECONDS))
+
+    def associate(self, device_id: str, req: m.Associate) -> m.IdentifyResult:
+        org_id = self._org_of(device_id)
+        # A badge lookup too: "someone else's badge" tells cards from non-cards.
+        self._check_throttle(device_id, org_id)
+        secret = self._secret(org_id)
+        h = card_hash(secret, req.card)
+        owner = self.store.user_by_card(org_id, h)
+        user = self._prove(device_id, org_id, req.method, req.value, req.username)
+        now = self.clock()
+        if owner is not None and owner.id != user.id:
+            self.store.audit(now, f"device:{device_id}", "card.associate_refused",
+                             f"user:{user.id}", "card belongs to another user")
+            self._unknown_card(device_id, org_id)
+            raise Refused(ErrorCode.NOT_ALLOWED, "this card belongs to someone else; ask your "
+                          "administrator", "card")
+        note = "Your card is linked: next time, just tap it."
+        if owner is None:
+            cards = self.store.user_cards(user.id)
+            if len(cards) >= MAX_CARDS_PER_USER:
+                if self.store.org_settings(org_id).card_policy == "refuse":
+                    raise Refused(ErrorCode.CARD_LIMIT, f"you have {len(cards)} cards already; "
+                                  "ask your administrator to remove one", "card")
+                self.store.remove_card(org_id, cards[0][0])
+                self.store.audit(now, f"user:{user.id}", "card.replaced", f"user:{user.id}",
+                                 "oldest card replaced by self-association")
+                note = "Your card is linked; it replaces your oldest card."
+            self.store.add_card(org_id, h, user.id, now)
+            self.store.audit(now, f"device:{device_id}", "card.self_associate",
+                             f"user:{user.id}", req.method)
+        return self._login(device_id, user, f"associate:{req.method}", note)
+
+    def session_user(self, device_id: str, token: str) -> User:
+        now = self.clock()
+        h = token_hash(token)
+        session = self.store.session(h)
+        if session is None or session.ended or session.expires_at <= now:
+            raise Refused(ErrorCode.INVALID_SESSION, "the session has ended; log in again",
+                          "session")
+        if session.device_id != device_id:
+            self.store.audit(now, f"device:{device_id}", "session.wrong_device",
+                             f"user:{session.user_id}", f"bound to {session.device_id}")
+            raise Refused(ErrorCode.WRONG_DEVICE, "this session belongs to another device",
+                          "session")
+        user = self.store.user(session.user_id)
+        if user is None:
+            raise Refused(ErrorCode.INVALID_SESSION, "the session's user no longer exists",
+                          "session")
+        self.store.extend_session(h, now + self.session_ttl)
+        return user
+
+    def logout(self, device_id: str, req: m.Logout) -> m.Ack:
+        user = self.session_user(device_id, req.session)
+        self.store.end_session(token_hash(req.session))
+        self.store.audit(self.clock(), f"device:{device_id}", "logout", f"user:{user.id}")
+        return m.Ack(of=req.TYPE)
