@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from protocol.errors import ConfigError
+from protocol.redact import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +23,9 @@ class BrokerAddress:
         try:
             port = parts.port or 1883
         except ValueError:
-            raise ConfigError(f"broker URL {url!r} has a bad port") from None
+            raise ConfigError(f"broker URL {redact(url)!r} has a bad port") from None
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ConfigError(f"broker URL {url!r} must look like mqtt://host:1883")
+            raise ConfigError(f"broker URL {redact(url)!r} must look like mqtt://host:1883")
         return cls(parts.hostname, port, username or unquote(parts.username or ""),
                    password or unquote(parts.password or ""))
 

@@ -9,6 +9,8 @@ scheme, a missing ``?``. So redaction cannot rely on the spec parsing; it works 
   ``password``, ``secret``, ``token``, ``psk``..., alone or as one ``_``/``-``/``.``-separated
   part of a longer name such as ``master_key``), given with ``=`` (spaces allowed) or a
   directly attached ``:``, up to the next ``&``, ``#``, ``;``, quote, bracket or space;
+- the password of a URL's user information (``mqtt://cloud:<password>@host``,
+  ``postgresql://u:<password>@db/x``): store and broker URLs are quoted by the errors about them;
 - any long run of hex digits (20 or more, or 16 pairs with separators), whatever its name: a
   misspelled ``sckb=`` still carries a 32-digit key.
 
@@ -30,6 +32,8 @@ _NAME = rf"(?:[A-Za-z0-9]+[_.-])*(?:{_WORDS})(?:[_.-][A-Za-z0-9]+)*"
 # already the mask (idempotence) or a placeholder such as ``<32 hex digits>`` is left alone.
 _SECRET_PARAM = re.compile(
     rf"(?i)(?<![A-Za-z0-9])({_NAME})(\s*=\s*|:)(?!\*\*\*|<[^<>]*>)([^&#;\s'\"`,)\]}}]+)")
+# ``scheme://user:password@``: the user name stays (it says which account), the password goes.
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@'\"]*):(?!\*\*\*@)([^@/\s'\"]*)@")
 # No word boundaries: a key glued to other letters (``sckb=<key>x``) is still a key. Ids in
 # messages are shorter (16 hex digits), so they stay readable.
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{20,}")
@@ -39,6 +43,7 @@ _HEX_PAIRS = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[:\s-]){15,}[0-9A-Fa-
 
 def redact(text: str) -> str:
     """``text`` with the values of secret-looking parameters and long hex runs masked."""
+    text = _URL_PASSWORD.sub(lambda mt: f"{mt.group(1)}:{MASK}@", text)
     text = _SECRET_PARAM.sub(lambda mt: f"{mt.group(1)}{mt.group(2)}{MASK}", text)
     text = _HEX_PAIRS.sub(MASK, text)
     return _HEX_RUN.sub(MASK, text)

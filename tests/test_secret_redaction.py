@@ -117,6 +117,26 @@ def test_redact_keeps_what_a_technician_needs() -> None:
         assert redact(text) == text
 
 
+def test_a_bad_broker_url_is_refused_without_its_password(tmp_path: Path) -> None:
+    # The URL an operator mistyped is quoted back, so they see which one; its password is not.
+    password = "S3cretPw-7d1"
+    for url in (f"mqtt://cloud:{password}@127.0.0.1:99999", f"http://cloud:{password}@host"):
+        out = subprocess.run([*MFD, "cloud", "--broker", url, "--store",
+                              str(tmp_path / "cloud.db")], capture_output=True, text=True,
+                             timeout=30, check=False,
+                             env={**os.environ, "MFD_CLOUD_PASSWORD": "x"})
+        assert out.returncode != 0
+        assert "broker URL 'mqtt://cloud:***@" in out.stderr or "http://cloud:***@" in out.stderr
+        assert password not in out.stdout + out.stderr
+
+
+def test_redact_masks_the_password_of_any_url_and_keeps_the_rest() -> None:
+    assert redact("bad port in mqtt://cloud:pw@h:99999") == "bad port in mqtt://cloud:***@h:99999"
+    assert redact("postgresql://u:p%40ss@db:5432/x") == "postgresql://u:***@db:5432/x"
+    for text in ("mqtt://127.0.0.1:1883", "sqlite:///srv/cloud.db", "https://a.example/x@y"):
+        assert redact(text) == text
+
+
 def test_mfd_reader_watch_with_a_malformed_spec() -> None:
     for spec in malformed_specs()[:6]:
         out = subprocess.run([*MFD, "reader", "watch", spec], capture_output=True, text=True,
