@@ -150,7 +150,12 @@ class DeviceApp:
         while not self._commands.empty():
             payload = self._commands.get()
             if self.on_command is not None:
-                self.on_command(payload)
+                try:
+                    self.on_command(payload)
+                except Exception:
+                    # A command that fails must not cost the event already taken off the
+                    # queue, nor stop the panel's loop: log it and carry on.
+                    log.exception("a command from the cloud failed")
         now = self.clock()
         changed = False
         if now - self._engine_polled >= ENGINE_POLL_S:

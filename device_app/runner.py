@@ -111,7 +111,10 @@ class Device:
                              device_name=self.cfg.name or self.cfg.device_id,
                              policy=self.cfg.policy, journal=self.journal)
         self.app.on_command = self._apply
-        self.refusals: list[str] = []
+        #: The pushed version last refused: the broker hands the retained push over again at
+        #: every reconnect, and refusing (and acking, and auditing) it again each time says
+        #: nothing new.
+        self.refused_version: int | None = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -139,6 +142,8 @@ class Device:
         version = _version_of(payload)
         if version is not None and version <= self.cfg.version:
             return  # the retained push we already run (a reconnect delivers it again)
+        if version is not None and version == self.refused_version:
+            return  # the retained push we already refused, delivered again by a reconnect
         try:
             new = apply_push(replace(self._file_cfg, version=self.cfg.version), payload)
         except ConfigError as exc:
@@ -146,7 +151,7 @@ class Device:
             # spec it quotes may carry a key.
             reason = redact(exc.message)
             log.warning("refused pushed config version %s: %s", version, reason)
-            self.refusals.append(reason)
+            self.refused_version = version
             if version is not None:
                 self.link.publish_event(m.ConfigAck(version=version, applied=False,
                                                     reason=reason[:500]))
@@ -156,7 +161,14 @@ class Device:
         self.app.machine.policy = new.policy
         self.cfg = new
         self._remember(payload)
-        self._save_push()
+        try:
+            self._save_push()
+        except OSError as exc:
+            # Applied live all the same: after a restart the broker's retained push brings
+            # it back. Refusing a good config over a full disk would help nobody.
+            log.error("applied config version %d but could not save it beside device.toml "
+                      "(%s); it applies until the next restart, when the cloud sends it again",
+                      new.version, exc.strerror or exc)
         log.info("applied config version %d", new.version)
         self.link.publish_event(m.ConfigAck(version=new.version, applied=True))
 

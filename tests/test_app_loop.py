@@ -93,3 +93,18 @@ def test_the_transcript_keeps_only_the_newest_lines(loop: Loop) -> None:
     assert len(loop.app.transcript) == TRANSCRIPT_LINES
     assert list(loop.app.transcript)[-2:] == ["idle -> entry on Tapped",
                                               "entry -> idle on Tapped"]
+
+
+def test_a_failing_cloud_command_neither_loses_the_event_nor_stops_the_loop(loop: Loop) -> None:
+    # A config push whose saving fails (a full disk) runs on the loop between two events; the
+    # badge taken off the queue in that same step must still log its holder in.
+    def broken(payload: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    loop.app.on_command = broken
+    loop.app.command(b'{"version": 2}')
+    loop.app.events.put(CardPresented("111"))
+    loop.app.step(0)
+    assert loop.app.machine.state is State.IDENTIFYING
+    [item] = [i for i in loop.link.outstanding if isinstance(i.request, m.Identify)]
+    assert item.request.value == "111"
