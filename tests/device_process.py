@@ -43,7 +43,10 @@ class Device:
     @property
     def env(self) -> dict[str, str]:
         # The badge by environment, not on a command line others can read.
-        return {**os.environ, "MFD_CRASH_BADGE": ALICE.badge}
+        # PYTHONPATH: the device imports the checkout under test, whatever an editable
+        # install elsewhere points at (as pytest itself does, pyproject's pythonpath).
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        return {**os.environ, "MFD_CRASH_BADGE": ALICE.badge, "PYTHONPATH": path}
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.cmd(*args), cwd=ROOT, capture_output=True, text=True,
