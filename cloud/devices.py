@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cloud.hashing import token_hash
+from cloud.linking.redeem import redeem
 from cloud.storage.port import CloudStore
 from protocol import messages as m
 from protocol.errors import ConfigError, MfdError, ProtocolError, StoreError
@@ -113,12 +114,11 @@ def new_registration_code(store: CloudStore, device_id: str, now: float) -> str:
 def register(store: CloudStore, code: str, accounts: BrokerAccounts, now: float) -> Registration:
     """Trade a one-time code for the device's broker credentials and configuration."""
     with store.transaction():
-        row = store.one_time("registration", token_hash(_normal(code)))
-        if row is None or row.spent or row.expires_at <= now:
-            # One answer for unknown, used and expired: a code is not to be probed.
-            store.audit(now, "portal", "device.register_refused", "-")
-            raise RegistrationError("this registration code is not valid (unknown, used or "
-                                    "expired); ask the administrator for a new one")
+        # One answer for unknown, used and expired: a code is not to be probed. Spent before
+        # the checks below: a refusal rolls the whole transaction back, spending included.
+        row = redeem(store, "registration", token_hash(_normal(code)), now,
+                     refused=lambda _row: _refused(store, now),
+                     raced=RegistrationError("this registration code was just used"))
         device_id = row.owner
         if is_reserved_account(device_id):
             # A device row from before reserved names were refused: never give it the account.
@@ -127,8 +127,6 @@ def register(store: CloudStore, code: str, accounts: BrokerAccounts, now: float)
             raise RegistrationError(f"device id {device_id!r} is reserved for the print "
                                     "service's own accounts; add the device again under "
                                     "another id")
-        if not store.spend("registration", row.id, now):
-            raise RegistrationError("this registration code was just used")
         org_id = store.device_org(device_id) or ""
         name = store.device_name(device_id)
         password = secrets.token_urlsafe(24)
@@ -138,6 +136,12 @@ def register(store: CloudStore, code: str, accounts: BrokerAccounts, now: float)
         config = device_config(store, device_id)
     return Registration(device_id, name or device_id, org_id,
                         device_id, password, config)
+
+
+def _refused(store: CloudStore, now: float) -> RegistrationError:
+    store.audit(now, "portal", "device.register_refused", "-")
+    return RegistrationError("this registration code is not valid (unknown, used or expired); "
+                             "ask the administrator for a new one")
 
 
 def set_device_config(store: CloudStore, device_id: str, managed: dict[str, Any],

@@ -17,8 +17,8 @@ token presented by another device is refused and audited.
 * Guessing (codes, passwords, PINs) counts against the device and, where one is named, the
   user; past :data:`MAX_FAILURES` within :data:`FAILURE_WINDOW` the scope is locked for
   :data:`LOCK_SECONDS`. Failures and locks are stored, so they survive a restart and are shared
-  by every worker. The portal's password sign-in (cloud/linking.py) draws on the same ``user``
-  budget.
+  by every worker. The portal's password sign-in (cloud/linking/signin.py) draws on the same
+  ``user`` budget.
 
 Every method runs inside the caller's store transaction (cloud/service.py opens one per
 request); a refusal is :class:`Refused`, which the service turns into an error answer.

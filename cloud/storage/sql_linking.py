@@ -1,4 +1,4 @@
-"""The queries of client linking (cloud/linking.py): client installs, installer tokens,
+"""The queries of client linking (cloud/linking/): client installs, installer tokens,
 invitations, portal sessions, Authenticate-on-Print requests, linking codes, print queues,
 share links and the portal's recorded settings.
 
