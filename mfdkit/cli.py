@@ -578,6 +578,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _http_url(text: str) -> str:
+    """An http(s) URL with a host: it goes into links people are sent, which must open."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{redact(text)!r} is not an http:// or https:// address with a host "
+            "(e.g. https://print.example.org)")
+    return text
+
+
 _LINKING_ADMIN = ("import", "invite", "share-link", "bulk-installer", "cards-remove",
                   "codes-reset", "queues-add", "queues", "clients", "client-revoke")
 
@@ -815,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("admin", help="manage orgs, users, cards, devices; read jobs and audit")
     a.add_argument("--store", help="sqlite:///relative.db or sqlite:////absolute/path.db "
                    "(every action but broker-acl)")
-    a.add_argument("--portal-url", metavar="URL",
+    a.add_argument("--portal-url", metavar="URL", type=_http_url,
                    help="portal address for the links in invitations (default: the one `mfd "
                    "cloud --http` recorded in the store, else http://127.0.0.1:8631)")
     asub = a.add_subparsers(dest="admin_cmd", metavar="ACTION", required=True)

@@ -157,3 +157,13 @@ def test_after_a_refusal_the_next_version_says_what_it_still_carries(
     assert "refused version 1" in out.stderr and "--unset" in out.stderr
     out = admin("device-config", "copier-1", "--unset", "readers")
     assert out.returncode == 0 and "version 3" in out.stdout
+
+
+def test_a_portal_url_that_is_not_a_web_address_is_refused(admin) -> None:  # type: ignore[no-untyped-def]
+    # It goes into links people are sent by email: a typo would send links that never open.
+    for url in ("notaurl", "ftp://print.example.org", "https://", "print.example.org"):
+        out = admin("--portal-url", url, "share-link", "--org", "org_demo")
+        assert out.returncode == 2 and "is not an http:// or https:// address" in out.stderr
+        assert "/portal/" not in out.stdout
+    ok = admin("--portal-url", "https://print.example.org", "share-link", "--org", "org_demo")
+    assert ok.returncode == 0 and "https://print.example.org/" in ok.stdout, ok.stderr
