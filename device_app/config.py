@@ -115,7 +115,7 @@ def _table(data: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
         raise ConfigError(f"config key {key!r} must be a table")
     unknown = sorted(set(section) - allowed)
     if unknown:
-        raise ConfigError(f"config key {key}.{unknown[0]!r} is not known; known: "
+        raise ConfigError(f"config key {key + '.' + unknown[0]!r} is not known; known: "
                           + ", ".join(sorted(allowed)))
     return section
 

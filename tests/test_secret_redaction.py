@@ -111,7 +111,7 @@ def test_redact_masks_any_key_in_any_text(key: str, upper: bool, name: str, sep:
 def test_redact_keeps_what_a_technician_needs() -> None:
     for text in ["serial:/dev/ttyUSB0?family=em4100&baud=9600&lockout=2",
                  "reader spec parameter 'address' must be an OSDP address 0..126, got '200'",
-                 "config key policy.'idle_timout' is not known; known: allow_code, card_pin",
+                 "config key 'policy.idle_timout' is not known; known: allow_code, card_pin",
                  "no device broker password: pass --password or set MFD_DEVICE_PASSWORD",
                  "job j_9585b9431ffc4489 is not held"]:
         assert redact(text) == text
