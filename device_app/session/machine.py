@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from device_app.session.effects import Effect, PrintJob, Send
+from device_app.session.entry import EMPTY, Entry, new_entry
 from device_app.session.events import (
     Answered,
     CardPresented,
@@ -53,10 +54,8 @@ from device_app.session.presenter import present
 from device_app.session.state import (
     ASSOCIATE_UNCONFIRMED,
     DELETE_UNCONFIRMED,
-    EMPTY,
     ENGINE_REFUSED,
     Deleted,
-    Entry,
     Flash,
     Kind,
     Node,
@@ -66,7 +65,6 @@ from device_app.session.state import (
     Printed,
     Release,
     State,
-    new_entry,
 )
 from device_app.view import Action, JobProgress, OptionsView, PanelView
 from protocol import messages as m
@@ -76,8 +74,6 @@ log = logging.getLogger(__name__)
 
 # Entry failures that leave the user on the entry screen to try again (with the reason shown).
 _RETRYABLE = {"unknown_code", "invalid_password", "wrong_pin"}
-
-_FIELD_LIMITS = {"code": 10, "pin": 10, "username": 254, "password": 128}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +113,8 @@ class SessionMachine:
         self._notice_until = 0.0
         # tag -> (what the request is for, the job it is about)
         self._pending: dict[str, tuple[Kind, str | None]] = {}
-        self._subject: str | None = None  # the job the answer being handled is about
+        # The job the answer being handled is about: set by handle() for its one dispatch.
+        self._subject: str | None = None
         self._seq = 0
         self._session: str | None = None
         self._card: str | None = None
@@ -279,24 +276,10 @@ class SessionMachine:
         return self._stay()
 
     def on_key_entry(self, event: KeyPressed) -> Next:
-        entry = self.entry
-        assert entry is not None
-        key = event.key
-        value = entry.values[entry.focus]
-        if key == "ENTER":
+        assert self.entry is not None
+        if event.key == "ENTER":
             return self._submit_entry()
-        if key == "BACKSPACE":
-            entry.values[entry.focus] = value[:-1]
-        elif key == "CLEAR":
-            entry.values[entry.focus] = ""
-        elif key == "TAB":
-            names = entry.names
-            entry.focus = names[(names.index(entry.focus) + 1) % len(names)]
-        elif len(key) == 1 and key.isprintable() and len(value) < _FIELD_LIMITS[entry.focus]:
-            if entry.focus in ("code", "pin") and not key.isalnum():
-                return self._stay()
-            entry.values[entry.focus] = value + key
-        entry.error = ""
+        self.entry.type_key(event.key)
         return self._stay()
 
     def on_tap_entry(self, event: Tapped) -> Next:
@@ -307,11 +290,7 @@ class SessionMachine:
         if event.action is Action.FOCUS and event.job_id in entry.values:
             entry.focus = event.job_id
         elif event.action is Action.SWITCH_ENTRY:
-            switched = {"associate_code": "associate_password",
-                        "associate_password": "associate_code",
-                        "code": "password", "password": "code"}.get(entry.kind)
-            if switched and (self.policy.allow_password or "code" in switched):
-                self.entry = new_entry(switched)
+            self.entry = entry.switched(self.policy.allow_password) or entry
         elif event.action is Action.CANCEL:
             self._forget_user()
             return self._idle()
@@ -331,31 +310,13 @@ class SessionMachine:
     def _submit_entry(self) -> Next:
         entry = self.entry
         assert entry is not None
-        v = entry.values
-        if any(not v[n] for n in entry.names):
-            entry.error = EMPTY + next(n for n in entry.names if not v[n])
+        missing = entry.missing()
+        if missing is not None:
+            entry.error = EMPTY + missing
             return self._stay()
-        card = self._card
-        request: m.Identify | m.Associate
-        if entry.kind == "code":
-            request = m.Identify(method="code", value=v["code"])
-        elif entry.kind == "password":
-            request = m.Identify(method="password", value=v["password"], username=v["username"])
-        elif entry.kind == "pin":
-            assert card is not None
-            request = m.Identify(method="card", value=card, pin=v["pin"])
-        elif entry.kind == "associate_code":
-            assert card is not None
-            request = m.Associate(request_id=self.new_id(), card=card, method="code",
-                                  value=v["code"])
-        else:
-            assert card is not None
-            request = m.Associate(request_id=self.new_id(), card=card, method="password",
-                                  value=v["password"], username=v["username"])
-        kind = entry.kind
-        out = self._identify(request, card)
+        out = self._identify(entry.request(self._card, self.new_id), self._card)
         # Keep what the user was doing, so a wrong code can be typed again in place.
-        self.entry = new_entry(kind)
+        self.entry = new_entry(entry.kind)
         return out
 
     def on_identified(self, event: Answered) -> Next:
@@ -582,6 +543,8 @@ class SessionMachine:
         return self._stay()
 
     def _leave_notice(self) -> Next:
+        # Without a session, a notice meant to lead back to the list cannot: the table does
+        # not allow that way out (it cannot happen), so it is caught as the bug it would be.
         if self.node is Node.NOTICE_THEN_LOADING and self._session is not None:
             return self._load()
         if self.node is Node.NOTICE_THEN_JOBS and self._session is not None:
@@ -655,11 +618,11 @@ def _signed_in(node: Node) -> dict[tuple[Node, type, Kind | None], Rule]:
     }
 
 
-def _notice(node: Node, back: tuple[Node, ...]) -> dict[tuple[Node, type, Kind | None], Rule]:
-    """A notice ends on OK or in time, and leads back (or, the session gone, out)."""
+def _notice(node: Node, *back: Node) -> dict[tuple[Node, type, Kind | None], Rule]:
+    """A notice ends on OK or in time, and leads back where its node says."""
     return {
-        (node, Tapped, None): _rule(S.on_dismiss, node, *back, *_OUT),
-        (node, Tick, None): _rule(S.on_tick_notice, node, *back, *_OUT),
+        (node, Tapped, None): _rule(S.on_dismiss, node, *back),
+        (node, Tick, None): _rule(S.on_tick_notice, node, *back),
     }
 
 
@@ -668,7 +631,8 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.IDLE, CardPresented, None): _rule(S.on_card_idle, *_IN),
     (N.IDLE, CodeEntered, None): _rule(S.on_code_idle, N.IDLE, N.IDENTIFYING),
     (N.IDLE, Tapped, None): _rule(S.on_tap_idle, N.IDLE, N.ENTRY),
-    (N.IDLE, LinkChanged, None): _rule(S.on_link_idle, N.LOADING, *_OUT),
+    # Idle, nobody is logged in: the link only decides between idle and offline.
+    (N.IDLE, LinkChanged, None): _rule(S.on_link_idle, *_OUT),
     (N.ENTRY, KeyPressed, None): _rule(S.on_key_entry, N.ENTRY, N.IDENTIFYING),
     (N.ENTRY, Tapped, None): _rule(S.on_tap_entry, N.ENTRY, N.IDENTIFYING, *_OUT),
     (N.ENTRY, CardPresented, None): _rule(S.on_card_entry, *_IN),
@@ -701,14 +665,15 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.RELEASING, Answered, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING,
                                                  *_OUT),
     (N.RELEASING, Failed, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING, *_OUT),
-    **_notice(N.NOTICE_THEN_IDLE, ()),
+    **_notice(N.NOTICE_THEN_IDLE, *_OUT),
     # Only a notice that ends the session lets a badge or a code start the next one at once;
     # over a logged-in user's notice they are ignored.
     (N.NOTICE_THEN_IDLE, CardPresented, None): _rule(S.on_card_idle, *_IN),
     (N.NOTICE_THEN_IDLE, CodeEntered, None): _rule(S.on_code_idle, N.NOTICE_THEN_IDLE,
                                                    N.IDENTIFYING),
-    **_notice(N.NOTICE_THEN_JOBS, (N.JOBS,)),
-    **_notice(N.NOTICE_THEN_LOADING, (N.LOADING,)),
+    # Over a logged-in user's list, nothing in a notice ends the session: it leads back.
+    **_notice(N.NOTICE_THEN_JOBS, N.JOBS),
+    **_notice(N.NOTICE_THEN_LOADING, N.LOADING),
     (N.OFFLINE, LinkChanged, None): _rule(S.on_link_idle, N.LOADING, *_OUT),
     (N.OFFLINE, Tapped, None): _rule(S.on_tap_offline, *_OUT),
     (N.OFFLINE, Tick, None): _rule(S.on_tick_offline, *_OUT),

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from device_app.session.entry import EMPTY
 from device_app.session.state import (
     ASSOCIATE_UNCONFIRMED,
     DELETE_UNCONFIRMED,
-    EMPTY,
     ENGINE_REFUSED,
     Deleted,
     Flash,

@@ -126,30 +126,6 @@ class Printed:
 #: The one-line message over the job list, or None.
 Flash = Note | Deleted | Printed | None
 
-#: An entry error that is not an error code: a field left empty (``EMPTY + field name``).
-EMPTY = "empty:"
-
-
-@dataclass(slots=True)
-class Entry:
-    kind: str  # code, pin, password, associate_code, associate_password
-    values: dict[str, str]
-    focus: str
-    #: "", an error code (the last try was refused), or EMPTY + the field left empty.
-    error: str = ""
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self.values)
-
-
-def new_entry(kind: str, error: str = "") -> Entry:
-    names = {"code": ("code",), "pin": ("pin",), "password": ("username", "password"),
-             "associate_code": ("code",),
-             "associate_password": ("username", "password")}[kind]
-    return Entry(kind, dict.fromkeys(names, ""), names[0], error)
-
-
 @dataclass(slots=True)
 class Release:
     release_id: str
