@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from protocol.errors import MfdError
 from protocol.redact import redact
@@ -762,8 +762,16 @@ def _default_client_state() -> str:
 # ---------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse quotes a stray or bad argument back, and an argument can be a reader spec with
+    its key in it: its errors are redacted like every other (subparsers share this class)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mfd", description="mfdkit: secure print release at the "
+    p = _Parser(prog="mfd", description="mfdkit: secure print release at the "
                                 "copier. One subcommand per role.")
     p.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -1000,7 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from readers.cli import register as register_reader
 
-    register_reader(sub)
+    register_reader(sub)  # type: ignore[arg-type]  # _Parser is an ArgumentParser
     return p
 
 

@@ -130,6 +130,15 @@ def test_a_bad_broker_url_is_refused_without_its_password(tmp_path: Path) -> Non
         assert password not in out.stdout + out.stderr
 
 
+def test_a_stray_argument_with_a_key_is_not_quoted_back_in_clear() -> None:
+    # argparse names what it did not expect; a mis-split command line can put a spec there.
+    out = subprocess.run([*MFD, "admin", "device-config", "dev1",
+                          f"readers.specs=osdp:/dev/ttyUSB0?scbk={KEY}", "stray"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 2 and "unrecognized arguments" in out.stderr
+    assert_no_key(out.stdout + out.stderr, "argparse's error")
+
+
 def test_redact_masks_the_password_of_any_url_and_keeps_the_rest() -> None:
     assert redact("bad port in mqtt://cloud:pw@h:99999") == "bad port in mqtt://cloud:***@h:99999"
     assert redact("postgresql://u:p%40ss@db:5432/x") == "postgresql://u:***@db:5432/x"
