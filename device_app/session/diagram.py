@@ -40,7 +40,11 @@ def mermaid() -> str:
                 label = _event(event, kind)
                 if label not in arrows[node, to]:
                     arrows[node, to].append(label)
-    lines = ["stateDiagram-v2", f"    [*] --> {Node.IDLE.value}"]
+    lines = ["stateDiagram-v2"]
+    # A notice's node is named for the screen and where it leads, as the panel has one notice.
+    lines += [f'    state "notice, then {node.value.removeprefix("notice_then_")}" as {node.value}'
+              for node in Node if node.value.startswith("notice_then_")]
+    lines.append(f"    [*] --> {Node.IDLE.value}")
     for (node, to), labels in sorted(arrows.items(),
                                      key=lambda a: (order.index(a[0][0]), order.index(a[0][1]))):
         lines.append(f"    {node.value} --> {to.value} : {', '.join(sorted(labels))}")

@@ -603,7 +603,7 @@ def _rule(handler: Handler, *to: Node) -> Rule:
 # The table's shorthand.
 N = Node
 S = SessionMachine
-_OUT = (N.IDLE, N.OFFLINE)  # a logout, or the session ended: idle, or offline if the link is
+_OUT = (N.IDLE, N.OFFLINE)  # the session ended: idle, or offline while the link is down
 _IN = (N.ENTRY, N.IDENTIFYING)  # a badge: the PIN, or straight to identifying
 _LIST_FAILED = (N.NOTICE_THEN_IDLE, N.NOTICE_THEN_JOBS)
 _RELEASE = (N.RELEASING, N.NOTICE_THEN_JOBS)  # sent, or refused by the engine first
