@@ -12,7 +12,7 @@ import pytest
 from cloud.demo import DEMO_USERS
 from device_app.session import State
 from device_app.window import run_window
-from mfdkit.cli import sim_keys
+from mfdkit.cli.sim import sim_keys
 from simulator.world import SimWorld
 
 pytestmark = pytest.mark.integration
