@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from firmware_stubs.osdp_pd import SCBK_D, CardFormat, OsdpPdStub, h10301
 from protocol.errors import ConfigError, FrameError, ReaderError
 from readers.events import CardRead
-from readers.osdp_reader import (
+from readers.adapters.osdp_reader import (
     LinkState,
     OsdpCardReader,
     SecureChannelRefused,
@@ -44,7 +44,7 @@ RETRY_S = 0.2
 TIMEOUT = 3.0
 ALICE = h10301(2, 10482)  # the FIELD_NOTES card: 0x00451E5
 BOB = h10301(2, 10483)
-LOGGER = "readers.osdp_reader"
+LOGGER = "readers.adapters.osdp_reader"
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
@@ -183,7 +183,9 @@ def test_reader_without_our_secure_channel_is_refused(
     assert rig.reader.health.reads == 0 and rig.reader.health.reconnects >= 2
     assert rig.reader.running  # refusing is not crashing
 
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    # The reader's own errors: caplog also hears every other logger of the process.
+    errors = [r for r in caplog.records
+              if r.levelno == logging.ERROR and r.name.startswith(LOGGER)]
     assert len(errors) == 1  # once per episode, not once per retry
     assert "REFUSING card reads" in errors[0].getMessage()
     assert "address 3" in errors[0].getMessage()
