@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -57,6 +58,37 @@ def test_a_store_that_does_not_exist_is_an_error_not_an_empty_one(tmp_path: Path
     assert run("admin", "--store", f"sqlite:///{demo}", "demo").returncode == 0
     assert "alice" in run("admin", "--store", f"sqlite:///{demo}", "users", "--org",
                           "org_demo").stdout
+
+
+def test_a_store_without_mfdkit_tables_is_an_error_not_a_new_schema(
+        store_url: str, backend: str) -> None:
+    """An existing empty database (a mistyped PostgreSQL name, ``touch e.db``) is not made a
+    store by any action but ``init`` and ``demo``: each says so in one line, non-zero."""
+    from cloud.storage.factory import open_store
+    from protocol.errors import StoreError
+
+    if backend == "sqlite":
+        Path(store_url.removeprefix("sqlite:///")).touch()
+    for action in (["devices"], ["users", "--org", "org_demo"], ["org-add", "Acme"],
+                   ["throttles"], ["audit"]):
+        fails(run("admin", "--store", store_url, *action), "no mfdkit tables",
+              "mfd admin --store URL init")
+    if backend == "sqlite":
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as con:
+            assert con.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    with pytest.raises(StoreError, match="no mfdkit tables"):
+        open_store(store_url, create=False)  # still none: nothing above created them
+    assert run("admin", "--store", store_url, "init").returncode == 0
+    out = run("admin", "--store", store_url, "devices")
+    assert out.returncode == 0 and out.stdout == "", out.stderr
+
+
+def test_an_unsupported_store_url_is_quoted_without_its_password() -> None:
+    out = run("admin", "--store", "mysql://u:S3cretPw@db.example.org/print", "devices")
+    fails(out, "unsupported store URL", "mysql://u:")
+    assert "S3cretPw" not in out.stderr
 
 
 def test_unknown_org_user_and_device_are_errors(admin) -> None:  # type: ignore[no-untyped-def]

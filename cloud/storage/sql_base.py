@@ -29,6 +29,8 @@ class SqlBase:
     INTEGRITY: ClassVar[tuple[type[Exception], ...]] = ()
 
     url: str = ""
+    #: The store, for messages: never a password.
+    where: str = ""
 
     # -- the backend supplies these four
     def transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -49,11 +51,20 @@ class SqlBase:
         text = text.format(blob=self.BLOB, real=self.REAL, auto_id=self.AUTO_ID)
         return [s.strip() for s in text.split(";") if s.strip()]
 
-    def upgrade(self) -> int:
+    def upgrade(self, create: bool = True) -> int:
         """Bring the store to :data:`schema.LATEST`, every missing step in one transaction;
         returns the version the store was at. A store a newer release upgraded is refused
-        rather than written with assumptions that no longer hold."""
+        rather than written with assumptions that no longer hold.
+
+        ``create=False`` upgrades only a store that is mfdkit's already (it has the version
+        table, or the ``orgs`` table of a release from before versions): a mistyped database
+        name or an empty file is an error naming ``mfd admin init``, not 14 new tables and an
+        empty answer that looks like success."""
         with self.transaction():
+            if not create and not (self._try("SELECT 1 FROM schema_version WHERE 1 = 0")
+                                   or self._try("SELECT 1 FROM orgs WHERE 1 = 0")):
+                raise StoreError(f"no mfdkit tables in {self.where} (check --store); create "
+                                 "them with: mfd admin --store URL init", code="not_found")
             for statement in self.ddl(schema.VERSION_TABLE):
                 self._run(statement, ())
             row = self.query_one("SELECT max(version) FROM schema_version")

@@ -13,22 +13,30 @@ from typing import Any, ClassVar
 
 from cloud.storage.sql import SqlStore
 from protocol.errors import StoreError
+from protocol.redact import redact
 
 
 class SqliteStore(SqlStore):
     INTEGRITY: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
+        self.where = self.path
+        if not create and not Path(self.path).is_file():
+            # Checked before connecting: SQLite would create the file, and a typo in the path
+            # would become an empty store answering "no users".
+            raise StoreError(f"no store at {self.path} (check --store; sqlite:////absolute/"
+                             "path.db takes four slashes); create a new one with: mfd admin "
+                             "--store URL init", code="not_found")
         self._local = threading.local()
-        self.upgrade()
+        self.upgrade(create=create)
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteStore:
+    def from_url(cls, url: str, *, create: bool = True) -> SqliteStore:
         if url.startswith("sqlite:///"):
-            return cls(url[len("sqlite:///"):])
-        raise StoreError(f"unsupported store URL {url!r}; use sqlite:///relative.db or "
+            return cls(url[len("sqlite:///"):], create=create)
+        raise StoreError(f"unsupported store URL {redact(url)!r}; use sqlite:///relative.db or "
                          "sqlite:////absolute/path.db", code="config_invalid")
 
     def _con(self) -> sqlite3.Connection:

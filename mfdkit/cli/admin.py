@@ -24,13 +24,7 @@ _CREATES_STORE = ("init", "demo")
 def _store(url: str, *, create: bool = False) -> Any:
     from cloud.storage.factory import open_store
 
-    if not create and url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if not path.is_file():
-            raise MfdError(f"no store at {path} (check --store; sqlite:////absolute/path.db "
-                           "takes four slashes); create a new one with: mfd admin --store URL "
-                           "init", code="not_found")
-    return open_store(url)
+    return open_store(url, create=create)
 
 
 #: What an identify request can carry as a card number (protocol.messages.Identify.value).
