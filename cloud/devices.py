@@ -256,8 +256,16 @@ def mark_pushed(store: CloudStore, device_id: str, version: int, now: float) -> 
     store.mark_pushed(device_id, version, now)
 
 
-def record_ack(store: CloudStore, device_id: str, ack: m.ConfigAck, now: float) -> None:
+def record_ack(store: CloudStore, device_id: str, ack: m.ConfigAck, now: float) -> bool:
+    """Record a device's answer to a pushed version; False (and nothing written) for an ack
+    that says nothing new: a version this device was never given, or an outcome already
+    recorded. A device's credentials could otherwise write an audit row per ack they send."""
     with store.transaction():
+        row = store.config_versions(device_id)
+        latest, applied, refused = (row[0], row[2], row[3]) if row is not None else (0, 0, 0)
+        if not 0 < ack.version <= latest or ack.version <= applied or (
+                not ack.applied and ack.version == refused):
+            return False
         if ack.applied:
             store.mark_applied(device_id, ack.version)
             store.audit(now, f"device:{device_id}", "config.applied", f"version {ack.version}")
@@ -266,6 +274,7 @@ def record_ack(store: CloudStore, device_id: str, ack: m.ConfigAck, now: float) 
             store.mark_refused(device_id, ack.version, reason[:500])
             store.audit(now, f"device:{device_id}", "config.refused", f"version {ack.version}",
                         reason[:200])
+    return True
 
 
 def refusal_reason(ack: m.ConfigAck) -> str:

@@ -185,8 +185,13 @@ class CloudWorker:
             log.info("device %s sent a bad event: %s", device_id, exc.message)
             return
         store = service.store
-        if isinstance(store, CloudStore):
-            devices.record_ack(store, device_id, ack, service.clock())
+        if not isinstance(store, CloudStore) or not devices.record_ack(
+                store, device_id, ack, service.clock()):
+            # Nothing new (a repeat, a version never pushed): not logged at warning either, or
+            # a device could flood the log as it could the audit.
+            log.debug("device %s: config.ack for version %d changes nothing", device_id,
+                      ack.version)
+            return
         if not ack.applied:
             log.warning("device %s refused config version %d: %s", device_id, ack.version,
                         devices.refusal_reason(ack))
