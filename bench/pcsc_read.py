@@ -32,8 +32,8 @@ import time
 
 from bench.common import report, summary
 from firmware_stubs.vpcd_card import VirtualCard
+from readers.adapters.pcsc_reader import PcscCardReader, ReaderState
 from readers.events import CardRead
-from readers.pcsc_reader import PcscCardReader, ReaderState
 
 # Importing it sets PCSCLITE_CSOCK_NAME, which pcsc-lite reads at the first PC/SC call.
 from simulator import pcscd

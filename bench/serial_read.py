@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable
 
 from bench.common import report, summary
-from readers.ascii_reader import AsciiFormat, encode_line
-from readers.em4100 import encode_frame
+from readers.adapters.serial_reader import POLL_TIMEOUT_S, SerialCardReader
+from readers.codecs.ascii import AsciiFormat, encode_line
+from readers.codecs.em4100 import encode_frame
+from readers.codecs.wiegand_serial import encode_card
 from readers.pty import PtyPort
-from readers.serial_reader import POLL_TIMEOUT_S, SerialCardReader
 from readers.spec import open_reader
-from readers.wiegand_serial import encode_card
 
 # family -> (spec query, the frame its reader sends for card n -- what the firmware stubs
 # send too). The bench writes the bytes itself, to split off the last byte.

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-from readers.ascii_reader import (
+from readers.codecs.ascii import (
     ACP_PROMPT,
     ACP_TICK_S,
     AcpAssign,
@@ -43,10 +43,10 @@ from readers.ascii_reader import (
     format_value,
     parse_command,
 )
-from readers.em4100 import encode_frame
+from readers.codecs.em4100 import encode_frame
+from readers.codecs.wiegand_serial import encode_card
+from readers.codecs.wiegand_serial import encode_frame as encode_wiegand_frame
 from readers.pty import PtyPort
-from readers.wiegand_serial import encode_card
-from readers.wiegand_serial import encode_frame as encode_wiegand_frame
 
 __all__ = ["Em4100Stub", "PcProxStub", "Twn4Stub", "WiegandSerialStub"]
 

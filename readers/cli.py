@@ -14,18 +14,18 @@
     prints the object, ``"checksum_ok": false``, so scripts can see what the frame said).
 
 ``mfd reader decode --format h10301|h10306|c1000|h10304|h10302 VALUE [--json]``
-    Decode one Wiegand frame (:mod:`readers.wiegand`). VALUE is the whole frame, parity bits
+    Decode one Wiegand frame (:mod:`readers.numbers.wiegand`). VALUE is the whole frame, parity bits
     included, as hex (``0x000451E5`` or ``000451E5``: what USB readers print) or as exactly
     as many bits as the format has (``00000001000101000111100101``; ``0b`` optional). A
     parity failure exits 1 naming the parity bit; with ``--json`` the object is printed too.
 
 ``mfd reader convert --pipeline P VALUE...``
-    Run each VALUE through the conversion pipeline P (:mod:`readers.convert`) and print the
+    Run each VALUE through the conversion pipeline P (:mod:`readers.numbers.convert`) and print the
     results one per line. A value a step refuses stops the run with exit 1, naming the
     value's position and the step; a pipeline that does not parse exits 2.
 
 ``mfd reader infer RAW=EXPECTED ...``
-    Find the pipelines that map every reading to its expected number (:mod:`readers.infer`)
+    Find the pipelines that map every reading to its expected number (:mod:`readers.numbers.infer`)
     and print them one per line, simplest first. If none fits, exit 1 and say which pair
     defeats the nearest candidates.
 
@@ -50,11 +50,11 @@ import sys
 import time
 
 from protocol.errors import ConfigError, MfdError
-from readers import wiegand
-from readers.convert import ConversionError, Pipeline, PipelineError
-from readers.em4100 import ETX, STX, Em4100FrameError, FrameFault, decode_frame
+from readers.codecs.em4100 import ETX, STX, Em4100FrameError, FrameFault, decode_frame
 from readers.events import CardRead
-from readers.infer import MAX_STEPS, InferError, InferResult, infer
+from readers.numbers import wiegand
+from readers.numbers.convert import ConversionError, Pipeline, PipelineError
+from readers.numbers.infer import MAX_STEPS, InferError, InferResult, infer
 from readers.spec import open_reader
 
 __all__ = ["cmd_convert", "cmd_decode", "cmd_infer", "cmd_list", "cmd_watch", "parse_em4100_value",
@@ -317,8 +317,8 @@ def _explain_failure(result: InferResult, max_steps: int) -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from readers.pcsc_reader import list_readers
-    from readers.serial_reader import list_serial_ports
+    from readers.adapters.pcsc_reader import list_readers
+    from readers.adapters.serial_reader import list_serial_ports
 
     pcsc = list_readers()
     serial_ports = list_serial_ports()
@@ -338,7 +338,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     try:
         pipeline = Pipeline.parse(args.pipeline) if args.pipeline else None
         if args.record:
-            from readers.recording import Recorder, header_for_spec
+            from readers.record.recording import Recorder, header_for_spec
 
             recorder = Recorder(args.record, header_for_spec(args.spec))
         reader = open_reader(args.spec, on_raw=recorder.on_raw if recorder else None)

@@ -1,5 +1,5 @@
 """A pseudo-terminal standing in for a serial reader's port: the wire of a replayed recording
-(:mod:`readers.replay`) and of the emulated reader firmwares (:mod:`firmware_stubs`).
+(:mod:`readers.record.replay`) and of the emulated reader firmwares (:mod:`firmware_stubs`).
 
 It lives with the readers, not with the emulated hardware, because a replay is production code:
 ``mfd reader watch replay:FILE`` plays a recording through the live serial path, and production

@@ -3,22 +3,22 @@
 ``scheme:TARGET?key=value&...``, in the spirit of nfcpy's ``tty:USB0:pn532`` paths. The scheme
 picks the backend module; the module parses its own TARGET and parameters:
 
-``serial:PORT?family=em4100&baud=9600&lockout=2``  (readers.serial_reader)
+``serial:PORT?family=em4100&baud=9600&lockout=2``  (readers.adapters.serial_reader)
     PORT is a device path (``/dev/ttyUSB0``, ``/dev/serial/by-id/...``, a pty such as
     ``/dev/pts/3``) or a pyserial URL (``loop://``). Everything after the *first* ``?`` is
     ours, so pyserial URL options cannot be passed through (none is needed yet).
     ``family`` (default ``em4100``), ``baud`` (default 9600), ``lockout`` (seconds a held
     card is ignored, default 2) and ``id`` (the reader id, default the spec itself).
 
-``replay:FILE?speed=1&loop=0&id=NAME``  (readers.replay)
-    plays a recording (readers.recording) back through the same codecs as the live reader.
+``replay:FILE?speed=1&loop=0&id=NAME``  (readers.record.replay)
+    plays a recording (readers.record.recording) back through the same codecs as the live reader.
 
-``sim:NAME?lockout=2&id=ID``  (readers.sim_reader)
+``sim:NAME?lockout=2&id=ID``  (readers.adapters.sim_reader)
     an in-process simulated reader, driven by ``get_sim_reader(NAME).present(number)``.
 
-Every scheme also takes ``pipeline=STEPS`` (readers.convert, e.g. ``reverse-bytes|hex2dec``;
+Every scheme also takes ``pipeline=STEPS`` (readers.numbers.convert, e.g. ``reverse-bytes|hex2dec``;
 percent-encode ``&`` ``=`` ``#`` inside a step): the reader's numbers are converted to the
-canonical card number before anyone sees them (readers.converting).
+canonical card number before anyone sees them (readers.numbers.converting).
 
 ``pcsc:`` and ``osdp:`` are described in their modules. Backends named in :data:`BACKENDS`
 whose module is not there are refused as "not supported yet". Every mistake is a
@@ -52,11 +52,11 @@ redact_spec = redact
 
 #: scheme -> module implementing it (imported only when a spec names it).
 BACKENDS: dict[str, str] = {
-    "serial": "readers.serial_reader",
-    "pcsc": "readers.pcsc_reader",
-    "osdp": "readers.osdp_reader",
-    "replay": "readers.replay",
-    "sim": "readers.sim_reader",
+    "serial": "readers.adapters.serial_reader",
+    "pcsc": "readers.adapters.pcsc_reader",
+    "osdp": "readers.adapters.osdp_reader",
+    "replay": "readers.record.replay",
+    "sim": "readers.adapters.sim_reader",
 }
 
 _EXAMPLE = "serial:/dev/ttyUSB0?family=em4100"
@@ -110,8 +110,8 @@ def _open_reader(spec: str, reader_id: str | None,
                               "a raw byte stream to record")
         tap(on_raw)
     if pipeline_text is not None:
-        from readers.convert import Pipeline
-        from readers.converting import ConvertingReader
+        from readers.numbers.convert import Pipeline
+        from readers.numbers.converting import ConvertingReader
 
         reader = ConvertingReader(reader, Pipeline.parse(pipeline_text))
     return reader
@@ -137,7 +137,7 @@ def check_spec(spec: str, *, here: bool = True) -> None:
         if not target:
             raise ConfigError(f"reader spec {redact_spec(spec)!r} names no file")
         if pipeline_text is not None:
-            from readers.convert import Pipeline
+            from readers.numbers.convert import Pipeline
 
             Pipeline.parse(pipeline_text)
     except ConfigError as exc:

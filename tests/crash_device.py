@@ -42,7 +42,7 @@ from device_app.runner import Device, from_config_file
 from device_app.session import State
 from device_app.view import Action
 from protocol import messages as m
-from readers.sim_reader import SimReader
+from readers.adapters.sim_reader import SimReader
 
 DIE_AT = ("fetch", "handed", "engine-has-it", "printed-unjournaled", "printed-untold",
           "told-unconfirmed")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import ConfigError, FrameError
-from readers.ascii_reader import (
+from readers.codecs.ascii import (
     ACP_PROMPT,
     ACP_VARIABLES,
     MAX_DIGITS,

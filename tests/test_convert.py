@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import ConfigError, FrameError
-from readers.convert import (
+from readers.numbers.convert import (
     MAX_LENGTH,
     STEPS,
     ConversionError,
@@ -16,7 +16,7 @@ from readers.convert import (
     describe_input,
     make_step,
 )
-from readers.wiegand import encode
+from readers.numbers.wiegand import encode
 
 
 def conv(pipeline: str, value: str) -> str:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import FrameError
-from readers.em4100 import (
+from readers.codecs.em4100 import (
     ETX,
     FRAME_LEN,
     STX,

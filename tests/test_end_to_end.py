@@ -235,7 +235,7 @@ def test_a_logged_in_user_sees_their_jobs_again_after_the_broker_comes_back(
     from cloud.storage.factory import open_store
     from cloud.worker import CloudWorker
     from protocol.address import BrokerAddress
-    from readers.sim_reader import SimReader
+    from readers.adapters.sim_reader import SimReader
     from simulator.broker import MosquittoBroker
 
     own = MosquittoBroker(tmp_path / "b", {"copier-9": "pw9", "cloud-0": "pwc"},

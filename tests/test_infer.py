@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import ConfigError
-from readers.convert import Pipeline
-from readers.infer import MAX_APPLICATIONS, InferError, InferResult, infer
-from readers.wiegand import encode
+from readers.numbers.convert import Pipeline
+from readers.numbers.infer import MAX_APPLICATIONS, InferError, InferResult, infer
+from readers.numbers.wiegand import encode
 
 # 4-byte MIFARE Classic UIDs as a PC/SC reader returns them (FF CA 00 00 00), and the numbers
 # a door system enrolled for them: the UID read as a little-endian integer, in decimal.

@@ -53,12 +53,12 @@ def test_the_checkout_keeps_every_contract() -> None:
 def test_a_backward_import_fails_naming_its_path(tmp_path: Path) -> None:
     copy = _copy(tmp_path)
     assert _lint(copy).returncode == 0  # the copy alone is clean
-    codec = copy / "readers" / "em4100.py"
+    codec = copy / "readers" / "codecs" / "em4100.py"
     codec.write_text(codec.read_text() + "\nfrom simulator import world  # backward\n")
     result = _lint(copy)
     assert result.returncode != 0
     assert "readers is not allowed to import simulator" in result.stdout
-    assert "readers.em4100 -> simulator.world" in result.stdout
+    assert "readers.codecs.em4100 -> simulator.world" in result.stdout
 
 
 def test_a_device_importing_the_cloud_fails(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_device_importing_the_cloud_fails(tmp_path: Path) -> None:
 
 
 def test_a_badge_codec_loads_the_errors_and_not_the_mqtt_contract() -> None:
-    probe = ("import sys, readers.em4100\n"
+    probe = ("import sys, readers.codecs.em4100\n"
              "print(sorted(m for m in sys.modules if m.startswith('protocol')))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                             text=True, check=True, timeout=60)

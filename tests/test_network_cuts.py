@@ -23,7 +23,7 @@ from device_app.mqtt_link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
-from readers.sim_reader import SimReader
+from readers.adapters.sim_reader import SimReader
 
 pytestmark = pytest.mark.integration
 

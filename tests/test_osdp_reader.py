@@ -27,13 +27,13 @@ from hypothesis import strategies as st
 
 from firmware_stubs.osdp_pd import SCBK_D, CardFormat, OsdpPdStub, h10301
 from protocol.errors import ConfigError, FrameError, ReaderError
-from readers.events import CardRead
 from readers.adapters.osdp_reader import (
     LinkState,
     OsdpCardReader,
     SecureChannelRefused,
     card_number,
 )
+from readers.events import CardRead
 from readers.pty import PtyPort
 from readers.spec import open_reader
 

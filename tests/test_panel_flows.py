@@ -21,7 +21,7 @@ from device_app.session import Policy, State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol.engine import EngineState
-from readers.sim_reader import SimReader
+from readers.adapters.sim_reader import SimReader
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 from pcscd_fixture import pcscd_fixture
 
-# No importorskip of pyscard: it is a dependency, and readers.pcsc_reader imports it, so
+# No importorskip of pyscard: it is a dependency, and readers.adapters.pcsc_reader imports it, so
 # without it this module fails to import, naming it, instead of skipping whole.
 from firmware_stubs.vpcd_card import (
     GET_ATR,
@@ -33,14 +33,14 @@ from firmware_stubs.vpcd_card import (
     encode_message,
 )
 from protocol.errors import ConfigError, ReaderError
-from readers.events import CardRead
-from readers.pcsc_reader import (
+from readers.adapters.pcsc_reader import (
     PcscCardReader,
     ReaderState,
     choose_reader,
     list_readers,
     uid_from_response,
 )
+from readers.events import CardRead
 from readers.spec import open_reader
 
 # Sets PCSCLITE_CSOCK_NAME on import; tests/conftest.py imports it first of all, before any
@@ -170,7 +170,7 @@ def test_another_card_is_read_at_once_the_same_one_after_the_lockout(rig: Rig) -
 @pytest.mark.integration
 def test_unsupported_uid_read_is_a_bad_read_and_the_reader_carries_on(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="readers.pcsc_reader")
+    caplog.set_level(logging.WARNING, logger="readers.adapters.pcsc_reader")
     rig.card.uid_status = bytes.fromhex("6A81")
     rig.tap(ALICE)
     assert wait_until(lambda: rig.reader.health.bad_frames == 1)
@@ -270,7 +270,7 @@ def test_reader_recovers_when_its_reader_goes_and_comes_back(pcscd: PrivatePcscd
 @pytest.mark.integration
 def test_reader_that_is_not_there_is_waited_for(pcscd: PrivatePcscd,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="readers.pcsc_reader")
+    caplog.set_level(logging.WARNING, logger="readers.adapters.pcsc_reader")
     reader = PcscCardReader("ACR122U", reader_id="door")
     reader.start(lambda read: None)
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from readers import cli
-from readers.wiegand import encode
+from readers.numbers.wiegand import encode
 
 REPO = Path(__file__).resolve().parents[1]
 

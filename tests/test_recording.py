@@ -1,4 +1,5 @@
-"""Recordings (readers.recording) and their replay through the live path (readers.replay).
+"""Recordings (readers.record.recording) and their replay through the live path
+(readers.record.replay).
 
 The integration tests record a real SerialCardReader on a pty fed by the RDM6300 stub, then
 replay the file through ``open_reader("replay:...")`` and compare what came out. Waiting is by
@@ -19,10 +20,11 @@ import pytest
 
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.errors import ConfigError, ReaderError
-from readers.em4100 import encode_frame
+from readers.adapters.serial_reader import SerialCardReader
+from readers.codecs.em4100 import encode_frame
 from readers.events import CardRead
 from readers.pty import PtyPort
-from readers.recording import (
+from readers.record.recording import (
     FORMAT_VERSION,
     Chunk,
     Recorder,
@@ -30,8 +32,7 @@ from readers.recording import (
     header_for_spec,
     load_recording,
 )
-from readers.replay import ReplayReader
-from readers.serial_reader import SerialCardReader
+from readers.record.replay import ReplayReader
 from readers.spec import open_reader
 
 TIMEOUT = 2.0

@@ -26,18 +26,18 @@ from firmware_stubs.serial_readers import (
     WiegandSerialStub,
 )
 from protocol.errors import ConfigError, ReaderError
-from readers.ascii_reader import AcpAssign, AcpErrorCode, AcpQuery, AsciiFormat, encode_line
-from readers.em4100 import encode_frame
-from readers.events import CardRead
-from readers.pty import PtyPort
-from readers.serial_reader import (
+from readers.adapters.serial_reader import (
     SERIAL_FAMILIES,
     SPEC_PARAMS,
     SerialCardReader,
     list_serial_ports,
 )
+from readers.codecs.ascii import AcpAssign, AcpErrorCode, AcpQuery, AsciiFormat, encode_line
+from readers.codecs.em4100 import encode_frame
+from readers.codecs.wiegand_serial import encode_card
+from readers.events import CardRead
+from readers.pty import PtyPort
 from readers.spec import open_reader
-from readers.wiegand_serial import encode_card
 
 TIMEOUT = 2.0
 SENTINEL = 4242

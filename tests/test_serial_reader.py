@@ -22,10 +22,10 @@ import pytest
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.errors import ConfigError, ReaderError
 from readers import cli
-from readers.em4100 import encode_frame
+from readers.adapters.serial_reader import SerialCardReader
+from readers.codecs.em4100 import encode_frame
 from readers.events import CardRead
 from readers.pty import PtyPort
-from readers.serial_reader import SerialCardReader
 from readers.spec import open_reader
 
 TIMEOUT = 2.0

@@ -14,8 +14,8 @@ from device_app.app import DeviceApp
 from device_app.ports import CloudLink, PrintEngine
 from device_app.session import CardPresented
 from protocol.errors import ConfigError, ReaderError
+from readers.adapters.sim_reader import SimReader, get_sim_reader, sim_reader_names
 from readers.events import CardRead
-from readers.sim_reader import SimReader, get_sim_reader, sim_reader_names
 from readers.spec import open_reader
 
 ALICE = "0001234567"

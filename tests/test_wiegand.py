@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import FrameError
-from readers.wiegand import (
+from readers.numbers.wiegand import (
     FORMATS,
     WiegandError,
     decode,

@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import ConfigError, FrameError
-from readers import wiegand
-from readers.wiegand_serial import (
+from readers.codecs.wiegand_serial import (
     LINE_LIMIT,
     WiegandFault,
     WiegandFrame,
@@ -22,6 +21,7 @@ from readers.wiegand_serial import (
     encode_card,
     encode_frame,
 )
+from readers.numbers import wiegand
 
 # FIELD_NOTES' real case: a HID Prox card printed 10482 reads 000451E5 as a raw 26-bit frame.
 # 0x00451E5 = 00 0000 0100 0101 0001 1110 0101 (26 bits): parity 0, FC 0000 0010 = 2,

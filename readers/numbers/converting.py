@@ -1,10 +1,10 @@
 """A reader with a conversion pipeline: the same CardRead port, the number converted.
 
 Readers deliver what their hardware sends (a UID in hex, a Wiegand frame, an ASCII number);
-the user directory holds one canonical number per badge. Each reader of a device carries the
-pipeline (readers.convert) that turns its output into that number, so one physical badge is the
-same number on every reader. A read the pipeline cannot take is counted as a bad frame and
-logged by its step and input kind, never with the number.
+the user directory holds one canonical number per badge. Each reader of a device carries
+the pipeline (readers.numbers.convert) that turns its output into that number, so one
+physical badge is the same number on every reader. A read the pipeline cannot take is
+counted as a bad frame and logged by its step and input kind, never with the number.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from readers.convert import ConversionError, Pipeline
 from readers.events import CardRead, CardReader, CardSink, ReaderHealth
+from readers.numbers.convert import ConversionError, Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Step names and behaviour follow PaperCut's card-number converters where PaperCut
 step (``hex2dec``, ``dec2hex``, ``ascii-enc``; ``regex`` behaves like its card-number regex,
 first group), so a site moving over can keep its setting. The rest are ours. Every step is a
 function from string to string; :data:`STEPS` is the table of them, with their argument
-syntax, in the fixed order tools list (and :mod:`readers.infer` tries) them.
+syntax, in the fixed order tools list (and :mod:`readers.numbers.infer` tries) them.
 
 Two kinds of failure, deliberately different:
 
@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocol.errors import ConfigError, FrameError
-from readers import wiegand
+from readers.numbers import wiegand
 
 __all__ = [
     "MAX_LENGTH",

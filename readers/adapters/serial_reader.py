@@ -1,9 +1,9 @@
 """Card readers on a serial line (USB-serial, UART, pty), via pyserial. The only pyserial user.
 
 The adapter owns the port and one daemon thread. The thread reads whatever has arrived,
-feeds the family's sans-I/O codec (:data:`SERIAL_FAMILIES`: ``readers.em4100`` for
-RDM6300-style readers, ``readers.ascii_reader`` for pcProx and TWN4 line readers,
-``readers.wiegand_serial`` for Wiegand bridged onto serial), drops the repeats of a held card
+feeds the family's sans-I/O codec (:data:`SERIAL_FAMILIES`: ``readers.codecs.em4100`` for
+RDM6300-style readers, ``readers.codecs.ascii`` for pcProx and TWN4 line readers,
+``readers.codecs.wiegand_serial`` for Wiegand bridged onto serial), drops the repeats of a held card
 (``readers.debounce``) and hands each remaining read to the sink. Everything that decides
 *what* a read is lives in those pure modules; this file only moves bytes and survives the
 port going away.
@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import serial
 
 from protocol.errors import ConfigError, FrameError, ReaderError
-from readers.ascii_reader import (
+from readers.codecs.ascii import (
     TERMINATORS,
     AcpCommand,
     AcpResult,
@@ -51,10 +51,10 @@ from readers.ascii_reader import (
     AsciiFormat,
     PcProxDecoder,
 )
+from readers.codecs.em4100 import Em4100Decoder
+from readers.codecs.wiegand_serial import WiegandSerialDecoder
 from readers.debounce import Debouncer
-from readers.em4100 import Em4100Decoder
 from readers.events import CardRead, CardSink, ReaderHealth
-from readers.wiegand_serial import WiegandSerialDecoder
 
 __all__ = ["POLL_TIMEOUT_S", "RETRY_INTERVAL_S", "SERIAL_FAMILIES", "SPEC_PARAMS", "RawSink",
            "SerialCardReader", "SerialFamily", "list_serial_ports", "open_spec"]
@@ -321,7 +321,7 @@ class SerialCardReader:
     def command(self, command: AcpCommand, timeout_s: float = 1.0) -> AcpResult:
         """Send a command to the reader and wait for its reply (pcProx family only).
 
-        Returns the :class:`~readers.ascii_reader.AcpResult` (check ``ok``: an error reply is
+        Returns the :class:`~readers.codecs.ascii.AcpResult` (check ``ok``: an error reply is
         a result, not an exception). A successful reply also updates the layout the reader
         decodes card lines with. Raises :class:`ReaderError` if the family takes no commands,
         the reader is not running, or no reply comes within ``timeout_s``. Must not be

@@ -70,7 +70,7 @@ or as characters (osdp_FMT / ASCII). See :func:`card_number`:
   applied the same way to every reader. Hex keeps the bits readable against a layout table;
   the width keeps leading zeros fixed per format and keeps a 26-bit and a 32-bit credential
   with the same value apart. It is the spelling of the bits in mfdkit's Wiegand serial line
-  (``W26:00451E5``, :mod:`readers.wiegand_serial`). Worked example: the H10301 card
+  (``W26:00451E5``, :mod:`readers.codecs.wiegand_serial`). Worked example: the H10301 card
   facility 2 / card 10482 reads ``00451E5``; the conversion step ``wiegand:h10301`` turns
   it into ``10482`` (parity checked), as it does the ``000451E5`` a raw-mode USB reader
   shows for the same card (FIELD_NOTES).
@@ -139,7 +139,7 @@ _JOIN_TIMEOUT_S = 2.0
 _WRITE_TIMEOUT_S = 0.1
 _PD = 0  # this adapter's CP has exactly one PD, at libosdp's offset 0
 
-# Errors that mean "the serial port is not usable" (see readers.serial_reader).
+# Errors that mean "the serial port is not usable" (see readers.adapters.serial_reader).
 _PORT_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, ValueError)
 
 _SOM = 0x53

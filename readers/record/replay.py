@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A replay must fail where the live reader failed, so it decodes nothing itself. It opens a
 pseudo-terminal (:class:`~readers.pty.PtyPort`), runs an ordinary
-:class:`~readers.serial_reader.SerialCardReader` on the pty's device path with the family,
+:class:`~readers.adapters.serial_reader.SerialCardReader` on the pty's device path with the family,
 baud and lock-out from the recording's header, and writes the recorded chunks into the other
 end. pyserial, the codec, the debouncer, the health counters and the reader thread are the
 ones a live reader uses; only the wire is a file. (A recording holds what the reader sent, not
@@ -40,10 +40,10 @@ import threading
 import time
 
 from protocol.errors import ConfigError, ReaderError
+from readers.adapters.serial_reader import SerialCardReader
 from readers.events import CardRead, CardSink, ReaderHealth
 from readers.pty import PtyPort
-from readers.recording import Recording, load_recording
-from readers.serial_reader import SerialCardReader
+from readers.record.recording import Recording, load_recording
 
 __all__ = ["SPEC_PARAMS", "ReplayReader", "open_spec"]
 

@@ -3,13 +3,13 @@
 Theory of operation
 -------------------
 A technician holds a few cards whose numbers the directory already has, reads each one, and
-asks: which pipeline (:mod:`readers.convert`) maps every reading to its number? Doing that
+asks: which pipeline (:mod:`readers.numbers.convert`) maps every reading to its number? Doing that
 by trial and error at a copier is how sites lose an afternoon; doing it offline from three to
 five pairs is a small search.
 
 The search is breadth-first over pipelines of up to ``max_steps`` steps, and *simplest first*:
 all one-step pipelines before any two-step one, and within a length in the fixed step order
-of :data:`readers.convert.STEPS` (so ``reverse-bytes|hex2dec`` is found before anything more
+of :data:`readers.numbers.convert.STEPS` (so ``reverse-bytes|hex2dec`` is found before anything more
 exotic that happens to fit). It stops after the first length at which something fits and
 returns *every* fitting pipeline of that length: two different rules that both fit the
 evidence mean the pairs do not tell them apart, and the technician should know.
@@ -45,8 +45,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from protocol.errors import ConfigError
-from readers.convert import MAX_LENGTH, ConversionError, Pipeline, Step, make_step
-from readers.wiegand import FORMATS
+from readers.numbers.convert import MAX_LENGTH, ConversionError, Pipeline, Step, make_step
+from readers.numbers.wiegand import FORMATS
 
 __all__ = ["MAX_APPLICATIONS", "MAX_STEPS", "InferError", "InferResult", "NearMiss", "infer"]
 

@@ -1,9 +1,10 @@
 """Recordings of a reader's raw byte stream, with timing: for regression tests and field diagnosis.
 
 A recording holds exactly what a reader sent on its wire, chunk by chunk, and when each chunk
-arrived -- nothing decoded, nothing added. Replaying it (``replay:FILE``, readers.replay) runs
-the bytes through the same codec, debouncer and adapter as the live reader, so a misbehaving
-reader in the field can be captured once and reproduced on a laptop or in a test.
+arrived -- nothing decoded, nothing added. Replaying it (``replay:FILE``,
+readers.record.replay) runs the bytes through the same codec, debouncer and adapter as the
+live reader, so a misbehaving reader in the field can be captured once and reproduced on a
+laptop or in a test.
 
 **Recordings are sensitive files.** A reader's bytes *are* the card numbers of everyone who
 tapped while it was recording, in clear (an EM4100 frame is the tag in ASCII hex). The
@@ -151,7 +152,7 @@ def header_for_spec(spec: str, *, reader_id: str | None = None) -> RecordingHead
     # Builds and validates (a missing or unknown scheme included); opens nothing.
     reader = open_reader(spec, reader_id=reader_id)
     reader = getattr(reader, "inner", reader)  # a pipeline= wrapper records its reader's bytes
-    from readers.serial_reader import SPEC_PARAMS, SerialCardReader
+    from readers.adapters.serial_reader import SPEC_PARAMS, SerialCardReader
 
     assert isinstance(reader, SerialCardReader)
     from readers.spec import _take

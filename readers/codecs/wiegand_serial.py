@@ -27,7 +27,7 @@ one that prints just the data bits as hex (``XXYYZZ`` CR) is an ASCII reader to 
 The ``RR0026...`` style some serial readers use (bit count, then the bits) carries the same
 information in a different spelling; it is not decoded here.
 
-The frame is then decoded with :mod:`readers.wiegand`. The layout comes from configuration
+The frame is then decoded with :mod:`readers.numbers.wiegand`. The layout comes from configuration
 (``format=h10301`` in the reader spec) or, when that is not set, from the bit count -- if the
 count names exactly one known format. 37 bits is H10304 *and* H10302, which parity cannot
 tell apart, so a 37-bit frame without configuration is rejected (``ambiguous``, the message
@@ -54,7 +54,7 @@ from enum import StrEnum
 from typing import TypeAlias
 
 from protocol.errors import ConfigError, FrameError
-from readers import wiegand
+from readers.numbers import wiegand
 
 __all__ = [
     "LINE_LIMIT",
@@ -164,7 +164,7 @@ def decode_frame(data: bytes, fmt: str | None = None) -> WiegandFrame:
 class WiegandSerialDecoder:
     """Incremental decoder: :meth:`receive_data`, then :meth:`next_event` until ``None``.
 
-    ``fmt`` names the Wiegand format (:data:`readers.wiegand.FORMATS`); ``None`` infers it
+    ``fmt`` names the Wiegand format (:data:`readers.numbers.wiegand.FORMATS`); ``None`` infers it
     from the bit count where that is unambiguous. An unknown name is a :class:`ConfigError`.
     """
 
