@@ -21,9 +21,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 from bench.common import report
 from cloud.demo import DEMO_USERS
+from device_app.panel.window import run_window
 from device_app.session import State
 from device_app.view import Action
-from device_app.window import run_window
 from simulator.world import SimWorld
 
 

@@ -1,5 +1,5 @@
 """What the panel shows, as plain data. The session's presenter (device_app/session/presenter.py)
-turns the machine's state into a ``PanelView``; the pygame screens (device_app/screens.py) draw
+turns the machine's state into a ``PanelView``; the pygame screens (device_app/panel/) draw
 it and nothing else, so a screen can be tested without a session, and a session without a
 screen."""
 

@@ -34,7 +34,7 @@ class Recorder:
         self.renderer = None
         if shots is not None:
             shots.mkdir(parents=True, exist_ok=True)
-            from device_app.screens import PanelRenderer  # pygame only when screenshots are asked
+            from device_app.panel import PanelRenderer  # pygame only when screenshots are asked
 
             self.renderer = PanelRenderer((800, 480))
 

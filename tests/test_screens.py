@@ -14,19 +14,10 @@ from pathlib import Path
 import pygame
 import pytest
 
-from device_app.screens import (
-    KEY_DIGITS,
-    KEY_LETTERS,
-    KEY_SHIFT,
-    MIN_TARGET,
-    PanelRenderer,
-    clean_text,
-    fit_text,
-    fit_text_tail,
-    format_submitted,
-    render_demo_screens,
-    wrap_text,
-)
+from device_app.panel import MIN_TARGET, PanelRenderer
+from device_app.panel.demo import render_demo_screens
+from device_app.panel.keyboard import KEY_DIGITS, KEY_LETTERS, KEY_SHIFT
+from device_app.panel.text import clean_text, fit_text, fit_text_tail, format_submitted, wrap_text
 from device_app.session import (
     Answered,
     EngineChanged,

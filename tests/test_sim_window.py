@@ -10,8 +10,8 @@ import pygame
 import pytest
 
 from cloud.demo import DEMO_USERS
+from device_app.panel.window import run_window
 from device_app.session import State
-from device_app.window import run_window
 from mfdkit.cli.sim import sim_keys
 from simulator.world import SimWorld
 

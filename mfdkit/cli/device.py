@@ -48,7 +48,7 @@ def cmd_device(args: argparse.Namespace) -> int:
             while not stop():
                 app.step(0.1)
         else:
-            from device_app.window import run_window
+            from device_app.panel.window import run_window
 
             run_window(app, title=device.cfg.device_id,
                        fullscreen=args.fullscreen or (bool(args.config) and device.cfg.fullscreen),

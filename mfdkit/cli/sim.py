@@ -44,7 +44,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return run_demo(sys.stdout, Path(args.screenshots) if args.screenshots else None,
                         page_time=args.page_time)
     from cloud.demo import DEMO_USERS
-    from device_app.window import run_window
+    from device_app.panel.window import run_window
     from simulator.world import SimWorld
 
     with SimWorld(page_time=args.page_time) as world:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pygame
 
 from device_app.app import DeviceApp
-from device_app.screens import PanelRenderer
+from device_app.panel.renderer import PanelRenderer
 from device_app.view import Action, Screen
 
 FRAME_S = 1 / 30

@@ -1,0 +1,68 @@
+"""IDLE: the panel waiting for someone: a badge to tap, big enough to read from across the room,
+and a button for each other way in the device accepts (access code, email + password)."""
+
+from __future__ import annotations
+
+import pygame
+
+from device_app.panel.canvas import Canvas
+from device_app.panel.text import format_clock
+from device_app.panel.theme import INK, LINK_BUTTON, MUTED, PRIMARY
+from device_app.panel.widgets import button, header
+from device_app.view import Action, PanelView
+
+
+def draw(c: Canvas, view: PanelView, now: float) -> None:
+    width, height = c.surface.get_size()
+    band = header(c, view.device_name, format_clock(now))
+    body = height - band.bottom
+    cx = width // 2
+    ways = [(label, action) for label, action, offered in (
+        ("Enter access code", Action.ENTER_CODE, view.can_type_code),
+        ("Email + password", Action.ENTER_PASSWORD, view.can_type_password),
+    ) if offered]
+    # The badge stays the first thing the eye finds; the typed ways in sit below it, smaller.
+    icon_at, prompt_at = (0.22, 0.52) if ways else (0.32, 0.64)
+
+    # A badge with contactless waves: recognisable without reading, from across the room.
+    card = pygame.Rect(0, 0, c.px(190), c.px(124))
+    card.center = (cx - c.px(36), band.bottom + round(body * icon_at))
+    pygame.draw.rect(c.surface, PRIMARY, card, border_radius=c.px(14))
+    photo = pygame.Rect(0, 0, c.px(52), c.px(64))
+    photo.midleft = (card.left + c.px(20), card.centery)
+    pygame.draw.rect(c.surface, (170, 200, 235), photo, border_radius=c.px(6))
+    pygame.draw.circle(c.surface, PRIMARY, (photo.centerx, photo.top + c.px(24)),
+                       c.px(12))
+    pygame.draw.ellipse(c.surface, PRIMARY,
+                        pygame.Rect(photo.left + c.px(8), photo.top + c.px(40),
+                                    photo.width - c.px(16), c.px(30)))
+    line_left = photo.right + c.px(16)
+    for i, length in enumerate((86, 64, 74)):
+        bar = pygame.Rect(line_left, photo.top + c.px(6 + 22 * i), c.px(length),
+                          c.px(10))
+        pygame.draw.rect(c.surface, (170, 200, 235), bar, border_radius=c.px(5))
+    centre = (card.right + c.px(14), card.centery)
+    for i in range(3):
+        radius = c.px(26 + 22 * i)
+        arc = pygame.Rect(0, 0, 2 * radius, 2 * radius)
+        arc.center = centre
+        pygame.draw.arc(c.surface, PRIMARY, arc, -0.75, 0.75, max(3, c.px(7)))
+
+    prompt_y = band.bottom + round(body * prompt_at)
+    c.text(view.title or "Tap your badge", 104, INK, max_width=width - c.px(48),
+           center=(cx, prompt_y))
+    # No default line under the prompt: it used to promise an access code that the panel
+    # may not accept. The buttons below say exactly which other ways in there are.
+    if view.message:
+        c.text(view.message, 36, MUTED, max_width=width - c.px(48),
+               midtop=(cx, prompt_y + c.px(46)))
+    if not ways:
+        return
+    gap = c.px(24)
+    button_w = min(c.px(340), (width - c.px(48) - gap) // 2)
+    row_w = len(ways) * button_w + (len(ways) - 1) * gap
+    top = height - c.px(28) - c.tap(76)
+    for i, (label, action) in enumerate(ways):
+        rect = pygame.Rect(cx - row_w // 2 + i * (button_w + gap), top, button_w,
+                           c.tap(76))
+        button(c, rect, label, action, LINK_BUTTON, size=36)

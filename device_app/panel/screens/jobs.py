@@ -1,0 +1,281 @@
+"""JOBS: a person's held jobs, to select and release, delete, or release with changes.
+
+Only the rows in view are drawn, so a list of hundreds of jobs costs no more than a list of five.
+Which rows are in view is the one piece of state of this screen (:class:`JobList`): scrolling is a
+matter of the glass, not of the session, so the view carries the loaded jobs and the renderer
+shows a window of them. The offset goes back to the top when a new person's list appears.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pygame
+
+from device_app.panel import icons
+from device_app.panel.canvas import Canvas, Target
+from device_app.panel.text import format_submitted, plural
+from device_app.panel.theme import (
+    BAD,
+    BG,
+    CARD,
+    COLOUR_CHIP,
+    GREY_CHIP,
+    HEADER_BUTTON,
+    INK,
+    LINE,
+    LINK_BUTTON,
+    MUTED,
+    ON_PRIMARY,
+    PRIMARY,
+    PRIMARY_BUTTON,
+    SECONDARY_BUTTON,
+    SELECTED_ROW,
+    WARN_FILL,
+    WARN_MARK,
+    Color,
+)
+from device_app.panel.widgets import button, header, tool_button, warning_mark
+from device_app.view import Action, PanelView, Screen
+from protocol.messages import JobSummary
+
+
+class JobList:
+    """Which jobs are in view: the first row shown, and how far a page and the list go."""
+
+    def __init__(self) -> None:
+        #: Index of the first job row shown. Clamped to the list on every draw.
+        self.scroll = 0
+        self.page_rows = 1
+        self.max_scroll = 0
+        self._owner: str | None = None
+
+    def follow(self, view: PanelView) -> None:
+        """Back to the top for a new person's list; called for every view drawn."""
+        if view.screen is Screen.JOBS:
+            if view.user_name != self._owner:
+                self.scroll = 0
+                self._owner = view.user_name
+        elif view.screen in (Screen.IDLE, Screen.OFFLINE):
+            # The session is over: the next list, even the same person's, starts at the top.
+            self._owner = None
+
+    def page(self, action: Action) -> bool:
+        """Move a page for SCROLL_UP/SCROLL_DOWN. True if the list moved; False for any other
+        action or at either end."""
+        # A page keeps one row of the old window in view, so the eye has an anchor.
+        step = max(1, self.page_rows - 1)
+        if action is Action.SCROLL_DOWN:
+            wanted = min(self.scroll + step, self.max_scroll)
+        elif action is Action.SCROLL_UP:
+            wanted = max(0, self.scroll - step)
+        else:
+            return False
+        moved = wanted != self.scroll
+        self.scroll = wanted
+        return moved
+
+
+def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
+    width, height = c.surface.get_size()
+    pad = c.px(16)
+
+    logout = pygame.Rect(0, 0, c.px(150), c.tap(52))
+    count = len(view.jobs)
+    if view.total_jobs > count:
+        summary = f"{count} of {view.total_jobs} jobs"
+    else:
+        summary = plural(count, "job", "jobs")
+    greeting = f"Hello, {view.user_name}" if view.user_name else "Hello"
+    band = header(c, greeting, summary, reserve=logout.width + pad)
+    logout.midright = (width - pad, band.centery)
+    button(c, logout, "Log out", Action.LOGOUT, HEADER_BUTTON)
+
+    bar_height = c.tap(64) + 2 * c.px(12)
+    bar = pygame.Rect(0, height - bar_height, width, bar_height)
+    pygame.draw.rect(c.surface, CARD, bar)
+    pygame.draw.line(c.surface, LINE, bar.topleft, bar.topright, max(1, c.px(2)))
+    button_h = c.tap(64)
+    gap = c.px(10)
+    has_jobs = count > 0
+    chosen = bool(view.selected)
+    # Fixed places, whatever is selected: a button that moved when a row was ticked would
+    # catch the finger that was heading for its old place. Delete and Options are icon
+    # buttons so that "Release selected (12)" keeps room for its whole label.
+    select_all = pygame.Rect(pad, 0, c.px(132), button_h)
+    release_all = pygame.Rect(select_all.right + gap, 0, c.px(152), button_h)
+    delete = pygame.Rect(release_all.right + gap, 0, c.px(84), button_h)
+    options = pygame.Rect(delete.right + gap, 0, c.px(92), button_h)
+    release = pygame.Rect((options if view.can_change else delete).right + gap, 0, 0,
+                          button_h)
+    release.width = width - pad - release.left
+    for rect in (select_all, release_all, delete, options, release):
+        rect.centery = bar.centery
+    button(c, select_all, "Select all", Action.SELECT_ALL, SECONDARY_BUTTON, has_jobs,
+           size=32)
+    button(c, release_all, "Release all", Action.RELEASE_ALL, SECONDARY_BUTTON,
+           has_jobs, size=32)
+    tool_button(c, delete, "Delete", Action.DELETE, partial(icons.trash, c), chosen, BAD)
+    if view.can_change:
+        tool_button(c, options, "Options", Action.OPTIONS, partial(icons.sliders, c), chosen,
+                    INK)
+    button(c, release, f"Release selected ({len(view.selected)})", Action.RELEASE,
+           PRIMARY_BUTTON, chosen, size=32)
+
+    top = band.bottom
+    if view.engine_problem:
+        top = _draw_engine_banner(c, view.engine_problem, top)
+    area = pygame.Rect(0, top, width, bar.top - top)
+    _draw_job_list(c, view, area, now, window)
+
+
+def _draw_engine_banner(c: Canvas, problem: str, top: int) -> int:
+    """Why the printer can't print, across the top of the list; returns the y below it.
+    The release buttons stay: a tap on them gets the same reason, which beats a button
+    that is mysteriously grey."""
+    width = c.surface.get_width()
+    banner = pygame.Rect(0, top, width, c.px(52))
+    pygame.draw.rect(c.surface, WARN_FILL, banner)
+    pygame.draw.line(c.surface, WARN_MARK, banner.bottomleft, banner.bottomright,
+                     max(1, c.px(2)))
+    mark = warning_mark(c, pygame.Rect(c.px(16), 0, c.px(36), c.px(32)),
+                        banner.centery, WARN_MARK)
+    c.text(problem, 32, INK, max_width=width - mark.right - c.px(32),
+           midleft=(mark.right + c.px(14), banner.centery))
+    return banner.bottom
+
+
+def _draw_job_list(c: Canvas, view: PanelView, area: pygame.Rect, now: float,
+                   window: JobList) -> None:
+    jobs = view.jobs
+    # "Load more" is the row after the last job: it is found where the list runs out, and
+    # scrolls with it instead of taking room from every page.
+    items = len(jobs) + (1 if view.can_load_more else 0)
+    row_h = c.tap(64)
+    rows = max(1, area.height // row_h)
+    window.page_rows = rows
+    window.max_scroll = max(0, items - rows)
+    window.scroll = min(max(window.scroll, 0), window.max_scroll)
+    if not items:
+        c.text("No jobs waiting", 56, INK, center=(area.centerx, area.centery - 20))
+        c.lines("Jobs you send to secure print wait here for you.", 34, MUTED,
+                area.centerx, area.centery + c.px(16), area.width - c.px(48), 2)
+        return
+    rows_area = pygame.Rect(area)
+    if items > rows:
+        rail = pygame.Rect(0, area.top, c.tap(96), area.height)
+        rail.right = area.right
+        rows_area.width -= rail.width
+        _draw_scroll_rail(c, rail, len(jobs), rows, window)
+    for i in range(window.scroll, min(items, window.scroll + rows)):
+        row = pygame.Rect(rows_area.left, rows_area.top + (i - window.scroll) * row_h,
+                          rows_area.width, row_h)
+        if i < len(jobs):
+            _draw_job_row(c, row, jobs[i], jobs[i].job_id in view.selected, now)
+        else:
+            _draw_more_row(c, row, len(jobs), view.total_jobs)
+
+
+def _draw_more_row(c: Canvas, row: pygame.Rect, shown: int, total: int) -> None:
+    pygame.draw.rect(c.surface, BG, row)
+    pad = c.px(16)
+    more = pygame.Rect(0, 0, c.px(200), c.tap(52))
+    more.midright = (row.right - pad, row.centery)
+    c.text(f"Showing {shown} of {total}", 32, MUTED,
+           max_width=max(0, more.left - row.left - 2 * pad),
+           midleft=(row.left + pad, row.centery))
+    button(c, more, "Load more", Action.LOAD_MORE, LINK_BUTTON, size=32)
+
+
+def _draw_scroll_rail(c: Canvas, rail: pygame.Rect, total: int, rows: int,
+                      window: JobList) -> None:
+    pygame.draw.line(c.surface, LINE, rail.topleft, rail.bottomleft, max(1, c.px(2)))
+    inset = c.px(8)
+    up = pygame.Rect(rail.left + inset, rail.top + inset, rail.width - 2 * inset,
+                     c.tap(96))
+    down = pygame.Rect(up)
+    down.bottom = rail.bottom - inset
+    for rect, action, enabled, direction in (
+        (up, Action.SCROLL_UP, window.scroll > 0, -1),
+        (down, Action.SCROLL_DOWN, window.scroll < window.max_scroll, 1),
+    ):
+        ink = button(c, rect, "", action, SECONDARY_BUTTON, enabled)
+        half = c.px(16)
+        tip = (rect.centerx, rect.centery + direction * half)
+        base_y = rect.centery - direction * half
+        pygame.draw.polygon(c.surface, ink,
+                            [tip, (rect.centerx - half - c.px(4), base_y),
+                             (rect.centerx + half + c.px(4), base_y)])
+    middle = (up.bottom + down.top) // 2
+    # The "Load more" row has no number: the count is of jobs.
+    last = min(total, window.scroll + rows)
+    c.text(f"{min(window.scroll + 1, last)}\u2013{last}", 28, INK, max_width=rail.width - 4,
+           midbottom=(rail.centerx, middle))
+    c.text(f"of {total}", 28, MUTED, max_width=rail.width - 4,
+           midtop=(rail.centerx, middle + c.px(2)))
+
+
+def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
+                  now: float) -> None:
+    pygame.draw.rect(c.surface, SELECTED_ROW if selected else CARD, row)
+    pygame.draw.line(c.surface, LINE, row.bottomleft, row.bottomright, max(1, c.px(1)))
+    pad = c.px(16)
+
+    box = pygame.Rect(0, 0, c.px(36), c.px(36))
+    box.midleft = (row.left + pad + c.px(4), row.centery)
+    if selected:
+        pygame.draw.rect(c.surface, PRIMARY, box, border_radius=c.px(6))
+        icons.check(c, box, ON_PRIMARY)
+    else:
+        pygame.draw.rect(c.surface, CARD, box, border_radius=c.px(6))
+        pygame.draw.rect(c.surface, MUTED, box, width=max(2, c.px(3)),
+                         border_radius=c.px(6))
+
+    right_edge = row.right - pad
+    right_width = c.px(150)
+    left = box.right + pad
+    text_width = max(0, right_edge - right_width - pad - left)
+    top_line = row.top + c.px(8)
+    second_line = row.top + c.px(37)
+
+    c.text(job.name or "(untitled)", 38, INK, max_width=text_width,
+           topleft=(left, top_line))
+    _draw_job_details(c, job, left, second_line, text_width)
+    c.text(format_submitted(job.submitted_at, now), 34, INK, max_width=right_width,
+           topright=(right_edge, top_line))
+    if job.source:
+        c.text(job.source, 28, MUTED, max_width=right_width,
+               topright=(right_edge, second_line))
+    c.targets.append(Target(pygame.Rect(row), Action.SELECT, job.job_id))
+
+
+def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: int) -> None:
+    """"12 pages · [chip] Colour · 2-sided · 3 copies", cut where the column ends."""
+    # Extra copies are drawn in full ink: 50 copies of the wrong thing is the costly mistake.
+    parts: list[tuple[str, tuple[Color, ...] | None, Color]] = [
+        (plural(job.pages, "page", "pages"), None, MUTED),
+        ("Colour" if job.color else "B&W", COLOUR_CHIP if job.color else GREY_CHIP, MUTED),
+        ("2-sided" if job.duplex else "1-sided", None, MUTED),
+        (plural(job.copies, "copy", "copies"), None, INK if job.copies > 1 else MUTED),
+    ]
+    size = 30
+    line_h = c.font(size).get_height()
+    limit = left + width
+    x = left
+    for i, (label, chip, color) in enumerate(parts):
+        if i:
+            x = c.text(" \u00b7 ", size, MUTED, max_width=max(0, limit - x),
+                       topleft=(x, top)).right
+        if chip is not None:
+            stripe = c.px(6)
+            chip_h = c.px(14)
+            if x + stripe * len(chip) + c.px(6) > limit:
+                break
+            chip_top = top + (line_h - chip_h) // 2
+            for j, shade in enumerate(chip):
+                pygame.draw.rect(c.surface, shade,
+                                 pygame.Rect(x + j * stripe, chip_top, stripe, chip_h))
+            x += stripe * len(chip) + c.px(6)
+        if x >= limit:
+            break
+        x = c.text(label, size, color, max_width=limit - x, topleft=(x, top)).right

@@ -1,0 +1,104 @@
+"""OPTIONS: release with changes: black & white, 2-sided and copies, each a whole row to tap."""
+
+from __future__ import annotations
+
+import pygame
+
+from device_app.panel.canvas import Canvas, Target
+from device_app.panel.theme import (
+    CARD,
+    INK,
+    LINE,
+    MUTED,
+    ON_PRIMARY,
+    PRIMARY,
+    PRIMARY_BUTTON,
+    SECONDARY_BUTTON,
+    SWITCH_OFF,
+)
+from device_app.panel.widgets import button, header
+from device_app.view import Action, OptionsView, PanelView
+
+
+def draw(c: Canvas, view: PanelView, now: float) -> None:
+    width, height = c.surface.get_size()
+    pad = c.px(16)
+    band = header(c, view.title or "Release with changes", shrink=True)
+    opts = view.options or OptionsView()
+
+    bar_height = c.tap(64) + 2 * c.px(12)
+    bar = pygame.Rect(0, height - bar_height, width, bar_height)
+    pygame.draw.rect(c.surface, CARD, bar)
+    pygame.draw.line(c.surface, LINE, bar.topleft, bar.topright, max(1, c.px(2)))
+    cancel = pygame.Rect(pad, 0, c.px(200), c.tap(64))
+    release = pygame.Rect(0, 0, c.px(300), c.tap(64))
+    release.right = width - pad
+    cancel.centery = release.centery = bar.centery
+    button(c, cancel, "Cancel", Action.CANCEL, SECONDARY_BUTTON)
+    button(c, release, "Release", Action.RELEASE, PRIMARY_BUTTON)
+
+    area = pygame.Rect(0, band.bottom, width, bar.top - band.bottom)
+    row_h = max(c.tap(64), area.height // 3)
+    rows = [pygame.Rect(0, area.top + i * row_h, width, row_h) for i in range(3)]
+    _toggle_row(c, rows[0], "Black & white", opts.grayscale,
+                "Every page in shades of grey", Action.TOGGLE_GRAYSCALE)
+    _toggle_row(c, rows[1], "2-sided", opts.duplex, "On both sides of the paper",
+                Action.TOGGLE_DUPLEX)
+    _copies_row(c, rows[2], opts.copies)
+
+
+def _option_text(c: Canvas, row: pygame.Rect, label: str, detail: str, right: int) -> None:
+    pad = c.px(24)
+    room = max(0, right - row.left - 2 * pad)
+    c.text(label, 40, INK, max_width=room,
+           bottomleft=(row.left + pad, row.centery + c.px(2)))
+    c.text(detail, 30, MUTED, max_width=room,
+           topleft=(row.left + pad, row.centery + c.px(6)))
+
+
+def _toggle_row(c: Canvas, row: pygame.Rect, label: str, on: bool, on_detail: str,
+                action: Action) -> None:
+    """The whole row toggles: a switch alone would be a small target for a big idea."""
+    pygame.draw.rect(c.surface, CARD, row)
+    pygame.draw.line(c.surface, LINE, row.bottomleft, row.bottomright, max(1, c.px(1)))
+    pad = c.px(24)
+    switch = pygame.Rect(0, 0, c.px(88), c.px(48))
+    switch.midright = (row.right - pad, row.centery)
+    radius = switch.height // 2
+    pygame.draw.rect(c.surface, PRIMARY if on else SWITCH_OFF, switch,
+                     border_radius=radius)
+    knob_x = switch.right - radius if on else switch.left + radius
+    pygame.draw.circle(c.surface, ON_PRIMARY, (knob_x, switch.centery),
+                       radius - c.px(5))
+    state = c.text("On" if on else "Off", 34, INK if on else MUTED,
+                   midright=(switch.left - c.px(14), row.centery))
+    _option_text(c, row, label, on_detail if on else "As sent", state.left)
+    c.targets.append(Target(pygame.Rect(row), action))
+
+
+def _copies_row(c: Canvas, row: pygame.Rect, copies: int | None) -> None:
+    pygame.draw.rect(c.surface, CARD, row)
+    pygame.draw.line(c.surface, LINE, row.bottomleft, row.bottomright, max(1, c.px(1)))
+    pad = c.px(24)
+    gap = c.px(12)
+    plus = pygame.Rect(0, 0, c.px(80), c.tap(64))
+    plus.midright = (row.right - pad, row.centery)
+    value = pygame.Rect(0, 0, c.px(130), plus.height)
+    value.midright = (plus.left - gap, row.centery)
+    minus = pygame.Rect(plus)
+    minus.right = value.left - gap
+    c.text("as sent" if copies is None else str(copies), 40 if copies else 34,
+           INK if copies else MUTED, max_width=value.width, center=value.center)
+    # 1 goes down to "as sent" (the session's None), so - is off only there; 99 is the top.
+    for rect, action, enabled, vertical in (
+        (minus, Action.COPIES_DOWN, copies is not None, False),
+        (plus, Action.COPIES_UP, (copies or 1) < 99, True),
+    ):
+        ink = button(c, rect, "", action, SECONDARY_BUTTON, enabled)
+        arm, line = c.px(14), max(3, c.px(4))
+        cx, cy = rect.center
+        pygame.draw.line(c.surface, ink, (cx - arm, cy), (cx + arm, cy), line)
+        if vertical:
+            pygame.draw.line(c.surface, ink, (cx, cy - arm), (cx, cy + arm), line)
+    detail = "Each job as it was sent" if copies is None else "Of every job released"
+    _option_text(c, row, "Copies", detail, minus.left)

@@ -1,0 +1,89 @@
+"""The pieces screens are made of: buttons (which register their taps), the header band, the
+warning mark and the icon-over-word toolbar button."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pygame
+
+from device_app.panel.canvas import Canvas, Target
+from device_app.panel.theme import (
+    CARD,
+    DISABLED_BUTTON,
+    DISABLED_INK,
+    HEADER,
+    HEADER_INK,
+    HEADER_MUTED,
+    INK,
+    ON_WARN,
+    Color,
+    Style,
+)
+from device_app.view import Action
+
+#: Draws an icon into a box in a colour (see icons.py).
+Icon = Callable[[pygame.Rect, Color], None]
+
+
+def button(c: Canvas, rect: pygame.Rect, label: str, action: Action, style: Style,
+           enabled: bool = True, *, subject: str | None = None, size: int = 34,
+           radius: float = 10) -> Color:
+    """Draw a button and make it tappable if enabled; returns the ink colour for icons.
+    ``subject`` travels with the action (a field name, a key). A disabled button has no
+    target at all, so a tap on it means nothing."""
+    if not enabled:
+        style = DISABLED_BUTTON
+    corner = c.px(radius)
+    pygame.draw.rect(c.surface, style.fill, rect, border_radius=corner)
+    if style.border is not None:
+        pygame.draw.rect(c.surface, style.border, rect, width=max(2, c.px(2)),
+                         border_radius=corner)
+    if label:
+        c.text(label, size, style.ink, max_width=rect.width - 2 * c.px(12), center=rect.center)
+    if enabled:
+        c.targets.append(Target(pygame.Rect(rect), action, subject))
+    return style.ink
+
+
+def header(c: Canvas, title: str, right: str = "", reserve: int = 0, height: float = 72,
+           shrink: bool = False) -> pygame.Rect:
+    """The dark band across the top; ``reserve`` pixels at the right are left for a button.
+    With ``shrink`` a long title is set smaller before it is cut (entry titles are whole
+    sentences: "Badge not recognised: link it with ...")."""
+    width = c.surface.get_width()
+    band = pygame.Rect(0, 0, width, c.tap(height))
+    pygame.draw.rect(c.surface, HEADER, band)
+    pad = c.px(24)
+    right_edge = width - pad - reserve
+    left_limit = right_edge
+    if right:
+        left_limit = c.text(right, 32, HEADER_MUTED, max_width=width // 3,
+                            midright=(right_edge, band.centery)).left
+    if title:
+        room = max(0, left_limit - 2 * pad)
+        size = c.fitting_size(title, (40, 36, 32, 28), room) if shrink else 40
+        c.text(title, size, HEADER_INK, max_width=room, midleft=(pad, band.centery))
+    return band
+
+
+def warning_mark(c: Canvas, box: pygame.Rect, centery: int, color: Color,
+                 size: int = 30) -> pygame.Rect:
+    """A filled triangle with "!" centred on ``centery``; returns where it was drawn."""
+    box = pygame.Rect(box)
+    box.centery = centery
+    pygame.draw.polygon(c.surface, color, [box.midtop, box.bottomright, box.bottomleft])
+    c.text("!", size, ON_WARN, center=(box.centerx, box.centery + box.height // 8))
+    return box
+
+
+def tool_button(c: Canvas, rect: pygame.Rect, label: str, action: Action, icon: Icon,
+                enabled: bool, ink: Color) -> None:
+    """An icon over a short word: a toolbar button that needs less width than a label."""
+    button(c, rect, "", action, Style(CARD, ink, INK) if enabled else DISABLED_BUTTON, enabled)
+    color = ink if enabled else DISABLED_INK
+    box = pygame.Rect(0, 0, c.px(26), c.px(26))
+    box.midtop = (rect.centerx, rect.top + c.px(7))
+    icon(box, color)
+    c.text(label, 24, INK if enabled else DISABLED_INK, max_width=rect.width - 8,
+           midbottom=(rect.centerx, rect.bottom - c.px(6)))
