@@ -30,20 +30,22 @@ from collections.abc import Callable
 from types import TracebackType
 
 from readers.codecs.ascii import (
+    AsciiFormat,
+    encode_line,
+)
+from readers.codecs.em4100 import encode_frame
+from readers.codecs.pcprox import (
     ACP_PROMPT,
     ACP_TICK_S,
     AcpAssign,
     AcpError,
     AcpErrorCode,
     AcpValue,
-    AsciiFormat,
-    encode_line,
     encode_reply,
     format_to_acp,
     format_value,
     parse_command,
 )
-from readers.codecs.em4100 import encode_frame
 from readers.codecs.wiegand_serial import encode_card
 from readers.codecs.wiegand_serial import encode_frame as encode_wiegand_frame
 from readers.pty import PtyPort

@@ -3,17 +3,25 @@ round trips, hostile input, chunking independence, live reconfiguration through 
 
 from __future__ import annotations
 
-import itertools
-
+import codec_feed
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocol.errors import ConfigError, FrameError
 from readers.codecs.ascii import (
+    MAX_DIGITS,
+    AsciiCard,
+    AsciiDecoder,
+    AsciiFormat,
+    AsciiFrameError,
+    LineFault,
+    decode_line,
+    encode_line,
+)
+from readers.codecs.pcprox import (
     ACP_PROMPT,
     ACP_VARIABLES,
-    MAX_DIGITS,
     AcpAssign,
     AcpCommand,
     AcpError,
@@ -22,15 +30,8 @@ from readers.codecs.ascii import (
     AcpResult,
     AcpType,
     AcpValue,
-    AsciiCard,
-    AsciiDecoder,
-    AsciiFormat,
-    AsciiFrameError,
-    LineFault,
     PcProxDecoder,
-    decode_line,
     encode_command,
-    encode_line,
     encode_reply,
     format_from_acp,
     format_to_acp,
@@ -46,15 +47,9 @@ TWN4 = AsciiFormat(base=16)  # "04A1B2C3\r"
 
 def split_feed(decoder: AsciiDecoder | PcProxDecoder, data: bytes,
                cuts: list[int]) -> list[object]:
-    """Feed ``data`` in pieces cut at the given offsets, through receive_data/next_event."""
-    events: list[object] = []
-    bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
-    for lo, hi in itertools.pairwise(bounds):
-        decoder.receive_data(data[lo:hi])
-        assert decoder.pending_bytes <= decoder.format.line_limit
-        while (event := decoder.next_event()) is not None:
-            events.append(event)
-    return events
+    """``data`` cut at ``cuts``; a line held back never passes the decoder's current limit."""
+    return list(codec_feed.split_feed(decoder, data, cuts,
+                                      max_pending=lambda: decoder.format.line_limit))
 
 
 def key(event: object) -> tuple[object, ...]:

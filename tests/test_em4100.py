@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-
+import codec_feed
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,16 +37,9 @@ DATASHEET = b"\x0262E3086CED08\x03"
 
 
 def split_feed(data: bytes, cuts: list[int]) -> tuple[list[Em4100Event], Em4100Decoder]:
-    """Feed ``data`` in pieces cut at the given offsets, through receive_data/next_event."""
+    """A fresh decoder fed ``data`` cut at ``cuts``; it never holds a whole frame back."""
     decoder = Em4100Decoder()
-    events: list[Em4100Event] = []
-    bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
-    for lo, hi in itertools.pairwise(bounds):
-        decoder.receive_data(data[lo:hi])
-        assert decoder.pending_bytes < FRAME_LEN
-        while (event := decoder.next_event()) is not None:
-            events.append(event)
-    return events, decoder
+    return codec_feed.split_feed(decoder, data, cuts, max_pending=FRAME_LEN - 1), decoder
 
 
 def key(event: Em4100Event) -> tuple[object, ...]:

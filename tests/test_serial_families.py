@@ -32,8 +32,16 @@ from readers.adapters.serial_reader import (
     SerialCardReader,
     list_serial_ports,
 )
-from readers.codecs.ascii import AcpAssign, AcpErrorCode, AcpQuery, AsciiFormat, encode_line
+from readers.codecs.ascii import (
+    AsciiFormat,
+    encode_line,
+)
 from readers.codecs.em4100 import encode_frame
+from readers.codecs.pcprox import (
+    AcpAssign,
+    AcpErrorCode,
+    AcpQuery,
+)
 from readers.codecs.wiegand_serial import encode_card
 from readers.events import CardRead
 from readers.pty import PtyPort

@@ -3,9 +3,8 @@ trips, hostile input, chunking independence."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
+from codec_feed import split_feed
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,16 +28,6 @@ from readers.numbers import wiegand
 KNOWN = b"W26:00451E5\r\n"
 
 
-def split_feed(decoder: WiegandSerialDecoder, data: bytes,
-               cuts: list[int]) -> list[WiegandSerialEvent]:
-    events: list[WiegandSerialEvent] = []
-    bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
-    for lo, hi in itertools.pairwise(bounds):
-        decoder.receive_data(data[lo:hi])
-        assert decoder.pending_bytes <= LINE_LIMIT
-        while (event := decoder.next_event()) is not None:
-            events.append(event)
-    return events
 
 
 def key(event: WiegandSerialEvent) -> tuple[object, ...]:
@@ -212,7 +201,7 @@ def test_arbitrary_bytes_give_only_frames_or_frame_errors(
     data: bytes, cuts: list[int], fmt: str | None
 ) -> None:
     decoder = WiegandSerialDecoder(fmt)
-    events = split_feed(decoder, data, cuts)
+    events = split_feed(decoder, data, cuts, max_pending=LINE_LIMIT)
     assert all(isinstance(e, WiegandFrame | FrameError) for e in events)
     assert decoder.bad_frames == sum(isinstance(e, FrameError) for e in events)
     assert [key(e) for e in events] == [key(e) for e in WiegandSerialDecoder(fmt).feed(data)]
@@ -229,12 +218,13 @@ def test_noisy_stream_decodes_the_same_however_split(
     items: list[tuple[tuple[str, int | None, int], bytes]], cuts: list[int]
 ) -> None:
     wire = b"".join(encode_card(*card) + gap for card, gap in items)
-    events = split_feed(WiegandSerialDecoder(), wire, cuts)
+    events = split_feed(WiegandSerialDecoder(), wire, cuts, max_pending=LINE_LIMIT)
     assert frames_of(events) == [card for card, _ in items]
     # Each non-blank noise line is one bad frame (longer ones are overlong, also one).
     assert sum(isinstance(e, WiegandSerialError) for e in events) == \
         sum(bool(gap.strip(b"\r\n")) for _, gap in items)
-    one_by_one = split_feed(WiegandSerialDecoder(), wire, list(range(len(wire))))
+    one_by_one = split_feed(WiegandSerialDecoder(), wire, list(range(len(wire))),
+                            max_pending=LINE_LIMIT)
     assert [key(e) for e in one_by_one] == [key(e) for e in events]
 
 

@@ -45,13 +45,15 @@ import serial
 from protocol.errors import ConfigError, FrameError, ReaderError
 from readers.codecs.ascii import (
     TERMINATORS,
-    AcpCommand,
-    AcpResult,
     AsciiDecoder,
     AsciiFormat,
-    PcProxDecoder,
 )
 from readers.codecs.em4100 import Em4100Decoder
+from readers.codecs.pcprox import (
+    AcpCommand,
+    AcpResult,
+    PcProxDecoder,
+)
 from readers.codecs.wiegand_serial import WiegandSerialDecoder
 from readers.debounce import Debouncer
 from readers.events import CardRead, CardSink, ReaderHealth

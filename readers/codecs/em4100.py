@@ -46,12 +46,12 @@ is a bug in the caller, not bad data on a wire.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeAlias
 
 from protocol.errors import FrameError
+from readers.codecs._receivebuffer import ReceiveBuffer
 
 __all__ = [
     "ETX",
@@ -166,22 +166,19 @@ def decode_frame(data: bytes) -> Em4100Frame:
     )
 
 
-class Em4100Decoder:
+class Em4100Decoder(ReceiveBuffer[Em4100Event]):
     """Incremental decoder: :meth:`receive_data`, then :meth:`next_event` until ``None``.
 
     ``bad_frames`` counts reported errors and ``skipped_bytes`` the noise discarded while
     hunting for STX; both are there for a technician's health display.
     """
 
-    __slots__ = ("_events", "_frame", "bad_frames", "frames", "skipped_bytes")
+    __slots__ = ("_frame",)
 
     def __init__(self) -> None:
+        super().__init__()
         # None while hunting; while in a frame, the bytes so far (STX included).
         self._frame: bytearray | None = None
-        self._events: deque[Em4100Event] = deque()
-        self.frames = 0
-        self.bad_frames = 0
-        self.skipped_bytes = 0
 
     @property
     def pending_bytes(self) -> int:
@@ -207,45 +204,34 @@ class Em4100Decoder:
                 self._step(frame, data[pos])
                 pos += 1
 
-    def next_event(self) -> Em4100Event | None:
-        """The next frame or frame error, or ``None`` when more data is needed."""
-        return self._events.popleft() if self._events else None
-
-    def feed(self, data: bytes) -> list[Em4100Event]:
-        """:meth:`receive_data` and collect every event that is ready."""
-        self.receive_data(data)
-        events = list(self._events)
-        self._events.clear()
-        return events
-
     def _step(self, frame: bytearray, byte: int) -> None:
         digits = len(frame) - 1
         if digits < _BODY_LEN:
             if byte in _HEX_DIGITS:
                 frame.append(byte)
             elif byte == STX:
-                self._reject(frame, FrameFault.TRUNCATED,
-                             f"new STX after {digits} of {_BODY_LEN} hex digits")
+                self._fail(frame, FrameFault.TRUNCATED,
+                           f"new STX after {digits} of {_BODY_LEN} hex digits")
                 self._frame = bytearray((STX,))  # the STX that cut it off starts the next one
             elif byte == ETX:
                 frame.append(byte)
-                self._reject(frame, FrameFault.SHORT,
-                             f"ETX after {digits} of {_BODY_LEN} hex digits")
+                self._fail(frame, FrameFault.SHORT,
+                           f"ETX after {digits} of {_BODY_LEN} hex digits")
             else:
                 frame.append(byte)
-                self._reject(frame, FrameFault.NON_HEX,
-                             f"byte 0x{byte:02X} at position {digits + 1} is not a hex digit")
+                self._fail(frame, FrameFault.NON_HEX,
+                           f"byte 0x{byte:02X} at position {digits + 1} is not a hex digit")
         elif byte == ETX:
             frame.append(byte)
             self._finish(frame)
         elif byte == STX:
-            self._reject(frame, FrameFault.OVERLONG,
-                         f"new STX where ETX was due after {_BODY_LEN} digits")
+            self._fail(frame, FrameFault.OVERLONG,
+                       f"new STX where ETX was due after {_BODY_LEN} digits")
             self._frame = bytearray((STX,))
         else:
             frame.append(byte)
-            self._reject(frame, FrameFault.OVERLONG,
-                         f"byte 0x{byte:02X} where ETX was due after {_BODY_LEN} digits")
+            self._fail(frame, FrameFault.OVERLONG,
+                       f"byte 0x{byte:02X} where ETX was due after {_BODY_LEN} digits")
 
     def _finish(self, frame: bytearray) -> None:
         raw = bytes(frame)
@@ -254,18 +240,16 @@ class Em4100Decoder:
         found = int(raw[11:13], 16)
         expected = checksum(version, tag)
         if found != expected:
-            self._reject(
+            self._fail(
                 frame, FrameFault.CHECKSUM,
                 f"checksum mismatch: frame says 0x{found:02X}, data XOR to 0x{expected:02X}",
                 expected=expected, found=found)
             return
         self._frame = None
-        self.frames += 1
-        self._events.append(Em4100Frame(version=version, tag=tag, raw=raw))
+        self._emit(Em4100Frame(version=version, tag=tag, raw=raw))
 
-    def _reject(self, frame: bytearray, fault: FrameFault, message: str, *,
-                expected: int | None = None, found: int | None = None) -> None:
+    def _fail(self, frame: bytearray, fault: FrameFault, message: str, *,
+              expected: int | None = None, found: int | None = None) -> None:
         self._frame = None
-        self.bad_frames += 1
-        self._events.append(
+        self._reject(
             Em4100FrameError(fault, message, bytes(frame), expected=expected, found=found))

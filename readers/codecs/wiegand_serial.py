@@ -48,12 +48,12 @@ The canonical card number (:attr:`WiegandFrame.number`) is ``FACILITY:CARD`` in 
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeAlias
 
 from protocol.errors import ConfigError, FrameError
+from readers.codecs._receivebuffer import ReceiveBuffer
 from readers.numbers import wiegand
 
 __all__ = [
@@ -161,15 +161,14 @@ def decode_frame(data: bytes, fmt: str | None = None) -> WiegandFrame:
                              f"expected exactly one frame, found {what}", bytes(data))
 
 
-class WiegandSerialDecoder:
+class WiegandSerialDecoder(ReceiveBuffer[WiegandSerialEvent]):
     """Incremental decoder: :meth:`receive_data`, then :meth:`next_event` until ``None``.
 
     ``fmt`` names the Wiegand format (:data:`readers.numbers.wiegand.FORMATS`); ``None`` infers it
     from the bit count where that is unambiguous. An unknown name is a :class:`ConfigError`.
     """
 
-    __slots__ = ("_events", "_line", "_skipping", "bad_frames", "format", "frames",
-                 "skipped_bytes")
+    __slots__ = ("_line", "_skipping", "format")
 
     def __init__(self, fmt: str | None = None) -> None:
         if fmt is not None:
@@ -177,13 +176,10 @@ class WiegandSerialDecoder:
                 fmt = wiegand.get_format(fmt).name
             except wiegand.WiegandError as exc:
                 raise ConfigError(f"Wiegand serial reader 'format': {exc}") from None
+        super().__init__()
         self.format = fmt
         self._line = bytearray()
         self._skipping = False
-        self._events: deque[WiegandSerialEvent] = deque()
-        self.frames = 0
-        self.bad_frames = 0
-        self.skipped_bytes = 0
 
     @property
     def pending_bytes(self) -> int:
@@ -207,7 +203,7 @@ class WiegandSerialDecoder:
                     fault = WiegandFault.TRUNCATED if line[:1] == b"W" else WiegandFault.NOISE
                     what = ("a new 'W' before the frame ended" if fault is WiegandFault.TRUNCATED
                             else f"{len(line)} bytes that are not a frame before a 'W'")
-                    self._reject(fault, what, bytes(line))
+                    self._fail(fault, what, bytes(line))
                 else:
                     self.skipped_bytes += len(line)
                 line.clear()
@@ -217,21 +213,10 @@ class WiegandSerialDecoder:
             else:
                 line.append(byte)
                 if len(line) > LINE_LIMIT:
-                    self._reject(WiegandFault.OVERLONG,
-                                 f"no line end within {LINE_LIMIT} bytes", bytes(line))
+                    self._fail(WiegandFault.OVERLONG,
+                               f"no line end within {LINE_LIMIT} bytes", bytes(line))
                     line.clear()
                     self._skipping = True
-
-    def next_event(self) -> WiegandSerialEvent | None:
-        """The next frame or frame error, or ``None`` when more data is needed."""
-        return self._events.popleft() if self._events else None
-
-    def feed(self, data: bytes) -> list[WiegandSerialEvent]:
-        """:meth:`receive_data` and collect every event that is ready."""
-        self.receive_data(data)
-        events = list(self._events)
-        self._events.clear()
-        return events
 
     def _end_line(self, raw: bytes) -> None:
         body = raw.strip(_LINE_ENDS)
@@ -241,11 +226,9 @@ class WiegandSerialDecoder:
         try:
             card = self._parse(body, raw)
         except WiegandSerialError as exc:
-            self.bad_frames += 1
-            self._events.append(exc)
+            self._reject(exc)
             return
-        self.frames += 1
-        self._events.append(WiegandFrame(card, raw))
+        self._emit(WiegandFrame(card, raw))
 
     def _parse(self, body: bytes, raw: bytes) -> wiegand.WiegandCard:
         def bad(fault: WiegandFault, message: str) -> WiegandSerialError:
@@ -291,6 +274,5 @@ class WiegandSerialDecoder:
             raise bad(WiegandFault.PARITY, f"{card.format} parity failed: {failed}")
         return card
 
-    def _reject(self, fault: WiegandFault, message: str, raw: bytes) -> None:
-        self.bad_frames += 1
-        self._events.append(WiegandSerialError(fault, message, raw))
+    def _fail(self, fault: WiegandFault, message: str, raw: bytes) -> None:
+        self._reject(WiegandSerialError(fault, message, raw))
