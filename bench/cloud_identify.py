@@ -176,7 +176,8 @@ def main() -> int:
                 # Unknown badges at machine speed: unthrottled, to measure identify itself.
                 workers = [CloudWorker(lambda: CloudService(open_store(url),
                                                             device_throttle=UNTHROTTLED,
-                                                            org_throttle=UNTHROTTLED),
+                                                            org_throttle=UNTHROTTLED,
+                                                            login_throttle=UNTHROTTLED),
                                        BrokerAddress(broker.host, broker.port, u, f"pw-{u}"))
                            .start() for u in cloud_users[:-1]]
                 time.sleep(0.2)

@@ -35,7 +35,13 @@ from collections.abc import Callable
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
 from cloud.refusal import Refused, shown
 from cloud.storage.port import MAX_CARDS_PER_USER, Store, User
-from cloud.throttle import DEVICE_POLICY, ORG_POLICY, UNKNOWN_AUDIT_EVERY, ThrottlePolicy
+from cloud.throttle import (
+    DEVICE_POLICY,
+    LOGIN_POLICY,
+    ORG_POLICY,
+    UNKNOWN_AUDIT_EVERY,
+    ThrottlePolicy,
+)
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
 
@@ -72,10 +78,12 @@ class Identity:
                  session_ttl: float = DEFAULT_SESSION_TTL,
                  new_token: Callable[[], str] = new_token,
                  device_throttle: ThrottlePolicy = DEVICE_POLICY,
-                 org_throttle: ThrottlePolicy = ORG_POLICY) -> None:
+                 org_throttle: ThrottlePolicy = ORG_POLICY,
+                 login_throttle: ThrottlePolicy = LOGIN_POLICY) -> None:
         self.store = store
         self.clock = clock
         self.session_ttl = session_ttl
+        self.login_throttle = login_throttle
         self.new_token = new_token
         self.device_throttle = device_throttle
         self.org_throttle = org_throttle
@@ -116,6 +124,9 @@ class Identity:
                 raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
+            self._spend("device", "login", device_id, self.login_throttle,
+                        f"more than {self.login_throttle.burst} badge sign-ins at once or "
+                        f"{60 / self.login_throttle.interval:g} a minute")
         else:
             user = self._prove(device_id, org_id, req.method, req.value, req.username)
         return self._login(device_id, user, req.method)
@@ -133,7 +144,7 @@ class Identity:
     def _throttled_message(self, scope: str, until: float) -> str:
         when = time.strftime("%H:%M", time.localtime(until))
         where = "at this copier" if scope == "device" else "in your organisation"
-        return f"too many unknown badges {where}: badge sign-in is paused until {when}"
+        return f"too many badge attempts {where}: badge sign-in is paused until {when}"
 
     def _unknown_card(self, device_id: str, org_id: str) -> None:
         """An unknown badge: audited in aggregate, and a token of the device's and the org's
@@ -145,19 +156,25 @@ class Identity:
                              f"{n} unknown card(s)")
         for scope, subject, policy in (("device", device_id, self.device_throttle),
                                        ("org", org_id, self.org_throttle)):
-            ahead = self.store.spend_token(scope, subject, now, policy.interval)
-            if ahead <= policy.burst * policy.interval:
-                continue
-            until = now + policy.duration
-            if self.store.start_throttle(scope, subject, now, until):
-                self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
-                                 f"more than {policy.burst} unknown badges at once or "
-                                 f"{60 / policy.interval:g} a minute; badge sign-in paused "
-                                 f"{policy.duration / 60:g} min")
-                log.warning("%s %s throttled for %g s: too many unknown badges", scope, subject,
-                            policy.duration)
-            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
-                          retry_after=math.ceil(policy.duration))
+            self._spend(scope, scope, subject, policy,
+                        f"more than {policy.burst} unknown badges at once or "
+                        f"{60 / policy.interval:g} a minute")
+
+    def _spend(self, scope: str, bucket: str, subject: str, policy: ThrottlePolicy,
+               why: str) -> None:
+        """A token of ``bucket`` (a scope's own bucket, or a device's "login" bucket); the one
+        that finds it empty starts the throttle of ``scope`` and is answered by it."""
+        now = self.clock()
+        ahead = self.store.spend_token(bucket, subject, now, policy.interval)
+        if ahead <= policy.burst * policy.interval:
+            return
+        until = now + policy.duration
+        if self.store.start_throttle(scope, subject, now, until):
+            self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
+                             f"{why}; badge sign-in paused {policy.duration / 60:g} min")
+            log.warning("%s %s throttled for %g s: %s", scope, subject, policy.duration, why)
+        raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
+                      retry_after=math.ceil(policy.duration))
 
     def _login(self, device_id: str, user: User, method: str, note: str = "") -> m.IdentifyResult:
         now = self.clock()

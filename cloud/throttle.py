@@ -61,6 +61,11 @@ class ThrottlePolicy:
 
 DEVICE_POLICY = ThrottlePolicy(burst=10, interval=15.0, duration=300.0)
 ORG_POLICY = ThrottlePolicy(burst=100, interval=3.0, duration=300.0)
+#: Badge sign-ins by *known* badges, per device: 30 at once, then 30 a minute (a queue at a
+#: copier is a person every few seconds at most). Past that the device is throttled like an
+#: enumerating one: a stolen device credential replaying a known badge would otherwise write a
+#: session and an audit row per request (measured: 2,000 in 0.22 s).
+LOGIN_POLICY = ThrottlePolicy(burst=30, interval=2.0, duration=300.0)
 #: For load tests and benchmarks that send unknown badges at machine speed on purpose: a
 #: bucket no burst empties. Never for a cloud that faces devices.
 UNTHROTTLED = ThrottlePolicy(burst=2**40, interval=1e-9, duration=1200.0)
@@ -86,12 +91,17 @@ def active(store: CloudStore, now: float | None = None) -> list[Throttle]:
 
 def lift(store: CloudStore, scope: str, subject: str, now: float | None = None,
          actor: str = "admin") -> Throttle:
-    """End a throttle now (audited); the bucket is full again. A device or org that is not
-    throttled is an error, so a mistyped id does not say "lifted"."""
+    """End a throttle now (audited); the bucket is full again. A device or org that does not
+    exist, or is not throttled, is an error, so a mistyped id does not say "lifted"."""
     if scope not in ("device", "org"):
         raise StoreError(f"scope must be device or org, not {scope!r}", code="config_invalid")
     at = time.time() if now is None else now
     with store.transaction():
+        # A mistyped id is named as such, not as "not throttled", which reads as all clear.
+        known = (store.device_org(subject) if scope == "device"
+                 else store.org_name(subject)) is not None
+        if not known:
+            raise StoreError(f"no {scope} {subject}", code="not_found")
         lifted = store.lift_throttle(scope, subject, at)
         if lifted is None:
             raise StoreError(f"{scope} {subject} is not throttled (mfd admin throttles lists "

@@ -88,7 +88,8 @@ def test_a_burst_of_20000_requests_is_answered_or_refused_never_dropped(
     # A quarter of the badges are unknown at machine speed: the throttle would rightly stop
     # that (tests/test_card_throttle.py); here the identify work itself is under load.
     worker = CloudWorker(lambda: CloudService(open_store(store_url), device_throttle=UNTHROTTLED,
-                                              org_throttle=UNTHROTTLED),
+                                              org_throttle=UNTHROTTLED,
+                                              login_throttle=UNTHROTTLED),
                          BrokerAddress(broker.host, broker.port, "cloud-0", "pw-cloud-0"))
     worker.start()
     devices = [Device(broker, n) for n in names]

@@ -323,3 +323,30 @@ def test_someone_else_s_badge_in_self_association_counts_as_an_unknown_badge(
             answers.append(exc.code)
     assert answers == ["not_allowed"] * BURST + ["throttled"]
     assert identify(service, "copier-1", ALICE) == "throttled"
+
+
+def test_a_known_badge_replayed_at_machine_speed_is_throttled_too(
+        service: CloudService, store: SqlStore, clock: Clock) -> None:
+    """A stolen device credential replaying one known badge would write a session and an audit
+    row per request (measured before: 2,000 in 0.22 s). Past a sign-in budget no queue at a
+    copier reaches, the device is throttled like an enumerating one, and lifting it works."""
+    policy = throttle.LOGIN_POLICY
+    alice_id = store.user_by_email(DEMO_USERS[0].email).id  # type: ignore[union-attr]
+    answers = [identify(service, "copier-1", ALICE) for _ in range(policy.burst + 50)]
+    assert answers[:policy.burst] == [f"ok:{alice_id}"] * policy.burst
+    assert set(answers[policy.burst:]) == {"throttled"}
+    assert len(audit_rows(store, "login")) == policy.burst
+    (row,) = audit_rows(store, "throttle")
+    assert row[3] == "device:copier-1" and "badge sign-ins" in row[4]
+    code, retry_after, message = outcome(service, "copier-1", ALICE)
+    assert code == "throttled" and retry_after is not None and 0 < retry_after <= 300
+    assert "paused until" in message
+    # Another copier is not affected; a lift lets the same badge in again at once.
+    assert identify(service, "copier-2", ALICE) == f"ok:{alice_id}"
+    throttle.lift(store, "device", "copier-1", clock.now)
+    assert identify(service, "copier-1", ALICE) == f"ok:{alice_id}"
+    # At a person every 2 s for an hour (faster than any real queue), nobody is refused.
+    clock.now += policy.duration
+    for _ in range(1800):
+        clock.now += policy.interval
+        assert identify(service, "copier-2", ALICE) == f"ok:{alice_id}"

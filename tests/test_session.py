@@ -118,11 +118,11 @@ def test_a_throttled_copier_says_badges_are_paused_and_until_when() -> None:
     # copier reads why and until when, not "Something went wrong".
     sm = machine(notice_timeout=5)
     ident = sent(sm.handle(CardPresented("999")))
-    sm.handle(Failed(ident.tag, "throttled", "too many unknown badges at this copier: badge "
+    sm.handle(Failed(ident.tag, "throttled", "too many badge attempts at this copier: badge "
                                              "sign-in is paused until 14:35"))
     view = sm.view()
     assert view.screen is Screen.NOTICE and view.title == "Badge sign-in paused"
-    assert view.message == ("Too many unknown badges at this copier: badge sign-in is paused "
+    assert view.message == ("Too many badge attempts at this copier: badge sign-in is paused "
                             "until 14:35.")
     sm.handle(Tick(5.0))
     assert sm.state is State.IDLE

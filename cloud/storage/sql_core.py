@@ -224,6 +224,9 @@ class CoreQueries(SqlBase):
     def start_throttle(self, scope: str, subject: str, now: float, until: float) -> bool:
         """Throttle until ``until``, with a full bucket then. False if one is in force already
         (another worker started it), so it is audited once."""
+        # The scope's row may not exist yet: a flood of known badges spends the device's
+        # "login" bucket, not its unknown-badge one.
+        self._throttle_row(scope, subject)
         return self.execute("UPDATE throttles SET until=?, started_at=?, refused=0, tat=? "
                             "WHERE scope=? AND subject=? AND until <= ?", until, now, until,
                             scope, subject, now) > 0
@@ -236,6 +239,11 @@ class CoreQueries(SqlBase):
             return None
         self.execute("UPDATE throttles SET until=0, tat=0, refused=0 WHERE scope=? AND "
                      "subject=?", scope, subject)
+        if scope == "device":
+            # Its badge sign-in bucket is full again too: a throttle begun by a flood of
+            # known badges would otherwise start again at the next sign-in.
+            self.execute("UPDATE throttles SET tat=0 WHERE scope='login' AND subject=?",
+                         subject)
         return float(row[0]), int(row[1])
 
     def active_throttles(self, now: float) -> list[tuple[str, str, float, float, int]]:
