@@ -5,6 +5,7 @@ is cloud/identity.py's; card numbers and codes are hashed here, before they reac
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 from cloud.hashing import card_hash, code_hash, hash_password
@@ -12,8 +13,16 @@ from cloud.identity import MIN_PASSWORD, check_access_code
 from cloud.storage.port import CloudStore
 from protocol.errors import StoreError
 
+#: What an identify request can carry as a card number (protocol.messages.Identify.value): a
+#: number outside it could be stored but never matched by a device.
+_CARD_RE = re.compile(r"[!-~]{1,128}")
+
 
 def add_card(store: CloudStore, email: str, number: str) -> None:
+    if not _CARD_RE.fullmatch(number):
+        # The number itself stays out of the message: card numbers are never shown in clear.
+        raise StoreError("a card number is 1 to 128 characters without spaces, exactly as the "
+                         "reader gives it (mfd reader watch shows it)", code="invalid_field")
     with store.transaction():
         user = store.user_by_email(email)
         if user is None:

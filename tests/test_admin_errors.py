@@ -100,6 +100,9 @@ def test_unknown_org_user_and_device_are_errors(admin) -> None:  # type: ignore[
     fails(admin("unlock", "--device", "copier-404"), "no device copier-404")
     audit = admin("audit", "--limit", "5").stdout
     assert "unlock" not in audit
+    # Not "not throttled", which reads as all clear: there is no such device.
+    fails(admin("unthrottle", "--device", "nodev"), "no device nodev")
+    assert "not throttled" in admin("unthrottle", "--device", "copier-1").stderr
     # A real user who is not locked: said so, not "unlocked".
     out = admin("unlock", "--user", "alice@example.org")
     assert out.returncode == 0 and "was not locked" in out.stdout

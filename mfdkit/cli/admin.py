@@ -5,69 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from cloud import admin, directory, throttle
+from cloud.storage.port import CloudStore
 from mfdkit.cli.common import _user_password
 from protocol.errors import MfdError
 from protocol.redact import redact
 
 #: The `mfd admin` actions that may create a new store (`mfd cloud` creates one too). Every other
-#: action needs the store to exist: a typo in a SQLite path would otherwise give an empty
-#: database, and "no users" with exit status 0.
+#: action needs a store that is mfdkit's already: a typo in a SQLite path or a database name
+#: would otherwise give an empty store, and "no users" with exit status 0.
 _CREATES_STORE = ("init", "demo")
 
 
-def _store(url: str, *, create: bool = False) -> Any:
+def _store(url: str, *, create: bool = False) -> CloudStore:
     from cloud.storage.factory import open_store
 
     return open_store(url, create=create)
 
 
-#: What an identify request can carry as a card number (protocol.messages.Identify.value).
-_CARD_RE = re.compile(r"[!-~]{1,128}")
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-def _check_known(store: Any, args: argparse.Namespace) -> None:
-    """Every org, user and device an admin action names must exist, and what it adds must be
-    usable (an email, a card number a device can send): acting on a typo and saying it worked
-    is the mistake an administrator cannot see."""
+def _check_known(store: CloudStore, args: argparse.Namespace) -> None:
+    """Every org an action names must exist, before anything is done (the use-cases check the
+    users and devices they are given)."""
     org = getattr(args, "org", None)
-    if org and store.query_one("SELECT 1 FROM orgs WHERE id=?", org) is None:
-        known = ", ".join(r[0] for r in store.query_all("SELECT id FROM orgs ORDER BY id"))
-        raise MfdError(f"no org {org} in this store (orgs: {known or 'none'})",
-                       code="not_found")
-    if args.admin_cmd == "org-add" and not args.name.strip():
-        raise MfdError("an org needs a name", code="invalid_field")
-    if args.admin_cmd == "user-add":
-        if not _EMAIL_RE.fullmatch(args.email.strip()) or len(args.email) > 254:
-            raise MfdError(f"{args.email!r} is not an email address", code="invalid_field")
-        if not args.name.strip():
-            raise MfdError("a user needs a display name", code="invalid_field")
-    if args.admin_cmd in ("card-add", "cards-add") and not _CARD_RE.fullmatch(args.number):
-        # The number itself stays out of the message: card numbers are never shown in clear.
-        raise MfdError("a card number is 1 to 128 characters without spaces, exactly as the "
-                       "reader gives it (mfd reader watch shows it)", code="invalid_field")
-    if args.admin_cmd == "unlock":
-        if args.user and store.user_by_email(args.user.strip().lower()) is None:
-            raise MfdError(f"no user {args.user}", code="not_found")
-        if args.device and store.device_org(args.device) is None:
-            raise MfdError(f"no device {args.device}", code="not_found")
-
-
-def _org(store: Any, given: str | None) -> str:
-    """--org, or the store's only org."""
-    if given:
-        return given
-    orgs = [str(r[0]) for r in store.query_all("SELECT id FROM orgs ORDER BY id")]
-    if len(orgs) != 1:
-        raise MfdError(f"this store has {len(orgs)} orgs; pass --org ORG",
-                       code="config_invalid")
-    return orgs[0]
+    if org:
+        admin.require_org(store, org)
 
 
 def _broker_setup(args: argparse.Namespace) -> int:
@@ -129,9 +95,6 @@ def _when(at: float | None) -> str:
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    from cloud import directory
-    from cloud.demo import seed_demo
-
     if args.admin_cmd == "broker-acl":
         return _broker_setup(args)  # no store: it describes the broker, not the service
     if not args.store:
@@ -143,16 +106,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
         return _admin_linking(store, args)
     match args.admin_cmd:
         case "init":
-            print(f"store ready: {args.store}")
+            print(f"store ready: {redact(args.store)}")
         case "demo":
+            from cloud.demo import seed_demo
+
             org = seed_demo(store, now=time.time())
             print(f"demo org {org} created")
         case "org-add":
-            print(store.create_org(args.name))
+            print(admin.create_org(store, args.name))
         case "user-add":
-            print(store.add_user(args.org, args.email, args.name))
+            print(admin.add_user(store, args.org, args.email, args.name))
         case "users":
-            for u in store.users(args.org):
+            for u in admin.users(store, args.org):
                 print(f"{u.id}\t{u.email}\t{u.display_name}")
         case "card-add" | "cards-add":
             directory.add_card(store, args.email, args.number)
@@ -172,101 +137,57 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
             print(new_registration_code(store, args.device_id, time.time()))
         case "devices":
-            from cloud.devices import config_state, device_engine
-
-            for device_id, org_id, name, status in store.devices():
-                if device_engine(store, device_id) == "emulator":
-                    status += " (EMULATED engine: prints nothing)"
-                c = config_state(store, device_id)
-                state = (f"config v{c['version']} (applied v{c['applied']}"
-                         + (f", refused v{c['refused']}: {c['refusal']}" if c["refused"] > c[
-                             "applied"] else "") + ")") if c["version"] else "no pushed config"
-                print(f"{device_id}\t{org_id}\t{status}\t{name}\t{state}")
+            for d in admin.device_rows(store):
+                status = d.status + (" (EMULATED engine: prints nothing)" if d.emulated else "")
+                state = (f"config v{d.config_version} (applied v{d.applied}"
+                         + (f", refused v{d.refused}: {d.refusal}" if d.refused > d.applied
+                            else "") + ")") if d.config_version else "no pushed config"
+                print(f"{d.device_id}\t{d.org_id}\t{status}\t{d.name}\t{state}")
         case "device-config":
-            from cloud.devices import set_device_config
-
-            managed: dict[str, dict[str, Any]] = {}
-            for item in args.set:
-                key, sep, raw = item.partition("=")
-                section, dot, name = key.partition(".")
-                if not sep or not dot:
-                    raise MfdError(f"--set {redact(item)!r}: use SECTION.KEY=VALUE, e.g. "
-                                   "policy.idle_timeout=90", code="config_invalid")
-                try:
-                    value = json.loads(raw)
-                except ValueError:
-                    value = raw  # a bare word is a string
-                managed.setdefault(section, {})[name] = value
-            if not managed and not args.unset:
-                raise MfdError("give --set SECTION.KEY=VALUE or --unset SECTION.KEY",
-                               code="config_invalid")
-            # Checked with the device's own schema before anything is stored.
-            version = set_device_config(store, args.device_id, managed, time.time(),
-                                        unset=tuple(args.unset))
-            print(f"config version {version} stored for {args.device_id}; the cloud pushes it "
-                  "to the device, which applies or refuses it (see: mfd admin devices)")
-            from cloud.devices import config_state
-
-            before = config_state(store, args.device_id)
-            if before["refused"] == version - 1 and before["refused"] > before["applied"]:
-                # Every version carries the whole managed configuration, so what the device
-                # refused is in this one too unless it was changed or unset.
-                print(f"note: the device refused version {version - 1} ({before['refusal']}); "
-                      "this version keeps every key you did not change: --unset SECTION.KEY "
-                      "drops one", file=sys.stderr)
+            stored = admin.push_device_config(store, args.device_id, _managed(args.set),
+                                              args.unset)
+            print(f"config version {stored.version} stored for {args.device_id}; the cloud "
+                  "pushes it to the device, which applies or refuses it (see: mfd admin "
+                  "devices)")
+            if stored.refused_before is not None:
+                version, reason = stored.refused_before
+                print(f"note: the device refused version {version} ({reason}); this version "
+                      "keeps every key you did not change: --unset SECTION.KEY drops one",
+                      file=sys.stderr)
         case "org-settings":
-            from dataclasses import replace as _replace
-
-            from cloud.storage.port import OrgSettings
-
-            with store.transaction():
-                current = store.org_settings(args.org)
-                changes: dict[str, Any] = {}
-                if args.hold_hours is not None:
-                    changes["hold_hours"] = args.hold_hours
-                if args.card_policy is not None:
-                    changes["card_policy"] = args.card_policy
-                if args.release_changes is not None:
-                    changes["release_changes"] = args.release_changes == "yes"
-                if args.aop_pending is not None:
-                    changes["aop_pending"] = args.aop_pending
-                new: OrgSettings = _replace(current, **changes)
-                if changes:
-                    store.set_org_settings(args.org, new)
-                    store.audit(time.time(), "admin", "org.settings", f"org:{args.org}",
-                                ", ".join(f"{k}={v}" for k, v in changes.items()))
-            from dataclasses import fields as _fields
-
-            for f in _fields(new):
-                print(f"{f.name}\t{getattr(new, f.name)}")
+            changes: dict[str, Any] = {}
+            if args.hold_hours is not None:
+                changes["hold_hours"] = args.hold_hours
+            if args.card_policy is not None:
+                changes["card_policy"] = args.card_policy
+            if args.release_changes is not None:
+                changes["release_changes"] = args.release_changes == "yes"
+            if args.aop_pending is not None:
+                changes["aop_pending"] = args.aop_pending
+            new = admin.change_org_settings(store, args.org, **changes)
+            for name in admin.SETTINGS:
+                print(f"{name}\t{getattr(new, name)}")
         case "unlock":
-            subject = args.device or (args.user or "").strip().lower()
-            scope = "device" if args.device else "user"
-            with store.transaction():
-                locked = store.locked_until(scope, subject, time.time()) is not None
-                store.unlock(scope, subject)  # also forgets the wrong guesses counted so far
-                store.audit(time.time(), "admin", "unlock", f"{scope}:{subject}")
+            scope, subject = ("device", args.device) if args.device else ("user", args.user)
+            subject = subject if scope == "device" else subject.strip().lower()
+            locked = admin.unlock(store, scope, subject)
             print(f"{scope} {subject} unlocked" if locked else
                   f"{scope} {subject} was not locked; its count of wrong guesses is reset")
         case "throttles":
-            from cloud import throttle
-
             for t in throttle.active(store):
                 until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.until))
                 print(f"{t.scope}\t{t.subject}\tuntil {until}\t{t.refused} lookup(s) refused")
         case "unthrottle":
-            from cloud import throttle
-
             scope, subject = ("device", args.device) if args.device else ("org", args.org)
             t = throttle.lift(store, scope, subject)
             print(f"{scope} {subject}: badge sign-in works again ({t.refused} lookup(s) were "
                   "refused)")
         case "jobs":
-            for j in store.all_jobs():
+            for j in admin.jobs(store):
                 print(f"{j.id}\t{j.state}\t{j.owner_id or '-'}\t{j.pages}p\t{j.name}\t"
                       f"{j.client_id or '-'}")
         case "audit":
-            for at, actor, action, subject, detail in store.audit_log(args.limit):
+            for at, actor, action, subject, detail in admin.audit_log(store, args.limit):
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
                 print(f"{stamp}\t{actor}\t{action}\t{subject}\t{detail}")
         case "job-add":
@@ -284,16 +205,29 @@ def cmd_admin(args: argparse.Namespace) -> int:
             directory.set_password(store, args.email, _user_password(None, "new password"))
             print(f"password set for {args.email}")
         case "aop-policy":
-            from dataclasses import replace
-
-            org = _org(store, args.org)
-            with store.transaction():
-                store.set_org_settings(org, replace(store.org_settings(org),
-                                                    aop_pending=args.policy))
-                store.audit(time.time(), "admin", "org.aop_pending", f"org:{org}", args.policy)
+            org = admin.resolve_org(store, args.org)
+            admin.set_aop_pending(store, org, args.policy)
             print(f"Authenticate-on-Print: pending jobs {args.policy.replace('_', ' ')} "
                   f"in {org}")
     return 0
+
+
+def _managed(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set SECTION.KEY=VALUE`` options as the managed configuration they set; a value is
+    JSON, or a bare word taken as a string."""
+    managed: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise MfdError(f"--set {redact(item)!r}: use SECTION.KEY=VALUE, e.g. "
+                           "policy.idle_timeout=90", code="config_invalid")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw  # a bare word is a string
+        managed.setdefault(section, {})[name] = value
+    return managed
 
 
 def _http_url(text: str) -> str:
@@ -312,7 +246,7 @@ _LINKING_ADMIN = ("import", "invite", "share-link", "bulk-installer", "cards-rem
                   "codes-reset", "queues-add", "queues", "clients", "client-revoke")
 
 
-def _admin_linking(store: Any, args: argparse.Namespace) -> int:
+def _admin_linking(store: CloudStore, args: argparse.Namespace) -> int:
     from cloud.linking import Linking
 
     linking = Linking(store, base_url=args.portal_url)
@@ -326,7 +260,7 @@ def _admin_linking(store: Any, args: argparse.Namespace) -> int:
             except UnicodeDecodeError:
                 raise MfdError(f"{path} is not UTF-8 text; save it as CSV UTF-8",
                                code="import_invalid") from None
-            r = linking.import_users(_org(store, args.org), text, name=path.name)
+            r = linking.import_users(admin.resolve_org(store, args.org), text, name=path.name)
             print(f"imported {r.users} user(s), {r.cards} card(s), {r.codes} access code(s) "
                   f"from {path.name}")
         case "invite":
@@ -336,9 +270,10 @@ def _admin_linking(store: Any, args: argparse.Namespace) -> int:
             # mail transport). Its links are the invitee's secrets.
             print(invitation.body, end="")
         case "share-link":
-            print(linking.share_link(_org(store, args.org), rotate=args.rotate))
+            print(linking.share_link(admin.resolve_org(store, args.org), rotate=args.rotate))
         case "bulk-installer":
-            issued = linking.bulk_installer(_org(store, args.org), ttl=args.days * 86_400.0)
+            issued = linking.bulk_installer(admin.resolve_org(store, args.org),
+                                            ttl=args.days * 86_400.0)
             print(f"org-wide anonymous installer {issued.id}, valid until "
                   f"{_when(issued.expires_at)}:\n  {issued.token}\n"
                   "Deploy it with the client (MDM), for every user of a computer:\n"
@@ -351,13 +286,13 @@ def _admin_linking(store: Any, args: argparse.Namespace) -> int:
             print(f"new access code for {args.email}: {code}\n(shown once: the cloud keeps only "
                   "a hash; give it to the user)")
         case "queues-add":
-            linking.add_queue(_org(store, args.org), args.name)
+            linking.add_queue(admin.resolve_org(store, args.org), args.name)
             print(f"queue {args.name!r} deployed to linked clients")
         case "queues":
-            for name in linking.queues(_org(store, args.org)):
+            for name in linking.queues(admin.resolve_org(store, args.org)):
                 print(name)
         case "clients":
-            for inst, user in linking.installs(_org(store, args.org),
+            for inst, user in linking.installs(admin.resolve_org(store, args.org),
                                                include_revoked=args.all):
                 state = ("revoked" if inst.revoked_at else
                          f"linked {user.email}" if user else "anonymous")

@@ -1,0 +1,227 @@
+"""The administrator's use-cases: orgs, users, org policy, lockouts, devices, and what an
+administrator reads (jobs, audit).
+
+Every front end calls these, never the store behind them: ``mfd admin`` parses its arguments
+and prints what these return, and a web console or the MQTT worker would do the same. So each
+check (does the org exist, is this an email, is the card number one a device can send) and each
+audit entry is written once, here, with the transaction that goes with it.
+
+A name that does not exist is a ``not_found`` error naming it: acting on a typo and saying it
+worked is the mistake an administrator cannot see. What a card, code or password is, and the
+operations on them, are cloud/directory.py's and cloud/identity.py's; throttles are
+cloud/throttle.py's; devices' registration and configuration are cloud/devices.py's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from cloud import devices
+from cloud.storage.port import CloudStore, Job, OrgSettings, User
+from protocol.errors import StoreError
+
+#: Who the audit log says did it, for actions taken through an admin front end.
+ACTOR = "admin"
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+# -- names that must exist
+
+
+def org_ids(store: CloudStore) -> list[str]:
+    with store.transaction():
+        return sorted(org_id for org_id, _name in store.orgs())
+
+
+def require_org(store: CloudStore, org_id: str) -> None:
+    with store.transaction():
+        if store.org_name(org_id) is not None:
+            return
+    known = ", ".join(org_ids(store))
+    raise StoreError(f"no org {org_id} in this store (orgs: {known or 'none'})",
+                     code="not_found")
+
+
+def resolve_org(store: CloudStore, given: str | None) -> str:
+    """``given`` (which must exist), or the store's only org."""
+    if given:
+        require_org(store, given)
+        return given
+    orgs = org_ids(store)
+    if len(orgs) != 1:
+        raise StoreError(f"this store has {len(orgs)} orgs; pass --org ORG",
+                         code="config_invalid")
+    return orgs[0]
+
+
+def require_user(store: CloudStore, email: str) -> User:
+    with store.transaction():
+        user = store.user_by_email(email.strip().lower())
+    if user is None:
+        raise StoreError(f"no user {email}", code="not_found")
+    return user
+
+
+def require_device(store: CloudStore, device_id: str) -> str:
+    """The device's org."""
+    with store.transaction():
+        org = store.device_org(device_id)
+    if org is None:
+        raise StoreError(f"no device {device_id}", code="not_found")
+    return org
+
+
+# -- orgs and users
+
+
+def create_org(store: CloudStore, name: str) -> str:
+    if not name.strip():
+        raise StoreError("an org needs a name", code="invalid_field")
+    with store.transaction():
+        org_id = store.create_org(name.strip())
+        store.audit(time.time(), ACTOR, "org.add", f"org:{org_id}", name.strip())
+    return org_id
+
+
+def add_user(store: CloudStore, org_id: str, email: str, name: str) -> str:
+    require_org(store, org_id)
+    if not _EMAIL_RE.fullmatch(email.strip()) or len(email) > 254:
+        raise StoreError(f"{email!r} is not an email address", code="invalid_field")
+    if not name.strip():
+        raise StoreError("a user needs a display name", code="invalid_field")
+    with store.transaction():
+        user_id = store.add_user(org_id, email, name)
+        store.audit(time.time(), ACTOR, "user.add", f"user:{user_id}")
+    return user_id
+
+
+def users(store: CloudStore, org_id: str) -> list[User]:
+    require_org(store, org_id)
+    with store.transaction():
+        return store.users(org_id)
+
+
+# -- org policy
+
+#: The policy an administrator may change, by the name OrgSettings gives it.
+SETTINGS = tuple(f.name for f in fields(OrgSettings))
+
+
+def org_settings(store: CloudStore, org_id: str) -> OrgSettings:
+    require_org(store, org_id)
+    with store.transaction():
+        return store.org_settings(org_id)
+
+
+def change_org_settings(store: CloudStore, org_id: str, *, action: str = "org.settings",
+                        **changes: Any) -> OrgSettings:
+    """The org's policy with ``changes`` (names from :data:`SETTINGS`) applied, checked by
+    :class:`OrgSettings` and audited; no changes, no write. Returns the policy now in force."""
+    unknown = sorted(set(changes) - set(SETTINGS))
+    if unknown:
+        raise StoreError(f"no org setting {unknown[0]}", code="config_invalid")
+    require_org(store, org_id)
+    with store.transaction():
+        new = replace(store.org_settings(org_id), **changes)
+        if changes:
+            store.set_org_settings(org_id, new)
+            store.audit(time.time(), ACTOR, action, f"org:{org_id}",
+                        ", ".join(f"{k}={v}" for k, v in changes.items()))
+    return new
+
+
+def set_aop_pending(store: CloudStore, org_id: str, policy: str) -> OrgSettings:
+    """Authenticate-on-Print: the job that asked its user to sign in joins the queue, or the
+    user prints again."""
+    return change_org_settings(store, org_id, action="org.aop_pending", aop_pending=policy)
+
+
+# -- guessing lockouts
+
+
+def unlock(store: CloudStore, scope: str, subject: str) -> bool:
+    """Lift a lockout of a ``device`` or a ``user`` (email) and forget the wrong guesses counted
+    so far (audited); whether it was locked."""
+    if scope == "user":
+        subject = subject.strip().lower()
+        require_user(store, subject)
+    elif scope == "device":
+        require_device(store, subject)
+    else:
+        raise StoreError(f"scope must be device or user, not {scope!r}", code="config_invalid")
+    with store.transaction():
+        now = time.time()
+        locked = store.locked_until(scope, subject, now) is not None
+        store.unlock(scope, subject)
+        store.audit(now, ACTOR, "unlock", f"{scope}:{subject}")
+    return locked
+
+
+# -- devices
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device_id: str
+    org_id: str
+    name: str
+    status: str
+    #: Its engine is the emulator: released jobs are marked printed and nothing comes out.
+    emulated: bool
+    config_version: int
+    applied: int
+    refused: int
+    refusal: str
+
+
+def device_rows(store: CloudStore) -> list[DeviceRow]:
+    with store.transaction():
+        listed = store.devices()
+    rows = []
+    for device_id, org_id, name, status in listed:
+        c = devices.config_state(store, device_id)
+        rows.append(DeviceRow(device_id, org_id, name, status,
+                              devices.device_engine(store, device_id) == "emulator",
+                              c["version"], c["applied"], c["refused"], c["refusal"]))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigStored:
+    version: int
+    #: The previous version, if the device refused it: every version carries the whole managed
+    #: configuration, so what it refused is in this one too unless it was changed or unset.
+    refused_before: tuple[int, str] | None
+
+
+def push_device_config(store: CloudStore, device_id: str, managed: dict[str, dict[str, Any]],
+                       unset: Sequence[str] = ()) -> ConfigStored:
+    """Store a new managed-configuration version for a device (checked with the device's own
+    schema first); the cloud pushes it, and the device applies or refuses it."""
+    if not managed and not unset:
+        raise StoreError("give --set SECTION.KEY=VALUE or --unset SECTION.KEY",
+                         code="config_invalid")
+    version = devices.set_device_config(store, device_id, managed, time.time(),
+                                        unset=tuple(unset))
+    before = devices.config_state(store, device_id)
+    refused = before["refused"] == version - 1 and before["refused"] > before["applied"]
+    return ConfigStored(version, (version - 1, before["refusal"]) if refused else None)
+
+
+# -- what an administrator reads
+
+
+def jobs(store: CloudStore) -> list[Job]:
+    with store.transaction():
+        return store.all_jobs()
+
+
+def audit_log(store: CloudStore, limit: int = 50) -> list[tuple[float, str, str, str, str]]:
+    if limit < 1:
+        raise StoreError("the audit limit is at least 1", code="config_invalid")
+    with store.transaction():
+        return store.audit_log(limit)
