@@ -54,7 +54,7 @@ redact_spec = redact
 BACKENDS: dict[str, str] = {
     "serial": "readers.adapters.serial_reader",
     "pcsc": "readers.adapters.pcsc_reader",
-    "osdp": "readers.adapters.osdp_reader",
+    "osdp": "readers.adapters.osdp.reader",
     "replay": "readers.record.replay",
     "sim": "readers.adapters.sim_reader",
 }

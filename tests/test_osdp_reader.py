@@ -27,12 +27,9 @@ from hypothesis import strategies as st
 
 from firmware_stubs.osdp_pd import SCBK_D, CardFormat, OsdpPdStub, h10301
 from protocol.errors import ConfigError, FrameError, ReaderError
-from readers.adapters.osdp_reader import (
-    LinkState,
-    OsdpCardReader,
-    SecureChannelRefused,
-    card_number,
-)
+from readers.adapters.osdp.link import LinkState, SecureChannelRefused
+from readers.adapters.osdp.reader import OsdpCardReader
+from readers.codecs.osdp import card_number
 from readers.events import CardRead
 from readers.pty import PtyPort
 from readers.spec import open_reader
@@ -44,7 +41,7 @@ RETRY_S = 0.2
 TIMEOUT = 3.0
 ALICE = h10301(2, 10482)  # the FIELD_NOTES card: 0x00451E5
 BOB = h10301(2, 10483)
-LOGGER = "readers.adapters.osdp_reader"
+LOGGER = "readers.adapters.osdp"  # the package: its link logs the states
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:

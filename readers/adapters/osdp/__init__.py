@@ -1,0 +1,1 @@
+"""The OSDP adapter: the reader (port, thread, spec), its link state machine, its channel."""
