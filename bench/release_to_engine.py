@@ -33,7 +33,7 @@ from cloud.directory import submit_job
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.worker import CloudWorker
-from device_app.engine_client import EngineClient
+from device_app.engines.socket import EngineClient
 from device_app.journal import Journal
 from device_app.mqtt_link import MqttCloudLink
 from device_app.printing import Printer

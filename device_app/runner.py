@@ -10,9 +10,11 @@ config file (``managed.json``), so a restart keeps it until the cloud sends a ne
 ``register`` is the other half of ``mfd device register``: it trades a one-time registration
 code at the portal for the device's broker credentials and configuration, and writes them.
 
-The print engine is never a default: the config names it, and a device on the emulated engine
-(``kind = "emulator"``, which prints nothing while the cloud marks jobs printed) warns at start
-and reports ``engine: "emulator"`` in its status.
+The print engine is never a default: the config names it and the engine registry
+(device_app/engines/registry.py) opens it; a device on the emulated engine (``kind =
+"emulator"``, which prints nothing while the cloud marks jobs printed, and which only the
+programs that ship the emulator register) warns at start and reports ``engine: "emulator"`` in
+its status.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import Any
 
 from device_app.app import DeviceApp
 from device_app.config import (
-    ENGINE_KINDS,
     MANAGED,
     DeviceConfig,
     EngineConfig,
@@ -40,6 +41,7 @@ from device_app.config import (
     to_toml,
     write_private,
 )
+from device_app.engines.registry import open_engine
 from device_app.journal import Journal
 from device_app.mqtt_link import MqttCloudLink
 from device_app.ports import PrintEngine
@@ -53,29 +55,6 @@ from readers.spec import open_reader
 log = logging.getLogger(__name__)
 
 MANAGED_FILE = "managed.json"
-
-
-def open_engine(cfg: DeviceConfig) -> PrintEngine:
-    kind = cfg.engine.kind
-    if kind == "ipp":
-        from device_app.ipp_engine import IppEngine  # type: ignore[import-not-found,unused-ignore]
-
-        engine: PrintEngine = IppEngine(cfg.engine.uri)
-        return engine
-    if kind == "socket":
-        from device_app.engine_client import (  # type: ignore[import-not-found,unused-ignore]
-            EngineClient,
-        )
-
-        engine = EngineClient(cfg.engine.uri)
-        return engine
-    if kind == "emulator":
-        from firmware_stubs.mfd_controller import MfdControllerStub
-
-        return MfdControllerStub()
-    # Never a silent fallback: a copier on the emulator prints nothing.
-    raise ConfigError("config key 'engine.kind' is required (one of "
-                      + ", ".join(ENGINE_KINDS) + ")")
 
 
 class Device:
@@ -97,7 +76,7 @@ class Device:
         tls = self.cfg.ca_file if self.cfg.broker_url.startswith("mqtts://") else None
         self.link = MqttCloudLink(broker, self.cfg.device_id, on_command=self._on_command,
                                   tls_ca_file=tls)
-        self.engine = engine or open_engine(self.cfg)
+        self.engine = engine or open_engine(self.cfg.engine)
         self.link.engine = self.cfg.engine.kind
         if self.cfg.engine.emulated:
             log.warning("device %s prints on the EMULATED engine (engine.kind = \"emulator\"): "

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device_app.engines import registry
 from protocol.engine import EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import EngineError
 
@@ -359,3 +360,13 @@ class MfdControllerStub:
             done = self._callbacks.pop(engine_id, None)
         if done is not None:
             done(job_id, outcome is EngineOutcome.PRINTED, detail)
+
+
+def register_emulator() -> None:
+    """Let ``engine.kind = "emulator"`` open this stub in this process.
+
+    The device app's engine registry knows only the production engines (IPP, the socket): the
+    emulator is emulated hardware, which production code never imports. Programs that offer
+    it on purpose (``mfd device`` on a bench, tests) call this first.
+    """
+    registry.register("emulator", lambda _engine: MfdControllerStub())

@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from device_app import ipp_codec as ipp
+from device_app.engines.ipp import codec as ipp
 
 __all__ = ["ABORT", "HOLD", "DnsSd", "IppEvePrinter", "free_port", "missing_requirements",
            "require"]

@@ -21,7 +21,7 @@ from device_process import ROOT, Device, audited, held_jobs, states
 
 from cloud.demo import DEMO_USERS
 from cloud.directory import submit_job
-from device_app.engine_client import EngineClient
+from device_app.engines.socket import EngineClient
 from device_app.journal import Journal
 from firmware_stubs.engine_server import EngineProcess
 from firmware_stubs.mfd_controller import printed_log
@@ -146,7 +146,7 @@ def test_a_repeated_release_answer_never_prints_twice(world: World, tmp_path: Pa
 # reported to done) before it returns. No sleep-and-hope.
 _REPLAY = """
 import logging, sys
-from device_app.engine_client import EngineClient
+from device_app.engines.socket import EngineClient
 from device_app.journal import Journal
 from device_app.printing import Printer
 from device_app.session import PrintJob

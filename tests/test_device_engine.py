@@ -189,7 +189,9 @@ def test_the_cloud_shows_a_device_on_the_emulator(world: World) -> None:
     """What `mfd admin devices` shows once the device's status arrived through the worker."""
     from cloud import devices
     from device_app.runner import Device
+    from firmware_stubs.mfd_controller import register_emulator
 
+    register_emulator()  # as `mfd device` does: device_app alone opens only real engines
     addr = world.broker.address("copier-2")
     cfg = parse_config({"device": {"id": "copier-2"},
                         "broker": {"url": f"mqtt://{addr.host}:{addr.port}"},
@@ -224,3 +226,28 @@ def test_the_status_engine_field_round_trips_and_is_optional(state: str, epoch: 
     old = json.loads(m.encode(status))
     del old["engine"]
     assert m.decode_status(json.dumps(old).encode()).engine == ""
+
+
+def test_the_emulator_is_opened_only_where_a_program_registered_it() -> None:
+    """device_app never imports emulated hardware: its registry opens the real kinds, and the
+    emulator only once a program that ships it (`mfd device`, the simulator) registered it."""
+    from device_app.engines import registry
+    from firmware_stubs.mfd_controller import MfdControllerStub, register_emulator
+
+    saved = dict(registry._OPENERS)
+    try:
+        registry._OPENERS.pop("emulator", None)
+        assert registry.registered() == ("ipp", "socket")
+        with pytest.raises(ConfigError, match=r"'engine\.kind': 'emulator' is not available"):
+            registry.open_engine(EngineConfig("emulator"))
+        with pytest.raises(ConfigError, match=r"'engine\.kind' is required"):
+            registry.open_engine(EngineConfig(""))
+        with pytest.raises(ValueError, match="not one the config accepts"):
+            registry.register("stub", lambda _e: MfdControllerStub())
+        register_emulator()
+        engine = registry.open_engine(EngineConfig("emulator"))
+        assert isinstance(engine, MfdControllerStub)
+        engine.close()
+    finally:
+        registry._OPENERS.clear()
+        registry._OPENERS.update(saved)

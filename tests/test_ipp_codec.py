@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device_app import ipp_codec as ipp
-from device_app.ipp_codec import (
+from device_app.engines.ipp import codec as ipp
+from device_app.engines.ipp.codec import (
     Attribute,
     AttributeGroup,
     Collection,

@@ -23,8 +23,8 @@ from device_process import ALICE, ROOT, Device, audited, held_jobs, states
 from ipp_printer import HOLD, DnsSd, IppEvePrinter, require
 
 from cloud.directory import submit_job
-from device_app.ipp_codec import GroupTag
-from device_app.ipp_engine import job_name
+from device_app.engines.ipp.codec import GroupTag
+from device_app.engines.ipp.engine import job_name
 from device_app.journal import Journal, JournalEntry
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@ Three layers, fastest first:
 
 * the state mapping and URI parsing, as pure functions;
 * the engine against a scripted printer in this process (``FakePrinter``: an HTTP server that
-  answers with :mod:`device_app.ipp_codec`), for what a real printer will not do on cue: jam,
-  run out of paper, forget a job, go silent, refuse with "busy";
+  answers with :mod:`device_app.engines.ipp.codec`), for what a real printer will not do on
+  cue: jam, run out of paper, forget a job, go silent, refuse with "busy";
 * the engine against CUPS' ippeveprinter (integration), for the wire: the PDF lands in its
   spool byte for byte, a refused format, an aborted job, options as the printer saw them, and
   what a new engine object (the device restarted) finds out about jobs by their engine id.
@@ -27,16 +27,11 @@ import pytest
 from ipp_printer import ABORT, HOLD, DnsSd, IppEvePrinter, free_port, require
 
 from cloud.demo import demo_document
-from device_app import ipp_codec as ipp
-from device_app.ipp_codec import Attribute, AttributeGroup, GroupTag, Message, ValueTag
-from device_app.ipp_engine import (
-    MAX_JOB_NAME_BYTES,
-    IppEngine,
-    PrinterUnreachable,
-    engine_state,
-    job_name,
-    parse_printer_uri,
-)
+from device_app.engines.ipp import codec as ipp
+from device_app.engines.ipp.codec import Attribute, AttributeGroup, GroupTag, Message, ValueTag
+from device_app.engines.ipp.engine import MAX_JOB_NAME_BYTES, IppEngine, job_name
+from device_app.engines.ipp.printer_state import engine_state
+from device_app.engines.ipp.transport import PrinterUnreachable, parse_printer_uri
 from device_app.ports import PrintEngine
 from protocol.engine import ENGINE_REASONS, EngineJob, EngineOutcome, EngineState
 from protocol.errors import ConfigError, EngineError
@@ -349,7 +344,7 @@ def test_state_follows_the_printer(rig: Rig, printer_state: int, reasons: list[s
 
 def test_unknown_reasons_are_logged_once(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     rig.fake.reasons = ["none", "flux-capacitor-error"]
-    with caplog.at_level("INFO", logger="device_app.ipp_engine"):
+    with caplog.at_level("INFO", logger="device_app.engines.ipp.engine"):
         engine = rig.engine()
         assert wait_until(lambda: len(rig.fake.requests) >= 4)
     logged = [r for r in caplog.records if "does not map" in r.getMessage()]
@@ -726,7 +721,7 @@ def test_outcome_of_an_unreachable_printer_is_an_error_not_a_guess(rig: Rig) -> 
 def test_a_printer_that_drops_the_engine_id_is_reported(rig: Rig,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     engine, outcomes = rig.engine(), Outcomes()
-    with caplog.at_level("WARNING", logger="device_app.ipp_engine"):
+    with caplog.at_level("WARNING", logger="device_app.engines.ipp.engine"):
         rig.fake.job_name = "kept [job-kept]"
         engine.submit(make_job("kept"), outcomes)
         outcomes.wait()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from device_app.engine_client import EngineClient, EngineRefused
+from device_app.engines.socket import EngineClient, EngineRefused
 from device_app.journal import Journal, JournalState
 from device_app.printing import Printer
 from device_app.session import JobDone, PrintJob

@@ -65,7 +65,11 @@ _EMULATED = ("mfd device: WARNING: {} prints on the EMULATED engine (engine.kind
 def _build_device(args: argparse.Namespace) -> Any:
     from device_app.config import engine_choice, parse_config
     from device_app.runner import Device, from_config_file
+    from firmware_stubs.mfd_controller import register_emulator
 
+    # `mfd device` offers the emulated engine for a bench (it warns when it runs on it);
+    # device_app itself knows only real engines.
+    register_emulator()
     if args.config:
         if args.engine:
             raise MfdError("--engine is for register and the options-only form; with "

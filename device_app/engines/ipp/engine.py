@@ -3,9 +3,9 @@
 Where this fits. On a copier the device app hands released jobs to the print engine; in a
 shop whose copier takes jobs over the network (every IPP Everywhere printer, and most copiers),
 that engine is a printer URI such as ``ipp://10.1.2.3/ipp/print``. This adapter implements
-:class:`device_app.ports.PrintEngine` against it, with the wire format in
-:mod:`device_app.ipp_codec` (why our own codec: see its docstring) and the HTTP POST from the
-standard library.
+:class:`device_app.ports.PrintEngine` against it, with the wire format in codec.py and
+model.py (why our own codec: see codec.py's docstring) and the HTTP POST in transport.py,
+from the standard library.
 
 Theory of operation.
 
@@ -64,42 +64,36 @@ What UNKNOWN does not cover, because a printer is not a journal:
 * A printer that cuts job names shorter than ours loses the tag: such a job is never found
   again (logged at WARNING when seen, see :meth:`IppEngine._follow`).
 
-Printer state: printer-state and printer-state-reasons map to :class:`EngineState` through the
-tables below (:func:`engine_state`). A reason counts when its severity suffix is ``-error`` or
-absent (RFC 8011 5.4.12: no suffix means error), or, when the printer is stopped, whatever its
-suffix: a ``-report`` is history (ippeveprinter leaves ``media-jam-report`` behind after a job),
-a ``-warning`` does not stop printing. Reasons we do not know are logged once each.
+Printer state: printer-state and printer-state-reasons map to :class:`EngineState` as
+printer_state.py says; reasons it does not know are logged once each.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import itertools
 import logging
 import queue
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
-from device_app import ipp_codec as ipp
-from device_app.ipp_codec import (
+from device_app.engines.ipp import codec as ipp
+from device_app.engines.ipp.model import (
     Attribute,
     AttributeGroup,
     GroupTag,
     JobState,
     Message,
     Operation,
-    PrinterState,
     RangeOfInteger,
     Status,
     ValueTag,
 )
+from device_app.engines.ipp.printer_state import engine_state
+from device_app.engines.ipp.transport import PrinterUnreachable, Transport, parse_printer_uri
 from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import ConfigError, EngineError
 
@@ -107,218 +101,13 @@ __all__ = ["IppEngine", "PrinterUnreachable", "engine_state", "job_name"]
 
 log = logging.getLogger(__name__)
 
-#: Below DEBUG: one line per IPP request and response (STYLE: wire traces below DEBUG).
-TRACE: Final = 5
-
 PDF: Final = "application/pdf"
 #: JobFailed.reason on the wire holds 200 characters; details never exceed it.
 MAX_DETAIL: Final = 200
-#: Answers are a few kB (we name the attributes we want); a printer that ignores the list and
-#: sends all of them stays far below this.
-MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 #: RFC 8011: name(MAX) is 255 octets. Job names stay well below it: the engine-id tag at the
 #: end must survive printers that keep shorter names, and ippeveprinter -k builds its spool file
 #: name (255 bytes at most on the file system) from the job name.
 MAX_JOB_NAME_BYTES: Final = 200
-
-
-class PrinterUnreachable(EngineError):
-    """No IPP answer: connection refused or reset, timeout, name not resolved, not IPP/HTTP."""
-
-    code = "printer_unreachable"
-
-
-# --------------------------------------------------------------------------- state mapping
-
-#: printer-state-reasons keywords (severity suffix removed) that decide the engine state.
-REASON_STATES: Final[dict[str, EngineState]] = {
-    "media-jam": EngineState.JAM,
-    "media-empty": EngineState.NO_PAPER,
-    "media-needed": EngineState.NO_PAPER,
-    "door-open": EngineState.DOOR_OPEN,
-    "cover-open": EngineState.DOOR_OPEN,
-    "interlock-open": EngineState.DOOR_OPEN,
-    "offline": EngineState.OFFLINE,
-    "shutdown": EngineState.OFFLINE,
-    "paused": EngineState.OFFLINE,
-    "moving-to-paused": EngineState.OFFLINE,
-    "timed-out": EngineState.OFFLINE,
-    "connecting-to-device": EngineState.OFFLINE,
-}
-
-#: When several reasons apply, the one a person at the copier must act on first wins: a jam
-#: usually needs a door opened, and "load paper" is pointless while either is there.
-STATE_PRIORITY: Final = (EngineState.JAM, EngineState.DOOR_OPEN, EngineState.NO_PAPER,
-                         EngineState.OFFLINE)
-
-#: Reasons we know and deliberately ignore (supplies running low, informational), so that they
-#: are not logged as unknown.
-INFORMATIONAL_REASONS: Final = frozenset({
-    "none", "other", "media-low", "toner-low", "marker-supply-low", "marker-waste-almost-full",
-    "developer-low", "opc-near-eol", "fuser-near-eol", "printer-restarted",
-    "identify-printer-requested", "deactivated", "spool-area-full",
-})
-
-_SEVERITIES: Final = ("-error", "-warning", "-report")
-
-_PRINTER_STATES: Final[dict[int, EngineState]] = {
-    PrinterState.IDLE: EngineState.READY,
-    PrinterState.PROCESSING: EngineState.PRINTING,
-    PrinterState.STOPPED: EngineState.OFFLINE,
-}
-
-
-def split_reason(reason: str) -> tuple[str, str]:
-    """``media-jam-error`` → (``media-jam``, ``error``); no suffix → (reason, ``error``)."""
-    for suffix in _SEVERITIES:
-        if reason.endswith(suffix):
-            return reason[: -len(suffix)], suffix[1:]
-    return reason, "error"
-
-
-def engine_state(printer_state: int | None, reasons: Iterable[str],
-                 accepting: bool | None = True) -> tuple[EngineState, tuple[str, ...]]:
-    """The engine state for a printer's state attributes, and the reasons we do not know."""
-    stopped = printer_state == PrinterState.STOPPED
-    found: set[EngineState] = set()
-    unknown: list[str] = []
-    for reason in reasons:
-        keyword, severity = split_reason(reason)
-        state = REASON_STATES.get(keyword)
-        if state is None:
-            if keyword not in INFORMATIONAL_REASONS:
-                unknown.append(reason)
-        elif severity == "error" or stopped:
-            found.add(state)
-    for state in STATE_PRIORITY:
-        if state in found:
-            return state, tuple(unknown)
-    if accepting is False:
-        return EngineState.OFFLINE, tuple(unknown)
-    if printer_state is None:
-        return EngineState.OFFLINE, tuple(unknown)
-    return _PRINTER_STATES.get(printer_state, EngineState.OFFLINE), tuple(unknown)
-
-
-# --------------------------------------------------------------------------- transport
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    scheme: str  # http or https, what goes on the wire
-    host: str
-    port: int
-    path: str
-    printer_uri: str  # ipp:// or ipps://, what goes in printer-uri
-
-
-def parse_printer_uri(uri: str) -> _Target:
-    """Check a printer URI once, at start-up, and say what is wrong with it."""
-    try:
-        parts = urlsplit(uri)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"printer uri {uri!r}: {exc}") from exc
-    schemes = {"ipp": ("http", 631, "ipp"), "ipps": ("https", 631, "ipps"),
-               "http": ("http", 80, "ipp"), "https": ("https", 443, "ipps")}
-    if parts.scheme not in schemes:
-        raise ConfigError(f"printer uri {uri!r}: scheme must be ipp, ipps, http or https")
-    if not parts.hostname:
-        raise ConfigError(f"printer uri {uri!r}: no host")
-    wire, default_port, ipp_scheme = schemes[parts.scheme]
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    printer_uri = urlunsplit((ipp_scheme, parts.netloc, parts.path or "/", parts.query, ""))
-    return _Target(wire, parts.hostname, port or default_port, path, printer_uri)
-
-
-class _Transport:
-    """One IPP request per HTTP/1.1 POST, each on a fresh connection: a printer that reboots
-    or drops idle connections then costs nothing, and a poll every half second does not need
-    keep-alive."""
-
-    def __init__(self, target: _Target, timeout: float,
-                 ssl_context: ssl.SSLContext | None) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.ssl_context = ssl_context
-        self._ids = itertools.count(1)
-        self._ids_lock = threading.Lock()
-        #: IPP Everywhere printers speak 2.0; an older copier may only speak 1.1 and say so
-        #: with server-error-version-not-supported, after which we speak 1.1 to it.
-        self.version = (2, 0)
-
-    def call(self, operation: Operation, groups: tuple[AttributeGroup, ...],
-             document: bytes = b"") -> Message:
-        """Send one request; the decoded response. Raises PrinterUnreachable or EngineError
-        (RemoteIppError included): never an OSError or http.client exception."""
-        version = self.version
-        response = self._call(version, operation, groups, document)
-        if response.code == Status.SERVER_ERROR_VERSION_NOT_SUPPORTED and version != (1, 1):
-            log.info("printer %s does not speak IPP %d.%d; using 1.1", self.target.host,
-                     *version)
-            self.version = (1, 1)
-            response = self._call(self.version, operation, groups, document)
-        return response
-
-    def _call(self, version: tuple[int, int], operation: Operation,
-              groups: tuple[AttributeGroup, ...], document: bytes) -> Message:
-        with self._ids_lock:
-            request_id = next(self._ids)
-        head = ipp.encode(Message(operation, request_id, groups, version=version))
-        log.log(TRACE, "ipp -> %s #%d %s (%d + %d bytes)", self.target.host, request_id,
-                operation.name, len(head), len(document))
-        t = self.target
-        conn: http.client.HTTPConnection
-        if t.scheme == "https":
-            conn = http.client.HTTPSConnection(t.host, t.port, timeout=self.timeout,
-                                               context=self.ssl_context)
-        else:
-            conn = http.client.HTTPConnection(t.host, t.port, timeout=self.timeout)
-        try:
-            conn.connect()
-            # Header and document go in two writes and then we wait for the answer: without
-            # no-delay, Nagle plus the printer's delayed ACK can stall each job ~40 ms.
-            if conn.sock is not None:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.putrequest("POST", t.path)
-            conn.putheader("Content-Type", "application/ipp")
-            conn.putheader("Content-Length", str(len(head) + len(document)))
-            conn.endheaders(head)
-            if document:
-                # Sent as it is, not joined to the header: a document can be hundreds of MB.
-                conn.send(document)
-            response = conn.getresponse()
-            body = response.read(MAX_RESPONSE_BYTES + 1)
-        except (OSError, http.client.HTTPException) as exc:
-            raise PrinterUnreachable(f"printer unreachable: {_describe(exc)}") from exc
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise EngineError(f"the printer answered HTTP {response.status} "
-                              f"{response.reason}".strip())
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise EngineError(f"the printer's answer is larger than {MAX_RESPONSE_BYTES} bytes")
-        try:
-            message = ipp.decode(body)
-        except ipp.RemoteIppError as exc:
-            raise ipp.RemoteIppError(f"the printer's answer is not valid IPP: {exc.message}") \
-                from exc
-        log.log(TRACE, "ipp <- %s #%d %s (%d bytes)", t.host, message.request_id,
-                ipp.status_name(message.code), len(body))
-        if message.request_id != request_id:
-            # Fresh connection per request, so this is the printer's bug, not a mix-up.
-            log.debug("printer answered request %d with request-id %d", request_id,
-                      message.request_id)
-        return message
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "no answer in time"
-    text = str(exc) or type(exc).__name__
-    return text
 
 
 def _short(text: str, limit: int = MAX_DETAIL) -> str:
@@ -419,7 +208,7 @@ class IppEngine:
         self.status_interval = status_interval
         self.lost_after = lost_after
         self.user_name = user_name
-        self._transport = _Transport(self._target, timeout, ssl_context)
+        self._transport = Transport(self._target, timeout, ssl_context)
         self._lock = threading.Lock()
         self._state = EngineState.OFFLINE
         self._state_detail = "not reached yet"
