@@ -72,11 +72,6 @@ class Registration:
     config: dict[str, Any]
 
 
-def ensure_schema(store: CloudStore) -> None:
-    """Nothing to do any more: a store has every table once opened (cloud/storage/schema.py).
-    Kept for callers from before schema versions."""
-
-
 def _new_code() -> str:
     raw = base64.b32encode(secrets.token_bytes(10)).decode("ascii")  # 16 chars, 80 bits
     return "-".join(raw[i:i + 4] for i in range(0, 16, 4))

@@ -169,7 +169,6 @@ def _store_push(world: World, device_id: str, specs: list[str]) -> int:
     """A config version as a cloud from before set-time checks stored it (the mistake then
     reached the device): written straight into the store, which the worker then pushes."""
     store = world.store
-    devices.ensure_schema(store)
     with store.transaction():
         row = store.query_one("SELECT version FROM device_configs WHERE device_id=?", device_id)
         version = (int(row[0]) if row else 0) + 1
