@@ -57,6 +57,7 @@ from typing import Any
 from smartcard import scard
 
 from protocol.errors import ConfigError, ReaderError
+from readers.adapters.lifecycle import ReaderThread, hand_over
 from readers.debounce import Debouncer
 from readers.events import CardRead, CardSink, ReaderHealth
 
@@ -72,7 +73,6 @@ RETRY_INTERVAL_S = 0.5
 # Upper bound of one status wait. stop() cancels the wait at once; this only bounds how long
 # a cancel that raced the start of a wait can go unnoticed.
 _WAIT_TIMEOUT_MS = 1000
-_JOIN_TIMEOUT_S = 2.0
 _CANCEL_EVERY_S = 0.05
 # A pseudo-reader whose wait returns when pcscd's list of readers changes (pcsc-lite).
 _PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
@@ -244,8 +244,7 @@ class PcscCardReader:
         self.last_error: ReaderError | None = None
         self._clock = clock
         self._state = ReaderState.STOPPED
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._thread = ReaderThread(reader_id, _log)
         self._ctx: int | None = None
         self._ctx_lock = threading.Lock()
 
@@ -255,7 +254,7 @@ class PcscCardReader:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.running
 
     @property
     def state(self) -> ReaderState:
@@ -263,14 +262,8 @@ class PcscCardReader:
 
     def start(self, sink: CardSink) -> None:
         """Start delivering reads to ``sink`` (called on the reader thread)."""
-        if self.running:
-            raise ReaderError(f"reader {self.reader_id!r} is already started")
-        # A fresh Event per run, as in the serial adapter: a thread of an earlier run that is
-        # still winding down keeps its own (set) event.
-        self._stopping = stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(sink, stopping),
-                                        name=f"reader-{self.reader_id}", daemon=True)
-        self._thread.start()
+        self._thread.refuse_if_running()
+        self._thread.start(lambda stopping: self._run(sink, stopping))
         _log.info("reader %s: watching PC/SC reader %s", self.reader_id,
                   repr(self.reader_name) if self.reader_name else "(first one)")
 
@@ -280,22 +273,9 @@ class PcscCardReader:
         A transmit to a card that never answers cannot be cancelled (vpcd and some drivers
         wait without a timeout); the daemon thread then ends when the card is taken away.
         """
-        thread = self._thread
-        self._stopping.set()
-        if thread is None:
-            return
-        if thread is threading.current_thread():
-            return  # called from the sink: the loop sees the event after this read
-        deadline = time.monotonic() + _JOIN_TIMEOUT_S
-        while thread.is_alive() and time.monotonic() < deadline:
-            # Repeated, because a cancel that lands between two waits wakes nothing.
-            self._cancel_wait()
-            thread.join(_CANCEL_EVERY_S)
-        if thread.is_alive():
-            _log.warning("reader %s: reader thread did not stop within %.1f s (blocked sink or "
-                         "a card that does not answer?)", self.reader_id, _JOIN_TIMEOUT_S)
-        self._thread = None
-        _log.info("reader %s: stopped", self.reader_id)
+        if self._thread.stop(wake=self._cancel_wait, wake_every_s=_CANCEL_EVERY_S,
+                             blocked_by="blocked sink or a card that does not answer?"):
+            _log.info("reader %s: stopped", self.reader_id)
 
     def _cancel_wait(self) -> None:
         # Under the lock the thread clears _ctx with before releasing it, so we never cancel
@@ -486,12 +466,7 @@ class PcscCardReader:
                          "reads differently at every tap and cannot identify anyone",
                          self.reader_id, read.masked)
         _log.debug("reader %s: read %s", self.reader_id, read.masked)
-        try:
-            sink(read)
-        except Exception:
-            # A sink should only enqueue; losing this read beats losing the reader thread.
-            _log.exception("reader %s: card sink failed; read %s dropped",
-                           self.reader_id, read.masked)
+        hand_over(sink, read, _log)
 
     def _bad_read(self, exc: ReaderError) -> None:
         _log.warning("reader %s: card not read: %s", self.reader_id, exc)

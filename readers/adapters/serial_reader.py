@@ -43,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import serial
 
 from protocol.errors import ConfigError, FrameError, ReaderError
+from readers.adapters.lifecycle import ReaderThread, hand_over
 from readers.codecs.ascii import (
     TERMINATORS,
     AsciiDecoder,
@@ -67,7 +68,6 @@ _log = logging.getLogger(__name__)
 # do not wait for it (see the module docstring).
 POLL_TIMEOUT_S = 0.05
 RETRY_INTERVAL_S = 0.5
-_JOIN_TIMEOUT_S = 2.0
 
 #: ``on_raw(chunk, t)``: every chunk read from the port, before decoding, with the reader
 #: clock's (monotonic) time it was read -- for ``mfd reader watch --record`` and wire traces.
@@ -260,8 +260,7 @@ class SerialCardReader:
         self._outbox: queue.Queue[_Pending] = queue.Queue()
         self._live_port: Any = None  # the open port, only to interrupt its read for a command
         self._warned: set[str] = set()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._thread = ReaderThread(reader_id, _log)
 
     def __repr__(self) -> str:
         return (f"SerialCardReader({self.port!r}, reader_id={self.reader_id!r}, "
@@ -269,11 +268,11 @@ class SerialCardReader:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.running
 
     def tap_raw(self, on_raw: RawSink) -> None:
         """See every raw chunk (for ``mfd reader watch --record``); before :meth:`start`."""
-        if self._thread is not None:
+        if self._thread.started:
             raise ReaderError(f"reader {self.reader_id}: tap its raw bytes before starting it")
         self._on_raw = on_raw
 
@@ -284,8 +283,7 @@ class SerialCardReader:
         path or a missing permission is a configuration mistake to show at once, not an
         outage to wait out.
         """
-        if self.running:
-            raise ReaderError(f"reader {self.reader_id!r} is already started")
+        self._thread.refuse_if_running()
         try:
             port = self._open()
         except _PORT_ERRORS as exc:
@@ -293,32 +291,14 @@ class SerialCardReader:
                 f"cannot open card reader port {self.port!r}: {exc}. Check that the reader is "
                 "plugged in, that the port name is right (see /dev/serial/by-id/) and that this "
                 "user may open it (usually the 'dialout' group)") from exc
-        # A fresh Event per run: a thread from an earlier run that is still winding down
-        # keeps its own (set) event and cannot be revived by this start().
-        self._stopping = stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(port, sink, stopping),
-            name=f"reader-{self.reader_id}", daemon=True)
-        self._thread.start()
+        self._thread.start(lambda stopping: self._run(port, sink, stopping))
         _log.info("reader %s: listening on %s (%s, %d baud)",
                   self.reader_id, self.port, self.family, self.baud)
 
     def stop(self) -> None:
         """Stop reading and close the port. Idempotent; safe to call from the sink."""
-        thread = self._thread
-        self._stopping.set()
-        if thread is None:
-            return
-        if thread is threading.current_thread():
-            return  # called from the sink: the loop sees the event and ends after this read
-        thread.join(_JOIN_TIMEOUT_S)
-        if thread.is_alive():
-            # Only a sink that blocks can get here; the thread is a daemon, so it cannot keep
-            # the process alive, and it will exit as soon as the sink returns.
-            _log.warning("reader %s: reader thread did not stop within %.1f s (blocked sink?)",
-                         self.reader_id, _JOIN_TIMEOUT_S)
-        self._thread = None
-        _log.info("reader %s: stopped", self.reader_id)
+        if self._thread.stop():
+            _log.info("reader %s: stopped", self.reader_id)
 
     def command(self, command: AcpCommand, timeout_s: float = 1.0) -> AcpResult:
         """Send a command to the reader and wait for its reply (pcProx family only).
@@ -334,7 +314,7 @@ class SerialCardReader:
                               "commands")
         if not self.running:
             raise ReaderError(f"reader {self.reader_id!r} is not started")
-        if self._thread is threading.current_thread():
+        if self._thread.on_thread():
             # The reply would be read by this very thread, which is busy waiting for it.
             raise ReaderError(f"reader {self.reader_id!r}: command() called from the sink")
         pending = _Pending(command)
@@ -478,13 +458,7 @@ class SerialCardReader:
         self.health.reads += 1
         read = CardRead(number=frame.number, raw=frame.raw, reader_id=self.reader_id, at=now)
         _log.debug("reader %s: read %s", self.reader_id, read.masked)
-        try:
-            sink(read)
-        except Exception:
-            # A sink should only enqueue; if it fails anyway, losing this read is better
-            # than losing the reader thread and every read after it.
-            _log.exception("reader %s: card sink failed; read %s dropped",
-                           self.reader_id, read.masked)
+        hand_over(sink, read, _log)
 
 
 def _fail_all(awaiting: deque[_Pending]) -> None:

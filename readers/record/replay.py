@@ -40,6 +40,7 @@ import threading
 import time
 
 from protocol.errors import ConfigError, ReaderError
+from readers.adapters.lifecycle import ReaderThread
 from readers.adapters.serial_reader import SerialCardReader
 from readers.events import CardRead, CardSink, ReaderHealth
 from readers.pty import PtyPort
@@ -106,8 +107,8 @@ class ReplayReader:
         self.done = threading.Event()
         #: Complete passes through the recording so far.
         self.passes = 0
-        self._feeder: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._feeder = ReaderThread(reader_id, _log, name="replay",
+                                    join_timeout_s=_JOIN_TIMEOUT_S)
         self._in_sink = threading.local()
         # Lock-step state of the current run, guarded by _cond.
         self._cond = threading.Condition()
@@ -121,12 +122,11 @@ class ReplayReader:
 
     @property
     def running(self) -> bool:
-        return self._feeder is not None and self._feeder.is_alive()
+        return self._feeder.running
 
     def start(self, sink: CardSink) -> None:
         """Open a pty, start the serial adapter on it and begin playing (on a thread)."""
-        if self.running:
-            raise ReaderError(f"reader {self.reader_id!r} is already started")
+        self._feeder.refuse_if_running()
         header = self.recording.header
         try:
             pty = PtyPort()
@@ -148,32 +148,20 @@ class ReplayReader:
             pty.close()
             raise
         self.done.clear()
-        self._stopping = stopping = threading.Event()
-        self._feeder = threading.Thread(
-            target=self._feed, args=(pty, adapter, stopping, base),
-            name=f"replay-{self.reader_id}", daemon=True)
-        self._feeder.start()
+        self._feeder.start(lambda stopping: self._feed(pty, adapter, stopping, base))
         _log.info("reader %s: replaying %s (%d chunks, %.1f s) at speed %s%s",
                   self.reader_id, self.recording.path, len(self.recording.chunks),
                   self.recording.duration, self.speed or "max", ", looping" if self.loop else "")
 
     def stop(self) -> None:
         """Stop playing and close the pty. Idempotent; safe to call from the sink."""
-        feeder = self._feeder
         with self._cond:
-            self._stopping.set()
+            self._feeder.stopping.set()  # under the lock, so a wait cannot miss it
             self._cond.notify_all()
-        if feeder is None:
-            return
-        if getattr(self._in_sink, "active", False):
-            # On the reader thread: the feeder's clean-up waits for this thread, so waiting for
-            # the feeder here would deadlock. It finishes on its own once the sink returns.
-            return
-        feeder.join(_JOIN_TIMEOUT_S)
-        if feeder.is_alive():
-            _log.warning("reader %s: replay did not stop within %.1f s (blocked sink?)",
-                         self.reader_id, _JOIN_TIMEOUT_S)
-        self._feeder = None
+        # Inside the sink we are on the serial adapter's thread: the feeder's clean-up waits
+        # for that thread, so waiting for the feeder here would deadlock. It finishes on its
+        # own once the sink returns.
+        self._feeder.stop(in_sink=lambda: getattr(self._in_sink, "active", False))
 
     # -- the adapter's side (reader thread) ---------------------------------------------
 

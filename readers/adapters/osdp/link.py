@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import osdp_sys
 
 from protocol.errors import FrameError, ReaderError
+from readers.adapters.lifecycle import hand_over
 from readers.adapters.osdp.channel import PORT_ERRORS, SerialChannel, close_quietly
 from readers.codecs.osdp import card_number
 from readers.events import CardRead, CardSink
@@ -349,9 +350,4 @@ class LinkSession:
                 r.status.plaintext_reads += 1
                 _log.warning("reader %s: accepted card read %s WITHOUT Secure Channel "
                              "(allow_plaintext)", r.reader_id, read.masked)
-            try:
-                self.sink(read)
-            except Exception:
-                # Losing this read beats losing the reader thread and every read after it.
-                _log.exception("reader %s: card sink failed; read %s dropped",
-                               r.reader_id, read.masked)
+            hand_over(self.sink, read, _log)

@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +92,7 @@ import osdp_sys
 import serial
 
 from protocol.errors import ConfigError, ReaderError
+from readers.adapters.lifecycle import ReaderThread
 from readers.adapters.osdp.channel import PORT_ERRORS, SerialChannel, close_quietly
 from readers.adapters.osdp.link import LinkSession, LinkState, OsdpLinkStatus
 from readers.codecs import osdp as osdp_codec
@@ -112,7 +112,6 @@ SCBK_D = bytes(range(0x30, 0x40))
 LIBOSDP_LOG_LEVEL = osdp_sys.LOG_CRIT
 #: Seconds between tries to bring a link up that is down (or refused), or to reopen the port.
 RETRY_INTERVAL_S = 2.0
-_JOIN_TIMEOUT_S = 2.0
 # A write the driver cannot take this quickly is a stuck line, not a reason to block the
 # thread that must refresh libosdp every 50 ms.
 _WRITE_TIMEOUT_S = 0.1
@@ -182,8 +181,7 @@ class OsdpCardReader:
         self.status = OsdpLinkStatus()
         self._scbk = None if scbk is None else bytes(scbk)
         self._clock = clock
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._thread = ReaderThread(reader_id, _log)
         if allow_plaintext:
             _log.warning("reader %s: allow_plaintext is set: card reads without Secure "
                          "Channel will be accepted. For bench setups only", reader_id)
@@ -196,7 +194,7 @@ class OsdpCardReader:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.running
 
     @property
     def secure(self) -> bool:
@@ -211,8 +209,7 @@ class OsdpCardReader:
         show at once. Whether the reader answers, and securely, is reported in ``status``
         as it happens (the handshake takes a few tens of ms to seconds).
         """
-        if self.running:
-            raise ReaderError(f"reader {self.reader_id!r} is already started")
+        self._thread.refuse_if_running()
         osdp_sys.set_loglevel(LIBOSDP_LOG_LEVEL)
         try:
             port = self._open()
@@ -230,28 +227,15 @@ class OsdpCardReader:
             close_quietly(port)
             raise ReaderError(f"reader {self.reader_id!r}: libosdp could not set up the "
                               f"control panel: {type(exc).__name__}") from exc
-        self._stopping = stopping = threading.Event()
-        self._thread = threading.Thread(target=session.run, args=(stopping,),
-                                        name=f"reader-{self.reader_id}", daemon=True)
-        self._thread.start()
+        self._thread.start(session.run)
         _log.info("reader %s: OSDP control panel on %s (address %d, %d baud, %s)",
                   self.reader_id, self.port, self.address, self.baud,
                   "plaintext allowed" if self.allow_plaintext else "Secure Channel required")
 
     def stop(self) -> None:
         """Stop the control panel and close the port. Idempotent; safe to call from the sink."""
-        thread = self._thread
-        self._stopping.set()
-        if thread is None:
-            return
-        if thread is threading.current_thread():
-            return  # called from the sink: the loop ends after this read
-        thread.join(_JOIN_TIMEOUT_S)
-        if thread.is_alive():
-            _log.warning("reader %s: reader thread did not stop within %.1f s (blocked sink?)",
-                         self.reader_id, _JOIN_TIMEOUT_S)
-        self._thread = None
-        _log.info("reader %s: stopped", self.reader_id)
+        if self._thread.stop():
+            _log.info("reader %s: stopped", self.reader_id)
 
     def _open(self) -> Any:
         return serial.serial_for_url(self.port, baudrate=self.baud, timeout=0,
