@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Generic, TypeVar
 
+from protocol.errors import FrameError
+
 __all__ = ["LineBuffer", "ReceiveBuffer"]
 
 E = TypeVar("E")
@@ -62,6 +64,18 @@ class ReceiveBuffer(Generic[E]):
         events = list(self._events)
         self._events.clear()
         return events
+
+    def feed_one(self, data: bytes) -> E | None:
+        """``data`` as one frame, for tools that hold a whole frame in hand.
+
+        The frame when ``data`` decodes to exactly one and leaves nothing held back; the
+        decoder's error for a bad first frame is raised; ``None`` otherwise (``frames`` then
+        says whether any frame was found), for the codec to raise its own "unframed" error.
+        """
+        events = self.feed(data)
+        if events and isinstance(events[0], FrameError):
+            raise events[0]
+        return events[0] if len(events) == 1 and self.pending_bytes == 0 else None
 
     def _emit(self, frame: E) -> None:
         self.frames += 1

@@ -254,14 +254,10 @@ def decode_line(data: bytes, fmt: AsciiFormat) -> AsciiCard:
     ``data`` is not one terminated line with nothing after it.
     """
     decoder = AsciiDecoder(fmt)
-    events = decoder.feed(data)
-    if events and isinstance(events[0], AsciiFrameError):
-        raise events[0]
-    if len(events) == 1 and decoder.pending_bytes == 0:
-        card = events[0]
-        assert isinstance(card, AsciiCard)  # narrowed for mypy; errors were raised above
+    card = decoder.feed_one(data)
+    if isinstance(card, AsciiCard):
         return card
-    what = "no complete line (missing terminator?)" if not events else "more than one line"
+    what = "no complete line (missing terminator?)" if not decoder.frames else "more than one line"
     raise AsciiFrameError(LineFault.UNFRAMED, f"expected exactly one line, found {what}",
                           bytes(data))
 

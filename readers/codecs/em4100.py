@@ -148,14 +148,10 @@ def decode_frame(data: bytes) -> Em4100Frame:
     ``UNFRAMED`` if ``data`` is not one frame from STX to ETX with nothing around it.
     """
     decoder = Em4100Decoder()
-    events = decoder.feed(data)
-    if events and isinstance(events[0], Em4100FrameError):
-        raise events[0]
-    if len(events) == 1 and decoder.skipped_bytes == 0 and decoder.pending_bytes == 0:
-        frame = events[0]
-        assert isinstance(frame, Em4100Frame)  # narrowed for mypy; the branch above took errors
+    frame = decoder.feed_one(data)
+    if isinstance(frame, Em4100Frame) and decoder.skipped_bytes == 0:
         return frame
-    if not events:
+    if not decoder.frames:
         what = "no complete frame (missing STX or ETX?)"
     else:
         what = "bytes outside the frame"

@@ -149,14 +149,10 @@ def encode_card(fmt: str, facility: int | None, card: int, *, bad_parity: bool =
 def decode_frame(data: bytes, fmt: str | None = None) -> WiegandFrame:
     """Decode exactly one complete frame, for tools. Raises :class:`WiegandSerialError`."""
     decoder = WiegandSerialDecoder(fmt)
-    events = decoder.feed(data)
-    if events and isinstance(events[0], WiegandSerialError):
-        raise events[0]
-    if len(events) == 1 and decoder.pending_bytes == 0:
-        frame = events[0]
-        assert isinstance(frame, WiegandFrame)  # narrowed for mypy; errors were raised above
+    frame = decoder.feed_one(data)
+    if isinstance(frame, WiegandFrame):
         return frame
-    what = "no complete frame (missing line end?)" if not events else "more than one frame"
+    what = "no complete frame (missing line end?)" if not decoder.frames else "more than one frame"
     raise WiegandSerialError(WiegandFault.UNFRAMED,
                              f"expected exactly one frame, found {what}", bytes(data))
 
