@@ -1,8 +1,10 @@
 """The whole system in one process tree: broker, cloud, demo org, device app, virtual hardware.
 
-The device app here is wired exactly as on a copier: a serial EM4100 reader (on a pseudo-terminal
-driven by the reader firmware stub), the paho link to the broker, the MFD controller stub as print
-engine. Only the hardware is emulated.
+The device here is the one a copier runs, built by its composition root (device_app/runner.py
+``Device``) from a device.toml and credentials in the world's directory: a serial EM4100 reader
+(on a pseudo-terminal driven by the reader firmware stub), the paho link to the broker, the
+release journal, config pushes kept in managed.json, and the MFD controller stub as its
+print engine. Only the hardware is emulated.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cloud.demo import DEMO_DEVICES, DEMO_USERS, demo_document, seed_demo
@@ -21,13 +23,13 @@ from cloud.service import CloudService
 from cloud.storage.sqlite import SqliteStore
 from cloud.worker import CloudWorker
 from device_app.app import DeviceApp
-from device_app.mqtt_link import MqttCloudLink
+from device_app.config import parse_config, save_credentials, to_toml, write_private
+from device_app.runner import Device, from_config_file
 from device_app.session import Policy
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.address import BrokerAddress
 from readers.pty import PtyPort
-from readers.spec import open_reader
 from simulator.broker import IotcoreBroker, MosquittoBroker, make_broker
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class SimWorld:
     extra_jobs: int = 0
     policy: Policy | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    device: Device | None = None
     app: DeviceApp | None = None
     badge: Em4100Stub | None = None
     engine: MfdControllerStub | None = None
@@ -83,20 +86,28 @@ class SimWorld:
         stack.callback(worker.stop)
         pty = stack.enter_context(PtyPort())
         self.badge = Em4100Stub(pty)
-        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600"
-                             f"&lockout={self.reader_lockout:g}", reader_id="front")
-        link = MqttCloudLink(BrokerAddress(host, port, self.device_id, passwords[self.device_id]),
-                             self.device_id)
+        self.engine = MfdControllerStub(page_time=self.page_time)
+        # The device is built as on a copier, by its composition root from a device.toml and
+        # credentials, so the simulator runs config pushes, managed.json and the journal too.
         # The simulator is where the emulated engine is chosen; the device reports it in its
         # status as a copier on the emulator would.
-        link.engine = "emulator"
-        link.start()
-        stack.callback(link.close)
-        self.engine = MfdControllerStub(page_time=self.page_time)
-        stack.callback(self.engine.close)
-        self.app = DeviceApp(link, self.engine, readers=(reader,), policy=self.policy,
-                             device_name=self.device_id.replace("-", " ").title()).start()
-        stack.callback(self.app.stop)
+        cfg = parse_config({
+            "device": {"id": self.device_id, "name": self.device_id.replace("-", " ").title()},
+            "broker": {"url": f"mqtt://{host}:{port}"},
+            "readers": {"specs": [f"serial:{pty.device}?family=em4100&baud=9600"
+                                  f"&lockout={self.reader_lockout:g}&id=front"]},
+            "engine": {"kind": "emulator"}})
+        if self.policy is not None:
+            cfg = replace(cfg, policy=self.policy)
+        devdir = self.workdir / "device"
+        devdir.mkdir(mode=0o700, exist_ok=True)
+        write_private(devdir / "device.toml", to_toml(cfg))
+        save_credentials(devdir / cfg.credentials_file, self.device_id,
+                         passwords[self.device_id])
+        self.device = from_config_file(devdir / "device.toml", engine=self.engine)
+        stack.callback(self.device.stop)  # also closes the engine and the journal
+        self.device.start()
+        self.app = self.device.app
         log.info("simulator world up: broker %s:%d, device %s", host, port, self.device_id)
 
     def stop(self) -> None:

@@ -1,0 +1,46 @@
+"""The simulator's device is the one a copier runs (issue 9): built by the device's composition
+root from a device.toml, so a push from the cloud is applied live, kept in managed.json and
+acknowledged, and releases go through the journal."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from cloud import devices
+from device_app.runner import MANAGED_FILE, Device
+from simulator.world import SimWorld
+
+pytestmark = pytest.mark.integration
+
+
+def _run_until(world: SimWorld, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Drive the panel's loop, as the window and the headless demo do, until ``predicate``."""
+    assert world.app is not None
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        world.app.step(0.05)
+    return predicate()
+
+
+def test_the_sim_device_takes_config_pushes_and_keeps_a_journal() -> None:
+    with SimWorld(page_time=0.0) as world:
+        assert isinstance(world.device, Device) and world.app is world.device.app
+        assert world.store is not None and world.workdir is not None
+        assert world.device.journal is not None  # a release survives a crash of the sim too
+        assert world.device.cfg.engine.emulated and world.device.link.engine == "emulator"
+        store = world.store
+        version = devices.set_device_config(store, world.device_id,
+                                            {"policy": {"idle_timeout": 95}}, time.time())
+        # The worker pushes it; the device applies it between two events and acknowledges it.
+        assert _run_until(world, lambda: world.app is not None
+                          and world.app.machine.policy.idle_timeout == 95)
+        assert _run_until(world, lambda: devices.config_state(
+            store, world.device_id)["applied"] == version)
+        managed = json.loads((world.workdir / "device" / MANAGED_FILE).read_text())
+        assert managed["version"] == version and managed["policy"] == {"idle_timeout": 95}
