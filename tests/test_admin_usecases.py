@@ -61,7 +61,7 @@ def test_org_settings_change_once_and_say_what_changed(store: CloudStore) -> Non
 def test_names_that_do_not_exist_are_named(store: CloudStore) -> None:
     with pytest.raises(StoreError, match="no device nodev"):
         admin.unlock(store, "device", "nodev")
-    with pytest.raises(StoreError, match="no user nobody@example.org"):
+    with pytest.raises(StoreError, match=r"no user nobody@example\.org"):
         admin.unlock(store, "user", "nobody@example.org")
     with pytest.raises(StoreError, match="no device nodev"):
         throttle.lift(store, "device", "nodev")
