@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+from protocol.errors import ConfigError
+
 __all__ = ["Debouncer"]
 
 
@@ -43,6 +45,15 @@ class Debouncer:
         self.window_s = window_s
         self.max_cards = max_cards
         self._last_seen: OrderedDict[str, float] = OrderedDict()
+
+    @classmethod
+    def for_lockout(cls, lockout_s: float, reader: str) -> Debouncer:
+        """A reader's held-card window from its configuration: a bad one is a
+        :class:`ConfigError` naming ``reader`` (e.g. "serial reader") and its lockout."""
+        try:
+            return cls(lockout_s)
+        except ValueError as exc:
+            raise ConfigError(f"{reader} lockout: {exc}") from exc
 
     def __len__(self) -> int:
         """Cards currently remembered (for tests and health displays)."""

@@ -231,10 +231,7 @@ class PcscCardReader:
                  lockout_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         if reader_name is not None and not reader_name.strip():
             raise ConfigError("PC/SC reader name is empty; leave it out to use the first reader")
-        try:
-            self._debouncer = Debouncer(lockout_s)
-        except ValueError as exc:
-            raise ConfigError(f"PC/SC reader lockout: {exc}") from exc
+        self._debouncer = Debouncer.for_lockout(lockout_s, "PC/SC reader")
         self.reader_name = reader_name.strip() if reader_name is not None else None
         self.reader_id = reader_id
         self.health = ReaderHealth()

@@ -244,10 +244,7 @@ class SerialCardReader:
                 raise ConfigError(f"reader spec parameter {key!r} does not apply to family "
                                   f"{family!r}; its parameters: {takes}")
         self._new_decoder = fam.build(options)
-        try:
-            self._debouncer = Debouncer(lockout_s)
-        except ValueError as exc:
-            raise ConfigError(f"serial reader lockout: {exc}") from exc
+        self._debouncer = Debouncer.for_lockout(lockout_s, "serial reader")
         self.port = port
         self.family = family
         self.options = options

@@ -45,10 +45,7 @@ class SimReader:
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not name or not name.strip():
             raise ConfigError("simulated reader name is empty; expected e.g. 'sim:front'")
-        try:
-            self._debouncer = Debouncer(lockout_s)
-        except ValueError as exc:
-            raise ConfigError(f"simulated reader lockout: {exc}") from exc
+        self._debouncer = Debouncer.for_lockout(lockout_s, "simulated reader")
         self.name = name
         self.reader_id = reader_id or f"sim:{name}"
         self.health = ReaderHealth()

@@ -167,10 +167,7 @@ class OsdpCardReader:
         if not (math.isfinite(retry_interval_s) and retry_interval_s > 0):
             raise ConfigError(f"OSDP reader retry interval must be > 0 s, got "
                               f"{retry_interval_s!r}")
-        try:
-            self._debouncer = Debouncer(lockout_s)
-        except ValueError as exc:
-            raise ConfigError(f"OSDP reader lockout: {exc}") from exc
+        self._debouncer = Debouncer.for_lockout(lockout_s, "OSDP reader")
         self.port = port
         self.address = address
         self.baud = baud
