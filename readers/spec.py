@@ -16,12 +16,14 @@ picks the backend module; the module parses its own TARGET and parameters:
 ``sim:NAME?lockout=2&id=ID``  (readers.adapters.sim_reader)
     an in-process simulated reader, driven by ``get_sim_reader(NAME).present(number)``.
 
-Every scheme also takes ``pipeline=STEPS`` (readers.numbers.convert, e.g. ``reverse-bytes|hex2dec``;
-percent-encode ``&`` ``=`` ``#`` inside a step): the reader's numbers are converted to the
-canonical card number before anyone sees them (readers.numbers.converting).
+Every scheme also takes ``pipeline=STEPS`` (readers.numbers.convert, e.g.
+``reverse-bytes|hex2dec``; percent-encode ``&`` ``=`` ``#`` inside a step): the reader's
+numbers are converted to the canonical card number before anyone sees them
+(readers.numbers.converting).
 
-``pcsc:`` and ``osdp:`` are described in their modules. Backends named in :data:`BACKENDS`
-whose module is not there are refused as "not supported yet". Every mistake is a
+``pcsc:`` and ``osdp:`` are described in their modules. Backends registered in
+:data:`readers.adapters.BACKENDS` whose module is not there are refused as "not supported
+yet". Every mistake is a
 :class:`ConfigError` that names the offending part, checked before any port is opened. An
 error that quotes a spec quotes it through :func:`redact_spec`: a spec may carry a key
 (``osdp:...&scbk=``), and a malformed one is exactly the spec an error quotes whole, which
@@ -41,6 +43,7 @@ from urllib.parse import parse_qsl, unquote
 
 from protocol.errors import ConfigError
 from protocol.redact import redact
+from readers.adapters import BACKENDS
 from readers.events import CardReader
 
 __all__ = ["BACKENDS", "check_spec", "non_negative_float", "open_reader", "parse_params",
@@ -50,14 +53,6 @@ __all__ = ["BACKENDS", "check_spec", "non_negative_float", "open_reader", "parse
 #: values and long hex runs masked (protocol.redact).
 redact_spec = redact
 
-#: scheme -> module implementing it (imported only when a spec names it).
-BACKENDS: dict[str, str] = {
-    "serial": "readers.adapters.serial_reader",
-    "pcsc": "readers.adapters.pcsc_reader",
-    "osdp": "readers.adapters.osdp.reader",
-    "replay": "readers.record.replay",
-    "sim": "readers.adapters.sim_reader",
-}
 
 _EXAMPLE = "serial:/dev/ttyUSB0?family=em4100"
 
