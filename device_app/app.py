@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from device_app.journal import Journal
 from device_app.ports import CloudLink, PrintEngine, Reply
-from device_app.printing import Printer
+from device_app.printing.journal import Journal
+from device_app.printing.release import Printer
 from device_app.session import (
     Answered,
     CardPresented,
@@ -52,7 +52,7 @@ TRANSCRIPT_LINES = 200
 
 
 class ReleaseQueue(Protocol):
-    """What the loop needs of the printer (device_app.printing.Printer; a test's stand-in)."""
+    """What the loop needs of the printer (printing/release.py's Printer; a test's stand-in)."""
 
     def submit_all(self, effects: Iterable[PrintJob]) -> None: ...
 

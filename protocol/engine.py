@@ -126,7 +126,8 @@ EngineDone = Callable[[str, bool, str], None]
 
 WIRE_VERSION = 1
 #: A frame holds one JSON object; a submit carries its document base64 (4/3 of its size). The
-#: device takes documents up to 512 MiB (device_app/printing.py), so frames stay below this.
+#: device takes documents up to 512 MiB (device_app/printing/documents.py), so frames stay
+#: below this.
 MAX_FRAME_BYTES = 720 * 1024 * 1024
 _LEN = 4
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")

@@ -37,7 +37,7 @@ import sys
 import time
 from typing import Any
 
-from device_app.journal import JournalState
+from device_app.printing.journal import JournalState
 from device_app.runner import Device, from_config_file
 from device_app.session import State
 from device_app.view import Action

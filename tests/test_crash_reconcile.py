@@ -22,7 +22,7 @@ from device_process import ROOT, Device, audited, held_jobs, states
 from cloud.demo import DEMO_USERS
 from cloud.directory import submit_job
 from device_app.engines.socket import EngineClient
-from device_app.journal import Journal
+from device_app.printing.journal import Journal
 from firmware_stubs.engine_server import EngineProcess
 from firmware_stubs.mfd_controller import printed_log
 
@@ -147,8 +147,8 @@ def test_a_repeated_release_answer_never_prints_twice(world: World, tmp_path: Pa
 _REPLAY = """
 import logging, sys
 from device_app.engines.socket import EngineClient
-from device_app.journal import Journal
-from device_app.printing import Printer
+from device_app.printing.journal import Journal
+from device_app.printing.release import Printer
 from device_app.session import PrintJob
 from protocol import messages as m
 

@@ -25,7 +25,7 @@ from ipp_printer import HOLD, DnsSd, IppEvePrinter, require
 from cloud.directory import submit_job
 from device_app.engines.ipp.codec import GroupTag
 from device_app.engines.ipp.engine import job_name
-from device_app.journal import Journal, JournalEntry
+from device_app.printing.journal import Journal, JournalEntry
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from device_app import journal as journal_module
-from device_app.journal import (
+from device_app.printing import journal as journal_module
+from device_app.printing.journal import (
     TRANSITIONS,
     AlreadyHanded,
     IllegalTransition,

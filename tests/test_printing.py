@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from device_app.engines.socket import EngineClient, EngineRefused
-from device_app.journal import Journal, JournalState
-from device_app.printing import Printer
+from device_app.printing.journal import Journal, JournalState
+from device_app.printing.release import Printer
 from device_app.session import JobDone, PrintJob
 from firmware_stubs.engine_server import EngineProcess
 from firmware_stubs.mfd_controller import MfdControllerStub, printed_log

@@ -18,9 +18,9 @@ survives is this file. So every step that matters is committed here *before* it 
 * ``CONFIRMED`` the cloud acknowledged the report (or gave a final answer that repeating would
   only repeat).
 
-On start-up the app reconciles every row that is not CONFIRMED (device_app/printing.py): a row
-before HANDED was never printed, so the job goes back to HELD; a HANDED row is asked of the
-engine, which keeps its own record of what it printed.
+On start-up the app reconciles every row that is not CONFIRMED (reconcile.py): a row before
+HANDED was never printed, so the job goes back to HELD; a HANDED row is asked of the engine,
+which keeps its own record of what it printed.
 
 Durability: WAL with ``synchronous=FULL``. In WAL mode ``NORMAL`` only syncs at checkpoints, so a
 power cut can silently drop the last commits — and a lost HANDED row is exactly the case this
@@ -87,10 +87,11 @@ _STAMPS = {S.RECEIVED: "received_at", S.FETCHED: "fetched_at", S.HANDED: "handed
 
 TECHNICIAN_HELP = (
     "This device will not release jobs until it is resolved. Technician: run "
-    "`python -m device_app.journal show {path}` to see what can still be read; then "
-    "`python -m device_app.journal set-aside {path}` (keeps the file for diagnosis, the next "
-    "start creates an empty journal) and, in the cloud admin, check jobs left RELEASING on this "
-    "device against the engine's printed log before putting them back to HELD."
+    "`python -m device_app.printing.journal show {path}` to see what can still be read; "
+    "then `python -m device_app.printing.journal set-aside {path}` (keeps the file for "
+    "diagnosis, the next start creates an empty journal) and, in the cloud admin, check jobs "
+    "left RELEASING on this device against the engine's printed log before putting them back "
+    "to HELD."
 )
 
 
@@ -452,7 +453,8 @@ def set_aside(path: str | os.PathLike[str], *, clock: Callable[[], float] = time
 
 def main(argv: list[str] | None = None) -> int:
     """Technician's tool: ``show`` what a journal holds, ``set-aside`` a damaged one."""
-    ap = argparse.ArgumentParser(prog="python -m device_app.journal", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m device_app.printing.journal",
+                                 description=main.__doc__)
     ap.add_argument("command", choices=("show", "set-aside"))
     ap.add_argument("path")
     args = ap.parse_args(argv)
