@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from reader_helpers import reader_threads
 
 from firmware_stubs.osdp_pd import SCBK_D, CardFormat, OsdpPdStub, h10301
 from protocol.errors import ConfigError, FrameError, ReaderError
@@ -95,10 +95,6 @@ def make_rig(line: PtyPort) -> Iterator[Callable[..., Rig]]:
     for rig in rigs:
         rig.reader.stop()  # before the pty closes: see PtyPort's note on pty number reuse
         rig.pd.stop()
-
-
-def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("reader-")]
 
 
 def secrets_in(text: str) -> list[str]:

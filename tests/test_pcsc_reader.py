@@ -14,13 +14,13 @@ import logging
 import queue
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 from pcscd_fixture import pcscd_fixture
+from reader_helpers import reader_threads
 
 # No importorskip of pyscard: it is a dependency, and readers.adapters.pcsc_reader imports it, so
 # without it this module fails to import, naming it, instead of skipping whole.
@@ -115,10 +115,6 @@ def settle(rig: Rig) -> None:
     if not rig.daemon.running:
         rig.daemon.start()
     assert rig.daemon.wait_for_card(present=False)
-
-
-def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("reader-")]
 
 
 # -- the adapter on the real stack -------------------------------------------------------

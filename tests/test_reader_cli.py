@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from reader_helpers import run_cli
 
-from readers import cli
 from readers.numbers.wiegand import encode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,15 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 PROX_10482 = "000451E5"
 PROX_10482_BITS = "00000001000101000111100101"
 UID_PAIRS = ["04A1B2C3=3283263748", "8E3F0912=302595982", "5D77C0A4=2764076893"]
-
-
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="mfd")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result = args.func(args)
-    assert isinstance(result, int)
-    return result
 
 
 # -- decode, Wiegand ---------------------------------------------------------------------

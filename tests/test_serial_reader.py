@@ -7,7 +7,6 @@ for it -- the line is a FIFO and the reader thread handles bytes in order.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import queue
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from reader_helpers import reader_threads, run_cli
 
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.errors import ConfigError, ReaderError
-from readers import cli
 from readers.adapters.serial_reader import SerialCardReader
 from readers.codecs.em4100 import encode_frame
 from readers.events import CardRead
@@ -74,10 +73,6 @@ def rig(pty: PtyPort) -> Iterator[Rig]:
         yield rig
     finally:
         rig.reader.stop()  # before the pty closes: see PtyPort's note on pty number reuse
-
-
-def reader_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("reader-")]
 
 
 # -- the adapter on a pty ----------------------------------------------------------------
@@ -264,15 +259,6 @@ def test_unknown_family_lists_the_known_ones() -> None:
 
 
 # -- mfd reader ... ----------------------------------------------------------------------
-
-
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="mfd")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result = args.func(args)
-    assert isinstance(result, int)
-    return result
 
 
 @pytest.mark.parametrize(
