@@ -44,6 +44,7 @@ import serial
 
 from protocol.errors import ConfigError, FrameError, ReaderError
 from readers.adapters.lifecycle import ReaderThread, hand_over
+from readers.adapters.serial_port import PORT_ERRORS, close_quietly
 from readers.codecs.ascii import (
     TERMINATORS,
     AsciiDecoder,
@@ -73,10 +74,6 @@ RETRY_INTERVAL_S = 0.5
 #: clock's (monotonic) time it was read -- for ``mfd reader watch --record`` and wire traces.
 #: Called on the reader thread, like the sink, so it must only hand the bytes off.
 RawSink = Callable[[bytes, float], None]
-
-# Errors that mean "the port is not usable": pyserial's SerialException is an OSError, but
-# ValueError is what it raises for settings the driver rejects (e.g. a baud rate).
-_PORT_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, ValueError)
 
 
 @runtime_checkable
@@ -283,7 +280,7 @@ class SerialCardReader:
         self._thread.refuse_if_running()
         try:
             port = self._open()
-        except _PORT_ERRORS as exc:
+        except PORT_ERRORS as exc:
             raise ReaderError(
                 f"cannot open card reader port {self.port!r}: {exc}. Check that the reader is "
                 "plugged in, that the port name is right (see /dev/serial/by-id/) and that this "
@@ -336,7 +333,7 @@ class SerialCardReader:
         cancel = getattr(port, "cancel_read", None)
         if cancel is not None:
             # The port may be closing under us; then the command waits for the next poll.
-            with contextlib.suppress(*_PORT_ERRORS, AttributeError, TypeError):
+            with contextlib.suppress(*PORT_ERRORS, AttributeError, TypeError):
                 cancel()
 
     def _run(self, port: Any, sink: CardSink, stopping: threading.Event) -> None:
@@ -359,10 +356,10 @@ class SerialCardReader:
                     data = port.read(1)
                     if data and port.in_waiting:
                         data += port.read(port.in_waiting)
-                except _PORT_ERRORS as exc:
+                except PORT_ERRORS as exc:
                     _log.warning("reader %s: lost port %s (%s); retrying every %.1f s",
                                  self.reader_id, self.port, exc, RETRY_INTERVAL_S)
-                    _close_quietly(port)
+                    close_quietly(port)
                     port = None
                     continue
                 if data:
@@ -378,7 +375,7 @@ class SerialCardReader:
                 except queue.Empty:
                     break
             if port is not None:
-                _close_quietly(port)
+                close_quietly(port)
 
     def _send_commands(self, port: Any, decoder: _Decoder,
                        awaiting: deque[_Pending]) -> None:
@@ -403,7 +400,7 @@ class SerialCardReader:
             self.health.reconnects += 1
             try:
                 port = self._open()
-            except _PORT_ERRORS as exc:
+            except PORT_ERRORS as exc:
                 _log.debug("reader %s: reopening %s failed: %s", self.reader_id, self.port, exc)
                 continue
             _log.info("reader %s: port %s is back after %d attempt(s)",
@@ -472,12 +469,6 @@ def list_serial_ports() -> list[tuple[str, str]]:
     from serial.tools import list_ports
 
     return sorted((info.device, info.description or "n/a") for info in list_ports.comports())
-
-
-def _close_quietly(port: Any) -> None:
-    # Closing a port that has already vanished raises; there is nothing left to release.
-    with contextlib.suppress(*_PORT_ERRORS):
-        port.close()
 
 
 _COMMON_PARAMS = ("family", "baud", "lockout", "id")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import serial
 
-__all__ = ["PORT_ERRORS", "SerialChannel", "close_quietly"]
-
-#: Errors that mean "the serial port is not usable" (as in readers.adapters.serial_reader).
-PORT_ERRORS: tuple[type[Exception], ...] = (serial.SerialException, OSError, ValueError)
+__all__ = ["SerialChannel"]
 
 _SOM = 0x53  # OSDP's start of message; a reply header is SOM, then address | 0x80
 
@@ -75,9 +71,3 @@ class SerialChannel:
             except Exception as exc:  # termios.error, for one, is not an OSError
                 self.lost = exc
         self._carry = b""
-
-
-def close_quietly(port: Any) -> None:
-    # Closing a port that has already vanished raises; there is nothing left to release.
-    with contextlib.suppress(*PORT_ERRORS):
-        port.close()

@@ -20,7 +20,8 @@ import osdp_sys
 
 from protocol.errors import FrameError, ReaderError
 from readers.adapters.lifecycle import hand_over
-from readers.adapters.osdp.channel import PORT_ERRORS, SerialChannel, close_quietly
+from readers.adapters.osdp.channel import SerialChannel
+from readers.adapters.serial_port import PORT_ERRORS, close_quietly
 from readers.codecs.osdp import card_number
 from readers.events import CardRead, CardSink
 

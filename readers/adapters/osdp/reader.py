@@ -93,8 +93,9 @@ import serial
 
 from protocol.errors import ConfigError, ReaderError
 from readers.adapters.lifecycle import ReaderThread
-from readers.adapters.osdp.channel import PORT_ERRORS, SerialChannel, close_quietly
+from readers.adapters.osdp.channel import SerialChannel
 from readers.adapters.osdp.link import LinkSession, LinkState, OsdpLinkStatus
+from readers.adapters.serial_port import PORT_ERRORS, close_quietly
 from readers.codecs import osdp as osdp_codec
 from readers.debounce import Debouncer
 from readers.events import CardSink, ReaderHealth
