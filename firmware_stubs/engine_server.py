@@ -5,8 +5,20 @@
 A real copier's print engine does not die with the panel app, and it remembers what it printed.
 This process gives the device app that partner: the engine (firmware_stubs.mfd_controller.
 EngineCore) keeps its record in ``DIR``, and the app reaches it over the engine socket protocol
-v1 (documented in protocol/engine.py: length-prefixed JSON frames; submit, state, outcome, fault,
-hold, printed; "done" events pushed to every connected app).
+v1 (documented in protocol/engine.py: length-prefixed JSON frames; submit, state, outcome;
+"done" events pushed to every connected app).
+
+Three more ops are the emulator's own, for tests and benches, and no part of that protocol (a real
+engine has none of them, so the device's client, device_app/engines/socket.py, does not send
+them); :class:`EngineControl` sends them:
+
+* ``fault`` with ``"state"`` (``jam``, ``no_paper``, ``door_open``, ``offline``, or ``ready`` to
+  clear) and optionally ``"after_pages": n`` (arm it to strike the next job after n pages,
+  failing that job before output) -> ``{"state": ...}``.
+* ``hold`` with ``"on": true|false``: keep accepted jobs queued (still ``printing``) until
+  released: a deterministic "the engine has it but has not printed it yet" for tests.
+* ``printed`` -> ``{"jobs": [{"id", "job_id", "name", "sha256", "size", "copies"}, ...]}``: every
+  job this engine ever printed, from its state directory.
 
 The socket appears only when the engine is listening (it is bound under a temporary name and
 renamed into place), so "the socket file exists" is the readiness signal. SIGTERM or SIGINT
@@ -204,6 +216,54 @@ class EngineServer:
                               "sha256": p.sha256, "size": p.size, "copies": p.copies}
                              for p in list(core.printed)]}
         raise EngineError(f"unknown op {op!r}", code="unknown_op")
+
+
+class EngineControl:
+    """The emulator's own ops (``fault``, ``hold``, ``printed``: see the module docstring), for a
+    test or a bench driving an engine server. Each call is one short connection of its own, so
+    it works across engine restarts and never sees the device's traffic; "done" events pushed
+    to it meanwhile are skipped. Raises EngineError when the engine cannot be reached or says
+    no."""
+
+    def __init__(self, socket_path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+        self.path = os.fspath(socket_path)
+        self.timeout = timeout
+
+    def inject(self, state: EngineState, *, after_pages: int | None = None) -> EngineState:
+        """Put the engine in ``state`` (READY clears a fault), now or after ``after_pages``."""
+        msg: dict[str, Any] = {"op": "fault", "state": state.value}
+        if after_pages is not None:
+            msg["after_pages"] = after_pages
+        return EngineState(self._call(msg)["state"])
+
+    def hold(self, on: bool) -> None:
+        self._call({"op": "hold", "on": on})
+
+    def printed(self) -> list[dict[str, Any]]:
+        jobs = self._call({"op": "printed"}).get("jobs", [])
+        return list(jobs) if isinstance(jobs, list) else []
+
+    def _call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        decoder = FrameDecoder()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(self.path)
+                sock.sendall(encode_frame({**msg, "id": 1}))
+                while True:
+                    data = sock.recv(256 * 1024)
+                    if not data:
+                        raise EngineError("the engine closed the connection before answering")
+                    for answer in decoder.feed(data):
+                        if answer.get("id") != 1:
+                            continue  # a "done" event meant for the apps
+                        if not answer.get("ok"):
+                            error = answer.get("error") or {}
+                            raise EngineError(str(error.get("message", "refused")),
+                                              code=str(error.get("code", "engine_error")))
+                        return answer
+        except OSError as exc:
+            raise EngineError(f"engine at {self.path} not reachable: {exc}") from None
 
 
 class EngineProcess:

@@ -27,19 +27,16 @@ same). A stream socket (a Unix socket today) carries *frames*: a 4-byte big-endi
   (or asked about, see UNKNOWN) before and will not be printed again.
 * ``outcome`` with ``"job": <engine id>`` -> ``{"outcome": "printed" | "failed" | "printing" |
   "unknown", "detail": ...}``. Answering ``unknown`` fences the id (see :class:`EngineOutcome`).
-* ``fault`` with ``"state"`` (``jam``, ``no_paper``, ``door_open``, ``offline``, or ``ready`` to
-  clear) and optionally ``"after_pages": n`` (arm it to strike the next job after n pages,
-  failing that job before output) -> ``{"state": ...}``.
-* ``hold`` with ``"on": true|false``: keep accepted jobs queued (still ``printing``) until
-  released: a deterministic "the engine has it but has not printed it yet" for tests.
-* ``printed`` -> ``{"jobs": [{"id", "job_id", "name", "sha256", "size", "copies"}, ...]}``: every
-  job this engine ever printed, from its state directory.
 * Events (engine -> every connected app, no ``id``): ``{"v": 1, "event": "done", "job": <engine
   id>, "outcome": "printed" | "failed", "detail": ...}`` when a job finishes. An app that was
   disconnected at that moment asks ``outcome`` when it is back.
 
 Unknown fields are ignored; an unknown ``op`` is answered ``unknown_op``; a frame that is not a
 JSON object is answered ``bad_request`` with ``id`` null and the connection is closed.
+
+The emulated controller answers three more ops of its own (``fault``, ``hold``, ``printed``), for
+tests and benches: they are documented with it (firmware_stubs/engine_server.py), not here, and
+a device never sends them.
 """
 
 from __future__ import annotations

@@ -21,9 +21,8 @@ from device_process import ROOT, Device, audited, held_jobs, states
 
 from cloud.demo import DEMO_USERS
 from cloud.directory import submit_job
-from device_app.engines.socket import EngineClient
 from device_app.printing.journal import Journal
-from firmware_stubs.engine_server import EngineProcess
+from firmware_stubs.engine_server import EngineControl, EngineProcess
 from firmware_stubs.mfd_controller import printed_log
 
 pytestmark = pytest.mark.integration
@@ -51,7 +50,7 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
     jobs = [first, big_id, last]
     state_dir = tmp_path / "engine"
     with EngineProcess(state_dir) as engine:
-        control = EngineClient(engine.socket_path)
+        control = EngineControl(engine.socket_path)
         device = Device(world, tmp_path / "device", "socket", engine.socket_path)
         if die_at == "engine-has-it":
             control.hold(True)
@@ -113,7 +112,6 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
         printed = Counter(p.job_id for p in printed_log(state_dir))
         assert {j: printed[j] for j in jobs} == dict.fromkeys(jobs, 1)
         assert {j: audited(world, "printed", j) for j in jobs} == dict.fromkeys(jobs, 1)
-        control.close()
 
 
 def test_a_repeated_release_answer_never_prints_twice(world: World, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from device_app.engines.socket import EngineClient, EngineRefused
 from device_app.printing.journal import Journal, JournalState
 from device_app.printing.release import Printer
 from device_app.session import JobDone, PrintJob
-from firmware_stubs.engine_server import EngineProcess
+from firmware_stubs.engine_server import EngineControl, EngineProcess
 from firmware_stubs.mfd_controller import MfdControllerStub, printed_log
 from protocol import messages as m
 from protocol.engine import (
@@ -102,12 +102,16 @@ class Engine:
         self.engine = engine
         self.state_dir = state_dir
         self.process = process
+        # Faults and holds are the emulator's own ops: the in-process stub has them, and an
+        # engine server takes them on a control connection, never from the device's client.
+        self.control = (EngineControl(process.socket_path) if process is not None
+                        else engine)
 
     def inject(self, state: EngineState, after_pages: int | None = None) -> None:
-        self.engine.inject(state, after_pages=after_pages)
+        self.control.inject(state, after_pages=after_pages)
 
     def hold(self, on: bool) -> None:
-        self.engine.hold(on)
+        self.control.hold(on)
 
     def printed_ids(self) -> list[str]:
         return [p.engine_id for p in printed_log(self.state_dir)]
@@ -499,7 +503,7 @@ def test_a_job_on_an_engine_that_restarts_is_failed_not_stranded(tmp_path: Path,
     proc = EngineProcess(state_dir).start()
     client = EngineClient(proc.socket_path, retry_interval=0.05)
     try:
-        client.hold(True)
+        EngineControl(proc.socket_path).hold(True)
         h = Harness(Engine(client, state_dir, proc), journal)
         h.release("rel-1", released(1))
         assert wait_for(lambda: (journal.get("rel-1", "job-1") or journal.unconfirmed()[0])
@@ -543,7 +547,7 @@ def test_the_engine_remembers_what_it_printed_across_a_kill(tmp_path: Path) -> N
         proc.kill()
         proc.start()
         assert client.outcome("rel-1/job-1") is EngineOutcome.PRINTED
-        assert [p["id"] for p in client.printed()] == ["rel-1/job-1"]
+        assert [p["id"] for p in EngineControl(proc.socket_path).printed()] == ["rel-1/job-1"]
         with pytest.raises(EngineRefused):
             client.submit(EngineJob("job-1", "Job 1", data, hashlib.sha256(data).hexdigest(),
                                     release_id="rel-1"), lambda *a: got.put(a))

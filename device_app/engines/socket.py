@@ -152,21 +152,6 @@ class EngineClient:
         except (KeyError, ValueError):
             raise EngineError(f"engine answered outcome {answer.get('outcome')!r}") from None
 
-    # ------------------------------------------------------------ test and technician ops
-
-    def inject(self, state: EngineState, *, after_pages: int | None = None) -> EngineState:
-        msg: dict[str, Any] = {"op": "fault", "state": state.value}
-        if after_pages is not None:
-            msg["after_pages"] = after_pages
-        return EngineState(self._call(msg)["state"])
-
-    def hold(self, on: bool) -> None:
-        self._call({"op": "hold", "on": on})
-
-    def printed(self) -> list[dict[str, Any]]:
-        jobs = self._call({"op": "printed"}).get("jobs", [])
-        return list(jobs) if isinstance(jobs, list) else []
-
     def close(self) -> None:
         self._closed.set()
         with self._lock:
