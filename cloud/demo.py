@@ -1,7 +1,7 @@
 """The demo org the simulator and tests start with: users with badges, held jobs, devices.
 
 Deterministic: the same names, badges and documents every run, so transcripts and screenshots
-are comparable. Badge numbers are the 10-digit decimal an EM4100 fob prints (readers.em4100).
+are comparable. Badge numbers are the 10-digit decimal an EM4100 fob prints (readers.codecs.em4100).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The reader firmwares emulated here:
 * :class:`Em4100Stub` -- an RDM6300: no commands, a frame per read, repeated while held.
 * :class:`PcProxStub` -- an RF IDeas pcProx on a serial line: card lines in its configured
   layout, and a thread that reads the host's side of the pty and answers the command subset
-  of :mod:`readers.ascii_reader` (queries and assignments of ``chr.*``, ``disp.*``,
+  of :mod:`readers.codecs.pcprox` (queries and assignments of ``chr.*``, ``disp.*``,
   ``time.lo``), so a host can reconfigure it live. Its lock-out (``time.lo``) works like the
   real one: a card is read again only after it has been *away* for the lock-out; a
   different card is read at once.
@@ -92,7 +92,7 @@ class PcProxStub:
     lines received, in order.
 
     The card lines are rendered here from the variables, independently of
-    :func:`readers.ascii_reader.encode_line`, as the firmware would: that keeps tests of the
+    :func:`readers.codecs.ascii.encode_line`, as the firmware would: that keeps tests of the
     host's decoder against this stub from checking the codec against itself.
     """
 

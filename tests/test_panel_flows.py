@@ -1,6 +1,6 @@
 """The panel's whole session through real Mosquitto and the cloud on SQLite: every way in,
 the job actions, every way out, lockout and engine refusal. A device app with the sim reader
-(readers.sim_reader, the same CardReader port as real readers) and the engine stub."""
+(readers.adapters.sim_reader, the same CardReader port as real readers) and the engine stub."""
 
 from __future__ import annotations
 
