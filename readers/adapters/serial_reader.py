@@ -1,10 +1,11 @@
-"""Card readers on a serial line (USB-serial, UART, pty), via pyserial. The only pyserial user.
+"""Card readers on a serial line (USB-serial, UART, pty), via pyserial.
 
-The adapter owns the port and one daemon thread. The thread reads whatever has arrived,
-feeds the family's sans-I/O codec (:data:`SERIAL_FAMILIES`: ``readers.codecs.em4100`` for
-RDM6300-style readers, ``readers.codecs.ascii`` for pcProx and TWN4 line readers,
-``readers.codecs.wiegand_serial`` for Wiegand bridged onto serial), drops the repeats of a held card
-(``readers.debounce``) and hands each remaining read to the sink. Everything that decides
+The adapter owns the port and one daemon thread (``readers.adapters.lifecycle``). The thread
+reads whatever has arrived, feeds the family's sans-I/O codec (:data:`SERIAL_FAMILIES`:
+``readers.codecs.em4100`` for RDM6300-style readers, ``readers.codecs.ascii`` for TWN4 line
+readers, ``readers.codecs.pcprox`` for pcProx ones and their commands,
+``readers.codecs.wiegand_serial`` for Wiegand bridged onto serial), drops the repeats of a
+held card (``readers.debounce``) and hands each remaining read to the sink. Everything that decides
 *what* a read is lives in those pure modules; this file only moves bytes and survives the
 port going away.
 
@@ -297,7 +298,7 @@ class SerialCardReader:
     def command(self, command: AcpCommand, timeout_s: float = 1.0) -> AcpResult:
         """Send a command to the reader and wait for its reply (pcProx family only).
 
-        Returns the :class:`~readers.codecs.ascii.AcpResult` (check ``ok``: an error reply is
+        Returns the :class:`~readers.codecs.pcprox.AcpResult` (check ``ok``: an error reply is
         a result, not an exception). A successful reply also updates the layout the reader
         decodes card lines with. Raises :class:`ReaderError` if the family takes no commands,
         the reader is not running, or no reply comes within ``timeout_s``. Must not be
