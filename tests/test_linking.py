@@ -3,12 +3,12 @@ and on PostgreSQL (the ``store_url`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from racing import race
 from stored import stored_bytes
 
 from cloud.demo import DEMO_USERS, seed_demo
@@ -406,33 +406,12 @@ def test_linking_codes_are_one_time_and_expire(linking: Linking, store: SqlStore
     expect("invalid_code", linking.mobile_link_code, late.token, app_id="app-3")
 
 
-def at_once(store: SqlStore, n: int, work: Callable[[int], object]) -> list[object]:
-    """``work(i)`` on n threads released together, each on its own store connection; what
-    each returned or raised (one-time secrets must hold when two requests race)."""
-    results: list[object] = [None] * n
-    barrier = threading.Barrier(n, timeout=10)
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            store.close()  # this thread's connection
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
-    assert not any(t.is_alive() for t in threads), "a racing thread hung"
-    return results
 
 
 def test_a_linking_code_raced_by_two_apps_links_one(linking: Linking, store: SqlStore) -> None:
     code = linking.create_linking_code(signed_in(linking, store, CHEN)).token
-    results = at_once(store, 2, lambda i: linking.mobile_link_code(code, app_id=f"app-{i}"))
+    results = race(store, 2, lambda i: linking.mobile_link_code(code, app_id=f"app-{i}"),
+                   together=True)
     [won] = [r for r in results if isinstance(r, Registered)]
     [lost] = [r for r in results if isinstance(r, LinkingError)]
     assert won.user is not None and won.user.email == CHEN
@@ -443,7 +422,8 @@ def test_a_linking_code_raced_by_two_apps_links_one(linking: Linking, store: Sql
 
 def test_an_invitation_raced_twice_sets_one_password(linking: Linking, store: SqlStore) -> None:
     token = token_of(linking.invite_portal(BOB).url, "invitation")
-    results = at_once(store, 2, lambda i: linking.accept_invitation(token, f"{PASSWORD} {i}"))
+    results = race(store, 2, lambda i: linking.accept_invitation(token, f"{PASSWORD} {i}"),
+                   together=True)
     [won] = [r for r in results if isinstance(r, PortalSession)]
     [lost] = [r for r in results if isinstance(r, LinkingError)]
     assert won.user.email == BOB and lost.code == "invalid_token"

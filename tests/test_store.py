@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pg import ScratchDatabase
+from racing import race
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
@@ -59,26 +60,6 @@ def add_job(store: SqlStore, owner: str | None, name: str = "doc.pdf", *, at: fl
                          expires_at=at + hold, state=state, client_id=client_id)
 
 
-def race(store: SqlStore, n: int, work: Callable[[int], Any]) -> list[Any]:
-    """``work(i)`` on n threads at once, each on its own connection; what each returned or
-    raised."""
-    results: list[Any] = [None] * n
-
-    def run(i: int) -> None:
-        try:
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            store.close()  # this thread's connection
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
-    assert not any(t.is_alive() for t in threads), "a racing thread hung"
-    return results
 
 
 # ---------------------------------------------------------------------------- orgs
