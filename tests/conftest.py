@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ipp_printer import DnsSd, require
 from pg import NoServer, ScratchDatabase, fresh_database, unavailable
 
 # First: fixes PCSCLITE_CSOCK_NAME to the private pcscd's socket before anything in this process
@@ -119,3 +120,13 @@ def world(broker: Broker, store_url: str) -> Iterator[World]:
     yield World(broker, store, store_url, worker)
     worker.stop()
     store.close()
+
+
+@pytest.fixture(scope="module")
+def dnssd() -> Iterator[DnsSd]:
+    """The avahi and D-Bus daemons ippeveprinter needs (shared between test sessions)."""
+    require()
+    daemons = DnsSd()
+    daemons.start()
+    yield daemons
+    daemons.stop()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import World
 from device_process import ALICE, ROOT, Device, audited, held_jobs, states
-from ipp_printer import HOLD, DnsSd, IppEvePrinter, require
+from ipp_printer import HOLD, DnsSd, IppEvePrinter
 
 from cloud.directory import submit_job
 from device_app.engines.ipp.codec import GroupTag
@@ -31,14 +31,6 @@ pytestmark = pytest.mark.integration
 
 PDF = b"%PDF-1.4\n% mfdkit ipp device test\n" + bytes(range(256)) * 64
 
-
-@pytest.fixture(scope="module")
-def dnssd() -> Iterator[DnsSd]:
-    require()
-    daemons = DnsSd()
-    daemons.start()
-    yield daemons
-    daemons.stop()
 
 
 @pytest.fixture

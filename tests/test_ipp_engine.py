@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from ipp_printer import ABORT, HOLD, DnsSd, IppEvePrinter, free_port, require
+from ipp_printer import ABORT, HOLD, DnsSd, IppEvePrinter, free_port
 
 from cloud.demo import demo_document
 from device_app.engines.ipp import codec as ipp
@@ -735,14 +735,6 @@ def test_a_printer_that_drops_the_engine_id_is_reported(rig: Rig,
 
 # --------------------------------------------------------------------------- ippeveprinter
 
-
-@pytest.fixture(scope="module")
-def dnssd() -> Iterator[DnsSd]:
-    require()
-    daemons = DnsSd()
-    daemons.start()
-    yield daemons
-    daemons.stop()
 
 
 @contextlib.contextmanager
