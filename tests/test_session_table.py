@@ -48,7 +48,9 @@ def test_the_diagram_in_the_docs_is_the_table() -> None:
 
 def test_every_handler_is_a_method_of_the_machine() -> None:
     for key, rule in TRANSITIONS.items():
-        assert rule.handler.__qualname__.startswith("SessionMachine.on_"), key
+        # Handlers live in the phases' mixins (device_app/session/ways_in.py, jobs.py, ...):
+        # each is an on_* method the machine inherits, dispatched as the machine's own.
+        assert rule.handler.__name__.startswith("on_"), key
         assert getattr(SessionMachine, rule.handler.__name__) is rule.handler, key
         assert rule.to, f"{key} leads nowhere"
 

@@ -1,7 +1,9 @@
 """The session at the copier: events in (``events``), effects out (``effects``), the
-table-driven machine between them (``machine``), and what the panel says (``presenter``).
+table-driven machine between them (``machine``, its handlers by phase in ``ways_in``, ``jobs``,
+``releasing`` and ``notices`` on ``base``), and what the panel says (``presenter``).
 docs/session-states.md is its diagram, drawn from the table (``diagram``)."""
 
+from device_app.session.base import Next
 from device_app.session.effects import Effect, PrintJob, Send
 from device_app.session.events import (
     Answered,
@@ -16,7 +18,7 @@ from device_app.session.events import (
     Tapped,
     Tick,
 )
-from device_app.session.machine import TRANSITIONS, Next, Rule, SessionMachine, TransitionError
+from device_app.session.machine import TRANSITIONS, Rule, SessionMachine, TransitionError
 from device_app.session.presenter import NOTICES
 from device_app.session.state import Kind, Node, Policy, State
 

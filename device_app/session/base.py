@@ -1,0 +1,156 @@
+"""What every handler of the session machine shares: its memory and the moves it makes often.
+
+``MachineBase`` holds everything the machine knows (the node, the session, the user, the list,
+the release; what the presenter reads) and the small steps handlers build their answers from:
+stay, send a request and remember its tag, show a notice, forget the user, identify, load the
+list, log out. The handlers themselves are grouped by phase, one mixin per module (``ways_in``,
+``jobs``, ``releasing``, ``notices``); ``SessionMachine`` (``machine``) puts them together and its
+table decides which of them runs and where each may lead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from device_app.session.effects import Effect, Send
+from device_app.session.entry import Entry, new_entry
+from device_app.session.events import Failed
+from device_app.session.state import Flash, Kind, Node, Notice, Policy, Release
+from device_app.view import OptionsView
+from protocol import messages as m
+from protocol.engine import EngineState
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """What a handler decided: the node to go to, and the effects to run."""
+
+    node: Node
+    effects: tuple[Effect, ...] = ()
+
+    def then(self, later: Next) -> Next:
+        """This step's effects, then ``later``'s, ending where ``later`` ends."""
+        return Next(later.node, self.effects + later.effects)
+
+
+class MachineBase:
+    """The session machine's memory and the steps its handlers share (no handler is here)."""
+
+    def __init__(self, *, new_id: Callable[[], str], device_name: str = "",
+                 policy: Policy | None = None, idle_timeout: float | None = None,
+                 notice_timeout: float | None = None, strict: bool = False) -> None:
+        policy = policy or Policy()
+        if idle_timeout is not None:
+            policy = replace(policy, idle_timeout=idle_timeout)
+        if notice_timeout is not None:
+            policy = replace(policy, notice_timeout=notice_timeout)
+        self.policy = policy
+        self.new_id = new_id
+        self.device_name = device_name
+        #: Raise TransitionError on a move the table does not allow (tests); else log it and
+        #: end the session (a copier in service).
+        self.strict = strict
+        self.node = Node.IDLE
+        self.now = 0.0
+        self._last_activity = 0.0
+        self._notice_until = 0.0
+        # tag -> (what the request is for, the job it is about)
+        self._pending: dict[str, tuple[Kind, str | None]] = {}
+        # The job the answer being handled is about: set by handle() for its one dispatch.
+        self._subject: str | None = None
+        self._seq = 0
+        self._session: str | None = None
+        self._card: str | None = None
+        self._more_pending = False
+        # What the presenter reads (device_app/session/presenter.py); only handlers write it.
+        self.notice = Notice("")
+        self.user = ""
+        self.entry: Entry | None = None
+        self.jobs: tuple[m.JobSummary, ...] = ()
+        self.total = 0
+        self.selected: set[str] = set()
+        self.options = OptionsView()
+        self.release: Release | None = None
+        self.flash: Flash = None
+        self.engine = EngineState.READY
+        self.link_up = True
+        self.ignored = 0
+
+    # ------------------------------------------------------------ helpers
+
+    def _stay(self, *effects: Effect) -> Next:
+        return Next(self.node, effects)
+
+    def _send(self, request: m.Request, kind: Kind, about: str | None = None) -> Send:
+        self._seq += 1
+        tag = f"{request.TYPE}#{self._seq}"
+        self._pending[tag] = (kind, about)
+        return Send(tag, request)
+
+    def _to_notice(self, notice: Notice, then: Node) -> Next:
+        self.notice = notice
+        self._notice_until = self.now + self.policy.notice_timeout
+        return Next(then)
+
+    def _notice_for(self, event: Failed, then: Node) -> Next:
+        return self._to_notice(Notice(event.code, event.message), then)
+
+    def _forget_user(self) -> None:
+        self._session = None
+        self.user = ""
+        self._card = None
+        self.entry = None
+        self.jobs = ()
+        self.total = 0
+        self._more_pending = False
+        self.selected = set()
+        self.options = OptionsView()
+        self.release = None
+        self.flash = None
+        # Answers still in flight belong to the old session; drop them when they come.
+        self._pending.clear()
+
+    def _identify(self, request: m.Identify | m.Associate, card: str | None) -> Next:
+        self._forget_user()
+        self._card = card
+        kind = Kind.ASSOCIATE if isinstance(request, m.Associate) else Kind.IDENTIFY
+        return Next(Node.IDENTIFYING, (self._send(request, kind),))
+
+    def _list(self, offset: int = 0, kind: Kind = Kind.LIST) -> Send:
+        assert self._session is not None
+        return self._send(m.ListJobs(session=self._session, offset=offset,
+                                     limit=self.policy.page_size), kind)
+
+    def _load(self) -> Next:
+        return Next(Node.LOADING, (self._list(),))
+
+    def _logout(self) -> Next:
+        if self._session is not None:
+            token = self._session
+            self._forget_user()
+            bye = self._send(m.Logout(request_id=self.new_id(), session=token), Kind.LOGOUT)
+            return Next(self._idle().node, (bye,))
+        self._forget_user()
+        return self._idle()
+
+    def _idle(self) -> Next:
+        self.entry = None
+        return Next(Node.IDLE if self.link_up else Node.OFFLINE)
+
+    def _open_entry(self, kind: str, card: str | None = None, error: str = "") -> Next:
+        if card is not None:
+            self._forget_user()
+            self._card = card
+        self.entry = new_entry(kind, error)
+        return Next(Node.ENTRY)
+
+    def _jobs_refused(self, event: Failed) -> Next:
+        # A release or a delete the cloud refused: nothing is on its way and nothing stays
+        # selected; a session it no longer knows ends, else the notice leads to a fresh list.
+        self.release = None
+        self.selected = set()
+        if event.code in ("invalid_session", "wrong_device"):
+            self._forget_user()
+            return self._notice_for(event, Node.NOTICE_THEN_IDLE)
+        return self._notice_for(event, Node.NOTICE_THEN_LOADING)

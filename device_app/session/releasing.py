@@ -1,0 +1,73 @@
+"""The session machine's release: the cloud's answer, each job the engine prints or fails, and
+the cloud's acknowledgement of each outcome.
+
+A release ends when every job's outcome is confirmed (or refused: the job is back in the list);
+then the list loads again, or the session ends (logged out meanwhile, or "release all" by policy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from device_app.session.base import MachineBase, Next
+from device_app.session.effects import Effect, PrintJob
+from device_app.session.events import Answered, Failed, JobDone
+from device_app.session.state import Kind, Printed
+from device_app.view import JobProgress, OptionsView
+from protocol import messages as m
+
+
+class Releasing(MachineBase):
+    """Handlers for a release on its way: its answer, the engine's outcomes, their confirmations."""
+
+    def on_released(self, event: Answered) -> Next:
+        assert isinstance(event.result, m.ReleaseResult) and self.release is not None
+        rel = self.release
+        rel.release_id = event.result.release_id
+        effects: list[Effect] = []
+        for job in event.result.jobs:
+            rel.progress[job.job_id] = JobProgress(job.job_id, job.name, "printing")
+            rel.unconfirmed.add(job.job_id)
+            effects.append(PrintJob(event.result.release_id, job))
+        return self._stay(*effects)
+
+    def on_release_failed(self, event: Failed) -> Next:
+        return self._jobs_refused(event)
+
+    def on_job_done(self, event: JobDone) -> Next:
+        rel = self.release
+        if rel is None or event.release_id != rel.release_id or event.job_id not in rel.progress:
+            return self._stay()
+        old = rel.progress[event.job_id]
+        rel.progress[event.job_id] = replace(old, state="printed" if event.ok else "failed",
+                                             detail=event.detail)
+        if event.ok:
+            req: m.Request = m.JobPrinted(request_id=self.new_id(), release_id=rel.release_id,
+                                          job_id=event.job_id)
+        else:
+            req = m.JobFailed(request_id=self.new_id(), release_id=rel.release_id,
+                              job_id=event.job_id, reason=event.detail[:200])
+        return self._stay(self._send(req, Kind.CONFIRM, about=event.job_id))
+
+    def on_confirmed(self, event: Answered | Failed) -> Next:
+        # The cloud acknowledged a job's outcome (or refused: then the job is back in the list).
+        rel = self.release
+        if rel is None:
+            return self._stay()
+        if isinstance(event, Failed) and self._subject in rel.progress:
+            old = rel.progress[self._subject]
+            rel.progress[self._subject] = replace(old, detail=f"not confirmed: {event.message}")
+        rel.unconfirmed.discard(self._subject or "")
+        if rel.unconfirmed:
+            return self._stay()
+        printed = sum(1 for p in rel.progress.values() if p.state == "printed")
+        failed = [p for p in rel.progress.values() if p.state == "failed"]
+        self.flash = Printed(printed, len(failed), failed[0].detail if failed else "")
+        self.release = None
+        self.selected = set()
+        self.options = OptionsView()
+        if self._session is None:
+            return self._idle()
+        if rel.everything and self.policy.logout_after_release_all and not failed:
+            return self._logout()
+        return self._load()
