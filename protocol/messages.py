@@ -8,9 +8,10 @@ answers on the Response Topic, echoing the Correlation Data, with ``"ok": true``
 fields, or ``"ok": false`` and ``"error": {"code", "message", "field"}``.
 
 Each message is a frozen dataclass registered with :func:`_message`. Its annotated fields *are*
-the schema: the type annotation gives the JSON type, ``spec(...)`` metadata gives bounds, and a
-default makes a field optional. Decoding checks every field and raises :class:`ProtocolError`
-naming the first offending one, so a peer always learns what to fix.
+the schema (the machinery is :mod:`protocol.schema`, this module's private part, whose public
+names are re-exported here: import this module, not that one). Decoding checks the envelope
+here, then every field there, and raises :class:`ProtocolError` naming the first offending one,
+so a peer always learns what to fix.
 
 Deliberate choices:
 
@@ -23,30 +24,35 @@ Deliberate choices:
   does the work twice.
 * Secrets (card numbers, codes, session tokens) are marked ``secret`` so ``redacted()`` can log
   a message without them.
-* **Only what every peer can hold** (I-JSON, RFC 7493): strings are Unicode text without NUL
-  (a lone UTF-16 surrogate, which a ``\\ud800`` escape smuggles past Python's JSON parser,
-  cannot be written back as UTF-8; PostgreSQL's text cannot hold ``\\u0000``); integers are
-  within +/- 2**53 - 1 (exact in a 64-bit float, the only number some peers have, and in every
-  store column); numbers are finite (``NaN``, ``Infinity`` and ``1e999`` are refused). Anything
-  else is the protocol's error, never an exception from deeper down, and an error answer can
-  always be encoded.
+* **Only what every peer can hold** (I-JSON, RFC 7493: text without NUL or lone surrogates,
+  integers within +/- ``MAX_INT``, finite numbers; :mod:`protocol.schema` says why). ``NaN`` and
+  ``Infinity`` are refused while parsing here, the rest field by field there. Anything else is
+  the protocol's error, never an exception from deeper down, and an error answer can always be
+  encoded.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
 import json
-import math
-import re
-import types
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar
 
 from protocol.errors import ErrorCode, ProtocolError, RemoteError
+
+# The schema machinery and its public names (re-exported: ``messages.MAX_INT`` and the rest stay
+# this module's API). ``_SCHEMAS`` under its old private name: tests read the field tables.
+from protocol.schema import ID as ID
+from protocol.schema import MAX_INT as MAX_INT
+from protocol.schema import SCHEMAS as _SCHEMAS
+from protocol.schema import M as M
+from protocol.schema import Message as Message
+from protocol.schema import Part as Part
+from protocol.schema import Request as Request
+from protocol.schema import Result as Result
+from protocol.schema import Spec as Spec
+from protocol.schema import from_object, is_text, printable, refuse_constant, register, to_object
+from protocol.schema import spec as spec
+from protocol.schema import validate as validate
 
 VERSION = 1
 SUPPORTED_VERSIONS = frozenset({VERSION})
@@ -55,99 +61,14 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 #: Documents travel in chunks of at most this many bytes (before base64).
 DOCUMENT_CHUNK_BYTES = 256 * 1024
 
-_ID_RE = r"^[A-Za-z0-9_.:-]{1,64}$"
-#: The largest integer magnitude any field takes (2**53 - 1, exact in a 64-bit float).
-MAX_INT = 2**53 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Spec:
-    min_len: int | None = None
-    max_len: int | None = None
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] | None = None
-    pattern: str | None = None
-    secret: bool = False
-
-
-def spec(**kwargs: Any) -> dict[str, Spec]:
-    return {"spec": Spec(**kwargs)}
-
-
-#: Field metadata of an identifier (request, job, release, user ids).
-ID = spec(pattern=_ID_RE)
-
-
-class Message:
-    """Base of every message. ``TYPE`` is the wire ``type``; ``KIND`` says which way it goes."""
-
-    TYPE: ClassVar[str]
-    KIND: ClassVar[str]  # "request", "result", "part", "status"
-
-
-class Request(Message):
-    KIND: ClassVar[str] = "request"
-
-
-class Result(Message):
-    KIND: ClassVar[str] = "result"
-
-
-class Part(Message):
-    """An object nested inside another message (a job in a list)."""
-
-    KIND: ClassVar[str] = "part"
-    TYPE: ClassVar[str] = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _FieldInfo:
-    name: str
-    kind: str  # str int bool bytes float strs parts
-    optional: bool  # may be null
-    required: bool  # must be present
-    spec: Spec
-    part: type[Message] | None
-
-
-_SCHEMAS: dict[type[Message], tuple[_FieldInfo, ...]] = {}
 REQUESTS: dict[str, type[Request]] = {}
 RESULTS: dict[str, type[Result]] = {}
 
-M = TypeVar("M", bound=Message)
-
-
-def _kind_of(tp: Any) -> tuple[str, bool, type[Message] | None]:
-    optional = False
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(tp))
-        if len(args) != 1:
-            raise TypeError(f"unsupported union {tp}")
-        tp = args[0]
-        origin = typing.get_origin(tp)
-    if tp in (str, int, bool, bytes, float):
-        return tp.__name__, optional, None
-    if origin is tuple:
-        (item, _ellipsis) = typing.get_args(tp)
-        if item is str:
-            return "strs", optional, None
-        if isinstance(item, type) and issubclass(item, Part):
-            return "parts", optional, item
-    raise TypeError(f"unsupported field type {tp}")
-
 
 def _message(cls: type[M]) -> type[M]:
-    hints = typing.get_type_hints(cls)
-    infos = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        kind, optional, part = _kind_of(hints[f.name])
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        infos.append(_FieldInfo(f.name, kind, optional, required, f.metadata.get("spec", Spec()),
-                                part))
-    _SCHEMAS[cls] = tuple(infos)
+    """Register a message class: its schema (see :func:`protocol.schema.register`), and a request
+    or result under its wire type."""
+    register(cls)
     if issubclass(cls, Request):
         REQUESTS[cls.TYPE] = cls
     elif issubclass(cls, Result):
@@ -386,7 +307,7 @@ def decode_event(data: bytes) -> ConfigAck:
     if obj["type"] != ConfigAck.TYPE:
         raise ProtocolError(f"unknown event type {obj['type']!r}", code=ErrorCode.UNKNOWN_TYPE,
                             field="type")
-    return _from_object(ConfigAck, obj)
+    return from_object(ConfigAck, obj)
 
 
 #: Results by the request type they answer (Ack answers several).
@@ -411,146 +332,13 @@ def is_mutating(request: Request) -> bool:
 # --------------------------------------------------------------------------- codec
 
 
-def _fail(message: str, field_name: str | None, code: ErrorCode = ErrorCode.INVALID_FIELD) -> None:
-    raise ProtocolError(message, code=code, field=field_name)
-
-
-def _check_value(info: _FieldInfo, value: Any, path: str) -> Any:
-    s = info.spec
-    if value is None:
-        if info.optional:
-            return None
-        _fail(f"{path} must not be null", path)
-    kind = info.kind
-    if kind == "str":
-        if not isinstance(value, str):
-            _fail(f"{path} must be a string", path)
-        if not _is_text(value):
-            _fail(f"{path} must be Unicode text without NUL or lone surrogates", path)
-        _check_len(value, s, path)
-        if s.choices is not None and value not in s.choices:
-            _fail(f"{path} must be one of {', '.join(s.choices)}", path)
-        if s.pattern is not None and not re.fullmatch(s.pattern, value):
-            _fail(f"{path} has characters or a length it may not have", path)
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(f"{path} must be an integer", path)
-        if not -MAX_INT <= value <= MAX_INT:
-            _fail(f"{path} is out of range (at most {MAX_INT} either way)", path)
-        if s.minimum is not None and value < s.minimum:
-            _fail(f"{path} must be at least {s.minimum}", path)
-        if s.maximum is not None and value > s.maximum:
-            _fail(f"{path} must be at most {s.maximum}", path)
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(f"{path} must be a number", path)
-        # An integer past MAX_INT may not even convert (OverflowError); 1e999 parses as inf.
-        if isinstance(value, int) and not -MAX_INT <= value <= MAX_INT:
-            _fail(f"{path} is out of range (at most {MAX_INT} either way)", path)
-        if not math.isfinite(value):
-            _fail(f"{path} must be a finite number", path)
-        return float(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            _fail(f"{path} must be true or false", path)
-        return value
-    if kind == "bytes":
-        if not isinstance(value, str):
-            _fail(f"{path} must be a base64 string", path)
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            _fail(f"{path} is not valid base64", path)
-    if kind in ("strs", "parts"):
-        if not isinstance(value, list):
-            _fail(f"{path} must be a list", path)
-        _check_len(value, s, path)
-        if kind == "strs":
-            item = dataclasses.replace(info, kind="str", optional=False,
-                                       spec=Spec(pattern=_ID_RE))
-            return tuple(_check_value(item, v, f"{path}[{i}]") for i, v in enumerate(value))
-        assert info.part is not None
-        part = info.part
-        return tuple(_from_object(part, v, f"{path}[{i}].") for i, v in enumerate(value))
-    raise AssertionError(kind)  # pragma: no cover - the schema builder refuses other kinds
-
-
-def _is_text(value: str) -> bool:
-    """No NUL (PostgreSQL's text cannot hold it) and no lone surrogate (UTF-8 cannot)."""
-    if "\x00" in value:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _printable(value: str) -> str:
-    """``value`` with any NUL or lone surrogate replaced: text any peer can encode and show."""
-    if _is_text(value):
-        return value
-    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-
-
-def _refuse_constant(token: str) -> Any:
-    raise ProtocolError(f"{token} is not a JSON number", code=ErrorCode.BAD_REQUEST)
-
-
-def _check_len(value: Any, s: Spec, path: str) -> None:
-    unit = "item(s)" if isinstance(value, list) else "character(s)"
-    if s.min_len is not None and len(value) < s.min_len:
-        _fail(f"{path} must have at least {s.min_len} {unit}", path)
-    if s.max_len is not None and len(value) > s.max_len:
-        _fail(f"{path} must have at most {s.max_len} {unit}", path)
-
-
-def _from_object(cls: type[M], obj: Any, prefix: str = "") -> M:
-    if not isinstance(obj, Mapping):
-        _fail(f"{prefix.rstrip('.') or 'message'} must be an object", prefix.rstrip(".") or None)
-    values: dict[str, Any] = {}
-    for info in _SCHEMAS[cls]:
-        path = prefix + info.name
-        if info.name not in obj:
-            if info.required:
-                _fail(f"{path} is required", path)
-            continue
-        values[info.name] = _check_value(info, obj[info.name], path)
-    return cls(**values)
-
-
-def _to_object(msg: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for info in _SCHEMAS[type(msg)]:
-        value = getattr(msg, info.name)
-        if info.kind == "bytes" and value is not None:
-            value = base64.b64encode(value).decode("ascii")
-        elif info.kind == "parts" and value is not None:
-            value = [_to_object(p) for p in value]
-        elif info.kind == "strs" and value is not None:
-            value = list(value)
-        out[info.name] = value
-    return out
-
-
-def validate(msg: M) -> M:
-    """Check a message built in code against its schema (raises ProtocolError)."""
-    obj = json.loads(json.dumps(_to_object(msg)))
-    _from_object(type(msg), obj)
-    return msg
-
-
 def _parse(data: bytes, limit: int) -> dict[str, Any]:
     if len(data) > limit:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {limit}",
                             code=ErrorCode.TOO_LARGE)
     try:
         # NaN, Infinity and -Infinity are Python's extensions, not JSON.
-        obj = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        obj = json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"not a UTF-8 JSON document: {exc}",
                             code=ErrorCode.BAD_REQUEST) from None
@@ -569,7 +357,7 @@ def _parse(data: bytes, limit: int) -> dict[str, Any]:
     if not isinstance(obj.get("type"), str):
         raise ProtocolError("type is required and must be a string", code=ErrorCode.INVALID_FIELD,
                             field="type")
-    if not _is_text(obj["type"]):
+    if not is_text(obj["type"]):
         raise ProtocolError("type must be Unicode text without NUL or lone surrogates",
                             code=ErrorCode.INVALID_FIELD, field="type")
     return obj
@@ -584,26 +372,26 @@ def encode(msg: Message) -> bytes:
     obj: dict[str, Any] = {"v": VERSION, "type": msg.TYPE}
     if isinstance(msg, Result):
         obj["ok"] = True
-    obj.update(_to_object(msg))
+    obj.update(to_object(msg))
     return _dump(obj)
 
 
 def encode_result(result: Result, answering: str) -> bytes:
     """A result answering a request of type ``answering`` (Ack answers several types)."""
     obj: dict[str, Any] = {"v": VERSION, "type": answering, "ok": True}
-    obj.update(_to_object(result))
+    obj.update(to_object(result))
     return _dump(obj)
 
 
 def encode_error(answering: str, code: ErrorCode | str, message: str,
                  field_name: str | None = None, retry_after: int | None = None) -> bytes:
     # Every string here may echo what a peer sent; an error answer must encode whatever it was.
-    error: dict[str, Any] = {"code": str(code), "message": _printable(message)}
+    error: dict[str, Any] = {"code": str(code), "message": printable(message)}
     if field_name is not None:
-        error["field"] = _printable(field_name)
+        error["field"] = printable(field_name)
     if retry_after is not None:
         error["retry_after"] = retry_after
-    return _dump({"v": VERSION, "type": _printable(answering), "ok": False, "error": error})
+    return _dump({"v": VERSION, "type": printable(answering), "ok": False, "error": error})
 
 
 def error_from(exc: ProtocolError, answering: str = "error") -> bytes:
@@ -614,11 +402,11 @@ def request_type_of(data: bytes) -> str:
     """Best-effort type of a raw request, to label an error answer; "error" if unreadable."""
     try:
         obj = json.loads(data[:MAX_REQUEST_BYTES].decode("utf-8"),
-                         parse_constant=_refuse_constant)
+                         parse_constant=refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError, ProtocolError):
         return "error"
     t = obj.get("type") if isinstance(obj, dict) else None
-    return t if isinstance(t, str) and len(t) <= 32 and _is_text(t) else "error"
+    return t if isinstance(t, str) and len(t) <= 32 and is_text(t) else "error"
 
 
 def decode_request(data: bytes) -> Request:
@@ -629,7 +417,7 @@ def decode_request(data: bytes) -> Request:
         raise ProtocolError(f"unknown request type {obj['type']!r}; known: "
                             f"{', '.join(sorted(REQUESTS))}", code=ErrorCode.UNKNOWN_TYPE,
                             field="type")
-    return _from_object(cls, obj)
+    return from_object(cls, obj)
 
 
 def decode_response(data: bytes, answering: str) -> Result:
@@ -649,8 +437,8 @@ def decode_response(data: bytes, answering: str) -> Result:
         retry = err.get("retry_after")
         # What the device shows, logs or waits on: text it can render, a wait it can add to a
         # clock (a huge retry_after would overflow a float deadline).
-        return _raise_remote(_printable(err["code"]), _printable(str(err.get("message", ""))),
-                             _printable(fld) if isinstance(fld, str) else None,
+        return _raise_remote(printable(err["code"]), printable(str(err.get("message", ""))),
+                             printable(fld) if isinstance(fld, str) else None,
                              retry if isinstance(retry, int) and not isinstance(retry, bool)
                              and 0 <= retry <= MAX_INT else None)
     if ok is not True:
@@ -662,7 +450,7 @@ def decode_response(data: bytes, answering: str) -> Result:
     if cls is None:
         raise ProtocolError(f"unknown request type {answering!r}", code=ErrorCode.UNKNOWN_TYPE,
                             field="type")
-    return _from_object(cls, obj)
+    return from_object(cls, obj)
 
 
 def _raise_remote(code: str, message: str, field_name: str | None,
@@ -674,7 +462,7 @@ def decode_status(data: bytes) -> DeviceStatus:
     obj = _parse(data, MAX_REQUEST_BYTES)
     if obj["type"] != DeviceStatus.TYPE:
         raise ProtocolError("not a status message", code=ErrorCode.UNKNOWN_TYPE, field="type")
-    return _from_object(DeviceStatus, obj)
+    return from_object(DeviceStatus, obj)
 
 
 def status_supersedes(current: DeviceStatus | None, incoming: DeviceStatus) -> bool:
@@ -692,7 +480,7 @@ def status_supersedes(current: DeviceStatus | None, incoming: DeviceStatus) -> b
 
 def redacted(msg: Message) -> dict[str, Any]:
     """The message as a dict for logs, with secret fields masked."""
-    out = _to_object(msg)
+    out = to_object(msg)
     for info in _SCHEMAS[type(msg)]:
         if info.spec.secret and out.get(info.name) is not None:
             out[info.name] = "***"
