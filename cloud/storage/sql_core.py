@@ -212,14 +212,15 @@ class CoreQueries(SqlBase):
 
     def spend_token(self, scope: str, subject: str, now: float, interval: float) -> float:
         """One token of the bucket; how far (seconds) its arrival time now runs ahead of
-        ``now``. One UPDATE computes it from the stored value, so concurrent workers queue on
-        the row and never both spend the same token."""
-        self._throttle_row(scope, subject)
-        self.execute("UPDATE throttles SET tat = (CASE WHEN tat > ? THEN tat ELSE ? END) + ? "
-                     "WHERE scope=? AND subject=?", now, now, interval, scope, subject)
-        row = self.query_one("SELECT tat FROM throttles WHERE scope=? AND subject=?", scope,
-                             subject)
-        return float(row[0]) - now if row else 0.0
+        ``now``. One upsert computes it from the stored value (or creates the bucket), so
+        concurrent workers queue on the row and never both spend the same token; and every
+        badge sign-in pays one statement for it, not three."""
+        rows = self.query_all(
+            "INSERT INTO throttles (scope, subject, tat) VALUES (?,?,?) "
+            "ON CONFLICT (scope, subject) DO UPDATE SET tat = (CASE WHEN throttles.tat > ? "
+            "THEN throttles.tat ELSE ? END) + ? RETURNING tat",
+            scope, subject, now + interval, now, now, interval)
+        return float(rows[0][0]) - now if rows else 0.0
 
     def start_throttle(self, scope: str, subject: str, now: float, until: float) -> bool:
         """Throttle until ``until``, with a full bucket then. False if one is in force already
