@@ -132,6 +132,28 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         proc.stop()
 
 
+class TimedLink(FakeLink):
+    """A FakeLink that notes the (fake) clock each time a report is sent."""
+
+    def __init__(self, now: list[float]) -> None:
+        super().__init__()
+        self.now = now
+        self.times: list[float] = []
+
+    def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
+        if isinstance(request, m.JobPrinted | m.JobFailed):
+            self.times.append(self.now[0])
+        return super().call(request, timeout)
+
+
+def next_turn(printer: Printer) -> None:
+    """Wake the printer thread and wait until it has been round once more: the positive signal
+    that whatever was due at the fake clock's time was done (or, rightly, not)."""
+    turns = printer.turns
+    printer.wake()
+    assert wait_for(lambda: printer.turns > turns)
+
+
 class Harness:
     def __init__(self, engine: Engine, journal: Journal, link: FakeLink | None = None,
                  **printer_kw: Any) -> None:
@@ -405,15 +427,7 @@ def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_tr
     """Issue 8, defect 13: on a fixed 30 s round, a report first tried between two rounds was
     repeated up to 60 s later. Each try is due ``retry_interval`` after the one before."""
     now = [1000.0]
-    times: list[float] = []
-
-    class TimedLink(FakeLink):
-        def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
-            if isinstance(request, m.JobPrinted | m.JobFailed):
-                times.append(now[0])
-            return super().call(request, timeout)
-
-    link = TimedLink()
+    link = TimedLink(now)
     link.answers = [LinkError("no answer", code="timeout"),
                     LinkError("the connection was lost", code="unreachable"), m.Ack()]
     journal.receive("rel-old", released(1))
@@ -427,10 +441,8 @@ def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_tr
         assert result.outcome == "failed" and not result.told
         while now[0] < 1080.0:
             now[0] += 1.0
-            turns = printer.turns
-            printer.wake()
-            assert wait_for(lambda t=turns: printer.turns > t)
-        assert times == [1005.0, 1035.0, 1065.0]
+            next_turn(printer)
+        assert link.times == [1005.0, 1035.0, 1065.0]
         row = journal.get("rel-old", "job-1")
         assert row is not None and row.state is S.CONFIRMED
         first, second, third = link.reports()
@@ -443,15 +455,7 @@ def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_tr
 def test_reports_that_did_not_get_through_are_repeated_as_soon_as_the_link_is_back(
         journal: Journal) -> None:
     now = [1000.0]
-    times: list[float] = []
-
-    class TimedLink(FakeLink):
-        def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
-            if isinstance(request, m.JobPrinted | m.JobFailed):
-                times.append(now[0])
-            return super().call(request, timeout)
-
-    link = TimedLink()
+    link = TimedLink(now)
     link.answers = [LinkError("the connection was lost", code="unreachable"), m.Ack()]
     journal.receive("rel-old", released(1))
     journal.failed("rel-old", "job-1", "Out of paper")
@@ -460,11 +464,11 @@ def test_reports_that_did_not_get_through_are_repeated_as_soon_as_the_link_is_ba
                       clock=lambda: now[0])
     try:
         [result] = printer.reconcile()
-        assert not result.told and times == [1000.0]
+        assert not result.told and link.times == [1000.0]
         now[0] = 1004.0
         printer.link_back()  # the device's link reconnected
         assert wait_for(lambda: journal.get("rel-old", "job-1").state is S.CONFIRMED)
-        assert times == [1000.0, 1004.0]  # not 1030
+        assert link.times == [1000.0, 1004.0]  # not 1030
     finally:
         printer.close()
         engine.close()
@@ -487,9 +491,7 @@ def test_a_final_refusal_of_a_report_is_journaled_not_repeated(engine: Engine,
     # counted turn, not a fixed wait): nothing is repeated.
     for _ in range(3):
         now[0] += 31.0
-        turns = h.printer.turns
-        h.printer.wake()
-        assert wait_for(lambda t=turns: h.printer.turns > t)
+        next_turn(h.printer)
     assert len(link.reports()) == 1
     h.printer.close()
 
