@@ -35,7 +35,7 @@ from bench.common import report
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
-from cloud.throttle import UNTHROTTLED
+from cloud.throttle import NO_THROTTLES
 from cloud.worker import CloudWorker
 from mqtt_client import new_client
 from protocol import messages as m
@@ -175,9 +175,7 @@ def main() -> int:
                 noop.stop()
                 # Unknown badges at machine speed: unthrottled, to measure identify itself.
                 workers = [CloudWorker(lambda: CloudService(open_store(url),
-                                                            device_throttle=UNTHROTTLED,
-                                                            org_throttle=UNTHROTTLED,
-                                                            login_throttle=UNTHROTTLED),
+                                                            throttles=NO_THROTTLES),
                                        BrokerAddress(broker.host, broker.port, u, f"pw-{u}"))
                            .start() for u in cloud_users[:-1]]
                 time.sleep(0.2)

@@ -35,7 +35,7 @@ from cloud.demo import DEMO_DEVICES, DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.storage.sql import SqlStore
-from cloud.throttle import UNTHROTTLED
+from cloud.throttle import NO_THROTTLES
 from protocol import messages as m
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -79,8 +79,7 @@ def measure(open_one: Callable[[], SqlStore], threads: int, seconds: float,
     def worker(i: int) -> None:
         store = open_one()
         # Badge sign-ins at machine speed are what the throttles stop: off, to measure the store.
-        service = CloudService(store, device_throttle=UNTHROTTLED, org_throttle=UNTHROTTLED,
-                               login_throttle=UNTHROTTLED)
+        service = CloudService(store, throttles=NO_THROTTLES)
         device, badge = DEMO_DEVICES[i % len(DEMO_DEVICES)], DEMO_USERS[i % 3].badge
         try:
             start.wait()

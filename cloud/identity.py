@@ -35,13 +35,7 @@ from collections.abc import Callable
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
 from cloud.refusal import Refused, shown
 from cloud.storage.port import MAX_CARDS_PER_USER, Store, User
-from cloud.throttle import (
-    DEVICE_POLICY,
-    LOGIN_POLICY,
-    ORG_POLICY,
-    UNKNOWN_AUDIT_EVERY,
-    ThrottlePolicy,
-)
+from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, ThrottlePolicy, Throttles
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
 
@@ -77,16 +71,12 @@ class Identity:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
                  session_ttl: float = DEFAULT_SESSION_TTL,
                  new_token: Callable[[], str] = new_token,
-                 device_throttle: ThrottlePolicy = DEVICE_POLICY,
-                 org_throttle: ThrottlePolicy = ORG_POLICY,
-                 login_throttle: ThrottlePolicy = LOGIN_POLICY) -> None:
+                 throttles: Throttles = THROTTLES) -> None:
         self.store = store
         self.clock = clock
         self.session_ttl = session_ttl
-        self.login_throttle = login_throttle
         self.new_token = new_token
-        self.device_throttle = device_throttle
-        self.org_throttle = org_throttle
+        self.throttles = throttles
         self._device_orgs: dict[str, tuple[str, float]] = {}
         self._org_secrets: dict[str, bytes] = {}
 
@@ -124,9 +114,10 @@ class Identity:
                 raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
-            self._spend("device", "login", device_id, self.login_throttle,
-                        f"more than {self.login_throttle.burst} badge sign-ins at once or "
-                        f"{60 / self.login_throttle.interval:g} a minute")
+            login = self.throttles.login
+            self._spend("device", "login", device_id, login,
+                        f"more than {login.burst} badge sign-ins at once or "
+                        f"{60 / login.interval:g} a minute")
         else:
             user = self._prove(device_id, org_id, req.method, req.value, req.username)
         return self._login(device_id, user, req.method)
@@ -154,8 +145,8 @@ class Identity:
         if n:
             self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
                              f"{n} unknown card(s)")
-        for scope, subject, policy in (("device", device_id, self.device_throttle),
-                                       ("org", org_id, self.org_throttle)):
+        for scope, subject, policy in (("device", device_id, self.throttles.device),
+                                       ("org", org_id, self.throttles.org)):
             self._spend(scope, scope, subject, policy,
                         f"more than {policy.burst} unknown badges at once or "
                         f"{60 / policy.interval:g} a minute")

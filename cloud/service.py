@@ -31,13 +31,7 @@ from cloud.identity import DEFAULT_SESSION_TTL, Identity
 from cloud.jobs import Jobs
 from cloud.refusal import Refused
 from cloud.storage.port import Store
-from cloud.throttle import (
-    DEVICE_POLICY,
-    LOGIN_POLICY,
-    ORG_POLICY,
-    UNKNOWN_AUDIT_EVERY,
-    ThrottlePolicy,
-)
+from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, Throttles
 from protocol import messages as m
 from protocol.errors import ErrorCode, ProtocolError, StoreError
 
@@ -57,15 +51,12 @@ class CloudService:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
                  session_ttl: float = DEFAULT_SESSION_TTL,
                  new_token: Callable[[], str] = new_token,
-                 device_throttle: ThrottlePolicy = DEVICE_POLICY,
-                 org_throttle: ThrottlePolicy = ORG_POLICY,
-                 login_throttle: ThrottlePolicy = LOGIN_POLICY) -> None:
+                 throttles: Throttles = THROTTLES) -> None:
         self.store = store
         self.clock = clock
         #: Who is asking: identification, lockout and sessions (cloud/identity.py).
         self.identity = Identity(store, clock=clock, session_ttl=session_ttl,
-                                 new_token=new_token, device_throttle=device_throttle,
-                                 org_throttle=org_throttle, login_throttle=login_throttle)
+                                 new_token=new_token, throttles=throttles)
         #: The signed-in user's held jobs, releases and the device's printing reports.
         self.jobs = Jobs(store, self.identity, clock=clock)
 

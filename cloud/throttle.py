@@ -69,6 +69,22 @@ LOGIN_POLICY = ThrottlePolicy(burst=30, interval=2.0, duration=300.0)
 #: For load tests and benchmarks that send unknown badges at machine speed on purpose: a
 #: bucket no burst empties. Never for a cloud that faces devices.
 UNTHROTTLED = ThrottlePolicy(burst=2**40, interval=1e-9, duration=1200.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Throttles:
+    """The budgets a cloud applies to badges: unknown badges per device and per org, sign-ins
+    by known badges per device."""
+
+    device: ThrottlePolicy = DEVICE_POLICY
+    org: ThrottlePolicy = ORG_POLICY
+    login: ThrottlePolicy = LOGIN_POLICY
+
+
+#: What a cloud that faces devices runs with.
+THROTTLES = Throttles()
+#: Every budget off: for load tests and benchmarks only (see UNTHROTTLED).
+NO_THROTTLES = Throttles(UNTHROTTLED, UNTHROTTLED, UNTHROTTLED)
 #: Unknown badges of one device are written to the audit log at most once per this long.
 UNKNOWN_AUDIT_EVERY = 60.0
 

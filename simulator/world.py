@@ -21,7 +21,7 @@ from cloud.demo import DEMO_DEVICES, DEMO_USERS, demo_document, seed_demo
 from cloud.directory import submit_job
 from cloud.service import CloudService
 from cloud.storage.sqlite import SqliteStore
-from cloud.throttle import UNTHROTTLED
+from cloud.throttle import NO_THROTTLES
 from cloud.worker import CloudWorker
 from device_app.app import DeviceApp
 from device_app.config import parse_config, save_credentials, to_toml, write_private
@@ -87,8 +87,7 @@ class SimWorld:
         def service() -> CloudService:
             if self.throttled:
                 return CloudService(SqliteStore(db))
-            return CloudService(SqliteStore(db), device_throttle=UNTHROTTLED,
-                                org_throttle=UNTHROTTLED, login_throttle=UNTHROTTLED)
+            return CloudService(SqliteStore(db), throttles=NO_THROTTLES)
 
         worker = CloudWorker(service,
                              BrokerAddress(host, port, "cloud-0", passwords["cloud-0"]))

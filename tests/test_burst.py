@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
-from cloud.throttle import UNTHROTTLED
+from cloud.throttle import NO_THROTTLES
 from cloud.worker import CloudWorker
 from protocol import messages as m
 from protocol import topics
@@ -87,9 +87,7 @@ def test_a_burst_of_20000_requests_is_answered_or_refused_never_dropped(
     store.close()
     # A quarter of the badges are unknown at machine speed: the throttle would rightly stop
     # that (tests/test_card_throttle.py); here the identify work itself is under load.
-    worker = CloudWorker(lambda: CloudService(open_store(store_url), device_throttle=UNTHROTTLED,
-                                              org_throttle=UNTHROTTLED,
-                                              login_throttle=UNTHROTTLED),
+    worker = CloudWorker(lambda: CloudService(open_store(store_url), throttles=NO_THROTTLES),
                          BrokerAddress(broker.host, broker.port, "cloud-0", "pw-cloud-0"))
     worker.start()
     devices = [Device(broker, n) for n in names]
