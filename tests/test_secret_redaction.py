@@ -146,6 +146,25 @@ def test_redact_masks_the_password_of_any_url_and_keeps_the_rest() -> None:
         assert redact(text) == text
 
 
+# A URL's password is any run of characters a URL allows there unescaped ('@', '/' and space
+# must be percent-encoded in user information).
+_URL_PASSWORD = st.text(alphabet=st.characters(blacklist_characters="@/ \t\n\r'\"",
+                                               blacklist_categories=("Cs", "Cc", "Zs")),
+                        min_size=6, max_size=40)
+
+
+@given(scheme=st.sampled_from(["mqtt", "mqtts", "postgresql", "mysql", "https"]),
+       user=st.from_regex(r"[a-z][a-z0-9_-]{0,15}", fullmatch=True), password=_URL_PASSWORD,
+       around=st.sampled_from(["{}", "broker URL '{}' has a bad port", "({}),", "x {} y"]))
+@settings(max_examples=300, deadline=None)
+def test_no_url_password_survives_redaction(scheme: str, user: str, password: str,
+                                            around: str) -> None:
+    url = f"{scheme}://{user}:{password}@db.example:5432/x"
+    out = redact(around.format(url))
+    assert f"{scheme}://{user}:***@db.example:5432/x" in out
+    assert redact(out) == out  # idempotent
+
+
 def test_mfd_reader_watch_with_a_malformed_spec() -> None:
     for spec in malformed_specs()[:6]:
         out = subprocess.run([*MFD, "reader", "watch", spec], capture_output=True, text=True,
