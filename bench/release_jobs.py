@@ -19,7 +19,7 @@ from cloud.directory import submit_job
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.worker import CloudWorker
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from protocol import messages as m
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker

@@ -34,7 +34,7 @@ from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.worker import CloudWorker
 from device_app.engines.socket import EngineClient
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from device_app.printing.journal import Journal
 from device_app.printing.release import Printer
 from device_app.session import JobDone, PrintJob

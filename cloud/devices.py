@@ -7,11 +7,11 @@ the broker through the :class:`BrokerAccounts` port) and its configuration.
 A code works once; only its hash is stored.
 
 Configuration: the cloud stores the *managed* part of each device's configuration (readers and
-their pipelines, login/logout/release policy; see device_app/config.py) with a version. Workers
+their pipelines, login/logout/release policy; see protocol/managed.py) with a version. Workers
 publish a device's newest version, retained, on its ``.../cmd`` topic, so a device gets it when
 it (re)connects; the device validates it, applies it live or refuses it with the reason, and
-acknowledges on ``.../events``. The cloud checks each version with the device's own schema
-before it stores it (device_app.config.check_managed), so an administrator's mistake is refused
+acknowledges on ``.../events``. The cloud checks each version with the schema the device
+checks a push with (protocol.managed) before it stores it, so an administrator's mistake is refused
 at once rather than carried by every later version; the device stays the judge of what it can
 run (a file a reader spec names, say), keeps its running configuration when it refuses, and
 takes the next version whatever it refused before. Every version carries the whole managed
@@ -35,13 +35,14 @@ from cloud.linking.redeem import redeem
 from cloud.storage.port import CloudStore
 from protocol import messages as m
 from protocol.errors import ConfigError, MfdError, ProtocolError, StoreError
+from protocol.managed import MANAGED, check_managed
 from protocol.redact import redact
 from protocol.topics import check_new_device_id, is_reserved_account
+from readers.spec import check_spec
 
 log = logging.getLogger(__name__)
 
 REGISTRATION_TTL = 24 * 3600.0
-MANAGED_SECTIONS = ("readers", "policy")
 
 
 
@@ -144,11 +145,11 @@ def set_device_config(store: CloudStore, device_id: str, managed: dict[str, Any]
     """Store a new managed configuration for a device: ``managed`` on top of the current one,
     less the ``unset`` keys (``SECTION.KEY``, or a whole ``SECTION``); returns its version.
     Refused, storing nothing, unless the device's schema accepts the result. Workers push it."""
-    unknown = sorted(set(managed) - set(MANAGED_SECTIONS))
+    unknown = sorted(set(managed) - set(MANAGED))
     if unknown:
         raise StoreError(f"config section {unknown[0]!r} cannot be pushed; the cloud manages "
-                         + ", ".join(MANAGED_SECTIONS), code="config_invalid")
-    for section in MANAGED_SECTIONS:
+                         + ", ".join(MANAGED), code="config_invalid")
+    for section in MANAGED:
         if section in managed and not isinstance(managed[section], dict):
             raise StoreError(f"config section {section!r} must be a table",
                              code="config_invalid")
@@ -181,12 +182,11 @@ def set_device_config(store: CloudStore, device_id: str, managed: dict[str, Any]
 
 
 def _check_with_device_schema(device_id: str, managed: dict[str, Any]) -> None:
-    # The device's own validation, imported here only: the cloud otherwise never needs the
-    # device's code, and the check is what keeps a typo from reaching (and blocking) a device.
-    from device_app.config import check_managed
-
+    # The schema the device checks a push with (the contract's), and the readers' own spec
+    # syntax: what keeps a typo from reaching (and blocking) a device. Files a spec names are
+    # on the device, so they are not looked for here.
     try:
-        check_managed(device_id, managed)
+        check_managed(managed, lambda spec: check_spec(spec, here=False))
     except ConfigError as exc:
         raise ConfigError(f"not stored: {redact(exc.message)}") from None
 

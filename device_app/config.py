@@ -27,14 +27,22 @@ from typing import Any
 
 import tomli_w
 
-from device_app.session import Policy
 from protocol.errors import ConfigError, MfdError
+from protocol.managed import (
+    MANAGED,
+    POLICY_TYPES,
+    Policy,
+    parse_policy,
+    parse_reader_specs,
+)
+from protocol.managed import expect as _expect
+from protocol.managed import table as _table
 from protocol.redact import redact
 from protocol.topics import check_device_id
 
-#: The keys the cloud may push (section -> keys), all of them also valid in device.toml.
-MANAGED = ("readers", "policy")
-
+__all__ = ["MANAGED", "DeviceConfig", "EngineConfig", "Policy", "apply_push", "check_engine",
+           "engine_choice", "load_config", "load_credentials", "parse_config",
+           "save_credentials", "to_toml", "write_private"]
 
 #: "ipp" (a printer by IPP), "socket" (an engine server), "emulator" (prints nothing).
 ENGINE_KINDS = ("ipp", "socket", "emulator")
@@ -89,71 +97,10 @@ class DeviceConfig:
                 "policy": {f.name: getattr(self.policy, f.name) for f in fields(Policy)}}
 
 
-_POLICY_TYPES: dict[str, type] = {f.name: type(getattr(Policy(), f.name)) for f in fields(Policy)}
-
-
-def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
-    if isinstance(value, bool) and kind in (int, float):
-        raise ConfigError(f"config key {key!r} must be a number, not true/false")
-    if kind is float and isinstance(value, int):
-        return float(value)
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__}")
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            # A lone surrogate (possible in JSON) cannot be written to device.toml.
-            raise ConfigError(f"config key {key!r} is not valid text") from None
-    return value
-
-
-def _table(data: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
-    section = data.get(key, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"config key {key!r} must be a table")
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise ConfigError(f"config key {key + '.' + unknown[0]!r} is not known; known: "
-                          + ", ".join(sorted(allowed)))
-    return section
-
-
-def _policy(section: dict[str, Any], base: Policy) -> Policy:
-    values: dict[str, Any] = {}
-    for name, value in section.items():
-        values[name] = _expect(value, _POLICY_TYPES[name], f"policy.{name}")
-    policy = replace(base, **values)
-    for name in ("idle_timeout", "entry_timeout", "notice_timeout"):
-        seconds = getattr(policy, name)
-        if not 5 <= seconds <= 3600:
-            raise ConfigError(f"config key 'policy.{name}' must be 5 to 3600 seconds, "
-                              f"got {seconds:g}")
-    if not 10 <= policy.page_size <= 500:
-        raise ConfigError("config key 'policy.page_size' must be 10 to 500")
-    if policy.card_pin and not policy.allow_code:
-        # The PIN is checked against the user's access code, which must then exist.
-        raise ConfigError("config key 'policy.card_pin' needs access codes "
-                          "(policy.allow_code = true)")
-    return policy
-
-
 def _readers(value: Any, here: bool) -> tuple[str, ...]:
     from readers.spec import check_spec
 
-    specs = _expect(value, list, "readers.specs")
-    out = []
-    for i, spec in enumerate(specs):
-        _expect(spec, str, f"readers.specs[{i}]")
-        try:
-            check_spec(spec, here=here)  # validates every part; opens nothing
-        except ConfigError as exc:
-            # Redacted again: this message is logged and sent to the cloud as a refusal.
-            raise ConfigError(f"config key 'readers.specs[{i}]': {redact(exc.message)}"
-                              ) from None
-        out.append(spec)
-    return tuple(out)
+    return parse_reader_specs(value, lambda spec: check_spec(spec, here=here))
 
 
 def check_engine(engine: EngineConfig) -> EngineConfig:
@@ -188,7 +135,7 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     device = _table(data, "device", {"id", "name"})
     broker = _table(data, "broker", {"url", "ca_file"})
     readers = _table(data, "readers", {"specs"})
-    policy = _table(data, "policy", set(_POLICY_TYPES))
+    policy = _table(data, "policy", set(POLICY_TYPES))
     engine = _table(data, "engine", {"kind", "uri"})
     ui = _table(data, "ui", {"fullscreen"})
     files = _table(data, "files", {"credentials", "journal"})
@@ -216,7 +163,7 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     if "specs" in readers:
         cfg = replace(cfg, readers=_readers(readers["specs"], here))
     if policy:
-        cfg = replace(cfg, policy=_policy(policy, cfg.policy))
+        cfg = replace(cfg, policy=parse_policy(policy, cfg.policy))
     if engine:
         kind = _expect(engine.get("kind", cfg.engine.kind), str, "engine.kind")
         uri = _expect(engine.get("uri", cfg.engine.uri), str, "engine.uri")
@@ -292,18 +239,6 @@ def to_toml(cfg: DeviceConfig) -> str:
     }
     return ("# mfdkit device configuration (see docs/technician-guide.md)\n\n"
             + tomli_w.dumps(data))
-
-
-def check_managed(device_id: str, managed: dict[str, Any]) -> None:
-    """Validate a managed configuration (``readers``, ``policy``) as the device will validate
-    it when pushed, away from the device (files a reader spec names are not looked for): the
-    cloud calls this before it stores a version, so an administrator's mistake is refused at
-    once instead of being carried by every later version."""
-    extra = sorted(set(managed) - set(MANAGED))
-    if extra:
-        raise ConfigError(f"config key {extra[0]!r} cannot be pushed; the cloud manages "
-                          + ", ".join(MANAGED))
-    parse_config(dict(managed), DeviceConfig(device_id=device_id), here=False)
 
 
 def write_private(path: str | Path, text: str) -> None:

@@ -1,6 +1,6 @@
 """Ports of the device app: what it needs from the cloud and the print engine.
 
-Adapters implement these: the cloud link (device_app/mqtt_link.py); the print engines
+Adapters implement these: the cloud link (device_app/link.py); the print engines
 (device_app/engines/: IPP, the engine socket; engines/registry.py opens the one the config
 names) and the emulated controller (firmware_stubs/mfd_controller.py). This module imports none
 of them; the simulator plugs in the same ones the copier uses.

@@ -42,7 +42,7 @@ from device_app.config import (
     write_private,
 )
 from device_app.engines.registry import open_engine
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from device_app.ports import PrintEngine
 from device_app.printing.journal import Journal
 from protocol import messages as m

@@ -36,7 +36,7 @@ class Outstanding:
 
 class ScriptedLink:
     """A CloudLink whose requests wait until the test answers them, with the real link's
-    semantics (device_app/mqtt_link.py): a request made while down fails at once
+    semantics (device_app/link.py): a request made while down fails at once
     (``unreachable``); when the link drops, a read-only request in flight fails
     (``unreachable``) while a mutating one (with a request_id) stays in flight, to be sent
     again after the reconnect, until the outcome bound passes (``unknown_outcome``)."""

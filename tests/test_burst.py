@@ -120,7 +120,7 @@ def test_a_burst_of_20000_requests_is_answered_or_refused_never_dropped(
 
 def test_a_request_that_waited_too_long_is_answered_busy_not_done(broker: Broker,
                                                                   store_url: str) -> None:
-    from device_app.mqtt_link import MqttCloudLink
+    from device_app.link import MqttCloudLink
 
     store = open_store(store_url)
     seed_demo(store, now=time.time())

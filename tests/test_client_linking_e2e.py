@@ -24,7 +24,7 @@ from cloud.directory import set_password
 from cloud.linking import DEFAULT_QUEUE, Linking
 from cloud.portal import PortalServer, start_portal
 from device_app.app import DeviceApp
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action
 from firmware_stubs.mfd_controller import MfdControllerStub

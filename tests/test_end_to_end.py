@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 
 from cloud.demo import DEMO_USERS, UNKNOWN_BADGE_TAG
 from device_app.app import DeviceApp
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub

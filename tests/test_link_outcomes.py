@@ -1,4 +1,4 @@
-"""The device link's outcomes (device_app/mqtt_link.py) through the private Mosquitto, with a
+"""The device link's outcomes (device_app/link.py) through the private Mosquitto, with a
 scripted responder in the cloud's place: a read times out; a mutating request is asked again
 with the same request_id until an answer says what happened, and a ``busy`` about one copy of a
 request sent twice does not settle it (the other copy may be done)."""
@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import LinkError, MfdError, RemoteError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from device_app.config import parse_config
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from protocol import messages as m
 from protocol.address import BrokerAddress
 from protocol.errors import LinkError

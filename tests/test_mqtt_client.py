@@ -12,7 +12,7 @@ import pytest
 from test_link_tls import _ca_and_server
 
 from cloud.worker import RECONNECT_MAX_S, CloudWorker
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from mqtt_client import new_client
 from protocol.address import BrokerAddress
 from protocol.errors import LinkError

@@ -19,7 +19,7 @@ from netcut import NetCut
 from cloud.demo import DEMO_USERS
 from cloud.service import RELEASE_LEASE, CloudService
 from device_app.app import DeviceApp
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub

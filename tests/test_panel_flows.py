@@ -16,7 +16,7 @@ from conftest import World
 from cloud.demo import DEMO_USERS
 from cloud.directory import set_password
 from device_app.app import DeviceApp
-from device_app.mqtt_link import MqttCloudLink
+from device_app.link import MqttCloudLink
 from device_app.session import Policy, State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub

@@ -461,7 +461,7 @@ def test_a_user_who_walks_away_during_an_outage_is_logged_out() -> None:
 
 def test_reconnect_backoff_is_jittered_per_device() -> None:
     """A fleet must not reconnect in lock-step after a broker restart (FIELD_NOTES)."""
-    from device_app.mqtt_link import MqttCloudLink
+    from device_app.link import MqttCloudLink
     from protocol.address import BrokerAddress
 
     links = [MqttCloudLink(BrokerAddress("127.0.0.1", 1, f"d{i}", "pw"), f"d{i}")

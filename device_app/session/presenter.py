@@ -45,7 +45,7 @@ NOTICES: dict[str, tuple[str, str]] = {
                     "Your jobs are safe. Try again in a moment."),
     "timeout": ("Can't reach the print service", "Your jobs are safe. Try again in a moment."),
     "busy": ("The print service is busy", "Please try again in a moment."),
-    # A mutating request sent, then no answer even after reconnecting (device_app/mqtt_link.py):
+    # A mutating request sent, then no answer even after reconnecting (device_app/link.py):
     # the cloud may have done it. Never "failed": the jobs are safe either way, since nothing
     # prints without the answer, and a release nobody fetched goes back to HELD by itself.
     "unknown_outcome": ("Not confirmed",

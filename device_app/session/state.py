@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from device_app.view import JobProgress
 from protocol import messages as m
+from protocol.managed import Policy as Policy  # the contract's; the machine reads it
 
 
 class State(StrEnum):
@@ -70,23 +71,6 @@ class Kind(StrEnum):
     DELETE = m.DeleteJobs.TYPE
     CONFIRM = "confirm"
     LOGOUT = m.Logout.TYPE
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """Per-device login, logout and release policy (pushed by the cloud with the config)."""
-
-    card_pin: bool = False  # a badge must be followed by the user's PIN
-    allow_code: bool = True  # access codes on the panel
-    allow_password: bool = True  # username + password on the panel
-    self_association: bool = True  # an unknown badge may be linked by its holder
-    new_badge_logs_in: bool = True  # another badge logs the current user out and itself in
-    logout_after_release_all: bool = False
-    release_changes: bool = True  # greyscale / 2-sided / copies at release
-    idle_timeout: float = 60.0
-    entry_timeout: float = 30.0  # an abandoned keypad goes back to idle
-    notice_timeout: float = 6.0
-    page_size: int = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,123 @@
+"""The managed configuration: the part of a device's configuration the cloud may push.
+
+Both ends hold it to one schema: the device when a push arrives (device_app/config.py, which
+also reads the same sections from device.toml) and the cloud before it stores a version
+(cloud/devices.py), so an administrator's typo is refused at once instead of reaching, and
+blocking, a device. It lives in the protocol because it is part of the contract between them.
+
+Reader specs are checked by a function the caller passes (the readers package knows their
+syntax; the protocol does not import it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from protocol.errors import ConfigError
+from protocol.redact import redact
+
+#: The sections the cloud may push, all of them also valid in device.toml.
+MANAGED = ("readers", "policy")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Per-device login, logout and release policy (pushed by the cloud with the config)."""
+
+    card_pin: bool = False  # a badge must be followed by the user's PIN
+    allow_code: bool = True  # access codes on the panel
+    allow_password: bool = True  # username + password on the panel
+    self_association: bool = True  # an unknown badge may be linked by its holder
+    new_badge_logs_in: bool = True  # another badge logs the current user out and itself in
+    logout_after_release_all: bool = False
+    release_changes: bool = True  # greyscale / 2-sided / copies at release
+    idle_timeout: float = 60.0
+    entry_timeout: float = 30.0  # an abandoned keypad goes back to idle
+    notice_timeout: float = 6.0
+    page_size: int = 100
+
+
+POLICY_TYPES: dict[str, type] = {f.name: type(getattr(Policy(), f.name)) for f in fields(Policy)}
+
+
+def expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+    """``value`` if it is a ``kind`` (an int where a float is asked, as a float), else a
+    ConfigError naming ``key``. true/false is not a number, and text must be writable."""
+    if isinstance(value, bool) and kind in (int, float):
+        raise ConfigError(f"config key {key!r} must be a number, not true/false")
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"config key {key!r} must be {names}, got {type(value).__name__}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (possible in JSON) cannot be written to device.toml.
+            raise ConfigError(f"config key {key!r} is not valid text") from None
+    return value
+
+
+def table(data: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+    """The section ``key`` of ``data`` (empty when absent), refusing keys outside ``allowed``."""
+    section = data.get(key, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"config key {key!r} must be a table")
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ConfigError(f"config key {key + '.' + unknown[0]!r} is not known; known: "
+                          + ", ".join(sorted(allowed)))
+    return section
+
+
+def parse_policy(section: dict[str, Any], base: Policy) -> Policy:
+    """``base`` with what ``section`` (a ``[policy]`` table) changes, each value checked."""
+    values: dict[str, Any] = {}
+    for name, value in section.items():
+        values[name] = expect(value, POLICY_TYPES[name], f"policy.{name}")
+    policy = replace(base, **values)
+    for name in ("idle_timeout", "entry_timeout", "notice_timeout"):
+        seconds = getattr(policy, name)
+        if not 5 <= seconds <= 3600:
+            raise ConfigError(f"config key 'policy.{name}' must be 5 to 3600 seconds, "
+                              f"got {seconds:g}")
+    if not 10 <= policy.page_size <= 500:
+        raise ConfigError("config key 'policy.page_size' must be 10 to 500")
+    if policy.card_pin and not policy.allow_code:
+        # The PIN is checked against the user's access code, which must then exist.
+        raise ConfigError("config key 'policy.card_pin' needs access codes "
+                          "(policy.allow_code = true)")
+    return policy
+
+
+def parse_reader_specs(value: Any, check_spec: Callable[[str], object]) -> tuple[str, ...]:
+    """The ``readers.specs`` list, each spec passed to ``check_spec`` (which raises
+    ConfigError for a bad one; it opens nothing)."""
+    specs = expect(value, list, "readers.specs")
+    out = []
+    for i, spec in enumerate(specs):
+        expect(spec, str, f"readers.specs[{i}]")
+        try:
+            check_spec(spec)
+        except ConfigError as exc:
+            # Redacted again: this message is logged and sent to the cloud as a refusal.
+            raise ConfigError(f"config key 'readers.specs[{i}]': {redact(exc.message)}"
+                              ) from None
+        out.append(spec)
+    return tuple(out)
+
+
+def check_managed(managed: dict[str, Any], check_spec: Callable[[str], object]) -> None:
+    """Validate a managed configuration (``readers``, ``policy``) as a device validates it when
+    pushed: ConfigError naming the first bad key."""
+    extra = sorted(set(managed) - set(MANAGED))
+    if extra:
+        raise ConfigError(f"config key {extra[0]!r} cannot be pushed; the cloud manages "
+                          + ", ".join(MANAGED))
+    readers = table(managed, "readers", {"specs"})
+    if "specs" in readers:
+        parse_reader_specs(readers["specs"], check_spec)
+    parse_policy(table(managed, "policy", set(POLICY_TYPES)), Policy())
