@@ -19,23 +19,8 @@ from typing import Protocol
 from device_app.ports import CloudLink, PrintEngine, Reply
 from device_app.printing.journal import Journal
 from device_app.printing.release import Printer
-from device_app.session import (
-    Answered,
-    CardPresented,
-    CodeEntered,
-    EngineChanged,
-    Event,
-    Failed,
-    JobDone,
-    KeyPressed,
-    LinkChanged,
-    Policy,
-    PrintJob,
-    Send,
-    SessionMachine,
-    Tapped,
-    Tick,
-)
+from device_app.session import Policy, PrintJob, Send, SessionMachine
+from device_app.session import events as ev
 from device_app.view import Action, PanelView
 from protocol import messages as m
 from protocol.engine import EngineState
@@ -76,13 +61,13 @@ class DeviceApp:
                  clock: Callable[[], float] = time.monotonic,
                  new_id: Callable[[], str] = random_request_id,
                  journal: Journal | None = None,
-                 make_printer: Callable[[CloudLink, PrintEngine, Callable[[JobDone], None],
+                 make_printer: Callable[[CloudLink, PrintEngine, Callable[[ev.JobDone], None],
                                          Journal | None], ReleaseQueue] = Printer) -> None:
         self.link = link
         self.engine = engine
         self.readers = readers
         self.clock = clock
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events: queue.Queue[ev.Event] = queue.Queue()
         self.machine = SessionMachine(new_id=new_id, device_name=device_name, policy=policy,
                                       idle_timeout=idle_timeout)
         #: Called on the loop's thread with each command payload from the cloud (config push).
@@ -97,13 +82,13 @@ class DeviceApp:
         self._seq = itertools.count(1)
         link.on_connection = self.on_link
         if not link.connected:
-            self.events.put(LinkChanged(False))
+            self.events.put(ev.LinkChanged(False))
 
     # ------------------------------------------------------------ inputs from any thread
 
     def on_card(self, read: CardRead) -> None:
         log.info("card %s on reader %s", read.masked, read.reader_id)
-        self.events.put(CardPresented(read.number))
+        self.events.put(ev.CardPresented(read.number))
 
     def command(self, payload: bytes) -> None:
         """A command from the cloud (any thread); run on the loop by ``on_command``."""
@@ -112,17 +97,17 @@ class DeviceApp:
     def on_link(self, up: bool) -> None:
         if up:
             self.printer.link_back()
-        self.events.put(LinkChanged(up))
+        self.events.put(ev.LinkChanged(up))
 
     def enter_code(self, code: str) -> None:
-        self.events.put(CodeEntered(code))
+        self.events.put(ev.CodeEntered(code))
 
     def key(self, key: str) -> None:
         """A key of the panel's keypad/keyboard: a character, BACKSPACE, CLEAR, TAB or ENTER."""
-        self.events.put(KeyPressed(key))
+        self.events.put(ev.KeyPressed(key))
 
     def tap(self, action: Action, job_id: str | None = None) -> None:
-        self.events.put(Tapped(action, job_id))
+        self.events.put(ev.Tapped(action, job_id))
 
     # ------------------------------------------------------------ loop
 
@@ -144,9 +129,9 @@ class DeviceApp:
     def step(self, timeout: float = 0.05) -> bool:
         """Handle at most one event (or a tick); True if the view may have changed."""
         try:
-            event: Event = self.events.get(timeout=timeout)
+            event: ev.Event = self.events.get(timeout=timeout)
         except queue.Empty:
-            event = Tick(self.clock())
+            event = ev.Tick(self.clock())
         while not self._commands.empty():
             payload = self._commands.get()
             if self.on_command is not None:
@@ -160,13 +145,13 @@ class DeviceApp:
         changed = False
         if now - self._engine_polled >= ENGINE_POLL_S:
             changed |= self._poll_engine(now)
-        if not isinstance(event, Tick):
+        if not isinstance(event, ev.Tick):
             # Time first: a timer that ran out (a notice, the idle timeout) acts before the
             # event, and what it asks for (a jobs.list, a logout) is sent like any other effect.
-            changed |= self._feed(Tick(now))
-        return self._feed(event) or changed or not isinstance(event, Tick)
+            changed |= self._feed(ev.Tick(now))
+        return self._feed(event) or changed or not isinstance(event, ev.Tick)
 
-    def _feed(self, event: Event) -> bool:
+    def _feed(self, event: ev.Event) -> bool:
         """The one place the machine is driven: every effect of every ``handle`` call runs
         here, so no request the machine counts as pending is ever left unsent."""
         before = self.machine.state
@@ -193,7 +178,7 @@ class DeviceApp:
         if state == self._engine_state:
             return False
         self._engine_state = state
-        self._feed(EngineChanged(state))
+        self._feed(ev.EngineChanged(state))
         return True  # the job list's banner shows the engine's state
 
     def run_until(self, predicate: Callable[[DeviceApp], bool], timeout: float = 5.0) -> bool:
@@ -213,9 +198,9 @@ class DeviceApp:
 
         def reply(outcome: m.Result | MfdError) -> None:
             if isinstance(outcome, MfdError):
-                self.events.put(Failed(tag, outcome.code, outcome.message))
+                self.events.put(ev.Failed(tag, outcome.code, outcome.message))
             else:
-                self.events.put(Answered(tag, outcome))
+                self.events.put(ev.Answered(tag, outcome))
 
         # Outcome reports carry the request ids the journal keeps, so a report repeated after
         # a crash gets the cloud's stored answer instead of doing anything twice.

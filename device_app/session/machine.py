@@ -42,21 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from device_app.session import events as ev
 from device_app.session.base import Next
 from device_app.session.effects import Effect
-from device_app.session.events import (
-    Answered,
-    CardPresented,
-    CodeEntered,
-    EngineChanged,
-    Event,
-    Failed,
-    JobDone,
-    KeyPressed,
-    LinkChanged,
-    Tapped,
-    Tick,
-)
 from device_app.session.jobs import JobList
 from device_app.session.notices import NoticesAndLink
 from device_app.session.presenter import present
@@ -87,18 +75,18 @@ class SessionMachine(WaysIn, JobList, Releasing, NoticesAndLink):
     def session_token(self) -> str | None:
         return self._session
 
-    def handle(self, event: Event) -> list[Effect]:
-        if isinstance(event, Tick):
+    def handle(self, event: ev.Event) -> list[Effect]:
+        if isinstance(event, ev.Tick):
             self.now = event.now
-        elif isinstance(event, LinkChanged):
+        elif isinstance(event, ev.LinkChanged):
             self.link_up = event.up
-        elif isinstance(event, EngineChanged):
+        elif isinstance(event, ev.EngineChanged):
             self.engine = event.state
             return []
-        elif isinstance(event, CardPresented | CodeEntered | KeyPressed | Tapped):
+        elif isinstance(event, ev.CardPresented | ev.CodeEntered | ev.KeyPressed | ev.Tapped):
             self._last_activity = self.now
         kind: Kind | None = None
-        if isinstance(event, Answered | Failed):
+        if isinstance(event, ev.Answered | ev.Failed):
             pending = self._pending.pop(event.tag, None)
             if pending is None:
                 return []  # late or duplicate answer: its session is gone
@@ -116,7 +104,7 @@ class SessionMachine(WaysIn, JobList, Releasing, NoticesAndLink):
         self.node = out.node
         return list(out.effects)
 
-    def _not_allowed(self, before: Node, event: Event, kind: Kind | None, out: Next
+    def _not_allowed(self, before: Node, event: ev.Event, kind: Kind | None, out: Next
                      ) -> list[Effect]:
         what = f"{type(event).__name__}" + (f" ({kind.value})" if kind else "")
         if self.strict:
@@ -167,72 +155,72 @@ _RELEASE = (N.RELEASING, N.NOTICE_THEN_JOBS)  # sent, or refused by the engine f
 def _signed_in(node: Node) -> dict[tuple[Node, type, Kind | None], Rule]:
     """What the job list and its two questions share: a badge, time, the link."""
     return {
-        (node, CardPresented, None): _rule(S.on_card_jobs, node, *_OUT, *_IN),
-        (node, Tick, None): _rule(S.on_tick_jobs, node, *_OUT),
-        (node, LinkChanged, None): _rule(S.on_link_jobs, node, N.OFFLINE),
+        (node, ev.CardPresented, None): _rule(S.on_card_jobs, node, *_OUT, *_IN),
+        (node, ev.Tick, None): _rule(S.on_tick_jobs, node, *_OUT),
+        (node, ev.LinkChanged, None): _rule(S.on_link_jobs, node, N.OFFLINE),
     }
 
 
 def _notice(node: Node, *back: Node) -> dict[tuple[Node, type, Kind | None], Rule]:
     """A notice ends on OK or in time, and leads back where its node says."""
     return {
-        (node, Tapped, None): _rule(S.on_dismiss, node, *back),
-        (node, Tick, None): _rule(S.on_tick_notice, node, *back),
+        (node, ev.Tapped, None): _rule(S.on_dismiss, node, *back),
+        (node, ev.Tick, None): _rule(S.on_tick_notice, node, *back),
     }
 
 
 # (node, event type, what the answered request was for, or None) -> Rule. The whole machine.
 TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
-    (N.IDLE, CardPresented, None): _rule(S.on_card_idle, *_IN),
-    (N.IDLE, CodeEntered, None): _rule(S.on_code_idle, N.IDLE, N.IDENTIFYING),
-    (N.IDLE, Tapped, None): _rule(S.on_tap_idle, N.IDLE, N.ENTRY),
+    (N.IDLE, ev.CardPresented, None): _rule(S.on_card_idle, *_IN),
+    (N.IDLE, ev.CodeEntered, None): _rule(S.on_code_idle, N.IDLE, N.IDENTIFYING),
+    (N.IDLE, ev.Tapped, None): _rule(S.on_tap_idle, N.IDLE, N.ENTRY),
     # Idle, nobody is logged in: the link only decides between idle and offline.
-    (N.IDLE, LinkChanged, None): _rule(S.on_link_idle, *_OUT),
-    (N.ENTRY, KeyPressed, None): _rule(S.on_key_entry, N.ENTRY, N.IDENTIFYING),
-    (N.ENTRY, Tapped, None): _rule(S.on_tap_entry, N.ENTRY, N.IDENTIFYING, *_OUT),
-    (N.ENTRY, CardPresented, None): _rule(S.on_card_entry, *_IN),
-    (N.ENTRY, Tick, None): _rule(S.on_tick_entry, N.ENTRY, *_OUT),
-    (N.IDENTIFYING, Answered, Kind.IDENTIFY): _rule(S.on_identified, N.LOADING),
-    (N.IDENTIFYING, Failed, Kind.IDENTIFY): _rule(S.on_identify_failed, N.ENTRY,
+    (N.IDLE, ev.LinkChanged, None): _rule(S.on_link_idle, *_OUT),
+    (N.ENTRY, ev.KeyPressed, None): _rule(S.on_key_entry, N.ENTRY, N.IDENTIFYING),
+    (N.ENTRY, ev.Tapped, None): _rule(S.on_tap_entry, N.ENTRY, N.IDENTIFYING, *_OUT),
+    (N.ENTRY, ev.CardPresented, None): _rule(S.on_card_entry, *_IN),
+    (N.ENTRY, ev.Tick, None): _rule(S.on_tick_entry, N.ENTRY, *_OUT),
+    (N.IDENTIFYING, ev.Answered, Kind.IDENTIFY): _rule(S.on_identified, N.LOADING),
+    (N.IDENTIFYING, ev.Failed, Kind.IDENTIFY): _rule(S.on_identify_failed, N.ENTRY,
                                                   N.NOTICE_THEN_IDLE),
-    (N.IDENTIFYING, Answered, Kind.ASSOCIATE): _rule(S.on_identified, N.LOADING),
-    (N.IDENTIFYING, Failed, Kind.ASSOCIATE): _rule(S.on_identify_failed, N.ENTRY,
+    (N.IDENTIFYING, ev.Answered, Kind.ASSOCIATE): _rule(S.on_identified, N.LOADING),
+    (N.IDENTIFYING, ev.Failed, Kind.ASSOCIATE): _rule(S.on_identify_failed, N.ENTRY,
                                                    N.NOTICE_THEN_IDLE),
-    (N.LOADING, Answered, Kind.LIST): _rule(S.on_listed, N.JOBS),
-    (N.LOADING, Failed, Kind.LIST): _rule(S.on_list_failed, *_LIST_FAILED),
-    (N.JOBS, Tapped, None): _rule(S.on_tap_jobs, N.JOBS, N.OPTIONS, N.CONFIRM_DELETE,
+    (N.LOADING, ev.Answered, Kind.LIST): _rule(S.on_listed, N.JOBS),
+    (N.LOADING, ev.Failed, Kind.LIST): _rule(S.on_list_failed, *_LIST_FAILED),
+    (N.JOBS, ev.Tapped, None): _rule(S.on_tap_jobs, N.JOBS, N.OPTIONS, N.CONFIRM_DELETE,
                                   N.LOADING, *_RELEASE, *_OUT),
-    (N.JOBS, Answered, Kind.MORE): _rule(S.on_more_listed, N.JOBS),
-    (N.JOBS, Failed, Kind.MORE): _rule(S.on_more_failed, *_LIST_FAILED),
+    (N.JOBS, ev.Answered, Kind.MORE): _rule(S.on_more_listed, N.JOBS),
+    (N.JOBS, ev.Failed, Kind.MORE): _rule(S.on_more_failed, *_LIST_FAILED),
     **_signed_in(N.JOBS),
-    (N.OPTIONS, Tapped, None): _rule(S.on_tap_options, N.OPTIONS, N.JOBS, *_RELEASE),
+    (N.OPTIONS, ev.Tapped, None): _rule(S.on_tap_options, N.OPTIONS, N.JOBS, *_RELEASE),
     **_signed_in(N.OPTIONS),
-    (N.CONFIRM_DELETE, Tapped, None): _rule(S.on_tap_confirm_delete, N.CONFIRM_DELETE,
+    (N.CONFIRM_DELETE, ev.Tapped, None): _rule(S.on_tap_confirm_delete, N.CONFIRM_DELETE,
                                             N.DELETING, N.JOBS),
     **_signed_in(N.CONFIRM_DELETE),
-    (N.DELETING, Answered, Kind.DELETE): _rule(S.on_deleted, N.LOADING),
-    (N.DELETING, Failed, Kind.DELETE): _rule(S.on_delete_failed, N.NOTICE_THEN_LOADING,
+    (N.DELETING, ev.Answered, Kind.DELETE): _rule(S.on_deleted, N.LOADING),
+    (N.DELETING, ev.Failed, Kind.DELETE): _rule(S.on_delete_failed, N.NOTICE_THEN_LOADING,
                                              N.NOTICE_THEN_IDLE),
-    (N.RELEASING, Answered, Kind.RELEASE): _rule(S.on_released, N.RELEASING),
-    (N.RELEASING, Failed, Kind.RELEASE): _rule(S.on_release_failed, N.NOTICE_THEN_LOADING,
+    (N.RELEASING, ev.Answered, Kind.RELEASE): _rule(S.on_released, N.RELEASING),
+    (N.RELEASING, ev.Failed, Kind.RELEASE): _rule(S.on_release_failed, N.NOTICE_THEN_LOADING,
                                                N.NOTICE_THEN_IDLE),
-    (N.RELEASING, JobDone, None): _rule(S.on_job_done, N.RELEASING),
-    (N.RELEASING, Answered, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING,
+    (N.RELEASING, ev.JobDone, None): _rule(S.on_job_done, N.RELEASING),
+    (N.RELEASING, ev.Answered, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING,
                                                  *_OUT),
-    (N.RELEASING, Failed, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING, *_OUT),
+    (N.RELEASING, ev.Failed, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING, *_OUT),
     **_notice(N.NOTICE_THEN_IDLE, *_OUT),
     # Only a notice that ends the session lets a badge or a code start the next one at once;
     # over a logged-in user's notice they are ignored.
-    (N.NOTICE_THEN_IDLE, CardPresented, None): _rule(S.on_card_idle, *_IN),
-    (N.NOTICE_THEN_IDLE, CodeEntered, None): _rule(S.on_code_idle, N.NOTICE_THEN_IDLE,
+    (N.NOTICE_THEN_IDLE, ev.CardPresented, None): _rule(S.on_card_idle, *_IN),
+    (N.NOTICE_THEN_IDLE, ev.CodeEntered, None): _rule(S.on_code_idle, N.NOTICE_THEN_IDLE,
                                                    N.IDENTIFYING),
     # Over a logged-in user's list, nothing in a notice ends the session: it leads back.
     **_notice(N.NOTICE_THEN_JOBS, N.JOBS),
     **_notice(N.NOTICE_THEN_LOADING, N.LOADING),
-    (N.OFFLINE, LinkChanged, None): _rule(S.on_link_idle, N.LOADING, *_OUT),
-    (N.OFFLINE, Tapped, None): _rule(S.on_tap_offline, *_OUT),
-    (N.OFFLINE, Tick, None): _rule(S.on_tick_offline, *_OUT),
+    (N.OFFLINE, ev.LinkChanged, None): _rule(S.on_link_idle, N.LOADING, *_OUT),
+    (N.OFFLINE, ev.Tapped, None): _rule(S.on_tap_offline, *_OUT),
+    (N.OFFLINE, ev.Tick, None): _rule(S.on_tick_offline, *_OUT),
     # Offline, a badge is still tried: the link fails it at once and the panel says why.
-    (N.OFFLINE, CardPresented, None): _rule(S.on_card_idle, *_IN),
-    (N.OFFLINE, CodeEntered, None): _rule(S.on_code_idle, N.OFFLINE, N.IDENTIFYING),
+    (N.OFFLINE, ev.CardPresented, None): _rule(S.on_card_idle, *_IN),
+    (N.OFFLINE, ev.CodeEntered, None): _rule(S.on_code_idle, N.OFFLINE, N.IDENTIFYING),
 }
