@@ -17,6 +17,10 @@ The reader firmwares emulated here:
   read at once.
 * :class:`WiegandSerialStub` -- a Wiegand-to-serial bridge emitting ``W<bits>:<hex>`` lines
   (:mod:`readers.wiegand_serial`), optionally with a wrong parity bit.
+* :class:`EmulatedReader` -- any serial family with its default layout, on a pty *or a real
+  serial port* (:func:`open_serial_line`): what ``mfd reader emulate`` drives, so a technician
+  can test a copier's reader input without a badge. Its frames come from
+  :mod:`readers.codecs.card_frames`.
 
 The lock-outs run on an injectable clock, so tests hold a card "for 3 s" without waiting.
 """
@@ -28,11 +32,15 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any, Protocol
+
+import serial
 
 from readers.codecs.ascii import (
     AsciiFormat,
     encode_line,
 )
+from readers.codecs.card_frames import CardFrames
 from readers.codecs.em4100 import encode_frame
 from readers.codecs.pcprox import (
     ACP_PROMPT,
@@ -50,7 +58,16 @@ from readers.codecs.wiegand_serial import encode_card
 from readers.codecs.wiegand_serial import encode_frame as encode_wiegand_frame
 from readers.pty import PtyPort
 
-__all__ = ["Em4100Stub", "PcProxStub", "Twn4Stub", "WiegandSerialStub"]
+__all__ = [
+    "Em4100Stub",
+    "EmulatedReader",
+    "LineWriter",
+    "PcProxStub",
+    "SerialLine",
+    "Twn4Stub",
+    "WiegandSerialStub",
+    "open_serial_line",
+]
 
 Clock = Callable[[], float]
 
@@ -270,3 +287,68 @@ class WiegandSerialStub:
 
     def noise(self, data: bytes) -> None:
         self.port.write(data)
+
+
+class LineWriter(Protocol):
+    """The reader's end of a line: a :class:`PtyPort` or a :class:`SerialLine`."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+class SerialLine:
+    """The reader's end of a real serial port (a USB-serial cable to the copier, or one end of
+    a linked pty pair): opened with pyserial at the reader's baud rate, written whole."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self.device: str = str(port.port)
+
+    def write(self, data: bytes) -> None:
+        self._port.write(data)
+        self._port.flush()  # a frame must be on the wire before the next one is timed
+
+    def close(self) -> None:
+        with contextlib.suppress(serial.SerialException, OSError):
+            self._port.close()
+
+
+def open_serial_line(device: str, baud: int = 9600) -> SerialLine:
+    """Open ``device`` (``/dev/ttyUSB0``, a pty path) as a reader would drive it.
+
+    Raises ``OSError`` (pyserial's ``SerialException`` is one) if it cannot be opened, and
+    ``ValueError`` for a baud rate the driver refuses; the caller says what to check.
+    """
+    # No read timeout is needed: the emulated reader only writes. write_timeout bounds a write
+    # to a port whose other end never drains (flow control held off), so Ctrl-C still works.
+    return SerialLine(serial.serial_for_url(device, baudrate=baud, write_timeout=5))
+
+
+class EmulatedReader:
+    """A reader of any serial family presenting one card: :meth:`present` writes the family's
+    frame ``repeat`` times, ``interval_s`` apart, as a real reader does while the card is held
+    (the host's lock-out turns those repeats into one read).
+
+    ``sleep`` waits between frames (``stopping.wait`` in the CLI, so Ctrl-C or a signal ends a
+    long hold at once); it returns True to stop early.
+    """
+
+    def __init__(self, line: LineWriter, card: CardFrames) -> None:
+        self.line = line
+        self.card = card
+
+    def present(self, repeat: int = 1, interval_s: float = 0.5, *,
+                sleep: Callable[[float], bool] | None = None) -> int:
+        """Send the card; returns the number of frames written."""
+        wait = sleep or _sleep
+        sent = 0
+        for i in range(repeat):
+            if i and wait(interval_s):
+                break
+            self.line.write(self.card.frame)
+            sent += 1
+        return sent
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False

@@ -37,6 +37,10 @@
     read until Ctrl-C or N seconds. Card numbers are printed in clear on purpose -- finding
     out what a card reads as is what the tool is for -- but never logged.
 
+``mfd reader emulate FAMILY --port PORT|--pty --card NUMBER``
+    Play a reader of FAMILY: added by :mod:`mfdkit.cli.reader`, because it drives emulated
+    hardware (:mod:`firmware_stubs`), which nothing in this package may import.
+
 Exit codes: 0 success, 1 bad input or reader failure, 2 bad configuration (as argparse).
 """
 
@@ -65,8 +69,10 @@ _SEPARATORS = str.maketrans("", "", " \t:-")
 _WIEGAND_SEPARATORS = str.maketrans("", "", " \t:-_")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``reader`` command group to an ``add_subparsers()`` result."""
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
+             ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add the ``reader`` command group to an ``add_subparsers()`` result; returns its own
+    ``add_subparsers()`` result, for commands added from above (``emulate``)."""
     reader = subparsers.add_parser(
         "reader", help="inspect and test card readers",
         description="Inspect and test card readers: decode frames, convert and infer card "
@@ -124,6 +130,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="save the raw byte stream with timing (serial readers); replay it "
                        "with the spec replay:FILE")
     watch.set_defaults(func=cmd_watch)
+    return leaves
 
 
 def parse_em4100_value(value: str) -> bytes:
