@@ -67,14 +67,16 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from readers.adapters.serial_reader import SERIAL_FAMILIES
     from readers.codecs.card_frames import EMULATED_FAMILIES, encode_card_frames
     from readers.events import mask_card
+    from readers.numbers import wiegand
 
     family = args.family.strip().lower()
     # The device's registry says which families exist; the encoders must cover every one
     # (tests/test_reader_emulate.py), so this refuses only what the device cannot read either.
     if family not in SERIAL_FAMILIES or family not in EMULATED_FAMILIES:
         print(f"{_PROG}: unknown reader family {args.family!r}; known families: "
-              + ", ".join(sorted(set(SERIAL_FAMILIES) & set(EMULATED_FAMILIES))),
-              file=sys.stderr)
+              + ", ".join(sorted(set(SERIAL_FAMILIES) & set(EMULATED_FAMILIES)))
+              + (f" ({family} is a Wiegand format: family wiegand --wiegand {family})"
+                 if family in wiegand.FORMATS else ""), file=sys.stderr)
         return EXIT_USAGE
     try:
         card = encode_card_frames(family, args.card, wiegand_format=args.wiegand)
