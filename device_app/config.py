@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -40,7 +41,8 @@ from protocol.managed import table as _table
 from protocol.redact import redact
 from protocol.topics import check_device_id
 
-__all__ = ["MANAGED", "DeviceConfig", "EngineConfig", "Policy", "apply_push", "check_engine",
+__all__ = ["MANAGED", "DeviceConfig", "EngineConfig", "Policy", "UiConfig", "apply_push",
+           "check_engine",
            "engine_choice", "load_config", "load_credentials", "parse_config",
            "save_credentials", "to_toml", "write_private"]
 
@@ -77,6 +79,76 @@ def engine_choice(text: str) -> EngineConfig:
                       "(ipp://PRINTER/ipp/print), socket:PATH, or emulator (prints nothing)")
 
 
+#: ``ui.orientation``: the layout family; "auto" follows the screen's own aspect.
+ORIENTATIONS = ("landscape", "portrait", "auto")
+_SIZE = re.compile(r"([0-9]{3,5})x([0-9]{3,5})")
+# BCP-47 as far as a panel needs it: a language, then subtags (script, region, variant).
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+
+
+@dataclass(frozen=True, slots=True)
+class UiConfig:
+    """How the panel is shown: ``[ui]`` of device.toml (``fullscreen`` stays on DeviceConfig).
+
+    ``size`` is the window (full screen takes the display's own size); ``scale`` multiplies
+    text and controls (None: from ``dpi``, else from the screen's size); ``dpi`` is the
+    glass's pixel density, which sets the 9 mm touch-target floor; ``language`` a BCP-47 tag
+    ("" for the built-in English)."""
+
+    size: tuple[int, int] = (800, 480)
+    scale: float | None = None
+    orientation: str = "auto"
+    dpi: float | None = None
+    language: str = ""
+
+
+def parse_ui(ui: dict[str, Any], base: UiConfig) -> UiConfig:
+    """``[ui]`` keys other than ``fullscreen`` on top of ``base``; ConfigError names the key."""
+    cfg = base
+    if "size" in ui:
+        text = _expect(ui["size"], str, "ui.size")
+        match = _SIZE.fullmatch(text.strip().lower())
+        if match is None:
+            raise ConfigError(f"config key 'ui.size' = {text!r} must be WIDTHxHEIGHT in "
+                              "pixels, e.g. \"1280x800\"")
+        size = (int(match[1]), int(match[2]))
+        if not all(200 <= n <= 8192 for n in size):
+            raise ConfigError(f"config key 'ui.size' = {text!r}: each side must be "
+                              "200 to 8192 pixels")
+        cfg = replace(cfg, size=size)
+    if "scale" in ui:
+        scale = _number(ui["scale"], "ui.scale")
+        if not 0.25 <= scale <= 8:
+            raise ConfigError(f"config key 'ui.scale' = {scale} must be 0.25 to 8 "
+                              "(1 is the 800x480 design)")
+        cfg = replace(cfg, scale=scale)
+    if "dpi" in ui:
+        dpi = _number(ui["dpi"], "ui.dpi")
+        if not 50 <= dpi <= 1000:
+            raise ConfigError(f"config key 'ui.dpi' = {dpi} must be 50 to 1000 (a 7-inch "
+                              "800x480 panel is about 133)")
+        cfg = replace(cfg, dpi=dpi)
+    if "orientation" in ui:
+        orientation = _expect(ui["orientation"], str, "ui.orientation")
+        if orientation not in ORIENTATIONS:
+            raise ConfigError("config key 'ui.orientation' must be " + ", ".join(ORIENTATIONS))
+        cfg = replace(cfg, orientation=orientation)
+    if "language" in ui:
+        language = _expect(ui["language"], str, "ui.language")
+        if language and _LANGUAGE.fullmatch(language) is None:
+            raise ConfigError(f"config key 'ui.language' = {language!r} must be a BCP-47 tag "
+                              "such as \"de\", \"ja\" or \"pt-BR\"")
+        cfg = replace(cfg, language=language)
+    return cfg
+
+
+def _number(value: Any, key: str) -> float:
+    # TOML writes 2 and 2.0 differently; both mean the same here. A bool is not a number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"config key {key!r} must be a number")
+    return float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
     device_id: str
@@ -89,6 +161,7 @@ class DeviceConfig:
     policy: Policy = field(default_factory=Policy)
     engine: EngineConfig = field(default_factory=EngineConfig)
     fullscreen: bool = True
+    ui: UiConfig = field(default_factory=UiConfig)
     version: int = 0  # the version of the last pushed config applied (0: the file's own)
 
     def managed(self) -> dict[str, Any]:
@@ -137,7 +210,7 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     readers = _table(data, "readers", {"specs"})
     policy = _table(data, "policy", set(POLICY_TYPES))
     engine = _table(data, "engine", {"kind", "uri"})
-    ui = _table(data, "ui", {"fullscreen"})
+    ui = _table(data, "ui", {"fullscreen", "size", "scale", "orientation", "dpi", "language"})
     files = _table(data, "files", {"credentials", "journal"})
     if base is None:
         if "id" not in device:
@@ -170,6 +243,8 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
         cfg = replace(cfg, engine=check_engine(EngineConfig(kind, uri)))
     if "fullscreen" in ui:
         cfg = replace(cfg, fullscreen=_expect(ui["fullscreen"], bool, "ui.fullscreen"))
+    if set(ui) - {"fullscreen"}:
+        cfg = replace(cfg, ui=parse_ui(ui, cfg.ui))
     if "credentials" in files:
         cfg = replace(cfg, credentials_file=_expect(files["credentials"], str,
                                                     "files.credentials"))
@@ -233,12 +308,27 @@ def to_toml(cfg: DeviceConfig) -> str:
         "broker": broker,
         "readers": {"specs": list(cfg.readers)},
         "engine": {"kind": cfg.engine.kind, "uri": cfg.engine.uri},
-        "ui": {"fullscreen": cfg.fullscreen},
+        "ui": _ui_table(cfg),
         "files": {"credentials": Path(cfg.credentials_file).name,
                   "journal": Path(cfg.journal_file).name},
     }
     return ("# mfdkit device configuration (see docs/technician-guide.md)\n\n"
             + tomli_w.dumps(data))
+
+
+def _ui_table(cfg: DeviceConfig) -> dict[str, Any]:
+    ui = cfg.ui
+    table: dict[str, Any] = {"fullscreen": cfg.fullscreen,
+                             "size": f"{ui.size[0]}x{ui.size[1]}",
+                             "orientation": ui.orientation}
+    # TOML has no null: an automatic scale or an unknown density is simply not written.
+    if ui.scale is not None:
+        table["scale"] = ui.scale
+    if ui.dpi is not None:
+        table["dpi"] = ui.dpi
+    if ui.language:
+        table["language"] = ui.language
+    return table
 
 
 def write_private(path: str | Path, text: str) -> None:

@@ -1,23 +1,41 @@
-"""The surface a frame is drawn on, at the panel's scale, and the taps it records.
+"""The surface a frame is drawn on, at the panel's scale, and what the frame drew.
 
-Layout is designed at 800x480 (theme.DESIGN_SIZE) and scaled to the real glass; :meth:`Canvas.px`
-scales a design length, :meth:`Canvas.tap` also keeps touch targets at least MIN_TARGET high.
-Text uses pygame's built-in font unless a TrueType file is given, so no font files have to ship
-with the device. Everything tappable drawn in a frame appends a :class:`Target`; the renderer
-looks taps up in them.
+Layout is designed in *design units*: 800x480 of them is the 7-inch panel the screens were first
+drawn for, and a screen of any other size is laid out to its real width and height in the same
+units (:attr:`Canvas.width`, :attr:`Canvas.height` in pixels; :attr:`Canvas.portrait` when a
+side-by-side layout would not fit). :func:`panel_scale` says how many pixels a design unit is:
+from the glass's density when ``dpi`` is known (a finger is the same size on every panel),
+else so that the design's 480 units fill the short side; never so large that 480 units do not
+fit. :meth:`Canvas.px` scales a length, :meth:`Canvas.tap` also keeps a touch target at least
+9 mm at the panel's dpi (and never below MIN_TARGET pixels).
+
+Text is set in the Noto chain of fonts.py (every script), or pygame's built-in font if no Noto
+is installed, or one TrueType file if given. Everything drawn records itself: each text a
+:class:`~device_app.panel.tree.TextNode` (as shown, its role, rectangle, colours and container)
+and each tappable area a :class:`Target` and a :class:`~device_app.panel.tree.TargetNode`, in
+drawing order. The renderer looks taps up in the targets; tests read the tree.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import pygame
 
-from device_app.panel.text import clean_text, fit_text, wrap_text
-from device_app.panel.theme import DESIGN_SIZE, MIN_TARGET, Color
+from device_app.panel.fonts import ChainFont, Face, system_chain
+from device_app.panel.text import clean_text, fit_text, fit_text_middle, wrap_text
+from device_app.panel.theme import DESIGN_DPI, DESIGN_SIZE, MIN_TARGET, Color
+from device_app.panel.tree import Box, Node, TargetNode, TextNode
 from device_app.view import Action
+
+#: Roles set in the bold face: what the eye looks for first, and what a finger presses.
+BOLD_ROLES = frozenset({"title", "prompt", "heading", "button", "key", "banner"})
+#: A side-by-side layout needs this many design units of width; narrower glass stacks.
+PORTRAIT_BELOW = 600
 
 
 class Target(NamedTuple):
@@ -26,63 +44,205 @@ class Target(NamedTuple):
     rect: pygame.Rect
     action: Action
     job_id: str | None = None
+    label: str = ""
+
+
+def panel_scale(size: tuple[int, int], *, dpi: float | None = None,
+                scale: float | None = None) -> float:
+    """Pixels per design unit on a surface of ``size``: ``scale`` if set, else from ``dpi``,
+    else what fills the short side; capped where the design's 480 units still fit."""
+    fit = min(size) / DESIGN_SIZE[1]
+    if scale is None:
+        scale = dpi / DESIGN_DPI if dpi else fit
+    return max(0.1, min(scale, fit))
+
+
+def min_target_px(dpi: float | None) -> int:
+    """The least width and height of a touch target: 9 mm at ``dpi``, never below
+    MIN_TARGET pixels (the floor when the density is not known)."""
+    if not dpi:
+        return MIN_TARGET
+    return max(MIN_TARGET, math.ceil(dpi * 9 / 25.4))
+
+
+def _box(rect: pygame.Rect) -> Box:
+    return (rect.x, rect.y, rect.width, rect.height)
+
+
+class _Targets(list[Target]):
+    """The frame's targets. Appending one grows it to the 9 mm floor (centred, kept on the
+    glass) and records it in the tree, so a screen cannot add a target too small for a
+    finger even by appending to the list directly."""
+
+    def __init__(self, canvas: Canvas) -> None:
+        super().__init__()
+        self._canvas = canvas
+
+    def append(self, target: Target) -> None:
+        c = self._canvas
+        rect = pygame.Rect(target.rect)
+        need = c.min_target
+        if rect.width < need or rect.height < need:
+            grown = rect.inflate(max(0, need - rect.width), max(0, need - rect.height))
+            rect = grown.clamp(c.surface.get_rect())
+            target = target._replace(rect=rect)
+        super().append(target)
+        c.tree.append(TargetNode(target.action.value, target.job_id, _box(rect), target.label))
 
 
 class Canvas:
-    """One surface, its scale from the design size, a cache of fonts, and the frame's targets."""
+    """One surface, its scale, a cache of fonts, and the frame's targets and tree."""
 
-    def __init__(self, surface: pygame.Surface, font: str | os.PathLike[str] | None) -> None:
+    def __init__(self, surface: pygame.Surface, font: str | os.PathLike[str] | None = None,
+                 *, scale: float | None = None, dpi: float | None = None,
+                 orientation: str = "auto", language: str = "",
+                 chain: tuple[Face, ...] | None = None) -> None:
         self.surface = surface
-        width, height = surface.get_size()
-        self.scale = min(width / DESIGN_SIZE[0], height / DESIGN_SIZE[1])
+        self.width, self.height = surface.get_size()
+        self.dpi = dpi
+        self.scale = panel_scale((self.width, self.height), dpi=dpi, scale=scale)
+        #: The BCP-47 tag the panel speaks ("" for the built-in English).
+        self.language = language
+        if orientation == "auto":
+            self.portrait = self.width / self.scale < PORTRAIT_BELOW
+        else:
+            self.portrait = orientation == "portrait"
+        self.min_target = min_target_px(dpi)
         self._font_file = None if font is None else os.fspath(font)
-        self._fonts: dict[int, pygame.font.Font] = {}
+        self._chains = (chain, chain) if chain is not None else None
+        self._fonts: dict[tuple[int, bool], pygame.font.Font] = {}
+        self._fits: dict[tuple[str, int, bool, int, str], str] = {}
         #: Everything tappable in the frame being drawn, in drawing order.
-        self.targets: list[Target] = []
+        self.targets: list[Target] = _Targets(self)
+        #: Everything the frame drew, in drawing order (texts and targets).
+        self.tree: list[Node] = []
+        #: Strings that are names (job names), shortened in the middle wherever drawn.
+        self.names: frozenset[str] = frozenset()
+
+    def begin_frame(self, names: frozenset[str] = frozenset()) -> None:
+        """Forget the last frame's targets and tree."""
+        self.tree = []
+        self.targets = _Targets(self)
+        self.names = names
+
+    @property
+    def effective_dpi(self) -> float:
+        """The density the glass is taken to have: as configured, else the design's."""
+        return self.dpi or DESIGN_DPI * self.scale
 
     def px(self, n: float) -> int:
         """A design length in pixels of this surface, never zero."""
         return max(1, round(n * self.scale))
 
     def tap(self, n: float) -> int:
-        """A design length for something a finger hits: scaled, but never below MIN_TARGET."""
-        return max(MIN_TARGET, self.px(n))
+        """A design length for something a finger hits: scaled, but never below 9 mm."""
+        return max(self.min_target, self.px(n))
 
-    def font(self, size: int) -> pygame.font.Font:
+    def font(self, size: int, bold: bool = False) -> pygame.font.Font:
         px = max(8, round(size * self.scale))
-        font = self._fonts.get(px)
+        font = self._fonts.get((px, bold))
         if font is None:
-            font = self._fonts[px] = pygame.font.Font(self._font_file, px)
+            if self._font_file is not None:
+                font = pygame.font.Font(self._font_file, round(px * 0.6875))
+            else:
+                if self._chains is None:
+                    self._chains = (system_chain(False), system_chain(True))
+                font = ChainFont(self._chains[1 if bold else 0], px)
+            self._fonts[(px, bold)] = font
         return font
 
-    def text(self, text: str, size: int, color: Color, max_width: int | None = None,
+    def shorten(self, text: str, size: int, max_width: int, *, bold: bool = False,
+                middle: bool = False) -> str:
+        """``text`` cut to ``max_width`` (cached: rows redraw every frame): at the end, or in
+        the middle for names."""
+        key = (text, size, bold, max_width, "m" if middle else "e")
+        shown = self._fits.get(key)
+        if shown is None:
+            font = self.font(size, bold)
+            shown = (fit_text_middle if middle else fit_text)(font, text, max_width)
+            if len(self._fits) > 4096:
+                self._fits.clear()
+            self._fits[key] = shown
+        return shown
+
+    def text(self, text: str, size: int, color: Color, max_width: int | None = None, *,
+             role: str | None = None, bold: bool | None = None, middle: bool | None = None,
+             box: pygame.Rect | None = None, bg: Color | None = None, source: str | None = None,
              **anchor: tuple[int, int]) -> pygame.Rect:
         """One line of text placed by a pygame.Rect anchor (``center=``, ``topleft=``...), cut
-        with an ellipsis to ``max_width``; returns where it was drawn."""
-        font = self.font(size)
-        shown = clean_text(text) if max_width is None else fit_text(font, text, max_width)
+        with an ellipsis to ``max_width`` (in the middle for names); returns where it was
+        drawn. ``role`` (tree.ROLES) names what it is for, ``box`` the container it must stay
+        in (default: its ``max_width`` column), ``bg`` the colour under it (default: read off
+        the surface)."""
+        is_name = text in self.names
+        role = role or ("row" if is_name else "body")
+        bold = role in BOLD_ROLES if bold is None else bold
+        middle = is_name if middle is None else middle
+        font = self.font(size, bold)
+        if max_width is None:
+            shown = clean_text(text)
+        else:
+            shown = self.shorten(text, size, max(0, max_width), bold=bold, middle=middle)
         image = font.render(shown, True, color)
         rect = image.get_rect(**anchor)
+        if bg is None:
+            bg = self._ground(rect)
         self.surface.blit(image, rect)
+        self.tree.append(TextNode(shown, text if source is None else source, role, _box(rect),
+                                  tuple(color)[:3],  # type: ignore[arg-type]
+                                  bg, self._container(rect, max_width, box, anchor),
+                                  round(size * self.scale * 0.6875), bold))
         return rect
 
+    def _ground(self, rect: pygame.Rect) -> Color:
+        """The colour most of ``rect`` is painted in before the text goes on."""
+        area = rect.clip(self.surface.get_rect())
+        if area.width <= 0 or area.height <= 0:
+            return tuple(self.surface.get_at((0, 0)))[:3]  # type: ignore[return-value]
+        points = [area.center, (area.left + area.width // 5, area.centery),
+                  (area.right - 1 - area.width // 5, area.centery),
+                  (area.centerx, area.top + area.height // 5),
+                  (area.centerx, area.bottom - 1 - area.height // 5)]
+        seen = Counter(tuple(self.surface.get_at(p))[:3] for p in points)
+        return seen.most_common(1)[0][0]  # type: ignore[return-value]
+
+    def _container(self, rect: pygame.Rect, max_width: int | None, box: pygame.Rect | None,
+                   anchor: dict[str, tuple[int, int]]) -> Box:
+        if box is not None:
+            return _box(pygame.Rect(box))
+        if max_width is None:
+            return (0, 0, self.width, self.height)
+        (name, (x, _y)), = anchor.items() if len(anchor) == 1 else (("center", rect.center),)
+        if name in ("topleft", "midleft", "bottomleft", "left"):
+            left = x
+        elif name in ("topright", "midright", "bottomright", "right"):
+            left = x - max_width
+        else:
+            left = x - max_width // 2
+        return (left, 0, max_width, self.height)
+
     def lines(self, text: str, size: int, color: Color, center_x: int, top: int,
-              max_width: int, max_lines: int, left: int | None = None) -> int:
+              max_width: int, max_lines: int, left: int | None = None, *,
+              role: str = "body", bold: bool | None = None) -> int:
         """Wrapped text, centred on ``center_x`` or flush with ``left``; returns the y below it."""
-        font = self.font(size)
+        bold = role in BOLD_ROLES if bold is None else bold
+        font = self.font(size, bold)
         y = top
         for line in wrap_text(font, text, max_width, max_lines):
             if left is None:
-                self.text(line, size, color, midtop=(center_x, y))
+                self.text(line, size, color, max_width, role=role, bold=bold, source=text,
+                          midtop=(center_x, y))
             else:
-                self.text(line, size, color, topleft=(left, y))
+                self.text(line, size, color, max_width, role=role, bold=bold, source=text,
+                          topleft=(left, y))
             y += font.get_linesize()
         return y
 
-    def fitting_size(self, text: str, sizes: Sequence[int], max_width: int) -> int:
+    def fitting_size(self, text: str, sizes: Sequence[int], max_width: int,
+                     bold: bool = False) -> int:
         """The largest of ``sizes`` at which ``text`` fits on one line (else the smallest, where
         it will be cut): long titles shrink a little before they lose words."""
         for size in sizes:
-            if self.font(size).size(clean_text(text))[0] <= max_width:
+            if self.font(size, bold).size(clean_text(text))[0] <= max_width:
                 return size
         return sizes[-1]

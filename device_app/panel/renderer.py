@@ -13,8 +13,10 @@ Between frames the renderer keeps only what belongs to the glass, not to the ses
 list's scroll offset (screens/jobs.py) and the keyboards' Shift and A-Z (keyboard.py). A tap on
 those is answered here and never reaches the session.
 
-Layout is designed at 800x480 and scaled to other sizes, but touch targets never shrink below
-48 px (canvas.py).
+Layout is designed in 800x480 design units and laid out to the surface's real width and height
+(stacked where side by side does not fit); touch targets never shrink below 9 mm at the panel's
+dpi (canvas.py). Each frame also leaves a draw tree (:attr:`PanelRenderer.tree`): every text as
+shown with its role, rectangle, colours and container, and every target, as plain data.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from device_app.panel.screens import (
     releasing,
 )
 from device_app.panel.theme import BG, DESIGN_SIZE
+from device_app.panel.tree import Node
 from device_app.view import Action, PanelView, Screen
 
 
@@ -50,10 +53,13 @@ class PanelRenderer:
     """
 
     def __init__(self, target: pygame.Surface | tuple[int, int] = DESIGN_SIZE,
-                 font: str | os.PathLike[str] | None = None) -> None:
+                 font: str | os.PathLike[str] | None = None, *, scale: float | None = None,
+                 dpi: float | None = None, orientation: str = "auto",
+                 language: str = "") -> None:
         pygame.font.init()
         self.surface = target if isinstance(target, pygame.Surface) else pygame.Surface(target)
-        self._canvas = Canvas(self.surface, font)
+        self._canvas = Canvas(self.surface, font, scale=scale, dpi=dpi, orientation=orientation,
+                              language=language)
         self._jobs = jobs.JobList()
         self._keyboard = Keyboard()
         painters: dict[Screen, Callable[[Canvas, PanelView, float], None]] = {
@@ -85,7 +91,9 @@ class PanelRenderer:
         self._jobs.follow(view)
         self._keyboard.belongs_to(
             view.entry.kind if view.screen is Screen.ENTRY and view.entry else None)
-        self._canvas.targets = []
+        # Job names are shortened in the middle wherever a screen draws them (canvas.py).
+        names = frozenset(j.name for j in view.jobs) | frozenset(p.name for p in view.progress)
+        self._canvas.begin_frame(names)
         self.surface.fill(BG)
         self._painters[view.screen](self._canvas, view, now)
 
@@ -107,6 +115,16 @@ class PanelRenderer:
         """Move the job list a page for SCROLL_UP/SCROLL_DOWN. True if the list moved (draw
         again to show it); False for any other action or at either end."""
         return self._jobs.page(action)
+
+    @property
+    def canvas(self) -> Canvas:
+        """The canvas frames are drawn with: its scale, dpi and whether it lays out portrait."""
+        return self._canvas
+
+    @property
+    def tree(self) -> list[Node]:
+        """What the last frame drew, in drawing order: texts and targets as plain data."""
+        return list(self._canvas.tree)
 
     @property
     def targets(self) -> tuple[Target, ...]:

@@ -75,6 +75,32 @@ def fit_text_tail(font: pygame.font.Font, text: str, max_width: int) -> str:
     return ELLIPSIS + text[len(text) - lo :] if lo else ELLIPSIS
 
 
+def fit_text_middle(font: pygame.font.Font, text: str, max_width: int) -> str:
+    """``text`` cut in the *middle* to fit ``max_width``: the start and the end are kept, so
+    "Report 2026-Q3 final.pdf" and "Report 2026-Q4 final.pdf" stay apart and the extension
+    stays in view. Half of what fits is the end, the other half the start."""
+    text = clean_text(text)
+    if font.size(text)[0] <= max_width:
+        return text
+    if font.size(ELLIPSIS)[0] > max_width:
+        return ""
+
+    def cut(kept: int) -> str:
+        tail = kept // 2
+        head = kept - tail
+        return text[:head].rstrip() + ELLIPSIS + (text[len(text) - tail:].lstrip() if tail
+                                                   else "")
+
+    lo, hi = 0, len(text) - 1  # the most characters kept that still fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if font.size(cut(mid))[0] <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return cut(lo)
+
+
 def wrap_text(font: pygame.font.Font, text: str, max_width: int, max_lines: int) -> list[str]:
     """``text`` broken at spaces into at most ``max_lines`` lines that each fit ``max_width``;
     what does not fit ends in an ellipsis."""

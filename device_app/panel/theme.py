@@ -13,6 +13,9 @@ from device_app.view import Tone
 Color = tuple[int, int, int]
 
 DESIGN_SIZE = (800, 480)
+#: The pixel density the design was drawn at (a 7-inch 800x480 panel): at this dpi one design
+#: unit is one pixel, and 48 units are 9 mm, a fingertip.
+DESIGN_DPI = 135.0
 #: The smallest height of anything a finger has to hit (a fingertip is 8-10 mm).
 MIN_TARGET = 48
 
