@@ -31,6 +31,14 @@ def machine() -> dict[str, Any]:
             "system": f"{platform.system()} {platform.release()}", "broker": mosquitto}
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``1280x800``) for ``--size``; argparse reports the ValueError."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) <= 0 or int(h) <= 0:
+        raise ValueError(f"size must be WIDTHxHEIGHT, e.g. 1280x800, got {text!r}")
+    return int(w), int(h)
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     if not ordered:
