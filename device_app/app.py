@@ -14,17 +14,17 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from device_app.ports import CloudLink, PrintEngine, Reply
 from device_app.printing.journal import Journal
 from device_app.printing.release import Printer
-from device_app.session import Policy, PrintJob, Send, SessionMachine
+from device_app.session import Detach, Policy, PrintJob, Send, SessionMachine
 from device_app.session import events as ev
 from device_app.view import Action, PanelView
 from protocol import messages as m
 from protocol.engine import EngineState
-from protocol.errors import MfdError
+from protocol.errors import MfdError, ProtocolError
 from readers.events import CardRead, CardReader
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,17 @@ class ReleaseQueue(Protocol):
 
     def link_back(self) -> None: ...
 
+    def detach(self, release_id: str) -> None:
+        """The user walked away: the release's outcomes go to the cloud without the session."""
+
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Notified(Protocol):
+    """A link that hears the cloud's notices on the device's ``.../notify`` topic (link.py's)."""
+
+    on_notify: Callable[[bytes], None] | None
 
 
 def random_request_id() -> str:
@@ -81,6 +91,8 @@ class DeviceApp:
         self.transcript: deque[str] = deque(maxlen=TRANSCRIPT_LINES)
         self._seq = itertools.count(1)
         link.on_connection = self.on_link
+        if isinstance(link, Notified):
+            link.on_notify = self.notified
         if not link.connected:
             self.events.put(ev.LinkChanged(False))
 
@@ -98,6 +110,17 @@ class DeviceApp:
         if up:
             self.printer.link_back()
         self.events.put(ev.LinkChanged(up))
+
+    def notified(self, payload: bytes) -> None:
+        """A notice from the cloud on ``.../notify`` (any thread). One that does not decode is
+        dropped with a log line: it names nothing, so nothing is lost but a prompt to re-list."""
+        try:
+            m.decode_notification(payload)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed notice from the cloud: %s (%s)", exc.message,
+                        exc.code)
+            return
+        self.events.put(ev.JobsChanged())
 
     def enter_code(self, code: str) -> None:
         self.events.put(ev.CodeEntered(code))
@@ -154,18 +177,25 @@ class DeviceApp:
     def _feed(self, event: ev.Event) -> bool:
         """The one place the machine is driven: every effect of every ``handle`` call runs
         here, so no request the machine counts as pending is ever left unsent."""
-        before = self.machine.state
-        effects = self.machine.handle(event)
+        sm = self.machine
+        before = sm.state
+        shown = (sm.logout_in, sm.flash)
+        effects = sm.handle(event)
         jobs = [e for e in effects if isinstance(e, PrintJob)]
         if jobs:
             self.printer.submit_all(jobs)  # a release's jobs in one journal commit
         for effect in effects:
+            if isinstance(effect, Detach):
+                # Before the logout's Send below: the outcomes are the printer's to report now.
+                self.printer.detach(effect.release_id)
+        for effect in effects:
             if isinstance(effect, Send):
                 self._send(effect)
-        if self.machine.state != before:
-            self.transcript.append(f"{before.value} -> {self.machine.state.value}"
+        if sm.state != before:
+            self.transcript.append(f"{before.value} -> {sm.state.value}"
                                    f" on {type(event).__name__}")
-        return bool(effects) or self.machine.state != before
+        # A countdown's second or a flash that faded changes the panel without a move.
+        return bool(effects) or sm.state != before or (sm.logout_in, sm.flash) != shown
 
     def _poll_engine(self, now: float) -> bool:
         # The engine's state decides whether a release may start (a jam refuses it up front).

@@ -101,6 +101,9 @@ class MqttCloudLink:
         self.on_connection = on_connection
         #: Called on paho's thread with each payload on the device's cmd topic (a config push).
         self.on_command = on_command
+        #: Called on paho's thread with each payload on the device's notify topic (the cloud's
+        #: "your user's jobs changed"); the app sets it (device_app/app.py).
+        self.on_notify: Callable[[bytes], None] | None = None
         self.connected = False
         self.epoch = 0
         #: The print engine's kind, reported in the "online" status: a device on the emulated
@@ -114,6 +117,7 @@ class MqttCloudLink:
         self._req = topics.request_topic(device_id)
         self._status = topics.status_topic(device_id)
         self._cmd = topics.command_topic(device_id)
+        self._notify = topics.notify_topic(device_id)
         self._events = topics.events_topic(device_id)
         # MQTT 5, no Nagle, mqtts verified against the site's CA, jittered reconnects.
         c = new_client(device_id, broker.username or device_id, broker.password,
@@ -173,6 +177,7 @@ class MqttCloudLink:
             return
         client.subscribe(self._resp, qos=1)
         client.subscribe(self._cmd, qos=1)
+        client.subscribe(self._notify, qos=0)
         # After the subscriptions (the broker keeps the order): what was in flight when the
         # connection dropped is asked again, so its stored answer comes back on this one.
         self._resend(lambda p: True)
@@ -207,6 +212,10 @@ class MqttCloudLink:
         if msg.topic == self._cmd:
             if self.on_command is not None:
                 self.on_command(bytes(msg.payload))
+            return
+        if msg.topic == self._notify:
+            if self.on_notify is not None:
+                self.on_notify(bytes(msg.payload))
             return
         corr = getattr(msg.properties, "CorrelationData", None) if msg.properties else None
         if corr is None:

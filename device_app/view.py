@@ -35,6 +35,10 @@ class JobProgress:
     name: str
     state: str  # "waiting", "printing", "printed", "failed"
     detail: str = ""
+    #: The job's pages (0: not known), and how many the engine says it printed (None: it
+    #: does not say).
+    pages: int = 0
+    pages_done: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,14 @@ class PanelView:
     can_type_password: bool = True
     #: Why the printer cannot print now (shown as a banner on the job list), or "".
     engine_problem: str = ""
+    #: Every loaded job is selected (the list offers "Deselect all").
+    all_selected: bool = False
+    #: Why the list is empty (or shorter than the user may expect), a line each.
+    empty_reasons: tuple[str, ...] = ()
+    #: The idle logout is near: what to say ("Logging out in 10 s: touch to stay"), or "".
+    countdown: str = ""
+    #: The releasing screen offers "Done, log me out": printing goes on without the user.
+    can_walk_away: bool = False
 
 
 class Action(StrEnum):
@@ -120,3 +132,6 @@ class Action(StrEnum):
     SWITCH_ENTRY = "switch_entry"  # entry screen: code <-> username + password
     FOCUS = "focus"  # entry screen: focus the field named in job_id
     KEY = "key"  # a key on the on-screen keypad/keyboard; the key is in job_id
+    REFRESH = "refresh"  # job list: fetch it again
+    STAY = "stay"  # the idle logout's countdown: touch to stay
+    WALK_AWAY = "walk_away"  # releasing: "Done, log me out" (printing goes on)

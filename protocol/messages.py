@@ -241,6 +241,14 @@ class JobList(Result):
     jobs: tuple[JobSummary, ...]
     total: int = field(metadata=spec(minimum=0))
     offset: int = field(default=0, metadata=spec(minimum=0))
+    # Why jobs the user may expect are not on the list (optional: older peers leave them out).
+    #: The user's jobs that expired unreleased within the last hold period...
+    expired: int = field(default=0, metadata=spec(minimum=0))
+    #: ...and that hold period, in hours (0: not said).
+    hold_hours: float = field(default=0.0, metadata=spec(minimum=0))
+    #: Jobs waiting from a computer of the user's that is not linked yet (they are not held
+    #: for the user until it is).
+    unlinked: int = field(default=0, metadata=spec(minimum=0))
 
 
 @_message
@@ -299,6 +307,33 @@ class ConfigAck(Message):
     version: int = field(metadata=spec(minimum=1, maximum=2**31 - 1))
     applied: bool
     reason: str = field(default="", metadata=spec(max_len=500))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class JobsChanged(Message):
+    """Published by the cloud on ``.../notify`` of the one device where the owner of a job that
+    just became HELD is signed in: "fetch the list again". It names no user, no job and no
+    count on purpose: whoever is signed in there when it lands can only re-list their own jobs,
+    so a notice that crosses a logout tells the next user nothing. Not retained, QoS 0: a
+    notice missed is a list a tap on Refresh (or the next login) brings."""
+
+    TYPE: ClassVar[str] = "jobs.changed"
+    KIND: ClassVar[str] = "notify"
+
+
+#: What the cloud may publish on ``.../notify``, by wire type.
+NOTIFICATIONS: dict[str, type[JobsChanged]] = {JobsChanged.TYPE: JobsChanged}
+
+
+def decode_notification(data: bytes) -> JobsChanged:
+    """A notice from ``.../notify``, or ProtocolError naming what is wrong."""
+    obj = _parse(data, MAX_REQUEST_BYTES)
+    cls = NOTIFICATIONS.get(obj["type"])
+    if cls is None:
+        raise ProtocolError(f"unknown notification type {obj['type']!r}",
+                            code=ErrorCode.UNKNOWN_TYPE, field="type")
+    return from_object(cls, obj)
 
 
 def decode_event(data: bytes) -> ConfigAck:

@@ -16,7 +16,7 @@ from typing import TypedDict
 from protocol.errors import ErrorCode, ProtocolError
 
 PREFIX = "mfd/v1/dev"
-LEAVES = ("req", "resp", "status", "cmd", "events")
+LEAVES = ("req", "resp", "status", "cmd", "events", "notify")
 
 #: Cloud workers share one subscription so that adding workers spreads the load.
 CLOUD_SHARE_GROUP = "cloud"
@@ -83,6 +83,12 @@ def events_topic(device_id: str) -> str:
     return f"{PREFIX}/{check_device_id(device_id)}/events"
 
 
+def notify_topic(device_id: str) -> str:
+    """Where the cloud tells one device that its signed-in user's jobs changed (read only by
+    that device: its role names it, and no other device's)."""
+    return f"{PREFIX}/{check_device_id(device_id)}/notify"
+
+
 def parse_device_topic(topic: str) -> tuple[str, str]:
     """Split ``mfd/v1/dev/<id>/<leaf>`` into ``(id, leaf)``; anything else is a ProtocolError."""
     parts = topic.split("/")
@@ -100,7 +106,7 @@ def parse_device_topic(topic: str) -> tuple[str, str]:
 # group and black-hole its share of every device's requests. dynsec checks subscriptions against
 # their own ACLs (the ``$share/<group>/`` prefix included) with a default deny.
 # Mosquitto 2.0's dynsec matches ACL topics literally (no ``%u``), so each device gets a role of
-# its own that names its own five topics; the account writer creates it with the device.
+# its own that names its own six topics; the account writer creates it with the device.
 # These functions are the one source of truth for what each account may do: the simulator's
 # broker, ``mfd admin broker-acl`` and the account writer (cloud/broker_accounts.py) use them.
 
@@ -140,10 +146,10 @@ def device_role_name(device_id: str) -> str:
 
 def device_role(device_id: str) -> DynsecRole:
     """The dynsec role of one device: write its own req/status/events, subscribe to and receive
-    its own resp/cmd/status (a device reads back its retained status); nothing else. Literal
-    subscriptions only: no wildcard, no shared subscription."""
+    its own resp/cmd/status/notify (a device reads back its retained status); nothing else.
+    Literal subscriptions only: no wildcard, no shared subscription."""
     writes = [f"{PREFIX}/{device_id}/{leaf}" for leaf in ("req", "status", "events")]
-    reads = [f"{PREFIX}/{device_id}/{leaf}" for leaf in ("resp", "cmd", "status")]
+    reads = [f"{PREFIX}/{device_id}/{leaf}" for leaf in ("resp", "cmd", "status", "notify")]
     return {"rolename": device_role_name(device_id),
             "acls": [_acl("publishClientSend", t) for t in writes]
             + [_acl("subscribeLiteral", t) for t in reads]

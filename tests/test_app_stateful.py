@@ -46,7 +46,7 @@ from device_app.session import (
     PrintJob,
     State,
 )
-from device_app.view import Action
+from device_app.view import Action, Screen
 from protocol import messages as m
 from protocol.engine import EngineState
 from protocol.errors import LinkError, MfdError, RemoteError
@@ -82,7 +82,9 @@ SCREEN_TAPS: dict[State, list[tuple[Tap, ...]]] = {
                  ((Action.OPTIONS, None), (Action.TOGGLE_DUPLEX, None), (Action.RELEASE, None)),
                  ((Action.DELETE, None),), ((Action.DELETE, None), (Action.CONFIRM, None)),
                  ((Action.LOAD_MORE, None),), ((Action.LOGOUT, None),), ((Action.RETRY, None),),
-                 ((Action.SELECT_ALL, None),)],
+                 ((Action.SELECT_ALL, None),), ((Action.REFRESH, None),),
+                 ((Action.DISMISS, None),), ((Action.STAY, None),)],
+    State.RELEASING: [((Action.WALK_AWAY, None),)],
     State.OPTIONS: [((Action.TOGGLE_GRAYSCALE, None),), ((Action.COPIES_UP, None),),
                     ((Action.RELEASE, None),), ((Action.CANCEL, None),)],
     State.CONFIRM_DELETE: [((Action.CONFIRM, None),), ((Action.CANCEL, None),)],
@@ -112,6 +114,8 @@ class HandingPrinter:
         self.engine = engine
         self.report = report
         self.on_submit = on_submit
+        #: Releases the user walked away from: their outcomes are the printer's to report.
+        self.detached: set[str] = set()
 
     def submit_all(self, effects: Iterable[PrintJob]) -> None:
         for effect in effects:
@@ -131,6 +135,9 @@ class HandingPrinter:
 
     def link_back(self) -> None:
         pass
+
+    def detach(self, release_id: str) -> None:
+        self.detached.add(release_id)
 
     def close(self) -> None:
         pass
@@ -320,6 +327,17 @@ class AppMachine(RuleBasedStateMachine):
             self.link.bound_passes()
         self.drain()
 
+    @rule(what=st.sampled_from(["jobs.changed", "garbage"]), extra=st.booleans())
+    def cloud_notifies(self, what: str, extra: bool) -> None:
+        # A job arrived for whoever is signed in (it names nobody), or a notice that does not
+        # decode (dropped with a log line). Sometimes the cloud did add a job meanwhile.
+        token = self.app.machine.session_token
+        if extra and token in self.cloud.held:
+            self.cloud.held[token].insert(0, f"{token}.j{next(self.cloud.ids)}")
+        self.app.notified(m.encode(m.JobsChanged()) if what == "jobs.changed"
+                          else b'{"v":1,"type":"jobs.changed","x":\xff}')
+        self.drain()
+
     # ------------------------------------------------------------ the engine and the clock
 
     @rule(index=st.integers(0, 7),
@@ -381,6 +399,13 @@ class AppMachine(RuleBasedStateMachine):
     @invariant()
     def no_job_is_handed_to_the_engine_twice(self) -> None:
         assert len(self.engine.handed) == len(set(self.engine.handed)), self.engine.handed
+
+    @invariant()
+    def only_a_signed_in_user_is_counted_down_or_told_what_happened(self) -> None:
+        view = self.app.view()
+        if self.app.machine.session_token is None:
+            assert view.countdown == "", view
+            assert view.screen is not Screen.IDLE or view.message == "", view
 
     @invariant()
     def idle_means_no_session(self) -> None:

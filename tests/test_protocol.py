@@ -56,7 +56,9 @@ results = st.one_of(
         expires_in=nonneg, note=text(max_size=200))),
     st.tuples(st.just("jobs.list"), st.builds(
         p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
-        offset=nonneg)),
+        offset=nonneg, expired=nonneg,
+        hold_hours=st.floats(0, 10_000, allow_nan=False, allow_infinity=False),
+        unlinked=nonneg)),
     st.tuples(st.just("jobs.release"), st.builds(
         p.ReleaseResult, release_id=ids, jobs=st.lists(released_job, max_size=5).map(tuple))),
     st.tuples(st.just("jobs.document"), st.builds(
@@ -229,7 +231,7 @@ device_ids = st.from_regex(topics.DEVICE_ID_RE, fullmatch=True)
 
 @given(device_ids)
 def test_a_device_role_names_only_its_own_topics(device_id: str) -> None:
-    """dynsec matches ACL topics literally: a device's role grants its own five topics by name,
+    """dynsec matches ACL topics literally: a device's role grants its own six topics by name,
     subscriptions literal only, no wildcard, no shared subscription, nothing else."""
     role = topics.device_role(device_id)
     assert role["rolename"] == topics.DEVICE_ROLE_PREFIX + device_id
@@ -240,9 +242,11 @@ def test_a_device_role_names_only_its_own_topics(device_id: str) -> None:
                       ("publishClientSend", own + "events"),
                       ("subscribeLiteral", own + "resp"), ("subscribeLiteral", own + "cmd"),
                       ("subscribeLiteral", own + "status"),
+                      ("subscribeLiteral", own + "notify"),
                       ("publishClientReceive", own + "resp"),
                       ("publishClientReceive", own + "cmd"),
-                      ("publishClientReceive", own + "status")}
+                      ("publishClientReceive", own + "status"),
+                      ("publishClientReceive", own + "notify")}
     assert not any(c in str(t) for _k, t in grants for c in "+#$%")
 
 
@@ -292,7 +296,7 @@ hostile_values = st.recursive(
     max_leaves=8)
 FIELD_NAMES = sorted({i.name for schema in messages._SCHEMAS.values() for i in schema}
                      | {"extra"})
-TYPES = [*sorted(messages.REQUESTS), "status", "config.ack"]
+TYPES = [*sorted(messages.REQUESTS), "status", "config.ack", "jobs.changed"]
 
 
 @st.composite
@@ -327,7 +331,8 @@ def _check_error_answer_encodes(data: bytes, exc: ProtocolError) -> None:
 @given(hostile_payloads())
 def test_hostile_payloads_decode_or_raise_the_protocol_error_and_the_answer_encodes(
         data: bytes) -> None:
-    for decode in (p.decode_request, p.decode_status, messages.decode_event):
+    for decode in (p.decode_request, p.decode_status, messages.decode_event,
+                   messages.decode_notification):
         try:
             msg = decode(data)
         except ProtocolError as exc:
@@ -351,7 +356,8 @@ def test_one_hostile_field_in_an_otherwise_good_message(kind: str, name: str,
     }
     base = bases.get(kind, {})
     data = json.dumps({"v": 1, "type": kind, **base, name: value}).encode()
-    for decode in (p.decode_request, p.decode_status, messages.decode_event):
+    for decode in (p.decode_request, p.decode_status, messages.decode_event,
+                   messages.decode_notification):
         try:
             msg = decode(data)
         except ProtocolError as exc:
@@ -428,3 +434,20 @@ def test_hostile_answers_give_a_result_a_remote_error_or_a_protocol_error(
         assert exc.code in {c.value for c in ErrorCode}
     else:
         assert p.decode_response(p.encode_result(result, answering), answering) == result
+
+
+def test_a_jobs_changed_notice_names_nobody_and_round_trips() -> None:
+    notice = messages.JobsChanged()
+    wire = p.encode(notice)
+    assert messages.decode_notification(wire) == notice
+    # Only the envelope travels: no user, job name or count to a device where they are not.
+    assert json.loads(wire) == {"v": 1, "type": "jobs.changed"}
+    assert topics.notify_topic("copier-1") == "mfd/v1/dev/copier-1/notify"
+    assert topics.parse_device_topic("mfd/v1/dev/copier-1/notify") == ("copier-1", "notify")
+
+
+def test_an_older_list_answer_without_the_why_fields_still_decodes() -> None:
+    old = b'{"v":1,"type":"jobs.list","ok":true,"jobs":[],"total":0}'
+    listed = p.decode_response(old, "jobs.list")
+    assert isinstance(listed, p.JobList)
+    assert (listed.expired, listed.hold_hours, listed.unlinked) == (0, 0.0, 0)

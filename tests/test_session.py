@@ -155,11 +155,16 @@ def test_another_badge_logs_the_first_user_out_and_the_second_in() -> None:
     assert sm.state is State.IDENTIFYING
 
 
-def test_the_same_badge_again_keeps_the_session() -> None:
+def test_the_same_badge_again_keeps_the_session_and_refreshes_the_list() -> None:
     sm = machine()
     logged_in(sm)
-    assert sm.handle(CardPresented("111")) == []
-    assert sm.state is State.JOBS
+    sm.handle(Tapped(Action.SELECT, "j1"))
+    again = sent(sm.handle(CardPresented("111")))
+    assert isinstance(again.request, m.ListJobs) and again.request.session == "tok"
+    assert sm.state is State.JOBS  # no logout, no busy screen: the list stays on show
+    sm.handle(Answered(again.tag, m.JobList((job(9), job(1)), 2)))
+    v = sm.view()
+    assert [j.job_id for j in v.jobs] == ["j9", "j1"] and v.selected == {"j1"}
 
 
 def test_a_badge_while_printing_is_ignored() -> None:

@@ -209,6 +209,12 @@ class Printer:
 
     # ------------------------------------------------------------ the printer thread
 
+    def detach(self, release_id: str) -> None:
+        """The user walked away from ``release_id`` ("Done, log me out"): its jobs print on,
+        and each outcome goes to the cloud from here (the journal's report), not through the
+        session, which is gone. An outcome the session was told but never sent goes now."""
+        self._reports.detach(release_id)
+
     def link_back(self) -> None:
         """The connection to the cloud came back: the reports that did not get through are
         due now, not up to ``retry_interval`` later (their jobs wait RELEASING meanwhile)."""

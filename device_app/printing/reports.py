@@ -158,6 +158,22 @@ class Reports:
                     self._last_try[key] = float("-inf")
             self.next_retry = float("-inf")
 
+    def detach(self, release_id: str) -> None:
+        """The session let go of ``release_id``: its jobs are no longer "mine" (``tell`` sends
+        their outcomes straight to the cloud), and an outcome already handed to the session,
+        which may never have sent it, is sent now (a repeat carries the same request id)."""
+        with self._lock:
+            keys = {k for k in self.mine if k[0] == release_id}
+            self.mine -= keys
+        for key in sorted(keys):
+            try:
+                entry = self.journal.get(*key)
+            except JournalError as exc:
+                log.error("journal unreadable while detaching %s: %s", key, exc)
+                continue
+            if entry is not None and entry.state in (JournalState.PRINTED, JournalState.FAILED):
+                self._send(entry)  # not if its report is on its way already (``_send``)
+
     def tell(self, key: Key, ok: bool, detail: str) -> None:
         """A journaled outcome, to the session if it is its job, else to the cloud."""
         with self._lock:

@@ -4,7 +4,7 @@ table-driven machine between them (``machine``, its handlers by phase in ``ways_
 docs/session-states.md is its diagram, drawn from the table (``diagram``)."""
 
 from device_app.session.base import Next
-from device_app.session.effects import Effect, PrintJob, Send
+from device_app.session.effects import Detach, Effect, PrintJob, Send
 from device_app.session.events import (
     Answered,
     CardPresented,
@@ -13,8 +13,10 @@ from device_app.session.events import (
     Event,
     Failed,
     JobDone,
+    JobsChanged,
     KeyPressed,
     LinkChanged,
+    PagesPrinted,
     Tapped,
     Tick,
 )
@@ -23,8 +25,8 @@ from device_app.session.presenter import NOTICES
 from device_app.session.state import Kind, Node, Policy, State
 
 __all__ = [
-    "NOTICES", "TRANSITIONS", "Answered", "CardPresented", "CodeEntered", "Effect",
-    "EngineChanged", "Event", "Failed", "JobDone", "KeyPressed", "Kind", "LinkChanged", "Next",
-    "Node", "Policy", "PrintJob", "Rule", "Send", "SessionMachine", "State", "Tapped", "Tick",
-    "TransitionError",
+    "NOTICES", "TRANSITIONS", "Answered", "CardPresented", "CodeEntered", "Detach", "Effect",
+    "EngineChanged", "Event", "Failed", "JobDone", "JobsChanged", "KeyPressed", "Kind",
+    "LinkChanged", "Next", "Node", "PagesPrinted", "Policy", "PrintJob", "Rule", "Send",
+    "SessionMachine", "State", "Tapped", "Tick", "TransitionError",
 ]

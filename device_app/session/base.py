@@ -10,13 +10,14 @@ table decides which of them runs and where each may lead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from device_app.session.effects import Effect, Send
 from device_app.session.entry import Entry, new_entry
 from device_app.session.events import Failed
-from device_app.session.state import Flash, Kind, Node, Notice, Policy, Release
+from device_app.session.state import Flash, Kind, Node, Notice, Policy, Release, WhyEmpty
 from device_app.view import OptionsView
 from protocol import messages as m
 from protocol.engine import EngineState
@@ -63,6 +64,8 @@ class MachineBase:
         self._session: str | None = None
         self._card: str | None = None
         self._more_pending = False
+        # When the flash over the list fades (0: not shown yet; it starts when the list shows).
+        self._flash_until = 0.0
         # What the presenter reads (device_app/session/presenter.py); only handlers write it.
         self.notice = Notice("")
         self.user = ""
@@ -73,6 +76,11 @@ class MachineBase:
         self.options = OptionsView()
         self.release: Release | None = None
         self.flash: Flash = None
+        self.why_empty = WhyEmpty()
+        #: The last attempt to fetch the list again could not reach the print service.
+        self.unreachable = False
+        #: Whole seconds to the idle logout while its countdown shows, else None.
+        self.logout_in: int | None = None
         self.engine = EngineState.READY
         self.link_up = True
         self.ignored = 0
@@ -108,6 +116,10 @@ class MachineBase:
         self.options = OptionsView()
         self.release = None
         self.flash = None
+        self._flash_until = 0.0
+        self.why_empty = WhyEmpty()
+        self.unreachable = False
+        self.logout_in = None
         # Answers still in flight belong to the old session; drop them when they come.
         self._pending.clear()
 
@@ -124,6 +136,36 @@ class MachineBase:
 
     def _load(self) -> Next:
         return Next(Node.LOADING, (self._list(),))
+
+    def _refresh(self) -> Next:
+        """Fetch the list again behind the one on show (as many jobs as are loaded, at least a
+        page), unless a fetch is on its way already."""
+        # Pending until its answer comes, whatever screen that finds (the table may drop it).
+        if self._session is None or any(k is Kind.REFRESH for k, _ in self._pending.values()):
+            return self._stay()
+        limit = min(500, max(self.policy.page_size, len(self.jobs)))
+        return self._stay(self._send(m.ListJobs(session=self._session, offset=0, limit=limit),
+                                     Kind.REFRESH))
+
+    def _say(self, flash: Flash) -> None:
+        """What just happened, over the list; it fades ``notice_timeout`` after it shows."""
+        self.flash = flash
+        self._flash_until = 0.0
+
+    @property
+    def warn_span(self) -> float:
+        """How long before the idle logout its countdown shows: 10 s, or a third of a short
+        idle timeout (a countdown over most of the wait would nag)."""
+        return min(10.0, self.policy.idle_timeout / 3)
+
+    def _idle_time(self) -> Next | None:
+        """The idle logout, and its countdown before it: a logout when the time is up, else
+        None (with ``logout_in`` set while the countdown shows)."""
+        left = self.policy.idle_timeout - (self.now - self._last_activity)
+        if left <= 0:
+            return self._logout()
+        self.logout_in = math.ceil(left) if left <= self.warn_span else None
+        return None
 
     def _logout(self) -> Next:
         if self._session is not None:

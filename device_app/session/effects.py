@@ -19,5 +19,13 @@ class PrintJob:
     job: m.ReleasedJob
 
 
-Effect = Send | PrintJob
+@dataclass(frozen=True, slots=True)
+class Detach:
+    """The user walked away from a release ("Done, log me out"): its jobs print on, and their
+    outcomes go to the cloud from the printer's journal, with nobody signed in."""
+
+    release_id: str
+
+
+Effect = Send | PrintJob | Detach
 

@@ -63,6 +63,22 @@ class JobDone:
 
 
 @dataclass(frozen=True, slots=True)
+class PagesPrinted:
+    """How far the engine is with a job, where it reports pages (``done`` of the job's pages)."""
+
+    release_id: str
+    job_id: str
+    done: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobsChanged:
+    """The cloud says the signed-in user's held jobs changed (a new job arrived): the list is
+    fetched again. It names nobody (protocol ``jobs.changed``), so it can only prompt a re-list
+    of whoever is signed in here."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     now: float
 
@@ -81,6 +97,6 @@ class EngineChanged:
     state: EngineState
 
 
-Event = (CardPresented | CodeEntered | KeyPressed | Tapped | Answered | Failed | JobDone | Tick
-         | LinkChanged | EngineChanged)
+Event = (CardPresented | CodeEntered | KeyPressed | Tapped | Answered | Failed | JobDone
+         | PagesPrinted | JobsChanged | Tick | LinkChanged | EngineChanged)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from device_app.session.base import MachineBase, Next
-from device_app.session.events import Answered, Failed, Tapped, Tick
+from device_app.session.events import Answered, Failed, JobsChanged, Tapped, Tick
 from device_app.session.state import (
     DELETE_UNCONFIRMED,
     ENGINE_REFUSED,
@@ -19,6 +19,7 @@ from device_app.session.state import (
     Node,
     Notice,
     Release,
+    WhyEmpty,
 )
 from device_app.view import Action, JobProgress, OptionsView
 from protocol import messages as m
@@ -29,11 +30,38 @@ class JobList(MachineBase):
 
     def on_listed(self, event: Answered) -> Next:
         assert isinstance(event.result, m.JobList)
-        self.jobs = event.result.jobs
-        self.total = event.result.total
+        self._take_list(event.result)
         self._more_pending = False
-        self.selected &= {j.job_id for j in self.jobs}
+        if self.flash is not None and not self._flash_until:
+            # What just happened shows from now, for as long as a notice would.
+            self._flash_until = self.now + self.policy.notice_timeout
         return Next(Node.JOBS)
+
+    def _take_list(self, result: m.JobList) -> None:
+        self.jobs = result.jobs
+        self.total = result.total
+        self.selected &= {j.job_id for j in self.jobs}
+        self.why_empty = WhyEmpty(result.expired, result.hold_hours, result.unlinked)
+        self.unreachable = False
+
+    def on_refreshed(self, event: Answered) -> Next:
+        # The list fetched again behind the one on show: the new one replaces it, and what was
+        # selected and is still there stays selected.
+        assert isinstance(event.result, m.JobList)
+        self._take_list(event.result)
+        return self._stay()
+
+    def on_refresh_failed(self, event: Failed) -> Next:
+        if event.code in ("invalid_session", "wrong_device"):
+            self._forget_user()
+            return self._notice_for(event, Node.NOTICE_THEN_IDLE)
+        # Nobody asked for it on this screen: no notice. The list stays as it was, and says
+        # so when the print service could not be reached.
+        self.unreachable = event.code in ("unreachable", "timeout")
+        return self._stay()
+
+    def on_jobs_changed(self, event: JobsChanged) -> Next:
+        return self._refresh()
 
     def on_more_listed(self, event: Answered) -> Next:
         assert isinstance(event.result, m.JobList)
@@ -76,6 +104,10 @@ class JobList(MachineBase):
             return self._logout()
         elif action is Action.RETRY:
             return self._load()
+        elif action is Action.REFRESH:
+            return self._refresh()
+        elif action is Action.DISMISS:
+            self.flash = None
         return self._stay()
 
     def _release_jobs(self, *, everything: bool) -> Next:
@@ -130,7 +162,7 @@ class JobList(MachineBase):
     def on_deleted(self, event: Answered) -> Next:
         count = len(self.selected)
         self.selected = set()
-        self.flash = Deleted(count)
+        self._say(Deleted(count))
         return self._load()
 
     def on_delete_failed(self, event: Failed) -> Next:
@@ -141,6 +173,6 @@ class JobList(MachineBase):
         return self._jobs_refused(event)
 
     def on_tick_jobs(self, event: Tick) -> Next:
-        if self.now - self._last_activity >= self.policy.idle_timeout:
-            return self._logout()
-        return self._stay()
+        if self.flash is not None and self._flash_until and self.now >= self._flash_until:
+            self.flash = None
+        return self._idle_time() or self._stay()

@@ -31,7 +31,9 @@ Ways in: a badge; a badge then a PIN (``Policy.card_pin``); an access code; a us
 password. An unknown badge leads to self-association (``Policy.self_association``): the user
 proves who they are with an access code or username + password and the cloud links the badge.
 Ways out: the Logout button, the idle timeout (paused while the user types or taps, and while
-jobs print), another badge (which logs the new holder in, by policy), and optionally the end of
+jobs print; its last seconds count down on the panel, and any touch puts it off), another badge
+(which logs the new holder in, by policy; the same badge again refreshes the list), "Done, log
+me out" while jobs print (they print on: the printer reports them), and optionally the end of
 a "release all".
 """
 
@@ -84,7 +86,9 @@ class SessionMachine(WaysIn, JobList, Releasing, NoticesAndLink):
             self.engine = event.state
             return []
         elif isinstance(event, ev.CardPresented | ev.CodeEntered | ev.KeyPressed | ev.Tapped):
+            # Any touch is activity: it puts off the idle logout and ends its countdown.
             self._last_activity = self.now
+            self.logout_in = None
         kind: Kind | None = None
         if isinstance(event, ev.Answered | ev.Failed):
             pending = self._pending.pop(event.tag, None)
@@ -158,6 +162,9 @@ def _signed_in(node: Node) -> dict[tuple[Node, type, Kind | None], Rule]:
         (node, ev.CardPresented, None): _rule(S.on_card_jobs, node, *_OUT, *_IN),
         (node, ev.Tick, None): _rule(S.on_tick_jobs, node, *_OUT),
         (node, ev.LinkChanged, None): _rule(S.on_link_jobs, node, N.OFFLINE),
+        # The list fetched again behind this screen (the same badge, Refresh, new jobs).
+        (node, ev.Answered, Kind.REFRESH): _rule(S.on_refreshed, node),
+        (node, ev.Failed, Kind.REFRESH): _rule(S.on_refresh_failed, node, N.NOTICE_THEN_IDLE),
     }
 
 
@@ -183,7 +190,7 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.IDENTIFYING, ev.Answered, Kind.IDENTIFY): _rule(S.on_identified, N.LOADING),
     (N.IDENTIFYING, ev.Failed, Kind.IDENTIFY): _rule(S.on_identify_failed, N.ENTRY,
                                                   N.NOTICE_THEN_IDLE),
-    (N.IDENTIFYING, ev.Answered, Kind.ASSOCIATE): _rule(S.on_identified, N.LOADING),
+    (N.IDENTIFYING, ev.Answered, Kind.ASSOCIATE): _rule(S.on_associated, N.LOADING),
     (N.IDENTIFYING, ev.Failed, Kind.ASSOCIATE): _rule(S.on_identify_failed, N.ENTRY,
                                                    N.NOTICE_THEN_IDLE),
     (N.LOADING, ev.Answered, Kind.LIST): _rule(S.on_listed, N.JOBS),
@@ -192,6 +199,8 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
                                   N.LOADING, *_RELEASE, *_OUT),
     (N.JOBS, ev.Answered, Kind.MORE): _rule(S.on_more_listed, N.JOBS),
     (N.JOBS, ev.Failed, Kind.MORE): _rule(S.on_more_failed, *_LIST_FAILED),
+    # The cloud says a job arrived for the user signed in here: the list shows it by itself.
+    (N.JOBS, ev.JobsChanged, None): _rule(S.on_jobs_changed, N.JOBS),
     **_signed_in(N.JOBS),
     (N.OPTIONS, ev.Tapped, None): _rule(S.on_tap_options, N.OPTIONS, N.JOBS, *_RELEASE),
     **_signed_in(N.OPTIONS),
@@ -205,6 +214,9 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.RELEASING, ev.Failed, Kind.RELEASE): _rule(S.on_release_failed, N.NOTICE_THEN_LOADING,
                                                N.NOTICE_THEN_IDLE),
     (N.RELEASING, ev.JobDone, None): _rule(S.on_job_done, N.RELEASING),
+    (N.RELEASING, ev.PagesPrinted, None): _rule(S.on_pages_printed, N.RELEASING),
+    # "Done, log me out": the jobs print on and are reported without anyone signed in.
+    (N.RELEASING, ev.Tapped, None): _rule(S.on_tap_releasing, N.RELEASING, *_OUT),
     (N.RELEASING, ev.Answered, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING,
                                                  *_OUT),
     (N.RELEASING, ev.Failed, Kind.CONFIRM): _rule(S.on_confirmed, N.RELEASING, N.LOADING, *_OUT),

@@ -53,7 +53,6 @@ class NoticesAndLink(MachineBase):
 
     def on_tick_offline(self, event: Tick) -> Next:
         # Offline counts as idle time: a user who walked away is logged out all the same.
-        if self._session is not None and \
-                self.now - self._last_activity >= self.policy.idle_timeout:
-            return self._logout()
+        if self._session is not None:
+            return self._idle_time() or self._stay()
         return self._stay()

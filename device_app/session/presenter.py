@@ -18,12 +18,14 @@ from device_app.session.state import (
     ENGINE_REFUSED,
     Deleted,
     Flash,
+    Linked,
     Note,
     Notice,
     Printed,
     State,
+    WhyEmpty,
 )
-from device_app.view import EntryView, FieldView, PanelView, Screen, Tone
+from device_app.view import EntryView, FieldView, JobProgress, PanelView, Screen, Tone
 from protocol.engine import ENGINE_REASONS, EngineState
 
 if TYPE_CHECKING:
@@ -85,6 +87,26 @@ _ENTRY_TITLES = {"code": "Enter your access code", "pin": "Enter your PIN",
                                        "password"}
 
 
+# What just happened, over the job list, and why a list is empty: plain English with str.format
+# placeholders, one place for the translation catalogue.
+FLASH_LINKED = "Your card is linked: next time, just tap it"
+FLASH_DELETED = "{count} deleted"
+FLASH_PRINTED = "{count} printed"
+FLASH_FAILED_ONE = "{count} failed: {reason}, it is still held"
+FLASH_FAILED_MANY = "{count} failed: {reason}, they are still held"
+FLASH_JOIN = "; "
+EMPTY_EXPIRED_ONE = "{count} job expired after {hours} h on hold"
+EMPTY_EXPIRED_MANY = "{count} jobs expired after {hours} h on hold"
+EMPTY_UNLINKED_ONE = ("{count} job is waiting from a computer that is not linked: link it in "
+                      "the portal")
+EMPTY_UNLINKED_MANY = ("{count} jobs are waiting from a computer that is not linked: link it in "
+                       "the portal")
+EMPTY_UNREACHABLE = "Can't reach the print service: your jobs are safe"
+COUNTDOWN = "Logging out in {seconds} s \u2014 touch to stay"
+PAGE_OF = "page {done} of {pages}"
+PAGE = "page {done}"
+
+
 def notice_text(notice: Notice) -> tuple[str, str]:
     """A notice's title and message."""
     if notice.code == ENGINE_REFUSED:
@@ -101,12 +123,52 @@ def flash_text(flash: Flash) -> str:
     match flash:
         case Note(text):
             return text
+        case Linked():
+            return FLASH_LINKED
         case Deleted(count):
-            return f"{count} deleted"
+            return FLASH_DELETED.format(count=count)
         case Printed(printed, failed, first_failure):
-            return f"{printed} printed" + (f", {failed} failed: {first_failure}"
-                                           if failed else "")
+            parts = [FLASH_PRINTED.format(count=printed)] if printed or not failed else []
+            if failed:
+                said = FLASH_FAILED_ONE if failed == 1 else FLASH_FAILED_MANY
+                parts.append(said.format(count=failed,
+                                         reason=first_failure or "the printer said no more"))
+            return FLASH_JOIN.join(parts)
     return ""
+
+
+def flash_tone(flash: Flash) -> Tone:
+    """A failure among what just happened is the error's colour; anything else went well."""
+    if isinstance(flash, Printed) and flash.failed:
+        return Tone.ERROR
+    return Tone.OK if flash is not None else Tone.INFO
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:g}" if hours < 10 else f"{round(hours)}"
+
+
+def empty_reasons(why: WhyEmpty, unreachable: bool) -> tuple[str, ...]:
+    """Why the list holds fewer jobs than the user may expect, a line each."""
+    lines = []
+    if unreachable:
+        lines.append(EMPTY_UNREACHABLE)
+    if why.expired:
+        said = EMPTY_EXPIRED_ONE if why.expired == 1 else EMPTY_EXPIRED_MANY
+        lines.append(said.format(count=why.expired, hours=_hours(why.hold_hours)))
+    if why.unlinked:
+        said = EMPTY_UNLINKED_ONE if why.unlinked == 1 else EMPTY_UNLINKED_MANY
+        lines.append(said.format(count=why.unlinked))
+    return tuple(lines)
+
+
+def _progress(item: JobProgress) -> JobProgress:
+    """A printing job's detail line: the engine's page count where it reports one."""
+    if item.state != "printing" or item.pages_done is None or item.detail:
+        return item
+    said = PAGE_OF.format(done=item.pages_done, pages=item.pages) if item.pages else \
+        PAGE.format(done=item.pages_done)
+    return replace(item, detail=said)
 
 
 def entry_error_text(error: str) -> str:
@@ -123,7 +185,9 @@ def present(sm: SessionMachine) -> PanelView:
                      can_change=p.release_changes, can_type_code=p.allow_code,
                      can_type_password=p.allow_password,
                      engine_problem="" if sm.engine.can_print else
-                     ENGINE_REASONS.get(sm.engine, sm.engine.value))
+                     ENGINE_REASONS.get(sm.engine, sm.engine.value),
+                     countdown="" if sm.logout_in is None
+                     else COUNTDOWN.format(seconds=sm.logout_in))
     match sm.state:
         case State.IDLE:
             return replace(base, title="Tap your badge")
@@ -141,10 +205,14 @@ def present(sm: SessionMachine) -> PanelView:
             return replace(base, screen=Screen.BUSY, title="Deleting",
                            message="One moment…" if sm.link_up else _RECONNECTING)
         case State.JOBS:
+            every = {j.job_id for j in sm.jobs}
             return replace(base, screen=Screen.JOBS, jobs=sm.jobs,
                            total_jobs=sm.total, selected=frozenset(sm.selected),
-                           message=flash_text(sm.flash),
-                           can_load_more=len(sm.jobs) < sm.total)
+                           message=flash_text(sm.flash), tone=flash_tone(sm.flash),
+                           can_load_more=len(sm.jobs) < sm.total,
+                           all_selected=bool(every) and sm.selected >= every,
+                           empty_reasons=empty_reasons(sm.why_empty,
+                                                       sm.unreachable or not sm.link_up))
         case State.OPTIONS:
             n = len(sm.selected)
             return replace(base, screen=Screen.OPTIONS, title=f"Release {n} job"
@@ -159,8 +227,10 @@ def present(sm: SessionMachine) -> PanelView:
         case State.RELEASING:
             rel = sm.release
             return replace(base, screen=Screen.RELEASING, title="Releasing",
-                           progress=tuple(rel.progress.values()) if rel else (),
-                           message="" if sm.link_up else _RECONNECTING)
+                           progress=tuple(_progress(p) for p in rel.progress.values())
+                           if rel else (),
+                           message="" if sm.link_up else _RECONNECTING,
+                           can_walk_away=rel is not None and bool(rel.release_id))
         case State.NOTICE:
             title, message = notice_text(sm.notice)
             # Every notice the machine shows is about something that did not happen.

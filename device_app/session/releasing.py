@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from device_app.session.base import MachineBase, Next
-from device_app.session.effects import Effect, PrintJob
-from device_app.session.events import Answered, Failed, JobDone
+from device_app.session.effects import Detach, Effect, PrintJob
+from device_app.session.events import Answered, Failed, JobDone, PagesPrinted, Tapped
 from device_app.session.state import Kind, Printed
-from device_app.view import JobProgress, OptionsView
+from device_app.view import Action, JobProgress, OptionsView
 from protocol import messages as m
 
 
@@ -26,10 +26,29 @@ class Releasing(MachineBase):
         rel.release_id = event.result.release_id
         effects: list[Effect] = []
         for job in event.result.jobs:
-            rel.progress[job.job_id] = JobProgress(job.job_id, job.name, "printing")
+            rel.progress[job.job_id] = JobProgress(job.job_id, job.name, "printing",
+                                                   pages=job.pages)
             rel.unconfirmed.add(job.job_id)
             effects.append(PrintJob(event.result.release_id, job))
         return self._stay(*effects)
+
+    def on_pages_printed(self, event: PagesPrinted) -> Next:
+        rel = self.release
+        old = rel.progress.get(event.job_id) if rel and rel.release_id == event.release_id \
+            else None
+        if rel is not None and old is not None and old.state == "printing":
+            done = max(0, event.done)
+            rel.progress[event.job_id] = replace(
+                old, pages_done=min(done, old.pages) if old.pages else done)
+        return self._stay()
+
+    def on_tap_releasing(self, event: Tapped) -> Next:
+        rel = self.release
+        if event.action is not Action.WALK_AWAY or rel is None or not rel.release_id:
+            # Before the cloud's answer, nothing is printing yet that could go on alone.
+            return self._stay()
+        # "Done, log me out": the jobs print on; the printer reports them from its journal.
+        return Next(self.node, (Detach(rel.release_id),)).then(self._logout())
 
     def on_release_failed(self, event: Failed) -> Next:
         return self._jobs_refused(event)
@@ -62,7 +81,7 @@ class Releasing(MachineBase):
             return self._stay()
         printed = sum(1 for p in rel.progress.values() if p.state == "printed")
         failed = [p for p in rel.progress.values() if p.state == "failed"]
-        self.flash = Printed(printed, len(failed), failed[0].detail if failed else "")
+        self._say(Printed(printed, len(failed), failed[0].detail if failed else ""))
         self.release = None
         self.selected = set()
         self.options = OptionsView()

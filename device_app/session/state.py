@@ -67,6 +67,9 @@ class Kind(StrEnum):
     ASSOCIATE = m.Associate.TYPE
     LIST = m.ListJobs.TYPE
     MORE = "more"
+    #: The list fetched again behind the list on show (a notice of new jobs, Refresh, the same
+    #: badge again): the list stays, its selection kept.
+    REFRESH = "refresh"
     RELEASE = m.Release.TYPE
     DELETE = m.DeleteJobs.TYPE
     CONFIRM = "confirm"
@@ -96,6 +99,11 @@ class Note:
 
 
 @dataclass(frozen=True, slots=True)
+class Linked:
+    """The badge was linked by self-association: next time, a tap is enough."""
+
+
+@dataclass(frozen=True, slots=True)
 class Deleted:
     count: int
 
@@ -107,8 +115,19 @@ class Printed:
     first_failure: str = ""
 
 
-#: The one-line message over the job list, or None.
-Flash = Note | Deleted | Printed | None
+#: The one-line message over the job list (what just happened), or None.
+Flash = Note | Linked | Deleted | Printed | None
+
+
+@dataclass(frozen=True, slots=True)
+class WhyEmpty:
+    """What the cloud said with the list about jobs that are not on it (``JobList``'s optional
+    counts), for the panel to say why a list is empty."""
+
+    expired: int = 0
+    hold_hours: float = 0.0
+    unlinked: int = 0
+
 
 @dataclass(slots=True)
 class Release:

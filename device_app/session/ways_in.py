@@ -20,7 +20,7 @@ from device_app.session.events import (
     Tapped,
     Tick,
 )
-from device_app.session.state import ASSOCIATE_UNCONFIRMED, Node, Note, Notice
+from device_app.session.state import ASSOCIATE_UNCONFIRMED, Linked, Node, Note, Notice
 from device_app.view import Action
 from protocol import messages as m
 
@@ -96,9 +96,15 @@ class WaysIn(MachineBase):
         assert isinstance(event.result, m.IdentifyResult)
         self._session = event.result.session
         self.user = event.result.display_name
-        self.flash = Note(event.result.note) if event.result.note else None
+        self._say(Note(event.result.note) if event.result.note else None)
         self.entry = None
         return self._load()
+
+    def on_associated(self, event: Answered) -> Next:
+        # The badge is the user's now: the list says so, and how to log in next time.
+        out = self.on_identified(event)
+        self._say(Linked())
+        return out
 
     def on_identify_failed(self, event: Failed) -> Next:
         entry = self.entry
@@ -118,7 +124,8 @@ class WaysIn(MachineBase):
 
     def on_card_jobs(self, event: CardPresented) -> Next:
         if event.number == self._card:
-            return self._stay()  # the same badge again: stay logged in
+            # The same badge again: stay logged in, and show the list as it is now.
+            return self._refresh()
         out = self._logout()
         if self.policy.new_badge_logs_in:
             return out.then(self.on_card_idle(event))
