@@ -48,7 +48,7 @@ def finish(sm: SessionMachine, outcomes: dict[str, tuple[bool, str]],
     relist = sent(effects)
     assert isinstance(relist.request, m.ListJobs) and sm.state is State.LOADING
     sm.handle(Answered(relist.tag, m.JobList(tuple(job(9 + i) for i in range(left)), left)))
-    assert sm.state is State.JOBS
+    assert sm.view().screen is Screen.JOBS
 
 
 # ---------------------------------------------------------------- what just happened
@@ -253,9 +253,10 @@ def test_done_log_me_out_leaves_the_jobs_printing_for_the_printer_to_report() ->
     effects = sm.handle(Tapped(Action.WALK_AWAY))
     assert effects[0] == Detach("rel-1")
     assert isinstance(sent(effects).request, m.Logout)
-    assert sm.state is State.IDLE and sm.session_token is None
+    assert sm.view().screen is Screen.IDLE and sm.session_token is None
     # The engine's outcomes now find nobody: the printer reports them, not the session.
-    assert sm.handle(JobDone("rel-1", "j0", True)) == [] and sm.state is State.IDLE
+    assert sm.handle(JobDone("rel-1", "j0", True)) == []
+    assert sm.view().screen is Screen.IDLE
 
 
 # ---------------------------------------------------------------- select all
