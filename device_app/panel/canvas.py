@@ -34,8 +34,9 @@ from device_app.view import Action
 
 #: Roles set in the bold face: what the eye looks for first, and what a finger presses.
 BOLD_ROLES = frozenset({"title", "prompt", "heading", "button", "key", "banner"})
-#: A side-by-side layout needs this many design units of width; narrower glass stacks.
-PORTRAIT_BELOW = 600
+#: The least design box a layout gets: 640x480 landscape, 480x640 portrait. The scale is capped
+#: so that the glass holds it (a square screen gets 640x640, not a cramped 480x480).
+LEAST_LONG_SIDE = 640
 
 
 class Target(NamedTuple):
@@ -50,8 +51,10 @@ class Target(NamedTuple):
 def panel_scale(size: tuple[int, int], *, dpi: float | None = None,
                 scale: float | None = None) -> float:
     """Pixels per design unit on a surface of ``size``: ``scale`` if set, else from ``dpi``,
-    else what fills the short side; capped where the design's 480 units still fit."""
-    fit = min(size) / DESIGN_SIZE[1]
+    else what fills the short side; capped where the least design box still fits."""
+    w, h = size
+    short, long_ = DESIGN_SIZE[1], LEAST_LONG_SIDE
+    fit = max(min(w / long_, h / short), min(w / short, h / long_))
     if scale is None:
         scale = dpi / DESIGN_DPI if dpi else fit
     return max(0.1, min(scale, fit))
@@ -104,7 +107,7 @@ class Canvas:
         #: The BCP-47 tag the panel speaks ("" for the built-in English).
         self.language = language
         if orientation == "auto":
-            self.portrait = self.width / self.scale < PORTRAIT_BELOW
+            self.portrait = self.height > self.width
         else:
             self.portrait = orientation == "portrait"
         self.min_target = min_target_px(dpi)
@@ -187,7 +190,10 @@ class Canvas:
         rect = image.get_rect(**anchor)
         if bg is None:
             bg = self._ground(rect)
-        self.surface.blit(image, rect)
+        if shown:
+            self.surface.blit(image, rect)
+        else:
+            rect.width = 0  # nothing fitted: nothing drawn (pygame's empty image is 1 px wide)
         self.tree.append(TextNode(shown, text if source is None else source, role, _box(rect),
                                   tuple(color)[:3],  # type: ignore[arg-type]
                                   bg, self._container(rect, max_width, box, anchor),
@@ -237,6 +243,11 @@ class Canvas:
                           topleft=(left, y))
             y += font.get_linesize()
         return y
+
+    def size_for_height(self, height: int) -> int:
+        """The largest design text size whose line fits ``height`` pixels."""
+        per_unit = self.font(100).get_height() / 100
+        return max(1, int(height / per_unit))
 
     def fitting_size(self, text: str, sizes: Sequence[int], max_width: int,
                      bold: bool = False) -> int:

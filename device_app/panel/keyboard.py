@@ -92,10 +92,13 @@ def cell(area: pygame.Rect, cols: int, rows: int, col: int, row: int, gap: int,
 
 
 def _key(c: Canvas, rect: pygame.Rect, label: str, key: str, style: Style = KEY_STYLE,
-         size: int = 40, icon: Icon | None = None) -> None:
+         size: int = 40, icon: Icon | None = None, gap: int = 0) -> None:
     # A darker lip under each key makes a flat panel read as keys to press.
     pygame.draw.rect(c.surface, KEY_SHADOW, rect.move(0, c.px(2)), border_radius=c.px(8))
-    ink = button(c, rect, label, Action.KEY, style, subject=key, size=size, radius=8)
+    # The key answers for half the gap around it, as on a phone: the cells of the grid touch,
+    # so a finger between two keys still hits one, and a key is as wide as its cell.
+    ink = button(c, rect, label, Action.KEY, style, subject=key, size=size, radius=8,
+                 hit=rect.inflate(gap, gap), role="key")
     if icon is not None:
         icon(rect, ink)
 
@@ -105,14 +108,16 @@ def draw_keypad(c: Canvas, area: pygame.Rect, kb: Keyboard) -> None:
     (Backspace, Clear, OK) is the same in both, so OK never moves under the thumb."""
     gap = c.px(8)
     _key(c, cell(area, 4, 4, 3, 0, gap), "", "BACKSPACE", FUNCTION_KEY,
-         icon=partial(icons.backspace, c))
-    _key(c, cell(area, 4, 4, 3, 1, gap), "Clear", "CLEAR", FUNCTION_KEY, size=32)
-    _key(c, cell(area, 4, 4, 3, 2, gap, span_rows=2), "OK", "ENTER", ENTER_KEY, size=48)
+         icon=partial(icons.backspace, c), gap=gap)
+    _key(c, cell(area, 4, 4, 3, 1, gap), "Clear", "CLEAR", FUNCTION_KEY, size=32, gap=gap)
+    _key(c, cell(area, 4, 4, 3, 2, gap, span_rows=2), "OK", "ENTER", ENTER_KEY, size=48,
+         gap=gap)
     if not kb.letters:
         for i, digit in enumerate("123456789"):
-            _key(c, cell(area, 4, 4, i % 3, i // 3, gap), digit, digit, size=56)
-        _key(c, cell(area, 4, 4, 0, 3, gap, span_cols=2), "0", "0", size=56)
-        _key(c, cell(area, 4, 4, 2, 3, gap), "A\u2013Z", KEY_LETTERS, FUNCTION_KEY, size=36)
+            _key(c, cell(area, 4, 4, i % 3, i // 3, gap), digit, digit, size=56, gap=gap)
+        _key(c, cell(area, 4, 4, 0, 3, gap, span_cols=2), "0", "0", size=56, gap=gap)
+        _key(c, cell(area, 4, 4, 2, 3, gap), "A\u2013Z", KEY_LETTERS, FUNCTION_KEY, size=36,
+             gap=gap)
         return
     # Alphabetical, five to a row: people who type codes rarely type anything else, and
     # A-Z in order is found faster by them than QWERTY.
@@ -121,9 +126,9 @@ def draw_keypad(c: Canvas, area: pygame.Rect, kb: Keyboard) -> None:
     small = c.px(6)
     for i in range(26):
         letter = chr(ord("A") + i)
-        _key(c, cell(block, 5, 6, i % 5, i // 5, small), letter, letter, size=40)
+        _key(c, cell(block, 5, 6, i % 5, i // 5, small), letter, letter, size=40, gap=small)
     _key(c, cell(block, 5, 6, 1, 5, small, span_cols=4), "0\u20139", KEY_DIGITS, FUNCTION_KEY,
-         size=36)
+         size=36, gap=small)
 
 
 def draw_text_keyboard(c: Canvas, tray: pygame.Rect, pad: int, gap: int, kb: Keyboard) -> None:
@@ -138,24 +143,26 @@ def draw_text_keyboard(c: Canvas, tray: pygame.Rect, pad: int, gap: int, kb: Key
         for label, key, span in keys_row:
             left = keys.left + round(units * step_x)
             right = keys.left + round((units + span) * step_x) - gap
-            _text_key(c, pygame.Rect(left, line.top, right - left, line.height), label, key, kb)
+            _text_key(c, pygame.Rect(left, line.top, right - left, line.height), label, key, kb,
+                      gap)
             units += span
 
 
-def _text_key(c: Canvas, rect: pygame.Rect, label: str, key: str, kb: Keyboard) -> None:
+def _text_key(c: Canvas, rect: pygame.Rect, label: str, key: str, kb: Keyboard,
+              gap: int) -> None:
     if key == KEY_SHIFT:
         style = Style(SELECTED_ROW, PRIMARY, PRIMARY) if kb.shift else FUNCTION_KEY
-        _key(c, rect, "", key, style, icon=partial(icons.shift_arrow, c, lit=kb.shift))
+        _key(c, rect, "", key, style, icon=partial(icons.shift_arrow, c, lit=kb.shift), gap=gap)
     elif key == "BACKSPACE":
-        _key(c, rect, "", key, FUNCTION_KEY, icon=partial(icons.backspace, c))
+        _key(c, rect, "", key, FUNCTION_KEY, icon=partial(icons.backspace, c), gap=gap)
     elif key == "TAB":
-        _key(c, rect, label, key, FUNCTION_KEY, size=30)
+        _key(c, rect, label, key, FUNCTION_KEY, size=30, gap=gap)
     elif key == "ENTER":
-        _key(c, rect, label, key, ENTER_KEY, size=36)
+        _key(c, rect, label, key, ENTER_KEY, size=36, gap=gap)
     elif key == " ":
-        _key(c, rect, label, key, size=28)
+        _key(c, rect, label, key, size=28, gap=gap)
     elif kb.shift and key.isalpha():
         # The key sends what it shows: with Shift lit, the capital.
-        _key(c, rect, label.upper(), key.upper())
+        _key(c, rect, label.upper(), key.upper(), gap=gap)
     else:
-        _key(c, rect, label, key)
+        _key(c, rect, label, key, gap=gap)

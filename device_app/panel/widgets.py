@@ -28,10 +28,11 @@ Icon = Callable[[pygame.Rect, Color], None]
 
 def button(c: Canvas, rect: pygame.Rect, label: str, action: Action, style: Style,
            enabled: bool = True, *, subject: str | None = None, size: int = 34,
-           radius: float = 10) -> Color:
+           radius: float = 10, hit: pygame.Rect | None = None, role: str = "button") -> Color:
     """Draw a button and make it tappable if enabled; returns the ink colour for icons.
     ``subject`` travels with the action (a field name, a key). A disabled button has no
-    target at all, so a tap on it means nothing."""
+    target at all, so a tap on it means nothing. ``hit`` is a larger area that answers the
+    tap (a key and half the gap around it, as on a phone)."""
     if not enabled:
         style = DISABLED_BUTTON
     corner = c.px(radius)
@@ -40,9 +41,12 @@ def button(c: Canvas, rect: pygame.Rect, label: str, action: Action, style: Styl
         pygame.draw.rect(c.surface, style.border, rect, width=max(2, c.px(2)),
                          border_radius=corner)
     if label:
-        c.text(label, size, style.ink, max_width=rect.width - 2 * c.px(12), center=rect.center)
+        # A key on a short keypad sets its label smaller rather than spill out of it.
+        size = min(size, c.size_for_height(rect.height))
+        c.text(label, size, style.ink, max_width=rect.width - 2 * c.px(12), role=role,
+               bg=style.fill, box=rect, center=rect.center)
     if enabled:
-        c.targets.append(Target(pygame.Rect(rect), action, subject))
+        c.targets.append(Target(pygame.Rect(hit or rect), action, subject, label))
     return style.ink
 
 
@@ -58,12 +62,15 @@ def header(c: Canvas, title: str, right: str = "", reserve: int = 0, height: flo
     right_edge = width - pad - reserve
     left_limit = right_edge
     if right:
-        left_limit = c.text(right, 32, HEADER_MUTED, max_width=width // 3,
-                            midright=(right_edge, band.centery)).left
+        left_limit = c.text(right, 32, HEADER_MUTED, max_width=width // 3, role="status",
+                            bg=HEADER, midright=(right_edge, band.centery)).left
     if title:
         room = max(0, left_limit - 2 * pad)
-        size = c.fitting_size(title, (40, 36, 32, 28), room) if shrink else 40
-        c.text(title, size, HEADER_INK, max_width=room, midleft=(pad, band.centery))
+        # Narrow glass shrinks every title a step before it cuts it.
+        sizes = (40, 36, 32, 28) if shrink or c.portrait else (40,)
+        size = c.fitting_size(title, sizes, room, bold=True)
+        c.text(title, size, HEADER_INK, max_width=room, role="title", bg=HEADER,
+               midleft=(pad, band.centery))
     return band
 
 
@@ -73,7 +80,8 @@ def warning_mark(c: Canvas, box: pygame.Rect, centery: int, color: Color,
     box = pygame.Rect(box)
     box.centery = centery
     pygame.draw.polygon(c.surface, color, [box.midtop, box.bottomright, box.bottomleft])
-    c.text("!", size, ON_WARN, center=(box.centerx, box.centery + box.height // 8))
+    c.text("!", size, ON_WARN, role="heading", bg=color,
+           center=(box.centerx, box.centery + box.height // 8))
     return box
 
 
@@ -85,5 +93,6 @@ def tool_button(c: Canvas, rect: pygame.Rect, label: str, action: Action, icon: 
     box = pygame.Rect(0, 0, c.px(26), c.px(26))
     box.midtop = (rect.centerx, rect.top + c.px(7))
     icon(box, color)
-    c.text(label, 24, INK if enabled else DISABLED_INK, max_width=rect.width - 8,
+    c.text(label, 24, INK if enabled else DISABLED_INK, max_width=rect.width - 8, role="button",
+           box=rect, bg=CARD if enabled else DISABLED_BUTTON.fill,
            midbottom=(rect.centerx, rect.bottom - c.px(6)))

@@ -53,27 +53,43 @@ def _switch_label(entry: EntryView) -> str:
 
 def _draw_code_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> None:
     """Field on the left, keypad on the right: a hand on the keys never covers what it
-    has typed, and the field has room for a wrapped error below it."""
-    width, height = c.surface.get_size()
+    has typed, and the field has room for a wrapped error below it. On narrow (portrait)
+    glass the field, its error and the switch stack above a keypad as wide as the glass."""
+    width, height = c.width, c.height
     pad = c.px(16)
     top += c.px(12)
     bottom = height - c.px(12)
-    split = c.px(320)
-    left = pygame.Rect(pad, top, split - 2 * pad, bottom - top)
-    keypad = pygame.Rect(split, top, width - pad - split, bottom - top)
+    label_h = c.font(30).get_linesize()
+    field_h = c.tap(76)
+    link_h = c.tap(60) if entry.can_switch else 0
+    if c.portrait:
+        error_h = 2 * label_h if entry.error else 0
+        column_h = (len(entry.fields) * (label_h + c.px(6) + field_h + c.px(14)) + error_h
+                    + (link_h + c.px(8) if link_h else 0))
+        left = pygame.Rect(pad, top, width - 2 * pad, column_h)
+        keypad = pygame.Rect(pad, left.bottom + c.px(12), width - 2 * pad,
+                             bottom - left.bottom - c.px(12))
+    else:
+        # Wide glass keeps the pair together in the middle: a keypad a metre wide is no
+        # easier to type on.
+        column_w = c.px(320) - 2 * pad
+        keypad_w = min(width - 3 * pad - column_w, c.px(640))
+        x = (width - (column_w + pad + keypad_w)) // 2
+        left = pygame.Rect(x, top, column_w, bottom - top)
+        keypad = pygame.Rect(left.right + pad, top, keypad_w, bottom - top)
 
     link_top = left.bottom
     if entry.can_switch:
-        link = pygame.Rect(left.left, 0, left.width, c.tap(60))
+        link = pygame.Rect(left.left, 0, left.width, link_h)
         link.bottom = left.bottom
         button(c, link, _switch_label(entry), Action.SWITCH_ENTRY, LINK_BUTTON,
                size=28)
         link_top = link.top
     y = left.top
     for item in entry.fields:
-        y = c.text(item.label, 30, MUTED, max_width=left.width,
+        y = c.text(item.label, 30, MUTED, max_width=left.width, role="label",
                    topleft=(left.left, y)).bottom + c.px(6)
-        box = pygame.Rect(left.left, y, left.width, c.tap(76))
+        box = pygame.Rect(left.left, y, left.width, field_h)
         _draw_field(c, box, item, 56)
         y = box.bottom + c.px(14)
     if entry.error:
@@ -96,16 +112,15 @@ def _draw_field(c: Canvas, box: pygame.Rect, item: FieldView, size: int,
     centre_y = box.centery
     if label_inside:
         label = c.text(item.label, 24, PRIMARY if focused else MUTED,
-                       max_width=box.width - 2 * inner,
-                       topleft=(box.left + inner, box.top + c.px(6)))
+                       max_width=box.width - 2 * inner, role="label", bg=CARD,
+                       topleft=(box.left + inner, box.top + c.px(4)))
         centre_y = (label.bottom + box.bottom) // 2
     font = c.font(size)
     caret_room = c.px(8)
     # The end of the value is kept in view: it is where the next character goes.
     shown = fit_text_tail(font, item.display, box.width - 2 * inner - caret_room)
-    image = font.render(shown, True, INK)
-    rect = image.get_rect(midleft=(box.left + inner, centre_y))
-    c.surface.blit(image, rect)
+    rect = c.text(shown, size, INK, box.width - 2 * inner - caret_room, role="field", bg=CARD,
+                  source=item.display, box=box, midleft=(box.left + inner, centre_y))
     if focused:
         half = min(font.get_height(), box.height - c.px(16)) * 2 // 5
         x = rect.right + c.px(3)
@@ -130,7 +145,7 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
         left = row.left + round(usable * done / sum(weights)) + i * spacing
         done += weight
         right = row.left + round(usable * done / sum(weights)) + i * spacing
-        _draw_field(c, pygame.Rect(left, row.top, right - left, row.height), item, 34,
+        _draw_field(c, pygame.Rect(left, row.top, right - left, row.height), item, 30,
                     label_inside=True)
 
     info = pygame.Rect(pad, row.bottom + gap, width - 2 * pad, c.tap(48))
@@ -145,7 +160,16 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
         _error_in(c, entry.error, error_box)
 
     tray = pygame.Rect(0, info.bottom + gap, width, height - info.bottom - gap)
-    draw_text_keyboard(c, tray, pad, gap, kb)
+    if c.portrait:
+        # Tall glass: the keyboard sits at the foot, where thumbs are, no taller than keys
+        # need; its keys take the tray's margins, for ten keys across have to be a finger each.
+        tray.height = min(tray.height, c.px(400))
+        tray.bottom = height
+    # An even gap halves exactly: each key answers for half of it, and the tray's margin is the
+    # other half, so ten keys share the whole width (48 px each on 480 px glass).
+    key_gap = max(2, gap - gap % 2)
+    tight = c.portrait or (width - 2 * pad + gap) / 10 < c.min_target + gap
+    draw_text_keyboard(c, tray, key_gap // 2 if tight else pad, key_gap, kb)
 
 
 def _error_in(c: Canvas, text: str, box: pygame.Rect) -> None:
@@ -156,5 +180,5 @@ def _error_in(c: Canvas, text: str, box: pygame.Rect) -> None:
     lines = wrap_text(font, text, box.width, max(1, min(2, box.height // font.get_linesize())))
     y = box.centery - len(lines) * font.get_linesize() // 2
     for line in lines:
-        c.text(line, size, BAD, max_width=box.width, topleft=(box.left, y))
+        c.text(line, size, BAD, max_width=box.width, source=text, topleft=(box.left, y))
         y += font.get_linesize()

@@ -49,13 +49,16 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         pygame.draw.arc(c.surface, PRIMARY, arc, -0.75, 0.75, max(3, c.px(7)))
 
     prompt_y = band.bottom + round(body * prompt_at)
-    c.text(view.title or "Tap your badge", 104, INK, max_width=width - c.px(48),
-           center=(cx, prompt_y))
+    prompt = view.title or "Tap your badge"
+    room = width - c.px(48)
+    # Narrow (portrait) glass sets the prompt smaller before it would lose a word.
+    c.text(prompt, c.fitting_size(prompt, (104, 92, 80, 68), room, bold=True), INK,
+           max_width=room, role="prompt", center=(cx, prompt_y))
     # No default line under the prompt: it used to promise an access code that the panel
     # may not accept. The buttons below say exactly which other ways in there are.
     if view.message:
         c.text(view.message, 36, MUTED, max_width=width - c.px(48),
-               midtop=(cx, prompt_y + c.px(46)))
+               midtop=(cx, prompt_y + c.px(50)))
     if not ways:
         return
     gap = c.px(24)

@@ -30,8 +30,10 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     bar = pygame.Rect(0, height - bar_height, width, bar_height)
     pygame.draw.rect(c.surface, CARD, bar)
     pygame.draw.line(c.surface, LINE, bar.topleft, bar.topright, max(1, c.px(2)))
-    cancel = pygame.Rect(pad, 0, c.px(200), c.tap(64))
-    release = pygame.Rect(0, 0, c.px(300), c.tap(64))
+    # 200 and 300 design units where they fit; narrow glass shares its width 2:3.
+    room = width - 3 * pad
+    cancel = pygame.Rect(pad, 0, min(c.px(200), room * 2 // 5), c.tap(64))
+    release = pygame.Rect(0, 0, min(c.px(300), room * 3 // 5), c.tap(64))
     release.right = width - pad
     cancel.centery = release.centery = bar.centery
     button(c, cancel, "Cancel", Action.CANCEL, SECONDARY_BUTTON)
