@@ -31,12 +31,14 @@ from device_app.panel.theme import (
     PRIMARY_BUTTON,
     SECONDARY_BUTTON,
     SELECTED_ROW,
+    TONE_STRONG,
+    TONE_TINT,
     WARN_FILL,
     WARN_MARK,
     Color,
 )
 from device_app.panel.widgets import button, header, tool_button, warning_mark
-from device_app.view import Action, PanelView, Screen
+from device_app.view import Action, PanelView, Screen, Tone
 from protocol.messages import JobSummary
 
 
@@ -81,14 +83,19 @@ def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
     pad = c.px(16)
 
     logout = pygame.Rect(0, 0, c.px(150), c.tap(52))
+    # Refresh beside Log out: new jobs come by themselves, but a person who just sent one
+    # wants a way to ask now.
+    refresh = pygame.Rect(0, 0, c.px(120), c.tap(52))
     count = len(view.jobs)
     if view.total_jobs > count:
         summary = f"{count} of {view.total_jobs} jobs"
     else:
         summary = plural(count, "job", "jobs")
     greeting = f"Hello, {view.user_name}" if view.user_name else "Hello"
-    band = header(c, greeting, summary, reserve=logout.width + pad)
+    band = header(c, greeting, summary, reserve=logout.width + refresh.width + 2 * pad)
     logout.midright = (width - pad, band.centery)
+    refresh.midright = (logout.left - pad, band.centery)
+    button(c, refresh, "Refresh", Action.REFRESH, HEADER_BUTTON)
     button(c, logout, "Log out", Action.LOGOUT, HEADER_BUTTON)
 
     bar_height = c.tap(64) + 2 * c.px(12)
@@ -111,8 +118,8 @@ def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
     release.width = width - pad - release.left
     for rect in (select_all, release_all, delete, options, release):
         rect.centery = bar.centery
-    button(c, select_all, "Select all", Action.SELECT_ALL, SECONDARY_BUTTON, has_jobs,
-           size=32)
+    button(c, select_all, "Deselect all" if view.all_selected else "Select all",
+           Action.SELECT_ALL, SECONDARY_BUTTON, has_jobs, size=32)
     button(c, release_all, "Release all", Action.RELEASE_ALL, SECONDARY_BUTTON,
            has_jobs, size=32)
     tool_button(c, delete, "Delete", Action.DELETE, partial(icons.trash, c), chosen, BAD)
@@ -125,8 +132,42 @@ def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
     top = band.bottom
     if view.engine_problem:
         top = _draw_engine_banner(c, view.engine_problem, top)
+    if view.message:
+        top = _draw_result_banner(c, view.message, view.tone, top)
     area = pygame.Rect(0, top, width, bar.top - top)
     _draw_job_list(c, view, area, now, window)
+    if view.countdown:
+        _draw_countdown(c, view.countdown, area)
+
+
+def _draw_result_banner(c: Canvas, message: str, tone: Tone, top: int) -> int:
+    """What just happened ("2 printed"), in its tone's colour, across the top of the list;
+    returns the y below it. A tap on it dismisses it; it also fades by itself."""
+    width = c.surface.get_width()
+    banner = pygame.Rect(0, top, width, c.tap(52))
+    pygame.draw.rect(c.surface, TONE_TINT[tone], banner)
+    stripe = pygame.Rect(0, top, c.px(8), banner.height)
+    pygame.draw.rect(c.surface, TONE_STRONG[tone], stripe)
+    pad = c.px(16)
+    close = pygame.Rect(0, 0, c.px(44), c.px(44))
+    close.midright = (width - pad, banner.centery)
+    icons.cross(c, close.inflate(-c.px(16), -c.px(16)), INK)
+    c.text(message, 32, INK, max_width=max(0, close.left - stripe.right - 3 * pad),
+           midleft=(stripe.right + pad, banner.centery))
+    c.targets.append(Target(pygame.Rect(banner), Action.DISMISS))
+    return banner.bottom
+
+
+def _draw_countdown(c: Canvas, text: str, area: pygame.Rect) -> None:
+    """The idle logout's last seconds, over the bottom of the list. Drawn last, with a target
+    over the whole glass: any touch means "I am still here" and does nothing else (a finger
+    on its way to Release must not release while the panel is about to log out)."""
+    width, height = c.surface.get_size()
+    band = pygame.Rect(0, 0, width, c.tap(64))
+    band.bottom = area.bottom
+    pygame.draw.rect(c.surface, TONE_STRONG[Tone.INFO], band)
+    c.text(text, 36, ON_PRIMARY, max_width=width - 2 * c.px(16), center=band.center)
+    c.targets.append(Target(pygame.Rect(0, 0, width, height), Action.STAY))
 
 
 def _draw_engine_banner(c: Canvas, problem: str, top: int) -> int:
@@ -157,9 +198,7 @@ def _draw_job_list(c: Canvas, view: PanelView, area: pygame.Rect, now: float,
     window.max_scroll = max(0, items - rows)
     window.scroll = min(max(window.scroll, 0), window.max_scroll)
     if not items:
-        c.text("No jobs waiting", 56, INK, center=(area.centerx, area.centery - 20))
-        c.lines("Jobs you send to secure print wait here for you.", 34, MUTED,
-                area.centerx, area.centery + c.px(16), area.width - c.px(48), 2)
+        _draw_empty(c, view.empty_reasons, area)
         return
     rows_area = pygame.Rect(area)
     if items > rows:
@@ -174,6 +213,20 @@ def _draw_job_list(c: Canvas, view: PanelView, area: pygame.Rect, now: float,
             _draw_job_row(c, row, jobs[i], jobs[i].job_id in view.selected, now)
         else:
             _draw_more_row(c, row, len(jobs), view.total_jobs)
+
+
+def _draw_empty(c: Canvas, reasons: tuple[str, ...], area: pygame.Rect) -> None:
+    """An empty list, and why it is empty when the cloud or the device knows."""
+    room = area.width - c.px(48)
+    title_h = c.font(56).get_linesize()
+    body = reasons or ("Jobs you send to secure print wait here for you.",)
+    # The block is centred as a whole: the title, then a line or two per reason.
+    lines_h = c.font(34).get_linesize() * 2 * len(body)
+    top = area.top + max(c.px(8), (area.height - title_h - c.px(16) - lines_h) // 2)
+    c.text("No jobs waiting", 56, INK, max_width=room, midtop=(area.centerx, top))
+    y = top + title_h + c.px(16)
+    for line in body:
+        y = c.lines(line, 34, INK if reasons else MUTED, area.centerx, y, room, 2)
 
 
 def _draw_more_row(c: Canvas, row: pygame.Rect, shown: int, total: int) -> None:

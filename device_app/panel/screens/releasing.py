@@ -1,5 +1,6 @@
-"""RELEASING: each released job and where it is (waiting, printing, printed, failed), keeping
-the job being printed in view when the list is longer than the glass."""
+"""RELEASING: each released job and where it is (waiting, printing, printed, failed; the
+engine's page count where it reports one), keeping the job being printed in view when the list
+is longer than the glass, and "Done, log me out" once the jobs are on their way."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from device_app.panel.theme import (
     MUTED,
     ON_PRIMARY,
     PRIMARY,
+    SECONDARY_BUTTON,
 )
-from device_app.panel.widgets import header
-from device_app.view import JobProgress, PanelView
+from device_app.panel.widgets import button, header
+from device_app.view import Action, JobProgress, PanelView
 
 _STATE_LABEL = {"waiting": "Waiting", "printing": "Printing\u2026", "printed": "Printed",
                 "failed": "Failed"}
@@ -36,6 +38,16 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
                   f"{printed} of {len(items)} printed" if items else "")
     pad = c.px(16)
     bottom = height
+    if view.can_walk_away:
+        # The person need not stay to watch: the jobs print on, and are reported, without them.
+        bar = pygame.Rect(0, 0, width, c.tap(64) + 2 * c.px(12))
+        bar.bottom = height
+        pygame.draw.rect(c.surface, CARD, bar)
+        pygame.draw.line(c.surface, LINE, bar.topleft, bar.topright, max(1, c.px(2)))
+        done = pygame.Rect(0, 0, min(width - 2 * pad, c.px(320)), c.tap(64))
+        done.center = bar.center
+        button(c, done, "Done, log me out", Action.WALK_AWAY, SECONDARY_BUTTON, size=32)
+        bottom = height = bar.top
     if view.message:
         bottom = height - c.px(64)
         c.text(view.message, 34, MUTED, max_width=width - 2 * pad,

@@ -1,0 +1,164 @@
+"""The job list and releasing screens of issue 10, through the real renderer (pygame, headless):
+the result line in its tone's colour and dismissed by a tap, the idle countdown that catches any
+touch, why a list is empty, Refresh, "Deselect all", page progress and "Done, log me out". At the
+design size and on the other glass a copier may have (full HD, portrait)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pygame
+import pytest
+from test_session import logged_in, machine, sent
+
+from device_app.panel import PanelRenderer
+from device_app.panel.theme import TONE_STRONG, TONE_TINT
+from device_app.panel.tree import TextNode
+from device_app.session import Answered, Tapped, Tick
+from device_app.view import Action, JobProgress, PanelView, Screen, Tone
+from protocol import messages as m
+from protocol.messages import JobSummary
+
+NOW = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
+SIZES = [(800, 480), (1920, 1080), (480, 800)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _headless_pygame() -> Iterator[None]:
+    previous = os.environ.get("SDL_VIDEODRIVER")
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    pygame.init()
+    yield
+    pygame.quit()
+    if previous is None:
+        os.environ.pop("SDL_VIDEODRIVER", None)
+    else:
+        os.environ["SDL_VIDEODRIVER"] = previous
+
+
+def job(i: int) -> JobSummary:
+    return JobSummary(job_id=f"j{i}", name=f"Document {i}.pdf", pages=3, color=False,
+                      duplex=True, copies=1, size=1000, submitted_at=NOW - 600 * i)
+
+
+def jobs_view(n: int = 3, **kw: object) -> PanelView:
+    listed = tuple(job(i) for i in range(n))
+    return PanelView(Screen.JOBS, user_name="Ada", jobs=listed, total_jobs=n,
+                     **kw)  # type: ignore[arg-type]
+
+
+def drawn(view: PanelView, size: tuple[int, int] = (800, 480)) -> PanelRenderer:
+    renderer = PanelRenderer(size)
+    renderer.draw(view, NOW)
+    return renderer
+
+
+def texts(renderer: PanelRenderer) -> list[TextNode]:
+    return [n for n in renderer.tree if isinstance(n, TextNode)]
+
+
+def said(renderer: PanelRenderer, words: str) -> TextNode:
+    """The text node that shows ``words`` (whole, or the message a wrapped line is from)."""
+    found = [n for n in texts(renderer) if words in (n.text, n.source)]
+    assert found, f"{words!r} not drawn; drawn: {[n.text for n in texts(renderer)]}"
+    return found[0]
+
+
+def target(renderer: PanelRenderer, action: Action) -> pygame.Rect:
+    [rect] = [t.rect for t in renderer.targets if t.action is action]
+    return rect
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(("tone", "message"), [(Tone.OK, "2 printed"), (
+    Tone.ERROR, "1 failed: paper jam, it is still held")])
+def test_the_result_line_shows_in_its_tone_and_a_tap_dismisses_it(
+        size: tuple[int, int], tone: Tone, message: str) -> None:
+    renderer = drawn(jobs_view(message=message, tone=tone), size)
+    line = said(renderer, message)
+    assert line.bg == TONE_TINT[tone]
+    banner = target(renderer, Action.DISMISS)
+    assert banner.width == size[0]  # across the glass, at any size
+    # The tone's strong colour marks its left edge: an error reads as one before it is read.
+    assert renderer.surface.get_at((1, banner.centery))[:3] == TONE_STRONG[tone]
+    assert renderer.hit(banner.center) == (Action.DISMISS, None)
+
+
+def test_no_result_line_no_banner() -> None:
+    renderer = drawn(jobs_view())
+    assert all(t.action is not Action.DISMISS for t in renderer.targets)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_countdown_shows_and_any_touch_anywhere_only_stays(size: tuple[int, int]) -> None:
+    view = jobs_view(countdown="Logging out in 7 s \u2014 touch to stay",
+                     selected=frozenset({"j0"}))
+    renderer = drawn(view, size)
+    said(renderer, view.countdown)
+    # A finger heading for Release, a job row or Log out only says "I am still here".
+    calm = drawn(jobs_view(selected=frozenset({"j0"})), size)
+    glass = renderer.surface.get_rect()
+    for action in (Action.RELEASE, Action.SELECT, Action.LOGOUT):
+        # (On portrait glass today's toolbar runs past the edge: only what is on it counts.)
+        spot = next(t.rect for t in calm.targets if t.action is action).clip(glass).center
+        assert renderer.hit(spot) == (Action.STAY, None), action
+    assert renderer.hit((0, 0)) == (Action.STAY, None)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_an_empty_list_says_why(size: tuple[int, int]) -> None:
+    reasons = ("2 jobs expired after 24 h on hold",
+               "1 job is waiting from a computer that is not linked: link it in the portal")
+    renderer = drawn(jobs_view(0, empty_reasons=reasons), size)
+    said(renderer, "No jobs waiting")
+    for reason in reasons:
+        line = said(renderer, reason)
+        assert line.rect[0] >= 0 and line.rect[0] + line.rect[2] <= size[0]
+    plain = drawn(jobs_view(0), size)
+    said(plain, "Jobs you send to secure print wait here for you.")
+
+
+def test_refresh_is_offered_and_select_all_turns_into_deselect_all() -> None:
+    renderer = drawn(jobs_view())
+    assert renderer.hit(target(renderer, Action.REFRESH).center) == (Action.REFRESH, None)
+    said(renderer, "Select all")
+    every = drawn(jobs_view(selected=frozenset({"j0", "j1", "j2"}), all_selected=True))
+    said(every, "Deselect all")
+    assert every.hit(target(every, Action.SELECT_ALL).center) == (Action.SELECT_ALL, None)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_releasing_shows_pages_and_offers_to_walk_away(size: tuple[int, int]) -> None:
+    view = PanelView(Screen.RELEASING, title="Releasing", can_walk_away=True, progress=(
+        JobProgress("j0", "Report.pdf", "printing", "page 3 of 12", pages=12, pages_done=3),
+        JobProgress("j1", "Memo.pdf", "waiting")))
+    renderer = drawn(view, size)
+    said(renderer, "page 3 of 12")
+    said(renderer, "Done, log me out")
+    done = target(renderer, Action.WALK_AWAY)
+    assert done.bottom <= size[1] and renderer.hit(done.center) == (Action.WALK_AWAY, None)
+    early = drawn(PanelView(Screen.RELEASING, progress=view.progress), size)
+    assert all(t.action is not Action.WALK_AWAY for t in early.targets)
+
+
+def test_the_session_s_result_line_is_drawn_and_a_tap_on_it_clears_it() -> None:
+    # The machine's view, drawn; the tap the renderer finds goes back into the machine.
+    sm = machine(notice_timeout=6, idle_timeout=600)
+    logged_in(sm)
+    sm.handle(Tapped(Action.SELECT, "j0"))
+    sm.handle(Tapped(Action.DELETE))
+    delete = sent(sm.handle(Tapped(Action.CONFIRM)))
+    relist = sent(sm.handle(Answered(delete.tag, m.Ack())))
+    sm.handle(Answered(relist.tag, m.JobList((job(1), job(2)), 2)))
+    renderer = drawn(sm.view())
+    said(renderer, "1 deleted")
+    hit = renderer.hit(target(renderer, Action.DISMISS).center)
+    assert hit is not None
+    sm.handle(Tapped(*hit))
+    renderer = drawn(sm.view())
+    assert all(n.text != "1 deleted" for n in texts(renderer))
+    # The countdown the machine shows is the one the screen draws.
+    sm.handle(Tick(595.0))
+    said(drawn(sm.view()), "Logging out in 5 s \u2014 touch to stay")
