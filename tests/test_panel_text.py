@@ -1,0 +1,129 @@
+"""Every language's names on the panel: system fonts for every script (not boxes), a built-in
+fallback when there are none, and long names shortened in the middle so they stay apart."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pygame
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device_app.panel.canvas import Canvas
+from device_app.panel.fonts import ChainFont, face_for, parse_charset, system_chain
+from device_app.panel.text import ELLIPSIS, fit_text_middle
+from device_app.panel.tree import TextNode
+
+#: The faces the panel needs and the Debian package that brings each (scripts/setup.sh).
+NEEDED = {"Noto Sans": "fonts-noto-core", "Noto Sans Arabic": "fonts-noto-core",
+          "Noto Sans CJK JP": "fonts-noto-cjk", "Noto Color Emoji": "fonts-noto-color-emoji"}
+SAMPLES = {"Noto Sans CJK JP": "\u5831\u544a\u66f8", "Noto Sans Arabic": "\u062a\u0642\u0631",
+           "Noto Color Emoji": "\U0001f389", "Noto Sans": "Report"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _headless_pygame() -> Iterator[None]:
+    previous = os.environ.get("SDL_VIDEODRIVER")
+    os.environ["SDL_VIDEODRIVER"] = "dummy"
+    pygame.init()
+    yield
+    pygame.quit()
+    if previous is None:
+        os.environ.pop("SDL_VIDEODRIVER", None)
+    else:
+        os.environ["SDL_VIDEODRIVER"] = previous
+
+
+@pytest.fixture(scope="module")
+def font() -> ChainFont:
+    families = {face.family for face in system_chain()}
+    missing = sorted({pkg for family, pkg in NEEDED.items() if family not in families})
+    # A missing font fails by name, never skips: scripts/setup.sh installs these packages.
+    assert not missing, f"install the Debian package(s) {', '.join(missing)} (scripts/setup.sh)"
+    return ChainFont(system_chain(), 40)
+
+
+def ink(image: pygame.Surface) -> bytes:
+    return pygame.image.tobytes(image, "RGBA")
+
+
+@pytest.mark.parametrize("family", sorted(SAMPLES))
+def test_each_script_is_set_in_a_face_that_has_its_glyphs(font: ChainFont, family: str) -> None:
+    text = SAMPLES[family]
+    for ch in text:
+        face = face_for(font, ch)
+        assert face is not None and face.family == family, (ch, face)
+        assert face.has(ch)
+    # Not tofu: the chain draws other pixels than the Latin face alone, which has no such
+    # glyph and draws its "missing" box for each.
+    chained = font.render(text, True, (0, 0, 0))
+    latin_only = pygame.font.Font(system_chain()[0].path, round(40 * 0.6875)).render(
+        text, True, (0, 0, 0))
+    if family != "Noto Sans":
+        assert ink(chained) != ink(latin_only)
+    assert chained.get_bounding_rect().width > 0, "something was drawn"
+
+
+def test_a_mixed_name_is_split_into_runs_by_face(font: ChainFont) -> None:
+    runs = font.runs("Report \u5831\u544a \u062a\u0642\u0631\u064a\u0631 \U0001f389.pdf")
+    families = [font.chain[i].family for i, _ in runs]
+    assert families == ["Noto Sans", "Noto Sans CJK JP", "Noto Sans", "Noto Sans Arabic",
+                        "Noto Sans", "Noto Color Emoji", "Noto Sans"]
+    assert "".join(run for _, run in runs) == ("Report \u5831\u544a \u062a\u0642\u0631\u064a"
+                                               "\u0631 \U0001f389.pdf")
+    width = font.size("Report \u5831\u544a \U0001f389")[0]
+    assert width == font.render("Report \u5831\u544a \U0001f389", True, (0, 0, 0)).get_width()
+
+
+def test_without_noto_the_built_in_font_draws_everything() -> None:
+    canvas = Canvas(pygame.Surface((800, 480)), chain=())
+    rect = canvas.text("\u5831\u544a\u66f8 \U0001f389 report.pdf", 38, (0, 0, 0), 300,
+                       topleft=(10, 10))
+    assert rect.width > 0
+    [node] = [n for n in canvas.tree if isinstance(n, TextNode)]
+    assert node.source.startswith("\u5831") and face_for(canvas.font(38), "\u5831") is None
+
+
+def test_fontconfig_charsets_parse() -> None:
+    assert parse_charset("20-7e a0 4e00-9fff") == ((0x20, 0x7E), (0xA0, 0xA0), (0x4E00, 0x9FFF))
+    assert parse_charset("") == ()
+
+
+def test_two_reports_stay_apart_when_cut(font: ChainFont) -> None:
+    a = fit_text_middle(font, "Report 2026-Q3 final.pdf", 250)
+    b = fit_text_middle(font, "Report 2026-Q4 final.pdf", 250)
+    assert ELLIPSIS in a and a != b
+    assert a.endswith(".pdf") and a.startswith("Rep")
+
+
+NAME_CHARS = st.characters(codec="utf-8", categories=("L", "N", "P", "Zs"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(NAME_CHARS, min_size=1, max_size=120), width=st.integers(0, 700))
+def test_a_name_shortened_in_the_middle_fits_its_width(font: ChainFont, text: str,
+                                                       width: int) -> None:
+    shown = fit_text_middle(font, text, width)
+    assert font.size(shown)[0] <= width or shown == ""
+    if shown and ELLIPSIS not in shown:
+        assert shown == text
+
+
+ENDINGS = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFXYZ0123456789-_"),
+                  min_size=1, max_size=3)
+
+
+@settings(max_examples=80, deadline=None)
+@given(start=st.text(NAME_CHARS, min_size=10, max_size=100), a=ENDINGS, b=ENDINGS,
+       n=st.integers(16, 40))
+def test_names_that_differ_near_the_end_stay_different(font: ChainFont, start: str, a: str,
+                                                       b: str, n: int) -> None:
+    """Cut to a width that shows at least ``n`` characters, two names that differ only in
+    their last few (an up-to-3-character tag before the extension) are still told apart."""
+    if a == b:
+        b = a + "z"
+    width = font.size("W" * n)[0]  # room for n of the widest letter
+    one, two = f"{start} {a}.pdf", f"{start} {b}.pdf"
+    assert fit_text_middle(font, one, width) != fit_text_middle(font, two, width)
