@@ -71,7 +71,7 @@ class Runner:
     echo: Callable[[str], None] | None = None
     transcript: list[str] = field(default_factory=list)
     _last: dict[str, run.ScreenSig] = field(default_factory=dict)
-    _unknown_n: int = 0
+    _labelled: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -189,6 +189,11 @@ class Runner:
         elif step.badge == "unknown":
             number = run.unknown_badge(self.rng, self.known)
             self.known.add(number)
+        elif step.badge.startswith("unknown:"):
+            if step.badge not in self._labelled:
+                self._labelled[step.badge] = run.unknown_badge(self.rng, self.known)
+                self.known.add(self._labelled[step.badge])
+            number = self._labelled[step.badge]
         else:
             number = step.badge
         d = self.dev(step.device)
@@ -243,16 +248,21 @@ class Runner:
 
     def wait(self, step: Wait) -> None:
         app = self.dev(step.device).app
-        if self.settle(lambda: app.machine.state.value == step.state):
-            return
+
+        def there() -> bool:
+            return app.machine.state.value == step.state
+
+        # Until it is there or nothing more can happen without time passing; then let time
+        # pass a second at a time, settling after each.
+        self.settle(lambda: there() or self.quiet())
         waited = 0.0
-        while waited < step.timeout:
+        while not there() and waited < step.timeout:
             tick = min(run.WAIT_TICK, step.timeout - waited)
             self.world.clock.advance(tick)
             waited += tick
-            if self.settle(lambda: app.machine.state.value == step.state or self.quiet()) \
-                    and app.machine.state.value == step.state:
-                return
+            self.settle(lambda: there() or self.quiet())
+        if there():
+            return
         view = app.view()
         raise ScenarioFailed(f"expected state {step.state!r} within {step.timeout:g} s, saw "
                              f"{app.machine.state.value} ({view.screen.value}: {view.title!r})")
@@ -266,8 +276,9 @@ class Runner:
             ids = {self.world.job_ids[name]: name for name, _ in step.cloud}
             cloud = {ids[j.id]: j.state for j in store.jobs(list(ids))}
         seen = run.Seen(d.app.machine.state.value, view.screen.value, view.title, view.message,
-                        view.user_name, tuple(j.name for j in view.jobs), view.total_jobs,
-                        d.engine.state().value, tuple(p.name for p in d.engine.printed), cloud)
+                        view.engine_problem, view.user_name, tuple(j.name for j in view.jobs),
+                        view.total_jobs, d.engine.state().value,
+                        tuple(p.name for p in d.engine.printed), cloud)
         failure = run.check(step, seen)
         if failure is not None:
             raise ScenarioFailed(failure)

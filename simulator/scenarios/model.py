@@ -68,7 +68,9 @@ class JobSpec:
 
 @dataclass(frozen=True, slots=True)
 class Tap:
-    badge: str  # a user key, "unknown" (a fresh unknown badge), or a badge number
+    #: A user key; "unknown" (a fresh unknown badge each time); "unknown:LABEL" (a fresh one
+    #: the first time, the same one after); or a badge number.
+    badge: str
     device: str
     reader: str
 

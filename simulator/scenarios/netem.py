@@ -36,6 +36,7 @@ class DelayRelay:
                 return
             try:
                 up = socket.create_connection(self.upstream, timeout=2)
+                up.settimeout(None)  # the timeout was for connecting; a quiet link is fine
             except OSError:
                 down.close()  # the broker is down: the device sees its connection refused
                 continue

@@ -61,8 +61,8 @@ _STEP_KEYS: dict[str, set[str]] = {
     "expect": {"device"},
     "fault": {"device", "reader", "ms", "seconds"},
 }
-_EXPECT_KEYS = {"screen", "state", "title", "message", "user", "jobs", "job_count", "cloud",
-                "printed", "engine"}
+_EXPECT_KEYS = {"device", "screen", "state", "title", "message", "user", "jobs", "job_count",
+                "cloud", "printed", "engine"}
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
@@ -208,9 +208,11 @@ class _Parser:
         value = s[action]
         if action == "tap":
             badge = _value_text(self, where, action, value)
-            if not (badge == "unknown" or badge in self.user_keys or badge.isdigit()):
+            if not (badge == "unknown" or badge in self.user_keys or badge.isdigit()
+                    or (badge.startswith("unknown:") and len(badge) > 8)):
                 raise self.fail(where, f"tap {badge!r}: name a user ("
-                                f"{', '.join(sorted(self.user_keys))}), \"unknown\" or a number")
+                                f"{', '.join(sorted(self.user_keys))}), \"unknown\", "
+                                "\"unknown:<label>\" or a number")
             reader = _text(self, s, where, "reader") or spec.readers[0].name
             if reader not in {r.name for r in spec.readers}:
                 raise self.fail(where, f"device {device} has no reader {reader!r}")
@@ -318,6 +320,10 @@ class _Parser:
             if v is not None and not isinstance(v, str):
                 raise self.fail(where, f"expect.{key} is text")
             texts[key] = v
+        if "device" in value:
+            device = value["device"]
+            if device not in {d.id for d in self.devices}:
+                raise self.fail(where, f"expect.device {device!r} is not in the scenario")
         return Expect(device, one_of("screen", SCREENS), one_of("state", STATES),
                       texts["title"], texts["message"], texts["user"], names("jobs"), count,
                       tuple(sorted(cloud.items())), names("printed"),

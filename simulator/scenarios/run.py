@@ -41,6 +41,7 @@ class Seen:
     screen: str
     title: str
     message: str
+    banner: str  # why the printer cannot print, shown over the job list
     user: str
     jobs: tuple[str, ...]
     total: int
@@ -80,6 +81,8 @@ def describe(n: int, step: Step, scenario: Scenario) -> str:
             who = f"{user.name}'s badge"
         elif who == "unknown":
             who = "a new unknown badge"
+        elif who.startswith("unknown:"):
+            who = f"unknown badge {who[8:]!r}"
         else:
             who = f"badge ****{who[-2:]}"
         text = f"tap {who} on reader {step.reader}"
@@ -135,8 +138,10 @@ def check(e: Expect, seen: Seen) -> str | None:
         return miss("state", e.state, f"{seen.state} ({seen.title})")
     if e.title is not None and e.title not in seen.title:
         return miss("a title containing", e.title, seen.title)
-    if e.message is not None and e.message not in seen.title and e.message not in seen.message:
-        return miss("a message containing", e.message, f"{seen.title}: {seen.message}")
+    if e.message is not None and not any(e.message in t for t in (seen.title, seen.message,
+                                                                   seen.banner)):
+        shown = " / ".join(t for t in (seen.title, seen.message, seen.banner) if t)
+        return miss("a message containing", e.message, shown)
     if e.user is not None and seen.user != e.user:
         return miss("user", e.user, seen.user)
     if e.jobs is not None and seen.jobs != e.jobs:

@@ -18,10 +18,11 @@ import os
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cloud.demo import demo_document, seed_demo
+from cloud.devices import set_device_config
 from cloud.directory import add_card, set_access_code, set_password, submit_job
 from cloud.service import CloudService
 from cloud.storage.sqlite import SqliteStore
@@ -32,6 +33,8 @@ from device_app.runner import Device, from_config_file
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.address import BrokerAddress
+from protocol.errors import MfdError
+from protocol.managed import Policy
 from readers.adapters.sim_reader import SimReader, get_sim_reader
 from readers.pty import PtyPort
 from simulator.broker import IotcoreBroker, MosquittoBroker, make_broker
@@ -39,6 +42,10 @@ from simulator.scenarios.model import DeviceSpec, ReaderKind, ReaderSpec, Scenar
 from simulator.scenarios.netem import DelayRelay
 
 log = logging.getLogger(__name__)
+
+
+class ScenarioWorldError(MfdError):
+    code = "scenario_world"
 
 #: Where the simulated clock starts: above the engine poll interval, so the first step polls.
 CLOCK_START = 1000.0
@@ -219,7 +226,13 @@ class ScenarioWorld:
             "broker": {"url": f"mqtt://127.0.0.1:{relay.port}"},
             "readers": {"specs": specs},
             "engine": {"kind": "emulator"}})
-        cfg = replace(cfg, policy=spec.policy)
+        # The policy comes as on a fleet: pushed by the cloud (retained, so delivered when the
+        # device connects), applied live by the device and acknowledged.
+        policy = {f.name: getattr(spec.policy, f.name) for f in fields(Policy)
+                  if getattr(spec.policy, f.name) != getattr(Policy(), f.name)}
+        if policy:
+            assert self.store is not None
+            set_device_config(self.store, spec.id, {"policy": policy}, time.time())
         write_private(devdir / "device.toml", to_toml(cfg))
         save_credentials(devdir / cfg.credentials_file, spec.id, self._passwords[spec.id])
         engine = MfdControllerStub(page_time=spec.page_time)
@@ -228,6 +241,11 @@ class ScenarioWorld:
         device.app.clock = self.clock
         stack.callback(device.stop)  # also closes the engine and the journal
         device.start()
+        deadline = time.monotonic() + 10
+        while device.app.machine.policy != spec.policy and time.monotonic() < deadline:
+            device.app.step(0.01)
+        if device.app.machine.policy != spec.policy:
+            raise ScenarioWorldError(f"device {spec.id} did not apply its pushed policy")
         sim = SimDevice(spec, device, engine, relay, serial=serial)
         for r in spec.readers:
             if r.kind is ReaderKind.SIM:
