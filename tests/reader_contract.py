@@ -6,13 +6,15 @@ as nfcpy's per-chip tests subclass one shared base test).
 spec string and how to act on its transport -- present a card, send garbage, unplug, replug.
 The contract:
 
-* a presented card gives exactly one read, with the right number and reader id, in time;
+* a presented card gives exactly one read, with the right number, raw bytes and reader id, in
+  time;
 * the same card again within the lock-out gives no second read;
 * garbage on the transport gives no read and no crash, and the next card still reads;
 * unplugging is reported (a warning naming the reader, ``health.reconnects`` rising, and the
   family's own state), and after a replug the reader reads again;
-* ``stop()`` is prompt (under 2 s) and idempotent, and leaves no thread behind;
-* no log record a reader emits carries a card number in clear.
+* a second ``start()`` while running is refused; ``stop()`` is prompt (under 2 s) and
+  idempotent, and leaves no thread behind;
+* no log record a reader emits (nor a read's ``repr``) carries a card number in clear.
 
 Waiting is by event: "no second read" is shown by a later, different card arriving first (a
 transport delivers in order), never by sleeping. A family whose transport cannot do something
@@ -39,6 +41,7 @@ from typing import ClassVar
 
 import pytest
 
+from protocol.errors import ReaderError
 from readers.events import CardRead, CardReader
 
 __all__ = ["GARBAGE", "UNPLUG", "Bench", "Card", "Garbage", "ReaderContract", "Step",
@@ -108,6 +111,10 @@ class Bench:
         """The canonical number card ``index`` reads as."""
         raise NotImplementedError
 
+    def raw(self, index: int) -> bytes:
+        """The raw bytes card ``index``'s read carries (what the reader sent for it)."""
+        raise NotImplementedError
+
     def clear_forms(self, index: int) -> list[str]:
         """Every way card ``index``'s number could show in a log in clear."""
         return [self.number(index)]
@@ -131,6 +138,10 @@ class Bench:
     def gone(self, reader: CardReader) -> bool:
         """The family's own way of saying the reader is gone (state, fault)."""
         raise NotImplementedError
+
+    def stopped(self, reader: CardReader) -> bool:
+        """The family's own way of saying the reader is stopped."""
+        return getattr(reader, "running", None) is False
 
     def attempt(self, capability: str, reader: CardReader) -> None:
         """For a capability the family declares it lacks (:attr:`ReaderContract.cannot`): the
@@ -211,11 +222,12 @@ class ReaderContract:
         run = self.start(bench, [A, B])
         bench.present(0)
         read = run.next_read()  # within the bench's deadline
-        assert read.number == bench.number(0)
+        assert (read.number, read.raw) == (bench.number(0), bench.raw(0))
         assert read.reader_id == bench.reader_id
         bench.present(1)  # B arriving shows that nothing more came of A
         assert run.reads_until(1) == []
-        assert run.reader.health.reads == 2
+        health = run.reader.health
+        assert (health.reads, health.bad_frames, health.suppressed) == (2, 0, 0)
 
     @pytest.mark.integration
     def test_the_same_card_within_the_lockout_is_not_read_again(self, bench: Bench) -> None:
@@ -278,12 +290,15 @@ class ReaderContract:
     def test_stop_is_prompt_idempotent_and_leaves_no_thread(self, bench: Bench) -> None:
         before = set(threading.enumerate())
         run = self.start(bench, [A, B])
+        with pytest.raises(ReaderError, match="already started"):
+            run.reader.start(run.reads.put)
         bench.present(0)
         assert run.next_read().number == bench.number(0)
         for _ in range(2):
             started = time.monotonic()
             run.reader.stop()
             assert time.monotonic() - started < STOP_WITHIN_S
+        assert bench.stopped(run.reader)
         left = [t.name for t in threading.enumerate()
                 if t not in before and t.is_alive() and not t.name.startswith(bench.own_threads)]
         assert left == []
@@ -305,6 +320,7 @@ class ReaderContract:
         ours = [r for r in caplog.records if r.name.startswith("readers")]
         text = "\n".join(caplog.handler.format(r) for r in ours).upper()
         assert read.masked.upper() in text  # the read was logged, masked
+        assert bench.number(0) not in repr(read)
         for index in (0, 1):
             for form in bench.clear_forms(index):
                 assert form.upper() not in text, f"card {index} in clear in the log"

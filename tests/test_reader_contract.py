@@ -27,6 +27,7 @@ from readers.adapters.pcsc_reader import PcscCardReader, ReaderState
 from readers.adapters.sim_reader import SimReader
 from readers.codecs.ascii import AsciiFormat
 from readers.codecs.em4100 import encode_frame
+from readers.codecs.wiegand_serial import encode_card
 from readers.events import CardReader
 from readers.pty import PtyPort
 from readers.record.recording import Recorder, RecordingHeader
@@ -53,6 +54,12 @@ pcscd = pcscd_fixture()
 SERIAL_GARBAGE = b"\x00\xff junk \x1b[0m\r\n\x02ZZ\x03\r\n"
 
 
+def bad_checksum(frame: bytes) -> bytes:
+    """An RDM6300 frame with its checksum digits changed (a misread)."""
+    wrong = b"00" if frame[-3:-1] != b"00" else b"FF"
+    return frame[:-3] + wrong + frame[-1:]
+
+
 # -- serial families on a pty --------------------------------------------------------------
 
 
@@ -66,23 +73,27 @@ class SerialFamily:
     present: Callable[[Any, int], object]
     number: Callable[[int], str]
     cards: tuple[int, int, int]
+    misread: Callable[[int], bytes]  # card ``n`` as the line carries it when misread
 
 
 PCPROX_FMT = AsciiFormat(sep=b":")
 TWN4_FMT = AsciiFormat(base=16, width=8)
 SERIAL_FAMILIES = {f.name: f for f in (
     SerialFamily("em4100", "family=em4100", Em4100Stub, lambda s, n: s.present(n),
-                 lambda n: f"{n:010d}", (0x2B7E15A3, 0x3C4D5E6F, 0x1A2B3C4D)),
+                 lambda n: f"{n:010d}", (0x2B7E15A3, 0x3C4D5E6F, 0x1A2B3C4D),
+                 lambda n: bad_checksum(encode_frame(0x0A, n))),
     # Firmware lock-outs off: the lock-out under test is the host's.
     SerialFamily("pcprox", "family=pcprox&sep=:",
                  lambda p: PcProxStub(p, PCPROX_FMT, lockout_ticks=0),
                  lambda s, n: s.present(n, facility=12), lambda n: f"12:{n}",
-                 (618273, 739184, 850295)),
+                 (618273, 739184, 850295), lambda n: f"12:{n}:9\r".encode()),
     SerialFamily("twn4", "family=twn4&width=8", lambda p: Twn4Stub(p, TWN4_FMT, repeat_s=0),
-                 lambda s, n: s.present(n), str, (0x5C3A91D7, 0x6D4BA2E8, 0x7E5CB3F9)),
+                 lambda s, n: s.present(n), str, (0x5C3A91D7, 0x6D4BA2E8, 0x7E5CB3F9),
+                 lambda n: f"{n:08X}Z\r".encode()),
     SerialFamily("wiegand", "family=wiegand&format=h10304",
                  lambda p: WiegandSerialStub(p, "h10304"), lambda s, n: s.present(7, n),
-                 lambda n: f"7:{n}", (318259, 402117, 277451)),
+                 lambda n: f"7:{n}", (318259, 402117, 277451),
+                 lambda n: encode_card("h10304", 7, n, bad_parity=True)),
 )}
 
 
@@ -98,6 +109,7 @@ class SerialBench(Bench):
         self.port = PtyPort()
         self.link.symlink_to(self.port.device)
         self.stub = family.stub(self.port)
+        self.wire: dict[int, bytes] = {}
 
     def open(self, plan: Sequence[Step]) -> CardReader:
         return open_reader(f"serial:{self.link}?{self.family.query}&id={self.reader_id}")
@@ -105,15 +117,21 @@ class SerialBench(Bench):
     def number(self, index: int) -> str:
         return self.family.number(self.family.cards[index])
 
+    def raw(self, index: int) -> bytes:
+        return self.wire[index]
+
     def clear_forms(self, index: int) -> list[str]:
         tag = self.family.cards[index]
         return [self.number(index), str(tag), f"{tag:X}"]
 
     def present(self, index: int) -> None:
-        self.family.present(self.stub, self.family.cards[index])
+        wire = self.family.present(self.stub, self.family.cards[index])
+        assert isinstance(wire, bytes), "the firmware swallowed the card"
+        self.wire[index] = wire
 
     def garbage(self) -> None:
-        self.stub.noise(SERIAL_GARBAGE)
+        # Noise, then card A misread (a codec's error must not quote its digits either).
+        self.stub.noise(SERIAL_GARBAGE + self.family.misread(self.family.cards[0]))
 
     def unplug(self) -> None:
         self.link.unlink()
@@ -125,7 +143,8 @@ class SerialBench(Bench):
         self.link.symlink_to(self.port.device)
 
     def gone(self, reader: CardReader) -> bool:
-        return True  # a serial reader says it only in its log and health (checked by the base)
+        # Beyond its log and health (checked by the base): its thread lives on, retrying.
+        return getattr(reader, "running", False) is True
 
     def close(self) -> None:
         self.port.close()
@@ -183,6 +202,9 @@ class PcscBench(Bench):
     def number(self, index: int) -> str:
         return self.uids[index].hex().upper()
 
+    def raw(self, index: int) -> bytes:
+        return self.uids[index]
+
     def clear_forms(self, index: int) -> list[str]:
         uid = self.uids[index]
         return [self.number(index), uid.hex(" "), uid.hex(":")]
@@ -222,6 +244,10 @@ class PcscBench(Bench):
     def gone(self, reader: CardReader) -> bool:
         assert isinstance(reader, PcscCardReader)
         return reader.state == ReaderState.NO_SERVICE and reader.last_error is not None
+
+    def stopped(self, reader: CardReader) -> bool:
+        assert isinstance(reader, PcscCardReader)
+        return not reader.running and reader.state == ReaderState.STOPPED
 
     def close(self) -> None:
         self.card.remove()
@@ -278,9 +304,11 @@ class OsdpBench(Bench):
     def number(self, index: int) -> str:
         return f"{self.cards[index]:07X}"
 
+    def raw(self, index: int) -> bytes:
+        return (self.cards[index] << 6).to_bytes(4, "big")  # 26 bits, MSB first, padded
+
     def clear_forms(self, index: int) -> list[str]:
-        data = (self.cards[index] << 6).to_bytes(4, "big")  # 26 bits, MSB first, padded
-        return [self.number(index), data.hex()]
+        return [self.number(index), self.raw(index).hex()]
 
     def present(self, index: int) -> None:
         self.pd.present(self.cards[index])
@@ -304,6 +332,10 @@ class OsdpBench(Bench):
         fault = reader.status.fault
         return (reader.status.state is LinkState.PORT_LOST and fault is not None
                 and fault.code == "reader_port_lost")
+
+    def stopped(self, reader: CardReader) -> bool:
+        assert isinstance(reader, OsdpCardReader)
+        return not reader.running and reader.status.state is LinkState.STOPPED
 
     def close(self) -> None:
         self.pd.stop()
@@ -338,6 +370,9 @@ class SimBench(Bench):
     def number(self, index: int) -> str:
         return self.numbers[index]
 
+    def raw(self, index: int) -> bytes:
+        return self.numbers[index].encode()  # a simulated card's raw bytes default to these
+
     def present(self, index: int) -> None:
         self.sim.present(self.numbers[index])
 
@@ -345,7 +380,7 @@ class SimBench(Bench):
         if capability == GARBAGE:
             # Its only input is present(number): anything that is not a card number is
             # refused to the caller, before the reader's state or sink sees it.
-            for junk in ("\x00\xff junk", " 0729683363", "07296\n83363", ""):
+            for junk in ("", "\x00\xff junk", " 0729683363", "07296\n83363", "0729683363 "):
                 with pytest.raises(ReaderError, match="card number"):
                     self.sim.present(junk)
         else:
@@ -397,6 +432,9 @@ class ReplayBench(Bench):
 
     def number(self, index: int) -> str:
         return f"{self.tags[index]:010d}"
+
+    def raw(self, index: int) -> bytes:
+        return encode_frame(0x0A, self.tags[index])
 
     def clear_forms(self, index: int) -> list[str]:
         tag = self.tags[index]
