@@ -150,6 +150,8 @@ def problems(renderer: PanelRenderer, view: PanelView, dpi: float | None) -> lis
     targets = [n for n in tree if isinstance(n, TargetNode)]
     found = []
     for t in texts:
+        if t.source.strip() and not t.text.strip():
+            found.append(f"text {t.source!r} {t.rect} was cut to nothing")
         if not inside(t.rect, screen):
             found.append(f"text {t.text!r} {t.rect} is off the screen {screen}")
         elif not inside(t.rect, t.container):

@@ -1,9 +1,19 @@
 """A gallery of sample screens, rendered to PNG files for the README, the technician guide and
-design review: every screen, with the keyboard states a finger would reach."""
+design review: every screen, with the keyboard states a finger would reach.
+
+``python -m device_app.panel.demo --shots docs/img/panel`` writes every screen at 800x480 and
+480x800 (``--size`` to choose, ``--language`` passed to the renderer). ``--window`` shows one
+screen in a real window through window.py instead (full screen with ``--fullscreen``), and with
+``--ready FILE`` saves the first frame's display surface and draw tree beside FILE, then writes
+FILE and waits for ``--stop FILE``: how the Xvfb test drives a real display.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pygame
@@ -84,7 +94,8 @@ def _demo_views(now: float) -> list[_Demo]:
     ]
 
 
-def render_demo_screens(out_dir: Path) -> list[Path]:
+def render_demo_screens(out_dir: Path, size: tuple[int, int] = DESIGN_SIZE,
+                        language: str = "") -> list[Path]:
     """Render sample screens (idle, jobs, the keypad and keyboard, options, a confirmation,
     releasing, an error notice) to PNG files in ``out_dir`` for the README and for design
     review; returns their paths."""
@@ -94,7 +105,7 @@ def render_demo_screens(out_dir: Path) -> list[Path]:
     now = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
     paths = []
     for name, view, keys in _demo_views(now):
-        renderer = PanelRenderer(DESIGN_SIZE)
+        renderer = PanelRenderer(size, language=language)
         renderer.draw(view, now)
         for key in keys:
             [target] = [t for t in renderer.targets if t.job_id == key]
@@ -104,3 +115,77 @@ def render_demo_screens(out_dir: Path) -> list[Path]:
         pygame.image.save(renderer.surface, path)
         paths.append(path)
     return paths
+
+
+class _Still:
+    """A panel app that shows one view and ignores taps: for --window."""
+
+    def __init__(self, view: PanelView) -> None:
+        self._view = view
+
+    def tap(self, action: object, job_id: str | None = None) -> None:
+        return None
+
+    def step(self, timeout: float = 0.05) -> bool:
+        time.sleep(timeout)
+        return False
+
+    def view(self) -> PanelView:
+        return self._view
+
+
+def _show(args: argparse.Namespace, now: float) -> None:
+    from device_app.config import UiConfig
+    from device_app.panel.window import run_window
+
+    views = {name: view for name, view, _keys in _demo_views(now)}
+    ready = Path(args.ready) if args.ready else None
+    stop = Path(args.stop) if args.stop else None
+
+    def on_frame(renderer: PanelRenderer) -> None:
+        if ready is None or ready.exists():
+            return
+        pygame.image.save(renderer.surface, ready.with_suffix(".png"))
+        tree = [{"kind": type(n).__name__, **asdict(n)} for n in renderer.tree]
+        ready.with_suffix(".json").write_text(json.dumps(
+            {"size": renderer.surface.get_size(), "tree": tree}), encoding="utf-8")
+        ready.write_text("ready\n", encoding="utf-8")
+
+    run_window(_Still(views[args.screen]), title="mfdkit panel demo",
+               fullscreen=args.fullscreen, size=args.size, ui=UiConfig(language=args.language),
+               on_frame=on_frame, should_stop=lambda: stop is not None and stop.exists())
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m device_app.panel.demo")
+    parser.add_argument("--shots", metavar="DIR", help="write every screen as PNG files here")
+    parser.add_argument("--size", type=_size, action="append",
+                        help="WxH; repeat for several (default 800x480 and 480x800)")
+    parser.add_argument("--language", default="", help="BCP-47 tag passed to the renderer")
+    parser.add_argument("--window", action="store_true", help="show one screen in a window")
+    parser.add_argument("--fullscreen", action="store_true")
+    parser.add_argument("--screen", default="idle")
+    parser.add_argument("--ready", help="--window: save the first frame, then write this file")
+    parser.add_argument("--stop", help="--window: close when this file appears")
+    args = parser.parse_args(argv)
+    now = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
+    if args.window:
+        args.size = args.size[0] if args.size else None
+        _show(args, now)
+        return 0
+    if not args.shots:
+        parser.error("give --shots DIR or --window")
+    for size in args.size or [DESIGN_SIZE, (480, 800)]:
+        out = Path(args.shots) / f"{size[0]}x{size[1]}"
+        for path in render_demo_screens(out, size, args.language):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

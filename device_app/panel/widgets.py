@@ -41,9 +41,13 @@ def button(c: Canvas, rect: pygame.Rect, label: str, action: Action, style: Styl
         pygame.draw.rect(c.surface, style.border, rect, width=max(2, c.px(2)),
                          border_radius=corner)
     if label:
-        # A key on a short keypad sets its label smaller rather than spill out of it.
+        # A key on a short keypad sets its label smaller rather than spill out of it, and a
+        # narrow one ("w" on 480 px glass) smaller rather than lose it to an ellipsis.
         size = min(size, c.size_for_height(rect.height))
-        c.text(label, size, style.ink, max_width=rect.width - 2 * c.px(12), role=role,
+        room = rect.width - 2 * c.px(4 if role == "key" else 12)
+        size = c.fitting_size(label, (size, size * 17 // 20, size * 7 // 10, size * 3 // 5),
+                              room, bold=True)
+        c.text(label, size, style.ink, max_width=room, role=role,
                bg=style.fill, box=rect, center=rect.center)
     if enabled:
         c.targets.append(Target(pygame.Rect(hit or rect), action, subject, label))

@@ -2,6 +2,10 @@
 
 Shared by ``mfd device`` (full screen on a copier) and ``mfd sim`` (a window on a laptop). The
 loop never blocks on the network: ``DeviceApp.step`` waits at most one frame for an event.
+
+Full screen takes the display's own size (``set_mode((0, 0), FULLSCREEN)``: on a copier with
+no window manager that is the glass), and the renderer lays out to whatever size it gets; a
+window is ``[ui] size``. ``[ui]`` also brings the scale, dpi, orientation and language.
 """
 
 from __future__ import annotations
@@ -9,30 +13,62 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import pygame
 
-from device_app.app import DeviceApp
+from device_app.config import UiConfig
 from device_app.panel.renderer import PanelRenderer
-from device_app.view import Action, Screen
+from device_app.view import Action, PanelView, Screen
 
 FRAME_S = 1 / 30
 #: Screens with motion (the busy spinner, job progress) redraw every frame.
 ANIMATED = frozenset({Screen.BUSY, Screen.RELEASING})
 
 
-def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, int] = (800, 480),
-               fullscreen: bool = False,
-               on_key: Callable[[int, str], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> None:
+class PanelApp(Protocol):
+    """What the loop needs of the app (DeviceApp is one; the demo's still screens another)."""
+
+    def tap(self, action: Action, job_id: str | None = None) -> None: ...
+
+    def step(self, timeout: float = 0.05) -> bool: ...
+
+    def view(self) -> PanelView: ...
+
+
+def window_size(ui: UiConfig) -> tuple[int, int]:
+    """``[ui] size`` with its sides in the order ``orientation`` asks for."""
+    w, h = ui.size
+    if (ui.orientation == "portrait" and w > h) or (ui.orientation == "landscape" and h > w):
+        return h, w
+    return w, h
+
+
+def open_display(title: str, size: tuple[int, int], fullscreen: bool) -> pygame.Surface:
+    """The display surface: full screen at the display's own size, else a window of ``size``."""
     # SDL would turn SIGINT/SIGTERM into a QUIT event only once its video is up, and swallow a
     # signal that lands mid-initialisation; leave signals to Python so Ctrl-C always unwinds.
     os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     pygame.display.init()
     pygame.display.set_caption(title)
-    flags = pygame.FULLSCREEN if fullscreen else 0
-    screen = pygame.display.set_mode(size, flags)
-    renderer = PanelRenderer(screen)
+    if fullscreen:
+        # (0, 0): the desktop's size. A fixed 800x480 here is what cropped "Tap your badge"
+        # inside a 1280x800 panel.
+        return pygame.display.set_mode((0, 0), pygame.FULLSCREEN)
+    return pygame.display.set_mode(size)
+
+
+def run_window(app: PanelApp, *, title: str = "mfdkit panel",
+               size: tuple[int, int] | None = None, fullscreen: bool = False,
+               on_key: Callable[[int, str], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False, ui: UiConfig | None = None,
+               on_frame: Callable[[PanelRenderer], None] | None = None) -> None:
+    """Run the panel until QUIT (or Esc in a window) or ``should_stop``. ``size`` overrides
+    ``ui.size`` for a window; ``on_frame`` is called after each frame is shown."""
+    ui = ui or UiConfig()
+    screen = open_display(title, size or window_size(ui), fullscreen)
+    renderer = PanelRenderer(screen, scale=ui.scale, dpi=ui.dpi, orientation=ui.orientation,
+                             language=ui.language)
     last_view = None
     last_draw = 0.0
     try:
@@ -67,5 +103,7 @@ def run_window(app: DeviceApp, *, title: str = "mfdkit panel", size: tuple[int, 
                 renderer.draw(view, time.time())
                 pygame.display.flip()
                 last_view, last_draw = view, now
+                if on_frame is not None:
+                    on_frame(renderer)
     finally:
         pygame.display.quit()

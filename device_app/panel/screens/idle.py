@@ -23,6 +23,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     ) if offered]
     # The badge stays the first thing the eye finds; the typed ways in sit below it, smaller.
     icon_at, prompt_at = (0.22, 0.52) if ways else (0.32, 0.64)
+    if ways and c.portrait:
+        icon_at, prompt_at = (0.18, 0.42)  # the stacked buttons take the lower third
 
     # A badge with contactless waves: recognisable without reading, from across the room.
     card = pygame.Rect(0, 0, c.px(190), c.px(124))
@@ -62,10 +64,19 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     if not ways:
         return
     gap = c.px(24)
+    button_h = c.tap(76)
+    if c.portrait:
+        # Narrow glass: the ways in stack, each as wide as the glass allows, the first on top.
+        button_w = min(c.px(400), width - c.px(48))
+        top = height - c.px(28) - len(ways) * button_h - (len(ways) - 1) * gap
+        for i, (label, action) in enumerate(ways):
+            rect = pygame.Rect(cx - button_w // 2, top + i * (button_h + gap), button_w,
+                               button_h)
+            button(c, rect, label, action, LINK_BUTTON, size=36)
+        return
     button_w = min(c.px(340), (width - c.px(48) - gap) // 2)
     row_w = len(ways) * button_w + (len(ways) - 1) * gap
-    top = height - c.px(28) - c.tap(76)
+    top = height - c.px(28) - button_h
     for i, (label, action) in enumerate(ways):
-        rect = pygame.Rect(cx - row_w // 2 + i * (button_w + gap), top, button_w,
-                           c.tap(76))
+        rect = pygame.Rect(cx - row_w // 2 + i * (button_w + gap), top, button_w, button_h)
         button(c, rect, label, action, LINK_BUTTON, size=36)
