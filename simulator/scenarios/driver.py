@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from device_app.app import ENGINE_POLL_S
 from device_app.view import Action
+from protocol import messages as m
 from protocol.engine import EngineState
-from protocol.errors import MfdError
+from protocol.errors import MfdError, RemoteError
 from simulator.scenarios import run
 from simulator.scenarios.model import (
     Advance,
@@ -267,6 +269,23 @@ class Runner:
         raise ScenarioFailed(f"expected state {step.state!r} within {step.timeout:g} s, saw "
                              f"{app.machine.state.value} ({view.screen.value}: {view.title!r})")
 
+    def cloud_hears(self) -> None:
+        """Until the cloud answers each device (any answer, even a refusal): its worker is
+        subscribed again, so the next badge is not lost in the gap. A probe, not a sleep."""
+        deadline = time.monotonic() + SETTLE_LIMIT_S
+        for d in self.world.devices.values():
+            while True:
+                probe = m.Logout(request_id=secrets.token_hex(8), session="scenario-probe")
+                try:
+                    d.device.link.call(probe, timeout=0.5)
+                except RemoteError:
+                    pass  # refused: heard
+                except MfdError:
+                    if time.monotonic() < deadline:
+                        continue
+                    raise ScenarioFailed(f"the cloud does not answer {d.spec.id}") from None
+                break
+
     def expect(self, step: Expect) -> None:
         d = self.dev(step.device)
         view = d.app.view()
@@ -308,12 +327,14 @@ class Runner:
             if not self.settle(lambda: all(x.device.link.connected
                                            for x in w.devices.values())):
                 raise ScenarioFailed("the devices did not reconnect to the broker")
+            self.cloud_hears()
             self.settle()
         elif k is FaultKind.CLOUD_KILL:
             w.kill_cloud()
             self.settle()
         elif k is FaultKind.CLOUD_RESTART:
             w.start_cloud()
+            self.cloud_hears()
             self.settle()
         elif k is FaultKind.LATENCY:
             d.relay.delay = step.ms / 1000
