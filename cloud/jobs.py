@@ -40,8 +40,18 @@ class Jobs:
 
     def held(self, device_id: str, req: m.ListJobs) -> m.JobList:
         user = self.identity.session_user(device_id, req.session)
-        jobs, total = self.store.held_jobs(user.id, req.offset, req.limit, self.clock())
-        return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=req.offset)
+        now = self.clock()
+        jobs, total = self.store.held_jobs(user.id, req.offset, req.limit, now)
+        if req.offset:
+            return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total,
+                             offset=req.offset)
+        # With the first page, what the user may be looking for that is not on it: jobs that
+        # ran out of hold time lately, and jobs waiting behind a computer not linked yet.
+        hours = self.store.org_settings(user.org_id).hold_hours
+        expired = self.store.expired_between(user.id, now - hours * 3600, now)
+        return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=0,
+                         expired=expired, hold_hours=hours if expired else 0.0,
+                         unlinked=self.store.unlinked_waiting(user.id, now))
 
     def _owned_held(self, user: User, job_ids: tuple[str, ...]) -> list[Job]:
         """The jobs, all of them the user's and held, or a refusal naming the first that is

@@ -141,6 +141,15 @@ class CloudService:
                 return self.identity.logout(device_id, request)
         raise Refused(ErrorCode.UNKNOWN_TYPE, f"{request.TYPE} is not handled", "type")
 
+    # ------------------------------------------------------------------ notices
+
+    def devices_to_tell(self, limit: int = 500) -> list[str]:
+        """The devices to tell "your user's jobs changed": where the owner of a job that just
+        became HELD is signed in, each device once; the notices are taken (a worker that
+        crashes before publishing loses a prompt, never a job)."""
+        with self.store.transaction():
+            return self.store.take_job_notices(self.clock(), limit)
+
     # ------------------------------------------------------------------ housekeeping
 
     def housekeeping(self) -> dict[str, int]:

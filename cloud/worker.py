@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL = 30.0
 #: How often each worker looks for device configs to publish.
 CONFIG_PUSH_INTERVAL = 1.0
+#: How often each worker looks for devices to tell that their user's jobs changed: a job sent
+#: from a computer shows on the copier where its owner stands within about this long.
+NOTIFY_INTERVAL = 0.2
 #: A request that waited at least this long (whole seconds, from the expiry interval) is
 #: answered "busy" without being done: below the devices' 3 s timeout, so the device hears
 #: "busy" rather than nothing. 2 means a wait of at least 1 s, at most 2 s before the answer.
@@ -85,6 +88,8 @@ class CloudWorker:
         self.statuses = 0
         self.events = 0
         self.failed = 0
+        #: Notices published ("your user's jobs changed"), one per device told.
+        self.notified = 0
         # The device's set-up (MQTT 5, no Nagle, TLS, jittered reconnects), with a short
         # longest wait: a worker is one of a few, and the devices wait on it.
         c = new_client(broker.username, broker.username, broker.password,
@@ -150,18 +155,33 @@ class CloudWorker:
 
     def _chores(self) -> None:
         service = self.service_factory()
-        next_housekeeping = 0.0
+        next_housekeeping = next_push = 0.0
         while True:
             now = time.monotonic()
             try:
                 if now >= next_housekeeping:
                     next_housekeeping = now + HOUSEKEEPING_INTERVAL
                     service.housekeeping()
-                self._push_configs(service)
+                if now >= next_push:
+                    next_push = now + CONFIG_PUSH_INTERVAL
+                    self._push_configs(service)
+                self._notify(service)
             except Exception:
                 log.exception("worker %s: housekeeping failed; will retry", self.name)
-            if self._stopping.wait(CONFIG_PUSH_INTERVAL):
+            if self._stopping.wait(NOTIFY_INTERVAL):
                 return
+
+    def _notify(self, service: CloudService) -> None:
+        """Tell each device where the owner of a newly held job is signed in, on that device's
+        own notify topic (its role lets only it read there). The notice names nobody: a device
+        can only re-list whoever is signed in on it."""
+        if not self._connected.is_set():
+            return  # the notices wait in the store until the broker is back
+        payload = m.encode(m.JobsChanged())
+        for device_id in service.devices_to_tell():
+            self.client.publish(topics.notify_topic(device_id), payload, qos=1)
+            self.notified += 1
+            log.debug("told device %s its user's jobs changed", device_id)
 
     def _push_configs(self, service: CloudService) -> None:
         """Publish every device's newest managed config, retained on its cmd topic, so the

@@ -45,6 +45,7 @@ FORBIDDEN = (
     topics.command_topic("copier-1"),
     topics.request_topic("copier-1"),
     topics.events_topic("copier-1"),
+    topics.notify_topic("copier-1"),              # another copier's "your user's jobs changed"
     "mfd/v1/dev/copier-2/+",                      # a wildcard over its own tree, too
     "mfd/v1/dev/copier-2/#",
     topics.request_topic("copier-2"),             # it writes its requests; it does not read them
@@ -52,7 +53,7 @@ FORBIDDEN = (
     "$SYS/#",
 )
 OWN = (topics.response_topic("copier-2"), topics.command_topic("copier-2"),
-       topics.status_topic("copier-2"))
+       topics.status_topic("copier-2"), topics.notify_topic("copier-2"))
 
 
 class Client:
@@ -127,7 +128,7 @@ def test_a_device_cannot_join_the_clouds_share_group_nor_read_others(
     assert granted == [], f"a device was granted {granted}"
     assert all(rc.value == 0x87 for rc in refused.values())  # Not authorized
     # Its own tree is still open to it (literal filters).
-    assert [attacker.subscribe(t).value for t in OWN] == [1, 1, 1]
+    assert [attacker.subscribe(t).value for t in OWN] == [1, 1, 1, 1]
 
     # While it sits there having tried, every request of another device is answered, and
     # answered right: not one lands in the attacker's share.

@@ -137,6 +137,17 @@ CREATE TABLE IF NOT EXISTS portal_config (name TEXT PRIMARY KEY, value TEXT NOT 
 """
 
 
+#: An outbox: a row per job that became HELD for its owner (submitted, linked by sign-in, back
+#: from a failed or lapsed release), written in the transaction that made it HELD, so the
+#: notice is never lost nor sent for a job that rolled back; the workers take rows out
+#: (cloud/service.py ``devices_to_tell``) and tell the device where that user is signed in.
+JOB_NOTICES = """
+CREATE TABLE IF NOT EXISTS job_notices (
+    id {auto_id}, user_id TEXT NOT NULL, at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -154,6 +165,8 @@ STEPS: tuple[Step, ...] = (
          add_column=("jobs", "fetched_at", "{real}")),
     Step(3, "device_configs.pushed_at: unacknowledged configuration is pushed again",
          add_column=("device_configs", "pushed_at", "{real} NOT NULL DEFAULT 0")),
+    Step(4, "job_notices: whose held jobs changed, for the workers to tell the device where "
+            "that user is signed in", ddl=JOB_NOTICES),
 )
 
 #: The version a store has once every step ran.

@@ -349,6 +349,8 @@ class CoreQueries(SqlBase):
                      job_id, owner_id, name, pages, int(color), int(duplex), copies, len(data),
                      sha256, submitted_at, source, state, expires_at, client_id, submitted_at)
         self.execute("INSERT INTO documents VALUES (?,?)", job_id, data)
+        if state == "HELD" and owner_id is not None:
+            self.note_jobs_changed(owner_id, submitted_at)
         return job_id
 
     def held_jobs(self, user_id: str, offset: int, limit: int,
@@ -386,6 +388,8 @@ class CoreQueries(SqlBase):
     def set_owner(self, job_id: str, owner_id: str, state: str, now: float) -> None:
         self.execute("UPDATE jobs SET owner_id=?, state=?, updated_at=? WHERE id=?", owner_id,
                      state, now, job_id)
+        if state == "HELD":
+            self.note_jobs_changed(owner_id, now)
 
     def create_release(self, release_id: str, device_id: str, user_id: str, now: float,
                        options: str = "") -> None:
@@ -416,9 +420,17 @@ class CoreQueries(SqlBase):
 
     def set_held(self, job_id: str, now: float) -> bool:
         """RELEASING back to HELD; False if the job was not RELEASING any more."""
-        return self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
+        if not self.execute("UPDATE jobs SET state='HELD', release_id=NULL, device_id=NULL, "
                             "fetched_at=NULL, updated_at=? WHERE id=? AND state='RELEASING'",
-                            now, job_id) > 0
+                            now, job_id):
+            return False
+        self._note_owner_of(job_id, now)
+        return True
+
+    def _note_owner_of(self, job_id: str, now: float) -> None:
+        row = self.query_one("SELECT owner_id FROM jobs WHERE id=?", job_id)
+        if row is not None and row[0] is not None:
+            self.note_jobs_changed(str(row[0]), now)
 
     def mark_fetched(self, job_id: str, now: float) -> None:
         self.execute("UPDATE jobs SET fetched_at=? WHERE id=? AND fetched_at IS NULL", now,
@@ -436,6 +448,7 @@ class CoreQueries(SqlBase):
                             "updated_at=? WHERE id=? AND state='RELEASING' AND fetched_at IS "
                             "NULL", now, job_id):
                 lapsed.append(str(job_id))
+                self._note_owner_of(str(job_id), now)
         return lapsed
 
     def delete_job(self, job_id: str, now: float, state: str = "DELETED") -> bool:
@@ -451,6 +464,49 @@ class CoreQueries(SqlBase):
                               "('HELD', 'PENDING_AUTH') AND expires_at <= ? LIMIT ?", now, limit)
         expired = [_job(r) for r in rows]
         return [j for j in expired if self.delete_job(j.id, now, "EXPIRED")]
+
+    def expired_between(self, user_id: str, since: float, now: float) -> int:
+        """The user's jobs that reached their expiry unreleased in (since, now]: swept to
+        EXPIRED already, or still HELD until the next sweep (never listed either way)."""
+        row = self.query_one("SELECT count(*) FROM jobs WHERE owner_id=? AND state IN "
+                             "('HELD', 'EXPIRED') AND expires_at > ? AND expires_at <= ?",
+                             user_id, since, now)
+        return int(row[0]) if row else 0
+
+    def unlinked_waiting(self, user_id: str, now: float) -> int:
+        """Jobs waiting for sign-in (PENDING_AUTH) from a computer that is not linked, in the
+        user's org, sent under an OS login the user's own linked computers have used or that is
+        the local part of the user's email: the user's, as far as the cloud can tell before the
+        sign-in that links it."""
+        user = self.query_one("SELECT org_id, email FROM users WHERE id=?", user_id)
+        if user is None:
+            return 0
+        local = str(user[1]).split("@", 1)[0].lower()
+        row = self.query_one(
+            "SELECT count(*) FROM jobs j JOIN client_installs ci ON ci.id = j.client_id "
+            "WHERE j.state = 'PENDING_AUTH' AND j.expires_at > ? AND ci.org_id = ? "
+            "AND ci.user_id IS NULL AND ci.revoked_at IS NULL AND ci.os_user <> '' "
+            "AND (lower(ci.os_user) = ? OR lower(ci.os_user) IN (SELECT lower(os_user) FROM "
+            "client_installs WHERE user_id = ? AND os_user <> ''))",
+            now, user[0], local, user_id)
+        return int(row[0]) if row else 0
+
+    def note_jobs_changed(self, user_id: str, now: float) -> None:
+        self.execute("INSERT INTO job_notices (user_id, at) VALUES (?,?)", user_id, now)
+
+    def take_job_notices(self, now: float, limit: int = 500) -> list[str]:
+        """Take (delete) up to ``limit`` notices; the devices where their users are signed in
+        now, each once. Workers racing for the same rows each get those they deleted."""
+        rows = self.query_all("DELETE FROM job_notices WHERE id IN (SELECT id FROM job_notices "
+                              "ORDER BY id LIMIT ?) RETURNING user_id", limit)
+        users = sorted({str(r[0]) for r in rows})
+        if not users:
+            return []
+        marks = ",".join("?" * len(users))
+        found = self.query_all("SELECT DISTINCT device_id FROM sessions WHERE ended=0 AND "  # noqa: S608
+                               f"expires_at > ? AND user_id IN ({marks}) ORDER BY device_id",
+                               now, *users)
+        return [str(r[0]) for r in found]
 
     def document(self, job_id: str, offset: int, length: int) -> bytes:
         row = self.query_one(self._document_slice_sql(), offset + 1, length, job_id)
