@@ -3,18 +3,23 @@ of every step reaches the link, and what the loop keeps stays bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
+import logging
 from collections.abc import Iterator
 
 import pytest
 from fakes import FakeClock, ScriptedLink
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from device_app.app import TRANSCRIPT_LINES, DeviceApp
 from device_app.session import CardPresented, Policy, State
 from device_app.view import Action
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol import messages as m
-from protocol.errors import RemoteError
+from protocol.errors import ProtocolError, RemoteError
 
 
 class Loop:
@@ -108,3 +113,72 @@ def test_a_failing_cloud_command_neither_loses_the_event_nor_stops_the_loop(loop
     assert loop.app.machine.state is State.IDENTIFYING
     [item] = [i for i in loop.link.outstanding if isinstance(i.request, m.Identify)]
     assert item.request.value == "111"
+
+
+# ------------------------------------------------------------------ the cloud's notices
+
+_hostile = (st.text(alphabet=st.characters(blacklist_categories=()), max_size=20)
+            | st.integers() | st.integers(min_value=2**63, max_value=2**80)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.none() | st.booleans())
+
+
+@st.composite
+def _notices(draw: st.DrawFn) -> bytes:
+    """What may land on the notify topic: any bytes, or JSON with any version, type and
+    fields (any Unicode, any number, NaN and infinities as Python writes them)."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=64))
+    obj: dict[str, object] = {
+        "v": draw(st.just(1) | _hostile),
+        "type": draw(st.sampled_from(["jobs.changed", "config.ack", "status"]) | _hostile)}
+    obj.update(draw(st.dictionaries(st.text(max_size=8), _hostile, max_size=3)))
+    raw = json.dumps(obj, ensure_ascii=draw(st.booleans()))
+    return raw.encode("utf-8", "surrogatepass")
+
+
+@pytest.fixture(scope="module")
+def signed_in() -> Iterator[Loop]:
+    lp = Loop(Policy(notice_timeout=6, idle_timeout=600))
+    lp.log_in()
+    yield lp
+    lp.close()
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_notices())
+def test_any_notice_is_a_re_list_or_dropped_with_a_log_line_and_loses_nothing(
+        signed_in: Loop, payload: bytes) -> None:
+    app = signed_in.app
+    jobs = app.view().jobs
+    try:
+        m.decode_notification(payload)
+        good = True
+    except ProtocolError:
+        good = False
+    with _log_lines() as lines:
+        app.notified(payload)
+    assert app.events.qsize() == (1 if good else 0)
+    assert good or any("malformed notice" in line for line in lines)
+    signed_in.drain()
+    if good:  # the re-list goes out; the cloud answers with the same list
+        signed_in.answer(m.ListJobs, m.JobList(jobs, len(jobs)))
+    assert app.machine.state is State.JOBS and app.view().jobs == jobs
+    assert app.machine.session_token == "tok-alice" and not signed_in.link.outstanding
+
+
+@contextlib.contextmanager
+def _log_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    logger = logging.getLogger("device_app.app")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
