@@ -35,6 +35,8 @@ EXIT_FAILED = 1
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from readers.cli import register as register_reader
+    from readers.codecs.card_frames import EMULATED_FAMILIES
+    from readers.numbers import wiegand
 
     leaves = register_reader(sub)
     emulate = leaves.add_parser(
@@ -42,18 +44,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Write the frames a reader of FAMILY sends for one card on a serial port "
                     "or pty, as if the card were held on it.")
     emulate.add_argument("family", metavar="FAMILY",
-                         help="the reader family to play (em4100, pcprox, twn4, wiegand)")
+                         help="the reader family to play: " + ", ".join(EMULATED_FAMILIES))
     where = emulate.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", metavar="PORT",
                        help="serial device or pty path to write to, e.g. /dev/ttyUSB0")
     where.add_argument("--pty", action="store_true",
                        help="make a pty, print its path, and present the card on each Enter")
     emulate.add_argument("--card", required=True, metavar="NUMBER",
-                         help="the card number the device should read (em4100: the fob's "
-                              "decimal number; pcprox, twn4: decimal; wiegand: FACILITY:CARD)")
+                         help="the card number the device should read; "
+                              + "; ".join(f"{name}: {enc.syntax}"
+                                          for name, enc in EMULATED_FAMILIES.items()))
     emulate.add_argument("--wiegand", metavar="FORMAT",
-                         help="Wiegand format for family wiegand (h10301, h10306, c1000, "
-                              "h10304, h10302; default h10301)")
+                         help="Wiegand format for family wiegand ("
+                              + ", ".join(wiegand.FORMATS) + "; default h10301)")
     emulate.add_argument("--repeat", type=_count, default=1, metavar="N",
                          help="frames per presentation, as a held card repeats (default 1)")
     emulate.add_argument("--interval", type=_seconds, default=0.5, metavar="S",
