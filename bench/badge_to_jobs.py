@@ -68,10 +68,11 @@ class _Frames:
 
 
 def _instrument(frames: _Frames) -> Callable[[], None]:
-    """Time every frame the panel loop draws: PanelRenderer.draw and pygame.display.flip are
-    wrapped (the panel's code is not changed); returns the undo."""
+    """Time every frame the panel loop draws: PanelRenderer.draw and pygame.display.flip (and
+    update) are wrapped (the panel's code is not changed); returns the undo."""
     original_draw = PanelRenderer.draw
     original_flip = pygame.display.flip
+    original_update = pygame.display.update
     pending: list[PanelView] = []
 
     def draw(self: PanelRenderer, view: PanelView, now: float | None = None) -> None:
@@ -83,6 +84,13 @@ def _instrument(frames: _Frames) -> Callable[[], None]:
 
     def flip() -> None:
         original_flip()
+        shown()
+
+    def update(*rects: object) -> None:  # a loop that updates parts of the display
+        original_update(*rects)
+        shown()
+
+    def shown() -> None:
         t = time.perf_counter()
         with frames.changed:
             if pending:
@@ -94,10 +102,12 @@ def _instrument(frames: _Frames) -> Callable[[], None]:
 
     PanelRenderer.draw = draw  # type: ignore[method-assign]
     pygame.display.flip = flip
+    pygame.display.update = update
 
     def undo() -> None:
         PanelRenderer.draw = original_draw  # type: ignore[method-assign]
         pygame.display.flip = original_flip
+        pygame.display.update = original_update
 
     return undo
 
