@@ -94,6 +94,12 @@ def _acl_key(acl: Mapping[str, Any]) -> tuple[str, str, bool]:
     return str(acl.get("acltype")), str(acl.get("topic")), bool(acl.get("allow"))
 
 
+def _added_since_v1(device_id: str) -> set[tuple[str, str, bool]]:
+    """The ACLs a device role gained after its first release: reading its ``.../notify``."""
+    notify = topics.notify_topic(device_id)
+    return {("subscribeLiteral", notify, True), ("publishClientReceive", notify, True)}
+
+
 class DynsecAccounts:
     """Device broker accounts over the dynamic-security plugin's MQTT API.
 
@@ -132,9 +138,15 @@ class DynsecAccounts:
                 commands.append({"command": "createRole", "rolename": rolename,
                                  "acls": role["acls"]})
             else:
-                have = sorted(map(_acl_key, found_role["data"]["role"].get("acls", [])))
-                want = sorted(map(_acl_key, role["acls"]))
-                if have != want:
+                have = set(map(_acl_key, found_role["data"]["role"].get("acls", [])))
+                want = set(map(_acl_key, role["acls"]))
+                if have == want - _added_since_v1(username):
+                    # The role of a release before the notify topic: grant it that, and only
+                    # that (its other ACLs are exactly a device's).
+                    commands += [{"command": "addRoleACL", "rolename": rolename, **acl}
+                                 for acl in role["acls"]
+                                 if _acl_key(acl) in want - have]
+                elif have != want:
                     raise BrokerAccountError(
                         f"the broker role {rolename} exists with other ACLs than a device's; "
                         "an administrator must check it (refusing to use it)")

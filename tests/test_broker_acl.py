@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud.broker_accounts import BrokerAccountError, DynsecAccounts, _Session
 from cloud.demo import DEMO_USERS
 from protocol import messages as m
 from protocol import topics
@@ -216,3 +217,30 @@ def test_a_devices_will_cannot_speak_for_another_device(broker: Broker) -> None:
         assert (topics.status_topic("copier-1"), forged) not in seen
     finally:
         observer.close()
+
+
+def test_a_device_role_from_before_the_notify_topic_is_granted_it_on_registration(
+        broker: Broker) -> None:
+    """A broker set up by an older release has device roles without ``.../notify``: writing
+    the account again (a re-registration) adds exactly those two ACLs, and the device can
+    then read its own notices, and still nobody else's."""
+    writer = DynsecAccounts(broker.mosquitto.admin_address, timeout=5)
+    role = topics.device_role("copier-old")
+    before = [a for a in role["acls"] if not str(a["topic"]).endswith("/notify")]
+    with _Session(writer) as session:
+        session.run({"command": "createRole", "rolename": role["rolename"], "acls": before})
+    writer.set_password("copier-old", "pw-copier-old")
+    device = Client(broker, "copier-old", "pw-copier-old")
+    try:
+        assert device.subscribe(topics.notify_topic("copier-old")) < 0x80
+        assert device.subscribe(topics.notify_topic("copier-1")) >= 0x80
+    finally:
+        device.close()
+    # A role with anything else than a device's ACLs is still refused, not "upgraded".
+    odd = topics.device_role("copier-odd")
+    with _Session(writer) as session:
+        session.run({"command": "createRole", "rolename": odd["rolename"],
+                     "acls": [*before[:1], {"acltype": "subscribePattern", "topic": "#",
+                                            "priority": 0, "allow": True}]})
+    with pytest.raises(BrokerAccountError, match="other ACLs"):
+        writer.set_password("copier-odd", "pw")
