@@ -1,67 +1,108 @@
-"""``mfd sim``: the whole world on this machine, in a window or as the headless demo."""
+"""``mfd sim``: the whole world on this machine: a window for a person, a scenario file run
+headless (or in a window), or the built-in headless demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
 
 from mfdkit.cli.common import StopSignals
+from protocol.errors import ConfigError
+
+if TYPE_CHECKING:
+    from simulator.scenarios.model import Scenario
 
 
-def sim_keys(app: Any, badge: Any) -> Any:
-    """The simulator's keyboard: 1-3 tap the demo users' badges, 4 an unknown one; on a keypad
-    screen the laptop keyboard stands in for the panel's keypad and keyboard."""
-    from cloud.demo import DEMO_USERS, UNKNOWN_BADGE_TAG
-    from device_app.session import State
+def load_scenario(path: str) -> Scenario:
+    from simulator.scenarios.parse import parse_scenario
 
-    tags = [u.badge_tag for u in DEMO_USERS] + [UNKNOWN_BADGE_TAG]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read scenario {path}: {exc}") from None
+    return parse_scenario(text, Path(path).name)
 
-    def on_key(key: int, text: str) -> None:
-        import pygame
 
-        if app.machine.state is State.ENTRY:
-            named = {pygame.K_RETURN: "ENTER", pygame.K_KP_ENTER: "ENTER",
-                     pygame.K_BACKSPACE: "BACKSPACE", pygame.K_TAB: "TAB"}
-            if key in named:
-                app.key(named[key])
-            elif text and text.isprintable():
-                app.key(text)
-            return
-        index = key - pygame.K_1
-        if 0 <= index < len(tags):
-            badge.present(tags[index])
+def run_scenario_file(path: str, *, seed: int = 0, transcript: str | None = None,
+                      window: bool = False, out: TextIO | None = None) -> int:
+    """Run a scenario file; 0 if every expectation held, 1 naming the first that did not."""
+    from simulator.scenarios.driver import run_scenario
 
-    return on_key
+    stream = out or sys.stdout
+    scenario = load_scenario(path)
+    painter = None
+    if window:
+        from simulator.scenarios.window import scenario_painter
+
+        painter = scenario_painter
+    outcome = run_scenario(scenario, seed=seed, on_pump=painter,
+                           echo=lambda line: print(line, file=stream, flush=True))
+    if transcript:
+        Path(transcript).write_text("\n".join(outcome.transcript) + "\n", encoding="utf-8")
+    if outcome.failure is not None:
+        print(f"mfd sim: scenario {scenario.name!r} failed at {outcome.failure}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_window(*, page_time: float, seed: int, record: str | None,
+               stop: StopSignals | None = None) -> int:
+    from simulator.scenarios.dump import dump_scenario
+    from simulator.scenarios.interactive import interactive_scenario
+    from simulator.scenarios.keys import HELP
+    from simulator.scenarios.record import StepRecorder
+    from simulator.scenarios.window import run_sim_window
+    from simulator.scenarios.world import ScenarioWorld
+
+    base = interactive_scenario(page_time)
+    recorder = StepRecorder(base, base.devices[0].id) if record else None
+    with ScenarioWorld(base) as world:
+        codes = ", ".join(f"{u.name} {u.code}" for u in base.users)
+        print("mfd sim: panel window open (F1 shows/hides the keys). On a keypad screen the "
+              f"keyboard types; demo access codes: {codes}.")
+        for line in HELP:
+            print("  " + line)
+        run_sim_window(world, seed=seed, recorder=recorder,
+                       should_stop=(lambda: stop.requested) if stop else (lambda: False))
+    if recorder is not None and record:
+        Path(record).write_text(dump_scenario(recorder.scenario()), encoding="utf-8")
+        print(f"mfd sim: recorded {len(recorder.steps)} steps to {record}; replay with "
+              f"mfd sim --scenario {record}")
+    return 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
     stop = StopSignals()
+    if args.scenario:
+        return run_scenario_file(args.scenario, seed=args.seed, transcript=args.transcript,
+                                 window=args.window)
     if args.headless:
         from simulator.scenario import run_demo
 
         return run_demo(sys.stdout, Path(args.screenshots) if args.screenshots else None,
                         page_time=args.page_time)
-    from cloud.demo import DEMO_USERS
-    from device_app.panel.window import run_window
-    from simulator.world import SimWorld
-
-    with SimWorld(page_time=args.page_time) as world:
-        assert world.app and world.badge
-        badge = world.badge
-        print("mfd sim: panel window open. Keys: 1-3 tap the demo users' badges "
-              f"({', '.join(u.name for u in DEMO_USERS)}), 4 an unknown badge, Esc quits; "
-              "on a keypad screen the keyboard types (demo access codes: "
-              f"{', '.join(u.access_code for u in DEMO_USERS)}).")
-        on_key = sim_keys(world.app, badge)
-        run_window(world.app, title="mfdkit simulator", on_key=on_key, should_stop=stop)
-    return 0
+    return run_window(page_time=args.page_time, seed=args.seed, record=args.record, stop=stop)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("sim", help="run everything on this machine: broker, cloud, demo org and "
-                       "the panel (a window, or --headless for the scripted demo)")
+                       "the panel (a window; --scenario FILE runs a scripted scenario; "
+                       "--headless the built-in demo)")
+    s.add_argument("--scenario", metavar="FILE",
+                   help="run a scenario file (TOML, see docs/simulator.md) headless; exit 1 "
+                   "naming the first expectation that failed")
+    s.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the random parts (fresh unknown badges); the same seed gives "
+                   "the same transcript")
+    s.add_argument("--transcript", metavar="OUT", help="with --scenario: write the transcript")
+    s.add_argument("--window", action="store_true",
+                   help="with --scenario: show the panel while the scenario runs")
+    s.add_argument("--record", metavar="FILE",
+                   help="window: write what you did as a scenario file, to replay with "
+                   "--scenario")
     s.add_argument("--headless", action="store_true",
                    help="no window: run the built-in demo scenario, print a transcript, exit")
     s.add_argument("--screenshots", metavar="DIR", help="with --headless: save a PNG per step")

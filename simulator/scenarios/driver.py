@@ -71,6 +71,8 @@ class Runner:
     seed: int = 0
     #: Called with each transcript line as it is written (the CLI prints them live).
     echo: Callable[[str], None] | None = None
+    #: Called after every round of the devices' loops (the window draws the panel here).
+    on_pump: Callable[[], None] | None = None
     transcript: list[str] = field(default_factory=list)
     _last: dict[str, run.ScreenSig] = field(default_factory=dict)
     _labelled: dict[str, str] = field(default_factory=dict)
@@ -124,6 +126,8 @@ class Runner:
             busy |= not d.app.events.empty()
             d.app.step(0.002)
             self.observe()
+        if self.on_pump is not None:
+            self.on_pump()
         return busy
 
     def quiet(self) -> bool:
@@ -345,6 +349,11 @@ class Runner:
 
 
 def run_scenario(scenario: Scenario, *, seed: int = 0,
-                 echo: Callable[[str], None] | None = None) -> Outcome:
+                 echo: Callable[[str], None] | None = None,
+                 on_pump: Callable[[ScenarioWorld], Callable[[], None]] | None = None
+                 ) -> Outcome:
+    """Run ``scenario`` in a fresh world. ``on_pump`` makes the per-round hook from the world
+    (the window's drawing)."""
     with ScenarioWorld(scenario) as world:
-        return Runner(scenario, world, seed, echo).run()
+        hook = on_pump(world) if on_pump is not None else None
+        return Runner(scenario, world, seed, echo, hook).run()

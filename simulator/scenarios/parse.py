@@ -107,7 +107,7 @@ class _Parser:
         ids = [d.id for d in self.devices]
         if len(set(ids)) != len(ids):
             raise self.fail("[[device]]", f"device ids repeat: {ids}")
-        users = list(_demo_users()) if demo else []
+        users = list(demo_users()) if demo else []
         for i, u in enumerate(_array(self, data, "user"), 1):
             user = self.user(i, u)
             users = [x for x in users if x.key != user.key] + [user]
@@ -333,7 +333,7 @@ class _Parser:
 # ---------------------------------------------------------------- small readers
 
 
-def _demo_users() -> tuple[UserSpec, ...]:
+def demo_users() -> tuple[UserSpec, ...]:
     from cloud.demo import DEMO_USERS  # the demo org's data: no I/O
 
     return tuple(UserSpec(k, u.name, u.email, u.badge, u.access_code)

@@ -18,6 +18,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -147,6 +148,11 @@ class ScenarioWorld:
 
     def stop(self) -> None:
         self._stack.close()
+
+    def on_stop(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` when the world stops (after what started later, before what started
+        earlier)."""
+        self._stack.callback(fn)
 
     # ------------------------------------------------------------ start
 
