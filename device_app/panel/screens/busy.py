@@ -29,5 +29,5 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
                round(centre[1] + c.px(46) * math.sin(angle)))
         pygame.draw.circle(c.surface, mix(PRIMARY, LINE, age / dots), pos, c.px(8))
     y = c.lines(view.title or "One moment", 60, INK, cx, band.bottom + c.px(200),
-                width - c.px(64), 1)
+                width - c.px(64), 1, role="heading")
     c.lines(view.message, 40, MUTED, cx, y + c.px(10), width - c.px(64), 2)

@@ -28,8 +28,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     title_left = mark.right + c.px(20)
     room = card.right - pad - title_left
     title = view.title or "Are you sure?"
-    c.text(title, c.fitting_size(title, (52, 44, 38), room), INK, max_width=room,
-           midleft=(title_left, mark.centery))
+    c.text(title, c.fitting_size(title, (52, 44, 38, 32), room, bold=True), INK, max_width=room,
+           role="heading", midleft=(title_left, mark.centery))
 
     button_h = c.tap(72)
     button_w = (card.width - 3 * pad) // 2

@@ -33,12 +33,15 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     if view.tone is Tone.OK:
         icons.check(c, icon, strong)
     else:
-        c.text("!" if view.tone is Tone.ERROR else "i", 56, strong, center=centre)
+        c.text("!" if view.tone is Tone.ERROR else "i", 56, strong, role="heading",
+               bg=ON_PRIMARY, center=centre)
     title = view.title or {Tone.INFO: "Note", Tone.OK: "Done",
                            Tone.ERROR: "Something went wrong"}[view.tone]
     title_left = centre[0] + badge + c.px(20)
-    c.text(title, 52, ON_PRIMARY, max_width=band.right - c.px(24) - title_left,
-           midleft=(title_left, band.centery))
+    room = band.right - c.px(24) - title_left
+    # A narrow card sets a long title smaller before it cuts it.
+    c.text(title, c.fitting_size(title, (52, 44, 38, 32), room, bold=True), ON_PRIMARY,
+           max_width=room, role="heading", bg=strong, midleft=(title_left, band.centery))
 
     ok = pygame.Rect(0, 0, c.px(220), c.tap(64))
     ok.midbottom = (card.centerx, card.bottom - c.px(24))

@@ -32,7 +32,7 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
                      (cx + c.px(66), base + c.px(58)), max(4, c.px(8)))
 
     y = c.lines(view.title or "Can't reach the print service", 58, INK, cx,
-                base + c.px(76), width - c.px(48), 1)
+                base + c.px(76), width - c.px(48), 2 if c.portrait else 1, role="heading")
     c.lines(view.message or "Your jobs are safe. Check the network, then try again.",
             36, MUTED, cx, y + c.px(8), width - c.px(96), 2)
     retry = pygame.Rect(0, 0, c.px(240), c.tap(64))
