@@ -127,3 +127,17 @@ def test_a_frame_at_1280x800_is_cheap() -> None:
         times.append(time.perf_counter() - start)
     times.sort()
     assert times[197] < 0.008, f"p99 {times[197] * 1000:.1f} ms"
+
+
+def test_the_shots_script_writes_every_screen_at_each_size(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from device_app.panel.demo import main
+
+    out = Path(str(tmp_path))
+    assert main(["--shots", str(out), "--size", "480x800", "--size", "1280x800",
+                 "--language", "de"]) == 0
+    for size in ((480, 800), (1280, 800)):
+        shots = sorted((out / f"{size[0]}x{size[1]}").glob("panel-*.png"))
+        assert len(shots) == 11
+        assert all(pygame.image.load(p).get_size() == size for p in shots)
