@@ -57,7 +57,7 @@ STOP_WITHIN_S = 2.0
 
 @dataclass(frozen=True)
 class Card:
-    """Present card ``index`` of the bench's :attr:`Bench.cards` (0 = A, 1 = B, 2 = C)."""
+    """Present card ``index`` (0 = A, 1 = B), in whatever form the bench's cards take."""
 
     index: int
 
@@ -68,7 +68,7 @@ class Garbage:
 
 
 Step = Card | Garbage
-A, B, C = Card(0), Card(1), Card(2)
+A, B = Card(0), Card(1)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float) -> None:
@@ -159,7 +159,10 @@ class Run:
     reads: queue.Queue[CardRead]
 
     def next_read(self) -> CardRead:
-        return self.reads.get(timeout=self.bench.deadline_s)
+        try:
+            return self.reads.get(timeout=self.bench.deadline_s)
+        except queue.Empty:
+            raise AssertionError(f"no read within {self.bench.deadline_s} s") from None
 
     def reads_until(self, index: int) -> list[str]:
         """The numbers read before card ``index``'s (already presented), which is waited for."""
@@ -190,6 +193,8 @@ class ReaderContract:
         super().__init_subclass__(**kwargs)
         # Of each pair, the test this family can take runs and the other is not collected.
         cannot = cls.cannot
+        if set(cannot) - {GARBAGE, UNPLUG}:
+            raise TypeError(f"{cls.__name__}.cannot: unknown capability in {sorted(cannot)}")
         for capability, real, honest in (
                 (GARBAGE, "test_garbage_gives_no_read_and_the_next_card_reads",
                  "test_declared_without_garbage_honestly"),

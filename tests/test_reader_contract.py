@@ -421,7 +421,8 @@ class ReplayBench(Bench):
         with Recorder(self.path, RecordingHeader(reader=self.reader_id),
                       clock=lambda: 0.0) as rec:
             for i, step in enumerate(self.plan):
-                data = (SERIAL_GARBAGE if isinstance(step, Garbage)
+                data = (SERIAL_GARBAGE + bad_checksum(encode_frame(0x0A, self.tags[0]))
+                        if isinstance(step, Garbage)
                         else encode_frame(0x0A, self.tags[step.index]))
                 rec.on_raw(data, i * self.step_s)
         return open_reader(f"replay:{self.path}?speed=1&id={self.reader_id}")
