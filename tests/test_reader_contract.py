@@ -314,6 +314,8 @@ class OsdpBench(Bench):
         self.pd.present(self.cards[index])
 
     def garbage(self) -> None:
+        # Noise that starts like a reply from our address (SOM, address | 0x80), then a read
+        # of no bits at all.
         self.port.write(b"\x53\x83\xff\x00junk\x00\xff" * 4)
         self.pd.present(b"\x00", bits=0)
 
