@@ -229,7 +229,7 @@ def test_a_text_keyboard_is_only_refused_the_rule_where_it_cannot_fit() -> None:
     assert check((480, TEXT_ENTRY_MIN_HEIGHT), None) == {}
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(480, 2560), st.integers(320, 1600))
 def test_every_screen_fits_any_size(width: int, height: int) -> None:
     assert check((width, height), None) == {}

@@ -55,6 +55,9 @@ _DEBIAN_FILES = {
 SIZE_FACTOR = 0.6875
 
 
+_BITMAP_FONTS: dict[str, pygame.font.Font] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Face:
     """One font face of the chain: its file, the face's index in a collection, and the
@@ -166,8 +169,14 @@ class ChainFont(pygame.font.Font):
         font = self._faces.get(i)
         if font is None:
             face = self.chain[i]
-            size = 109 if face.bitmap else round(self.px * SIZE_FACTOR)  # emoji: its one strike
-            font = pygame.font.Font(face.path, size)
+            if face.bitmap:
+                # Colour emoji have one strike (109 px), whatever size is asked: one Font for
+                # every size, scaled when drawn, instead of a 10 MB file opened per size.
+                font = _BITMAP_FONTS.get(face.path)
+                if font is None:
+                    font = _BITMAP_FONTS[face.path] = pygame.font.Font(face.path, 109)
+            else:
+                font = pygame.font.Font(face.path, round(self.px * SIZE_FACTOR))
             if face.index:
                 # pygame-ce opens face 0 of a collection; CJK JP is face 0 of Debian's file.
                 log.debug("font %s: face %d of a collection", face.path, face.index)
