@@ -273,3 +273,17 @@ def test_select_all_becomes_deselect_all_when_everything_is_selected() -> None:
     assert sm.view().all_selected
     sm.handle(Tapped(Action.SELECT_ALL))
     assert sm.view().selected == frozenset() and not sm.view().all_selected
+
+
+def test_a_list_that_could_not_be_fetched_says_the_jobs_are_safe() -> None:
+    sm = machine(notice_timeout=6)
+    ident = sent(sm.handle(CardPresented("111")))
+    lst = sent(sm.handle(Answered(ident.tag, m.IdentifyResult("tok", "u1", "Al", 300))))
+    sm.handle(Failed(lst.tag, "timeout", "no answer"))
+    sm.handle(Tapped(Action.DISMISS))
+    view = sm.view()
+    assert view.screen is Screen.JOBS and view.jobs == ()
+    assert view.empty_reasons == ("Can't reach the print service: your jobs are safe",)
+    again = sent(sm.handle(Tapped(Action.REFRESH)))
+    sm.handle(Answered(again.tag, m.JobList((), 0)))
+    assert sm.view().empty_reasons == ()

@@ -79,7 +79,9 @@ class JobList(MachineBase):
         if event.code in ("invalid_session", "wrong_device"):
             self._forget_user()
             return self._notice_for(event, Node.NOTICE_THEN_IDLE)
-        # Keep the session: the user can retry from the notice.
+        # Keep the session: the user can retry from the notice, and the list behind it says
+        # why it may be empty.
+        self.unreachable = event.code in ("unreachable", "timeout")
         return self._notice_for(event, Node.NOTICE_THEN_JOBS if self._session
                                 else Node.NOTICE_THEN_IDLE)
 
