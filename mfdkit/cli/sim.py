@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -13,6 +14,7 @@ from protocol.errors import ConfigError
 
 if TYPE_CHECKING:
     from simulator.scenarios.model import Scenario
+    from simulator.scenarios.window import SimKeys
 
 
 def load_scenario(path: str) -> Scenario:
@@ -49,7 +51,10 @@ def run_scenario_file(path: str, *, seed: int = 0, transcript: str | None = None
 
 
 def run_window(*, page_time: float, seed: int, record: str | None,
-               stop: StopSignals | None = None) -> int:
+               should_stop: Callable[[], bool] = lambda: False,
+               on_keys: Callable[[SimKeys], None] | None = None) -> int:
+    """The window for a person (``mfd sim``), writing what they did to ``record`` if given.
+    ``on_keys`` gets the window's keys (and through them the device) once it is built."""
     from simulator.scenarios.dump import dump_scenario
     from simulator.scenarios.interactive import interactive_scenario
     from simulator.scenarios.keys import HELP
@@ -65,8 +70,8 @@ def run_window(*, page_time: float, seed: int, record: str | None,
               f"keyboard types; demo access codes: {codes}.")
         for line in HELP:
             print("  " + line)
-        run_sim_window(world, seed=seed, recorder=recorder,
-                       should_stop=(lambda: stop.requested) if stop else (lambda: False))
+        run_sim_window(world, seed=seed, recorder=recorder, should_stop=should_stop,
+                       on_keys=on_keys)
     if recorder is not None and record:
         Path(record).write_text(dump_scenario(recorder.scenario()), encoding="utf-8")
         print(f"mfd sim: recorded {len(recorder.steps)} steps to {record}; replay with "
@@ -84,7 +89,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
         return run_demo(sys.stdout, Path(args.screenshots) if args.screenshots else None,
                         page_time=args.page_time)
-    return run_window(page_time=args.page_time, seed=args.seed, record=args.record, stop=stop)
+    return run_window(page_time=args.page_time, seed=args.seed, record=args.record,
+                      should_stop=lambda: stop.requested)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
