@@ -114,6 +114,7 @@ class Canvas:
         self._font_file = None if font is None else os.fspath(font)
         self._chains = (chain, chain) if chain is not None else None
         self._fonts: dict[tuple[int, bool], pygame.font.Font] = {}
+        self._bitmap_fonts: dict[str, pygame.font.Font] = {}
         self._fits: dict[tuple[str, int, bool, int, str], str] = {}
         #: Everything tappable in the frame being drawn, in drawing order.
         self.targets: list[Target] = _Targets(self)
@@ -150,7 +151,7 @@ class Canvas:
             else:
                 if self._chains is None:
                     self._chains = (system_chain(False), system_chain(True))
-                font = ChainFont(self._chains[1 if bold else 0], px)
+                font = ChainFont(self._chains[1 if bold else 0], px, self._bitmap_fonts)
             self._fonts[(px, bold)] = font
         return font
 

@@ -55,9 +55,6 @@ _DEBIAN_FILES = {
 SIZE_FACTOR = 0.6875
 
 
-_BITMAP_FONTS: dict[str, pygame.font.Font] = {}
-
-
 @dataclass(frozen=True, slots=True)
 class Face:
     """One font face of the chain: its file, the face's index in a collection, and the
@@ -151,7 +148,8 @@ class ChainFont(pygame.font.Font):
     ``px`` is the pixel size of the text faces. Measuring and rendering are cached by string:
     a panel redraws the same few dozen strings frame after frame."""
 
-    def __init__(self, chain: tuple[Face, ...], px: int) -> None:
+    def __init__(self, chain: tuple[Face, ...], px: int,
+                 shared: dict[str, pygame.font.Font] | None = None) -> None:
         first = chain[0] if chain else None
         if first is None:
             super().__init__(None, px)
@@ -159,6 +157,8 @@ class ChainFont(pygame.font.Font):
             super().__init__(first.path, round(px * SIZE_FACTOR))
         self.chain = chain
         self.px = px
+        # Not module-wide: a Font dies with pygame.font.quit(), a canvas's fonts with it.
+        self._shared = {} if shared is None else shared
         self._faces: dict[int, pygame.font.Font] = {0: self} if chain else {}
         self._runs: OrderedDict[str, tuple[tuple[int, str], ...]] = OrderedDict()
         self._sizes: OrderedDict[str, tuple[int, int]] = OrderedDict()
@@ -171,10 +171,11 @@ class ChainFont(pygame.font.Font):
             face = self.chain[i]
             if face.bitmap:
                 # Colour emoji have one strike (109 px), whatever size is asked: one Font for
-                # every size, scaled when drawn, instead of a 10 MB file opened per size.
-                font = _BITMAP_FONTS.get(face.path)
+                # every size (shared by the canvas's fonts), scaled when drawn, instead of a
+                # 10 MB file opened per size.
+                font = self._shared.get(face.path)
                 if font is None:
-                    font = _BITMAP_FONTS[face.path] = pygame.font.Font(face.path, 109)
+                    font = self._shared[face.path] = pygame.font.Font(face.path, 109)
             else:
                 font = pygame.font.Font(face.path, round(self.px * SIZE_FACTOR))
             if face.index:
