@@ -98,8 +98,11 @@ def test_digits_type_into_a_focused_keypad_and_tap_badges_elsewhere() -> None:
         assert _until(lambda: app.machine.state is State.ENTRY)
         # "1" on a keypad with focus types a digit; it does not tap Alice's badge.
         _key(pygame.K_1, "1")
-        assert _until(lambda: app.view().entry is not None
-                      and app.view().entry.fields[0].display == "•")
+        def shown() -> str:
+            entry = app.view().entry
+            return entry.fields[0].display if entry is not None else ""
+
+        assert _until(lambda: shown() == "•")
         _key(pygame.K_BACKSPACE)
         for ch in DEMO_USERS[2].access_code:
             _key(getattr(pygame, f"K_{ch}"), ch)
@@ -116,7 +119,11 @@ def test_the_unknown_badge_key_taps_a_new_seeded_badge_each_time() -> None:
         app = keys.app
         for n in (1, 2):
             _key(pygame.K_4, "4")
-            assert _until(lambda n=n: app.machine.state is State.ENTRY and len(keys.unknown) == n)
+
+            def offered(n: int = n) -> bool:
+                return app.machine.state is State.ENTRY and len(keys.unknown) == n
+
+            assert _until(offered)
             _click(_where(app.view(), Action.CANCEL))
             assert _until(lambda: app.machine.state is State.IDLE)
 
