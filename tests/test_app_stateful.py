@@ -42,6 +42,7 @@ from device_app.session import (
     JobDone,
     KeyPressed,
     Node,
+    PagesPrinted,
     Policy,
     PrintJob,
     State,
@@ -341,11 +342,16 @@ class AppMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------ the engine and the clock
 
     @rule(index=st.integers(0, 7),
-          what=st.sampled_from(["printed", "failed", EngineState.READY, EngineState.JAM,
-                                EngineState.NO_PAPER, EngineState.OFFLINE]))
+          what=st.sampled_from(["printed", "failed", "a page", EngineState.READY,
+                                EngineState.JAM, EngineState.NO_PAPER, EngineState.OFFLINE]))
     def engine(self, index: int, what: str | EngineState) -> None:
         if isinstance(what, EngineState):
             self.engine.now = what  # seen at the loop's next engine poll
+            return
+        if what == "a page" and self.engine.running:
+            effect = self.engine.running[index % len(self.engine.running)]
+            self.app.events.put(PagesPrinted(effect.release_id, effect.job.job_id, index))
+            self.drain()
             return
         ok = what == "printed"
         if self.engine.running:

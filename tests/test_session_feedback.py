@@ -287,3 +287,16 @@ def test_a_list_that_could_not_be_fetched_says_the_jobs_are_safe() -> None:
     again = sent(sm.handle(Tapped(Action.REFRESH)))
     sm.handle(Answered(again.tag, m.JobList((), 0)))
     assert sm.view().empty_reasons == ()
+
+
+def test_new_jobs_while_choosing_options_are_fetched_and_the_options_stay() -> None:
+    sm = machine()
+    logged_in(sm)
+    sm.handle(Tapped(Action.SELECT, "j0"))
+    sm.handle(Tapped(Action.OPTIONS))
+    sm.handle(Tapped(Action.TOGGLE_DUPLEX))
+    again = sent(sm.handle(JobsChanged()))
+    sm.handle(Answered(again.tag, m.JobList((job(5), job(0), job(1), job(2)), 4)))
+    assert sm.view().screen is Screen.OPTIONS and sm.view().options.duplex  # type: ignore[union-attr]
+    sm.handle(Tapped(Action.CANCEL))
+    assert [j.job_id for j in sm.view().jobs][:1] == ["j5"] and sm.view().selected == {"j0"}

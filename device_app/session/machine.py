@@ -162,7 +162,9 @@ def _signed_in(node: Node) -> dict[tuple[Node, type, Kind | None], Rule]:
         (node, ev.CardPresented, None): _rule(S.on_card_jobs, node, *_OUT, *_IN),
         (node, ev.Tick, None): _rule(S.on_tick_jobs, node, *_OUT),
         (node, ev.LinkChanged, None): _rule(S.on_link_jobs, node, N.OFFLINE),
-        # The list fetched again behind this screen (the same badge, Refresh, new jobs).
+        # The cloud says a job arrived for the user signed in here: the list shows it by
+        # itself, fetched again behind this screen (as for the same badge, or Refresh).
+        (node, ev.JobsChanged, None): _rule(S.on_jobs_changed, node),
         (node, ev.Answered, Kind.REFRESH): _rule(S.on_refreshed, node),
         (node, ev.Failed, Kind.REFRESH): _rule(S.on_refresh_failed, node, N.NOTICE_THEN_IDLE),
     }
@@ -199,8 +201,6 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
                                   N.LOADING, *_RELEASE, *_OUT),
     (N.JOBS, ev.Answered, Kind.MORE): _rule(S.on_more_listed, N.JOBS),
     (N.JOBS, ev.Failed, Kind.MORE): _rule(S.on_more_failed, *_LIST_FAILED),
-    # The cloud says a job arrived for the user signed in here: the list shows it by itself.
-    (N.JOBS, ev.JobsChanged, None): _rule(S.on_jobs_changed, N.JOBS),
     **_signed_in(N.JOBS),
     (N.OPTIONS, ev.Tapped, None): _rule(S.on_tap_options, N.OPTIONS, N.JOBS, *_RELEASE),
     **_signed_in(N.OPTIONS),
