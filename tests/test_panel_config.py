@@ -122,9 +122,11 @@ def test_a_frame_at_1280x800_is_cheap() -> None:
         renderer.draw(view, NOW)
     times = []
     for _ in range(200):
-        start = time.perf_counter()
+        # CPU time of this process: other tests on a shared machine must not make a frame
+        # look slow by taking the core away from it.
+        start = time.process_time()
         renderer.draw(view, NOW)
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     times.sort()
     assert times[197] < 0.008, f"p99 {times[197] * 1000:.1f} ms"
 
