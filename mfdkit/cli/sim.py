@@ -70,12 +70,15 @@ def run_window(*, page_time: float, seed: int, record: str | None,
               f"keyboard types; demo access codes: {codes}.")
         for line in HELP:
             print("  " + line)
-        run_sim_window(world, seed=seed, recorder=recorder, should_stop=should_stop,
-                       on_keys=on_keys)
-    if recorder is not None and record:
-        Path(record).write_text(dump_scenario(recorder.scenario()), encoding="utf-8")
-        print(f"mfd sim: recorded {len(recorder.steps)} steps to {record}; replay with "
-              f"mfd sim --scenario {record}")
+        try:
+            run_sim_window(world, seed=seed, recorder=recorder, should_stop=should_stop,
+                           on_keys=on_keys)
+        finally:
+            # Also after Ctrl-C: what was done so far is worth keeping.
+            if recorder is not None and record:
+                Path(record).write_text(dump_scenario(recorder.scenario()), encoding="utf-8")
+                print(f"mfd sim: recorded {len(recorder.steps)} steps to {record}; replay "
+                      f"with: mfd sim --scenario {record}")
     return 0
 
 
