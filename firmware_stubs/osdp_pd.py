@@ -47,6 +47,7 @@ called from two threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import select
@@ -58,6 +59,8 @@ from typing import Any
 import osdp_sys
 
 from readers.pty import PtyPort
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SCBK_D", "CardFormat", "OsdpPdStub", "h10301"]
 
@@ -293,6 +296,9 @@ class OsdpPdStub:
         else:
             data = bytes(card)
             nbits = len(data) * 8 if bits is None else bits
+        if nbits < 1 or len(data) * 8 < nbits:
+            # libosdp would send ``nbits`` bits read past the data (or die on none at all).
+            raise ValueError(f"{len(data)} byte(s) of card data cannot carry {nbits} bits")
         self._events.put({"event": osdp_sys.EVENT_CARDREAD, "reader_no": self.reader_no,
                           "format": _FORMAT_CODES[fmt], "direction": 0, "length": nbits,
                           "data": data})
@@ -315,7 +321,12 @@ class OsdpPdStub:
         while not stopping.is_set():
             with contextlib.suppress(queue.Empty):
                 while True:
-                    ctx.submit_event(self._events.get_nowait())
+                    event = self._events.get_nowait()
+                    try:
+                        ctx.submit_event(event)
+                    except (TypeError, ValueError) as exc:
+                        # One bad event must not end the emulated reader's thread.
+                        log.warning("emulated OSDP reader dropped an event: %s", exc)
             ctx.refresh()
             self._online = bool(ctx.is_online())
             self._secure = bool(ctx.is_sc_active())
