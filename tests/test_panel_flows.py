@@ -17,6 +17,7 @@ from cloud.demo import DEMO_USERS
 from cloud.directory import set_password
 from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
+from device_app.panel import PanelRenderer
 from device_app.session import Policy, State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
@@ -180,3 +181,27 @@ def test_idle_timeout_and_another_badge_log_out(world: World) -> None:
                 break
             time.sleep(0.05)
         assert len(ended) == 2 and all(ended)
+
+
+def test_the_idle_countdown_on_the_glass_and_a_touch_to_stay(world: World) -> None:
+    # A 6 s idle timeout counts down its last 2 s (a third of it).
+    with make_panel(world, Policy(idle_timeout=6)) as panel:
+        panel.tap_badge(0)
+        panel.until(State.JOBS)
+        assert panel.app.run_until(lambda a: a.view().countdown != "", 8)
+        assert panel.app.view().countdown.startswith("Logging out in ")
+        glass = PanelRenderer((800, 480))
+        glass.draw(panel.app.view())
+        row = next(t.rect for t in glass.targets if t.action is Action.SELECT)
+        hit = glass.hit(row.center)
+        assert hit == (Action.STAY, None)  # the touch stays; it does not tick a job
+        panel.app.tap(*hit)
+        assert panel.app.run_until(lambda a: a.view().countdown == "", 1)
+        assert panel.app.machine.state is State.JOBS and not panel.app.view().selected
+        # The same badge again keeps the session too (and fetches the list again)...
+        panel.tap_badge(0)
+        assert panel.app.run_until(lambda a: a.machine.session_token is not None
+                                   and not a.machine._pending, 2)
+        assert panel.app.machine.state is State.JOBS
+        # ...and left alone, the panel logs out by itself.
+        panel.until(State.IDLE, 10)
