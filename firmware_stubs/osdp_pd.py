@@ -296,7 +296,7 @@ class OsdpPdStub:
         else:
             data = bytes(card)
             nbits = len(data) * 8 if bits is None else bits
-        if nbits < 1 or len(data) * 8 < nbits:
+        if nbits < 0 or len(data) * 8 < nbits:
             # libosdp would send ``nbits`` bits read past the data (or die on none at all).
             raise ValueError(f"{len(data)} byte(s) of card data cannot carry {nbits} bits")
         self._events.put({"event": osdp_sys.EVENT_CARDREAD, "reader_no": self.reader_no,
