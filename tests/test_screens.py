@@ -212,9 +212,10 @@ def test_release_acts_on_a_selection_only() -> None:
     assert renderer.hit(release.center) is None
 
 
-def test_an_empty_list_offers_nothing_but_logout() -> None:
+def test_an_empty_list_offers_nothing_but_refresh_and_logout() -> None:
+    # Refresh: a job sent a moment ago may be on its way (screens/jobs.py).
     renderer = drawn(jobs_view(0))
-    assert [t.action for t in renderer.targets] == [Action.LOGOUT]
+    assert [t.action for t in renderer.targets] == [Action.REFRESH, Action.LOGOUT]
     assert pixels(renderer.surface) != pixels(drawn(jobs_view(3)).surface)
 
 
@@ -372,11 +373,11 @@ BUTTONS: list[tuple[str, PanelView, set[Action]]] = [
     ("keypad", code_entry(), {Action.CANCEL, Action.FOCUS, Action.KEY, Action.SWITCH_ENTRY}),
     ("keyboard", text_entry(), {Action.CANCEL, Action.FOCUS, Action.KEY, Action.SWITCH_ENTRY}),
     ("jobs", selected_with_more(engine_problem="Paper jam: clear the jam and try again."),
-     {Action.LOGOUT, Action.SELECT, Action.SELECT_ALL, Action.RELEASE, Action.RELEASE_ALL,
-      Action.DELETE, Action.OPTIONS, Action.LOAD_MORE}),
+     {Action.LOGOUT, Action.REFRESH, Action.SELECT, Action.SELECT_ALL, Action.RELEASE,
+      Action.RELEASE_ALL, Action.DELETE, Action.OPTIONS, Action.LOAD_MORE}),
     ("long jobs", jobs_view(40, selected=frozenset({"j0"})),
-     {Action.LOGOUT, Action.SELECT, Action.SELECT_ALL, Action.RELEASE, Action.RELEASE_ALL,
-      Action.DELETE, Action.OPTIONS, Action.SCROLL_DOWN}),
+     {Action.LOGOUT, Action.REFRESH, Action.SELECT, Action.SELECT_ALL, Action.RELEASE,
+      Action.RELEASE_ALL, Action.DELETE, Action.OPTIONS, Action.SCROLL_DOWN}),
     ("options", options_view(), {Action.TOGGLE_GRAYSCALE, Action.TOGGLE_DUPLEX,
                                  Action.COPIES_UP, Action.COPIES_DOWN, Action.CANCEL,
                                  Action.RELEASE}),
