@@ -18,7 +18,7 @@ from cloud.demo import DEMO_USERS
 from device_app.panel.renderer import PanelRenderer
 from device_app.session import State
 from device_app.view import Action, EntryView, FieldView, PanelView, Screen
-from mfdkit.cli.sim import run_window
+from mfdkit.cli.sim import run_scenario_file, run_window
 from protocol.engine import EngineState
 from simulator.scenarios import keys as simkeys
 from simulator.scenarios.driver import run_scenario
@@ -250,3 +250,11 @@ def test_record_writes_a_scenario_that_replays(tmp_path: Path) -> None:
     outcome = run_scenario(dataclasses.replace(scenario, steps=(*scenario.steps, check),
                                                lines=()))
     assert outcome.ok, "\n".join([outcome.failure or "", *outcome.transcript])
+
+
+def test_a_scenario_runs_in_the_window_too(capsys: pytest.CaptureFixture[str]) -> None:
+    # `mfd sim --scenario FILE --window`: the same run, the first device's panel shown.
+    library = Path(__file__).resolve().parent.parent / "scenarios"
+    assert run_scenario_file(str(library / "code-login.toml"), window=True) == 0
+    assert capsys.readouterr().out.rstrip().endswith("scenario passed")
+    assert pygame.display.get_init() is False  # the world closed its window

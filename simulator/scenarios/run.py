@@ -159,10 +159,6 @@ def check(e: Expect, seen: Seen) -> str | None:
     return None
 
 
-def reached(wait: Wait, state: str) -> bool:
-    return state == wait.state
-
-
 def unknown_badge(rng: random.Random, known: set[str]) -> str:
     """A fresh badge no one has: an EM4100 tag (32 bits) as its reader prints it."""
     while True:
