@@ -26,7 +26,7 @@ import datetime as dt
 import gettext
 import io
 import logging
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ LANGUAGES: tuple[str, ...] = (SOURCE, *sorted(p.name for p in LOCALES.iterdir()
                                               if (p / "LC_MESSAGES" / f"{DOMAIN}.po").exists()))
 
 
-def N_(message: str) -> str:  # noqa: N802  # gettext's own name for the marker
+def N_(message: str) -> str:  # gettext's own name for the marker
     """Mark a string for the catalogue where it is defined (a table at import time); it is
     translated where it is shown."""
     return message
@@ -111,7 +111,7 @@ def _nearest(tag: str) -> str | None:
     return wanted.language if wanted.language in LANGUAGES else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def translator(language: str) -> Translator:
     """The translator for ``language`` (or the nearest the panel has; English if none)."""
     found = _nearest(language) or SOURCE
