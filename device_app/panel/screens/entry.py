@@ -176,7 +176,9 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
     # other half, so ten keys share the whole width (48 px each on 480 px glass).
     key_gap = max(2, gap - gap % 2)
     tight = c.portrait or (width - 2 * pad + gap) / 10 < c.min_target + gap
-    draw_text_keyboard(c, tray, key_gap // 2 if tight else pad, key_gap, kb)
+    # Wide glass keeps the keyboard a keyboard's width (1100 units), centred on its tray.
+    margin = key_gap // 2 if tight else max(pad, (width - c.px(1100)) // 2)
+    draw_text_keyboard(c, tray, margin, key_gap, kb)
 
 
 def _error_in(c: Canvas, text: str, box: pygame.Rect) -> None:
