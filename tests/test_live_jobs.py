@@ -24,6 +24,7 @@ from conftest import World
 from test_broker_acl import Client
 
 from cloud.demo import DEMO_USERS
+from cloud.directory import set_password
 from cloud.linking import Linking
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
@@ -297,3 +298,29 @@ def test_every_way_a_job_becomes_held_is_told_once_to_where_its_owner_is(
         assert store.lapse_unfetched_releases(now - 600, now) == [job]
         store.end_session("h1")  # signed out: held all the same, but nobody to tell
         assert store.take_job_notices(now) == []
+
+
+def test_a_job_that_joins_its_owner_at_sign_in_is_told_too(world: World,
+                                                           linking: Linking) -> None:
+    """Authenticate-on-Print with "join": the job behind the sign-in link becomes HELD for the
+    user who signs in, and the copier where that user stands is told."""
+    from cloud.directory import set_password
+
+    store, now = world.store, time.time()
+    with store.transaction():
+        store.set_org_settings("org_demo", replace(store.org_settings("org_demo"),
+                                                   aop_pending="join"))
+    bulk = linking.bulk_installer("org_demo").token
+    sent = linking.submit(linking.register(bulk, machine="lab-3", os_user="b").token,
+                          "lab.pdf", DOC)
+    bob = store.user_by_email(BOB.email)
+    assert bob is not None and sent.sign_in_url
+    with store.transaction():
+        store.take_job_notices(now)
+        store.create_session("b1", "copier-2", bob.id, now + 300)
+    set_password(store, BOB.email, "correct horse battery")
+    portal = linking.sign_in(BOB.email, "correct horse battery").token
+    out = linking.aop_confirm(portal, sent.sign_in_url.split("#request=", 1)[1])
+    assert out.joined == (sent.job_id,)
+    with store.transaction():
+        assert store.take_job_notices(time.time()) == ["copier-2"]

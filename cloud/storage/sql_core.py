@@ -484,7 +484,8 @@ class CoreQueries(SqlBase):
         local = str(user[1]).split("@", 1)[0].lower()
         row = self.query_one(
             "SELECT count(*) FROM jobs j JOIN client_installs ci ON ci.id = j.client_id "
-            "WHERE j.state = 'PENDING_AUTH' AND j.expires_at > ? AND ci.org_id = ? "
+            "WHERE j.owner_id IS NULL AND j.state = 'PENDING_AUTH' AND j.expires_at > ? "
+            "AND ci.org_id = ? "
             "AND ci.user_id IS NULL AND ci.revoked_at IS NULL AND ci.os_user <> '' "
             "AND (lower(ci.os_user) = ? OR lower(ci.os_user) IN (SELECT lower(os_user) FROM "
             "client_installs WHERE user_id = ? AND os_user <> ''))",

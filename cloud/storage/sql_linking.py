@@ -178,9 +178,13 @@ class LinkingQueries(SqlBase):
                           now: float) -> bool:
         """A PENDING_AUTH job joins its new owner's queue; False if it is not pending any more
         (expired meanwhile)."""
-        return self.execute("UPDATE jobs SET owner_id=?, state='HELD', expires_at=?, "
+        if not self.execute("UPDATE jobs SET owner_id=?, state='HELD', expires_at=?, "
                             "updated_at=? WHERE id=? AND state='PENDING_AUTH' AND "
-                            "owner_id IS NULL", user_id, expires_at, now, job_id) > 0
+                            "owner_id IS NULL", user_id, expires_at, now, job_id):
+            return False
+        # Held for its owner now: the copier where they are signed in is told (job_notices).
+        self.execute("INSERT INTO job_notices (user_id, at) VALUES (?,?)", user_id, now)
+        return True
 
     # -- client installs
     def install(self, install_id: str) -> ClientInstall | None:
