@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from mfdkit.cli import admin, client, cloud, device, reader, sim
+from mfdkit.cli import admin, client, cloud, device, emulate, flash, image, reader, sim
 from mfdkit.cli.common import EXIT_FAILED, _Parser
 from protocol.errors import MfdError
 
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "copier. One subcommand per role.")
     p.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for role in (sim, device, cloud, admin, client, reader):
+    for role in (sim, device, cloud, admin, client, reader, image, flash, emulate):
         role.register(sub)
     return p
 
