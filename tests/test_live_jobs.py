@@ -304,8 +304,6 @@ def test_a_job_that_joins_its_owner_at_sign_in_is_told_too(world: World,
                                                            linking: Linking) -> None:
     """Authenticate-on-Print with "join": the job behind the sign-in link becomes HELD for the
     user who signs in, and the copier where that user stands is told."""
-    from cloud.directory import set_password
-
     store, now = world.store, time.time()
     with store.transaction():
         store.set_org_settings("org_demo", replace(store.org_settings("org_demo"),
