@@ -1,5 +1,6 @@
-"""The session machine's job list: loading it, more of it, selecting, the release options, and
-deleting.
+"""The session machine's job list: loading it, more of it, fetching it again behind the screen
+(the cloud's ``jobs.changed``, Refresh, the same badge; the selection kept), selecting, the
+release options, deleting, what just happened (a line that fades) and the idle time.
 
 Releasing starts here (a tap on Release, Release all, or Release in the options), refused before
 anything is sent while the engine cannot print; what follows the request is ``releasing``'s.

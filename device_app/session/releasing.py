@@ -3,6 +3,9 @@ the cloud's acknowledgement of each outcome.
 
 A release ends when every job's outcome is confirmed (or refused: the job is back in the list);
 then the list loads again, or the session ends (logged out meanwhile, or "release all" by policy).
+Once the cloud has answered, the user may walk away ("Done, log me out"): the machine hands the
+release to the printer (``Detach``), which prints on and reports each outcome from its journal,
+and logs out; the engine's outcomes then find no release here and are left to the printer.
 """
 
 from __future__ import annotations
