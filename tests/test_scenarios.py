@@ -34,7 +34,7 @@ def test_the_library_covers_every_flow_and_fault() -> None:
     assert {"badge-login-release", "code-login", "unknown-badge-association", "delete-jobs",
             "release-options", "logout-and-next-user", "idle-timeout", "card-and-pin",
             "printer-jam", "out-of-paper", "reader-unplug", "broker-down", "cloud-restart",
-            "link-latency", "clock-jump", "two-copiers"} <= names
+            "link-latency", "clock-jump", "two-copiers", "jam-mid-job"} <= names
     faults = {s.kind.value for f in FILES for s in _load(f).steps if hasattr(s, "kind")}
     assert faults >= {"jam", "no_paper", "clear", "unplug", "replug", "broker_down",
                       "broker_up", "cloud_kill", "cloud_restart", "latency", "clock_jump"}
@@ -113,6 +113,8 @@ BASE = '[[job]]\nowner = "alice"\nname = "A"\n\n'
     (BASE + '[[step]]\nfault = "unplug"\n',
      "only an em4100 reader (on a serial line) can be unplugged"),
     (BASE + '[[step]]\nfault = "clock_jump"\n', "clock_jump needs seconds"),
+    (BASE + '[[step]]\nfault = "latency"\nafter_pages = 1\n',
+     "after_pages is for jam, no_paper and door_open"),
     (BASE + '[[step]]\nrelease = "B"\n', "job 'B' is not among the scenario's [[job]]s"),
     (BASE + '[[step]]\npress = "selekt"\n', "press 'selekt' is not one of"),
     (BASE + '[[step]]\nadvance = -1\n', "advance is a number of seconds above 0"),

@@ -310,7 +310,11 @@ class Runner:
         w = self.world
         d = self.dev(step.device)
         k = step.kind
-        if k in _ENGINE_FAULTS:
+        if k in _ENGINE_FAULTS and step.after_pages is not None:
+            # Armed: the next job fails after that many pages (copies count as pages).
+            d.engine.core.inject(_ENGINE_FAULTS[k], after_pages=step.after_pages)
+            self.settle()
+        elif k in _ENGINE_FAULTS:
             d.engine.core.inject(_ENGINE_FAULTS[k])
             # The device sees its engine at its next poll.
             self.advance(ENGINE_POLL_S)

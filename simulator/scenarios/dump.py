@@ -110,6 +110,8 @@ def _step(step: Step, first: str, sc: Scenario) -> list[str]:
             out.append(f"ms = {_q(step.ms)}")
         if step.kind is FaultKind.CLOCK_JUMP:
             out.append(f"seconds = {_q(step.seconds)}")
+        if step.after_pages is not None:
+            out.append(f"after_pages = {step.after_pages}")
     else:
         assert isinstance(step, Expect)
         terms: dict[str, object] = {}

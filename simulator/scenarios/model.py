@@ -129,6 +129,8 @@ class Fault:
     reader: str = ""
     ms: float = 0.0  # latency: each way, per chunk
     seconds: float = 0.0  # clock_jump
+    #: jam/no_paper/door_open: strike the next job after this many pages instead of now.
+    after_pages: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,7 @@ _STEP_KEYS: dict[str, set[str]] = {
     "wait": {"device", "timeout"},
     "advance": set(),
     "expect": {"device"},
-    "fault": {"device", "reader", "ms", "seconds"},
+    "fault": {"device", "reader", "ms", "seconds", "after_pages"},
 }
 _EXPECT_KEYS = {"device", "screen", "state", "title", "message", "user", "jobs", "job_count",
                 "cloud", "printed", "engine"}
@@ -277,7 +277,13 @@ class _Parser:
             raise self.fail(where, "ms must not be negative")
         if fk is FaultKind.CLOCK_JUMP and seconds <= 0:
             raise self.fail(where, "clock_jump needs seconds = <how far forward, above 0>")
-        return Fault(fk, spec.id, reader, ms, seconds)
+        after = s.get("after_pages")
+        if after is not None:
+            if fk not in (FaultKind.JAM, FaultKind.NO_PAPER, FaultKind.DOOR_OPEN):
+                raise self.fail(where, "after_pages is for jam, no_paper and door_open")
+            if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+                raise self.fail(where, "after_pages is a whole number from 0")
+        return Fault(fk, spec.id, reader, ms, seconds, after)
 
     def expectation(self, where: str, value: Any, device: str, job_names: set[str]) -> Expect:
         if not isinstance(value, dict) or not value:

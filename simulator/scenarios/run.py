@@ -110,6 +110,8 @@ def _fault_detail(f: Fault) -> str:
         return f" ({f.ms:g} ms each way)"
     if f.kind is FaultKind.CLOCK_JUMP:
         return f" (+{f.seconds:g} s)"
+    if f.after_pages is not None:
+        return f" (armed: after {f.after_pages} page(s) of the next job)"
     return ""
 
 
