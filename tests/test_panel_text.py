@@ -127,3 +127,23 @@ def test_names_that_differ_near_the_end_stay_different(font: ChainFont, start: s
     width = font.size("W" * n)[0]  # room for n of the widest letter
     one, two = f"{start} {a}.pdf", f"{start} {b}.pdf"
     assert fit_text_middle(font, one, width) != fit_text_middle(font, two, width)
+
+
+def test_the_job_list_cuts_long_names_in_the_middle() -> None:
+    """What a person sees in the list: two long reports, told apart, extension in view."""
+    from device_app.panel import PanelRenderer
+    from device_app.view import PanelView, Screen
+    from protocol.messages import JobSummary
+
+    base = "Quarterly report for the board meeting with all the appendices 2026-Q{}.pdf"
+    jobs = tuple(JobSummary(job_id=f"j{q}", name=base.format(q), pages=1, color=False,
+                            duplex=False, copies=1, size=1, submitted_at=0.0, source="")
+                 for q in (3, 4))
+    renderer = PanelRenderer((800, 480))
+    renderer.draw(PanelView(Screen.JOBS, user_name="Ada", jobs=jobs, total_jobs=2), 0.0)
+    shown = [n.text for n in renderer.tree
+             if isinstance(n, TextNode) and n.source in {j.name for j in jobs}]
+    assert len(shown) == 2 and shown[0] != shown[1]
+    for text in shown:
+        assert text.startswith("Quarterly") and text.endswith(".pdf")
+        assert ELLIPSIS in text.strip(ELLIPSIS)

@@ -54,8 +54,12 @@ def _option_text(c: Canvas, row: pygame.Rect, label: str, detail: str, right: in
     room = max(0, right - row.left - 2 * pad)
     c.text(label, 40, INK, max_width=room,
            bottomleft=(row.left + pad, row.centery + c.px(2)))
-    c.text(detail, 30, MUTED, max_width=room,
-           topleft=(row.left + pad, row.centery + c.px(6)))
+    if c.portrait and row.bottom - row.centery >= 3 * c.font(30).get_linesize():
+        # Narrow glass, tall rows: the detail wraps rather than lose its end.
+        c.lines(detail, 30, MUTED, 0, row.centery + c.px(6), room, 2, left=row.left + pad)
+    else:
+        c.text(detail, 30, MUTED, max_width=room,
+               topleft=(row.left + pad, row.centery + c.px(6)))
 
 
 def _toggle_row(c: Canvas, row: pygame.Rect, label: str, on: bool, on_detail: str,
