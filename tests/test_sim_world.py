@@ -4,7 +4,9 @@ acknowledged, and releases go through the journal."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 
@@ -44,3 +46,30 @@ def test_the_sim_device_takes_config_pushes_and_keeps_a_journal() -> None:
             store, world.device_id)["applied"] == version)
         managed = json.loads((world.workdir / "device" / MANAGED_FILE).read_text())
         assert managed["version"] == version and managed["policy"] == {"idle_timeout": 95}
+
+
+def _round_trip(link: Device, timeout: float = 10.0) -> float:
+    """Seconds for one request to the cloud and its answer (a refusal is an answer too)."""
+    from protocol import messages as m
+    from protocol.errors import RemoteError
+
+    start = time.monotonic()
+    with contextlib.suppress(RemoteError):
+        link.link.call(m.Logout(request_id=secrets.token_hex(8), session="probe"), timeout)
+    return time.monotonic() - start
+
+
+def test_the_latency_fault_delays_the_devices_link_each_way() -> None:
+    from simulator.scenarios.parse import parse_scenario
+    from simulator.scenarios.world import ScenarioWorld
+
+    scenario = parse_scenario('[[device]]\nid = "copier-1"\n[[device]]\nid = "copier-2"\n'
+                              '[[step]]\nadvance = 1\n', "latency")
+    with ScenarioWorld(scenario) as world:
+        one, two = world.devices["copier-1"], world.devices["copier-2"]
+        assert _round_trip(one.device) < 1.0
+        one.relay.delay = 1.0
+        # Out through the relay and back through it: at least twice the delay.
+        assert _round_trip(one.device) >= 2.0
+        # The other copier's link is its own.
+        assert _round_trip(two.device) < 1.0
