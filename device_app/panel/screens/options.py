@@ -89,7 +89,7 @@ def _copies_row(c: Canvas, row: pygame.Rect, copies: int | None) -> None:
     gap = c.px(12)
     plus = pygame.Rect(0, 0, c.px(80), c.tap(64))
     plus.midright = (row.right - pad, row.centery)
-    value = pygame.Rect(0, 0, c.px(130), plus.height)
+    value = pygame.Rect(0, 0, c.px(72 if c.portrait else 130), plus.height)
     value.midright = (plus.left - gap, row.centery)
     minus = pygame.Rect(plus)
     minus.right = value.left - gap
