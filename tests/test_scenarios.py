@@ -34,7 +34,8 @@ def test_the_library_covers_every_flow_and_fault() -> None:
     assert {"badge-login-release", "code-login", "unknown-badge-association", "delete-jobs",
             "release-options", "logout-and-next-user", "idle-timeout", "card-and-pin",
             "printer-jam", "out-of-paper", "reader-unplug", "broker-down", "cloud-restart",
-            "link-latency", "clock-jump", "two-copiers", "jam-mid-job"} <= names
+            "link-latency", "clock-jump", "two-copiers", "jam-mid-job", "password-login",
+            "jobs-from-linked-clients"} <= names
     faults = {s.kind.value for f in FILES for s in _load(f).steps if hasattr(s, "kind")}
     assert faults >= {"jam", "no_paper", "clear", "unplug", "replug", "broker_down",
                       "broker_up", "cloud_kill", "cloud_restart", "latency", "clock_jump"}
