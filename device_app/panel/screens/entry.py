@@ -130,8 +130,8 @@ def _draw_field(c: Canvas, box: pygame.Rect, item: FieldView, size: int,
 
 
 def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> None:
-    """Fields side by side, a line for the error and the switch, then the keyboard across
-    the whole width."""
+    """Fields side by side (one above the other on portrait glass), a line for the error and
+    the switch, then the keyboard across the whole width."""
     width, height = c.surface.get_size()
     pad = c.px(12)
     gap = c.px(6)
@@ -141,12 +141,19 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
     spacing = c.px(12)
     usable = row.width - spacing * max(0, len(fields) - 1)
     done = 0
-    for i, (item, weight) in enumerate(zip(fields, weights, strict=True)):
-        left = row.left + round(usable * done / sum(weights)) + i * spacing
-        done += weight
-        right = row.left + round(usable * done / sum(weights)) + i * spacing
-        _draw_field(c, pygame.Rect(left, row.top, right - left, row.height), item, 30,
-                    label_inside=True)
+    if c.portrait:
+        # Tall glass: one field a row, each as wide as the glass, so an address is seen whole.
+        for i, item in enumerate(fields):
+            box = row.move(0, i * (row.height + spacing))
+            _draw_field(c, box, item, 30, label_inside=True)
+        row.height += (len(fields) - 1) * (row.height + spacing)
+    else:
+        for i, (item, weight) in enumerate(zip(fields, weights, strict=True)):
+            left = row.left + round(usable * done / sum(weights)) + i * spacing
+            done += weight
+            right = row.left + round(usable * done / sum(weights)) + i * spacing
+            _draw_field(c, pygame.Rect(left, row.top, right - left, row.height), item, 30,
+                        label_inside=True)
 
     info = pygame.Rect(pad, row.bottom + gap, width - 2 * pad, c.tap(48))
     error_box = pygame.Rect(info)
