@@ -156,6 +156,14 @@ def problems(renderer: PanelRenderer, view: PanelView, dpi: float | None) -> lis
             found.append(f"text {t.text!r} {t.rect} is off the screen {screen}")
         elif not inside(t.rect, t.container):
             found.append(f"text {t.text!r} {t.rect} overflows its box {t.container}")
+        for g in targets:
+            # A text on a labelled button is its label: wholly inside it. Half on, half off is
+            # something drawn across the button. (Rows are not held to it: a row's second line
+            # may reach into the next row's padding by its descent.)
+            if (g.label and t.text.strip() and overlap(t.rect, g.rect)
+                    and not inside(t.rect, g.rect)):
+                found.append(f"text {t.text!r} {t.rect} runs across target {g.action} "
+                             f"{g.rect}")
     least = min_target_px(dpi)
     for g in targets:
         if not inside(g.rect, screen):

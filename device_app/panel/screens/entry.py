@@ -157,15 +157,15 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
 
     info = pygame.Rect(pad, row.bottom + gap, width - 2 * pad, c.tap(48))
     error_box = pygame.Rect(info)
+    link_at = info.topright
     if c.portrait:
         # Tall glass has the rows to spare: the error gets a whole line under the switch.
-        error_box.top = info.bottom + gap
-        if not entry.can_switch:
-            error_box.top = info.top
-        info.bottom = error_box.bottom
+        if entry.can_switch:
+            error_box.top = info.bottom + gap
+        info.height = error_box.bottom - info.top
     if entry.can_switch:
         link = pygame.Rect(0, 0, c.px(250), c.tap(48))
-        link.topright = info.topright
+        link.topright = link_at
         button(c, link, _switch_label(entry), Action.SWITCH_ENTRY, LINK_BUTTON,
                size=28)
         if not c.portrait:
