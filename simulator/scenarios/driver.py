@@ -217,9 +217,10 @@ class Runner:
         while time.monotonic() < deadline:
             badge.stub.present(int(number))
             # A person taps again until the reader beeps: a reader reopening its port after
-            # a replug drops what came before it was open.
+            # a replug drops what came before it was open. An open port reads a frame in
+            # milliseconds, so a second try comes only for a frame that was surely lost.
             if self.settle(lambda: reader.health.reads + reader.health.suppressed > seen,
-                           limit=0.5):
+                           limit=1.0):
                 return
         raise ScenarioFailed(f"reader {step.reader} did not read the badge within "
                              f"{SERIAL_READ_S:g} s")
