@@ -90,7 +90,8 @@ def test_the_panel_fills_a_real_display_full_screen(size: tuple[int, int],
         panel = subprocess.Popen(
             [sys.executable, "-m", "device_app.panel.demo", "--window", "--fullscreen",
              "--screen", "idle", "--ready", str(ready), "--stop", str(stop)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=env, cwd=Path(__file__).resolve().parents[1],  # the checkout under test
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 30
             while not ready.exists():
