@@ -73,6 +73,14 @@ def header(c: Canvas, title: str, right: str = "", reserve: int = 0, height: flo
         # Narrow glass shrinks every title a step before it cuts it.
         sizes = (40, 36, 32, 28) if shrink or c.portrait else (40,)
         size = c.fitting_size(title, sizes, room, bold=True)
+        two = 26
+        line_h = c.font(two, bold=True).get_linesize()
+        if (shrink and c.font(size, bold=True).size(title)[0] > room
+                and 2 * line_h <= band.height):
+            # A whole sentence on narrow glass: two lines of the band rather than half of it.
+            c.lines(title, two, HEADER_INK, 0, band.centery - line_h, room, 2, left=pad,
+                    role="title")
+            return band
         c.text(title, size, HEADER_INK, max_width=room, role="title", bg=HEADER,
                midleft=(pad, band.centery))
     return band
