@@ -5,8 +5,8 @@ drawn for, and a screen of any other size is laid out to its real width and heig
 units (:attr:`Canvas.width`, :attr:`Canvas.height` in pixels; :attr:`Canvas.portrait` when a
 side-by-side layout would not fit). :func:`panel_scale` says how many pixels a design unit is:
 from the glass's density when ``dpi`` is known (a finger is the same size on every panel),
-else so that the design's 480 units fill the short side; never so large that 480 units do not
-fit. :meth:`Canvas.px` scales a length, :meth:`Canvas.tap` also keeps a touch target at least
+else so that the design's 480 units fill the short side; never so large that a 640x480 box
+(480x640 on portrait glass) does not fit. :meth:`Canvas.px` scales a length, :meth:`Canvas.tap` also keeps a touch target at least
 9 mm at the panel's dpi (and never below MIN_TARGET pixels).
 
 Text is set in the Noto chain of fonts.py (every script), or pygame's built-in font if no Noto
