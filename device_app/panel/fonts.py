@@ -130,6 +130,13 @@ def system_chain(bold: bool = False) -> tuple[Face, ...]:
             found = (str(path), 0) if path.exists() else None
         if found is None:
             continue
+        if found[1] != 0:
+            # pygame's Font opens the first face of a collection only; a later face would be
+            # drawn with another face's glyphs than its charset says. (CJK JP is face 0 of
+            # Debian's NotoSansCJK-*.ttc.)
+            log.info("font %s: face %d of a collection, which pygame cannot open; skipped",
+                     found[0], found[1])
+            continue
         ranges = _charset(*found)
         if not ranges:
             # No fc-query: trust the file for the basic block only, enough not to crash.
@@ -178,9 +185,6 @@ class ChainFont(pygame.font.Font):
                     font = self._shared[face.path] = pygame.font.Font(face.path, 109)
             else:
                 font = pygame.font.Font(face.path, round(self.px * SIZE_FACTOR))
-            if face.index:
-                # pygame-ce opens face 0 of a collection; CJK JP is face 0 of Debian's file.
-                log.debug("font %s: face %d of a collection", face.path, face.index)
             self._faces[i] = font
         return font
 
