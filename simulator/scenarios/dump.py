@@ -4,6 +4,7 @@ files with this). Pure; ``parse_scenario(dump_scenario(s))`` gives ``s`` back (t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 
 from protocol.managed import Policy
@@ -26,10 +27,14 @@ from simulator.scenarios.parse import DEMO_KEYS
 
 
 def _q(value: object) -> str:
-    # JSON's strings, numbers and booleans are TOML's too (\\uXXXX escapes included).
+    # JSON's strings, numbers and booleans are TOML's too, with two differences handled here:
+    # a character past U+FFFF is written as itself (JSON's ASCII form would be a surrogate
+    # pair, which TOML refuses), and DEL is escaped (JSON leaves it bare, TOML does not).
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return json.dumps(value)
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def dump_scenario(sc: Scenario) -> str:

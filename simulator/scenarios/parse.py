@@ -7,6 +7,7 @@ refused, so a typo never silently turns into a step that checks nothing. Pure: t
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import fields, replace
@@ -251,7 +252,8 @@ class _Parser:
                 raise self.fail(where, "timeout must not be negative")
             return Wait(state, timeout, device)
         if action == "advance":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value) or value <= 0):
                 raise self.fail(where, "advance is a number of seconds above 0")
             return Advance(float(value))
         if action == "fault":
@@ -263,6 +265,13 @@ class _Parser:
             raise self.fail(where, f"fault {kind!r} is not one of "
                             f"{', '.join(k.value for k in FaultKind)}")
         fk = FaultKind(kind)
+        # A key that means nothing for this fault is refused, not ignored.
+        own = {FaultKind.UNPLUG: "reader", FaultKind.REPLUG: "reader", FaultKind.LATENCY: "ms",
+               FaultKind.CLOCK_JUMP: "seconds", FaultKind.JAM: "after_pages",
+               FaultKind.NO_PAPER: "after_pages", FaultKind.DOOR_OPEN: "after_pages"}
+        for key in ("reader", "ms", "seconds", "after_pages"):
+            if key in s and own.get(fk) != key:
+                raise self.fail(where, f"{key} means nothing for fault {kind!r}")
         reader = _text(self, s, where, "reader") or spec.readers[0].name
         if fk in (FaultKind.UNPLUG, FaultKind.REPLUG):
             rs = next((r for r in spec.readers if r.name == reader), None)
@@ -279,8 +288,6 @@ class _Parser:
             raise self.fail(where, "clock_jump needs seconds = <how far forward, above 0>")
         after = s.get("after_pages")
         if after is not None:
-            if fk not in (FaultKind.JAM, FaultKind.NO_PAPER, FaultKind.DOOR_OPEN):
-                raise self.fail(where, "after_pages is for jam, no_paper and door_open")
             if isinstance(after, bool) or not isinstance(after, int) or after < 0:
                 raise self.fail(where, "after_pages is a whole number from 0")
         return Fault(fk, spec.id, reader, ms, seconds, after)
@@ -328,7 +335,7 @@ class _Parser:
             texts[key] = v
         if "device" in value:
             device = value["device"]
-            if device not in {d.id for d in self.devices}:
+            if not isinstance(device, str) or device not in {d.id for d in self.devices}:
                 raise self.fail(where, f"expect.device {device!r} is not in the scenario")
         return Expect(device, one_of("screen", SCREENS), one_of("state", STATES),
                       texts["title"], texts["message"], texts["user"], names("jobs"), count,
@@ -383,7 +390,7 @@ def _value_text(p: _Parser, where: str, key: str, v: Any) -> str:
 
 def _number(p: _Parser, d: dict[str, Any], where: str, key: str, default: float) -> float:
     v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise p.fail(where, f"{key} must be a number")
     return float(v)
 
