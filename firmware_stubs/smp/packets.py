@@ -9,9 +9,10 @@ Theory of operation. Every SMP message is ``header | CBOR map``. The header, big
     byte 6   sequence number              a response repeats its request's
     byte 7   command id
 
-Version 1 (``SMPv2`` in Zephyr's words, header value 1) reports errors as
-``{"err": {"group": G, "rc": RC}}`` with the group's own codes; version 0 as ``{"rc": RC}`` with
-the generic ``MGMT_ERR`` codes. A response answers in its request's version.
+Version 1 (``SMPv2`` in Zephyr's words, header value 1) may report a group's errors as
+``{"err": {"group": G, "rc": RC}}`` with the group's own codes; every version takes the generic
+``{"rc": RC, "rsn": REASON}`` with the ``MGMT_ERR`` codes, which is what the emulated reader
+sends (its reasons say what to do). A response answers in its request's version.
 
 :func:`decode_packet` turns bytes into a :class:`Packet` (or raises :class:`SmpPacketError`, and
 nothing else, on any input); :func:`parse_request` turns a packet into one of the typed requests
@@ -323,11 +324,11 @@ def encode_response(request: Header, body: dict[str, object]) -> bytes:
 
 def encode_error(request: Header, rc: int, *, group_rc: int | None = None,
                  reason: str | None = None) -> bytes:
-    """An error response: version 1 carries the group's own code (``group_rc``, or ``rc`` when
-    the group has none), version 0 the generic ``rc`` and, optionally, a reason."""
-    if request.version >= 1:
-        body: dict[str, object] = {"err": {"group": request.group,
-                                           "rc": rc if group_rc is None else group_rc}}
+    """An error response. With ``group_rc`` and a version 1 request: the group's own code
+    (``{"err": {"group", "rc"}}``); otherwise the generic ``{"rc"}`` with, when given, the
+    reason (``rsn``, as Zephyr's verbose error responses), which every client reads."""
+    if group_rc is not None and request.version >= 1:
+        body: dict[str, object] = {"err": {"group": request.group, "rc": group_rc}}
     else:
         body = {"rc": rc}
         if reason:
