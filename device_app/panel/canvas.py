@@ -6,8 +6,9 @@ units (:attr:`Canvas.width`, :attr:`Canvas.height` in pixels; :attr:`Canvas.port
 side-by-side layout would not fit). :func:`panel_scale` says how many pixels a design unit is:
 from the glass's density when ``dpi`` is known (a finger is the same size on every panel),
 else so that the design's 480 units fill the short side; never so large that a 640x480 box
-(480x640 on portrait glass) does not fit. :meth:`Canvas.px` scales a length, :meth:`Canvas.tap` also keeps a touch target at least
-9 mm at the panel's dpi (and never below MIN_TARGET pixels).
+(480x640 on portrait glass) does not fit. :meth:`Canvas.px` scales a length,
+:meth:`Canvas.tap` also keeps a touch target at least 9 mm at the panel's dpi (and never below
+MIN_TARGET pixels).
 
 Text is set in the Noto chain of fonts.py (every script), or pygame's built-in font if no Noto
 is installed, or one TrueType file if given. Everything drawn records itself: each text a

@@ -45,6 +45,8 @@ _TEXT_ROWS: tuple[tuple[_Key, ...], ...] = (
     (("Next", "TAB", 1.5), ("@", "@", 1.0), (".", ".", 1.0), ("space", " ", 3.0),
      ("-", "-", 1.0), ("_", "_", 1.0), ("OK", "ENTER", 1.5)),
 )
+#: What the draw tree calls the keys drawn as icons.
+_KEY_NAMES = {KEY_SHIFT: "Shift", "BACKSPACE": "Backspace"}
 #: Where each text row starts, in key units: the home row sits half a key in, as on paper.
 _TEXT_INDENT = (0.0, 0.0, 0.5, 0.0, 0.0)
 
@@ -98,7 +100,7 @@ def _key(c: Canvas, rect: pygame.Rect, label: str, key: str, style: Style = KEY_
     # The key answers for half the gap around it, as on a phone: the cells of the grid touch,
     # so a finger between two keys still hits one, and a key is as wide as its cell.
     ink = button(c, rect, label, Action.KEY, style, subject=key, size=size, radius=8,
-                 hit=rect.inflate(gap, gap), role="key")
+                 hit=rect.inflate(gap, gap), role="key", name=_KEY_NAMES.get(key, ""))
     if icon is not None:
         icon(rect, ink)
 

@@ -28,11 +28,13 @@ Icon = Callable[[pygame.Rect, Color], None]
 
 def button(c: Canvas, rect: pygame.Rect, label: str, action: Action, style: Style,
            enabled: bool = True, *, subject: str | None = None, size: int = 34,
-           radius: float = 10, hit: pygame.Rect | None = None, role: str = "button") -> Color:
+           radius: float = 10, hit: pygame.Rect | None = None, role: str = "button",
+           name: str = "") -> Color:
     """Draw a button and make it tappable if enabled; returns the ink colour for icons.
     ``subject`` travels with the action (a field name, a key). A disabled button has no
     target at all, so a tap on it means nothing. ``hit`` is a larger area that answers the
-    tap (a key and half the gap around it, as on a phone)."""
+    tap (a key and half the gap around it, as on a phone); ``name`` what the draw tree calls an
+    icon button that has no label."""
     if not enabled:
         style = DISABLED_BUTTON
     corner = c.px(radius)
@@ -50,7 +52,7 @@ def button(c: Canvas, rect: pygame.Rect, label: str, action: Action, style: Styl
         c.text(label, size, style.ink, max_width=room, role=role,
                bg=style.fill, box=rect, center=rect.center)
     if enabled:
-        c.targets.append(Target(pygame.Rect(hit or rect), action, subject, label))
+        c.targets.append(Target(pygame.Rect(hit or rect), action, subject, label or name))
     return style.ink
 
 
@@ -100,7 +102,8 @@ def warning_mark(c: Canvas, box: pygame.Rect, centery: int, color: Color,
 def tool_button(c: Canvas, rect: pygame.Rect, label: str, action: Action, icon: Icon,
                 enabled: bool, ink: Color) -> None:
     """An icon over a short word: a toolbar button that needs less width than a label."""
-    button(c, rect, "", action, Style(CARD, ink, INK) if enabled else DISABLED_BUTTON, enabled)
+    button(c, rect, "", action, Style(CARD, ink, INK) if enabled else DISABLED_BUTTON, enabled,
+           name=label)
     color = ink if enabled else DISABLED_INK
     box = pygame.Rect(0, 0, c.px(26), c.px(26))
     box.midtop = (rect.centerx, rect.top + c.px(7))
