@@ -26,7 +26,6 @@ from typing import Protocol
 from firmware_stubs.smp.packets import (
     AppInfoRead,
     Echo,
-    Group,
     ImageErase,
     ImageStateRead,
     ImageStateWrite,
