@@ -225,10 +225,14 @@ class _Parser:
             act = _value_text(self, where, action, value)
             if act not in PRESS_ACTIONS:
                 raise self.fail(where, f"press {act!r} is not one of {', '.join(PRESS_ACTIONS)}")
-            arg = (_text(self, s, where, "job") or _text(self, s, where, "field")
-                   or _text(self, s, where, "key"))
-            if act == "select" and not arg:
-                raise self.fail(where, "press \"select\" needs job = \"<job name>\"")
+            # select names a job, focus a field, key a key; nothing else takes one.
+            wants = {"select": "job", "focus": "field", "key": "key"}.get(act)
+            for k in ("job", "field", "key"):
+                if k in s and k != wants:
+                    raise self.fail(where, f"{k} means nothing for press {act!r}")
+            arg = _text(self, s, where, wants) if wants else ""
+            if wants and not arg:
+                raise self.fail(where, f"press {act!r} needs {wants} = \"...\"")
             if act == "select" and arg not in job_names:
                 raise self.fail(where, f"job {arg!r} is not among the scenario's [[job]]s")
             return Press(act, device, arg)
