@@ -35,7 +35,7 @@ def test_the_library_covers_every_flow_and_fault() -> None:
             "release-options", "logout-and-next-user", "idle-timeout", "card-and-pin",
             "printer-jam", "out-of-paper", "reader-unplug", "broker-down", "cloud-restart",
             "link-latency", "clock-jump", "two-copiers", "jam-mid-job", "password-login",
-            "jobs-from-linked-clients"} <= names
+            "jobs-from-linked-clients", "two-readers"} <= names
     faults = {s.kind.value for f in FILES for s in _load(f).steps if hasattr(s, "kind")}
     assert faults >= {"jam", "no_paper", "clear", "unplug", "replug", "broker_down",
                       "broker_up", "cloud_kill", "cloud_restart", "latency", "clock_jump"}

@@ -257,7 +257,7 @@ class Runner:
         app = self.dev(step.device).app
 
         def there() -> bool:
-            return app.machine.state.value == step.state
+            return step.state in (app.machine.state.value, app.view().screen.value)
 
         # Until it is there or nothing more can happen without time passing; then let time
         # pass a second at a time, settling after each.

@@ -97,7 +97,7 @@ class Release:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    state: str  # a session State value
+    state: str  # a session State value, or the screen "busy" or "confirm"
     timeout: float  # simulated seconds the clock may move while waiting
     device: str
 

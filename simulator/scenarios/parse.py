@@ -45,6 +45,8 @@ PRESS_ACTIONS = ("select", "select_all", "release", "release_all", "logout", "di
                  "switch_entry", "focus", "key")
 STATES = ("idle", "entry", "identifying", "loading", "jobs", "options", "confirm_delete",
           "deleting", "releasing", "notice", "offline")
+#: Screens a wait may name besides the states (the others share their state's name).
+WAIT_SCREENS = ("busy", "confirm")
 SCREENS = ("idle", "busy", "jobs", "releasing", "notice", "offline", "entry", "confirm",
            "options")
 ENGINE_STATES = ("ready", "printing", "jam", "no_paper", "door_open", "offline")
@@ -249,8 +251,9 @@ class _Parser:
             return Release(tuple(names), device)
         if action == "wait":
             state = _value_text(self, where, action, value)
-            if state not in STATES:
-                raise self.fail(where, f"wait {state!r}: a state is one of {', '.join(STATES)}")
+            if state not in STATES + WAIT_SCREENS:
+                raise self.fail(where, f"wait {state!r}: a state is one of "
+                                f"{', '.join(STATES + WAIT_SCREENS)}")
             timeout = _number(self, s, where, "timeout", 0.0)
             if timeout < 0:
                 raise self.fail(where, "timeout must not be negative")
