@@ -31,6 +31,7 @@ from cloud.worker import CloudWorker
 from device_app.app import DeviceApp
 from device_app.config import parse_config, save_credentials, to_toml, write_private
 from device_app.runner import Device, from_config_file
+from device_app.session import State
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.address import BrokerAddress
@@ -247,11 +248,21 @@ class ScenarioWorld:
         device.app.clock = self.clock
         stack.callback(device.stop)  # also closes the engine and the journal
         device.start()
+        # Ready means the panel is idle (connected: the app starts offline until its link says
+        # otherwise), the policy applied and nothing queued: every run starts from the same
+        # place, whatever the order in which the link and the push arrived.
+        app = device.app
+
+        def ready() -> bool:
+            return (app.machine.state is State.IDLE and app.machine.policy == spec.policy
+                    and app.events.empty())
+
         deadline = time.monotonic() + 10
-        while device.app.machine.policy != spec.policy and time.monotonic() < deadline:
-            device.app.step(0.01)
-        if device.app.machine.policy != spec.policy:
-            raise ScenarioWorldError(f"device {spec.id} did not apply its pushed policy")
+        while not ready() and time.monotonic() < deadline:
+            app.step(0.01)
+        if not ready():
+            raise ScenarioWorldError(f"device {spec.id} did not come up idle with its policy "
+                                     f"(it shows {app.machine.state.value})")
         sim = SimDevice(spec, device, engine, relay, serial=serial)
         for r in spec.readers:
             if r.kind is ReaderKind.SIM:
