@@ -4,7 +4,7 @@ the state it led to, with a timeout only when getting there took simulated time.
 from __future__ import annotations
 
 from simulator.scenarios.interactive import interactive_scenario
-from simulator.scenarios.model import Fault, FaultKind, Press, Tap, Type, Wait
+from simulator.scenarios.model import Expect, Fault, FaultKind, Press, Tap, Type, Wait
 from simulator.scenarios.record import StepRecorder
 
 DEV = "copier-1"
@@ -43,3 +43,14 @@ def test_typed_characters_gather_into_one_type_step() -> None:
         Tap("unknown:1", DEV, "front"), Wait("entry", 0.0, DEV), Type("2650", False, DEV),
         Press("key", DEV, "BACKSPACE"), Type("093", True, DEV), Wait("jobs", 0.0, DEV),
         Type("7", False, DEV))
+
+
+def test_the_end_of_the_session_is_checked() -> None:
+    rec = StepRecorder(interactive_scenario(), DEV)
+    rec.finish("idle", "")
+    assert rec.scenario().steps == ()  # nothing done: nothing to check
+    rec.action(Tap("bob", DEV, "front"), 0.0, "idle")
+    rec.state_seen("jobs", 0.2)
+    rec.finish("jobs", "Bob Okafor")
+    assert rec.scenario().steps[-2:] == (Wait("jobs", 0.0, DEV),
+                                         Expect(DEV, state="jobs", user="Bob Okafor"))

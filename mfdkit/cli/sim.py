@@ -76,6 +76,8 @@ def run_window(*, page_time: float, seed: int, record: str | None,
         finally:
             # Also after Ctrl-C: what was done so far is worth keeping.
             if recorder is not None and record:
+                app = world.devices[base.devices[0].id].app
+                recorder.finish(app.machine.state.value, app.view().user_name)
                 Path(record).write_text(dump_scenario(recorder.scenario()), encoding="utf-8")
                 print(f"mfd sim: recorded {len(recorder.steps)} steps to {record}; replay "
                       f"with: mfd sim --scenario {record}")

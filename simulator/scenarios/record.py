@@ -4,7 +4,8 @@ The window reports each thing done (a badge, keys, a panel tap, a fault) and the
 panel went through; the recorder turns them into steps, with a ``wait`` for the state each
 action led to, so the file replays the session. Typed characters are gathered into one
 ``type`` step, ENTER closing it. A wait that took simulated time (an idle timeout, a notice
-ending on its own) gets a timeout a little over what it took. Pure.
+ending on its own) gets a timeout a little over what it took; the last step checks the state and
+the user the session ended with. Pure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from simulator.scenarios.model import Scenario, Step, Type, Wait
+from simulator.scenarios.model import Expect, Scenario, Step, Type, Wait
 
 
 @dataclass
@@ -61,6 +62,13 @@ class StepRecorder:
         timeout = float(math.ceil(took) + 1) if took >= 0.5 else 0.0
         self.steps.append(Wait(seen[0], timeout, self.device))
         self._seen = None
+
+    def finish(self, state: str, user: str) -> None:
+        """The session is over: check where it ended, so the replay is a test by itself."""
+        self._flush_typing()
+        self._flush_wait()
+        if self.steps:
+            self.steps.append(Expect(self.device, state=state, user=user))
 
     def scenario(self) -> Scenario:
         self._flush_typing()
