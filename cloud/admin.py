@@ -15,13 +15,16 @@ cloud/throttle.py's; devices' registration and configuration are cloud/devices.p
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from cloud import devices
-from cloud.storage.port import CloudStore, Job, OrgSettings, User
+from cloud.hashing import card_hash, code_hash
+from cloud.identity import check_access_code
+from cloud.storage.port import CloudStore, Job, OrgSettings, Technician, User, new_id
 from protocol.errors import StoreError
 
 #: Who the audit log says did it, for actions taken through an admin front end.
@@ -210,6 +213,96 @@ def push_device_config(store: CloudStore, device_id: str, managed: dict[str, dic
     before = devices.config_state(store, device_id)
     refused = before["refused"] == version - 1 and before["refused"] > before["applied"]
     return ConfigStored(version, (version - 1, before["refusal"]) if refused else None)
+
+
+# -- technicians: a badge or a code that opens a copier's diagnostics screen
+
+#: As a device sends a card number (protocol.messages.Identify.value; cloud/directory.py checks
+#: users' cards the same way): a number outside it could be stored but never matched.
+_CARD_RE = re.compile(r"[!-~]{1,128}")
+#: Digits in a generated technician code: typed on a keypad, and as hard to guess as the
+#: longest access code a user may have.
+TECHNICIAN_CODE_DIGITS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTechnician:
+    technician: Technician
+    #: The generated code, to be shown once (the store keeps only its hash); None for a badge.
+    code: str | None
+
+
+def add_technician(store: CloudStore, org_id: str, name: str, *, badge: str | None = None,
+                   code: bool = False) -> IssuedTechnician:
+    """Issue a technician's credential in ``org_id``: the badge ``badge``, or (``code``) a
+    generated access code returned once. Hashed like a user's card or code; audited. A badge
+    or code that is a user's already is refused: identify would find the user first."""
+    require_org(store, org_id)
+    if not name.strip():
+        raise StoreError("a technician needs a name", code="invalid_field")
+    if (badge is None) == (not code):
+        raise StoreError("give a technician either a badge (--badge NUMBER) or a code (--code)",
+                         code="invalid_field")
+    if badge is not None and not _CARD_RE.fullmatch(badge):
+        # The number stays out of the message: card numbers are never shown in clear.
+        raise StoreError("a card number is 1 to 128 characters without spaces, exactly as the "
+                         "reader gives it (mfd reader watch shows it)", code="invalid_field")
+    tech_id = new_id("tech")
+    now = time.time()
+    with store.transaction():
+        secret = store.org_secret(org_id)
+        given = None
+        if badge is not None:
+            kind, h = "badge", card_hash(secret, badge)
+            if store.user_by_card(org_id, h) is not None:
+                raise StoreError("that badge is a user's card already", code="conflict")
+        else:
+            kind = "code"
+            while True:  # a code no user or technician of the org has (a clash is rare)
+                given = _technician_code()
+                h = code_hash(secret, given)
+                if store.user_by_code(org_id, h) is None and \
+                        store.technician_by_secret(org_id, "code", h) is None:
+                    break
+        store.add_technician(tech_id, org_id, name.strip(), kind, h, now)
+        store.audit(now, ACTOR, "technician.add", f"technician:{tech_id}",
+                    f"{kind}, org {org_id}")
+        tech = store.technician(tech_id)
+    assert tech is not None
+    return IssuedTechnician(tech, given)
+
+
+def _technician_code() -> str:
+    while True:
+        code = "".join(secrets.choice("0123456789") for _ in range(TECHNICIAN_CODE_DIGITS))
+        try:
+            return check_access_code(code)
+        except StoreError:
+            continue  # a repeated digit or a straight run: draw again
+
+
+def technicians(store: CloudStore, org_id: str, include_revoked: bool = False
+                ) -> list[Technician]:
+    require_org(store, org_id)
+    with store.transaction():
+        return store.technicians(org_id, include_revoked)
+
+
+def revoke_technician(store: CloudStore, technician_id: str) -> Technician:
+    """Revoke a technician's credential (audited): its badge or code opens nothing from now
+    on. Revoking one revoked already says so."""
+    with store.transaction():
+        tech = store.technician(technician_id)
+        if tech is None:
+            raise StoreError(f"no technician {technician_id}", code="not_found")
+        now = time.time()
+        if not store.revoke_technician(technician_id, now):
+            raise StoreError(f"technician {technician_id} was revoked already",
+                             code="not_found")
+        store.audit(now, ACTOR, "technician.revoke", f"technician:{technician_id}")
+        revoked = store.technician(technician_id)
+    assert revoked is not None
+    return revoked
 
 
 # -- what an administrator reads

@@ -10,6 +10,11 @@ token presented by another device is refused and audited.
 
 * Card numbers and access codes are looked up by their keyed hash under the device's org's
   secret (cloud/hashing.py): the store never sees one in clear.
+* A technician's badge or code (cloud/admin.py issues them, under the same hashes) is looked
+  up after the users': it answers with ``role`` "technician", no user, and a session that opens
+  nothing (:data:`NO_SESSION`), so the copier shows its diagnostics screen and no one's jobs.
+  Each use is audited with the device. A technician's code is a guess like any other: wrong
+  ones count towards the device's lockout, and a locked device refuses technicians too.
 * Badge lookups are throttled per device and per org (cloud/throttle.py): unknown badges spend
   tokens, and once a bucket is empty every badge lookup from that device (or org) is refused
   alike, known badges included, *before* the card is looked at, so the answer cannot tell a
@@ -30,11 +35,12 @@ import logging
 import math
 import re
 import time
+import typing
 from collections.abc import Callable
 
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
 from cloud.refusal import Refused, shown
-from cloud.storage.port import MAX_CARDS_PER_USER, Store, User
+from cloud.storage.port import MAX_CARDS_PER_USER, Store, Technician, User
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, ThrottlePolicy, Throttles
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
@@ -48,6 +54,12 @@ MAX_FAILURES = 5
 FAILURE_WINDOW = 600.0
 LOCK_SECONDS = 900.0
 MIN_PASSWORD = 8
+
+#: The ``session`` of a technician's answer: the field is required on the wire (older devices
+#: decode it), but a technician gets no session; this one is stored nowhere, so a device that
+#: does not know the role and asks for jobs with it is told the session has ended.
+NO_SESSION = "-"
+TECHNICIAN_NAME = "Technician"
 
 CODE_RE = re.compile(r"^[0-9A-Za-z]{6,10}$")
 _RUNS = "0123456789", "abcdefghijklmnopqrstuvwxyz"
@@ -107,11 +119,22 @@ class Identity:
         org_id = self._org_of(device_id)
         if req.method == "card":
             self._check_throttle(device_id, org_id)
-            user = self.store.user_by_card(org_id, card_hash(self._secret(org_id),
-                                                             req.value))
+            h = card_hash(self._secret(org_id), req.value)
+            user = self.store.user_by_card(org_id, h)
             if user is None:
-                self._unknown_card(device_id, org_id)
-                raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
+                tech = self.store.technician_by_secret(org_id, "badge", h)
+                if tech is None:
+                    self._unknown_card(device_id, org_id)
+                    raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
+                if req.pin is not None:
+                    # A technician's badge has no PIN: where the copier asks for one, the
+                    # technician's code is the way in, and a PIN typed here is a wrong guess.
+                    now = self.clock()
+                    self._check_lock("device", device_id, now)
+                    self._failed_guess(now, device_id, None, "pin")
+                    raise Refused(ErrorCode.WRONG_PIN, "the PIN does not match this badge",
+                                  "pin")
+                return self._technician(device_id, tech, req.method)
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
             login = self.throttles.login
@@ -119,8 +142,22 @@ class Identity:
                         f"more than {login.burst} badge sign-ins at once or "
                         f"{60 / login.interval:g} a minute")
         else:
-            user = self._prove(device_id, org_id, req.method, req.value, req.username)
+            who = self._prove(device_id, org_id, req.method, req.value, req.username,
+                              technicians=True)
+            if isinstance(who, Technician):
+                return self._technician(device_id, who, req.method)
+            user = who
         return self._login(device_id, user, req.method)
+
+    def _technician(self, device_id: str, tech: Technician, method: str) -> m.IdentifyResult:
+        """A technician at a copier: audited with the device, answered with the role and no
+        user, jobs or session."""
+        self.store.audit(self.clock(), f"device:{device_id}", "technician.use",
+                         f"technician:{tech.id}", method)
+        log.info("technician %s at device %s", tech.id, device_id)
+        return m.IdentifyResult(session=NO_SESSION, user_id=tech.id,
+                                display_name=TECHNICIAN_NAME, expires_in=0,
+                                role=m.ROLE_TECHNICIAN)
 
     def _check_throttle(self, device_id: str, org_id: str) -> None:
         """Refuse every badge lookup while this device or its org is throttled, before the
@@ -176,14 +213,28 @@ class Identity:
                                 display_name=shown(user.display_name),
                                 expires_in=int(self.session_ttl), note=note)
 
+    @typing.overload
     def _prove(self, device_id: str, org_id: str, method: str, value: str,
-               username: str | None) -> User:
-        """Who is this, by access code or username + password, with the guessing lockout."""
+               username: str | None) -> User: ...
+
+    @typing.overload
+    def _prove(self, device_id: str, org_id: str, method: str, value: str,
+               username: str | None, *, technicians: bool) -> User | Technician: ...
+
+    def _prove(self, device_id: str, org_id: str, method: str, value: str,
+               username: str | None, *, technicians: bool = False) -> User | Technician:
+        """Who is this, by access code or username + password, with the guessing lockout.
+        ``technicians``: a technician's code answers too (identify, not self-association:
+        a technician's code links no badge)."""
         now = self.clock()
         self._check_lock("device", device_id, now)
         if method == "code":
-            user = self.store.user_by_code(org_id, code_hash(self._secret(org_id),
-                                                             value))
+            h = code_hash(self._secret(org_id), value)
+            user = self.store.user_by_code(org_id, h)
+            tech = self.store.technician_by_secret(org_id, "code", h) \
+                if user is None and technicians else None
+            if tech is not None:
+                return tech
             if user is None:
                 self._failed_guess(now, device_id, None, "code")
                 raise Refused(ErrorCode.UNKNOWN_CODE, "this access code is not known", "value")

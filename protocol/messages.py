@@ -222,6 +222,13 @@ class ReleasedJob(Part):
     duplex: bool = False
 
 
+#: Who an ``identify`` answer is for (``IdentifyResult.role``): a user (the default, and what an
+#: answer without the field means), or a technician, whom the device shows its diagnostics and
+#: no one's jobs. A role this device does not know fails decoding: never taken for a user.
+ROLE_USER = "user"
+ROLE_TECHNICIAN = "technician"
+
+
 @_message
 @dataclass(frozen=True, slots=True)
 class IdentifyResult(Result):
@@ -232,6 +239,10 @@ class IdentifyResult(Result):
     expires_in: int = field(metadata=spec(minimum=0))
     #: What else happened, for the panel to say (e.g. "card linked").
     note: str = field(default="", metadata=spec(max_len=200))
+    #: ROLE_TECHNICIAN: a technician's badge or code; ``session`` then opens nothing, and
+    #: ``user_id`` names the technician's credential, not a user (optional within v1: an older
+    #: cloud leaves it out, an older device ignores it and is refused the job list).
+    role: str = field(default=ROLE_USER, metadata=spec(choices=(ROLE_USER, ROLE_TECHNICIAN)))
 
 
 @_message

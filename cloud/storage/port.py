@@ -119,6 +119,19 @@ class Redeemable:
     spent: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Technician:
+    """A technician's credential: a ``badge`` or a ``code`` that opens a copier's diagnostics
+    screen and nothing else (no jobs, no session). Its secret is stored hashed, never here."""
+
+    id: str
+    org_id: str
+    name: str
+    kind: str  # "badge" or "code"
+    created_at: float
+    revoked_at: float | None
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
@@ -196,6 +209,8 @@ class Store(Protocol):
     def record_status(self, device_id: str, state: str, epoch: int, now: float) -> None: ...
     def audit(self, now: float, actor: str, action: str, subject: str,
               detail: str = "") -> None: ...
+    def technician_by_secret(self, org_id: str, kind: str,
+                             secret_hash: str) -> Technician | None: ...
 
 
 # The schema in the subset both backends take; {blob}, {real} and {auto_id} are the backend's.
@@ -288,6 +303,13 @@ class CloudStore(Store, Protocol):
     def mark_refused(self, device_id: str, version: int, reason: str) -> None: ...
     def record_engine(self, device_id: str, engine: str, now: float) -> None: ...
     def device_engine(self, device_id: str) -> str: ...
+
+    # -- technicians' credentials (cloud/admin.py issues them; only active ones are found)
+    def add_technician(self, technician_id: str, org_id: str, name: str, kind: str,
+                       secret_hash: str, now: float) -> None: ...
+    def technician(self, technician_id: str) -> Technician | None: ...
+    def technicians(self, org_id: str, include_revoked: bool = False) -> list[Technician]: ...
+    def revoke_technician(self, technician_id: str, now: float) -> bool: ...
 
     # -- the schema (cloud/storage/schema.py)
     def upgrade(self, create: bool = True) -> int: ...

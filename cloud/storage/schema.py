@@ -148,6 +148,19 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
 """
 
 
+#: Technicians' credentials (issued in cloud/admin.py, answered in cloud/identity.py): a badge
+#: or an access code, each stored as the same keyed hash a user's would be (``secret_hash``).
+#: An active credential is unique within its org and kind; a revoked one stays, for the audit.
+TECHNICIANS = """
+CREATE TABLE IF NOT EXISTS technicians (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL REFERENCES orgs(id), name TEXT NOT NULL,
+    kind TEXT NOT NULL, secret_hash TEXT NOT NULL, created_at {real} NOT NULL,
+    revoked_at {real});
+CREATE UNIQUE INDEX IF NOT EXISTS technicians_secret
+    ON technicians (org_id, kind, secret_hash) WHERE revoked_at IS NULL;
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -167,6 +180,8 @@ STEPS: tuple[Step, ...] = (
          add_column=("device_configs", "pushed_at", "{real} NOT NULL DEFAULT 0")),
     Step(4, "job_notices: whose held jobs changed, for the workers to tell the device where "
             "that user is signed in", ddl=JOB_NOTICES),
+    Step(5, "technicians: badges and codes that open a copier's diagnostics screen",
+         ddl=TECHNICIANS),
 )
 
 #: The version a store has once every step ran.

@@ -7,7 +7,8 @@ from __future__ import annotations
 from cloud.storage.sql_core import CoreQueries
 from cloud.storage.sql_devices import DeviceQueries
 from cloud.storage.sql_linking import LinkingQueries
+from cloud.storage.sql_technicians import TechnicianQueries
 
 
-class SqlStore(CoreQueries, LinkingQueries, DeviceQueries):
+class SqlStore(CoreQueries, LinkingQueries, DeviceQueries, TechnicianQueries):
     """Every query of the cloud; an adapter supplies connections and transactions."""

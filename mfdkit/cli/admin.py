@@ -104,6 +104,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
     _check_known(store, args)
     if args.admin_cmd in _LINKING_ADMIN:
         return _admin_linking(store, args)
+    if args.admin_cmd == "technician":
+        return _admin_technician(store, args)
     match args.admin_cmd:
         case "init":
             print(f"store ready: {redact(args.store)}")
@@ -209,6 +211,28 @@ def cmd_admin(args: argparse.Namespace) -> int:
             admin.set_aop_pending(store, org, args.policy)
             print(f"Authenticate-on-Print: pending jobs {args.policy.replace('_', ' ')} "
                   f"in {org}")
+    return 0
+
+
+def _admin_technician(store: CloudStore, args: argparse.Namespace) -> int:
+    match args.technician_cmd:
+        case "add":
+            issued = admin.add_technician(store, admin.resolve_org(store, args.org), args.name,
+                                          badge=args.badge, code=args.code)
+            t = issued.technician
+            print(f"technician {t.id} ({t.name}) added with a {t.kind}")
+            if issued.code is not None:
+                # The one place the code is ever shown: the store keeps only its hash.
+                print(f"technician code: {issued.code}\n(shown once: the cloud keeps only a "
+                      "hash; give it to the technician)")
+        case "list":
+            for t in admin.technicians(store, admin.resolve_org(store, args.org),
+                                       include_revoked=args.all):
+                state = f"revoked {_when(t.revoked_at)}" if t.revoked_at else "active"
+                print(f"{t.id}\t{t.name}\t{t.kind}\t{state}\tissued {_when(t.created_at)}")
+        case "revoke":
+            t = admin.revoke_technician(store, args.technician_id)
+            print(f"technician {t.id} ({t.name}) revoked: the {t.kind} opens nothing now")
     return 0
 
 
@@ -430,4 +454,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x.add_argument("--duplex", action="store_true")
     x.add_argument("--copies", type=_positive_int, default=1)
     x.add_argument("--source", default="mfd admin")
+    _register_technician(asub)
     a.set_defaults(func=cmd_admin)
+
+
+def _register_technician(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    t = asub.add_parser("technician", help="technicians' badges and codes: they open a "
+                        "copier's diagnostics screen (no one's jobs); every use is audited")
+    tsub = t.add_subparsers(dest="technician_cmd", metavar="ACTION", required=True)
+    x = tsub.add_parser("add", help="issue a technician a badge or a generated code (the code "
+                        "is printed once)")
+    x.add_argument("--name", required=True, help="who the technician is (for the audit)")
+    how = x.add_mutually_exclusive_group(required=True)
+    how.add_argument("--badge", metavar="NUMBER", help="the badge's card number, as the "
+                     "copier's reader gives it")
+    how.add_argument("--code", action="store_true", help="generate a technician code")
+    x.add_argument("--org", help="the org (default: the store's only org)")
+    x = tsub.add_parser("list", help="the org's technicians")
+    x.add_argument("--org", help="the org (default: the store's only org)")
+    x.add_argument("--all", action="store_true", help="include revoked ones")
+    x = tsub.add_parser("revoke", help="revoke a technician's badge or code")
+    x.add_argument("technician_id")
