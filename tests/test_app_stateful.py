@@ -334,7 +334,8 @@ class AppMachine(RuleBasedStateMachine):
         # decode (dropped with a log line). Sometimes the cloud did add a job meanwhile.
         token = self.app.machine.session_token
         if extra and token in self.cloud.held:
-            self.cloud.held[token].insert(0, f"{token}.j{next(self.cloud.ids)}")
+            # "n", not "j": the first jobs are j0-j2, and the shared counter may be at 2.
+            self.cloud.held[token].insert(0, f"{token}.n{next(self.cloud.ids)}")
         self.app.notified(m.encode(m.JobsChanged()) if what == "jobs.changed"
                           else b'{"v":1,"type":"jobs.changed","x":\xff}')
         self.drain()
