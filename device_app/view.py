@@ -84,6 +84,8 @@ class PanelView:
     selected: frozenset[str] = field(default_factory=frozenset)
     progress: tuple[JobProgress, ...] = ()
     device_name: str = ""
+    #: The language the words above are in, for the panel's own labels (device_app/i18n).
+    language: str = "en"
     entry: EntryView | None = None
     options: OptionsView | None = None
     #: Offer "Load more" (the list holds fewer jobs than the user has).

@@ -11,6 +11,7 @@ syntax; the protocol does not import it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -37,7 +38,13 @@ class Policy:
     entry_timeout: float = 30.0  # an abandoned keypad goes back to idle
     notice_timeout: float = 6.0
     page_size: int = 100
+    #: The panel's language when the user's is not known: a language tag ("de", "ja", "fr-CH");
+    #: a language the panel has no words for shows English.
+    language: str = "en"
 
+
+#: BCP 47's shape, loosely: a language, then optional subtags (region, script).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 POLICY_TYPES: dict[str, type] = {f.name: type(getattr(Policy(), f.name)) for f in fields(Policy)}
 
@@ -84,6 +91,9 @@ def parse_policy(section: dict[str, Any], base: Policy) -> Policy:
         if not 5 <= seconds <= 3600:
             raise ConfigError(f"config key 'policy.{name}' must be 5 to 3600 seconds, "
                               f"got {seconds:g}")
+    if not _LANGUAGE_TAG.fullmatch(policy.language):
+        raise ConfigError("config key 'policy.language' must be a language tag such as "
+                          "\"en\", \"de\" or \"fr-CH\"")
     if not 10 <= policy.page_size <= 500:
         raise ConfigError("config key 'policy.page_size' must be 10 to 500")
     if policy.card_pin and not policy.allow_code:

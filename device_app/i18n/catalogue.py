@@ -20,10 +20,11 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from device_app.i18n import DOMAIN, LOCALES, SOURCE
+from protocol.engine import ENGINE_REASONS
 
 #: Where the panel's words are written: the session's presenter and the panel's screens.
 SOURCES = Path(__file__).parent.parent
-KEYWORDS = {"N_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
 #: New languages are added by naming them here and running this module.
 TARGETS = ("de", "fr", "ja")
 
@@ -34,6 +35,10 @@ def extracted() -> Catalog:
     for filename, lineno, message, comments, context in _extract():
         template.add(message, locations=[(filename, lineno)], auto_comments=comments,
                      context=context)
+    # The print engine's words for why it cannot print live in the engine contract
+    # (protocol/engine.py), which knows nothing of the panel: the presenter translates them.
+    for reason in ENGINE_REASONS.values():
+        template.add(reason, locations=[("protocol/engine.py", 0)])
     return template
 
 

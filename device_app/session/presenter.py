@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from device_app import i18n
+from device_app.i18n import N_, Translator, translator
 from device_app.session.entry import EMPTY
 from device_app.session.state import (
     ASSOCIATE_UNCONFIRMED,
@@ -31,108 +33,118 @@ from protocol.engine import ENGINE_REASONS, EngineState
 if TYPE_CHECKING:
     from device_app.session.machine import SessionMachine
 
+ENGLISH = translator(i18n.SOURCE)
+
 # What a user reads for each error code. Unknown codes fall back to the cloud's own message.
+# English here, marked for the catalogue (device_app/i18n); translated where it is shown.
 NOTICES: dict[str, tuple[str, str]] = {
-    "unknown_card": ("Card not recognised",
-                     "This badge is not linked to anyone. Ask your administrator to add it."),
-    "invalid_session": ("Your session ended", "Tap your badge to log in again."),
-    "wrong_device": ("Your session ended", "Tap your badge to log in again."),
-    "unknown_code": ("Code not recognised",
-                     "Check your access code and try again, or tap your badge."),
-    "invalid_password": ("Wrong username or password", "Check them and try again."),
-    "wrong_pin": ("Wrong PIN", "Check your PIN and try again."),
-    "unknown_device": ("This copier is not registered",
-                       "Ask your administrator to register it with the print service."),
-    "unreachable": ("Can't reach the print service",
-                    "Your jobs are safe. Try again in a moment."),
-    "timeout": ("Can't reach the print service", "Your jobs are safe. Try again in a moment."),
-    "busy": ("The print service is busy", "Please try again in a moment."),
+    "unknown_card": (N_("Card not recognised"),
+                     N_("This badge is not linked to anyone. Ask your administrator to add it.")),
+    "invalid_session": (N_("Your session ended"), N_("Tap your badge to log in again.")),
+    "wrong_device": (N_("Your session ended"), N_("Tap your badge to log in again.")),
+    "unknown_code": (N_("Code not recognised"),
+                     N_("Check your access code and try again, or tap your badge.")),
+    "invalid_password": (N_("Wrong username or password"), N_("Check them and try again.")),
+    "wrong_pin": (N_("Wrong PIN"), N_("Check your PIN and try again.")),
+    "unknown_device": (N_("This copier is not registered"),
+                       N_("Ask your administrator to register it with the print service.")),
+    "unreachable": (N_("Can't reach the print service"),
+                    N_("Your jobs are safe. Try again in a moment.")),
+    "timeout": (N_("Can't reach the print service"),
+                N_("Your jobs are safe. Try again in a moment.")),
+    "busy": (N_("The print service is busy"), N_("Please try again in a moment.")),
     # A mutating request sent, then no answer even after reconnecting (device_app/link.py):
     # the cloud may have done it. Never "failed": the jobs are safe either way, since nothing
     # prints without the answer, and a release nobody fetched goes back to HELD by itself.
-    "unknown_outcome": ("Not confirmed",
-                        "The connection was lost before the print service answered. Your jobs "
-                        "are safe and nothing was printed; a job missing from your list comes "
-                        "back within 10 minutes."),
-    "locked_out": ("Too many wrong attempts", "Try again later, or tap your badge."),
-    "throttled": ("Badge sign-in paused",
-                  "Too many unknown badges here. Try again later, or use your access code."),
-    "card_limit": ("This badge can't be linked",
-                   "You have as many badges as allowed. Ask your administrator."),
-    "not_allowed": ("Not allowed", "Your organisation does not allow this."),
-    "job_not_held": ("A job is no longer waiting",
-                     "It was printed or removed meanwhile. Your list has been refreshed."),
-    "job_not_found": ("A job is no longer waiting",
-                      "It was printed or removed meanwhile. Your list has been refreshed."),
+    "unknown_outcome": (N_("Not confirmed"),
+                        N_("The connection was lost before the print service answered. Your "
+                           "jobs are safe and nothing was printed; a job missing from your list "
+                           "comes back within 10 minutes.")),
+    "locked_out": (N_("Too many wrong attempts"), N_("Try again later, or tap your badge.")),
+    "throttled": (N_("Badge sign-in paused"),
+                  N_("Too many unknown badges here. Try again later, or use your access "
+                     "code.")),
+    "card_limit": (N_("This badge can't be linked"),
+                   N_("You have as many badges as allowed. Ask your administrator.")),
+    "not_allowed": (N_("Not allowed"), N_("Your organisation does not allow this.")),
+    "job_not_held": (N_("A job is no longer waiting"),
+                     N_("It was printed or removed meanwhile. Your list has been refreshed.")),
+    "job_not_found": (N_("A job is no longer waiting"),
+                      N_("It was printed or removed meanwhile. Your list has been refreshed.")),
     # The machine's own notices (device_app/session/state.py), not error codes from a wire.
     # The print engine's words for why it cannot print come from protocol.engine.
-    DELETE_UNCONFIRMED: ("Not confirmed",
-                         "The connection was lost before the print service answered: the jobs "
-                         "may have been deleted. Your list shows what is left."),
-    ASSOCIATE_UNCONFIRMED: ("Not confirmed",
-                            "The connection was lost before the print service answered: your "
-                            "badge may be linked. Tap it again in a moment."),
+    DELETE_UNCONFIRMED: (N_("Not confirmed"),
+                         N_("The connection was lost before the print service answered: the "
+                            "jobs may have been deleted. Your list shows what is left.")),
+    ASSOCIATE_UNCONFIRMED: (N_("Not confirmed"),
+                            N_("The connection was lost before the print service answered: "
+                               "your badge may be linked. Tap it again in a moment.")),
 }
 
 # A waiting screen while the link is down: the request in flight is kept and asked again after
 # the reconnect (its outcome is not known yet), so the panel says it is checking, not failed.
-_RECONNECTING = "Connection lost: reconnecting to check with the print service…"
+_RECONNECTING = N_("Connection lost: reconnecting to check with the print service…")
 
-_LABELS = {"code": "Access code", "pin": "PIN", "username": "Email", "password": "Password"}
+_LABELS = {"code": N_("Access code"), "pin": N_("PIN"), "username": N_("Email"),
+           "password": N_("Password")}
+# A field left empty, by the field's name: whole sentences, since languages place the word
+# differently ("Geben Sie Ihre PIN ein").
+_ENTER = {"code": N_("Enter your access code"), "pin": N_("Enter your PIN"),
+          "username": N_("Enter your email"), "password": N_("Enter your password")}
 _SECRET_FIELDS = {"code", "pin", "password"}
-_ENTRY_TITLES = {"code": "Enter your access code", "pin": "Enter your PIN",
-                 "password": "Log in with your email and password",
-                 "associate_code": "Badge not recognised: link it with your access code",
-                 "associate_password": "Badge not recognised: link it with your email and "
-                                       "password"}
+_ENTRY_TITLES = {"code": N_("Enter your access code"), "pin": N_("Enter your PIN"),
+                 "password": N_("Log in with your email and password"),
+                 "associate_code": N_("Badge not recognised: link it with your access code"),
+                 "associate_password": N_("Badge not recognised: link it with your email and "
+                                          "password")}
 
-
-# What just happened, over the job list, and why a list is empty: plain English with str.format
-# placeholders, one place for the translation catalogue.
-FLASH_LINKED = "Your card is linked: next time, just tap it"
-FLASH_DELETED = "{count} deleted"
-FLASH_PRINTED = "{count} printed"
-FLASH_FAILED_ONE = "{count} failed: {reason}, it is still held"
-FLASH_FAILED_MANY = "{count} failed: {reason}, they are still held"
+# What just happened, over the job list, and why a list is empty.
+FLASH_LINKED = N_("Your card is linked: next time, just tap it")
 FLASH_JOIN = "; "
-EMPTY_EXPIRED_ONE = "{count} job expired after {hours} h on hold"
-EMPTY_EXPIRED_MANY = "{count} jobs expired after {hours} h on hold"
-EMPTY_UNLINKED_ONE = ("{count} job is waiting from a computer that is not linked: link it in "
-                      "the portal")
-EMPTY_UNLINKED_MANY = ("{count} jobs are waiting from a computer that is not linked: link it in "
-                       "the portal")
-EMPTY_UNREACHABLE = "Can't reach the print service: your jobs are safe"
-COUNTDOWN = "Logging out in {seconds} s \u2014 touch to stay"
-PAGE_OF = "page {done} of {pages}"
-PAGE = "page {done}"
+EMPTY_UNREACHABLE = N_("Can't reach the print service: your jobs are safe")
+COUNTDOWN = N_("Logging out in {seconds} s \u2014 touch to stay")
+PAGE_OF = N_("page {done} of {pages}")
+PAGE = N_("page {done}")
+_THE_PRINTER_SAID_NO = N_("the printer said no more")
 
 
-def notice_text(notice: Notice) -> tuple[str, str]:
+def _tr(sm: SessionMachine) -> Translator:
+    return translator(sm.policy.language)
+
+
+def notice_text(notice: Notice, tr: Translator = ENGLISH) -> tuple[str, str]:
     """A notice's title and message."""
     if notice.code == ENGINE_REFUSED:
         engine = EngineState(notice.detail)
-        return "The printer can't print now", ENGINE_REASONS.get(engine, engine.value)
-    title, message = NOTICES.get(notice.code, ("Something went wrong", notice.detail))
-    if notice.code in ("locked_out", "throttled") and notice.detail:
-        # The cloud's own words say until when ("... locked until 14:35").
+        return (tr.gettext("The printer can't print now"),
+                tr.gettext(ENGINE_REASONS.get(engine, engine.value)))
+    if notice.code not in NOTICES:
+        return tr.gettext("Something went wrong"), notice.detail
+    title, message = (tr.gettext(text) for text in NOTICES[notice.code])
+    if notice.code in ("locked_out", "throttled") and notice.detail \
+            and tr.language == i18n.SOURCE:
+        # The cloud's own words say until when ("... locked until 14:35"); they are English,
+        # so another language keeps its own sentence.
         message = notice.detail[0].upper() + notice.detail[1:] + "."
     return title, message
 
 
-def flash_text(flash: Flash) -> str:
+def flash_text(flash: Flash, tr: Translator = ENGLISH) -> str:
     match flash:
         case Note(text):
             return text
         case Linked():
-            return FLASH_LINKED
+            return tr.gettext(FLASH_LINKED)
         case Deleted(count):
-            return FLASH_DELETED.format(count=count)
+            return tr.ngettext("{n} deleted", "{n} deleted", count)
         case Printed(printed, failed, first_failure):
-            parts = [FLASH_PRINTED.format(count=printed)] if printed or not failed else []
+            parts = [tr.ngettext("{n} printed", "{n} printed", printed)] \
+                if printed or not failed else []
             if failed:
-                said = FLASH_FAILED_ONE if failed == 1 else FLASH_FAILED_MANY
-                parts.append(said.format(count=failed,
-                                         reason=first_failure or "the printer said no more"))
+                reason = first_failure or tr.gettext(_THE_PRINTER_SAID_NO)
+                parts.append(tr.ngettext("{n} failed: {reason}, it is still held",
+                                         "{n} failed: {reason}, they are still held",
+                                         failed, reason=reason))
             return FLASH_JOIN.join(parts)
     return ""
 
@@ -148,107 +160,119 @@ def _hours(hours: float) -> str:
     return f"{hours:g}" if hours < 10 else f"{round(hours)}"
 
 
-def empty_reasons(why: WhyEmpty, unreachable: bool) -> tuple[str, ...]:
+def empty_reasons(why: WhyEmpty, unreachable: bool, tr: Translator = ENGLISH
+                  ) -> tuple[str, ...]:
     """Why the list holds fewer jobs than the user may expect, a line each."""
     lines = []
     if unreachable:
-        lines.append(EMPTY_UNREACHABLE)
+        lines.append(tr.gettext(EMPTY_UNREACHABLE))
     if why.expired:
-        said = EMPTY_EXPIRED_ONE if why.expired == 1 else EMPTY_EXPIRED_MANY
-        lines.append(said.format(count=why.expired, hours=_hours(why.hold_hours)))
+        lines.append(tr.ngettext("{n} job expired after {hours} h on hold",
+                                 "{n} jobs expired after {hours} h on hold",
+                                 why.expired, hours=_hours(why.hold_hours)))
     if why.unlinked:
-        said = EMPTY_UNLINKED_ONE if why.unlinked == 1 else EMPTY_UNLINKED_MANY
-        lines.append(said.format(count=why.unlinked))
+        lines.append(tr.ngettext(
+            "{n} job is waiting from a computer that is not linked: link it in the portal",
+            "{n} jobs are waiting from a computer that is not linked: link it in the portal",
+            why.unlinked))
     return tuple(lines)
 
 
-def _progress(item: JobProgress) -> JobProgress:
+def _progress(item: JobProgress, tr: Translator) -> JobProgress:
     """A printing job's detail line: the engine's page count where it reports one."""
     if item.state != "printing" or item.pages_done is None or item.detail:
         return item
-    said = PAGE_OF.format(done=item.pages_done, pages=item.pages) if item.pages else \
-        PAGE.format(done=item.pages_done)
+    said = tr.gettext(PAGE_OF, done=item.pages_done, pages=item.pages) if item.pages else \
+        tr.gettext(PAGE, done=item.pages_done)
     return replace(item, detail=said)
 
 
-def entry_error_text(error: str) -> str:
+def entry_error_text(error: str, tr: Translator = ENGLISH) -> str:
     if error.startswith(EMPTY):
-        return f"Enter your {_LABELS[error.removeprefix(EMPTY)].lower()}"
+        return tr.gettext(_ENTER[error.removeprefix(EMPTY)])
     if error:
-        return NOTICES[error][0]
+        return tr.gettext(NOTICES[error][0])
     return ""
 
 
 def present(sm: SessionMachine) -> PanelView:
     p = sm.policy
+    tr = _tr(sm)
+    _ = tr.gettext
     base = PanelView(screen=Screen.IDLE, device_name=sm.device_name, user_name=sm.user,
+                     language=tr.language,
                      can_change=p.release_changes, can_type_code=p.allow_code,
                      can_type_password=p.allow_password,
                      engine_problem="" if sm.engine.can_print else
-                     ENGINE_REASONS.get(sm.engine, sm.engine.value),
+                     _(ENGINE_REASONS.get(sm.engine, sm.engine.value)),
                      countdown="" if sm.logout_in is None
-                     else COUNTDOWN.format(seconds=sm.logout_in))
+                     else _(COUNTDOWN, seconds=sm.logout_in))
+    reconnecting = _(_RECONNECTING)
     match sm.state:
         case State.IDLE:
-            return replace(base, title="Tap your badge")
+            return replace(base, title=_("Tap your badge"))
         case State.ENTRY:
+            kind = sm.entry.kind if sm.entry else ""
             return replace(base, screen=Screen.ENTRY,
-                           title=_ENTRY_TITLES.get(sm.entry.kind if sm.entry else "", ""),
-                           entry=_entry_view(sm))
+                           title=_(_ENTRY_TITLES[kind]) if kind in _ENTRY_TITLES else "",
+                           entry=_entry_view(sm, tr))
         case State.IDENTIFYING:
-            return replace(base, screen=Screen.BUSY, title="One moment",
-                           message="Checking…" if sm.link_up else _RECONNECTING)
+            return replace(base, screen=Screen.BUSY, title=_("One moment"),
+                           message=_("Checking…") if sm.link_up else reconnecting)
         case State.LOADING:
-            return replace(base, screen=Screen.BUSY, title=f"Hello, {sm.user}",
-                           message="Loading your jobs…")
+            return replace(base, screen=Screen.BUSY, title=_("Hello, {name}", name=sm.user),
+                           message=_("Loading your jobs…"))
         case State.DELETING:
-            return replace(base, screen=Screen.BUSY, title="Deleting",
-                           message="One moment…" if sm.link_up else _RECONNECTING)
+            return replace(base, screen=Screen.BUSY, title=_("Deleting"),
+                           message=_("One moment…") if sm.link_up else reconnecting)
         case State.JOBS:
             every = {j.job_id for j in sm.jobs}
             return replace(base, screen=Screen.JOBS, jobs=sm.jobs,
                            total_jobs=sm.total, selected=frozenset(sm.selected),
-                           message=flash_text(sm.flash), tone=flash_tone(sm.flash),
+                           message=flash_text(sm.flash, tr), tone=flash_tone(sm.flash),
                            can_load_more=len(sm.jobs) < sm.total,
                            all_selected=bool(every) and sm.selected >= every,
                            empty_reasons=empty_reasons(sm.why_empty,
-                                                       sm.unreachable or not sm.link_up))
+                                                       sm.unreachable or not sm.link_up, tr))
         case State.OPTIONS:
             n = len(sm.selected)
-            return replace(base, screen=Screen.OPTIONS, title=f"Release {n} job"
-                           + ("s" if n != 1 else "") + " with changes",
+            return replace(base, screen=Screen.OPTIONS,
+                           title=tr.ngettext("Release {n} job with changes",
+                                             "Release {n} jobs with changes", n),
                            options=sm.options, selected=frozenset(sm.selected))
         case State.CONFIRM_DELETE:
             n = len(sm.selected)
             return replace(base, screen=Screen.CONFIRM,
-                           title=f"Delete {n} job{'s' if n != 1 else ''}?",
-                           message="Deleted jobs cannot be printed.",
+                           title=tr.ngettext("Delete {n} job?", "Delete {n} jobs?", n),
+                           message=_("Deleted jobs cannot be printed."),
                            selected=frozenset(sm.selected))
         case State.RELEASING:
             rel = sm.release
-            return replace(base, screen=Screen.RELEASING, title="Releasing",
-                           progress=tuple(_progress(p) for p in rel.progress.values())
+            return replace(base, screen=Screen.RELEASING, title=_("Releasing"),
+                           progress=tuple(_progress(p, tr) for p in rel.progress.values())
                            if rel else (),
-                           message="" if sm.link_up else _RECONNECTING,
+                           message="" if sm.link_up else reconnecting,
                            can_walk_away=rel is not None and bool(rel.release_id))
         case State.NOTICE:
-            title, message = notice_text(sm.notice)
+            title, message = notice_text(sm.notice, tr)
             # Every notice the machine shows is about something that did not happen.
             return replace(base, screen=Screen.NOTICE, title=title, message=message,
                            tone=Tone.ERROR)
         case State.OFFLINE:
-            return replace(base, screen=Screen.OFFLINE, title="Can't reach the print service",
-                           message="Your jobs are safe. Reconnecting by itself…"
-                           + (" Your jobs will show again." if sm.session_token else ""))
+            message = _("Your jobs are safe. Reconnecting by itself…")
+            if sm.session_token:
+                message += " " + _("Your jobs will show again.")
+            return replace(base, screen=Screen.OFFLINE,
+                           title=_("Can't reach the print service"), message=message)
     raise AssertionError(sm.state)  # pragma: no cover
 
 
-def _entry_view(sm: SessionMachine) -> EntryView | None:
+def _entry_view(sm: SessionMachine, tr: Translator) -> EntryView | None:
     e = sm.entry
     if e is None:
         return None
     fields = tuple(
-        FieldView(name, _LABELS[name],
+        FieldView(name, tr.gettext(_LABELS[name]),
                   "•" * len(value) if name in _SECRET_FIELDS else value,
                   focused=name == e.focus)
         for name, value in e.values.items())
@@ -256,4 +280,4 @@ def _entry_view(sm: SessionMachine) -> EntryView | None:
     switchable = e.kind in ("code", "password", "associate_code", "associate_password") \
         and sm.policy.allow_code and sm.policy.allow_password
     return EntryView(kind=e.kind, fields=fields, keyboard="text" if text else "digits",
-                     error=entry_error_text(e.error), can_switch=switchable)
+                     error=entry_error_text(e.error, tr), can_switch=switchable)
