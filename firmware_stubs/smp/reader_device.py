@@ -21,6 +21,8 @@ The parts that make it an honest stand-in:
   so the unchanged serial reader adapter reads them; a second port keeps card data out of the
   SMP line, where a tool would have to tell the two apart. While rebooting, or with no bootable
   image, it reads nothing.
+* **Firmware that crashes** at start (``crashing_versions``): the board resets itself at once,
+  before anything can confirm the image, so a test swap is reverted, as MCUboot does.
 * **Faults on the line** for tests: ``rx_fault``/``tx_fault`` rewrite the bytes in each
   direction (flip, drop, duplicate) and :attr:`mute` makes the device deaf and silent (the
   cable pulled) until cleared.
@@ -60,7 +62,8 @@ class ReaderDevice:
     def __init__(self, bootloader: BootloaderPort, identity: DeviceIdentity, *,
                  baud: int | None = None, buf_size: int = 2048, params: bool = True,
                  max_line: int = DEFAULT_MAX_LINE, boot_s: float = 0.05,
-                 rx_fault: Fault | None = None, tx_fault: Fault | None = None) -> None:
+                 rx_fault: Fault | None = None, tx_fault: Fault | None = None,
+                 crashing_versions: frozenset[str] = frozenset()) -> None:
         self.bootloader = bootloader
         self.identity = identity
         self.baud = baud
@@ -70,6 +73,7 @@ class ReaderDevice:
         self.boot_s = boot_s
         self.rx_fault = rx_fault
         self.tx_fault = tx_fault
+        self.crashing_versions = crashing_versions
         self.mute = threading.Event()
         self.port = PtyPort()
         self.badge_port = PtyPort()
@@ -131,6 +135,13 @@ class ReaderDevice:
         with self._lock:
             self.bootloader.boot()
             self.boots += 1
+            running = self.bootloader.running()
+            if running is not None and running.version in self.crashing_versions:
+                # Firmware that crashes as it starts: the watchdog resets the board before
+                # the application can confirm itself, and MCUboot reverts a test image.
+                log.info("%s: %s crashed at start", self.port.device, running.version)
+                self.bootloader.boot()
+                self.boots += 1
             self._server = SmpServer(self.bootloader, self.identity, buf_size=self.buf_size,
                                      params=self.params)
             # The reassembly buffer bounds a frame, as on the device: a longer one is dropped.

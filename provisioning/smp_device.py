@@ -1,0 +1,305 @@
+"""One device managed over SMP's serial transport, through smpclient: the session that
+``mfd flash`` drives (provisioning/flash.py).
+
+smpclient does the framing and the message models; this module adds what a technician's tool
+needs on a real line:
+
+* **MTU negotiation with fallback.** smpclient's ``Auto`` strategy reads the device's MCUmgr
+  parameters on connect and fills its reassembly buffer; a device that does not answer them
+  gets one 128-byte line buffer's worth per message (:attr:`SmpDevice.mtu` says which).
+  ``mtu=N`` forces a size instead.
+* **Retries that re-synchronise.** A request whose reply is lost (timeout) or damaged (bad CRC,
+  bad delimiter, wrong sequence, unparseable) is sent again after a reconnect, which empties
+  both smpclient's buffers and the port's, so a late or broken reply cannot be taken for the
+  next one. SMP's upload is idempotent by offset, so a repeated chunk is harmless: the device
+  answers with the offset it expects.
+* **Device identity.** The emulated reader reports ``model=``, ``keys=`` and ``pubkeys=`` words
+  in its application info (firmware_stubs/smp/server.py); a device that does not is simply
+  unknown on those points, and the caller decides.
+
+Errors become :class:`DeviceError` (an :class:`~protocol.errors.MfdError`) with a message that
+says what to check; smpclient's own exceptions never leave this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ValidationError
+from smp.exceptions import SMPException
+from smpclient import SMPClient
+from smpclient.exceptions import SMPClientException
+from smpclient.generics import error, success
+from smpclient.requests.image_management import ImageStatesRead, ImageStatesWrite
+from smpclient.requests.os_management import EchoWrite, OSApplicationInfoRead, ResetWrite
+from smpclient.transport import SMPTransportDisconnected
+from smpclient.transport.serial import Auto, BufferSize, SMPSerialTransport
+
+from protocol.errors import MfdError
+
+__all__ = ["DeviceError", "DeviceFacts", "SlotState", "SmpDevice", "cbor_len_overhead"]
+
+log = logging.getLogger(__name__)
+
+# What a damaged, lost or stale reply looks like from smpclient: retry after a reconnect.
+_LINE_TROUBLE: Final = (TimeoutError, asyncio.TimeoutError, SMPException, SMPClientException,
+                        SMPTransportDisconnected, ValidationError, binascii.Error,
+                        struct.error, ValueError, IndexError, OSError)
+
+
+class DeviceError(MfdError):
+    """A device could not be reached, stopped answering or answered an error."""
+
+    code = "device_error"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    slot: int
+    version: str
+    hash: bytes
+    bootable: bool
+    pending: bool
+    confirmed: bool
+    active: bool
+    permanent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What the device says about itself (``None``: it does not say)."""
+
+    model: str | None
+    key_ids: tuple[str, ...] | None
+    public_keys: tuple[bytes, ...] | None
+    info: str | None
+
+
+def cbor_len_overhead(n: int) -> int:
+    """Bytes CBOR spends on the length of a byte string of ``n`` bytes, beyond its first."""
+    return 0 if n < 24 else 1 if n < 0x100 else 2 if n < 0x10000 else 4
+
+
+def parse_app_info(text: str) -> DeviceFacts:
+    words = dict(w.split("=", 1) for w in text.split() if "=" in w)
+    keys = words.get("keys")
+    pubs = words.get("pubkeys")
+    try:
+        public = tuple(bytes.fromhex(p) for p in pubs.split(",")) if pubs else None
+    except ValueError:
+        public = None
+    return DeviceFacts(model=words.get("model"),
+                       key_ids=tuple(keys.split(",")) if keys else None,
+                       public_keys=public, info=text)
+
+
+class SmpDevice:
+    """An SMP session with one device on a serial port (``port``: a path such as
+    ``/dev/ttyACM0`` or a pty). Use as ``async with``."""
+
+    def __init__(self, port: str, *, baud: int = 115200, timeout_s: float = 2.5,
+                 retries: int = 4, mtu: int | None = None) -> None:
+        self.port = port
+        self.baud = baud
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.forced_mtu = mtu
+        self.reconnects = 0
+        self.data_sent = 0  # upload data put on the line, every attempt counted
+        self._had_params = False  # the device told its buffer size at the first connect
+        self._client: SMPClient | None = None
+        self._transport: SMPSerialTransport | None = None
+
+    async def __aenter__(self) -> SmpDevice:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout_s: float | None = None, *,
+                      first_reply_s: float | None = None) -> None:
+        """Open the port and read the MCUmgr parameters (waiting ``first_reply_s`` for them,
+        the request timeout by default)."""
+        strategy = Auto() if self.forced_mtu is None else BufferSize(self.forced_mtu)
+        self._transport = SMPSerialTransport(strategy, baudrate=self.baud)
+        self._client = SMPClient(self._transport, self.port, timeout_s=self.timeout_s)
+        if first_reply_s is not None:
+            self._client._timeout_s = first_reply_s  # smpclient reads it for the parameters
+        try:
+            await self._client.connect(timeout_s if timeout_s is not None else self.timeout_s)
+        except _LINE_TROUBLE as exc:
+            raise DeviceError(f"{self.port}: cannot open the port ({_what(exc)}): check the "
+                              "cable and the port name, and that no other program has the "
+                              "port open") from None
+        finally:
+            self._client._timeout_s = self.timeout_s
+        if self.reconnects == 0 and first_reply_s is None:
+            self._had_params = self._had_params or (
+                self._transport._smp_server_transport_buffer_size is not None)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.disconnect()
+            except _LINE_TROUBLE:
+                pass
+            self._client = None
+
+    @property
+    def mtu(self) -> int:
+        """The largest SMP message this session sends (negotiated, or the fallback)."""
+        assert self._transport is not None
+        return int(self._transport.max_unencoded_size)
+
+    @property
+    def negotiated(self) -> bool:
+        """Whether the device told its buffer size (False: the 128-byte fallback)."""
+        assert self._transport is not None
+        return self.forced_mtu is not None or (
+            self._transport._smp_server_transport_buffer_size is not None)
+
+    async def request(self, request: Any, *, what: str, retries: int | None = None,
+                      timeout_s: float | None = None) -> Any:
+        """Send ``request`` and return the success response; retry line trouble, raise
+        :class:`DeviceError` on an error response or when retries are spent."""
+        last: BaseException | None = None
+        for attempt in range((self.retries if retries is None else retries) + 1):
+            if attempt:
+                await self._reconnect()
+            assert self._client is not None
+            data = getattr(request, "data", None)
+            if isinstance(data, bytes):
+                self.data_sent += len(data)
+            try:
+                response = await self._client.request(request, timeout_s=timeout_s)
+            except _LINE_TROUBLE as exc:
+                last = exc
+                log.info("%s: %s: %s (attempt %d)", self.port, what, _what(exc), attempt + 1)
+                request = type(request)(**_fields(request))  # a fresh sequence number
+                continue
+            if error(response):
+                raise DeviceError(f"{self.port}: the device refused to {what}: "
+                                  f"{_reason(response)}", code=_code(response))
+            assert success(response)
+            return response
+        raise DeviceError(f"{self.port}: the device stopped answering ({what}: "
+                          f"{_what(last)}): check the cable and power, then run the same "
+                          "command again (an upload resumes where it stopped)",
+                          code="device_silent")
+
+    async def _reconnect(self) -> None:
+        self.reconnects += 1
+        await self.close()
+        try:
+            await self.connect()
+        except DeviceError:
+            await asyncio.sleep(0.2)  # the next attempt tries again
+
+    async def echo(self, text: str = "mfd") -> bool:
+        r = await self.request(EchoWrite(d=text), what="echo", retries=0)
+        return bool(r.r == text)
+
+    async def facts(self) -> DeviceFacts:
+        """The device's own account of itself, when it gives one."""
+        try:
+            r = await self.request(OSApplicationInfoRead(format="a"), what="report itself",
+                                   retries=1)
+        except DeviceError as exc:
+            if exc.code == "device_silent":
+                raise
+            return DeviceFacts(None, None, None, None)
+        return parse_app_info(str(r.output))
+
+    async def slots(self) -> list[SlotState]:
+        r = await self.request(ImageStatesRead(), what="list its images")
+        return [_slot(s) for s in r.images]
+
+    async def test(self, image_hash: bytes) -> list[SlotState]:
+        r = await self.request(ImageStatesWrite(hash=image_hash, confirm=False),
+                               what="mark the image for a test boot")
+        return [_slot(s) for s in r.images]
+
+    async def confirm_running(self) -> list[SlotState]:
+        r = await self.request(ImageStatesWrite(confirm=True), what="confirm the running image")
+        return [_slot(s) for s in r.images]
+
+    async def reset(self) -> None:
+        """Ask for a reset. The reply may be lost as the device goes down: not an error."""
+        try:
+            await self.request(ResetWrite(), what="reset", retries=0)
+        except DeviceError as exc:
+            if exc.code != "device_silent":
+                raise
+
+    async def wait_back(self, timeout_s: float) -> None:
+        """Reconnect until the device answers again after a reset: its MCUmgr parameters, so
+        the session is sized as before, then an echo."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        await self.close()
+        await asyncio.sleep(0.05)  # a device that has just been told to reset is not back yet
+        while True:
+            try:
+                await self.connect(timeout_s=max(0.1, min(1.0, deadline - loop.time())),
+                                   first_reply_s=0.5)
+                if self._had_params and not self.negotiated:
+                    raise DeviceError("no parameters yet")  # still booting: try again
+                if await self.echo("back"):
+                    return
+            except DeviceError:
+                pass
+            if loop.time() >= deadline:
+                raise DeviceError(f"{self.port}: the device did not come back within "
+                                  f"{timeout_s:.0f} s of its reset: power-cycle it and run the "
+                                  "same command again; it reports its slots then",
+                                  code="device_not_back")
+            await self.close()
+            await asyncio.sleep(0.1)
+
+    async def upload_chunk(self, request: Any) -> Any:
+        return await self.request(request, what="take the image")
+
+
+def _slot(s: Any) -> SlotState:
+    return SlotState(slot=int(s.slot), version=str(s.version), hash=bytes(s.hash or b""),
+                     bootable=bool(s.bootable), pending=bool(s.pending),
+                     confirmed=bool(s.confirmed), active=bool(s.active),
+                     permanent=bool(s.permanent))
+
+
+def _fields(request: Any) -> dict[str, Any]:
+    names: Sequence[str] = [n for n in type(request).model_fields
+                            if n not in ("header", "version", "sequence", "smp_data")]
+    return {n: getattr(request, n) for n in names if getattr(request, n) is not None}
+
+
+def _what(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no reply"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return "no reply in time"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+
+
+def _reason(response: Any) -> str:
+    rsn = getattr(response, "rsn", None)
+    if rsn:
+        return str(rsn)
+    err = getattr(response, "err", None)
+    if err is not None:
+        return f"group {err.group} error {int(err.rc)}"
+    return f"error {int(getattr(response, 'rc', 1))}"
+
+
+def _code(response: Any) -> str:
+    rc = getattr(response, "rc", None)
+    if rc is None and getattr(response, "err", None) is not None:
+        rc = response.err.rc
+    return f"smp_rc_{int(rc) if rc is not None else 1}"
