@@ -131,6 +131,8 @@ BASE = '[[job]]\nowner = "alice"\nname = "A"\n\n'
     ('[[job]]\nowner = "zed"\nname = "A"\n[[step]]\nadvance = 1\n',
      "[[job]] 1: owner 'zed' is no user"),
     ('[scenario]\nname = "x"\n', "no [[step]]"),
+    ('[[user]]\nkey = "dana"\ncode = "123456"\n[[step]]\ntap = "dana"\n',
+     "step 1 (tap) (line 4): user 'dana' has no badge to tap"),
     ('[[step]\ntap = "alice"\n', "not valid TOML"),
     ('[[step]]\ntap = "alice"\n[[step]]\n', "step 2 (line 3): a step has exactly one of"),
 ])

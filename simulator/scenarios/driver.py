@@ -91,8 +91,10 @@ class Runner:
         for n, step in enumerate(sc.steps, 1):
             self.say(run.describe(n, step, sc))
             try:
-                self.do(n, step)
-            except ScenarioFailed as exc:
+                self.do(step)
+            except MfdError as exc:
+                # A step's own failure, or one of the world's parts refusing what the step
+                # asked (a reader, the engine): either way the run stops here, named.
                 where = f" (line {sc.lines[n - 1]})" if sc.lines else ""
                 failure = f"step {n}{where}: {exc.message}"
                 self.say(f"FAILED {failure}")
@@ -119,16 +121,13 @@ class Runner:
                 self._last[dev_id] = sig
                 self.say("  " + sig.line(dev_id))
 
-    def pump(self) -> bool:
-        """Step every device once; True if any had something to do."""
-        busy = False
+    def pump(self) -> None:
+        """Step every device once, noting what changed."""
         for d in self.world.devices.values():
-            busy |= not d.app.events.empty()
             d.app.step(0.002)
             self.observe()
         if self.on_pump is not None:
             self.on_pump()
-        return busy
 
     def quiet(self) -> bool:
         return all(d.app.events.empty()
@@ -161,7 +160,7 @@ class Runner:
 
     # ------------------------------------------------------------ steps
 
-    def do(self, n: int, step: Step) -> None:
+    def do(self, step: Step) -> None:
         if isinstance(step, Tap):
             self.tap(step)
         elif isinstance(step, Type):

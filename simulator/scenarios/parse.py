@@ -88,6 +88,7 @@ class _Parser:
         self.step_lines = step_lines
         self.devices: tuple[DeviceSpec, ...] = ()
         self.user_keys: set[str] = set()
+        self.badgeless: set[str] = set()
 
     def fail(self, where: str, what: str) -> ConfigError:
         return ConfigError(f"{self.name}: {where}: {what}")
@@ -115,6 +116,7 @@ class _Parser:
             user = self.user(i, u)
             users = [x for x in users if x.key != user.key] + [user]
         self.user_keys = {u.key for u in users}
+        self.badgeless = {u.key for u in users if not u.badge}
         jobs = tuple(self.job(i, j) for i, j in enumerate(_array(self, data, "job"), 1))
         raw_steps = _array(self, data, "step")
         if not raw_steps:
@@ -216,6 +218,8 @@ class _Parser:
                 raise self.fail(where, f"tap {badge!r}: name a user ("
                                 f"{', '.join(sorted(self.user_keys))}), \"unknown\", "
                                 "\"unknown:<label>\" or a number")
+            if badge in self.badgeless:
+                raise self.fail(where, f"user {badge!r} has no badge to tap")
             reader = _text(self, s, where, "reader") or spec.readers[0].name
             if reader not in {r.name for r in spec.readers}:
                 raise self.fail(where, f"device {device} has no reader {reader!r}")
