@@ -202,8 +202,8 @@ class ScenarioWorld:
                 set_password(store, u.email, u.password)
 
     def start_cloud(self) -> None:
-        assert self.broker is not None
-        db = self.workdir / "cloud.db" if self.workdir else Path("cloud.db")
+        assert self.broker is not None and self.workdir is not None
+        db = self.workdir / "cloud.db"
 
         def service() -> CloudService:
             return CloudService(SqliteStore(db), clock=lambda: time.time() + self.cloud_offset)
