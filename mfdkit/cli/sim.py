@@ -85,6 +85,14 @@ def run_window(*, page_time: float, seed: int, record: str | None,
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+    # Options that mean nothing together are refused rather than ignored.
+    if not args.scenario and (args.window or args.transcript):
+        raise ConfigError("--window and --transcript go with --scenario FILE")
+    if args.record and (args.scenario or args.headless):
+        raise ConfigError("--record records the window: leave out --scenario and --headless")
+    if args.scenario and (args.headless or args.screenshots):
+        raise ConfigError("--headless and --screenshots are the built-in demo's; a scenario "
+                          "runs headless unless --window")
     stop = StopSignals()
     if args.scenario:
         return run_scenario_file(args.scenario, seed=args.seed, transcript=args.transcript,
