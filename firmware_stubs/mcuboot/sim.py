@@ -191,7 +191,9 @@ def make_rig(directory: Path, *, payload_old: int, payload_new: int, slot_sector
 
 @dataclass
 class Sweep:
-    ops: int = 0  # flash operations in the clean upgrade
+    ops: int = 0  # flash operations in the clean upgrade (erases + writes)
+    erases: int = 0
+    writes: int = 0
     cuts: int = 0  # cuts made (one per operation index swept, plus any repeats)
     survived: int = 0
     ended_on: dict[str, int] = field(default_factory=dict)  # old/new after the first reset
@@ -204,7 +206,7 @@ def clean_run(rig: Rig) -> Sweep:
     sweep = Sweep()
     flash = rig.open()
     finish(rig, flash, sweep.phases)
-    sweep.ops = flash.ops
+    sweep.ops, sweep.erases, sweep.writes = flash.ops, flash.erases, flash.writes
     flash.close()
     return sweep
 
