@@ -1,10 +1,164 @@
-"""``mfd flash``: technicians' firmware commands (issue 11); filled in by the firmware work."""
+"""``mfd flash``: put a signed image on readers over SMP, many at once (issue 11).
+
+``mfd flash IMAGE --port P [--port P2 ...] [--key KEY.pub] [--dry-run] [--json]``
+    Checks the image (whole, untampered, signed), then on every port at once: connects,
+    negotiates the message size, skips a device that runs this image already, refuses a wrong
+    model, an untrusted key or a downgrade before sending a byte, uploads (resuming what the
+    device already holds), verifies the hash the device reports, test-boots, waits for the
+    device, and confirms, or reports the rollback. What each step does: provisioning/flash.py.
+
+    Progress goes to stderr, one line per device (bytes, rate, ETA); the summary table, or with
+    ``--json`` one JSON object, to stdout. Exit 0 when every device is updated, skipped or (dry
+    run) ready; 1 otherwise, or when the image itself is refused (one line on stderr).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from mfdkit.cli.common import EXIT_FAILED
+from protocol.errors import ConfigError, MfdError
+
+if TYPE_CHECKING:  # smpclient is imported when the command runs, not when mfd starts
+    from provisioning.flash import DeviceResult, Progress
+
+_PROG = "mfd flash"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """No subcommand yet: the module exists so that the firmware work adds its commands here
-    without touching the CLI's entry point."""
+    p = sub.add_parser("flash", help="flash a signed image onto devices over SMP, many at once",
+                       description="Upload a signed MCUboot image to every --port at once, "
+                                   "test-boot it and confirm it, or report the rollback.")
+    p.add_argument("image", metavar="IMAGE", type=Path, help="the signed image (mfd image sign)")
+    p.add_argument("--port", action="append", required=True, metavar="PORT",
+                   help="a device's serial port, e.g. /dev/ttyACM0 (repeat for more devices)")
+    p.add_argument("--key", action="append", default=[], metavar="KEY.pub", type=Path,
+                   help="a public key the image must be signed by (repeat for several); "
+                        "needed for devices that do not report the keys they trust")
+    p.add_argument("--baud", type=int, default=115200, help="the ports' baud rate (115200)")
+    p.add_argument("--mtu", type=int, metavar="BYTES",
+                   help="the device's SMP buffer size, when it does not report it")
+    p.add_argument("--timeout", type=float, default=2.5, metavar="S",
+                   help="seconds to wait for each reply before retrying (2.5)")
+    p.add_argument("--retries", type=int, default=4, help="retries per request (4)")
+    p.add_argument("--boot-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds for a device to come back after its test reset (30)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="connect and do every check, send nothing")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_flash)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from provisioning import flash as fl
+    from provisioning import keys as keymod
+
+    if not getattr(args, "debug", False):
+        # smpclient logs every timeout it meets; ours are retried and summed up per device.
+        logging.getLogger("smpclient").setLevel(logging.CRITICAL)
+    if args.timeout <= 0 or args.retries < 0 or args.baud <= 0 or args.boot_timeout <= 0:
+        raise ConfigError("--timeout, --baud and --boot-timeout must be above 0, --retries 0 "
+                          "or more")
+    try:
+        keys = tuple(keymod.load_trusted([str(k) for k in args.key]))
+        image = fl.load_image(args.image, keys)
+    except MfdError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": {"code": exc.code,
+                                                     "message": exc.message}}))
+            return EXIT_FAILED
+        raise
+    opts = fl.FlashOptions(dry_run=args.dry_run, keys=keys, baud=args.baud,
+                           timeout_s=args.timeout, retries=args.retries, mtu=args.mtu,
+                           boot_timeout_s=args.boot_timeout)
+    info = image.info
+    if not args.json:
+        print(f"{_PROG}: {args.image.name}: {info.model} {info.version}, {len(image.data)} "
+              f"bytes, key {info.key_id}, hash {info.hash.hex()[:16]}; "
+              f"{len(args.port)} device(s){' (dry run)' if args.dry_run else ''}",
+              file=sys.stderr)
+    board = ProgressBoard(args.port, sys.stderr)
+    started = time.monotonic()
+    results = fl.flash(args.port, image, opts, board.update)
+    board.finish()
+    ok = all(r.outcome in fl.OK_OUTCOMES for r in results)
+    if args.json:
+        print(json.dumps({"ok": ok, "image": {"path": str(args.image), **info.to_json()},
+                          "dry_run": args.dry_run,
+                          "seconds": round(time.monotonic() - started, 3),
+                          "devices": [r.to_json() for r in results]}))
+    else:
+        print_table(results, sys.stdout)
+    return 0 if ok else EXIT_FAILED
+
+
+def _size(n: float) -> str:
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n:.0f} B"
+
+
+class ProgressBoard:
+    """One line per device on stderr. On a terminal the lines are redrawn in place; elsewhere
+    (a log, a pipe) a line is printed when a device changes phase and every quarter of its
+    upload, so the log stays short."""
+
+    def __init__(self, ports: list[str], out: TextIO) -> None:
+        self.ports = ports
+        self.out = out
+        self.tty = out.isatty()
+        self.lines = {p: f"{p}: waiting" for p in ports}
+        self._last: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()  # asyncio calls it from one thread; a library may not
+        self._drawn = False
+
+    def update(self, p: Progress) -> None:
+        pct = 100 * p.done // p.total if p.total else 0
+        text = f"{p.port}: {p.phase:<7} {_size(p.done):>10} / {_size(p.total)} {pct:3d}%"
+        if p.rate:
+            text += f"  {_size(p.rate)}/s"
+        if p.eta_s is not None:
+            text += f"  ETA {p.eta_s:4.0f} s"
+        with self._lock:
+            self.lines[p.port] = text
+            if self.tty:
+                self._redraw()
+                return
+            key = (p.phase, pct // 25)
+            if self._last.get(p.port) != key:
+                self._last[p.port] = key
+                print(text, file=self.out, flush=True)
+
+    def _redraw(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{len(self.ports)}F")  # back to the first line
+        for port in self.ports:
+            self.out.write("\x1b[2K" + self.lines[port] + "\n")
+        self.out.flush()
+        self._drawn = True
+
+    def finish(self) -> None:
+        pass
+
+
+def print_table(results: list[DeviceResult], out: TextIO) -> None:
+    rows = [("PORT", "OUTCOME", "VERSION", "SENT", "RATE", "TIME", "DETAIL")]
+    for r in results:
+        version = f"{r.from_version or '-'} -> {r.to_version or '-'}"
+        rate = f"{_size(r.rate)}/s" if r.rate else "-"
+        sent = _size(r.bytes_sent) + (f" (resumed at {_size(r.resumed_from)})"
+                                      if r.resumed_from else "")
+        rows.append((r.port, r.outcome, version, sent, rate, f"{r.seconds:.1f} s", r.message))
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:6], widths, strict=True)) + "  "
+              + row[6], file=out)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    print(", ".join(f"{n} {o}" for o, n in sorted(counts.items())), file=out)
