@@ -9,7 +9,7 @@ of them; the simulator plugs in the same ones the copier uses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from protocol import messages as m
 from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineOutcome, EngineState
@@ -17,6 +17,9 @@ from protocol.errors import MfdError
 
 #: Called once per request with the result, or the error (RemoteError / LinkError / ...).
 Reply = Callable[[m.Result | MfdError], None]
+
+#: Engine progress callback: (engine id, impressions done so far, all copies counted).
+EnginePages = Callable[[str, int], None]
 
 
 class CloudLink(Protocol):
@@ -46,5 +49,19 @@ class PrintEngine(Protocol):
         id is refused if it arrives later. EngineError if the engine cannot be asked. Used to
         reconcile the device's journal after a crash."""
 
+
+@runtime_checkable
+class ReportsPages(Protocol):
+    """An engine that says how far it is with a job, beside :class:`PrintEngine` (an engine
+    without it is still a PrintEngine: the panel then shows a job printing, then printed).
+
+    Whoever drives the engine sets ``on_pages``; the engine calls it on its own thread with a
+    job's engine id and the impressions (sides of sheets) done so far, all copies counted, each
+    time that count grows, and only before the job's ``done``. A count may be skipped (an engine
+    that is asked rather than told sees what it sees), never reported lower."""
+
+    on_pages: EnginePages | None
+
+
 __all__ = ["ENGINE_REASONS", "CloudLink", "EngineDone", "EngineJob", "EngineOutcome",
-           "EngineState", "PrintEngine", "Reply"]
+           "EnginePages", "EngineState", "PrintEngine", "Reply", "ReportsPages"]

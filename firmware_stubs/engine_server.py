@@ -3,10 +3,15 @@
     python -m firmware_stubs.engine_server --socket PATH --state-dir DIR [--page-time S]
 
 A real copier's print engine does not die with the panel app, and it remembers what it printed.
-This process gives the device app that partner: the engine (firmware_stubs.mfd_controller.
-EngineCore) keeps its record in ``DIR``, and the app reaches it over the engine socket protocol
-v1 (documented in protocol/engine.py: length-prefixed JSON frames; submit, state, outcome;
-"done" events pushed to every connected app).
+This process gives the device app that partner: the engine (firmware_stubs.paged_engine.
+PagedEngineCore, page by page at ``--page-time``) keeps its record in ``DIR``, and the app reaches
+it over the engine socket protocol v1 (documented in protocol/engine.py: length-prefixed JSON
+frames; submit, state, outcome; "done" events pushed to every connected app).
+
+How far a job is goes out as an event too, to every connected app, after each page and before
+the job's "done": ``{"v": 1, "event": "pages", "job": <engine id>, "done": n}``, ``n`` the
+impressions done so far, copies counted. An app that does not know it ignores it (an event is
+not an answer, and unknown fields and events are ignored), so v1 clients are unaffected.
 
 Three more ops are the emulator's own, for tests and benches, and no part of that protocol (a real
 engine has none of them, so the device's client, device_app/engines/socket.py, does not send
@@ -42,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from firmware_stubs.mfd_controller import EngineCore
+from firmware_stubs.paged_engine import PagedEngineCore
 from protocol.engine import (
     EngineOutcome,
     EngineState,
@@ -85,7 +90,8 @@ class EngineServer:
             raise EngineError(f"socket path {self.socket_path} is longer than "
                               f"{MAX_SOCKET_PATH} bytes; choose a shorter one",
                               code="config_invalid")
-        self.core = EngineCore(page_time=page_time, state_dir=state_dir, on_done=self._done)
+        self.core = PagedEngineCore(page_time=page_time, state_dir=state_dir,
+                                    on_done=self._done, on_page=self._page)
         self._conns: set[_Conn] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -166,7 +172,14 @@ class EngineServer:
             conn.sock.close()
 
     def _done(self, engine_id: str, job_id: str, outcome: EngineOutcome, detail: str) -> None:
-        event = {"event": "done", "job": engine_id, "outcome": outcome.value, "detail": detail}
+        self._push({"event": "done", "job": engine_id, "outcome": outcome.value,
+                    "detail": detail})
+
+    def _page(self, engine_id: str, done: int) -> None:
+        # The engine's thread, as for "done": the pages of a job are sent before its outcome.
+        self._push({"event": "pages", "job": engine_id, "done": done})
+
+    def _push(self, event: dict[str, Any]) -> None:
         with self._lock:
             conns = list(self._conns)
         for c in conns:
@@ -337,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True,
                     help="directory where the engine keeps what it printed")
     ap.add_argument("--page-time", type=float, default=0.0,
-                    help="seconds per page (copies count as pages); default 0")
+                    help="seconds per page (the document's pages, times its copies); "
+                         "default 0")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -17,7 +17,7 @@ import pytest
 from device_app.engines.socket import EngineClient, EngineRefused
 from device_app.printing.journal import Journal, JournalState
 from device_app.printing.release import Printer
-from device_app.session import JobDone, PrintJob
+from device_app.session import JobDone, PagesPrinted, PrintJob
 from firmware_stubs.engine_server import EngineControl, EngineProcess
 from firmware_stubs.mfd_controller import MfdControllerStub, printed_log
 from protocol import messages as m
@@ -161,7 +161,10 @@ class Harness:
         self.engine = engine
         self.journal = journal
         self.done: queue.Queue[JobDone] = queue.Queue()
-        self.printer = Printer(self.link, engine.engine, self.done.put, journal, **printer_kw)
+        # Page counts apart: these tests are about outcomes (test_engine_progress.py, counts).
+        self.pages: queue.Queue[PagesPrinted] = queue.Queue()
+        self.printer = Printer(self.link, engine.engine, self.done.put, journal,
+                               pages=self.pages.put, **printer_kw)
 
     def release(self, release_id: str, *jobs: m.ReleasedJob, docs: dict[str, bytes] | None = None
                 ) -> None:

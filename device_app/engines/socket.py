@@ -5,7 +5,9 @@ Theory of operation
 -------------------
 One Unix-socket connection, opened on first use and again after it is lost. Calls are numbered;
 a reader thread matches answers to callers and turns the engine's pushed "done" events into the
-``done`` callbacks (on the reader thread: callers hand off, as with every adapter here).
+``done`` callbacks (on the reader thread: callers hand off, as with every adapter here), and its
+"pages" events (how far a job is, see firmware_stubs/engine_server.py) into ``on_pages``
+(device_app.ports.ReportsPages), for jobs still owed their ``done`` only.
 
 The contract :meth:`EngineClient.submit` keeps, which the printer's journal relies on:
 
@@ -32,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from device_app.ports import EnginePages
 from protocol.engine import (
     EngineDone,
     EngineJob,
@@ -87,6 +90,8 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._recovering = False
         self._closed = threading.Event()
+        #: Called on the reader thread with (engine id, impressions done) as the engine prints.
+        self.on_pages: EnginePages | None = None
 
     # ------------------------------------------------------------ the PrintEngine port
 
@@ -244,6 +249,9 @@ class EngineClient:
         self._lost(sock)
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
+        if msg.get("event") == "pages":
+            self._pages(msg)
+            return
         if msg.get("event") == "done":
             key = str(msg.get("job", ""))
             with self._lock:
@@ -260,6 +268,19 @@ class EngineClient:
             waiter.event.set()
         elif not msg.get("ok", True):
             log.warning("print engine says: %s", msg.get("error"))
+
+    def _pages(self, msg: dict[str, Any]) -> None:
+        key, done, on_pages = msg.get("job"), msg.get("done"), self.on_pages
+        if (on_pages is None or not isinstance(key, str) or not isinstance(done, int)
+                or isinstance(done, bool) or done < 0):
+            return  # a count is a nicety: a malformed one is dropped, never an error
+        with self._lock:
+            owed = key in self._owed  # after its "done" (or another app's job): not ours
+        if owed:
+            try:
+                on_pages(key, done)
+            except Exception:
+                log.exception("page callback for %s failed", key)
 
     def _call_done(self, key: str, owed: tuple[str, EngineDone], ok: bool, detail: str) -> None:
         job_id, done = owed

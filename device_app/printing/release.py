@@ -27,6 +27,13 @@ to HELD), the device's journal (journal.py) and the engine's own memory of what 
    committed in batches.
 5. :meth:`Printer.reconcile` at start-up settles every row the cloud has not acknowledged from
    the engine's word, never a guess (reconcile.py says how).
+
+How far a job is (the releasing screen's "page 3 of 12"): an engine that reports it
+(ports.ReportsPages) calls back with impressions done; the printer thread turns that into
+``PagesPrinted`` on the same path as ``JobDone`` (the app's event queue), at most once per
+``pages_interval`` per job, the newest count at the end of each interval. A job's count is
+dropped, never posted, once its outcome has arrived: no ``PagesPrinted`` follows its
+``JobDone``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from device_app.ports import (
     ENGINE_REASONS,
@@ -47,6 +55,7 @@ from device_app.ports import (
     EngineJob,
     PrintEngine,
     Reply,
+    ReportsPages,
 )
 from device_app.printing.documents import Prefetcher, fetch_document
 from device_app.printing.journal import (
@@ -57,7 +66,7 @@ from device_app.printing.journal import (
 )
 from device_app.printing.reconcile import Reconciled, ask_outcome, reconcile_row, settle
 from device_app.printing.reports import Answered, Reports
-from device_app.session import JobDone, PrintJob
+from device_app.session import JobDone, PagesPrinted, PrintJob
 from protocol import messages as m
 from protocol.engine import EngineOutcome, EngineState, engine_id
 from protocol.errors import EngineError, MfdError
@@ -68,6 +77,9 @@ log = logging.getLogger(__name__)
 HAND_OVER_BATCH = 16
 #: How long the printer thread trusts the engine's last state answer (seconds).
 STATE_FRESH_S = 0.05
+#: A job's page count goes to the panel at most this often (seconds): 4 a second reads as
+#: climbing without redrawing the panel at the engine's pace.
+PAGES_INTERVAL_S = 0.25
 
 Key = tuple[str, str]  # (release_id, job_id)
 
@@ -85,17 +97,48 @@ class _Refuse:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Pages:
+    engine_id: str
+    impressions: int
+
+
+@dataclass(slots=True)
+class _Paging:
+    """A job on the engine whose page count may still go to the panel (printer thread only)."""
+
+    key: Key
+    copies: int
+    posted: int = 0
+    pending: int | None = None  # pages done, newer than ``posted``, not posted yet
+    at: float | None = None  # when ``posted`` was
+
+    def seen(self, impressions: int) -> None:
+        # The session counts the document's pages; the engine counts every copy's impressions.
+        pages = impressions // self.copies
+        if pages > max(self.posted, self.pending or 0):
+            self.pending = pages
+
+
 #: Wakes the printer thread to poll (no work of its own).
 _IDLE = object()
 _Book = _EngineDone | _Refuse | Answered
-_Item = PrintJob | _Book | object | None
+_Item = PrintJob | _Book | _Pages | object | None
 
 
-def _sort(item: _Item, jobs: deque[PrintJob], books: list[_Book]) -> bool:
-    """File a queue item; True for the stop sentinel."""
+def _sort(item: _Item, jobs: deque[PrintJob], books: list[_Book],
+          paging: dict[str, _Paging]) -> bool:
+    """File a queue item; True for the stop sentinel. Items arrive in the order the engine
+    called back, so a job's page counts are filed before its outcome, which ends them."""
     if isinstance(item, PrintJob):
         jobs.append(item)
+    elif isinstance(item, _Pages):
+        track = paging.get(item.engine_id)
+        if track is not None:
+            track.seen(item.impressions)
     elif isinstance(item, _EngineDone | _Refuse | Answered):
+        if isinstance(item, _EngineDone):
+            paging.pop(engine_id(*item.key), None)  # JobDone follows: no count after it
         books.append(item)
     return item is None
 
@@ -104,10 +147,18 @@ class Printer:
     def __init__(self, link: CloudLink, engine: PrintEngine,
                  report: Callable[[JobDone], None], journal: Journal | None = None, *,
                  retry_interval: float = 30.0, settle_interval: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 pages: Callable[[PagesPrinted], None] | None = None,
+                 pages_interval: float = PAGES_INTERVAL_S) -> None:
         self.link = link
         self.engine = engine
         self.report = report
+        # Page counts go where outcomes go unless told otherwise: the app's event queue, which
+        # takes every event (app.py types it for JobDone only; see the module docstring).
+        self.report_pages = pages if pages is not None else cast(
+            Callable[[PagesPrinted], None], report)
+        self.pages_interval = pages_interval
+        self._paging: dict[str, _Paging] = {}  # engine id -> its count (printer thread only)
         if journal is None:
             log.warning("no release journal file: jobs are never handed over twice, but a "
                         "crash mid-release leaves them RELEASING")
@@ -127,6 +178,8 @@ class Printer:
         # Documents being fetched ahead of their hand-over (printer thread only).
         self._prefetched = Prefetcher(self._fetch)
         self._state_seen: tuple[float, EngineState] | None = None
+        if isinstance(engine, ReportsPages):
+            engine.on_pages = self._pages_seen
         self._thread = threading.Thread(target=self._run, name="printer", daemon=True)
         self._thread.start()
 
@@ -238,17 +291,21 @@ class Printer:
                     polling = bool(self._unsettled)
                     next_retry = self._reports.next_retry
                 timeout = self.settle_interval if polling else max(0.0, next_retry - self.clock())
+                pages_due = self._pages_due()
+                if pages_due is not None:
+                    timeout = min(timeout, max(0.0, pages_due - self.clock()))
                 try:
-                    closing |= _sort(self._queue.get(timeout=timeout), jobs, books)
+                    closing |= _sort(self._queue.get(timeout=timeout), jobs, books, self._paging)
                 except queue.Empty:
                     pass
             # Take whatever else is waiting: bookkeeping that piled up (engine outcomes, cloud
             # answers) goes in one commit between two jobs, not one fsync each.
             while True:
                 try:
-                    closing |= _sort(self._queue.get_nowait(), jobs, books)
+                    closing |= _sort(self._queue.get_nowait(), jobs, books, self._paging)
                 except queue.Empty:
                     break
+            self._post_pages()
             with self._work:
                 taken: list[PrintJob] = []
                 try:
@@ -286,6 +343,29 @@ class Printer:
                         except Exception:  # the thread must outlive any one job
                             log.exception("could not settle job %s", job.job.job_id)
             self.turns += 1
+
+    def _pages_seen(self, eid: str, impressions: int) -> None:
+        # The engine's thread: hand off to ours, in order with the job's outcome.
+        self._queue.put(_Pages(eid, impressions))
+
+    def _pages_due(self) -> float | None:
+        """When the next held-back page count may go (None: none is waiting)."""
+        due = [t.at + self.pages_interval for t in self._paging.values()
+               if t.pending is not None and t.at is not None]
+        return min(due) if due else None
+
+    def _post_pages(self) -> None:
+        """Post each job's newest page count whose interval has passed."""
+        now = self.clock()
+        for track in self._paging.values():
+            if track.pending is None or (track.at is not None
+                                         and now - track.at < self.pages_interval):
+                continue
+            with self._lock:
+                mine = track.key in self._reports.mine  # else nobody is watching it
+            track.posted, track.pending, track.at = track.pending, None, now
+            if mine:
+                self.report_pages(PagesPrinted(*track.key, track.posted))
 
     def _bookkeeping(self, batch: list[_Book]) -> None:
         tells: list[tuple[Key, bool, str]] = []
@@ -381,6 +461,7 @@ class Printer:
             key = (effect.release_id, job.job_id)
             with self._lock:
                 self._awaiting.add(key)
+            self._paging[engine_id(*key)] = _Paging(key, max(1, job.copies))
             items.append((key, EngineJob(job.job_id, job.name, document, job.sha256, job.copies,
                                          release_id=effect.release_id, color=job.color,
                                          duplex=job.duplex),
@@ -400,6 +481,7 @@ class Printer:
         for (key, _, _), error in zip(items, errors, strict=True):
             if error is None:
                 continue
+            self._paging.pop(engine_id(*key), None)
             with self._lock:
                 self._awaiting.discard(key)
             if error.code == "duplicate_job":

@@ -17,7 +17,11 @@ Theory of operation.
   now (jam, no paper, door open, offline: the job goes back to HELD, nothing is lost) and to
   learn which of sides / print-color-mode / copies it supports, so that we only send what it
   takes. Then Print-Job with the PDF, then Get-Job-Attributes every ``poll_interval`` until the
-  job is completed (printed), aborted or canceled (not printed).
+  job is completed (printed), aborted or canceled (not printed). Each answer's
+  job-impressions-completed, when it grows, goes to ``on_pages`` (ports.ReportsPages) before
+  ``done``: how far the job is, as the printer counts it. ippeveprinter keeps it at 0 unless
+  its print command says otherwise (``ATTR: job-impressions-completed=N`` on stderr); a
+  printer that never counts leaves the panel at "printing" until the job ends.
 * ``done`` is called exactly once per job, on the ``ipp-jobs`` thread (after :meth:`close`, at
   once on the caller's), and nothing raises out of :meth:`IppEngine.submit`: network errors
   become ``done(False, "printer unreachable: ...")``. Like the emulated engine, a document whose
@@ -81,6 +85,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from device_app.engines.ipp import codec as ipp
+from device_app.engines.ipp.answers import job_outcome, refusal, status_message
 from device_app.engines.ipp.model import (
     Attribute,
     AttributeGroup,
@@ -94,6 +99,7 @@ from device_app.engines.ipp.model import (
 )
 from device_app.engines.ipp.printer_state import engine_state
 from device_app.engines.ipp.transport import PrinterUnreachable, Transport, parse_printer_uri
+from device_app.ports import EnginePages
 from protocol.engine import ENGINE_REASONS, EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import ConfigError, EngineError
 
@@ -142,21 +148,9 @@ def _text_value(attribute: Attribute | None) -> str | None:
 _PRINTER_STATE_ATTRS: Final = ("printer-state", "printer-state-reasons", "printer-state-message",
                                "printer-is-accepting-jobs")
 _CAPABILITY_ATTRS: Final = ("sides-supported", "print-color-mode-supported", "copies-supported")
-_JOB_ATTRS: Final = ("job-state", "job-state-reasons", "job-state-message", "job-name")
+_JOB_ATTRS: Final = ("job-state", "job-state-reasons", "job-state-message", "job-name",
+                      "job-impressions-completed")
 _LISTED_JOB_ATTRS: Final = ("job-id", "job-name", "job-state")
-
-_REFUSALS: Final[dict[int, str]] = {
-    Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED: "it does not take PDF documents",
-    Status.CLIENT_ERROR_DOCUMENT_FORMAT_ERROR: "it could not read the document",
-    Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE: "the document is too large for it",
-    Status.CLIENT_ERROR_NOT_AUTHENTICATED: "it wants a login this device does not have",
-    Status.CLIENT_ERROR_NOT_AUTHORIZED: "it wants a login this device does not have",
-    Status.CLIENT_ERROR_FORBIDDEN: "it does not let this device print",
-    Status.SERVER_ERROR_NOT_ACCEPTING_JOBS: "it is not accepting jobs",
-    Status.SERVER_ERROR_BUSY: "it is busy; try again shortly",
-    Status.SERVER_ERROR_SERVICE_UNAVAILABLE: "it is not available; try again shortly",
-    Status.SERVER_ERROR_TEMPORARY_ERROR: "of a temporary error; try again shortly",
-}
 
 _SHUTDOWN_QUEUED: Final = "the device is shutting down; not printed"
 _SHUTDOWN_TAKEN: Final = ("the device stopped before the printer finished the job; check the "
@@ -218,6 +212,8 @@ class IppEngine:
         self._status_known = threading.Event()
         self._closing = threading.Event()
         self._jobs: queue.Queue[tuple[EngineJob, EngineDone] | None] = queue.Queue()
+        #: Called on the ipp-jobs thread with (engine id, impressions completed) as they grow.
+        self.on_pages: EnginePages | None = None
         self._status_thread = threading.Thread(target=self._run_status, name="ipp-status",
                                                daemon=True)
         self._jobs_thread = threading.Thread(target=self._run_jobs, name="ipp-jobs",
@@ -330,7 +326,7 @@ class IppEngine:
                 Attribute.of("requested-attributes", ValueTag.KEYWORD, *names)),))
         if not ipp.is_successful(response.code):
             raise EngineError(f"the printer answered {ipp.status_name(response.code)}"
-                              f"{_status_message(response)}")
+                              f"{status_message(response)}")
         return response
 
     def _state_of(self, response: Message) -> tuple[EngineState, str]:
@@ -376,7 +372,7 @@ class IppEngine:
                                  *_LISTED_JOB_ATTRS)),))
             if not ipp.is_successful(response.code):
                 raise EngineError(f"the printer answered Get-Jobs with "
-                                  f"{ipp.status_name(response.code)}{_status_message(response)}; "
+                                  f"{ipp.status_name(response.code)}{status_message(response)}; "
                                   f"cannot tell what became of job {engine_id}")
             for group in response.groups:
                 if group.tag != GroupTag.JOB:
@@ -471,17 +467,30 @@ class IppEngine:
         except EngineError as exc:
             return False, exc.message
         if not ipp.is_successful(response.code):
-            why = _refusal(response)
+            why = refusal(response)
             why = f"{why} " if why else ""
             return False, (f"printer refused the job: {why}({ipp.status_name(response.code)}"
-                           f"{_status_message(response)})")
+                           f"{status_message(response)})")
         printer_job = response.first(GroupTag.JOB, "job-id")
         if not isinstance(printer_job, int) or isinstance(printer_job, bool):
             return False, ("the printer took the job but gave no job id to follow it; check its "
                            "output before printing again")
         log.info("printer %s took job %s as its job %d (%d bytes)", self.uri, job.job_id,
                  printer_job, len(job.document))
-        return self._follow(printer_job, response, _tag(job.engine_id))
+        return self._follow(printer_job, response, job.engine_id)
+
+    def _tell_pages(self, eid: str, response: Message, before: int) -> int:
+        """Pass on job-impressions-completed if it grew; the count now."""
+        done = response.first(GroupTag.JOB, "job-impressions-completed")
+        on_pages = self.on_pages
+        if not isinstance(done, int) or isinstance(done, bool) or done <= before:
+            return before
+        if on_pages is not None:
+            try:
+                on_pages(eid, done)
+            except Exception:
+                log.exception("the page callback for job %s failed", eid)
+        return done
 
     def _job_template(self, job: EngineJob, printer: Message) -> tuple[Attribute, ...] | str:
         """Job attributes for what the printer supports, or why it cannot print the job."""
@@ -508,13 +517,16 @@ class IppEngine:
                 attrs.append(Attribute.of("print-color-mode", ValueTag.KEYWORD, want))
         return tuple(attrs)
 
-    def _follow(self, printer_job: int, response: Message, tag: str) -> tuple[bool, str]:
+    def _follow(self, printer_job: int, response: Message, eid: str) -> tuple[bool, str]:
         """Ask about the job until it ends. Raises _Closing if close() is called meanwhile.
-        Checks once that the printer kept the engine-id ``tag`` in the job-name."""
+        Checks once that the printer kept the engine id's tag in the job-name."""
+        tag = _tag(eid)
         last_contact = time.monotonic()
         name_checked = False
+        impressions = 0
         while True:
-            outcome = self._job_outcome(response)
+            impressions = self._tell_pages(eid, response, impressions)
+            outcome = job_outcome(response)
             if outcome is not None:
                 return outcome
             if self._closing.wait(self.poll_interval):
@@ -553,41 +565,3 @@ class IppEngine:
                         log.warning("printer %s keeps its job %d as %r, without the engine id "
                                     "%r: after a restart this device cannot find it again",
                                     self.uri, printer_job, name, tag.strip())
-
-    def _job_outcome(self, response: Message) -> tuple[bool, str] | None:
-        raw = response.first(GroupTag.JOB, "job-state")
-        try:
-            job_state = JobState(raw) if isinstance(raw, int) else None
-        except ValueError:
-            job_state = None
-        if job_state is None or not job_state.terminal:
-            return None
-        if job_state is JobState.COMPLETED:
-            return True, ""
-        reasons = [r for r in ipp.keywords(response.get(GroupTag.JOB, "job-state-reasons"))
-                   if r != "none"]
-        message = response.first(GroupTag.JOB, "job-state-message")
-        said = "; ".join(x for x in (message if isinstance(message, str) else "",
-                                     ", ".join(reasons)) if x)
-        said = f" ({said})" if said else ""
-        if job_state is JobState.CANCELED:
-            return False, f"the job was canceled at the printer{said}"
-        return False, f"the printer aborted the job{said}"
-
-
-def _refusal(response: Message) -> str:
-    """Why a printer refused a job, in words for the panel ("" if the status says it all)."""
-    if response.code == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED:
-        # Which ones: the unsupported-attributes group lists them (RFC 8011 4.1.7).
-        group = response.group(GroupTag.UNSUPPORTED)
-        names = [a.name for a in group.attributes] if group is not None else []
-        if "document-format" in names:
-            return _REFUSALS[Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED]
-        if names:
-            return f"it does not support {', '.join(names)}"
-    return _REFUSALS.get(response.code, "")
-
-
-def _status_message(response: Message) -> str:
-    text = response.first(GroupTag.OPERATION, "status-message")
-    return f": {text}" if isinstance(text, str) and text else ""
