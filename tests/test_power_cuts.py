@@ -184,7 +184,7 @@ def test_the_flash_refuses_a_write_over_unerased_bytes(tmp_path: Path) -> None:
 
 def test_a_torn_write_keeps_exactly_what_was_written(tmp_path: Path) -> None:
     flash = Flash.create(tmp_path / "f.bin", 4 * 4096)
-    flash.cut_at = 2
+    flash.cut_at, flash.tear = 2, 0.5
     flash.write(0, b"A" * 8)
     with pytest.raises(PowerCut):
         flash.write(4096, bytes(range(16)))

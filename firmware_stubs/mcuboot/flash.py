@@ -8,9 +8,11 @@ The rules of the part it emulates, enforced so that the bootloader above cannot 
   A bootloader that breaks this rule has a bug, and the power-cut suite finds it.
 * Every erase and every write is one **operation**, counted (``erases``, ``writes``, ``ops``).
   ``cut_at=N`` makes the N-th operation (1-based, counted from when this object was opened) the
-  last: it is torn half-way and :class:`PowerCut` is raised. A torn write programs the first
-  half of its bytes, plus some bits of the next one (a byte caught mid-program reads as neither
-  old nor new); a torn erase leaves the first half of the sector erased and the rest as it was.
+  last: it is torn and :class:`PowerCut` is raised. A torn write programs a prefix of its
+  bytes, plus some bits of the next one (a byte caught mid-program reads as neither old nor
+  new); a torn erase leaves a prefix of the sector erased and the rest as it was. How much
+  (``tear``, a fraction) is fixed if given, else varies with the operation's number, so that a
+  sweep over every operation also sweeps how far the torn one got.
   After a cut the object is dead: every further call raises PowerCut, as a board without power
   does nothing. Reopen the file for the next "boot".
 
@@ -45,7 +47,7 @@ class Flash:
     """A flash device backed by ``path`` (the file's size is the device's size)."""
 
     def __init__(self, path: str | os.PathLike[str], *, sector_size: int = DEFAULT_SECTOR,
-                 cut_at: int | None = None) -> None:
+                 cut_at: int | None = None, tear: float | None = None) -> None:
         self.path = Path(path)
         self.sector_size = sector_size
         self._fd = os.open(self.path, os.O_RDWR)
@@ -59,6 +61,7 @@ class Flash:
         self.erases = 0
         self.writes = 0
         self.cut_at = cut_at
+        self.tear = tear
         self.dead = False
 
     @classmethod
@@ -98,6 +101,15 @@ class Flash:
     def _next_op_is_cut(self) -> bool:
         return self.cut_at is not None and self.ops + 1 >= self.cut_at
 
+    def _frac(self) -> float:
+        if self.tear is not None:
+            return self.tear
+        return ((self.ops * 2654435761) % 65536) / 65536  # Knuth's multiplicative hash
+
+    def _torn(self, length: int) -> int:
+        """How many of ``length`` bytes the cut operation got through (0 .. length-1)."""
+        return min(length - 1, int(length * self._frac())) if length else 0
+
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
         return bytes(self._mem[offset:offset + length])
@@ -115,12 +127,12 @@ class Flash:
             raise FlashError(f"write over unerased byte at {offset + bad:#x}: erase the "
                              "sector first")
         if self._next_op_is_cut():
+            half, frac = self._torn(len(data)), self._frac()
             self.writes += 1
-            half = len(data) // 2
             torn = bytearray(data[:half])
-            if half < len(data):
-                # The byte being programmed when the power went: some of its bits cleared.
-                torn.append(data[half] | 0x0F)
+            # The byte being programmed when the power went: none, some or most of its bits
+            # cleared (a one-byte flag may read as written, or not at all).
+            torn.append(data[half] | (0xFF if frac < 0.25 else 0x0F if frac < 0.6 else 0xC0))
             self._store(offset, bytes(torn))
             self.dead = True
             raise PowerCut(f"power cut during write {self.writes} at {offset:#x}")
@@ -136,8 +148,9 @@ class Flash:
         self._check(offset, length)
         for start in range(offset, offset + length, self.sector_size):
             if self._next_op_is_cut():
+                done = self._torn(self.sector_size)
                 self.erases += 1
-                self._store(start, bytes([ERASED]) * (self.sector_size // 2))
+                self._store(start, bytes([ERASED]) * done)
                 self.dead = True
                 raise PowerCut(f"power cut during erase {self.erases} at {start:#x}")
             self.erases += 1
