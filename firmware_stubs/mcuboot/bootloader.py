@@ -197,6 +197,8 @@ class Bootloader:
         return out
 
     def upload_offset(self) -> int:
+        """Where the current upload goes on: the next offset in this session, else (after a
+        reset) the end of the last whole sector recorded; 0 if no upload is recorded."""
         if self._up is not None:
             return self._offset
         up = self._upload_record()
@@ -276,6 +278,8 @@ class Bootloader:
         self._up, self._offset = (total, sha), 0
 
     def erase_secondary(self) -> None:
+        """Erase the upload slot (refused while the running image is on test: that slot
+        holds the image a reset goes back to)."""
         self._refuse_if_revert_pending("erase the upload slot")
         lay = self.layout
         # The trailer first: a pending request must never outlive its image.
@@ -286,9 +290,14 @@ class Bootloader:
         self._up, self._offset = None, 0
 
     def test(self, sha: bytes) -> None:
+        """Ask for one test boot of the uploaded image with hash ``sha``, after checking it
+        as the boot will (BootError EINVAL with the image refusal's code if it fails)."""
         self._request(sha, permanent=False)
 
     def confirm(self, sha: bytes | None = None) -> None:
+        """Confirm the running image (no ``sha``, or its hash): it stays after resets and
+        the stored security counter rises to its own. With the uploaded image's hash: swap it
+        in for good at the next reset, without a test boot."""
         primary = self._info(PRIMARY)
         if sha is not None and (primary is None or sha != primary.hash):
             self._request(sha, permanent=True)
