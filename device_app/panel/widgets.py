@@ -1,5 +1,5 @@
 """The pieces screens are made of: buttons (which register their taps), the header band, the
-warning mark and the icon-over-word toolbar button."""
+warning mark, the icon-over-word toolbar button and the idle logout's countdown band."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from device_app.panel.theme import (
     HEADER_INK,
     HEADER_MUTED,
     INK,
+    ON_PRIMARY,
     ON_WARN,
+    TONE_STRONG,
     Color,
     Style,
 )
-from device_app.view import Action
+from device_app.view import Action, Tone
 
 #: Draws an icon into a box in a colour (see icons.py).
 Icon = Callable[[pygame.Rect, Color], None]
@@ -111,3 +113,18 @@ def tool_button(c: Canvas, rect: pygame.Rect, label: str, action: Action, icon: 
     c.text(label, 24, INK if enabled else DISABLED_INK, max_width=rect.width - 8, role="button",
            box=rect, bg=CARD if enabled else DISABLED_BUTTON.fill,
            midbottom=(rect.centerx, rect.bottom - c.px(6)))
+
+
+def countdown_band(c: Canvas, text: str, bottom: int) -> pygame.Rect:
+    """The idle logout's last seconds, in a band whose foot is at ``bottom``. Drawn last,
+    with a target over the whole glass: any touch means "I am still here" and does nothing
+    else (a finger on its way to Release, or to Delete on the question, must not act while the
+    panel is about to log out). The same band on every screen a session can sit on."""
+    width, height = c.surface.get_size()
+    band = pygame.Rect(0, 0, width, c.tap(64))
+    band.bottom = bottom
+    pygame.draw.rect(c.surface, TONE_STRONG[Tone.INFO], band)
+    c.text(text, 36, ON_PRIMARY, max_width=width - 2 * c.px(16), role="banner",
+           bg=TONE_STRONG[Tone.INFO], center=band.center)
+    c.targets.append(Target(pygame.Rect(0, 0, width, height), Action.STAY))
+    return band

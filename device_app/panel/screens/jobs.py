@@ -14,14 +14,17 @@ import pygame
 
 from device_app.panel import icons
 from device_app.panel.canvas import Canvas, Target
-from device_app.panel.text import format_submitted, plural
+from device_app.panel.text import ELLIPSIS, format_submitted, plural
 from device_app.panel.theme import (
     BAD,
     BG,
     CARD,
     COLOUR_CHIP,
     GREY_CHIP,
+    HEADER,
     HEADER_BUTTON,
+    HEADER_INK,
+    HEADER_MUTED,
     INK,
     LINE,
     LINK_BUTTON,
@@ -37,7 +40,7 @@ from device_app.panel.theme import (
     WARN_MARK,
     Color,
 )
-from device_app.panel.widgets import button, header, tool_button, warning_mark
+from device_app.panel.widgets import button, countdown_band, header, tool_button, warning_mark
 from device_app.view import Action, PanelView, Screen, Tone
 from protocol.messages import JobSummary
 
@@ -78,46 +81,106 @@ class JobList:
         return moved
 
 
-def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
-    width, height = c.surface.get_size()
-    pad = c.px(16)
+#: The design width the one-row toolbar needs (Select all, Release all, Delete, Options and a
+#: Release button with room for "Release selected (12)"); narrower glass takes two rows.
+ONE_ROW_UNITS = 732
 
-    logout = pygame.Rect(0, 0, c.px(150), c.tap(52))
+
+def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
+    width = c.surface.get_width()
+    narrow = width / c.scale < ONE_ROW_UNITS
+    band = _draw_header(c, view, narrow)
+    bar = _draw_toolbar(c, view, narrow)
+
+    top = band.bottom
+    if view.engine_problem:
+        top = _draw_engine_banner(c, view.engine_problem, top)
+    if view.message:
+        top = _draw_result_banner(c, view.message, view.tone, top)
+    area = pygame.Rect(0, top, width, bar.top - top)
+    _draw_job_list(c, view, area, now, window, narrow)
+    if view.countdown:
+        countdown_band(c, view.countdown, area.bottom)
+
+
+def _draw_header(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
+    """The greeting, how many jobs, Refresh and Log out. Narrow glass puts the count under
+    the greeting, where the two share the band's height instead of its width."""
+    width = c.surface.get_width()
+    pad = c.px(16)
     # Refresh beside Log out: new jobs come by themselves, but a person who just sent one
     # wants a way to ask now.
-    refresh = pygame.Rect(0, 0, c.px(120), c.tap(52))
+    logout = pygame.Rect(0, 0, c.px(124 if narrow else 150), c.tap(52))
+    refresh = pygame.Rect(0, 0, c.px(112 if narrow else 120), c.tap(52))
     count = len(view.jobs)
     if view.total_jobs > count:
         summary = f"{count} of {view.total_jobs} jobs"
     else:
         summary = plural(count, "job", "jobs")
     greeting = f"Hello, {view.user_name}" if view.user_name else "Hello"
-    band = header(c, greeting, summary, reserve=logout.width + refresh.width + 2 * pad)
+    reserve = logout.width + refresh.width + 2 * pad
+    if narrow:
+        band = header(c, "", height=88)
+        left = c.px(20)
+        room = max(0, width - reserve - pad - left)
+        size = c.fitting_size(greeting, (34, 30, 26), room, bold=True)
+        title_h = c.font(size, bold=True).get_linesize()
+        status_h = c.font(28).get_linesize()
+        top = band.centery - (title_h + status_h) // 2
+        c.text(greeting, size, HEADER_INK, max_width=room, role="title", bg=HEADER,
+               topleft=(left, top))
+        c.text(summary, 28, HEADER_MUTED, max_width=room, role="status", bg=HEADER,
+               topleft=(left, top + title_h))
+    else:
+        band = header(c, greeting, summary, reserve=reserve)
     logout.midright = (width - pad, band.centery)
     refresh.midright = (logout.left - pad, band.centery)
     button(c, refresh, "Refresh", Action.REFRESH, HEADER_BUTTON)
     button(c, logout, "Log out", Action.LOGOUT, HEADER_BUTTON)
+    return band
 
-    bar_height = c.tap(64) + 2 * c.px(12)
+
+def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
+    """Select all, Release all, Delete, Options and Release selected across the foot; on
+    narrow glass in two rows, the two Release buttons together in the lower one, nearest the
+    thumb. Returns the bar."""
+    width, height = c.surface.get_size()
+    pad = c.px(16)
+    gap = c.px(10)
+    button_h = c.tap(64)
+    rows = 2 if narrow else 1
+    bar_height = rows * button_h + (rows - 1) * gap + 2 * c.px(12)
     bar = pygame.Rect(0, height - bar_height, width, bar_height)
     pygame.draw.rect(c.surface, CARD, bar)
     pygame.draw.line(c.surface, LINE, bar.topleft, bar.topright, max(1, c.px(2)))
-    button_h = c.tap(64)
-    gap = c.px(10)
+    count = len(view.jobs)
     has_jobs = count > 0
     chosen = bool(view.selected)
     # Fixed places, whatever is selected: a button that moved when a row was ticked would
     # catch the finger that was heading for its old place. Delete and Options are icon
     # buttons so that "Release selected (12)" keeps room for its whole label.
-    select_all = pygame.Rect(pad, 0, c.px(132), button_h)
-    release_all = pygame.Rect(select_all.right + gap, 0, c.px(152), button_h)
-    delete = pygame.Rect(release_all.right + gap, 0, c.px(84), button_h)
-    options = pygame.Rect(delete.right + gap, 0, c.px(92), button_h)
-    release = pygame.Rect((options if view.can_change else delete).right + gap, 0, 0,
-                          button_h)
+    delete = pygame.Rect(0, 0, c.px(84), button_h)
+    options = pygame.Rect(0, 0, c.px(92) if view.can_change else 0, button_h)
+    tools = delete.width + (options.width + gap if view.can_change else 0)
+    if narrow:
+        upper = bar.top + c.px(12)
+        lower = upper + button_h + gap
+        select_all = pygame.Rect(pad, upper, width - 2 * pad - gap - tools, button_h)
+        delete.topleft = (select_all.right + gap, upper)
+        options.topleft = (delete.right + gap, upper)
+        share = width - 2 * pad - gap
+        release_all = pygame.Rect(pad, lower, share * 2 // 5, button_h)
+        release = pygame.Rect(release_all.right + gap, lower, 0, button_h)
+    else:
+        select_all = pygame.Rect(pad, 0, c.px(132), button_h)
+        release_all = pygame.Rect(select_all.right + gap, 0, c.px(152), button_h)
+        delete.left = release_all.right + gap
+        options.left = delete.right + gap
+        release = pygame.Rect((options if view.can_change else delete).right + gap, 0, 0,
+                              button_h)
+        for rect in (select_all, release_all, delete, options, release):
+            rect.centery = bar.centery
     release.width = width - pad - release.left
-    for rect in (select_all, release_all, delete, options, release):
-        rect.centery = bar.centery
     button(c, select_all, "Deselect all" if view.all_selected else "Select all",
            Action.SELECT_ALL, SECONDARY_BUTTON, has_jobs, size=32)
     button(c, release_all, "Release all", Action.RELEASE_ALL, SECONDARY_BUTTON,
@@ -128,16 +191,7 @@ def draw(c: Canvas, view: PanelView, now: float, window: JobList) -> None:
                     INK)
     button(c, release, f"Release selected ({len(view.selected)})", Action.RELEASE,
            PRIMARY_BUTTON, chosen, size=32)
-
-    top = band.bottom
-    if view.engine_problem:
-        top = _draw_engine_banner(c, view.engine_problem, top)
-    if view.message:
-        top = _draw_result_banner(c, view.message, view.tone, top)
-    area = pygame.Rect(0, top, width, bar.top - top)
-    _draw_job_list(c, view, area, now, window)
-    if view.countdown:
-        _draw_countdown(c, view.countdown, area)
+    return bar
 
 
 def _draw_result_banner(c: Canvas, message: str, tone: Tone, top: int) -> int:
@@ -158,18 +212,6 @@ def _draw_result_banner(c: Canvas, message: str, tone: Tone, top: int) -> int:
     return banner.bottom
 
 
-def _draw_countdown(c: Canvas, text: str, area: pygame.Rect) -> None:
-    """The idle logout's last seconds, over the bottom of the list. Drawn last, with a target
-    over the whole glass: any touch means "I am still here" and does nothing else (a finger
-    on its way to Release must not release while the panel is about to log out)."""
-    width, height = c.surface.get_size()
-    band = pygame.Rect(0, 0, width, c.tap(64))
-    band.bottom = area.bottom
-    pygame.draw.rect(c.surface, TONE_STRONG[Tone.INFO], band)
-    c.text(text, 36, ON_PRIMARY, max_width=width - 2 * c.px(16), center=band.center)
-    c.targets.append(Target(pygame.Rect(0, 0, width, height), Action.STAY))
-
-
 def _draw_engine_banner(c: Canvas, problem: str, top: int) -> int:
     """Why the printer can't print, across the top of the list; returns the y below it.
     The release buttons stay: a tap on them gets the same reason, which beats a button
@@ -187,7 +229,7 @@ def _draw_engine_banner(c: Canvas, problem: str, top: int) -> int:
 
 
 def _draw_job_list(c: Canvas, view: PanelView, area: pygame.Rect, now: float,
-                   window: JobList) -> None:
+                   window: JobList, narrow: bool) -> None:
     jobs = view.jobs
     # "Load more" is the row after the last job: it is found where the list runs out, and
     # scrolls with it instead of taking room from every page.
@@ -210,7 +252,7 @@ def _draw_job_list(c: Canvas, view: PanelView, area: pygame.Rect, now: float,
         row = pygame.Rect(rows_area.left, rows_area.top + (i - window.scroll) * row_h,
                           rows_area.width, row_h)
         if i < len(jobs):
-            _draw_job_row(c, row, jobs[i], jobs[i].job_id in view.selected, now)
+            _draw_job_row(c, row, jobs[i], jobs[i].job_id in view.selected, now, narrow)
         else:
             _draw_more_row(c, row, len(jobs), view.total_jobs)
 
@@ -268,8 +310,23 @@ def _draw_scroll_rail(c: Canvas, rail: pygame.Rect, total: int, rows: int,
            midtop=(rail.centerx, middle + c.px(2)))
 
 
+#: (name, details) design sizes for a row's two lines, largest first: the first pair whose
+#: lines fit the row's height one above the other is used (Noto's lines are taller than
+#: pygame's built-in font's, and a second line must not spill into the next row).
+ROW_SIZES = ((38, 30), (38, 28), (36, 28), (34, 26), (32, 24))
+
+
+def _row_sizes(c: Canvas, height: int) -> tuple[int, int, int]:
+    """The name's and the details' sizes for a row ``height`` tall, and the top of the pair."""
+    for name_size, detail_size in ROW_SIZES:
+        total = c.font(name_size).get_height() + c.font(detail_size).get_height()
+        if total <= height - 2 * c.px(1):
+            break
+    return name_size, detail_size, max(0, (height - total) // 2)
+
+
 def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
-                  now: float) -> None:
+                  now: float, narrow: bool) -> None:
     pygame.draw.rect(c.surface, SELECTED_ROW if selected else CARD, row)
     pygame.draw.line(c.surface, LINE, row.bottomleft, row.bottomright, max(1, c.px(1)))
     pad = c.px(16)
@@ -285,24 +342,27 @@ def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
                          border_radius=c.px(6))
 
     right_edge = row.right - pad
-    right_width = c.px(150)
+    right_width = c.px(112 if narrow else 150)
     left = box.right + pad
     text_width = max(0, right_edge - right_width - pad - left)
-    top_line = row.top + c.px(8)
-    second_line = row.top + c.px(37)
+    name_size, detail_size, inset = _row_sizes(c, row.height)
+    top_line = row.top + inset
+    second_line = top_line + c.font(name_size).get_height()
 
-    c.text(job.name or "(untitled)", 38, INK, max_width=text_width,
+    c.text(job.name or "(untitled)", name_size, INK, max_width=text_width,
            topleft=(left, top_line))
-    _draw_job_details(c, job, left, second_line, text_width)
-    c.text(format_submitted(job.submitted_at, now), 34, INK, max_width=right_width,
-           topright=(right_edge, top_line))
+    _draw_job_details(c, job, left, second_line, text_width, detail_size)
+    # The time sits on the name's line and the source on the details', baseline to baseline.
+    c.text(format_submitted(job.submitted_at, now), detail_size + 4, INK,
+           max_width=right_width, topright=(right_edge, top_line))
     if job.source:
-        c.text(job.source, 28, MUTED, max_width=right_width,
+        c.text(job.source, detail_size - 2, MUTED, max_width=right_width,
                topright=(right_edge, second_line))
     c.targets.append(Target(pygame.Rect(row), Action.SELECT, job.job_id))
 
 
-def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: int) -> None:
+def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: int,
+                      size: int) -> None:
     """"12 pages · [chip] Colour · 2-sided · 3 copies", cut where the column ends."""
     # Extra copies are drawn in full ink: 50 copies of the wrong thing is the costly mistake.
     parts: list[tuple[str, tuple[Color, ...] | None, Color]] = [
@@ -311,24 +371,27 @@ def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: in
         ("2-sided" if job.duplex else "1-sided", None, MUTED),
         (plural(job.copies, "copy", "copies"), None, INK if job.copies > 1 else MUTED),
     ]
-    size = 30
-    line_h = c.font(size).get_height()
+    font = c.font(size)
+    line_h = font.get_height()
     limit = left + width
     x = left
+    dot = " \u00b7 "
+    stripe = c.px(6)
     for i, (label, chip, color) in enumerate(parts):
-        if i:
-            x = c.text(" \u00b7 ", size, MUTED, max_width=max(0, limit - x),
-                       topleft=(x, top)).right
+        # A part is drawn only with room for its start: a trailing " · " or a chip with no
+        # word after it promises more than the row shows.
+        least = font.size((dot if i else "") + label[:1] + ELLIPSIS)[0]
         if chip is not None:
-            stripe = c.px(6)
+            least += stripe * len(chip) + c.px(6)
+        if x + least > limit:
+            break
+        if i:
+            x = c.text(dot, size, MUTED, max_width=limit - x, topleft=(x, top)).right
+        if chip is not None:
             chip_h = c.px(14)
-            if x + stripe * len(chip) + c.px(6) > limit:
-                break
             chip_top = top + (line_h - chip_h) // 2
             for j, shade in enumerate(chip):
                 pygame.draw.rect(c.surface, shade,
                                  pygame.Rect(x + j * stripe, chip_top, stripe, chip_h))
             x += stripe * len(chip) + c.px(6)
-        if x >= limit:
-            break
         x = c.text(label, size, color, max_width=limit - x, topleft=(x, top)).right
