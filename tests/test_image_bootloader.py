@@ -101,3 +101,10 @@ def test_a_factory_image_that_does_not_verify_boots_nothing(tmp_path: Path) -> N
         bl.boot()
         run = bl.running()
         assert run is not None and run.version == "1.0.0" and run.confirmed
+
+
+def test_the_docs_show_the_swap_table_the_bootloader_uses() -> None:
+    from firmware_stubs.mcuboot.layout import swap_table_markdown
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "firmware.md").read_text()
+    assert swap_table_markdown() in doc

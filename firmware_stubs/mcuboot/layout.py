@@ -106,6 +106,18 @@ def decide(secondary: TrailerState, primary: TrailerState) -> SwapType:
     return SwapType.NONE
 
 
+def swap_table_markdown() -> str:
+    """SWAP_TABLE as the Markdown table docs/firmware.md shows (a test keeps them equal)."""
+    head = ("secondary magic", "secondary image_ok", "primary magic", "primary image_ok",
+            "primary copy_done", "next boot")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for pattern, swap in SWAP_TABLE:
+        cells = ["any" if p is ANY else p.value for p in pattern]
+        rows.append("| " + " | ".join([*cells, swap.name]) + " |")
+    rows.append("| " + " | ".join(["(anything else)", *[""] * 4, SwapType.NONE.name]) + " |")
+    return "\n".join(rows)
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     sector: int
