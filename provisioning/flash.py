@@ -260,9 +260,15 @@ async def _flash(dev: SmpDevice, image: FlashImage, opts: FlashOptions, res: Dev
         raise MfdError("the device did not mark the image for a test boot: run the same "
                        "command again", code="test_not_pending")
     say("reboot", total)
-    await dev.reset()
-    await dev.wait_back(opts.boot_timeout_s)
-    res.slots = await dev.slots()
+    for _ in range(3):
+        # A reset is never retried blindly: a second reset after the test boot would revert
+        # it. Only when the device still lists the image as pending did the reset not arrive.
+        await dev.reset()
+        await dev.wait_back(opts.boot_timeout_s)
+        res.slots = await dev.slots()
+        if not any(s.pending and not s.active and s.hash == image.info.hash
+                   for s in res.slots):
+            break
     running = next((s for s in res.slots if s.active), None)
     if running is None or running.hash != image.info.hash:
         res.outcome = "rolled_back"

@@ -85,6 +85,7 @@ class ReaderDevice:
         self.tx_bytes = 0
         self.frames_refused = 0
         self.upload_bytes = 0  # image data received over the device's lifetime
+        self.upload_requests = 0  # upload requests received, over the device's lifetime
         self._rx_done = 0.0  # when the last byte received would have finished arriving
         self._tx_free = 0.0  # when the line is free for the next byte out
         self._stopping = threading.Event()
@@ -179,9 +180,11 @@ class ReaderDevice:
                 return
             self._sleep_until(self._rx_done)
             with self._lock:
-                before = self._server.upload_bytes
-                reply = self._server.handle(packet)
-                self.upload_bytes += self._server.upload_bytes - before
+                server = self._server
+                bytes_before, requests_before = server.upload_bytes, server.upload_requests
+                reply = server.handle(packet)
+                self.upload_bytes += server.upload_bytes - bytes_before
+                self.upload_requests += server.upload_requests - requests_before
             if reply.packet is not None:
                 self._send(reply.packet)
             if reply.reset:

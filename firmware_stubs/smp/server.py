@@ -131,6 +131,7 @@ class SmpServer:
         self._sha: bytes | None = None
         self.requests = 0
         self.upload_bytes = 0  # upload data received (written or not), for tests and benches
+        self.upload_requests = 0  # upload requests received, the empty probe included
 
     def handle(self, data: bytes) -> Reply:
         try:
@@ -147,6 +148,7 @@ class SmpServer:
             return Reply(encode_error(packet.header, exc.rc, reason=exc.message))
         try:
             if isinstance(request, ImageUpload):
+                self.upload_requests += 1
                 self.upload_bytes += len(request.data)
             body, reset = self._serve(request)
         except SmpRequestError as exc:

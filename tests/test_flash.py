@@ -1,0 +1,261 @@
+"""``mfd flash`` end to end against emulated readers with MCUboot on ptys (issue 11).
+
+Real parts throughout: smpclient's serial transport on the technician's side, our SMP server,
+the emulated MCUboot and its flash file on the device's side, the serial reader adapter reading
+the badge after the update. The line runs unpaced (fast) except in the one paced test.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from firmware_stubs.mcuboot import Bootloader, factory_flash
+from firmware_stubs.smp.reader_device import BITS_PER_BYTE, ReaderDevice
+from firmware_stubs.smp.server import DeviceIdentity
+from mfdkit.cli import main
+from provisioning import image as img
+from provisioning import keys as keymod
+from provisioning.flash import FlashOptions, Progress, flash, load_image
+from protocol.errors import MfdError
+from readers.events import CardRead
+from readers.spec import open_reader
+
+MODEL = "reader-em4100"
+FAST = FlashOptions(timeout_s=1.0, retries=3, boot_timeout_s=10)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    key: object
+    v1: bytes
+    v2: bytes
+    paths: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    d = tmp_path_factory.mktemp("images")
+    key, other = keymod.generate(), keymod.generate()
+    rng = random.Random(11)
+
+    def build(version: str, size: int, *, model: str = MODEL, k: object = key,
+              counter: int = 1) -> bytes:
+        return img.build(rng.randbytes(size), version=version, model=model,
+                         security_counter=counter, key=k)
+
+    v1, v2 = build("1.0.0", 12_000), build("1.1.0", 40_000)
+    files = {"v1": v1, "v2": v2, "v0": build("0.9.0", 9_000),
+             "twn4": build("1.2.0", 9_000, model="reader-twn4"),
+             "stranger": build("1.2.0", 9_000, k=other),
+             "unsigned": img.build(rng.randbytes(9_000), version="1.2.0", model=MODEL,
+                                   security_counter=1),
+             "tampered": v2[:100] + bytes([v2[100] ^ 1]) + v2[101:]}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = d / f"{name}.img"
+        paths[name].write_bytes(data)
+    return Fleet(key, v1, v2, paths)
+
+
+@pytest.fixture
+def readers(tmp_path: Path, fleet: Fleet) -> Iterator[list[ReaderDevice]]:
+    made: list[ReaderDevice] = []
+    yield made
+    for r in made:
+        r.close()
+
+
+def reader(readers: list[ReaderDevice], tmp_path: Path, fleet: Fleet, factory: bytes | None = None,
+           **kw: object) -> ReaderDevice:
+    n = len(readers)
+    flash_file = factory_flash(tmp_path / f"flash{n}.bin", factory or fleet.v1)
+    der = keymod.public_der(fleet.key)
+    boot = Bootloader(flash_file, model=MODEL, trusted_keys=[der])
+    identity = DeviceIdentity(MODEL, (keymod.key_id(fleet.key),), (der,))
+    dev = ReaderDevice(boot, identity, **kw)  # type: ignore[arg-type]
+    readers.append(dev)
+    return dev
+
+
+def running(dev: ReaderDevice) -> tuple[str, bool] | None:
+    slot = dev.bootloader.running()
+    return (slot.version, slot.confirmed) if slot is not None else None
+
+
+def test_one_reader_updated_end_to_end_and_still_reads_a_badge(readers, tmp_path, fleet) -> None:
+    dev = reader(readers, tmp_path, fleet)
+    phases: list[str] = []
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), FAST,
+                  lambda p: phases.append(p.phase))
+    assert (res.outcome, res.from_version, res.to_version) == ("updated", "1.0.0", "1.1.0")
+    assert running(dev) == ("1.1.0", True)
+    assert res.bytes_sent == len(fleet.v2) and res.resumed_from == 0
+    assert res.mtu_negotiated and res.mtu == 2048 - 4  # the buffer it advertised, less framing
+    assert dev.boots == 2  # power-on, then the test boot
+    for phase in ("upload", "verify", "test", "reboot", "confirm", "done"):
+        assert phase in phases
+    # The confirmed image survives another reset (no revert), and the reader reads badges.
+    badge = open_reader(f"serial:{dev.badge_device}?family=em4100", reader_id="door")
+    reads: queue.Queue[CardRead] = queue.Queue()
+    badge.start(reads.put)
+    try:
+        assert dev.present(1234567) is not None
+        assert reads.get(timeout=3).number == "0001234567"
+    finally:
+        badge.stop()
+
+
+def test_three_readers_at_once_with_the_cli_json(readers, tmp_path, fleet, capsys) -> None:
+    devs = [reader(readers, tmp_path, fleet) for _ in range(3)]
+    argv = ["flash", str(fleet.paths["v2"]), "--json", "--timeout", "1"]
+    for d in devs:
+        argv += ["--port", d.device]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is True
+    assert [d["outcome"] for d in out["devices"]] == ["updated"] * 3
+    assert [d["port"] for d in out["devices"]] == [d.device for d in devs]
+    for d in devs:
+        assert running(d) == ("1.1.0", True)
+
+
+def test_the_table_and_progress_lines(readers, tmp_path, fleet, capsys) -> None:
+    dev = reader(readers, tmp_path, fleet)
+    assert main(["flash", str(fleet.paths["v2"]), "--port", dev.device]) == 0
+    captured = capsys.readouterr()
+    assert "updated" in captured.out and "1.0.0 -> 1.1.0" in captured.out
+    assert f"{dev.device}: upload" in captured.err and "KiB/s" in captured.err
+
+
+def test_an_interrupted_upload_resumes_from_the_devices_offset(readers, tmp_path, fleet) -> None:
+    dev = reader(readers, tmp_path, fleet)
+    image = load_image(fleet.paths["v2"])
+    total = len(fleet.v2)
+
+    def pull_the_cable(p: Progress) -> None:
+        if p.phase == "upload" and p.done >= total * 0.4:
+            dev.mute.set()
+
+    opts = FlashOptions(timeout_s=0.3, retries=1, boot_timeout_s=5)
+    [cut] = flash([dev.device], image, opts, pull_the_cable)
+    assert cut.outcome == "failed" and cut.code == "device_silent"
+    assert "run the same command again" in cut.message
+    held = dev.bootloader.upload_offset()
+    assert total * 0.4 <= held < total
+    assert running(dev) == ("1.0.0", True)
+
+    dev.mute.clear()
+    received_before = dev.upload_bytes
+    [res] = flash([dev.device], image, FAST)
+    assert res.outcome == "updated"
+    assert res.resumed_from == held
+    # Only the rest went over the line: not the whole image again.
+    assert res.bytes_sent == total - held
+    assert dev.upload_bytes - received_before == total - held
+    assert running(dev) == ("1.1.0", True)
+
+
+def test_a_reader_running_the_image_is_skipped(readers, tmp_path, fleet) -> None:
+    dev = reader(readers, tmp_path, fleet, factory=fleet.v2)
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), FAST)
+    assert (res.outcome, res.bytes_sent) == ("skipped", 0)
+    assert dev.upload_requests == 0 and dev.boots == 1
+
+
+@pytest.mark.parametrize(("name", "code"), [("twn4", img.WRONG_MODEL),
+                                            ("stranger", img.UNKNOWN_KEY),
+                                            ("v0", img.DOWNGRADE)])
+def test_refused_before_a_byte_is_sent(readers, tmp_path, fleet, name, code) -> None:
+    dev = reader(readers, tmp_path, fleet)
+    [res] = flash([dev.device], load_image(fleet.paths[name]), FAST)
+    assert (res.outcome, res.code) == ("refused", code)
+    assert res.message and res.bytes_sent == 0
+    assert dev.upload_requests == 0  # the device answered every request; none was an upload
+    assert running(dev) == ("1.0.0", True)
+
+
+@pytest.mark.parametrize(("name", "code"), [("unsigned", img.UNSIGNED),
+                                            ("tampered", img.TAMPERED)])
+def test_an_unsigned_or_tampered_image_is_refused_before_any_port(fleet, name, code,
+                                                                   capsys) -> None:
+    with pytest.raises(MfdError) as info:
+        load_image(fleet.paths[name])
+    assert info.value.code == code
+    # The CLI says so in one line, without opening the (non-existent) port.
+    assert main(["flash", str(fleet.paths[name]), "--port", "/nonexistent/tty"]) == 1
+    err = capsys.readouterr().err
+    assert "mfd flash: error:" in err and ("sign it" in err or "original" in err)
+
+
+def test_dry_run_checks_and_sends_nothing(readers, tmp_path, fleet) -> None:
+    dev = reader(readers, tmp_path, fleet)
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), FlashOptions(dry_run=True))
+    assert res.outcome == "ready" and "would send" in res.message
+    assert dev.upload_requests == 0 and dev.boots == 1
+    assert running(dev) == ("1.0.0", True)
+
+
+def test_a_reader_whose_new_firmware_crashes_rolls_back(readers, tmp_path, fleet) -> None:
+    dev = reader(readers, tmp_path, fleet, crashing_versions=frozenset({"1.1.0"}))
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), FAST)
+    assert (res.outcome, res.code) == ("rolled_back", "rolled_back")
+    assert "went back to 1.0.0" in res.message
+    assert running(dev) == ("1.0.0", True)
+
+
+def test_damaged_bytes_on_the_line_are_retried_and_never_activate_a_bad_image(
+        readers, tmp_path, fleet) -> None:
+    rng = random.Random(5)
+    damaged = {"rx": 0, "tx": 0}
+
+    def damage(direction: str, rate: float):  # type: ignore[no-untyped-def]
+        def fault(data: bytes) -> bytes:
+            if len(data) < 4 or rng.random() > rate:
+                return data
+            damaged[direction] += 1
+            at = rng.randrange(len(data))
+            kind = rng.choice(["flip", "drop", "dup"])
+            if kind == "flip":
+                return data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1:]
+            if kind == "drop":
+                return data[:at] + data[at + 1:]
+            return data[:at + 1] + data[at:]
+        return fault
+
+    dev = reader(readers, tmp_path, fleet, rx_fault=damage("rx", 0.08),
+                 tx_fault=damage("tx", 0.03))
+    opts = FlashOptions(timeout_s=0.4, retries=8, boot_timeout_s=10)
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), opts)
+    assert damaged["rx"] > 0 and damaged["tx"] > 0 and dev.frames_refused > 0
+    assert res.reconnects > 0  # the damage was met, and retried
+    assert res.outcome == "updated", res.message
+    slot = dev.bootloader.running()
+    assert slot is not None and slot.hash == img.inspect(fleet.v2).hash and slot.confirmed
+
+
+def test_a_reader_without_mcumgr_params_gets_the_fallback_size(readers, tmp_path, fleet) -> None:
+    dev = reader(readers, tmp_path, fleet, params=False)
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), FAST)
+    assert res.outcome == "updated"
+    # smpclient assumes two 128-byte lines then: far less than the 2044 negotiated above.
+    assert res.mtu_negotiated is False and res.mtu is not None and res.mtu < 256
+
+
+def test_paced_at_115200_baud_the_rate_is_what_the_line_carries(readers, tmp_path,
+                                                                 fleet) -> None:
+    dev = reader(readers, tmp_path, fleet, baud=115200)
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), FAST)
+    assert res.outcome == "updated"
+    raw = 115200 / BITS_PER_BYTE
+    # base64 carries 3 bytes in 4 characters: no paced transfer can beat that...
+    assert res.rate < raw * 3 / 4
+    # ...and ours fills the line: over 90 % of the transport's ceiling (base64, and 124
+    # characters in each 127-byte line), after the SMP header, CBOR and the replies.
+    assert res.rate > 0.9 * raw * 3 / 4 * 124 / 127, res.rate
