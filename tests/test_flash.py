@@ -20,10 +20,10 @@ from firmware_stubs.mcuboot import Bootloader, factory_flash
 from firmware_stubs.smp.reader_device import BITS_PER_BYTE, ReaderDevice
 from firmware_stubs.smp.server import DeviceIdentity
 from mfdkit.cli import main
+from protocol.errors import MfdError
 from provisioning import image as img
 from provisioning import keys as keymod
 from provisioning.flash import FlashOptions, Progress, flash, load_image
-from protocol.errors import MfdError
 from readers.events import CardRead
 from readers.spec import open_reader
 
