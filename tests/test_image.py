@@ -277,3 +277,20 @@ def test_mfd_image_verify_refusals_exit_1_and_say_what_to_do(tmp_path: Path) -> 
     assert low.returncode == 1 and json.loads(low.stdout)["code"] == image.DOWNGRADE
     human = mfd("image", "inspect", str(img))
     assert human.returncode == 0 and "security counter: 2" in human.stdout
+
+
+@settings(max_examples=30, derandomize=True, database=None, deadline=None)
+@given(payload=st.binary(max_size=2000),
+       version=st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 65535),
+                         st.integers(0, 1000)),
+       counter=st.integers(0, 0xFFFFFFFF),
+       model=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1,
+                     max_size=20).filter(str.isprintable))
+def test_what_build_writes_inspect_reads_back(payload: bytes, version: tuple[int, ...],
+                                              counter: int, model: str) -> None:
+    text = f"{version[0]}.{version[1]}.{version[2]}+{version[3]}"
+    data = image.build(payload, version=text, model=model, security_counter=counter, key=KEY)
+    info = image.verify(data, [KEY], model=model, min_counter=counter)
+    shown = text if version[3] else text.split("+")[0]
+    assert (info.version, info.security_counter, info.model) == (shown, counter, model)
+    assert data[info.header_size:info.header_size + info.payload_size] == payload
