@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pygame
 import pytest
@@ -17,7 +18,7 @@ from device_app.panel import PanelRenderer
 from device_app.panel.theme import TONE_STRONG, TONE_TINT
 from device_app.panel.tree import TextNode
 from device_app.session import Answered, Tapped, Tick
-from device_app.view import Action, JobProgress, PanelView, Screen, Tone
+from device_app.view import Action, JobProgress, OptionsView, PanelView, Screen, Tone
 from protocol import messages as m
 from protocol.messages import JobSummary
 
@@ -162,3 +163,43 @@ def test_the_session_s_result_line_is_drawn_and_a_tap_on_it_clears_it() -> None:
     # The countdown the machine shows is the one the screen draws.
     sm.handle(Tick(595.0))
     said(drawn(sm.view()), "Logging out in 5 s \u2014 touch to stay")
+
+
+COUNTDOWN = "Logging out in 7 s \u2014 touch to stay"
+#: Every other screen a session can sit on while the idle logout counts, with the words on
+#: its buttons that must stay readable above the band.
+SITTING = {
+    "options": (PanelView(Screen.OPTIONS, title="Release 1 job with changes",
+                          options=OptionsView(grayscale=True), selected=frozenset({"j0"}),
+                          countdown=COUNTDOWN), ("Release", "Cancel")),
+    "confirm": (PanelView(Screen.CONFIRM, title="Delete 1 job?",
+                          message="Deleted jobs cannot be printed.",
+                          selected=frozenset({"j0"}), countdown=COUNTDOWN), ("Keep", "Delete")),
+    "offline": (PanelView(Screen.OFFLINE, device_name="Floor 3", countdown=COUNTDOWN),
+                ("Retry",)),
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", SITTING)
+def test_the_countdown_shows_on_every_screen_and_a_touch_only_stays(
+        name: str, size: tuple[int, int]) -> None:
+    view, buttons = SITTING[name]
+    renderer = drawn(view, size)
+    band = said(renderer, COUNTDOWN)
+    glass = renderer.surface.get_rect()
+    assert glass.contains(pygame.Rect(band.rect))
+    # Where the screen's buttons are without the countdown, a touch now only stays: Delete on
+    # the question must not delete while the panel is about to log out.
+    calm = drawn(replace(view, countdown=""), size)
+    assert calm.targets
+    for t in calm.targets:
+        assert renderer.hit(t.rect.center) == (Action.STAY, None), t.action
+    # The buttons are still there to be read, beside the band, not under it (the band is a
+    # 9 mm strip centred on its words).
+    strip = renderer.canvas.tap(64)
+    top = band.rect[1] + band.rect[3] // 2 - strip // 2
+    for label in buttons:
+        word = said(renderer, label)
+        assert (word.rect[1] + word.rect[3] <= top or word.rect[1] >= top + strip), (
+            label, word.rect, band.rect)

@@ -12,6 +12,7 @@ import itertools
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pygame
 import pytest
@@ -283,3 +284,20 @@ def test_portrait_stacks_what_landscape_puts_side_by_side() -> None:
     assert field[0] + field[2] <= key[0], "landscape: field left of the keypad"
     field, key = field_and_keypad((480, 800))
     assert field[1] + field[3] <= key[1], "portrait: field above the keypad"
+
+
+@pytest.mark.parametrize(("size", "dpi"), PANELS, ids=[f"{w}x{h}" for (w, h), _ in PANELS])
+def test_the_idle_countdown_leaves_every_screen_it_covers_in_order(
+        size: tuple[int, int], dpi: float) -> None:
+    """With the countdown band drawn, each screen still fits; only the band's own target
+    (the whole glass: any touch stays) lies over the others, on purpose."""
+    renderer = PanelRenderer(size, dpi=dpi)
+    bad = {}
+    for name in ("jobs-1", "jobs-200", "options", "confirm", "offline"):
+        view = replace(VIEWS[name], countdown="Logging out in 7 s \u2014 touch to stay")
+        renderer.draw(view, NOW)
+        assert renderer.tree[-1] == TargetNode("stay", None, (0, 0, *size), "")
+        found = [p for p in problems(renderer, view, dpi) if "stay/" not in p]
+        if found:
+            bad[name] = found
+    assert bad == {}

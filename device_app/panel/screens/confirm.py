@@ -7,16 +7,18 @@ import pygame
 from device_app.panel.canvas import Canvas
 from device_app.panel.text import format_clock
 from device_app.panel.theme import BAD, CARD, DANGER_BUTTON, INK, LINE, MUTED, SECONDARY_BUTTON
-from device_app.panel.widgets import button, header, warning_mark
+from device_app.panel.widgets import button, countdown_band, header, warning_mark
 from device_app.view import Action, PanelView
 
 
 def draw(c: Canvas, view: PanelView, now: float) -> None:
     width, height = c.surface.get_size()
     band = header(c, view.device_name, format_clock(now))
+    # The idle logout's band takes the foot of the glass; the question sits above it.
+    foot = height - (c.tap(64) if view.countdown else 0)
     card = pygame.Rect(0, 0, min(width - c.px(48), c.px(640)),
-                       min(height - band.bottom - c.px(32), c.px(300)))
-    card.center = (width // 2, (band.bottom + height) // 2)
+                       min(foot - band.bottom - c.px(32), c.px(300)))
+    card.center = (width // 2, (band.bottom + foot) // 2)
     radius = c.px(16)
     pygame.draw.rect(c.surface, CARD, card, border_radius=radius)
     pygame.draw.rect(c.surface, LINE, card, width=max(1, c.px(2)),
@@ -44,3 +46,5 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         room_lines = max(1, (keep.top - c.px(16) - top) // line_h)
         c.lines(view.message, 36, MUTED, 0, top, card.width - 2 * pad, room_lines,
                 left=card.left + pad)
+    if view.countdown:
+        countdown_band(c, view.countdown, height)

@@ -16,7 +16,7 @@ from device_app.panel.theme import (
     SECONDARY_BUTTON,
     SWITCH_OFF,
 )
-from device_app.panel.widgets import button, header
+from device_app.panel.widgets import button, countdown_band, header
 from device_app.view import Action, OptionsView, PanelView
 
 
@@ -47,6 +47,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     _toggle_row(c, rows[1], "2-sided", opts.duplex, "On both sides of the paper",
                 Action.TOGGLE_DUPLEX)
     _copies_row(c, rows[2], opts.copies)
+    if view.countdown:
+        countdown_band(c, view.countdown, bar.top)
 
 
 def _option_text(c: Canvas, row: pygame.Rect, label: str, detail: str, right: int) -> None:
