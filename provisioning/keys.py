@@ -102,8 +102,8 @@ def load(path: str | os.PathLike[str]) -> ImgKey:
 
 
 def from_bytes(data: bytes, *, what: str = "key") -> ImgKey:
-    """A key from PEM (private or public), DER SubjectPublicKeyInfo, or a raw 32-byte Ed25519
-    public key."""
+    """A key from PEM (private or public), DER SubjectPublicKeyInfo, or a raw public key (32
+    bytes Ed25519, 65 bytes an uncompressed P-256 point)."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             if b"PRIVATE KEY" in data:
@@ -115,9 +115,12 @@ def from_bytes(data: bytes, *, what: str = "key") -> ImgKey:
             return _wrap(serialization.load_pem_public_key(data), what)
         if len(data) == 32:
             return imgkeys.Ed25519Public(ed25519.Ed25519PublicKey.from_public_bytes(data))
+        if len(data) == 65 and data[0] == 0x04:  # a raw P-256 point, uncompressed
+            return imgkeys.ECDSA256P1Public(
+                ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), data))
         return _wrap(serialization.load_der_public_key(data), what)
     except (ValueError, TypeError):
-        raise ConfigError(f"{what} is not a key (PEM, DER or raw Ed25519): make one with "
+        raise ConfigError(f"{what} is not a key (PEM, DER or raw): make one with "
                           "`mfd image keygen`") from None
 
 

@@ -108,3 +108,22 @@ def test_the_docs_show_the_swap_table_the_bootloader_uses() -> None:
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "firmware.md").read_text()
     assert swap_table_markdown() in doc
+
+
+@pytest.mark.parametrize("kind", keys.KINDS)
+def test_a_device_takes_its_trusted_keys_as_pem_der_or_raw(tmp_path: Path, kind: str) -> None:
+    from cryptography.hazmat.primitives import serialization as ser
+
+    key = keys.generate(kind)
+    pub = key.key.public_key()
+    raw = (pub.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw) if kind == "ed25519"
+           else pub.public_bytes(ser.Encoding.X962, ser.PublicFormat.UncompressedPoint))
+    data = image.build(b"fw" * 50, version="1.0.0", model="m", security_counter=0, key=key)
+    for form in (keys.public_pem(key), keys.public_der(key), raw):
+        flash = factory_flash(tmp_path / "f.bin", data, slot_sectors=3)
+        bl = Bootloader(flash, model="m", trusted_keys=[form])
+        bl.boot()
+        assert bl.running() is not None, form[:20]
+        flash.close()
+    with pytest.raises(Exception, match="not a key"):
+        Bootloader(Flash(tmp_path / "f.bin"), model="m", trusted_keys=[b"nonsense"])
