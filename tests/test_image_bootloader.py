@@ -10,6 +10,7 @@ import pytest
 
 from firmware_stubs.mcuboot import BootError, Bootloader, Flash, SlotInfo, factory_flash, sim
 from firmware_stubs.mcuboot.bootloader import EBADSTATE, EINVAL, ENOENT, ENOMEM
+from protocol.errors import ConfigError
 from provisioning import image, keys
 
 
@@ -125,5 +126,5 @@ def test_a_device_takes_its_trusted_keys_as_pem_der_or_raw(tmp_path: Path, kind:
         bl.boot()
         assert bl.running() is not None, form[:20]
         flash.close()
-    with pytest.raises(Exception, match="not a key"):
-        Bootloader(Flash(tmp_path / "f.bin"), model="m", trusted_keys=[b"nonsense"])
+    with Flash(tmp_path / "f.bin") as flash, pytest.raises(ConfigError, match="not a key"):
+        Bootloader(flash, model="m", trusted_keys=[b"nonsense"])
