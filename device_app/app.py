@@ -3,6 +3,11 @@
 Everything that happens on another thread (a card read, a cloud answer, an engine outcome, a tap
 from the UI) arrives here as an event on one queue; the loop feeds it to the machine and runs the
 effects. Nothing blocks the loop: requests are asynchronous and printing has its own thread.
+
+The app also gathers what a technician's diagnostics screen shows (:meth:`DeviceApp.snapshot`,
+device_app/session/diagnostics.py): the last card read and its reader's pipeline, the engine's
+state and its outcomes since start (counted here, from the JobDone events), the link's state
+and round-trip times, and the applied configuration's version.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from device_app.printing.journal import Journal
 from device_app.printing.release import Printer
 from device_app.session import Detach, Policy, PrintJob, Send, SessionMachine
 from device_app.session import events as ev
+from device_app.session.diagnostics import LastBadge, Snapshot
 from device_app.view import Action, PanelView
 from protocol import messages as m
 from protocol.engine import EngineState
@@ -60,6 +66,13 @@ class Notified(Protocol):
     on_notify: Callable[[bytes], None] | None
 
 
+@runtime_checkable
+class Timed(Protocol):
+    """A link that times its requests' round trips (link.py's), for the diagnostics screen."""
+
+    def round_trips(self) -> tuple[float, ...]: ...
+
+
 def random_request_id() -> str:
     return secrets.token_hex(8)
 
@@ -79,7 +92,16 @@ class DeviceApp:
         self.clock = clock
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self.machine = SessionMachine(new_id=new_id, device_name=device_name, policy=policy,
-                                      idle_timeout=idle_timeout)
+                                      idle_timeout=idle_timeout, snapshot=self.snapshot)
+        #: The applied managed configuration's version (0: the device's own file), for the
+        #: diagnostics screen; whoever applies configuration sets it (device_app/runner.py).
+        self.config_version: Callable[[], int | None] = lambda: None
+        # The last card read (handed over from the reader's thread like every event), and the
+        # engine's outcomes since start: the diagnostics screen's, never logged or sent.
+        self._reads: queue.SimpleQueue[CardRead] = queue.SimpleQueue()
+        self._last_read: CardRead | None = None
+        self.printed = 0
+        self.failed = 0
         #: Called on the loop's thread with each command payload from the cloud (config push).
         self.on_command: Callable[[bytes], None] | None = None
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
@@ -100,6 +122,7 @@ class DeviceApp:
 
     def on_card(self, read: CardRead) -> None:
         log.info("card %s on reader %s", read.masked, read.reader_id)
+        self._reads.put(read)
         self.events.put(ev.CardPresented(read.number))
 
     def command(self, payload: bytes) -> None:
@@ -155,6 +178,8 @@ class DeviceApp:
             event: ev.Event = self.events.get(timeout=timeout)
         except queue.Empty:
             event = ev.Tick(self.clock())
+        while not self._reads.empty():
+            self._last_read = self._reads.get()
         while not self._commands.empty():
             payload = self._commands.get()
             if self.on_command is not None:
@@ -178,6 +203,11 @@ class DeviceApp:
         """The one place the machine is driven: every effect of every ``handle`` call runs
         here, so no request the machine counts as pending is ever left unsent."""
         sm = self.machine
+        if isinstance(event, ev.JobDone):
+            if event.ok:
+                self.printed += 1
+            else:
+                self.failed += 1
         before = sm.state
         shown = (sm.logout_in, sm.flash)
         effects = sm.handle(event)
@@ -221,6 +251,22 @@ class DeviceApp:
 
     def view(self) -> PanelView:
         return self.machine.view()
+
+    def snapshot(self) -> Snapshot:
+        """What the diagnostics screen shows now (called on the loop's thread when it draws)."""
+        read = self._last_read
+        badge = None
+        if read is not None:
+            # A reader with a conversion pipeline (readers.numbers.converting) says which.
+            pipeline = next((getattr(r, "pipeline", None) for r in self.readers
+                             if r.reader_id == read.reader_id), None)
+            badge = LastBadge(read.raw, read.reader_id, read.number,
+                              "" if pipeline is None else str(pipeline))
+        link = self.link
+        return Snapshot(badge=badge, engine=self._engine_state, printed=self.printed,
+                        failed=self.failed, link_up=link.connected,
+                        round_trips=link.round_trips() if isinstance(link, Timed) else (),
+                        config_version=self.config_version())
 
     def _send(self, effect: Send) -> None:
         tag = effect.tag

@@ -35,6 +35,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,8 @@ RESOLVE_WITHIN = 20.0
 #: may still be done, so the request is kept and asked again.
 INCONCLUSIVE = frozenset({"busy", "internal"})
 WILL_DELAY_S = 5
+#: Round-trip times kept for the technician's diagnostics (the newest).
+ROUND_TRIPS_KEPT = 50
 
 
 @dataclass(slots=True)
@@ -74,6 +77,7 @@ class _Pending:
     payload: bytes | None = None
     resolve_by: float = 0.0
     sends: int = 1  # copies published so far
+    sent_at: float = 0.0  # when the first copy was published (monotonic)
 
 
 def _overdue(entry: _Pending, *, now: float) -> bool:
@@ -110,6 +114,7 @@ class MqttCloudLink:
         #: engine prints nothing, and the cloud must be able to see that.
         self.engine = ""
         self._pending: dict[bytes, _Pending] = {}
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._connected_evt = threading.Event()
@@ -242,7 +247,17 @@ class MqttCloudLink:
                 return
             if self._pending.pop(key, None) is None:
                 return  # settled meanwhile (the reaper, another copy's answer)
+            if entry.sends == 1:
+                # Only a request published once is timed: the answer to one sent again could
+                # be to either copy (Karn's rule), and would time the reconnect, not the link.
+                self._round_trips.append(now - entry.sent_at)
         entry.reply(outcome)
+
+    def round_trips(self) -> tuple[float, ...]:
+        """Seconds from request to answer of the last answered requests, oldest first (for a
+        technician's diagnostics: device_app/session/diagnostics.py)."""
+        with self._lock:
+            return tuple(self._round_trips)
 
     # ------------------------------------------------------------ requests
 
@@ -253,7 +268,7 @@ class MqttCloudLink:
         corr = os.urandom(12)
         now = time.monotonic()
         payload = m.encode(request)
-        entry = _Pending(request.TYPE, reply, now + (timeout or self.timeout))
+        entry = _Pending(request.TYPE, reply, now + (timeout or self.timeout), sent_at=now)
         if m.is_mutating(request):
             entry.payload = payload
             entry.resolve_by = now + self.resolve_within

@@ -21,6 +21,7 @@ class Screen(StrEnum):
     ENTRY = "entry"  # typing an access code, PIN, or username + password (entry field)
     CONFIRM = "confirm"  # a yes/no question (delete jobs?)
     OPTIONS = "options"  # changes at release: greyscale, 2-sided, copies
+    DIAGNOSTICS = "diagnostics"  # a technician's rows: last badge, engine, link, config
 
 
 class Tone(StrEnum):
@@ -73,6 +74,18 @@ class OptionsView:
 
 
 @dataclass(frozen=True, slots=True)
+class InfoRow:
+    """One line of a diagnostics screen: a label and its value; a ``heading`` starts a group
+    (its label names the group, its value is empty)."""
+
+    label: str
+    value: str = ""
+    heading: bool = False
+    #: The value the device itself uses among its neighbours (the pipeline's conversion).
+    chosen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PanelView:
     screen: Screen
     title: str = ""
@@ -105,6 +118,8 @@ class PanelView:
     countdown: str = ""
     #: The releasing screen offers "Done, log me out": printing goes on without the user.
     can_walk_away: bool = False
+    #: The diagnostics screen's rows (device_app/session/diagnostics.py).
+    rows: tuple[InfoRow, ...] = ()
 
 
 class Action(StrEnum):

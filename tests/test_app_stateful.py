@@ -4,7 +4,9 @@ from a scripted cloud; the link going down and up, and staying down past the out
 engine faults and outcomes; the clock jumping. Invariants are checked after every step, every
 move of the session machine is checked against its table (the machine is strict: a handler that
 leads where its entry does not allow raises), and the run as a whole must have visited every
-state of the session machine (issue 8, defect 2) and every node of its diagram.
+state of the session machine (issue 8, defect 2) and every node of its diagram, the
+technician's diagnostics among them (issue 10: a technician's code or badge, answered with the
+technician role, opens a screen that names no one and holds no session).
 
 The link (tests/fakes.ScriptedLink) behaves as the real one does; the printer stand-in hands
 each job straight to a scripted engine, so the run is deterministic and needs no thread. The
@@ -63,6 +65,9 @@ VISITED_NODES: set[Node] = set()
 DOC = b"%PDF-1.4 a page\n"
 SHA = hashlib.sha256(DOC).hexdigest()
 
+#: A technician's code and badge: the scripted cloud answers them with the technician role.
+TECH_CODE, TECH_BADGE = "8264019375", "777"
+
 REFUSALS = ["busy", "internal", "invalid_session", "wrong_device", "job_not_held",
             "job_not_found", "unknown_card", "unknown_code", "wrong_pin", "invalid_password",
             "locked_out", "not_allowed", "unknown_device", "card_limit"]
@@ -91,6 +96,7 @@ SCREEN_TAPS: dict[State, list[tuple[Tap, ...]]] = {
     State.CONFIRM_DELETE: [((Action.CONFIRM, None),), ((Action.CANCEL, None),)],
     State.NOTICE: [((Action.DISMISS, None),)],
     State.OFFLINE: [((Action.LOGOUT, None),), ((Action.DISMISS, None),)],
+    State.DIAGNOSTICS: [((Action.DISMISS, None),), ((Action.STAY, None),)],
 }
 
 
@@ -154,6 +160,8 @@ class Cloud:
         self.release_session: dict[str, str] = {}
 
     def answer(self, request: m.Request) -> m.Result | RemoteError:
+        if isinstance(request, m.Identify) and request.value in (TECH_CODE, TECH_BADGE):
+            return m.IdentifyResult("-", "tech_1", "Technician", 0, role=m.ROLE_TECHNICIAN)
         if isinstance(request, m.Identify | m.Associate):
             token = f"s{next(self.ids)}"
             self.held[token] = [f"{token}.j{i}" for i in range(3)]
@@ -218,6 +226,7 @@ class AppMachine(RuleBasedStateMachine):
 
         self.app._send = tagged_send  # type: ignore[method-assign]
         self.sessions_of: dict[int, str | None] = {}
+        self.outcomes = [0, 0]  # JobDone events put on the queue: printed, failed
         VISITED.add(self.app.machine.state)
         VISITED_NODES.add(self.app.machine.node)
 
@@ -262,9 +271,10 @@ class AppMachine(RuleBasedStateMachine):
     # Few rules, some with a choice inside: each rule is drawn as often as any other, so the
     # rules a run needs to get deep (answers, the screen's taps) are not drowned out.
 
-    @rule(card=st.sampled_from(["111", "222", "999", "code"]))
+    @rule(card=st.sampled_from(["111", "222", "999", "code", "tech code", TECH_BADGE]))
     def badge(self, card: str) -> None:
-        self.app.events.put(CodeEntered("482916") if card == "code" else CardPresented(card))
+        codes = {"code": "482916", "tech code": TECH_CODE}
+        self.app.events.put(CodeEntered(codes[card]) if card in codes else CardPresented(card))
         self.drain()
 
     @rule(action=st.sampled_from(list(Action)),
@@ -356,6 +366,7 @@ class AppMachine(RuleBasedStateMachine):
             return
         ok = what == "printed"
         if self.engine.running:
+            self.outcomes[0 if ok else 1] += 1
             effect = self.engine.running.pop(index % len(self.engine.running))
             self.app.events.put(JobDone(effect.release_id, effect.job.job_id, ok,
                                         "" if ok else "paper jam"))
@@ -410,7 +421,7 @@ class AppMachine(RuleBasedStateMachine):
     @invariant()
     def only_a_signed_in_user_is_counted_down_or_told_what_happened(self) -> None:
         view = self.app.view()
-        if self.app.machine.session_token is None:
+        if self.app.machine.session_token is None and view.screen is not Screen.DIAGNOSTICS:
             assert view.countdown == "", view
             assert view.screen is not Screen.IDLE or view.message == "", view
 
@@ -428,6 +439,20 @@ class AppMachine(RuleBasedStateMachine):
             return
         assert view.user_name == f"User {token}"
         assert all(j.job_id.startswith(f"{token}.") for j in view.jobs), (token, view.jobs)
+
+    @invariant()
+    def diagnostics_name_no_one_and_count_what_the_engine_did(self) -> None:
+        if self.app.machine.state is not State.DIAGNOSTICS:
+            return
+        sm = self.app.machine
+        view = self.app.view()
+        assert sm.session_token is None and view.user_name == "" and view.jobs == ()
+        assert m.ListJobs.TYPE not in {kind for kind, _ in sm._pending.values()}
+        shown = " ".join(f"{r.label} {r.value}" for r in view.rows)
+        assert "User s" not in shown and "Technician" not in shown, shown
+        rows = {r.label: r.value for r in view.rows}
+        assert rows["Printed since start"] == str(self.outcomes[0]), (rows, self.outcomes)
+        assert rows["Failed since start"] == str(self.outcomes[1]), (rows, self.outcomes)
 
     def teardown(self) -> None:
         self.app.stop()

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from device_app.session.diagnostics import Snapshot
 from device_app.session.effects import Effect, Send
 from device_app.session.entry import Entry, new_entry
 from device_app.session.events import Failed
@@ -40,7 +41,8 @@ class MachineBase:
 
     def __init__(self, *, new_id: Callable[[], str], device_name: str = "",
                  policy: Policy | None = None, idle_timeout: float | None = None,
-                 notice_timeout: float | None = None, strict: bool = False) -> None:
+                 notice_timeout: float | None = None, strict: bool = False,
+                 snapshot: Callable[[], Snapshot] | None = None) -> None:
         policy = policy or Policy()
         if idle_timeout is not None:
             policy = replace(policy, idle_timeout=idle_timeout)
@@ -52,6 +54,10 @@ class MachineBase:
         #: Raise TransitionError on a move the table does not allow (tests); else log it and
         #: end the session (a copier in service).
         self.strict = strict
+        #: What the diagnostics screen shows, gathered when it is drawn (the app's: the last
+        #: badge, the engine's counters, the link's round trips, the config version); without
+        #: one, what the machine itself knows.
+        self.snapshot: Callable[[], Snapshot] = snapshot or self._own_snapshot
         self.node = Node.IDLE
         self.now = 0.0
         self._last_activity = 0.0
@@ -84,6 +90,9 @@ class MachineBase:
         self.engine = EngineState.READY
         self.link_up = True
         self.ignored = 0
+
+    def _own_snapshot(self) -> Snapshot:
+        return Snapshot(engine=self.engine, link_up=self.link_up)
 
     # ------------------------------------------------------------ helpers
 

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from device_app.session import diagnostics
 from device_app.session import events as ev
 from device_app.session.base import Next
 from device_app.session.effects import Effect
@@ -52,7 +53,7 @@ from device_app.session.notices import NoticesAndLink
 from device_app.session.presenter import present
 from device_app.session.releasing import Releasing
 from device_app.session.state import Kind, Node, State
-from device_app.session.ways_in import WaysIn
+from device_app.session.technician import Technician
 from device_app.view import PanelView
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,10 @@ class TransitionError(AssertionError):
     """A handler led to a node its table entry does not allow: a bug in the machine."""
 
 
-class SessionMachine(WaysIn, JobList, Releasing, NoticesAndLink):
+class SessionMachine(Technician, JobList, Releasing, NoticesAndLink):
     """The session at the copier: ``handle`` an event, run the effects it returns, draw ``view()``.
-    The handlers come from the phases' mixins; ``TRANSITIONS`` says which runs, and where to."""
+    The handlers come from the phases' mixins (``Technician`` is ``WaysIn`` and the technician's
+    diagnostics); ``TRANSITIONS`` says which runs, and where to."""
 
     # ------------------------------------------------------------ driving
 
@@ -126,6 +128,10 @@ class SessionMachine(WaysIn, JobList, Releasing, NoticesAndLink):
     # ------------------------------------------------------------ view
 
     def view(self) -> PanelView:
+        if self.state is State.DIAGNOSTICS:
+            # The diagnostics screen's words are its own module's; presenter.py's ``present``
+            # is to delegate this case there, and then this line goes.
+            return diagnostics.present(self, self.snapshot())
         return present(self)
 
 
@@ -153,6 +159,7 @@ S = SessionMachine
 _OUT = (N.IDLE, N.OFFLINE)  # the session ended: idle, or offline while the link is down
 _IN = (N.ENTRY, N.IDENTIFYING)  # a badge: the PIN, or straight to identifying
 _LIST_FAILED = (N.NOTICE_THEN_IDLE, N.NOTICE_THEN_JOBS)
+_IDENTIFIED = (N.LOADING, N.DIAGNOSTICS)  # a user's list, or a technician's diagnostics
 _RELEASE = (N.RELEASING, N.NOTICE_THEN_JOBS)  # sent, or refused by the engine first
 
 
@@ -189,7 +196,7 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.ENTRY, ev.Tapped, None): _rule(S.on_tap_entry, N.ENTRY, N.IDENTIFYING, *_OUT),
     (N.ENTRY, ev.CardPresented, None): _rule(S.on_card_entry, *_IN),
     (N.ENTRY, ev.Tick, None): _rule(S.on_tick_entry, N.ENTRY, *_OUT),
-    (N.IDENTIFYING, ev.Answered, Kind.IDENTIFY): _rule(S.on_identified, N.LOADING),
+    (N.IDENTIFYING, ev.Answered, Kind.IDENTIFY): _rule(S.on_identified, *_IDENTIFIED),
     (N.IDENTIFYING, ev.Failed, Kind.IDENTIFY): _rule(S.on_identify_failed, N.ENTRY,
                                                   N.NOTICE_THEN_IDLE),
     (N.IDENTIFYING, ev.Answered, Kind.ASSOCIATE): _rule(S.on_associated, N.LOADING),
@@ -235,4 +242,10 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     # Offline, a badge is still tried: the link fails it at once and the panel says why.
     (N.OFFLINE, ev.CardPresented, None): _rule(S.on_card_idle, *_IN),
     (N.OFFLINE, ev.CodeEntered, None): _rule(S.on_code_idle, N.OFFLINE, N.IDENTIFYING),
+    # A technician's diagnostics: no session, no jobs. Done, the idle timeout or any badge
+    # leave it (the badge then goes where it would at an idle panel); the link going down or
+    # up only changes a row.
+    (N.DIAGNOSTICS, ev.Tapped, None): _rule(S.on_tap_diagnostics, N.DIAGNOSTICS, *_OUT),
+    (N.DIAGNOSTICS, ev.Tick, None): _rule(S.on_tick_diagnostics, N.DIAGNOSTICS, *_OUT),
+    (N.DIAGNOSTICS, ev.CardPresented, None): _rule(S.on_card_diagnostics, *_OUT, *_IN),
 }

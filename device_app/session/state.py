@@ -29,6 +29,7 @@ class State(StrEnum):
     RELEASING = "releasing"
     NOTICE = "notice"
     OFFLINE = "offline"
+    DIAGNOSTICS = "diagnostics"  # a technician's look at the reader, engine, link, config
 
 
 class Node(StrEnum):
@@ -48,6 +49,7 @@ class Node(StrEnum):
     NOTICE_THEN_JOBS = "notice_then_jobs"  # back to the list as it was
     NOTICE_THEN_LOADING = "notice_then_loading"  # back to the list, fetched again
     OFFLINE = "offline"
+    DIAGNOSTICS = "diagnostics"
 
     @property
     def state(self) -> State:
