@@ -312,6 +312,11 @@ def to_toml(cfg: DeviceConfig) -> str:
         "files": {"credentials": Path(cfg.credentials_file).name,
                   "journal": Path(cfg.journal_file).name},
     }
+    # Only what differs from the defaults: a policy written in full would read as chosen.
+    policy = {f.name: getattr(cfg.policy, f.name) for f in fields(Policy)
+              if getattr(cfg.policy, f.name) != getattr(Policy(), f.name)}
+    if policy:
+        data["policy"] = policy
     return ("# mfdkit device configuration (see docs/technician-guide.md)\n\n"
             + tomli_w.dumps(data))
 
