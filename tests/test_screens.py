@@ -18,6 +18,7 @@ from device_app.panel import MIN_TARGET, PanelRenderer
 from device_app.panel.demo import render_demo_screens
 from device_app.panel.keyboard import KEY_DIGITS, KEY_LETTERS, KEY_SHIFT
 from device_app.panel.text import clean_text, fit_text, fit_text_tail, format_submitted, wrap_text
+from device_app.panel.tree import TextNode
 from device_app.session import (
     Answered,
     EngineChanged,
@@ -735,3 +736,33 @@ def test_demo_screens_are_written(tmp_path: Path) -> None:
     for path in paths:
         assert path.stat().st_size > 5000
         assert pygame.image.load(path).get_size() == SIZE
+
+
+@pytest.mark.parametrize("size", [SIZE, (480, 800), (1280, 800)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_each_option_says_what_it_does_and_what_as_sent_keeps(size: tuple[int, int]) -> None:
+    def lines_in_row(view: PanelView, action: Action) -> str:
+        renderer = drawn(view, size)
+        row = next(t.rect for t in renderer.targets if t.action is action)
+        words = [n.text for n in renderer.tree if isinstance(n, TextNode)
+                 and row.contains(pygame.Rect(n.rect))]
+        return " ".join(words)
+
+    changed = options_view(3, grayscale=True, duplex=True)
+    assert "saves colour toner" in lines_in_row(changed, Action.TOGGLE_GRAYSCALE)
+    assert "both sides of the paper" in lines_in_row(changed, Action.TOGGLE_DUPLEX)
+    as_sent = options_view(None)
+    assert "keeps its own colours" in lines_in_row(as_sent, Action.TOGGLE_GRAYSCALE)
+    assert "keeps its own sides" in lines_in_row(as_sent, Action.TOGGLE_DUPLEX)
+    # Copies has no whole-row target (its - and + are); its words sit left of -.
+    for view, words in ((changed, "How many of each job"), (as_sent, "each keeps its own")):
+        renderer = drawn(view, size)
+        assert any(words in n.source for n in renderer.tree if isinstance(n, TextNode)), words
+
+
+@pytest.mark.parametrize("size", [SIZE, (480, 800)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_extra_copies_are_the_detail_narrow_glass_keeps(size: tuple[int, int]) -> None:
+    many = JobSummary(job_id="j9", name="Team offsite agenda.docx", pages=3, color=False,
+                      duplex=True, copies=12, size=1000, submitted_at=NOW - 60)
+    renderer = drawn(PanelView(Screen.JOBS, user_name="Ada", jobs=(many,), total_jobs=1), size)
+    shown = [n.text for n in renderer.tree if isinstance(n, TextNode)]
+    assert "12 copies" in shown, shown

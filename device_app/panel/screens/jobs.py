@@ -363,14 +363,16 @@ def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
 
 def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: int,
                       size: int) -> None:
-    """"12 pages · [chip] Colour · 2-sided · 3 copies", cut where the column ends."""
+    """"12 pages · 3 copies · [chip] Colour · 2-sided", cut where the column ends."""
     # Extra copies are drawn in full ink: 50 copies of the wrong thing is the costly mistake.
+    # They come second, before what narrow glass would cut first.
+    copies = (plural(job.copies, "copy", "copies"), None, INK if job.copies > 1 else MUTED)
     parts: list[tuple[str, tuple[Color, ...] | None, Color]] = [
         (plural(job.pages, "page", "pages"), None, MUTED),
         ("Colour" if job.color else "B&W", COLOUR_CHIP if job.color else GREY_CHIP, MUTED),
         ("2-sided" if job.duplex else "1-sided", None, MUTED),
-        (plural(job.copies, "copy", "copies"), None, INK if job.copies > 1 else MUTED),
     ]
+    parts.insert(1 if job.copies > 1 else 3, copies)
     font = c.font(size)
     line_h = font.get_height()
     limit = left + width

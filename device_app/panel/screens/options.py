@@ -1,4 +1,5 @@
-"""OPTIONS: release with changes: black & white, 2-sided and copies, each a whole row to tap."""
+"""OPTIONS: release with changes: black & white, 2-sided and copies, each a whole row to tap,
+each with a line under it that says what the choice does (and what "as sent" keeps)."""
 
 from __future__ import annotations
 
@@ -43,29 +44,34 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     row_h = max(c.tap(64), area.height // 3)
     rows = [pygame.Rect(0, area.top + i * row_h, width, row_h) for i in range(3)]
     _toggle_row(c, rows[0], "Black & white", opts.grayscale,
-                "Every page in shades of grey", Action.TOGGLE_GRAYSCALE)
-    _toggle_row(c, rows[1], "2-sided", opts.duplex, "On both sides of the paper",
-                Action.TOGGLE_DUPLEX)
+                "Black and white: saves colour toner",
+                "As sent: each job keeps its own colours", Action.TOGGLE_GRAYSCALE)
+    _toggle_row(c, rows[1], "2-sided", opts.duplex, "Prints on both sides of the paper",
+                "As sent: each job keeps its own sides", Action.TOGGLE_DUPLEX)
     _copies_row(c, rows[2], opts.copies)
     if view.countdown:
         countdown_band(c, view.countdown, bar.top)
 
 
 def _option_text(c: Canvas, row: pygame.Rect, label: str, detail: str, right: int) -> None:
+    """The choice's name and, under it, what it does: on one line where it fits, else on two
+    where the row is tall enough, else cut. The pair is centred in the row."""
     pad = c.px(24)
     room = max(0, right - row.left - 2 * pad)
-    c.text(label, 40, INK, max_width=room,
-           bottomleft=(row.left + pad, row.centery + c.px(2)))
-    if c.portrait and row.bottom - row.centery >= 3 * c.font(30).get_linesize():
-        # Narrow glass, tall rows: the detail wraps rather than lose its end.
-        c.lines(detail, 30, MUTED, 0, row.centery + c.px(6), room, 2, left=row.left + pad)
-    else:
-        c.text(detail, 30, MUTED, max_width=room,
-               topleft=(row.left + pad, row.centery + c.px(6)))
+    label_h = c.font(40).get_height()
+    size, lines = 30, 1
+    if c.font(size).size(detail)[0] > room:
+        size = 28
+        if label_h + 2 * c.font(size).get_linesize() + c.px(4) <= row.height - c.px(8):
+            lines = 2
+    block = label_h + c.px(4) + lines * c.font(size).get_linesize()
+    top = row.top + max(0, (row.height - block) // 2)
+    c.text(label, 40, INK, max_width=room, topleft=(row.left + pad, top))
+    c.lines(detail, size, MUTED, 0, top + label_h + c.px(4), room, lines, left=row.left + pad)
 
 
 def _toggle_row(c: Canvas, row: pygame.Rect, label: str, on: bool, on_detail: str,
-                action: Action) -> None:
+                off_detail: str, action: Action) -> None:
     """The whole row toggles: a switch alone would be a small target for a big idea."""
     pygame.draw.rect(c.surface, CARD, row)
     pygame.draw.line(c.surface, LINE, row.bottomleft, row.bottomright, max(1, c.px(1)))
@@ -80,7 +86,7 @@ def _toggle_row(c: Canvas, row: pygame.Rect, label: str, on: bool, on_detail: st
                        radius - c.px(5))
     state = c.text("On" if on else "Off", 34, INK if on else MUTED,
                    midright=(switch.left - c.px(14), row.centery))
-    _option_text(c, row, label, on_detail if on else "As sent", state.left)
+    _option_text(c, row, label, on_detail if on else off_detail, state.left)
     c.targets.append(Target(pygame.Rect(row), action))
 
 
@@ -90,9 +96,18 @@ def _copies_row(c: Canvas, row: pygame.Rect, copies: int | None) -> None:
     pad = c.px(24)
     gap = c.px(12)
     plus = pygame.Rect(0, 0, c.px(80), c.tap(64))
-    plus.midright = (row.right - pad, row.centery)
-    value = pygame.Rect(0, 0, c.px(72 if c.portrait else 130), plus.height)
-    value.midright = (plus.left - gap, row.centery)
+    words_h = c.font(40).get_height() + c.px(4) + 2 * c.font(28).get_linesize()
+    # Tall narrow rows (portrait) stack the words over the - value + stepper, so that
+    # neither is squeezed to a few letters beside the other.
+    stacked = c.portrait and row.height >= words_h + plus.height + c.px(40)
+    text_row = pygame.Rect(row)
+    if stacked:
+        text_row.height = words_h + c.px(16)
+        plus.bottomright = (row.right - pad, row.bottom - c.px(16))
+    else:
+        plus.midright = (row.right - pad, row.centery)
+    value = pygame.Rect(0, 0, c.px(130 if stacked or not c.portrait else 72), plus.height)
+    value.midright = (plus.left - gap, plus.centery)
     minus = pygame.Rect(plus)
     minus.right = value.left - gap
     c.text("as sent" if copies is None else str(copies), 40 if copies else 34,
@@ -108,5 +123,6 @@ def _copies_row(c: Canvas, row: pygame.Rect, copies: int | None) -> None:
         pygame.draw.line(c.surface, ink, (cx - arm, cy), (cx + arm, cy), line)
         if vertical:
             pygame.draw.line(c.surface, ink, (cx, cy - arm), (cx, cy + arm), line)
-    detail = "Each job as it was sent" if copies is None else "Of every job released"
-    _option_text(c, row, "Copies", detail, minus.left)
+    detail = ("How many of each job; as sent, each keeps its own" if copies is None
+              else "How many of each job")
+    _option_text(c, text_row, "Copies", detail, row.right if stacked else minus.left)
