@@ -6,7 +6,8 @@ one of them, the device is restored to its factory flash, the upgrade is cut at 
 the device is powered on again and checked (a valid signed image runs, old or new; no swap left
 half done; an image on test can be reverted), and the upgrade is finished from there (resumed
 upload, test, reset, confirm) and must end on the new image, confirmed. Then ``--random`` runs
-of several cuts each (during the upgrade and again during the recovery). The test suite runs a
+of several cuts each (during the upgrade and again during the recovery), and a cut at every
+operation of a revert (a test boot not confirmed, then a reset). The test suite runs a
 sample of this (tests/test_power_cuts.py); this runs all of it.
 
     python -m bench.power_cuts [--payload 240000] [--slot-sectors 64] [--random 200]
@@ -79,14 +80,21 @@ def main() -> int:
             except sim.Bricked as exc:
                 bricked += 1
                 failures.append(f"cuts {plan}: {exc}")
+        try:
+            revert = sim.sweep_revert(rig)
+        except sim.Bricked as exc:  # the sweep stops at the first broken promise
+            bricked += 1
+            failures.append(f"revert: {exc}")
+            revert = sim.Sweep()
         seconds = time.perf_counter() - t0
 
     for line in failures[:20]:
         print("BRICKED", line)
     report("power_cuts", {
         "image_bytes": len(rig.new), "writes": clean.ops, "flash_erases": clean.erases,
-        "flash_programs": clean.writes, "cuts": cuts + multi,
-        "sweep_cuts": cuts, "random_runs": args.random, "random_cuts": multi,
+        "flash_programs": clean.writes, "cuts": cuts + multi + revert.cuts,
+        "sweep_cuts": cuts, "revert_writes": revert.ops,
+        "revert_cuts": revert.cuts, "random_runs": args.random, "random_cuts": multi,
         "survived": survived, "bricked": bricked, "ended_old": ended["old"],
         "ended_new": ended["new"], "phases": dict(clean.phases),
         "seconds": round(seconds, 2)}, args.json)

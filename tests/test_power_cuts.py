@@ -113,28 +113,8 @@ def test_an_unconfirmed_test_image_is_reverted_at_the_next_reset(small: sim.Rig)
 
 
 def test_a_cut_at_every_write_of_a_revert_never_bricks(small: sim.Rig) -> None:
-    def to_test_boot() -> None:
-        small.restore()
-        with small.open() as flash:
-            bl = small.reset(flash)
-            sim.upload(bl, small.new)
-            bl.test(small.new_hash)
-            small.reset(flash)
-
-    to_test_boot()
-    with small.open() as flash:
-        small.reset(flash)  # the revert
-        ops = flash.ops
-    assert ops > 20
-    for k in range(1, ops + 1):
-        to_test_boot()
-        with small.open(cut_at=k) as flash, pytest.raises(PowerCut):
-            small.reset(flash)
-        with small.open() as flash:
-            bl = small.reset(flash)
-            assert sim.check(small, bl) == "old"
-            run = bl.running()
-            assert run is not None and run.confirmed
+    result = sim.sweep_revert(small)
+    assert result.ops > 20 and result.cuts == result.survived == result.ops
 
 
 def test_a_permanent_request_swaps_without_a_test_boot(small: sim.Rig) -> None:

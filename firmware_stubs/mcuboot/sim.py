@@ -238,10 +238,47 @@ def sweep(rig: Rig, indices: Iterable[int] | None = None) -> Sweep:
     return result
 
 
+def to_test_boot(rig: Rig) -> None:
+    """From the factory flash: upload the new image, test it, reset: it runs on test."""
+    rig.restore()
+    with rig.open() as flash:
+        bl = rig.reset(flash)
+        upload(bl, rig.new, rig.chunk)
+        bl.test(rig.new_hash)
+        rig.reset(flash)
+
+
+def sweep_revert(rig: Rig) -> Sweep:
+    """Cut at every operation of a revert (the reset after a test boot with no confirm); after
+    each, a reset must bring the old image back, confirmed."""
+    t0 = time.perf_counter()
+    to_test_boot(rig)
+    result = Sweep()
+    with rig.open() as flash:
+        rig.reset(flash)
+        result.ops, result.erases, result.writes = flash.ops, flash.erases, flash.writes
+    for k in range(1, result.ops + 1):
+        to_test_boot(rig)
+        with rig.open(cut_at=k) as flash:
+            try:
+                rig.reset(flash)
+                raise AssertionError(f"no cut at operation {k} of the revert")
+            except PowerCut:
+                result.cuts += 1
+        with rig.open() as flash:
+            bl = rig.reset(flash)
+            run = bl.running()
+            if check(rig, bl) != "old" or run is None or not run.confirmed:
+                raise Bricked(f"cut at {k} of a revert: the old image is not back for good")
+        result.survived += 1
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
 def layout_of(rig: Rig) -> Layout:
     with rig.open() as flash:
         return Layout.of(flash)
 
 
 __all__ = ["CHUNK", "Bricked", "Rig", "Sweep", "check", "clean_run", "finish", "layout_of",
-           "make_rig", "recover", "sweep", "upload"]
+           "make_rig", "recover", "sweep", "sweep_revert", "to_test_boot", "upload"]
