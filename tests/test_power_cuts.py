@@ -7,7 +7,8 @@ the upgrade must end on the new image, confirmed.
 
 What runs here, under a minute: every operation of a small upgrade (a 3-sector image, about 90
 operations) for Ed25519 and ECDSA-P256, a seeded sample of 300 operations of a large one (a 47-
-sector image, about 1240 operations), and seeded random multiple cuts (Hypothesis). The full
+sector image, about 1240 operations), every operation of a revert (a test boot left
+unconfirmed, then a reset), and seeded random multiple cuts (Hypothesis). The full
 sweep of the large upgrade is ``python -m bench.power_cuts``.
 """
 
