@@ -120,13 +120,14 @@ def test_rows_show_the_badge_its_conversions_and_which_one_the_device_applies() 
     assert ("Raw bytes", "00 12 D6 87") in rows and ("Reader", "front") in rows
     assert ("Pipeline", "hex2dec") in rows and rows[("Number sent", "1234567")].chosen
     # Every candidate conversion of the bytes, the pipeline's own among them, marked.
-    assert ("Bytes as hex", "0012D687") in rows
-    assert rows[("hex2dec of the bytes", "1234567")].chosen
-    assert ("reverse-bytes|hex2dec of the bytes", str(0x87D61200)) in rows
-    assert not rows[("Bytes as hex", "0012D687")].chosen
+    assert ("Bytes in hex", "0012D687") in rows
+    assert rows[("\u2192 hex2dec", "1234567")].chosen
+    assert ("\u2192 reverse-bytes|hex2dec", str(0x87D61200)) in rows
+    assert not rows[("Bytes in hex", "0012D687")].chosen
     assert ("State", "paper jam") in rows and ("Printed since start", "3") in rows
     assert ("Failed since start", "1") in rows and ("State", "connected") in rows
-    assert ("Round trip", "last 2.0 ms, median 4.0 ms of 3") in rows
+    assert ("Last round trip", "2.0 ms") in rows
+    assert ("Median round trip", "4.0 ms of 3") in rows
     assert ("Version", "7") in rows
 
 
@@ -144,7 +145,8 @@ def test_an_ascii_reader_gets_conversions_of_its_text_too() -> None:
 def test_nothing_read_and_nothing_known_say_so() -> None:
     rows = [(r.label, r.value) for r in d.rows(d.Snapshot())]
     assert ("No badge read since start", "") in rows
-    assert ("State", "not known") in rows and ("Round trip", "no answer timed yet") in rows
+    assert ("State", "not known") in rows
+    assert ("Last round trip", "no answer timed yet") in rows
     assert ("Version", "not known") in rows
     assert ("Version", "0 (the device's own file)") in \
         [(r.label, r.value) for r in d.rows(d.Snapshot(config_version=0))]

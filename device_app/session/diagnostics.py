@@ -49,10 +49,10 @@ READER = N_("Reader")
 PIPELINE = N_("Pipeline")
 NO_PIPELINE = N_("none: the number as read")
 SENT = N_("Number sent")
-BYTES_AS_HEX = N_("Bytes as hex")
-TEXT_AS_SENT = N_("Text as sent")
-OF_BYTES = N_("{pipeline} of the bytes")
-OF_TEXT = N_("{pipeline} of the text")
+BYTES_AS_HEX = N_("Bytes in hex")
+TEXT_AS_SENT = N_("Text sent")
+#: A conversion of the reading named on the row above it ("Text sent" or "Bytes in hex").
+THROUGH = N_("\u2192 {pipeline}")
 REFUSED = N_("the pipeline refuses it")
 ENGINE = N_("Print engine")
 STATE = N_("State")
@@ -61,8 +61,10 @@ FAILED = N_("Failed since start")
 LINK = N_("Print service")
 LINK_UP = N_("connected")
 LINK_DOWN = N_("not connected")
-RTT = N_("Round trip")
-RTT_VALUE = N_("last {last} ms, median {median} ms of {count}")
+RTT_LAST = N_("Last round trip")
+RTT_MEDIAN = N_("Median round trip")
+MS = N_("{ms} ms")
+MEDIAN_OF = N_("{ms} ms of {count}")
 RTT_NONE = N_("no answer timed yet")
 CONFIG = N_("Configuration")
 VERSION = N_("Version")
@@ -185,17 +187,16 @@ def rows(snap: Snapshot, tr: Translator | None = None) -> tuple[InfoRow, ...]:
                 InfoRow(t(PIPELINE), badge.pipeline or t(NO_PIPELINE)),
                 InfoRow(t(SENT), badge.number or t(REFUSED), chosen=True)]
         for c in candidates(badge.raw):
-            if c.pipeline:
-                label = t(OF_TEXT if c.text else OF_BYTES, pipeline=c.pipeline)
-            else:
-                label = t(TEXT_AS_SENT if c.text else BYTES_AS_HEX)
+            # Simplest first: each reading as it is, then its conversions under it.
+            label = t(THROUGH, pipeline=c.pipeline) if c.pipeline else \
+                t(TEXT_AS_SENT if c.text else BYTES_AS_HEX)
             out.append(InfoRow(label, c.number, chosen=c.number == badge.number))
     engine = t(ENGINE_STATES[snap.engine]) if snap.engine is not None else t(UNKNOWN)
     out += [InfoRow(t(ENGINE), heading=True), InfoRow(t(STATE), engine),
             InfoRow(t(PRINTED), str(snap.printed)), InfoRow(t(FAILED), str(snap.failed)),
             InfoRow(t(LINK), heading=True),
             InfoRow(t(STATE), t(LINK_UP) if snap.link_up else t(LINK_DOWN)),
-            InfoRow(t(RTT), _round_trips(snap.round_trips, t)),
+            *_round_trips(snap.round_trips, t),
             InfoRow(t(CONFIG), heading=True),
             InfoRow(t(VERSION), t(UNKNOWN) if snap.config_version is None else
                     t(VERSION_FILE, version=0) if snap.config_version == 0 else
@@ -213,11 +214,12 @@ def _spaced(hexed: str) -> str:
     return " ".join(hexed[i:i + 2] for i in range(0, len(hexed), 2))
 
 
-def _round_trips(times: Sequence[float], t: Callable[..., str]) -> str:
+def _round_trips(times: Sequence[float], t: Callable[..., str]) -> tuple[InfoRow, ...]:
     if not times:
-        return str(t(RTT_NONE))
-    return str(t(RTT_VALUE, last=_ms(times[-1]), median=_ms(statistics.median(times)),
-                 count=len(times)))
+        return (InfoRow(t(RTT_LAST), t(RTT_NONE)),)
+    return (InfoRow(t(RTT_LAST), t(MS, ms=_ms(times[-1]))),
+            InfoRow(t(RTT_MEDIAN), t(MEDIAN_OF, ms=_ms(statistics.median(times)),
+                                     count=len(times))))
 
 
 def _ms(seconds: float) -> str:
