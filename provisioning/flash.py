@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smpclient.requests.image_management import ImageUploadWrite
-
 from protocol.errors import MfdError
 from provisioning import image as img
 from provisioning.keys import ImgKey, key_id, load_trusted
@@ -48,7 +46,6 @@ from provisioning.smp_device import (
     DeviceFacts,
     SlotState,
     SmpDevice,
-    cbor_len_overhead,
 )
 
 __all__ = ["OK_OUTCOMES", "DeviceResult", "FlashImage", "FlashOptions", "Progress",
@@ -296,9 +293,7 @@ async def _upload(dev: SmpDevice, image: FlashImage, res: DeviceResult,
     # The probe: length and SHA-256, no data. The device answers with what it already holds
     # of this very image (a resume) or 0, and has written nothing for it.
     try:
-        r = await dev.upload_chunk(ImageUploadWrite(off=0, data=b"", len=total,
-                                                    sha=image.sha256, image=0))
-        offset = int(r.off or 0)
+        offset = await dev.upload_probe(total, image.sha256)
     except DeviceError as exc:
         if not exc.code.startswith("smp_rc_"):
             raise
@@ -306,34 +301,23 @@ async def _upload(dev: SmpDevice, image: FlashImage, res: DeviceResult,
     res.resumed_from = offset
     say("upload", offset)
     sent_before = dev.data_sent
+    stalled = 0
     while offset < total:
-        request = _chunk(dev.mtu, offset, data, image.sha256)
-        r = await dev.upload_chunk(request)
+        ack = await dev.upload_chunk(data, offset, image.sha256)
         res.bytes_sent = dev.data_sent - sent_before
-        if r.off is None or not 0 < r.off <= total:
-            raise MfdError(f"the device answered offset {r.off} to a chunk at {offset}: run "
+        # The device's offset is the truth (it may have rebooted and kept only whole sectors),
+        # but one that never moves forward would keep us here for ever.
+        stalled = stalled + 1 if ack.off is not None and ack.off <= offset else 0
+        if ack.off is None or not 0 <= ack.off <= total or stalled > 3:
+            raise MfdError(f"the device answered offset {ack.off} to a chunk at {offset}: run "
                            "the same command again", code="bad_offset")
-        offset = int(r.off)
+        offset = ack.off
         res.upload_s = time.monotonic() - t0
         say("upload", offset)
-        if r.match is False:
+        if ack.match is False:
             raise MfdError("the device says the uploaded bytes do not match the image's "
                            "SHA-256: run the same command again", code="hash_mismatch")
     res.upload_s = time.monotonic() - t0
-
-
-def _chunk(mtu: int, offset: int, data: bytes, sha: bytes) -> ImageUploadWrite:
-    def make(chunk: bytes) -> ImageUploadWrite:
-        if offset == 0:  # the first chunk names the upload again, as SMP asks
-            return ImageUploadWrite(off=0, data=chunk, len=len(data), sha=sha, image=0)
-        return ImageUploadWrite(off=offset, data=chunk)
-
-    room = mtu - len(make(b"").BYTES)
-    size = min(len(data) - offset, room - cbor_len_overhead(room))
-    if size <= 0:
-        raise MfdError(f"a message of {mtu} bytes leaves no room for image data: the device's "
-                       "buffer is too small, or --mtu is", code="mtu_too_small")
-    return make(data[offset:offset + size])
 
 
 def flash(ports: Sequence[str], image: FlashImage, opts: FlashOptions,

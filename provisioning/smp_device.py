@@ -31,26 +31,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic import ValidationError
 from smp.exceptions import SMPException
 from smpclient import SMPClient
 from smpclient.exceptions import SMPClientException
 from smpclient.generics import error, success
-from smpclient.requests.image_management import ImageStatesRead, ImageStatesWrite
+from smpclient.requests.image_management import (
+    ImageStatesRead,
+    ImageStatesWrite,
+    ImageUploadWrite,
+)
 from smpclient.requests.os_management import EchoWrite, OSApplicationInfoRead, ResetWrite
 from smpclient.transport import SMPTransportDisconnected
 from smpclient.transport.serial import Auto, BufferSize, SMPSerialTransport
 
 from protocol.errors import MfdError
 
-__all__ = ["DeviceError", "DeviceFacts", "SlotState", "SmpDevice", "cbor_len_overhead"]
+__all__ = ["DeviceError", "DeviceFacts", "SlotState", "SmpDevice", "UploadAck",
+           "cbor_len_overhead"]
 
 log = logging.getLogger(__name__)
 
 # What a damaged, lost or stale reply looks like from smpclient: retry after a reconnect.
 _LINE_TROUBLE: Final = (TimeoutError, asyncio.TimeoutError, SMPException, SMPClientException,
-                        SMPTransportDisconnected, ValidationError, binascii.Error,
-                        struct.error, ValueError, IndexError, OSError)
+                        SMPTransportDisconnected, binascii.Error, struct.error,
+                        ValueError, IndexError, OSError)  # pydantic's ValidationError: ValueError
 
 
 class DeviceError(MfdError):
@@ -69,6 +73,13 @@ class SlotState:
     confirmed: bool
     active: bool
     permanent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UploadAck:
+    sent: int  # image bytes in the chunk
+    off: int | None  # the offset the device expects next
+    match: bool | None  # on the last chunk: whether the device found the SHA-256 right
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,8 +274,29 @@ class SmpDevice:
             await self.close()
             await asyncio.sleep(0.1)
 
-    async def upload_chunk(self, request: Any) -> Any:
-        return await self.request(request, what="take the image")
+    async def upload_probe(self, total: int, sha: bytes) -> int:
+        """Name the upload (length and SHA-256 of the whole file) with no data: the device
+        answers with how much of this very upload it holds already (0 for a new one)."""
+        r = await self.request(ImageUploadWrite(off=0, data=b"", len=total, sha=sha, image=0),
+                               what="start the upload")
+        return int(r.off or 0)
+
+    async def upload_chunk(self, image: bytes, offset: int, sha: bytes) -> UploadAck:
+        """Send the largest chunk of ``image`` at ``offset`` that one message carries."""
+        def make(chunk: bytes) -> ImageUploadWrite:
+            if offset == 0:  # the first chunk names the upload again, as SMP asks
+                return ImageUploadWrite(off=0, data=chunk, len=len(image), sha=sha, image=0)
+            return ImageUploadWrite(off=offset, data=chunk)
+
+        room = self.mtu - len(make(b"").BYTES)
+        size = min(len(image) - offset, room - cbor_len_overhead(room))
+        if size <= 0:
+            raise DeviceError(f"{self.port}: a message of {self.mtu} bytes leaves no room for "
+                              "image data: the device's buffer is too small, or --mtu is",
+                              code="mtu_too_small")
+        r = await self.request(make(image[offset:offset + size]), what="take the image")
+        return UploadAck(size, None if r.off is None else int(r.off),
+                         None if r.match is None else bool(r.match))
 
 
 def _slot(s: Any) -> SlotState:
