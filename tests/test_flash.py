@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import queue
 import random
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,3 +262,40 @@ def test_paced_at_115200_baud_the_rate_is_what_the_line_carries(readers, tmp_pat
     # ...and ours fills the line: over 90 % of the transport's ceiling (base64, and 124
     # characters in each 127-byte line), after the SMP header, CBOR and the replies.
     assert res.rate > 0.9 * raw * 3 / 4 * 124 / 127, res.rate  # measured: 96 %
+
+
+def _start_emulator(*argv: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "mfdkit", "emulate", "reader", *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    said: dict[str, str] = {}
+    while "flash" not in said:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else "no output"
+        name, _, value = line.partition(": ")
+        said[name] = value.strip()
+    return proc, said
+
+
+def test_mfd_emulate_reader_prints_where_it_is_and_keeps_its_flash(tmp_path, fleet) -> None:
+    pub = tmp_path / "fleet.pub.pem"
+    pub.write_bytes(keymod.public_pem(fleet.key))
+    common = ["--flash", str(tmp_path / "reader.bin"), "--trust", str(pub), "--baud", "0"]
+    proc, said = _start_emulator(*common, "--image", str(fleet.paths["v1"]))
+    try:
+        assert said["model"] == MODEL and said["trusts"] == keymod.key_id(fleet.key)
+        assert said["running"] == "1.0.0" and said["port"].startswith("/dev/")
+        [res] = flash([said["port"]], load_image(fleet.paths["v2"]), FAST)
+        assert res.outcome == "updated"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "running 1.1.0" in err
+    # A restart boots what the flash file holds: the update survived the power cycle.
+    proc, said = _start_emulator(*common)
+    try:
+        assert said["running"] == "1.1.0"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
