@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import queue
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -201,6 +204,46 @@ def test_the_socket_engine_passes_the_counts_of_its_own_jobs_on(
         [("done", job.job_id, True)]
     assert rec.threads == {"engine-reader"}
     assert overheard.calls == []  # another app's job: not its to show
+
+
+def test_a_malformed_count_is_dropped_and_the_connection_lives_on() -> None:
+    # An engine of someone else's making, on the wire: counts that are not counts are ignored.
+    # (A short directory of its own: a test's tmp_path can outgrow a socket path's 107 bytes.)
+    where = tempfile.mkdtemp(prefix="mfdprog-")
+    path = os.path.join(where, "e.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    job = make_job("odd", pages=2)
+    eid = job.engine_id
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        decoder = FrameDecoder()
+        (submit,) = decoder.feed(conn.recv(1 << 20))
+        conn.sendall(encode_frame({"id": submit["id"], "ok": True, "outcome": "printing"}))
+        for event in ({"job": eid, "done": "1"}, {"job": eid, "done": -1},
+                      {"job": eid, "done": True}, {"job": 7, "done": 1}, {"done": 1},
+                      {"job": eid}, {"job": eid, "done": 2}):
+            conn.sendall(encode_frame({"event": "pages", **event}))
+        conn.sendall(encode_frame({"event": "done", "job": eid, "outcome": "printed",
+                                   "detail": ""}))
+        conn.recv(1)  # until the client goes
+        conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = EngineClient(path)
+    rec = Recorder()
+    client.on_pages = rec.pages
+    try:
+        client.submit(job, rec.done)
+        assert rec.wait() == [("pages", eid, 2), ("done", job.job_id, True)]
+    finally:
+        client.close()
+        server.join(5)
+        listener.close()
+        shutil.rmtree(where, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the IPP engine
