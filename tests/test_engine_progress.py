@@ -364,9 +364,11 @@ def test_the_printer_posts_counts_4_a_second_and_none_after_the_outcome(
     assert isinstance(engine, ReportsPages) and engine.on_pages is not None
     try:
         job, done = _hand(printer, engine, link)
+        began = time.monotonic()
         for n in range(1, 41):  # a fast engine: a page every 10 ms, 0.4 s in all
             engine.count(job.engine_id, n)
             time.sleep(0.01)
+        counting_took = time.monotonic() - began
         posted: list[tuple[float, PagesPrinted]] = []
         while not posted or posted[-1][1].done < 40:  # the newest count comes, late or not
             at, event = events.get(timeout=5)
@@ -385,7 +387,9 @@ def test_the_printer_posts_counts_4_a_second_and_none_after_the_outcome(
     assert counts == sorted(set(counts)) and counts[0] == 1 and counts[-1] == 40
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(posted)]
     assert gaps and min(gaps) >= 0.24, gaps  # at most 4 a second
-    assert len(posted) <= 4  # 0.4 s of pages: not 40 redraws
+    # Not 40 redraws: one at once, then one a quarter second at most (a loaded machine may
+    # stretch the 0.4 s), the newest when its quarter is up.
+    assert len(posted) <= 2 + counting_took / 0.25, (len(posted), counting_took)
 
 
 def test_copies_count_once_per_page_of_the_document(
