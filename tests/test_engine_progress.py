@@ -248,11 +248,12 @@ def test_a_malformed_count_is_dropped_and_the_connection_lives_on() -> None:
 
 # --------------------------------------------------------------------------- the IPP engine
 
-#: A print command that prints four impressions, a quarter of a second each, and says so the
-#: way ippeveprinter listens (lines on stderr).
-_COUNTING_COMMAND = """#!/bin/sh
-echo "ATTR: job-impressions=4" >&2
-for n in 1 2 3 4; do
+def counting_command(impressions: int) -> str:
+    """A print command that prints ``impressions``, a quarter of a second each, and says so the
+    way ippeveprinter listens (lines on stderr)."""
+    return f"""#!/bin/sh
+echo "ATTR: job-impressions={impressions}" >&2
+for n in $(seq 1 {impressions}); do
   sleep 0.25
   echo "ATTR: job-impressions-completed=$n" >&2
 done
@@ -281,7 +282,7 @@ def ipp_engine(ippeve: IppEvePrinter) -> Iterator[IppEngine]:
 def test_ipp_passes_on_the_impressions_ippeveprinter_counts(ippeve: IppEvePrinter,
                                                            ipp_engine: IppEngine) -> None:
     # ippeveprinter runs its print command afresh for each job: this one counts.
-    (ippeve.workdir / "print-command.sh").write_text(_COUNTING_COMMAND)
+    (ippeve.workdir / "print-command.sh").write_text(counting_command(4))
     rec = Recorder()
     ipp_engine.on_pages = rec.pages
     job = make_job("counted", pages=4)
@@ -456,23 +457,23 @@ def panel_engine(request: pytest.FixtureRequest, tmp_path: Path
     """An engine that counts as it prints, and the pages of the job to release on it: in the
     app's process, behind the engine socket, or ippeveprinter with a command that counts."""
     if request.param == "emulator":
-        stub = PagedControllerStub(page_time=0.1)  # 0.8 s on paper: a person watches it
-        yield stub, 8
+        stub = PagedControllerStub(page_time=0.1)  # 1.2 s on paper: a person watches it
+        yield stub, 12
         stub.close()
     elif request.param == "engine-server":
         with EngineProcess(tmp_path / "engine", page_time=0.1) as proc:
             client = EngineClient(proc.socket_path)
-            yield client, 8
+            yield client, 12
             client.close()
     else:
         request.getfixturevalue("dnssd")
         printer = IppEvePrinter(tmp_path / "printer", "mfdkit panel progress printer")
         printer.workdir.mkdir()
         printer.start()
-        (printer.workdir / "print-command.sh").write_text(_COUNTING_COMMAND)
+        (printer.workdir / "print-command.sh").write_text(counting_command(6))
         engine = IppEngine(printer.uri, timeout=5.0, poll_interval=0.02, status_interval=0.05)
         assert engine.wait_status(5)
-        yield engine, 4  # the command counts 4 impressions, whatever the document
+        yield engine, 6  # the command counts 6 impressions, whatever the document
         engine.close()
         printer.stop()
 
