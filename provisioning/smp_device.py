@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,6 +139,10 @@ class SmpDevice:
                       first_reply_s: float | None = None) -> None:
         """Open the port and read the MCUmgr parameters (waiting ``first_reply_s`` for them,
         the request timeout by default)."""
+        if self.port.startswith("/") and not os.path.exists(self.port):
+            # smpclient would retry opening it until its timeout; nothing will appear there.
+            raise DeviceError(f"{self.port}: no such port: check the port name (a reader on "
+                              "USB is usually /dev/ttyACM* or /dev/ttyUSB*) and the cable")
         strategy = Auto() if self.forced_mtu is None else BufferSize(self.forced_mtu)
         self._transport = SMPSerialTransport(strategy, baudrate=self.baud)
         self._client = SMPClient(self._transport, self.port, timeout_s=self.timeout_s)

@@ -299,3 +299,13 @@ def test_mfd_emulate_reader_prints_where_it_is_and_keeps_its_flash(tmp_path, fle
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
     assert proc.returncode == 0
+
+
+def test_a_port_that_does_not_exist_fails_at_once_and_the_others_go_on(readers, tmp_path,
+                                                                       fleet) -> None:
+    dev = reader(readers, tmp_path, fleet)
+    missing, ok = flash(["/nonexistent/ttyACM7", dev.device], load_image(fleet.paths["v2"]),
+                        FAST)
+    assert (missing.outcome, missing.code) == ("failed", "device_error")
+    assert "no such port" in missing.message and missing.seconds < 1
+    assert ok.outcome == "updated"
