@@ -309,3 +309,34 @@ def test_a_port_that_does_not_exist_fails_at_once_and_the_others_go_on(readers, 
     assert (missing.outcome, missing.code) == ("failed", "device_error")
     assert "no such port" in missing.message and missing.seconds < 1
     assert ok.outcome == "updated"
+
+
+def test_after_a_power_cut_mid_upload_the_upload_resumes_from_the_flash(readers, tmp_path,
+                                                                        fleet) -> None:
+    from firmware_stubs.mcuboot import Flash
+
+    dev = reader(readers, tmp_path, fleet)
+    image = load_image(fleet.paths["v2"])
+    total = len(fleet.v2)
+
+    def pull_the_plug(p: Progress) -> None:
+        if p.phase == "upload" and p.done >= total * 0.6:
+            dev.mute.set()
+
+    [cut] = flash([dev.device], image, FlashOptions(timeout_s=0.3, retries=1), pull_the_plug)
+    assert cut.outcome == "failed"
+    flash_path = dev.bootloader.flash.path  # type: ignore[attr-defined]
+    dev.close()
+    dev.bootloader.flash.close()  # type: ignore[attr-defined]
+    # Power back on: a new device over the same flash file; its RAM knew the exact offset, its
+    # flash knows the whole sectors written, and that is where the upload goes on.
+    der = keymod.public_der(fleet.key)
+    boot = Bootloader(Flash(flash_path), model=MODEL, trusted_keys=[der])
+    again = ReaderDevice(boot, DeviceIdentity(MODEL, (keymod.key_id(fleet.key),), (der,)))
+    readers.append(again)
+    held = boot.upload_offset()
+    assert held > 0 and held % 4096 == 0
+    [res] = flash([again.device], image, FAST)
+    assert res.outcome == "updated" and res.resumed_from == held
+    assert res.bytes_sent == total - held
+    assert running(again) == ("1.1.0", True)
