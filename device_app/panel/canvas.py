@@ -117,6 +117,7 @@ class Canvas:
         self._fonts: dict[tuple[int, bool], pygame.font.Font] = {}
         self._bitmap_fonts: dict[str, pygame.font.Font] = {}
         self._fits: dict[tuple[str, int, bool, int, str], str] = {}
+        self._images: dict[tuple[int, bool, str, Color], pygame.Surface] = {}
         #: Everything tappable in the frame being drawn, in drawing order.
         self.targets: list[Target] = _Targets(self)
         #: Everything the frame drew, in drawing order (texts and targets).
@@ -188,7 +189,7 @@ class Canvas:
             shown = clean_text(text)
         else:
             shown = self.shorten(text, size, max(0, max_width), bold=bold, middle=middle)
-        image = font.render(shown, True, color)
+        image = self._image(font, size, bold, shown, color)
         rect = image.get_rect(**anchor)
         if bg is None:
             bg = self._ground(rect)
@@ -202,16 +203,39 @@ class Canvas:
                                   round(size * self.scale * 0.6875), bold))
         return rect
 
+    def _image(self, font: pygame.font.Font, size: int, bold: bool, shown: str,
+               color: Color) -> pygame.Surface:
+        """``shown`` rendered in ``color``, from the cache when it was drawn before: a panel
+        redraws the same words every frame (and every second when idle), and rendering them
+        is most of a frame's cost. (The chain font caches too; a font file given does not.)"""
+        key = (round(size * self.scale), bold, shown, (color[0], color[1], color[2]))
+        image = self._images.get(key)
+        if image is None:
+            image = font.render(shown, True, color)
+            if len(self._images) > 1024:
+                self._images.clear()
+            self._images[key] = image
+        return image
+
     def _ground(self, rect: pygame.Rect) -> Color:
-        """The colour most of ``rect`` is painted in before the text goes on."""
+        """The colour most of ``rect`` is painted in before the text goes on: three samples
+        across its middle, two more only when those disagree (text on a stripe or a border).
+        Not cached: what lies under a text is whatever this frame painted there."""
         area = rect.clip(self.surface.get_rect())
+        get = self.surface.get_at
         if area.width <= 0 or area.height <= 0:
-            return tuple(self.surface.get_at((0, 0)))[:3]  # type: ignore[return-value]
-        points = [area.center, (area.left + area.width // 5, area.centery),
-                  (area.right - 1 - area.width // 5, area.centery),
-                  (area.centerx, area.top + area.height // 5),
+            return tuple(get((0, 0)))[:3]  # type: ignore[return-value]
+        y = area.centery
+        first = tuple(get(area.center))[:3]
+        left = tuple(get((area.left + area.width // 5, y)))[:3]
+        if left == first:
+            return first  # type: ignore[return-value]
+        right = tuple(get((area.right - 1 - area.width // 5, y)))[:3]
+        if right in (first, left):
+            return right  # type: ignore[return-value]
+        points = [(area.centerx, area.top + area.height // 5),
                   (area.centerx, area.bottom - 1 - area.height // 5)]
-        seen = Counter(tuple(self.surface.get_at(p))[:3] for p in points)
+        seen = Counter([first, left, right, *(tuple(get(p))[:3] for p in points)])
         return seen.most_common(1)[0][0]  # type: ignore[return-value]
 
     def _container(self, rect: pygame.Rect, max_width: int | None, box: pygame.Rect | None,

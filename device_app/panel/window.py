@@ -1,7 +1,8 @@
 """The pygame loop of a panel: draw the app's view, turn taps into actions, pump the app.
 
 Shared by ``mfd device`` (full screen on a copier) and ``mfd sim`` (a window on a laptop). The
-loop never blocks on the network: ``DeviceApp.step`` waits at most one frame for an event.
+loop never blocks on the network: ``DeviceApp.step`` waits at most one frame for an event, and
+a frame is drawn as soon as a step has changed the view (:class:`FramePacer` decides when).
 
 Full screen takes the display's own size (``set_mode((0, 0), FULLSCREEN)``: on a copier with
 no window manager that is the glass), and the renderer lays out to whatever size it gets; a
@@ -24,6 +25,59 @@ from device_app.view import Action, PanelView, Screen
 FRAME_S = 1 / 30
 #: Screens with motion (the busy spinner, job progress) redraw every frame.
 ANIMATED = frozenset({Screen.BUSY, Screen.RELEASING})
+#: An idle panel redraws this often (its clock) even when nothing changed.
+IDLE_REDRAW_S = 1.0
+#: A BUSY screen is shown only once the wait has lasted this long. A badge whose jobs are on
+#: the glass 10 ms later needs no spinner in between, and drawing one (several ms on a large
+#: panel) would only delay the list; a wait under 0.1 s reads as immediate anyway.
+BUSY_GRACE_S = 0.08
+
+
+class FramePacer:
+    """When the loop draws: at once when the view changed or the glass was touched; animated
+    screens at most every FRAME_S; otherwise every IDLE_REDRAW_S; a BUSY screen only after
+    BUSY_GRACE_S. Pure: the loop passes the time in."""
+
+    def __init__(self) -> None:
+        self.last_view: PanelView | None = None
+        self.last_draw = -1e9
+        self._busy_since: float | None = None
+
+    def _next(self) -> float:
+        """When the next frame is due if nothing changes."""
+        due = self.last_draw + IDLE_REDRAW_S
+        if self.last_view is not None and self.last_view.screen in ANIMATED:
+            due = min(due, self.last_draw + FRAME_S)
+        if self._busy_since is not None:
+            due = min(due, self._busy_since + BUSY_GRACE_S)
+        return due
+
+    def due(self, now: float) -> bool:
+        """A frame is due by the clock alone (animation, the idle clock, a BUSY grace over)."""
+        return now >= self._next()
+
+    def wait(self, now: float) -> float:
+        """How long the app may wait for an event: until the next frame is due, at most a
+        frame (taps are polled between steps)."""
+        return min(FRAME_S, max(0.0, self._next() - now))
+
+    def should_draw(self, view: PanelView | None, touched: bool, now: float) -> bool:
+        """``view`` is the app's view now (None: not asked, nothing changed)."""
+        if view is not None and view.screen is Screen.BUSY and (
+                self.last_view is None or self.last_view.screen is not Screen.BUSY):
+            # Not yet: the wait may be over before a person could see a spinner.
+            if self._busy_since is None:
+                self._busy_since = now
+            return now >= self._busy_since + BUSY_GRACE_S
+        if view is not None and view.screen is not Screen.BUSY:
+            self._busy_since = None
+        if touched or (view is not None and view != self.last_view):
+            return True
+        return self.due(now)
+
+    def drew(self, view: PanelView, now: float) -> None:
+        self.last_view, self.last_draw = view, now
+        self._busy_since = None
 
 
 class PanelApp(Protocol):
@@ -69,8 +123,7 @@ def run_window(app: PanelApp, *, title: str = "mfdkit panel",
     screen = open_display(title, size or window_size(ui), fullscreen)
     renderer = PanelRenderer(screen, scale=ui.scale, dpi=ui.dpi, orientation=ui.orientation,
                              language=ui.language)
-    last_view = None
-    last_draw = 0.0
+    pacer = FramePacer()
     try:
         while not should_stop():
             touched = False
@@ -91,18 +144,17 @@ def run_window(app: PanelApp, *, title: str = "mfdkit panel",
                         return
                     if on_key is not None:
                         on_key(ev.key, ev.unicode)
-            deadline = time.monotonic() + FRAME_S
-            while time.monotonic() < deadline:
-                app.step(max(0.0, deadline - time.monotonic()))
-            # Draw only what changed: an idle panel redraws once a second (its clock), so a
-            # copier's panel costs next to no CPU; busy screens animate at the frame rate.
-            view = app.view()
-            now = time.monotonic()
-            if (touched or view != last_view or view.screen in ANIMATED
-                    or now - last_draw >= 1.0):
-                renderer.draw(view, time.time())
+            # One event, or as long as nothing has to be drawn: the app wakes the loop the
+            # moment an event arrives, and the loop draws right then (below), not at the end
+            # of a fixed frame. The wait is at most a frame so that taps are read promptly.
+            changed = app.step(pacer.wait(time.monotonic()))
+            view = app.view() if changed or touched or pacer.due(time.monotonic()) else None
+            if pacer.should_draw(view, touched, time.monotonic()):
+                drawn = view if view is not None else pacer.last_view
+                assert drawn is not None  # the first frame is always due
+                renderer.draw(drawn, time.time())
                 pygame.display.flip()
-                last_view, last_draw = view, now
+                pacer.drew(drawn, time.monotonic())
                 if on_frame is not None:
                     on_frame(renderer)
     finally:

@@ -327,7 +327,9 @@ def _row_sizes(c: Canvas, height: int) -> tuple[int, int, int]:
 
 def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
                   now: float, narrow: bool) -> None:
-    pygame.draw.rect(c.surface, SELECTED_ROW if selected else CARD, row)
+    # The row's ground is known: its texts need not sample it (a list redraws often).
+    ground = SELECTED_ROW if selected else CARD
+    pygame.draw.rect(c.surface, ground, row)
     pygame.draw.line(c.surface, LINE, row.bottomleft, row.bottomright, max(1, c.px(1)))
     pad = c.px(16)
 
@@ -349,20 +351,20 @@ def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
     top_line = row.top + inset
     second_line = top_line + c.font(name_size).get_height()
 
-    c.text(job.name or "(untitled)", name_size, INK, max_width=text_width,
+    c.text(job.name or "(untitled)", name_size, INK, max_width=text_width, bg=ground,
            topleft=(left, top_line))
-    _draw_job_details(c, job, left, second_line, text_width, detail_size)
-    # The time sits on the name's line and the source on the details', baseline to baseline.
+    _draw_job_details(c, job, left, second_line, text_width, detail_size, ground)
+    # The time sits on the name's line and the source on the details'.
     c.text(format_submitted(job.submitted_at, now), detail_size + 4, INK,
-           max_width=right_width, topright=(right_edge, top_line))
+           max_width=right_width, bg=ground, topright=(right_edge, top_line))
     if job.source:
-        c.text(job.source, detail_size - 2, MUTED, max_width=right_width,
+        c.text(job.source, detail_size - 2, MUTED, max_width=right_width, bg=ground,
                topright=(right_edge, second_line))
     c.targets.append(Target(pygame.Rect(row), Action.SELECT, job.job_id))
 
 
 def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: int,
-                      size: int) -> None:
+                      size: int, ground: Color) -> None:
     """"12 pages · 3 copies · [chip] Colour · 2-sided", cut where the column ends."""
     # Extra copies are drawn in full ink: 50 copies of the wrong thing is the costly mistake.
     # They come second, before what narrow glass would cut first.
@@ -388,7 +390,8 @@ def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: in
         if x + least > limit:
             break
         if i:
-            x = c.text(dot, size, MUTED, max_width=limit - x, topleft=(x, top)).right
+            x = c.text(dot, size, MUTED, max_width=limit - x, bg=ground,
+                       topleft=(x, top)).right
         if chip is not None:
             chip_h = c.px(14)
             chip_top = top + (line_h - chip_h) // 2
@@ -396,4 +399,5 @@ def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: in
                 pygame.draw.rect(c.surface, shade,
                                  pygame.Rect(x + j * stripe, chip_top, stripe, chip_h))
             x += stripe * len(chip) + c.px(6)
-        x = c.text(label, size, color, max_width=limit - x, topleft=(x, top)).right
+        x = c.text(label, size, color, max_width=limit - x, bg=ground,
+                   topleft=(x, top)).right
