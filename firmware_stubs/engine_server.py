@@ -3,8 +3,8 @@
     python -m firmware_stubs.engine_server --socket PATH --state-dir DIR [--page-time S]
 
 A real copier's print engine does not die with the panel app, and it remembers what it printed.
-This process gives the device app that partner: the engine (firmware_stubs.paged_engine.
-PagedEngineCore, page by page at ``--page-time``) keeps its record in ``DIR``, and the app reaches
+This process gives the device app that partner: the engine (firmware_stubs.mfd_controller.
+EngineCore, page by page at ``--page-time``) keeps its record in ``DIR``, and the app reaches
 it over the engine socket protocol v1 (documented in protocol/engine.py: length-prefixed JSON
 frames; submit, state, outcome; "done" events pushed to every connected app).
 
@@ -18,8 +18,9 @@ engine has none of them, so the device's client, device_app/engines/socket.py, d
 them); :class:`EngineControl` sends them:
 
 * ``fault`` with ``"state"`` (``jam``, ``no_paper``, ``door_open``, ``offline``, or ``ready`` to
-  clear) and optionally ``"after_pages": n`` (arm it to strike the next job after n pages,
-  failing that job before output) -> ``{"state": ...}``.
+  clear) and optionally ``"after_pages": n`` (arm it to strike after n pages of the first job
+  that gets that far, its document's pages times its copies, failing that job before output)
+  -> ``{"state": ...}``.
 * ``hold`` with ``"on": true|false``: keep accepted jobs queued (still ``printing``) until
   released: a deterministic "the engine has it but has not printed it yet" for tests.
 * ``printed`` -> ``{"jobs": [{"id", "job_id", "name", "sha256", "size", "copies"}, ...]}``: every
@@ -47,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from firmware_stubs.paged_engine import PagedEngineCore
+from firmware_stubs.mfd_controller import EngineCore
 from protocol.engine import (
     EngineOutcome,
     EngineState,
@@ -90,8 +91,8 @@ class EngineServer:
             raise EngineError(f"socket path {self.socket_path} is longer than "
                               f"{MAX_SOCKET_PATH} bytes; choose a shorter one",
                               code="config_invalid")
-        self.core = PagedEngineCore(page_time=page_time, state_dir=state_dir,
-                                    on_done=self._done, on_page=self._page)
+        self.core = EngineCore(page_time=page_time, state_dir=state_dir, on_done=self._done,
+                               on_page=self._page)
         self._conns: set[_Conn] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None

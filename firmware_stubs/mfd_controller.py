@@ -12,13 +12,18 @@ Each job is named by its engine id (protocol.engine.engine_id). The engine:
   ``engine-log.jsonl``, fsynced before a job prints and when it is done), so "did you print job
   X?" has an answer after either side restarts;
 * checks every document against its SHA-256 before printing (a damaged one fails, never prints);
-* takes ``page_time`` per page (copies count as pages here) on its own thread, like a real engine;
+* prints as many pages as the document has, times its copies (firmware_stubs.pdf_pages reads the
+  PDF's page tree; a document it cannot read counts one page a copy), ``page_time`` a page, on
+  its own thread, like a real engine;
+* after each page calls ``on_page`` with the job's engine id and the impressions done so far
+  (device_app.ports.ReportsPages), outside its lock and before the job's outcome;
 * refuses an engine id it has seen before: it never prints the same hand-over twice;
 * answers :meth:`EngineCore.outcome` ``UNKNOWN`` only as a promise: the id is fenced, so a
   hand-over that arrives after the question (still in a socket buffer of a dead app) is refused;
-* accepts injected faults (jam, no paper, door open, offline), at once or armed to strike the
-  next job after some pages, which fails that job before output; and a *hold* that keeps
-  accepted jobs queued, so a test can catch the engine between "accepted" and "printed";
+* accepts injected faults (jam, no paper, door open, offline), at once or armed to strike after
+  n pages of the first job that gets that far (pages counted as above, copies included), which
+  fails that job before output; and a *hold* that keeps accepted jobs queued, so a test can
+  catch the engine between "accepted" and "printed";
 * on start, fails jobs a previous run accepted but never finished ("engine restarted before
   output"): a real controller loses its queue on a power cycle too.
 """
@@ -38,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from device_app.engines import registry
+from device_app.ports import EnginePages
+from firmware_stubs.pdf_pages import impressions
 from protocol.engine import EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import EngineError
 
@@ -64,13 +71,16 @@ class _Record:
 
 #: (engine id, cloud job id, outcome printed/failed, detail), on the engine's thread.
 CoreDone = Callable[[str, str, EngineOutcome, str], None]
+#: (engine id, impressions done so far), on the engine's thread, never with its lock held.
+PageDone = Callable[[str, int], None]
 
 
 class EngineCore:
     def __init__(self, *, page_time: float = 0.0, state_dir: str | os.PathLike[str] | None = None,
-                 on_done: CoreDone | None = None) -> None:
+                 on_done: CoreDone | None = None, on_page: PageDone | None = None) -> None:
         self.page_time = page_time
         self.on_done = on_done
+        self.on_page = on_page
         self._cond = threading.Condition()
         self._state = EngineState.READY
         self._armed: tuple[EngineState, int] | None = None
@@ -140,8 +150,9 @@ class EngineCore:
             return self._state
 
     def inject(self, state: EngineState, *, after_pages: int | None = None) -> None:
-        """Set a fault now (or READY to clear it), or arm it to strike the next job after
-        ``after_pages`` pages."""
+        """Set a fault now (or READY to clear it), or arm it to strike the first job that gets
+        to ``after_pages`` pages (a job's pages are its document's pages times its copies): that
+        job's count stops there and it fails before output; a shorter job prints."""
         with self._cond:
             if after_pages is not None:
                 self._armed = (state, after_pages)
@@ -258,7 +269,7 @@ class EngineCore:
                                     f"engine {self._state.value}; not printed", self._state.value)
             self._sync()
             self._state = EngineState.PRINTING
-            pages = max(1, job.copies)
+            pages = impressions(job)
             for page in range(pages):
                 if self._armed is not None and self._armed[1] <= page:
                     self._state, self._armed = self._armed[0], None
@@ -273,13 +284,29 @@ class EngineCore:
                     # A fault injected meanwhile wakes the wait and fails the job above.
                     self._cond.wait_for(lambda: not self._state.can_print or self._closed,
                                         self.page_time)
+                if self.on_page is not None and self._state.can_print:
+                    self._tell_page(job, page + 1)
             if self._armed is not None and self._armed[1] <= pages:
                 self._state, self._armed = self._armed[0], None
                 return self._finish(job, EngineOutcome.FAILED,
                                     f"engine {self._state.value} during the job; not printed",
                                     self._state.value)
-            log.info("engine printed job %s (%d bytes)", job.engine_id, len(job.document))
+            log.info("engine printed job %s (%d pages, %d bytes)", job.engine_id, pages,
+                     len(job.document))
             return self._finish(job, EngineOutcome.PRINTED, "")
+
+    def _tell_page(self, job: EngineJob, done: int) -> None:
+        # Called with the condition held; calls the hook without it: a host that sends the count
+        # over a socket must not stall the engine (a state question, a fault injected) while it
+        # writes. The loop in _print looks at the state afresh after this returns.
+        assert self.on_page is not None
+        self._cond.release()
+        try:
+            self.on_page(job.engine_id, done)
+        except Exception:
+            log.exception("engine page callback failed for %s", job.engine_id)
+        finally:
+            self._cond.acquire()
 
 
 def _printed_from(rec: dict[str, Any]) -> PrintedJob:
@@ -306,13 +333,16 @@ def printed_log(state_dir: str | os.PathLike[str]) -> list[PrintedJob]:
 
 
 class MfdControllerStub:
-    """The engine in the app's process, behind the PrintEngine port."""
+    """The engine in the app's process, behind the PrintEngine and ReportsPages ports: whoever
+    drives it (the printer thread does) sets ``on_pages`` to hear each page as it prints."""
 
     def __init__(self, *, page_time: float = 0.0,
                  state_dir: str | os.PathLike[str] | None = None) -> None:
         self._callbacks: dict[str, EngineDone] = {}
         self._lock = threading.Lock()
-        self.core = EngineCore(page_time=page_time, state_dir=state_dir, on_done=self._done)
+        self.on_pages: EnginePages | None = None
+        self.core = EngineCore(page_time=page_time, state_dir=state_dir, on_done=self._done,
+                               on_page=self._page)
 
     @property
     def page_time(self) -> float:
@@ -361,12 +391,18 @@ class MfdControllerStub:
         if done is not None:
             done(job_id, outcome is EngineOutcome.PRINTED, detail)
 
+    def _page(self, engine_id: str, done: int) -> None:
+        on_pages = self.on_pages  # read once: the driver may set it from another thread
+        if on_pages is not None:
+            on_pages(engine_id, done)
 
-def register_emulator() -> None:
-    """Let ``engine.kind = "emulator"`` open this stub in this process.
+
+def register_emulator(page_time: float = 0.0) -> None:
+    """Let ``engine.kind = "emulator"`` open this stub in this process, ``page_time`` seconds a
+    page.
 
     The device app's engine registry knows only the production engines (IPP, the socket): the
     emulator is emulated hardware, which production code never imports. Programs that offer
     it on purpose (``mfd device`` on a bench, tests) call this first.
     """
-    registry.register("emulator", lambda _engine: MfdControllerStub())
+    registry.register("emulator", lambda _engine: MfdControllerStub(page_time=page_time))

@@ -38,7 +38,8 @@ from device_app.printing.release import Printer
 from device_app.session import JobDone, PagesPrinted, PrintJob, State
 from device_app.view import Action, Screen
 from firmware_stubs.engine_server import EngineProcess
-from firmware_stubs.paged_engine import PagedControllerStub, pdf_page_count
+from firmware_stubs.mfd_controller import MfdControllerStub
+from firmware_stubs.pdf_pages import pdf_page_count
 from protocol.engine import (
     EngineDone,
     EngineJob,
@@ -106,7 +107,7 @@ def test_a_document_without_a_readable_page_tree_is_one_page_a_copy() -> None:
 
 
 def test_the_emulator_counts_every_page_of_every_copy_before_the_outcome() -> None:
-    engine = PagedControllerStub(page_time=0.005)
+    engine = MfdControllerStub(page_time=0.005)
     rec = Recorder()
     engine.on_pages = rec.pages
     job = make_job("five", pages=5, copies=2)
@@ -122,7 +123,7 @@ def test_the_emulator_counts_every_page_of_every_copy_before_the_outcome() -> No
 
 
 def test_the_emulator_counts_at_its_pace() -> None:
-    engine = PagedControllerStub(page_time=0.05)
+    engine = MfdControllerStub(page_time=0.05)
     stamps: list[float] = []
     rec = Recorder()
 
@@ -142,7 +143,7 @@ def test_the_emulator_counts_at_its_pace() -> None:
 
 
 def test_a_jam_mid_job_stops_the_count_and_fails_the_job() -> None:
-    engine = PagedControllerStub(page_time=0.005)
+    engine = MfdControllerStub(page_time=0.005)
     rec = Recorder()
     engine.on_pages = rec.pages
     engine.inject(EngineState.JAM, after_pages=2)
@@ -457,7 +458,7 @@ def panel_engine(request: pytest.FixtureRequest, tmp_path: Path
     """An engine that counts as it prints, and the pages of the job to release on it: in the
     app's process, behind the engine socket, or ippeveprinter with a command that counts."""
     if request.param == "emulator":
-        stub = PagedControllerStub(page_time=0.1)  # 1.2 s on paper: a person watches it
+        stub = MfdControllerStub(page_time=0.1)  # 1.2 s on paper: a person watches it
         yield stub, 12
         stub.close()
     elif request.param == "engine-server":

@@ -230,10 +230,11 @@ def test_a_failed_job_is_said_with_the_engine_s_reason_and_is_still_held(
         world: World, copiers: dict[str, Copier]) -> None:
     alice = copiers["copier-1"]
     sign_in(alice, ALICE.access_code)
-    # One job of one copy, one of two: a jam armed to strike after two pages spares the first
-    # and fails the second before its output.
+    # One job of one page and one copy, one of two copies: a jam armed to strike after two
+    # pages (the document's pages times its copies) spares the first and fails the second
+    # before its output.
     jobs = alice.app.view().jobs
-    one = next(j for j in jobs if j.copies == 1)
+    one = next(j for j in jobs if j.copies == 1 and j.pages == 1)
     two = next(j for j in jobs if j.copies == 2)
     picked = [one.job_id, two.job_id]
     for job_id in picked:
