@@ -27,8 +27,13 @@ def add_card(store: CloudStore, email: str, number: str) -> None:
         user = store.user_by_email(email)
         if user is None:
             raise StoreError(f"no user {email}")
-        store.add_card(user.org_id, card_hash(store.org_secret(user.org_id), number), user.id,
-                       time.time())
+        h = card_hash(store.org_secret(user.org_id), number)
+        if store.technician_by_secret(user.org_id, "badge", h) is not None:
+            # Users are looked up first at the copier: the technician's badge would stop
+            # opening the diagnostics without a word.
+            raise StoreError("that card is a technician's badge; revoke it first "
+                             "(mfd admin technician list)", code="card_taken")
+        store.add_card(user.org_id, h, user.id, time.time())
         store.audit(time.time(), "admin", "card.add", f"user:{user.id}")
 
 

@@ -90,6 +90,8 @@ class Device:
                              device_name=self.cfg.name or self.cfg.device_id,
                              policy=self.cfg.policy, journal=self.journal)
         self.app.on_command = self._apply
+        # The diagnostics screen shows which pushed version runs (0: the file's own).
+        self.app.config_version = lambda: self.cfg.version
         #: The pushed version last refused: the broker hands the retained push over again at
         #: every reconnect, and refusing (and acking, and auditing) it again each time says
         #: nothing new.

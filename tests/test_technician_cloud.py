@@ -204,3 +204,25 @@ def test_the_admin_cli_issues_lists_and_revokes(store: CloudStore, store_url: st
     assert refused(service, "copier-1", m.Identify("code", code)) == "unknown_code"
     assert main(["admin", "--store", store_url, "technician", "list", "--all"]) == 0
     assert "revoked" in capsys.readouterr().out
+
+
+def test_a_technicians_badge_or_code_cannot_be_given_to_a_user(store: CloudStore) -> None:
+    # Users are looked up first at the copier: a technician's badge handed to a user would
+    # stop opening the diagnostics without a word.
+    from cloud import directory
+    from cloud.linking import Linking, LinkingError
+
+    admin.add_technician(store, "org_demo", "Bob Fixit", badge=TECH_BADGE)
+    code = admin.add_technician(store, "org_demo", "Cy Fixit", code=True).code
+    assert code is not None
+    with pytest.raises(StoreError, match="technician's badge"):
+        directory.add_card(store, DEMO_USERS[0].email, TECH_BADGE)
+    rows = (f"new1@example.org,New One,{TECH_BADGE},\n"
+            f"new2@example.org,New Two,,{code}\n")
+    with pytest.raises(LinkingError) as info:
+        Linking(store).import_users("org_demo", rows, name="staff.csv")
+    assert "line 1" in info.value.message and "line 2" in info.value.message
+    assert TECH_BADGE not in info.value.message and code not in info.value.message
+    service = CloudService(store)
+    r = ask(service, "copier-2", m.Identify("card", TECH_BADGE))
+    assert isinstance(r, m.IdentifyResult) and r.role == m.ROLE_TECHNICIAN

@@ -44,7 +44,15 @@ class DirectoryImport(LinkingBase):
                     r.errors.append(f"user {r.email} exists already")
                 if r.card and self.store.user_by_card(org_id, card_hash(secret, r.card)):
                     r.errors.append("that card belongs to another user")
+                if r.card and self.store.technician_by_secret(org_id, "badge",
+                                                              card_hash(secret, r.card)):
+                    # A user's card is looked up first: the technician's badge would stop
+                    # opening the diagnostics without a word.
+                    r.errors.append("that card is a technician's badge")
                 if r.code and self.store.user_by_code(org_id, code_hash(secret, r.code)):
+                    r.errors.append("that access code is taken")
+                if r.code and self.store.technician_by_secret(org_id, "code",
+                                                              code_hash(secret, r.code)):
                     r.errors.append("that access code is taken")
             bad = _bad_rows(rows)
             if bad:

@@ -44,7 +44,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from device_app.session import diagnostics
 from device_app.session import events as ev
 from device_app.session.base import Next
 from device_app.session.effects import Effect
@@ -128,10 +127,6 @@ class SessionMachine(Technician, JobList, Releasing, NoticesAndLink):
     # ------------------------------------------------------------ view
 
     def view(self) -> PanelView:
-        if self.state is State.DIAGNOSTICS:
-            # The diagnostics screen's words are its own module's; presenter.py's ``present``
-            # is to delegate this case there, and then this line goes.
-            return diagnostics.present(self, self.snapshot())
         return present(self)
 
 

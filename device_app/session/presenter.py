@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from device_app import i18n
 from device_app.i18n import N_, Translator, translator
+from device_app.session import diagnostics
 from device_app.session.entry import EMPTY
 from device_app.session.state import (
     ASSOCIATE_UNCONFIRMED,
@@ -258,6 +259,9 @@ def present(sm: SessionMachine) -> PanelView:
             # Every notice the machine shows is about something that did not happen.
             return replace(base, screen=Screen.NOTICE, title=title, message=message,
                            tone=Tone.ERROR)
+        case State.DIAGNOSTICS:
+            # A technician's screen: its rows and words are the diagnostics module's.
+            return diagnostics.present(sm, sm.snapshot())
         case State.OFFLINE:
             message = _("Your jobs are safe. Reconnecting by itself…")
             if sm.session_token:
