@@ -142,3 +142,57 @@ def test_the_panel_fills_a_real_display_full_screen(size: tuple[int, int],
     # The layout spans the display: the header's clock sits near its right edge.
     right = max(n["rect"][0] + n["rect"][2] for n in drawn["tree"])
     assert right > size[0] * 0.9
+
+
+def _window_geometry(display: str, title: str) -> str | None:
+    """``WxH`` of the top-level window called ``title`` on ``display``, or None yet."""
+    out = subprocess.run([_tool("xwininfo", "x11-utils"), "-root", "-tree", "-display", display],
+                         capture_output=True, text=True, timeout=30).stdout
+    for line in out.splitlines():
+        if f'"{title}"' in line:
+            # 0x200008 "dev-1": ("mfd" "mfd")  400x640+440+192  +440+192
+            return line.split(")")[-1].split()[0].split("+")[0]
+    return None
+
+
+@pytest.mark.parametrize(("ui", "expected"), [
+    ('size = "640x400"', "640x400"),
+    ('size = "640x400"\norientation = "portrait"', "400x640"),
+], ids=["size", "portrait"])
+def test_mfd_device_opens_its_window_as_the_ui_table_says(ui: str, expected: str,
+                                                         tmp_path: Path) -> None:
+    """``mfd device --config`` with ``[ui] fullscreen = false``: a window of ``[ui] size``, its
+    sides in ``orientation``'s order, on a display larger than both (it used to be 800x480
+    whatever the table said). Nothing listens on the broker's port: the panel comes up anyway
+    and says so."""
+    (tmp_path / "device.toml").write_text(
+        '[device]\nid = "dev-ui"\n[broker]\nurl = "mqtt://127.0.0.1:9"\n'
+        f'[engine]\nkind = "emulator"\n[ui]\nfullscreen = false\n{ui}\n', encoding="utf-8")
+    credentials = tmp_path / "credentials"
+    credentials.write_text(json.dumps({"username": "dev-ui", "password": "not-a-secret"}),
+                           encoding="utf-8")
+    credentials.chmod(0o600)
+    with xvfb((1280, 1024)) as display:
+        env = {**os.environ, "DISPLAY": display, "SDL_VIDEODRIVER": "x11",
+               "SDL_AUDIODRIVER": "dummy"}
+        device = subprocess.Popen(
+            [sys.executable, "-m", "mfdkit", "device", "--config", str(tmp_path / "device.toml")],
+            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while (geometry := _window_geometry(display, "dev-ui")) is None:
+                assert device.poll() is None, device.stderr.read() if device.stderr else ""
+                assert time.monotonic() < deadline, "mfd device opened no window in 30 s"
+                time.sleep(0.1)
+        finally:
+            device.terminate()  # SIGTERM: what a service manager sends
+            try:
+                device.wait(timeout=15)
+            finally:
+                if device.poll() is None:
+                    device.kill()
+                    device.wait()
+    assert geometry == expected
+    # A panel with a screen treats SIGTERM as an interrupt (130), and unwinds cleanly.
+    errors = device.stderr.read().decode() if device.stderr else ""
+    assert device.returncode in (0, 130) and "Traceback" not in errors, errors

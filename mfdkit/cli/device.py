@@ -50,9 +50,11 @@ def cmd_device(args: argparse.Namespace) -> int:
         else:
             from device_app.panel.window import run_window
 
+            # [ui] brings the window's size and the panel's scale, dpi, orientation and
+            # language; full screen takes the display's own size whatever [ui] size says.
             run_window(app, title=device.cfg.device_id,
                        fullscreen=args.fullscreen or (bool(args.config) and device.cfg.fullscreen),
-                       should_stop=stop)
+                       should_stop=stop, ui=device.cfg.ui)
     finally:
         device.stop()
     return 0
