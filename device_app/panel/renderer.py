@@ -32,6 +32,7 @@ from device_app.panel.keyboard import Keyboard
 from device_app.panel.screens import (
     busy,
     confirm,
+    diagnostics,
     entry,
     idle,
     jobs,
@@ -71,6 +72,7 @@ class PanelRenderer:
             Screen.OFFLINE: offline.draw,
             Screen.ENTRY: lambda c, view, now: entry.draw(c, view, now, self._keyboard),
             Screen.CONFIRM: confirm.draw,
+            Screen.DIAGNOSTICS: diagnostics.draw,
             Screen.OPTIONS: options.draw,
         }
         self._painters = painters
