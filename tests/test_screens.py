@@ -21,6 +21,7 @@ from device_app.panel.text import clean_text, fit_text, fit_text_tail, format_su
 from device_app.panel.tree import TextNode
 from device_app.session import (
     Answered,
+    CodeEntered,
     EngineChanged,
     Event,
     Failed,
@@ -33,6 +34,7 @@ from device_app.view import (
     Action,
     EntryView,
     FieldView,
+    InfoRow,
     JobProgress,
     OptionsView,
     PanelView,
@@ -116,6 +118,9 @@ ALL_SCREENS = {
     Screen.CONFIRM: PanelView(Screen.CONFIRM, title="Delete 2 jobs?",
                               message="Deleted jobs cannot be printed.", device_name="Floor 3"),
     Screen.OPTIONS: options_view(),
+    Screen.DIAGNOSTICS: PanelView(Screen.DIAGNOSTICS, title="Diagnostics",
+                                  rows=(InfoRow("Last badge", heading=True),
+                                        InfoRow("Raw bytes", "00 12 D6 87"))),
 }
 
 
@@ -687,6 +692,16 @@ def test_a_session_drawn_at_every_step() -> None:
     offline.handle(LinkChanged(up=False))
     renderer.draw(offline.view(), NOW)
     seen.add(offline.view().screen)
+
+    # A technician's code opens the diagnostics, drawn like any screen.
+    tech = SessionMachine(new_id=lambda: "t")
+    effects = tech.handle(CodeEntered("5550123456"))
+    request = next(e for e in effects if isinstance(e, Send))
+    tech.handle(Answered(request.tag, m.IdentifyResult("-", "t1", "", 300,
+                                                       role=m.ROLE_TECHNICIAN)))
+    assert tech.view().screen is Screen.DIAGNOSTICS
+    renderer.draw(tech.view(), NOW)
+    seen.add(tech.view().screen)
     assert seen == set(Screen)
 
 
