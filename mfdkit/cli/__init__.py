@@ -14,7 +14,19 @@ import logging
 import os
 import sys
 
-from mfdkit.cli import admin, client, cloud, device, emulate, flash, image, reader, sim
+from mfdkit.cli import (
+    admin,
+    client,
+    cloud,
+    device,
+    doctor,
+    emulate,
+    flash,
+    image,
+    provision,
+    reader,
+    sim,
+)
 from mfdkit.cli.common import EXIT_FAILED, _Parser
 from protocol.errors import MfdError
 
@@ -29,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "copier. One subcommand per role.")
     p.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for role in (sim, device, cloud, admin, client, reader, image, flash, emulate):
+    for role in (sim, device, cloud, admin, client, reader, image, flash, emulate, provision,
+                 doctor):
         role.register(sub)
     return p
 
