@@ -26,8 +26,10 @@ from hypothesis import given, settings
 from ipp_printer import DnsSd, IppEvePrinter
 from test_printing import FakeLink, doc, released
 
-from cloud.demo import DEMO_USERS, demo_document
+from cloud.demo import DEMO_USERS, demo_document, seed_demo
 from cloud.directory import submit_job
+from cloud.storage.factory import open_store
+from cloud.storage.port import Job
 from device_app.app import DeviceApp
 from device_app.engines.ipp.engine import IppEngine
 from device_app.engines.socket import EngineClient
@@ -101,6 +103,26 @@ def test_any_bytes_count_as_some_pages_or_none(data: bytes, pdf: bool) -> None:
 def test_a_document_without_a_readable_page_tree_is_one_page_a_copy() -> None:
     assert pdf_page_count(b"%PDF-1.4 job 1\n" * 20) is None
     assert pdf_page_count(b"<< /Type /Pages /Count 4 >>") is None  # not a PDF at all
+
+
+def test_every_demo_job_prints_as_many_pages_as_its_job_says(tmp_path: Path) -> None:
+    # The simulator's panel says "page N of M" with M from the job: the emulator must get to M.
+    store = open_store(f"sqlite:///{tmp_path / 'cloud.db'}")
+    try:
+        now = time.time()
+        seed_demo(store, now=now)
+        held: list[Job] = []
+        for user in DEMO_USERS:
+            found = store.user_by_email(user.email)
+            assert found is not None
+            held += store.held_jobs(found.id, 0, 100, now)[0]
+        assert len(held) == 12 and max(j.pages for j in held) == 24
+        for job in held:
+            document = store.document(job.id, 0, job.size)
+            assert pdf_page_count(document) == job.pages, job.name
+            assert len(document) <= 400 + 300 * job.pages, (job.name, len(document))  # small
+    finally:
+        store.close()
 
 
 # --------------------------------------------------------------------------- the emulator
