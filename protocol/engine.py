@@ -30,9 +30,12 @@ same). A stream socket (a Unix socket today) carries *frames*: a 4-byte big-endi
 * Events (engine -> every connected app, no ``id``): ``{"v": 1, "event": "done", "job": <engine
   id>, "outcome": "printed" | "failed", "detail": ...}`` when a job finishes. An app that was
   disconnected at that moment asks ``outcome`` when it is back.
+  ``{"v": 1, "event": "pages", "job": <engine id>, "done": n}`` as the job prints, each time
+  ``n`` grows and only before its ``done``: ``n`` the impressions so far, copies counted (a
+  3-page document in 2 copies ends at 6). An engine that cannot count sends none.
 
-Unknown fields are ignored; an unknown ``op`` is answered ``unknown_op``; a frame that is not a
-JSON object is answered ``bad_request`` with ``id`` null and the connection is closed.
+Unknown fields and events are ignored; an unknown ``op`` is answered ``unknown_op``; a frame that
+is not a JSON object is answered ``bad_request`` with ``id`` null and the connection is closed.
 
 The emulated controller answers three more ops of its own (``fault``, ``hold``, ``printed``), for
 tests and benches: they are documented with it (firmware_stubs/engine_server.py), not here, and
