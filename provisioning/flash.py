@@ -25,6 +25,9 @@ this order, each step only if the one before it passed:
 Outcomes: ``updated``, ``skipped``, ``ready`` (dry run), ``rolled_back``, ``refused`` (the
 image or the device said no; nothing activated), ``failed`` (the line or the device gave out;
 run the same command again: it resumes).
+
+Every device's outcome but a dry run's is appended to the fleet ledger (provisioning/ledger.py)
+as soon as that device is done, when :func:`flash` is given one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 from protocol.errors import MfdError
 from provisioning import image as img
 from provisioning.keys import ImgKey, key_id, load_trusted
+from provisioning.ledger import Entry, Ledger, LedgerError
 from provisioning.smp_device import (
     DeviceError,
     DeviceFacts,
@@ -49,7 +53,7 @@ from provisioning.smp_device import (
 )
 
 __all__ = ["OK_OUTCOMES", "DeviceResult", "FlashImage", "FlashOptions", "Progress",
-           "check_for_device", "flash", "flash_device", "load_image"]
+           "check_for_device", "flash", "flash_device", "ledger_entry", "load_image"]
 
 log = logging.getLogger(__name__)
 
@@ -320,14 +324,54 @@ async def _upload(dev: SmpDevice, image: FlashImage, res: DeviceResult,
     res.upload_s = time.monotonic() - t0
 
 
+# The ledger's word for each outcome; a dry run ("ready") changed nothing and is not recorded.
+_LEDGER_RESULTS = {"updated": "ok", "skipped": "skipped", "refused": "refused",
+                   "rolled_back": "rolled_back", "failed": "failed"}
+
+
+def ledger_entry(res: DeviceResult, image: FlashImage, who: str = "") -> Entry | None:
+    """The ledger's line for one device's result (None for a dry run's)."""
+    result = _LEDGER_RESULTS.get(res.outcome)
+    if result is None:
+        return None
+    device = {"port": res.port}
+    if res.model:
+        device["model"] = res.model
+    slots = tuple({"slot": s.slot, "version": s.version, "hash": s.hash.hex(),
+                   "active": s.active, "confirmed": s.confirmed, "pending": s.pending}
+                  for s in res.slots)
+    return Entry(action="flash", device=device, result=result,
+                 code=None if result == "ok" else (res.code or res.outcome),
+                 message=res.message, image_hash=image.info.hash.hex(),
+                 key_id=image.info.key_id, version=image.info.version,
+                 from_version=res.from_version, slots=slots, who=who,
+                 details={"image": Path(image.path).name, "bytes_sent": res.bytes_sent,
+                          "resumed_from": res.resumed_from, "seconds": round(res.seconds, 3),
+                          "reconnects": res.reconnects})
+
+
 def flash(ports: Sequence[str], image: FlashImage, opts: FlashOptions,
-          progress: ProgressFn | None = None) -> list[DeviceResult]:
-    """Flash every port at once (one asyncio task each); results in the order of ``ports``."""
+          progress: ProgressFn | None = None, *, ledger: Ledger | None = None,
+          who: str = "") -> list[DeviceResult]:
+    """Flash every port at once (one asyncio task each); results in the order of ``ports``.
+    With ``ledger``, each device's result is appended to it as soon as that device is done
+    (``who``: the technician; the OS user when empty)."""
     if len(set(ports)) != len(ports):
         raise MfdError("a port is given twice: give each device once", code="config_invalid")
 
+    async def one(port: str) -> DeviceResult:
+        res = await flash_device(port, image, opts, progress)
+        entry = ledger_entry(res, image, who) if ledger is not None else None
+        if ledger is not None and entry is not None:
+            try:
+                # fsync under a lock: in a thread, so the other devices' lines keep moving.
+                await asyncio.to_thread(ledger.append, entry)
+            except LedgerError as exc:
+                log.error("%s: %s", port, exc.message)
+                res.message += f" (not in the ledger: {exc.message})"
+        return res
+
     async def run() -> list[DeviceResult]:
-        return list(await asyncio.gather(*(flash_device(p, image, opts, progress)
-                                           for p in ports)))
+        return list(await asyncio.gather(*(one(p) for p in ports)))
 
     return asyncio.run(run())

@@ -67,6 +67,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
     return Fleet(key, v1, v2, paths)
 
 
+@pytest.fixture(autouse=True)
+def _ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # mfd flash appends to the fleet ledger; here a private one, not the user's data dir.
+    path = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("MFD_LEDGER", str(path))
+    return path
+
+
 @pytest.fixture
 def readers(tmp_path: Path, fleet: Fleet) -> Iterator[list[ReaderDevice]]:
     made: list[ReaderDevice] = []
@@ -115,7 +123,8 @@ def test_one_reader_updated_end_to_end_and_still_reads_a_badge(readers, tmp_path
         badge.stop()
 
 
-def test_three_readers_at_once_with_the_cli_json(readers, tmp_path, fleet, capsys) -> None:
+def test_three_readers_at_once_with_the_cli_json(readers, tmp_path, fleet, capsys,
+                                                _ledger) -> None:
     devs = [reader(readers, tmp_path, fleet) for _ in range(3)]
     argv = ["flash", str(fleet.paths["v2"]), "--json", "--timeout", "1"]
     for d in devs:
@@ -127,6 +136,10 @@ def test_three_readers_at_once_with_the_cli_json(readers, tmp_path, fleet, capsy
     assert [d["port"] for d in out["devices"]] == [d.device for d in devs]
     for d in devs:
         assert running(d) == ("1.1.0", True)
+    # One ledger line per device (provisioning/ledger.py; tests/test_ledger.py for the rest).
+    lines = [json.loads(x) for x in _ledger.read_text().splitlines()]
+    assert sorted(e["device"]["port"] for e in lines) == sorted(d.device for d in devs)
+    assert {e["result"] for e in lines} == {"ok"}
 
 
 def test_the_table_and_progress_lines(readers, tmp_path, fleet, capsys) -> None:

@@ -8,8 +8,10 @@
     device, and confirms, or reports the rollback. What each step does: provisioning/flash.py.
 
     Progress goes to stderr, one line per device (bytes, rate, ETA); the summary table, or with
-    ``--json`` one JSON object, to stdout. Exit 0 when every device is updated, skipped or (dry
-    run) ready; 1 otherwise, or when the image itself is refused (one line on stderr).
+    ``--json`` one JSON object, to stdout. Each device's outcome (not a dry run's) is appended
+    to the fleet ledger (``--ledger PATH``, ``--who NAME``; ``mfd ledger`` shows it). Exit 0
+    when every device is updated, skipped or (dry run) ready; 1 otherwise, or when the image
+    itself is refused (one line on stderr).
 """
 
 from __future__ import annotations
@@ -53,12 +55,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="connect and do every check, send nothing")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--ledger", type=Path, metavar="PATH",
+                   help="the fleet ledger to append each device's outcome to (default: "
+                        "$MFD_LEDGER, else $XDG_DATA_HOME/mfdkit/ledger.jsonl)")
+    p.add_argument("--who", metavar="NAME",
+                   help="who flashes, for the ledger (default: the OS user)")
     p.set_defaults(func=cmd_flash)
 
 
 def cmd_flash(args: argparse.Namespace) -> int:
     from provisioning import flash as fl
     from provisioning import keys as keymod
+    from provisioning.ledger import Ledger
 
     if not getattr(args, "debug", False):
         # smpclient logs every timeout it meets; ours are retried and summed up per device.
@@ -84,15 +92,20 @@ def cmd_flash(args: argparse.Namespace) -> int:
               f"bytes, key {info.key_id}, hash {info.hash.hex()[:16]}; "
               f"{len(args.port)} device(s){' (dry run)' if args.dry_run else ''}",
               file=sys.stderr)
+    ledger = Ledger(args.ledger)
+    if not args.dry_run:
+        ledger.check_writable()  # before a device is touched, not after it was flashed
     board = ProgressBoard(args.port, sys.stderr)
     started = time.monotonic()
-    results = fl.flash(args.port, image, opts, board.update)
+    results = fl.flash(args.port, image, opts, board.update, ledger=ledger,
+                       who=args.who or "")
     board.finish()
     ok = all(r.outcome in fl.OK_OUTCOMES for r in results)
     if args.json:
         print(json.dumps({"ok": ok, "image": {"path": str(args.image), **info.to_json()},
                           "dry_run": args.dry_run,
                           "seconds": round(time.monotonic() - started, 3),
+                          "ledger": str(ledger.path),
                           "devices": [r.to_json() for r in results]}))
     else:
         print_table(results, sys.stdout)
