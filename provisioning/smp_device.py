@@ -1,5 +1,8 @@
-"""One device managed over SMP's serial transport, through smpclient: the session that
-``mfd flash`` drives (provisioning/flash.py).
+"""One device managed over SMP, through smpclient: the session that ``mfd flash`` drives
+(provisioning/flash.py). The port string picks the transport: a serial port's path (the serial
+transport: framed, base64, CRC), or ``udp:HOST:PORT`` (SMP's UDP transport: one packet per
+datagram, as Zephyr's ``CONFIG_MCUMGR_TRANSPORT_UDP`` and the emulated panel speak; an IPv6 host
+in brackets, ``udp:[::1]:1337``).
 
 smpclient does the framing and the message models; this module adds what a technician's tool
 needs on a real line:
@@ -7,7 +10,10 @@ needs on a real line:
 * **MTU negotiation with fallback.** smpclient's ``Auto`` strategy reads the device's MCUmgr
   parameters on connect and fills its reassembly buffer; a device that does not answer them
   gets one 128-byte line buffer's worth per message (:attr:`SmpDevice.mtu` says which).
-  ``mtu=N`` forces a size instead.
+  ``mtu=N`` forces a size instead. Over UDP a message is one datagram: at most the link MTU
+  (1500, or ``mtu=N``) less the IP and UDP headers, and never more than the buffer the device
+  reports (smpclient's UDP transport ignores that buffer; a Zephyr device's is often 384 bytes
+  and it drops a larger datagram whole).
 * **Retries that re-synchronise.** A request whose reply is lost (timeout) or damaged (bad CRC,
   bad delimiter, wrong sequence, unparseable) is sent again after a reconnect, which empties
   both smpclient's buffers and the port's, so a late or broken reply cannot be taken for the
@@ -44,11 +50,12 @@ from smpclient.requests.image_management import (
 from smpclient.requests.os_management import EchoWrite, OSApplicationInfoRead, ResetWrite
 from smpclient.transport import SMPTransportDisconnected
 from smpclient.transport.serial import Auto, BufferSize, SMPSerialTransport
+from smpclient.transport.udp import SMPUDPTransport
 
 from protocol.errors import MfdError
 
 __all__ = ["DeviceError", "DeviceFacts", "SlotState", "SmpDevice", "UploadAck",
-           "cbor_len_overhead"]
+           "cbor_len_overhead", "parse_udp_port"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,40 @@ class DeviceFacts:
     info: str | None
 
 
+def parse_udp_port(port: str) -> tuple[str, int] | None:
+    """``udp:HOST:PORT`` as (host, port); None for anything else (a serial port's name)."""
+    if not port.startswith("udp:"):
+        return None
+    host, sep, num = port[4:].rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        value = int(num)
+    except ValueError:
+        value = -1
+    if not sep or not host or not 0 < value < 65536:
+        raise DeviceError(f"{port}: a UDP device is udp:HOST:PORT, e.g. udp:192.0.2.7:1337",
+                          code="config_invalid")
+    return host, value
+
+
+class _UdpTransport(SMPUDPTransport):
+    """smpclient's UDP transport on any port (it connects to 1337 unless told), with messages
+    no larger than the device's reported buffer."""
+
+    def __init__(self, port: int, mtu: int) -> None:
+        super().__init__(mtu=mtu)
+        self._port = port
+
+    async def connect(self, address: str, timeout_s: float, port: int = 0) -> None:
+        await super().connect(address, timeout_s, port=self._port)
+
+    @property
+    def max_unencoded_size(self) -> int:
+        room = int(super().max_unencoded_size)
+        buf = self._smp_server_transport_buffer_size
+        return min(room, buf) if buf else room
+
+
 def cbor_len_overhead(n: int) -> int:
     """Bytes CBOR spends on the length of a byte string of ``n`` bytes, beyond its first."""
     return 0 if n < 24 else 1 if n < 0x100 else 2 if n < 0x10000 else 4
@@ -113,7 +154,7 @@ def parse_app_info(text: str) -> DeviceFacts:
 
 class SmpDevice:
     """An SMP session with one device on a serial port (``port``: a path such as
-    ``/dev/ttyACM0`` or a pty). Use as ``async with``."""
+    ``/dev/ttyACM0`` or a pty) or over UDP (``udp:HOST:PORT``). Use as ``async with``."""
 
     def __init__(self, port: str, *, baud: int = 115200, timeout_s: float = 2.5,
                  retries: int = 4, mtu: int | None = None) -> None:
@@ -126,7 +167,8 @@ class SmpDevice:
         self.data_sent = 0  # upload data put on the line, every attempt counted
         self._had_params = False  # the device told its buffer size at the first connect
         self._client: SMPClient | None = None
-        self._transport: SMPSerialTransport | None = None
+        self._transport: SMPSerialTransport | _UdpTransport | None = None
+        self._udp = parse_udp_port(port)
 
     async def __aenter__(self) -> SmpDevice:
         await self.connect()
@@ -143,9 +185,14 @@ class SmpDevice:
             # smpclient would retry opening it until its timeout; nothing will appear there.
             raise DeviceError(f"{self.port}: no such port: check the port name (a reader on "
                               "USB is usually /dev/ttyACM* or /dev/ttyUSB*) and the cable")
-        strategy = Auto() if self.forced_mtu is None else BufferSize(self.forced_mtu)
-        self._transport = SMPSerialTransport(strategy, baudrate=self.baud)
-        self._client = SMPClient(self._transport, self.port, timeout_s=self.timeout_s)
+        if self._udp is not None:
+            # No handshake on UDP: a device that is not there shows as requests timing out.
+            self._transport = _UdpTransport(self._udp[1], self.forced_mtu or 1500)
+            self._client = SMPClient(self._transport, self._udp[0], timeout_s=self.timeout_s)
+        else:
+            strategy = Auto() if self.forced_mtu is None else BufferSize(self.forced_mtu)
+            self._transport = SMPSerialTransport(strategy, baudrate=self.baud)
+            self._client = SMPClient(self._transport, self.port, timeout_s=self.timeout_s)
         if first_reply_s is not None:
             self._client._timeout_s = first_reply_s  # smpclient reads it for the parameters
         try:
