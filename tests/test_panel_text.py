@@ -4,6 +4,7 @@ fallback when there are none, and long names shortened in the middle so they sta
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pygame
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from device_app.i18n import translator
 from device_app.panel.canvas import Canvas
 from device_app.panel.fonts import ChainFont, face_for, parse_charset, system_chain
-from device_app.panel.text import ELLIPSIS, fit_text_middle
+from device_app.panel.text import ELLIPSIS, fit_text_middle, format_submitted, wrap_text
 from device_app.panel.tree import TextNode
 
 #: The faces the panel needs and the Debian package that brings each (scripts/setup.sh).
@@ -147,3 +149,36 @@ def test_the_job_list_cuts_long_names_in_the_middle() -> None:
     for text in shown:
         assert text.startswith("Quarterly") and text.endswith(".pdf")
         assert ELLIPSIS in text.strip(ELLIPSIS)
+
+
+def test_japanese_wraps_between_characters_and_loses_nothing(font: ChainFont) -> None:
+    """Japanese writes no spaces between words: a sentence is one "word" to a space-splitter,
+    which used to cut it to one line and an ellipsis."""
+    sentence = "ジョブは安全に保管されています。ネットワークを確認して、もう一度お試しください。"
+    width = font.size(sentence)[0] * 6 // 10
+    lines = wrap_text(font, sentence, width, 2)
+    assert len(lines) == 2 and "".join(lines) == sentence, lines
+    assert all(font.size(line)[0] <= width for line in lines)
+
+
+def test_a_word_longer_than_a_line_is_broken_not_cut(font: ChainFont) -> None:
+    width = font.size("Aktualisier")[0]
+    lines = wrap_text(font, "Aktualisierungsschwierigkeiten sind selten", width, 9)
+    assert len(lines) > 2 and not any(ELLIPSIS in line for line in lines), lines
+    assert "".join(lines).replace(" ", "") == "Aktualisierungsschwierigkeitensindselten"
+    assert all(font.size(line)[0] <= width for line in lines)
+
+
+@pytest.mark.parametrize(("language", "today", "this_year", "last_year"), [
+    ("en", "09:32", "13 Mar", "14 Nov 2024"),
+    ("de", "09:32", "13. März", "14. Nov. 2024"),
+    ("fr", "09:32", "13 mars", "14 nov. 2024"),
+    ("ja", "9:32", "3月13日", "2024年11月14日"),
+])
+def test_a_jobs_time_and_date_as_its_language_writes_them(language: str, today: str,
+                                                           this_year: str, last_year: str) -> None:
+    now = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
+    tr = translator(language)
+    assert format_submitted(now - 3600, now, tr) == today
+    assert format_submitted(now - 86400, now, tr) == this_year
+    assert format_submitted(now - 86400 * 120, now, tr) == last_year

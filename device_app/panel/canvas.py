@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import pygame
 
+from device_app.i18n import Translator, translator
 from device_app.panel.fonts import ChainFont, Face, system_chain
 from device_app.panel.text import clean_text, fit_text, fit_text_middle, wrap_text
 from device_app.panel.theme import DESIGN_DPI, DESIGN_SIZE, MIN_TARGET, Color
@@ -124,12 +125,17 @@ class Canvas:
         self.tree: list[Node] = []
         #: Strings that are names (job names), shortened in the middle wherever drawn.
         self.names: frozenset[str] = frozenset()
+        #: The frame's language: the panel's own labels go through it (device_app.i18n).
+        self.tr: Translator = translator(language)
 
-    def begin_frame(self, names: frozenset[str] = frozenset()) -> None:
-        """Forget the last frame's targets and tree."""
+    def begin_frame(self, names: frozenset[str] = frozenset(), language: str | None = None
+                    ) -> None:
+        """Forget the last frame's targets and tree; the frame speaks ``language`` (the
+        view's, so the panel's own labels match the session's words), else the canvas's."""
         self.tree = []
         self.targets = _Targets(self)
         self.names = names
+        self.tr = translator(language or self.language)
 
     @property
     def effective_dpi(self) -> float:

@@ -14,6 +14,7 @@ from functools import partial
 
 import pygame
 
+from device_app.i18n import N_
 from device_app.panel import icons
 from device_app.panel.canvas import Canvas
 from device_app.panel.theme import (
@@ -42,11 +43,11 @@ _TEXT_ROWS: tuple[tuple[_Key, ...], ...] = (
     tuple((c, c, 1.0) for c in "qwertyuiop"),
     tuple((c, c, 1.0) for c in "asdfghjkl"),
     (("", KEY_SHIFT, 1.5), *((c, c, 1.0) for c in "zxcvbnm"), ("", "BACKSPACE", 1.5)),
-    (("Next", "TAB", 1.5), ("@", "@", 1.0), (".", ".", 1.0), ("space", " ", 3.0),
-     ("-", "-", 1.0), ("_", "_", 1.0), ("OK", "ENTER", 1.5)),
+    ((N_("Next"), "TAB", 1.5), ("@", "@", 1.0), (".", ".", 1.0), (N_("space"), " ", 3.0),
+     ("-", "-", 1.0), ("_", "_", 1.0), (N_("OK"), "ENTER", 1.5)),
 )
 #: What the draw tree calls the keys drawn as icons.
-_KEY_NAMES = {KEY_SHIFT: "Shift", "BACKSPACE": "Backspace"}
+_KEY_NAMES = {KEY_SHIFT: N_("Shift"), "BACKSPACE": N_("Backspace")}
 #: Where each text row starts, in key units: the home row sits half a key in, as on paper.
 _TEXT_INDENT = (0.0, 0.0, 0.5, 0.0, 0.0)
 
@@ -99,8 +100,10 @@ def _key(c: Canvas, rect: pygame.Rect, label: str, key: str, style: Style = KEY_
     pygame.draw.rect(c.surface, KEY_SHADOW, rect.move(0, c.px(2)), border_radius=c.px(8))
     # The key answers for half the gap around it, as on a phone: the cells of the grid touch,
     # so a finger between two keys still hits one, and a key is as wide as its cell.
+    name = _KEY_NAMES.get(key)
     ink = button(c, rect, label, Action.KEY, style, subject=key, size=size, radius=8,
-                 hit=rect.inflate(gap, gap), role="key", name=_KEY_NAMES.get(key, ""))
+                 hit=rect.inflate(gap, gap), role="key",
+                 name=c.tr.gettext(name) if name else "")
     if icon is not None:
         icon(rect, ink)
 
@@ -111,9 +114,10 @@ def draw_keypad(c: Canvas, area: pygame.Rect, kb: Keyboard) -> None:
     gap = c.px(8)
     _key(c, cell(area, 4, 4, 3, 0, gap), "", "BACKSPACE", FUNCTION_KEY,
          icon=partial(icons.backspace, c), gap=gap)
-    _key(c, cell(area, 4, 4, 3, 1, gap), "Clear", "CLEAR", FUNCTION_KEY, size=32, gap=gap)
-    _key(c, cell(area, 4, 4, 3, 2, gap, span_rows=2), "OK", "ENTER", ENTER_KEY, size=48,
+    _key(c, cell(area, 4, 4, 3, 1, gap), c.tr.gettext("Clear"), "CLEAR", FUNCTION_KEY, size=32,
          gap=gap)
+    _key(c, cell(area, 4, 4, 3, 2, gap, span_rows=2), c.tr.gettext("OK"), "ENTER", ENTER_KEY,
+         size=48, gap=gap)
     if not kb.letters:
         for i, digit in enumerate("123456789"):
             _key(c, cell(area, 4, 4, i % 3, i // 3, gap), digit, digit, size=56, gap=gap)
@@ -158,11 +162,11 @@ def _text_key(c: Canvas, rect: pygame.Rect, label: str, key: str, kb: Keyboard,
     elif key == "BACKSPACE":
         _key(c, rect, "", key, FUNCTION_KEY, icon=partial(icons.backspace, c), gap=gap)
     elif key == "TAB":
-        _key(c, rect, label, key, FUNCTION_KEY, size=30, gap=gap)
+        _key(c, rect, c.tr.gettext(label), key, FUNCTION_KEY, size=30, gap=gap)
     elif key == "ENTER":
-        _key(c, rect, label, key, ENTER_KEY, size=36, gap=gap)
+        _key(c, rect, c.tr.gettext(label), key, ENTER_KEY, size=36, gap=gap)
     elif key == " ":
-        _key(c, rect, label, key, size=28, gap=gap)
+        _key(c, rect, c.tr.gettext(label), key, size=28, gap=gap)
     elif kb.shift and key.isalpha():
         # The key sends what it shows: with Shift lit, the capital.
         _key(c, rect, label.upper(), key.upper(), gap=gap)

@@ -95,7 +95,7 @@ class PanelRenderer:
             view.entry.kind if view.screen is Screen.ENTRY and view.entry else None)
         # Job names are shortened in the middle wherever a screen draws them (canvas.py).
         names = frozenset(j.name for j in view.jobs) | frozenset(p.name for p in view.progress)
-        self._canvas.begin_frame(names)
+        self._canvas.begin_frame(names, view.language)
         self.surface.fill(BG)
         self._painters[view.screen](self._canvas, view, now)
 

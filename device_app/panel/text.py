@@ -7,15 +7,15 @@ is unambiguous. Only measuring needs pygame: a font's ``size``.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import unicodedata
 
 import pygame
 
-ELLIPSIS = "\u2026"
+from device_app.i18n import Translator, translator
 
-# English on purpose: %b follows the C locale of whatever image the device runs.
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+ELLIPSIS = "\u2026"
 
 
 def clean_text(text: str) -> str:
@@ -102,37 +102,66 @@ def fit_text_middle(font: pygame.font.Font, text: str, max_width: int) -> str:
     return cut(lo)
 
 
+def _pieces(font: pygame.font.Font, word: str, max_width: int) -> list[str]:
+    """``word`` as pieces that each fit ``max_width``: itself if it fits, else cut between
+    characters. Japanese and Chinese put no spaces between words, so a sentence is one "word"
+    and may be broken after any character; so may a Latin word too long for a line."""
+    if font.size(word)[0] <= max_width:
+        return [word]
+    pieces, current = [], ""
+    for ch in word:
+        if current and font.size(current + ch)[0] > max_width:
+            pieces.append(current)
+            current = ch
+        else:
+            current += ch
+    return [*pieces, current] if current else pieces
+
+
 def wrap_text(font: pygame.font.Font, text: str, max_width: int, max_lines: int) -> list[str]:
-    """``text`` broken at spaces into at most ``max_lines`` lines that each fit ``max_width``;
-    what does not fit ends in an ellipsis."""
+    """``text`` broken at spaces (or, for a word longer than a line and for scripts written
+    without spaces, between characters) into at most ``max_lines`` lines that each fit
+    ``max_width``; what does not fit ends in an ellipsis."""
     lines: list[str] = []
     current = ""
-    for word in clean_text(text).split():
-        candidate = f"{current} {word}" if current else word
+    # Each piece, and what went before it in the text: a space, or nothing (a word cut).
+    pieces = [(piece, " " if i == 0 else "") for word in clean_text(text).split()
+              for i, piece in enumerate(_pieces(font, word, max_width))]
+    tail = ""  # everything from the last line on, as it was written
+    for piece, before in pieces:
+        if len(lines) == max_lines - 1:
+            tail = f"{tail}{before}{piece}" if tail else piece
+            continue
+        candidate = f"{current}{before}{piece}" if current else piece
         if current and font.size(candidate)[0] > max_width:
             lines.append(current)
-            current = word
+            current = piece
+            if len(lines) == max_lines - 1:
+                tail, current = piece, ""
         else:
             current = candidate
-    if current:
+    if tail:
+        lines.append(tail)
+    elif current:
         lines.append(current)
-    if len(lines) > max_lines:
-        lines = [*lines[: max_lines - 1], " ".join(lines[max_lines - 1 :])]
     return [fit_text(font, line, max_width) for line in lines]
 
 
-def format_submitted(submitted_at: float, now: float) -> str:
+def format_submitted(submitted_at: float, now: float, tr: Translator | None = None) -> str:
     """When a job was sent, as short as is unambiguous: "09:41" today, else "3 Mar"
-    (with the year if it is not this year). Local time, because that is the clock on the wall."""
+    (with the year if it is not this year), as ``tr``'s language writes them ("3. März",
+    "3月3日"); English without one. Local time, because that is the clock on the wall. (Not
+    strftime: %b follows the C locale of whatever image the device runs.)"""
+    tr = tr or translator("en")
     try:
-        then, today = time.localtime(submitted_at), time.localtime(now)
+        then = dt.datetime.fromtimestamp(submitted_at)
+        today = dt.datetime.fromtimestamp(now)
     except (OverflowError, OSError, ValueError):
         # The timestamp comes off the wire; a wild one must not blank the panel.
         return ""
-    if (then.tm_year, then.tm_yday) == (today.tm_year, today.tm_yday):
-        return f"{then.tm_hour:02d}:{then.tm_min:02d}"
-    day = f"{then.tm_mday} {_MONTHS[then.tm_mon - 1]}"
-    return day if then.tm_year == today.tm_year else f"{day} {then.tm_year}"
+    if then.date() == today.date():
+        return tr.time(then)
+    return tr.date(then.date(), with_year=then.year != today.year)
 
 
 def format_clock(now: float) -> str:

@@ -110,7 +110,10 @@ def tool_button(c: Canvas, rect: pygame.Rect, label: str, action: Action, icon: 
     box = pygame.Rect(0, 0, c.px(26), c.px(26))
     box.midtop = (rect.centerx, rect.top + c.px(7))
     icon(box, color)
-    c.text(label, 24, INK if enabled else DISABLED_INK, max_width=rect.width - 8, role="button",
+    # A longer word ("Supprimer") is set smaller before it is cut.
+    room = rect.width - 8
+    size = c.fitting_size(label, (24, 21, 18, 16), room, bold=True)
+    c.text(label, size, INK if enabled else DISABLED_INK, max_width=room, role="button",
            box=rect, bg=CARD if enabled else DISABLED_BUTTON.fill,
            midbottom=(rect.centerx, rect.bottom - c.px(6)))
 

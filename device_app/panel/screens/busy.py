@@ -28,6 +28,6 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         pos = (round(centre[0] + c.px(46) * math.cos(angle)),
                round(centre[1] + c.px(46) * math.sin(angle)))
         pygame.draw.circle(c.surface, mix(PRIMARY, LINE, age / dots), pos, c.px(8))
-    y = c.lines(view.title or "One moment", 60, INK, cx, band.bottom + c.px(200),
+    y = c.lines(view.title or c.tr.gettext("One moment"), 60, INK, cx, band.bottom + c.px(200),
                 width - c.px(64), 1, role="heading")
     c.lines(view.message, 40, MUTED, cx, y + c.px(10), width - c.px(64), 2)

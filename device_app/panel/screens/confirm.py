@@ -29,7 +29,7 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
                         card.top + pad + c.px(25), BAD, size=44)
     title_left = mark.right + c.px(20)
     room = card.right - pad - title_left
-    title = view.title or "Are you sure?"
+    title = view.title or c.tr.gettext("Are you sure?")
     c.text(title, c.fitting_size(title, (52, 44, 38, 32), room, bold=True), INK, max_width=room,
            role="heading", midleft=(title_left, mark.centery))
 
@@ -38,8 +38,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     keep = pygame.Rect(card.left + pad, card.bottom - pad - button_h, button_w, button_h)
     delete = pygame.Rect(keep.right + pad, keep.top, button_w, button_h)
     # Keep on the left, where the eye lands first; the red one has to be looked for.
-    button(c, keep, "Keep", Action.CANCEL, SECONDARY_BUTTON, size=38)
-    button(c, delete, "Delete", Action.CONFIRM, DANGER_BUTTON, size=38)
+    button(c, keep, c.tr.gettext("Keep"), Action.CANCEL, SECONDARY_BUTTON, size=38)
+    button(c, delete, c.tr.gettext("Delete"), Action.CONFIRM, DANGER_BUTTON, size=38)
     if view.message:
         top = mark.bottom + c.px(24)
         line_h = c.font(36).get_linesize()

@@ -38,7 +38,7 @@ def draw(c: Canvas, view: PanelView, now: float, kb: Keyboard) -> None:
     band = header(c, view.title, reserve=cancel.width + pad, height=64 if text else 72,
                   shrink=True)
     cancel.midright = (width - pad, band.centery)
-    button(c, cancel, "Cancel", Action.CANCEL, HEADER_BUTTON)
+    button(c, cancel, c.tr.gettext("Cancel"), Action.CANCEL, HEADER_BUTTON)
     if entry is None:
         return
     if text:
@@ -47,8 +47,9 @@ def draw(c: Canvas, view: PanelView, now: float, kb: Keyboard) -> None:
         _draw_code_entry(c, entry, band.bottom, kb)
 
 
-def _switch_label(entry: EntryView) -> str:
-    return "Use email + password" if "code" in entry.kind else "Use access code"
+def _switch_label(c: Canvas, entry: EntryView) -> str:
+    return (c.tr.gettext("Use email + password") if "code" in entry.kind
+            else c.tr.gettext("Use access code"))
 
 
 def _draw_code_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> None:
@@ -82,7 +83,7 @@ def _draw_code_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
     if entry.can_switch:
         link = pygame.Rect(left.left, 0, left.width, link_h)
         link.bottom = left.bottom
-        button(c, link, _switch_label(entry), Action.SWITCH_ENTRY, LINK_BUTTON,
+        button(c, link, _switch_label(c, entry), Action.SWITCH_ENTRY, LINK_BUTTON,
                size=28)
         link_top = link.top
     y = left.top
@@ -166,7 +167,7 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
     if entry.can_switch:
         link = pygame.Rect(0, 0, c.px(250), c.tap(48))
         link.topright = link_at
-        button(c, link, _switch_label(entry), Action.SWITCH_ENTRY, LINK_BUTTON,
+        button(c, link, _switch_label(c, entry), Action.SWITCH_ENTRY, LINK_BUTTON,
                size=28)
         if not c.portrait:
             error_box.width = link.left - pad - info.left

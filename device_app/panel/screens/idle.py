@@ -18,8 +18,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     body = height - band.bottom
     cx = width // 2
     ways = [(label, action) for label, action, offered in (
-        ("Enter access code", Action.ENTER_CODE, view.can_type_code),
-        ("Email + password", Action.ENTER_PASSWORD, view.can_type_password),
+        (c.tr.gettext("Enter access code"), Action.ENTER_CODE, view.can_type_code),
+        (c.tr.gettext("Email + password"), Action.ENTER_PASSWORD, view.can_type_password),
     ) if offered]
     # The badge stays the first thing the eye finds; the typed ways in sit below it, smaller.
     icon_at, prompt_at = (0.22, 0.52) if ways else (0.32, 0.64)
@@ -51,11 +51,16 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         pygame.draw.arc(c.surface, PRIMARY, arc, -0.75, 0.75, max(3, c.px(7)))
 
     prompt_y = band.bottom + round(body * prompt_at)
-    prompt = view.title or "Tap your badge"
+    prompt = view.title or c.tr.gettext("Tap your badge")
     room = width - c.px(48)
-    # Narrow (portrait) glass sets the prompt smaller before it would lose a word.
-    c.text(prompt, c.fitting_size(prompt, (104, 92, 80, 68), room, bold=True), INK,
-           max_width=room, role="prompt", center=(cx, prompt_y))
+    # Narrow (portrait) glass sets the prompt smaller before it would lose a word, and a
+    # prompt too long even then ("Karte an den Leser halten") takes two lines.
+    size = c.fitting_size(prompt, (104, 92, 80, 68), room, bold=True)
+    if c.font(size, bold=True).size(prompt)[0] > room:
+        line_h = c.font(size, bold=True).get_linesize()
+        c.lines(prompt, size, INK, cx, prompt_y - line_h, room, 2, role="prompt")
+    else:
+        c.text(prompt, size, INK, max_width=room, role="prompt", center=(cx, prompt_y))
     # No default line under the prompt: it used to promise an access code that the panel
     # may not accept. The buttons below say exactly which other ways in there are.
     if view.message:

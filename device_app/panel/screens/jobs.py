@@ -14,7 +14,7 @@ import pygame
 
 from device_app.panel import icons
 from device_app.panel.canvas import Canvas, Target
-from device_app.panel.text import ELLIPSIS, format_submitted, plural
+from device_app.panel.text import format_submitted
 from device_app.panel.theme import (
     BAD,
     BG,
@@ -108,16 +108,26 @@ def _draw_header(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
     the greeting, where the two share the band's height instead of its width."""
     width = c.surface.get_width()
     pad = c.px(16)
+    tr = c.tr
     # Refresh beside Log out: new jobs come by themselves, but a person who just sent one
     # wants a way to ask now.
-    logout = pygame.Rect(0, 0, c.px(124 if narrow else 150), c.tap(52))
-    refresh = pygame.Rect(0, 0, c.px(112 if narrow else 120), c.tap(52))
+    labels = (tr.gettext("Refresh"), tr.gettext("Log out"))
+    refresh, logout = (pygame.Rect(0, 0, c.px(least), c.tap(52)) for least in
+                       ((112, 124) if narrow else (120, 150)))
+    if narrow:
+        # Narrow glass gives the buttons what their words need ("Aktualisieren"), within a
+        # third of the width each; the greeting is cut first.
+        for rect, label in zip((refresh, logout), labels, strict=True):
+            need = c.font(28, bold=True).size(label)[0] + 2 * c.px(12)
+            rect.width = min(max(rect.width, need), width // 3)
     count = len(view.jobs)
     if view.total_jobs > count:
-        summary = f"{count} of {view.total_jobs} jobs"
+        # Only when the person has more than the list holds: always several, never "1 jobs".
+        summary = tr.gettext("{count} of {total} jobs", count=count, total=view.total_jobs)
     else:
-        summary = plural(count, "job", "jobs")
-    greeting = f"Hello, {view.user_name}" if view.user_name else "Hello"
+        summary = tr.ngettext("{n} job", "{n} jobs", count)
+    greeting = (tr.gettext("Hello, {name}", name=view.user_name) if view.user_name
+                else tr.gettext("Hello"))
     reserve = logout.width + refresh.width + 2 * pad
     if narrow:
         band = header(c, "", height=88)
@@ -135,8 +145,8 @@ def _draw_header(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
         band = header(c, greeting, summary, reserve=reserve)
     logout.midright = (width - pad, band.centery)
     refresh.midright = (logout.left - pad, band.centery)
-    button(c, refresh, "Refresh", Action.REFRESH, HEADER_BUTTON)
-    button(c, logout, "Log out", Action.LOGOUT, HEADER_BUTTON)
+    button(c, refresh, labels[0], Action.REFRESH, HEADER_BUTTON)
+    button(c, logout, labels[1], Action.LOGOUT, HEADER_BUTTON)
     return band
 
 
@@ -181,16 +191,19 @@ def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
         for rect in (select_all, release_all, delete, options, release):
             rect.centery = bar.centery
     release.width = width - pad - release.left
-    button(c, select_all, "Deselect all" if view.all_selected else "Select all",
+    tr = c.tr
+    button(c, select_all,
+           tr.gettext("Deselect all") if view.all_selected else tr.gettext("Select all"),
            Action.SELECT_ALL, SECONDARY_BUTTON, has_jobs, size=32)
-    button(c, release_all, "Release all", Action.RELEASE_ALL, SECONDARY_BUTTON,
+    button(c, release_all, tr.gettext("Release all"), Action.RELEASE_ALL, SECONDARY_BUTTON,
            has_jobs, size=32)
-    tool_button(c, delete, "Delete", Action.DELETE, partial(icons.trash, c), chosen, BAD)
+    tool_button(c, delete, tr.gettext("Delete"), Action.DELETE, partial(icons.trash, c), chosen,
+                BAD)
     if view.can_change:
-        tool_button(c, options, "Options", Action.OPTIONS, partial(icons.sliders, c), chosen,
-                    INK)
-    button(c, release, f"Release selected ({len(view.selected)})", Action.RELEASE,
-           PRIMARY_BUTTON, chosen, size=32)
+        tool_button(c, options, tr.gettext("Options"), Action.OPTIONS,
+                    partial(icons.sliders, c), chosen, INK)
+    button(c, release, tr.gettext("Release selected ({count})", count=len(view.selected)),
+           Action.RELEASE, PRIMARY_BUTTON, chosen, size=32)
     return bar
 
 
@@ -261,11 +274,13 @@ def _draw_empty(c: Canvas, reasons: tuple[str, ...], area: pygame.Rect) -> None:
     """An empty list, and why it is empty when the cloud or the device knows."""
     room = area.width - c.px(48)
     title_h = c.font(56).get_linesize()
-    body = reasons or ("Jobs you send to secure print wait here for you.",)
+    body = reasons or (c.tr.gettext("Jobs you send to secure print wait here for you."),)
     # The block is centred as a whole: the title, then a line or two per reason.
     lines_h = c.font(34).get_linesize() * 2 * len(body)
     top = area.top + max(c.px(8), (area.height - title_h - c.px(16) - lines_h) // 2)
-    c.text("No jobs waiting", 56, INK, max_width=room, midtop=(area.centerx, top))
+    title = c.tr.gettext("No jobs waiting")
+    c.text(title, c.fitting_size(title, (56, 48, 40), room), INK, max_width=room,
+           midtop=(area.centerx, top))
     y = top + title_h + c.px(16)
     for line in body:
         y = c.lines(line, 34, INK if reasons else MUTED, area.centerx, y, room, 2)
@@ -276,10 +291,10 @@ def _draw_more_row(c: Canvas, row: pygame.Rect, shown: int, total: int) -> None:
     pad = c.px(16)
     more = pygame.Rect(0, 0, c.px(200), c.tap(52))
     more.midright = (row.right - pad, row.centery)
-    c.text(f"Showing {shown} of {total}", 32, MUTED,
+    c.text(c.tr.gettext("Showing {shown} of {total}", shown=shown, total=total), 32, MUTED,
            max_width=max(0, more.left - row.left - 2 * pad),
            midleft=(row.left + pad, row.centery))
-    button(c, more, "Load more", Action.LOAD_MORE, LINK_BUTTON, size=32)
+    button(c, more, c.tr.gettext("Load more"), Action.LOAD_MORE, LINK_BUTTON, size=32)
 
 
 def _draw_scroll_rail(c: Canvas, rail: pygame.Rect, total: int, rows: int,
@@ -306,7 +321,7 @@ def _draw_scroll_rail(c: Canvas, rail: pygame.Rect, total: int, rows: int,
     last = min(total, window.scroll + rows)
     c.text(f"{min(window.scroll + 1, last)}\u2013{last}", 28, INK, max_width=rail.width - 4,
            midbottom=(rail.centerx, middle))
-    c.text(f"of {total}", 28, MUTED, max_width=rail.width - 4,
+    c.text(c.tr.gettext("of {total}", total=total), 28, MUTED, max_width=rail.width - 4,
            midtop=(rail.centerx, middle + c.px(2)))
 
 
@@ -351,11 +366,11 @@ def _draw_job_row(c: Canvas, row: pygame.Rect, job: JobSummary, selected: bool,
     top_line = row.top + inset
     second_line = top_line + c.font(name_size).get_height()
 
-    c.text(job.name or "(untitled)", name_size, INK, max_width=text_width, bg=ground,
+    c.text(job.name or c.tr.gettext("(untitled)"), name_size, INK, max_width=text_width, bg=ground,
            topleft=(left, top_line))
     _draw_job_details(c, job, left, second_line, text_width, detail_size, ground)
     # The time sits on the name's line and the source on the details'.
-    c.text(format_submitted(job.submitted_at, now), detail_size + 4, INK,
+    c.text(format_submitted(job.submitted_at, now, c.tr), detail_size + 4, INK,
            max_width=right_width, bg=ground, topright=(right_edge, top_line))
     if job.source:
         c.text(job.source, detail_size - 2, MUTED, max_width=right_width, bg=ground,
@@ -368,11 +383,14 @@ def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: in
     """"12 pages · 3 copies · [chip] Colour · 2-sided", cut where the column ends."""
     # Extra copies are drawn in full ink: 50 copies of the wrong thing is the costly mistake.
     # They come second, before what narrow glass would cut first.
-    copies = (plural(job.copies, "copy", "copies"), None, INK if job.copies > 1 else MUTED)
+    tr = c.tr
+    copies = (tr.ngettext("{n} copy", "{n} copies", job.copies), None,
+              INK if job.copies > 1 else MUTED)
     parts: list[tuple[str, tuple[Color, ...] | None, Color]] = [
-        (plural(job.pages, "page", "pages"), None, MUTED),
-        ("Colour" if job.color else "B&W", COLOUR_CHIP if job.color else GREY_CHIP, MUTED),
-        ("2-sided" if job.duplex else "1-sided", None, MUTED),
+        (tr.ngettext("{n} page", "{n} pages", job.pages), None, MUTED),
+        (tr.gettext("Colour") if job.color else tr.gettext("B&W"),
+         COLOUR_CHIP if job.color else GREY_CHIP, MUTED),
+        (tr.gettext("2-sided") if job.duplex else tr.gettext("1-sided"), None, MUTED),
     ]
     parts.insert(1 if job.copies > 1 else 3, copies)
     font = c.font(size)
@@ -382,9 +400,9 @@ def _draw_job_details(c: Canvas, job: JobSummary, left: int, top: int, width: in
     dot = " \u00b7 "
     stripe = c.px(6)
     for i, (label, chip, color) in enumerate(parts):
-        # A part is drawn only with room for its start: a trailing " · " or a chip with no
-        # word after it promises more than the row shows.
-        least = font.size((dot if i else "") + label[:1] + ELLIPSIS)[0]
+        # A part is drawn whole or not at all: "1…" of "1 部", a trailing " · " or a chip
+        # with no word after it says less than nothing.
+        least = font.size((dot if i else "") + label)[0]
         if chip is not None:
             least += stripe * len(chip) + c.px(6)
         if x + least > limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pygame
 
+from device_app.i18n import N_
 from device_app.panel import icons
 from device_app.panel.canvas import Canvas
 from device_app.panel.theme import CARD, INK, ON_PRIMARY, TONE_STRONG, TONE_TINT, Style
@@ -35,8 +36,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     else:
         c.text("!" if view.tone is Tone.ERROR else "i", 56, strong, role="heading",
                bg=ON_PRIMARY, center=centre)
-    title = view.title or {Tone.INFO: "Note", Tone.OK: "Done",
-                           Tone.ERROR: "Something went wrong"}[view.tone]
+    title = view.title or c.tr.gettext({Tone.INFO: N_("Note"), Tone.OK: N_("Done"),
+                                        Tone.ERROR: N_("Something went wrong")}[view.tone])
     title_left = centre[0] + badge + c.px(20)
     room = band.right - c.px(24) - title_left
     # A narrow card sets a long title smaller before it cuts it.
@@ -49,4 +50,4 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     room = max(1, (ok.top - band.bottom - c.px(32)) // line_h)
     c.lines(view.message, 40, INK, card.centerx, band.bottom + c.px(24),
             card.width - c.px(64), room)
-    button(c, ok, "OK", Action.DISMISS, Style(strong, ON_PRIMARY))
+    button(c, ok, c.tr.gettext("OK"), Action.DISMISS, Style(strong, ON_PRIMARY))

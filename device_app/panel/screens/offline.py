@@ -36,11 +36,12 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     pygame.draw.line(c.surface, BAD, (cx - c.px(66), base - c.px(54)),
                      (cx + c.px(66), base + c.px(58)), max(4, c.px(8)))
 
-    y = c.lines(view.title or "Can't reach the print service", 58, INK, cx,
+    y = c.lines(view.title or c.tr.gettext("Can't reach the print service"), 58, INK, cx,
                 base + c.px(76), width - c.px(48), 2 if c.portrait else 1, role="heading")
     room = (retry.top - c.px(8) - y - c.px(8)) // c.font(36).get_linesize()
-    c.lines(view.message or "Your jobs are safe. Check the network, then try again.",
+    c.lines(view.message
+            or c.tr.gettext("Your jobs are safe. Check the network, then try again."),
             36, MUTED, cx, y + c.px(8), width - c.px(96), max(1, min(2, room)))
-    button(c, retry, "Retry", Action.RETRY, PRIMARY_BUTTON)
+    button(c, retry, c.tr.gettext("Retry"), Action.RETRY, PRIMARY_BUTTON)
     if view.countdown:
         countdown_band(c, view.countdown, height)

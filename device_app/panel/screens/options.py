@@ -24,7 +24,8 @@ from device_app.view import Action, OptionsView, PanelView
 def draw(c: Canvas, view: PanelView, now: float) -> None:
     width, height = c.surface.get_size()
     pad = c.px(16)
-    band = header(c, view.title or "Release with changes", shrink=True)
+    tr = c.tr
+    band = header(c, view.title or tr.gettext("Release with changes"), shrink=True)
     opts = view.options or OptionsView()
 
     bar_height = c.tap(64) + 2 * c.px(12)
@@ -37,17 +38,18 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     release = pygame.Rect(0, 0, min(c.px(300), room * 3 // 5), c.tap(64))
     release.right = width - pad
     cancel.centery = release.centery = bar.centery
-    button(c, cancel, "Cancel", Action.CANCEL, SECONDARY_BUTTON)
-    button(c, release, "Release", Action.RELEASE, PRIMARY_BUTTON)
+    button(c, cancel, tr.gettext("Cancel"), Action.CANCEL, SECONDARY_BUTTON)
+    button(c, release, tr.gettext("Release"), Action.RELEASE, PRIMARY_BUTTON)
 
     area = pygame.Rect(0, band.bottom, width, bar.top - band.bottom)
     row_h = max(c.tap(64), area.height // 3)
     rows = [pygame.Rect(0, area.top + i * row_h, width, row_h) for i in range(3)]
-    _toggle_row(c, rows[0], "Black & white", opts.grayscale,
-                "Black and white: saves colour toner",
-                "As sent: each job keeps its own colours", Action.TOGGLE_GRAYSCALE)
-    _toggle_row(c, rows[1], "2-sided", opts.duplex, "Prints on both sides of the paper",
-                "As sent: each job keeps its own sides", Action.TOGGLE_DUPLEX)
+    _toggle_row(c, rows[0], tr.gettext("Black & white"), opts.grayscale,
+                tr.gettext("Black and white: saves colour toner"),
+                tr.gettext("As sent: each job keeps its own colours"), Action.TOGGLE_GRAYSCALE)
+    _toggle_row(c, rows[1], tr.gettext("2-sided"), opts.duplex,
+                tr.gettext("Prints on both sides of the paper"),
+                tr.gettext("As sent: each job keeps its own sides"), Action.TOGGLE_DUPLEX)
     _copies_row(c, rows[2], opts.copies)
     if view.countdown:
         countdown_band(c, view.countdown, bar.top)
@@ -84,7 +86,7 @@ def _toggle_row(c: Canvas, row: pygame.Rect, label: str, on: bool, on_detail: st
     knob_x = switch.right - radius if on else switch.left + radius
     pygame.draw.circle(c.surface, ON_PRIMARY, (knob_x, switch.centery),
                        radius - c.px(5))
-    state = c.text("On" if on else "Off", 34, INK if on else MUTED,
+    state = c.text(c.tr.gettext("On") if on else c.tr.gettext("Off"), 34, INK if on else MUTED,
                    midright=(switch.left - c.px(14), row.centery))
     _option_text(c, row, label, on_detail if on else off_detail, state.left)
     c.targets.append(Target(pygame.Rect(row), action))
@@ -110,7 +112,7 @@ def _copies_row(c: Canvas, row: pygame.Rect, copies: int | None) -> None:
     value.midright = (plus.left - gap, plus.centery)
     minus = pygame.Rect(plus)
     minus.right = value.left - gap
-    c.text("as sent" if copies is None else str(copies), 40 if copies else 34,
+    c.text(c.tr.gettext("as sent") if copies is None else str(copies), 40 if copies else 34,
            INK if copies else MUTED, max_width=value.width, center=value.center)
     # 1 goes down to "as sent" (the session's None), so - is off only there; 99 is the top.
     for rect, action, enabled, vertical in (
@@ -123,6 +125,6 @@ def _copies_row(c: Canvas, row: pygame.Rect, copies: int | None) -> None:
         pygame.draw.line(c.surface, ink, (cx - arm, cy), (cx + arm, cy), line)
         if vertical:
             pygame.draw.line(c.surface, ink, (cx, cy - arm), (cx, cy + arm), line)
-    detail = ("How many of each job; as sent, each keeps its own" if copies is None
-              else "How many of each job")
-    _option_text(c, text_row, "Copies", detail, row.right if stacked else minus.left)
+    detail = (c.tr.gettext("How many of each job; as sent, each keeps its own")
+              if copies is None else c.tr.gettext("How many of each job"))
+    _option_text(c, text_row, c.tr.gettext("Copies"), detail, row.right if stacked else minus.left)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pygame
 
+from device_app.i18n import N_
 from device_app.panel import icons
 from device_app.panel.canvas import Canvas
 from device_app.panel.theme import (
@@ -26,16 +27,18 @@ from device_app.panel.theme import (
 from device_app.panel.widgets import button, header
 from device_app.view import Action, JobProgress, PanelView
 
-_STATE_LABEL = {"waiting": "Waiting", "printing": "Printing\u2026", "printed": "Printed",
-                "failed": "Failed"}
+_STATE_LABEL = {"waiting": N_("Waiting"), "printing": N_("Printing\u2026"),
+                "printed": N_("Printed"), "failed": N_("Failed")}
 
 
 def draw(c: Canvas, view: PanelView, now: float) -> None:
     width, height = c.surface.get_size()
     items = view.progress
     printed = sum(1 for p in items if p.state == "printed")
-    band = header(c, view.title or "Releasing your jobs",
-                  f"{printed} of {len(items)} printed" if items else "")
+    tr = c.tr
+    band = header(c, view.title or tr.gettext("Releasing your jobs"),
+                  tr.gettext("{printed} of {total} printed", printed=printed,
+                             total=len(items)) if items else "")
     pad = c.px(16)
     bottom = height
     if view.can_walk_away:
@@ -46,7 +49,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         pygame.draw.line(c.surface, LINE, bar.topleft, bar.topright, max(1, c.px(2)))
         done = pygame.Rect(0, 0, min(width - 2 * pad, c.px(320)), c.tap(64))
         done.center = bar.center
-        button(c, done, "Done, log me out", Action.WALK_AWAY, SECONDARY_BUTTON, size=32)
+        button(c, done, tr.gettext("Done, log me out"), Action.WALK_AWAY, SECONDARY_BUTTON,
+               size=32)
         bottom = height = bar.top
     if view.message:
         bottom = height - c.px(64)
@@ -64,7 +68,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         start = min(max(0, active - 1), len(items) - capacity)
         shown = items[start : start + capacity]
         note_top = band.bottom + capacity * row_h
-        c.text(f"Showing {start + 1}\u2013{start + capacity} of {len(items)}", 30, MUTED,
+        c.text(tr.gettext("Showing {first}\u2013{last} of {total}", first=start + 1,
+                          last=start + capacity, total=len(items)), 30, MUTED,
                center=(width // 2, note_top + row_h // 2))
     for i, item in enumerate(shown):
         row = pygame.Rect(0, band.bottom + i * row_h, width, row_h)
@@ -96,7 +101,8 @@ def _draw_progress_row(c: Canvas, row: pygame.Rect, item: JobProgress) -> None:
                 pygame.draw.circle(c.surface, ON_PRIMARY,
                                    (centre[0] + dx * c.px(9), centre[1]), c.px(3))
 
-    label = c.text(_STATE_LABEL.get(state, state.capitalize()), 34, color,
+    label = c.text(c.tr.gettext(_STATE_LABEL[state]) if state in _STATE_LABEL
+                   else state.capitalize(), 34, color,
                    max_width=c.px(170), midright=(row.right - pad, row.centery))
     left = icon.right + pad
     text_width = max(0, label.left - pad - left)
