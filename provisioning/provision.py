@@ -4,8 +4,10 @@ into its configuration directory, and set a pcProx reader's output format.
 Theory of operation:
 
 * **Validated before anything is written.** The files are built in memory and checked with the
-  device app's own parser (``device_app.config.parse_config``, which also checks reader specs
-  with the readers' own syntax and the policy with the schema the cloud checks a push with);
+  device app's own parser (``device_app.config.parse_config``, handed in as a
+  :class:`DeviceSchema` because provisioning may not import device_app), which also checks
+  reader specs with the readers' own syntax and the policy with the schema the cloud checks a
+  push with;
   the device.toml text is then parsed back (``tomllib``) and must give the same configuration.
   A bad value is a :class:`ConfigError` that names the key, and the directory is untouched.
 * **Nothing half-written.** Every file is first written beside its target as a temporary file
@@ -32,18 +34,10 @@ import os
 import ssl
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from device_app.config import (
-    DeviceConfig,
-    EngineConfig,
-    load_config,
-    load_credentials,
-    parse_config,
-    to_toml,
-)
 from protocol.errors import ConfigError, MfdError, ReaderError
 from protocol.managed import POLICY_TYPES
 from protocol.redact import redact
@@ -61,6 +55,28 @@ CREDENTIALS_FILE = "credentials"
 CA_FILE = "ca.pem"
 
 
+class DeviceConfigLike(Protocol):
+    """What provisioning reads of a device configuration (device_app.config.DeviceConfig)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def readers(self) -> tuple[str, ...]: ...
+    @property
+    def credentials_file(self) -> str: ...
+
+
+class DeviceSchema(Protocol):
+    """The device app's own configuration schema, handed in by the front end: provisioning and
+    device_app are sibling layers (pyproject's import contracts), so the module
+    ``device_app.config`` itself is passed (it has exactly these functions)."""
+
+    def parse_config(self, data: dict[str, Any], /) -> Any: ...
+    def to_toml(self, cfg: Any, /) -> str: ...
+    def load_config(self, path: str | Path, /) -> Any: ...
+    def load_credentials(self, path: str | Path, /) -> tuple[str, str]: ...
+
+
 class ProvisionError(MfdError):
     """Provisioning failed: the files could not be written, or did not read back as written."""
 
@@ -76,7 +92,8 @@ class ProvisionRequest:
     broker_url: str
     username: str
     password: str = field(repr=False)
-    engine: EngineConfig
+    engine_kind: str  # "ipp", "socket" or "emulator" (device_app.config.engine_choice)
+    engine_uri: str = ""
     ca_file: Path | None = None  # the site CA to copy into the directory as ca.pem
     readers: tuple[str, ...] = ()
     policy: Mapping[str, Any] = field(default_factory=dict)
@@ -85,7 +102,7 @@ class ProvisionRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProvisionResult:
-    config: DeviceConfig
+    config: DeviceConfigLike
     files: tuple[Path, ...]  # what was (or, dry run, would be) written
     dry_run: bool
     config_sha256: str  # of device.toml's text: which configuration a ledger line speaks of
@@ -123,7 +140,7 @@ def parse_policy_options(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _build(req: ProvisionRequest) -> tuple[DeviceConfig, dict[str, bytes]]:
+def _build(req: ProvisionRequest, schema: DeviceSchema) -> tuple[Any, dict[str, bytes]]:
     """The configuration and every file's bytes, validated; writes nothing."""
     if req.username != req.device_id:
         # The broker username is the device id (protocol/topics.py); mfd device refuses
@@ -140,14 +157,12 @@ def _build(req: ProvisionRequest) -> tuple[DeviceConfig, dict[str, bytes]]:
     data: dict[str, Any] = {"device": {"id": req.device_id, "name": req.name},
                             "broker": broker,
                             "readers": {"specs": list(req.readers)},
-                            "engine": {"kind": req.engine.kind, "uri": req.engine.uri}}
+                            "engine": {"kind": req.engine_kind, "uri": req.engine_uri}}
     if req.policy:
         data["policy"] = dict(req.policy)
-    cfg = parse_config(data)  # the device app's own schema: names the first bad key
-    if not cfg.engine.kind:
-        raise ConfigError("config key 'engine.kind' is required: give --engine")
-    text = to_toml(cfg)
-    if parse_config(tomllib.loads(text)) != cfg:
+    cfg = schema.parse_config(data)  # the device app's own schema: names the first bad key
+    text = schema.to_toml(cfg)
+    if schema.parse_config(tomllib.loads(text)) != cfg:
         raise ProvisionError("device.toml would not read back as the configuration given "
                              "(a bug: please report it with the options used)")
     files[CONFIG_FILE] = text.encode("utf-8")
@@ -169,11 +184,12 @@ def _read_ca(path: Path) -> bytes:
     return data
 
 
-def provision(req: ProvisionRequest, *, dry_run: bool = False) -> ProvisionResult:
+def provision(req: ProvisionRequest, schema: DeviceSchema, *,
+              dry_run: bool = False) -> ProvisionResult:
     """Write (or, ``dry_run``, only check) the device's configuration into ``req.directory``,
     then read it back. ConfigError (a bad option, named) before anything is written;
     ProvisionError if writing or the read-back fails."""
-    cfg, files = _build(req)
+    cfg, files = _build(req, schema)
     directory = req.directory
     _refuse_other_device(directory, req.device_id)
     digest = hashlib.sha256(files[CONFIG_FILE]).hexdigest()
@@ -185,7 +201,7 @@ def provision(req: ProvisionRequest, *, dry_run: bool = False) -> ProvisionResul
     except OSError as exc:
         raise ProvisionError(f"cannot create {directory}: {exc.strerror}") from None
     _write_all(directory, files)
-    _read_back(directory, cfg, req, files)
+    _read_back(directory, schema, req, files)
     return ProvisionResult(cfg, targets, False, digest)
 
 
@@ -235,16 +251,16 @@ def _write_all(directory: Path, files: Mapping[str, bytes]) -> None:
         os.close(dir_fd)
 
 
-def _read_back(directory: Path, cfg: DeviceConfig, req: ProvisionRequest,
+def _read_back(directory: Path, schema: DeviceSchema, req: ProvisionRequest,
                files: Mapping[str, bytes]) -> None:
     try:
-        loaded = load_config(directory / CONFIG_FILE)
-        username, password = load_credentials(loaded.credentials_file)
+        loaded = schema.load_config(directory / CONFIG_FILE)
+        username, password = schema.load_credentials(loaded.credentials_file)
     except ConfigError as exc:
         raise ProvisionError(f"read-back failed: {exc.message}") from None
-    expected = replace(cfg, credentials_file=str(directory / cfg.credentials_file),
-                       journal_file=str(directory / cfg.journal_file))
-    if loaded != expected:
+    # The loaded config makes absolute file paths of device.toml's relative ones; written out
+    # again it must give the very text that was meant (to_toml writes the names only).
+    if schema.to_toml(loaded).encode("utf-8") != files[CONFIG_FILE]:
         raise ProvisionError(f"read-back failed: {directory / CONFIG_FILE} does not hold what "
                              "was written (another program changed it?)")
     if (username, password) != (req.username, req.password):
@@ -266,7 +282,7 @@ def record_provision(req: ProvisionRequest, result: ProvisionResult | None,
 
     details: dict[str, str | int | float | bool | None] = {
         "directory": str(req.directory), "broker": redact(req.broker_url),
-        "readers": len(req.readers), "engine": req.engine.kind, "tls": req.ca_file is not None}
+        "readers": len(req.readers), "engine": req.engine_kind, "tls": req.ca_file is not None}
     if result is not None:
         details["config_sha256"] = result.config_sha256
     entry = Entry(action="provision", device={"id": req.device_id},

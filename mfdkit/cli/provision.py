@@ -25,6 +25,7 @@ from protocol.errors import ConfigError, MfdError
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    from device_app import config as device_config
     from device_app.config import engine_choice
     from provisioning.provision import (
         PcProxSettings,
@@ -53,13 +54,15 @@ def cmd_provision(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--password-file {args.password_file}: cannot read it "
                               f"({exc.strerror})") from None
+        engine = engine_choice(args.engine)
         req = ProvisionRequest(
             directory=Path(args.dir), device_id=args.device_id, broker_url=args.broker,
-            username=args.username, password=password, engine=engine_choice(args.engine),
+            username=args.username, password=password, engine_kind=engine.kind,
+            engine_uri=engine.uri,
             ca_file=Path(args.ca) if args.ca else None, readers=tuple(args.reader),
             policy=parse_policy_options(args.policy), name=args.name or "")
         try:
-            result = provision(req, dry_run=args.dry_run)
+            result = provision(req, device_config, dry_run=args.dry_run)
         except MfdError as exc:
             if not args.dry_run:
                 record_provision(req, None, exc, ledger=args.ledger, who=args.who)
@@ -69,7 +72,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         out["device"] = {"id": result.config.device_id,
                          "files": [str(f) for f in result.files],
                          "readers": len(result.config.readers),
-                         "engine": result.config.engine.kind,
+                         "engine": engine.kind,
                          "config_sha256": result.config_sha256}
         if not args.json:
             verb = "would write" if args.dry_run else "wrote and read back"
