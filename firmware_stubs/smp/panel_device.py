@@ -219,6 +219,8 @@ class PanelDevice:
         self.tool_confirms: list[bool] = []
         self.events: list[str] = []
         self.dead = False  # the power was cut; reopen the flash files for the next boot
+        #: Set while the boot is decided and SMP is served; clear while (re)booting.
+        self.serving = threading.Event()
         self._cond = threading.Condition()
         self._running_app: AppHandle | None = None
         self._stopping = threading.Event()
@@ -284,6 +286,7 @@ class PanelDevice:
         self._power_on()
 
     def _power_on(self) -> None:
+        self.serving.clear()
         self._stop_app()
         try:
             self._boot()
@@ -296,6 +299,7 @@ class PanelDevice:
             return
         # The server starts afresh: what RAM held (an upload's announced length) is gone.
         self._server = SmpServer(self.bootloader, self.identity, buf_size=self.buf_size)
+        self.serving.set()
 
     def _boot(self) -> None:
         bl = self.bootloader
@@ -312,7 +316,7 @@ class PanelDevice:
                 # A trial that a reset ended (MCUboot reverted it, or it was confirmed just
                 # before the cut): it is over either way.
                 self._note(f"trial_interrupted after {stale.attempts} start(s)")
-                self.counter.clear()
+            self.counter.clear()  # no trial: no record, nor the remains of a torn one
             self._start_quietly()
             return
         self._trial(running.hash, running.version)
