@@ -744,13 +744,18 @@ def test_submission_time_is_a_clock_today_and_a_date_before() -> None:
 def test_demo_screens_are_written(tmp_path: Path) -> None:
     paths = render_demo_screens(tmp_path / "shots")
     assert [p.name for p in paths] == [
-        "panel-idle.png", "panel-jobs.png", "panel-jobs-engine.png", "panel-keypad.png",
-        "panel-keypad-letters.png", "panel-keyboard.png", "panel-keyboard-shift.png",
-        "panel-options.png", "panel-confirm.png", "panel-releasing.png",
+        "panel-idle.png", "panel-busy.png", "panel-jobs.png", "panel-jobs-result.png",
+        "panel-jobs-engine.png", "panel-keypad.png", "panel-keypad-letters.png",
+        "panel-keyboard.png", "panel-keyboard-shift.png", "panel-options.png",
+        "panel-confirm.png", "panel-releasing.png", "panel-offline.png",
         "panel-notice-error.png"]
     for path in paths:
         assert path.stat().st_size > 5000
         assert pygame.image.load(path).get_size() == SIZE
+    # In German every picture differs: its words are German (the layout tests check which).
+    german = render_demo_screens(tmp_path / "de", language="de")
+    for en, de in zip(paths, german, strict=True):
+        assert pixels(pygame.image.load(en)) != pixels(pygame.image.load(de)), en.name
 
 
 @pytest.mark.parametrize("size", [SIZE, (480, 800), (1280, 800)], ids=lambda s: f"{s[0]}x{s[1]}")

@@ -2,7 +2,7 @@
 design review: every screen, with the keyboard states a finger would reach.
 
 ``python -m device_app.panel.demo --shots docs/img/panel`` writes every screen at 800x480 and
-480x800 (``--size`` to choose, ``--language`` passed to the renderer). ``--window`` shows one
+480x800 (``--size`` to choose; ``--language de`` for every word in German). ``--window`` shows one
 screen in a real window through window.py instead (full screen with ``--fullscreen``), and with
 ``--ready FILE`` saves the first frame's display surface and draw tree beside FILE, then writes
 FILE and waits for ``--stop FILE``: how the Xvfb test drives a real display.
@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pygame
 
+from device_app.i18n import translator
 from device_app.panel.keyboard import KEY_LETTERS, KEY_SHIFT
 from device_app.panel.renderer import PanelRenderer
 from device_app.panel.theme import DESIGN_SIZE
@@ -29,7 +30,10 @@ from protocol.messages import JobSummary
 _Demo = tuple[str, PanelView, tuple[str, ...]]
 
 
-def _demo_views(now: float) -> list[_Demo]:
+def _demo_views(now: float, language: str = "") -> list[_Demo]:
+    """The gallery's views, their words in ``language`` as the session's presenter would give
+    them (the same catalogue entries), so a screenshot shows one language throughout."""
+    tr = translator(language or "en")
     hour = 3600.0
 
     def job(job_id: str, name: str, pages: int, color: bool, duplex: bool, copies: int,
@@ -48,63 +52,79 @@ def _demo_views(now: float) -> list[_Demo]:
         job("j6", "Lease agreement (signed).pdf", 14, False, True, 2, 26 * hour, "LAPTOP-ADA"),
     )
     device = "Floor 3 \u00b7 Copier East"
-    code = EntryView("code", (FieldView("code", "Access code", "\u2022" * 4, focused=True),),
-                     can_switch=True)
+    base = PanelView(Screen.IDLE, device_name=device, language=tr.language)
+    code = EntryView("code", (FieldView("code", tr.gettext("Access code"), "\u2022" * 4,
+                                        focused=True),), can_switch=True)
     login = EntryView("password", (
-        FieldView("username", "Email", "ada.lovelace@example.com"),
-        FieldView("password", "Password", "\u2022" * 6, focused=True),
+        FieldView("username", tr.gettext("Email"), "ada.lovelace@example.com"),
+        FieldView("password", tr.gettext("Password"), "\u2022" * 6, focused=True),
     ), keyboard="text", can_switch=True)
+    code_title = tr.gettext("Enter your access code")
+    login_title = tr.gettext("Log in with your email and password")
+    listing = replace(base, screen=Screen.JOBS, user_name="Ada Lovelace", jobs=jobs,
+                      total_jobs=6)
+    result = (tr.ngettext("{n} printed", "{n} printed", 1) + "; "
+              + tr.ngettext("{n} failed: {reason}, it is still held",
+                            "{n} failed: {reason}, they are still held", 1,
+                            reason=tr.gettext("paper jam")))
     return [
-        ("idle", PanelView(Screen.IDLE, title="Tap your badge", device_name=device), ()),
-        ("jobs", PanelView(Screen.JOBS, user_name="Ada Lovelace", jobs=jobs, total_jobs=6,
-                           selected=frozenset({"j1", "j3"}), device_name=device), ()),
-        ("jobs-engine", PanelView(Screen.JOBS, user_name="Ada Lovelace", jobs=jobs[:3],
-                                  total_jobs=40, can_load_more=True, device_name=device,
-                                  selected=frozenset({"j2"}),
-                                  engine_problem="Paper jam: clear the jam and try again."), ()),
-        ("keypad", PanelView(Screen.ENTRY, title="Enter your access code", entry=code,
-                             device_name=device), ()),
-        ("keypad-letters", PanelView(Screen.ENTRY, title="Enter your access code",
-                                     entry=EntryView("code", code.fields, can_switch=True,
-                                                     error="Code not recognised"),
-                                     device_name=device), (KEY_LETTERS,)),
-        ("keyboard", PanelView(Screen.ENTRY, title="Log in with your email and password",
-                               entry=login, device_name=device), ()),
-        ("keyboard-shift", PanelView(Screen.ENTRY, title="Log in with your email and password",
-                                     entry=EntryView("password", login.fields, keyboard="text",
-                                                     error="Wrong username or password",
-                                                     can_switch=True),
-                                     device_name=device), (KEY_SHIFT,)),
-        ("options", PanelView(Screen.OPTIONS, title="Release 2 jobs with changes",
-                              options=OptionsView(grayscale=True, copies=2),
-                              selected=frozenset({"j1", "j3"}), device_name=device), ()),
-        ("confirm", PanelView(Screen.CONFIRM, title="Delete 2 jobs?",
-                              message="Deleted jobs cannot be printed.",
-                              selected=frozenset({"j1", "j3"}), device_name=device), ()),
-        ("releasing", PanelView(Screen.RELEASING, device_name=device, progress=(
+        ("idle", replace(base, title=tr.gettext("Tap your badge")), ()),
+        ("busy", replace(base, screen=Screen.BUSY, title=tr.gettext("One moment")), ()),
+        ("jobs", replace(listing, selected=frozenset({"j1", "j3"})), ()),
+        ("jobs-result", replace(listing, message=result, tone=Tone.ERROR,
+                                countdown=tr.gettext(
+                                    "Logging out in {seconds} s \u2014 touch to stay",
+                                    seconds=9)), ()),
+        ("jobs-engine", replace(listing, jobs=jobs[:3], total_jobs=40, can_load_more=True,
+                                selected=frozenset({"j2"}),
+                                engine_problem=tr.gettext(
+                                    "Paper jam: clear the jam and try again.")), ()),
+        ("keypad", replace(base, screen=Screen.ENTRY, title=code_title, entry=code), ()),
+        ("keypad-letters", replace(base, screen=Screen.ENTRY, title=code_title,
+                                   entry=EntryView("code", code.fields, can_switch=True,
+                                                   error=tr.gettext("Code not recognised"))),
+         (KEY_LETTERS,)),
+        ("keyboard", replace(base, screen=Screen.ENTRY, title=login_title, entry=login), ()),
+        ("keyboard-shift", replace(base, screen=Screen.ENTRY, title=login_title,
+                                   entry=EntryView("password", login.fields, keyboard="text",
+                                                   error=tr.gettext(
+                                                       "Wrong username or password"),
+                                                   can_switch=True)), (KEY_SHIFT,)),
+        ("options", replace(base, screen=Screen.OPTIONS,
+                            title=tr.ngettext("Release {n} job with changes",
+                                              "Release {n} jobs with changes", 2),
+                            options=OptionsView(grayscale=True, copies=2),
+                            selected=frozenset({"j1", "j3"})), ()),
+        ("confirm", replace(base, screen=Screen.CONFIRM,
+                            title=tr.ngettext("Delete {n} job?", "Delete {n} jobs?", 2),
+                            message=tr.gettext("Deleted jobs cannot be printed."),
+                            selected=frozenset({"j1", "j3"})), ()),
+        ("releasing", replace(base, screen=Screen.RELEASING, can_walk_away=True, progress=(
             JobProgress("j1", jobs[0].name, "printed"),
-            JobProgress("j3", jobs[2].name, "failed", "Paper jam in tray 2"),
-            JobProgress("j2", jobs[1].name, "printing", "Page 1 of 1"),
+            JobProgress("j3", jobs[2].name, "failed", tr.gettext("paper jam")),
+            JobProgress("j2", jobs[1].name, "printing",
+                        tr.gettext("page {done} of {pages}", done=1, pages=1)),
             JobProgress("j4", jobs[3].name, "waiting"),
-        ), message="You can log out; printing carries on."), ()),
-        ("notice-error", PanelView(Screen.NOTICE, tone=Tone.ERROR, title="Card not recognised",
-                                   message="This badge is not linked to anyone. Ask your "
-                                           "administrator to add it.",
-                                   device_name=device), ()),
+        )), ()),
+        ("offline", replace(base, screen=Screen.OFFLINE), ()),
+        ("notice-error", replace(base, screen=Screen.NOTICE, tone=Tone.ERROR,
+                                 title=tr.gettext("Card not recognised"),
+                                 message=tr.gettext("This badge is not linked to anyone. Ask "
+                                                    "your administrator to add it.")), ()),
     ]
 
 
 def render_demo_screens(out_dir: Path, size: tuple[int, int] = DESIGN_SIZE,
                         language: str = "") -> list[Path]:
-    """Render sample screens (idle, jobs, the keypad and keyboard, options, a confirmation,
-    releasing, an error notice) to PNG files in ``out_dir`` for the README and for design
-    review; returns their paths."""
+    """Render sample screens (idle, busy, jobs, the keypad and keyboard, options, a
+    confirmation, releasing, offline, an error notice) to PNG files in ``out_dir`` for the
+    README and for design review, in ``language`` (English if empty); returns their paths."""
     # Off-screen surfaces and fonts need no video driver, so this runs headless as it is; the
     # fixed clock keeps the images identical from run to run.
     out_dir.mkdir(parents=True, exist_ok=True)
     now = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
     paths = []
-    for name, view, keys in _demo_views(now):
+    for name, view, keys in _demo_views(now, language):
         renderer = PanelRenderer(size, language=language)
         renderer.draw(view, now)
         for key in keys:
@@ -138,7 +158,7 @@ def _show(args: argparse.Namespace, now: float) -> None:
     from device_app.config import UiConfig
     from device_app.panel.window import run_window
 
-    views = {name: view for name, view, _keys in _demo_views(now)}
+    views = {name: view for name, view, _keys in _demo_views(now, args.language)}
     ready = Path(args.ready) if args.ready else None
     stop = Path(args.stop) if args.stop else None
 
@@ -166,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", metavar="DIR", help="write every screen as PNG files here")
     parser.add_argument("--size", type=_size, action="append",
                         help="WxH; repeat for several (default 800x480 and 480x800)")
-    parser.add_argument("--language", default="", help="BCP-47 tag passed to the renderer")
+    parser.add_argument("--language", default="",
+                        help="BCP-47 tag: the screens' words in that language (de, fr, ja)")
     parser.add_argument("--window", action="store_true", help="show one screen in a window")
     parser.add_argument("--fullscreen", action="store_true")
     parser.add_argument("--screen", default="idle")
