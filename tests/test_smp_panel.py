@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -262,3 +265,42 @@ def test_the_boot_counter_keeps_the_last_committed_count_through_torn_writes(
             BootCounter(f).record(h, 7)  # and it takes the next record
             got = BootCounter(f).read()
             assert got is not None and got.attempts == 7 and got.hash8 == h[:8]
+
+
+@pytest.mark.integration
+def test_mfd_emulate_panel_runs_the_device_app_on_the_broker(tmp_path, broker, bundles,
+                                                             capsys) -> None:
+    """The command a technician rehearses with: its own process, the real device app on the
+    broker given, updated by `mfd flash` and rolled back by itself."""
+    addr = broker.address(DEVICE)
+    url = f"mqtt://{addr.username}:{addr.password}@{addr.host}:{addr.port}"
+    proc = subprocess.Popen([sys.executable, "-m", "mfdkit", "emulate", "panel", "--port", "0",
+                             "--flash", str(tmp_path / "panel.bin"), "--image",
+                             str(bundles.paths["v1"]), "--trust", str(bundles.pub),
+                             "--broker", url, "--attempts", "1", "--health-timeout", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        said: dict[str, str] = {}
+        while "flash" not in said:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            name, _, value = line.partition(": ")
+            said[name] = value.strip()
+        assert said["address"].startswith("udp:127.0.0.1:")
+        assert said["model"] == MODEL and said["running"] == "1.0.0"
+        assert said["trusts"] == keymod.key_id(bundles.key)  # type: ignore[arg-type]
+
+        class At:  # what mfd_flash needs of a panel: where it is
+            address = said["address"]
+
+        assert mfd_flash(bundles, "v2", At, capsys)["outcome"] == "updated"  # type: ignore[arg-type]
+        assert mfd_flash(bundles, "offline", At, capsys)["outcome"] == "rolled_back"  # type: ignore[arg-type]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "confirmed 1.1.0 after 1 start(s)" in err
+    assert "rolled_back 1.3.0 -> 1.1.0" in err
+    assert "stopped (" in err and "running 1.1.0)" in err
+    assert addr.password not in err  # the broker password is never printed
