@@ -98,6 +98,9 @@ class ProvisionRequest:
     readers: tuple[str, ...] = ()
     policy: Mapping[str, Any] = field(default_factory=dict)
     name: str = ""
+    #: Where ``directory`` is on the device itself (a mounted image's folder is elsewhere on
+    #: the technician's machine); None: ``directory`` as it is here.
+    device_dir: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +156,11 @@ def _build(req: ProvisionRequest, schema: DeviceSchema) -> tuple[Any, dict[str, 
     files: dict[str, bytes] = {}
     if req.ca_file is not None:
         files[CA_FILE] = _read_ca(req.ca_file)
-        broker["ca_file"] = CA_FILE
+        # An absolute path: the device app resolves credentials and journal against
+        # device.toml's folder, but opens broker.ca_file as written (from its working
+        # directory), so a bare "ca.pem" would be looked for wherever the service starts.
+        on_device = req.device_dir or req.directory.resolve()
+        broker["ca_file"] = str(on_device / CA_FILE)
     data: dict[str, Any] = {"device": {"id": req.device_id, "name": req.name},
                             "broker": broker,
                             "readers": {"specs": list(req.readers)},

@@ -60,7 +60,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
             username=args.username, password=password, engine_kind=engine.kind,
             engine_uri=engine.uri,
             ca_file=Path(args.ca) if args.ca else None, readers=tuple(args.reader),
-            policy=parse_policy_options(args.policy), name=args.name or "")
+            policy=parse_policy_options(args.policy), name=args.name or "",
+            device_dir=Path(args.device_dir) if args.device_dir else None)
         try:
             result = provision(req, device_config, dry_run=args.dry_run)
         except MfdError as exc:
@@ -108,6 +109,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("dir", nargs="?", metavar="DIR",
                    help="the device's configuration directory (or a mounted image's)")
     p.add_argument("--device-id", metavar="ID")
+    p.add_argument("--device-dir", metavar="PATH", help="where DIR is on the device, when DIR "
+                   "is a mounted image (default: DIR): the CA's path in device.toml")
     p.add_argument("--name", help="the name shown on the panel")
     p.add_argument("--broker", metavar="URL", help="mqtts://HOST:8883 (or mqtt:// on a bench)")
     p.add_argument("--ca", metavar="FILE", help="PEM of the CA that signed the broker's "

@@ -1,0 +1,249 @@
+"""mfd doctor against real parts: the private Mosquitto with dynsec roles, a TLS Mosquitto, the
+cloud worker and portal, a pcProx stub on a pty, the emulated engine. A good device passes
+every check; each fault is found by the check it belongs to, with the advice that fixes it."""
+
+from __future__ import annotations
+
+import email.utils
+import http.server
+import json
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Broker, World
+
+from cloud import devices
+from cloud.broker_accounts import DynsecAccounts, _Session
+from cloud.portal import start_portal
+from device_app.runner import from_config_file
+from firmware_stubs.mfd_controller import MfdControllerStub
+from firmware_stubs.serial_readers import PcProxStub
+from mfdkit.cli import main
+from mfdkit.cli.doctor import _DeviceSide
+from protocol import messages as m
+from protocol import topics
+from protocol.errors import RemoteError
+from provisioning.doctor import DoctorOptions, Report, Status, diagnose
+from readers.pty import PtyPort
+from simulator.broker import MosquittoBroker, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def new_device(broker: Broker) -> tuple[str, str]:
+    # A new id per test: the broker lives for the session and keeps retained configs.
+    dev, pw = f"copier-doc-{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    broker.mosquitto.add_user(dev, pw)
+    return dev, pw
+
+
+def provision(tmp: Path, dev: str, pw: str, url: str, *extra: str) -> Path:
+    (tmp / "pw").write_text(pw + "\n")
+    directory = tmp / "dev"
+    assert main(["provision", str(directory), "--device-id", dev, "--broker", url,
+                 "--username", dev, "--password-file", str(tmp / "pw"), "--engine",
+                 "emulator", "--ledger", str(tmp / "ledger.jsonl"), *extra]) == 0
+    return directory
+
+
+def doctor(directory: Path, **options: object) -> Report:
+    return diagnose(directory, _DeviceSide(), DoctorOptions(timeout_s=3, **options))  # type: ignore[arg-type]
+
+
+def statuses(report: Report) -> dict[str, Status]:
+    return {c.name: c.status for c in report.checks}
+
+
+@pytest.fixture
+def pcprox() -> Iterator[tuple[PtyPort, PcProxStub]]:
+    port = PtyPort()
+    stub = PcProxStub(port)
+    yield port, stub
+    stub.close()
+    port.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_good_device_passes_and_a_running_one_is_left_alone(
+        world: World, tmp_path: Path, pcprox: tuple[PtyPort, PcProxStub],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    dev, pw = new_device(world.broker)
+    devices.add_device(world.store, "org_demo", dev, "Doctor", time.time())
+    port, stub = pcprox
+    directory = provision(tmp_path, dev, pw, world.broker.mosquitto.url,
+                          "--reader", f"serial:{port.device}?family=pcprox&lockout=0")
+    v1 = devices.set_device_config(world.store, dev, {"policy": {"idle_timeout": 90}},
+                                   time.time())
+    portal = start_portal(world.store_url)
+    device = from_config_file(directory / "device.toml", engine=MfdControllerStub()).start()
+    try:
+        assert device.app.run_until(lambda a: device.cfg.version == v1, 8)
+        epoch = device.link.epoch
+        # While it runs: nothing that would take its session over or steal its reader port.
+        live = doctor(directory)
+        for name in ("credentials", "acl", "config version", "reader 1"):
+            assert live.check(name).status is Status.WARN
+            assert "runs on this configuration" in live.check(name).finding
+        assert live.check("broker reachable").status is Status.OK
+        try:  # a round trip on the device's own link: it was never thrown off
+            device.link.call(m.Identify("card", "4242"), timeout=5)
+        except RemoteError:
+            pass
+        assert device.link.connected and device.link.epoch == epoch
+    finally:
+        device.stop()
+    try:
+        report = diagnose(directory, _DeviceSide(),
+                          DoctorOptions(portal=portal.url, tap_s=5, timeout_s=3),
+                          tap_sink=lambda _text: stub.present(4242))
+        got = statuses(report)
+        assert got.pop("tls") is Status.WARN  # plain mqtt:// on this bench: said, not failed
+        assert set(got.values()) == {Status.OK}, report.to_json()
+        assert report.check("config version").finding == f"version {v1} (the cloud's latest)"
+        assert "present and reading" in report.check("reader 1").finding
+        assert "4242" not in json.dumps(report.to_json())  # a badge number is a credential
+        assert report.exit_code == 0
+        # The cloud moves on while the device is off: doctor says it is behind, and what to do.
+        v2 = devices.set_device_config(world.store, dev, {"policy": {"idle_timeout": 120}},
+                                       time.time())
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            behind = doctor(directory, portal=portal.url)
+            if behind.check("config version").status is Status.FAIL:
+                break
+            time.sleep(0.1)  # the worker publishes the new version on its next chore
+        check = behind.check("config version")
+        assert check.status is Status.FAIL and behind.exit_code == 1
+        assert f"runs version {v1}, the cloud's latest is {v2}" in check.finding
+        assert "start mfd device" in check.fix
+        # The CLI: --json, one object, exit 1; no secret in it.
+        capsys.readouterr()
+        assert main(["doctor", str(directory), "--json", "--timeout", "3"]) == 1
+        out = json.loads(capsys.readouterr().out)
+        assert out["device"] == dev and out["ok"] is False
+        assert pw not in json.dumps(out)
+    finally:
+        portal.close()
+
+
+def test_wrong_password_is_refused_with_the_way_out(broker: Broker, tmp_path: Path) -> None:
+    dev, _pw = new_device(broker)
+    directory = provision(tmp_path, dev, "not-the-password", broker.mosquitto.url)
+    report = doctor(directory)
+    check = report.check("credentials")
+    assert check.status is Status.FAIL and "refused" in check.finding
+    assert "register the device again" in check.fix
+    assert report.exit_code == 1
+
+
+def test_broker_down(broker: Broker, tmp_path: Path) -> None:
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, f"mqtt://127.0.0.1:{free_port()}")
+    report = doctor(directory)
+    assert report.check("broker reachable").status is Status.FAIL
+    assert "[broker] url" in report.check("broker reachable").fix
+    # The same cause is not failed twice: the checks behind it say they did not run.
+    assert report.check("credentials").status is Status.WARN
+    assert report.check("credentials").finding.startswith("not checked")
+
+
+def test_an_absent_reader(broker: Broker, tmp_path: Path) -> None:
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, broker.mosquitto.url, "--reader",
+                          "serial:/dev/ttyMFDNONE?family=pcprox")
+    report = doctor(directory)
+    check = report.check("reader 1")
+    assert check.status is Status.FAIL and "absent" in check.finding
+    assert "plug the reader in" in check.fix
+    assert report.check("credentials").status is Status.OK
+
+
+def test_an_acl_that_does_not_confine_is_found(broker: Broker, tmp_path: Path) -> None:
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, broker.mosquitto.url)
+    assert doctor(directory).check("acl").status is Status.OK
+    # An administrator's mistake: the device's role given the whole tree.
+    with _Session(DynsecAccounts(broker.mosquitto.admin_address, timeout=5)) as session:
+        session.run({"command": "addRoleACL", "rolename": topics.device_role_name(dev),
+                     "acltype": "subscribePattern", "topic": "mfd/v1/#", "priority": 0,
+                     "allow": True})
+    check = doctor(directory).check("acl")
+    assert check.status is Status.FAIL and "does not confine" in check.finding
+    assert topics.device_role_name(dev) in check.fix
+
+
+def _ca_and_server(d: Path, name: str) -> tuple[Path, Path, Path]:
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ca_key, ca = d / f"{name}-ca.key", d / f"{name}-ca.pem"
+    key, csr, cert = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        f"/CN={name} test CA", "-keyout", str(ca_key), "-out", str(ca))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
+        "-out", str(csr))
+    (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(d / f"{name}.ext"))
+    return ca, cert, key
+
+
+def test_tls_verified_and_a_wrong_ca_named(tmp_path: Path) -> None:
+    ca, cert, key = _ca_and_server(tmp_path, "site")
+    other_ca, _, _ = _ca_and_server(tmp_path, "other")
+    tls = MosquittoBroker(tmp_path / "b", {"copier-t": "pw-t", "cloud-0": "pwc"},
+                          cloud_users=("cloud-0",))
+    tls.enable_tls(cert, key)
+    tls.start()
+    try:
+        url = f"mqtts://127.0.0.1:{tls.tls_port}"
+        (tmp_path / "good").mkdir()
+        good = provision(tmp_path / "good", "copier-t", "pw-t", url, "--ca", str(ca))
+        report = doctor(good)
+        assert report.check("tls").status is Status.OK
+        assert "verified" in report.check("tls").finding
+        assert report.check("credentials").status is Status.OK
+        assert report.check("acl").status is Status.OK
+        (tmp_path / "bad").mkdir()
+        bad = provision(tmp_path / "bad", "copier-t", "pw-t", url, "--ca", str(other_ca))
+        report = doctor(bad)
+        check = report.check("tls")
+        assert check.status is Status.FAIL and "not trusted" in check.finding
+        assert "ca_file" in check.fix
+        assert report.check("credentials").status is Status.WARN  # never sent in clear
+        assert report.exit_code == 1
+    finally:
+        tls.stop()
+
+
+class _SkewedPortal(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return email.utils.formatdate(time.time() - 300, usegmt=True)  # 5 minutes behind
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_clock_skew_against_the_portal(broker: Broker, tmp_path: Path) -> None:
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, broker.mosquitto.url)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SkewedPortal)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        check = doctor(directory, portal=f"http://127.0.0.1:{server.server_port}/"
+                       ).check("clock")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert check.status is Status.FAIL
+    assert "ahead of the cloud" in check.finding and "NTP" in check.fix
