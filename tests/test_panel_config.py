@@ -141,5 +141,5 @@ def test_the_shots_script_writes_every_screen_at_each_size(tmp_path: object) -> 
                  "--language", "de"]) == 0
     for size in ((480, 800), (1280, 800)):
         shots = sorted((out / f"{size[0]}x{size[1]}").glob("panel-*.png"))
-        assert len(shots) == 11
+        assert len(shots) == 14
         assert all(pygame.image.load(p).get_size() == size for p in shots)
