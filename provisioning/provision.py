@@ -249,8 +249,14 @@ def _write_all(directory: Path, files: Mapping[str, bytes]) -> None:
     # All on disk: now the renames, each atomic. device.toml last, so a directory that has
     # it has the credentials and CA it names.
     temps.sort(key=lambda pair: pair[1].name == CONFIG_FILE)
-    for tmp, target in temps:
-        os.replace(tmp, target)
+    try:
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    except OSError as exc:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise ProvisionError(f"cannot replace {exc.filename}: {exc.strerror}; device.toml was "
+                             "not changed") from None
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # the renames themselves survive a power cut
