@@ -203,3 +203,16 @@ def test_the_countdown_shows_on_every_screen_and_a_touch_only_stays(
         word = said(renderer, label)
         assert (word.rect[1] + word.rect[3] <= top or word.rect[1] >= top + strip), (
             label, word.rect, band.rect)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_long_result_line_is_shown_whole(size: tuple[int, int]) -> None:
+    """"..., it is still held" is the part a person must not lose: narrow glass takes two
+    lines rather than cut it."""
+    message = "1 printed; 1 failed: paper jam, it is still held"
+    renderer = drawn(jobs_view(message=message, tone=Tone.ERROR), size)
+    lines = [n for n in texts(renderer) if n.source == message]
+    assert " ".join(n.text for n in lines) == message, [n.text for n in lines]
+    banner = target(renderer, Action.DISMISS)
+    for line in lines:
+        assert banner.contains(pygame.Rect(line.rect)), (line, banner)

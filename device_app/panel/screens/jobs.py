@@ -209,18 +209,29 @@ def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
 
 def _draw_result_banner(c: Canvas, message: str, tone: Tone, top: int) -> int:
     """What just happened ("2 printed"), in its tone's colour, across the top of the list;
-    returns the y below it. A tap on it dismisses it; it also fades by itself."""
+    returns the y below it. A tap on it dismisses it; it also fades by itself. A line too
+    long for the glass takes two: "..., it is still held" is the part that must not be cut."""
     width = c.surface.get_width()
-    banner = pygame.Rect(0, top, width, c.tap(52))
-    pygame.draw.rect(c.surface, TONE_TINT[tone], banner)
-    stripe = pygame.Rect(0, top, c.px(8), banner.height)
-    pygame.draw.rect(c.surface, TONE_STRONG[tone], stripe)
     pad = c.px(16)
-    close = pygame.Rect(0, 0, c.px(44), c.px(44))
+    stripe_w = c.px(8)
+    close_w = c.px(44)
+    room = max(0, width - stripe_w - close_w - 4 * pad)
+    size = 32
+    line_h = c.font(size).get_linesize()
+    two = c.font(size).size(message)[0] > room
+    banner = pygame.Rect(0, top, width, max(c.tap(52), 2 * line_h + c.px(12)) if two
+                         else c.tap(52))
+    pygame.draw.rect(c.surface, TONE_TINT[tone], banner)
+    stripe = pygame.Rect(0, top, stripe_w, banner.height)
+    pygame.draw.rect(c.surface, TONE_STRONG[tone], stripe)
+    close = pygame.Rect(0, 0, close_w, close_w)
     close.midright = (width - pad, banner.centery)
     icons.cross(c, close.inflate(-c.px(16), -c.px(16)), INK)
-    c.text(message, 32, INK, max_width=max(0, close.left - stripe.right - 3 * pad),
-           midleft=(stripe.right + pad, banner.centery))
+    if two:
+        c.lines(message, size, INK, 0, banner.centery - line_h, room, 2,
+                left=stripe.right + pad)
+    else:
+        c.text(message, size, INK, max_width=room, midleft=(stripe.right + pad, banner.centery))
     c.targets.append(Target(pygame.Rect(banner), Action.DISMISS))
     return banner.bottom
 
