@@ -10,10 +10,10 @@ needs on a real line:
 * **MTU negotiation with fallback.** smpclient's ``Auto`` strategy reads the device's MCUmgr
   parameters on connect and fills its reassembly buffer; a device that does not answer them
   gets one 128-byte line buffer's worth per message (:attr:`SmpDevice.mtu` says which).
-  ``mtu=N`` forces a size instead. Over UDP a message is one datagram: at most the link MTU
-  (1500, or ``mtu=N``) less the IP and UDP headers, and never more than the buffer the device
-  reports (smpclient's UDP transport ignores that buffer; a Zephyr device's is often 384 bytes
-  and it drops a larger datagram whole).
+  ``mtu=N`` forces a size instead. Over UDP a message is one datagram: at most a 1500-byte
+  link less the IP and UDP headers (1472 bytes over IPv4), and never more than the
+  buffer the device reports or ``mtu=N`` (smpclient's UDP transport ignores that buffer; a
+  Zephyr device's is often 384 bytes and it drops a larger datagram whole).
 * **Retries that re-synchronise.** A request whose reply is lost (timeout) or damaged (bad CRC,
   bad delimiter, wrong sequence, unparseable) is sent again after a reconnect, which empties
   both smpclient's buffers and the port's, so a late or broken reply cannot be taken for the
@@ -120,9 +120,10 @@ class _UdpTransport(SMPUDPTransport):
     """smpclient's UDP transport on any port (it connects to 1337 unless told), with messages
     no larger than the device's reported buffer."""
 
-    def __init__(self, port: int, mtu: int) -> None:
-        super().__init__(mtu=mtu)
+    def __init__(self, port: int, buf_size: int | None = None) -> None:
+        super().__init__(mtu=1500)  # Ethernet's; the device's buffer is what bounds a message
         self._port = port
+        self._forced = buf_size
 
     async def connect(self, address: str, timeout_s: float, port: int = 0) -> None:
         await super().connect(address, timeout_s, port=self._port)
@@ -130,7 +131,7 @@ class _UdpTransport(SMPUDPTransport):
     @property
     def max_unencoded_size(self) -> int:
         room = int(super().max_unencoded_size)
-        buf = self._smp_server_transport_buffer_size
+        buf = self._forced or self._smp_server_transport_buffer_size
         return min(room, buf) if buf else room
 
 
@@ -187,7 +188,7 @@ class SmpDevice:
                               "USB is usually /dev/ttyACM* or /dev/ttyUSB*) and the cable")
         if self._udp is not None:
             # No handshake on UDP: a device that is not there shows as requests timing out.
-            self._transport = _UdpTransport(self._udp[1], self.forced_mtu or 1500)
+            self._transport = _UdpTransport(self._udp[1], self.forced_mtu)
             self._client = SMPClient(self._transport, self._udp[0], timeout_s=self.timeout_s)
         else:
             strategy = Auto() if self.forced_mtu is None else BufferSize(self.forced_mtu)

@@ -172,6 +172,18 @@ def test_a_good_bundle_test_boots_connects_and_the_panel_confirms_itself(panels,
 
 
 @pytest.mark.integration
+def test_messages_fit_the_buffer_the_panel_reports(panels, bundles, capsys) -> None:
+    """A panel with a Zephyr-sized network buffer (384 bytes) drops any longer datagram: the
+    update goes through only if every message the tool sends fits it."""
+    panel = panels.new(buf_size=384)
+    assert panel.serving.wait(10)
+    res = mfd_flash(bundles, "v2", panel, capsys)
+    assert res["outcome"] == "updated", res["message"]
+    assert res["mtu"] == 384 and panel.oversize == 0
+    assert running(panel) == ("1.1.0", True)
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("bad, why", [("crash", "crashed at start"),
                                       ("offline", "not healthy in time")])
 def test_a_bad_bundle_is_rolled_back_by_the_panel_itself(panels, bundles, capsys, bad: str,

@@ -203,7 +203,7 @@ class PanelDevice:
     def __init__(self, bootloader: Bootloader, identity: DeviceIdentity, app: AppStarter,
                  counter_flash: Flash, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  attempts: int = 3, health_timeout_s: float = 10.0,
-                 trial_deadline_s: float = 30.0, buf_size: int = 2048) -> None:
+                 trial_deadline_s: float = 25.0, buf_size: int = 2048) -> None:
         if attempts < 1 or health_timeout_s <= 0 or trial_deadline_s <= 0:
             raise ValueError("attempts must be 1 or more and the timeouts above 0")
         self.bootloader = bootloader
@@ -215,6 +215,7 @@ class PanelDevice:
         self.trial_deadline_s = trial_deadline_s
         self.buf_size = buf_size
         self.boots = 0
+        self.oversize = 0  # datagrams dropped for being longer than buf_size
         #: For each confirm a tool sent: whether the running image was confirmed already.
         self.tool_confirms: list[bool] = []
         self.events: list[str] = []
@@ -270,6 +271,11 @@ class PanelDevice:
     # --- SMP ---------------------------------------------------------------------------------
 
     def _handle(self, data: bytes) -> Reply:
+        if len(data) > self.buf_size:
+            # Longer than the buffer it advertised: a device's network buffer cannot hold it,
+            # and the datagram is lost whole (there is no partial datagram to answer).
+            self.oversize += 1
+            return Reply(None)
         try:
             request = parse_request(decode_packet(data))
         except (SmpPacketError, SmpRequestError):

@@ -91,8 +91,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="starts of a new bundle before it is rolled back (3)")
     p.add_argument("--health-timeout", type=float, default=10.0, metavar="S",
                    help="seconds for one start to pass its health check (10)")
-    p.add_argument("--trial-deadline", type=float, default=30.0, metavar="S",
-                   help="seconds for the whole trial, all starts together (30)")
+    # Below mfd flash's --boot-timeout default (30 s), so the tool sees the decision.
+    p.add_argument("--trial-deadline", type=float, default=25.0, metavar="S",
+                   help="seconds for the whole trial, all starts together (25)")
     p.set_defaults(func=cmd_panel)
 
 
