@@ -179,6 +179,43 @@ def test_a_jam_mid_job_stops_the_count_and_fails_the_job() -> None:
                      ("done", job.job_id, False)]
 
 
+def test_a_document_the_emulator_cannot_read_prints_one_page_a_copy() -> None:
+    engine = MfdControllerStub()
+    rec = Recorder()
+    engine.on_pages = rec.pages
+    document = b"%PDF-1.4 job 1\n" * 20  # no page tree in the clear
+    job = EngineJob("job-raw", "raw", document, hashlib.sha256(document).hexdigest(), copies=3,
+                    release_id="rel-1")
+    try:
+        engine.submit(job, rec.done)
+        assert rec.wait()[-1] == ("done", job.job_id, True)
+    finally:
+        engine.close()
+    assert rec.counts() == [1, 2, 3]
+
+
+def test_a_jam_armed_after_n_pages_spares_a_shorter_job_and_fails_the_next_long_one() -> None:
+    engine = MfdControllerStub()
+    engine.inject(EngineState.JAM, after_pages=4)
+    short, long = make_job("short", pages=3), make_job("long", pages=2, copies=3)
+    first, second = Recorder(), Recorder()
+    first_pages: list[int] = []
+    engine.on_pages = lambda eid, n: first_pages.append(n) if eid == short.engine_id else None
+    try:
+        engine.submit(short, first.done)
+        assert first.wait() == [("done", short.job_id, True)]
+        engine.on_pages = second.pages
+        engine.submit(long, second.done)
+        calls = second.wait()
+    finally:
+        engine.close()
+    assert first_pages == [1, 2, 3]
+    assert calls == [("pages", long.engine_id, n) for n in (1, 2, 3, 4)] + \
+        [("done", long.job_id, False)]
+    assert engine.state() is EngineState.JAM
+    assert [p.job_id for p in engine.printed] == [short.job_id]
+
+
 # --------------------------------------------------------------------------- the socket engine
 
 
