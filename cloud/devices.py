@@ -203,7 +203,9 @@ def device_config(store: CloudStore, device_id: str) -> dict[str, Any]:
 def record_engine(store: CloudStore, device_id: str, payload: bytes, now: float) -> None:
     """Remember the print engine a registered device's ``online`` status names, for
     ``mfd admin devices``: a copier on the emulator prints nothing while its jobs are marked
-    printed, and the administrator must be able to see that (and it is logged)."""
+    printed, and the administrator must be able to see that (and it is logged). The firmware
+    versions it reports (``firmware``) are kept beside it, as JSON; a device that reports none
+    (an older one) has none kept, rather than versions it may no longer run."""
     try:
         status = m.decode_status(payload)
     except ProtocolError:
@@ -211,7 +213,9 @@ def record_engine(store: CloudStore, device_id: str, payload: bytes, now: float)
     if status.state != "online" or store.device_org(device_id) is None:
         return
     with store.transaction():
-        store.record_engine(device_id, status.engine, now)
+        firmware = (json.dumps(status.firmware, ensure_ascii=False, sort_keys=True)
+                    if status.firmware else None)
+        store.record_engine(device_id, status.engine, now, firmware)
     if status.engine == "emulator":
         log.warning("device %s prints on the EMULATED engine: its released jobs are marked "
                     "printed and no paper comes out", device_id)
@@ -221,6 +225,17 @@ def device_engine(store: CloudStore, device_id: str) -> str:
     """The engine kind the device last reported online ("" if none or unknown)."""
     with store.transaction():
         return store.device_engine(device_id)
+
+
+def device_firmware(store: CloudStore, device_id: str) -> dict[str, str]:
+    """The firmware versions the device last reported online ({} if none): ``app`` and
+    ``reader:<id>`` entries (protocol/messages.py, DeviceStatus.firmware)."""
+    with store.transaction():
+        text = store.device_firmware(device_id)
+    if text is None:
+        return {}
+    loaded = json.loads(text)
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
 
 
 def config_state(store: CloudStore, device_id: str) -> dict[str, Any]:

@@ -113,6 +113,9 @@ class MqttCloudLink:
         #: The print engine's kind, reported in the "online" status: a device on the emulated
         #: engine prints nothing, and the cloud must be able to see that.
         self.engine = ""
+        #: Firmware versions for the "online" status (the app's, each reader's), asked at each
+        #: connection: a reader may learn its version after the link was made (runner.py).
+        self.firmware: Callable[[], dict[str, str]] | None = None
         self._pending: dict[bytes, _Pending] = {}
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         self._lock = threading.Lock()
@@ -186,14 +189,33 @@ class MqttCloudLink:
         # After the subscriptions (the broker keeps the order): what was in flight when the
         # connection dropped is asked again, so its stored answer comes back on this one.
         self._resend(lambda p: True)
-        client.publish(self._status, m.encode(m.DeviceStatus(
-            state="online", epoch=self.epoch, since=time.time(), engine=self.engine)), qos=1,
-            retain=True)
+        client.publish(self._status, m.encode(self._online()), qos=1, retain=True)
         self.connected = True
         self._connected_evt.set()
         log.info("device %s connected (epoch %d)", self.device_id, self.epoch)
         if self.on_connection:
             self.on_connection(True)
+
+    def _online(self) -> m.DeviceStatus:
+        status = m.DeviceStatus(state="online", epoch=self.epoch, since=time.time(),
+                                engine=self.engine)
+        try:
+            firmware = self.firmware() if self.firmware is not None else None
+        except Exception:  # a reader's version is not worth the connection
+            log.exception("device %s: cannot collect firmware versions", self.device_id)
+            firmware = None
+        if not firmware:
+            return status
+        with_fw = m.DeviceStatus(state=status.state, epoch=status.epoch, since=status.since,
+                                 engine=status.engine, firmware=dict(firmware))
+        try:
+            return m.validate(with_fw)
+        except ProtocolError as exc:
+            # The cloud would drop the whole status, and the device would look offline: send
+            # it without the versions, and say why.
+            log.warning("device %s: firmware versions left out of the status: %s",
+                        self.device_id, exc.message)
+            return status
 
     def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
         was = self.connected

@@ -19,6 +19,7 @@ its status.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import urllib.error
@@ -57,6 +58,14 @@ log = logging.getLogger(__name__)
 MANAGED_FILE = "managed.json"
 
 
+def app_version() -> str:
+    """The installed mfdkit's version ("unknown" when run from a tree that is not installed)."""
+    try:
+        return importlib.metadata.version("mfdkit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class Device:
     def __init__(self, cfg: DeviceConfig, password: str, *, config_dir: Path | None = None,
                  engine: PrintEngine | None = None) -> None:
@@ -78,6 +87,7 @@ class Device:
                                   tls_ca_file=tls)
         self.engine = engine or open_engine(self.cfg.engine)
         self.link.engine = self.cfg.engine.kind
+        self.link.firmware = self.firmware_versions
         if self.cfg.engine.emulated:
             log.warning("device %s prints on the EMULATED engine (engine.kind = \"emulator\"): "
                         "released jobs are marked printed and no paper comes out",
@@ -96,6 +106,18 @@ class Device:
         #: every reconnect, and refusing (and acking, and auditing) it again each time says
         #: nothing new.
         self.refused_version: int | None = None
+
+    def firmware_versions(self) -> dict[str, str]:
+        """What the "online" status reports in ``firmware`` (``mfd admin devices`` shows it):
+        ``app``, the device app's own version, and ``reader:<id>`` for each reader whose
+        adapter knows its firmware's version (a ``firmware_version`` attribute; most readers
+        do not tell, and are left out)."""
+        out = {"app": app_version()}
+        for reader in self.readers:
+            version = getattr(reader, "firmware_version", None)
+            if isinstance(version, str) and version:
+                out[f"reader:{reader.reader_id}"] = version
+        return out
 
     # -------------------------------------------------------------- lifecycle
 

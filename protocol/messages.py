@@ -60,6 +60,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_RESPONSE_BYTES = 1024 * 1024
 #: Documents travel in chunks of at most this many bytes (before base64).
 DOCUMENT_CHUNK_BYTES = 256 * 1024
+#: Bounds of a status's ``firmware`` mapping (entries; characters of a name or a version).
+MAX_FIRMWARE_ENTRIES = 32
+MAX_FIRMWARE_TEXT = 64
 
 REQUESTS: dict[str, type[Request]] = {}
 RESULTS: dict[str, type[Result]] = {}
@@ -304,6 +307,12 @@ class DeviceStatus(Message):
     #: The print engine's kind ("ipp", "socket", "emulator"; "" unknown): a device on the
     #: emulator prints nothing, and says so. Optional, so older peers stay compatible.
     engine: str = field(default="", metadata=spec(max_len=32))
+    #: Firmware versions the device runs, by part: ``"app"`` (the device app's own version)
+    #: and ``"reader:<reader id>"`` for each reader that reports one. Optional (an older
+    #: device sends none: ``None``); at most ``MAX_FIRMWARE_ENTRIES`` entries, names and
+    #: versions of at most ``MAX_FIRMWARE_TEXT`` characters each.
+    firmware: dict[str, str] | None = field(default=None, metadata=spec(
+        max_len=MAX_FIRMWARE_ENTRIES, item_max_len=MAX_FIRMWARE_TEXT))
 
 
 @_message

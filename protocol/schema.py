@@ -53,6 +53,8 @@ class Spec:
     choices: tuple[str, ...] | None = None
     pattern: str | None = None
     secret: bool = False
+    #: For a mapping: the most characters of each name and of each value.
+    item_max_len: int | None = None
 
 
 def spec(**kwargs: Any) -> dict[str, Spec]:
@@ -88,7 +90,7 @@ class Part(Message):
 @dataclass(frozen=True, slots=True)
 class FieldInfo:
     name: str
-    kind: str  # str int bool bytes float strs parts
+    kind: str  # str int bool bytes float strs parts strmap
     optional: bool  # may be null
     required: bool  # must be present
     spec: Spec
@@ -112,6 +114,8 @@ def _kind_of(tp: Any) -> tuple[str, bool, type[Message] | None]:
         origin = typing.get_origin(tp)
     if tp in (str, int, bool, bytes, float):
         return tp.__name__, optional, None
+    if origin is dict and typing.get_args(tp) == (str, str):
+        return "strmap", optional, None
     if origin is tuple:
         (item, _ellipsis) = typing.get_args(tp)
         if item is str:
@@ -189,6 +193,25 @@ def _check_value(info: FieldInfo, value: Any, path: str) -> Any:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             _fail(f"{path} is not valid base64", path)
+    if kind == "strmap":
+        # Names and values are text (any Unicode but NUL and lone surrogates); a name is not
+        # empty. The bounds keep a status small and every store column able to hold it.
+        if not isinstance(value, Mapping):
+            _fail(f"{path} must be an object of names to strings", path)
+        if s.max_len is not None and len(value) > s.max_len:
+            _fail(f"{path} must have at most {s.max_len} entries, it has {len(value)}", path)
+        out: dict[str, str] = {}
+        for name, item in value.items():
+            where = f"{path}[{json.dumps(printable(str(name)))}]"
+            if not isinstance(name, str) or not name or not is_text(name):
+                _fail(f"{path} has a name that is empty or not Unicode text without NUL", path)
+            if not isinstance(item, str) or not is_text(item):
+                _fail(f"{where} must be Unicode text without NUL or lone surrogates", where)
+            limit = s.item_max_len
+            if limit is not None and (len(name) > limit or len(item) > limit):
+                _fail(f"{where}: names and values have at most {limit} characters", where)
+            out[name] = item
+        return out
     if kind in ("strs", "parts"):
         if not isinstance(value, list):
             _fail(f"{path} must be a list", path)
@@ -259,6 +282,8 @@ def to_object(msg: Message) -> dict[str, Any]:
             value = [to_object(p) for p in value]
         elif info.kind == "strs" and value is not None:
             value = list(value)
+        elif info.kind == "strmap" and value is not None:
+            value = dict(value)
         out[info.name] = value
     return out
 

@@ -182,6 +182,8 @@ STEPS: tuple[Step, ...] = (
             "that user is signed in", ddl=JOB_NOTICES),
     Step(5, "technicians: badges and codes that open a copier's diagnostics screen",
          ddl=TECHNICIANS),
+    Step(6, "device_engines.firmware: the firmware versions a device reports online (JSON)",
+         add_column=("device_engines", "firmware", "TEXT")),
 )
 
 #: The version a store has once every step ran.

@@ -1,6 +1,7 @@
 """The queries of device registration and pushed configuration (cloud/devices.py): one-time
 registration codes (spent through sql_linking's one-time secrets), each device's managed
-configuration with the versions pushed, applied and refused, and the engine it reports."""
+configuration with the versions pushed, applied and refused, and the engine and firmware
+versions it reports."""
 
 from __future__ import annotations
 
@@ -66,11 +67,18 @@ class DeviceQueries(SqlBase):
         self.execute("UPDATE device_configs SET refused_version=?, refusal=? WHERE "
                      "device_id=?", version, reason, device_id)
 
-    def record_engine(self, device_id: str, engine: str, now: float) -> None:
-        self.execute("INSERT INTO device_engines (device_id, engine, updated_at) "
-                     "VALUES (?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
-                     "engine=excluded.engine, updated_at=excluded.updated_at",
-                     device_id, engine, now)
+    def record_engine(self, device_id: str, engine: str, now: float,
+                      firmware: str | None = None) -> None:
+        self.execute("INSERT INTO device_engines (device_id, engine, updated_at, firmware) "
+                     "VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET "
+                     "engine=excluded.engine, updated_at=excluded.updated_at, "
+                     "firmware=excluded.firmware", device_id, engine, now, firmware)
+
+    def device_firmware(self, device_id: str) -> str | None:
+        """The firmware mapping (JSON) the device last reported online; None if none."""
+        row = self.query_one("SELECT firmware FROM device_engines WHERE device_id=?",
+                             device_id)
+        return str(row[0]) if row and row[0] is not None else None
 
     def device_engine(self, device_id: str) -> str:
         row = self.query_one("SELECT engine FROM device_engines WHERE device_id=?", device_id)

@@ -139,12 +139,19 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
             print(new_registration_code(store, args.device_id, time.time()))
         case "devices":
+            from cloud.devices import device_firmware
+
             for d in admin.device_rows(store):
                 status = d.status + (" (EMULATED engine: prints nothing)" if d.emulated else "")
                 state = (f"config v{d.config_version} (applied v{d.applied}"
                          + (f", refused v{d.refused}: {d.refusal}" if d.refused > d.applied
                             else "") + ")") if d.config_version else "no pushed config"
-                print(f"{d.device_id}\t{d.org_id}\t{status}\t{d.name}\t{state}")
+                # What it runs, as it last reported online: "app 0.9.0, reader:front 1.2.3".
+                fw = device_firmware(store, d.device_id)
+                firmware = ", ".join(f"{_oneline(k)} {_oneline(v)}"
+                                     for k, v in sorted(fw.items())) or "-"
+                # The config state stays last: scripts read the last column for it.
+                print(f"{d.device_id}\t{d.org_id}\t{status}\t{d.name}\t{firmware}\t{state}")
         case "device-config":
             stored = admin.push_device_config(store, args.device_id, _managed(args.set),
                                               args.unset)
@@ -367,7 +374,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x.add_argument("--name")
     x = asub.add_parser("device-code", help="a new one-time registration code for a device")
     x.add_argument("device_id")
-    asub.add_parser("devices", help="list devices with status and config state")
+    asub.add_parser("devices", help="list devices with status, config state and firmware versions")
     x = asub.add_parser("device-config", help="push managed configuration to a device")
     x.add_argument("device_id")
     x.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -475,3 +482,8 @@ def _register_technician(asub: argparse._SubParsersAction[argparse.ArgumentParse
     x.add_argument("--all", action="store_true", help="include revoked ones")
     x = tsub.add_parser("revoke", help="revoke a technician's badge or code")
     x.add_argument("technician_id")
+
+
+def _oneline(text: str) -> str:
+    """A device's own words on one line of a tab-separated row (it may send any Unicode)."""
+    return "".join(c if c.isprintable() and c != "\t" else "\ufffd" for c in text)
