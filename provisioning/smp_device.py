@@ -199,6 +199,9 @@ class SmpDevice:
         try:
             await self._client.connect(timeout_s if timeout_s is not None else self.timeout_s)
         except _LINE_TROUBLE as exc:
+            if self._udp is not None:
+                raise DeviceError(f"{self.port}: cannot reach the device ({_what(exc)}): "
+                                  "check the host name or address and the network") from None
             raise DeviceError(f"{self.port}: cannot open the port ({_what(exc)}): check the "
                               "cable and the port name, and that no other program has the "
                               "port open") from None

@@ -38,6 +38,7 @@ from mfdkit.cli import main
 from provisioning import image as img
 from provisioning import keys as keymod
 from provisioning.flash import FlashOptions, flash, load_image
+from provisioning.smp_device import DeviceError, parse_udp_port
 from tests.conftest import Broker
 
 MODEL = "panel-mfd"
@@ -316,3 +317,15 @@ def test_mfd_emulate_panel_runs_the_device_app_on_the_broker(tmp_path, broker, b
     assert "rolled_back 1.3.0 -> 1.1.0" in err
     assert "stopped (" in err and "running 1.1.0)" in err
     assert addr.password not in err  # the broker password is never printed
+
+
+def test_udp_port_strings() -> None:
+    assert parse_udp_port("udp:192.0.2.7:1337") == ("192.0.2.7", 1337)
+    assert parse_udp_port("udp:[fd00::7]:1337") == ("fd00::7", 1337)
+    assert parse_udp_port("udp:panel-3.local:9000") == ("panel-3.local", 9000)
+    assert parse_udp_port("/dev/ttyACM0") is None
+    for bad in ("udp:", "udp:192.0.2.7", "udp::1337", "udp:host:0", "udp:host:65536",
+                "udp:host:x"):
+        with pytest.raises(DeviceError) as err:
+            parse_udp_port(bad)
+        assert "udp:HOST:PORT" in err.value.message, bad

@@ -284,7 +284,15 @@ class PanelDevice:
             # Whether the image was already confirmed when a tool asked: the device decides.
             running = self.bootloader.running()
             self.tool_confirms.append(running is not None and running.confirmed)
-        return self._server.handle(data)
+        try:
+            return self._server.handle(data)
+        except PowerCut:
+            # Cut while writing an upload or a request: the board is off.
+            self.dead = True
+            self._stop_app()
+            self._note("power_cut")
+            self.endpoint.stop_serving()
+            return Reply(None)
 
     # --- boots -------------------------------------------------------------------------------
 
@@ -334,6 +342,8 @@ class PanelDevice:
         return data[p.header_size:p.header_size + p.payload_size]
 
     def _trial(self, image_hash: bytes, version: str) -> None:
+        # Under MCUboot a reset ends a trial (it reverts), so this is 0 in practice; read
+        # anyway, so the count would hold under a loader whose trial survives a reset.
         record = self.counter.read()
         starts = record.attempts if record is not None and record.hash8 == image_hash[:_HASH] \
             else 0
