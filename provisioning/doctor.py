@@ -325,13 +325,19 @@ def _session_checks(report: Report, cfg: Any, address: BrokerAddress, ca: str | 
                                    f"the broker accepted {device_id} (client id "
                                    f"{probe.client_id})"))
         own_cmd = topics.command_topic(device_id)
-        own = probe.subscribe(own_cmd)
-        granted = [t for t in (topics.command_topic(PROBE_DEVICE),
-                               topics.CLOUD_REQUEST_SUBSCRIPTION, f"{topics.PREFIX}/#")
-                   if probe.subscribe(t) < 0x80]
-        for t in granted:
-            probe.client.unsubscribe(t)
-        published = probe.publish(topics.command_topic(PROBE_DEVICE))
+        try:
+            own = probe.subscribe(own_cmd)
+            granted = [t for t in (topics.command_topic(PROBE_DEVICE),
+                                   topics.CLOUD_REQUEST_SUBSCRIPTION, f"{topics.PREFIX}/#")
+                       if probe.subscribe(t) < 0x80]
+            for t in granted:
+                probe.client.unsubscribe(t)
+            published = probe.publish(topics.command_topic(PROBE_DEVICE))
+        except queue.Empty:
+            for name in ("acl", "config version"):
+                report.checks.append(Check(name, Status.FAIL, "the broker stopped answering "
+                                           "(no SUBACK or PUBACK)", "check the broker's log"))
+            return
         if granted or published < 0x80:
             what = (f"it may subscribe to {granted[0]}" if granted else
                     f"it may publish to {topics.command_topic(PROBE_DEVICE)}")

@@ -21,13 +21,18 @@ from cloud import devices
 from cloud.broker_accounts import DynsecAccounts, _Session
 from cloud.portal import start_portal
 from device_app.runner import from_config_file
+from firmware_stubs.mcuboot import Bootloader, factory_flash
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import PcProxStub
+from firmware_stubs.smp.reader_device import ReaderDevice
+from firmware_stubs.smp.server import DeviceIdentity
 from mfdkit.cli import main
 from mfdkit.cli.doctor import _DeviceSide
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import RemoteError
+from provisioning import image as img
+from provisioning import keys as keymod
 from provisioning.doctor import DoctorOptions, Report, Status, diagnose
 from readers.pty import PtyPort
 from simulator.broker import MosquittoBroker, free_port
@@ -52,7 +57,8 @@ def provision(tmp: Path, dev: str, pw: str, url: str, *extra: str) -> Path:
 
 
 def doctor(directory: Path, **options: object) -> Report:
-    return diagnose(directory, _DeviceSide(), DoctorOptions(timeout_s=3, **options))  # type: ignore[arg-type]
+    return diagnose(directory, _DeviceSide(),
+                    DoctorOptions(**{"timeout_s": 3.0, **options}))  # type: ignore[arg-type]
 
 
 def statuses(report: Report) -> dict[str, Status]:
@@ -247,3 +253,25 @@ def test_clock_skew_against_the_portal(broker: Broker, tmp_path: Path) -> None:
         server.server_close()
     assert check.status is Status.FAIL
     assert "ahead of the cloud" in check.finding and "NTP" in check.fix
+
+
+def test_firmware_and_slots_read_over_smp(broker: Broker, tmp_path: Path) -> None:
+    key = keymod.generate()
+    image = img.build(b"\x5a" * 9_000, version="1.0.0", model="reader-em4100",
+                      security_counter=1, key=key)
+    der = keymod.public_der(key)
+    boot = Bootloader(factory_flash(tmp_path / "flash.bin", image), model="reader-em4100",
+                      trusted_keys=[der])
+    reader = ReaderDevice(boot, DeviceIdentity("reader-em4100", (keymod.key_id(key),), (der,)))
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, broker.mosquitto.url)
+    try:
+        with PtyPort() as silent:
+            report = doctor(directory, smp_ports=(reader.device, silent.device), timeout_s=1.0)
+    finally:
+        reader.close()
+    check = report.check(f"firmware {reader.device}")
+    assert check.status is Status.OK
+    assert "reader-em4100" in check.finding and "1.0.0 active confirmed" in check.finding
+    assert boot.running() is not None and boot.running().confirmed  # read only: unchanged
+    assert report.check(f"firmware {silent.device}").status is Status.FAIL
