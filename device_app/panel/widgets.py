@@ -70,7 +70,10 @@ def header(c: Canvas, title: str, right: str = "", reserve: int = 0, height: flo
     right_edge = width - pad - reserve
     left_limit = right_edge
     if right:
-        left_limit = c.text(right, 32, HEADER_MUTED, max_width=width // 3, role="status",
+        # A status longer than a third of the band ("1 von 12 gedruckt" on portrait glass) is
+        # set smaller before it is cut.
+        size = c.fitting_size(right, (32, 28, 24), width // 3)
+        left_limit = c.text(right, size, HEADER_MUTED, max_width=width // 3, role="status",
                             bg=HEADER, midright=(right_edge, band.centery)).left
     if title:
         room = max(0, left_limit - 2 * pad)

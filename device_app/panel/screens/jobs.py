@@ -114,12 +114,11 @@ def _draw_header(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
     labels = (tr.gettext("Refresh"), tr.gettext("Log out"))
     refresh, logout = (pygame.Rect(0, 0, c.px(least), c.tap(52)) for least in
                        ((112, 124) if narrow else (120, 150)))
-    if narrow:
-        # Narrow glass gives the buttons what their words need ("Aktualisieren"), within a
-        # third of the width each; the greeting is cut first.
-        for rect, label in zip((refresh, logout), labels, strict=True):
-            need = c.font(28, bold=True).size(label)[0] + 2 * c.px(12)
-            rect.width = min(max(rect.width, need), width // 3)
+    # The buttons grow to what their words need ("Aktualisieren"), within a third (narrow)
+    # or a quarter of the width each; the greeting is cut first.
+    for rect, label in zip((refresh, logout), labels, strict=True):
+        need = c.font(28 if narrow else 30, bold=True).size(label)[0] + 2 * c.px(12)
+        rect.width = min(max(rect.width, need), width // (3 if narrow else 4))
     count = len(view.jobs)
     if view.total_jobs > count:
         # Only when the person has more than the list holds: always several, never "1 jobs".
@@ -139,8 +138,8 @@ def _draw_header(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
         top = band.centery - (title_h + status_h) // 2
         c.text(greeting, size, HEADER_INK, max_width=room, role="title", bg=HEADER,
                topleft=(left, top))
-        c.text(summary, 28, HEADER_MUTED, max_width=room, role="status", bg=HEADER,
-               topleft=(left, top + title_h))
+        c.text(summary, c.fitting_size(summary, (28, 24, 21), room), HEADER_MUTED,
+               max_width=room, role="status", bg=HEADER, topleft=(left, top + title_h))
     else:
         band = header(c, greeting, summary, reserve=reserve)
     logout.midright = (width - pad, band.centery)
@@ -166,6 +165,7 @@ def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
     count = len(view.jobs)
     has_jobs = count > 0
     chosen = bool(view.selected)
+    tr = c.tr
     # Fixed places, whatever is selected: a button that moved when a row was ticked would
     # catch the finger that was heading for its old place. Delete and Options are icon
     # buttons so that "Release selected (12)" keeps room for its whole label.
@@ -182,8 +182,12 @@ def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
         release_all = pygame.Rect(pad, lower, share * 2 // 5, button_h)
         release = pygame.Rect(release_all.right + gap, lower, 0, button_h)
     else:
-        select_all = pygame.Rect(pad, 0, c.px(132), button_h)
-        release_all = pygame.Rect(select_all.right + gap, 0, c.px(152), button_h)
+        # Wider for longer words ("Alle auswählen"), up to 40 units each: Release selected
+        # still keeps 200 units or more at 800 px.
+        select_all = pygame.Rect(pad, 0, _label_width(
+            c, (tr.gettext("Select all"), tr.gettext("Deselect all")), 132, 172), button_h)
+        release_all = pygame.Rect(select_all.right + gap, 0, _label_width(
+            c, (tr.gettext("Release all"),), 152, 192), button_h)
         delete.left = release_all.right + gap
         options.left = delete.right + gap
         release = pygame.Rect((options if view.can_change else delete).right + gap, 0, 0,
@@ -191,7 +195,6 @@ def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
         for rect in (select_all, release_all, delete, options, release):
             rect.centery = bar.centery
     release.width = width - pad - release.left
-    tr = c.tr
     button(c, select_all,
            tr.gettext("Deselect all") if view.all_selected else tr.gettext("Select all"),
            Action.SELECT_ALL, SECONDARY_BUTTON, has_jobs, size=32)
@@ -205,6 +208,14 @@ def _draw_toolbar(c: Canvas, view: PanelView, narrow: bool) -> pygame.Rect:
     button(c, release, tr.gettext("Release selected ({count})", count=len(view.selected)),
            Action.RELEASE, PRIMARY_BUTTON, chosen, size=32)
     return bar
+
+
+def _label_width(c: Canvas, labels: tuple[str, ...], least: int, most: int) -> int:
+    """A toolbar button's width in pixels: ``least`` design units, more for the longest of
+    ``labels`` to be set at 85% of the toolbar's size (a fixed width shrank German labels to
+    60%), at most ``most``. Both of a toggling button's labels count: it must not move."""
+    need = max(c.font(27, bold=True).size(label)[0] for label in labels) + 2 * c.px(12)
+    return min(max(c.px(least), need), c.px(most))
 
 
 def _draw_result_banner(c: Canvas, message: str, tone: Tone, top: int) -> int:
