@@ -178,7 +178,7 @@ class ScenarioWorld:
             assert owner is not None  # parse checked it
             # Newest first on the panel: the file's first job is the newest.
             self.job_ids[job.name] = submit_job(
-                self.store, owner.email, job.name, demo_document(job.name, min(job.pages, 3)),
+                self.store, owner.email, job.name, demo_document(job.name, job.pages),
                 pages=job.pages, color=job.color, duplex=job.duplex, copies=job.copies,
                 source=job.client, submitted_at=now - 60 * (i + 1))
         self.start_cloud()
