@@ -28,8 +28,12 @@ from firmware_stubs.mfd_controller import register_emulator
 from firmware_stubs.smp.panel_device import (
     CRASH_MARK,
     OFFLINE_MARK,
+    TRIAL,
     BootCounter,
+    Last,
     PanelDevice,
+    Step,
+    decide,
     device_app_starter,
     marked_app,
 )
@@ -329,3 +333,21 @@ def test_udp_port_strings() -> None:
         with pytest.raises(DeviceError) as err:
             parse_udp_port(bad)
         assert "udp:HOST:PORT" in err.value.message, bad
+
+
+def test_the_trial_table_confirms_only_after_a_healthy_start() -> None:
+    assert len(TRIAL) == 2 * len(Last) * 2 * 2  # every case decided
+    for (on_trial, last, left, time_left), step in TRIAL.items():
+        if not on_trial:
+            assert step is Step.RUN
+        elif last is Last.HEALTHY:
+            assert step is Step.CONFIRM  # even on the last start, at the deadline
+        else:
+            assert step is (Step.START if left and time_left else Step.ROLL_BACK)
+    # Through decide(): the third start of three has failed -> roll back, never confirm.
+    assert decide(on_trial=True, last=Last.FAILED, starts=3, attempts=3,
+                  time_left=5.0) is Step.ROLL_BACK
+    assert decide(on_trial=True, last=Last.FAILED, starts=1, attempts=3,
+                  time_left=0.0) is Step.ROLL_BACK
+    assert decide(on_trial=True, last=Last.NONE, starts=0, attempts=3,
+                  time_left=1.0) is Step.START

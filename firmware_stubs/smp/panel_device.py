@@ -19,7 +19,8 @@ server.py). What is different is who says an update is good:
   broker, its link says up). Healthy: the **device confirms itself** (``Bootloader.confirm``).
   Crashed or never healthy: the app is stopped and started again, up to ``attempts`` starts
   within ``trial_deadline_s``; then the panel resets itself and MCUboot reverts to the previous
-  slot. "Mark good" runs only after the health check passed, and "roll back" needs nobody.
+  slot. "Mark good" runs only after the health check passed, and "roll back" needs nobody. The
+  rule is one table (:data:`TRIAL`) that decides each next step; the loop only carries it out.
 * **The boot counter** (:class:`BootCounter`) records each start of the image on trial, in its
   own flash (a file, with the same power-cut injector) *before* the start, so the count
   survives whatever the app does to the board. A reset during a trial reverts (MCUboot's rule);
@@ -37,6 +38,7 @@ broker; ``mfd image build`` of a file holding either rehearses a rollback.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -62,8 +64,9 @@ if TYPE_CHECKING:
     from device_app.config import DeviceConfig
     from device_app.runner import Device
 
-__all__ = ["CRASH_MARK", "OFFLINE_MARK", "UNREACHABLE_BROKER", "AppHandle", "AppStarter",
-           "BootCounter", "PanelDevice", "TrialRecord", "device_app_starter", "marked_app"]
+__all__ = ["CRASH_MARK", "OFFLINE_MARK", "TRIAL", "UNREACHABLE_BROKER", "AppHandle",
+           "AppStarter", "BootCounter", "Last", "PanelDevice", "Step", "TrialRecord", "decide",
+           "device_app_starter", "marked_app"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,46 @@ class BootCounter:
     def clear(self) -> None:
         if not self.flash.is_erased(0, self.size):
             self.flash.erase(0)
+
+
+# --- the decision ---------------------------------------------------------------------------
+
+class Step(enum.Enum):
+    """What the panel does next in a boot."""
+
+    RUN = "run the confirmed app"
+    START = "start the app on trial (one more start, recorded first)"
+    CONFIRM = "confirm the bundle on trial"
+    ROLL_BACK = "reset, so MCUboot reverts to the previous slot"
+
+
+class Last(enum.Enum):
+    """How the last start on trial went (NONE: no start yet in this boot)."""
+
+    NONE = "none"
+    HEALTHY = "healthy"
+    FAILED = "failed"  # crashed, or not healthy in time
+
+
+def _rule(on_trial: bool, last: Last, starts_left: bool, time_left: bool) -> Step:
+    if not on_trial:
+        return Step.RUN
+    if last is Last.HEALTHY:
+        return Step.CONFIRM
+    return Step.START if starts_left and time_left else Step.ROLL_BACK
+
+
+#: The trial's rule, whole: (on trial, last start, any start left, any time left) -> the next
+#: step. "Mark good" follows a healthy start and nothing else; a failed start with starts and
+#: time left starts again; nothing left rolls back.
+TRIAL: dict[tuple[bool, Last, bool, bool], Step] = {
+    (on, last, left, t): _rule(on, last, left, t)
+    for on in (True, False) for last in Last for left in (True, False) for t in (True, False)}
+
+
+def decide(*, on_trial: bool, last: Last, starts: int, attempts: int,
+           time_left: float) -> Step:
+    return TRIAL[(on_trial, last, starts < attempts, time_left > 0)]
 
 
 # --- the panel -----------------------------------------------------------------------------
@@ -325,7 +368,8 @@ class PanelDevice:
             self._note("booted nothing: no bootable image")
             return
         self._note(f"booted {running.version}")
-        if running.confirmed:
+        if decide(on_trial=not running.confirmed, last=Last.NONE, starts=0,
+                  attempts=self.attempts, time_left=self.trial_deadline_s) is Step.RUN:
             if stale is not None:
                 # A trial that a reset ended (MCUboot reverted it, or it was confirmed just
                 # before the cut): it is over either way.
@@ -349,18 +393,24 @@ class PanelDevice:
             else 0
         deadline = time.monotonic() + self.trial_deadline_s
         payload = self._payload()
-        while starts < self.attempts and time.monotonic() < deadline \
-                and not self._stopping.is_set():
-            starts += 1
-            self.counter.record(image_hash, starts)  # before the start: a crash still counts
-            why = self._attempt(payload, min(deadline, time.monotonic()
-                                             + self.health_timeout_s))
-            if why is None:
+        last = Last.NONE
+        while not self._stopping.is_set():
+            step = decide(on_trial=True, last=last, starts=starts, attempts=self.attempts,
+                          time_left=deadline - time.monotonic())
+            if step is Step.CONFIRM:
                 self.bootloader.confirm()  # the device's own "mark good", after the check
                 self.counter.clear()
                 self._note(f"confirmed {version} after {starts} start(s)")
                 return
-            self._note(f"attempt {starts} failed: {why}")
+            if step is Step.ROLL_BACK:
+                break
+            starts += 1
+            self.counter.record(image_hash, starts)  # before the start: a crash still counts
+            why = self._attempt(payload, min(deadline, time.monotonic()
+                                             + self.health_timeout_s))
+            last = Last.HEALTHY if why is None else Last.FAILED
+            if why is not None:
+                self._note(f"attempt {starts} failed: {why}")
         if self._stopping.is_set():
             return
         # Give up: the reset MCUboot reverts on, then the count is over.
