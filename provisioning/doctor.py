@@ -478,8 +478,11 @@ def _engine(side: DeviceSide, cfg: Any) -> Check:
     if state.can_print:
         note = " (the EMULATOR: prints nothing)" if kind == "emulator" else ""
         return Check("engine", Status.OK, f"{kind}: {state.value}{note}")
-    return Check("engine", Status.FAIL, f"{kind}: {state.value}",
-                 ENGINE_REASONS.get(state, "check the printer"))
+    fix = ENGINE_REASONS.get(state, "check the printer")
+    if state is EngineState.OFFLINE:  # also what an engine that does not answer reports
+        fix += (f" Check [engine] uri in device.toml ({redact(cfg.engine.uri) or 'none'}) and "
+                "that the printer is on and reachable from this device.")
+    return Check("engine", Status.FAIL, f"{kind}: {state.value}", fix)
 
 
 def _firmware(port: str, timeout_s: float) -> Check:

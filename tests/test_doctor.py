@@ -147,7 +147,8 @@ def test_wrong_password_is_refused_with_the_way_out(broker: Broker, tmp_path: Pa
     assert report.exit_code == 1
 
 
-def test_broker_down(broker: Broker, tmp_path: Path) -> None:
+def test_broker_down(broker: Broker, tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
     dev, pw = new_device(broker)
     directory = provision(tmp_path, dev, pw, f"mqtt://127.0.0.1:{free_port()}")
     report = doctor(directory)
@@ -156,6 +157,28 @@ def test_broker_down(broker: Broker, tmp_path: Path) -> None:
     # The same cause is not failed twice: the checks behind it say they did not run.
     assert report.check("credentials").status is Status.WARN
     assert report.check("credentials").finding.startswith("not checked")
+    # The CLI: each finding with its fix, exit 1; a usage error is 2.
+    capsys.readouterr()
+    assert main(["doctor", str(directory), "--timeout", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  broker reachable: no TCP connection" in out
+    assert "fix: check [broker] url in device.toml" in out
+    with pytest.raises(SystemExit) as usage:
+        main(["doctor", str(directory), "--tap", "soon"])
+    assert usage.value.code == 2
+
+
+def test_an_engine_that_cannot_be_reached(broker: Broker, tmp_path: Path) -> None:
+    dev, pw = new_device(broker)
+    (tmp_path / "pw").write_text(pw + "\n")
+    directory = tmp_path / "dev"
+    assert main(["provision", str(directory), "--device-id", dev, "--broker",
+                 broker.mosquitto.url, "--username", dev, "--password-file",
+                 str(tmp_path / "pw"), "--engine", f"socket:{tmp_path / 'no-engine.sock'}",
+                 "--ledger", str(tmp_path / "ledger.jsonl")]) == 0
+    check = doctor(directory).check("engine")
+    assert check.status is Status.FAIL and check.finding.startswith("socket:")
+    assert "printer is on and reachable" in check.fix
 
 
 def test_an_absent_reader(broker: Broker, tmp_path: Path) -> None:
@@ -215,6 +238,12 @@ def test_tls_verified_and_a_wrong_ca_named(tmp_path: Path) -> None:
         assert "verified" in report.check("tls").finding
         assert report.check("credentials").status is Status.OK
         assert report.check("acl").status is Status.OK
+        # mfd device runs from what was provisioned: the CA found wherever it starts from.
+        device = from_config_file(good / "device.toml", engine=MfdControllerStub()).start()
+        try:
+            assert device.link.connected
+        finally:
+            device.stop()
         (tmp_path / "bad").mkdir()
         bad = provision(tmp_path / "bad", "copier-t", "pw-t", url, "--ca", str(other_ca))
         report = doctor(bad)
