@@ -35,6 +35,7 @@ from mfdkit.cli.common import StopSignals
 from protocol.errors import ConfigError
 
 if TYPE_CHECKING:
+    from firmware_stubs.mcuboot import Flash
     from firmware_stubs.smp.panel_device import AppHandle
 
 _PROG = "mfd emulate reader"
@@ -97,7 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_panel)
 
 
-def _open_flash(path: Path, image_path: Path | None) -> object:
+def _open_flash(path: Path, image_path: Path | None, prog: str) -> Flash:
     """The flash file at ``path``: new with ``image_path`` in its primary slot, as it is, or
     new and erased."""
     from firmware_stubs.mcuboot import Flash, FlashError, factory_flash
@@ -119,7 +120,7 @@ def _open_flash(path: Path, image_path: Path | None) -> object:
             return Flash(path)
         return Flash.create(path, Layout.flash_size(DEFAULT_SLOT_SECTORS, DEFAULT_SECTOR))
     except (FlashError, OSError) as exc:
-        raise ConfigError(f"cannot use {path} as the flash: {exc}") from None
+        raise ConfigError(f"{prog}: cannot use {path} as the flash: {exc}") from None
 
 
 class _StandIn:
@@ -161,8 +162,7 @@ def cmd_panel(args: argparse.Namespace) -> int:
     if path is None:
         temp_dir = tempfile.TemporaryDirectory(prefix="mfd-panel-")
         path = Path(temp_dir.name) / "flash.bin"
-    flash = _open_flash(path, args.image)
-    assert isinstance(flash, Flash)
+    flash = _open_flash(path, args.image, _PANEL)
     counter_path = path.with_name(path.name + ".bootcount")
     try:
         counter = Flash(counter_path) if counter_path.exists() else \
@@ -224,10 +224,7 @@ def _app_for(args: argparse.Namespace) -> Callable[[bool], AppHandle]:
 
 
 def cmd_reader(args: argparse.Namespace) -> int:
-    from firmware_stubs.mcuboot import Bootloader, Flash, FlashError, factory_flash
-    from firmware_stubs.mcuboot.factory import DEFAULT_SLOT_SECTORS
-    from firmware_stubs.mcuboot.flash import DEFAULT_SECTOR
-    from firmware_stubs.mcuboot.layout import Layout
+    from firmware_stubs.mcuboot import Bootloader
     from firmware_stubs.smp.reader_device import ReaderDevice
     from firmware_stubs.smp.server import DeviceIdentity
     from provisioning import keys as keymod
@@ -243,22 +240,7 @@ def cmd_reader(args: argparse.Namespace) -> int:
     if path is None:
         temp_dir = tempfile.TemporaryDirectory(prefix="mfd-reader-")
         path = Path(temp_dir.name) / "flash.bin"
-    try:
-        if args.image is not None and path.exists():
-            raise ConfigError(f"{path} exists: --image writes a new flash file only; remove "
-                              "it or leave --image out to boot what it holds")
-        if args.image is not None:
-            try:
-                image = args.image.read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"cannot read {args.image}: {exc.strerror}") from None
-            flash = factory_flash(path, image)
-        elif path.exists():
-            flash = Flash(path)
-        else:
-            flash = Flash.create(path, Layout.flash_size(DEFAULT_SLOT_SECTORS, DEFAULT_SECTOR))
-    except (FlashError, OSError) as exc:
-        raise ConfigError(f"{_PROG}: cannot use {path} as the flash: {exc}") from None
+    flash = _open_flash(path, args.image, _PROG)
     stop = StopSignals(interrupt=False)
     bootloader = Bootloader(flash, model=args.model, trusted_keys=ders)
     with ReaderDevice(bootloader, identity, baud=args.baud or None,
