@@ -11,11 +11,17 @@ from pathlib import Path
 
 import pytest
 from conftest import Broker
+from hypothesis import given
+from hypothesis import strategies as st
 
 from device_app.runner import from_config_file
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import PcProxStub
 from mfdkit.cli import main
+from protocol.errors import ConfigError
+from protocol.managed import Policy, parse_policy
+from provisioning.provision import PcProxSettings, parse_policy_options
+from readers.codecs.pcprox import format_from_acp
 from readers.pty import PtyPort
 
 pytestmark = pytest.mark.integration
@@ -141,3 +147,30 @@ def test_a_reader_that_does_not_answer(capsys: pytest.CaptureFixture[str]) -> No
     with PtyPort() as port:  # nothing behind it: an em4100-style reader takes no commands
         assert main(["provision", "--reader-config", port.device, "--format", "hex"]) == 1
     assert "no reply" in capsys.readouterr().err
+
+
+@given(st.text(max_size=40))
+def test_policy_options_parse_or_name_the_key(text: str) -> None:
+    try:
+        table = parse_policy_options([text])
+    except ConfigError as exc:
+        assert "policy." in exc.message or "KEY=VALUE" in exc.message
+        return
+    try:  # typed right; the schema then takes it or names the key it refuses
+        parse_policy(table, Policy())
+    except ConfigError as exc:
+        assert "policy." in exc.message
+
+
+@given(st.sampled_from([10, 16]), st.text(max_size=4), st.text(max_size=4),
+       st.integers(-1, 40))
+def test_pcprox_settings_are_what_the_reader_then_prints(base: int, prefix: str, suffix: str,
+                                                         digits: int) -> None:
+    settings = PcProxSettings(base=base, prefix=prefix, suffix=suffix, digits=digits)
+    try:
+        variables = settings.variables()
+    except ConfigError:
+        return
+    fmt = format_from_acp(variables)
+    assert (fmt.pre, fmt.post) == (prefix.encode("ascii"), suffix.encode("ascii"))
+    assert (fmt.base, fmt.width) == (base, digits)
