@@ -129,8 +129,8 @@ class _Panels:
             self.off(panel)
 
 
-def mfd_flash(bundles: Bundles, name: str, panel: PanelDevice, capsys) -> dict[str, object]:
-    code = main(["flash", str(bundles.paths[name]), "--port", panel.address, "--key",
+def mfd_flash(bundles: Bundles, name: str, address: str, capsys) -> dict[str, object]:
+    code = main(["flash", str(bundles.paths[name]), "--port", address, "--key",
                  str(bundles.pub), "--timeout", "1", "--retries", "3", "--boot-timeout", "20",
                  "--json"])
     out = json.loads(capsys.readouterr().out)
@@ -162,7 +162,7 @@ def test_a_good_bundle_test_boots_connects_and_the_panel_confirms_itself(panels,
     assert panel.serving.wait(10) and running(panel) == ("1.0.0", True)
     assert healthy_soon(panel)  # the factory app is up on the broker
 
-    res = mfd_flash(bundles, "v2", panel, capsys)
+    res = mfd_flash(bundles, "v2", panel.address, capsys)
 
     assert (res["outcome"], res["from_version"], res["to_version"]) == \
         ("updated", "1.0.0", "1.1.0")
@@ -184,7 +184,7 @@ def test_messages_fit_the_buffer_the_panel_reports(panels, bundles, capsys) -> N
     update goes through only if every message the tool sends fits it."""
     panel = panels.new(buf_size=384)
     assert panel.serving.wait(10)
-    res = mfd_flash(bundles, "v2", panel, capsys)
+    res = mfd_flash(bundles, "v2", panel.address, capsys)
     assert res["outcome"] == "updated", res["message"]
     assert res["mtu"] == 384 and panel.oversize == 0
     assert running(panel) == ("1.1.0", True)
@@ -199,7 +199,7 @@ def test_a_bad_bundle_is_rolled_back_by_the_panel_itself(panels, bundles, capsys
     assert panel.serving.wait(10)
     version = img.inspect(bundles.data[bad]).version
 
-    res = mfd_flash(bundles, bad, panel, capsys)
+    res = mfd_flash(bundles, bad, panel.address, capsys)
 
     assert (res["outcome"], res["code"]) == ("rolled_back", "rolled_back")
     assert running(panel) == ("1.0.0", True)
@@ -311,11 +311,9 @@ def test_mfd_emulate_panel_runs_the_device_app_on_the_broker(tmp_path, broker, b
         assert said["model"] == MODEL and said["running"] == "1.0.0"
         assert said["trusts"] == keymod.key_id(bundles.key)  # type: ignore[arg-type]
 
-        class At:  # what mfd_flash needs of a panel: where it is
-            address = said["address"]
-
-        assert mfd_flash(bundles, "v2", At, capsys)["outcome"] == "updated"  # type: ignore[arg-type]
-        assert mfd_flash(bundles, "offline", At, capsys)["outcome"] == "rolled_back"  # type: ignore[arg-type]
+        assert mfd_flash(bundles, "v2", said["address"], capsys)["outcome"] == "updated"
+        assert mfd_flash(bundles, "offline", said["address"], capsys)["outcome"] == \
+            "rolled_back"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
