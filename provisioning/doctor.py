@@ -450,6 +450,10 @@ def _readers(report: Report, specs: Sequence[str], running: str, tap_s: float,
                                        "(ls /dev/serial/by-id/) and that this user may open it"))
             continue
         try:
+            layout = _pcprox_layout(name, shown, reader)
+            if layout is not None:
+                report.checks.append(layout)
+                continue
             if tap_s <= 0:
                 report.checks.append(Check(name, Status.OK, f"{shown}: present (opened)"))
                 continue
@@ -466,6 +470,48 @@ def _readers(report: Report, specs: Sequence[str], running: str, tap_s: float,
                 report.checks.append(Check(name, Status.OK, f"{shown}: present and reading"))
         finally:
             reader.stop()
+
+
+#: What a pcProx is asked for its output layout (readers/codecs/pcprox.py).
+_LAYOUT = ("chr.1", "chr.2", "chr.3", "chr.count.lead", "chr.count.trail", "chr.fac",
+           "chr.eol", "disp.fac.send", "disp.id.hex", "disp.id.digits")
+
+
+def _pcprox_layout(name: str, shown: str, reader: object) -> Check | None:
+    """For a pcProx: the layout it prints, asked over its command set, against the layout its
+    spec decodes; None when it matches (or the reader is not a pcProx). A reader printing hex
+    while the spec reads decimal turns a digits-only hex number into another user's."""
+    from readers.adapters.serial_reader import SERIAL_FAMILIES, SerialCardReader
+    from readers.codecs.pcprox import AcpQuery, AcpValue, format_from_acp
+
+    if not isinstance(reader, SerialCardReader) or reader.family != "pcprox":
+        return None
+    expected = getattr(SERIAL_FAMILIES["pcprox"].build(reader.options)(), "format", None)
+    got: dict[str, AcpValue] = {}
+    try:
+        for variable in _LAYOUT:
+            result = reader.command(AcpQuery(variable), 2.0)
+            if result.value is None:
+                raise MfdError(f"it answered {result.reply.text!r} to rfid:{variable}?")
+            got[variable] = result.value
+        actual = format_from_acp(got)
+    except MfdError as exc:
+        return Check(name, Status.WARN, f"{shown}: present; its output settings could not be "
+                     f"read ({redact(exc.message)})", "is it a pcProx with the ASCII command "
+                     "protocol, at the spec's baud rate?")
+    if actual == expected:
+        return None
+    return Check(name, Status.FAIL, f"{shown}: the reader prints {_layout(actual)}, the spec "
+                 f"decodes {_layout(expected)}", "set the reader to the spec's layout (mfd "
+                 "provision --reader-config PORT --format dec|hex --prefix X --suffix Y), or "
+                 "make the spec say the reader's (base=, pre=, post=, width=)")
+
+
+def _layout(fmt: Any) -> str:
+    if fmt is None:
+        return "an unknown layout"
+    return (f"{'hex' if fmt.base == 16 else 'dec'}, prefix {fmt.pre.decode('latin-1')!r}, "
+            f"suffix {fmt.post.decode('latin-1')!r}, {fmt.width or 'unpadded'} digits")
 
 
 def _engine(side: DeviceSide, cfg: Any) -> Check:

@@ -304,3 +304,18 @@ def test_firmware_and_slots_read_over_smp(broker: Broker, tmp_path: Path) -> Non
     assert "reader-em4100" in check.finding and "1.0.0 active confirmed" in check.finding
     assert boot.running() is not None and boot.running().confirmed  # read only: unchanged
     assert report.check(f"firmware {silent.device}").status is Status.FAIL
+
+
+def test_a_pcprox_printing_another_layout_than_its_spec(
+        broker: Broker, tmp_path: Path, pcprox: tuple[PtyPort, PcProxStub]) -> None:
+    port, _stub = pcprox
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, broker.mosquitto.url, "--reader",
+                          f"serial:{port.device}?family=pcprox")
+    assert doctor(directory).check("reader 1").status is Status.OK
+    # Someone set the reader to hex; the spec still reads decimal.
+    assert main(["provision", "--reader-config", port.device, "--format", "hex"]) == 0
+    check = doctor(directory).check("reader 1")
+    assert check.status is Status.FAIL
+    assert "the reader prints hex" in check.finding and "the spec decodes dec" in check.finding
+    assert "--reader-config" in check.fix
