@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_stubs.mcuboot import Bootloader, factory_flash
 from firmware_stubs.smp.reader_device import ReaderDevice
@@ -196,3 +198,29 @@ def test_a_provision_entry_round_trips_and_bad_entries_are_refused(tmp_path) -> 
                 Entry(action="flash", device={}, result="ok")):
         with pytest.raises(LedgerError):
             record(bad, path)
+
+
+_text = st.text(max_size=60).filter(lambda t: "\x00" not in t and _utf8(t))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(port=_text.filter(bool), message=_text, who=_text.filter(bool), version=_text,
+       details=st.dictionaries(st.sampled_from(["image", "bytes_sent", "seconds", "note"]),
+                               _text | st.integers(-2**53, 2**53) | st.booleans()))
+def test_any_entry_reads_back_as_written(tmp_path_factory, port, message, who, version,
+                                         details) -> None:
+    path = tmp_path_factory.mktemp("ledger") / "ledger.jsonl"
+    entry = Entry(action="flash", device={"port": port}, result="failed", code="device_silent",
+                  message=message, version=version, who=who, details=details,
+                  slots=({"slot": 0, "version": version, "active": True},))
+    written = record(entry, path)
+    assert list(Ledger(path).read()) == [written]
+    assert path.read_bytes().count(b"\n") == 1  # one line, whatever the text held
