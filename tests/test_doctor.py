@@ -7,8 +7,12 @@ from __future__ import annotations
 import email.utils
 import http.server
 import json
+import os
+import queue
 import secrets
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +32,7 @@ from firmware_stubs.smp.reader_device import ReaderDevice
 from firmware_stubs.smp.server import DeviceIdentity
 from mfdkit.cli import main
 from mfdkit.cli.doctor import _DeviceSide
+from mqtt_client import new_client
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import RemoteError
@@ -319,3 +324,43 @@ def test_a_pcprox_printing_another_layout_than_its_spec(
     assert check.status is Status.FAIL
     assert "the reader prints hex" in check.finding and "the spec decodes dec" in check.finding
     assert "--reader-config" in check.fix
+
+
+def test_doctor_leaves_a_running_mfd_device_process_alone(
+        broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dev, pw = new_device(broker)
+    directory = provision(tmp_path, dev, pw, broker.mosquitto.url,
+                          "--reader", "sim:doc?lockout=0")
+    # The cloud's view of the device: every connection says "online" with a new epoch.
+    seen: queue.Queue[m.DeviceStatus] = queue.Queue()
+    cloud = new_client("cloud-1", "cloud-1", broker.address("cloud-1").password)
+    cloud.on_message = lambda _c, _u, msg: seen.put(m.decode_status(bytes(msg.payload)))
+    cloud.connect(broker.mosquitto.host, broker.mosquitto.port)
+    cloud.subscribe(topics.status_topic(dev), qos=1)
+    cloud.loop_start()
+    proc = subprocess.Popen([sys.executable, "-m", "mfdkit", "device", "--config",
+                             str(directory / "device.toml"), "--headless"],
+                            env={**os.environ, "SDL_VIDEODRIVER": "dummy"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        online = seen.get(timeout=20)
+        assert online.state == "online"
+        capsys.readouterr()
+        assert main(["doctor", str(directory), "--json", "--timeout", "3"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        checks = {c["name"]: c for c in report["checks"]}
+        for name in ("credentials", "acl", "config version", "reader 1"):
+            assert checks[name]["status"] == "warn"
+            assert f"pid {proc.pid}" in checks[name]["finding"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        # Its clean goodbye carries the epoch of its first and only connection: doctor never
+        # took its session over (that would have meant a reconnection, a new epoch).
+        last = seen.get(timeout=10)
+        assert (last.state, last.epoch) == ("offline", online.epoch)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        cloud.loop_stop()
+        cloud.disconnect()
