@@ -23,6 +23,7 @@ from mfdkit.cli import (
     emulate,
     flash,
     image,
+    ledger,
     provision,
     reader,
     sim,
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for role in (sim, device, cloud, admin, client, reader, image, flash, emulate, provision,
-                 doctor):
+                 doctor, ledger):
         role.register(sub)
     return p
 
