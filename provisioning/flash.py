@@ -275,9 +275,11 @@ async def _flash(dev: SmpDevice, image: FlashImage, opts: FlashOptions, res: Dev
         res.outcome = "rolled_back"
         res.code = "rolled_back"
         back = running.version if running else "no image"
-        res.message = (f"the device went back to {back}: the new image did not come up to be "
-                       "confirmed (MCUboot reverted its test boot); the previous image runs. "
-                       "Check the firmware on one device before the fleet")
+        # A reader's MCUboot reverts a test boot nobody confirmed; a panel decides by its own
+        # health check (docs/panel-updates.md). Either way the device chose, not the tool.
+        res.message = (f"the new image was not confirmed after its test boot: the device went "
+                       f"back to {back} by itself, and the previous image runs. Check the "
+                       "firmware on one device before the fleet")
         say("done", total)
         return
     say("confirm", total)

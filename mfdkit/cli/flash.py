@@ -1,4 +1,4 @@
-"""``mfd flash``: put a signed image on readers over SMP, many at once (issue 11).
+"""``mfd flash``: put a signed image on readers and panels over SMP, many at once (issue 11).
 
 ``mfd flash IMAGE --port P [--port P2 ...] [--key KEY.pub] [--dry-run] [--json]``
     Checks the image (whole, untampered, signed), then on every port at once: connects,
@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "test-boot it and confirm it, or report the rollback.")
     p.add_argument("image", metavar="IMAGE", type=Path, help="the signed image (mfd image sign)")
     p.add_argument("--port", action="append", required=True, metavar="PORT",
-                   help="a device's serial port, e.g. /dev/ttyACM0 (repeat for more devices)")
+                   help="a device's serial port, e.g. /dev/ttyACM0, or udp:HOST:PORT for a "
+                        "device on the network (repeat for more devices)")
     p.add_argument("--key", action="append", default=[], metavar="KEY.pub", type=Path,
                    help="a public key the image must be signed by (repeat for several); "
                         "needed for devices that do not report the keys they trust")
