@@ -343,9 +343,10 @@ def _session_checks(report: Report, cfg: Any, address: BrokerAddress, ca: str | 
                     f"it may publish to {topics.command_topic(PROBE_DEVICE)}")
             report.checks.append(Check(
                 "acl", Status.FAIL, f"the broker does not confine {device_id}: {what}",
-                f"give the account only its own role: mfd admin broker-acl shows the roles; "
                 f"the role {topics.device_role_name(device_id)} must name only "
-                f"{topics.PREFIX}/{device_id}/... topics (protocol/topics.py device_role)"))
+                f"{topics.PREFIX}/{device_id}/... topics (mfd admin broker-acl prints the "
+                "intended roles); remove the extra ACL (mosquitto_ctrl dynsec removeRoleACL "
+                "ROLE ACLTYPE TOPIC) and any other role given to the account"))
         elif own >= 0x80:
             report.checks.append(Check(
                 "acl", Status.FAIL, f"the broker refuses {device_id} its own command topic",
