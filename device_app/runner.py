@@ -49,6 +49,7 @@ from device_app.printing.journal import Journal
 from protocol import messages as m
 from protocol.address import BrokerAddress
 from protocol.errors import ConfigError, MfdError
+from protocol.managed import Policy
 from protocol.redact import redact
 from readers.events import CardReader
 from readers.spec import open_reader
@@ -98,7 +99,7 @@ class Device:
         self.journal = Journal.open(self.cfg.journal_file) if config_dir is not None else None
         self.app = DeviceApp(self.link, self.engine, readers=self.readers,
                              device_name=self.cfg.name or self.cfg.device_id,
-                             policy=self.cfg.policy, journal=self.journal)
+                             policy=self._policy(self.cfg), journal=self.journal)
         self.app.on_command = self._apply
         # The diagnostics screen shows which pushed version runs (0: the file's own).
         self.app.config_version = lambda: self.cfg.version
@@ -161,7 +162,7 @@ class Device:
             return
         if new.readers != self.cfg.readers:
             self._swap_readers(new.readers)
-        self.app.machine.policy = new.policy
+        self.app.machine.policy = self._policy(new)
         self.cfg = new
         self._remember(payload)
         try:
@@ -174,6 +175,14 @@ class Device:
                       new.version, exc.strerror or exc)
         log.info("applied config version %d", new.version)
         self.link.publish_event(m.ConfigAck(version=new.version, applied=True))
+
+    @staticmethod
+    def _policy(cfg: DeviceConfig) -> Policy:
+        """The session's policy: the cloud's, speaking the device's own ``[ui] language``
+        where the cloud names none."""
+        if cfg.policy.language or not cfg.ui.language:
+            return cfg.policy
+        return replace(cfg.policy, language=cfg.ui.language)
 
     def _swap_readers(self, specs: tuple[str, ...]) -> None:
         fresh = tuple(open_reader(s) for s in specs)  # validated already: opens nothing yet

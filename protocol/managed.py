@@ -39,8 +39,9 @@ class Policy:
     notice_timeout: float = 6.0
     page_size: int = 100
     #: The panel's language when the user's is not known: a language tag ("de", "ja", "fr-CH");
-    #: a language the panel has no words for shows English.
-    language: str = "en"
+    #: "" leaves it to the device's own ``[ui] language`` (else English). A language the panel
+    #: has no words for shows English.
+    language: str = ""
 
 
 #: BCP 47's shape, loosely: a language, then optional subtags (region, script).
@@ -91,7 +92,7 @@ def parse_policy(section: dict[str, Any], base: Policy) -> Policy:
         if not 5 <= seconds <= 3600:
             raise ConfigError(f"config key 'policy.{name}' must be 5 to 3600 seconds, "
                               f"got {seconds:g}")
-    if not _LANGUAGE_TAG.fullmatch(policy.language):
+    if policy.language and not _LANGUAGE_TAG.fullmatch(policy.language):
         raise ConfigError("config key 'policy.language' must be a language tag such as "
                           "\"en\", \"de\" or \"fr-CH\"")
     if not 10 <= policy.page_size <= 500:
