@@ -5,13 +5,12 @@ design size and on the other glass a copier may have (full HD, portrait)."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pygame
 import pytest
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
 from test_session import logged_in, machine, sent
 
 from device_app.panel import PanelRenderer
@@ -24,19 +23,6 @@ from protocol.messages import JobSummary
 
 NOW = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
 SIZES = [(800, 480), (1920, 1080), (480, 800)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _headless_pygame() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.init()
-    yield
-    pygame.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
 
 
 def job(i: int) -> JobSummary:

@@ -4,11 +4,10 @@ every pair the theme declares, and touch targets of at least 9 mm at the panel's
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
 
 import pygame
 import pytest
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
 
 from device_app.panel import PanelRenderer
 from device_app.panel.canvas import Canvas, Target, min_target_px
@@ -16,19 +15,6 @@ from device_app.panel.theme import DISABLED, DISABLED_INK, TEXT_PAIRS
 from device_app.panel.tree import TargetNode, TextNode, contrast, is_large, required_contrast
 from device_app.view import Action
 from tests.test_panel_layout import NOW, PANELS, VIEWS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _headless_pygame() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.init()
-    yield
-    pygame.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
 
 
 def test_wcag_arithmetic_matches_the_reference_values() -> None:

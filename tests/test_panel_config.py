@@ -3,13 +3,12 @@ with the offending key named and written back by to_toml; and what the panel mak
 
 from __future__ import annotations
 
-import os
 import time
 import tomllib
-from collections.abc import Iterator
 
 import pygame
 import pytest
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
 
 from device_app.config import DeviceConfig, EngineConfig, UiConfig, parse_config, to_toml
 from device_app.panel import PanelRenderer
@@ -90,19 +89,6 @@ def test_scale_follows_density_and_never_outgrows_the_glass() -> None:
     assert panel_scale((800, 480), dpi=270) == 1.0, "capped where the design fits"
     assert panel_scale((1920, 1080), scale=1.5) == 1.5
     assert min_target_px(None) == 48 and min_target_px(254) == 90
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _headless_pygame() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.init()
-    yield
-    pygame.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
 
 
 def test_the_renderer_takes_the_settings() -> None:

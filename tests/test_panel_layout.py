@@ -9,15 +9,15 @@ another target, targets at least 9 mm, and the view's own words on screen.
 from __future__ import annotations
 
 import itertools
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
-import pygame
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+# Autouse; test_diagnostics_screen imports it by this name.
+from panel_helpers import headless_pygame as _headless_pygame  # noqa: F401
 
 from device_app.i18n import translator
 from device_app.panel import PanelRenderer
@@ -130,19 +130,6 @@ def all_views() -> dict[str, PanelView]:
 
 
 VIEWS = all_views()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _headless_pygame() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.init()
-    yield
-    pygame.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
 
 
 def problems(renderer: PanelRenderer, view: PanelView, dpi: float | None) -> list[str]:

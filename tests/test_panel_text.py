@@ -3,14 +3,13 @@ fallback when there are none, and long names shortened in the middle so they sta
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 
 import pygame
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
 
 from device_app.i18n import translator
 from device_app.panel.canvas import Canvas
@@ -23,19 +22,6 @@ NEEDED = {"Noto Sans": "fonts-noto-core", "Noto Sans Arabic": "fonts-noto-core",
           "Noto Sans CJK JP": "fonts-noto-cjk", "Noto Color Emoji": "fonts-noto-color-emoji"}
 SAMPLES = {"Noto Sans CJK JP": "\u5831\u544a\u66f8", "Noto Sans Arabic": "\u062a\u0642\u0631",
            "Noto Color Emoji": "\U0001f389", "Noto Sans": "Report"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _headless_pygame() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.init()
-    yield
-    pygame.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
 
 
 @pytest.fixture(scope="module")

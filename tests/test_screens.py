@@ -5,14 +5,13 @@ something) rather than exact pixels."""
 from __future__ import annotations
 
 import itertools
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pygame
 import pytest
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
 
 from device_app.panel import MIN_TARGET, PanelRenderer
 from device_app.panel.demo import render_demo_screens
@@ -47,19 +46,6 @@ from protocol.messages import JobSummary
 
 NOW = time.mktime((2025, 3, 14, 10, 32, 0, 0, 0, -1))
 SIZE = (800, 480)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _headless_pygame() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    pygame.init()
-    yield
-    pygame.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
 
 
 def job(i: int, name: str | None = None, **kw: object) -> JobSummary:
