@@ -4,7 +4,6 @@ and run_window itself under SDL's dummy driver."""
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 
 import pygame
 import pytest
+from panel_helpers import dummy_video
 
 from device_app.panel.renderer import PanelRenderer
 from device_app.panel.window import (
@@ -115,14 +115,9 @@ class _Scripted:
 
 @pytest.fixture()
 def _dummy_video() -> Iterator[None]:
-    previous = os.environ.get("SDL_VIDEODRIVER")
-    os.environ["SDL_VIDEODRIVER"] = "dummy"
-    yield
-    pygame.display.quit()
-    if previous is None:
-        os.environ.pop("SDL_VIDEODRIVER", None)
-    else:
-        os.environ["SDL_VIDEODRIVER"] = previous
+    with dummy_video():
+        yield
+        pygame.display.quit()
 
 
 @pytest.mark.usefixtures("_dummy_video")
