@@ -42,6 +42,8 @@ from protocol.errors import ErrorCode, ProtocolError, RemoteError
 # The schema machinery and its public names (re-exported: ``messages.MAX_INT`` and the rest stay
 # this module's API). ``_SCHEMAS`` under its old private name: tests read the field tables.
 from protocol.schema import ID as ID
+from protocol.schema import LANGUAGE as LANGUAGE
+from protocol.schema import LANGUAGE_MAX as LANGUAGE_MAX
 from protocol.schema import MAX_INT as MAX_INT
 from protocol.schema import SCHEMAS as _SCHEMAS
 from protocol.schema import M as M
@@ -50,7 +52,15 @@ from protocol.schema import Part as Part
 from protocol.schema import Request as Request
 from protocol.schema import Result as Result
 from protocol.schema import Spec as Spec
-from protocol.schema import from_object, is_text, printable, refuse_constant, register, to_object
+from protocol.schema import (
+    from_object,
+    is_text,
+    printable,
+    refuse_constant,
+    register,
+    to_object,
+)
+from protocol.schema import is_language_tag as is_language_tag
 from protocol.schema import spec as spec
 from protocol.schema import validate as validate
 
@@ -246,6 +256,11 @@ class IdentifyResult(Result):
     #: ``user_id`` names the technician's credential, not a user (optional within v1: an older
     #: cloud leaves it out, an older device ignores it and is refused the job list).
     role: str = field(default=ROLE_USER, metadata=spec(choices=(ROLE_USER, ROLE_TECHNICIAN)))
+    #: The user's preferred language, a tag ("ja", "fr-CH"), for the panel to speak while they
+    #: are signed in; "" (and an answer without the field, from an older cloud) is not known,
+    #: and the device's own language stays. ASCII letters, digits and "-" only: anything else
+    #: fails decoding.
+    language: str = field(default="", metadata=LANGUAGE)
 
 
 @_message

@@ -55,6 +55,9 @@ class Spec:
     secret: bool = False
     #: For a mapping: the most characters of each name and of each value.
     item_max_len: int | None = None
+    #: What a value that does not match ``pattern`` should be, for the error ("a language
+    #: tag such as ..."); without it the error says only that the value does not fit.
+    shape: str | None = None
 
 
 def spec(**kwargs: Any) -> dict[str, Spec]:
@@ -63,6 +66,22 @@ def spec(**kwargs: Any) -> dict[str, Spec]:
 
 #: Field metadata of an identifier (request, job, release, user ids).
 ID = spec(pattern=_ID_RE)
+
+#: A language tag, BCP 47's shape loosely (the way protocol/managed.py checks a policy's): a
+#: language of 2-3 letters, then optional subtags (region, script) of 2-8 letters or digits;
+#: ASCII only, so that no look-alike letter or digit of another script gets through. Empty is
+#: "no preference".
+LANGUAGE_TAG = r"^(?:[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)?$"
+#: The longest tag a field takes (BCP 47's advice for a buffer that holds any practical tag).
+LANGUAGE_MAX = 35
+#: Field metadata of a language tag (a user's preferred language).
+LANGUAGE = spec(max_len=LANGUAGE_MAX, pattern=LANGUAGE_TAG,
+                shape='a language tag such as "de", "ja" or "fr-CH", or empty')
+
+
+def is_language_tag(value: str) -> bool:
+    """Whether ``value`` is a language tag a message can carry ("" included)."""
+    return len(value) <= LANGUAGE_MAX and re.fullmatch(LANGUAGE_TAG, value) is not None
 
 
 class Message:
@@ -161,7 +180,8 @@ def _check_value(info: FieldInfo, value: Any, path: str) -> Any:
         if s.choices is not None and value not in s.choices:
             _fail(f"{path} must be one of {', '.join(s.choices)}", path)
         if s.pattern is not None and not re.fullmatch(s.pattern, value):
-            _fail(f"{path} has characters or a length it may not have", path)
+            _fail(f"{path} must be {s.shape}" if s.shape else
+                  f"{path} has characters or a length it may not have", path)
         return value
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):

@@ -18,6 +18,8 @@ ids = st.from_regex(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 text = partial(st.text, alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"))
 secret = text(min_size=1, max_size=128)
 nonneg = st.integers(min_value=0, max_value=2**40)
+#: A language tag as a cloud sends one ("" is no preference).
+languages = st.just("") | st.from_regex(r"\A[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}\Z")
 
 job_summary = st.builds(
     p.JobSummary, job_id=ids, name=text(max_size=256), pages=nonneg, color=st.booleans(),
@@ -53,7 +55,8 @@ requests = st.one_of(
 results = st.one_of(
     st.tuples(st.just("identify"), st.builds(
         p.IdentifyResult, session=secret, user_id=ids, display_name=text(max_size=128),
-        expires_in=nonneg, note=text(max_size=200))),
+        expires_in=nonneg, note=text(max_size=200),
+        role=st.sampled_from([p.ROLE_USER, p.ROLE_TECHNICIAN]), language=languages)),
     st.tuples(st.just("jobs.list"), st.builds(
         p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
         offset=nonneg, expired=nonneg,
@@ -451,3 +454,52 @@ def test_an_older_list_answer_without_the_why_fields_still_decodes() -> None:
     listed = p.decode_response(old, "jobs.list")
     assert isinstance(listed, p.JobList)
     assert (listed.expired, listed.hold_hours, listed.unlinked) == (0, 0.0, 0)
+
+
+# The user's language in an identify answer (issue 10): optional, and only a language tag.
+
+_IDENTIFIED = {"v": 1, "type": "identify", "ok": True, "session": "s", "user_id": "u1",
+               "display_name": "Aiko", "expires_in": 300}
+
+
+def test_an_identify_answer_without_a_language_still_decodes_as_not_known() -> None:
+    answer = p.decode_response(json.dumps(_IDENTIFIED).encode(), "identify")
+    assert isinstance(answer, p.IdentifyResult)
+    assert answer.language == ""
+    said = p.decode_response(json.dumps({**_IDENTIFIED, "language": "ja"}).encode(), "identify")
+    assert isinstance(said, p.IdentifyResult)
+    assert said.language == "ja"
+
+
+@settings(max_examples=500, deadline=None)
+@given(text(max_size=40) | any_text | st.integers()
+       | st.floats(allow_nan=False, allow_infinity=False) | st.booleans() | st.none()
+       | st.sampled_from(["\u65e5\u672c", "d\u00e9", "\u0661\u0662", "ja\n", "ja-\uff2a\uff30",
+                          " ja", "j", "abcd", "de-", "de--CH", "x" * 36]))
+def test_a_language_is_a_tag_or_the_answer_is_refused_naming_it(value: object) -> None:
+    """Whatever a bad cloud puts in ``language`` (another script's letters or digits, a
+    number, a line break), the device gets a tag of ASCII letters, digits and "-" or a
+    ProtocolError naming the field and what it must be: never text it would look up as is."""
+    data = json.dumps({**_IDENTIFIED, "language": value}).encode()
+    try:
+        answer = p.decode_response(data, "identify")
+    except ProtocolError as exc:
+        assert exc.field == "language"
+        assert exc.error_code is ErrorCode.INVALID_FIELD
+        assert "language" in exc.message
+    else:
+        assert isinstance(answer, p.IdentifyResult)
+        assert isinstance(value, str) and answer.language == value
+        assert value.isascii() and len(value) <= messages.LANGUAGE_MAX
+        assert all(c.isalnum() or c in "-_" for c in value)
+        assert messages.is_language_tag(value)
+
+
+@pytest.mark.parametrize("value", ["\u65e5\u672c\u8a9e", "\u0661\u0662", "ja-\uff2a\uff30", 81, 1.5,
+                                   "ja\n", "de-" + "-".join(["abcdefgh"] * 4)])
+def test_known_bad_languages_are_refused_with_a_clear_error(value: object) -> None:
+    data = json.dumps({**_IDENTIFIED, "language": value}).encode()
+    with pytest.raises(ProtocolError) as info:
+        p.decode_response(data, "identify")
+    assert info.value.field == "language"
+    assert info.value.message.startswith("language must ")
