@@ -5,7 +5,7 @@ Theory of operation. Every SMP message is ``header | CBOR map``. The header, big
     byte 0   res:3 | version:2 | op:3     op: 0 read, 1 read response, 2 write, 3 write response
     byte 1   flags
     bytes 2-3  length of the CBOR body
-    bytes 4-5  group id                    0 OS, 1 image
+    bytes 4-5  group id                    0 OS, 1 image, 3 settings
     byte 6   sequence number              a response repeats its request's
     byte 7   command id
 
@@ -51,6 +51,13 @@ __all__ = [
     "ParamsRead",
     "Request",
     "Reset",
+    "SettingDelete",
+    "SettingRead",
+    "SettingWrite",
+    "SettingsCommand",
+    "SettingsCommit",
+    "SettingsLoad",
+    "SettingsSave",
     "SmpPacketError",
     "SmpRequestError",
     "decode_packet",
@@ -72,6 +79,7 @@ class Op(IntEnum):
 class Group(IntEnum):
     OS = 0
     IMAGE = 1
+    SETTINGS = 3
 
 
 class OsCommand(IntEnum):
@@ -85,6 +93,13 @@ class ImageCommand(IntEnum):
     STATE = 0
     UPLOAD = 1
     ERASE = 5
+
+
+class SettingsCommand(IntEnum):
+    READ_WRITE = 0
+    DELETE = 1
+    COMMIT = 2
+    LOAD_SAVE = 3  # read: load, write: save
 
 
 class MgmtErr(IntEnum):
@@ -237,8 +252,41 @@ class ImageErase:
     slot: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class SettingRead:
+    name: str
+    max_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettingWrite:
+    name: str
+    val: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SettingDelete:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsCommit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsLoad:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsSave:
+    pass
+
+
 Request = (Echo | Reset | ParamsRead | AppInfoRead | ImageStateRead | ImageStateWrite
-           | ImageUpload | ImageErase)
+           | ImageUpload | ImageErase | SettingRead | SettingWrite | SettingDelete
+           | SettingsCommit | SettingsLoad | SettingsSave)
 
 _ROUTES: Final[dict[tuple[Op, int, int], type]] = {
     (Op.WRITE, Group.OS, OsCommand.ECHO): Echo,
@@ -249,7 +297,16 @@ _ROUTES: Final[dict[tuple[Op, int, int], type]] = {
     (Op.WRITE, Group.IMAGE, ImageCommand.STATE): ImageStateWrite,
     (Op.WRITE, Group.IMAGE, ImageCommand.UPLOAD): ImageUpload,
     (Op.WRITE, Group.IMAGE, ImageCommand.ERASE): ImageErase,
+    (Op.READ, Group.SETTINGS, SettingsCommand.READ_WRITE): SettingRead,
+    (Op.WRITE, Group.SETTINGS, SettingsCommand.READ_WRITE): SettingWrite,
+    (Op.WRITE, Group.SETTINGS, SettingsCommand.DELETE): SettingDelete,
+    (Op.WRITE, Group.SETTINGS, SettingsCommand.COMMIT): SettingsCommit,
+    (Op.READ, Group.SETTINGS, SettingsCommand.LOAD_SAVE): SettingsLoad,
+    (Op.WRITE, Group.SETTINGS, SettingsCommand.LOAD_SAVE): SettingsSave,
 }
+_EMPTY: Final[dict[type, Request]] = {ParamsRead: ParamsRead(), ImageStateRead: ImageStateRead(),
+                 SettingsCommit: SettingsCommit(), SettingsLoad: SettingsLoad(),
+                 SettingsSave: SettingsSave()}
 _WHERE: Final = {kind: key for key, kind in _ROUTES.items()}
 
 
@@ -279,13 +336,21 @@ def parse_request(packet: Packet) -> Request:
     if kind is Reset:
         force = _get(b, "force", int)
         return Reset(bool(force))
-    if kind is ParamsRead:
-        return ParamsRead()
+    if kind in _EMPTY:
+        return _EMPTY[kind]
+    if kind is SettingRead:
+        size = _get(b, "max_size", int)
+        return SettingRead(str(_get(b, "name", str, required=True)),
+                           size if isinstance(size, int) else None)
+    if kind is SettingWrite:
+        val = _get(b, "val", bytes, required=True)
+        assert isinstance(val, bytes)
+        return SettingWrite(str(_get(b, "name", str, required=True)), val)
+    if kind is SettingDelete:
+        return SettingDelete(str(_get(b, "name", str, required=True)))
     if kind is AppInfoRead:
         fmt = _get(b, "format", str)
         return AppInfoRead(fmt if isinstance(fmt, str) else None)
-    if kind is ImageStateRead:
-        return ImageStateRead()
     if kind is ImageStateWrite:
         digest = _get(b, "hash", bytes)
         confirm = _get(b, "confirm", bool)

@@ -6,7 +6,12 @@ Theory of operation. The server serves the groups a technician's tools use on a 
   MCUmgr parameters (the reassembly buffer a client may fill: how the MTU is negotiated) and
   application info (what this device is: its model and the keys its bootloader trusts, so a
   tool can refuse a wrong image before it sends a byte);
-* image (group 1): state read and write (test, confirm), upload with resume, erase.
+* image (group 1): state read and write (test, confirm), upload with resume, erase;
+* settings (group 3), when the device has a :class:`SettingsPort`
+  (firmware_stubs/smp/settings.py): read, write, delete, commit, load and save by name. Its
+  refusals for a name (unknown, too long) answer with the settings group's own code in a
+  version 1 request (``{"err": {"group": 3, "rc": ...}}``, as Zephyr does), else the generic
+  code with its reason.
 
 It owns no flash and no image logic: the :class:`BootloaderPort` (MCUboot's semantics, in
 firmware_stubs/mcuboot) decides everything, and refuses with an exception carrying the image
@@ -33,6 +38,12 @@ from firmware_stubs.smp.packets import (
     MgmtErr,
     ParamsRead,
     Reset,
+    SettingDelete,
+    SettingRead,
+    SettingsCommit,
+    SettingsLoad,
+    SettingsSave,
+    SettingWrite,
     SmpPacketError,
     SmpRequestError,
     decode_packet,
@@ -42,7 +53,8 @@ from firmware_stubs.smp.packets import (
 )
 from protocol.errors import MfdError
 
-__all__ = ["BootloaderPort", "DeviceIdentity", "Reply", "SlotView", "SmpServer"]
+__all__ = ["BootloaderPort", "DeviceIdentity", "Reply", "SettingsPort", "SlotView",
+           "SmpServer"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +95,19 @@ class BootloaderPort(Protocol):
     def erase_secondary(self) -> None: ...
 
 
+class SettingsPort(Protocol):
+    """What the server needs of the device's settings (``SettingsStore`` in settings.py); a
+    refusal raises an MfdError with ``rc`` (MGMT_ERR) and ``group_rc`` (settings group code
+    or None)."""
+
+    def read(self, name: str) -> bytes: ...
+    def write(self, name: str, value: bytes) -> None: ...
+    def delete(self, name: str) -> None: ...
+    def commit(self) -> None: ...
+    def save(self) -> None: ...
+    def load(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceIdentity:
     """What application info reports: ``model`` and the key ids (provisioning.keys.key_id)
@@ -121,8 +146,10 @@ class SmpServer:
     older Zephyr, so clients fall back to their defaults)."""
 
     def __init__(self, bootloader: BootloaderPort, identity: DeviceIdentity, *,
-                 buf_size: int = 2048, buf_count: int = 4, params: bool = True) -> None:
+                 buf_size: int = 2048, buf_count: int = 4, params: bool = True,
+                 settings: SettingsPort | None = None) -> None:
         self.bootloader = bootloader
+        self.settings = settings
         self.identity = identity
         self.buf_size = buf_size
         self.buf_count = buf_count
@@ -156,6 +183,10 @@ class SmpServer:
         except MfdError as exc:  # the bootloader's refusal
             rc = getattr(exc, "rc", MgmtErr.EUNKNOWN)
             log.info("refused %s: %s", type(request).__name__, exc.message)
+            group_rc = getattr(exc, "group_rc", None)
+            if group_rc is not None:
+                return Reply(encode_error(packet.header, int(rc), group_rc=int(group_rc),
+                                          reason=exc.message))
             # The generic code with the reason: the bootloader's codes are MGMT_ERR ones,
             # and its reasons say what to do, which a technician's tool can show.
             return Reply(encode_error(packet.header, int(rc), reason=exc.message))
@@ -177,6 +208,9 @@ class SmpServer:
                                             running.version if running else None)}, False
         if isinstance(request, ImageStateRead):
             return self._images(), False
+        if isinstance(request, (SettingRead, SettingWrite, SettingDelete, SettingsCommit,
+                                SettingsLoad, SettingsSave)):
+            return self._settings(request), False
         if isinstance(request, ImageStateWrite):
             if request.confirm:
                 bl.confirm(request.hash)
@@ -193,6 +227,29 @@ class SmpServer:
             return {}, False
         assert isinstance(request, ImageUpload)
         return self._upload(request), False
+
+    def _settings(self, request: object) -> dict[str, object]:
+        store = self.settings
+        if store is None:
+            raise SmpRequestError("this device has no settings", MgmtErr.ENOTSUP)
+        if isinstance(request, SettingRead):
+            value = store.read(request.name)
+            body: dict[str, object] = {"val": value}
+            if request.max_size is not None and len(value) > request.max_size:
+                # Zephyr cuts the value to what the client takes and says how long it is.
+                body = {"val": value[:request.max_size], "max_size": len(value)}
+            return body
+        if isinstance(request, SettingWrite):
+            store.write(request.name, request.val)
+        elif isinstance(request, SettingDelete):
+            store.delete(request.name)
+        elif isinstance(request, SettingsCommit):
+            store.commit()
+        elif isinstance(request, SettingsLoad):
+            store.load()
+        else:
+            store.save()
+        return {}
 
     def _upload(self, req: ImageUpload) -> dict[str, object]:
         bl = self.bootloader
