@@ -23,7 +23,7 @@ from typing import Any
 
 from cloud import devices
 from cloud.hashing import card_hash, code_hash
-from cloud.identity import check_access_code
+from cloud.identity import check_access_code, check_language
 from cloud.storage.port import CloudStore, Job, OrgSettings, Technician, User, new_id
 from protocol.errors import StoreError
 
@@ -90,16 +90,34 @@ def create_org(store: CloudStore, name: str) -> str:
     return org_id
 
 
-def add_user(store: CloudStore, org_id: str, email: str, name: str) -> str:
+def add_user(store: CloudStore, org_id: str, email: str, name: str, *,
+             language: str = "") -> str:
+    """A new user; ``language`` is their preferred language tag ("" = the copier's own)."""
     require_org(store, org_id)
     if not _EMAIL_RE.fullmatch(email.strip()) or len(email) > 254:
         raise StoreError(f"{email!r} is not an email address", code="invalid_field")
     if not name.strip():
         raise StoreError("a user needs a display name", code="invalid_field")
+    language = check_language(language)
     with store.transaction():
-        user_id = store.add_user(org_id, email, name)
-        store.audit(time.time(), ACTOR, "user.add", f"user:{user_id}")
+        user_id = store.add_user(org_id, email, name, language=language)
+        store.audit(time.time(), ACTOR, "user.add", f"user:{user_id}",
+                    f"language {language}" if language else "")
     return user_id
+
+
+def set_user_language(store: CloudStore, email: str, language: str) -> User:
+    """Change a user's preferred language ("" = none, the copier's own); audited. The panel
+    speaks it from the user's next sign-in. Returns the user as now stored."""
+    language = check_language(language)
+    user = require_user(store, email)
+    if user.language == language:
+        return user  # no change, no write
+    with store.transaction():
+        store.set_user_language(user.id, language)
+        store.audit(time.time(), ACTOR, "user.language", f"user:{user.id}",
+                    f"{user.language or '(none)'} -> {language or '(none)'}")
+    return replace(user, language=language)
 
 
 def users(store: CloudStore, org_id: str) -> list[User]:

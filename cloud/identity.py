@@ -77,6 +77,16 @@ def check_access_code(code: str) -> str:
     return code
 
 
+def check_language(tag: str) -> str:
+    """A user's preferred language as given (trimmed), if it is a language tag ("de", "ja",
+    "fr-CH"; "" for none): the shape an identify answer may carry (protocol.messages)."""
+    tag = tag.strip()
+    if not m.is_language_tag(tag):
+        raise StoreError(f"{tag!r} is not a language tag; give one such as \"de\", \"ja\" or "
+                         "\"fr-CH\" (or \"\" for none)", code="invalid_field")
+    return tag
+
+
 class Identity:
     """Identification, badge self-association, lockout and sessions over the storage port."""
 
@@ -209,9 +219,12 @@ class Identity:
         token = self.new_token()
         self.store.create_session(token_hash(token), device_id, user.id, now + self.session_ttl)
         self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", method)
+        # A tag the contract cannot carry (written into the store by hand) is not sent: the
+        # user still signs in, in the copier's language.
+        language = user.language if m.is_language_tag(user.language) else ""
         return m.IdentifyResult(session=token, user_id=user.id,
                                 display_name=shown(user.display_name),
-                                expires_in=int(self.session_ttl), note=note)
+                                expires_in=int(self.session_ttl), note=note, language=language)
 
     @typing.overload
     def _prove(self, device_id: str, org_id: str, method: str, value: str,

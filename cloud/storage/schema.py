@@ -184,6 +184,9 @@ STEPS: tuple[Step, ...] = (
          ddl=TECHNICIANS),
     Step(6, "device_engines.firmware: the firmware versions a device reports online (JSON)",
          add_column=("device_engines", "firmware", "TEXT")),
+    Step(7, "users.language: the user's preferred language, for the panel while they are "
+            "signed in ('' = no preference)",
+         ddl="ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''"),
 )
 
 #: The version a store has once every step ran.

@@ -28,7 +28,7 @@ from protocol.errors import ErrorCode, StoreError
 # every value travels as a bound parameter.
 _JOB_COLS = ("id, owner_id, name, pages, color, duplex, copies, size, sha256, submitted_at, "
              "source, state, release_id, device_id, expires_at, client_id")
-_USER_COLS = "id, org_id, email, display_name"
+_USER_COLS = "id, org_id, email, display_name, language"
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -94,11 +94,12 @@ class CoreQueries(SqlBase):
 
     # -- users
     def add_user(self, org_id: str, email: str, display_name: str,
-                 user_id: str | None = None) -> str:
+                 user_id: str | None = None, language: str = "") -> str:
         user_id = user_id or new_id("u")
         try:
-            self.execute("INSERT INTO users (id, org_id, email, display_name) VALUES (?,?,?,?)",
-                         user_id, org_id, email.strip().lower(), display_name)
+            self.execute("INSERT INTO users (id, org_id, email, display_name, language) "
+                         "VALUES (?,?,?,?,?)",
+                         user_id, org_id, email.strip().lower(), display_name, language)
         except ConflictError:
             raise StoreError(f"user {email} exists already") from None
         return user_id
@@ -116,6 +117,10 @@ class CoreQueries(SqlBase):
         return [User(*r) for r in self.query_all(
             f"SELECT {_USER_COLS} FROM users WHERE org_id=? ORDER BY email",  # noqa: S608
             org_id)]
+
+    def set_user_language(self, user_id: str, language: str) -> bool:
+        """Whether the user exists (and now has ``language``)."""
+        return self.execute("UPDATE users SET language=? WHERE id=?", language, user_id) > 0
 
     def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
         self.execute("UPDATE users SET password_hash=? WHERE id=?", password_hash, user_id)
@@ -146,7 +151,8 @@ class CoreQueries(SqlBase):
 
     def user_by_card(self, org_id: str, card_hash: str) -> User | None:
         row = self.query_one(
-            "SELECT u.id, u.org_id, u.email, u.display_name FROM cards c JOIN users u "
+            "SELECT u.id, u.org_id, u.email, u.display_name, u.language FROM cards c "
+            "JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.card_hash=?", org_id, card_hash)
         return User(*row) if row else None
 
@@ -160,7 +166,8 @@ class CoreQueries(SqlBase):
 
     def user_by_code(self, org_id: str, code_hash: str) -> User | None:
         row = self.query_one(
-            "SELECT u.id, u.org_id, u.email, u.display_name FROM access_codes c JOIN users u "
+            "SELECT u.id, u.org_id, u.email, u.display_name, u.language FROM access_codes c "
+            "JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.code_hash=?", org_id, code_hash)
         return User(*row) if row else None
 

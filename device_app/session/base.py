@@ -75,6 +75,9 @@ class MachineBase:
         # What the presenter reads (device_app/session/presenter.py); only handlers write it.
         self.notice = Notice("")
         self.user = ""
+        #: The signed-in user's language as the cloud knows it (a tag; "" not known): the
+        #: panel speaks it while they are here, and the device's again once they are gone.
+        self.user_language = ""
         self.entry: Entry | None = None
         self.jobs: tuple[m.JobSummary, ...] = ()
         self.total = 0
@@ -116,6 +119,7 @@ class MachineBase:
     def _forget_user(self) -> None:
         self._session = None
         self.user = ""
+        self.user_language = ""
         self._card = None
         self.entry = None
         self.jobs = ()

@@ -110,7 +110,10 @@ _THE_PRINTER_SAID_NO = N_("the printer said no more")
 
 
 def _tr(sm: SessionMachine) -> Translator:
-    return translator(sm.policy.language)
+    """The signed-in user's language where the panel has it, else the device's (the cloud's
+    policy or ``[ui] language``), else English. A technician's diagnostics speak the device's
+    (device_app/session/diagnostics.py): a technician answer carries no user language."""
+    return translator(i18n.choose(sm.user_language, sm.policy.language))
 
 
 def notice_text(notice: Notice, tr: Translator = ENGLISH) -> tuple[str, str]:

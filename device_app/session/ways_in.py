@@ -96,6 +96,7 @@ class WaysIn(MachineBase):
         assert isinstance(event.result, m.IdentifyResult)
         self._session = event.result.session
         self.user = event.result.display_name
+        self.user_language = event.result.language
         self._say(Note(event.result.note) if event.result.note else None)
         self.entry = None
         return self._load()

@@ -117,7 +117,12 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "org-add":
             print(admin.create_org(store, args.name))
         case "user-add":
-            print(admin.add_user(store, args.org, args.email, args.name))
+            print(admin.add_user(store, args.org, args.email, args.name,
+                                 language=args.language))
+        case "user-set":
+            user = admin.set_user_language(store, args.email, args.language)
+            print(f"language of {user.email}: "
+                  + (user.language or "none (the copier's own)"))
         case "users":
             for u in admin.users(store, args.org):
                 print(f"{u.id}\t{u.email}\t{u.display_name}")
@@ -351,8 +356,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x.add_argument("name")
     x = asub.add_parser("user-add", help="add a user; prints its id")
     x.add_argument("--org", required=True)
+    x.add_argument("--language", default="", metavar="TAG",
+                   help="the user's language on the panel while signed in (de, ja, fr-CH); "
+                   "default: the copier's own")
     x.add_argument("email")
     x.add_argument("name")
+    x = asub.add_parser("user-set", help="change a user's settings: --language")
+    x.add_argument("email")
+    x.add_argument("--language", required=True, metavar="TAG",
+                   help="the user's language on the panel while signed in (de, ja, fr-CH); "
+                   "\"\" for none (the copier's own)")
     x = asub.add_parser("users", help="list an org's users")
     x.add_argument("--org", required=True)
     for name in ("card-add", "cards-add"):
@@ -417,7 +430,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x = asub.add_parser("audit", help="the newest audit entries")
     x.add_argument("--limit", type=_positive_int, default=50)
     x = asub.add_parser("import", help="add users from a CSV or TSV file: email, display name, "
-                        "card number (optional), access code (optional); all rows or none")
+                        "card number, access code, language tag (each optional); all rows or none")
     x.add_argument("file")
     x.add_argument("--org", help="the org (default: the store's only org)")
     x = asub.add_parser("invite", help="print the invitation email for a user")
