@@ -569,3 +569,39 @@ def test_base_url_defaults_to_the_one_the_portal_recorded(store: SqlStore) -> No
 
 def test_org_settings_default_policy_is_print_again() -> None:
     assert OrgSettings().aop_pending == "print_again"
+
+
+def test_import_takes_an_optional_language_column(linking: Linking, store: SqlStore) -> None:
+    text = ("email,display name,card,code,language\n"
+            "hana@example.org,Hana Mori,,,ja\n"
+            "ines@example.org,Inês Costa,,,pt-BR\n"
+            "jon@example.org,Jon Berg,,\n"          # a row of the older shape: no language
+            "kai@example.org,Kai Lund,,,\n")
+    assert linking.import_users("org_demo", text, name="staff.csv").users == 4
+    languages = {e: store.user_by_email(e) for e in
+                 ("hana@example.org", "ines@example.org", "jon@example.org", "kai@example.org")}
+    assert {e: u.language for e, u in languages.items() if u is not None} == {
+        "hana@example.org": "ja", "ines@example.org": "pt-BR", "jon@example.org": "",
+        "kai@example.org": ""}
+    # The older four-column files import as before: no preference.
+    assert linking.import_users("org_demo", "lea@example.org\tLea Roth\t\t\n",
+                                name="old.tsv").users == 1
+    lea = store.user_by_email("lea@example.org")
+    assert lea is not None and lea.language == ""
+    assert [a for a in store.audit_log(10) if a[2] == "users.import"]
+
+
+def test_a_bad_language_in_the_import_names_its_line_and_imports_nothing(
+        linking: Linking, store: SqlStore) -> None:
+    before = len(store.users("org_demo"))
+    text = ("email,display name,card,code,language\n"
+            "mia@example.org,Mia,,,de\n"
+            "nils@example.org,Nils,,,日本語\n"
+            "olga@example.org,Olga,,,de-\n")
+    err = expect("import_invalid", linking.import_users, "org_demo", text, name="staff.csv")
+    assert "line 3: the language '日本語' is not a language tag" in err.message
+    assert "line 4: the language 'de-' is not a language tag" in err.message
+    assert "line 2" not in err.message
+    assert len(store.users("org_demo")) == before
+    err = expect("import_invalid", linking.import_users, "org_demo", "a@b.org,A,,,ja,extra\n")
+    assert "6 columns" in err.message and "language" in err.message
