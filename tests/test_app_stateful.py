@@ -152,7 +152,8 @@ class HandingPrinter:
 
 class Cloud:
     """Answers as the reference cloud would. Session ``sN`` belongs to "User sN" and owns jobs
-    ``sN.j0`` .. ``sN.j2``; release ``rN`` remembers its session."""
+    ``sN.j0`` .. ``sN.j2``; release ``rN`` remembers its session. Every other user reads
+    Japanese (:func:`language_of`), the rest have no preference (the panel's English)."""
 
     def __init__(self) -> None:
         self.ids = itertools.count(1)
@@ -165,7 +166,8 @@ class Cloud:
         if isinstance(request, m.Identify | m.Associate):
             token = f"s{next(self.ids)}"
             self.held[token] = [f"{token}.j{i}" for i in range(3)]
-            return m.IdentifyResult(token, f"u{token}", f"User {token}", 300)
+            return m.IdentifyResult(token, f"u{token}", f"User {token}", 300,
+                                    language=language_of(token))
         if isinstance(request, m.ListJobs):
             held = self.held.get(request.session, [])
             page = held[request.offset:request.offset + request.limit]
@@ -195,6 +197,11 @@ class Cloud:
                 self.held[session].append(request.job_id)
             return m.Ack(of=request.TYPE)
         return m.Ack(of=request.TYPE)  # jobs.printed, logout
+
+
+def language_of(token: str) -> str:
+    """The language the cloud knows for session ``token``'s user: "ja" for even sessions."""
+    return "ja" if int(token.removeprefix("s")) % 2 == 0 else ""
 
 
 class AppMachine(RuleBasedStateMachine):
@@ -439,6 +446,17 @@ class AppMachine(RuleBasedStateMachine):
             return
         assert view.user_name == f"User {token}"
         assert all(j.job_id.startswith(f"{token}.") for j in view.jobs), (token, view.jobs)
+
+    @invariant()
+    def the_panel_speaks_the_signed_in_users_language_else_the_devices(self) -> None:
+        # While a user is signed in, their language (where the cloud knows one); before,
+        # after, and on a technician's diagnostics, the device's (English here).
+        token = self.app.machine.session_token
+        view = self.app.view()
+        wanted = language_of(token) if token is not None else ""
+        if view.screen is Screen.DIAGNOSTICS:
+            wanted = ""
+        assert view.language == (wanted or "en"), (token, view.screen, view.language)
 
     @invariant()
     def diagnostics_name_no_one_and_count_what_the_engine_did(self) -> None:
