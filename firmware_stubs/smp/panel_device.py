@@ -44,11 +44,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from firmware_stubs.mcuboot.bootloader import PRIMARY, Bootloader
 from firmware_stubs.mcuboot.flash import ERASED, Flash, PowerCut
+from firmware_stubs.smp.common import PoweredDevice
 from firmware_stubs.smp.packets import (
     ImageStateWrite,
     SmpPacketError,
@@ -236,7 +236,7 @@ def decide(*, on_trial: bool, last: Last, starts: int, attempts: int,
 
 # --- the panel -----------------------------------------------------------------------------
 
-class PanelDevice:
+class PanelDevice(PoweredDevice):
     """The emulated panel: :attr:`address` is ``udp:HOST:PORT`` (``port=0``: a free one).
     Boots in its own thread from construction (the first boot may be a trial) until
     :meth:`close`. :attr:`events` tells what it decided, in order, for tests and the CLI:
@@ -275,13 +275,6 @@ class PanelDevice:
     @property
     def address(self) -> str:
         return self.endpoint.address
-
-    def __enter__(self) -> PanelDevice:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def close(self) -> None:
         """Power off: stop serving and stop the app. Idempotent."""

@@ -11,6 +11,12 @@ The parts that make it an honest stand-in:
   answered before its last byte would have arrived, and a reply's lines leave no faster than
   the line carries them. A pty by itself moves megabytes a second, which would flatter any
   throughput figure. ``baud=None`` turns pacing off, for fast tests.
+* **A wrong rate is heard as garbage**: with ``baud`` given, the reader reads the speed the
+  client set on the pty (firmware_stubs/smp/uart.py) and, when it is not ``baud``, garbles what
+  it receives and what it sends, as a UART at the wrong rate does (:attr:`garbled_bytes`).
+* **Settings** (``settings``: the flash of its settings area; firmware_stubs/smp/settings.py):
+  served over SMP's group 3 and loaded at every boot; the badge output follows the committed
+  ``reader/format``, ``reader/prefix`` and ``reader/suffix``.
 * **A reset reboots**: the reply goes out, then the device is deaf for ``boot_s`` (bytes sent to
   a rebooting board are lost), the bootloader runs (``Bootloader.boot()``: swap, revert, or
   boot the primary) and the SMP server starts afresh (RAM state such as the upload's expected
@@ -35,9 +41,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 
+from firmware_stubs.mcuboot.flash import Flash
 from firmware_stubs.serial_readers import Em4100Stub
+from firmware_stubs.smp.common import PoweredDevice
 from firmware_stubs.smp.serial_framing import (
     DEFAULT_MAX_LINE,
     FrameDecoder,
@@ -45,6 +52,9 @@ from firmware_stubs.smp.serial_framing import (
     encode_frame,
 )
 from firmware_stubs.smp.server import BootloaderPort, DeviceIdentity, SmpServer
+from firmware_stubs.smp.settings import READER_SETTINGS, SettingsStore, reader_line_format
+from firmware_stubs.smp.uart import garble, line_baud
+from readers.codecs.ascii import AsciiFormat, encode_line
 from readers.pty import PtyPort
 
 __all__ = ["BITS_PER_BYTE", "ReaderDevice"]
@@ -55,7 +65,7 @@ BITS_PER_BYTE = 10  # 8N1: a start bit, 8 data bits, a stop bit
 Fault = Callable[[bytes], bytes]
 
 
-class ReaderDevice:
+class ReaderDevice(PoweredDevice):
     """The emulated reader: :attr:`device` is the SMP port's path, :attr:`badge_device` the
     badge port's. Runs a thread from construction until :meth:`close`."""
 
@@ -63,7 +73,8 @@ class ReaderDevice:
                  baud: int | None = None, buf_size: int = 2048, params: bool = True,
                  max_line: int = DEFAULT_MAX_LINE, boot_s: float = 0.05,
                  rx_fault: Fault | None = None, tx_fault: Fault | None = None,
-                 crashing_versions: frozenset[str] = frozenset()) -> None:
+                 crashing_versions: frozenset[str] = frozenset(),
+                 settings: Flash | None = None) -> None:
         self.bootloader = bootloader
         self.identity = identity
         self.baud = baud
@@ -74,6 +85,9 @@ class ReaderDevice:
         self.rx_fault = rx_fault
         self.tx_fault = tx_fault
         self.crashing_versions = crashing_versions
+        self._settings_flash = settings
+        self.settings: SettingsStore | None = None
+        self.garbled_bytes = 0  # bytes in or out garbled by a client at the wrong rate
         self.mute = threading.Event()
         self.port = PtyPort()
         self.badge_port = PtyPort()
@@ -101,13 +115,6 @@ class ReaderDevice:
     def badge_device(self) -> str:
         return self.badge_port.device
 
-    def __enter__(self) -> ReaderDevice:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def close(self) -> None:
         """Power off: stop the thread, unplug both ports. Idempotent."""
         self._stopping.set()
@@ -122,7 +129,14 @@ class ReaderDevice:
         with self._lock:
             if self._booting or self.bootloader.running() is None:
                 return None
-            return self._badges.present(tag)
+            fmt, pre, post = (reader_line_format(self.settings) if self.settings is not None
+                              else ("em4100", b"", b""))
+            if fmt == "em4100":
+                return self._badges.present(tag)
+            line = encode_line(AsciiFormat(pre=pre, post=post, base=16 if fmt == "hex" else 10),
+                               tag)
+            self.badge_port.write(line)
+            return line
 
     @property
     def running_version(self) -> str | None:
@@ -143,8 +157,11 @@ class ReaderDevice:
                 log.info("%s: %s crashed at start", self.port.device, running.version)
                 self.bootloader.boot()
                 self.boots += 1
+            if self._settings_flash is not None:
+                # RAM starts afresh; the values come back from flash (load, then commit).
+                self.settings = SettingsStore(self._settings_flash, READER_SETTINGS)
             self._server = SmpServer(self.bootloader, self.identity, buf_size=self.buf_size,
-                                     params=self.params)
+                                     params=self.params, settings=self.settings)
             # The reassembly buffer bounds a frame, as on the device: a longer one is dropped.
             self._decoder = FrameDecoder(max_line=max(self.max_line, 512),
                                          max_frame=self.buf_size)
@@ -163,6 +180,9 @@ class ReaderDevice:
                 continue  # the cable is out: nothing arrives
             if self.rx_fault is not None:
                 data = self.rx_fault(data)
+            if self._wrong_rate():
+                data = garble(data)
+                self.garbled_bytes += len(data)
             self.rx_bytes += len(data)
             self._rx_done = max(self._rx_done, time.monotonic()) + self._byte_time(len(data))
             self._decoder.receive_data(data)
@@ -196,12 +216,19 @@ class ReaderDevice:
             if self.mute.is_set():
                 return
             out = self.tx_fault(line) if self.tx_fault is not None else line
+            if self._wrong_rate():
+                out = garble(out)
+                self.garbled_bytes += len(out)
             self._sleep_until(self._tx_free)
             with contextlib.suppress(OSError, ValueError):
                 self.port.write(out)
             self.tx_bytes += len(out)
             self._tx_free = max(self._tx_free, time.monotonic()) + self._byte_time(len(out))
         self._sleep_until(self._tx_free)  # the reply is on the wire before anything else
+
+    def _wrong_rate(self) -> bool:
+        """The client's line speed is not this UART's (never, when unpaced: ``baud`` None)."""
+        return self.baud is not None and line_baud(self.port.fileno()) != self.baud
 
     def _sleep_until(self, when: float) -> None:
         delay = when - time.monotonic()
