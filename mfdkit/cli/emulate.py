@@ -52,15 +52,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = kinds.add_parser("reader", help="a card reader with MCUboot on a pty, over SMP",
                          description="A card reader with an MCUboot bootloader on a new "
                                      "pseudo-terminal, speaking SMP over the serial transport.")
-    r.add_argument("--flash", metavar="FILE", type=Path,
-                   help="the flash, kept across runs (created if missing); default: a "
-                        "temporary file")
-    r.add_argument("--image", metavar="IMG", type=Path,
-                   help="a signed image for the primary slot of a new flash file")
-    r.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"the model the reader is, as images name it (default {DEFAULT_MODEL})")
-    r.add_argument("--trust", metavar="KEY.pub", action="append", type=Path, required=True,
-                   help="a public key the bootloader trusts (repeat for several)")
+    _add_flash_options(r, device="reader", image="image", images="images",
+                       model=DEFAULT_MODEL,
+                       flash="the flash, kept across runs (created if missing); default: a "
+                             "temporary file")
     r.add_argument("--baud", type=int, default=115200,
                    help="pace the line at this baud rate, 8N1 (default 115200; 0: no pacing)")
     r.add_argument("--buf-size", type=int, default=2048, metavar="BYTES",
@@ -74,15 +69,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=1337,
                    help="the UDP port (default 1337, the only one smpmgr --ip reaches; 0: any)")
-    p.add_argument("--flash", metavar="FILE", type=Path,
-                   help="the flash, kept across runs with FILE.bootcount beside it (created if "
-                        "missing); default: temporary files")
-    p.add_argument("--image", metavar="IMG", type=Path,
-                   help="a signed app bundle for the primary slot of a new flash file")
-    p.add_argument("--model", default=PANEL_MODEL,
-                   help=f"the model the panel is, as bundles name it (default {PANEL_MODEL})")
-    p.add_argument("--trust", metavar="KEY.pub", action="append", type=Path, required=True,
-                   help="a public key the bootloader trusts (repeat for several)")
+    _add_flash_options(p, device="panel", image="app bundle", images="bundles",
+                       model=PANEL_MODEL,
+                       flash="the flash, kept across runs with FILE.bootcount beside it "
+                             "(created if missing); default: temporary files")
     p.add_argument("--broker", metavar="URL",
                    help="run the real device app against this broker, mqtt://USER:PASS@HOST:PORT "
                         "(its health check: connected); default: a stand-in app")
@@ -96,6 +86,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--trial-deadline", type=float, default=25.0, metavar="S",
                    help="seconds for the whole trial, all starts together (25)")
     p.set_defaults(func=cmd_panel)
+
+
+def _add_flash_options(p: argparse.ArgumentParser, *, device: str, image: str, images: str,
+                       model: str, flash: str) -> None:
+    """The options every emulated device with a bootloader takes: its flash, the image a new
+    flash starts with, its model and the keys it trusts (``device`` and ``image`` name what it
+    is and what it boots, in the help)."""
+    p.add_argument("--flash", metavar="FILE", type=Path, help=flash)
+    p.add_argument("--image", metavar="IMG", type=Path,
+                   help=f"a signed {image} for the primary slot of a new flash file")
+    p.add_argument("--model", default=model,
+                   help=f"the model the {device} is, as {images} name it (default {model})")
+    p.add_argument("--trust", metavar="KEY.pub", action="append", type=Path, required=True,
+                   help="a public key the bootloader trusts (repeat for several)")
 
 
 def _open_flash(path: Path, image_path: Path | None, prog: str) -> Flash:
