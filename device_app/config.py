@@ -117,17 +117,11 @@ def parse_ui(ui: dict[str, Any], base: UiConfig) -> UiConfig:
                               "200 to 8192 pixels")
         cfg = replace(cfg, size=size)
     if "scale" in ui:
-        scale = _number(ui["scale"], "ui.scale")
-        if not 0.25 <= scale <= 8:
-            raise ConfigError(f"config key 'ui.scale' = {scale} must be 0.25 to 8 "
-                              "(1 is the 800x480 design)")
-        cfg = replace(cfg, scale=scale)
+        cfg = replace(cfg, scale=_in_range(ui["scale"], "ui.scale", 0.25, 8,
+                                           "1 is the 800x480 design"))
     if "dpi" in ui:
-        dpi = _number(ui["dpi"], "ui.dpi")
-        if not 50 <= dpi <= 1000:
-            raise ConfigError(f"config key 'ui.dpi' = {dpi} must be 50 to 1000 (a 7-inch "
-                              "800x480 panel is about 133)")
-        cfg = replace(cfg, dpi=dpi)
+        cfg = replace(cfg, dpi=_in_range(ui["dpi"], "ui.dpi", 50, 1000,
+                                         "a 7-inch 800x480 panel is about 133"))
     if "orientation" in ui:
         orientation = _expect(ui["orientation"], str, "ui.orientation")
         if orientation not in ORIENTATIONS:
@@ -140,6 +134,15 @@ def parse_ui(ui: dict[str, Any], base: UiConfig) -> UiConfig:
                               "such as \"de\", \"ja\" or \"pt-BR\"")
         cfg = replace(cfg, language=language)
     return cfg
+
+
+def _in_range(value: Any, key: str, low: float, high: float, hint: str) -> float:
+    """``value`` as a number from ``low`` to ``high``; ConfigError names ``key`` and gives
+    ``hint`` (what a usual value is) otherwise."""
+    number = _number(value, key)
+    if not low <= number <= high:
+        raise ConfigError(f"config key {key!r} = {number} must be {low:g} to {high:g} ({hint})")
+    return number
 
 
 def _number(value: Any, key: str) -> float:
