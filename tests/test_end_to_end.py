@@ -14,6 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import Broker, World
+from e2e_helpers import serial_device
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -28,25 +29,14 @@ from firmware_stubs.serial_readers import Em4100Stub
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import RemoteError, StoreError
-from readers.pty import PtyPort
-from readers.spec import open_reader
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def device(world: World) -> Iterator[tuple[DeviceApp, Em4100Stub, MfdControllerStub]]:
-    with PtyPort() as pty:
-        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600",
-                             reader_id="front")
-        link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
-        assert link.connected
-        engine = MfdControllerStub()
-        app = DeviceApp(link, engine, readers=(reader,), device_name="Copier 1").start()
-        yield app, Em4100Stub(pty), engine
-        app.stop()
-        link.close()
-        engine.close()
+    with serial_device(world) as parts:
+        yield parts
 
 
 def test_badge_lists_and_releases_a_job_to_paper(device: Any, world: World) -> None:

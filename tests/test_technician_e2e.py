@@ -12,35 +12,25 @@ from typing import Any
 
 import pytest
 from conftest import World
+from e2e_helpers import serial_device
 
 from cloud import admin
 from cloud.demo import DEMO_USERS
 from device_app.app import DeviceApp
-from device_app.link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
-from readers.pty import PtyPort
-from readers.spec import open_reader
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def device(world: World) -> Iterator[tuple[DeviceApp, Em4100Stub, MfdControllerStub]]:
-    with PtyPort() as pty:
-        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600",
-                             reader_id="front")
-        link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
-        assert link.connected
-        engine = MfdControllerStub()
-        app = DeviceApp(link, engine, readers=(reader,), device_name="Copier 1").start()
+    with serial_device(world) as (app, badge, engine):
+        # As device_app/runner.py sets it for a device on its own device.toml (version 0).
         app.config_version = lambda: 0
-        yield app, Em4100Stub(pty), engine
-        app.stop()
-        link.close()
-        engine.close()
+        yield app, badge, engine
 
 
 def test_a_technician_code_typed_at_the_device_shows_the_diagnostics(
