@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -31,13 +30,14 @@ from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol.address import BrokerAddress
 from readers.pty import PtyPort
-from simulator.broker import IotcoreBroker, MosquittoBroker, make_broker
+from simulator.broker import IotcoreBroker, MosquittoBroker
+from simulator.lifecycle import CLOUD_USER, StackedWorld, start_broker
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SimWorld:
+class SimWorld(StackedWorld):
     workdir: Path | None = None
     page_time: float = 0.0
     device_id: str = DEMO_DEVICES[0]
@@ -56,25 +56,12 @@ class SimWorld:
     store: SqliteStore | None = None
     broker: MosquittoBroker | IotcoreBroker | None = None
 
-    def start(self) -> SimWorld:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
     def _start(self) -> None:
         stack = self._stack
         if self.workdir is None:
             self.workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mfdsim-")))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Fresh credentials every run: nothing to leak, nothing to reuse.
-        passwords = {"cloud-0": secrets.token_urlsafe(16)}
-        passwords |= {d: secrets.token_urlsafe(16) for d in DEMO_DEVICES}
-        self.broker = make_broker(self.workdir / "broker", passwords, cloud_users=("cloud-0",))
-        self.broker.start()
-        stack.callback(self.broker.stop)
+        self.broker, passwords = start_broker(stack, self.workdir, DEMO_DEVICES)
         db = self.workdir / "cloud.db"
         self.store = SqliteStore(db)
         seed_demo(self.store, now=time.time())
@@ -90,7 +77,7 @@ class SimWorld:
             return CloudService(SqliteStore(db), throttles=NO_THROTTLES)
 
         worker = CloudWorker(service,
-                             BrokerAddress(host, port, "cloud-0", passwords["cloud-0"]))
+                             BrokerAddress(host, port, CLOUD_USER, passwords[CLOUD_USER]))
         worker.start()
         stack.callback(worker.stop)
         pty = stack.enter_context(PtyPort())
@@ -118,12 +105,3 @@ class SimWorld:
         self.device.start()
         self.app = self.device.app
         log.info("simulator world up: broker %s:%d, device %s", host, port, self.device_id)
-
-    def stop(self) -> None:
-        self._stack.close()
-
-    def __enter__(self) -> SimWorld:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

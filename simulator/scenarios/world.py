@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,7 +38,8 @@ from protocol.errors import MfdError
 from protocol.managed import Policy
 from readers.adapters.sim_reader import SimReader, get_sim_reader
 from readers.pty import PtyPort
-from simulator.broker import IotcoreBroker, MosquittoBroker, make_broker
+from simulator.broker import IotcoreBroker, MosquittoBroker
+from simulator.lifecycle import CLOUD_USER, StackedWorld, start_broker
 from simulator.scenarios.model import DeviceSpec, ReaderKind, ReaderSpec, Scenario
 from simulator.scenarios.netem import DelayRelay
 
@@ -118,7 +118,7 @@ class SimDevice:
 
 
 @dataclass
-class ScenarioWorld:
+class ScenarioWorld(StackedWorld):
     scenario: Scenario
     workdir: Path | None = None
     clock: SimClock = field(default_factory=SimClock)
@@ -133,23 +133,6 @@ class ScenarioWorld:
     _passwords: dict[str, str] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
-    def start(self) -> ScenarioWorld:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __enter__(self) -> ScenarioWorld:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._stack.close()
-
     def on_stop(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` when the world stops (after what started later, before what started
         earlier)."""
@@ -163,12 +146,7 @@ class ScenarioWorld:
         if self.workdir is None:
             self.workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mfdscn-")))
         ids = tuple(d.id for d in sc.devices)
-        self._passwords = {"cloud-0": secrets.token_urlsafe(16)}
-        self._passwords |= {d: secrets.token_urlsafe(16) for d in ids}
-        self.broker = make_broker(self.workdir / "broker", self._passwords,
-                                  cloud_users=("cloud-0",))
-        self.broker.start()
-        stack.callback(lambda: self.broker.stop() if self.broker else None)
+        self.broker, self._passwords = start_broker(stack, self.workdir, ids)
         self.store = SqliteStore(self.workdir / "cloud.db")
         now = time.time()
         seed_demo(self.store, now=now, devices=ids, jobs=False)
@@ -209,7 +187,7 @@ class ScenarioWorld:
             return CloudService(SqliteStore(db), clock=lambda: time.time() + self.cloud_offset)
 
         self.worker = CloudWorker(service, BrokerAddress(self.broker.host, self.broker.port,
-                                                         "cloud-0", self._passwords["cloud-0"]))
+                                                         CLOUD_USER, self._passwords[CLOUD_USER]))
         self.worker.start()
 
     def kill_cloud(self) -> None:
