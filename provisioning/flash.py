@@ -5,8 +5,10 @@ this order, each step only if the one before it passed:
 
 1. **The image** (:func:`load_image`, once for all devices): whole, untampered and signed, else
    refused before any port is opened.
-2. **Connect**, negotiating the message size from the device's MCUmgr parameters (with a
-   fallback for devices that do not tell; provisioning/smp_device.py).
+2. **Connect**: on a serial port, find the baud rate (the one asked for, then the fallback list
+   fastest first, a short probe each; :func:`~provisioning.smp_device.baud_plan`), then
+   negotiate the message size from the device's MCUmgr parameters (with a fallback for devices
+   that do not tell; provisioning/smp_device.py).
 3. **Skip** a device whose running image has the same hash (confirming it if it was left on
    test by an earlier run that lost the device at its reboot).
 4. **Check against the device, before a byte of the image is sent** (:func:`check_for_device`):
@@ -22,9 +24,13 @@ this order, each step only if the one before it passed:
    answers, then **confirm** it; if it came back on its previous image, MCUboot reverted it:
    reported as ``rolled_back``, with the version it runs.
 
-Outcomes: ``updated``, ``skipped``, ``ready`` (dry run), ``rolled_back``, ``refused`` (the
-image or the device said no; nothing activated), ``failed`` (the line or the device gave out;
-run the same command again: it resumes).
+7. **Settings** (``settings``, ``mfd flash --set NAME=VALUE``), after an update or a skip:
+   each written, then committed (the device acts on them) and saved (they survive a reset),
+   then read back. With no image (``--settings-only``) only steps 2 and 7 run.
+
+Outcomes: ``updated``, ``skipped``, ``ready`` (dry run), ``configured`` (settings only),
+``rolled_back``, ``refused`` (the image or the device said no; nothing activated), ``failed``
+(the line or the device gave out; run the same command again: it resumes).
 
 Every device's outcome but a dry run's is appended to the fleet ledger (provisioning/ledger.py)
 as soon as that device is done, when :func:`flash` is given one.
@@ -50,6 +56,7 @@ from provisioning.smp_device import (
     DeviceFacts,
     SlotState,
     SmpDevice,
+    baud_plan,
 )
 
 __all__ = ["OK_OUTCOMES", "DeviceResult", "FlashImage", "FlashOptions", "Progress",
@@ -57,16 +64,19 @@ __all__ = ["OK_OUTCOMES", "DeviceResult", "FlashImage", "FlashOptions", "Progres
 
 log = logging.getLogger(__name__)
 
-OK_OUTCOMES = ("updated", "skipped", "ready")
+OK_OUTCOMES = ("updated", "skipped", "ready", "configured")
 # Refusals: the image or the device said no, nothing was activated; anything else is "failed".
-_REFUSAL_CODES = (*img.REFUSALS, "image_model_unknown")
+_REFUSAL_CODES = (*img.REFUSALS, "image_model_unknown", "setting_unknown",
+                  "setting_name_too_long", "setting_read_only")
 
 
 @dataclass(frozen=True, slots=True)
 class FlashOptions:
     dry_run: bool = False
     keys: tuple[ImgKey, ...] = ()  # public keys the technician trusts (--key)
-    baud: int = 115200
+    baud: int | None = None  # tried first; then BAUD_FALLBACK (smp_device), fastest first
+    probe_s: float = 0.6  # how long a rate is given to answer before the next is tried
+    settings: tuple[tuple[str, bytes], ...] = ()  # written, committed, saved (--set)
     timeout_s: float = 2.5  # per request
     retries: int = 4  # per request, each after a reconnect
     mtu: int | None = None  # force the message size instead of negotiating it
@@ -89,6 +99,7 @@ class Progress:
     total: int
     rate: float  # bytes/s of image data over this upload so far
     eta_s: float | None
+    baud: int | None = None  # the serial rate in use (None: not found yet, or UDP)
 
 
 @dataclass(slots=True)
@@ -109,6 +120,9 @@ class DeviceResult:
     reconnects: int = 0
     model: str | None = None
     slots: list[SlotState] = field(default_factory=list)
+    baud: int | None = None  # the rate the device answered at (serial ports)
+    bauds_tried: list[int] = field(default_factory=list)  # in order, the one used last
+    settings: dict[str, str] = field(default_factory=dict)  # as read back after the save
 
     @property
     def rate(self) -> float:
@@ -122,7 +136,8 @@ class DeviceResult:
                 "upload_s": round(self.upload_s, 3), "bytes_per_s": round(self.rate, 1),
                 "seconds": round(self.seconds, 3), "mtu": self.mtu,
                 "mtu_negotiated": self.mtu_negotiated, "reconnects": self.reconnects,
-                "model": self.model,
+                "model": self.model, "baud": self.baud, "bauds_tried": self.bauds_tried,
+                "settings": self.settings,
                 "slots": [{"slot": s.slot, "version": s.version, "hash": s.hash.hex(),
                            "active": s.active, "confirmed": s.confirmed,
                            "pending": s.pending} for s in self.slots]}
@@ -190,15 +205,29 @@ def check_for_device(image: FlashImage, facts: DeviceFacts, running: SlotState |
                        "higher version than the device runs", code=img.DOWNGRADE)
 
 
-async def flash_device(port: str, image: FlashImage, opts: FlashOptions,
+async def flash_device(port: str, image: FlashImage | None, opts: FlashOptions,
                        progress: ProgressFn | None = None) -> DeviceResult:
-    """Flash one device; never raises for a device's trouble: the result says what happened."""
-    res = DeviceResult(port, bytes_total=len(image.data), to_version=image.info.version)
+    """Flash one device (``image`` None: only its settings); never raises for a device's
+    trouble: the result says what happened."""
+    res = DeviceResult(port, bytes_total=len(image.data) if image else 0,
+                       to_version=image.info.version if image else None)
     started = time.monotonic()
-    dev = SmpDevice(port, baud=opts.baud, timeout_s=opts.timeout_s, retries=opts.retries,
-                    mtu=opts.mtu)
+    dev = SmpDevice(port, baud=opts.baud or 115200, timeout_s=opts.timeout_s,
+                    retries=opts.retries, mtu=opts.mtu)
+    report = progress or (lambda p: None)
     try:
-        await _flash(dev, image, opts, res, progress or (lambda p: None))
+        if image is None:
+            await _connect(dev, opts, res, report)
+            await _apply_settings(dev, opts, res, report)
+            res.outcome = "configured"
+            res.message = f"{len(res.settings)} setting(s) written, committed and saved"
+        else:
+            await _flash(dev, image, opts, res, report)
+            if opts.settings and res.outcome in ("updated", "skipped"):
+                await _apply_settings(dev, opts, res, report)
+                res.message += f"; {len(res.settings)} setting(s) saved"
+            elif opts.settings and res.outcome == "ready":
+                res.message += f"; would set {len(opts.settings)} setting(s)"
     except MfdError as exc:
         res.message, res.code = exc.message, exc.code
         refused = exc.code in _REFUSAL_CODES or exc.code.startswith("smp_rc_")
@@ -207,8 +236,36 @@ async def flash_device(port: str, image: FlashImage, opts: FlashOptions,
         await dev.close()
         res.seconds = time.monotonic() - started
         res.reconnects = dev.reconnects
+        res.bauds_tried = list(dev.bauds_tried)
     return res
 
+
+async def _connect(dev: SmpDevice, opts: FlashOptions, res: DeviceResult,
+                   progress: ProgressFn) -> None:
+    total = res.bytes_total
+    progress(Progress(dev.port, "connect", 0, total, 0.0, None))
+    await dev.connect_baud(baud_plan(opts.baud), opts.probe_s)
+    res.mtu, res.mtu_negotiated = dev.mtu, dev.negotiated
+    res.baud = None if dev.port.startswith("udp:") else dev.baud
+    progress(Progress(dev.port, "connect", 0, total, 0.0, None, res.baud))
+
+
+async def _apply_settings(dev: SmpDevice, opts: FlashOptions, res: DeviceResult,
+                          progress: ProgressFn) -> None:
+    """Write every setting, then commit and save them together, then read them back: a value
+    the device kept otherwise than sent is a failure, not a success."""
+    progress(Progress(dev.port, "settings", res.bytes_total, res.bytes_total, 0.0, None,
+                      res.baud))
+    for name, value in opts.settings:
+        await dev.write_setting(name, value)
+    await dev.commit_settings()
+    await dev.save_settings()
+    for name, value in opts.settings:
+        got = await dev.read_setting(name)
+        if got != value:
+            raise MfdError(f"the device keeps {name} as {got!r}, not {value!r} as sent: run "
+                           "the same command again", code="setting_not_kept")
+        res.settings[name] = got.decode("utf-8", "backslashreplace")
 
 async def _flash(dev: SmpDevice, image: FlashImage, opts: FlashOptions, res: DeviceResult,
                  progress: ProgressFn) -> None:
@@ -218,11 +275,9 @@ async def _flash(dev: SmpDevice, image: FlashImage, opts: FlashOptions, res: Dev
         up = res.upload_s or 1e-9
         rate = res.bytes_sent / up if res.bytes_sent else 0.0
         eta = (total - done) / rate if rate > 0 and phase == "upload" else None
-        progress(Progress(dev.port, phase, done, total, rate, eta))
+        progress(Progress(dev.port, phase, done, total, rate, eta, res.baud))
 
-    say("connect")
-    await dev.connect()
-    res.mtu, res.mtu_negotiated = dev.mtu, dev.negotiated
+    await _connect(dev, opts, res, progress)
     say("check")
     facts = await dev.facts()
     res.model = facts.model
@@ -352,18 +407,19 @@ def ledger_entry(res: DeviceResult, image: FlashImage, who: str = "") -> Entry |
                           "reconnects": res.reconnects})
 
 
-def flash(ports: Sequence[str], image: FlashImage, opts: FlashOptions,
+def flash(ports: Sequence[str], image: FlashImage | None, opts: FlashOptions,
           progress: ProgressFn | None = None, *, ledger: Ledger | None = None,
           who: str = "") -> list[DeviceResult]:
     """Flash every port at once (one asyncio task each); results in the order of ``ports``.
-    With ``ledger``, each device's result is appended to it as soon as that device is done
-    (``who``: the technician; the OS user when empty)."""
+    ``image`` None: only the settings (nothing goes to the ledger then). With ``ledger``,
+    each device's result is appended to it as soon as that device is done (``who``: the
+    technician; the OS user when empty)."""
     if len(set(ports)) != len(ports):
         raise MfdError("a port is given twice: give each device once", code="config_invalid")
 
     async def one(port: str) -> DeviceResult:
         res = await flash_device(port, image, opts, progress)
-        entry = ledger_entry(res, image, who) if ledger is not None else None
+        entry = ledger_entry(res, image, who) if ledger is not None and image else None
         if ledger is not None and entry is not None:
             try:
                 # fsync under a lock: in a thread, so the other devices' lines keep moving.

@@ -19,6 +19,13 @@ needs on a real line:
   both smpclient's buffers and the port's, so a late or broken reply cannot be taken for the
   next one. SMP's upload is idempotent by offset, so a repeated chunk is harmless: the device
   answers with the offset it expects.
+* **Baud negotiation with fallback** (:meth:`SmpDevice.connect_baud`, serial only): open the
+  port at each rate in turn and take the first at which the device answers (its MCUmgr
+  parameters, else an echo) within a short probe; a UART at the wrong rate hears only garbage
+  and answers nothing, so silence at one rate means "try the next". :attr:`SmpDevice.bauds_tried`
+  lists the rates tried, in order.
+* **Settings** (SMP group 3, through smpclient's own request models for it): read, write,
+  delete, commit, save. A refusal names the setting and says what was wrong with it.
 * **Device identity.** The emulated reader reports ``model=``, ``keys=`` and ``pubkeys=`` words
   in its application info (firmware_stubs/smp/server.py); a device that does not is simply
   unknown on those points, and the caller decides.
@@ -48,14 +55,21 @@ from smpclient.requests.image_management import (
     ImageUploadWrite,
 )
 from smpclient.requests.os_management import EchoWrite, OSApplicationInfoRead, ResetWrite
+from smpclient.requests.settings_management import (
+    CommitSettings,
+    DeleteSetting,
+    ReadSetting,
+    SaveSettings,
+    WriteSetting,
+)
 from smpclient.transport import SMPTransportDisconnected
 from smpclient.transport.serial import Auto, BufferSize, SMPSerialTransport
 from smpclient.transport.udp import SMPUDPTransport
 
 from protocol.errors import MfdError
 
-__all__ = ["DeviceError", "DeviceFacts", "SlotState", "SmpDevice", "UploadAck",
-           "cbor_len_overhead", "parse_udp_port"]
+__all__ = ["BAUD_FALLBACK", "DeviceError", "DeviceFacts", "SlotState", "SmpDevice",
+           "UploadAck", "baud_plan", "cbor_len_overhead", "parse_udp_port"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +77,27 @@ log = logging.getLogger(__name__)
 _LINE_TROUBLE: Final = (TimeoutError, asyncio.TimeoutError, SMPException, SMPClientException,
                         SMPTransportDisconnected, binascii.Error, struct.error,
                         ValueError, IndexError, OSError)  # pydantic's ValidationError: ValueError
+
+
+#: The rates tried, fastest first, when the technician names none (or the named one is silent):
+#: the common rates of USB-serial bridges and Zephyr boards' ``current-speed``.
+BAUD_FALLBACK: Final = (921600, 460800, 230400, 115200)
+
+# Settings group return codes (smp's SETTINGS_MGMT_ERR) -> our code and what it means.
+_SETTINGS_RC: Final = {
+    2: ("setting_name_too_long", "the name is longer than the device takes"),
+    3: ("setting_unknown", "the device has no setting by that name"),
+    4: ("setting_unreadable", "the device does not let that setting be read"),
+    5: ("setting_unknown", "the device has no settings under that name's first part"),
+    6: ("setting_read_only", "the device does not let that setting be written"),
+    7: ("setting_read_only", "the device does not let that setting be deleted"),
+}
+
+
+def baud_plan(requested: int | None) -> list[int]:
+    """The rates to try, in order: ``requested`` first (when given), then the fallback list."""
+    first = [requested] if requested is not None else []
+    return first + [b for b in BAUD_FALLBACK if b != requested]
 
 
 class DeviceError(MfdError):
@@ -165,6 +200,7 @@ class SmpDevice:
         self.retries = retries
         self.forced_mtu = mtu
         self.reconnects = 0
+        self.bauds_tried: list[int] = []
         self.data_sent = 0  # upload data put on the line, every attempt counted
         self._had_params = False  # the device told its buffer size at the first connect
         self._client: SMPClient | None = None
@@ -210,6 +246,43 @@ class SmpDevice:
         if self.reconnects == 0 and first_reply_s is None:
             self._had_params = self._had_params or (
                 self._transport._smp_server_transport_buffer_size is not None)
+
+    async def connect_baud(self, rates: Sequence[int], probe_s: float = 0.6) -> int:
+        """Connect at the first of ``rates`` at which the device answers within ``probe_s``
+        (its MCUmgr parameters, else an echo); :attr:`baud` is then that rate. Raises
+        :class:`DeviceError` (``baud_unknown``) when it answers at none."""
+        if self._udp is not None:
+            await self.connect()
+            return self.baud
+        for rate in rates:
+            self.baud = rate
+            self.bauds_tried.append(rate)
+            try:
+                await self.connect(first_reply_s=probe_s)
+                if self.negotiated and self.forced_mtu is None:
+                    self._had_params = True  # it answered its parameters: the rate is right
+                    return rate
+                if await self._echo_within(probe_s):
+                    return rate  # a device without parameters, or --mtu: the echo says
+            except DeviceError as exc:
+                if exc.code != "device_silent" and "cannot open" not in exc.message:
+                    raise
+            await self.close()
+        tried = ", ".join(str(r) for r in rates)
+        raise DeviceError(f"{self.port}: no answer at {tried} baud: the device's UART runs "
+                          "at another rate. Look it up (the board's documentation, or its "
+                          "Zephyr devicetree's current-speed) and give it with --baud RATE; "
+                          "check the cable too", code="baud_unknown")
+
+    async def _echo_within(self, probe_s: float) -> bool:
+        try:
+            r = await self.request(EchoWrite(d="baud"), what="echo", retries=0,
+                                   timeout_s=probe_s)
+        except DeviceError as exc:
+            if exc.code == "device_silent":
+                return False
+            raise
+        return bool(r.r == "baud")
 
     async def close(self) -> None:
         if self._client is not None:
@@ -283,6 +356,34 @@ class SmpDevice:
                 raise
             return DeviceFacts(None, None, None, None)
         return parse_app_info(str(r.output))
+
+    async def read_setting(self, name: str) -> bytes:
+        r = await self._setting(ReadSetting(name=name), name, "read setting")
+        return bytes(r.val)
+
+    async def write_setting(self, name: str, value: bytes) -> None:
+        await self._setting(WriteSetting(name=name, val=value), name, "write setting")
+
+    async def delete_setting(self, name: str) -> None:
+        await self._setting(DeleteSetting(name=name), name, "delete setting")
+
+    async def commit_settings(self) -> None:
+        """Apply the settings written (the device acts on them from now on)."""
+        await self.request(CommitSettings(), what="commit its settings")
+
+    async def save_settings(self) -> None:
+        """Keep the settings in the device's flash (they survive a reset)."""
+        await self.request(SaveSettings(), what="save its settings")
+
+    async def _setting(self, request: Any, name: str, what: str) -> Any:
+        try:
+            return await self.request(request, what=f"{what} {name}")
+        except DeviceError as exc:
+            if exc.code == "setting_unknown":
+                raise DeviceError(f"{self.port}: the device has no setting named {name}: check "
+                                  "the name (docs/flash.md lists a reader's and a panel's)",
+                                  code=exc.code) from None
+            raise
 
     async def slots(self) -> list[SlotState]:
         r = await self.request(ImageStatesRead(), what="list its images")
@@ -382,12 +483,17 @@ def _reason(response: Any) -> str:
         return str(rsn)
     err = getattr(response, "err", None)
     if err is not None:
+        if int(err.group) == 3 and int(err.rc) in _SETTINGS_RC:
+            return _SETTINGS_RC[int(err.rc)][1]
         return f"group {err.group} error {int(err.rc)}"
     return f"error {int(getattr(response, 'rc', 1))}"
 
 
 def _code(response: Any) -> str:
     rc = getattr(response, "rc", None)
-    if rc is None and getattr(response, "err", None) is not None:
-        rc = response.err.rc
+    err = getattr(response, "err", None)
+    if rc is None and err is not None:
+        if int(err.group) == 3 and int(err.rc) in _SETTINGS_RC:
+            return _SETTINGS_RC[int(err.rc)][0]
+        rc = err.rc
     return f"smp_rc_{int(rc) if rc is not None else 1}"

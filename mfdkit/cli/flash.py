@@ -1,11 +1,16 @@
 """``mfd flash``: put a signed image on readers and panels over SMP, many at once (issue 11).
 
-``mfd flash IMAGE --port P [--port P2 ...] [--key KEY.pub] [--dry-run] [--json]``
+``mfd flash IMAGE --port P [--port P2 ...] [--key KEY.pub] [--baud B] [--set NAME=VALUE ...]
+[--dry-run] [--json]``; ``mfd flash --settings-only --port P --set NAME=VALUE ...``
     Checks the image (whole, untampered, signed), then on every port at once: connects,
     negotiates the message size, skips a device that runs this image already, refuses a wrong
     model, an untrusted key or a downgrade before sending a byte, uploads (resuming what the
     device already holds), verifies the hash the device reports, test-boots, waits for the
     device, and confirms, or reports the rollback. What each step does: provisioning/flash.py.
+    On a serial port the baud rate is found first: ``--baud`` (if given), then 921600, 460800,
+    230400, 115200, a short probe each; the rate used is in the progress line and the JSON.
+    ``--set NAME=VALUE`` (repeat) writes settings after the update (or a skip), commits and
+    saves them; with ``--settings-only`` no image is given and only the settings are written.
 
     Progress goes to stderr, one line per device (bytes, rate, ETA); the summary table, or with
     ``--json`` one JSON object, to stdout. Each device's outcome (not a dry run's) is appended
@@ -38,14 +43,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("flash", help="flash a signed image onto devices over SMP, many at once",
                        description="Upload a signed MCUboot image to every --port at once, "
                                    "test-boot it and confirm it, or report the rollback.")
-    p.add_argument("image", metavar="IMAGE", type=Path, help="the signed image (mfd image sign)")
+    p.add_argument("image", metavar="IMAGE", type=Path, nargs="?",
+                   help="the signed image (mfd image sign); none with --settings-only")
     p.add_argument("--port", action="append", required=True, metavar="PORT",
                    help="a device's serial port, e.g. /dev/ttyACM0, or udp:HOST:PORT for a "
                         "device on the network (repeat for more devices)")
     p.add_argument("--key", action="append", default=[], metavar="KEY.pub", type=Path,
                    help="a public key the image must be signed by (repeat for several); "
                         "needed for devices that do not report the keys they trust")
-    p.add_argument("--baud", type=int, default=115200, help="the ports' baud rate (115200)")
+    p.add_argument("--baud", type=int, metavar="RATE",
+                   help="the serial ports' baud rate, tried first; if the device does not "
+                        "answer at it, 921600, 460800, 230400 and 115200 are tried (default: "
+                        "that list, fastest first)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="set",
+                   help="a setting to write, commit and save after the update, e.g. "
+                        "reader/format=hex (repeat for more; docs/flash.md lists them)")
+    p.add_argument("--settings-only", action="store_true",
+                   help="no image: only write, commit and save the --set settings")
     p.add_argument("--mtu", type=int, metavar="BYTES",
                    help="the device's SMP buffer size, when it does not report it")
     p.add_argument("--timeout", type=float, default=2.5, metavar="S",
@@ -69,15 +83,26 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from provisioning import keys as keymod
     from provisioning.ledger import Ledger
 
+    settings = _parse_settings(args.set)
+    if args.settings_only:
+        if args.image is not None or not settings:
+            raise ConfigError("--settings-only takes no IMAGE and needs at least one --set "
+                              "NAME=VALUE")
+    elif args.image is None:
+        raise ConfigError("give the IMAGE to flash, or --settings-only with --set NAME=VALUE")
     if not getattr(args, "debug", False):
         # smpclient logs every timeout it meets; ours are retried and summed up per device.
         logging.getLogger("smpclient").setLevel(logging.CRITICAL)
-    if args.timeout <= 0 or args.retries < 0 or args.baud <= 0 or args.boot_timeout <= 0:
+    if args.timeout <= 0 or args.retries < 0 or (args.baud is not None and args.baud <= 0) \
+            or args.boot_timeout <= 0:
         raise ConfigError("--timeout, --baud and --boot-timeout must be above 0, --retries 0 "
                           "or more")
+    if args.settings_only:
+        return _settings_only(args, settings)
+    image_path: Path = vars(args)["image"]  # given: checked above
     try:
         keys = tuple(keymod.load_trusted([str(k) for k in args.key]))
-        image = fl.load_image(args.image, keys)
+        image = fl.load_image(image_path, keys)
     except MfdError as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": {"code": exc.code,
@@ -86,10 +111,10 @@ def cmd_flash(args: argparse.Namespace) -> int:
         raise
     opts = fl.FlashOptions(dry_run=args.dry_run, keys=keys, baud=args.baud,
                            timeout_s=args.timeout, retries=args.retries, mtu=args.mtu,
-                           boot_timeout_s=args.boot_timeout)
+                           boot_timeout_s=args.boot_timeout, settings=settings)
     info = image.info
     if not args.json:
-        print(f"{_PROG}: {args.image.name}: {info.model} {info.version}, {len(image.data)} "
+        print(f"{_PROG}: {image_path.name}: {info.model} {info.version}, {len(image.data)} "
               f"bytes, key {info.key_id}, hash {info.hash.hex()[:16]}; "
               f"{len(args.port)} device(s){' (dry run)' if args.dry_run else ''}",
               file=sys.stderr)
@@ -107,6 +132,34 @@ def cmd_flash(args: argparse.Namespace) -> int:
                           "dry_run": args.dry_run,
                           "seconds": round(time.monotonic() - started, 3),
                           "ledger": str(ledger.path),
+                          "devices": [r.to_json() for r in results]}))
+    else:
+        print_table(results, sys.stdout)
+    return 0 if ok else EXIT_FAILED
+
+
+def _parse_settings(items: list[str]) -> tuple[tuple[str, bytes], ...]:
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r}: write it as NAME=VALUE, e.g. reader/format=hex")
+        out.append((name, value.encode()))
+    return tuple(out)
+
+
+def _settings_only(args: argparse.Namespace, settings: tuple[tuple[str, bytes], ...]) -> int:
+    from provisioning import flash as fl
+
+    opts = fl.FlashOptions(baud=args.baud, timeout_s=args.timeout, retries=args.retries,
+                           mtu=args.mtu, settings=settings)
+    board = ProgressBoard(args.port, sys.stderr)
+    started = time.monotonic()
+    results = fl.flash(args.port, None, opts, board.update)
+    ok = all(r.outcome in fl.OK_OUTCOMES for r in results)
+    if args.json:
+        print(json.dumps({"ok": ok, "image": None, "dry_run": False,
+                          "seconds": round(time.monotonic() - started, 3),
                           "devices": [r.to_json() for r in results]}))
     else:
         print_table(results, sys.stdout)
@@ -138,6 +191,8 @@ class ProgressBoard:
             text += f"  {_size(p.rate)}/s"
         if p.eta_s is not None:
             text += f"  ETA {p.eta_s:4.0f} s"
+        if p.baud:
+            text += f"  {p.baud} baud"
         with self._lock:
             self.lines[p.port] = text
             if self.tty:
@@ -161,17 +216,19 @@ class ProgressBoard:
 
 
 def print_table(results: list[DeviceResult], out: TextIO) -> None:
-    rows = [("PORT", "OUTCOME", "VERSION", "SENT", "RATE", "TIME", "DETAIL")]
+    rows = [("PORT", "OUTCOME", "VERSION", "SENT", "RATE", "BAUD", "TIME", "DETAIL")]
     for r in results:
         version = f"{r.from_version or '-'} -> {r.to_version or '-'}"
         rate = f"{_size(r.rate)}/s" if r.rate else "-"
         sent = _size(r.bytes_sent) + (f" (resumed at {_size(r.resumed_from)})"
                                       if r.resumed_from else "")
-        rows.append((r.port, r.outcome, version, sent, rate, f"{r.seconds:.1f} s", r.message))
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+        baud = str(r.baud) if r.baud else "-"
+        rows.append((r.port, r.outcome, version, sent, rate, baud, f"{r.seconds:.1f} s",
+                     r.message))
+    widths = [max(len(row[i]) for row in rows) for i in range(7)]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row[:6], widths, strict=True)) + "  "
-              + row[6], file=out)
+        print("  ".join(c.ljust(w) for c, w in zip(row[:7], widths, strict=True)) + "  "
+              + row[7], file=out)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.outcome] = counts.get(r.outcome, 0) + 1
