@@ -102,6 +102,34 @@ def _add_flash_options(p: argparse.ArgumentParser, *, device: str, image: str, i
                    help="a public key the bootloader trusts (repeat for several)")
 
 
+def _trusted(args: argparse.Namespace) -> tuple[list[bytes], tuple[str, ...]]:
+    """The ``--trust`` keys as the bootloader takes them (DER) and their key ids."""
+    from provisioning import keys as keymod
+
+    trusted = keymod.load_trusted([str(p) for p in args.trust])
+    return [keymod.public_der(k) for k in trusted], tuple(keymod.key_id(k) for k in trusted)
+
+
+def _flash_path(args: argparse.Namespace, prefix: str
+                ) -> tuple[Path, tempfile.TemporaryDirectory[str] | None]:
+    """Where the flash lives: ``--flash``, else a file in a new temporary directory (also
+    returned, for the caller to clean up once the device is off)."""
+    if args.flash is not None:
+        return args.flash, None
+    temp_dir = tempfile.TemporaryDirectory(prefix=prefix)
+    return Path(temp_dir.name) / "flash.bin", temp_dir
+
+
+def _print_device(model: str, key_ids: tuple[str, ...], running: str | None, path: Path,
+                  temp_dir: tempfile.TemporaryDirectory[str] | None) -> None:
+    """What every emulated device says about itself on start, one ``key: value`` a line (tools
+    and the docs read them)."""
+    print(f"model: {model}", flush=True)
+    print(f"trusts: {', '.join(key_ids)}", flush=True)
+    print(f"running: {running or 'no bootable image'}", flush=True)
+    print(f"flash: {path if temp_dir is None else 'temporary'}", flush=True)
+
+
 def _open_flash(path: Path, image_path: Path | None, prog: str) -> Flash:
     """The flash file at ``path``: new with ``image_path`` in its primary slot, as it is, or
     new and erased."""
@@ -151,21 +179,15 @@ def cmd_panel(args: argparse.Namespace) -> int:
     from firmware_stubs.mcuboot import Bootloader, Flash
     from firmware_stubs.smp import panel_device as pd
     from firmware_stubs.smp.server import DeviceIdentity
-    from provisioning import keys as keymod
 
     if not 0 <= args.port < 65536 or args.attempts < 1 or args.health_timeout <= 0 \
             or args.trial_deadline <= 0:
         raise ConfigError("--port must be 0..65535, --attempts 1 or more, the timeouts above 0")
-    trusted = keymod.load_trusted([str(p) for p in args.trust])
-    ders = [keymod.public_der(k) for k in trusted]
-    identity = DeviceIdentity(args.model, tuple(keymod.key_id(k) for k in trusted),
-                              tuple(ders), name="mfd-panel", firmware="mfdkit-panel")
+    ders, key_ids = _trusted(args)
+    identity = DeviceIdentity(args.model, key_ids, tuple(ders), name="mfd-panel",
+                              firmware="mfdkit-panel")
     start = _app_for(args)
-    temp_dir = None
-    path = args.flash
-    if path is None:
-        temp_dir = tempfile.TemporaryDirectory(prefix="mfd-panel-")
-        path = Path(temp_dir.name) / "flash.bin"
+    path, temp_dir = _flash_path(args, "mfd-panel-")
     flash = _open_flash(path, args.image, _PANEL)
     counter_path = path.with_name(path.name + ".bootcount")
     try:
@@ -187,10 +209,7 @@ def cmd_panel(args: argparse.Namespace) -> int:
         while not device.serving.wait(0.2) and not stop():
             pass  # the first boot may be a trial: its decision comes first
         print(f"address: {device.address}", flush=True)
-        print(f"model: {args.model}", flush=True)
-        print(f"trusts: {', '.join(identity.key_ids)}", flush=True)
-        print(f"running: {device.running_version or 'no bootable image'}", flush=True)
-        print(f"flash: {path if temp_dir is None else 'temporary'}", flush=True)
+        _print_device(args.model, key_ids, device.running_version, path, temp_dir)
         app = "the device app" if args.broker else "a stand-in app (no --broker)"
         print(f"{_PANEL}: runs {app}; Ctrl-C to stop", file=sys.stderr, flush=True)
         seen = 0
@@ -231,19 +250,12 @@ def cmd_reader(args: argparse.Namespace) -> int:
     from firmware_stubs.mcuboot import Bootloader
     from firmware_stubs.smp.reader_device import ReaderDevice
     from firmware_stubs.smp.server import DeviceIdentity
-    from provisioning import keys as keymod
 
     if args.baud < 0 or args.buf_size < 64:
         raise ConfigError("--baud must be 0 or more and --buf-size at least 64")
-    trusted = keymod.load_trusted([str(p) for p in args.trust])
-    ders = [keymod.public_der(k) for k in trusted]
-    identity = DeviceIdentity(args.model, tuple(keymod.key_id(k) for k in trusted),
-                              tuple(ders))
-    temp_dir = None
-    path = args.flash
-    if path is None:
-        temp_dir = tempfile.TemporaryDirectory(prefix="mfd-reader-")
-        path = Path(temp_dir.name) / "flash.bin"
+    ders, key_ids = _trusted(args)
+    identity = DeviceIdentity(args.model, key_ids, tuple(ders))
+    path, temp_dir = _flash_path(args, "mfd-reader-")
     flash = _open_flash(path, args.image, _PROG)
     stop = StopSignals(interrupt=False)
     bootloader = Bootloader(flash, model=args.model, trusted_keys=ders)
@@ -251,10 +263,7 @@ def cmd_reader(args: argparse.Namespace) -> int:
                       buf_size=args.buf_size) as device:
         print(f"port: {device.device}", flush=True)
         print(f"badges: {device.badge_device}", flush=True)
-        print(f"model: {args.model}", flush=True)
-        print(f"trusts: {', '.join(identity.key_ids)}", flush=True)
-        print(f"running: {device.running_version or 'no bootable image'}", flush=True)
-        print(f"flash: {path if temp_dir is None else 'temporary'}", flush=True)
+        _print_device(args.model, key_ids, device.running_version, path, temp_dir)
         print(f"{_PROG}: baud {args.baud or 'unpaced'}; Ctrl-C to stop", file=sys.stderr,
               flush=True)
         while not stop():
