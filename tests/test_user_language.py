@@ -18,8 +18,10 @@ from conftest import World
 from cloud import admin
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
+from cloud.storage import schema
 from cloud.storage.factory import open_store
 from cloud.storage.port import CloudStore
+from cloud.storage.sql import SqlStore
 from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
 from device_app.session import (
@@ -49,7 +51,7 @@ JA_HELLO = "Alice さん、こんにちは"
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[CloudStore]:
+def store(store_url: str) -> Iterator[SqlStore]:
     s = open_store(store_url)
     seed_demo(s, now=0.0)
     yield s
@@ -129,6 +131,24 @@ def test_the_language_survives_a_restart_of_the_store(store_url: str,
                 if u.email == ALICE.email] == ["de-CH"]
     finally:
         again.close()
+
+
+def test_a_store_from_before_the_language_gains_it_empty(store_url: str,
+                                                          store: SqlStore) -> None:
+    """A store at schema 6 (users without the column) opens at the latest schema with every
+    user's language "" (the copier's own), and takes one afterwards."""
+    with store.transaction():
+        store.execute("ALTER TABLE users DROP COLUMN language")
+        store.execute("DELETE FROM schema_version WHERE version > 6")
+    store.close()
+    upgraded = open_store(store_url, create=False)
+    try:
+        assert upgraded.schema_version() == schema.LATEST
+        assert admin.require_user(upgraded, ALICE.email).language == ""
+        admin.set_user_language(upgraded, ALICE.email, "ja")
+        assert admin.require_user(upgraded, ALICE.email).language == "ja"
+    finally:
+        upgraded.close()
 
 
 def _mfd(*args: str) -> subprocess.CompletedProcess[str]:
