@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import World
+from panel_helpers import dummy_video
 
 from cloud import admin
 from cloud.demo import DEMO_USERS, seed_demo
@@ -24,6 +25,8 @@ from cloud.storage.port import CloudStore
 from cloud.storage.sql import SqlStore
 from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
+from device_app.panel.renderer import PanelRenderer
+from device_app.panel.tree import TextNode
 from device_app.session import (
     Answered,
     CardPresented,
@@ -33,7 +36,7 @@ from device_app.session import (
     State,
     Tapped,
 )
-from device_app.view import Action, Screen
+from device_app.view import Action, PanelView, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol import messages as m
@@ -261,6 +264,14 @@ def test_a_technicians_diagnostics_stay_in_the_devices_language() -> None:
 # --------------------------------------------------------------------------- the whole way
 
 
+def _drawn(view: PanelView) -> list[str]:
+    """Every text the panel draws for ``view`` (off-screen, SDL's dummy driver)."""
+    with dummy_video():
+        renderer = PanelRenderer((480, 800))
+        renderer.draw(view, now=0.0)
+        return [n.text for n in renderer.tree if isinstance(n, TextNode)]
+
+
 @pytest.fixture
 def german_copier(world: World) -> Iterator[tuple[DeviceApp, Em4100Stub, MfdControllerStub]]:
     with PtyPort() as pty:
@@ -288,6 +299,8 @@ def test_a_japanese_user_badges_in_at_a_german_copier_over_the_broker(
     assert app.run_until(lambda a: a.machine.state is State.JOBS, 5)
     view = app.view()
     assert view.language == "ja" and view.user_name == ALICE.name and view.total_jobs == 5
+    # The panel's own labels follow: its Log out button is drawn in Japanese.
+    assert "ログアウト" in _drawn(view) and "Log out" not in _drawn(view)
     app.tap(Action.SELECT, view.jobs[0].job_id)
     app.tap(Action.RELEASE)
     assert app.run_until(lambda a: len(engine.printed) == 1
@@ -297,3 +310,5 @@ def test_a_japanese_user_badges_in_at_a_german_copier_over_the_broker(
     app.tap(Action.LOGOUT)
     assert app.run_until(lambda a: a.machine.state is State.IDLE, 2)
     assert app.view().title == DE_IDLE and app.view().language == "de"
+    # The idle screen's own button is German again (the title wraps over two lines).
+    assert "Zugangscode eingeben" in _drawn(app.view())
