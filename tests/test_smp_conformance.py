@@ -3,6 +3,10 @@ emulated reader on its pty (issue 11): lists images, uploads one, marks it for t
 confirms it, and echoes; and the emulated panel over UDP (``mfd emulate panel`` in its own
 process), where after the reset the panel confirms the new bundle itself.
 
+smpmgr (0.19.1) has no settings command (its commands: os, image, file, shell, statistics,
+enum, ic (Intercreate's user group), upgrade, terminal, interactive), so SMP's settings group is
+checked with smpclient's own request models for it in tests/test_smp_settings.py instead.
+
 smpmgr runs as its own process, with its defaults (legacy serial sizing: two 128-byte lines a
 message, so the device reassembles multi-line frames), exactly as a technician would run it.
 """

@@ -36,6 +36,7 @@ from firmware_stubs.smp.packets import (
     encode_request,
     parse_request,
 )
+from firmware_stubs.smp.panel_device import PanelDevice
 from firmware_stubs.smp.reader_device import ReaderDevice
 from firmware_stubs.smp.server import DeviceIdentity, SmpServer
 from firmware_stubs.smp.settings import (
@@ -317,3 +318,55 @@ def test_cbor_of_the_record_is_a_map_of_bytes(tmp_path: Path) -> None:
     raw = s.flash.read(0, 64)
     length = int.from_bytes(raw[4:8], "little")
     assert cbor2.loads(raw[12:12 + length]) == {"reader/prefix": b"A"}
+
+
+# --- a panel over UDP --------------------------------------------------------------------------
+
+
+class _Up:
+    """The panel's app for this test: up at once (the app itself is tested in
+    test_smp_panel.py; here only the panel's SMP settings are)."""
+
+    def healthy(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        pass
+
+
+def _panel(tmp_path: Path, *, new: bool) -> PanelDevice:
+    der = keymod.public_der(_KEY)
+    if new:
+        flash = factory_flash(tmp_path / "panel.bin", img.build(
+            b"mfd-app bundle\n" + random.Random(9).randbytes(3000), version="1.0.0",
+            model="panel-mfd", security_counter=1, key=_KEY))
+        Flash.create(tmp_path / "bootcount.bin", flash.sector_size).close()
+    else:
+        flash = Flash(tmp_path / "panel.bin")
+    boot = Bootloader(flash, model="panel-mfd", trusted_keys=[der])
+    return PanelDevice(boot, DeviceIdentity("panel-mfd", name="mfd-panel"),
+                       lambda payload: _Up(), Flash(tmp_path / "bootcount.bin"), port=0,
+                       settings=create_area(tmp_path / "panel-settings.bin"))
+
+
+def test_a_panel_keeps_its_device_id_and_broker_over_udp(tmp_path: Path, capsys) -> None:
+    panel = _panel(tmp_path, new=True)
+    try:
+        assert panel.serving.wait(10)
+        code = main(["flash", "--settings-only", "--port", panel.address, "--json",
+                     "--timeout", "1", "--set", "panel/device_id=copier-7",
+                     "--set", "panel/broker=mqtts://broker.example:8883"])
+        [d] = json.loads(capsys.readouterr().out)["devices"]
+        assert code == 0, d
+        assert d["baud"] is None and d["bauds_tried"] == []  # UDP: no rate to find
+        assert panel.settings is not None
+        assert panel.settings.value("panel/device_id") == b"copier-7"
+    finally:
+        panel.close()
+        panel.bootloader.flash.close()
+    again = _panel(tmp_path, new=False)
+    try:
+        assert again.serving.wait(10) and again.settings is not None
+        assert again.settings.value("panel/broker") == b"mqtts://broker.example:8883"
+    finally:
+        again.close()

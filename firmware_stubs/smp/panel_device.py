@@ -57,6 +57,7 @@ from firmware_stubs.smp.packets import (
     parse_request,
 )
 from firmware_stubs.smp.server import DeviceIdentity, Reply, SmpServer
+from firmware_stubs.smp.settings import PANEL_SETTINGS, SettingsStore
 from firmware_stubs.smp.udp import DEFAULT_PORT, UdpEndpoint
 from provisioning import image as img
 
@@ -246,7 +247,8 @@ class PanelDevice(PoweredDevice):
     def __init__(self, bootloader: Bootloader, identity: DeviceIdentity, app: AppStarter,
                  counter_flash: Flash, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  attempts: int = 3, health_timeout_s: float = 10.0,
-                 trial_deadline_s: float = 25.0, buf_size: int = 2048) -> None:
+                 trial_deadline_s: float = 25.0, buf_size: int = 2048,
+                 settings: Flash | None = None) -> None:
         if attempts < 1 or health_timeout_s <= 0 or trial_deadline_s <= 0:
             raise ValueError("attempts must be 1 or more and the timeouts above 0")
         self.bootloader = bootloader
@@ -268,6 +270,10 @@ class PanelDevice(PoweredDevice):
         self._cond = threading.Condition()
         self._running_app: AppHandle | None = None
         self._stopping = threading.Event()
+        # panel/device_id and panel/broker (settings.py), served over SMP's group 3 when given
+        # a settings area; loaded again at every power-on.
+        self._settings_flash = settings
+        self.settings: SettingsStore | None = None
         self._server = SmpServer(bootloader, identity, buf_size=buf_size)
         self.endpoint = UdpEndpoint(self._handle, host=host, port=port, on_reset=self._reboot)
         self.endpoint.start(boot=self._power_on)
@@ -348,7 +354,10 @@ class PanelDevice(PoweredDevice):
             self.endpoint.stop_serving()
             return
         # The server starts afresh: what RAM held (an upload's announced length) is gone.
-        self._server = SmpServer(self.bootloader, self.identity, buf_size=self.buf_size)
+        if self._settings_flash is not None:
+            self.settings = SettingsStore(self._settings_flash, PANEL_SETTINGS)
+        self._server = SmpServer(self.bootloader, self.identity, buf_size=self.buf_size,
+                                 settings=self.settings)
         self.serving.set()
 
     def _boot(self) -> None:
