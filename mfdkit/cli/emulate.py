@@ -130,6 +130,18 @@ def _print_device(model: str, key_ids: tuple[str, ...], running: str | None, pat
     print(f"flash: {path if temp_dir is None else 'temporary'}", flush=True)
 
 
+def _powered_off(prog: str, boots: int, running: str | None,
+                 temp_dir: tempfile.TemporaryDirectory[str] | None, *files: Flash) -> int:
+    """Once the device is off: its flash files closed, a temporary flash removed, and its last
+    word on stderr (how often it booted, what it ran last). The command's exit status."""
+    for file in files:
+        file.close()
+    if temp_dir is not None:
+        temp_dir.cleanup()
+    print(f"{prog}: stopped ({boots} boot(s), running {running or 'nothing'})", file=sys.stderr)
+    return 0
+
+
 def _open_flash(path: Path, image_path: Path | None, prog: str) -> Flash:
     """The flash file at ``path``: new with ``image_path`` in its primary slot, as it is, or
     new and erased."""
@@ -219,13 +231,7 @@ def cmd_panel(args: argparse.Namespace) -> int:
                 print(f"{_PANEL}: {event}", file=sys.stderr, flush=True)
             seen = len(device.events)
         running = device.running_version
-    flash.close()
-    counter.close()
-    if temp_dir is not None:
-        temp_dir.cleanup()
-    print(f"{_PANEL}: stopped ({device.boots} boot(s), running {running or 'nothing'})",
-          file=sys.stderr)
-    return 0
+    return _powered_off(_PANEL, device.boots, running, temp_dir, flash, counter)
 
 
 def _app_for(args: argparse.Namespace) -> Callable[[bool], AppHandle]:
@@ -269,9 +275,4 @@ def cmd_reader(args: argparse.Namespace) -> int:
         while not stop():
             time.sleep(0.2)  # a signal sets the flag; the loop sees it within a tick
         running = device.running_version
-    flash.close()
-    if temp_dir is not None:
-        temp_dir.cleanup()
-    print(f"{_PROG}: stopped ({device.boots} boot(s), running {running or 'nothing'})",
-          file=sys.stderr)
-    return 0
+    return _powered_off(_PROG, device.boots, running, temp_dir, flash)
