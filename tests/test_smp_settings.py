@@ -14,6 +14,7 @@ import json
 import queue
 import random
 import shutil
+import tempfile
 from pathlib import Path
 
 import cbor2
@@ -370,3 +371,23 @@ def test_a_panel_keeps_its_device_id_and_broker_over_udp(tmp_path: Path, capsys)
         assert again.settings.value("panel/broker") == b"mqtts://broker.example:8883"
     finally:
         again.close()
+
+
+@given(junk=st.binary(min_size=0, max_size=300), at=st.integers(0, 2 * 4096 - 300))
+def test_any_bytes_in_the_settings_area_load_as_a_record_or_the_defaults(junk: bytes,
+                                                                        at: int) -> None:
+    # Whatever a damaged part or a foreign image left there: load never raises, and a value it
+    # returns is one the schema takes (or the default).
+    with tempfile.TemporaryDirectory() as d:
+        area = Path(d) / "settings.bin"
+        good = store(area)
+        good.write("reader/prefix", b"OK")
+        good.save()
+        good.flash.close()
+        raw = bytearray(area.read_bytes())
+        raw[at:at + len(junk)] = junk
+        area.write_bytes(bytes(raw))
+        s = store(area)
+        assert s.read("reader/prefix") in (b"OK", b"")
+        assert s.read("reader/format") == b"em4100"
+        s.flash.close()

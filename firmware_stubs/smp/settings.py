@@ -180,8 +180,15 @@ class SettingsStore:
             return None
         if not isinstance(values, dict):
             return None
-        return seq, {str(k): bytes(v) for k, v in values.items()
-                     if isinstance(v, bytes) and k in self.schema}
+        # A stored value this firmware would not take (an older one's, say) is left out: the
+        # default stands in for it, as for a name it does not know.
+        return seq, {k: v for k, v in values.items()
+                     if isinstance(k, str) and isinstance(v, bytes) and self._takes(k, v)}
+
+    def _takes(self, name: str, value: bytes) -> bool:
+        setting = self.schema.get(name)
+        return setting is not None and len(value) <= setting.max_len and (
+            setting.check is None or setting.check(value) is None)
 
     def _read_stored(self) -> dict[str, bytes]:
         best: tuple[int, dict[str, bytes]] | None = None
