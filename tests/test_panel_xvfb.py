@@ -80,6 +80,17 @@ def grab(display: str, out: Path) -> pygame.Surface:
     return read_xwd(out)
 
 
+def _reap(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Wait for ``proc``, which was asked to end; killed if it has not within ``timeout`` (the
+    TimeoutExpired still fails the test), so no panel outlives its X server."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
 def test_the_panel_fills_a_real_display_full_screen(size: tuple[int, int],
                                                     tmp_path: Path) -> None:
@@ -103,12 +114,7 @@ def test_the_panel_fills_a_real_display_full_screen(size: tuple[int, int],
             shot = grab(display, tmp_path / "root.xwd")
         finally:
             stop.touch()
-            try:
-                panel.wait(timeout=15)
-            finally:
-                if panel.poll() is None:
-                    panel.kill()
-                    panel.wait()
+            _reap(panel)
         assert panel.returncode == 0, panel.stderr.read() if panel.stderr else ""
 
     drawn = json.loads(ready.with_suffix(".json").read_text(encoding="utf-8"))
@@ -186,12 +192,7 @@ def test_mfd_device_opens_its_window_as_the_ui_table_says(ui: str, expected: str
                 time.sleep(0.1)
         finally:
             device.terminate()  # SIGTERM: what a service manager sends
-            try:
-                device.wait(timeout=15)
-            finally:
-                if device.poll() is None:
-                    device.kill()
-                    device.wait()
+            _reap(device)
     assert geometry == expected
     # A panel with a screen treats SIGTERM as an interrupt (130), and unwinds cleanly.
     errors = device.stderr.read().decode() if device.stderr else ""
