@@ -330,3 +330,10 @@ def test_every_screen_fits_in_the_longest_and_the_widest_language(
         if found:
             bad[name] = found
     assert bad == {}
+
+
+@pytest.mark.parametrize("size", [(480, 481), (480, 500), (500, 520), (600, 610)])
+def test_nearly_square_glass_keeps_the_text_keyboards_keys_apart(size: tuple[int, int]) -> None:
+    """Found by the random sweep: on glass barely taller than wide the stacked (portrait)
+    entry left the keyboard too little height and its rows overlapped."""
+    assert check(size, None) == {}

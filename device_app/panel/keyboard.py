@@ -46,6 +46,11 @@ _TEXT_ROWS: tuple[tuple[_Key, ...], ...] = (
     ((N_("Next"), "TAB", 1.5), ("@", "@", 1.0), (".", ".", 1.0), (N_("space"), " ", 3.0),
      ("-", "-", 1.0), ("_", "_", 1.0), (N_("OK"), "ENTER", 1.5)),
 )
+def text_keyboard_rows() -> int:
+    """How many rows of keys the text keyboard has (a screen plans its height on it)."""
+    return len(_TEXT_ROWS)
+
+
 #: What the draw tree calls the keys drawn as icons.
 _KEY_NAMES = {KEY_SHIFT: N_("Shift"), "BACKSPACE": N_("Backspace")}
 #: Where each text row starts, in key units: the home row sits half a key in, as on paper.

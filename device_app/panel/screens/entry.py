@@ -9,7 +9,12 @@ from __future__ import annotations
 import pygame
 
 from device_app.panel.canvas import Canvas, Target
-from device_app.panel.keyboard import Keyboard, draw_keypad, draw_text_keyboard
+from device_app.panel.keyboard import (
+    Keyboard,
+    draw_keypad,
+    draw_text_keyboard,
+    text_keyboard_rows,
+)
 from device_app.panel.text import fit_text_tail, wrap_text
 from device_app.panel.theme import (
     BAD,
@@ -142,7 +147,14 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
     spacing = c.px(12)
     usable = row.width - spacing * max(0, len(fields) - 1)
     done = 0
-    if c.portrait:
+    # Stacked only where the glass is tall enough for it: fields one a row, the switch and
+    # the error each a line, and the keyboard's rows of finger-sized keys under them. Glass
+    # barely taller than wide (480x481) keeps the fields side by side, or the keys overlap.
+    keys_h = text_keyboard_rows() * (c.min_target + max(2, gap - gap % 2))
+    stacked_h = (len(fields) * (row.height + spacing) + 2 * (c.tap(48) + gap) + gap
+                 + keys_h)
+    stacked = c.portrait and height - row.top >= stacked_h
+    if stacked:
         # Tall glass: one field a row, each as wide as the glass, so an address is seen whole.
         for i, item in enumerate(fields):
             box = row.move(0, i * (row.height + spacing))
@@ -159,7 +171,7 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
     info = pygame.Rect(pad, row.bottom + gap, width - 2 * pad, c.tap(48))
     error_box = pygame.Rect(info)
     link_at = info.topright
-    if c.portrait:
+    if stacked:
         # Tall glass has the rows to spare: the error gets a whole line under the switch.
         if entry.can_switch:
             error_box.top = info.bottom + gap
@@ -169,13 +181,13 @@ def _draw_text_entry(c: Canvas, entry: EntryView, top: int, kb: Keyboard) -> Non
         link.topright = link_at
         button(c, link, _switch_label(c, entry), Action.SWITCH_ENTRY, LINK_BUTTON,
                size=28)
-        if not c.portrait:
+        if not stacked:
             error_box.width = link.left - pad - info.left
     if entry.error:
         _error_in(c, entry.error, error_box)
 
     tray = pygame.Rect(0, info.bottom + gap, width, height - info.bottom - gap)
-    if c.portrait:
+    if stacked:
         # Tall glass: the keyboard sits at the foot, where thumbs are, no taller than keys
         # need; its keys take the tray's margins, for ten keys across have to be a finger each.
         tray.height = min(tray.height, c.px(400))
