@@ -149,7 +149,8 @@ def smpmgr_upload(rig: Rig) -> dict[str, Any]:
         watcher.start()
         t0 = time.perf_counter()
         smpmgr = Path(sys.executable).with_name("smpmgr")
-        done = subprocess.run([str(smpmgr), "--port", dev.device, "image", "upload",
+        done = subprocess.run([str(smpmgr), "--port", dev.device, "--baudrate", str(rig.baud),
+                               "image", "upload",
                                str(rig.v2_path)], capture_output=True, text=True, timeout=900,
                               check=False, env={**os.environ, "COLUMNS": "200"})
         wall = time.perf_counter() - t0

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -267,7 +267,8 @@ def test_a_reader_without_mcumgr_params_gets_the_fallback_size(readers, tmp_path
 def test_paced_at_115200_baud_the_rate_is_what_the_line_carries(readers, tmp_path,
                                                                  fleet) -> None:
     dev = reader(readers, tmp_path, fleet, baud=115200)
-    [res] = flash([dev.device], load_image(fleet.paths["v101"]), FAST)
+    # At the device's rate from the start: no time spent trying faster ones.
+    [res] = flash([dev.device], load_image(fleet.paths["v101"]), replace(FAST, baud=115200))
     assert res.outcome == "updated"
     raw = 115200 / BITS_PER_BYTE
     # base64 carries 3 bytes in 4 characters: no paced transfer can beat that...
@@ -308,10 +309,15 @@ def test_mfd_emulate_reader_prints_where_it_is_and_keeps_its_flash(tmp_path, fle
     proc, said = _start_emulator(*common)
     try:
         assert said["running"] == "1.1.0"
+        # Its settings (SMP group 3) are served and kept beside the flash file.
+        [res] = flash([said["port"]], None,
+                      replace(FAST, settings=(("reader/suffix", b";"),)))
+        assert res.outcome == "configured", res.message
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
     assert proc.returncode == 0
+    assert (tmp_path / "reader.bin.settings").exists()
 
 
 def test_a_port_that_does_not_exist_fails_at_once_and_the_others_go_on(readers, tmp_path,

@@ -213,7 +213,8 @@ def cmd_panel(args: argparse.Namespace) -> int:
         device = pd.PanelDevice(bootloader, identity, pd.marked_app(start), counter,
                                 host=args.host, port=args.port, attempts=args.attempts,
                                 health_timeout_s=args.health_timeout,
-                                trial_deadline_s=args.trial_deadline)
+                                trial_deadline_s=args.trial_deadline,
+                                settings=_settings_area(path))
     except OSError as exc:
         raise ConfigError(f"{_PANEL}: cannot listen on UDP {args.host}:{args.port}: "
                           f"{exc.strerror}; is another device there? try --port 0") from None
@@ -266,7 +267,7 @@ def cmd_reader(args: argparse.Namespace) -> int:
     stop = StopSignals(interrupt=False)
     bootloader = Bootloader(flash, model=args.model, trusted_keys=ders)
     with ReaderDevice(bootloader, identity, baud=args.baud or None,
-                      buf_size=args.buf_size) as device:
+                      buf_size=args.buf_size, settings=_settings_area(path)) as device:
         print(f"port: {device.device}", flush=True)
         print(f"badges: {device.badge_device}", flush=True)
         _print_device(args.model, key_ids, device.running_version, path, temp_dir)
@@ -276,3 +277,15 @@ def cmd_reader(args: argparse.Namespace) -> int:
             time.sleep(0.2)  # a signal sets the flag; the loop sees it within a tick
         running = device.running_version
     return _powered_off(_PROG, device.boots, running, temp_dir, flash)
+
+
+def _settings_area(flash_path: Path) -> Flash:
+    """The device's settings (SMP group 3) beside its flash file, kept across restarts like
+    the images: MCUboot's layout fills the flash file exactly, so they have a file of their own."""
+    from firmware_stubs.smp.settings import create_area
+
+    path = flash_path.with_name(flash_path.name + ".settings")
+    try:
+        return create_area(path)
+    except OSError as exc:
+        raise ConfigError(f"mfd emulate: cannot use {path}: {exc.strerror or exc}") from None
