@@ -40,7 +40,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
@@ -145,9 +145,6 @@ class PostgresStore(SqlStore):
             self._local.con = con
         return con
 
-    def _depth(self) -> int:
-        return int(getattr(self._local, "depth", 0))
-
     def _connect(self) -> psycopg.Connection[Any]:
         extra: dict[str, Any] = {"application_name": "mfdkit-cloud"}
         if self._connect_timeout is not None:
@@ -174,28 +171,7 @@ class PostgresStore(SqlStore):
         if getattr(self._local, "con", None) is not None:
             self._drop()
 
-    # -- transactions
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth():
-            self._local.depth += 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
-        con = self._begin()
-        self._local.depth = 1
-        try:
-            yield
-        except BaseException:
-            self._rollback(con)
-            raise
-        else:
-            self._commit(con)
-        finally:
-            self._local.depth = 0
-
+    # -- transactions (nesting: SqlBase.transaction)
     def _begin(self) -> psycopg.Connection[Any]:
         con = self._con()
         try:

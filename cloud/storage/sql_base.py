@@ -9,8 +9,9 @@ sql_linking.py, sql_devices.py) are written once, in the SQL both backends share
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from cloud.storage import schema
@@ -32,8 +33,45 @@ class SqlBase:
     #: The store, for messages: never a password.
     where: str = ""
 
-    # -- the backend supplies these four
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
+    #: Per-thread state (``depth``: transactions open; the adapter keeps its connection here).
+    _local: threading.local
+
+    # -- transactions: one per thread, nested ones join it
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All of the block or none of it. A transaction opened inside another joins it: the
+        outermost commits (use-cases call each other, each in its own ``with``)."""
+        if self._depth():
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        con = self._begin()
+        self._local.depth = 1
+        try:
+            yield
+        except BaseException:
+            self._rollback(con)
+            raise
+        else:
+            self._commit(con)
+        finally:
+            self._local.depth = 0
+
+    def _depth(self) -> int:
+        return int(getattr(self._local, "depth", 0))
+
+    # -- the backend supplies these
+    def _begin(self) -> Any:
+        """Start a transaction on this thread's connection; returns the connection."""
+        raise NotImplementedError
+
+    def _commit(self, con: Any) -> None:
+        raise NotImplementedError
+
+    def _rollback(self, con: Any) -> None:
         raise NotImplementedError
 
     def _run(self, sql: str, args: Sequence[Any]) -> Any:

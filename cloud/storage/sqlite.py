@@ -4,10 +4,9 @@ half-way."""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,27 +64,18 @@ class SqliteStore(SqlStore):
             con.close()
             self._local.con = None
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    # -- transactions (nesting: SqlBase.transaction); IMMEDIATE takes the write lock at once,
+    # so two writers wait for each other instead of one failing at its first write.
+    def _begin(self) -> sqlite3.Connection:
         con = self._con()
-        if self._local.depth:
-            self._local.depth += 1
-            try:
-                yield
-            finally:
-                self._local.depth -= 1
-            return
         con.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
-        try:
-            yield
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        else:
-            con.execute("COMMIT")
-        finally:
-            self._local.depth = 0
+        return con
+
+    def _commit(self, con: sqlite3.Connection) -> None:
+        con.execute("COMMIT")
+
+    def _rollback(self, con: sqlite3.Connection) -> None:
+        con.execute("ROLLBACK")
 
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
         try:
