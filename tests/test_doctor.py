@@ -15,11 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Broker, World
+from pcprox_line import pcprox_fixture
+from tls_certs import ca_and_server
 
 from cloud import devices
 from cloud.broker_accounts import DynsecAccounts, _Session
@@ -66,17 +67,11 @@ def doctor(directory: Path, **options: object) -> Report:
                     DoctorOptions(**{"timeout_s": 3.0, **options}))  # type: ignore[arg-type]
 
 
+pcprox = pcprox_fixture()
+
+
 def statuses(report: Report) -> dict[str, Status]:
     return {c.name: c.status for c in report.checks}
-
-
-@pytest.fixture
-def pcprox() -> Iterator[tuple[PtyPort, PcProxStub]]:
-    port = PtyPort()
-    stub = PcProxStub(port)
-    yield port, stub
-    stub.close()
-    port.close()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -211,25 +206,9 @@ def test_an_acl_that_does_not_confine_is_found(broker: Broker, tmp_path: Path) -
     assert topics.device_role_name(dev) in check.fix
 
 
-def _ca_and_server(d: Path, name: str) -> tuple[Path, Path, Path]:
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    ca_key, ca = d / f"{name}-ca.key", d / f"{name}-ca.pem"
-    key, csr, cert = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        f"/CN={name} test CA", "-keyout", str(ca_key), "-out", str(ca))
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
-        "-out", str(csr))
-    (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(d / f"{name}.ext"))
-    return ca, cert, key
-
-
 def test_tls_verified_and_a_wrong_ca_named(tmp_path: Path) -> None:
-    ca, cert, key = _ca_and_server(tmp_path, "site")
-    other_ca, _, _ = _ca_and_server(tmp_path, "other")
+    ca, cert, key = ca_and_server(tmp_path, "site")
+    other_ca, _, _ = ca_and_server(tmp_path, "other")
     tls = MosquittoBroker(tmp_path / "b", {"copier-t": "pw-t", "cloud-0": "pwc"},
                           cloud_users=("cloud-0",))
     tls.enable_tls(cert, key)

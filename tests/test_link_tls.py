@@ -3,10 +3,10 @@ and refuses a broker it cannot verify (stays offline, says so) instead of talkin
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from tls_certs import ca_and_server
 
 from device_app.config import parse_config
 from device_app.link import MqttCloudLink
@@ -18,26 +18,9 @@ from simulator.broker import MosquittoBroker
 pytestmark = pytest.mark.integration
 
 
-def _ca_and_server(d: Path, name: str) -> tuple[Path, Path, Path]:
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    ca_key, ca = d / f"{name}-ca.key", d / f"{name}-ca.pem"
-    key, csr, cert = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem"
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        f"/CN={name} test CA", "-keyout", str(ca_key), "-out", str(ca))
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key),
-        "-out", str(csr))
-    ext = d / f"{name}.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(ext))
-    return ca, cert, key
-
-
 def test_tls_link_verifies_the_broker(tmp_path: Path) -> None:
-    ca, cert, key = _ca_and_server(tmp_path, "site")
-    other_ca, _, _ = _ca_and_server(tmp_path, "other")
+    ca, cert, key = ca_and_server(tmp_path, "site")
+    other_ca, _, _ = ca_and_server(tmp_path, "other")
     broker = MosquittoBroker(tmp_path / "b", {"copier-1": "pw", "cloud-0": "pwc"},
                              cloud_users=("cloud-0",))
     broker.enable_tls(cert, key)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Broker
 from hypothesis import given
 from hypothesis import strategies as st
+from pcprox_line import pcprox_fixture
 
 from device_app.runner import from_config_file
 from firmware_stubs.mfd_controller import MfdControllerStub
@@ -112,13 +112,7 @@ def test_a_mistake_is_named_and_nothing_is_half_written(
     assert results[0] == "ok" and results[-1] == "failed" and "refused" in results
 
 
-@pytest.fixture
-def pcprox() -> Iterator[tuple[PtyPort, PcProxStub]]:
-    port = PtyPort()
-    stub = PcProxStub(port)
-    yield port, stub
-    stub.close()
-    port.close()
+pcprox = pcprox_fixture()
 
 
 def test_pcprox_output_format_set_and_read_back(
