@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from utf8 import utf8_encodable
 
 from firmware_stubs.mcuboot import Bootloader, factory_flash
 from firmware_stubs.smp.reader_device import ReaderDevice
@@ -200,15 +201,7 @@ def test_a_provision_entry_round_trips_and_bad_entries_are_refused(tmp_path) -> 
             record(bad, path)
 
 
-_text = st.text(max_size=60).filter(lambda t: "\x00" not in t and _utf8(t))
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+_text = st.text(max_size=60).filter(lambda t: "\x00" not in t and utf8_encodable(t))
 
 
 @settings(max_examples=150, deadline=None)
