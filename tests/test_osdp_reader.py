@@ -16,6 +16,7 @@ Links retry every 0.2 s here (``retry_interval_s``) instead of the field default
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import time
@@ -80,6 +81,25 @@ def line() -> Iterator[PtyPort]:
         yield port
 
 
+def door_adapter(line: PtyPort, scbk: bytes | None = KEY,
+                 allow_plaintext: bool = False) -> OsdpCardReader:
+    """The adapter as the copier has it: reader "door" at ADDRESS on ``line``, Secure Channel
+    required unless ``allow_plaintext``."""
+    return OsdpCardReader(line.device, scbk=scbk, reader_id="door", address=ADDRESS,
+                          allow_plaintext=allow_plaintext, retry_interval_s=RETRY_S)
+
+
+@contextlib.contextmanager
+def door(line: PtyPort, pd: OsdpPdStub) -> Iterator[Rig]:
+    """:func:`door_adapter` in front of ``pd``, started; the adapter and the PD stopped after."""
+    rig = Rig(line, pd, door_adapter(line)).start()
+    try:
+        yield rig
+    finally:
+        rig.reader.stop()
+        pd.stop()
+
+
 @pytest.fixture
 def make_rig(line: PtyPort) -> Iterator[Callable[..., Rig]]:
     """Build a started PD and a started adapter on ``line``; both are stopped afterwards."""
@@ -89,9 +109,7 @@ def make_rig(line: PtyPort) -> Iterator[Callable[..., Rig]]:
              cp_key: bytes | None = KEY, allow_plaintext: bool = False) -> Rig:
         pd = OsdpPdStub(line, address=ADDRESS, scbk=pd_key, secure_channel=secure_channel)
         pd.start()
-        reader = OsdpCardReader(line.device, scbk=cp_key, reader_id="door", address=ADDRESS,
-                                allow_plaintext=allow_plaintext, retry_interval_s=RETRY_S)
-        rig = Rig(line, pd, reader)
+        rig = Rig(line, pd, door_adapter(line, cp_key, allow_plaintext=allow_plaintext))
         rigs.append(rig)
         return rig.start()
 
@@ -233,17 +251,10 @@ def test_bench_install_keys_a_new_reader_then_sc_is_required(line: PtyPort) -> N
         bench.stop()
     pd.stop()
     pd.start()
-    reader = OsdpCardReader(line.device, scbk=KEY, reader_id="door", address=ADDRESS,
-                            retry_interval_s=RETRY_S)
-    reads: queue.Queue[CardRead] = queue.Queue()
-    reader.start(reads.put)
-    try:
-        wait_for(lambda: reader.secure, "secure link in production")
+    with door(line, pd) as rig:
+        wait_for(lambda: rig.reader.secure, "secure link in production")
         pd.present(ALICE)
-        assert reads.get(timeout=TIMEOUT).number == "00451E5"
-    finally:
-        reader.stop()
-        pd.stop()
+        assert rig.next_read().number == "00451E5"
 
 
 # -- recovery --------------------------------------------------------------------------------
@@ -278,19 +289,12 @@ def test_reader_power_cycle_is_noticed_and_recovered(
 @pytest.mark.integration
 def test_reader_that_is_off_at_start_comes_up_when_powered(line: PtyPort) -> None:
     pd = OsdpPdStub(line, address=ADDRESS, scbk=KEY)
-    reader = OsdpCardReader(line.device, scbk=KEY, reader_id="door", address=ADDRESS,
-                            retry_interval_s=RETRY_S)
-    reads: queue.Queue[CardRead] = queue.Queue()
-    reader.start(reads.put)
-    try:
-        wait_for(lambda: reader.status.state is LinkState.NO_ANSWER, "no answer")
+    with door(line, pd) as rig:
+        rig.wait_state(LinkState.NO_ANSWER)
         pd.start()
-        wait_for(lambda: reader.secure, "secure link")
+        wait_for(lambda: rig.reader.secure, "secure link")
         pd.present(ALICE)
-        assert reads.get(timeout=TIMEOUT).number == "00451E5"
-    finally:
-        reader.stop()
-        pd.stop()
+        assert rig.next_read().number == "00451E5"
 
 
 # -- lifecycle -------------------------------------------------------------------------------
