@@ -9,17 +9,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from pg import NoServer, ScratchDatabase, fresh_database, unavailable
+from clocks import Clock
 
 from cloud import throttle
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.directory import add_card
 from cloud.service import CloudService
-from cloud.storage.postgres import PostgresStore
+from cloud.storage.factory import open_store
 from cloud.storage.sql import SqlStore
 from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
@@ -28,37 +27,6 @@ from protocol.errors import RemoteError, StoreError
 NOW = 1_800_000_000.0
 ALICE = DEMO_USERS[0].badge
 BURST = throttle.DEVICE_POLICY.burst
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[ScratchDatabase]:
-    with ExitStack() as stack:
-        try:
-            db = stack.enter_context(fresh_database())
-        except NoServer as exc:
-            unavailable(str(exc))
-        yield db
-
-
-@pytest.fixture(params=("sqlite", "postgres"))
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cloud.db'}"
-    db: ScratchDatabase = request.getfixturevalue("pg_database")
-    return db.schema_url()
-
-
-def open_store(url: str) -> SqlStore:
-    return SqliteStore(url[len("sqlite:///"):]) if url.startswith("sqlite:") else \
-        PostgresStore(url)
 
 
 @pytest.fixture
@@ -77,7 +45,7 @@ def store(store_url: str) -> Iterator[SqlStore]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from clocks import Clock
 from stored import stored_bytes
 
 from cloud.demo import DEMO_USERS, seed_demo
@@ -201,19 +202,11 @@ def test_a_request_id_reused_for_another_request_is_refused(service: CloudServic
     assert info.value.code == "invalid_field" and info.value.field == "request_id"
 
 
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def timed(store_url: str) -> tuple[CloudService, Clock]:
     clock = Clock(time.time())
     store = open_store(store_url)
-    seed_demo(store, now=clock.t)
+    seed_demo(store, now=clock.now)
     from cloud.directory import set_password
 
     set_password(store, DEMO_USERS[0].email, "correct horse battery")
@@ -255,7 +248,7 @@ def test_five_wrong_codes_lock_the_device_and_say_until_when(
         ask(restarted, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
     assert info.value.code == "locked_out"
     # ... and ends by itself.
-    clock.t += 901
+    clock.now += 901
     assert identified(ask(restarted, "copier-1", m.Identify("code", DEMO_USERS[0].access_code))
                       ) == "Alice Martin"
 
@@ -272,7 +265,7 @@ def test_wrong_passwords_lock_the_user_on_every_device(timed: tuple[CloudService
                                             username="alice@example.org"))
     assert info.value.code == "locked_out"
     # Failures older than the window do not count.
-    clock.t += 1000
+    clock.now += 1000
     assert identified(ask(service, "copier-1", m.Identify(
         "password", "correct horse battery", username="alice@example.org"))) == "Alice Martin"
 
@@ -297,9 +290,9 @@ def test_a_third_card_replaces_the_oldest_or_is_refused_by_policy(
 
     service, clock = timed
     store = service.store
-    clock.t += 10  # after the demo badges were added
+    clock.now += 10  # after the demo badges were added
     ask(service, "copier-1", m.Associate("a-1", "0000000101", "code", DEMO_USERS[2].access_code))
-    clock.t += 1
+    clock.now += 1
     # Chen now has two cards (the demo badge, then 101); a third replaces the demo badge.
     r = ask(service, "copier-1", m.Associate("a-2", "0000000102", "code",
                                              DEMO_USERS[2].access_code))
@@ -368,7 +361,7 @@ def test_held_jobs_expire_after_the_org_hold_time(timed: tuple[CloudService, Clo
     before = ask(service, "copier-1", m.ListJobs(alice.session))
     assert isinstance(before, m.JobList) and before.total == 5
     # Demo jobs were submitted 10..120 minutes before seeding; the default hold is 8 h.
-    clock.t += 8 * 3600 - 600 * 3 + 1  # the three oldest of Alice's five are past 8 h now
+    clock.now += 8 * 3600 - 600 * 3 + 1  # the three oldest of Alice's five are past 8 h now
     alice = login(service)
     listed = ask(service, "copier-1", m.ListJobs(alice.session))
     assert isinstance(listed, m.JobList) and listed.total == 2
@@ -387,7 +380,7 @@ def test_a_release_nobody_fetched_lapses_back_to_held(timed: tuple[CloudService,
     assert isinstance(rel, m.ReleaseResult)
     # The device fetched the second one only (then, say, the link died).
     ask(service, "copier-1", m.FetchDocument(rel.release_id, second))
-    clock.t += 601
+    clock.now += 601
     assert service.housekeeping()["lapsed"] == 1
     states = {j.id: j.state for j in service.store.jobs([first, second])}  # type: ignore[attr-defined]
     assert states == {first: "HELD", second: "RELEASING"}

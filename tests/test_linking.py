@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from clocks import Clock
 from racing import race
 from stored import stored_bytes
 
@@ -34,17 +35,9 @@ PASSWORD = "correct horse battery"
 DOC = b"%PDF-1.4 linking test"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(time.time())
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -26,7 +25,6 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pg import NoServer, ScratchDatabase, fresh_database, unavailable
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService, record_status
@@ -98,16 +96,6 @@ def assert_an_answer(answer: bytes, payload: bytes) -> str:
 
 
 # ----------------------------------------------------------------------------- the service
-
-
-@pytest.fixture(scope="module")
-def pg_database() -> Iterator[ScratchDatabase]:
-    with ExitStack() as stack:
-        try:
-            db = stack.enter_context(fresh_database())
-        except NoServer as exc:
-            unavailable(str(exc))
-        yield db
 
 
 @pytest.fixture(scope="module", params=("sqlite", "postgres"))

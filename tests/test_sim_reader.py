@@ -12,6 +12,7 @@ import threading
 from typing import cast
 
 import pytest
+from clocks import Clock
 from fakes import IdleLink
 
 from device_app.app import DeviceApp
@@ -26,17 +27,9 @@ ALICE = "0001234567"
 BOB = "0007654321"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

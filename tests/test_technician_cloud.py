@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from clocks import Clock
 from stored import stored_bytes
 
 from cloud import admin
@@ -22,14 +23,6 @@ from protocol import messages as m
 from protocol.errors import ProtocolError, RemoteError, StoreError
 
 TECH_BADGE = "7712345678"
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -153,7 +146,7 @@ def test_issuing_is_checked(store: CloudStore) -> None:
 def test_technician_codes_count_towards_the_lockout(store_url: str) -> None:
     clock = Clock(time.time())
     store = open_store(store_url)
-    seed_demo(store, now=clock.t)
+    seed_demo(store, now=clock.now)
     code = admin.add_technician(store, "org_demo", "Tess", code=True).code
     assert code is not None
     service = CloudService(store, clock=clock)
@@ -168,7 +161,7 @@ def test_technician_codes_count_towards_the_lockout(store_url: str) -> None:
     assert refused(service, "copier-2", m.Associate(request_id="r1", card="4242424242",
                                                     method="code", value=code)) == \
         "unknown_code"
-    clock.t += 901
+    clock.now += 901
     assert isinstance(ask(service, "copier-1", m.Identify("code", code)), m.IdentifyResult)
     store.close()
 
