@@ -12,12 +12,8 @@ from pathlib import Path
 
 import pygame
 import pytest
-from test_panel_layout import (  # noqa: F401 (the fixture: pygame on the dummy driver)
-    NOW,
-    PANELS,
-    _headless_pygame,
-    problems,
-)
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
+from test_panel_layout import NOW, PANELS, problems
 
 from device_app.panel import PanelRenderer
 from device_app.panel.screens import diagnostics as screen

@@ -15,9 +15,7 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-# Autouse; test_diagnostics_screen imports it by this name.
-from panel_helpers import headless_pygame as _headless_pygame  # noqa: F401
+from panel_helpers import headless_pygame  # noqa: F401 (autouse: pygame headless)
 
 from device_app.i18n import translator
 from device_app.panel import PanelRenderer
