@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import World
+from waiting import eventually
 
 from cloud import devices
 from cloud.portal import start_portal
@@ -29,15 +30,6 @@ class BrokerUsers:
 
     def set_password(self, username: str, password: str) -> None:
         self.broker.add_user(username, password)
-
-
-def wait_for(predicate, timeout: float = 8.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> None:
@@ -70,10 +62,10 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
         # A push is applied live and acknowledged.
         v1 = devices.set_device_config(store, dev, {
             "policy": {"idle_timeout": 90, "card_pin": True}}, time.time())
-        assert wait_for(lambda: (device.app.step(0.01) or True)
+        assert eventually(lambda: (device.app.step(0.01) or True)
                         and device.app.machine.policy.card_pin)
         assert device.app.machine.policy.idle_timeout == 90
-        assert wait_for(lambda: devices.config_state(store, dev)["applied"] == v1)
+        assert eventually(lambda: devices.config_state(store, dev)["applied"] == v1)
         # A mistake is refused when it is set, before any device sees it.
         with pytest.raises(ConfigError, match="idle_timeout"):
             devices.set_device_config(store, dev, {"policy": {"idle_timeout": 1}},
@@ -82,7 +74,7 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
         # the reason; the running config stays.
         v2 = devices.set_device_config(store, dev, {
             "readers": {"specs": ["replay:/nonexistent/badges.rec"]}}, time.time())
-        assert wait_for(lambda: (device.app.step(0.01) or True)
+        assert eventually(lambda: (device.app.step(0.01) or True)
                         and devices.config_state(store, dev)["refused"] == v2)
         state = devices.config_state(store, dev)
         assert "readers.specs[0]" in state["refusal"]
@@ -91,7 +83,7 @@ def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> No
         # key no longer managed goes back to the file's value.
         v3 = devices.set_device_config(store, dev, {}, time.time(),
                                        unset=("readers", "policy.idle_timeout"))
-        assert wait_for(lambda: (device.app.step(0.01) or True)
+        assert eventually(lambda: (device.app.step(0.01) or True)
                         and devices.config_state(store, dev)["applied"] == v3)
         assert device.app.machine.policy.idle_timeout == 60  # the file's (default) value
         assert device.app.machine.policy.card_pin  # still managed

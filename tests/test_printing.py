@@ -4,15 +4,16 @@ print, a job is handed over once, reconciliation tells the cloud exactly once.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import eventually
 
 from device_app.engines.socket import EngineClient, EngineRefused
 from device_app.printing.journal import Journal, JournalState
@@ -146,12 +147,33 @@ class TimedLink(FakeLink):
         return super().call(request, timeout)
 
 
+@contextlib.contextmanager
+def failed_report_pending(journal: Journal, answers: list[m.Result | MfdError]
+                          ) -> Iterator[tuple[list[float], TimedLink, Printer]]:
+    """A printer whose journal holds a failed job the cloud has not been told of, its link
+    giving ``answers`` to the reports in turn, on a fake clock at 1000 s the test moves.
+    Yields the clock, the link and the printer; the printer and its engine closed after."""
+    now = [1000.0]
+    link = TimedLink(now)
+    link.answers = answers
+    journal.receive("rel-old", released(1))
+    journal.failed("rel-old", "job-1", "Out of paper")
+    engine = MfdControllerStub()
+    printer = Printer(link, engine, lambda done: None, journal, retry_interval=30.0,
+                      clock=lambda: now[0])
+    try:
+        yield now, link, printer
+    finally:
+        printer.close()
+        engine.close()
+
+
 def next_turn(printer: Printer) -> None:
     """Wake the printer thread and wait until it has been round once more: the positive signal
     that whatever was due at the fake clock's time was done (or, rightly, not)."""
     turns = printer.turns
     printer.wake()
-    assert wait_for(lambda: printer.turns > turns)
+    assert eventually(lambda: printer.turns > turns)
 
 
 class Harness:
@@ -196,15 +218,6 @@ def journal(tmp_path: Path) -> Journal:
     return Journal.open(tmp_path / "journal.db")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 # ---------------------------------------------------------------- releasing
 
 
@@ -226,7 +239,7 @@ def test_a_release_is_journaled_handed_printed_and_confirmed(engine: Engine,
             f"rel-1/{o.job_id}"
         sent = h.report_like_the_app(o)
         assert sent.request_id == row.printed_request_id  # the journal's, not the session's
-    assert wait_for(lambda: journal.unconfirmed() == [])
+    assert eventually(lambda: journal.unconfirmed() == [])
     h.printer.close()
 
 
@@ -403,7 +416,7 @@ def test_reconcile_waits_for_a_job_the_engine_is_still_printing(engine: Engine,
     assert result.outcome == "printing" and not result.told
     assert h.link.reports() == []
     engine.hold(False)
-    assert wait_for(lambda: journal.unconfirmed() == [])
+    assert eventually(lambda: journal.unconfirmed() == [])
     [report] = h.link.reports()
     assert isinstance(report, m.JobPrinted)
     assert h.done.empty()
@@ -419,7 +432,7 @@ def test_a_report_the_cloud_did_not_answer_is_repeated_with_the_same_request_id(
     h = Harness(engine, journal, link, retry_interval=0.05)
     [result] = h.printer.reconcile()
     assert result.outcome == "failed" and not result.told
-    assert wait_for(lambda: journal.unconfirmed() == [])
+    assert eventually(lambda: journal.unconfirmed() == [])
     first, second = link.reports()
     assert first == second  # same request id: the cloud answers a repeat from its store
     h.printer.close()
@@ -429,16 +442,9 @@ def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_tr
         journal: Journal) -> None:
     """Issue 8, defect 13: on a fixed 30 s round, a report first tried between two rounds was
     repeated up to 60 s later. Each try is due ``retry_interval`` after the one before."""
-    now = [1000.0]
-    link = TimedLink(now)
-    link.answers = [LinkError("no answer", code="timeout"),
-                    LinkError("the connection was lost", code="unreachable"), m.Ack()]
-    journal.receive("rel-old", released(1))
-    journal.failed("rel-old", "job-1", "Out of paper")
-    engine = MfdControllerStub()
-    printer = Printer(link, engine, lambda done: None, journal, retry_interval=30.0,
-                      clock=lambda: now[0])
-    try:
+    with failed_report_pending(journal, [LinkError("no answer", code="timeout"),
+                                         LinkError("the connection was lost", code="unreachable"),
+                                         m.Ack()]) as (now, link, printer):
         now[0] = 1005.0  # between two of the old fixed rounds (1030, 1060, ...)
         [result] = printer.reconcile()
         assert result.outcome == "failed" and not result.told
@@ -450,31 +456,18 @@ def test_an_unanswered_report_is_repeated_every_retry_interval_after_its_last_tr
         assert row is not None and row.state is S.CONFIRMED
         first, second, third = link.reports()
         assert first == second == third  # the same request id every time
-    finally:
-        printer.close()
-        engine.close()
 
 
 def test_reports_that_did_not_get_through_are_repeated_as_soon_as_the_link_is_back(
         journal: Journal) -> None:
-    now = [1000.0]
-    link = TimedLink(now)
-    link.answers = [LinkError("the connection was lost", code="unreachable"), m.Ack()]
-    journal.receive("rel-old", released(1))
-    journal.failed("rel-old", "job-1", "Out of paper")
-    engine = MfdControllerStub()
-    printer = Printer(link, engine, lambda done: None, journal, retry_interval=30.0,
-                      clock=lambda: now[0])
-    try:
+    with failed_report_pending(journal, [LinkError("the connection was lost", code="unreachable"),
+                                         m.Ack()]) as (now, link, printer):
         [result] = printer.reconcile()
         assert not result.told and link.times == [1000.0]
         now[0] = 1004.0
         printer.link_back()  # the device's link reconnected
-        assert wait_for(lambda: journal.get("rel-old", "job-1").state is S.CONFIRMED)
+        assert eventually(lambda: journal.get("rel-old", "job-1").state is S.CONFIRMED)
         assert link.times == [1000.0, 1004.0]  # not 1030
-    finally:
-        printer.close()
-        engine.close()
 
 
 def test_a_final_refusal_of_a_report_is_journaled_not_repeated(engine: Engine,
@@ -511,7 +504,7 @@ def test_a_job_on_an_engine_that_restarts_is_failed_not_stranded(tmp_path: Path,
         EngineControl(proc.socket_path).hold(True)
         h = Harness(Engine(client, state_dir, proc), journal)
         h.release("rel-1", released(1))
-        assert wait_for(lambda: (journal.get("rel-1", "job-1") or journal.unconfirmed()[0])
+        assert eventually(lambda: (journal.get("rel-1", "job-1") or journal.unconfirmed()[0])
                         .state is S.HANDED)
         proc.kill()  # the controller loses power with the job queued
         proc.start()

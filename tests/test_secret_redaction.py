@@ -30,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from test_device_registration import BrokerUsers
+from waiting import eventually
 
 from cloud import devices
 from cloud.portal import start_portal
@@ -201,15 +202,6 @@ def _store_push(world: World, device_id: str, specs: list[str]) -> int:
     return version
 
 
-def _wait(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
 @pytest.mark.integration
 def test_malformed_specs_pushed_to_a_device_leak_the_key_nowhere(
         world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -241,7 +233,8 @@ def test_malformed_specs_pushed_to_a_device_leak_the_key_nowhere(
         for spec in malformed_specs()[:9] + malformed_specs()[-3:]:
             version = _store_push(world, dev, [spec])
             versions.append(version)
-            assert _wait(lambda v=version: devices.config_state(store, dev)["refused"] == v), (
+            assert eventually(lambda v=version: devices.config_state(store, dev)["refused"] == v,
+                              20.0), (
                 f"the device did not refuse version {version} ({spec})")
         # 3. A refusal quoting the key in clear, as a device without redaction sends it: the
         # cloud redacts it before it stores or logs it.
@@ -255,7 +248,7 @@ def test_malformed_specs_pushed_to_a_device_leak_the_key_nowhere(
             reason = f"config key 'readers.specs[0]': reader spec 'osdp:/dev/x?scbk={KEY}&a'"
             old.publish(topics.events_topic(dev), m.encode(m.ConfigAck(
                 version=last, applied=False, reason=reason)), qos=1).wait_for_publish(5)
-            assert _wait(lambda: devices.config_state(store, dev)["refused"] == last)
+            assert eventually(lambda: devices.config_state(store, dev)["refused"] == last, 20.0)
         finally:
             old.loop_stop()
             old.disconnect()

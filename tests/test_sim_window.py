@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pygame
 import pytest
+from waiting import eventually
 
 from cloud.demo import DEMO_USERS
 from device_app.panel.renderer import PanelRenderer
@@ -33,16 +34,6 @@ pytestmark = pytest.mark.integration
 def _key(key: int, text: str = "") -> None:
     pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, unicode=text, mod=0,
                                          scancode=0))
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    # The window's loop runs on the main thread; the person watches it from theirs.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def _where(view: PanelView, action: Action, subject: str | None = None) -> tuple[int, int]:
@@ -70,7 +61,7 @@ def _in_window(person: Callable[[SimKeys], None], *, record: Path | None = None)
     def run(keys: SimKeys) -> None:
         try:
             # Keys posted before the window exists are lost: wait for it, not for a time.
-            assert _until(lambda: pygame.display.get_surface() is not None)
+            assert eventually(lambda: pygame.display.get_surface() is not None)
             person(keys)
         except BaseException as exc:  # handed to the test's thread below
             errors.append(exc)
@@ -95,19 +86,19 @@ def test_digits_type_into_a_focused_keypad_and_tap_badges_elsewhere() -> None:
         app = keys.app
         reader = keys.dev.device.readers[0]
         _key(pygame.K_4, "4")  # a fresh unknown badge: the panel offers to link it
-        assert _until(lambda: app.machine.state is State.ENTRY)
+        assert eventually(lambda: app.machine.state is State.ENTRY)
         # "1" on a keypad with focus types a digit; it does not tap Alice's badge.
         _key(pygame.K_1, "1")
         def shown() -> str:
             entry = app.view().entry
             return entry.fields[0].display if entry is not None else ""
 
-        assert _until(lambda: shown() == "•")
+        assert eventually(lambda: shown() == "•")
         _key(pygame.K_BACKSPACE)
         for ch in DEMO_USERS[2].access_code:
             _key(getattr(pygame, f"K_{ch}"), ch)
         _key(pygame.K_RETURN)
-        assert _until(lambda: app.machine.state is State.JOBS)
+        assert eventually(lambda: app.machine.state is State.JOBS)
         seen.extend([app.view().user_name, reader.health.reads])
 
     _in_window(person)
@@ -123,9 +114,9 @@ def test_the_unknown_badge_key_taps_a_new_seeded_badge_each_time() -> None:
             def offered(n: int = n) -> bool:
                 return app.machine.state is State.ENTRY and len(keys.unknown) == n
 
-            assert _until(offered)
+            assert eventually(offered)
             _click(_where(app.view(), Action.CANCEL))
-            assert _until(lambda: app.machine.state is State.IDLE)
+            assert eventually(lambda: app.machine.state is State.IDLE)
 
     keys = _in_window(person)
     assert len(set(keys.unknown)) == 2
@@ -141,31 +132,31 @@ def test_fault_keys_jam_and_clear_the_printer_and_unplug_the_reader() -> None:
     def person(keys: SimKeys) -> None:
         app, engine = keys.app, keys.dev.engine
         _key(pygame.K_1, "1")
-        assert _until(lambda: app.machine.state is State.JOBS)
+        assert eventually(lambda: app.machine.state is State.JOBS)
         _key(pygame.K_F5)
-        assert _until(lambda: "Paper jam" in app.view().engine_problem)
+        assert eventually(lambda: "Paper jam" in app.view().engine_problem)
         seen.append(engine.state())
         _key(pygame.K_F6)
-        assert _until(lambda: "Out of paper" in app.view().engine_problem)
+        assert eventually(lambda: "Out of paper" in app.view().engine_problem)
         _key(pygame.K_F7)
-        assert _until(lambda: app.view().engine_problem == "")
+        assert eventually(lambda: app.view().engine_problem == "")
         seen.append(engine.state())
         _click(_where(app.view(), Action.LOGOUT))
-        assert _until(lambda: app.machine.state is State.IDLE)
+        assert eventually(lambda: app.machine.state is State.IDLE)
         reader = keys.dev.device.readers[0]
         reads = reader.health.reads
         _key(pygame.K_F8)  # unplug: a badge now reaches nothing
-        assert _until(lambda: not keys.dev.serial["front"].plugged)
+        assert eventually(lambda: not keys.dev.serial["front"].plugged)
         _key(pygame.K_2, "2")
-        assert _until(lambda: keys.said[-1] == "tap bob")
+        assert eventually(lambda: keys.said[-1] == "tap bob")
         _key(pygame.K_F9)  # plugged in again: the device reopens the port by itself
-        assert _until(lambda: keys.dev.serial["front"].plugged)
+        assert eventually(lambda: keys.dev.serial["front"].plugged)
         seen.append(reader.health.reads - reads)
         # A person taps until the reader beeps; the reopen takes up to its retry interval.
         deadline = time.monotonic() + 10
         while app.machine.state is not State.JOBS and time.monotonic() < deadline:
             _key(pygame.K_2, "2")
-            _until(lambda: app.machine.state is State.JOBS, 1.0)
+            eventually(lambda: app.machine.state is State.JOBS, 1.0)
         seen.append(app.view().user_name)
 
     keys = _in_window(person)
@@ -179,10 +170,10 @@ def test_f1_toggles_the_overlay_that_lists_the_keys() -> None:
     def person(keys: SimKeys) -> None:
         states.append(keys.overlay)
         _key(pygame.K_F1)
-        assert _until(lambda: not keys.overlay)
+        assert eventually(lambda: not keys.overlay)
         states.append(keys.overlay)
         _key(pygame.K_F1)
-        assert _until(lambda: keys.overlay)
+        assert eventually(lambda: keys.overlay)
 
     _in_window(person)
     assert states == [True, False]
@@ -217,21 +208,21 @@ def test_record_writes_a_scenario_that_replays(tmp_path: Path) -> None:
     def person(keys: SimKeys) -> None:
         app = keys.app
         _key(pygame.K_1, "1")
-        assert _until(lambda: app.machine.state is State.JOBS)
+        assert eventually(lambda: app.machine.state is State.JOBS)
         job = next(j for j in app.view().jobs if j.name == "Boarding pass")
         _click(_where(app.view(), Action.SELECT, job.job_id))
-        assert _until(lambda: job.job_id in app.view().selected)
+        assert eventually(lambda: job.job_id in app.view().selected)
         _click(_where(app.view(), Action.RELEASE))
-        assert _until(lambda: keys.dev.engine.printed != []
+        assert eventually(lambda: keys.dev.engine.printed != []
                       and app.machine.state is State.JOBS)
         _click(_where(app.view(), Action.LOGOUT))
-        assert _until(lambda: app.machine.state is State.IDLE)
+        assert eventually(lambda: app.machine.state is State.IDLE)
         _key(pygame.K_4, "4")
-        assert _until(lambda: app.machine.state is State.ENTRY)
+        assert eventually(lambda: app.machine.state is State.ENTRY)
         for ch in DEMO_USERS[2].access_code:
             _key(getattr(pygame, f"K_{ch}"), ch)
         _key(pygame.K_RETURN)
-        assert _until(lambda: app.machine.state is State.JOBS)
+        assert eventually(lambda: app.machine.state is State.JOBS)
 
     _in_window(person, record=path)
     scenario = parse_scenario(path.read_text(encoding="utf-8"), path.name)
