@@ -7,34 +7,25 @@ PRINTED, HELD or DELETED as the panel said; never left RELEASING."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import pytest
 from conftest import World
+from e2e_helpers import SimPanel, running_app, sim_reader
 from netcut import NetCut
 
 from cloud.demo import DEMO_USERS
 from cloud.service import RELEASE_LEASE, CloudService
-from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
 from device_app.session import State
 from device_app.view import Action, Screen
-from firmware_stubs.mfd_controller import MfdControllerStub
-from readers.adapters.sim_reader import SimReader
 
 pytestmark = pytest.mark.integration
 
-_names = itertools.count()
-
-
 @dataclass
-class Panel:
-    app: DeviceApp
-    reader: SimReader
-    engine: MfdControllerStub
+class Panel(SimPanel):
     net: NetCut
     link: MqttCloudLink
 
@@ -57,19 +48,15 @@ class Panel:
 def cut_panel(world: World, resolve_within: float = 20.0) -> Iterator[Panel]:
     address = world.broker.address("copier-1")
     net = NetCut(address.host, address.port)
-    reader = SimReader(f"netcut-{next(_names)}", lockout_s=0.0)
+    reader = sim_reader("netcut")
     link = MqttCloudLink(replace(address, host=net.host, port=net.port), "copier-1",
                          resolve_within=resolve_within).start()
-    engine = MfdControllerStub()
-    # The printer as on a copier: a report that did not get through is repeated 30 s later, or
-    # as soon as the link is back.
-    app = DeviceApp(link, engine, readers=(reader,)).start()
     try:
-        yield Panel(app, reader, engine, net, link)
+        # The printer as on a copier: a report that did not get through is repeated 30 s
+        # later, or as soon as the link is back.
+        with running_app(link, reader) as (app, engine):
+            yield Panel(app, reader, engine, net, link)
     finally:
-        app.stop()
-        link.close()
-        engine.close()
         net.close()
 
 

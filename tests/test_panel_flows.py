@@ -5,35 +5,26 @@ the job actions, every way out, lockout and engine refusal. A device app with th
 from __future__ import annotations
 
 import contextlib
-import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from conftest import World
+from e2e_helpers import SimPanel, running_app, sim_reader
 
 from cloud.demo import DEMO_USERS
 from cloud.directory import set_password
-from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
 from device_app.panel import PanelRenderer
 from device_app.session import Policy, State
 from device_app.view import Action, Screen
-from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol.engine import EngineState
-from readers.adapters.sim_reader import SimReader
 
 pytestmark = pytest.mark.integration
 
-_names = itertools.count()
-
-
 @dataclass
-class Panel:
-    app: DeviceApp
-    reader: SimReader
-    engine: MfdControllerStub
+class Panel(SimPanel):
     world: World
 
     def tap_badge(self, user: int) -> None:
@@ -53,16 +44,10 @@ class Panel:
 
 @contextlib.contextmanager
 def make_panel(world: World, policy: Policy | None = None) -> Iterator[Panel]:
-    reader = SimReader(f"panel-{next(_names)}", lockout_s=0.0)
+    reader = sim_reader("panel")
     link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
-    engine = MfdControllerStub()
-    app = DeviceApp(link, engine, readers=(reader,), policy=policy).start()
-    try:
+    with running_app(link, reader, policy=policy) as (app, engine):
         yield Panel(app, reader, engine, world)
-    finally:
-        app.stop()
-        link.close()
-        engine.close()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import World
+from e2e_helpers import serial_device
 from panel_helpers import dummy_video
 
 from cloud import admin
@@ -24,7 +25,6 @@ from cloud.storage.factory import open_store
 from cloud.storage.port import CloudStore
 from cloud.storage.sql import SqlStore
 from device_app.app import DeviceApp
-from device_app.link import MqttCloudLink
 from device_app.panel.renderer import PanelRenderer
 from device_app.panel.tree import TextNode
 from device_app.session import (
@@ -41,8 +41,6 @@ from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import Em4100Stub
 from protocol import messages as m
 from protocol.errors import StoreError
-from readers.pty import PtyPort
-from readers.spec import open_reader
 
 ALICE = DEMO_USERS[0]
 # What the panel says, from its catalogues (device_app/i18n/locales).
@@ -274,18 +272,8 @@ def _drawn(view: PanelView) -> list[str]:
 
 @pytest.fixture
 def german_copier(world: World) -> Iterator[tuple[DeviceApp, Em4100Stub, MfdControllerStub]]:
-    with PtyPort() as pty:
-        reader = open_reader(f"serial:{pty.device}?family=em4100&baud=9600",
-                             reader_id="front")
-        link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
-        assert link.connected
-        engine = MfdControllerStub()
-        app = DeviceApp(link, engine, readers=(reader,), device_name="Kopierer 1",
-                        policy=Policy(language="de")).start()
-        yield app, Em4100Stub(pty), engine
-        app.stop()
-        link.close()
-        engine.close()
+    with serial_device(world, "Kopierer 1", Policy(language="de")) as parts:
+        yield parts
 
 
 @pytest.mark.integration
