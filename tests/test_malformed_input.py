@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from waiting import eventually
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService, record_status
@@ -251,14 +252,6 @@ def test_garbage_requests_through_mosquitto_are_each_answered(world: World) -> N
         device.close()
 
 
-def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
-
-
 GARBAGE_STATUSES = [
     b'{"v":1,"type":"status","state":"online","epoch":' + str(2**64).encode() + b"}",
     b'{"v":1,"type":"status","state":"online","epoch":5,"since":1' + b"0" * 400 + b"}",
@@ -288,20 +281,21 @@ def test_garbage_statuses_and_events_are_dropped_and_the_worker_keeps_serving(
         # the worker records first; only a newer epoch supersedes it (the epoch rule).
         epoch = int(time.time() * 1000) + 10**9
         device.publish("status", m.encode(m.DeviceStatus("online", epoch)))
-        wait_for(lambda: world.store.device_status("copier-2") == ("online", epoch))
+        assert eventually(lambda: world.store.device_status("copier-2") == ("online", epoch))
         statuses, events = worker.statuses, worker.events
         for payload in GARBAGE_STATUSES:
             device.publish("status", payload)
         for payload in GARBAGE_EVENTS:
             device.publish("events", payload)
         # Positive signals: the worker processed every one of them to the end...
-        wait_for(lambda: worker.statuses >= statuses + len(GARBAGE_STATUSES)
-                 and worker.events >= events + len(GARBAGE_EVENTS))
+        assert eventually(lambda: worker.statuses >= statuses + len(GARBAGE_STATUSES)
+                          and worker.events >= events + len(GARBAGE_EVENTS))
         assert worker.failed == 0
         assert world.store.device_status("copier-2") == ("online", epoch)
         # ...and a good status after them is recorded, a good request answered.
         device.publish("status", m.encode(m.DeviceStatus("online", epoch + 1)))
-        wait_for(lambda: world.store.device_status("copier-2") == ("online", epoch + 1))
+        assert eventually(
+            lambda: world.store.device_status("copier-2") == ("online", epoch + 1))
         good = device.request(m.encode(m.Identify("card", DEMO_USERS[1].badge)))
         result = m.decode_response(device.answer(good), "identify")
         assert isinstance(result, m.IdentifyResult) and result.display_name == "Bob Okafor"
