@@ -55,6 +55,16 @@ def running_app(link: MqttCloudLink, reader: CardReader,
         engine.close()
 
 
+class BrokerUsers:
+    """The broker accounts port over the test's private Mosquitto (password file + SIGHUP)."""
+
+    def __init__(self, world: World) -> None:
+        self.broker = world.broker.mosquitto
+
+    def set_password(self, username: str, password: str) -> None:
+        self.broker.add_user(username, password)
+
+
 @contextmanager
 def serial_device(world: World, device_name: str = "Copier 1", policy: Policy | None = None
                   ) -> Iterator[tuple[DeviceApp, Em4100Stub, MfdControllerStub]]:

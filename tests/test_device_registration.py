@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import World
+from e2e_helpers import BrokerUsers
 from waiting import eventually
 
 from cloud import devices
@@ -20,16 +21,6 @@ from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol.errors import MfdError
 
 pytestmark = pytest.mark.integration
-
-
-class BrokerUsers:
-    """The broker accounts port over the test's private Mosquitto (password file + SIGHUP)."""
-
-    def __init__(self, world: World) -> None:
-        self.broker = world.broker.mosquitto
-
-    def set_password(self, username: str, password: str) -> None:
-        self.broker.add_user(username, password)
 
 
 def test_register_run_and_take_pushed_config(world: World, tmp_path: Path) -> None:

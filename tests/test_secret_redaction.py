@@ -26,10 +26,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from conftest import World
+from e2e_helpers import BrokerUsers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
-from test_device_registration import BrokerUsers
 from waiting import eventually
 
 from cloud import devices
