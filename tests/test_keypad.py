@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import cast
 
 import pytest
+from clocks import Clock
 from fakes import IdleLink
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -183,14 +184,6 @@ def test_enter_always_leaves_an_empty_buffer(presses: list[tuple[str, float]]) -
 
 
 # -- the source --------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_source_hands_completed_codes_to_the_sink() -> None:

@@ -17,9 +17,6 @@ from simulator.broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration
 
-# test_mqtt_client still imports the certificates' maker from here, by its old name.
-_ca_and_server = ca_and_server
-
 
 def test_tls_link_verifies_the_broker(tmp_path: Path) -> None:
     ca, cert, key = ca_and_server(tmp_path, "site")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_link_tls import _ca_and_server
+from tls_certs import ca_and_server
 
 from cloud.worker import RECONNECT_MAX_S, CloudWorker
 from device_app.link import MqttCloudLink
@@ -55,8 +55,8 @@ def test_an_unusable_ca_file_is_a_config_error_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_worker_over_tls_verifies_the_broker_and_sets_no_delay(tmp_path: Path) -> None:
-    ca, cert, key = _ca_and_server(tmp_path, "site")
-    other_ca, _, _ = _ca_and_server(tmp_path, "other")
+    ca, cert, key = ca_and_server(tmp_path, "site")
+    other_ca, _, _ = ca_and_server(tmp_path, "other")
     broker = MosquittoBroker(tmp_path / "b", {"cloud-0": "pwc"}, cloud_users=("cloud-0",))
     broker.enable_tls(cert, key)
     broker.start()
