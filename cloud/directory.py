@@ -60,7 +60,11 @@ def set_access_code(store: CloudStore, email: str, code: str) -> None:
         user = store.user_by_email(email)
         if user is None:
             raise StoreError(f"no user {email}")
-        store.set_access_code(user.org_id, code_hash(store.org_secret(user.org_id), code), user.id)
+        h = code_hash(store.org_secret(user.org_id), code)
+        if store.technician_by_secret(user.org_id, "code", h) is not None:
+            # A user's code is looked up first: the technician's would stop working.
+            raise StoreError("that access code is taken; choose another", code="code_taken")
+        store.set_access_code(user.org_id, h, user.id)
         store.audit(time.time(), "admin", "code.set", f"user:{user.id}")
 
 

@@ -313,6 +313,13 @@ class Identity:
         owner = self.store.user_by_card(org_id, h)
         user = self._prove(device_id, org_id, req.method, req.value, req.username)
         now = self.clock()
+        if self.store.technician_by_secret(org_id, "badge", h) is not None:
+            # Users are looked up first: linked to a user, a technician's badge would sign in
+            # as that user (and show their jobs) instead of opening the diagnostics.
+            self.store.audit(now, f"device:{device_id}", "card.associate_refused",
+                             f"user:{user.id}", "card is a technician's badge")
+            raise Refused(ErrorCode.NOT_ALLOWED, "this card can't be linked; ask your "
+                          "administrator", "card")
         if owner is not None and owner.id != user.id:
             self.store.audit(now, f"device:{device_id}", "card.associate_refused",
                              f"user:{user.id}", "card belongs to another user")

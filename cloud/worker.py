@@ -179,7 +179,13 @@ class CloudWorker:
             return  # the notices wait in the store until the broker is back
         payload = m.encode(m.JobsChanged())
         for device_id in service.devices_to_tell():
-            self.client.publish(topics.notify_topic(device_id), payload, qos=1)
+            # Taken from the store already: a notice lost to a disconnect here costs only the
+            # prompt to re-list (the Refresh button and the same badge still do it).
+            info = self.client.publish(topics.notify_topic(device_id), payload, qos=1)
+            if info.rc != 0:
+                log.warning("could not tell device %s its user's jobs changed (rc %s)",
+                            device_id, info.rc)
+                continue
             self.notified += 1
             log.debug("told device %s its user's jobs changed", device_id)
 

@@ -79,7 +79,9 @@ class InfoRow:
     (its label names the group, its value is empty)."""
 
     label: str
-    value: str = ""
+    # Not in repr: on the diagnostics screen a value may be a card's number, which is shown on
+    # the glass only and must not reach a log or a test report through a repr of the view.
+    value: str = field(default="", repr=False)
     heading: bool = False
     #: The value the device itself uses among its neighbours (the pipeline's conversion).
     chosen: bool = False

@@ -493,7 +493,9 @@ def _pcprox_layout(name: str, shown: str, reader: object) -> Check | None:
         for variable in _LAYOUT:
             result = reader.command(AcpQuery(variable), 2.0)
             if result.value is None:
-                raise MfdError(f"it answered {result.reply.text!r} to rfid:{variable}?")
+                # Not quoted: a badge read meanwhile would put its number here.
+                raise MfdError(f"it answered something other than a value "
+                               f"({len(result.reply.text)} characters) to rfid:{variable}?")
             got[variable] = result.value
         actual = format_from_acp(got)
     except MfdError as exc:

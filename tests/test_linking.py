@@ -592,9 +592,11 @@ def test_a_bad_language_in_the_import_names_its_line_and_imports_nothing(
             "nils@example.org,Nils,,,日本語\n"
             "olga@example.org,Olga,,,de-\n")
     err = expect("import_invalid", linking.import_users, "org_demo", text, name="staff.csv")
-    assert "line 3: the language '日本語' is not a language tag" in err.message
-    assert "line 4: the language 'de-' is not a language tag" in err.message
+    assert "line 3: column 5 (language) is not a language tag" in err.message
+    assert "line 4: column 5 (language) is not a language tag" in err.message
     assert "line 2" not in err.message
+    # Not quoted: in a file whose columns slipped, column 5 may hold a card number or a code.
+    assert "日本語" not in err.message and "'de-'" not in err.message
     assert len(store.users("org_demo")) == before
     err = expect("import_invalid", linking.import_users, "org_demo", "a@b.org,A,,,ja,extra\n")
     assert "6 columns" in err.message and "language" in err.message

@@ -219,3 +219,27 @@ def test_a_technicians_badge_or_code_cannot_be_given_to_a_user(store: CloudStore
     service = CloudService(store)
     r = ask(service, "copier-2", m.Identify("card", TECH_BADGE))
     assert isinstance(r, m.IdentifyResult) and r.role == m.ROLE_TECHNICIAN
+
+
+def test_self_association_cannot_take_a_technicians_badge_nor_a_user_their_code(
+        store: CloudStore) -> None:
+    # A user proving themselves at a copier must not link the technician's badge to
+    # themselves (it would then sign them in instead of opening the diagnostics), and an
+    # administrator cannot give a user a technician's code.
+    from cloud import directory
+
+    admin.add_technician(store, "org_demo", "Bob Fixit", badge=TECH_BADGE)
+    code = admin.add_technician(store, "org_demo", "Cy Fixit", code=True).code
+    assert code is not None
+    service = CloudService(store)
+    alice = DEMO_USERS[0]
+    assert refused(service, "copier-2",
+                   m.Associate("a-1", TECH_BADGE, "code", alice.access_code)) == "not_allowed"
+    r = ask(service, "copier-2", m.Identify("card", TECH_BADGE))
+    assert isinstance(r, m.IdentifyResult) and r.role == m.ROLE_TECHNICIAN
+    with pytest.raises(StoreError, match="taken"):
+        directory.set_access_code(store, alice.email, code)
+    user = store.user_by_email(alice.email)
+    assert user is not None
+    assert ("device:copier-2", "card.associate_refused", f"user:{user.id}",
+            "card is a technician's badge") in audit(store)

@@ -132,9 +132,10 @@ def _check_rows(rows: list[_Row]) -> None:
             try:
                 r.language = check_language(r.language)
             except StoreError:
-                # Shown as the file has it (printable): the administrator finds the cell.
-                r.errors.append(f"the language {r.language!r} is not a language tag such as "
-                                "de, ja or fr-CH")
+                # Not quoted: in a file whose columns slipped, column 5 may hold a card number
+                # or a code, and this message is shown and logged.
+                r.errors.append("column 5 (language) is not a language tag such as de, ja "
+                                "or fr-CH")
     if not rows:
         raise LinkingError(LinkCode.IMPORT_INVALID, "the file has no users")
 

@@ -78,7 +78,10 @@ def run_window(*, page_time: float, seed: int, record: str | None,
             if recorder is not None and record:
                 app = world.devices[base.devices[0].id].app
                 recorder.finish(app.machine.state.value, app.view().user_name)
-                Path(record).write_text(dump_scenario(recorder.scenario()), encoding="utf-8")
+                # Owner-only: what was typed (a demo user's code or password) is in it.
+                from device_app.config import write_private
+
+                write_private(record, dump_scenario(recorder.scenario()))
                 print(f"mfd sim: recorded {len(recorder.steps)} steps to {record}; replay "
                       f"with: mfd sim --scenario {record}")
     return 0

@@ -13,6 +13,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from readers.events import mask_card
 from simulator.scenarios.model import (
     Advance,
     Expect,
@@ -84,7 +85,7 @@ def describe(n: int, step: Step, scenario: Scenario) -> str:
         elif who.startswith("unknown:"):
             who = f"unknown badge {who[8:]!r}"
         else:
-            who = f"badge ****{who[-2:]}"
+            who = f"badge {mask_card(who)}"
         text = f"tap {who} on reader {step.reader}"
     elif isinstance(step, Type):
         text = f"type {len(step.text)} characters" + (" + ENTER" if step.enter else "")
