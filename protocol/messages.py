@@ -34,7 +34,7 @@ Deliberate choices:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from protocol.errors import ErrorCode, ProtocolError, RemoteError
@@ -74,6 +74,13 @@ DOCUMENT_CHUNK_BYTES = 256 * 1024
 MAX_FIRMWARE_ENTRIES = 32
 MAX_FIRMWARE_TEXT = 64
 
+#: A device's page size, as its policy bounds it (protocol/managed.py: ``policy.page_size``).
+PAGE_SIZE = spec(minimum=10, maximum=500)
+# The pieces of a page of jobs, one schema for ``JobList`` and the first page an
+# ``IdentifyResult`` may carry: how many jobs there are, and the why-empty counts.
+_COUNT = spec(minimum=0)
+_HOURS = spec(minimum=0)
+
 REQUESTS: dict[str, type[Request]] = {}
 RESULTS: dict[str, type[Result]] = {}
 
@@ -104,6 +111,10 @@ class Identify(Request):
     username: str | None = field(default=None, metadata=spec(min_len=1, max_len=254))
     #: With method "card" on a card + PIN device: the PIN the user typed after the badge.
     pin: str | None = field(default=None, metadata=spec(min_len=1, max_len=16, secret=True))
+    #: The device's page size: a user's answer then carries their first page of jobs (see
+    #: ``IdentifyResult.jobs``). Optional: a device that leaves it out (an older one, which
+    #: would ignore a page) is answered without one, and lists as it always did.
+    page_size: int | None = field(default=None, metadata=PAGE_SIZE)
 
 
 @_message
@@ -118,6 +129,8 @@ class Associate(Request):
     method: str = field(metadata=spec(choices=("code", "password")))
     value: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
     username: str | None = field(default=None, metadata=spec(min_len=1, max_len=254))
+    #: As ``Identify.page_size``: the answer carries the user's first page.
+    page_size: int | None = field(default=None, metadata=PAGE_SIZE)
 
 
 @_message
@@ -261,6 +274,27 @@ class IdentifyResult(Result):
     #: and the device's own language stays. ASCII letters, digits and "-" only: anything else
     #: fails decoding.
     language: str = field(default="", metadata=LANGUAGE)
+    # The user's first page of jobs, when the request gave a ``page_size``: exactly the
+    # ``JobList`` that ``jobs.list`` with offset 0 and that limit would answer, field for field,
+    # so the panel shows the list after one round trip. ``jobs`` None (an older cloud, a
+    # request without a page size, a technician) is no page: the device lists as before.
+    jobs: tuple[JobSummary, ...] | None = None
+    total: int = field(default=0, metadata=_COUNT)
+    expired: int = field(default=0, metadata=_COUNT)
+    hold_hours: float = field(default=0.0, metadata=_HOURS)
+    unlinked: int = field(default=0, metadata=_COUNT)
+
+    def first_page(self) -> JobList | None:
+        """The first page this answer carries, as ``jobs.list`` would have answered it."""
+        if self.jobs is None:
+            return None
+        return JobList(jobs=self.jobs, total=self.total, offset=0, expired=self.expired,
+                       hold_hours=self.hold_hours, unlinked=self.unlinked)
+
+    def with_first_page(self, page: JobList) -> IdentifyResult:
+        """This answer with ``page`` (a first page: offset 0) on it."""
+        return replace(self, jobs=page.jobs, total=page.total, expired=page.expired,
+                       hold_hours=page.hold_hours, unlinked=page.unlinked)
 
 
 @_message
@@ -268,16 +302,16 @@ class IdentifyResult(Result):
 class JobList(Result):
     TYPE: ClassVar[str] = "jobs.list"
     jobs: tuple[JobSummary, ...]
-    total: int = field(metadata=spec(minimum=0))
+    total: int = field(metadata=_COUNT)
     offset: int = field(default=0, metadata=spec(minimum=0))
     # Why jobs the user may expect are not on the list (optional: older peers leave them out).
     #: The user's jobs that expired unreleased within the last hold period...
-    expired: int = field(default=0, metadata=spec(minimum=0))
+    expired: int = field(default=0, metadata=_COUNT)
     #: ...and that hold period, in hours (0: not said).
-    hold_hours: float = field(default=0.0, metadata=spec(minimum=0))
+    hold_hours: float = field(default=0.0, metadata=_HOURS)
     #: Jobs waiting from a computer of the user's that is not linked yet (they are not held
     #: for the user until it is).
-    unlinked: int = field(default=0, metadata=spec(minimum=0))
+    unlinked: int = field(default=0, metadata=_COUNT)
 
 
 @_message

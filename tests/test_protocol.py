@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 
@@ -32,10 +33,12 @@ released_job = st.builds(
 
 requests = st.one_of(
     st.builds(p.Identify, method=st.sampled_from(["card", "code", "password"]), value=secret,
-              username=st.none() | text(min_size=1, max_size=254)),
+              username=st.none() | text(min_size=1, max_size=254),
+              page_size=st.none() | st.integers(10, 500)),
     st.builds(p.Associate, request_id=ids, card=secret,
               method=st.sampled_from(["code", "password"]), value=secret,
-              username=st.none() | text(min_size=1, max_size=254)),
+              username=st.none() | text(min_size=1, max_size=254),
+              page_size=st.none() | st.integers(10, 500)),
     st.builds(p.DeleteJobs, request_id=ids, session=secret,
               job_ids=st.lists(ids, min_size=1, max_size=20).map(tuple)),
     st.builds(p.ListJobs, session=secret, offset=st.integers(0, 1_000_000),
@@ -52,16 +55,23 @@ requests = st.one_of(
     st.builds(p.Logout, request_id=ids, session=secret),
 )
 
+hours = st.floats(0, 10_000, allow_nan=False, allow_infinity=False)
+first_pages = st.builds(
+    p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
+    expired=nonneg, hold_hours=hours, unlinked=nonneg)
+identified = st.builds(
+    p.IdentifyResult, session=secret, user_id=ids, display_name=text(max_size=128),
+    expires_in=nonneg, note=text(max_size=200),
+    role=st.sampled_from([p.ROLE_USER, p.ROLE_TECHNICIAN]), language=languages)
+
 results = st.one_of(
-    st.tuples(st.just("identify"), st.builds(
-        p.IdentifyResult, session=secret, user_id=ids, display_name=text(max_size=128),
-        expires_in=nonneg, note=text(max_size=200),
-        role=st.sampled_from([p.ROLE_USER, p.ROLE_TECHNICIAN]), language=languages)),
+    st.tuples(st.just("identify"), identified),
+    # With the user's first page on it (issue 13).
+    st.tuples(st.just("identify"), st.builds(p.IdentifyResult.with_first_page, identified,
+                                             first_pages)),
     st.tuples(st.just("jobs.list"), st.builds(
         p.JobList, jobs=st.lists(job_summary, max_size=5).map(tuple), total=nonneg,
-        offset=nonneg, expired=nonneg,
-        hold_hours=st.floats(0, 10_000, allow_nan=False, allow_infinity=False),
-        unlinked=nonneg)),
+        offset=nonneg, expired=nonneg, hold_hours=hours, unlinked=nonneg)),
     st.tuples(st.just("jobs.release"), st.builds(
         p.ReleaseResult, release_id=ids, jobs=st.lists(released_job, max_size=5).map(tuple))),
     st.tuples(st.just("jobs.document"), st.builds(
@@ -503,3 +513,49 @@ def test_known_bad_languages_are_refused_with_a_clear_error(value: object) -> No
         p.decode_response(data, "identify")
     assert info.value.field == "language"
     assert info.value.message.startswith("language must ")
+
+
+# The first page of jobs in an identify answer (issue 13): optional both ways.
+
+
+@given(identified, first_pages)
+def test_a_first_page_travels_whole_and_comes_back_as_the_list_it_was(
+        answer: p.IdentifyResult, page: p.JobList) -> None:
+    with_page = p.decode_response(p.encode_result(answer.with_first_page(page), "identify"),
+                                  "identify")
+    assert isinstance(with_page, p.IdentifyResult)
+    assert with_page.first_page() == page
+    assert dataclasses.replace(with_page, jobs=None, total=0, expired=0, hold_hours=0.0,
+                               unlinked=0) == answer
+
+
+def test_an_identify_answer_from_an_older_cloud_carries_no_page() -> None:
+    answer = p.decode_response(json.dumps(_IDENTIFIED).encode(), "identify")
+    assert isinstance(answer, p.IdentifyResult)
+    assert answer.jobs is None and answer.first_page() is None
+    # An empty page is a page: the user has no jobs, and the device need not ask.
+    empty = p.decode_response(json.dumps({**_IDENTIFIED, "jobs": [], "total": 0}).encode(),
+                              "identify")
+    assert isinstance(empty, p.IdentifyResult)
+    assert empty.first_page() == p.JobList(jobs=(), total=0)
+
+
+def test_a_first_page_field_that_does_not_fit_is_named() -> None:
+    for name, value in (("jobs", [{"job_id": "j1"}]), ("total", -1), ("hold_hours", "x"),
+                        ("jobs", {})):
+        data = json.dumps({**_IDENTIFIED, "jobs": [], name: value}).encode()
+        with pytest.raises(ProtocolError) as info:
+            p.decode_response(data, "identify")
+        assert info.value.field is not None and info.value.field.startswith(name)
+
+
+def test_a_page_size_is_optional_and_bounded_as_the_policy_bounds_it() -> None:
+    old = {"v": 1, "type": "identify", "method": "card", "value": "1234"}
+    assert p.decode_request(json.dumps(old).encode()) == p.Identify("card", "1234")
+    for size in (10, 100, 500):
+        req = p.decode_request(json.dumps({**old, "page_size": size}).encode())
+        assert isinstance(req, p.Identify) and req.page_size == size
+    for size in (9, 501, "100", 100.5):
+        with pytest.raises(ProtocolError) as info:
+            p.decode_request(json.dumps({**old, "page_size": size}).encode())
+        assert info.value.field == "page_size"
