@@ -40,11 +40,26 @@ class Jobs:
 
     def held(self, device_id: str, req: m.ListJobs) -> m.JobList:
         user = self.identity.session_user(device_id, req.session)
+        return self._page(user, req.offset, req.limit)
+
+    def with_first_page(self, answer: m.IdentifyResult, page_size: int | None
+                        ) -> m.IdentifyResult:
+        """A user's identify answer with their first page of jobs on it, where the device asked
+        for one (``page_size``): what ``jobs.list`` at offset 0 would answer, read in the same
+        transaction as the session was made. A technician's answer carries none (no one's
+        jobs), nor does one to a device that did not ask."""
+        if page_size is None or answer.role != m.ROLE_USER:
+            return answer
+        user = self.store.user(answer.user_id)
+        if user is None:  # pragma: no cover - the user was read in this transaction
+            return answer
+        return answer.with_first_page(self._page(user, 0, page_size))
+
+    def _page(self, user: User, offset: int, limit: int) -> m.JobList:
         now = self.clock()
-        jobs, total = self.store.held_jobs(user.id, req.offset, req.limit, now)
-        if req.offset:
-            return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total,
-                             offset=req.offset)
+        jobs, total = self.store.held_jobs(user.id, offset, limit, now)
+        if offset:
+            return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=offset)
         # With the first page, what the user may be looking for that is not on it: jobs that
         # ran out of hold time lately, and jobs waiting behind a computer not linked yet.
         hours = self.store.org_settings(user.org_id).hold_hours

@@ -121,10 +121,14 @@ class CloudService:
 
     def _dispatch(self, device_id: str, request: m.Request) -> m.Result:
         match request:
+            # A user's answer carries their first page of jobs where the device asks for it
+            # (one round trip to the list instead of two), read in this same transaction.
             case m.Identify():
-                return self.identity.identify(device_id, request)
+                return self.jobs.with_first_page(self.identity.identify(device_id, request),
+                                                 request.page_size)
             case m.Associate():
-                return self.identity.associate(device_id, request)
+                return self.jobs.with_first_page(self.identity.associate(device_id, request),
+                                                 request.page_size)
             case m.DeleteJobs():
                 return self.jobs.delete(device_id, request)
             case m.ListJobs():
