@@ -6,7 +6,9 @@ move of the session machine is checked against its table (the machine is strict:
 leads where its entry does not allow raises), and the run as a whole must have visited every
 state of the session machine (issue 8, defect 2) and every node of its diagram, the
 technician's diagnostics among them (issue 10: a technician's code or badge, answered with the
-technician role, opens a screen that names no one and holds no session).
+technician role, opens a screen that names no one and holds no session). The cloud answers
+identify as a current cloud (with the user's first page of jobs: straight to the list) or as an
+older one (without: the device asks for the list), at random (issue 13).
 
 The link (tests/fakes.ScriptedLink) behaves as the real one does; the printer stand-in hands
 each job straight to a scripted engine, so the run is deterministic and needs no thread. The
@@ -160,19 +162,21 @@ class Cloud:
         self.held: dict[str, list[str]] = {}
         self.release_session: dict[str, str] = {}
 
-    def answer(self, request: m.Request) -> m.Result | RemoteError:
+    def answer(self, request: m.Request, old: bool = False) -> m.Result | RemoteError:
+        """The answer to ``request``; ``old``: as a cloud from before the identify answer
+        brought the first page of jobs (the device then asks for the list)."""
         if isinstance(request, m.Identify) and request.value in (TECH_CODE, TECH_BADGE):
             return m.IdentifyResult("-", "tech_1", "Technician", 0, role=m.ROLE_TECHNICIAN)
         if isinstance(request, m.Identify | m.Associate):
             token = f"s{next(self.ids)}"
             self.held[token] = [f"{token}.j{i}" for i in range(3)]
-            return m.IdentifyResult(token, f"u{token}", f"User {token}", 300,
-                                    language=language_of(token))
+            answer = m.IdentifyResult(token, f"u{token}", f"User {token}", 300,
+                                      language=language_of(token))
+            if old or request.page_size is None:
+                return answer
+            return answer.with_first_page(self.listed(token, 0, request.page_size))
         if isinstance(request, m.ListJobs):
-            held = self.held.get(request.session, [])
-            page = held[request.offset:request.offset + request.limit]
-            return m.JobList(tuple(m.JobSummary(j, f"Job {j}", 1, False, False, 1, len(DOC),
-                                                1.0) for j in page), len(held), request.offset)
+            return self.listed(request.session, request.offset, request.limit)
         if isinstance(request, m.Release):
             held = self.held.get(request.session, [])
             ids = list(held) if request.all_held else list(request.job_ids)
@@ -197,6 +201,12 @@ class Cloud:
                 self.held[session].append(request.job_id)
             return m.Ack(of=request.TYPE)
         return m.Ack(of=request.TYPE)  # jobs.printed, logout
+
+    def listed(self, session: str, offset: int, limit: int) -> m.JobList:
+        held = self.held.get(session, [])
+        page = held[offset:offset + limit]
+        return m.JobList(tuple(m.JobSummary(j, f"Job {j}", 1, False, False, 1, len(DOC), 1.0)
+                               for j in page), len(held), offset)
 
 
 def language_of(token: str) -> str:
@@ -266,14 +276,16 @@ class AppMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the person at the copier
 
-    @initialize(logged_in=st.booleans())
-    def start(self, logged_in: bool) -> None:
+    @initialize(logged_in=st.booleans(), old=st.booleans())
+    def start(self, logged_in: bool, old: bool) -> None:
         # Half the runs start with someone on the job list (the way there is as random as the
         # rest in the other half), so that runs go deep into releasing and deleting too.
         if logged_in:
             self.badge("111")
-            for _ in range(2):  # identify, then jobs.list
-                self.cloud_answers(0)
+            self.cloud_answers(0, old)  # identify, with the first page or without ...
+            if old:
+                self.cloud_answers(0, old)  # ... and then jobs.list
+            assert self.app.machine.state is State.JOBS
 
     # Few rules, some with a choice inside: each rule is drawn as often as any other, so the
     # rules a run needs to get deep (answers, the screen's taps) are not drowned out.
@@ -316,11 +328,13 @@ class AppMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ the cloud and the network
 
-    @rule(index=st.integers(0, 7))
-    def cloud_answers(self, index: int) -> None:
+    @rule(index=st.integers(0, 7), old=st.booleans())
+    def cloud_answers(self, index: int, old: bool) -> None:
+        # ``old``: a cloud from before the identify answer brought the first page of jobs
+        # (LOADING is then on the way to the list, as it is after a delete or a retry).
         item = self._pick(index)
         if item is not None:
-            self._answer(item, self.cloud.answer(item.request))
+            self._answer(item, self.cloud.answer(item.request, old))
 
     @rule(index=st.integers(0, 7), code=st.sampled_from([*REFUSALS, "timeout"]))
     def cloud_refuses(self, index: int, code: str) -> None:

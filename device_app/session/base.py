@@ -140,6 +140,9 @@ class MachineBase:
         self._forget_user()
         self._card = card
         kind = Kind.ASSOCIATE if isinstance(request, m.Associate) else Kind.IDENTIFY
+        # With the page size, the cloud answers a user with their first page too: the list
+        # shows after one round trip (an older cloud ignores it, and the list is asked for).
+        request = replace(request, page_size=self.policy.page_size)
         return Next(Node.IDENTIFYING, (self._send(request, kind),))
 
     def _list(self, offset: int = 0, kind: Kind = Kind.LIST) -> Send:
@@ -149,6 +152,23 @@ class MachineBase:
 
     def _load(self) -> Next:
         return Next(Node.LOADING, (self._list(),))
+
+    def _show_list(self, page: m.JobList) -> Next:
+        """The first page on show, whether ``jobs.list`` answered it or the identify answer
+        brought it."""
+        self._take_list(page)
+        self._more_pending = False
+        if self.flash is not None and not self._flash_until:
+            # What just happened shows from now, for as long as a notice would.
+            self._flash_until = self.now + self.policy.notice_timeout
+        return Next(Node.JOBS)
+
+    def _take_list(self, result: m.JobList) -> None:
+        self.jobs = result.jobs
+        self.total = result.total
+        self.selected &= {j.job_id for j in self.jobs}
+        self.why_empty = WhyEmpty(result.expired, result.hold_hours, result.unlinked)
+        self.unreachable = False
 
     def _refresh(self) -> Next:
         """Fetch the list again behind the one on show (as many jobs as are loaded, at least a

@@ -20,7 +20,6 @@ from device_app.session.state import (
     Node,
     Notice,
     Release,
-    WhyEmpty,
 )
 from device_app.view import Action, JobProgress, OptionsView
 from protocol import messages as m
@@ -31,19 +30,7 @@ class JobList(MachineBase):
 
     def on_listed(self, event: Answered) -> Next:
         assert isinstance(event.result, m.JobList)
-        self._take_list(event.result)
-        self._more_pending = False
-        if self.flash is not None and not self._flash_until:
-            # What just happened shows from now, for as long as a notice would.
-            self._flash_until = self.now + self.policy.notice_timeout
-        return Next(Node.JOBS)
-
-    def _take_list(self, result: m.JobList) -> None:
-        self.jobs = result.jobs
-        self.total = result.total
-        self.selected &= {j.job_id for j in self.jobs}
-        self.why_empty = WhyEmpty(result.expired, result.hold_hours, result.unlinked)
-        self.unreachable = False
+        return self._show_list(event.result)
 
     def on_refreshed(self, event: Answered) -> Next:
         # The list fetched again behind the one on show: the new one replaces it, and what was

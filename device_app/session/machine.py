@@ -154,7 +154,9 @@ S = SessionMachine
 _OUT = (N.IDLE, N.OFFLINE)  # the session ended: idle, or offline while the link is down
 _IN = (N.ENTRY, N.IDENTIFYING)  # a badge: the PIN, or straight to identifying
 _LIST_FAILED = (N.NOTICE_THEN_IDLE, N.NOTICE_THEN_JOBS)
-_IDENTIFIED = (N.LOADING, N.DIAGNOSTICS)  # a user's list, or a technician's diagnostics
+# A user's list (on show at once where the answer brought its first page, else loading), or a
+# technician's diagnostics.
+_IDENTIFIED = (N.JOBS, N.LOADING, N.DIAGNOSTICS)
 _RELEASE = (N.RELEASING, N.NOTICE_THEN_JOBS)  # sent, or refused by the engine first
 
 
@@ -194,7 +196,7 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.IDENTIFYING, ev.Answered, Kind.IDENTIFY): _rule(S.on_identified, *_IDENTIFIED),
     (N.IDENTIFYING, ev.Failed, Kind.IDENTIFY): _rule(S.on_identify_failed, N.ENTRY,
                                                   N.NOTICE_THEN_IDLE),
-    (N.IDENTIFYING, ev.Answered, Kind.ASSOCIATE): _rule(S.on_associated, N.LOADING),
+    (N.IDENTIFYING, ev.Answered, Kind.ASSOCIATE): _rule(S.on_associated, N.JOBS, N.LOADING),
     (N.IDENTIFYING, ev.Failed, Kind.ASSOCIATE): _rule(S.on_identify_failed, N.ENTRY,
                                                    N.NOTICE_THEN_IDLE),
     (N.LOADING, ev.Answered, Kind.LIST): _rule(S.on_listed, N.JOBS),

@@ -3,8 +3,10 @@ password, and self-association for an unknown badge (the entry form and its answ
 
 A badge is a way in wherever the table lets one in: at an idle panel, over the entry form (the
 badge wins over what was being typed) and over a logged-in user's list (another badge logs its
-holder in, by policy). Every way ends in ``identify`` (or ``identify.associate``); its answer loads
-the list, or puts the user back on the form with the reason, or shows a notice.
+holder in, by policy). Every way ends in ``identify`` (or ``identify.associate``), which asks for
+the user's first page of jobs too; its answer shows the list (with the page it brought, or loads
+it where an older cloud brought none), or puts the user back on the form with the reason, or
+shows a notice.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from device_app.session.events import (
     Tapped,
     Tick,
 )
-from device_app.session.state import ASSOCIATE_UNCONFIRMED, Linked, Node, Note, Notice
+from device_app.session.state import (
+    ASSOCIATE_UNCONFIRMED,
+    Flash,
+    Linked,
+    Node,
+    Note,
+    Notice,
+)
 from device_app.view import Action
 from protocol import messages as m
 
@@ -94,18 +103,24 @@ class WaysIn(MachineBase):
 
     def on_identified(self, event: Answered) -> Next:
         assert isinstance(event.result, m.IdentifyResult)
-        self._session = event.result.session
-        self.user = event.result.display_name
-        self.user_language = event.result.language
-        self._say(Note(event.result.note) if event.result.note else None)
-        self.entry = None
-        return self._load()
+        note = event.result.note
+        return self._signed_in(event.result, Note(note) if note else None)
 
     def on_associated(self, event: Answered) -> Next:
         # The badge is the user's now: the list says so, and how to log in next time.
-        out = self.on_identified(event)
-        self._say(Linked())
-        return out
+        assert isinstance(event.result, m.IdentifyResult)
+        return self._signed_in(event.result, Linked())
+
+    def _signed_in(self, result: m.IdentifyResult, flash: Flash) -> Next:
+        self._session = result.session
+        self.user = result.display_name
+        self.user_language = result.language
+        self._say(flash)
+        self.entry = None
+        page = result.first_page()
+        # The answer brought the first page (issue 13): on show at once; else (an older
+        # cloud) it is asked for.
+        return self._load() if page is None else self._show_list(page)
 
     def on_identify_failed(self, event: Failed) -> Next:
         entry = self.entry
