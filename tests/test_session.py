@@ -22,6 +22,7 @@ from device_app.session import (
     Tapped,
     Tick,
 )
+from device_app.session.base import FIRST_PAGE
 from device_app.view import Action, OptionsView, Screen
 from protocol import messages as m
 
@@ -202,7 +203,7 @@ def test_access_code_typed_on_the_panel_logs_in() -> None:
     view = sm.view()
     assert view.entry is not None and view.entry.fields[0].display == "••••••"
     ident = sent(sm.handle(KeyPressed("ENTER")))
-    assert ident.request == m.Identify(method="code", value="482916", page_size=100)
+    assert ident.request == m.Identify(method="code", value="482916", page_size=FIRST_PAGE)
 
 
 def test_a_wrong_code_keeps_the_keypad_with_the_reason() -> None:
@@ -231,7 +232,7 @@ def test_username_and_password_on_the_on_screen_keyboard() -> None:
     assert view.entry.fields[0].display == "alice@example.org"
     ident = sent(sm.handle(Tapped(Action.KEY, "ENTER")))
     assert ident.request == m.Identify(method="password", value="pa ss",
-                                       username="alice@example.org", page_size=100)
+                                       username="alice@example.org", page_size=FIRST_PAGE)
 
 
 def test_card_and_pin_policy_asks_for_the_pin_after_the_badge() -> None:
@@ -240,12 +241,12 @@ def test_card_and_pin_policy_asks_for_the_pin_after_the_badge() -> None:
     assert sm.view().entry is not None and sm.view().entry.kind == "pin"  # type: ignore[union-attr]
     type_keys(sm, "4829")
     ident = sent(sm.handle(KeyPressed("ENTER")))
-    assert ident.request == m.Identify(method="card", value="111", pin="4829", page_size=100)
+    assert ident.request == m.Identify(method="card", value="111", pin="4829", page_size=FIRST_PAGE)
     sm.handle(Failed(ident.tag, "wrong_pin", "no"))
     assert sm.view().entry.error == "Wrong PIN"  # type: ignore[union-attr]
     type_keys(sm, "4830")
     again = sent(sm.handle(KeyPressed("ENTER")))
-    assert again.request == m.Identify(method="card", value="111", pin="4830", page_size=100)
+    assert again.request == m.Identify(method="card", value="111", pin="4830", page_size=FIRST_PAGE)
 
 
 def test_an_unknown_badge_is_linked_by_its_holder() -> None:
@@ -412,7 +413,7 @@ def test_access_code_logs_in_like_a_badge() -> None:
 
     sm = machine()
     ident = sent(sm.handle(CodeEntered("482916")))
-    assert ident.request == m.Identify(method="code", value="482916", page_size=100)
+    assert ident.request == m.Identify(method="code", value="482916", page_size=FIRST_PAGE)
     sm.handle(Failed(ident.tag, "unknown_code", "no"))
     assert sm.view().title == "Code not recognised"
 

@@ -20,6 +20,7 @@ from device_app.session import (
     Tapped,
     Tick,
 )
+from device_app.session.base import FIRST_PAGE
 from device_app.view import Action, Screen
 from protocol import messages as m
 
@@ -36,8 +37,8 @@ def page(jobs: int, total: int | None = None, **why: float) -> m.JobList:
 def badge_in(sm: SessionMachine, answer: m.IdentifyResult) -> list[Effect]:
     ident = sent(sm.handle(CardPresented("111")))
     assert isinstance(ident.request, m.Identify)
-    # The device asks for its page size, so that the cloud can bring the page.
-    assert ident.request.page_size == sm.policy.page_size
+    # The device asks for a screenful (at most its page), so that the cloud brings it.
+    assert ident.request.page_size == min(sm.policy.page_size, FIRST_PAGE)
     return sm.handle(Answered(ident.tag, answer))
 
 
@@ -46,16 +47,29 @@ ALICE = m.IdentifyResult("tok", "u1", "Alice", 300)
 
 def test_a_page_in_the_answer_shows_the_list_at_once_without_asking_for_it() -> None:
     sm = machine(Policy(page_size=25))
-    effects = badge_in(sm, ALICE.with_first_page(page(3, total=40)))
-    assert sends(effects) == []
+    effects = badge_in(sm, ALICE.with_first_page(page(25, total=40)))
+    assert sends(effects) == []  # the whole page came: nothing to ask
     assert sm.state is State.JOBS
     view = sm.view()
     assert view.screen is Screen.JOBS and view.user_name == "Alice"
-    assert [j.job_id for j in view.jobs] == ["j0", "j1", "j2"]
+    assert [j.job_id for j in view.jobs] == [f"j{i}" for i in range(25)]
     # The rest is a tap on "more" away, from where the page ends.
     more = sent(sm.handle(Tapped(Action.LOAD_MORE)))
     assert isinstance(more.request, m.ListJobs)
-    assert (more.request.offset, more.request.limit, more.request.session) == (3, 25, "tok")
+    assert (more.request.offset, more.request.limit, more.request.session) == (25, 25, "tok")
+
+
+def test_a_screenful_shows_first_and_the_rest_of_the_page_follows_behind_it() -> None:
+    sm = machine(Policy(page_size=100))
+    effects = badge_in(sm, ALICE.with_first_page(page(FIRST_PAGE, total=200)))
+    assert sm.state is State.JOBS and len(sm.view().jobs) == FIRST_PAGE  # on show at once
+    [rest] = [e for e in effects if isinstance(e, Send)]
+    assert isinstance(rest.request, m.ListJobs)
+    assert (rest.request.offset, rest.request.limit) == (0, 100)
+    sm.handle(Tapped(Action.SELECT, "j3"))  # a tap meanwhile is kept
+    sm.handle(Answered(rest.tag, page(100, total=200)))
+    view = sm.view()
+    assert len(view.jobs) == 100 and view.total_jobs == 200 and view.selected == {"j3"}
 
 
 def test_an_answer_without_a_page_loads_the_list_as_before() -> None:
@@ -95,7 +109,7 @@ def test_a_linked_badge_says_so_over_the_list_the_answer_brought() -> None:
         sm.handle(KeyPressed(key))
     assoc = sent(sm.handle(KeyPressed("ENTER")))
     assert isinstance(assoc.request, m.Associate)
-    assert assoc.request.page_size == sm.policy.page_size
+    assert assoc.request.page_size == min(sm.policy.page_size, FIRST_PAGE)
     effects = sm.handle(Answered(assoc.tag, m.IdentifyResult(
         "tok", "u1", "Al", 300, note="Your card is linked: next time, just tap it.")
         .with_first_page(page(2))))

@@ -23,6 +23,10 @@ from device_app.view import OptionsView
 from protocol import messages as m
 from protocol.engine import EngineState
 
+#: Jobs the identify answer brings: a screenful on the tallest panel, so the list shows after
+#: one round trip and a small answer; the rest of the policy's page follows behind it.
+FIRST_PAGE = 25
+
 
 @dataclass(frozen=True, slots=True)
 class Next:
@@ -140,9 +144,11 @@ class MachineBase:
         self._forget_user()
         self._card = card
         kind = Kind.ASSOCIATE if isinstance(request, m.Associate) else Kind.IDENTIFY
-        # With the page size, the cloud answers a user with their first page too: the list
-        # shows after one round trip (an older cloud ignores it, and the list is asked for).
-        request = replace(request, page_size=self.policy.page_size)
+        # With a page size, the cloud answers a user with their first page too: the list shows
+        # after one round trip (an older cloud ignores it, and the list is asked for). A
+        # screenful, not the whole page: it is what the person sees first, it travels and
+        # decodes faster, and the rest of the page follows behind it (ways_in.on_identified).
+        request = replace(request, page_size=min(self.policy.page_size, FIRST_PAGE))
         return Next(Node.IDENTIFYING, (self._send(request, kind),))
 
     def _list(self, offset: int = 0, kind: Kind = Kind.LIST) -> Send:
@@ -173,12 +179,16 @@ class MachineBase:
     def _refresh(self) -> Next:
         """Fetch the list again behind the one on show (as many jobs as are loaded, at least a
         page), unless a fetch is on its way already."""
+        send = self._refresh_send()
+        return self._stay() if send is None else self._stay(send)
+
+    def _refresh_send(self) -> Send | None:
         # Pending until its answer comes, whatever screen that finds (the table may drop it).
         if self._session is None or any(k is Kind.REFRESH for k, _ in self._pending.values()):
-            return self._stay()
+            return None
         limit = min(500, max(self.policy.page_size, len(self.jobs)))
-        return self._stay(self._send(m.ListJobs(session=self._session, offset=0, limit=limit),
-                                     Kind.REFRESH))
+        return self._send(m.ListJobs(session=self._session, offset=0, limit=limit),
+                          Kind.REFRESH)
 
     def _say(self, flash: Flash) -> None:
         """What just happened, over the list; it fades ``notice_timeout`` after it shows."""

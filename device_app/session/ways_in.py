@@ -118,9 +118,17 @@ class WaysIn(MachineBase):
         self._say(flash)
         self.entry = None
         page = result.first_page()
-        # The answer brought the first page (issue 13): on show at once; else (an older
-        # cloud) it is asked for.
-        return self._load() if page is None else self._show_list(page)
+        # The answer brought the first screenful (issue 13): on show at once; else (an older
+        # cloud) the list is asked for.
+        if page is None:
+            return self._load()
+        shown = self._show_list(page)
+        if len(page.jobs) < min(page.total, self.policy.page_size):
+            # The rest of the page, behind the list on show (selection kept, as a refresh).
+            rest = self._refresh_send()
+            if rest is not None:
+                return Next(shown.node, (*shown.effects, rest))
+        return shown
 
     def on_identify_failed(self, event: Failed) -> Next:
         entry = self.entry
