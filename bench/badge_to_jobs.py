@@ -1,8 +1,10 @@
 """Badge read to job list *drawn*, through real Mosquitto on loopback; the job list's frame time.
 
 Each sample: the reader firmware stub writes an EM4100 frame on a pty; the serial reader decodes
-it; the session machine sends identify, then jobs.list, through a private Mosquitto (no-delay on
-broker and clients) to the cloud worker (SQLite); the sample ends when the first frame showing
+it; the session machine sends identify, whose answer brings the first screenful of jobs (the rest
+of the page follows behind it; an older cloud's answer would need jobs.list too), through a
+private Mosquitto (no-delay on broker and clients) to the cloud worker (SQLite); the sample ends
+when the first frame showing
 the job list has been drawn by the real PanelRenderer and flipped to the display (SDL's dummy
 driver, at ``--size``). Then the user logs out and the next sample starts.
 
