@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import MfdError
+from protocol.redact import redact
 from provisioning import image as img
 from provisioning.keys import ImgKey, key_id, load_trusted
 from provisioning.ledger import Entry, Ledger, LedgerError
@@ -263,9 +264,11 @@ async def _apply_settings(dev: SmpDevice, opts: FlashOptions, res: DeviceResult,
     for name, value in opts.settings:
         got = await dev.read_setting(name)
         if got != value:
-            raise MfdError(f"the device keeps {name} as {got!r}, not {value!r} as sent: run "
-                           "the same command again", code="setting_not_kept")
-        res.settings[name] = got.decode("utf-8", "backslashreplace")
+            # Values quoted redacted: a broker URL may carry a password.
+            raise MfdError(redact(f"the device keeps {name} as {got!r}, not {value!r} as "
+                                  "sent: run the same command again"), code="setting_not_kept")
+        # Shown in the table, the JSON and the ledger: redacted like every shown value.
+        res.settings[name] = redact(got.decode("utf-8", "backslashreplace"))
 
 async def _flash(dev: SmpDevice, image: FlashImage, opts: FlashOptions, res: DeviceResult,
                  progress: ProgressFn) -> None:

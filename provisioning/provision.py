@@ -27,6 +27,7 @@ The pcProx part (:func:`configure_pcprox`) speaks the reader's ASCII command pro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -234,7 +235,11 @@ def _write_all(directory: Path, files: Mapping[str, bytes]) -> None:
         for name, data in files.items():
             target = directory / name
             tmp = directory / f".{name}.provision.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A leftover (or planted) temporary file goes first, and the new one is created
+            # exclusively and never through a link: credentials land only where we put them.
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             temps.append((tmp, target))
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -168,3 +168,19 @@ def test_pcprox_settings_are_what_the_reader_then_prints(base: int, prefix: str,
     fmt = format_from_acp(variables)
     assert (fmt.pre, fmt.post) == (prefix.encode("ascii"), suffix.encode("ascii"))
     assert (fmt.base, fmt.width) == (base, digits)
+
+
+def test_a_planted_link_in_place_of_a_temporary_file_is_not_followed(tmp_path: Path) -> None:
+    # Someone who can write the folder links the temporary credentials file elsewhere: the
+    # link is removed and the credentials are written in the folder, never through it.
+    from provisioning.provision import _write_all
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("untouched", encoding="utf-8")
+    folder = tmp_path / "device"
+    folder.mkdir(mode=0o700)
+    (folder / ".credentials.provision.tmp").symlink_to(elsewhere)
+    _write_all(folder, {"credentials": b"copier-7\nsecret\n"})
+    assert elsewhere.read_text(encoding="utf-8") == "untouched"
+    assert (folder / "credentials").read_bytes() == b"copier-7\nsecret\n"
+    assert (folder / "credentials").stat().st_mode & 0o777 == 0o600

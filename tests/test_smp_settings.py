@@ -373,6 +373,24 @@ def test_a_panel_keeps_its_device_id_and_broker_over_udp(tmp_path: Path, capsys)
         again.close()
 
 
+def test_a_password_in_a_setting_is_kept_but_never_shown(tmp_path: Path, capsys) -> None:
+    panel = _panel(tmp_path, new=True)
+    try:
+        assert panel.serving.wait(10)
+        code = main(["flash", "--settings-only", "--port", panel.address, "--json",
+                     "--timeout", "1", "--set", "panel/broker=mqtts://dev:s3cret@b.example:8883"])
+        out = capsys.readouterr()
+        [d] = json.loads(out.out)["devices"]
+        assert code == 0, d
+        assert d["settings"]["panel/broker"] == "mqtts://dev:***@b.example:8883"
+        assert "s3cret" not in out.out + out.err
+        assert panel.settings is not None  # the device has what was sent
+        assert panel.settings.value("panel/broker") == b"mqtts://dev:s3cret@b.example:8883"
+    finally:
+        panel.close()
+        panel.bootloader.flash.close()
+
+
 @given(junk=st.binary(min_size=0, max_size=300), at=st.integers(0, 2 * 4096 - 300))
 def test_any_bytes_in_the_settings_area_load_as_a_record_or_the_defaults(junk: bytes,
                                                                         at: int) -> None:
