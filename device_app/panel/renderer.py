@@ -113,6 +113,15 @@ class PanelRenderer:
                 return target.action, target.job_id
         return None
 
+    def click(self, pos: tuple[int, int]) -> tuple[Action, str | None] | None:
+        """A finger at ``pos``: what the session must hear of it, or None. The job list's
+        scroll arrows, like the keyboards' own keys, are the glass's and end here."""
+        hit = self.hit(pos)
+        if hit is not None and hit[0] in (Action.SCROLL_UP, Action.SCROLL_DOWN):
+            self.apply_scroll(hit[0])
+            return None
+        return hit
+
     def apply_scroll(self, action: Action) -> bool:
         """Move the job list a page for SCROLL_UP/SCROLL_DOWN. True if the list moved (draw
         again to show it); False for any other action or at either end."""

@@ -132,13 +132,9 @@ def run_window(app: PanelApp, *, title: str = "mfdkit panel",
                 if ev.type == pygame.QUIT:
                     return
                 if ev.type == pygame.MOUSEBUTTONDOWN and ev.button == 1:
-                    hit = renderer.hit(ev.pos)
-                    if hit is not None:
-                        action, job_id = hit
-                        if action in (Action.SCROLL_UP, Action.SCROLL_DOWN):
-                            renderer.apply_scroll(action)
-                        else:
-                            app.tap(action, job_id)
+                    tap = renderer.click(ev.pos)
+                    if tap is not None:
+                        app.tap(*tap)
                 elif ev.type == pygame.KEYDOWN:
                     if ev.key == pygame.K_ESCAPE and not fullscreen:
                         return

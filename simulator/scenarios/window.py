@@ -161,13 +161,9 @@ def run_sim_window(world: ScenarioWorld, *, seed: int = 0, recorder: StepRecorde
                 if ev.type == pygame.QUIT:
                     return keys
                 if ev.type == pygame.MOUSEBUTTONDOWN and ev.button == 1:
-                    hit = renderer.hit(ev.pos)
-                    if hit is not None:
-                        action, subject = hit
-                        if action in (Action.SCROLL_UP, Action.SCROLL_DOWN):
-                            renderer.apply_scroll(action)
-                        else:
-                            keys.on_tap(action, subject)
+                    tap = renderer.click(ev.pos)
+                    if tap is not None:
+                        keys.on_tap(*tap)
                 elif ev.type == pygame.KEYDOWN:
                     if ev.key == pygame.K_ESCAPE:
                         return keys
