@@ -161,6 +161,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS technicians_secret
 """
 
 
+#: A release asked for from the User Portal for a chosen copier: written with the release in one
+#: transaction (so it is never lost nor sent for a release that rolled back); the workers push it
+#: to the device's command topic until the device has taken it (``taken_at``), and the device
+#: prints it through the same journal as a release tapped on its panel.
+RELEASE_ORDERS = """
+CREATE TABLE IF NOT EXISTS release_orders (
+    release_id TEXT PRIMARY KEY, device_id TEXT NOT NULL REFERENCES devices(id),
+    user_id TEXT NOT NULL REFERENCES users(id), payload TEXT NOT NULL,
+    created_at {real} NOT NULL, pushed_at {real} NOT NULL DEFAULT 0, taken_at {real});
+CREATE INDEX IF NOT EXISTS release_orders_device ON release_orders (device_id, taken_at);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -187,6 +200,14 @@ STEPS: tuple[Step, ...] = (
     Step(7, "users.language: the user's preferred language, for the panel while they are "
             "signed in ('' = no preference)",
          ddl="ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT ''"),
+    Step(8, "users.role: 'admin' users run their org from the admin console, 'user' users "
+            "only their own jobs and clients",
+         ddl="ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user'"),
+    Step(9, "audit.org_id: whose audit entry it is, so an org's administrators read their own "
+            "('' = the operator's, before orgs were recorded)",
+         ddl="ALTER TABLE audit ADD COLUMN org_id TEXT NOT NULL DEFAULT ''"),
+    Step(10, "release_orders: releases asked for away from the copier (the User Portal), an "
+             "outbox the workers push to the device", ddl=RELEASE_ORDERS),
 )
 
 #: The version a store has once every step ran.
