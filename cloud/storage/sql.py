@@ -4,11 +4,14 @@ subclass with connections and transactions. The queries are grouped by who asks 
 
 from __future__ import annotations
 
+from cloud.storage.sql_admin import AdminQueries
 from cloud.storage.sql_core import CoreQueries
 from cloud.storage.sql_devices import DeviceQueries
 from cloud.storage.sql_linking import LinkingQueries
+from cloud.storage.sql_release_orders import ReleaseOrderQueries
 from cloud.storage.sql_technicians import TechnicianQueries
 
 
-class SqlStore(CoreQueries, LinkingQueries, DeviceQueries, TechnicianQueries):
+class SqlStore(CoreQueries, LinkingQueries, DeviceQueries, TechnicianQueries, ReleaseOrderQueries,
+               AdminQueries):
     """Every query of the cloud; an adapter supplies connections and transactions."""
