@@ -12,8 +12,9 @@ MFD_VENV="${MFD_VENV:-$MFD_ROOT/.venv}"
 # Everywhere printer) with the avahi-daemon and dbus it needs to start.
 # The panel: fontconfig + fonts-noto-core/-cjk/-color-emoji set job names in every script
 # (device_app/panel/fonts.py); xvfb + x11-apps (xwd) give the panel a real X display to open
-# full screen on and grab (tests/test_panel_xvfb.py).
-MFD_APT_PACKAGES="${MFD_APT_PACKAGES:-mosquitto pcscd vsmartcard-vpcd libpcsclite-dev cups-ipp-utils avahi-daemon dbus fontconfig fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji xvfb x11-apps}"
+# full screen on and grab (tests/test_panel_xvfb.py). chromium: the browser every web test
+# drives (tests/web_helpers.py).
+MFD_APT_PACKAGES="${MFD_APT_PACKAGES:-mosquitto pcscd vsmartcard-vpcd libpcsclite-dev cups-ipp-utils avahi-daemon dbus fontconfig fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji xvfb x11-apps chromium}"
 
 mfd_missing_packages() {
     local missing=""

@@ -1,0 +1,145 @@
+"""The web application: the User Portal (/portal/), the admin console (/admin/), single sign-on
+(/sso/) and the JSON API (/api/v1/), one FastAPI app.
+
+Each part is a router in its own module; this module only assembles them with what they share:
+the signed session cookie, security headers on every answer, static files, and one place where a
+refusal becomes an answer (a page that says what to do, or under /api/ the documented JSON error
+``{"ok": false, "error": {"code", "message", "field"?, "retry_after"?}}``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from cloud.web import admin_pages, api, auth_pages, portal_pages, sso
+from cloud.web.context import (
+    CsrfFailed,
+    Forbidden,
+    SignInRequired,
+    Stores,
+    render,
+    sign_in_url,
+)
+from cloud.web.errors import status_of
+from cloud.web.settings import WebSettings
+from protocol.errors import MfdError
+
+log = logging.getLogger(__name__)
+
+#: How long a browser session lasts without a new sign-in (the portal session in the store
+#: has its own, shorter or equal, expiry and is checked on every request).
+COOKIE_MAX_AGE = 12 * 3600
+
+_SECURITY_HEADERS = {
+    # Scripts and styles only from this site: an injected <script> cannot run.
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
+
+
+def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    stores = Stores(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        stores.close()
+
+    app = FastAPI(title="mfdkit cloud", version="1",
+                  description="The JSON API of mfdkit's reference cloud: print clients, the "
+                  "mobile app and the User Portal.", lifespan=lifespan,
+                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/v1/openapi.json")
+    app.state.settings = settings
+    app.state.stores = stores
+    app.state.clock = clock
+
+    @app.middleware("http")
+    async def security_headers(request: Request,
+                               call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            # Pages show a person's jobs and tokens: never from a shared cache.
+            response.headers.setdefault("cache-control", "no-store")
+        return response
+
+    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key.hex(),
+                       session_cookie="mfd_session", max_age=COOKIE_MAX_AGE, same_site="lax",
+                       https_only=settings.https_only)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))),
+              name="static")
+    for module in (auth_pages, portal_pages, admin_pages, sso, api):
+        app.include_router(module.router)
+    _errors(app)
+    return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({k: v for k, v in extra.items() if v is not None})
+    headers = ({"retry-after": str(extra["retry_after"])}
+               if extra.get("retry_after") is not None else None)
+    return JSONResponse({"ok": False, "error": error}, status_code=status, headers=headers)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(SignInRequired)
+    async def sign_in(request: Request, exc: SignInRequired) -> Response:
+        if _is_api(request):
+            return _json_error(401, "invalid_session", exc.message)
+        return RedirectResponse(sign_in_url(exc.next_path), status_code=303)
+
+    @app.exception_handler(MfdError)
+    async def refused(request: Request, exc: MfdError) -> Response:
+        status = 403 if isinstance(exc, (Forbidden, CsrfFailed)) else status_of(exc.code)
+        if _is_api(request):
+            return _json_error(status, exc.code, exc.message, field=getattr(exc, "field", None),
+                               retry_after=getattr(exc, "retry_after", None))
+        return render(request, "error.html", status_code=status, message=exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        message = str(exc.detail) if exc.detail else "refused"
+        if _is_api(request):
+            return _json_error(exc.status_code, code, message)
+        return render(request, "error.html", status_code=exc.status_code,
+                      message="There is no such page." if exc.status_code == 404 else message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
+        field = ".".join(where) or None
+        message = f"{field or 'request'}: {first.get('msg', 'invalid')}"
+        if _is_api(request):
+            return _json_error(400, "invalid_field", message, field=field)
+        return render(request, "error.html", status_code=400, message=message)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
+        if _is_api(request):
+            return _json_error(500, "internal", "something went wrong on our side; try again")
+        return render(request, "error.html", status_code=500,
+                      message="Something went wrong on our side. Try again in a moment.")

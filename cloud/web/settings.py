@@ -1,0 +1,55 @@
+"""What the web front end is configured with, checked once when the app is made."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from protocol.errors import MfdError
+
+#: Largest document a person may upload from the browser (Print from the browser).
+MAX_UPLOAD_DEFAULT = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where mail goes out (invitations, share links, linking codes)."""
+
+    host: str
+    port: int
+    sender: str
+    starttls: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """Single sign-on with an OpenID Connect provider (cloud/web/sso.py)."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    #: What the button says ("Sign in with Contoso").
+    label: str = "single sign-on"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    store_url: str
+    #: The address people reach the portal at (behind a TLS proxy in production); links in
+    #: mail and QR codes use it.
+    public_url: str = ""
+    #: Signs the session cookie. Random per process by default: sessions then end with a
+    #: restart, which is safe; several processes behind one name need the same key.
+    secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    #: Cookies only over HTTPS (on in production; tests serve plain HTTP on loopback).
+    https_only: bool = False
+    smtp: SmtpSettings | None = None
+    oidc: OidcSettings | None = None
+    max_upload: int = MAX_UPLOAD_DEFAULT
+
+    def __post_init__(self) -> None:
+        if len(self.secret_key) < 16:
+            raise MfdError("the web session key must be at least 16 bytes",
+                           code="config_invalid")
