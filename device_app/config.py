@@ -44,7 +44,7 @@ from protocol.topics import check_device_id
 __all__ = ["MANAGED", "DeviceConfig", "EngineConfig", "Policy", "UiConfig", "apply_push",
            "check_engine",
            "engine_choice", "load_config", "load_credentials", "parse_config",
-           "save_credentials", "to_toml", "write_private"]
+           "resolve_paths", "save_credentials", "to_toml", "write_private"]
 
 #: "ipp" (a printer by IPP), "socket" (an engine server), "emulator" (prints nothing).
 ENGINE_KINDS = ("ipp", "socket", "emulator")
@@ -269,10 +269,27 @@ def load_config(path: str | Path) -> DeviceConfig:
     cfg = parse_config(data)
     if not cfg.engine.kind:
         raise ConfigError(f"{_ENGINE_REQUIRED} (in {path})")
-    # Relative file names are relative to the config file's folder.
-    base = path.parent
-    return replace(cfg, credentials_file=str(base / cfg.credentials_file),
-                   journal_file=str(base / cfg.journal_file))
+    return resolve_paths(cfg, path.parent)
+
+
+def resolve_paths(cfg: DeviceConfig, base: str | Path) -> DeviceConfig:
+    """``cfg`` with every relative file path in it made relative to ``base``, the folder of the
+    device.toml that names it: the CA file, the credentials, the journal and an engine socket.
+    Taken as written, they would be looked for in whatever folder the service was started
+    from, and a device started elsewhere would not find its CA. Absolute paths stay as they
+    are; an empty ``ca_file`` (the system CAs) stays empty."""
+    base = Path(base)
+
+    def anchored(name: str) -> str:
+        return name if not name or Path(name).is_absolute() else str(base / name)
+
+    engine = cfg.engine
+    if engine.kind == "socket":  # the engine server's Unix socket: a file path too
+        engine = replace(engine, uri=anchored(engine.uri))
+    # (base / an absolute path is that path.)
+    return replace(cfg, ca_file=anchored(cfg.ca_file),
+                   credentials_file=str(base / cfg.credentials_file),
+                   journal_file=str(base / cfg.journal_file), engine=engine)
 
 
 def apply_push(current: DeviceConfig, payload: bytes) -> DeviceConfig:

@@ -19,6 +19,9 @@ Theory of operation:
   what was meant, CA bytes included; any difference is a :class:`ProvisionError`.
 * **No secret printed.** The password comes from a file, never from the command line, and no
   result or error quotes it; the ledger entry (provisioning/ledger.py) names files, not values.
+  Reader specs may carry a key too (OSDP's ``scbk``): :func:`read_reader_file` takes them from
+  a file, and :func:`spec_secrets` names (never shows) the secrets a spec given on the command
+  line would expose to every user of the machine through ``ps``.
 
 The pcProx part (:func:`configure_pcprox`) speaks the reader's ASCII command protocol subset
 (readers/codecs/pcprox.py: ``rfid:NAME=VALUE`` / ``rfid:NAME?``) through the serial adapter's
@@ -47,7 +50,7 @@ from readers.codecs.pcprox import AcpAssign, AcpQuery, AcpValue, format_to_acp
 
 __all__ = ["CA_FILE", "CONFIG_FILE", "CREDENTIALS_FILE", "PcProxSettings", "ProvisionError",
            "ProvisionRequest", "ProvisionResult", "configure_pcprox", "parse_policy_options",
-           "provision", "record_provision"]
+           "provision", "read_reader_file", "record_provision", "spec_secrets"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ class DeviceSchema(Protocol):
     def parse_config(self, data: dict[str, Any], /) -> Any: ...
     def to_toml(self, cfg: Any, /) -> str: ...
     def load_config(self, path: str | Path, /) -> Any: ...
+    def resolve_paths(self, cfg: Any, base: str | Path, /) -> Any: ...
     def load_credentials(self, path: str | Path, /) -> tuple[str, str]: ...
 
 
@@ -99,8 +103,8 @@ class ProvisionRequest:
     readers: tuple[str, ...] = ()
     policy: Mapping[str, Any] = field(default_factory=dict)
     name: str = ""
-    #: Where ``directory`` is on the device itself (a mounted image's folder is elsewhere on
-    #: the technician's machine); None: ``directory`` as it is here.
+    #: Where ``directory`` is on the device itself, to write ``ca_file`` as an absolute path
+    #: there; None: ``ca.pem``, which the device finds beside device.toml wherever it is.
     device_dir: Path | None = None
 
 
@@ -144,6 +148,51 @@ def parse_policy_options(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def spec_secrets(spec: str) -> list[str]:
+    """The names of the secret parameters a reader spec carries (OSDP's ``scbk``, and any name
+    such as ``key``, ``pin`` or ``password`` a backend may take); never their values. Secret
+    means what the one redaction (protocol.redact) masks, judged on the parameter *names*, so
+    a long hex serial number in a ``/dev/serial/by-id`` path is not taken for a key."""
+    # Without its "?" (a malformed spec, about to be refused, but already in argv) the
+    # parameters are looked for after the scheme.
+    query = spec.partition("?")[2] if "?" in spec else spec.partition(":")[2]
+    names: list[str] = []
+    for part in query.replace(";", "&").split("&"):
+        # A name whose value redact masks ("scbk=v" -> "scbk=***") is a secret's name. The
+        # name is itself redacted: a mistyped "scbk:KEY" has the key in its "name".
+        name = part.partition("=")[0].strip()
+        if name and redact(f"{name}=v") != f"{name}=v" and redact(name) not in names:
+            names.append(redact(name))
+    return names
+
+
+def read_reader_file(path: str | Path) -> tuple[str, ...]:
+    """The reader specs in ``path``: one a line, in order; blank lines and lines whose first
+    non-blank character is ``#`` are skipped (a ``#`` later on a line is part of the spec: a
+    prefix character may be one). Every spec is checked with the readers' own syntax now, and
+    a bad one is a ConfigError naming the file and line, with the spec redacted."""
+    from readers.spec import check_spec
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--reader-file {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--reader-file {path}: not UTF-8 text") from None
+    specs: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        spec = line.strip()
+        if not spec or spec.startswith("#"):
+            continue
+        try:
+            check_spec(spec)
+        except ConfigError as exc:  # already redacted by readers.spec
+            raise ConfigError(f"--reader-file {path}, line {n}: {exc.message}") from None
+        specs.append(spec)
+    return tuple(specs)
+
+
 def _build(req: ProvisionRequest, schema: DeviceSchema) -> tuple[Any, dict[str, bytes]]:
     """The configuration and every file's bytes, validated; writes nothing."""
     if req.username != req.device_id:
@@ -157,11 +206,11 @@ def _build(req: ProvisionRequest, schema: DeviceSchema) -> tuple[Any, dict[str, 
     files: dict[str, bytes] = {}
     if req.ca_file is not None:
         files[CA_FILE] = _read_ca(req.ca_file)
-        # An absolute path: the device app resolves credentials and journal against
-        # device.toml's folder, but opens broker.ca_file as written (from its working
-        # directory), so a bare "ca.pem" would be looked for wherever the service starts.
-        on_device = req.device_dir or req.directory.resolve()
-        broker["ca_file"] = str(on_device / CA_FILE)
+        # The device resolves a relative ca_file against device.toml's folder
+        # (device_app.config.resolve_paths), so "ca.pem" holds wherever the folder is
+        # mounted or moved; an absolute path only when the technician names the folder.
+        broker["ca_file"] = (str(req.device_dir / CA_FILE) if req.device_dir is not None
+                             else CA_FILE)
     data: dict[str, Any] = {"device": {"id": req.device_id, "name": req.name},
                             "broker": broker,
                             "readers": {"specs": list(req.readers)},
@@ -209,7 +258,7 @@ def provision(req: ProvisionRequest, schema: DeviceSchema, *,
     except OSError as exc:
         raise ProvisionError(f"cannot create {directory}: {exc.strerror}") from None
     _write_all(directory, files)
-    _read_back(directory, schema, req, files)
+    _read_back(directory, schema, req, cfg, files)
     return ProvisionResult(cfg, targets, False, digest)
 
 
@@ -269,16 +318,16 @@ def _write_all(directory: Path, files: Mapping[str, bytes]) -> None:
         os.close(dir_fd)
 
 
-def _read_back(directory: Path, schema: DeviceSchema, req: ProvisionRequest,
+def _read_back(directory: Path, schema: DeviceSchema, req: ProvisionRequest, cfg: Any,
                files: Mapping[str, bytes]) -> None:
     try:
         loaded = schema.load_config(directory / CONFIG_FILE)
         username, password = schema.load_credentials(loaded.credentials_file)
     except ConfigError as exc:
         raise ProvisionError(f"read-back failed: {exc.message}") from None
-    # The loaded config makes absolute file paths of device.toml's relative ones; written out
-    # again it must give the very text that was meant (to_toml writes the names only).
-    if schema.to_toml(loaded).encode("utf-8") != files[CONFIG_FILE]:
+    # The loaded config makes absolute file paths of device.toml's relative ones: it must be
+    # what was meant with the same paths made absolute the same way.
+    if schema.to_toml(loaded) != schema.to_toml(schema.resolve_paths(cfg, directory)):
         raise ProvisionError(f"read-back failed: {directory / CONFIG_FILE} does not hold what "
                              "was written (another program changed it?)")
     if (username, password) != (req.username, req.password):

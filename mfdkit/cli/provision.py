@@ -1,7 +1,8 @@
 """``mfd provision``: write a device's configuration directory, or set a pcProx reader's output.
 
 ``mfd provision DIR --device-id ID --broker URL --username U --password-file F --engine E
-[--ca FILE] [--reader SPEC ...] [--policy KEY=VALUE ...] [--name NAME] [--dry-run]``
+[--ca FILE] [--reader SPEC ...] [--reader-file FILE ...] [--policy KEY=VALUE ...] [--name NAME]
+[--dry-run]``
     Validates everything with the device app's own schema, then writes device.toml,
     credentials (0600) and ca.pem into DIR, nothing half-written, and reads them back
     (provisioning/provision.py). Each run (not a dry run) is appended to the fleet ledger.
@@ -10,7 +11,10 @@
     Sets a pcProx reader's output through its command set and reads it back. Both forms may
     be given at once.
 
-Never prints a secret: the password comes from a file and is named nowhere.
+Never prints a secret: the password comes from a file and is named nowhere. Reader specs with
+a key (OSDP's ``scbk``) belong in ``--reader-file``: a ``--reader`` that carries one is warned
+about on stderr (the command line is visible to every user of the machine in ``ps``), naming
+the parameter, never its value.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         configure_pcprox,
         parse_policy_options,
         provision,
+        read_reader_file,
         record_provision,
     )
 
@@ -54,12 +59,18 @@ def cmd_provision(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--password-file {args.password_file}: cannot read it "
                               f"({exc.strerror})") from None
+        _warn_secrets_in_argv(args.reader)
+        readers = tuple(args.reader)
+        for path in args.reader_file:
+            from_file = read_reader_file(path)
+            _warn_open_file(path, from_file)
+            readers += from_file
         engine = engine_choice(args.engine)
         req = ProvisionRequest(
             directory=Path(args.dir), device_id=args.device_id, broker_url=args.broker,
             username=args.username, password=password, engine_kind=engine.kind,
             engine_uri=engine.uri,
-            ca_file=Path(args.ca) if args.ca else None, readers=tuple(args.reader),
+            ca_file=Path(args.ca) if args.ca else None, readers=readers,
             policy=parse_policy_options(args.policy), name=args.name or "",
             device_dir=Path(args.device_dir) if args.device_dir else None)
         try:
@@ -100,6 +111,30 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_secrets_in_argv(specs: list[str]) -> None:
+    from provisioning.provision import spec_secrets
+
+    for n, spec in enumerate(specs, 1):
+        names = spec_secrets(spec)
+        if names:
+            # Said even when the run then fails: the key has already been in argv (and
+            # likely the shell's history), so it may need changing whatever happens next.
+            print(f"mfd provision: warning: --reader #{n} carries a secret ("
+                  f"{', '.join(names)}) on the command line, where every user of this "
+                  "machine can read it (ps, /proc) and the shell's history keeps it; put the "
+                  "spec in a file only you can read (chmod 600) and give --reader-file FILE",
+                  file=sys.stderr)
+
+
+def _warn_open_file(path: str, specs: tuple[str, ...]) -> None:
+    from provisioning.provision import spec_secrets
+
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077 and any(spec_secrets(spec) for spec in specs):
+        print(f"mfd provision: warning: --reader-file {path} holds a key and other users "
+              f"may read it (mode {mode:o}); run: chmod 600 {path}", file=sys.stderr)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("provision", help="write a device's configuration (identity, broker, "
                        "CA, readers, policy, engine), or set a pcProx reader's output",
@@ -109,8 +144,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("dir", nargs="?", metavar="DIR",
                    help="the device's configuration directory (or a mounted image's)")
     p.add_argument("--device-id", metavar="ID")
-    p.add_argument("--device-dir", metavar="PATH", help="where DIR is on the device, when DIR "
-                   "is a mounted image (default: DIR): the CA's path in device.toml")
+    p.add_argument("--device-dir", metavar="PATH", help="where DIR is on the device, to write "
+                   "the CA's path in device.toml as PATH/ca.pem (default: ca.pem, found "
+                   "beside device.toml wherever DIR ends up)")
     p.add_argument("--name", help="the name shown on the panel")
     p.add_argument("--broker", metavar="URL", help="mqtts://HOST:8883 (or mqtt:// on a bench)")
     p.add_argument("--ca", metavar="FILE", help="PEM of the CA that signed the broker's "
@@ -119,7 +155,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--password-file", metavar="F", help="a file holding the broker password "
                    "(never on the command line)")
     p.add_argument("--reader", action="append", default=[], metavar="SPEC",
-                   help="a reader spec, e.g. serial:/dev/ttyUSB0?family=pcprox (repeatable)")
+                   help="a reader spec, e.g. serial:/dev/ttyUSB0?family=pcprox (repeatable; "
+                   "a spec with a key, such as OSDP's scbk, goes in --reader-file)")
+    p.add_argument("--reader-file", action="append", default=[], metavar="FILE",
+                   help="reader specs, one a line ('#' comment lines and blank lines "
+                   "skipped), after any --reader: keeps keys off the command line "
+                   "(repeatable)")
     p.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
                    help="a [policy] key, e.g. idle_timeout=90 (repeatable)")
     p.add_argument("--engine", metavar="URI|socket:PATH|emulator",
