@@ -8,10 +8,11 @@ from cloud.storage.sql_admin import AdminQueries
 from cloud.storage.sql_core import CoreQueries
 from cloud.storage.sql_devices import DeviceQueries
 from cloud.storage.sql_linking import LinkingQueries
+from cloud.storage.sql_portal import PortalQueries
 from cloud.storage.sql_release_orders import ReleaseOrderQueries
 from cloud.storage.sql_technicians import TechnicianQueries
 
 
 class SqlStore(CoreQueries, LinkingQueries, DeviceQueries, TechnicianQueries, ReleaseOrderQueries,
-               AdminQueries):
+               AdminQueries, PortalQueries):
     """Every query of the cloud; an adapter supplies connections and transactions."""
