@@ -24,7 +24,15 @@ from typing import Any
 from cloud import devices
 from cloud.hashing import card_hash, code_hash
 from cloud.identity import check_access_code, check_language
-from cloud.storage.port import CloudStore, Job, OrgSettings, Technician, User, new_id
+from cloud.storage.port import (
+    ROLES,
+    CloudStore,
+    Job,
+    OrgSettings,
+    Technician,
+    User,
+    new_id,
+)
 from protocol.errors import StoreError
 
 #: Who the audit log says did it, for actions taken through an admin front end.
@@ -126,6 +134,21 @@ def users(store: CloudStore, org_id: str) -> list[User]:
         return store.users(org_id)
 
 
+def set_role(store: CloudStore, email: str, role: str) -> User:
+    """Make a user an administrator of their org ("admin": the admin console) or take it back
+    ("user"); audited. Returns the user as now stored."""
+    if role not in ROLES:
+        raise StoreError(f"a role is {' or '.join(ROLES)}, not {role!r}", code="invalid_field")
+    user = require_user(store, email)
+    if user.role == role:
+        return user  # no change, no write
+    with store.transaction():
+        store.set_user_role(user.id, role)
+        store.audit(time.time(), ACTOR, "user.role", f"user:{user.id}",
+                    f"{user.role} -> {role}")
+    return replace(user, role=role)
+
+
 # -- org policy
 
 #: The policy an administrator may change, by the name OrgSettings gives it.
@@ -197,17 +220,25 @@ class DeviceRow:
     applied: int
     refused: int
     refusal: str
+    #: When it last reported its status (0: never).
+    last_seen: float = 0.0
+    #: Pushed (published) version of its configuration, acknowledged or not.
+    pushed: int = 0
 
 
-def device_rows(store: CloudStore) -> list[DeviceRow]:
+def device_rows(store: CloudStore, org_id: str | None = None) -> list[DeviceRow]:
+    """Every device (the operator's view), or one org's."""
     with store.transaction():
-        listed = store.devices()
+        listed = store.devices(org_id)
+        seen = {d: at for org in ([org_id] if org_id else [o for o, _ in store.orgs()])
+                for d, _n, _s, at in store.org_devices(org)}
     rows = []
-    for device_id, org_id, name, status in listed:
+    for device_id, org, name, status in listed:
         c = devices.config_state(store, device_id)
-        rows.append(DeviceRow(device_id, org_id, name, status,
+        rows.append(DeviceRow(device_id, org, name, status,
                               devices.device_engine(store, device_id) == "emulator",
-                              c["version"], c["applied"], c["refused"], c["refusal"]))
+                              c["version"], c["applied"], c["refused"], c["refusal"],
+                              seen.get(device_id, 0.0), c["pushed"]))
     return rows
 
 
@@ -336,3 +367,90 @@ def audit_log(store: CloudStore, limit: int = 50) -> list[tuple[float, str, str,
         raise StoreError("the audit limit is at least 1", code="config_invalid")
     with store.transaction():
         return store.audit_log(limit)
+
+
+# -- one org's administrators (the admin console): what they read and act on, in their org only
+#
+# Each takes the administrator's org and refuses an id of another org exactly as an id that does
+# not exist ("not_found"): an administrator learns nothing of other orgs, not even that an id is
+# taken. `mfd admin` keeps its operator-wide view (jobs, audit_log, device_rows without an org).
+
+#: Job states an administrator filters by (RELEASING: released to a copier, not yet printed).
+JOB_STATES = ("HELD", "RELEASING", "PRINTED", "EXPIRED", "DELETED", "PENDING_AUTH")
+
+
+def org_user(store: CloudStore, org_id: str, user_id: str) -> User:
+    with store.transaction():
+        user = store.user(user_id)
+    if user is None or user.org_id != org_id:
+        raise StoreError(f"no user {user_id} in this org", code="not_found")
+    return user
+
+
+def org_device(store: CloudStore, org_id: str, device_id: str) -> DeviceRow:
+    with store.transaction():
+        org = store.device_org(device_id)
+    if org != org_id:
+        raise StoreError(f"no device {device_id} in this org", code="not_found")
+    return next(d for d in device_rows(store, org_id) if d.device_id == device_id)
+
+
+def user_locked_until(store: CloudStore, user: User) -> float | None:
+    """Until when the user is locked out after wrong passwords or PINs (None: not locked)."""
+    with store.transaction():
+        return store.locked_until("user", user.email, time.time())
+
+
+def org_jobs(store: CloudStore, org_id: str, *, state: str | None = None,
+             user_id: str | None = None, device_id: str | None = None,
+             limit: int = 200) -> list[Job]:
+    """The org's jobs, newest first: by state (:data:`JOB_STATES`), owner and device."""
+    if state and state not in JOB_STATES:
+        raise StoreError(f"a job state is one of {', '.join(JOB_STATES)}", code="invalid_field")
+    require_org(store, org_id)
+    with store.transaction():
+        return store.org_jobs(org_id, state=state or None, owner_id=user_id or None,
+                              device_id=device_id or None, limit=limit)
+
+
+def org_audit(store: CloudStore, org_id: str, *, action: str = "", actor: str = "",
+              subject: str = "", since: float | None = None, until: float | None = None,
+              limit: int = 200) -> list[tuple[float, str, str, str, str]]:
+    """The org's audit entries, newest first: by action (or its family: "card" is card.add,
+    card.remove...), actor ("admin", "user:ID", "device:ID"), subject and time."""
+    if not 1 <= limit <= 1000:
+        raise StoreError("the audit limit is 1 to 1000", code="invalid_field")
+    require_org(store, org_id)
+    with store.transaction():
+        return store.org_audit(org_id, action=action.strip(), actor=actor.strip(),
+                               subject=subject.strip(), since=since, until=until, limit=limit)
+
+
+def device_config_toml(store: CloudStore, device_id: str) -> tuple[int, str]:
+    """(version, text): the device's managed configuration as TOML, for an editor."""
+    import tomli_w
+
+    config = devices.device_config(store, device_id)
+    version = int(config.pop("version", 0))
+    return version, tomli_w.dumps(config)
+
+
+def replace_device_config(store: CloudStore, device_id: str, text: str) -> ConfigStored:
+    """The device's whole managed configuration from an editor's TOML: what the text has is
+    set, what it no longer has is unset (the device's own device.toml value again). Checked
+    with the device's schema, stored and pushed as :func:`push_device_config` does."""
+    import tomllib
+
+    try:
+        wanted = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StoreError(f"not TOML: {exc}", code="config_invalid") from None
+    current = devices.device_config(store, device_id)
+    current.pop("version", None)
+    if wanted == current:
+        raise StoreError("the configuration is unchanged: nothing pushed", code="config_invalid")
+    unset = [section for section in current if section not in wanted]
+    unset += [f"{section}.{key}" for section, values in current.items()
+              if isinstance(wanted.get(section), dict)
+              for key in values if key not in wanted[section]]
+    return push_device_config(store, device_id, wanted, unset)

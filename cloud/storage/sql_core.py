@@ -28,7 +28,24 @@ from protocol.errors import ErrorCode, StoreError
 # every value travels as a bound parameter.
 _JOB_COLS = ("id, owner_id, name, pages, color, duplex, copies, size, sha256, submitted_at, "
              "source, state, release_id, device_id, expires_at, client_id")
-_USER_COLS = "id, org_id, email, display_name, language"
+_USER_COLS = "id, org_id, email, display_name, language, role"
+
+
+#: The org an audit subject or actor belongs to, by its kind (see CoreQueries.audit).
+_ORG_OF = {
+    "user": "SELECT org_id FROM users WHERE id=?",
+    "email": "SELECT org_id FROM users WHERE email=?",
+    "device": "SELECT org_id FROM devices WHERE id=?",
+    "technician": "SELECT org_id FROM technicians WHERE id=?",
+    "client": "SELECT org_id FROM client_installs WHERE id=?",
+    "installer": "SELECT org_id FROM installer_tokens WHERE id=?",
+    "invitation": "SELECT org_id FROM invitations WHERE id=?",
+    "queue": "SELECT org_id FROM print_queues WHERE id=?",
+    # A job is its owner's, or (waiting for sign-in) its client's.
+    "job": "SELECT COALESCE(u.org_id, ci.org_id) FROM jobs j "
+           "LEFT JOIN users u ON u.id = j.owner_id "
+           "LEFT JOIN client_installs ci ON ci.id = j.client_id WHERE j.id=?",
+}
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -118,6 +135,10 @@ class CoreQueries(SqlBase):
             f"SELECT {_USER_COLS} FROM users WHERE org_id=? ORDER BY email",  # noqa: S608
             org_id)]
 
+    def set_user_role(self, user_id: str, role: str) -> bool:
+        """Whether the user exists (and now has ``role``)."""
+        return self.execute("UPDATE users SET role=? WHERE id=?", role, user_id) > 0
+
     def set_user_language(self, user_id: str, language: str) -> bool:
         """Whether the user exists (and now has ``language``)."""
         return self.execute("UPDATE users SET language=? WHERE id=?", language, user_id) > 0
@@ -151,7 +172,7 @@ class CoreQueries(SqlBase):
 
     def user_by_card(self, org_id: str, card_hash: str) -> User | None:
         row = self.query_one(
-            "SELECT u.id, u.org_id, u.email, u.display_name, u.language FROM cards c "
+            "SELECT u.id, u.org_id, u.email, u.display_name, u.language, u.role FROM cards c "
             "JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.card_hash=?", org_id, card_hash)
         return User(*row) if row else None
@@ -166,8 +187,8 @@ class CoreQueries(SqlBase):
 
     def user_by_code(self, org_id: str, code_hash: str) -> User | None:
         row = self.query_one(
-            "SELECT u.id, u.org_id, u.email, u.display_name, u.language FROM access_codes c "
-            "JOIN users u "
+            "SELECT u.id, u.org_id, u.email, u.display_name, u.language, u.role "
+            "FROM access_codes c JOIN users u "
             "ON u.id = c.user_id WHERE c.org_id=? AND c.code_hash=?", org_id, code_hash)
         return User(*row) if row else None
 
@@ -523,9 +544,29 @@ class CoreQueries(SqlBase):
         return bytes(row[0])
 
     # -- audit
-    def audit(self, now: float, actor: str, action: str, subject: str, detail: str = "") -> None:
-        self.execute("INSERT INTO audit (at, actor, action, subject, detail) VALUES (?,?,?,?,?)",
-                     now, actor, action, subject, detail)
+    def audit(self, now: float, actor: str, action: str, subject: str, detail: str = "",
+              org_id: str | None = None) -> None:
+        """One audit entry, in the org it concerns: ``org_id`` where the caller knows it, else
+        the org of its subject ("user:ID", "device:ID", "job:ID"...) or, failing that, of its
+        actor (a device refusing a card names no subject): so the call sites need not say."""
+        if org_id is None:
+            org_id = self._audit_org(subject) or self._audit_org(actor)
+        self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "
+                     "VALUES (?,?,?,?,?,?)", now, actor, action, subject, detail, org_id)
+
+    def _audit_org(self, who: str) -> str:
+        kind, sep, ident = who.partition(":")
+        if not sep or not ident:
+            return ""
+        if kind == "org":
+            return ident
+        if kind == "user" and "@" in ident:  # lockouts name a user by email
+            kind, ident = "email", ident.strip().lower()
+        sql = _ORG_OF.get(kind)
+        if sql is None:
+            return ""
+        row = self.query_one(sql, ident)
+        return str(row[0]) if row and row[0] is not None else ""
 
     def audit_log(self, limit: int = 100) -> list[tuple[float, str, str, str, str]]:
         rows = self.query_all("SELECT at, actor, action, subject, detail FROM audit "

@@ -117,15 +117,22 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "org-add":
             print(admin.create_org(store, args.name))
         case "user-add":
-            print(admin.add_user(store, args.org, args.email, args.name,
-                                 language=args.language))
+            user_id = admin.add_user(store, args.org, args.email, args.name,
+                                     language=args.language)
+            if args.admin:
+                admin.set_role(store, args.email, "admin")
+            print(user_id)
+        case "role-set":
+            user = admin.set_role(store, args.email, args.role)
+            print(f"{user.email} is now {'an administrator' if user.role == 'admin' else 'a user'}"
+                  f" of {user.org_id}")
         case "user-set":
             user = admin.set_user_language(store, args.email, args.language)
             print(f"language of {user.email}: "
                   + (user.language or "none (the copier's own)"))
         case "users":
             for u in admin.users(store, args.org):
-                print(f"{u.id}\t{u.email}\t{u.display_name}")
+                print(f"{u.id}\t{u.email}\t{u.display_name}\t{u.role}")
         case "card-add" | "cards-add":
             directory.add_card(store, args.email, args.number)
             print(f"card added for {args.email}")
@@ -229,8 +236,14 @@ def cmd_admin(args: argparse.Namespace) -> int:
 def _admin_technician(store: CloudStore, args: argparse.Namespace) -> int:
     match args.technician_cmd:
         case "add":
+            badge = args.badge
+            if badge is not None:
+                print("warning: --badge puts the badge number on the command line, where ps and "
+                      "the shell history show it; use --badge-file FILE", file=sys.stderr)
+            elif args.badge_file is not None:
+                badge = _read_badge(args.badge_file)
             issued = admin.add_technician(store, admin.resolve_org(store, args.org), args.name,
-                                          badge=args.badge, code=args.code)
+                                          badge=badge, code=args.code)
             t = issued.technician
             print(f"technician {t.id} ({t.name}) added with a {t.kind}")
             if issued.code is not None:
@@ -246,6 +259,22 @@ def _admin_technician(store: CloudStore, args: argparse.Namespace) -> int:
             t = admin.revoke_technician(store, args.technician_id)
             print(f"technician {t.id} ({t.name}) revoked: the {t.kind} opens nothing now")
     return 0
+
+
+def _read_badge(name: str) -> str:
+    """The badge number from a file ("-": stdin), its first line without the line break."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MfdError(f"cannot read {name}: {exc.strerror}", code="not_found") from None
+    except UnicodeDecodeError:
+        raise MfdError(f"{name} is not UTF-8 text", code="invalid_field") from None
+    lines = text.splitlines()
+    number = lines[0].strip() if lines else ""
+    if not number:
+        raise MfdError(f"{name} is empty: put the badge number on its first line",
+                       code="invalid_field")
+    return number
 
 
 def _managed(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -359,8 +388,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x.add_argument("--language", default="", metavar="TAG",
                    help="the user's language on the panel while signed in (de, ja, fr-CH); "
                    "default: the copier's own")
+    x.add_argument("--admin", action="store_true",
+                   help="an administrator of the org (the admin console)")
     x.add_argument("email")
     x.add_argument("name")
+    x = asub.add_parser("role-set", help="make a user an administrator of their org (the admin "
+                        "console) or a user again")
+    x.add_argument("email")
+    x.add_argument("role", choices=("admin", "user"))
     x = asub.add_parser("user-set", help="change a user's settings: --language")
     x.add_argument("email")
     x.add_argument("--language", required=True, metavar="TAG",
@@ -487,7 +522,9 @@ def _register_technician(asub: argparse._SubParsersAction[argparse.ArgumentParse
     x.add_argument("--name", required=True, help="who the technician is (for the audit)")
     how = x.add_mutually_exclusive_group(required=True)
     how.add_argument("--badge", metavar="NUMBER", help="the badge's card number, as the "
-                     "copier's reader gives it")
+                     "copier's reader gives it (visible in ps: prefer --badge-file)")
+    how.add_argument("--badge-file", metavar="FILE", help="a file whose first line is the "
+                     "badge's card number (- for stdin): kept out of the command line")
     how.add_argument("--code", action="store_true", help="generate a technician code")
     x.add_argument("--org", help="the org (default: the store's only org)")
     x = tsub.add_parser("list", help="the org's technicians")
