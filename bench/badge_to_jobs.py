@@ -20,8 +20,10 @@ draw of that first job-list frame alone (``draw_*``). Then ``--frames`` frames o
 (all jobs the view holds) are drawn and flipped back to back at ``--size``:
 ``frame_p50_ms``/``frame_p99_ms``.
 
+``--rtt-ms`` puts a WAN link (simulator/netem.py) between the device and the broker.
+
     python -m bench.badge_to_jobs [--n 200] [--jobs 200] [--size 1280x800] [--loop window|eager]
-                                  [--json]
+                                  [--rtt-ms 40] [--json]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from device_app.panel.renderer import PanelRenderer
 from device_app.session import Policy, State
 from device_app.view import Action, PanelView, Screen
 from readers.events import CardRead
+from simulator.netem import LinkProfile
 from simulator.world import SimWorld
 
 
@@ -174,6 +177,9 @@ def main() -> int:
                     help="the panel's run_window loop (default), or one that draws at once")
     ap.add_argument("--frames", type=int, default=300,
                     help="job-list frames drawn back to back for frame_* (default 300)")
+    ap.add_argument("--rtt-ms", type=float, default=0.0,
+                    help="round trip added between the device and the broker (simulator/netem.py; "
+                    "default 0: loopback)")
     ap.add_argument("--json", action="store_true", help="print one JSON object last")
     args = ap.parse_args()
 
@@ -187,8 +193,9 @@ def main() -> int:
     ready: list[float] = []
     jobs_view: list[PanelView] = []
     # Unthrottled: 200 badge sign-ins from one copier at machine speed is what a throttle is for.
+    link = LinkProfile.rtt(args.rtt_ms) if args.rtt_ms else None
     with SimWorld(reader_lockout=0.0, extra_jobs=args.jobs, throttled=False,
-                  policy=Policy(page_size=args.page_size)) as world:
+                  policy=Policy(page_size=args.page_size), link=link) as world:
         assert world.app and world.badge
         app, badge = world.app, world.badge
         read_at: list[float] = []
@@ -259,6 +266,7 @@ def main() -> int:
     frame = _frame_times(view, args.size, args.frames)
     figures = {"n": args.n, "held_jobs": 5 + args.jobs, "jobs_listed": len(view.jobs),
                "size": f"{args.size[0]}x{args.size[1]}", "loop": args.loop,
+               "rtt_ms": args.rtt_ms,
                **summary(from_write), **summary(from_read, "from_read_"),
                **summary(ready, "read_to_state_"), **summary(draw_ms, "draw_"),
                **summary(frame, "frame_"),

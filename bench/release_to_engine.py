@@ -11,8 +11,11 @@ hand-over frame answered by the engine. Jobs that finish are reported to the clo
 request ids) as the app does; with ``--page-time 0`` they finish at once and their reports
 compete with the fetches of later jobs (a stress case no copier produces).
 
+``--rtt-ms`` (and ``--bandwidth``) put a WAN link (simulator/netem.py) between the device and the
+broker; ``device_peak_rss_mb`` is this process's peak resident memory (it is the device).
+
     python -m bench.release_to_engine [--jobs 10] [--n 100] [--page-time S] [--in-process]
-                                      [--json]
+                                      [--rtt-ms MS] [--bandwidth B/S] [--json]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,6 +49,7 @@ from protocol.address import BrokerAddress
 from protocol.engine import EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import EngineError
 from simulator.broker import MosquittoBroker
+from simulator.netem import LinkProfile, WanProxy
 
 
 class TimedEngine:
@@ -125,6 +130,11 @@ def main() -> int:
                     "reports compete with the fetches of later jobs: a stress case)")
     ap.add_argument("--in-process", action="store_true",
                     help="the engine stub in this process instead of the engine server")
+    ap.add_argument("--rtt-ms", type=float, default=0.0,
+                    help="round trip added between the device and the broker (simulator/netem.py; "
+                    "default 0: loopback)")
+    ap.add_argument("--bandwidth", type=float, default=0.0,
+                    help="that link's bandwidth in bytes/s each way (default 0: uncapped)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     user = DEMO_USERS[0]
@@ -138,7 +148,8 @@ def main() -> int:
         store = open_store(url)
         seed_demo(store, now=time.time(), devices=("bench-dev",), jobs=False)
         cloud = start_cloud(url, broker.host, broker.port)
-        link = MqttCloudLink(BrokerAddress(broker.host, broker.port, "bench-dev",
+        wan = WanProxy(broker.host, broker.port, LinkProfile.rtt(args.rtt_ms, args.bandwidth))
+        link = MqttCloudLink(BrokerAddress(wan.host, wan.port, "bench-dev",
                                            "pw-bench-dev"), "bench-dev").start()
         process: EngineProcess | None = None
         inner: EngineClient | MfdControllerStub
@@ -205,6 +216,7 @@ def main() -> int:
         finally:
             printer.close()
             link.close()
+            wan.close()
             assert cloud.stdin is not None
             cloud.stdin.close()
             cloud.wait(timeout=10)
@@ -220,7 +232,12 @@ def main() -> int:
                "engine": "in-process" if args.in_process else "engine_server (unix socket)",
                **summary(to_handed), **summary(to_release, "release_"),
                **summary(to_printed, "last_printed_"), "journal_fs": fs,
-               "journal_sync": "WAL, synchronous=FULL", "tcp_nodelay": True}
+               "journal_sync": "WAL, synchronous=FULL", "tcp_nodelay": True,
+               "rtt_ms": args.rtt_ms, "bandwidth": args.bandwidth,
+               # This process is the device (link, printer, journal); the cloud worker, the
+               # broker and the engine server run in processes of their own.
+               "device_peak_rss_mb": round(
+                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     report("release_to_engine", figures, args.json)
     return 0
 

@@ -32,6 +32,7 @@ from protocol.address import BrokerAddress
 from readers.pty import PtyPort
 from simulator.broker import IotcoreBroker, MosquittoBroker
 from simulator.lifecycle import CLOUD_USER, StackedWorld, start_broker
+from simulator.netem import LinkProfile, WanProxy
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class SimWorld(StackedWorld):
     #: False only for benchmarks that tap badges at machine speed on purpose: the cloud's
     #: badge throttles (cloud/throttle.py) would rightly pause such a copier.
     throttled: bool = True
+    #: Distance between the device and its broker (simulator/netem.py): the device connects
+    #: through a WAN proxy with this profile (``wan``); the cloud stays next to the broker.
+    link: LinkProfile | None = None
+    wan: WanProxy | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     device: Device | None = None
     app: DeviceApp | None = None
@@ -80,6 +85,10 @@ class SimWorld(StackedWorld):
                              BrokerAddress(host, port, CLOUD_USER, passwords[CLOUD_USER]))
         worker.start()
         stack.callback(worker.stop)
+        device_host, device_port = host, port
+        if self.link is not None:
+            self.wan = stack.enter_context(WanProxy(host, port, self.link))
+            device_host, device_port = self.wan.host, self.wan.port
         pty = stack.enter_context(PtyPort())
         self.badge = Em4100Stub(pty)
         self.engine = MfdControllerStub(page_time=self.page_time)
@@ -89,7 +98,7 @@ class SimWorld(StackedWorld):
         # status as a copier on the emulator would.
         cfg = parse_config({
             "device": {"id": self.device_id, "name": self.device_id.replace("-", " ").title()},
-            "broker": {"url": f"mqtt://{host}:{port}"},
+            "broker": {"url": f"mqtt://{device_host}:{device_port}"},
             "readers": {"specs": [f"serial:{pty.device}?family=em4100&baud=9600"
                                   f"&lockout={self.reader_lockout:g}&id=front"]},
             "engine": {"kind": "emulator"}})
