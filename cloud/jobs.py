@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from cloud.identity import Identity
 from cloud.refusal import Refused, shown
@@ -69,23 +70,7 @@ class Jobs:
                          unlinked=self.store.unlinked_waiting(user.id, now))
 
     def _owned_held(self, user: User, job_ids: tuple[str, ...]) -> list[Job]:
-        """The jobs, all of them the user's and held, or a refusal naming the first that is
-        not. Another user's job is reported exactly like a missing one: no probing."""
-        if len(set(job_ids)) != len(job_ids):
-            raise Refused(ErrorCode.INVALID_FIELD, "a job is listed twice", "job_ids")
-        now = self.clock()
-        found = {j.id: j for j in self.store.jobs(job_ids)}
-        for i, job_id in enumerate(job_ids):
-            job = found.get(job_id)
-            if job is None or job.owner_id != user.id:
-                raise Refused(ErrorCode.JOB_NOT_FOUND, f"job {job_id} is not among your jobs",
-                              f"job_ids[{i}]")
-            if job.state != "HELD" or job.expires_at <= now:
-                state = "EXPIRED" if job.state == "HELD" else job.state
-                raise Refused(ErrorCode.JOB_NOT_HELD,
-                              f"job {job_id} is not waiting for release (it is {state})",
-                              f"job_ids[{i}]")
-        return [found[i] for i in job_ids]
+        return owned_held(self.store, user, job_ids, self.clock())
 
     def release(self, device_id: str, req: m.Release) -> m.ReleaseResult:
         user = self.identity.session_user(device_id, req.session)
@@ -108,20 +93,8 @@ class Jobs:
             changed = ("grayscale" if req.grayscale else "duplex" if req.duplex else "copies")
             raise Refused(ErrorCode.NOT_ALLOWED,
                           "your organisation does not allow changes at release", changed)
-        release_id = new_id("rel")
-        options = json.dumps({"grayscale": req.grayscale, "duplex": req.duplex,
-                              "copies": req.copies}) if changes else ""
-        self.store.create_release(release_id, device_id, user.id, now, options)
-        for job in jobs:
-            self.store.set_releasing(job.id, release_id, device_id, now)
-        self.store.audit(now, f"user:{user.id}", "release", release_id,
-                         f"device {device_id}: {len(jobs)} job(s)"
-                         + (f", changes {options}" if changes else ""))
-        return m.ReleaseResult(release_id=release_id, jobs=tuple(
-            m.ReleasedJob(job_id=j.id, name=shown(j.name), size=j.size, sha256=j.sha256,
-                          pages=j.pages,
-                          copies=req.copies or j.copies, color=j.color and not req.grayscale,
-                          duplex=j.duplex or req.duplex) for j in jobs))
+        return open_release(self.store, user, device_id, jobs, now, grayscale=req.grayscale,
+                            duplex=req.duplex, copies=req.copies)
 
     def delete(self, device_id: str, req: m.DeleteJobs) -> m.Ack:
         user = self.identity.session_user(device_id, req.session)
@@ -193,6 +166,62 @@ class Jobs:
                 raise Refused(ErrorCode.JOB_NOT_HELD, f"job {job.id} was printed already",
                               "job_id")
         return m.Ack(of=req.TYPE)
+
+
+class ReleaseStore(Protocol):
+    """What a release needs of storage: the port's, narrowed so that the portal's release
+    (cloud/release_orders.py, on its own view of the store) calls the same code."""
+
+    def jobs(self, job_ids: Sequence[str]) -> list[Job]: ...
+    def create_release(self, release_id: str, device_id: str, user_id: str, now: float,
+                       options: str = "") -> None: ...
+    def set_releasing(self, job_id: str, release_id: str, device_id: str, now: float) -> None: ...
+    def audit(self, now: float, actor: str, action: str, subject: str,
+              detail: str = "") -> None: ...
+
+
+def owned_held(store: ReleaseStore, user: User, job_ids: Sequence[str], now: float) -> list[Job]:
+    """The jobs, all of them the user's and held, or a refusal naming the first that is
+    not. Another user's job is reported exactly like a missing one: no probing. The panel's
+    release and delete and the portal's release to a copier (cloud/release_orders.py) ask
+    this same question."""
+    if len(set(job_ids)) != len(job_ids):
+        raise Refused(ErrorCode.INVALID_FIELD, "a job is listed twice", "job_ids")
+    found = {j.id: j for j in store.jobs(job_ids)}
+    for i, job_id in enumerate(job_ids):
+        job = found.get(job_id)
+        if job is None or job.owner_id != user.id:
+            raise Refused(ErrorCode.JOB_NOT_FOUND, f"job {job_id} is not among your jobs",
+                          f"job_ids[{i}]")
+        if job.state != "HELD" or job.expires_at <= now:
+            state = "EXPIRED" if job.state == "HELD" else job.state
+            raise Refused(ErrorCode.JOB_NOT_HELD,
+                          f"job {job_id} is not waiting for release (it is {state})",
+                          f"job_ids[{i}]")
+    return [found[i] for i in job_ids]
+
+
+def open_release(store: ReleaseStore, user: User, device_id: str, jobs: Sequence[Job], now: float,
+                 *, grayscale: bool = False, duplex: bool = False, copies: int | None = None,
+                 via: str = "") -> m.ReleaseResult:
+    """Release ``jobs`` (checked already: the user's, held) to ``device_id``: the release row,
+    every job RELEASING, the audit entry, and what the device is given to print. One code for
+    a release tapped on the panel and one ordered from the portal (``via`` says so in the
+    audit), so both are the same release to the device's journal and to the lease."""
+    changes = grayscale or duplex or copies is not None
+    release_id = new_id("rel")
+    options = json.dumps({"grayscale": grayscale, "duplex": duplex,
+                          "copies": copies}) if changes else ""
+    store.create_release(release_id, device_id, user.id, now, options)
+    for job in jobs:
+        store.set_releasing(job.id, release_id, device_id, now)
+    store.audit(now, f"user:{user.id}", "release", release_id,
+                f"device {device_id}: {len(jobs)} job(s)"
+                + (f", changes {options}" if changes else "") + (f", {via}" if via else ""))
+    return m.ReleaseResult(release_id=release_id, jobs=tuple(
+        m.ReleasedJob(job_id=j.id, name=shown(j.name), size=j.size, sha256=j.sha256,
+                      pages=j.pages, copies=copies or j.copies, color=j.color and not grayscale,
+                      duplex=j.duplex or duplex) for j in jobs))
 
 
 def _summary(j: Job) -> m.JobSummary:

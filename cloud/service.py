@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from cloud import release_orders
 from cloud.hashing import new_token
 from cloud.identity import DEFAULT_SESSION_TTL, Identity
 from cloud.jobs import Jobs
@@ -135,15 +136,24 @@ class CloudService:
                 return self.jobs.held(device_id, request)
             case m.Release():
                 return self.jobs.release(device_id, request)
+            # The device's first word about a release ordered from the portal is its taking
+            # it: the workers stop pushing the order (cloud/release_orders.py).
             case m.FetchDocument():
-                return self.jobs.document(device_id, request)
+                return self._taken(device_id, request.release_id,
+                                   self.jobs.document(device_id, request))
             case m.JobPrinted():
-                return self.jobs.printed(device_id, request)
+                return self._taken(device_id, request.release_id,
+                                   self.jobs.printed(device_id, request))
             case m.JobFailed():
-                return self.jobs.failed(device_id, request)
+                return self._taken(device_id, request.release_id,
+                                   self.jobs.failed(device_id, request))
             case m.Logout():
                 return self.identity.logout(device_id, request)
         raise Refused(ErrorCode.UNKNOWN_TYPE, f"{request.TYPE} is not handled", "type")
+
+    def _taken(self, device_id: str, release_id: str, result: m.Result) -> m.Result:
+        release_orders.taken(self.store, device_id, release_id, self.clock())
+        return result
 
     # ------------------------------------------------------------------ notices
 

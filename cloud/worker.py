@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cloud import devices
+from cloud import devices, release_orders
 from cloud.service import CloudService, record_status
 from cloud.storage.port import CloudStore
 from mqtt_client import jitter_reconnect, new_client
@@ -90,6 +90,10 @@ class CloudWorker:
         self.failed = 0
         #: Notices published ("your user's jobs changed"), one per device told.
         self.notified = 0
+        #: Release orders published (a repeat counts again), and whether this worker has
+        #: published every pending order once since it started.
+        self.orders_pushed = 0
+        self._orders_pushed = False
         # The device's set-up (MQTT 5, no Nagle, TLS, jittered reconnects), with a short
         # longest wait: a worker is one of a few, and the devices wait on it.
         c = new_client(broker.username, broker.username, broker.password,
@@ -165,6 +169,7 @@ class CloudWorker:
                 if now >= next_push:
                     next_push = now + CONFIG_PUSH_INTERVAL
                     self._push_configs(service)
+                    self._push_orders(service)
                 self._notify(service)
             except Exception:
                 log.exception("worker %s: housekeeping failed; will retry", self.name)
@@ -203,6 +208,28 @@ class CloudWorker:
             with store.transaction():
                 devices.mark_pushed(store, device_id, version, service.clock())
             log.info("pushed config version %d to device %s", version, device_id)
+
+    def _push_orders(self, service: CloudService) -> None:
+        """Publish the release orders the portal made (cloud/release_orders.py) on their
+        devices' cmd topics, QoS 1 and not retained (an order is for the device that is
+        online now; a retained one would outlive its release). The first round after the
+        broker accepted this worker publishes every order not taken; later rounds those new,
+        those whose device came online since, and those not taken a while after."""
+        store = service.store
+        if not isinstance(store, release_orders.Outbox) or not self._connected.is_set():
+            return
+        everything = not self._orders_pushed
+        for release_id, device_id, payload in release_orders.pending_pushes(
+                store, service.clock(), everything=everything):
+            info = self.client.publish(topics.command_topic(device_id), payload, qos=1)
+            if info.rc != 0:
+                log.warning("could not push release order %s to device %s (rc %s)",
+                            release_id, device_id, info.rc)
+                return  # the broker is going: next round
+            release_orders.mark_pushed(store, release_id, service.clock())
+            self.orders_pushed += 1
+            log.info("pushed release order %s to device %s", release_id, device_id)
+        self._orders_pushed = True
 
     def _event(self, service: CloudService, device_id: str, payload: bytes) -> None:
         try:

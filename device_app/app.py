@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from device_app.ports import CloudLink, PrintEngine, Reply
 from device_app.printing.journal import Journal
 from device_app.printing.release import Printer
-from device_app.session import Detach, Policy, PrintJob, Send, SessionMachine
+from device_app.session import Detach, Policy, PrintJob, Send, SessionMachine, State
 from device_app.session import events as ev
 from device_app.session.diagnostics import LastBadge, Snapshot
 from device_app.view import Action, PanelView
@@ -60,10 +60,25 @@ class ReleaseQueue(Protocol):
 
 
 @runtime_checkable
+class Journaled(Protocol):
+    """A printer whose journal says whether a release was given to it before (release.py's):
+    a release order delivered again must not print again, nor show again."""
+
+    def journaled(self, release_id: str, job_ids: Iterable[str]) -> bool: ...
+
+
+@runtime_checkable
 class Notified(Protocol):
     """A link that hears the cloud's notices on the device's ``.../notify`` topic (link.py's)."""
 
     on_notify: Callable[[bytes], None] | None
+
+
+@runtime_checkable
+class Commanded(Protocol):
+    """A link that hears the cloud's commands on the device's ``.../cmd`` topic (link.py's)."""
+
+    on_command: Callable[[bytes], None] | None
 
 
 @runtime_checkable
@@ -93,6 +108,8 @@ class DeviceApp:
         self.events: queue.Queue[ev.Event] = queue.Queue()
         self.machine = SessionMachine(new_id=new_id, device_name=device_name, policy=policy,
                                       idle_timeout=idle_timeout, snapshot=self.snapshot)
+        device_id = getattr(link, "device_id", "")
+        self.machine.device_id = device_id if isinstance(device_id, str) else ""
         #: The applied managed configuration's version (0: the device's own file), for the
         #: diagnostics screen; whoever applies configuration sets it (device_app/runner.py).
         self.config_version: Callable[[], int | None] = lambda: None
@@ -105,6 +122,11 @@ class DeviceApp:
         #: Called on the loop's thread with each command payload from the cloud (config push).
         self.on_command: Callable[[bytes], None] | None = None
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        #: Release orders from the portal waiting for the panel to be idle (someone is signed
+        #: in: theirs is never interrupted nor shown another person's jobs), oldest first.
+        self.orders: deque[m.ReleaseOrder] = deque()
+        #: Orders delivered again and dropped (they print once): what a test waits on.
+        self.orders_repeated = 0
         self._engine_state: EngineState | None = None
         self._engine_polled = 0.0
         self.printer = make_printer(link, engine, self.events.put, journal)
@@ -115,6 +137,10 @@ class DeviceApp:
         link.on_connection = self.on_link
         if isinstance(link, Notified):
             link.on_notify = self.notified
+        if isinstance(link, Commanded) and link.on_command is None:
+            # The cloud's commands (release orders; config pushes where a runner applies
+            # them) reach the loop even where nobody else wired the cmd topic.
+            link.on_command = self.command
         if not link.connected:
             self.events.put(ev.LinkChanged(False))
 
@@ -182,6 +208,9 @@ class DeviceApp:
             self._last_read = self._reads.get()
         while not self._commands.empty():
             payload = self._commands.get()
+            if m.request_type_of(payload) == m.ReleaseOrder.TYPE:
+                self._order(payload)
+                continue
             if self.on_command is not None:
                 try:
                     self.on_command(payload)
@@ -190,7 +219,7 @@ class DeviceApp:
                     # queue, nor stop the panel's loop: log it and carry on.
                     log.exception("a command from the cloud failed")
         now = self.clock()
-        changed = False
+        changed = self._start_order()
         if now - self._engine_polled >= ENGINE_POLL_S:
             changed |= self._poll_engine(now)
         if not isinstance(event, ev.Tick):
@@ -226,6 +255,38 @@ class DeviceApp:
                                    f" on {type(event).__name__}")
         # A countdown's second or a flash that faded changes the panel without a move.
         return bool(effects) or sm.state != before or (sm.logout_in, sm.flash) != shown
+
+    def _order(self, payload: bytes) -> None:
+        """A release order from the cloud: kept for the panel's next idle moment, unless this
+        device has it already (waiting here, printing, or in the journal: a QoS 1 redelivery,
+        the cloud's push again after a reconnect), which is never printed or shown twice. One
+        that does not decode is dropped with a log line: the cloud pushes it again until the
+        device takes it, and a malformed one would fail every time."""
+        try:
+            order = m.decode_command(payload)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed release order from the cloud: %s (%s)",
+                        exc.message, exc.code)
+            return
+        rid = order.release_id
+        current = self.machine.release
+        if (any(o.release_id == rid for o in self.orders)
+                or (current is not None and current.release_id == rid)
+                or (isinstance(self.printer, Journaled)
+                    and self.printer.journaled(rid, (j.job_id for j in order.jobs)))):
+            log.info("release order %s delivered again; it is printed once", rid)
+            self.orders_repeated += 1
+            return
+        log.info("release order %s: %d job(s) for a user at the portal", rid, len(order.jobs))
+        self.transcript.append(f"release order {rid}: {len(order.jobs)} job(s)")
+        self.orders.append(order)
+
+    def _start_order(self) -> bool:
+        """Print the oldest waiting order if the panel is idle: no one is signed in, so it
+        cannot interrupt, nor leak into, anyone's session (the machine takes it only there)."""
+        if not self.orders or self.machine.state is not State.IDLE:
+            return False
+        return self._feed(ev.OrderArrived(self.orders.popleft()))
 
     def _poll_engine(self, now: float) -> bool:
         # The engine's state decides whether a release may start (a jam refuses it up front).

@@ -122,6 +122,8 @@ class PanelView:
     can_walk_away: bool = False
     #: The diagnostics screen's rows (device_app/session/diagnostics.py).
     rows: tuple[InfoRow, ...] = ()
+    #: The idle screen's QR code: the portal's page for this copier ("" shows none).
+    qr_url: str = ""
 
 
 class Action(StrEnum):

@@ -42,6 +42,17 @@ class Policy:
     #: "" leaves it to the device's own ``[ui] language`` (else English). A language the panel
     #: has no words for shows English.
     language: str = ""
+    #: The User Portal's address ("https://print.example.org"): the idle screen then shows a
+    #: QR code of ``{portal_url}/copier/{device id}``, which opens the portal's page for
+    #: releasing to this copier from a phone. "" shows none.
+    portal_url: str = ""
+
+
+#: What a portal address may be: http(s), a host, an optional path; no spaces, query or
+#: fragment (the device's path is appended). Short enough for a QR code a phone reads from
+#: a metre away.
+_PORTAL_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%/-]*)?")
+PORTAL_URL_MAX = 120
 
 
 #: BCP 47's shape, loosely: a language, then optional subtags (region, script).
@@ -95,6 +106,11 @@ def parse_policy(section: dict[str, Any], base: Policy) -> Policy:
     if policy.language and not _LANGUAGE_TAG.fullmatch(policy.language):
         raise ConfigError("config key 'policy.language' must be a language tag such as "
                           "\"en\", \"de\" or \"fr-CH\"")
+    if policy.portal_url and not (len(policy.portal_url) <= PORTAL_URL_MAX
+                                  and _PORTAL_URL.fullmatch(policy.portal_url)):
+        raise ConfigError("config key 'policy.portal_url' must be an http:// or https:// "
+                          f"address of at most {PORTAL_URL_MAX} characters, such as "
+                          "\"https://print.example.org\", without a query")
     if not 10 <= policy.page_size <= 500:
         raise ConfigError("config key 'policy.page_size' must be 10 to 500")
     if policy.card_pin and not policy.allow_code:

@@ -414,6 +414,35 @@ def decode_event(data: bytes) -> ConfigAck:
     return from_object(ConfigAck, obj)
 
 
+@_message
+@dataclass(frozen=True, slots=True)
+class ReleaseOrder(Message):
+    """Published by the cloud on the device's ``.../cmd`` (QoS 1, not retained): a release the
+    user asked for from the portal, for this copier to print with nobody at its panel. It
+    carries what a ``ReleaseResult`` does, and whom it is for (the panel shows the name). The
+    device prints it through its journal like a panel release, so a copy delivered again
+    prints nothing; the cloud pushes it again until the device fetches a document of it or
+    reports one of its jobs (docs/protocol.md, Release orders)."""
+
+    TYPE: ClassVar[str] = "release.order"
+    KIND: ClassVar[str] = "command"
+    release_id: str = field(metadata=ID)
+    jobs: tuple[ReleasedJob, ...] = field(metadata=spec(min_len=1, max_len=500))
+    user_name: str = field(default="", metadata=spec(max_len=128))
+    #: The user's preferred language ("" not known), as ``IdentifyResult.language``.
+    language: str = field(default="", metadata=LANGUAGE)
+
+
+def decode_command(data: bytes) -> ReleaseOrder:
+    """A release order from ``.../cmd``, or ProtocolError (``unknown_type`` for any other
+    command, such as a ``config`` push, which its own reader takes)."""
+    obj = _parse(data, MAX_RESPONSE_BYTES)
+    if obj["type"] != ReleaseOrder.TYPE:
+        raise ProtocolError(f"not a release order: {printable(obj['type'])[:32]!r}",
+                            code=ErrorCode.UNKNOWN_TYPE, field="type")
+    return from_object(ReleaseOrder, obj)
+
+
 #: Results by the request type they answer (Ack answers several).
 RESULT_FOR: dict[str, type[Result]] = {
     Identify.TYPE: IdentifyResult,

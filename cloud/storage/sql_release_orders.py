@@ -8,3 +8,49 @@ from cloud.storage.sql_base import SqlBase
 
 class ReleaseOrderQueries(SqlBase):
     """Release orders: write with the release, list what to push, mark pushed and taken."""
+
+    def org_copiers(self, org_id: str) -> list[tuple[str, str, str, float]]:
+        """(id, name, status, status_at) of the org's devices, by name."""
+        rows = self.query_all("SELECT id, name, status, status_at FROM devices WHERE org_id=? "
+                              "ORDER BY name, id", org_id)
+        return [(str(a), str(b), str(c), float(d)) for a, b, c, d in rows]
+
+    def add_release_order(self, release_id: str, device_id: str, user_id: str, payload: str,
+                          now: float) -> None:
+        self.execute("INSERT INTO release_orders (release_id, device_id, user_id, payload, "
+                     "created_at) VALUES (?,?,?,?,?)", release_id, device_id, user_id, payload,
+                     now)
+
+    def release_orders_to_push(self, pushed_before: float, limit: int = 100
+                               ) -> list[tuple[str, str, str]]:
+        """(release_id, device_id, payload) of the orders not taken yet whose device is
+        online, never pushed or pushed before ``pushed_before`` or before the device last came
+        online, and whose release still has a job RELEASING (a lapsed one is not sent)."""
+        rows = self.query_all(
+            "SELECT o.release_id, o.device_id, o.payload FROM release_orders o "
+            "JOIN devices d ON d.id = o.device_id WHERE o.taken_at IS NULL "
+            "AND d.status = 'online' AND (o.pushed_at < ? OR o.pushed_at < d.status_at) "
+            "AND EXISTS (SELECT 1 FROM jobs j WHERE j.release_id = o.release_id "
+            "AND j.state = 'RELEASING') ORDER BY o.created_at LIMIT ?", pushed_before, limit)
+        return [(str(r), str(d), str(p)) for r, d, p in rows]
+
+    def mark_order_pushed(self, release_id: str, now: float) -> None:
+        self.execute("UPDATE release_orders SET pushed_at=? WHERE release_id=? AND "
+                     "taken_at IS NULL", now, release_id)
+
+    def take_release_order(self, release_id: str, device_id: str, now: float) -> bool:
+        """The device took the order (a document fetched, an outcome reported); False if it
+        was taken already or is no order of that device's."""
+        return self.execute("UPDATE release_orders SET taken_at=? WHERE release_id=? AND "
+                            "device_id=? AND taken_at IS NULL", now, release_id,
+                            device_id) > 0
+
+    def release_order(self, release_id: str
+                      ) -> tuple[str, str, float, float, float | None] | None:
+        """(device_id, user_id, created_at, pushed_at, taken_at) of one order."""
+        row = self.query_one("SELECT device_id, user_id, created_at, pushed_at, taken_at FROM "
+                             "release_orders WHERE release_id=?", release_id)
+        if row is None:
+            return None
+        return (str(row[0]), str(row[1]), float(row[2]), float(row[3]),
+                None if row[4] is None else float(row[4]))

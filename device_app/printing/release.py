@@ -213,6 +213,16 @@ class Printer:
                 self._reports.mine.add((effect.release_id, effect.job.job_id))
             self._queue.put(effect)
 
+    def journaled(self, release_id: str, job_ids: Iterable[str]) -> bool:
+        """Was any of the release's jobs given to this printer before (in the journal, in
+        whatever state)? A release order delivered again is then not shown nor printed again
+        (submit_all would not print it twice either: this spares the panel showing it)."""
+        try:
+            return any(self.journal.get(release_id, job_id) is not None for job_id in job_ids)
+        except JournalError as exc:
+            log.error("journal unreadable while checking release %s: %s", release_id, exc)
+            return True  # printing blind is what the journal exists to prevent
+
     def journal_report(self, request: m.Request, reply: Reply) -> tuple[m.Request, Reply]:
         """For a ``jobs.printed`` / ``jobs.failed`` the session is about to send: the same report
         with the journal's request id, and a reply that journals the cloud's answer before

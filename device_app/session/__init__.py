@@ -16,6 +16,7 @@ from device_app.session.events import (
     JobsChanged,
     KeyPressed,
     LinkChanged,
+    OrderArrived,
     PagesPrinted,
     Tapped,
     Tick,
@@ -27,6 +28,6 @@ from device_app.session.state import Kind, Node, Policy, State
 __all__ = [
     "NOTICES", "TRANSITIONS", "Answered", "CardPresented", "CodeEntered", "Detach", "Effect",
     "EngineChanged", "Event", "Failed", "JobDone", "JobsChanged", "KeyPressed", "Kind",
-    "LinkChanged", "Next", "Node", "PagesPrinted", "Policy", "PrintJob", "Rule", "Send",
-    "SessionMachine", "State", "Tapped", "Tick", "TransitionError",
+    "LinkChanged", "Next", "Node", "OrderArrived", "PagesPrinted", "Policy", "PrintJob", "Rule",
+    "Send", "SessionMachine", "State", "Tapped", "Tick", "TransitionError",
 ]

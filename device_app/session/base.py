@@ -55,6 +55,8 @@ class MachineBase:
         self.policy = policy
         self.new_id = new_id
         self.device_name = device_name
+        #: The device's id, for the idle screen's QR code (the app sets it from its link).
+        self.device_id = ""
         #: Raise TransitionError on a move the table does not allow (tests); else log it and
         #: end the session (a copier in service).
         self.strict = strict

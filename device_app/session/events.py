@@ -97,6 +97,15 @@ class EngineChanged:
     state: EngineState
 
 
+@dataclass(frozen=True, slots=True)
+class OrderArrived:
+    """A release ordered from the portal for this copier (protocol ``release.order``), for the
+    panel to print with nobody signed in. The app hands it over only while the panel is idle
+    and only once per release (device_app/app.py keeps it back while someone is signed in)."""
+
+    order: m.ReleaseOrder
+
+
 Event = (CardPresented | CodeEntered | KeyPressed | Tapped | Answered | Failed | JobDone
-         | PagesPrinted | JobsChanged | Tick | LinkChanged | EngineChanged)
+         | PagesPrinted | JobsChanged | Tick | LinkChanged | EngineChanged | OrderArrived)
 

@@ -189,6 +189,9 @@ TRANSITIONS: dict[tuple[Node, type, Kind | None], Rule] = {
     (N.IDLE, ev.Tapped, None): _rule(S.on_tap_idle, N.IDLE, N.ENTRY),
     # Idle, nobody is logged in: the link only decides between idle and offline.
     (N.IDLE, ev.LinkChanged, None): _rule(S.on_link_idle, *_OUT),
+    # A release ordered from the portal prints at an idle panel only (the app keeps it back
+    # while someone is signed in: it never shows in, or interrupts, their session).
+    (N.IDLE, ev.OrderArrived, None): _rule(S.on_order, N.RELEASING),
     (N.ENTRY, ev.KeyPressed, None): _rule(S.on_key_entry, N.ENTRY, N.IDENTIFYING),
     (N.ENTRY, ev.Tapped, None): _rule(S.on_tap_entry, N.ENTRY, N.IDENTIFYING, *_OUT),
     (N.ENTRY, ev.CardPresented, None): _rule(S.on_card_entry, *_IN),

@@ -199,6 +199,14 @@ def entry_error_text(error: str, tr: Translator = ENGLISH) -> str:
     return ""
 
 
+def portal_page(sm: SessionMachine) -> str:
+    """The portal's page for releasing to this copier, where a portal is configured."""
+    url = sm.policy.portal_url
+    if not url or not sm.device_id:
+        return ""
+    return f"{url.rstrip('/')}/copier/{sm.device_id}"
+
+
 def present(sm: SessionMachine) -> PanelView:
     p = sm.policy
     tr = _tr(sm)
@@ -214,7 +222,7 @@ def present(sm: SessionMachine) -> PanelView:
     reconnecting = _(_RECONNECTING)
     match sm.state:
         case State.IDLE:
-            return replace(base, title=_("Tap your badge"))
+            return replace(base, title=_("Tap your badge"), qr_url=portal_page(sm))
         case State.ENTRY:
             kind = sm.entry.kind if sm.entry else ""
             return replace(base, screen=Screen.ENTRY,
@@ -252,11 +260,17 @@ def present(sm: SessionMachine) -> PanelView:
                            selected=frozenset(sm.selected))
         case State.RELEASING:
             rel = sm.release
-            return replace(base, screen=Screen.RELEASING, title=_("Releasing"),
+            ordered = rel is not None and bool(rel.ordered_by)
+            return replace(base, screen=Screen.RELEASING,
+                           title=_("Printing for {name}", name=rel.ordered_by)
+                           if rel is not None and ordered else _("Releasing"),
                            progress=tuple(_progress(p, tr) for p in rel.progress.values())
                            if rel else (),
-                           message="" if sm.link_up else reconnecting,
-                           can_walk_away=rel is not None and bool(rel.release_id))
+                           message=_("Sent from the portal") if ordered and sm.link_up
+                           else "" if sm.link_up else reconnecting,
+                           # Nobody is signed in to walk away from a portal's release.
+                           can_walk_away=rel is not None and bool(rel.release_id)
+                           and not ordered)
         case State.NOTICE:
             title, message = notice_text(sm.notice, tr)
             # Every notice the machine shows is about something that did not happen.

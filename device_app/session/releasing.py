@@ -14,8 +14,15 @@ from dataclasses import replace
 
 from device_app.session.base import MachineBase, Next
 from device_app.session.effects import Detach, Effect, PrintJob
-from device_app.session.events import Answered, Failed, JobDone, PagesPrinted, Tapped
-from device_app.session.state import Kind, Printed
+from device_app.session.events import (
+    Answered,
+    Failed,
+    JobDone,
+    OrderArrived,
+    PagesPrinted,
+    Tapped,
+)
+from device_app.session.state import Kind, Node, Printed, Release
 from device_app.view import Action, JobProgress, OptionsView
 from protocol import messages as m
 
@@ -34,6 +41,23 @@ class Releasing(MachineBase):
             rel.unconfirmed.add(job.job_id)
             effects.append(PrintJob(event.result.release_id, job))
         return self._stay(*effects)
+
+    def on_order(self, event: OrderArrived) -> Next:
+        """A release ordered from the portal, at an idle panel: printed as a release tapped
+        here would be (the same effects, journal and reports), for a user who is not here. The
+        panel shows whose it is, in their language; no session is opened, so nothing of
+        anyone's list shows, and the panel is idle again when every outcome is confirmed."""
+        order = event.order
+        self._forget_user()
+        self.user = order.user_name
+        self.user_language = order.language
+        rel = Release(order.release_id, {}, set(), ordered_by=order.user_name or "?")
+        for job in order.jobs:
+            rel.progress[job.job_id] = JobProgress(job.job_id, job.name, "printing",
+                                                   pages=job.pages)
+            rel.unconfirmed.add(job.job_id)
+        self.release = rel
+        return Next(Node.RELEASING, tuple(PrintJob(order.release_id, job) for job in order.jobs))
 
     def on_pages_printed(self, event: PagesPrinted) -> Next:
         rel = self.release
@@ -89,6 +113,9 @@ class Releasing(MachineBase):
         self.selected = set()
         self.options = OptionsView()
         if self._session is None:
+            # Logged out meanwhile, or a portal order's user (never signed in): their name
+            # and language go with the release.
+            self._forget_user()
             return self._idle()
         if rel.everything and self.policy.logout_after_release_all and not failed:
             return self._logout()

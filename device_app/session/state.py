@@ -137,3 +137,6 @@ class Release:
     progress: dict[str, JobProgress]
     unconfirmed: set[str]  # jobs whose outcome the cloud has not acknowledged yet
     everything: bool = False  # "release all": may end the session, by policy
+    #: Whom a release ordered from the portal prints for (nobody is signed in; the panel shows
+    #: the name); "" for a release tapped here.
+    ordered_by: str = ""

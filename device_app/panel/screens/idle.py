@@ -6,16 +6,24 @@ from __future__ import annotations
 import pygame
 
 from device_app.panel.canvas import Canvas
+from device_app.panel.qr import draw_qr
 from device_app.panel.text import format_clock
 from device_app.panel.theme import INK, LINK_BUTTON, MUTED, PRIMARY
 from device_app.panel.widgets import button, header
 from device_app.view import Action, PanelView
 
+#: Design units of the right-hand column the portal's QR code takes on wide glass.
+QR_COLUMN = 200
+
 
 def draw(c: Canvas, view: PanelView, now: float) -> None:
-    width, height = c.surface.get_size()
+    full_width, height = c.surface.get_size()
     band = header(c, view.device_name, format_clock(now))
     body = height - band.bottom
+    # With the portal's QR code, wide glass gives it a column at the right and lays the rest
+    # out in what is left; narrow glass sets it between the prompt and the buttons.
+    column = c.px(QR_COLUMN) if view.qr_url and not c.portrait else 0
+    width = full_width - column
     cx = width // 2
     ways = [(label, action) for label, action, offered in (
         (c.tr.gettext("Enter access code"), Action.ENTER_CODE, view.can_type_code),
@@ -25,6 +33,8 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     icon_at, prompt_at = (0.22, 0.52) if ways else (0.32, 0.64)
     if ways and c.portrait:
         icon_at, prompt_at = (0.18, 0.42)  # the stacked buttons take the lower third
+    if c.portrait and view.qr_url:
+        icon_at, prompt_at = (0.12, 0.30)  # the QR code takes the room above the buttons
 
     # A badge with contactless waves: recognisable without reading, from across the room.
     card = pygame.Rect(0, 0, c.px(190), c.px(124))
@@ -63,13 +73,22 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
         c.text(prompt, size, INK, max_width=room, role="prompt", center=(cx, prompt_y))
     # No default line under the prompt: it used to promise an access code that the panel
     # may not accept. The buttons below say exactly which other ways in there are.
+    below = prompt_y + c.px(60)
     if view.message:
         c.text(view.message, 36, MUTED, max_width=width - c.px(48),
                midtop=(cx, prompt_y + c.px(50)))
-    if not ways:
-        return
+        below += c.px(40)
     gap = c.px(24)
     button_h = c.tap(76)
+    if column:
+        margin = c.px(16)
+        _portal_code(c, view.qr_url, pygame.Rect(width, band.bottom + margin, column - margin,
+                                                 body - 2 * margin))
+    elif view.qr_url:
+        top = height - c.px(28) - len(ways) * button_h - max(0, len(ways) - 1) * gap
+        _portal_code(c, view.qr_url, pygame.Rect(0, below, width, top - below))
+    if not ways:
+        return
     if c.portrait:
         # Narrow glass: the ways in stack, each as wide as the glass allows, the first on top.
         button_w = min(c.px(400), width - c.px(48))
@@ -85,3 +104,17 @@ def draw(c: Canvas, view: PanelView, now: float) -> None:
     for i, (label, action) in enumerate(ways):
         rect = pygame.Rect(cx - row_w // 2 + i * (button_w + gap), top, button_w, button_h)
         button(c, rect, label, action, LINK_BUTTON, size=36)
+
+
+def _portal_code(c: Canvas, url: str, room: pygame.Rect) -> None:
+    """The portal's page for this copier as a QR code in ``room``, with what it is for under
+    it: a phone that scans it releases the user's jobs here, without the badge."""
+    caption = c.tr.gettext("Scan to release from your phone")
+    size = 20
+    caption_h = c.font(size).get_linesize() * 2 + c.px(8)
+    code_room = pygame.Rect(room.left, room.top, room.width, room.height - caption_h)
+    square = draw_qr(c.surface, url, code_room)
+    if square is None:
+        return  # too little glass for a code a phone could read
+    c.lines(caption, size, MUTED, square.centerx, square.bottom + c.px(8),
+            max(square.width, min(room.width, c.px(180))), 2, role="caption")
