@@ -17,7 +17,12 @@ Faults, each at any moment, for every connection through the proxy:
   new connections work;
 - ``cut()``: every connection is closed (FIN) and new ones are refused until ``restore()`` (a
   broken link or an unplugged cable; the name of "drop" in the issue that asked for this);
-- ``restore()``: forward again.
+- ``restore()``: forward again;
+- ``cut_at(direction, needle)`` / ``reset_at(direction, needle)``: the same, at the moment a
+  chunk holding ``needle`` would cross in that direction ("up" or "down"); the chunk is lost
+  with the connection (a message in flight when the link failed).
+
+``was_cut`` is set whenever a cut or a reset happened: a test waits on it.
 
     proxy = WanProxy("127.0.0.1", broker_port, LinkProfile.rtt(40))
     device connects to proxy.host:proxy.port
@@ -88,6 +93,8 @@ class _Pipe:
                 self.proxy._count(self.up, len(data))
                 if self.proxy._holed:
                     continue  # the black hole: read and forget
+                if self.proxy._fires(self.up, data):
+                    return  # lost with the connection
                 profile = self.proxy.profile
                 now = time.monotonic()
                 start = max(now, self._link_free)
@@ -189,6 +196,8 @@ class WanProxy:
         self._holed = False
         self._refusing = False
         self._closed = False
+        self._trigger: tuple[bool, bytes, str] | None = None
+        self.was_cut = threading.Event()
         #: Connections accepted, and bytes received from each side, swallowed ones included
         #: (a test's positive signals).
         self.connections = 0
@@ -203,13 +212,42 @@ class WanProxy:
         self._holed = True
 
     def reset(self) -> None:
+        self._trigger = None
         for conn in self._take_all():
             conn.close(rst=True)
+        self.was_cut.set()
 
     def cut(self) -> None:
         self._refusing = True
+        self._trigger = None
         for conn in self._take_all():
             conn.close()
+        self.was_cut.set()
+
+    def cut_at(self, direction: str, needle: bytes) -> None:
+        self._arm(direction, needle, "cut")
+
+    def reset_at(self, direction: str, needle: bytes) -> None:
+        self._arm(direction, needle, "reset")
+
+    def _arm(self, direction: str, needle: bytes, kind: str) -> None:
+        if direction not in ("up", "down"):
+            raise ValueError("direction is 'up' (device to broker) or 'down'")
+        self.was_cut.clear()
+        self._trigger = (direction == "up", needle, kind)
+
+    def _fires(self, up: bool, data: bytes) -> bool:
+        with self._lock:
+            trigger = self._trigger
+            fire = trigger is not None and trigger[0] == up and trigger[1] in data
+            if fire:
+                self._trigger = None
+        if fire and trigger is not None:
+            if trigger[2] == "cut":
+                self.cut()
+            else:
+                self.reset()
+        return fire
 
     def restore(self) -> None:
         self._holed = False
