@@ -1,0 +1,72 @@
+"""Shared pieces of the admin console's tests: a served cloud with a second org (its user,
+device and job are what an administrator of the first must never reach), an httpx session
+signed in as someone, and screenshots for the docs."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cloud import admin, devices, directory
+from cloud.storage.factory import open_store
+from tests.web_helpers import PASSWORD, WebWorld, make_world
+
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img" / "web"
+
+
+@dataclass
+class Console:
+    world: WebWorld
+    #: Org A's device, and org B's user, device and job.
+    device: str
+    other_org: str
+    other_user: str
+    other_device: str
+    other_job: str
+
+    @property
+    def url(self) -> str:
+        return self.world.url
+
+
+def make_console(store_url: str) -> Console:
+    world = make_world(store_url)
+    store = open_store(store_url)
+    try:
+        now = time.time()
+        devices.add_device(store, world.org_id, "copier-hall", "Hall", now)
+        other = admin.create_org(store, "Globex")
+        other_user = admin.add_user(store, other, "bea@globex.test", "Bea")
+        devices.add_device(store, other, "copier-globex", "Globex lobby", now)
+        other_job = directory.submit_job(store, "bea@globex.test", "secret-plan.pdf", b"%PDF g")
+    finally:
+        store.close()
+    return Console(world, "copier-hall", other, other_user, "copier-globex", other_job)
+
+
+def signed_in(url: str, email: str, password: str = PASSWORD) -> httpx.Client:
+    """An httpx client with a signed-in session (the sign-in form, CSRF token included)."""
+    http = httpx.Client(base_url=url, follow_redirects=False)
+    page = http.get("/portal/signin")
+    http.post("/portal/signin", data={"csrf": csrf_of(page.text), "email": email,
+                                      "password": password})
+    return http
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def shot(page: Any, name: str) -> None:
+    """A screenshot for docs/admin-console.md, only when MFD_SCREENSHOTS=1."""
+    if os.environ.get("MFD_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
