@@ -51,6 +51,7 @@ from protocol.errors import ErrorCode, StoreError
 REPUSH_AFTER = 10.0
 #: Orders published per round of a worker: the rest wait for the next round.
 PUSH_BATCH = 100
+_EVER = float(2**53)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,8 @@ def pending_pushes(store: Outbox, now: float, *, everything: bool = False
     before their device last came online, or :data:`REPUSH_AFTER` ago and not taken
     (``everything``: every order not taken, as a worker that just started publishes)."""
     with store.transaction():
-        rows = store.release_orders_to_push(now if everything else now - REPUSH_AFTER,
+        # "Everything": pushed before any time at all (a bound a float column holds).
+        rows = store.release_orders_to_push(_EVER if everything else now - REPUSH_AFTER,
                                             PUSH_BATCH)
     return [(release_id, device_id, payload.encode("utf-8"))
             for release_id, device_id, payload in rows]
