@@ -158,6 +158,13 @@ def change_job(store: PortalStore, user: User, job_id: str, *, grayscale: bool, 
 # -- Print from the browser
 
 
+def size_text(n: int) -> str:
+    """A limit as people read it: 50 MB, 100 KB."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.3g} MB"
+    return f"{max(1, n // 1024)} KB"
+
+
 def is_pdf(data: bytes) -> bool:
     """Whether the bytes are a PDF by their header (a renamed file is not)."""
     return b"%PDF-" in data[:PDF_HEADER_WITHIN]
@@ -184,8 +191,8 @@ def web_print(store: PortalStore, user: User, filename: str, data: bytes, *, max
                             "document")
     if len(data) > max_size:
         raise PortalRefused(ErrorCode.TOO_LARGE, f"the file is larger than "
-                            f"{max_size // (1024 * 1024) or 1} MB; print a smaller PDF or split "
-                            "it", "document")
+                            f"{size_text(max_size)}; print a smaller PDF or split it",
+                            "document")
     if not is_pdf(data):
         raise PortalRefused("unsupported_type", "this file is not a PDF; save or export it as "
                             "PDF, then upload that", "document")

@@ -201,7 +201,7 @@ def _print_page(request: Request, user: User, status_code: int = 200,
                 error: str | None = None) -> Response:
     limit = web.settings(request).max_upload
     return web.render(request, "portal/print.html", status_code=status_code, user=user,
-                      error=error, max_upload=limit, max_mb=max(1, limit // (1024 * 1024)),
+                      error=error, max_upload=limit, max_text=portal_jobs.size_text(limit),
                       max_copies=portal_jobs.MAX_COPIES)
 
 
@@ -242,8 +242,8 @@ async def upload(request: Request, user: User_) -> Response:
 
 
 def _too_large(limit: int) -> str:
-    return (f"The file is larger than {max(1, limit // (1024 * 1024))} MB; print a smaller PDF "
-            "or split it.")
+    return (f"The file is larger than {portal_jobs.size_text(limit)}; print a smaller PDF or "
+            "split it.")
 
 
 async def _refuse_upload(request: Request, user: User, status: int, message: str) -> Response:

@@ -17,7 +17,7 @@
     chosen.textContent = file ? "Chosen: " + file.name + " (" + Math.ceil(file.size / 1024) +
       " KB)" : "";
     if (file && max && file.size > max) {
-      chosen.textContent += " - too large: at most " + Math.floor(max / 1048576 || 1) + " MB.";
+      chosen.textContent += " - too large: at most " + form.getAttribute("data-max-text") + ".";
     }
   }
 
