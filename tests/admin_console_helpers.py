@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,13 +52,15 @@ def make_console(store_url: str) -> Console:
     return Console(world, "copier-hall", other, other_user, "copier-globex", other_job)
 
 
-def signed_in(url: str, email: str, password: str = PASSWORD) -> httpx.Client:
+@contextmanager
+def signed_in(url: str, email: str, password: str = PASSWORD) -> Iterator[httpx.Client]:
     """An httpx client with a signed-in session (the sign-in form, CSRF token included)."""
-    http = httpx.Client(base_url=url, follow_redirects=False)
-    page = http.get("/portal/signin")
-    http.post("/portal/signin", data={"csrf": csrf_of(page.text), "email": email,
-                                      "password": password})
-    return http
+    with httpx.Client(base_url=url, follow_redirects=False) as http:
+        page = http.get("/portal/signin")
+        r = http.post("/portal/signin", data={"csrf": csrf_of(page.text), "email": email,
+                                              "password": password})
+        assert r.status_code == 303, r.text
+        yield http
 
 
 def csrf_of(html: str) -> str:

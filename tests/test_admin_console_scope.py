@@ -1,0 +1,114 @@
+"""Who may use the admin console, tried on every page and form of it over HTTP (issue 12): an
+administrator of one org gets "not found" for every id of another org, and nothing of that org
+changes; a user gets 403 everywhere under /admin/ and changes nothing; a stranger is sent to sign
+in. The routes are read from the console's routers, so a page added later is swept too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from cloud import admin
+from cloud.storage.factory import open_store
+from cloud.web import admin_fleet, admin_pages
+from tests.admin_console_helpers import Console, csrf_of, make_console, signed_in
+
+#: A value for every field any console form takes (the rest of each form ignores the others).
+FORM = {"role": "admin", "kind": "portal", "number": "0000999111", "code": "739184",
+        "password": "a long enough password", "config": "[policy]\nidle_timeout = 91\n",
+        "hold_hours": "2", "card_policy": "refuse", "aop_pending": "join",
+        "release_changes": "", "email": "x@example.org", "name": "X", "device_id": "copier-x",
+        "text": "y@example.org,Y\n"}
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    path: Path = tmp_path_factory.mktemp("scope") / "cloud.db"
+    c = make_console(f"sqlite:///{path}")
+    try:
+        yield c
+    finally:
+        c.world.server.close()
+
+
+def _routes() -> list[tuple[str, str]]:
+    found = [(method, prefix + route.path)
+             for prefix, router in (("", admin_pages.router), ("/admin", admin_fleet.router))
+             for route in router.routes
+             if isinstance(route, APIRoute) for method in sorted(route.methods)]
+    assert len(found) > 20, found  # the whole console, not an empty router
+    return found
+
+
+def _state(console: Console, org: str) -> tuple[object, ...]:
+    """Everything of ``org`` a console action could change."""
+    store = open_store(console.world.store_url)
+    try:
+        with store.transaction():
+            users = store.users(org)
+            cards = [store.user_cards(u.id) for u in users]
+            passwords = [store.password_hash(u.id) for u in users]
+            configs = [store.config_versions(d) for d, *_ in store.devices(org)]
+        return (users, cards, passwords, configs, admin.org_settings(store, org),
+                admin.org_audit(store, org, limit=1000), store.devices(org))
+    finally:
+        store.close()
+
+
+def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) -> None:
+    ids = {"user_id": console.other_user, "device_id": console.other_device}
+    before = _state(console, console.other_org)
+    swept = 0
+    with signed_in(console.url, console.world.admin_email) as http:
+        csrf = csrf_of(http.get("/admin/users").text)
+        # The same pages with this org's ids open: the refusals below are about the org.
+        store = open_store(console.world.store_url)
+        try:
+            own = admin.require_user(store, console.world.user_email)
+        finally:
+            store.close()
+        assert http.get(f"/admin/users/{own.id}").status_code == 200
+        assert http.get(f"/admin/devices/{console.device}").status_code == 200
+        for method, path in _routes():
+            if "{" not in path:
+                continue
+            url = path.format(**ids)
+            r = (http.get(url) if method == "GET"
+                 else http.post(url, data={**FORM, "csrf": csrf}))
+            assert r.status_code == 404, (method, url, r.status_code)
+            assert console.other_user not in r.text or "no user" in r.text
+            swept += 1
+        # The lists filtered by another org's user or device are refused the same way.
+        for query in (f"user={console.other_user}", f"device={console.other_device}"):
+            assert http.get(f"/admin/jobs?{query}").status_code == 404
+        jobs = http.get("/admin/jobs").text
+        audit = http.get(f"/admin/audit?subject=job:{console.other_job}").text
+        fleet = http.get("/admin/devices").text
+        people = http.get("/admin/users").text
+    assert swept >= 12
+    assert "secret-plan.pdf" not in jobs and "No entries match." in audit
+    assert console.other_device not in fleet and "bea@globex.test" not in people
+    assert _state(console, console.other_org) == before
+
+
+def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> None:
+    ids = {"user_id": console.other_user, "device_id": console.device}
+    before = _state(console, console.world.org_id)
+    with signed_in(console.url, console.world.user_email) as http:
+        csrf = csrf_of(http.get("/portal/signin").text)
+        for method, path in _routes():
+            url = path.format(**ids)
+            r = (http.get(url) if method == "GET"
+                 else http.post(url, data={**FORM, "csrf": csrf}))
+            assert r.status_code == 403, (method, url, r.status_code)
+    after = _state(console, console.world.org_id)
+    assert (after[:5], after[6]) == (before[:5], before[6])  # its audit has the sign-in only
+    # A stranger is sent to sign in, and a form without our token is refused.
+    with httpx.Client(base_url=console.url) as http:
+        r = http.get("/admin/users")
+        assert r.status_code == 303 and r.headers["location"].startswith("/portal/signin")
+        assert http.post("/admin/settings", data=FORM).status_code == 403
