@@ -201,8 +201,8 @@ def test_print_from_the_browser_with_its_limits(page: Any, world: WebWorld,
     shot(page, "print-desktop")
     # Dropped on the box (the script puts it in the file field), then uploaded.
     drop = page.evaluate_handle(
-        "() => { const d = new DataTransfer(); d.items.add(new File([%r], 'Dropped.pdf', "
-        "{type: 'application/pdf'})); return d; }" % PDF.decode())
+        "text => { const d = new DataTransfer(); d.items.add(new File([text], 'Dropped.pdf', "
+        "{type: 'application/pdf'})); return d; }", PDF.decode())
     page.dispatch_event("#drop", "drop", {"dataTransfer": drop})
     expect(page.locator("#chosen")).to_contain_text("Dropped.pdf")
     page.get_by_label("Copies").fill("2")
