@@ -180,8 +180,9 @@ def invite(request: Request, me: Admin, user_id: str,
             mailing.send_invitation(request, invitation)
         except MfdError as exc:
             return web.render(request, "admin/shown_once.html", user=me, title="Invitation",
-                              what=f"The invitation was NOT sent: {exc.message} Pass this "
-                              f"text on to {who.email} yourself; its link is theirs alone.",
+                              what=f"The invitation was NOT sent: {exc.message.rstrip('.')}. "
+                              f"Pass this text on to {who.email} yourself; its link is theirs "
+                              "alone.",
                               secret=invitation.body, back_to=f"/admin/users/{who.id}")
         web.notice(request, f"The {'Classic' if kind == 'classic' else 'User Portal'} "
                    f"invitation was mailed to {who.email}.")
