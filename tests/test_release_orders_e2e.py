@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,6 +20,7 @@ from waiting import eventually
 from cloud.release_orders import release_to_device
 from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
+from device_app.printing.journal import Journal, JournalState
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
@@ -168,3 +170,57 @@ def test_an_order_for_an_offline_copier_prints_when_it_comes_online(world: World
     assert engine.printed[0].job_id == job
     assert eventually(lambda: world.store.jobs([job])[0].state == "PRINTED", 5)
     assert _taken(world, release_id)
+
+
+def test_a_restart_mid_order_reconciles_and_the_order_again_prints_nothing(
+        world: World, tmp_path: Path) -> None:
+    chen = _user(world, "chen@example.org")
+    job = _held(world, chen)[0]
+    engine = MfdControllerStub()
+    engine.hold(True)  # the engine takes the job and sits on it: the device dies meanwhile
+    path = tmp_path / "journal.db"
+    try:
+        link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
+        journal = Journal.open(path)
+        app = DeviceApp(link, engine, readers=(sim_reader("orders-3"),),
+                        journal=journal).start()
+        rid = release_to_device(world.store, chen, [job], "copier-1", time.time())
+
+        def handed(a: DeviceApp) -> bool:
+            entry = journal.get(rid, job)
+            return entry is not None and entry.state is JournalState.HANDED
+        assert app.run_until(handed, 10)
+        # The cut: nothing more is journaled nor told (the loop stops, the link drops).
+        app.stop()
+        link.close()
+        journal.close()
+        assert world.store.jobs([job])[0].state == "RELEASING"
+        engine.hold(False)
+        assert engine.wait_printed(1)
+
+        # Started again: the journal's HANDED row is asked of the engine (printed), reported.
+        link = MqttCloudLink(world.broker.address("copier-1"), "copier-1").start()
+        journal = Journal.open(path)
+        app = DeviceApp(link, engine, readers=(sim_reader("orders-4"),),
+                        journal=journal).start()
+        try:
+            assert eventually(lambda: world.store.jobs([job])[0].state == "PRINTED", 5)
+            # The order delivered again after the restart prints nothing.
+            publisher = _cloud_publisher(world)
+            try:
+                publisher.publish(topics.command_topic("copier-1"),
+                                  _order_payload(world, rid), qos=1).wait_for_publish(5)
+                assert app.run_until(lambda a: a.orders_repeated == 1, 5)
+            finally:
+                publisher.loop_stop()
+                publisher.disconnect()
+            assert len(engine.printed) == 1 and app.machine.state is State.IDLE
+        finally:
+            app.stop()
+            link.close()
+            journal.close()
+    finally:
+        engine.close()
+    printed = [a for a in world.store.audit_log(100) if a[2] == "printed"
+               and a[3] == f"job:{job}"]
+    assert len(printed) == 1
