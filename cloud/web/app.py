@@ -9,13 +9,15 @@ refusal becomes an answer (a page that says what to do, or under /api/ the docum
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
@@ -57,8 +59,17 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        stores.close()
+        if settings.threads:
+            # Plain ``def`` routes run on this pool; each thread keeps one store connection.
+            anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        purging = (asyncio.create_task(_purge(stores, settings.purge_interval))
+                   if settings.purge_interval > 0 else None)
+        try:
+            yield
+        finally:
+            if purging is not None:
+                purging.cancel()
+            stores.close()
 
     app = FastAPI(title="mfdkit cloud", version="1",
                   description="The JSON API of mfdkit's reference cloud: print clients, the "
@@ -87,19 +98,54 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
     for module in (auth_pages, portal_pages, admin_pages, sso, api):
         app.include_router(module.router)
     _errors(app)
+    _api_only_openapi(app)
     return app
+
+
+async def _purge(stores: Stores, interval: float) -> None:
+    """Expired tokens, sessions and requests go, now and every ``interval`` seconds."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(lambda: stores.linking().purge())
+        except Exception:
+            log.exception("web: purge failed; will retry")
+        await asyncio.sleep(interval)
+
+
+def _api_only_openapi(app: FastAPI) -> None:
+    """The OpenAPI document describes the JSON API only (pages are not an API), and its one
+    error answer: FastAPI's own 422 validation answer is never sent (a bad field is a 400 in
+    the documented error shape), so it is not documented either."""
+    for route in app.routes:
+        if getattr(route, "include_in_schema", False) and \
+                not str(getattr(route, "path", "")).startswith("/api/"):
+            route.include_in_schema = False  # type: ignore[attr-defined]
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for item in schema.get("paths", {}).values():
+                for operation in item.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def _json_error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    error: dict[str, Any] = {"code": code, "message": message}
-    error.update({k: v for k, v in extra.items() if v is not None})
-    headers = ({"retry-after": str(extra["retry_after"])}
-               if extra.get("retry_after") is not None else None)
-    return JSONResponse({"ok": False, "error": error}, status_code=status, headers=headers)
+def _json_error(status: int, code: str, message: str, field: str | None = None,
+                retry_after: int | None = None,
+                headers: Mapping[str, str] | None = None) -> JSONResponse:
+    answer = api.error_answer(status, code, message, field, retry_after)
+    answer.headers.update(headers or {})
+    return answer
 
 
 def _errors(app: FastAPI) -> None:
@@ -122,17 +168,23 @@ def _errors(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         message = str(exc.detail) if exc.detail else "refused"
         if _is_api(request):
-            return _json_error(exc.status_code, code, message)
+            # 405 names the allowed methods (Allow).
+            return _json_error(exc.status_code, code, message, headers=exc.headers)
         return render(request, "error.html", status_code=exc.status_code,
                       message="There is no such page." if exc.status_code == 404 else message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        where = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
+        loc = tuple(first.get("loc", ()))
+        where = [str(p) for p in loc if p not in ("body", "query", "form", "header")]
         field = ".".join(where) or None
         message = f"{field or 'request'}: {first.get('msg', 'invalid')}"
         if _is_api(request):
+            if first.get("type") == "json_invalid":
+                return _json_error(400, "bad_request", "the body is not JSON")
+            if loc == ("body",):
+                return _json_error(400, "bad_request", "the body must be a JSON object")
             return _json_error(400, "invalid_field", message, field=field)
         return render(request, "error.html", status_code=400, message=message)
 

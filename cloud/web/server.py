@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 import threading
 import time
@@ -27,7 +28,8 @@ class WebServer:
         self.settings = settings
         self._sock = sock
         host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        self.port = int(port)
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self.public_url = (settings.public_url or self.url).rstrip("/")
         self.app = create_app(settings, clock=clock)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False,
@@ -50,7 +52,11 @@ class WebServer:
             time.sleep(0.01)
         return self
 
-    def close(self) -> None:
+    def close(self, grace: float = 2.0) -> None:
+        """Stop accepting, give the requests in hand ``grace`` seconds, then cut them (a
+        stalled client must not hold up a shutdown), and release the port."""
+        # uvicorn takes whole seconds here.
+        self._server.config.timeout_graceful_shutdown = max(1, math.ceil(grace))
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)
@@ -65,8 +71,12 @@ class WebServer:
 
 
 def start_web(settings: WebSettings, host: str = "127.0.0.1", port: int = 0, *,
-              clock: Callable[[], float] = time.time) -> WebServer:
-    """Serve the portal, the console and the API on ``host:port`` (0: a free port)."""
+              clock: Callable[[], float] = time.time,
+              before_start: Callable[[WebServer], None] | None = None) -> WebServer:
+    """Serve the portal, the console and the API on ``host:port`` (0: a free port).
+
+    ``before_start`` runs once the address is known and before the first request is taken
+    (start_portal records the public URL there, so no link is made with an old one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,4 +87,11 @@ def start_web(settings: WebSettings, host: str = "127.0.0.1", port: int = 0, *,
         raise MfdError(f"cannot serve the web portal on {host}:{port}: {exc.strerror}",
                        code="config_invalid") from None
     sock.listen(128)
-    return WebServer(settings, sock, clock).start()
+    server = WebServer(settings, sock, clock)
+    if before_start is not None:
+        try:
+            before_start(server)
+        except BaseException:
+            sock.close()
+            raise
+    return server.start()

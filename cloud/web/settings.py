@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from cloud.linking import MAX_DOCUMENT
 from protocol.errors import MfdError
+
+if TYPE_CHECKING:
+    from cloud.devices import BrokerAccounts
 
 #: Largest document a person may upload from the browser (Print from the browser).
 MAX_UPLOAD_DEFAULT = 50 * 1024 * 1024
@@ -48,6 +53,18 @@ class WebSettings:
     smtp: SmtpSettings | None = None
     oidc: OidcSettings | None = None
     max_upload: int = MAX_UPLOAD_DEFAULT
+    #: Largest document a print client or the mobile app may send (POST /api/v1/jobs).
+    max_document: int = MAX_DOCUMENT
+    #: Where new devices' broker accounts go (POST /api/v1/devices/register); None: device
+    #: registration is off (answered ``not_enabled``).
+    accounts: BrokerAccounts | None = field(default=None, repr=False)
+    #: The broker address registered devices are told to use.
+    device_broker_url: str = ""
+    #: Requests served at once by worker threads (each keeps one store connection); None:
+    #: the server's default (40).
+    threads: int | None = None
+    #: Seconds between purges of expired tokens, sessions and requests (Linking.purge); 0: none.
+    purge_interval: float = 600.0
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
