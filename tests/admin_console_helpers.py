@@ -37,8 +37,8 @@ class Console:
         return self.world.url
 
 
-def make_console(store_url: str) -> Console:
-    world = make_world(store_url)
+def make_console(store_url: str, **settings: Any) -> Console:
+    world = make_world(store_url, **settings)
     store = open_store(store_url)
     try:
         now = time.time()

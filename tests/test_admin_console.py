@@ -2,7 +2,8 @@
 administrator does it: add a user, import a file with bad rows (every error shown, nothing
 imported), invite, reset an access code (shown once), add a device and get its code, edit its
 configuration (refused by the device's schema, then accepted, then the device's answer shown),
-filter jobs, change a setting and find it in the audit log; and a page at phone size."""
+filter jobs, change a setting and find it in the audit log; and a page at phone size. Mail goes
+through a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ from cloud import admin, devices, directory
 from cloud.storage.factory import open_store
 from protocol import messages as m
 from tests.admin_console_helpers import Console, make_console, shot
+from tests.mail_helpers import SmtpServer, smtp
 from tests.web_helpers import PHONE, browser, page, sign_in
 
-__all__ = ["browser", "page"]  # fixtures, imported to be found
+__all__ = ["browser", "page", "smtp"]  # fixtures, imported to be found
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+def console(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterator[Console]:
     path: Path = tmp_path_factory.mktemp("admin") / "cloud.db"
-    c = make_console(f"sqlite:///{path}")
+    c = make_console(f"sqlite:///{path}", smtp=smtp.settings())
     try:
         yield c
     finally:
@@ -72,17 +74,21 @@ def test_add_a_user_then_import_a_file_with_bad_rows(page: Any, console: Console
     expect(page.get_by_role("link", name="ok1@example.org")).to_be_visible()
 
 
-def test_invite_and_reset_an_access_code_shown_once(page: Any, console: Console) -> None:
+def test_invite_and_reset_an_access_code_shown_once(page: Any, console: Console,
+                                                    smtp: SmtpServer) -> None:
     _admin(page, console)
     page.goto(console.url + "/admin/users")
     page.get_by_role("link", name=console.world.user_email).click()
     shot(page, "admin-user")
+    before = smtp.sink.count()
     page.get_by_role("button", name="Send a User Portal invitation").click()
-    # No SMTP server in this world: the page says it was not sent and shows the text to pass on.
-    text = page.locator("pre.secret").inner_text()
-    assert "/portal/welcome#invitation=" in text and "Ada Lovelace" in text
-    shot(page, "admin-invitation")
-    page.get_by_role("link", name="Done").click()
+    expect(page.get_by_role("status")).to_have_text(
+        f"The User Portal invitation was mailed to {console.world.user_email}.")
+    shot(page, "admin-invitation-sent")
+    mail = smtp.sink.wait_for(before + 1)
+    assert mail.rcpt_tos == [console.world.user_email]
+    assert any("/portal/welcome#invitation=" in link for link in mail.links())
+    assert "invitation=" not in page.content()  # the link went to Ada only
     page.get_by_role("button", name="Reset to a new random code").click()
     code = page.locator("pre.secret").inner_text().strip()
     assert re.fullmatch(r"\d{8}", code)

@@ -112,3 +112,20 @@ def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> Non
         r = http.get("/admin/users")
         assert r.status_code == 303 and r.headers["location"].startswith("/portal/signin")
         assert http.post("/admin/settings", data=FORM).status_code == 403
+
+
+def test_without_mail_an_invitation_is_shown_to_pass_on(console: Console) -> None:
+    # This world has no SMTP server: the invitation is made (and audited) and its text shown,
+    # saying it was not sent, rather than an administrator believing it went out.
+    with signed_in(console.url, console.world.admin_email) as http:
+        users = http.get("/admin/users").text
+        store = open_store(console.world.store_url)
+        try:
+            ada = admin.require_user(store, console.world.user_email)
+        finally:
+            store.close()
+        r = http.post(f"/admin/users/{ada.id}/invite",
+                      data={"csrf": csrf_of(users), "kind": "classic"})
+    assert r.status_code == 200
+    assert "The invitation was NOT sent: mail is not set up" in r.text
+    assert "Subject: Print from your devices at Acme" in r.text
