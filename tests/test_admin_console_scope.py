@@ -5,6 +5,8 @@ in. The routes are read from the console's routers, so a page added later is swe
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from cloud import admin
 from cloud.storage.factory import open_store
 from cloud.web import admin_fleet, admin_pages
 from tests.admin_console_helpers import Console, csrf_of, make_console, signed_in
+from tests.web_helpers import PASSWORD
 
 #: A value for every field any console form takes (the rest of each form ignores the others).
 FORM = {"role": "admin", "kind": "portal", "number": "0000999111", "code": "739184",
@@ -129,3 +132,51 @@ def test_without_mail_an_invitation_is_shown_to_pass_on(console: Console) -> Non
     assert r.status_code == 200
     assert "The invitation was NOT sent: mail is not set up" in r.text
     assert "Subject: Print from your devices at Acme" in r.text
+
+
+def test_the_credential_forms_and_the_fleets_reports(console: Console) -> None:
+    """The forms a browser test does not click, over HTTP: cards, a code, a password, a
+    lockout lifted, each answered on the user's page and audited as `mfd admin` audits it; and
+    a device's report (online, when, firmware, emulated engine) on its page."""
+    store = open_store(console.world.store_url)
+    try:
+        ada = admin.require_user(store, console.world.user_email)
+        with store.transaction():
+            store.lock("user", ada.email, time.time() + 600)
+            store.record_status(console.device, "online", 1, time.time())
+            store.record_engine(console.device, "emulator", time.time(),
+                                json.dumps({"app": "0.9.1", "reader:front": "1.2.3"}))
+    finally:
+        store.close()
+    page = f"/admin/users/{ada.id}"
+    with signed_in(console.url, console.world.admin_email) as http:
+        html = http.get(page).text
+        assert "yes, until" in html
+        csrf = csrf_of(html)
+        for path, data, said in (
+                ("/cards", {"number": "0004242424"}, "Card added for"),
+                ("/cards", {"number": "00 42"}, "a card number is 1 to 128 characters"),
+                ("/cards/remove", {}, "Every card of"),
+                ("/code", {"code": "1234"}, "6 to 10"),
+                ("/code", {"code": "739184"}, "Access code set for"),
+                ("/password", {"password": "short"}, "at least"),
+                # Set to the one the other tests sign in with: the order of tests is free.
+                ("/password", {"password": PASSWORD}, "Password set for"),
+                ("/unlock", {}, f"{ada.email} unlocked.")):
+            r = http.post(page + path, data={"csrf": csrf, **data})
+            assert (r.status_code, r.headers["location"]) == (303, page), path
+            assert said in http.get(page).text, (path, data)
+        assert "0004242424" not in http.get(f"/admin/audit?subject=user:{ada.id}").text
+        device = http.get(f"/admin/devices/{console.device}").text
+    assert "online" in device and "app 0.9.1, reader:front 1.2.3" in device
+    assert "emulated engine: prints nothing" in device
+    store = open_store(console.world.store_url)
+    try:
+        actions = [r[2] for r in admin.org_audit(store, console.world.org_id,
+                                                 subject=f"user:{ada.id}")]
+        unlocks = admin.org_audit(store, console.world.org_id, action="unlock")
+    finally:
+        store.close()
+    for action in ("card.add", "card.remove", "code.set", "password.set"):
+        assert action in actions
+    assert unlocks[0][3] == f"user:{ada.email}"
