@@ -6,6 +6,7 @@ whose state was not given to this browser is refused; password sign-in stays."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 
 from cloud.storage.factory import open_store
 from cloud.web.settings import OidcSettings
+from cloud.web.sso import oidc_from_env
+from protocol.errors import MfdError
 from tests.mail_helpers import free_port
 from tests.oidc_helpers import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
-from tests.web_helpers import WebWorld, browser, make_world, page, sign_in
+from tests.web_helpers import PHONE, WebWorld, browser, make_world, page, sign_in
 
 __all__ = ["browser", "page"]  # fixtures, imported to be found
 
@@ -43,6 +46,16 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebWorld, Oi
         w.server.close()
 
 
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "img" / "web"
+
+
+def shot(pg: Any, name: str) -> None:
+    """docs/img/web/sso-NAME.png, only when MFD_SCREENSHOTS=1 (the docs' pictures)."""
+    if os.environ.get("MFD_SCREENSHOTS") == "1":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(SHOTS / f"sso-{name}.png"), full_page=True)
+
+
 def provider_sign_in(pg: Any, account: str) -> None:
     """At the provider: its login form (an account id; any password), then consent."""
     pg.locator("input[name=login]").fill(account)
@@ -57,6 +70,7 @@ def start_sso(pg: Any, world: WebWorld, provider: OidcProvider) -> httpx.URL:
     pg.context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/]).*"),
                      lambda route: route.abort())
     pg.goto(world.url + "/portal/signin")
+    shot(pg, "signin")
     with pg.expect_request(re.compile(re.escape(provider.issuer) + r"/auth\?.*")) as asked:
         pg.get_by_role("link", name="Sign in with single sign-on").click()
     pg.wait_for_url(provider.issuer + "/**")
@@ -95,9 +109,14 @@ def test_sign_in_with_single_sign_on(page: Any, sso: tuple[WebWorld, OidcProvide
 
 def test_an_unknown_email_is_refused(page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:
     world, provider = sso
+    page.set_viewport_size(PHONE)
     start_sso(page, world, provider)
     provider_sign_in(page, "stranger")
     page.wait_for_url(re.compile(re.escape(world.url) + r"/sso/callback.*"))
+    shot(page, "unknown-email-phone")
+    assert page.evaluate("document.documentElement.scrollWidth <= "
+                         "document.documentElement.clientWidth")
+    page.get_by_role("link", name="Back to sign-in").focus()
     alert = page.get_by_role("alert").inner_text()
     assert "no account for stranger@example.org" in alert
     assert "ask your administrator" in alert.lower()
@@ -153,3 +172,20 @@ def test_password_sign_in_stays(page: Any, sso: tuple[WebWorld, OidcProvider]) -
     sign_in(page, world, world.user_email)
     page.wait_for_url(world.url + "/portal/")
     assert signed_in(world, page)
+
+
+def test_oidc_settings_from_the_environment() -> None:
+    assert oidc_from_env({}) is None
+    settings = oidc_from_env({"MFD_OIDC_ISSUER": "https://login.example.org/",
+                              "MFD_OIDC_CLIENT_ID": "portal", "MFD_OIDC_CLIENT_SECRET": "s3c",
+                              "MFD_OIDC_LABEL": "Contoso"})
+    assert settings is not None
+    assert (settings.issuer, settings.client_id, settings.label) == (
+        "https://login.example.org", "portal", "Contoso")
+    assert "s3c" not in repr(settings)
+    with pytest.raises(MfdError, match="https"):
+        oidc_from_env({"MFD_OIDC_ISSUER": "http://login.example.org",
+                       "MFD_OIDC_CLIENT_ID": "p", "MFD_OIDC_CLIENT_SECRET": "s"})
+    with pytest.raises(MfdError, match="MFD_OIDC_CLIENT_SECRET"):
+        oidc_from_env({"MFD_OIDC_ISSUER": "https://login.example.org",
+                       "MFD_OIDC_CLIENT_ID": "p"})
