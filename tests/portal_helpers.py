@@ -88,3 +88,35 @@ def tab_to(page: Any, selector: str, limit: int = 60) -> None:
                          selector):
             return
     raise AssertionError(f"Tab never reached {selector}")
+
+
+_CONTRAST_JS = """() => {
+  const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const text = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    const style = getComputedStyle(el);
+    if (!text || style.visibility === "hidden" || el.offsetParent === null) continue;
+    const a = lum(rgb(style.color).slice(0, 3)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push(el.tagName + " '" + el.textContent.trim().slice(0, 30) + "' " +
+                             ratio.toFixed(2));
+  }
+  return bad;
+}"""
+
+
+def low_contrast(page: Any) -> list[str]:
+    """Visible text below WCAG AA's 4.5:1 against its background (computed, as rendered)."""
+    return list(page.evaluate(_CONTRAST_JS))

@@ -22,6 +22,7 @@ from tests.portal_helpers import (
     csrf,
     hold,
     job,
+    low_contrast,
     no_sideways_scroll,
     portal_world,
     shot,
@@ -86,6 +87,7 @@ def test_my_jobs_shows_details_and_changes_them_on_a_phone(phone: Any, world: We
     expect(card).to_contain_text("One-sided")
     expect(card.locator("dd").nth(3)).to_have_text("2")  # copies
     assert no_sideways_scroll(phone)
+    assert low_contrast(phone) == []
     shot(phone, "jobs-phone")
 
     card.get_by_text("Change settings").click()
@@ -110,6 +112,7 @@ def test_release_to_a_chosen_copier_with_the_keyboard_only(page: Any, world: Web
     first = hold(store, world.user_email, "Slides.pdf")
     second = hold(store, world.user_email, "Notes.pdf")
     sign_in(page, world, world.user_email)
+    assert low_contrast(page) == []
     shot(page, "jobs-desktop")
     tab_to(page, f"#pick-{second}")
     page.keyboard.press("Space")
@@ -198,6 +201,7 @@ def test_print_from_the_browser_with_its_limits(page: Any, world: WebWorld,
     sign_in(page, world, world.user_email)
     page.goto(world.url + "/portal/print")
     page.get_by_label("PDF document (at most 100 KB)").wait_for()
+    assert low_contrast(page) == []
     shot(page, "print-desktop")
     # Dropped on the box (the script puts it in the file field), then uploaded.
     drop = page.evaluate_handle(
@@ -216,6 +220,7 @@ def test_print_from_the_browser_with_its_limits(page: Any, world: WebWorld,
     page.get_by_role("button", name="Upload and hold").click()
     expect(page.get_by_role("alert")).to_have_text(
         "This file is not a PDF; save or export it as PDF, then upload that.")
+    assert low_contrast(page) == []  # the error too
     shot(page, "print-refused")
 
     for size in (MAX_UPLOAD + 1000, 4 * MAX_UPLOAD):  # read and refused; refused unread

@@ -26,6 +26,7 @@ from tests.portal_helpers import (
     BOB,
     PDF,
     csrf,
+    low_contrast,
     no_sideways_scroll,
     portal_world,
     shot,
@@ -189,6 +190,7 @@ def test_set_up_my_devices(page: Any, world: WebWorld, store: SqlStore,
     qr = page.get_by_role("img", name=f"QR code for linking code {code}")
     assert str(qr.get_attribute("src")).startswith("data:image/svg+xml")
     expect(page.get_by_text("ada-laptop")).to_be_visible()
+    assert low_contrast(page) == []
     shot(page, "devices")
     phone = linking.mobile_link_code(code, app_id="ada-phone")
     assert phone.user is not None and phone.user.email == world.user_email
