@@ -60,6 +60,7 @@ def _round_trip(link: Device, timeout: float = 10.0) -> float:
 
 
 def test_the_latency_fault_delays_the_devices_link_each_way() -> None:
+    from simulator.netem import LinkProfile
     from simulator.scenarios.parse import parse_scenario
     from simulator.scenarios.world import ScenarioWorld
 
@@ -68,7 +69,7 @@ def test_the_latency_fault_delays_the_devices_link_each_way() -> None:
     with ScenarioWorld(scenario) as world:
         one, two = world.devices["copier-1"], world.devices["copier-2"]
         assert _round_trip(one.device) < 1.0
-        one.relay.delay = 1.0
+        one.relay.set_profile(LinkProfile(1000, 1000))
         # Out through the relay and back through it: at least twice the delay.
         assert _round_trip(one.device) >= 2.0
         # The other copier's link is its own.

@@ -22,6 +22,7 @@ from device_app.view import Action
 from protocol import messages as m
 from protocol.engine import EngineState
 from protocol.errors import MfdError, RemoteError
+from simulator.netem import LinkProfile
 from simulator.scenarios import run
 from simulator.scenarios.model import (
     Advance,
@@ -345,7 +346,7 @@ class Runner:
             self.cloud_hears()
             self.settle()
         elif k is FaultKind.LATENCY:
-            d.relay.delay = step.ms / 1000
+            d.relay.set_profile(LinkProfile(step.ms, step.ms))
             self.settle()
         elif k is FaultKind.CLOCK_JUMP:
             w.cloud_offset += step.seconds

@@ -40,8 +40,8 @@ from readers.adapters.sim_reader import SimReader, get_sim_reader
 from readers.pty import PtyPort
 from simulator.broker import IotcoreBroker, MosquittoBroker
 from simulator.lifecycle import CLOUD_USER, StackedWorld, start_broker
+from simulator.netem import WanProxy
 from simulator.scenarios.model import DeviceSpec, ReaderKind, ReaderSpec, Scenario
-from simulator.scenarios.netem import DelayRelay
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class SimDevice:
     spec: DeviceSpec
     device: Device
     engine: MfdControllerStub
-    relay: DelayRelay
+    relay: WanProxy
     sim_readers: dict[str, SimReader] = field(default_factory=dict)
     serial: dict[str, SerialBadge] = field(default_factory=dict)
 
@@ -198,7 +198,7 @@ class ScenarioWorld(StackedWorld):
     def _device(self, spec: DeviceSpec) -> SimDevice:
         assert self.broker is not None and self.workdir is not None
         stack = self._stack
-        relay = DelayRelay((self.broker.host, self.broker.port))
+        relay = WanProxy(self.broker.host, self.broker.port)
         stack.callback(relay.close)
         devdir = self.workdir / spec.id
         devdir.mkdir(mode=0o700)
@@ -208,7 +208,7 @@ class ScenarioWorld(StackedWorld):
             specs.append(self._reader_spec(spec, r, devdir, serial))
         cfg = parse_config({
             "device": {"id": spec.id, "name": spec.name or spec.id.replace("-", " ").title()},
-            "broker": {"url": f"mqtt://127.0.0.1:{relay.port}"},
+            "broker": {"url": f"mqtt://{relay.host}:{relay.port}"},
             "readers": {"specs": specs},
             "engine": {"kind": "emulator"}})
         # The policy comes as on a fleet: pushed by the cloud (retained, so delivered when the
