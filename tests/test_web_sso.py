@@ -29,6 +29,8 @@ ACCOUNTS = [
     {"id": "ada-sso", "email": "Ada@Example.org", "email_verified": True},
     {"id": "stranger", "email": "stranger@example.org", "email_verified": True},
     {"id": "unverified", "email": "ada@example.org", "email_verified": False},
+    {"id": "ada-userinfo", "email": "ada@example.org", "email_verified": True,
+     "userinfo_only": True},
 ]
 
 
@@ -105,6 +107,16 @@ def test_sign_in_with_single_sign_on(page: Any, sso: tuple[WebWorld, OidcProvide
     finally:
         store.close()
     assert any("single sign-on via " + provider.issuer in row[4] for row in trail), trail
+
+
+def test_an_email_from_the_userinfo_endpoint_signs_in(
+        page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:
+    # This account's ID token carries only its subject: the email comes from userinfo.
+    world, provider = sso
+    start_sso(page, world, provider)
+    provider_sign_in(page, "ada-userinfo")
+    page.wait_for_url(world.url + "/portal/")
+    assert signed_in(world, page)
 
 
 def test_an_unknown_email_is_refused(page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:

@@ -5,7 +5,9 @@
 //   OIDC_CLIENT_ID     the one registered client (the portal)
 //   OIDC_CLIENT_SECRET its secret (client_secret_basic at the token endpoint)
 //   OIDC_REDIRECT_URI  the portal's /sso/callback, registered exactly
-//   OIDC_ACCOUNTS      JSON: [{"id": "ada", "email": "ada@example.org", "email_verified": true}]
+//   OIDC_ACCOUNTS      JSON: [{"id": "ada", "email": "ada@example.org", "email_verified": true}];
+//                      "userinfo_only": true keeps the email out of the ID token (the client
+//                      must then ask the userinfo endpoint, as some providers require)
 //
 // Sign-in uses the package's development interactions: a login form that takes an account id
 // (any password), then a consent form. An account id that is not in OIDC_ACCOUNTS does not
@@ -51,12 +53,16 @@ server.listen(port, '127.0.0.1', () => {
     // The portal must send PKCE (S256) even as a confidential client.
     pkce: { required: () => true },
     features: { devInteractions: { enabled: true } },
+    // Scope claims (email) go into the ID token too, as most providers do; an account marked
+    // userinfo_only below shows the other way.
+    conformIdTokenClaims: false,
     async findAccount(_ctx, id) {
       const account = accounts.get(id);
       if (!account) return undefined;
       return {
         accountId: id,
-        async claims() {
+        async claims(use) {
+          if (use === 'id_token' && account.userinfo_only) return { sub: id };
           return { sub: id, email: account.email, email_verified: account.email_verified, name: account.name || id };
         },
       };
