@@ -13,4 +13,7 @@ echo "== mypy" && mypy
 echo "== import-linter" && lint-imports --no-cache --no-logo
 # Not exec: the EXIT trap that stops a private PostgreSQL must still run afterwards.
 # --fail-on-skip (tests/no_skips.py): every real-stack test runs; a skip fails the run, named.
-echo "== pytest" && python -m pytest -q --fail-on-skip "$@"
+# Two workers (pytest-xdist; MFD_TEST_WORKERS to change): most tests wait on brokers, ptys and
+# browsers rather than compute, so two at once nearly halve the run on a 2-core machine. Each
+# worker has its own session fixtures (broker, browser); tests take free ports and temp dirs.
+echo "== pytest" && python -m pytest -q --fail-on-skip -n "${MFD_TEST_WORKERS:-2}" "$@"
