@@ -1,6 +1,7 @@
 """Mail over real SMTP (aiosmtpd on loopback): invitations, the share link and a linking code
-arrive as a mail client sees them (plain text and HTML, the links inside), and the invitation's
-link, followed in Chromium, ends signed in to the portal. The SMTP adapter logs in, and a
+arrive as a mail client sees them (plain text and HTML, the links inside); a User Portal
+invitation sent from the admin console in Chromium arrives, and its link, followed in the
+invitee's browser, ends signed in to the portal. The SMTP adapter logs in, and a
 refused login, an unreachable server or a portal with no SMTP set up say what to fix, never
 with the password."""
 
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from playwright.sync_api import expect
 from starlette.requests import Request
 
 from cloud import admin
@@ -27,7 +29,7 @@ from cloud.web.app import create_app
 from cloud.web.settings import WebSettings
 from protocol.errors import MfdError
 from tests.mail_helpers import SENDER, SmtpServer, free_port, smtp, start_smtp
-from tests.web_helpers import PASSWORD, WebWorld, browser, make_world, page
+from tests.web_helpers import PASSWORD, WebWorld, browser, make_world, page, sign_in
 
 __all__ = ["browser", "page", "smtp"]  # fixtures, imported to be found
 
@@ -59,13 +61,21 @@ def request_for(app: FastAPI) -> Request:
 
 
 def test_a_portal_invitation_arrives_and_its_link_signs_the_invitee_in(
-        page: Any, world: WebWorld, smtp: SmtpServer) -> None:
-    # The admin console's invite form calls the same two steps (use-case, then mail); it is
-    # being built alongside, so the test takes them directly.
-    request = request_for(world.server.app)
-    invitation = web.linking(request).invite_portal("eve@example.org")
+        browser: Any, page: Any, world: WebWorld, smtp: SmtpServer) -> None:
+    # The administrator sends it from the console.
+    store = open_store(world.store_url)
+    try:
+        with store.transaction():
+            eve = store.user_by_email("eve@example.org")
+    finally:
+        store.close()
+    assert eve is not None
     before = smtp.sink.count()
-    mailing.send_invitation(request, invitation)
+    sign_in(page, world, world.admin_email)
+    page.goto(f"{world.url}/admin/users/{eve.id}")
+    page.get_by_role("button", name="Send a User Portal invitation").click()
+    expect(page.get_by_role("status")).to_contain_text("mailed to eve@example.org")
+
     mail = smtp.sink.wait_for(before + 1)
     assert mail.rcpt_tos == ["eve@example.org"]
     assert mail.message["From"] == SENDER
@@ -77,12 +87,18 @@ def test_a_portal_invitation_arrives_and_its_link_signs_the_invitee_in(
                         links[0])
     assert mail.html is not None and f'href="{links[0]}"' in mail.html
 
-    page.goto(links[0])
-    page.get_by_label("New password").fill("a new password for eve")
-    page.get_by_label("Repeat the password").fill("a new password for eve")
-    page.get_by_role("button", name="Set password and sign in").click()
-    page.wait_for_url(world.url + "/portal/devices")
-    assert page.get_by_text("Eve Newcomer").first.is_visible()
+    # Eve, in her own browser, follows the link from the mail.
+    context = browser.new_context()
+    try:
+        eves = context.new_page()
+        eves.goto(links[0])
+        eves.get_by_label("New password").fill("a new password for eve")
+        eves.get_by_label("Repeat the password").fill("a new password for eve")
+        eves.get_by_role("button", name="Set password and sign in").click()
+        eves.wait_for_url(world.url + "/portal/devices")
+        expect(eves.get_by_text("Eve Newcomer").first).to_be_visible()
+    finally:
+        context.close()
 
 
 def test_classic_invitation_share_link_and_linking_code_arrive_and_work(
