@@ -31,6 +31,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from cloud import devices
@@ -153,8 +154,8 @@ class ApiRoute(APIRoute):
             except UnicodeDecodeError:
                 return error_answer(400, ErrorCode.BAD_REQUEST,
                                     "text must be UTF-8 (percent-encoded in headers)")
-            except RequestValidationError:
-                raise  # answered by the app's handler (cloud/web/app.py)
+            except (RequestValidationError, StarletteHTTPException):
+                raise  # answered by the app's handlers (cloud/web/app.py)
             except Exception:
                 # The path names the route; the query, headers and body may hold secrets.
                 log.exception("api: internal error on %s %s", request.method, path)

@@ -167,6 +167,8 @@ def _errors(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         message = str(exc.detail) if exc.detail else "refused"
+        if exc.status_code == 400 and _is_api(request):
+            message = "the body is not JSON (UTF-8)"  # FastAPI's words name no field
         if _is_api(request):
             # 405 names the allowed methods (Allow).
             return _json_error(exc.status_code, code, message, headers=exc.headers)
