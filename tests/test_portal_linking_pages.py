@@ -130,6 +130,8 @@ def test_the_share_link_signs_in_only_its_orgs_people(page: Any, world: WebWorld
     for email, lands in (("hank@globex.example", None), (world.user_email, "/portal/")):
         page.context.clear_cookies()
         page.goto(link)
+        if lands:
+            shot(page, "share-link")
         page.get_by_label("Email").fill(email)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
@@ -226,6 +228,7 @@ def test_authenticate_on_print_from_first_job_to_my_jobs(
     # The client opens its sign-in link; nobody is signed in in this browser yet.
     page.goto(first.sign_in_url)
     assert "#" not in page.url
+    shot(page, "aop-sign-in")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_label("Email").fill(world.user_email)
     page.get_by_label("Password").fill(PASSWORD)
