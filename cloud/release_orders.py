@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from cloud.jobs import open_release, owned_held
-from cloud.refusal import Refused
+from cloud.refusal import Refused, shown
 from cloud.storage.port import Job, OrgSettings, User
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
@@ -139,7 +139,7 @@ def release_to_device(store: OrderStore, user_id: str, job_ids: Sequence[str], d
         result = open_release(store, user, device_id, jobs, now,
                               via="ordered from the portal")
         order = m.ReleaseOrder(release_id=result.release_id, jobs=result.jobs,
-                               user_name=user.display_name[:128],
+                               user_name=shown(user.display_name)[:128],
                                language=user.language if m.is_language_tag(user.language)
                                else "")
         store.add_release_order(result.release_id, device_id, user.id,

@@ -285,5 +285,5 @@ class Orders(RuleBasedStateMachine):
 
 
 TestOrders = Orders.TestCase
-TestOrders.settings = settings(max_examples=20, stateful_step_count=15, deadline=None,
+TestOrders.settings = settings(max_examples=15, stateful_step_count=15, deadline=None,
                                suppress_health_check=[HealthCheck.too_slow])
