@@ -180,3 +180,23 @@ def test_the_credential_forms_and_the_fleets_reports(console: Console) -> None:
     for action in ("card.add", "card.remove", "code.set", "password.set"):
         assert action in actions
     assert unlocks[0][3] == f"user:{ada.email}"
+
+
+def test_an_import_file_is_uploaded_and_every_bad_row_listed(console: Console) -> None:
+    bad = b"email\tname\nnot-an-email\tNo\nokay@example.org\t\n"
+    with signed_in(console.url, console.world.admin_email) as http:
+        csrf = csrf_of(http.get("/admin/users").text)
+        r = http.post("/admin/users/import", data={"csrf": csrf},
+                      files={"file": ("staff.tsv", bad, "text/tab-separated-values")})
+        assert r.status_code == 400
+        assert "staff.tsv: nothing imported." in r.text
+        assert "<li>line 2: &#39;not-an-email&#39; is not an email address</li>" in r.text
+        assert "<li>line 3: the display name is missing" in r.text
+        r = http.post("/admin/users/import", data={"csrf": csrf},
+                      files={"file": ("staff.csv", b"\xff\xfe bad", "text/csv")})
+        assert r.status_code == 400 and "staff.csv is not UTF-8 text" in r.text
+        r = http.post("/admin/users/import", data={"csrf": csrf},
+                      files={"file": ("staff.tsv", b"tab@example.org\tTab Person\n",
+                                      "text/tab-separated-values")})
+        assert r.status_code == 303
+        assert "Imported 1 user(s)" in http.get("/admin/users").text
