@@ -200,3 +200,23 @@ def test_an_import_file_is_uploaded_and_every_bad_row_listed(console: Console) -
                                       "text/tab-separated-values")})
         assert r.status_code == 303
         assert "Imported 1 user(s)" in http.get("/admin/users").text
+
+
+def test_audit_dates_and_an_administrator_keeping_their_own_role(console: Console) -> None:
+    store = open_store(console.world.store_url)
+    try:
+        me = admin.require_user(store, console.world.admin_email)
+    finally:
+        store.close()
+    with signed_in(console.url, console.world.admin_email) as http:
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        assert "portal.sign_in" in http.get(f"/admin/audit?since={today}&until={today}").text
+        assert "No entries match." in http.get("/admin/audit?since=2099-01-01").text
+        r = http.get("/admin/audit?until=yesterday")
+        assert r.status_code == 400 and "a date is YYYY-MM-DD" in r.text
+        page = f"/admin/users/{me.id}"
+        r = http.post(page + "/role", data={"csrf": csrf_of(http.get(page).text),
+                                            "role": "user"})
+        assert r.status_code == 303
+        assert "You cannot take your own administrator role" in http.get(page).text
+        assert http.get("/admin/").status_code == 200  # still an administrator
