@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -59,8 +62,11 @@ def store(world: WebWorld) -> Iterator[SqlStore]:
 
 @pytest.fixture(scope="module")
 def linking(store: SqlStore, world: WebWorld) -> Linking:
-    """The administrator's side (invitations, installers), with links to this server."""
-    return Linking(store, base_url=world.url)
+    """The administrator's side (invitations, installers), with links to this server; the
+    server's own links (the client package) point at it too."""
+    linking = Linking(store, base_url=world.url)
+    linking.set_public_url(world.url)
+    return linking
 
 
 def _person(store: SqlStore, org: str, email: str, name: str) -> None:
@@ -175,16 +181,31 @@ def test_the_classic_invitation_link_downloads_the_personal_installer(
     expect(page.get_by_role("alert")).to_contain_text("This installer link is not valid")
 
 
-def test_set_up_my_devices(page: Any, world: WebWorld, store: SqlStore,
-                           linking: Linking) -> None:
+def _run_package(download: Any, home: Path, *args: str) -> str:
+    """Unpack the client package and run its link.sh as the person would: the reference
+    client (mfd) links over the server's JSON API. Returns the client token it kept."""
+    with zipfile.ZipFile(download.path()) as z:
+        z.extractall(home / "download")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run = subprocess.run(["sh", str(home / "download" / "mfdkit-client" / "link.sh"), *args],
+                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    state = json.loads((home / "config" / "mfdkit" / "client" / "client.json").read_text())
+    return str(state["token"])
+
+
+def test_set_up_my_devices(page: Any, world: WebWorld, store: SqlStore, linking: Linking,
+                           tmp_path: Path) -> None:
     sign_in(page, world, world.user_email)
     page.goto(world.url + "/portal/devices")
     expect(page.get_by_text("No device is linked to you yet.")).to_be_visible()
     with page.expect_download() as got:
         page.get_by_role("button", name="Download my client package").click()
-    config = json.loads(_unzip(got.value)["installer.json"])
-    laptop = linking.register(config["installer_token"], machine="ada-laptop", os_user="ada")
-    assert laptop.user is not None and laptop.user.email == world.user_email
+    token = _run_package(got.value, tmp_path, "--machine", "ada-laptop", "--os-user", "ada")
+    linked = linking.client_state(token).user
+    assert linked is not None and linked.email == world.user_email
+    page.reload()
 
     page.get_by_role("button", name="Make a linking code").click()
     code = page.locator("#linking-code").inner_text()
@@ -212,7 +233,7 @@ def test_set_up_my_devices(page: Any, world: WebWorld, store: SqlStore,
         "ada-laptop is unlinked: it no longer prints as you.")
     expect(page.get_by_role("button", name="Unlink ada-laptop")).to_have_count(0)
     with pytest.raises(Exception, match="not registered"):
-        linking.client_state(laptop.token)
+        linking.client_state(token)
 
 
 def test_authenticate_on_print_from_first_job_to_my_jobs(
