@@ -227,11 +227,14 @@ async def upload(request: Request, user: User_) -> Response:
     except ValueError:
         copies = 0
     name = document.filename or ""
+    def hold() -> str:
+        # On a pool thread, with that thread's store (cloud/web/context.py), as sync routes.
+        return portal_jobs.web_print(
+            _store(request), user, name, data, max_size=limit, color=bool(form.get("color")),
+            duplex=bool(form.get("duplex")), copies=copies, now=_now(request))
+
     try:
-        await run_in_threadpool(
-            portal_jobs.web_print, _store(request), user, name, data, max_size=limit,
-            color=bool(form.get("color")), duplex=bool(form.get("duplex")), copies=copies,
-            now=_now(request))
+        await run_in_threadpool(hold)
     except MfdError as exc:
         status = {"too_large": 413, "unsupported_type": 415}.get(exc.code, 400)
         return await _refuse_upload(request, user, status,
