@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
 from typing import Protocol
 
 from cloud.linking.values import Invitation, Issued
@@ -149,6 +149,9 @@ def compose(to: str, subject: str, text: str, *, sender: str = "") -> EmailMessa
 
     English for now: the invitation texts come from the use-cases in English, and a mail that
     claimed the recipient's language (User.language) would have to be translated first."""
+    address = parseaddr(to)[1]
+    if "@" not in address:
+        raise MailError(f"{to!r} is not an email address", code="invalid_field")
     message = EmailMessage()
     try:
         message["To"] = to

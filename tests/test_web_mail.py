@@ -187,9 +187,11 @@ def test_an_unreachable_mail_server_is_named() -> None:
         mailer.send(compose("ada@example.org", "Hello", "Hi"))
 
 
-def test_a_header_cannot_be_smuggled_in() -> None:
+def test_a_header_cannot_be_smuggled_in_nor_a_non_address_given() -> None:
     with pytest.raises(MailError):
         compose("ada@example.org\nBcc: everyone@example.org", "Hello", "Hi")
+    with pytest.raises(MailError, match="not an email address"):
+        compose("ada", "Hello", "Hi")
 
 
 

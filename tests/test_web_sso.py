@@ -144,6 +144,16 @@ def test_an_unverified_email_is_refused(page: Any, sso: tuple[WebWorld, OidcProv
     assert not signed_in(world, page)
 
 
+def test_cancelling_at_the_provider_says_so(page: Any,
+                                            sso: tuple[WebWorld, OidcProvider]) -> None:
+    world, provider = sso
+    start_sso(page, world, provider)
+    page.get_by_role("link", name="[ Cancel ]").click()
+    page.wait_for_url(re.compile(re.escape(world.url) + r"/sso/callback.*"))
+    assert "did not sign you in (access_denied)" in page.get_by_role("alert").inner_text()
+    assert not signed_in(world, page)
+
+
 def test_a_tampered_state_is_refused(page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:
     world, provider = sso
     asked = start_sso(page, world, provider)

@@ -18,6 +18,7 @@ Password sign-in stays as it was (auth_pages.py); both end in a portal session i
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -132,11 +133,13 @@ async def sso_callback(request: Request) -> Response:
     client = _client(request)
     issuer = _settings(request).issuer
     error = request.query_params.get("error")
-    if error:
-        # The person cancelled at the provider, or the provider refused them.
+    if error is not None:
+        # The person cancelled at the provider, or the provider refused them. The code is
+        # shown only when it looks like one (the query is anybody's to write).
         request.session.pop(NEXT, None)
-        return _refused(request, "The single sign-on provider did not sign you in "
-                        f"({error}). Start again, or sign in with your email and password.")
+        why = f" ({error})" if re.fullmatch(r"[a-z_]{1,40}", error) else ""
+        return _refused(request, f"The single sign-on provider did not sign you in{why}. "
+                        "Start again, or sign in with your email and password.")
     try:
         token = await client.authorize_access_token(request)
         claims = token.get("userinfo")
