@@ -122,6 +122,19 @@ def test_without_javascript_the_link_is_pasted(browser: Any, world: WebWorld, st
         pg.get_by_role("button", name="Set password and sign in").click()
         expect(pg).to_have_url(world.url + "/portal/devices")
         expect(pg.get_by_role("heading", name="Set up my devices")).to_be_visible()
+        # Authenticate-on-Print without JavaScript: the sign-in link is pasted.
+        client = linking.register(linking.bulk_installer(world.org_id).token,
+                                  machine="lab-9", os_user="erin")
+        first = linking.submit(client.token, "Lab notes.pdf", PDF)
+        assert first.sign_in_url
+        pg.goto(first.sign_in_url)
+        pg.get_by_label("Sign-in link").fill(first.sign_in_url)
+        pg.get_by_role("button", name="Continue").click()
+        expect(pg.locator("#aop-machine")).to_have_text("lab-9")
+        pg.get_by_role("button", name="Link this computer").click()
+        expect(pg.get_by_role("heading", name="lab-9 is linked")).to_be_visible()
+        linked = linking.client_state(client.token).user
+        assert linked is not None and linked.email == "erin@example.org"
     finally:
         context.close()
 
