@@ -83,8 +83,8 @@ class OrderStore(Protocol):
     def add_release_order(self, release_id: str, device_id: str, user_id: str, payload: str,
                           now: float) -> None: ...
     def release_orders_to_push(self, pushed_before: float, limit: int = 100
-                               ) -> list[tuple[str, str, str]]: ...
-    def mark_order_pushed(self, release_id: str, now: float) -> None: ...
+                               ) -> list[tuple[str, str, str, float]]: ...
+    def claim_order_push(self, release_id: str, seen_pushed_at: float, now: float) -> bool: ...
     def take_release_order(self, release_id: str, device_id: str, now: float) -> bool: ...
 
 
@@ -94,8 +94,8 @@ class Outbox(Protocol):
 
     def transaction(self) -> contextlib.AbstractContextManager[None]: ...
     def release_orders_to_push(self, pushed_before: float, limit: int = 100
-                               ) -> list[tuple[str, str, str]]: ...
-    def mark_order_pushed(self, release_id: str, now: float) -> None: ...
+                               ) -> list[tuple[str, str, str, float]]: ...
+    def claim_order_push(self, release_id: str, seen_pushed_at: float, now: float) -> bool: ...
 
 
 @runtime_checkable
@@ -153,18 +153,19 @@ def pending_pushes(store: Outbox, now: float, *, everything: bool = False
                    ) -> list[tuple[str, str, bytes]]:
     """(release_id, device_id, payload) of the orders to publish now: never pushed, pushed
     before their device last came online, or :data:`REPUSH_AFTER` ago and not taken
-    (``everything``: every order not taken, as a worker that just started publishes)."""
+    (``everything``: every order not taken, as a worker that just started publishes). Each
+    is claimed for this caller as it is read: of several workers asking at once, one gets it
+    (a copy more would do no harm, the device keeps one; it would only be noise)."""
+    out = []
     with store.transaction():
         # "Everything": pushed before any time at all (a bound a float column holds).
         rows = store.release_orders_to_push(_EVER if everything else now - REPUSH_AFTER,
                                             PUSH_BATCH)
-    return [(release_id, device_id, payload.encode("utf-8"))
-            for release_id, device_id, payload in rows]
-
-
-def mark_pushed(store: Outbox, release_id: str, now: float) -> None:
-    with store.transaction():
-        store.mark_order_pushed(release_id, now)
+    for release_id, device_id, payload, pushed_at in rows:
+        with store.transaction():
+            if store.claim_order_push(release_id, pushed_at, now):
+                out.append((release_id, device_id, payload.encode("utf-8")))
+    return out
 
 
 def taken(store: object, device_id: str, release_id: str, now: float) -> None:

@@ -219,14 +219,14 @@ class CloudWorker:
         if not isinstance(store, release_orders.Outbox) or not self._connected.is_set():
             return
         everything = not self._orders_pushed
+        # Claimed as they are read: a publish that fails is tried again REPUSH_AFTER later.
         for release_id, device_id, payload in release_orders.pending_pushes(
                 store, service.clock(), everything=everything):
             info = self.client.publish(topics.command_topic(device_id), payload, qos=1)
             if info.rc != 0:
                 log.warning("could not push release order %s to device %s (rc %s)",
                             release_id, device_id, info.rc)
-                return  # the broker is going: next round
-            release_orders.mark_pushed(store, release_id, service.clock())
+                continue
             self.orders_pushed += 1
             log.info("pushed release order %s to device %s", release_id, device_id)
         self._orders_pushed = True

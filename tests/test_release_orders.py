@@ -55,6 +55,10 @@ def _pending(store: SqlStore, now: float) -> list[str]:
     return [r for r, _d, _p in ro.pending_pushes(store, now)]
 
 
+def _pending_all(store: SqlStore, now: float) -> list[str]:
+    return [r for r, _d, _p in ro.pending_pushes(store, now, everything=True)]
+
+
 def test_copiers_are_the_users_org_devices_with_whether_they_are_online(cloud: tuple) -> None:
     _service, store, clock = cloud
     _online(store, "copier-2", 1, clock.now)
@@ -104,26 +108,26 @@ def test_an_order_is_pushed_when_online_again_until_taken(cloud: tuple) -> None:
     rid = release_to_device(store, alice, [job], "copier-1", clock.now)
     assert _pending(store, clock.now) == []
     _online(store, "copier-1", 1, clock.now)
-    assert _pending(store, clock.now) == [rid]
-    assert ro.pending_pushes(store, clock.now)[0][2] == store.query_one(
-        "SELECT payload FROM release_orders")[0].encode()  # type: ignore[index]
-    order = m.decode_command(ro.pending_pushes(store, clock.now)[0][2])
+    ((pushed, device, payload),) = ro.pending_pushes(store, clock.now)
+    assert (pushed, device) == (rid, "copier-1")
+    order = m.decode_command(payload)
     assert [j.job_id for j in order.jobs] == [job] and order.user_name == "Alice Martin"
-    ro.mark_pushed(store, rid, clock.now)
+    # Claimed as it was read: another worker asking now gets nothing to publish.
     assert _pending(store, clock.now) == []
     # A worker that starts pushes everything not taken; a reconnect of the device, and time.
-    assert [r for r, _d, _p in ro.pending_pushes(store, clock.now, everything=True)] == [rid]
+    assert _pending_all(store, clock.now) == [rid]
     clock.now += 1
     _online(store, "copier-1", 2, clock.now)
     assert _pending(store, clock.now) == [rid]
-    ro.mark_pushed(store, rid, clock.now)
-    clock.now += ro.REPUSH_AFTER + 1
+    clock.now += ro.REPUSH_AFTER - 1
+    assert _pending(store, clock.now) == []
+    clock.now += 2
     assert _pending(store, clock.now) == [rid]
     # The device's first fetch takes it: never pushed again, and audited once.
     answer = m.decode_response(service.handle("copier-1", m.encode(
         m.FetchDocument(release_id=rid, job_id=job, length=10))), m.FetchDocument.TYPE)
     assert isinstance(answer, m.DocumentChunk)
-    assert ro.pending_pushes(store, clock.now, everything=True) == []
+    assert _pending_all(store, clock.now) == []
     service.handle("copier-1", m.encode(m.FetchDocument(release_id=rid, job_id=job, offset=10)))
     taken = [a for a in store.audit_log(20) if a[2] == "release.order_taken"]
     assert len(taken) == 1
@@ -138,7 +142,7 @@ def test_an_order_never_taken_lapses_and_its_jobs_are_held_again(cloud: tuple) -
     clock.now += RELEASE_LEASE + 1
     assert service.housekeeping()["lapsed"] == 2
     assert {j.state for j in store.jobs(jobs)} == {"HELD"}
-    assert ro.pending_pushes(store, clock.now, everything=True) == []
+    assert _pending_all(store, clock.now) == []
     # Held again, they may be ordered again (to another copier).
     release_to_device(store, bob, jobs, "copier-2", clock.now)
 

@@ -22,21 +22,24 @@ class ReleaseOrderQueries(SqlBase):
                      now)
 
     def release_orders_to_push(self, pushed_before: float, limit: int = 100
-                               ) -> list[tuple[str, str, str]]:
-        """(release_id, device_id, payload) of the orders not taken yet whose device is
+                               ) -> list[tuple[str, str, str, float]]:
+        """(release_id, device_id, payload, pushed_at) of the orders not taken yet whose device is
         online, never pushed or pushed before ``pushed_before`` or before the device last came
         online, and whose release still has a job RELEASING (a lapsed one is not sent)."""
         rows = self.query_all(
-            "SELECT o.release_id, o.device_id, o.payload FROM release_orders o "
+            "SELECT o.release_id, o.device_id, o.payload, o.pushed_at FROM release_orders o "
             "JOIN devices d ON d.id = o.device_id WHERE o.taken_at IS NULL "
             "AND d.status = 'online' AND (o.pushed_at < ? OR o.pushed_at < d.status_at) "
             "AND EXISTS (SELECT 1 FROM jobs j WHERE j.release_id = o.release_id "
             "AND j.state = 'RELEASING') ORDER BY o.created_at LIMIT ?", pushed_before, limit)
-        return [(str(r), str(d), str(p)) for r, d, p in rows]
+        return [(str(r), str(d), str(p), float(t)) for r, d, p, t in rows]
 
-    def mark_order_pushed(self, release_id: str, now: float) -> None:
-        self.execute("UPDATE release_orders SET pushed_at=? WHERE release_id=? AND "
-                     "taken_at IS NULL", now, release_id)
+    def claim_order_push(self, release_id: str, seen_pushed_at: float, now: float) -> bool:
+        """Record that this worker pushes the order now; False if another worker did since
+        ``seen_pushed_at`` was read (or the device took it): that one publishes it."""
+        return self.execute("UPDATE release_orders SET pushed_at=? WHERE release_id=? AND "
+                            "taken_at IS NULL AND pushed_at=?", now, release_id,
+                            seen_pushed_at) > 0
 
     def take_release_order(self, release_id: str, device_id: str, now: float) -> bool:
         """The device took the order (a document fetched, an outcome reported); False if it
