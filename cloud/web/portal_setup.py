@@ -22,6 +22,7 @@ import segno
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
+from cloud.identity import MIN_PASSWORD
 from cloud.linking import DEFAULT_QUEUE
 from cloud.linking.portal_extra import PortalExtra
 from cloud.storage.port import User
@@ -72,7 +73,8 @@ def _sentence(message: str) -> str:
 
 @router.get("/portal/welcome")
 def welcome_page(request: Request) -> Response:
-    return web.render(request, "portal/welcome.html", invitation="", error=None)
+    return web.render(request, "portal/welcome.html", invitation="", error=None,
+                      min_password=MIN_PASSWORD)
 
 
 @router.post("/portal/welcome", dependencies=[Depends(web.check_csrf)])
@@ -97,7 +99,7 @@ def welcome(request: Request, invitation: Annotated[str, Form(max_length=2048)],
                        "Set up your devices below.")
             return RedirectResponse("/portal/devices", status_code=303)
     return web.render(request, "portal/welcome.html", status_code=400, invitation=invitation,
-                      error=error)
+                      error=error, min_password=MIN_PASSWORD)
 
 
 # -- the Classic Invitation's personalised installer
