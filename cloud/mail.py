@@ -48,9 +48,13 @@ class SmtpMailer:
     """A :class:`Mailer` over SMTP (smtplib): STARTTLS when configured (the server's certificate
     is checked against the system's CAs), then login when a user name is set."""
 
-    def __init__(self, settings: SmtpSettings, *, timeout: float = SMTP_TIMEOUT) -> None:
+    def __init__(self, settings: SmtpSettings, *, timeout: float = SMTP_TIMEOUT,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context``: whom to trust for STARTTLS; the system's CAs by default (a server
+        with a private CA: point SSL_CERT_FILE at a bundle that has it)."""
         self.settings = settings
         self.timeout = timeout
+        self.ssl_context = ssl_context
 
     @property
     def sender(self) -> str:
@@ -65,7 +69,7 @@ class SmtpMailer:
             with smtplib.SMTP(s.host, s.port, timeout=self.timeout) as smtp:
                 smtp.ehlo()
                 if s.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=self.ssl_context or ssl.create_default_context())
                     smtp.ehlo()
                 if s.username:
                     smtp.login(s.username, s.password)

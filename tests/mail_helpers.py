@@ -30,6 +30,8 @@ class Received:
     message: EmailMessage
     #: Whether the client had logged in (AUTH) when it sent this.
     authenticated: bool
+    #: Whether the conversation was encrypted (STARTTLS) by then.
+    tls: bool = False
 
     @property
     def text(self) -> str:
@@ -60,7 +62,8 @@ class MailSink:
         assert isinstance(message, EmailMessage)
         with self._cond:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message,
-                                          bool(getattr(session, "authenticated", False))))
+                                          bool(getattr(session, "authenticated", False)),
+                                          bool(getattr(session, "ssl", None))))
             self._cond.notify_all()
         return "250 OK"
 
@@ -98,16 +101,19 @@ def free_port() -> int:
         return port
 
 
-def start_smtp(authenticator: Callable[..., Any] | None = None) -> tuple[Any, SmtpServer]:
+def start_smtp(authenticator: Callable[..., Any] | None = None,
+               **options: Any) -> tuple[Any, SmtpServer]:
     """An aiosmtpd server on a free loopback port; with ``authenticator`` (which answers
     ``AuthResult(success=..., handled=False)``: aiosmtpd then sends the 535 itself) it offers
-    AUTH (without TLS: loopback only, in a test)."""
+    AUTH (without TLS unless ``options`` give aiosmtpd a ``tls_context``)."""
     from aiosmtpd.controller import Controller
 
     sink = MailSink()
     kwargs: dict[str, Any] = {}
     if authenticator is not None:
-        kwargs = {"authenticator": authenticator, "auth_require_tls": False}
+        kwargs = {"authenticator": authenticator,
+                  "auth_require_tls": "tls_context" in options}
+    kwargs.update(options)
     controller = Controller(sink, hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
     return controller, SmtpServer("127.0.0.1", controller.port, sink)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from cloud.web.app import create_app
 from cloud.web.settings import WebSettings
 from protocol.errors import MfdError
 from tests.mail_helpers import SENDER, SmtpServer, free_port, smtp, start_smtp
+from tests.tls_certs import ca_and_server
 from tests.web_helpers import PASSWORD, WebWorld, browser, make_world, page, sign_in
 
 __all__ = ["browser", "page", "smtp"]  # fixtures, imported to be found
@@ -52,6 +54,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpServer) -> Iterato
         yield w
     finally:
         w.server.close()
+
+
+def accept_mailer(server: Any, session: Any, envelope: Any, mechanism: str,
+                  auth_data: Any) -> Any:
+    """The test SMTP server's authenticator: the one account SMTP_USER / SMTP_PASSWORD."""
+    from aiosmtpd.smtp import AuthResult
+    ok = (auth_data.login, auth_data.password) == (SMTP_USER.encode(), SMTP_PASSWORD.encode())
+    return AuthResult(success=ok, handled=False)
 
 
 def request_for(app: FastAPI) -> Request:
@@ -140,15 +150,8 @@ def test_without_smtp_sending_says_mail_is_not_set_up(tmp_path: Path) -> None:
         mailing.send_share_link(request, "org_x", "someone@example.org")
 
 
-def test_the_smtp_adapter_logs_in_when_configured(smtp: SmtpServer) -> None:
-    def accept(server: Any, session: Any, envelope: Any, mechanism: str,
-               auth_data: Any) -> Any:
-        from aiosmtpd.smtp import AuthResult
-        ok = (auth_data.login, auth_data.password) == (SMTP_USER.encode(),
-                                                       SMTP_PASSWORD.encode())
-        return AuthResult(success=ok, handled=False)
-
-    controller, server = start_smtp(accept)
+def test_the_smtp_adapter_logs_in_when_configured() -> None:
+    controller, server = start_smtp(accept_mailer)
     try:
         mailer = SmtpMailer(server.settings(username=SMTP_USER, password=SMTP_PASSWORD))
         mailer.send(compose("ada@example.org", "Hello", "Hi Ada: https://example.org/x"))
@@ -176,6 +179,28 @@ def test_a_refused_smtp_login_says_what_to_fix_without_the_password(
         assert SMTP_PASSWORD not in str(refused.value)
         assert SMTP_PASSWORD not in caplog.text
         assert server.sink.count() == 0
+    finally:
+        controller.stop()
+
+
+def test_starttls_checks_the_mail_servers_certificate(tmp_path: Path) -> None:
+    ca, cert, key = ca_and_server(tmp_path, "smtp")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    controller, server = start_smtp(accept_mailer, tls_context=server_tls,
+                                    require_starttls=True)
+    try:
+        settings = server.settings(starttls=True, username=SMTP_USER, password=SMTP_PASSWORD)
+        # A server whose CA the machine does not trust: refused before the login is sent.
+        with pytest.raises(MailError, match=r"TLS with the mail server 127\.0\.0\.1:\d+ "
+                           r"failed \(CERTIFICATE_VERIFY_FAILED\)"):
+            SmtpMailer(settings).send(compose("ada@example.org", "Hello", "Hi"))
+        # Trusting the site's CA: encrypted, then logged in, then delivered.
+        SmtpMailer(settings, ssl_context=ssl.create_default_context(cafile=str(ca))).send(
+            compose("ada@example.org", "Hello", "Hi"))
+        mail = server.sink.wait_for(1)
+        assert mail.tls and mail.authenticated
+        assert server.sink.count() == 1
     finally:
         controller.stop()
 
