@@ -99,19 +99,29 @@ def create_org(store: CloudStore, name: str) -> str:
 
 
 def add_user(store: CloudStore, org_id: str, email: str, name: str, *,
-             language: str = "") -> str:
-    """A new user; ``language`` is their preferred language tag ("" = the copier's own)."""
+             language: str = "", role: str = "user") -> str:
+    """A new user; ``language`` is their preferred language tag ("" = the copier's own),
+    ``role`` "admin" makes them an administrator of the org (the admin console)."""
     require_org(store, org_id)
     if not _EMAIL_RE.fullmatch(email.strip()) or len(email) > 254:
         raise StoreError(f"{email!r} is not an email address", code="invalid_field")
     if not name.strip():
         raise StoreError("a user needs a display name", code="invalid_field")
     language = check_language(language)
+    _check_role(role)
     with store.transaction():
         user_id = store.add_user(org_id, email, name, language=language)
+        if role != "user":
+            store.set_user_role(user_id, role)
         store.audit(time.time(), ACTOR, "user.add", f"user:{user_id}",
-                    f"language {language}" if language else "")
+                    ", ".join(([f"language {language}"] if language else [])
+                              + ([f"role {role}"] if role != "user" else [])))
     return user_id
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise StoreError(f"a role is {' or '.join(ROLES)}, not {role!r}", code="invalid_field")
 
 
 def set_user_language(store: CloudStore, email: str, language: str) -> User:
@@ -137,8 +147,7 @@ def users(store: CloudStore, org_id: str) -> list[User]:
 def set_role(store: CloudStore, email: str, role: str) -> User:
     """Make a user an administrator of their org ("admin": the admin console) or take it back
     ("user"); audited. Returns the user as now stored."""
-    if role not in ROLES:
-        raise StoreError(f"a role is {' or '.join(ROLES)}, not {role!r}", code="invalid_field")
+    _check_role(role)
     user = require_user(store, email)
     if user.role == role:
         return user  # no change, no write

@@ -63,6 +63,11 @@ def test_mfd_admin_role_set_and_user_add_admin(two: Two, capsys: pytest.CaptureF
     assert mfd(["admin", "--store", two.url, "user-add", "--org", two.a, "--admin",
                 "root@acme.test", "Root"]) == 0
     assert admin.require_user(two.store, "root@acme.test").role == "admin"
+    assert admin.org_audit(two.store, two.a, action="user.add")[0][4] == "role admin"
+    with pytest.raises(StoreError, match="a role is user or admin"):
+        admin.add_user(two.store, two.a, "eve@acme.test", "Eve", role="root")
+    assert [u.email for u in admin.users(two.store, two.a)] == ["ann@acme.test",
+                                                                "root@acme.test"]
     assert mfd(["admin", "--store", two.url, "role-set", "root@acme.test", "user"]) == 0
     assert "root@acme.test is now a user" in capsys.readouterr().out
     assert admin.require_user(two.store, "root@acme.test").role == "user"

@@ -117,11 +117,9 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "org-add":
             print(admin.create_org(store, args.name))
         case "user-add":
-            user_id = admin.add_user(store, args.org, args.email, args.name,
-                                     language=args.language)
-            if args.admin:
-                admin.set_role(store, args.email, "admin")
-            print(user_id)
+            print(admin.add_user(store, args.org, args.email, args.name,
+                                 language=args.language,
+                                 role="admin" if args.admin else "user"))
         case "role-set":
             user = admin.set_role(store, args.email, args.role)
             print(f"{user.email} is now {'an administrator' if user.role == 'admin' else 'a user'}"
