@@ -1,11 +1,16 @@
-"""``mfd cloud``: the reference cloud's MQTT workers, and the portal with --http."""
+"""``mfd cloud``: the reference cloud's MQTT workers, and with --http the web app (the JSON API,
+the User Portal and the admin console) served by uvicorn."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import secrets
 import sys
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 from mfdkit.cli.common import StopSignals, _secret
@@ -23,6 +28,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
     base = BrokerAddress.parse(args.broker, args.username, password)
     http = _host_port(args.http) if args.http else None
+    # Before anything starts too: a missing mail sender or an unreadable secret fails here.
+    web = web_settings(args) if http is not None else None
     accounts = _broker_accounts(args, base)  # before anything starts: a bad admin fails here
     open_store(args.store).close()  # validates the URL and creates the schema once
     workers = []
@@ -34,13 +41,16 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     portal = None
     try:
         if http is not None:
+            _quiet_authlib()
             from cloud.portal import start_portal
 
             portal = start_portal(args.store, *http, public_url=args.public_url,
                                   accounts=accounts,
-                                  device_broker_url=args.device_broker_url or args.broker)
+                                  device_broker_url=args.device_broker_url or args.broker,
+                                  settings=web)
             print(f"mfd cloud: User Portal and client API on {portal.url}"
-                  + (f" (public {portal.public_url})" if args.public_url else ""),
+                  + (f" (public {portal.public_url})" if args.public_url else "")
+                  + "; admin console at /admin/, API document at /api/v1/openapi.json",
                   file=sys.stderr)
         print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; "
               "Ctrl-C stops", file=sys.stderr)
@@ -52,6 +62,149 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         for w in workers:
             w.stop()
     return 0
+
+
+def _quiet_authlib() -> None:
+    """Authlib (single sign-on) warns on import about its own httpx shim: nothing an operator
+    can act on, printed before the line that says where we serve. Its module puts an "always"
+    filter first when imported, so ours goes in after that."""
+    try:
+        importlib.import_module("authlib.deprecate")
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
+
+def web_settings(args: argparse.Namespace) -> Any:
+    """The web app's settings from the options, with secrets from files or the environment
+    only (a command line is visible to every user of the machine in the process list)."""
+    from cloud.web.settings import WebSettings
+
+    for name in ("smtp_password", "oidc_client_secret", "session_key"):
+        if getattr(args, f"argv_{name}", None) is not None:
+            option = "--" + name.replace("_", "-")
+            raise MfdError(f"{option} is not taken on the command line (every user of this "
+                           f"machine can read it): use {option}-file FILE"
+                           + {"smtp_password": " or MFD_SMTP_PASSWORD",
+                              "oidc_client_secret": " or MFD_OIDC_CLIENT_SECRET"}.get(name, ""),
+                           code="config_invalid")
+    values: dict[str, Any] = {"store_url": args.store,
+                              "public_url": (args.public_url or "").rstrip("/"),
+                              "https_only": bool(args.https_only),
+                              "smtp": _smtp(args), "oidc": _oidc(args)}
+    key = session_key(args.session_key_file)
+    if key is not None:
+        values["secret_key"] = key
+    return WebSettings(**values)
+
+
+def session_key(path: str | None) -> bytes | None:
+    """The cookie-signing key from ``path``: made there (random, owner-only) if the file does
+    not exist, refused if others may read it. None without a path: a random key for this
+    process (sessions then end when it stops; several processes need one shared file)."""
+    if not path:
+        return None
+    target = Path(path)
+    if not target.exists():
+        _create_key(target)
+    try:
+        mode = target.stat().st_mode
+        key = target.read_bytes().strip()
+    except OSError as exc:
+        raise MfdError(f"cannot read the session key file {path}: {exc.strerror}",
+                       code="config_invalid") from None
+    if mode & 0o077:
+        raise MfdError(f"the session key file {path} may be read by others: chmod 600 it",
+                       code="config_invalid")
+    if len(key) < 32:
+        raise MfdError(f"the session key file {path} holds less than 32 characters: make it "
+                       "with 'openssl rand -hex 32' or delete it to have one made",
+                       code="config_invalid")
+    return key
+
+
+def _create_key(target: Path) -> None:
+    """Write a new key under a temporary name, then link it into place: another process
+    starting at the same moment either wins (and both read its key) or finds ours whole."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, target)
+            print(f"mfd cloud: made a new session key in {target}", file=sys.stderr)
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        raise MfdError(f"cannot make the session key file {target}: {exc.strerror}",
+                       code="config_invalid") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _secret_file(path: str | None, env: str, what: str) -> str:
+    """A secret from a file (its first line) or the environment; "" when neither is given."""
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").splitlines()[0].strip()
+        except (OSError, IndexError, UnicodeDecodeError):
+            raise MfdError(f"cannot read the {what} from {path}", code="config_invalid") from None
+    return os.environ.get(env, "")
+
+
+def _smtp(args: argparse.Namespace) -> Any:
+    """Mail: the options, else the MFD_SMTP_* environment (docs/sso-and-mail.md); off when
+    neither names a server."""
+    from cloud.web.settings import SmtpSettings
+
+    env = os.environ
+    where = args.smtp or env.get("MFD_SMTP_HOST", "").strip()
+    if not where:
+        return None
+    if args.smtp:
+        host, port = _host_port(args.smtp, option="--smtp")
+    else:
+        host, raw_port = where, env.get("MFD_SMTP_PORT", "587").strip()
+        if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
+            raise MfdError(f"MFD_SMTP_PORT must be a port number, not {raw_port!r}",
+                           code="config_invalid")
+        port = int(raw_port)
+    sender = (args.mail_from or env.get("MFD_SMTP_SENDER", "")).strip()
+    if "@" not in sender:
+        raise MfdError("mail needs the address it comes from: --mail-from "
+                       "'Print service <print@example.org>'", code="config_invalid")
+    starttls = (args.smtp_starttls if args.smtp_starttls is not None
+                else env.get("MFD_SMTP_STARTTLS", "1").strip() != "0")
+    user = args.smtp_user or env.get("MFD_SMTP_USERNAME", "")
+    password = _secret_file(args.smtp_password_file, "MFD_SMTP_PASSWORD", "SMTP password")
+    if user and not password:
+        raise MfdError("--smtp-user needs a password: --smtp-password-file FILE or "
+                       "MFD_SMTP_PASSWORD", code="config_invalid")
+    return SmtpSettings(host=host, port=port, sender=sender, starttls=starttls, username=user,
+                        password=password)
+
+
+def _oidc(args: argparse.Namespace) -> Any:
+    """Single sign-on: the options, else the MFD_OIDC_* environment; off without an issuer."""
+    from cloud.web.settings import OidcSettings
+
+    env = os.environ
+    issuer = (args.oidc_issuer or env.get("MFD_OIDC_ISSUER", "")).strip().rstrip("/")
+    if not issuer:
+        return None
+    if not issuer.startswith(("https://", "http://")):
+        raise MfdError(f"--oidc-issuer must be the provider's URL, not {issuer!r}",
+                       code="config_invalid")
+    client_id = (args.oidc_client_id or env.get("MFD_OIDC_CLIENT_ID", "")).strip()
+    secret = _secret_file(args.oidc_client_secret_file, "MFD_OIDC_CLIENT_SECRET",
+                          "OIDC client secret")
+    if not client_id or not secret:
+        raise MfdError("single sign-on needs --oidc-client-id and the client secret "
+                       "(--oidc-client-secret-file FILE or MFD_OIDC_CLIENT_SECRET)",
+                       code="config_invalid")
+    label = args.oidc_label or env.get("MFD_OIDC_LABEL", "") or "single sign-on"
+    return OidcSettings(issuer=issuer, client_id=client_id, client_secret=secret, label=label)
 
 
 def _broker_accounts(args: argparse.Namespace, base: Any) -> Any:
@@ -79,12 +232,13 @@ def _broker_accounts(args: argparse.Namespace, base: Any) -> Any:
     return accounts
 
 
-def _host_port(value: str) -> tuple[str, int]:
+def _host_port(value: str, option: str = "--http") -> tuple[str, int]:
     """HOST:PORT, [IPv6]:PORT, or :PORT (loopback)."""
     host, sep, port = value.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise MfdError(f"--http wants HOST:PORT (e.g. 127.0.0.1:8631), not {value!r}",
+        example = "127.0.0.1:8631" if option == "--http" else "mail.example.org:587"
+        raise MfdError(f"{option} wants HOST:PORT (e.g. {example}), not {value!r}",
                        code="config_invalid")
     return host, int(port)
 
@@ -97,11 +251,47 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c.add_argument("--username", default="cloud", help="broker username (-N appended per worker)")
     c.add_argument("--password", help="broker password (or set MFD_CLOUD_PASSWORD)")
     c.add_argument("--http", metavar="HOST:PORT",
-                   help="also serve the User Portal and client API (JSON over HTTP) here, e.g. "
-                   "127.0.0.1:8631; off unless given")
+                   help="also serve the web app here (uvicorn): the JSON API, the User Portal "
+                   "and the admin console, e.g. 127.0.0.1:8631 behind a TLS proxy; off unless "
+                   "given (docs/deployment.md)")
     c.add_argument("--public-url", metavar="URL",
                    help="the portal's address as users reach it (behind a TLS proxy), used in "
                    "links; default http://HOST:PORT")
+    w = c.add_argument_group("web (with --http; secrets only from files or the environment)")
+    w.add_argument("--session-key-file", metavar="FILE",
+                   help="the key that signs session cookies: made (random, owner-only) if FILE "
+                   "does not exist, refused if others may read it. Give every process behind "
+                   "one address the same file. Default: a random key per process (sessions "
+                   "end when it restarts)")
+    w.add_argument("--https-only", action="store_true",
+                   help="session cookies only over HTTPS (Secure): on in production, behind "
+                   "the TLS proxy")
+    w.add_argument("--smtp", metavar="HOST:PORT",
+                   help="the mail server for invitations, share links and linking codes "
+                   "(default MFD_SMTP_HOST/MFD_SMTP_PORT; mail is off without one)")
+    w.add_argument("--mail-from", metavar="ADDRESS",
+                   help="the From address, e.g. 'Print service <print@example.org>' "
+                   "(default MFD_SMTP_SENDER)")
+    w.add_argument("--smtp-starttls", action=argparse.BooleanOptionalAction, default=None,
+                   help="upgrade to TLS before logging in (the default; --no-smtp-starttls "
+                   "only for a relay on a trusted network)")
+    w.add_argument("--smtp-user", metavar="USER",
+                   help="log in to the mail server as USER (default MFD_SMTP_USERNAME)")
+    w.add_argument("--smtp-password-file", metavar="FILE",
+                   help="the SMTP password's file (or set MFD_SMTP_PASSWORD)")
+    w.add_argument("--oidc-issuer", metavar="URL",
+                   help="single sign-on: the OpenID provider's issuer URL (default "
+                   "MFD_OIDC_ISSUER; off without one)")
+    w.add_argument("--oidc-client-id", metavar="ID",
+                   help="the portal's client id at the provider (default MFD_OIDC_CLIENT_ID)")
+    w.add_argument("--oidc-client-secret-file", metavar="FILE",
+                   help="the client secret's file (or set MFD_OIDC_CLIENT_SECRET)")
+    # Exact names beat argparse's abbreviations: a secret typed here is refused by name, never
+    # taken for the file option's path (and never echoed).
+    for name in ("--smtp-password", "--oidc-client-secret", "--session-key"):
+        w.add_argument(name, dest=f"argv_{name[2:].replace('-', '_')}", help=argparse.SUPPRESS)
+    w.add_argument("--oidc-label", metavar="TEXT",
+                   help="what the sign-in button names, e.g. Contoso (default MFD_OIDC_LABEL)")
     c.add_argument("--broker-admin", metavar="USER",
                    help="the broker's account-writer account (role mfd-broker-admin; password "
                    "in MFD_BROKER_ADMIN_PASSWORD): enables device registration (mfd device "
