@@ -14,7 +14,6 @@ import re
 import smtplib
 import ssl
 import time
-from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Protocol
@@ -114,35 +113,6 @@ def _smtp_reply(exc: smtplib.SMTPException) -> str:
 
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
-
-
-def smtp_from_env(env: Mapping[str, str]) -> SmtpSettings | None:
-    """SMTP settings from the environment (``mfd cloud --http`` reads them there, so the
-    password is in no command line); None when ``MFD_SMTP_HOST`` is not set (mail is off).
-
-    ``MFD_SMTP_HOST``, ``MFD_SMTP_PORT`` (587), ``MFD_SMTP_SENDER`` (required),
-    ``MFD_SMTP_STARTTLS`` (1; 0 for a relay on the same machine or network that takes plain
-    SMTP), ``MFD_SMTP_USERNAME`` and ``MFD_SMTP_PASSWORD`` (login only when a user name is set).
-    """
-    host = env.get("MFD_SMTP_HOST", "").strip()
-    if not host:
-        return None
-    sender = env.get("MFD_SMTP_SENDER", "").strip()
-    if "@" not in sender:
-        raise MfdError("MFD_SMTP_SENDER must be the address mail comes from, like "
-                       "'Print service <print@example.org>'", code="config_invalid")
-    raw_port = env.get("MFD_SMTP_PORT", "587").strip()
-    if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
-        raise MfdError(f"MFD_SMTP_PORT must be a port number, not {raw_port!r}",
-                       code="config_invalid")
-    starttls = env.get("MFD_SMTP_STARTTLS", "1").strip().lower()
-    if starttls not in ("1", "0", "true", "false", "yes", "no"):
-        raise MfdError(f"MFD_SMTP_STARTTLS must be 1 or 0, not {starttls!r}",
-                       code="config_invalid")
-    return SmtpSettings(host=host, port=int(raw_port), sender=sender,
-                        starttls=starttls in ("1", "true", "yes"),
-                        username=env.get("MFD_SMTP_USERNAME", "").strip(),
-                        password=env.get("MFD_SMTP_PASSWORD", ""))
 
 
 # ---------------------------------------------------------------------------- messages

@@ -22,13 +22,12 @@ from starlette.requests import Request
 
 from cloud import admin
 from cloud.linking import Linking
-from cloud.mail import MailError, SmtpMailer, compose, smtp_from_env
+from cloud.mail import MailError, SmtpMailer, compose
 from cloud.storage.factory import open_store
 from cloud.web import context as web
 from cloud.web import mailing
 from cloud.web.app import create_app
 from cloud.web.settings import WebSettings
-from protocol.errors import MfdError
 from tests.mail_helpers import SENDER, SmtpServer, free_port, smtp, start_smtp
 from tests.tls_certs import ca_and_server
 from tests.web_helpers import PASSWORD, WebWorld, browser, make_world, page, sign_in
@@ -219,16 +218,3 @@ def test_a_header_cannot_be_smuggled_in_nor_a_non_address_given() -> None:
         compose("ada", "Hello", "Hi")
 
 
-
-def test_smtp_settings_from_the_environment() -> None:
-    assert smtp_from_env({}) is None
-    settings = smtp_from_env({"MFD_SMTP_HOST": "mail.example.org",
-                              "MFD_SMTP_SENDER": SENDER, "MFD_SMTP_USERNAME": SMTP_USER,
-                              "MFD_SMTP_PASSWORD": SMTP_PASSWORD})
-    assert settings is not None
-    assert (settings.host, settings.port, settings.starttls) == ("mail.example.org", 587, True)
-    assert SMTP_PASSWORD not in repr(settings)
-    with pytest.raises(MfdError, match="MFD_SMTP_PORT"):
-        smtp_from_env({"MFD_SMTP_HOST": "h", "MFD_SMTP_SENDER": SENDER, "MFD_SMTP_PORT": "x"})
-    with pytest.raises(MfdError, match="MFD_SMTP_SENDER"):
-        smtp_from_env({"MFD_SMTP_HOST": "h"})

@@ -17,8 +17,6 @@ import pytest
 
 from cloud.storage.factory import open_store
 from cloud.web.settings import OidcSettings
-from cloud.web.sso import oidc_from_env
-from protocol.errors import MfdError
 from tests.mail_helpers import free_port
 from tests.oidc_helpers import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
 from tests.web_helpers import PHONE, WebWorld, browser, make_world, page, sign_in
@@ -195,19 +193,3 @@ def test_password_sign_in_stays(page: Any, sso: tuple[WebWorld, OidcProvider]) -
     page.wait_for_url(world.url + "/portal/")
     assert signed_in(world, page)
 
-
-def test_oidc_settings_from_the_environment() -> None:
-    assert oidc_from_env({}) is None
-    settings = oidc_from_env({"MFD_OIDC_ISSUER": "https://login.example.org/",
-                              "MFD_OIDC_CLIENT_ID": "portal", "MFD_OIDC_CLIENT_SECRET": "s3c",
-                              "MFD_OIDC_LABEL": "Contoso"})
-    assert settings is not None
-    assert (settings.issuer, settings.client_id, settings.label) == (
-        "https://login.example.org", "portal", "Contoso")
-    assert "s3c" not in repr(settings)
-    with pytest.raises(MfdError, match="https"):
-        oidc_from_env({"MFD_OIDC_ISSUER": "http://login.example.org",
-                       "MFD_OIDC_CLIENT_ID": "p", "MFD_OIDC_CLIENT_SECRET": "s"})
-    with pytest.raises(MfdError, match="MFD_OIDC_CLIENT_SECRET"):
-        oidc_from_env({"MFD_OIDC_ISSUER": "https://login.example.org",
-                       "MFD_OIDC_CLIENT_ID": "p"})

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -53,31 +52,6 @@ class SsoRefused(MfdError):
     """Single sign-on did not sign this person in; the message says what to do."""
 
     code = ErrorCode.NOT_ALLOWED
-
-
-def oidc_from_env(env: Mapping[str, str]) -> OidcSettings | None:
-    """Single sign-on settings from the environment (``mfd cloud --http`` reads them there, so
-    the client secret is in no command line); None when ``MFD_OIDC_ISSUER`` is not set.
-
-    ``MFD_OIDC_ISSUER`` (the provider's issuer URL: its discovery document is at
-    ``ISSUER/.well-known/openid-configuration``), ``MFD_OIDC_CLIENT_ID``,
-    ``MFD_OIDC_CLIENT_SECRET``, ``MFD_OIDC_LABEL`` (what the button names, optional)."""
-    issuer = env.get("MFD_OIDC_ISSUER", "").strip().rstrip("/")
-    if not issuer:
-        return None
-    url = httpx.URL(issuer)
-    if not (url.scheme == "https" or (url.scheme == "http"
-                                      and url.host in ("127.0.0.1", "localhost", "::1"))):
-        # Plain HTTP only to this machine: the ID token's keys come from there.
-        raise MfdError("MFD_OIDC_ISSUER must be an https:// URL (the provider's issuer)",
-                       code="config_invalid")
-    client_id = env.get("MFD_OIDC_CLIENT_ID", "").strip()
-    secret = env.get("MFD_OIDC_CLIENT_SECRET", "")
-    if not client_id or not secret:
-        raise MfdError("single sign-on needs MFD_OIDC_CLIENT_ID and MFD_OIDC_CLIENT_SECRET "
-                       "(the portal's registration at the provider)", code="config_invalid")
-    label = env.get("MFD_OIDC_LABEL", "").strip() or "single sign-on"
-    return OidcSettings(issuer=issuer, client_id=client_id, client_secret=secret, label=label)
 
 
 def _settings(request: Request) -> OidcSettings:
