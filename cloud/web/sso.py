@@ -119,6 +119,10 @@ async def sso_callback(request: Request) -> Response:
         claims = token.get("userinfo")
         if not claims:
             raise SsoRefused("the provider sent no ID token")
+        if str(claims.get("iss", "")).rstrip("/") != issuer.rstrip("/"):
+            # Authlib checks the token against the discovery document's issuer; this ties
+            # that to the issuer the administrator configured.
+            raise SsoRefused("the ID token comes from another issuer")
         if "email" not in claims:
             # Some providers put the email at the userinfo endpoint only.
             info = await client.userinfo(token=token)
@@ -147,11 +151,11 @@ async def sso_callback(request: Request) -> Response:
     if claims.get("email_verified") is not True:
         return _refused(request, f"Your single sign-on provider has not verified {email}. "
                         "Verify it there, or ask your administrator.")
-    linking = web.linking  # resolved on the pool thread that runs the use-case
+    subject = str(claims.get("sub", ""))
     try:
+        # The store is per thread (context.Stores): the use-case runs on the pool's.
         session = await run_in_threadpool(
-            lambda: linking(request).sign_in_sso(email, issuer, str(claims.get("sub", "")),
-                                                 source="web"))
+            lambda: web.linking(request).sign_in_sso(email, issuer, subject, source="web"))
     except MfdError as exc:
         if exc.code == LinkCode.UNKNOWN_USER:
             return _refused(request, f"There is no account for {email} here. Ask your "
