@@ -221,15 +221,15 @@ _local = threading.local()
 def linking(request: Request) -> Linking:
     """This thread's Linking on this thread's store (cloud/web/context.py), with the API's
     document limit."""
-    key = id(request.app)
+    store = web.store(request)
     mine: dict[int, Linking] = getattr(_local, "by_app", None) or {}
     _local.by_app = mine
-    found = mine.get(key)
-    if found is None:
+    found = mine.get(id(request.app))
+    if found is None or found.store is not store:
         settings = web.settings(request)
-        found = Linking(web.store(request), base_url=settings.public_url or None,
+        found = Linking(store, base_url=settings.public_url or None,
                         clock=request.app.state.clock, max_document=settings.max_document)
-        mine[key] = found
+        mine[id(request.app)] = found
     return found
 
 

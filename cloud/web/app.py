@@ -10,6 +10,7 @@ refusal becomes an answer (a page that says what to do, or under /api/ the docum
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -69,12 +70,20 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
         finally:
             if purging is not None:
                 purging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purging  # a purge under way finishes before its store closes
             stores.close()
 
+    # No interactive docs page: FastAPI's loads its scripts from a CDN, which the CSP refuses.
+    # The document itself is /api/v1/openapi.json.
     app = FastAPI(title="mfdkit cloud", version="1",
                   description="The JSON API of mfdkit's reference cloud: print clients, the "
-                  "mobile app and the User Portal.", lifespan=lifespan,
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/v1/openapi.json")
+                  "mobile app, devices and the User Portal. Every answer is a JSON object; "
+                  "every refusal is `{\"ok\": false, \"error\": {\"code\", \"message\", "
+                  "\"field\"?, \"retry_after\"?}}` (ErrorAnswer). Credentials go in "
+                  "`Authorization: Bearer` headers or JSON bodies, never in the URL. Request "
+                  "bodies need a Content-Length (no chunked bodies).", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json")
     app.state.settings = settings
     app.state.stores = stores
     app.state.clock = clock
