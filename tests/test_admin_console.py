@@ -179,6 +179,16 @@ def test_change_a_setting_and_find_it_in_the_audit_log(page: Any, console: Conso
     rows = page.locator("tbody tr")
     expect(rows.first).to_contain_text("org.settings")
     expect(rows.first).to_contain_text("hold_hours=12.0, aop_pending=join")
+    # Which administrator did it (the command line's entries say "admin").
+    store = open_store(console.world.store_url)
+    try:
+        root = admin.require_user(store, console.world.admin_email)
+    finally:
+        store.close()
+    expect(rows.first).to_contain_text(f"admin:{root.id}")
+    page.get_by_label("Actor (admin").fill("admin")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tbody tr").first).to_contain_text(f"admin:{root.id}")
     assert all("org.add" in r or "org.settings" in r for r in rows.all_inner_texts())
     shot(page, "admin-audit")
 

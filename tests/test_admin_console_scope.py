@@ -85,6 +85,8 @@ def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) ->
             assert r.status_code == 404, (method, url, r.status_code)
             assert console.other_user not in r.text or "no user" in r.text
             swept += 1
+        # An administrator's form without this session's token is refused.
+        assert http.post("/admin/settings", data=FORM).status_code == 403
         # The lists filtered by another org's user or device are refused the same way.
         for query in (f"user={console.other_user}", f"device={console.other_device}"):
             assert http.get(f"/admin/jobs?{query}").status_code == 404
@@ -110,11 +112,15 @@ def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> Non
             assert r.status_code == 403, (method, url, r.status_code)
     after = _state(console, console.world.org_id)
     assert (after[:5], after[6]) == (before[:5], before[6])  # its audit has the sign-in only
-    # A stranger is sent to sign in, and a form without our token is refused.
+    # A stranger is sent to sign in, from a page or a form.
     with httpx.Client(base_url=console.url) as http:
-        r = http.get("/admin/users")
-        assert r.status_code == 303 and r.headers["location"].startswith("/portal/signin")
-        assert http.post("/admin/settings", data=FORM).status_code == 403
+        for r in (http.get("/admin/users"), http.post("/admin/settings", data=FORM)):
+            assert r.status_code == 303 and r.headers["location"].startswith("/portal/signin")
+    store = open_store(console.world.store_url)
+    try:
+        assert admin.org_settings(store, console.world.org_id).card_policy == "replace_oldest"
+    finally:
+        store.close()
 
 
 def test_without_mail_an_invitation_is_shown_to_pass_on(console: Console) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -28,6 +29,12 @@ from protocol.errors import ErrorCode, StoreError
 
 #: A user's role: "admin"s run their org from the admin console (users.role).
 ROLES = ("user", "admin")
+
+#: The administrator acting in this context (a user id), set by the admin console for each of
+#: its requests: an audit entry the use-cases write as actor "admin" is then written as
+#: "admin:USER_ID", so an org with several administrators can tell who did what. Unset (the
+#: command line, the operator), the actor stays "admin".
+ACTING_ADMIN: ContextVar[str] = ContextVar("mfd_acting_admin", default="")
 HOLD_HOURS_MIN, HOLD_HOURS_MAX, HOLD_HOURS_DEFAULT = 0.5, 72.0, 8.0
 MAX_CARDS_PER_USER = 2
 

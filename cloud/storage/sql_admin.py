@@ -46,16 +46,19 @@ class AdminQueries(SqlBase):
                   since: float | None = None, until: float | None = None,
                   limit: int = 200) -> list[tuple[float, str, str, str, str]]:
         """(at, actor, action, subject, detail) of the org's audit, newest first. ``action``
-        matches a whole action or its family ("card" finds card.add and card.remove)."""
+        matches a whole action or its family ("card" finds card.add and card.remove), ``actor``
+        a whole actor or its kind ("admin" finds "admin:u_1", "device" every device)."""
         where: list[str] = ["org_id = ?"]
         args: list[Any] = [org_id]
         if action:
             where.append("(action = ? OR substr(action, 1, ?) = ?)")
             args += [action, len(action) + 1, action + "."]
-        for column, value in (("actor", actor), ("subject", subject)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
+        if actor:  # "admin" finds every administrator's ("admin:USER_ID") too
+            where.append("(actor = ? OR substr(actor, 1, ?) = ?)")
+            args += [actor, len(actor) + 1, actor + ":"]
+        if subject:
+            where.append("subject = ?")
+            args.append(subject)
         if since is not None:
             where.append("at >= ?")
             args.append(since)

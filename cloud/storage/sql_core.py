@@ -13,6 +13,7 @@ from dataclasses import fields
 from typing import Any
 
 from cloud.storage.port import (
+    ACTING_ADMIN,
     ConflictError,
     Job,
     JobStateError,
@@ -548,7 +549,10 @@ class CoreQueries(SqlBase):
               org_id: str | None = None) -> None:
         """One audit entry, in the org it concerns: ``org_id`` where the caller knows it, else
         the org of its subject ("user:ID", "device:ID", "job:ID"...) or, failing that, of its
-        actor (a device refusing a card names no subject): so the call sites need not say."""
+        actor (a device refusing a card names no subject): so the call sites need not say.
+        An administrator's action through the admin console names them (ACTING_ADMIN)."""
+        if actor == "admin" and (acting := ACTING_ADMIN.get()):
+            actor = f"admin:{acting}"
         if org_id is None:
             org_id = self._audit_org(subject) or self._audit_org(actor)
         self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "

@@ -15,10 +15,10 @@ from cloud import admin, devices
 from cloud.admin import DeviceRow
 from cloud.storage.port import User
 from cloud.web import context as web
-from cloud.web.admin_common import Admin, back, when
+from cloud.web.admin_common import Admin, acting, back, when
 from protocol.errors import MfdError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(acting)])
 Csrf = [Depends(web.check_csrf)]
 
 #: The largest configuration text taken from the editor.

@@ -28,10 +28,10 @@ from cloud import admin, directory
 from cloud.storage.port import User
 from cloud.web import admin_fleet
 from cloud.web import context as web
-from cloud.web.admin_common import Admin, back, when
+from cloud.web.admin_common import Admin, acting, back, when
 from protocol.errors import MfdError, StoreError
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(acting)])
 router.include_router(admin_fleet.router)
 
 #: The largest user import taken from a page (a CSV of some thousands of users).
