@@ -16,7 +16,7 @@ import pytest
 from cloud import admin, devices, directory
 from cloud.linking import Linking
 from cloud.storage.factory import open_store
-from cloud.storage.port import CloudStore
+from cloud.storage.port import ACTING_ADMIN, CloudStore
 from mfdkit.cli import main as mfd
 from protocol.errors import MfdError, StoreError
 
@@ -187,3 +187,17 @@ def test_the_config_editor_sets_what_the_text_has_and_unsets_what_it_lost(two: T
     config = devices.device_config(s, "copier-a")
     assert config == {"version": 2, "policy": {"idle_timeout": 90}}
     assert json.loads(json.dumps(config))  # stored as the device will be sent it
+
+
+def test_an_acting_administrator_is_named_in_the_audit(two: Two) -> None:
+    token = ACTING_ADMIN.set(two.ann)
+    try:
+        admin.set_role(two.store, "bea@globex.test", "admin")
+    finally:
+        ACTING_ADMIN.reset(token)
+    admin.set_role(two.store, "bea@globex.test", "user")
+    rows = admin.org_audit(two.store, two.b, action="user.role")
+    assert [(r[1], r[4]) for r in rows] == [("admin", "admin -> user"),
+                                            (f"admin:{two.ann}", "user -> admin")]
+    assert len(admin.org_audit(two.store, two.b, actor="admin")) == 2
+    assert admin.org_audit(two.store, two.b, actor=f"admin:{two.ann}")[0][4] == "user -> admin"
