@@ -72,16 +72,32 @@ def make_world(store_url: str, **settings: Any) -> WebWorld:
     return WebWorld(server, store_url, org, "ada@example.org", "root@example.org")
 
 
+#: The one Chromium of this test run. Each test module imports ``browser``, and pytest then
+#: holds a session fixture per module: they share this launch, stopped with the last of them.
+_SHARED: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    if not _SHARED:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        p = sync_playwright().start()
         try:
-            yield b
-        finally:
-            b.close()
+            b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        except BaseException:
+            p.stop()
+            raise
+        _SHARED.update(playwright=p, browser=b, users=0)
+    _SHARED["users"] += 1
+    try:
+        yield _SHARED["browser"]
+    finally:
+        _SHARED["users"] -= 1
+        if not _SHARED["users"]:
+            _SHARED["browser"].close()
+            _SHARED["playwright"].stop()
+            _SHARED.clear()
 
 
 @pytest.fixture
