@@ -81,6 +81,7 @@ from cloud.linking.importing import DirectoryImport
 from cloud.linking.intake import JobIntake
 from cloud.linking.invitations import Invitations
 from cloud.linking.mobile import Mobile
+from cloud.linking.portal_extra import PortalExtra
 from cloud.linking.sso import SingleSignOn
 from cloud.linking.values import (
     AopOutcome,
@@ -106,6 +107,6 @@ __all__ = [
 
 
 class Linking(Invitations, AuthenticateOnPrint, Mobile, JobIntake, DirectoryImport, CardAdmin,
-              SingleSignOn):
+              SingleSignOn, PortalExtra):
     """Client linking over a :class:`~cloud.storage.port.CloudStore`: every flow, one object
     (the portal, the CLI and tests hold one). Each public method is one store transaction."""

@@ -48,12 +48,7 @@ def token_of(value: str, key: str) -> str:
 
 
 def _extra(request: Request) -> PortalExtra:
-    linking = web.linking(request)
-    if isinstance(linking, PortalExtra):
-        return linking
-    # Until Linking includes PortalExtra among its bases: the same store and settings.
-    return PortalExtra(linking.store, base_url=web.settings(request).public_url or None,
-                       clock=request.app.state.clock)
+    return web.linking(request)
 
 
 def _session(request: Request) -> str:
