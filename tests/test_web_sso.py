@@ -187,6 +187,25 @@ def test_an_answer_meant_for_another_browser_is_refused(
     assert "did not start here" in page.get_by_role("alert").inner_text()
 
 
+def test_abandoned_sign_ins_do_not_pile_up_in_the_cookie(
+        page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:
+    # A person who starts again and again: only the last sign-in is kept (Authlib's Starlette
+    # integration replaces the state it keeps in the cookie), so the cookie stays far below the
+    # 4 KB a browser keeps (past it, the browser would drop the whole session).
+    world, _provider = sso
+    states = []
+    for _ in range(8):
+        r = page.request.get(world.url + "/sso/login", max_redirects=0)
+        assert r.status == 302
+        states.append(httpx.URL(r.headers["location"]).params["state"])
+    assert len(set(states)) == 8
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "mfd_session"]
+    assert len(cookie["value"]) < 1500
+    # An earlier one is no longer this browser's.
+    page.goto(f"{world.url}/sso/callback?code=x&state={states[0]}")
+    assert "did not start here" in page.get_by_role("alert").inner_text()
+
+
 def test_password_sign_in_stays(page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:
     world, _provider = sso
     sign_in(page, world, world.user_email)
