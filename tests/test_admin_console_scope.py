@@ -162,6 +162,9 @@ def test_the_credential_forms_and_the_fleets_reports(console: Console) -> None:
         for path, data, said in (
                 ("/cards", {"number": "0004242424"}, "Card added for"),
                 ("/cards", {"number": "00 42"}, "a card number is 1 to 128 characters"),
+                ("/cards/remove", {"number": "0009999999"}, "has no such card"),
+                ("/cards/remove", {"number": "0004242424"}, "The card of"),
+                ("/cards", {"number": "0004242425"}, "Card added for"),
                 ("/cards/remove", {}, "Every card of"),
                 ("/code", {"code": "1234"}, "6 to 10"),
                 ("/code", {"code": "739184"}, "Access code set for"),

@@ -199,10 +199,13 @@ def add_card(request: Request, me: Admin, user_id: str,
 
 
 @router.post("/users/{user_id}/cards/remove", dependencies=Csrf)
-def remove_cards(request: Request, me: Admin, user_id: str) -> Response:
+def remove_cards(request: Request, me: Admin, user_id: str,
+                 number: Annotated[str, Form(max_length=128)] = "") -> Response:
+    """One card (its number given), or every card of the user."""
     who = admin.org_user(web.store(request), me.org_id, user_id)
-    return _acted(request, who, f"Every card of {who.email} removed.",
-                  lambda: web.linking(request).remove_cards(who.email))
+    one = number.strip() or None
+    return _acted(request, who, f"{'The card' if one else 'Every card'} of {who.email} removed.",
+                  lambda: web.linking(request).remove_cards(who.email, one))
 
 
 @router.post("/users/{user_id}/code/reset", dependencies=Csrf)
