@@ -86,16 +86,18 @@ class ApiError(MfdError):
 
 _WHY = {400: "the request is malformed or a field is invalid",
         401: "the token, session, code or password is not valid (any more)",
-        403: "refused", 404: "not found", 409: "a concurrent request did the same",
+        403: "not allowed (another organisation's computer, a refused registration)",
+        404: "the user behind this token or session no longer exists",
+        409: "a concurrent request did the same",
         411: "no Content-Length (or a chunked body)", 413: "the body is too large",
         429: "too many attempts: wait retry_after seconds",
         501: "this service does not offer it", 503: "the service cannot reach its store"}
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The documented error answers of a route: 400 and 503 always, and these."""
+    """The documented error answers of a route: 400, 404 and 503 always, and these."""
     return {s: {"model": ErrorAnswer, "description": _WHY[s]}
-            for s in sorted({400, 503, *statuses})}
+            for s in sorted({400, 404, 503, *statuses})}
 
 
 def error_answer(status: int, code: str, message: str, field: str | None = None,
@@ -415,7 +417,7 @@ def linking_code(session: SessionToken, uses: Uses) -> LinkingCodeIssued:
     return LinkingCodeIssued(linking_code=issued.token, **_issued(issued, uses.clock()))
 
 
-@_post("/portal/aop", "json", response_model=AopView, responses=_errors(401, 411, 413),
+@_post("/portal/aop", "json", response_model=AopView, responses=_errors(401, 403, 411, 413),
        summary="What an Authenticate-on-Print request would link")
 def aop(session: SessionToken, body: AopAsk, uses: Uses) -> AopView:
     r = uses.aop_request(session, body.request)
@@ -424,7 +426,7 @@ def aop(session: SessionToken, body: AopAsk, uses: Uses) -> AopView:
 
 
 @_post("/portal/aop/confirm", "json", response_model=AopDone,
-       responses=_errors(401, 409, 411, 413),
+       responses=_errors(401, 403, 409, 411, 413),
        summary="Link the client; its pending jobs join the queue or are discarded")
 def aop_confirm(session: SessionToken, body: AopAsk, uses: Uses) -> AopDone:
     o = uses.aop_confirm(session, body.request)
