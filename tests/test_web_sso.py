@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from cloud.storage.factory import open_store
-from cloud.web.settings import OidcSettings
+from cloud.web.server import start_web
+from cloud.web.settings import OidcSettings, WebSettings
 from tests.mail_helpers import free_port
 from tests.oidc_helpers import CLIENT_ID, CLIENT_SECRET, OidcProvider, running_provider
 from tests.web_helpers import PHONE, WebWorld, browser, make_world, page, sign_in
@@ -204,6 +205,16 @@ def test_abandoned_sign_ins_do_not_pile_up_in_the_cookie(
     # An earlier one is no longer this browser's.
     page.goto(f"{world.url}/sso/callback?code=x&state={states[0]}")
     assert "did not start here" in page.get_by_role("alert").inner_text()
+
+
+def test_a_provider_that_does_not_answer_leaves_password_sign_in(tmp_path: Path) -> None:
+    gone = OidcSettings(issuer=f"http://127.0.0.1:{free_port()}", client_id=CLIENT_ID,
+                        client_secret=CLIENT_SECRET)
+    with start_web(WebSettings(store_url=f"sqlite:///{tmp_path / 'cloud.db'}", oidc=gone)
+                   ) as server:
+        r = httpx.get(server.url + "/sso/login")
+    assert r.status_code == 502
+    assert "did not answer" in r.text and "email and password" in r.text
 
 
 def test_password_sign_in_stays(page: Any, sso: tuple[WebWorld, OidcProvider]) -> None:
