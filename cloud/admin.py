@@ -404,6 +404,14 @@ def org_device(store: CloudStore, org_id: str, device_id: str) -> DeviceRow:
     return next(d for d in device_rows(store, org_id) if d.device_id == device_id)
 
 
+def org_technician(store: CloudStore, org_id: str, technician_id: str) -> Technician:
+    with store.transaction():
+        tech = store.technician(technician_id)
+    if tech is None or tech.org_id != org_id:
+        raise StoreError(f"no technician {technician_id} in this org", code="not_found")
+    return tech
+
+
 def user_locked_until(store: CloudStore, user: User) -> float | None:
     """Until when the user is locked out after wrong passwords or PINs (None: not locked)."""
     with store.transaction():

@@ -31,6 +31,7 @@ class Console:
     other_user: str
     other_device: str
     other_job: str
+    other_technician: str
 
     @property
     def url(self) -> str:
@@ -47,9 +48,11 @@ def make_console(store_url: str, **settings: Any) -> Console:
         other_user = admin.add_user(store, other, "bea@globex.test", "Bea")
         devices.add_device(store, other, "copier-globex", "Globex lobby", now)
         other_job = directory.submit_job(store, "bea@globex.test", "secret-plan.pdf", b"%PDF g")
+        other_tech = admin.add_technician(store, other, "Globex Tech", code=True).technician.id
     finally:
         store.close()
-    return Console(world, "copier-hall", other, other_user, "copier-globex", other_job)
+    return Console(world, "copier-hall", other, other_user, "copier-globex", other_job,
+                   other_tech)
 
 
 @contextmanager

@@ -207,3 +207,15 @@ def test_the_console_at_phone_size(browser: Any, console: Console) -> None:
         shot(pg, "admin-users-phone")
     finally:
         context.close()
+
+
+def test_issue_a_technician_code(page: Any, console: Console) -> None:
+    _admin(page, console)
+    page.get_by_role("link", name="Technicians").click()
+    page.get_by_label("Name (for the audit)").fill("Tess Tech")
+    page.get_by_label("a generated code (shown once)").check()
+    page.get_by_role("button", name="Add technician").click()
+    assert re.fullmatch(r"\d{10}", page.locator("pre.secret").inner_text().strip())
+    page.get_by_role("link", name="Done").click()
+    expect(page.get_by_role("button", name="Revoke the code of Tess Tech")).to_be_visible()
+    shot(page, "admin-technicians")

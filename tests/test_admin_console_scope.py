@@ -6,6 +6,7 @@ in. The routes are read from the console's routers, so a page added later is swe
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,14 +57,16 @@ def _state(console: Console, org: str) -> tuple[object, ...]:
             cards = [store.user_cards(u.id) for u in users]
             passwords = [store.password_hash(u.id) for u in users]
             configs = [store.config_versions(d) for d, *_ in store.devices(org)]
+            techs = store.technicians(org, True)
         return (users, cards, passwords, configs, admin.org_settings(store, org),
-                admin.org_audit(store, org, limit=1000), store.devices(org))
+                admin.org_audit(store, org, limit=1000), store.devices(org), techs)
     finally:
         store.close()
 
 
 def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) -> None:
-    ids = {"user_id": console.other_user, "device_id": console.other_device}
+    ids = {"user_id": console.other_user, "device_id": console.other_device,
+           "technician_id": console.other_technician}
     before = _state(console, console.other_org)
     swept = 0
     with signed_in(console.url, console.world.admin_email) as http:
@@ -101,7 +104,8 @@ def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) ->
 
 
 def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> None:
-    ids = {"user_id": console.other_user, "device_id": console.device}
+    ids = {"user_id": console.other_user, "device_id": console.device,
+           "technician_id": console.other_technician}
     before = _state(console, console.world.org_id)
     with signed_in(console.url, console.world.user_email) as http:
         csrf = csrf_of(http.get("/portal/signin").text)
@@ -111,7 +115,8 @@ def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> Non
                  else http.post(url, data={**FORM, "csrf": csrf}))
             assert r.status_code == 403, (method, url, r.status_code)
     after = _state(console, console.world.org_id)
-    assert (after[:5], after[6]) == (before[:5], before[6])  # its audit has the sign-in only
+    # Its audit has the sign-in only.
+    assert (after[:5], after[6:]) == (before[:5], before[6:])
     # A stranger is sent to sign in, from a page or a form.
     with httpx.Client(base_url=console.url) as http:
         for r in (http.get("/admin/users"), http.post("/admin/settings", data=FORM)):
@@ -229,3 +234,31 @@ def test_audit_dates_and_an_administrator_keeping_their_own_role(console: Consol
         assert r.status_code == 303
         assert "You cannot take your own administrator role" in http.get(page).text
         assert http.get("/admin/").status_code == 200  # still an administrator
+
+
+def test_technicians_badge_and_code(console: Console) -> None:
+    with signed_in(console.url, console.world.admin_email) as http:
+        csrf = csrf_of(http.get("/admin/technicians").text)
+        r = http.post("/admin/technicians", data={"csrf": csrf, "name": "Tess", "kind": "code"})
+        assert r.status_code == 200 and "shown this once" in r.text
+        assert re.search(r'<pre class="secret"[^>]*>\d{10}</pre>', r.text)
+        r = http.post("/admin/technicians", data={"csrf": csrf, "name": "Bob", "kind": "badge",
+                                                  "badge": "00 12"})
+        assert r.status_code == 400 and "a card number is 1 to 128 characters" in r.text
+        r = http.post("/admin/technicians", data={"csrf": csrf, "name": "Bob", "kind": "badge",
+                                                  "badge": "0007777777"})
+        assert r.status_code == 303
+        listed = http.get("/admin/technicians").text
+        assert "Bob has a technician badge now." in listed and "0007777777" not in listed
+        store = open_store(console.world.store_url)
+        try:
+            bob = next(t for t in admin.technicians(store, console.world.org_id)
+                       if t.name == "Bob")
+        finally:
+            store.close()
+        r = http.post(f"/admin/technicians/{bob.id}/revoke", data={"csrf": csrf})
+        assert r.status_code == 303
+        assert "The badge of Bob is revoked" in http.get("/admin/technicians").text
+        audit = http.get("/admin/audit?action=technician").text
+    assert audit.count("technician.add") == 2 and "technician.revoke" in audit
+    assert "0007777777" not in audit

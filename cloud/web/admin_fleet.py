@@ -1,8 +1,9 @@
-"""The admin console's devices and jobs (under /admin/, included by admin_pages.py): add a
-device and show its one-time registration code, each device's status, last report, firmware
-and configuration (an editor of its managed configuration as TOML, checked with the device's
-own schema, then pushed; the device's acknowledgement beside it), and the org's jobs by state,
-user and device. Same rules as admin_pages.py: only the administrator's own org."""
+"""The admin console's devices, technicians and jobs (under /admin/, included by
+admin_pages.py): add a device and show its one-time registration code, each device's status,
+last report, firmware and configuration (an editor of its managed configuration as TOML, checked
+with the device's own schema, then pushed; the device's acknowledgement beside it); technicians'
+badges and codes (they open a copier's diagnostics screen); the org's jobs by state, user and
+device. Same rules as admin_pages.py: only the administrator's own org."""
 
 from __future__ import annotations
 
@@ -120,6 +121,56 @@ def unlock_device(request: Request, me: Admin, device_id: str) -> Response:
     web.notice(request, f"{d.device_id} unlocked." if locked else
                f"{d.device_id} was not locked; its count of wrong guesses is reset.")
     return back(f"/admin/devices/{d.device_id}")
+
+
+# -- technicians: a badge or a code that opens a copier's diagnostics screen
+
+
+@router.get("/technicians")
+def technicians_page(request: Request, me: Admin) -> Response:
+    return _technicians(request, me)
+
+
+def _technicians(request: Request, me: User, *, status_code: int = 200,
+                 **extra: Any) -> Response:
+    listed = admin.technicians(web.store(request), me.org_id, include_revoked=True)
+    return web.render(request, "admin/technicians.html", status_code=status_code, user=me,
+                      technicians=listed, when=when, **extra)
+
+
+@router.post("/technicians", dependencies=Csrf)
+def add_technician(request: Request, me: Admin, name: Annotated[str, Form(max_length=128)],
+                   kind: Annotated[str, Form(max_length=8)],
+                   badge: Annotated[str, Form(max_length=128)] = "") -> Response:
+    """A badge (its number in the form's body, never a URL or a command line) or a generated
+    code, shown once."""
+    try:
+        issued = admin.add_technician(web.store(request), me.org_id, name,
+                                      badge=badge.strip() if kind == "badge" else None,
+                                      code=kind == "code")
+    except MfdError as exc:
+        return _technicians(request, me, status_code=400, add_error=exc.message,
+                            form={"name": name, "kind": kind})
+    if issued.code is None:
+        web.notice(request, f"{issued.technician.name} has a technician badge now.")
+        return back("/admin/technicians")
+    return web.render(request, "admin/shown_once.html", user=me, title="Technician code",
+                      what=f"The technician code of {issued.technician.name}. It is shown this "
+                      "once (the cloud keeps only a hash): give it to them.", secret=issued.code,
+                      back_to="/admin/technicians")
+
+
+@router.post("/technicians/{technician_id}/revoke", dependencies=Csrf)
+def revoke_technician(request: Request, me: Admin, technician_id: str) -> Response:
+    store = web.store(request)
+    tech = admin.org_technician(store, me.org_id, technician_id)
+    try:
+        admin.revoke_technician(store, tech.id)
+    except MfdError as exc:
+        web.notice(request, exc.message, "error")
+    else:
+        web.notice(request, f"The {tech.kind} of {tech.name} is revoked: it opens nothing now.")
+    return back("/admin/technicians")
 
 
 # -- jobs
