@@ -364,7 +364,8 @@ def test_close_does_not_wait_for_a_stalled_client(store: SqlStore) -> None:
 
 
 def test_a_bug_in_a_handler_is_answered_internal(server: PortalServer,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     def boom(_self: Linking, _token: str) -> None:
         raise RuntimeError("a bug, with a secret mfc_do_not_show")
 
@@ -373,8 +374,30 @@ def test_a_bug_in_a_handler_is_answered_internal(server: PortalServer,
                           headers={"Authorization": "Bearer mfc_x"})
     assert status == 500 and body["error"]["code"] == "internal"
     assert "mfc_do_not_show" not in json.dumps(body)
+    # Logged: the route and where the bug is, not the exception's words (nor the token sent).
+    assert "internal error on GET /api/v1/client: RuntimeError at" in caplog.text
+    assert "mfc_do_not_show" not in caplog.text and "mfc_x" not in caplog.text
     monkeypatch.undo()
     assert health(server)
+
+
+def test_a_bug_under_a_page_is_a_page_and_its_words_stay_out_of_the_log(
+        server: PortalServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from cloud.web import context
+
+    def boom(_request: Any) -> None:
+        raise RuntimeError("a bug, with a secret mfs_do_not_show")
+
+    monkeypatch.setattr(context, "optional_user", boom)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/")
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    conn.close()
+    assert resp.status == 500 and "Something went wrong" in page
+    assert "mfs_do_not_show" not in page and "mfs_do_not_show" not in caplog.text
+    assert "web: GET / failed: RuntimeError at" in caplog.text
 
 
 def test_parallel_submissions_all_land(api: PortalApi, linking: Linking,

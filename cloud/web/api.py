@@ -62,7 +62,7 @@ from cloud.web.api_models import (
     SubmittedView,
     UserView,
 )
-from cloud.web.errors import STATUS, status_of
+from cloud.web.errors import STATUS, bug_report, status_of
 from protocol.errors import ErrorCode, MfdError
 
 log = logging.getLogger(__name__)
@@ -158,9 +158,11 @@ class ApiRoute(APIRoute):
                                     "text must be UTF-8 (percent-encoded in headers)")
             except (RequestValidationError, StarletteHTTPException):
                 raise  # answered by the app's handlers (cloud/web/app.py)
-            except Exception:
-                # The path names the route; the query, headers and body may hold secrets.
-                log.exception("api: internal error on %s %s", request.method, path)
+            except Exception as exc:
+                # The route's name only (its query, headers and body may hold secrets), and of
+                # the exception its type and place, not its words.
+                log.error("api: internal error on %s %s: %s", request.method, path,
+                          bug_report(exc))
                 return error_answer(500, ErrorCode.INTERNAL,
                                     "the service failed on this request; try again")
 

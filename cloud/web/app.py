@@ -35,7 +35,7 @@ from cloud.web.context import (
     render,
     sign_in_url,
 )
-from cloud.web.errors import status_of
+from cloud.web.errors import bug_report, status_of
 from cloud.web.settings import WebSettings
 from protocol.errors import MfdError
 
@@ -91,7 +91,12 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
     @app.middleware("http")
     async def security_headers(request: Request,
                                call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:
+            # Answered here, not by Starlette's outermost handler, which would answer and then
+            # re-raise for the server to log the exception with its message.
+            response = await _crashed(request, exc)
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.url.path.startswith("/static/"):
@@ -199,10 +204,14 @@ def _errors(app: FastAPI) -> None:
             return _json_error(400, "invalid_field", message, field=field)
         return render(request, "error.html", status_code=400, message=message)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> Response:
-        log.error("web: %s %s failed", request.method, request.url.path, exc_info=exc)
-        if _is_api(request):
-            return _json_error(500, "internal", "something went wrong on our side; try again")
-        return render(request, "error.html", status_code=500,
-                      message="Something went wrong on our side. Try again in a moment.")
+    app.add_exception_handler(Exception, _crashed)
+
+
+async def _crashed(request: Request, exc: Exception) -> Response:
+    # The path only (never the query), and of the exception its type and place: its message
+    # may quote a token or a password.
+    log.error("web: %s %s failed: %s", request.method, request.url.path, bug_report(exc))
+    if _is_api(request):
+        return _json_error(500, "internal", "something went wrong on our side; try again")
+    return render(request, "error.html", status_code=500,
+                  message="Something went wrong on our side. Try again in a moment.")

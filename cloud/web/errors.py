@@ -3,6 +3,9 @@ cloud.linking.LinkCode): pages and the JSON API answer a refusal the same way.""
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 from cloud.linking import LinkCode
 from protocol.errors import ErrorCode
 
@@ -23,3 +26,11 @@ STATUS: dict[str, int] = {
 def status_of(code: str) -> int:
     """A refusal nobody mapped is the client's fault (400), never a server error."""
     return STATUS.get(code, 400)
+
+
+def bug_report(exc: BaseException) -> str:
+    """What a log may keep of an unexpected exception: its type and where it was raised, never
+    its message or arguments (an exception may quote a token, a password or a card number)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    return f"{type(exc).__name__} at {where or '?'}"
