@@ -164,3 +164,22 @@ mfd_postgres_stop() {
     fi
     rm -rf "$MFD_PG_DIR" || true
 }
+
+# The single sign-on tests' OpenID provider: the oidc-provider package for Node.js in tests/oidc,
+# pinned by its package-lock.json. Node.js 20 or later with npm comes with the machine; npm ci
+# runs only when the lock changed since the last install (it wipes node_modules first).
+mfd_node_packages() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 \
+            || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20 ? 1 : 0)'; then
+        echo "mfdkit: missing Node.js 20 or later with npm: the single sign-on tests run an" \
+             "OpenID provider on it (tests/oidc)" >&2
+        return 1
+    fi
+    local dir="$MFD_ROOT/tests/oidc" want have=""
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    [ -f "$dir/node_modules/.mfd-lock" ] && have="$(cat "$dir/node_modules/.mfd-lock")"
+    [ "$want" = "$have" ] && return 0
+    echo "mfdkit: installing the test OpenID provider (npm ci in tests/oidc)" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+    echo "$want" > "$dir/node_modules/.mfd-lock"
+}

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 mfd_system_packages
 mfd_postgres  # may start a private server, stopped when this script exits
 mfd_venv
+mfd_node_packages
 cd "$MFD_ROOT"
 echo "== ruff" && ruff check .
 echo "== mypy" && mypy

@@ -211,8 +211,9 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
     user = values.pop("user", None)
     if user is None and PORTAL_TOKEN in request.session:
         user = optional_user(request)
+    oidc = settings(request).oidc
     context = {"user": user, "csrf": csrf_token(request), "notices": notices,
-               "sso": settings(request).oidc is not None, **values}
+               "sso": oidc is not None, "sso_label": oidc.label if oidc else "", **values}
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
 
 
