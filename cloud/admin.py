@@ -26,6 +26,7 @@ from cloud.hashing import card_hash, code_hash
 from cloud.identity import check_access_code, check_language
 from cloud.storage.port import (
     ROLES,
+    ClientInstall,
     CloudStore,
     Job,
     OrgSettings,
@@ -410,6 +411,14 @@ def org_technician(store: CloudStore, org_id: str, technician_id: str) -> Techni
     if tech is None or tech.org_id != org_id:
         raise StoreError(f"no technician {technician_id} in this org", code="not_found")
     return tech
+
+
+def org_client(store: CloudStore, org_id: str, client_id: str) -> ClientInstall:
+    with store.transaction():
+        install = store.install(client_id)
+    if install is None or install.org_id != org_id:
+        raise StoreError(f"no client {client_id} in this org", code="not_found")
+    return install
 
 
 def user_locked_until(store: CloudStore, user: User) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from cloud import admin, devices, directory
+from cloud.linking import Linking
 from cloud.storage.factory import open_store
 from tests.web_helpers import PASSWORD, WebWorld, make_world
 
@@ -32,6 +33,9 @@ class Console:
     other_device: str
     other_job: str
     other_technician: str
+    #: Client installs: one of org A (anonymous), one of org B.
+    client: str
+    other_client: str
 
     @property
     def url(self) -> str:
@@ -49,10 +53,15 @@ def make_console(store_url: str, **settings: Any) -> Console:
         devices.add_device(store, other, "copier-globex", "Globex lobby", now)
         other_job = directory.submit_job(store, "bea@globex.test", "secret-plan.pdf", b"%PDF g")
         other_tech = admin.add_technician(store, other, "Globex Tech", code=True).technician.id
+        linking = Linking(store, base_url=world.url)
+        client = linking.register(linking.bulk_installer(world.org_id).token,
+                                  machine="hall-pc", os_user="ada").install.id
+        other_client = linking.register(linking.bulk_installer(other).token,
+                                        machine="globex-pc", os_user="bea").install.id
     finally:
         store.close()
     return Console(world, "copier-hall", other, other_user, "copier-globex", other_job,
-                   other_tech)
+                   other_tech, client, other_client)
 
 
 @contextmanager

@@ -209,7 +209,8 @@ def test_the_console_at_phone_size(browser: Any, console: Console) -> None:
         context.close()
 
 
-def test_issue_a_technician_code(page: Any, console: Console) -> None:
+def test_issue_a_technician_code_and_see_the_print_clients(page: Any,
+                                                           console: Console) -> None:
     _admin(page, console)
     page.get_by_role("link", name="Technicians").click()
     page.get_by_label("Name (for the audit)").fill("Tess Tech")
@@ -219,3 +220,7 @@ def test_issue_a_technician_code(page: Any, console: Console) -> None:
     page.get_by_role("link", name="Done").click()
     expect(page.get_by_role("button", name="Revoke the code of Tess Tech")).to_be_visible()
     shot(page, "admin-technicians")
+    page.get_by_role("link", name="Print clients").click()
+    expect(page.get_by_role("cell", name="hall-pc", exact=True)).to_be_visible()
+    expect(page.get_by_text("globex-pc")).to_have_count(0)  # another org's
+    shot(page, "admin-clients")

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 
 from cloud import admin
 from cloud.storage.factory import open_store
-from cloud.web import admin_fleet, admin_pages
+from cloud.web import admin_clients, admin_fleet, admin_pages
 from tests.admin_console_helpers import Console, csrf_of, make_console, signed_in
 from tests.web_helpers import PASSWORD
 
@@ -41,7 +41,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 def _routes() -> list[tuple[str, str]]:
     found = [(method, prefix + route.path)
-             for prefix, router in (("", admin_pages.router), ("/admin", admin_fleet.router))
+             for prefix, router in (("", admin_pages.router), ("/admin", admin_fleet.router),
+                                    ("/admin", admin_clients.router))
              for route in router.routes
              if isinstance(route, APIRoute) for method in sorted(route.methods)]
     assert len(found) > 20, found  # the whole console, not an empty router
@@ -58,15 +59,19 @@ def _state(console: Console, org: str) -> tuple[object, ...]:
             passwords = [store.password_hash(u.id) for u in users]
             configs = [store.config_versions(d) for d, *_ in store.devices(org)]
             techs = store.technicians(org, True)
+            installs = store.installs_of_org(org, True)
+            share = store.share_generation(org)
+            queues = store.queue_names(org)
         return (users, cards, passwords, configs, admin.org_settings(store, org),
-                admin.org_audit(store, org, limit=1000), store.devices(org), techs)
+                admin.org_audit(store, org, limit=1000), store.devices(org), techs, installs,
+                share, queues)
     finally:
         store.close()
 
 
 def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) -> None:
     ids = {"user_id": console.other_user, "device_id": console.other_device,
-           "technician_id": console.other_technician}
+           "technician_id": console.other_technician, "client_id": console.other_client}
     before = _state(console, console.other_org)
     swept = 0
     with signed_in(console.url, console.world.admin_email) as http:
@@ -97,15 +102,17 @@ def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) ->
         audit = http.get(f"/admin/audit?subject=job:{console.other_job}").text
         fleet = http.get("/admin/devices").text
         people = http.get("/admin/users").text
+        clients = http.get("/admin/clients").text
     assert swept >= 12
     assert "secret-plan.pdf" not in jobs and "No entries match." in audit
     assert console.other_device not in fleet and "bea@globex.test" not in people
+    assert "globex-pc" not in clients and "hall-pc" in clients
     assert _state(console, console.other_org) == before
 
 
 def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> None:
     ids = {"user_id": console.other_user, "device_id": console.device,
-           "technician_id": console.other_technician}
+           "technician_id": console.other_technician, "client_id": console.other_client}
     before = _state(console, console.world.org_id)
     with signed_in(console.url, console.world.user_email) as http:
         csrf = csrf_of(http.get("/portal/signin").text)
@@ -262,3 +269,27 @@ def test_technicians_badge_and_code(console: Console) -> None:
         audit = http.get("/admin/audit?action=technician").text
     assert audit.count("technician.add") == 2 and "technician.revoke" in audit
     assert "0007777777" not in audit
+
+
+def test_print_clients_share_link_installer_queues(console: Console) -> None:
+    with signed_in(console.url, console.world.admin_email) as http:
+        page = http.get("/admin/clients").text
+        csrf = csrf_of(page)
+        link = re.search(r'aria-label="Share link">([^<]+)</pre>', page)
+        assert link and "/portal/signin?org=" in link.group(1)
+        assert http.post("/admin/clients/share-link", data={"csrf": csrf}).status_code == 303
+        assert link.group(1) not in http.get("/admin/clients").text  # a new one
+        r = http.post("/admin/clients/bulk-installer", data={"csrf": csrf, "days": "30"})
+        assert r.status_code == 200 and "link --anonymous mfi_" in r.text.replace("&#39;", "'")
+        assert http.post("/admin/clients/bulk-installer",
+                         data={"csrf": csrf, "days": "9999"}).status_code == 400
+        assert http.post("/admin/clients/queues",
+                         data={"csrf": csrf, "name": "Colour A3"}).status_code == 303
+        r = http.post("/admin/clients/queues", data={"csrf": csrf, "name": "Colour A3"})
+        assert r.status_code == 400 and "exists already" in r.text
+        r = http.post(f"/admin/clients/{console.client}/revoke", data={"csrf": csrf})
+        assert r.status_code == 303
+        assert "Client hall-pc revoked" in http.get("/admin/clients").text
+        audit = http.get("/admin/audit?actor=admin").text
+    for action in ("share_link.rotate", "installer.issue", "queue.add", "client.revoke"):
+        assert action in audit

@@ -26,13 +26,14 @@ from starlette.responses import RedirectResponse, Response
 
 from cloud import admin, directory
 from cloud.storage.port import User
-from cloud.web import admin_fleet
+from cloud.web import admin_clients, admin_fleet
 from cloud.web import context as web
 from cloud.web.admin_common import Admin, acting, back, when
 from protocol.errors import MfdError, StoreError
 
 router = APIRouter(prefix="/admin", include_in_schema=False, dependencies=[Depends(acting)])
 router.include_router(admin_fleet.router)
+router.include_router(admin_clients.router)
 
 #: The largest user import taken from a page (a CSV of some thousands of users).
 MAX_IMPORT = 2 * 1024 * 1024
