@@ -313,12 +313,17 @@ def test_unknown_routes_and_methods_answer_json(server: PortalServer) -> None:
 
 
 def send_raw(server: PortalServer, data: bytes) -> bytes:
+    out = b""
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := s.recv(4096):
-            out += chunk
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            while chunk := s.recv(4096):
+                out += chunk
+        except ConnectionResetError:
+            # The server answered and closed with part of an oversized request unread: the
+            # kernel then resets the connection, which may reach us before the answer.
+            pass
     return out
 
 

@@ -32,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from cloud import devices
@@ -190,6 +191,8 @@ async def _read_body(request: Request, limit: int) -> None:
         await asyncio.wait_for(request.body(), BODY_TIMEOUT)
     except TimeoutError:
         raise ApiError(ErrorCode.BAD_REQUEST, "the body did not arrive in time") from None
+    except ClientDisconnect:
+        raise ApiError(ErrorCode.BAD_REQUEST, "the body ended before Content-Length") from None
 
 
 # strict_content_type off: a JSON body without a Content-Type is read as JSON, as the first
