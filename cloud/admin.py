@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from cloud import devices
+from cloud import devices, throttle
 from cloud.hashing import card_hash, code_hash
 from cloud.identity import check_access_code, check_language
 from cloud.storage.port import (
@@ -419,6 +419,16 @@ def org_client(store: CloudStore, org_id: str, client_id: str) -> ClientInstall:
     if install is None or install.org_id != org_id:
         raise StoreError(f"no client {client_id} in this org", code="not_found")
     return install
+
+
+def org_throttles(store: CloudStore, org_id: str) -> list[throttle.Throttle]:
+    """The badge throttles in force on the org or one of its devices (``mfd admin throttles``
+    lists every org's)."""
+    with store.transaction():
+        mine = {d for d, *_ in store.devices(org_id)}
+    return [t for t in throttle.active(store)
+            if (t.scope == "org" and t.subject == org_id) or
+            (t.scope == "device" and t.subject in mine)]
 
 
 def user_locked_until(store: CloudStore, user: User) -> float | None:

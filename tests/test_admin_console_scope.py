@@ -62,16 +62,25 @@ def _state(console: Console, org: str) -> tuple[object, ...]:
             installs = store.installs_of_org(org, True)
             share = store.share_generation(org)
             queues = store.queue_names(org)
+        paused = admin.org_throttles(store, org)
         return (users, cards, passwords, configs, admin.org_settings(store, org),
                 admin.org_audit(store, org, limit=1000), store.devices(org), techs, installs,
-                share, queues)
+                share, queues, [(t.scope, t.subject, t.until) for t in paused])
     finally:
         store.close()
 
 
 def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) -> None:
     ids = {"user_id": console.other_user, "device_id": console.other_device,
-           "technician_id": console.other_technician, "client_id": console.other_client}
+           "technician_id": console.other_technician, "client_id": console.other_client,
+           "scope": "device", "subject": console.other_device}
+    store = open_store(console.world.store_url)
+    try:  # the other org's badge sign-in paused, on a device and org-wide
+        with store.transaction():
+            for scope, subject in (("device", console.other_device), ("org", console.other_org)):
+                store.start_throttle(scope, subject, time.time(), time.time() + 3600)
+    finally:
+        store.close()
     before = _state(console, console.other_org)
     swept = 0
     with signed_in(console.url, console.world.admin_email) as http:
@@ -93,6 +102,8 @@ def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) ->
             assert r.status_code == 404, (method, url, r.status_code)
             assert console.other_user not in r.text or "no user" in r.text
             swept += 1
+        assert http.post(f"/admin/throttles/org/{console.other_org}/lift",
+                         data={"csrf": csrf}).status_code == 404
         # An administrator's form without this session's token is refused.
         assert http.post("/admin/settings", data=FORM).status_code == 403
         # The lists filtered by another org's user or device are refused the same way.
@@ -112,7 +123,8 @@ def test_another_orgs_ids_are_not_found_and_nothing_changes(console: Console) ->
 
 def test_a_user_gets_403_everywhere_and_changes_nothing(console: Console) -> None:
     ids = {"user_id": console.other_user, "device_id": console.device,
-           "technician_id": console.other_technician, "client_id": console.other_client}
+           "technician_id": console.other_technician, "client_id": console.other_client,
+           "scope": "org", "subject": console.world.org_id}
     before = _state(console, console.world.org_id)
     with signed_in(console.url, console.world.user_email) as http:
         csrf = csrf_of(http.get("/portal/signin").text)
@@ -183,7 +195,9 @@ def test_the_credential_forms_and_the_fleets_reports(console: Console) -> None:
                 ("/password", {"password": "short"}, "at least"),
                 # Set to the one the other tests sign in with: the order of tests is free.
                 ("/password", {"password": PASSWORD}, "Password set for"),
-                ("/unlock", {}, f"{ada.email} unlocked.")):
+                ("/unlock", {}, f"{ada.email} unlocked."),
+                ("/language", {"language": "1"}, "is not a language tag"),
+                ("/language", {"language": "de"}, f"Language of {ada.email}: de.")):
             r = http.post(page + path, data={"csrf": csrf, **data})
             assert (r.status_code, r.headers["location"]) == (303, page), path
             assert said in http.get(page).text, (path, data)
@@ -198,7 +212,7 @@ def test_the_credential_forms_and_the_fleets_reports(console: Console) -> None:
         unlocks = admin.org_audit(store, console.world.org_id, action="unlock")
     finally:
         store.close()
-    for action in ("card.add", "card.remove", "code.set", "password.set"):
+    for action in ("card.add", "card.remove", "code.set", "password.set", "user.language"):
         assert action in actions
     assert unlocks[0][3] == f"user:{ada.email}"
 
@@ -293,3 +307,21 @@ def test_print_clients_share_link_installer_queues(console: Console) -> None:
         audit = http.get("/admin/audit?actor=admin").text
     for action in ("share_link.rotate", "installer.issue", "queue.add", "client.revoke"):
         assert action in audit
+
+
+def test_a_paused_badge_sign_in_is_lifted(console: Console) -> None:
+    store = open_store(console.world.store_url)
+    try:
+        with store.transaction():
+            store.start_throttle("device", console.device, time.time(), time.time() + 600)
+    finally:
+        store.close()
+    with signed_in(console.url, console.world.admin_email) as http:
+        page = http.get("/admin/devices").text
+        assert "Badge sign-in paused" in page and f"{console.device}: until" in page
+        r = http.post(f"/admin/throttles/device/{console.device}/lift",
+                      data={"csrf": csrf_of(page)})
+        assert r.status_code == 303
+        page = http.get("/admin/devices").text
+    assert f"Badge sign-in works again on {console.device}" in page
+    assert "Badge sign-in paused" not in page

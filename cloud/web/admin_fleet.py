@@ -12,12 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import Response
 
-from cloud import admin, devices
+from cloud import admin, devices, throttle
 from cloud.admin import DeviceRow
 from cloud.storage.port import User
 from cloud.web import context as web
 from cloud.web.admin_common import Admin, acting, back, when
-from protocol.errors import MfdError
+from protocol.errors import MfdError, StoreError
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(acting)])
 Csrf = [Depends(web.check_csrf)]
@@ -46,9 +46,11 @@ def devices_page(request: Request, me: Admin) -> Response:
 
 
 def _devices(request: Request, me: User, *, status_code: int = 200, **extra: Any) -> Response:
-    rows = admin.device_rows(web.store(request), me.org_id)
+    store = web.store(request)
+    rows = admin.device_rows(store, me.org_id)
     return web.render(request, "admin/devices.html", status_code=status_code, user=me,
-                      devices=rows, state=config_state, when=when, **extra)
+                      devices=rows, state=config_state, when=when,
+                      throttles=admin.org_throttles(store, me.org_id), **extra)
 
 
 @router.post("/devices", dependencies=Csrf)
@@ -121,6 +123,25 @@ def unlock_device(request: Request, me: Admin, device_id: str) -> Response:
     web.notice(request, f"{d.device_id} unlocked." if locked else
                f"{d.device_id} was not locked; its count of wrong guesses is reset.")
     return back(f"/admin/devices/{d.device_id}")
+
+
+@router.post("/throttles/{scope}/{subject}/lift", dependencies=Csrf)
+def lift_throttle(request: Request, me: Admin, scope: str, subject: str) -> Response:
+    """Badge sign-in again for the org or one of its devices (``mfd admin unthrottle``)."""
+    store = web.store(request)
+    if scope == "device":
+        admin.org_device(store, me.org_id, subject)
+    elif not (scope == "org" and subject == me.org_id):
+        raise StoreError(f"no {scope} {subject} in this org", code="not_found")
+    try:
+        t = throttle.lift(store, scope, subject)
+    except MfdError as exc:
+        web.notice(request, exc.message, "error")
+    else:
+        where = "the whole org" if scope == "org" else subject
+        web.notice(request, f"Badge sign-in works again on {where} ({t.refused} card lookup(s) "
+                   "were refused).")
+    return back("/admin/devices")
 
 
 # -- technicians: a badge or a code that opens a copier's diagnostics screen

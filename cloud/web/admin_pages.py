@@ -161,6 +161,15 @@ def set_role(request: Request, me: Admin, user_id: str,
                   lambda: admin.set_role(web.store(request), who.email, role))
 
 
+@router.post("/users/{user_id}/language", dependencies=Csrf)
+def set_language(request: Request, me: Admin, user_id: str,
+                 language: Annotated[str, Form(max_length=35)] = "") -> Response:
+    who = admin.org_user(web.store(request), me.org_id, user_id)
+    return _acted(request, who, f"Language of {who.email}: {language.strip() or 'the copier'}"
+                  f"{'' if language.strip() else chr(39) + 's own'}.",
+                  lambda: admin.set_user_language(web.store(request), who.email, language))
+
+
 @router.post("/users/{user_id}/invite", dependencies=Csrf)
 def invite(request: Request, me: Admin, user_id: str,
            kind: Annotated[str, Form(max_length=8)]) -> Response:
