@@ -22,7 +22,7 @@ from cloud.linking import DEFAULT_QUEUE, Linking
 from cloud.portal import PortalServer, start_portal
 from cloud.storage.factory import open_store
 from cloud.storage.sql import SqlStore
-from protocol.errors import RemoteError
+from protocol.errors import MfdError, RemoteError
 
 ALICE, BOB, CHEN = (u.email for u in DEMO_USERS)
 PASSWORD = "portal test password"
@@ -440,8 +440,33 @@ def test_close_releases_the_port(store: SqlStore) -> None:
     again.close()
 
 
-def test_a_bad_store_url_fails_at_start() -> None:
-    from protocol.errors import MfdError
+def test_the_portal_purges_what_expired_a_day_ago(store: SqlStore) -> None:
+    from dataclasses import replace
 
+    from waiting import eventually
+
+    from cloud.linking import DAY
+    from cloud.web.settings import WebSettings
+
+    linking = Linking(store)
+    session = linking.sign_in(ALICE, PASSWORD, source="test").token
+    assert linking.session_user(session).email == ALICE
+    # The portal's clock is three days on: the session expired more than a day ago there.
+    settings = replace(WebSettings(store_url=store.url), purge_interval=0.05)
+    srv = start_portal(store.url, clock=lambda: time.time() + 3 * DAY, settings=settings)
+    try:
+        def purged() -> bool:
+            try:
+                linking.session_user(session)
+            except MfdError:
+                return True
+            return False
+
+        assert eventually(purged)  # gone from the store, though not expired by our clock
+    finally:
+        srv.close()
+
+
+def test_a_bad_store_url_fails_at_start() -> None:
     with pytest.raises(MfdError):
         start_portal("mysql://nowhere", "127.0.0.1", 0)
