@@ -116,7 +116,8 @@ def test_mfd_cloud_http_serves_the_api_the_portal_and_secure_cookies(
         assert any(f"made a new session key in {key}" in line for line in lines), lines
         serving = lines[-1]
         assert "User Portal and client API on http://127.0.0.1:" in serving, lines
-        port = int(serving.split("http://127.0.0.1:", 1)[1].split(";")[0].split()[0])
+        port = int(serving.split("http://127.0.0.1:", 1)[1].split()[0])
+        assert f"admin console at http://127.0.0.1:{port}/admin/" in proc.stderr.readline()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/api/v1/openapi.json")
         doc = json.loads(conn.getresponse().read())

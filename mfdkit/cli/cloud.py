@@ -49,9 +49,10 @@ def cmd_cloud(args: argparse.Namespace) -> int:
                                   device_broker_url=args.device_broker_url or args.broker,
                                   settings=web)
             print(f"mfd cloud: User Portal and client API on {portal.url}"
-                  + (f" (public {portal.public_url})" if args.public_url else "")
-                  + "; admin console at /admin/, API document at /api/v1/openapi.json",
+                  + (f" (public {portal.public_url})" if args.public_url else ""),
                   file=sys.stderr)
+            print(f"mfd cloud: admin console at {portal.public_url}/admin/, API document at "
+                  f"{portal.public_url}/api/v1/openapi.json", file=sys.stderr)
         print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; "
               "Ctrl-C stops", file=sys.stderr)
         while not stop():
