@@ -224,7 +224,7 @@ def test_an_import_file_is_uploaded_and_every_bad_row_listed(console: Console) -
         r = http.post("/admin/users/import", data={"csrf": csrf},
                       files={"file": ("staff.tsv", bad, "text/tab-separated-values")})
         assert r.status_code == 400
-        assert "staff.tsv: nothing imported." in r.text
+        assert "staff.tsv: nothing imported; fix these rows:" in r.text
         assert "<li>line 2: &#39;not-an-email&#39; is not an email address</li>" in r.text
         assert "<li>line 3: the display name is missing" in r.text
         r = http.post("/admin/users/import", data={"csrf": csrf},
@@ -235,6 +235,15 @@ def test_an_import_file_is_uploaded_and_every_bad_row_listed(console: Console) -
                                       "text/tab-separated-values")})
         assert r.status_code == 303
         assert "Imported 1 user(s)" in http.get("/admin/users").text
+        # Every error of every row at once, past the 20 a one-line message holds, and what
+        # the store knows (a taken email) beside what the file got wrong.
+        many = "".join(f"bad{i}\tName\n" for i in range(30)) + "tab@example.org\tAgain\n"
+        r = http.post("/admin/users/import", data={"csrf": csrf},
+                      files={"file": ("many.tsv", many.encode(), "text/tab-separated-values")})
+        assert r.status_code == 400
+        for i in range(30):
+            assert f"<li>line {i + 1}: &#39;bad{i}&#39; is not an email address</li>" in r.text
+        assert "<li>line 31: user tab@example.org exists already</li>" in r.text
 
 
 def test_audit_dates_and_an_administrator_keeping_their_own_role(console: Console) -> None:

@@ -490,6 +490,11 @@ def test_a_bad_row_imports_nothing_and_names_its_line(linking: Linking,
     assert "line 2" in err.message and "line 3" in err.message and "line 4" in err.message
     assert DEMO_USERS[1].badge not in err.message
     assert store.user_by_email("zed@example.org") is None
+    # One try shows both kinds at once: a malformed row and a row the store refuses.
+    text = f"{ALICE},Alice Again,,\nnot-an-email,X,,\n"
+    err = expect("import_invalid", linking.import_users, "org_demo", text)
+    assert err.rows == [f"line 1: user {ALICE} exists already",
+                        "line 2: 'not-an-email' is not an email address"]
     expect("import_invalid", linking.import_users, "org_demo", "a@b.org,A,,,extra\n")
     expect("import_invalid", linking.import_users, "org_demo", "\n\n")
 

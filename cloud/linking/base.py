@@ -76,6 +76,9 @@ class LinkingError(MfdError):
         super().__init__(message, code=str(code))
         self.field = field
         self.retry_after = retry_after
+        #: Every refused row of an import, for a page that lists them all (the message holds
+        #: the first 20, on one line).
+        self.rows: list[str] = []
         self.trace = trace
         self.actor = actor
         self.guess = tuple(guess)

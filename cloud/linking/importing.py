@@ -24,6 +24,10 @@ class _Row:
     code: str
     language: str = ""
     errors: list[str] = field(default_factory=list)
+    #: Fields well formed (and not repeated in the file): worth asking the store about.
+    email_ok: bool = False
+    card_ok: bool = False
+    code_ok: bool = False
 
 
 class DirectoryImport(LinkingBase):
@@ -35,30 +39,18 @@ class DirectoryImport(LinkingBase):
         number and nothing is imported unless every row is good."""
         rows = _parse_import(text, tab=name.lower().endswith(".tsv"))
         _check_rows(rows)
-        bad = _bad_rows(rows)
-        if bad:
-            raise LinkingError(LinkCode.IMPORT_INVALID, _import_message(name, bad))
         now = self.clock()
         with self._work():
             secret = self.store.org_secret(org_id)
+            # What the store knows is checked in the same pass as the rows' form, so one try
+            # shows every error of every row (a taken email beside a bad card two lines down).
             for r in rows:
-                if self.store.user_by_email(r.email) is not None:
-                    r.errors.append(f"user {r.email} exists already")
-                if r.card and self.store.user_by_card(org_id, card_hash(secret, r.card)):
-                    r.errors.append("that card belongs to another user")
-                if r.card and self.store.technician_by_secret(org_id, "badge",
-                                                              card_hash(secret, r.card)):
-                    # A user's card is looked up first: the technician's badge would stop
-                    # opening the diagnostics without a word.
-                    r.errors.append("that card is a technician's badge")
-                if r.code and self.store.user_by_code(org_id, code_hash(secret, r.code)):
-                    r.errors.append("that access code is taken")
-                if r.code and self.store.technician_by_secret(org_id, "code",
-                                                              code_hash(secret, r.code)):
-                    r.errors.append("that access code is taken")
+                self._check_against_store(org_id, secret, r)
             bad = _bad_rows(rows)
             if bad:
-                raise LinkingError(LinkCode.IMPORT_INVALID, _import_message(name, bad))
+                error = LinkingError(LinkCode.IMPORT_INVALID, _import_message(name, bad))
+                error.rows = bad
+                raise error
             for r in rows:
                 user_id = self.store.add_user(org_id, r.email, r.name, language=r.language)
                 if r.card:
@@ -71,6 +63,25 @@ class DirectoryImport(LinkingBase):
                              f"{name or 'import'}: {report.users} user(s), {report.cards} "
                              f"card(s), {report.codes} code(s)")
         return report
+
+    def _check_against_store(self, org_id: str, secret: bytes, r: _Row) -> None:
+        """A row whose fields are well formed, against who holds what already (a field that is
+        malformed has its error already; asking the store about it would only repeat it)."""
+        if r.email_ok and self.store.user_by_email(r.email) is not None:
+            r.errors.append(f"user {r.email} exists already")
+        if r.card_ok:
+            h = card_hash(secret, r.card)
+            if self.store.user_by_card(org_id, h):
+                r.errors.append("that card belongs to another user")
+            elif self.store.technician_by_secret(org_id, "badge", h):
+                # A user's card is looked up first: the technician's badge would stop
+                # opening the diagnostics without a word.
+                r.errors.append("that card is a technician's badge")
+        if r.code_ok:
+            h = code_hash(secret, r.code)
+            if (self.store.user_by_code(org_id, h)
+                    or self.store.technician_by_secret(org_id, "code", h)):
+                r.errors.append("that access code is taken")
 
 
 def _parse_import(text: str, *, tab: bool) -> list[_Row]:
@@ -110,6 +121,7 @@ def _check_rows(rows: list[_Row]) -> None:
             r.errors.append(f"{r.email} is on line {seen[r.email]} already")
         else:
             seen[r.email] = r.line
+            r.email_ok = True
         if not r.name or len(r.name) > 128 or _CONTROL_RE.search(r.name):
             r.errors.append("the display name is missing or longer than 128 characters")
         if r.card:
@@ -119,6 +131,7 @@ def _check_rows(rows: list[_Row]) -> None:
                 r.errors.append(f"the card is on line {cards[r.card]} already")
             else:
                 cards[r.card] = r.line
+                r.card_ok = True
         if r.code:
             try:
                 check_access_code(r.code)
@@ -127,6 +140,8 @@ def _check_rows(rows: list[_Row]) -> None:
             else:
                 if r.code in codes:
                     r.errors.append(f"the access code is on line {codes[r.code]} already")
+                else:
+                    r.code_ok = True
                 codes.setdefault(r.code, r.line)
         if r.language:
             try:
@@ -145,6 +160,7 @@ def _bad_rows(rows: list[_Row]) -> list[str]:
 
 
 def _import_message(name: str, bad: list[str]) -> str:
-    # One line (the CLI's errors are one line each); rows are set apart by " | ".
+    # One line (the CLI's errors are one line each); rows are set apart by " | ". The error's
+    # ``rows`` holds every row, for a page that lists them all.
     shown = bad[:20] + ([f"... and {len(bad) - 20} more"] if len(bad) > 20 else [])
     return f"{name or 'the import'}: nothing imported; fix these rows: " + " | ".join(shown)

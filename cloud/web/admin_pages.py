@@ -108,16 +108,18 @@ def import_users(request: Request, me: Admin, file: UploadFile | None = None,
     try:
         report = web.linking(request).import_users(me.org_id, text, name=name)
     except MfdError as exc:
-        return _import_refused(request, me, _rows_of(exc.message))
+        return _import_refused(request, me, _rows_of(exc))
     web.notice(request, f"Imported {report.users} user(s), {report.cards} card(s) and "
                f"{report.codes} access code(s) from {name}.")
     return RedirectResponse("/admin/users", status_code=303)
 
 
-def _rows_of(message: str) -> list[str]:
-    """The import's refusal, one bad row a line (the use-case joins them with " | ")."""
-    head, sep, rows = message.partition("fix these rows: ")
-    return [head.rstrip("; ") + ".", *rows.split(" | ")] if sep else [message]
+def _rows_of(exc: MfdError) -> list[str]:
+    """The import's refusal: what happened, then every bad row, one a line."""
+    rows: list[str] = getattr(exc, "rows", [])
+    if not rows:
+        return [exc.message]
+    return [exc.message.partition("; fix these rows")[0] + "; fix these rows:", *rows]
 
 
 def _import_refused(request: Request, me: User, errors: list[str]) -> Response:
