@@ -63,9 +63,7 @@ def make_world(store_url: str, **settings: Any) -> WebWorld:
         admin.add_user(store, org, "root@example.org", "Grace Admin")
         directory.set_password(store, "ada@example.org", PASSWORD)
         directory.set_password(store, "root@example.org", PASSWORD)
-        grant = getattr(admin, "set_role", None)
-        if grant is not None:
-            grant(store, "root@example.org", "admin")
+        admin.set_role(store, "root@example.org", "admin")
     finally:
         store.close()
     server = start_web(WebSettings(store_url=store_url, **settings))

@@ -52,7 +52,7 @@ def home(request: Request) -> Response:
     user = web.optional_user(request)
     if user is None:
         return RedirectResponse("/portal/signin", status_code=303)
-    return RedirectResponse(landing(getattr(user, "role", "user")), status_code=303)
+    return RedirectResponse(landing(user.role), status_code=303)
 
 
 @router.get("/portal/signin")
@@ -82,7 +82,7 @@ def sign_in(request: Request, email: Annotated[str, Form(max_length=320)],
         return web.render(request, "signin.html", status_code=status, org=org,
                           next=web.safe_next(next, ""), email=email, error=message)
     web.start_session(request, session.token)
-    return RedirectResponse(web.safe_next(next, landing(getattr(session.user, "role", "user"))),
+    return RedirectResponse(web.safe_next(next, landing(session.user.role)),
                             status_code=303)
 
 

@@ -169,7 +169,7 @@ def current_user(request: Request) -> User:
 def current_admin(request: Request) -> User:
     """A dependency: a signed-in administrator of their org (users.role)."""
     user = current_user(request)
-    if getattr(user, "role", "user") != "admin":
+    if user.role != "admin":
         raise Forbidden("this page is for your organisation's administrators")
     return user
 
