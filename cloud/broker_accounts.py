@@ -30,7 +30,7 @@ import logging
 import queue
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -282,3 +282,52 @@ class _Session:
                                          f"{command.get('username') or command.get('rolename')}"
                                          f": {error}")
         return out
+
+
+class EveryBroker:
+    """Device accounts on every broker of a site (devices fail over between them, and the
+    device's account must exist wherever it goes): :class:`DynsecAccounts` per broker, in
+    order. The port (:class:`cloud.devices.BrokerAccounts`) as one writer.
+
+    Not atomic across brokers, and need not be: writing an account is idempotent (a new
+    password for an existing device account), and a failure on any broker fails the whole
+    registration, whose code then stays unspent (cloud/devices.py), so asking again writes the
+    same account everywhere. The error names the broker that refused.
+    """
+
+    def __init__(self, writers: Sequence[DynsecAccounts]) -> None:
+        if not writers:
+            raise BrokerAccountError("no broker to write device accounts on",
+                                     code="config_invalid")
+        self.writers = tuple(writers)
+
+    def set_password(self, username: str, password: str) -> None:
+        for writer in self.writers:
+            try:
+                writer.set_password(username, password)
+            except MfdError as exc:
+                raise BrokerAccountError(f"broker {_where(writer)}: {exc.message}",
+                                         code=exc.code) from None
+
+    def check(self) -> None:
+        """Every broker reachable as the admin account, with the plugin's API (see
+        :meth:`DynsecAccounts.check`); the first that is not raises, named."""
+        for writer in self.writers:
+            try:
+                writer.check()
+            except MfdError as exc:
+                raise BrokerAccountError(f"broker {_where(writer)}: {exc.message}",
+                                         code=exc.code) from None
+
+    def get_client(self, username: str) -> dict[str, Any] | None:
+        """The account on the first broker (what :meth:`DynsecAccounts.get_client` says)."""
+        return self.writers[0].get_client(username)
+
+    def missing_on(self, username: str) -> list[str]:
+        """The brokers (``host:port``) where ``username`` has no account: a device there could
+        not fail over to them."""
+        return [_where(w) for w in self.writers if w.get_client(username) is None]
+
+
+def _where(writer: DynsecAccounts) -> str:
+    return f"{writer.address.host}:{writer.address.port}"

@@ -19,6 +19,15 @@ protocol's error; a request without one, and malformed statuses and events (whic
 answer), are dropped by design and counted. The counters below are what tests and operators wait
 on: a message counted was processed to the end.
 
+Several brokers: a site may give its devices a list of brokers to fail over between
+(device_app/link.py), so the cloud serves every one of them. A worker holds one MQTT client per
+broker (a *leg*), each with its own store connection on its own paho thread, all on the same
+store: a request asked again on another broker after a failover, with the same request_id, is
+answered from the stored reply, as a repeat on the same broker is. Answers go out on the leg the
+request came in on. Notices, config pushes and release orders go out on every leg that is
+connected (the device listens on the one it is on); a config push that reached no device is
+pushed again later (cloud/devices.py), so a leg that was down when it was made catches up.
+
 The device id is read from the request's topic: the broker's ACL (``%u``) guarantees a device can
 publish only under its own id. The Response Topic is checked to be that device's own reply topic,
 so a device cannot aim answers at another device.
@@ -29,7 +38,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -40,6 +50,7 @@ from cloud import devices, release_orders
 from cloud.service import CloudService, record_status
 from cloud.storage.port import CloudStore
 from mqtt_client import jitter_reconnect, new_client
+from mqtt_client.endpoint import BrokerEndpoint, endpoint
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -65,20 +76,61 @@ RECEIVE_MAXIMUM = 100
 RECONNECT_MAX_S = 5
 
 
+def worker_brokers(urls: Sequence[str], username: str, password: str, *,
+                   ca_file: str = "") -> tuple[BrokerEndpoint, ...]:
+    """The brokers a worker serves, from ``mfd cloud --broker URL [--broker URL2 ...]`` (or a
+    config's list): each URL checked (mqtt:// or mqtts://, TLS against ``ca_file``), each
+    broker once, the worker's account on every one. ConfigError names the offending URL."""
+    from protocol.errors import ConfigError
+    from protocol.redact import redact
+
+    if not urls:
+        raise ConfigError("--broker: name at least one broker (mqtt://HOST:1883)")
+    out: list[BrokerEndpoint] = []
+    for url in urls:
+        ep = endpoint(url, username, password, ca_file=ca_file, key="--broker")
+        if any((o.host, o.port) == (ep.host, ep.port) for o in out):
+            raise ConfigError(f"--broker {redact(url)!r} is given twice: name each broker once")
+        out.append(ep)
+    return tuple(out)
+
+
+@dataclass(eq=False)
+class _Leg:
+    """One broker of a worker: its client, whether it is connected, and the store connection
+    used on its paho thread (created there, used only there)."""
+
+    endpoint: BrokerEndpoint
+    client: Any = None
+    connected: threading.Event = field(default_factory=threading.Event)
+    service: CloudService | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.endpoint.host}:{self.endpoint.port}"
+
+
 class CloudWorker:
-    def __init__(self, service_factory: Callable[[], CloudService], broker: BrokerAddress,
+    def __init__(self, service_factory: Callable[[], CloudService],
+                 broker: BrokerAddress | Sequence[BrokerEndpoint],
                  *, name: str | None = None, busy_after: int = BUSY_AFTER,
                  receive_maximum: int = RECEIVE_MAXIMUM,
                  tls_ca_file: str | None = None) -> None:
+        """``broker``: one broker (``tls_ca_file`` for TLS), or every broker to serve (see
+        :func:`worker_brokers`), each with its own TLS setting."""
+        endpoints = ((BrokerEndpoint(broker.host, broker.port, broker.username,
+                                     broker.password, tls_ca_file),)
+                     if isinstance(broker, BrokerAddress) else tuple(broker))
+        if not endpoints:
+            raise LinkError("a worker needs a broker", code="config_invalid")
         self.service_factory = service_factory
-        self.broker = broker
-        self.name = name or broker.username
+        first = endpoints[0]
+        self.broker = BrokerAddress(first.host, first.port, first.username, first.password)
+        self.name = name or self.broker.username
         self._stopping = threading.Event()
-        self._service: CloudService | None = None  # created on paho's thread, used only there
         self.busy_after = busy_after
         self.receive_maximum = receive_maximum
         self.busy = 0
-        self._connected = threading.Event()
         self._thread: threading.Thread | None = None
         #: Requests answered; requests dropped (no Response Topic); statuses and events
         #: processed (recorded, ignored or dropped as malformed); messages that failed with an
@@ -94,65 +146,97 @@ class CloudWorker:
         #: published every pending order once since it started.
         self.orders_pushed = 0
         self._orders_pushed = False
-        # The device's set-up (MQTT 5, no Nagle, TLS, jittered reconnects), with a short
-        # longest wait: a worker is one of a few, and the devices wait on it.
-        c = new_client(broker.username, broker.username, broker.password,
-                       tls_ca_file=tls_ca_file, max_backoff_s=RECONNECT_MAX_S)
-        c.on_connect = self._on_connect
-        c.on_message = self._on_message
-        c.on_disconnect = self._on_disconnect
-        self.client = c
+        self.legs: list[_Leg] = []
+        for ep in endpoints:
+            # The device's set-up (MQTT 5, no Nagle, TLS, jittered reconnects), with a short
+            # longest wait: a worker is one of a few, and the devices wait on it.
+            leg = _Leg(ep)
+            c = new_client(ep.username, ep.username, ep.password,
+                           tls_ca_file=ep.tls_ca_file, max_backoff_s=RECONNECT_MAX_S)
+            c.user_data_set(leg)  # each callback knows its leg
+            c.on_connect = self._on_connect
+            c.on_message = self._on_message
+            c.on_disconnect = self._on_disconnect
+            leg.client = c
+            self.legs.append(leg)
+        #: The first broker's client (the only one of a single-broker worker).
+        self.client = self.legs[0].client
 
     def start(self, timeout: float = 10.0) -> CloudWorker:
+        """Connect to every broker. Raises LinkError if none accepts this worker within
+        ``timeout``; a broker that is down while another accepts is tried again in the
+        background (devices may be on the others), and said in the log."""
         self._thread = threading.Thread(target=self._chores, name=f"chores-{self.name}",
                                         daemon=True)
         self._thread.start()
-        try:
+        errors: list[str] = []
+        for leg in self.legs:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.ReceiveMaximum = self.receive_maximum
-            self.client.connect(self.broker.host, self.broker.port, keepalive=30,
-                                clean_start=True, properties=props)
-        except OSError as exc:
+            try:
+                leg.client.connect(leg.endpoint.host, leg.endpoint.port,
+                                   keepalive=30, clean_start=True, properties=props)
+            except OSError as exc:
+                errors.append(f"cannot reach the broker at {leg.where}: {exc}")
+                if len(self.legs) == 1:
+                    self.stop()
+                    raise LinkError(errors[0]) from exc
+                # paho's loop keeps trying it, as after a lost connection.
+                leg.client.connect_async(leg.endpoint.host, leg.endpoint.port,
+                                         keepalive=30, clean_start=True, properties=props)
+            leg.client.loop_start()
+        deadline = time.monotonic() + timeout
+        for leg in self.legs:
+            leg.connected.wait(max(0.0, deadline - time.monotonic()))
+        missing = [leg for leg in self.legs if not leg.connected.is_set()]
+        if len(missing) == len(self.legs):
             self.stop()
-            raise LinkError(f"cannot reach the broker at {self.broker.host}:{self.broker.port}:"
-                            f" {exc}") from exc
-        self.client.loop_start()
-        if not self._connected.wait(timeout):
-            self.stop()
-            raise LinkError(f"the broker at {self.broker.host}:{self.broker.port} did not accept "
-                            f"worker {self.name}; check its username and password")
+            where = ", ".join(leg.where for leg in missing)
+            raise LinkError(f"the broker at {where} did not accept worker {self.name}; check "
+                            "its username and password" + "".join(f" ({e})" for e in errors))
+        for leg in missing:
+            log.warning("worker %s: the broker at %s is not answering yet; devices that fail "
+                        "over to it are served once it does", self.name, leg.where)
         return self
 
+    @property
+    def connected_legs(self) -> list[_Leg]:
+        return [leg for leg in self.legs if leg.connected.is_set()]
+
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for leg in self.legs:
+            leg.client.disconnect()
+            leg.client.loop_stop()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any,
+    def _on_connect(self, client: mqtt.Client, leg: _Leg, _flags: Any, rc: Any,
                     _props: Any) -> None:
         if rc.is_failure:
-            log.error("worker %s: broker refused the connection: %s", self.name, rc)
+            log.error("worker %s: broker %s refused the connection: %s", self.name, leg.where,
+                      rc)
             return
         client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_EVENTS_SUBSCRIPTION, qos=1)
-        log.info("worker %s connected", self.name)
-        self._connected.set()
+        log.info("worker %s connected to %s", self.name, leg.where)
+        leg.connected.set()
 
-    def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
-        self._connected.clear()
-        jitter_reconnect(self.client, RECONNECT_MAX_S)  # a new random first wait per outage
+    def _on_disconnect(self, client: mqtt.Client, leg: _Leg, _flags: Any, rc: Any,
+                       _props: Any) -> None:
+        leg.connected.clear()
+        jitter_reconnect(client, RECONNECT_MAX_S)  # a new random first wait per outage
         if rc.is_failure:
-            log.warning("worker %s lost the broker (%s); reconnecting", self.name, rc)
+            log.warning("worker %s lost the broker %s (%s); reconnecting", self.name,
+                        leg.where, rc)
 
-    def _on_message(self, _c: Any, _ud: Any, msg: mqtt.MQTTMessage) -> None:
-        if self._service is None:
-            self._service = self.service_factory()
+    def _on_message(self, client: mqtt.Client, leg: _Leg, msg: mqtt.MQTTMessage) -> None:
+        if leg.service is None:
+            leg.service = self.service_factory()
         try:
-            self._process(self._service, msg)
+            self._process(leg.service, msg, client)
         except Exception:
             self.failed += 1
             log.exception("worker %s failed on a message on %s", self.name, msg.topic)
@@ -180,16 +264,19 @@ class CloudWorker:
         """Tell each device where the owner of a newly held job is signed in, on that device's
         own notify topic (its role lets only it read there). The notice names nobody: a device
         can only re-list whoever is signed in on it."""
-        if not self._connected.is_set():
-            return  # the notices wait in the store until the broker is back
+        legs = self.connected_legs
+        if not legs:
+            return  # the notices wait in the store until a broker is back
         payload = m.encode(m.JobsChanged())
         for device_id in service.devices_to_tell():
             # Taken from the store already: a notice lost to a disconnect here costs only the
-            # prompt to re-list (the Refresh button and the same badge still do it).
-            info = self.client.publish(topics.notify_topic(device_id), payload, qos=1)
-            if info.rc != 0:
+            # prompt to re-list (the Refresh button and the same badge still do it). On every
+            # broker: the device listens on the one it is on.
+            rcs = [leg.client.publish(topics.notify_topic(device_id), payload, qos=1).rc
+                   for leg in legs]
+            if all(rc != 0 for rc in rcs):
                 log.warning("could not tell device %s its user's jobs changed (rc %s)",
-                            device_id, info.rc)
+                            device_id, rcs)
                 continue
             self.notified += 1
             log.debug("told device %s its user's jobs changed", device_id)
@@ -199,12 +286,15 @@ class CloudWorker:
         device gets it now or when it next connects. Several workers may publish the same
         version: the device ignores a version it already has."""
         store = service.store
-        if not isinstance(store, CloudStore) or not self._connected.is_set():
+        legs = self.connected_legs
+        if not isinstance(store, CloudStore) or not legs:
             return
         for device_id, payload, version in devices.pending_pushes(store, service.clock()):
-            info = self.client.publish(topics.command_topic(device_id), payload, qos=1,
-                                       retain=True)
-            info.wait_for_publish(5)
+            # Retained on every broker: the device may connect to any of them.
+            infos = [leg.client.publish(topics.command_topic(device_id), payload, qos=1,
+                                        retain=True) for leg in legs]
+            for info in infos:
+                info.wait_for_publish(5)
             with store.transaction():
                 devices.mark_pushed(store, device_id, version, service.clock())
             log.info("pushed config version %d to device %s", version, device_id)
@@ -216,16 +306,19 @@ class CloudWorker:
         broker accepted this worker publishes every order not taken; later rounds those new,
         those whose device came online since, and those not taken a while after."""
         store = service.store
-        if not isinstance(store, release_orders.Outbox) or not self._connected.is_set():
+        legs = self.connected_legs
+        if not isinstance(store, release_orders.Outbox) or not legs:
             return
         everything = not self._orders_pushed
         # Claimed as they are read: a publish that fails is tried again REPUSH_AFTER later.
+        # On every broker: the device is on one of them, and takes an order once.
         for release_id, device_id, payload in release_orders.pending_pushes(
                 store, service.clock(), everything=everything):
-            info = self.client.publish(topics.command_topic(device_id), payload, qos=1)
-            if info.rc != 0:
+            rcs = [leg.client.publish(topics.command_topic(device_id), payload, qos=1).rc
+                   for leg in legs]
+            if all(rc != 0 for rc in rcs):
                 log.warning("could not push release order %s to device %s (rc %s)",
-                            release_id, device_id, info.rc)
+                            release_id, device_id, rcs)
                 continue
             self.orders_pushed += 1
             log.info("pushed release order %s to device %s", release_id, device_id)
@@ -249,7 +342,8 @@ class CloudWorker:
             log.warning("device %s refused config version %d: %s", device_id, ack.version,
                         devices.refusal_reason(ack))
 
-    def _process(self, service: CloudService, msg: mqtt.MQTTMessage) -> None:
+    def _process(self, service: CloudService, msg: mqtt.MQTTMessage,
+                 client: mqtt.Client) -> None:
         try:
             device_id, leaf = topics.parse_device_topic(msg.topic)
         except ProtocolError:
@@ -295,5 +389,5 @@ class CloudWorker:
         out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if correlation is not None:
             out.CorrelationData = correlation
-        self.client.publish(own, reply, qos=1, properties=out)
+        client.publish(own, reply, qos=1, properties=out)  # on the broker it came from
         self.handled += 1

@@ -10,6 +10,10 @@ The print engine has no default: a copier whose file names none would print into
 emulator while the cloud marks its jobs printed. ``device.toml`` must say ``[engine] kind``:
 ``ipp`` (with ``uri``), ``socket``, or, for a bench device that prints nothing, ``emulator``.
 
+``[broker] url`` is one broker URL or a list of them, tried in order, the first the primary
+(the device fails over to the next and comes back: mqtt_client/failover.py). The first is
+``broker_url``, the others ``broker_fallbacks``; a list of one is the same as the string.
+
 Pure: parsing and validation only (``tomllib`` to read the file text, ``tomli_w`` to write it:
 JSON quoting is not TOML quoting). Secrets are not here: the broker password lives in its own
 file, readable by the device's user only (:func:`load_credentials` /
@@ -25,9 +29,11 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
+from mqtt_client.endpoint import check_broker_url
 from protocol.errors import ConfigError, MfdError
 from protocol.managed import (
     MANAGED,
@@ -42,8 +48,8 @@ from protocol.redact import redact
 from protocol.topics import check_device_id
 
 __all__ = ["MANAGED", "DeviceConfig", "EngineConfig", "Policy", "UiConfig", "apply_push",
-           "check_engine",
-           "engine_choice", "load_config", "load_credentials", "parse_config",
+           "check_engine", "engine_choice", "load_config", "load_credentials",
+           "parse_broker_urls", "parse_config",
            "resolve_paths", "save_credentials", "to_toml", "write_private"]
 
 #: "ipp" (a printer by IPP), "socket" (an engine server), "emulator" (prints nothing).
@@ -156,8 +162,10 @@ def _number(value: Any, key: str) -> float:
 class DeviceConfig:
     device_id: str
     name: str = ""
-    broker_url: str = "mqtt://127.0.0.1:1883"
-    ca_file: str = ""  # TLS: the CA that signed the broker's certificate (mqtts:// URLs)
+    broker_url: str = "mqtt://127.0.0.1:1883"  # the primary broker
+    #: The brokers after the primary, in the order the device fails over to them.
+    broker_fallbacks: tuple[str, ...] = ()
+    ca_file: str = ""  # TLS: the CA that signed the brokers' certificates (mqtts:// URLs)
     credentials_file: str = "credentials"
     journal_file: str = "journal.db"
     readers: tuple[str, ...] = ()
@@ -166,6 +174,11 @@ class DeviceConfig:
     fullscreen: bool = True
     ui: UiConfig = field(default_factory=UiConfig)
     version: int = 0  # the version of the last pushed config applied (0: the file's own)
+
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """Every broker, the primary first."""
+        return (self.broker_url, *self.broker_fallbacks)
 
     def managed(self) -> dict[str, Any]:
         """The part the cloud manages, as plain data (for acknowledging a push)."""
@@ -230,10 +243,8 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     if "name" in device:
         cfg = replace(cfg, name=_expect(device["name"], str, "device.name"))
     if "url" in broker:
-        url = _expect(broker["url"], str, "broker.url")
-        if not url.startswith(("mqtt://", "mqtts://")):
-            raise ConfigError("config key 'broker.url' must start with mqtt:// or mqtts://")
-        cfg = replace(cfg, broker_url=url)
+        urls = parse_broker_urls(broker["url"])
+        cfg = replace(cfg, broker_url=urls[0], broker_fallbacks=urls[1:])
     if "ca_file" in broker:
         cfg = replace(cfg, ca_file=_expect(broker["ca_file"], str, "broker.ca_file"))
     if "specs" in readers:
@@ -256,6 +267,39 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     if "version" in data:
         cfg = replace(cfg, version=_expect(data["version"], int, "version"))
     return cfg
+
+
+def parse_broker_urls(value: Any, key: str = "broker.url") -> tuple[str, ...]:
+    """``[broker] url``: one URL, or a non-empty list of them; each checked (the offending one
+    named by its place, ``broker.url[1]``), and no broker twice (``mqtt://h`` and
+    ``mqtt://h:1883`` are the same one)."""
+    if isinstance(value, str):
+        return (check_broker_url(value, key),)
+    if not isinstance(value, list):
+        raise ConfigError(f"config key {key!r} must be a broker URL or a list of them, e.g. "
+                          "[\"mqtts://broker-a:8883\", \"mqtts://broker-b:8883\"]")
+    if not value:
+        raise ConfigError(f"config key {key!r} is an empty list: name at least one broker")
+    seen: dict[tuple[str, str, int], int] = {}
+    for i, url in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(url, str):
+            raise ConfigError(f"config key {where!r} must be a string (a broker URL)")
+        check_broker_url(url, where)
+        same = _broker_identity(url)
+        if same in seen:
+            raise ConfigError(f"config key {where!r} = {redact(url)!r} names the broker of "
+                              f"{key}[{seen[same]}] again: list each broker once")
+        seen[same] = i
+    return tuple(value)
+
+
+def _broker_identity(url: str) -> tuple[str, str, int]:
+    # Checked already: a scheme, a host and a valid port (or none: the scheme's default).
+    scheme, rest = url.split("://", 1)
+    parts = urlsplit("mqtt://" + rest)
+    default = 8883 if scheme == "mqtts" else 1883
+    return scheme, (parts.hostname or "").lower(), parts.port or default
 
 
 def load_config(path: str | Path) -> DeviceConfig:
@@ -320,7 +364,8 @@ def to_toml(cfg: DeviceConfig) -> str:
     """device.toml text for a config (what `mfd device register` writes). A TOML writer
     quotes every string so that tomllib reads it back (JSON quoting does not: a DEL
     character, for one)."""
-    broker: dict[str, Any] = {"url": cfg.broker_url}
+    broker: dict[str, Any] = {"url": list(cfg.broker_urls) if cfg.broker_fallbacks
+                              else cfg.broker_url}
     if cfg.ca_file:
         broker["ca_file"] = cfg.ca_file
     data: dict[str, Any] = {

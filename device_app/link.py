@@ -22,6 +22,14 @@ Once sent, a request's fate depends on whether it changes anything:
   asked again. Only if no answer settles it within ``resolve_within`` of the first send does it
   fail, with LinkError("unknown_outcome"), never "unreachable".
 
+Several brokers (device.toml ``[broker] url`` as a list): the link is on one at a time and
+moves between them as mqtt_client/failover.py decides (its module doc: the switch delay, probes
+of the primary, the hysteresis). To the app a failover is a link drop and a reconnect: reads in
+flight fail, mutating requests stay pending and are asked again on the new broker, same
+``request_id``, same Correlation Data, and the cloud (which serves every broker from one store)
+answers a repeat from its stored reply. A return to the primary is made before the secondary is
+let go, and only while no read is in flight, so it cuts nothing.
+
 Status: every connection bumps ``epoch`` (milliseconds since the epoch, kept strictly increasing)
 and publishes a retained "online"; the Last Will, set before each connect with the same epoch and
 a short Will Delay, turns it "offline" if the device dies. The epoch rule
@@ -36,7 +44,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +54,8 @@ from paho.mqtt.properties import Properties
 
 from device_app.ports import Reply
 from mqtt_client import jitter_reconnect, new_client
+from mqtt_client.endpoint import BrokerEndpoint
+from mqtt_client.failover import Failover, FailoverTiming
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -65,6 +75,11 @@ INCONCLUSIVE = frozenset({"busy", "internal"})
 WILL_DELAY_S = 5
 #: Round-trip times kept for the technician's diagnostics (the newest).
 ROUND_TRIPS_KEPT = 50
+#: MQTT keep-alive: paho notices a connection that died quietly (a black hole) within one to
+#: two of these, and only then can the link reconnect or fail over.
+KEEPALIVE_S = 30
+#: Broker moves and probe results kept for tests and diagnostics (the newest).
+HISTORY_KEPT = 100
 
 
 @dataclass(slots=True)
@@ -84,6 +99,10 @@ def _overdue(entry: _Pending, *, now: float) -> bool:
     return entry.deadline <= now
 
 
+def _address(ep: BrokerEndpoint) -> BrokerAddress:
+    return BrokerAddress(ep.host, ep.port, ep.username, ep.password)
+
+
 def _props(**values: Any) -> Properties:
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     for k, v in values.items():
@@ -92,16 +111,29 @@ def _props(**values: Any) -> Properties:
 
 
 class MqttCloudLink:
-    def __init__(self, broker: BrokerAddress, device_id: str, *,
+    def __init__(self, broker: BrokerAddress | Sequence[BrokerEndpoint], device_id: str, *,
                  timeout: float = DEFAULT_TIMEOUT,
                  on_connection: Callable[[bool], None] | None = None,
                  on_command: Callable[[bytes], None] | None = None,
                  tls_ca_file: str | None = None,
-                 resolve_within: float = RESOLVE_WITHIN) -> None:
-        self.broker = broker
+                 resolve_within: float = RESOLVE_WITHIN,
+                 failover: FailoverTiming | None = None,
+                 keepalive: int = KEEPALIVE_S) -> None:
+        """``broker``: one address (with ``tls_ca_file`` for TLS), or the brokers in the order
+        to try them, the first the primary, each with its own TLS setting."""
+        if isinstance(broker, BrokerAddress):
+            endpoints: tuple[BrokerEndpoint, ...] = (BrokerEndpoint(
+                broker.host, broker.port, broker.username, broker.password, tls_ca_file),)
+        else:
+            endpoints = tuple(broker)
+            if not endpoints:
+                raise LinkError("no broker to connect to", code="config_invalid")
+        self.endpoints = endpoints
+        self.broker = _address(endpoints[0])
         self.device_id = topics.check_device_id(device_id)
         self.timeout = timeout
         self.resolve_within = resolve_within
+        self.keepalive = keepalive
         self.on_connection = on_connection
         #: Called on paho's thread with each payload on the device's cmd topic (a config push).
         self.on_command = on_command
@@ -127,15 +159,44 @@ class MqttCloudLink:
         self._cmd = topics.command_topic(device_id)
         self._notify = topics.notify_topic(device_id)
         self._events = topics.events_topic(device_id)
+        self._failover = Failover(len(endpoints), failover)
+        #: The index in ``endpoints`` of the broker in use, and since when (monotonic).
+        self.current = 0
+        #: (monotonic time, index) of every move to another broker; (time, healthy) of every
+        #: probe of the primary: what tests wait on and a technician may read.
+        self.moves: deque[tuple[float, int]] = deque(maxlen=HISTORY_KEPT)
+        self.probes: deque[tuple[float, bool]] = deque(maxlen=HISTORY_KEPT)
+        #: A return to the primary under way (its client), until when it may take, and whether
+        #: a probe is under way.
+        self._trial: mqtt.Client | None = None
+        self._trial_until = 0.0
+        self._probing = False
+        self.client = self._client_for(endpoints[0])
+        self._reaper = threading.Thread(target=self._reap, name="mqtt-timeouts", daemon=True)
+
+    def _client_for(self, ep: BrokerEndpoint) -> mqtt.Client:
         # MQTT 5, no Nagle, mqtts verified against the site's CA, jittered reconnects.
-        c = new_client(device_id, broker.username or device_id, broker.password,
-                       tls_ca_file=tls_ca_file)
+        c = new_client(self.device_id, ep.username or self.device_id,
+                       ep.password, tls_ca_file=ep.tls_ca_file)
         c.on_pre_connect = self._on_pre_connect
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
-        self.client = c
-        self._reaper = threading.Thread(target=self._reap, name="mqtt-timeouts", daemon=True)
+        return c
+
+    def _connect(self, client: mqtt.Client, ep: BrokerEndpoint) -> None:
+        try:
+            client.connect_async(ep.host, ep.port, keepalive=self.keepalive,
+                                 clean_start=True)
+        except (OSError, ValueError) as exc:
+            raise LinkError(f"bad broker address {ep.host}:{ep.port}: {exc}",
+                            code="config_invalid") from exc
+        client.loop_start()
+
+    @property
+    def broker_label(self) -> str:
+        """The broker in use, as ``mqtt(s)://host:port`` (diagnostics, logs)."""
+        return self.endpoints[self.current].label
 
     # ------------------------------------------------------------ lifecycle
 
@@ -145,14 +206,10 @@ class MqttCloudLink:
         Not being connected is not an error here: the panel shows "can't reach the print service"
         and paho keeps retrying.
         """
+        with self._lock:
+            self._failover.connecting(time.monotonic())
+        self._connect(self.client, self.endpoints[0])
         self._reaper.start()
-        try:
-            self.client.connect_async(self.broker.host, self.broker.port, keepalive=30,
-                                      clean_start=True)
-        except (OSError, ValueError) as exc:
-            raise LinkError(f"bad broker address {self.broker.host}:{self.broker.port}: {exc}",
-                            code="config_invalid") from exc
-        self.client.loop_start()
         self._connected_evt.wait(wait)
         return self
 
@@ -165,8 +222,12 @@ class MqttCloudLink:
             info = self.client.publish(self._status, m.encode(m.DeviceStatus(
                 state="offline", epoch=self.epoch, since=time.time())), qos=1, retain=True)
             info.wait_for_publish(1.0)
-        self.client.disconnect()
-        self.client.loop_stop()
+        with self._lock:
+            trial, self._trial = self._trial, None
+        for client in (self.client, trial):
+            if client is not None:
+                client.disconnect()
+                client.loop_stop()
         self._fail_all(LinkError("the link was closed"))
 
     # ------------------------------------------------------------ paho callbacks
@@ -181,8 +242,25 @@ class MqttCloudLink:
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any,
                     _props: Any) -> None:
         if rc.is_failure:
-            log.error("broker refused device %s: %s", self.device_id, rc)
+            log.error("broker %s refused device %s: %s", self._label_of(client),
+                      self.device_id, rc)
             return
+        with self._lock:
+            if client is self._trial:
+                # The primary accepted the return: it is the link from now on. The secondary
+                # is let go a request timeout later, so answers on their way there still land.
+                old, self.client, self._trial = self.client, client, None
+                self.current = 0
+                self.broker = _address(self.endpoints[0])
+                self._failover.returned(time.monotonic())
+                self.moves.append((time.monotonic(), 0))
+                threading.Thread(target=self._retire, args=(old, self.timeout),
+                                 name="mqtt-retire", daemon=True).start()
+                log.info("device %s is back on its first broker %s", self.device_id,
+                         self.broker_label)
+            elif client is not self.client:
+                return  # a client being let go: it is no longer the link
+            self._failover.connected(time.monotonic())
         client.subscribe(self._resp, qos=1)
         client.subscribe(self._cmd, qos=1)
         client.subscribe(self._notify, qos=0)
@@ -217,14 +295,20 @@ class MqttCloudLink:
                         self.device_id, exc.message)
             return status
 
-    def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: Any, _props: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any,
+                       _props: Any) -> None:
+        with self._lock:
+            if client is not self.client:
+                return  # a probe, a return that failed or a client let go: not the link
+            self._failover.lost(time.monotonic())
         was = self.connected
         self.connected = False
         if was:
             jitter_reconnect(self.client)  # a new random first wait for each outage
         self._connected_evt.clear()
         if not self._closed.is_set():
-            log.warning("device %s lost the broker: %s", self.device_id, rc)
+            log.warning("device %s lost the broker %s: %s", self.device_id, self.broker_label,
+                        rc)
         # Reads fail now; mutating requests stay, their outcome not known yet (module doc).
         with self._lock:
             lost = {k: p for k, p in self._pending.items() if p.payload is None}
@@ -368,3 +452,104 @@ class MqttCloudLink:
                 # connection that died quietly); the same request again is answered from the
                 # cloud's store if it was done.
                 self._resend(functools.partial(_overdue, now=now))
+            if len(self.endpoints) > 1:
+                self._supervise(now)
+
+    # ------------------------------------------------------------ several brokers
+
+    def _label_of(self, client: mqtt.Client) -> str:
+        host, port = getattr(client, "host", "?"), getattr(client, "port", "?")
+        return f"{host}:{port}"
+
+    def _supervise(self, now: float) -> None:
+        """Failover, probes and the return to the primary, as mqtt_client/failover.py says."""
+        with self._lock:
+            if self._trial is not None and now >= self._trial_until:
+                # The primary did not accept the return in time: a failed probe.
+                stale, self._trial = self._trial, None
+                self._failover.probe_result(False, now)
+                self.probes.append((now, False))
+                threading.Thread(target=self._retire, args=(stale, 0.0), name="mqtt-retire",
+                                 daemon=True).start()
+            idle = (self._trial is None and not self._probing
+                    and not any(p.payload is None for p in self._pending.values()))
+            action = self._failover.next_action(now, connected=self.connected, idle=idle)
+            if action is None:
+                return
+            kind, index = action
+            ep = self.endpoints[index]
+            if kind == "switch":
+                old, trial = self.client, self._trial
+                self._trial = None
+                self.client = self._client_for(ep)
+                self.current = index
+                self.broker = _address(ep)
+                self.moves.append((now, index))
+            elif kind == "probe":
+                self._probing = True
+            else:
+                self._trial = self._client_for(ep)
+                self._trial_until = now + self._failover.timing.probe_timeout
+        if kind == "switch":
+            log.warning("device %s: moving to broker %s (the one before did not answer)",
+                        self.device_id, ep.label)
+            for gone in (old, trial):
+                if gone is not None:
+                    threading.Thread(target=self._retire, args=(gone, 0.0),
+                                     name="mqtt-retire", daemon=True).start()
+            self._connect(self.client, ep)
+        elif kind == "probe":
+            threading.Thread(target=self._probe, args=(ep,), name="mqtt-probe",
+                             daemon=True).start()
+        else:
+            assert self._trial is not None
+            log.info("device %s: its first broker %s looks healthy again; going back",
+                     self.device_id, ep.label)
+            self._connect(self._trial, ep)
+
+    def _probe(self, ep: BrokerEndpoint) -> None:
+        """One MQTT connection to ``ep`` as the device (no Will, nothing subscribed): healthy if
+        the broker accepts it within the probe timeout. Runs on its own thread."""
+        timeout = self._failover.timing.probe_timeout
+        accepted: list[bool] = []
+        done = threading.Event()
+
+        def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            accepted.append(not rc.is_failure)
+            done.set()
+
+        healthy = False
+        try:
+            c = new_client(f"{self.device_id}-probe", ep.username or self.device_id,
+                           ep.password, tls_ca_file=ep.tls_ca_file)
+            c.on_connect = on_connect
+            c.connect_timeout = timeout
+            c.reconnect_delay_set(3600, 3600)  # one attempt: the answer is the finding
+            try:
+                c.connect(ep.host, ep.port, keepalive=max(1, int(timeout)),
+                          clean_start=True)
+                c.loop_start()
+                healthy = done.wait(timeout) and accepted[0]
+            except (OSError, ValueError):
+                healthy = False
+            finally:
+                c.disconnect()
+                c.loop_stop()
+        except LinkError:
+            healthy = False  # a CA file that went away: not healthy, and said at connect
+        now = time.monotonic()
+        with self._lock:
+            self._probing = False
+            if self._closed.is_set():
+                return
+            self._failover.probe_result(healthy, now)
+            self.probes.append((now, healthy))
+        log.info("device %s: probe of broker %s: %s", self.device_id, ep.label,
+                 "healthy" if healthy else "not answering")
+
+    def _retire(self, client: mqtt.Client, after: float) -> None:
+        """Let a client go (after ``after`` seconds): a clean DISCONNECT, so no Will."""
+        if after > 0:
+            self._closed.wait(after)
+        client.disconnect()
+        client.loop_stop()

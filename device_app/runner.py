@@ -46,8 +46,9 @@ from device_app.engines.registry import open_engine
 from device_app.link import MqttCloudLink
 from device_app.ports import PrintEngine
 from device_app.printing.journal import Journal
+from mqtt_client.endpoint import endpoint
+from mqtt_client.failover import FailoverTiming
 from protocol import messages as m
-from protocol.address import BrokerAddress
 from protocol.errors import ConfigError, MfdError
 from protocol.managed import Policy
 from protocol.redact import redact
@@ -69,7 +70,8 @@ def app_version() -> str:
 
 class Device:
     def __init__(self, cfg: DeviceConfig, password: str, *, config_dir: Path | None = None,
-                 engine: PrintEngine | None = None) -> None:
+                 engine: PrintEngine | None = None,
+                 failover: FailoverTiming | None = None) -> None:
         self.config_dir = config_dir
         # What the cloud pushed (only the keys it sent), kept beside the config file: it applies
         # on top of device.toml, so a technician's edit of a key never pushed still counts.
@@ -79,13 +81,12 @@ class Device:
         # file's value instead of staying at an old pushed one.
         self._file_cfg = cfg
         self.cfg = self._with_saved_push(cfg)
-        broker = BrokerAddress.parse(self.cfg.broker_url.replace("mqtts://", "mqtt://", 1),
-                                     self.cfg.device_id, password)
-        if self.cfg.broker_url.startswith("mqtts://") and ":" not in self.cfg.broker_url[8:]:
-            broker = BrokerAddress(broker.host, 8883, broker.username, broker.password)
-        tls = self.cfg.ca_file if self.cfg.broker_url.startswith("mqtts://") else None
-        self.link = MqttCloudLink(broker, self.cfg.device_id, on_command=self._on_command,
-                                  tls_ca_file=tls)
+        # Every broker of [broker] url, in order (mqtts:// without a port means 8883); the
+        # link fails over between them (mqtt_client/failover.py).
+        brokers = [endpoint(url, self.cfg.device_id, password, ca_file=self.cfg.ca_file)
+                   for url in self.cfg.broker_urls]
+        self.link = MqttCloudLink(brokers, self.cfg.device_id, on_command=self._on_command,
+                                  failover=failover)
         self.engine = engine or open_engine(self.cfg.engine)
         self.link.engine = self.cfg.engine.kind
         self.link.firmware = self.firmware_versions
@@ -228,13 +229,15 @@ def _version_of(payload: bytes) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def from_config_file(path: str | Path, *, engine: PrintEngine | None = None) -> Device:
+def from_config_file(path: str | Path, *, engine: PrintEngine | None = None,
+                     failover: FailoverTiming | None = None) -> Device:
     cfg = load_config(path)
     username, password = load_credentials(cfg.credentials_file)
     if username != cfg.device_id:
         raise ConfigError(f"the credentials are for device {username!r}, the config for "
                           f"{cfg.device_id!r}; register the device again")
-    return Device(cfg, password, config_dir=Path(path).parent, engine=engine)
+    return Device(cfg, password, config_dir=Path(path).parent, engine=engine,
+                  failover=failover)
 
 
 def register(portal_url: str, code: str, directory: str | Path, *, engine: EngineConfig,
@@ -265,6 +268,7 @@ def register(portal_url: str, code: str, directory: str | Path, *, engine: Engin
                        code="unreachable") from None
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg = parse_config({"device": {"id": answer["device_id"], "name": answer.get("name", "")},
+                        # One URL, or the list of a cloud that serves several brokers.
                         "broker": {"url": answer.get("broker_url") or "mqtt://127.0.0.1:1883"},
                         "engine": {"kind": engine.kind, "uri": engine.uri}})
     pushed = answer.get("config") or {}

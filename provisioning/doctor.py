@@ -7,6 +7,10 @@ lets the account do), then the clock, the cloud's configuration version, the rea
 print engine and the firmware. A check whose ground is missing (no broker, no TLS) says so
 as a ``warn`` "not checked" instead of failing a second time for the same cause.
 
+With several brokers (``[broker] url`` a list), the broker checks run on each in turn, a
+fallback's named with its place (``tls (broker 2)``); a fallback's failure is a warning (the
+device works, but could not fail over there: its account missing on that broker, most often).
+
 The broker checks run against the real broker as the device, on one MQTT 5 connection with
 its own client id (``<device>-doctor-<random>``), clean start and no Will: on a broker that
 honours client ids this never touches the device's session. A site broker configured as the
@@ -48,7 +52,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -175,7 +179,26 @@ def diagnose(config: Path, side: DeviceSide, options: DoctorOptions = DoctorOpti
     holders = running_holders(Path(cfg.journal_file))
     running = (f"mfd device (pid {', '.join(map(str, holders))}) runs on this configuration"
                if holders else "")
-    address, ca = _broker(cfg, password)
+    # Every broker of [broker] url (a list: the device fails over between them), each as the
+    # device would reach it. A fallback's checks are named with its place ("broker 2"); one
+    # that fails is a warning: the device works on its primary, but could not fail over there.
+    for place, url in enumerate(_broker_urls(cfg), start=1):
+        into = report if place == 1 else Report(report.device_id, report.config)
+        _broker_checks(into, cfg, url, password, running, side, options)
+        if into is not report:
+            report.checks += [_fallback(c, place) for c in into.checks]
+    report.checks.append(_clock(options.portal, options.timeout_s))
+    _readers(report, cfg.readers, running, options.tap_s, tap_sink)
+    report.checks.append(_engine(side, cfg))
+    for port in options.smp_ports:
+        report.checks.append(_firmware(port, options.timeout_s))
+    return report
+
+
+def _broker_checks(report: Report, cfg: Any, url: str, password: str, running: str,
+                   side: DeviceSide, options: DoctorOptions) -> None:
+    """TCP, TLS and the device's own session (credentials, ACL, config version) on one broker."""
+    address, ca = _broker(cfg, url, password)
     reachable = _tcp(report, address, options.timeout_s)
     tls_ok = reachable and _tls(report, address, ca, options.timeout_s)
     session_ok = reachable and (ca is None or tls_ok)
@@ -191,17 +214,22 @@ def diagnose(config: Path, side: DeviceSide, options: DoctorOptions = DoctorOpti
         for name in ("credentials", "acl", "config version"):
             report.checks.append(Check(name, Status.WARN, "not checked: no way to the broker",
                                        "fix the broker checks above first"))
-    report.checks.append(_clock(options.portal, options.timeout_s))
-    _readers(report, cfg.readers, running, options.tap_s, tap_sink)
-    report.checks.append(_engine(side, cfg))
-    for port in options.smp_ports:
-        report.checks.append(_firmware(port, options.timeout_s))
-    return report
 
 
-def _broker(cfg: Any, password: str) -> tuple[BrokerAddress, str | None]:
+def _fallback(check: Check, place: int) -> Check:
+    if check.status is not Status.FAIL:
+        return replace(check, name=f"{check.name} (broker {place})")
+    return replace(check, name=f"{check.name} (broker {place})", status=Status.WARN,
+                   finding=f"the device could not fail over to this broker: {check.finding}")
+
+
+def _broker_urls(cfg: Any) -> tuple[str, ...]:
+    urls = getattr(cfg, "broker_urls", None)  # a device config of before the list: one URL
+    return tuple(urls) if urls else (str(cfg.broker_url),)
+
+
+def _broker(cfg: Any, url: str, password: str) -> tuple[BrokerAddress, str | None]:
     # As device_app.runner reads it: mqtts:// without a port means 8883.
-    url: str = cfg.broker_url
     address = BrokerAddress.parse(url.replace("mqtts://", "mqtt://", 1), cfg.device_id,
                                   password)
     if url.startswith("mqtts://"):

@@ -94,7 +94,9 @@ class ProvisionRequest:
 
     directory: Path
     device_id: str
-    broker_url: str
+    #: One broker URL, or several (``--broker`` given more than once): the device tries them
+    #: in this order and fails over between them.
+    broker_url: str | Sequence[str]
     username: str
     password: str = field(repr=False)
     engine_kind: str  # "ipp", "socket" or "emulator" (device_app.config.engine_choice)
@@ -193,6 +195,10 @@ def read_reader_file(path: str | Path) -> tuple[str, ...]:
     return tuple(specs)
 
 
+def _urls(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def _build(req: ProvisionRequest, schema: DeviceSchema) -> tuple[Any, dict[str, bytes]]:
     """The configuration and every file's bytes, validated; writes nothing."""
     if req.username != req.device_id:
@@ -202,7 +208,8 @@ def _build(req: ProvisionRequest, schema: DeviceSchema) -> tuple[Any, dict[str, 
                           f"{req.device_id!r}: the broker confines a device by its username")
     if not req.password:
         raise ConfigError("the password file is empty")
-    broker: dict[str, Any] = {"url": req.broker_url}
+    urls = _urls(req.broker_url)
+    broker: dict[str, Any] = {"url": urls[0] if len(urls) == 1 else list(urls)}
     files: dict[str, bytes] = {}
     if req.ca_file is not None:
         files[CA_FILE] = _read_ca(req.ca_file)
@@ -348,7 +355,8 @@ def record_provision(req: ProvisionRequest, result: ProvisionResult | None,
     from provisioning.ledger import who as os_user
 
     details: dict[str, str | int | float | bool | None] = {
-        "directory": str(req.directory), "broker": redact(req.broker_url),
+        "directory": str(req.directory),
+        "broker": " ".join(redact(url) for url in _urls(req.broker_url)),
         "readers": len(req.readers), "engine": req.engine_kind, "tls": req.ca_file is not None}
     if result is not None:
         details["config_sha256"] = result.config_sha256
