@@ -26,6 +26,10 @@ them); :class:`EngineControl` sends them:
 * ``printed`` -> ``{"jobs": [{"id", "job_id", "name", "sha256", "size", "copies"}, ...]}``: every
   job this engine ever printed, from its state directory.
 
+A streamed submit (feature ``document_frames``, protocol/engine.py) is received into a file of
+its own in ``DIR/uploads`` (never all in memory), handed to the engine, which reads its digest
+and pages from it, and removed; a connection that ends mid-document leaves no job and no file.
+
 The socket appears only when the engine is listening (it is bound under a temporary name and
 renamed into place), so "the socket file exists" is the readiness signal. SIGTERM or SIGINT
 stops it cleanly; SIGKILL loses nothing the engine had acknowledged.
@@ -50,11 +54,15 @@ from typing import Any
 
 from firmware_stubs.mfd_controller import EngineCore
 from protocol.engine import (
+    DOCUMENT_FRAMES,
+    Document,
     EngineOutcome,
     EngineState,
     FrameDecoder,
+    document_data,
     encode_frame,
     job_from_wire,
+    streamed_size,
 )
 from protocol.errors import EngineError, ProtocolError
 
@@ -83,6 +91,38 @@ class _Conn:
                 return False
 
 
+class _Upload:
+    """A streamed submit on its way in: its document goes to a private file as it comes."""
+
+    def __init__(self, msg: dict[str, Any], size: int, folder: Path) -> None:
+        self.msg = msg
+        self.left = size
+        fd, self.path = tempfile.mkstemp(prefix="upload-", dir=folder)
+        self.file = os.fdopen(fd, "wb")
+
+    def add(self, msg: dict[str, Any]) -> bool:
+        """One more ``document`` frame; True once the whole document is in."""
+        if msg.get("id") != self.msg.get("id"):
+            raise ProtocolError("a frame other than the streamed submit's document came "
+                                "before its last byte", field="id")
+        piece = document_data(msg)
+        if len(piece) > self.left:
+            raise ProtocolError("more document bytes than the submit announced",
+                                field="data")
+        self.file.write(piece)
+        self.left -= len(piece)
+        return self.left == 0
+
+    def document(self) -> Document:
+        self.file.close()
+        return Document.file(self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 class EngineServer:
     def __init__(self, socket_path: str | os.PathLike[str], state_dir: str | os.PathLike[str],
                  *, page_time: float = 0.0) -> None:
@@ -93,6 +133,10 @@ class EngineServer:
                               code="config_invalid")
         self.core = EngineCore(page_time=page_time, state_dir=state_dir, on_done=self._done,
                                on_page=self._page)
+        self.uploads = Path(state_dir) / "uploads"
+        # A killed engine's half-received documents: never jobs.
+        shutil.rmtree(self.uploads, ignore_errors=True)
+        self.uploads.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._conns: set[_Conn] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -147,6 +191,7 @@ class EngineServer:
 
     def _serve(self, conn: _Conn) -> None:
         decoder = FrameDecoder()
+        upload: _Upload | None = None
         try:
             while True:
                 try:
@@ -154,7 +199,7 @@ class EngineServer:
                 except OSError:
                     return
                 if not data:
-                    if decoder.pending:
+                    if decoder.pending or upload is not None:
                         # A dead app's half-sent frame: never a hand-over.
                         log.info("connection closed mid-frame (%d bytes); dropped",
                                  decoder.pending)
@@ -166,8 +211,26 @@ class EngineServer:
                                "error": {"code": exc.code, "message": exc.message}})
                     return
                 for msg in messages:
-                    conn.send(self._answer(msg))
+                    try:
+                        if upload is None:
+                            upload = self._begin(msg)
+                            if upload is None:
+                                conn.send(self._answer(msg))
+                                continue
+                            done = upload.left == 0
+                        else:
+                            done = upload.add(msg)
+                    except ProtocolError as exc:
+                        # A streamed submit gone wrong: the rest of the stream cannot be read.
+                        conn.send({"id": msg.get("id"), "ok": False,
+                                   "error": {"code": exc.code, "message": exc.message}})
+                        return
+                    if done:
+                        finished, upload = upload, None
+                        conn.send(self._received(finished))
         finally:
+            if upload is not None:
+                upload.discard()
             with self._lock:
                 self._conns.discard(conn)
             conn.sock.close()
@@ -188,6 +251,27 @@ class EngineServer:
 
     # ------------------------------------------------------------ requests
 
+    def _begin(self, msg: dict[str, Any]) -> _Upload | None:
+        """A streamed submit's upload, or None for any other frame."""
+        if msg.get("op") != "submit":
+            return None
+        size = streamed_size(msg.get("job"))
+        return None if size is None else _Upload(msg, size, self.uploads)
+
+    def _received(self, upload: _Upload) -> dict[str, Any]:
+        """The answer to a streamed submit whose document is all in (the file goes: the
+        engine keeps what it needs of it when it accepts the job)."""
+        try:
+            job = job_from_wire(upload.msg.get("job"), upload.document())
+            self.core.submit(job)
+        except (EngineError, ProtocolError) as exc:
+            return {"id": upload.msg.get("id"), "ok": False,
+                    "error": {"code": exc.code, "message": exc.message}}
+        finally:
+            upload.discard()
+        log.debug("accepted %s (%d bytes, streamed)", job.engine_id, job.body.size)
+        return {"id": upload.msg.get("id"), "ok": True, "outcome": EngineOutcome.PRINTING.value}
+
     def _answer(self, msg: dict[str, Any]) -> dict[str, Any]:
         rid = msg.get("id")
         try:
@@ -201,10 +285,12 @@ class EngineServer:
         core = self.core
         if op == "state":
             return {"state": core.state().value}
+        if op == "hello":
+            return {"features": [DOCUMENT_FRAMES]}
         if op == "submit":
             job = job_from_wire(msg.get("job"))
             core.submit(job)
-            log.debug("accepted %s (%d bytes)", job.engine_id, len(job.document))
+            log.debug("accepted %s (%d bytes)", job.engine_id, job.body.size)
             return {"outcome": EngineOutcome.PRINTING.value}
         if op == "outcome":
             engine_id = msg.get("job")

@@ -14,7 +14,9 @@ Each job is named by its engine id (protocol.engine.engine_id). The engine:
 * checks every document against its SHA-256 before printing (a damaged one fails, never prints);
 * prints as many pages as the document has, times its copies (firmware_stubs.pdf_pages reads the
   PDF's page tree; a document it cannot read counts one page a copy), ``page_time`` a page, on
-  its own thread, like a real engine;
+  its own thread, like a real engine. Digest and page count are read from the document once,
+  in pieces, when the job is accepted (a document may be a spool file hundreds of MB long that
+  is not kept once the job is done); the document itself is not kept;
 * after each page calls ``on_page`` with the job's engine id and the impressions done so far
   (device_app.ports.ReportsPages), outside its lock and before the job's outcome;
 * refuses an engine id it has seen before: it never prints the same hand-over twice;
@@ -44,8 +46,8 @@ from typing import Any
 
 from device_app.engines import registry
 from device_app.ports import EnginePages
-from firmware_stubs.pdf_pages import impressions
-from protocol.engine import EngineDone, EngineJob, EngineOutcome, EngineState
+from firmware_stubs.pdf_pages import pdf_page_count
+from protocol.engine import Document, EngineDone, EngineJob, EngineOutcome, EngineState
 from protocol.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,40 @@ class PrintedJob:
     size: int
     copies: int
     engine_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What the engine took from a document when it accepted the job."""
+
+    sha256: str
+    pages: int  # one copy's; 1 for a document whose page tree it cannot read
+    size: int
+
+
+#: A page-tree node is far shorter than this: pieces are read with this much of the previous
+#: one before them, so a node cut by a piece boundary is seen whole in the next.
+_OVERLAP = 4096
+
+
+def read_document(document: Document) -> _Read:
+    """Digest and pages of ``document`` in one pass, in pieces (bounded memory).
+    pdf_page_count on each piece with the tail of the one before; the largest count wins, as
+    it does over a whole document (the root counts every page)."""
+    digest = hashlib.sha256()
+    best = 0
+    tail = b""
+    pdf: bool | None = None
+    for piece in document.chunks():
+        digest.update(piece)
+        window = tail + piece
+        if pdf is None:
+            pdf = window.startswith(b"%PDF-")
+        if pdf:
+            # The header is the whole document's, not this piece's: say it again for the count.
+            best = max(best, pdf_page_count(window if not tail else b"%PDF-" + window) or 0)
+        tail = window[-_OVERLAP:]
+    return _Read(digest.hexdigest(), best or 1, document.size)
 
 
 @dataclass(slots=True)
@@ -87,7 +123,7 @@ class EngineCore:
         self._held = False
         self._closed = False
         self._jobs: dict[str, _Record] = {}
-        self._queue: deque[EngineJob] = deque()
+        self._queue: deque[tuple[EngineJob, _Read]] = deque()
         self.printed: list[PrintedJob] = []
         self.refused: list[tuple[str, str]] = []
         self._log_file = None
@@ -170,6 +206,11 @@ class EngineCore:
     def submit(self, job: EngineJob) -> None:
         """Accept ``job`` (durably, before returning) or raise EngineError("duplicate_job")."""
         key = job.engine_id
+        try:
+            read = read_document(job.body)  # outside the lock: a large document takes a while
+        except OSError as exc:
+            raise EngineError(f"job {key}: its document cannot be read ({exc})",
+                              code="bad_document") from None
         with self._cond:
             if self._closed:
                 raise EngineError("the engine is shutting down", code="engine_closed")
@@ -186,10 +227,10 @@ class EngineCore:
             # before that loses the record, and the engine then answers UNKNOWN for a job it
             # indeed never printed. A killed engine process loses nothing (flushed to the OS).
             self._append({"ev": "accepted", "id": key, "job_id": job.job_id, "name": job.name,
-                          "sha256": job.sha256, "size": len(job.document),
+                          "sha256": job.sha256, "size": read.size,
                           "copies": job.copies}, sync=False)
             self._jobs[key] = _Record(EngineOutcome.PRINTING)
-            self._queue.append(job)
+            self._queue.append((job, read))
             self._cond.notify_all()
 
     def outcome(self, engine_id: str) -> tuple[EngineOutcome, str]:
@@ -230,21 +271,20 @@ class EngineCore:
                 self._cond.wait_for(lambda: self._closed or (self._queue and not self._held))
                 if self._closed:
                     return
-                job = self._queue.popleft()
-            outcome, detail = self._print(job)
+                job, read = self._queue.popleft()
+            outcome, detail = self._print(job, read)
             if self.on_done is not None:
                 try:
                     self.on_done(job.engine_id, job.job_id, outcome, detail)
                 except Exception:
                     log.exception("engine outcome callback failed for %s", job.engine_id)
 
-    def _finish(self, job: EngineJob, outcome: EngineOutcome, detail: str,
+    def _finish(self, job: EngineJob, read: _Read, outcome: EngineOutcome, detail: str,
                 why: str = "") -> tuple[EngineOutcome, str]:
         # Called with the condition held.
         key = job.engine_id
         if outcome is EngineOutcome.PRINTED:
-            printed = PrintedJob(job.job_id, job.name, job.sha256, len(job.document), job.copies,
-                                 key)
+            printed = PrintedJob(job.job_id, job.name, job.sha256, read.size, job.copies, key)
             self._append({"ev": "printed", "id": key, "job_id": job.job_id, "name": job.name,
                           "sha256": job.sha256, "size": printed.size, "copies": job.copies})
             self.printed.append(printed)
@@ -257,19 +297,18 @@ class EngineCore:
         self._cond.notify_all()
         return outcome, detail
 
-    def _print(self, job: EngineJob) -> tuple[EngineOutcome, str]:
-        digest = hashlib.sha256(job.document).hexdigest()
+    def _print(self, job: EngineJob, read: _Read) -> tuple[EngineOutcome, str]:
         with self._cond:
-            if digest != job.sha256:
-                return self._finish(job, EngineOutcome.FAILED,
+            if read.sha256 != job.sha256:
+                return self._finish(job, read, EngineOutcome.FAILED,
                                     "document damaged (SHA-256 mismatch); not printed",
                                     "checksum")
             if not self._state.can_print:
-                return self._finish(job, EngineOutcome.FAILED,
+                return self._finish(job, read, EngineOutcome.FAILED,
                                     f"engine {self._state.value}; not printed", self._state.value)
             self._sync()
             self._state = EngineState.PRINTING
-            pages = impressions(job)
+            pages = read.pages * max(1, job.copies)
             for page in range(pages):
                 if self._armed is not None and self._armed[1] <= page:
                     self._state, self._armed = self._armed[0], None
@@ -277,7 +316,7 @@ class EngineCore:
                     # Sheets still in the paper path never reach the tray: the job failed
                     # before output and goes back to its owner.
                     state = self._state
-                    return self._finish(job, EngineOutcome.FAILED,
+                    return self._finish(job, read, EngineOutcome.FAILED,
                                         f"engine {state.value} during the job; not printed",
                                         state.value)
                 if self.page_time > 0:
@@ -288,12 +327,12 @@ class EngineCore:
                     self._tell_page(job, page + 1)
             if self._armed is not None and self._armed[1] <= pages:
                 self._state, self._armed = self._armed[0], None
-                return self._finish(job, EngineOutcome.FAILED,
+                return self._finish(job, read, EngineOutcome.FAILED,
                                     f"engine {self._state.value} during the job; not printed",
                                     self._state.value)
             log.info("engine printed job %s (%d pages, %d bytes)", job.engine_id, pages,
-                     len(job.document))
-            return self._finish(job, EngineOutcome.PRINTED, "")
+                     read.size)
+            return self._finish(job, read, EngineOutcome.PRINTED, "")
 
     def _tell_page(self, job: EngineJob, done: int) -> None:
         # Called with the condition held; calls the hook without it: a host that sends the count

@@ -25,6 +25,19 @@ same). A stream socket (a Unix socket today) carries *frames*: a 4-byte big-endi
   (a record that outlives the engine process, synced to disk before the job prints); the
   engine checks the SHA-256 before printing. ``duplicate_job``: this engine id was submitted
   (or asked about, see UNKNOWN) before and will not be printed again.
+* ``hello`` -> ``{"features": [...]}``: what this engine speaks beyond the above. An engine
+  that predates it answers ``unknown_op``, which means "no features"; the app asks once per
+  connection.
+* Feature ``document_frames`` (a streamed submit, so that neither side holds a document, or
+  4/3 of it in base64, in memory): the ``submit`` carries ``"job": {..., "document_size": N}``
+  instead of ``"document"``, and is followed at once on the same connection by frames
+  ``{"v": 1, "op": "document", "id": <the submit's id>, "data": <base64>}`` whose decoded data
+  (at most ``DOCUMENT_READ_BYTES`` each; none for an empty document) add up to exactly N bytes.
+  They are not answered; the submit is answered once all N bytes are in, as above. Any other
+  frame before that, a wrong id, or more than N bytes: ``bad_request`` and the connection is
+  closed; a connection that ends before N bytes is a torn hand-over, never printed. The app
+  sends it only to an engine whose ``hello`` named the feature; a new engine still takes the
+  one-frame ``submit``.
 * ``outcome`` with ``"job": <engine id>`` -> ``{"outcome": "printed" | "failed" | "printing" |
   "unknown", "detail": ...}``. Answering ``unknown`` fences the id (see :class:`EngineOutcome`).
 * Events (engine -> every connected app, no ``id``): ``{"v": 1, "event": "done", "job": <engine
@@ -46,9 +59,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -100,18 +115,120 @@ def engine_id(release_id: str, job_id: str) -> str:
     return f"{release_id}/{job_id}" if release_id else job_id
 
 
-@dataclass(frozen=True, slots=True)
+#: How much of a document is read at a time (a file's read, a wire frame's payload).
+DOCUMENT_READ_BYTES = 1024 * 1024
+
+
+class Document:
+    """A job's document as an engine adapter reads it: ``size`` bytes, in memory or in a file
+    (the device spools documents to disk so that memory stays bounded whatever their size).
+
+    Read it with :meth:`chunks` (bounded memory) or :meth:`read` (all of it: tests and small
+    documents). A file-backed document is valid while the adapter's ``submit`` runs: the device
+    removes its spool file once the hand-over is over, so an engine that needs the bytes later
+    keeps what it needs (a digest, a count of pages, its own copy) during ``submit``.
+    """
+
+    __slots__ = ("_data", "_path", "size")
+
+    def __init__(self, data: bytes = b"", *, path: str | os.PathLike[str] | None = None,
+                 size: int | None = None) -> None:
+        if path is None:
+            self._data: bytes | None = bytes(data)
+            self._path: str | None = None
+            self.size = len(self._data)
+        else:
+            if size is None:
+                size = os.stat(path).st_size
+            self._data, self._path, self.size = None, os.fspath(path), size
+
+    @classmethod
+    def file(cls, path: str | os.PathLike[str], size: int | None = None) -> Document:
+        return cls(path=path, size=size)
+
+    @property
+    def path(self) -> str | None:
+        """The file holding it (None: in memory)."""
+        return self._path
+
+    def __len__(self) -> int:
+        return self.size
+
+    def chunks(self, size: int = DOCUMENT_READ_BYTES) -> Iterator[bytes]:
+        """The document in pieces of at most ``size`` bytes (none for an empty one). OSError
+        if its file is gone or short (an adapter turns that into its EngineError)."""
+        if self._data is not None:
+            view = memoryview(self._data)
+            for at in range(0, self.size, size):
+                yield bytes(view[at:at + size])
+            return
+        assert self._path is not None
+        left = self.size
+        with open(self._path, "rb") as f:
+            while left > 0:
+                piece = f.read(min(size, left))
+                if not piece:
+                    raise OSError(f"document file ended {left} bytes short")
+                left -= len(piece)
+                yield piece
+
+    def read(self) -> bytes:
+        """All of it, in memory."""
+        return self._data if self._data is not None else b"".join(self.chunks())
+
+    def sha256(self) -> str:
+        """Its SHA-256, hex, read in pieces."""
+        digest = hashlib.sha256()
+        for piece in self.chunks():
+            digest.update(piece)
+        return digest.hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Document):
+            return NotImplemented
+        if self is other:
+            return True
+        return self.size == other.size and all(
+            a == b for a, b in zip(self.chunks(), other.chunks(), strict=True))
+
+    def __hash__(self) -> int:
+        return hash(self.size)
+
+    def __repr__(self) -> str:
+        where = "memory" if self._path is None else "file"
+        return f"Document({self.size} bytes in {where})"
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class EngineJob:
+    """One hand-over. ``body`` is the document (:class:`Document`); it may be given as bytes,
+    and :attr:`document` reads it whole (for tests and small documents only: an adapter
+    streams ``body``)."""
+
     job_id: str
     name: str
-    document: bytes = field(repr=False)
+    body: Document = field(repr=False)
     sha256: str
-    copies: int = 1
+    copies: int
     #: The release this hand-over belongs to; "" for callers that predate engine ids.
-    release_id: str = ""
+    release_id: str
     #: As released (after any change at release): None leaves it to the printer's default.
-    color: bool | None = None
-    duplex: bool | None = None
+    color: bool | None
+    duplex: bool | None
+
+    def __init__(self, job_id: str, name: str, document: bytes | Document, sha256: str,
+                 copies: int = 1, release_id: str = "", color: bool | None = None,
+                 duplex: bool | None = None) -> None:
+        body = document if isinstance(document, Document) else Document(document)
+        for key, value in (("job_id", job_id), ("name", name), ("body", body),
+                           ("sha256", sha256), ("copies", copies), ("release_id", release_id),
+                           ("color", color), ("duplex", duplex)):
+            object.__setattr__(self, key, value)
+
+    @property
+    def document(self) -> bytes:
+        """The whole document in memory (see the class docstring)."""
+        return self.body.read()
 
     @property
     def engine_id(self) -> str:
@@ -129,6 +246,8 @@ WIRE_VERSION = 1
 #: device takes documents up to 512 MiB (device_app/printing/documents.py), so frames stay
 #: below this.
 MAX_FRAME_BYTES = 720 * 1024 * 1024
+#: The largest document a streamed submit announces (the device takes up to 512 MiB).
+MAX_DOCUMENT = 1024 * 1024 * 1024
 _LEN = 4
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -184,14 +303,60 @@ def _decode_body(body: bytes) -> dict[str, Any]:
     return obj
 
 
-def job_to_wire(job: EngineJob) -> dict[str, Any]:
-    return {"job_id": job.job_id, "release_id": job.release_id, "name": job.name,
-            "sha256": job.sha256, "copies": job.copies,
-            "document": base64.b64encode(job.document).decode("ascii")}
+#: The feature a streamed submit needs (see the module docstring).
+DOCUMENT_FRAMES = "document_frames"
 
 
-def job_from_wire(obj: Any) -> EngineJob:
-    """The job of a ``submit``; :class:`ProtocolError` naming the first bad field."""
+def job_to_wire(job: EngineJob, *, streamed: bool = False) -> dict[str, Any]:
+    """The ``job`` of a ``submit``: with the document base64 in it, or (``streamed``) only its
+    size, the document following in :func:`document_frames`."""
+    head: dict[str, Any] = {"job_id": job.job_id, "release_id": job.release_id,
+                            "name": job.name, "sha256": job.sha256, "copies": job.copies}
+    if streamed:
+        head["document_size"] = job.body.size
+    else:
+        head["document"] = base64.b64encode(job.body.read()).decode("ascii")
+    return head
+
+
+def document_frames(request_id: int, document: Document) -> Iterator[bytes]:
+    """The encoded ``document`` frames of a streamed submit (OSError if the file fails)."""
+    for piece in document.chunks(DOCUMENT_READ_BYTES):
+        yield encode_frame({"op": "document", "id": request_id,
+                            "data": base64.b64encode(piece).decode("ascii")})
+
+
+def streamed_size(obj: Any) -> int | None:
+    """The ``document_size`` of a streamed submit's job; None for a one-frame submit."""
+    if not isinstance(obj, dict) or "document" in obj or "document_size" not in obj:
+        return None
+    size = obj["document_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_DOCUMENT:
+        raise ProtocolError(f"job.document_size must be 0..{MAX_DOCUMENT}",
+                            code=ErrorCode.INVALID_FIELD, field="job.document_size")
+    return size
+
+
+def document_data(msg: Mapping[str, Any]) -> bytes:
+    """The bytes of one ``document`` frame; ProtocolError if it is not one."""
+    data = msg.get("data")
+    if msg.get("op") != "document" or not isinstance(data, str):
+        raise ProtocolError("a streamed submit's document frame was expected",
+                            field="op")
+    try:
+        piece = base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise ProtocolError("document data is not base64", code=ErrorCode.INVALID_FIELD,
+                            field="data") from None
+    if len(piece) > DOCUMENT_READ_BYTES:
+        raise ProtocolError(f"document frame of {len(piece)} bytes; at most "
+                            f"{DOCUMENT_READ_BYTES}", code=ErrorCode.TOO_LARGE, field="data")
+    return piece
+
+
+def job_from_wire(obj: Any, document: Document | None = None) -> EngineJob:
+    """The job of a ``submit``; :class:`ProtocolError` naming the first bad field. A streamed
+    submit's job comes with its ``document``, received from its frames."""
     if not isinstance(obj, dict):
         raise ProtocolError("job must be an object", code=ErrorCode.INVALID_FIELD, field="job")
 
@@ -211,10 +376,15 @@ def job_from_wire(obj: Any) -> EngineJob:
     if not isinstance(copies, int) or isinstance(copies, bool) or not 1 <= copies <= 999:
         raise ProtocolError("job.copies must be 1..999", code=ErrorCode.INVALID_FIELD,
                             field="job.copies")
-    try:
-        document = base64.b64decode(text("document", None, MAX_FRAME_BYTES), validate=True)
-    except binascii.Error:
-        raise ProtocolError("job.document is not base64", code=ErrorCode.INVALID_FIELD,
-                            field="job.document") from None
-    return EngineJob(job_id=job_id, name=text("name", None), document=document,
-                     sha256=text("sha256", _SHA_RE), copies=copies, release_id=release_id)
+    if document is None:
+        try:
+            document = Document(base64.b64decode(text("document", None, MAX_FRAME_BYTES),
+                                                 validate=True))
+        except binascii.Error:
+            raise ProtocolError("job.document is not base64", code=ErrorCode.INVALID_FIELD,
+                                field="job.document") from None
+    elif streamed_size(obj) != document.size:
+        raise ProtocolError("job.document_size is not the size of the document sent",
+                            code=ErrorCode.INVALID_FIELD, field="job.document_size")
+    return EngineJob(job_id, text("name", None), document, text("sha256", _SHA_RE), copies,
+                     release_id)

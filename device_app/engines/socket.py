@@ -19,6 +19,11 @@ The contract :meth:`EngineClient.submit` keeps, which the printer's journal reli
   because the engine fences that id (a late copy of the hand-over is refused), so it becomes
   "failed before output".
 
+Documents: to an engine whose ``hello`` names ``document_frames`` (asked once per connection;
+an older engine answers ``unknown_op``), a submit streams its document in frames of at most
+1 MiB read from the device's spool file, so neither the document nor its base64 is ever whole
+in memory; to an older engine it goes whole in one frame, as before.
+
 Socket and protocol errors become :class:`EngineError` subclasses here; nothing above this module
 sees an ``OSError``.
 """
@@ -36,11 +41,14 @@ from typing import Any
 
 from device_app.ports import EnginePages
 from protocol.engine import (
+    DOCUMENT_FRAMES,
+    Document,
     EngineDone,
     EngineJob,
     EngineOutcome,
     EngineState,
     FrameDecoder,
+    document_frames,
     encode_frame,
     job_to_wire,
 )
@@ -49,6 +57,9 @@ from protocol.errors import EngineError, ProtocolError
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
+#: Frames are gathered up to this many bytes per write (several small requests in one write;
+#: a streamed document in pieces).
+_WRITE_BYTES = 1024 * 1024
 
 
 class EngineUnreachable(EngineError):
@@ -90,6 +101,8 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._recovering = False
         self._closed = threading.Event()
+        #: Does the engine on this connection take streamed submits? None: not asked yet.
+        self._streams: bool | None = None
         #: Called on the reader thread with (engine id, impressions done) as the engine prints.
         self.on_pages: EnginePages | None = None
 
@@ -123,12 +136,18 @@ class EngineClient:
             for job, done in jobs:
                 self._owed[job.engine_id] = (job.job_id, done)
         try:
-            answers = self._call_many([{"op": "submit", "job": job_to_wire(job)}
-                                       for job, _ in jobs])
+            streamed = self._streamed()
+            answers = self._call_many([{"op": "submit",
+                                        "job": job_to_wire(job, streamed=streamed)}
+                                       for job, _ in jobs],
+                                      bodies=[job.body if streamed else None for job, _ in jobs])
         except EngineUnreachable as exc:
             answers = [exc for _ in jobs]
         except ProtocolError as exc:  # a frame we cannot even encode (too large): not sent
             answers = [EngineRefused(exc.message, code=exc.code) for _ in jobs]
+        except OSError as exc:  # the spool file could not be read: nothing was sent
+            answers = [EngineRefused(f"the document cannot be read: {exc}",
+                                     code="bad_document") for _ in jobs]
         errors: list[EngineError | None] = []
         recover = False
         for (job, _), answer in zip(jobs, answers, strict=True):
@@ -191,19 +210,46 @@ class EngineClient:
             raise answer
         return answer
 
-    def _call_many(self, msgs: list[dict[str, Any]], timeout: float | None = None
+    def _streamed(self) -> bool:
+        """Does the engine take streamed submits (``hello``, asked once per connection)?"""
+        if self._streams is None:
+            try:
+                features = self._call({"op": "hello"}).get("features")
+                self._streams = isinstance(features, list) and DOCUMENT_FRAMES in features
+            except EngineRefused as exc:
+                if exc.code != "unknown_op":
+                    raise EngineUnreachable(f"print engine refused hello: {exc.message}") \
+                        from None
+                self._streams = False  # an engine from before ``hello``
+            except EngineLost as exc:  # no submit was sent yet: the engine has nothing
+                raise EngineUnreachable(str(exc.message)) from None
+        return self._streams
+
+    def _call_many(self, msgs: list[dict[str, Any]], timeout: float | None = None, *,
+                   bodies: list[Document | None] | None = None
                    ) -> list[dict[str, Any] | EngineError]:
         """Send every request in one write, then collect the answers: the round trips overlap
-        (the engine answers in order). Each answer, or the error for that request."""
+        (the engine answers in order). Each answer, or the error for that request. A request
+        with a body (a streamed submit) is followed by its document's frames, read from its
+        file as they go: written in pieces, never joined whole."""
         ids = [next(self._ids) for _ in msgs]
-        data = b"".join(encode_frame({**msg, "id": i}) for msg, i in zip(msgs, ids, strict=True))
+        bodies = bodies or [None for _ in msgs]
         sock = self._connect()
         waiters = [_Waiter() for _ in msgs]
         with self._lock:
             self._waiting.update(zip(ids, waiters, strict=True))
         try:
             with self._write_lock:
-                sock.sendall(data)
+                out = bytearray()
+                for msg, i, body in zip(msgs, ids, bodies, strict=True):
+                    out += encode_frame({**msg, "id": i})
+                    for frame in (document_frames(i, body) if body is not None else ()):
+                        out += frame
+                        if len(out) >= _WRITE_BYTES:
+                            sock.sendall(out)
+                            out.clear()
+                if out:
+                    sock.sendall(out)
         except OSError as exc:
             # Part of it may be out; an engine drops a torn frame, but the safe reading of a
             # hand-over is still "maybe": the caller asks for the outcome.
@@ -300,6 +346,7 @@ class EngineClient:
         with self._lock:
             if self._sock is sock:
                 self._sock = None
+                self._streams = None  # the next engine may be another one
             waiters = list(self._waiting.values())
             self._waiting.clear()
             owed = bool(self._owed)

@@ -74,7 +74,6 @@ printer_state.py says; reasons it does not know are logged once each.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import ssl
@@ -433,7 +432,11 @@ class IppEngine:
     def _print(self, job: EngineJob) -> tuple[bool, str]:
         # As the emulated engine does: a damaged document is refused, never printed (the caller
         # checked it too, but a copy is cheap next to paper printed from bad bytes).
-        if hashlib.sha256(job.document).hexdigest() != job.sha256:
+        try:
+            intact = job.body.sha256() == job.sha256  # read in pieces: it may be a large file
+        except OSError as exc:
+            return False, f"the document cannot be read ({exc}); not printed"
+        if not intact:
             return False, "document damaged (SHA-256 mismatch); not printed"
         try:
             printer = self._get_printer_attributes(_PRINTER_STATE_ATTRS + _CAPABILITY_ATTRS)
@@ -461,7 +464,7 @@ class IppEngine:
             AttributeGroup(GroupTag.JOB, job_attrs),
         )
         try:
-            response = self._transport.call(Operation.PRINT_JOB, groups, job.document)
+            response = self._transport.call(Operation.PRINT_JOB, groups, job.body)
         except PrinterUnreachable as exc:
             return False, exc.message
         except EngineError as exc:
@@ -476,7 +479,7 @@ class IppEngine:
             return False, ("the printer took the job but gave no job id to follow it; check its "
                            "output before printing again")
         log.info("printer %s took job %s as its job %d (%d bytes)", self.uri, job.job_id,
-                 printer_job, len(job.document))
+                 printer_job, job.body.size)
         return self._follow(printer_job, response, job.engine_id)
 
     def _tell_pages(self, eid: str, response: Message, before: int) -> int:

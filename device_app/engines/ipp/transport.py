@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from device_app.engines.ipp import codec as ipp
 from device_app.engines.ipp.model import AttributeGroup, Message, Operation, Status
+from protocol.engine import Document
 from protocol.errors import ConfigError, EngineError
 
 __all__ = ["MAX_RESPONSE_BYTES", "TRACE", "PrinterTarget", "PrinterUnreachable", "Transport",
@@ -92,7 +93,7 @@ class Transport:
         self.version = (2, 0)
 
     def call(self, operation: Operation, groups: tuple[AttributeGroup, ...],
-             document: bytes = b"") -> Message:
+             document: bytes | Document = b"") -> Message:
         """Send one request; the decoded response. Raises PrinterUnreachable or EngineError
         (RemoteIppError included): never an OSError or http.client exception."""
         version = self.version
@@ -105,7 +106,7 @@ class Transport:
         return response
 
     def _call(self, version: tuple[int, int], operation: Operation,
-              groups: tuple[AttributeGroup, ...], document: bytes) -> Message:
+              groups: tuple[AttributeGroup, ...], document: bytes | Document) -> Message:
         with self._ids_lock:
             request_id = next(self._ids)
         head = ipp.encode(Message(operation, request_id, groups, version=version))
@@ -128,9 +129,11 @@ class Transport:
             conn.putheader("Content-Type", "application/ipp")
             conn.putheader("Content-Length", str(len(head) + len(document)))
             conn.endheaders(head)
-            if document:
-                # Sent as it is, not joined to the header: a document can be hundreds of MB.
-                conn.send(document)
+            # Sent as it is, not joined to the header, a file in pieces: a document can be
+            # hundreds of MB and is never whole in memory.
+            for piece in (document.chunks() if isinstance(document, Document) else (document,)):
+                if piece:
+                    conn.send(piece)
             response = conn.getresponse()
             body = response.read(MAX_RESPONSE_BYTES + 1)
         except (OSError, http.client.HTTPException) as exc:
