@@ -60,15 +60,16 @@ def install_hooks(device: Device, die_at: str, die_job: str) -> None:
     assert journal is not None, "the device has no journal file"
 
     if die_at == "fetch":
-        call = link.call
+        # Chunk requests go out asynchronously, a window at a time (printing/documents.py).
+        send = link.request
 
-        def hooked_call(request: m.Request, timeout: float | None = None) -> m.Result:
+        def hooked_request(request: m.Request, reply: Any, timeout: float | None = None) -> None:
             if (isinstance(request, m.FetchDocument) and request.job_id == die_job
                     and request.offset > 0):
                 die("fetch")
-            return call(request, timeout)
+            send(request, reply, timeout)
 
-        link.call = hooked_call  # type: ignore[method-assign]
+        link.request = hooked_request  # type: ignore[method-assign]
 
     if die_at in ("handed", "engine-has-it", "printed-unjournaled"):
         submit = engine.submit

@@ -16,7 +16,10 @@ to HELD), the device's journal (journal.py) and the engine's own memory of what 
    open / offline refuses the job before its document is fetched: the job fails, the cloud puts
    it back to HELD. Otherwise the document is fetched in chunks bound to the release and checked
    against the SHA-256 given at release; a mismatch fails the job before output. Documents are
-   fetched ahead (documents.py), so the cloud round trips overlap the hand-overs.
+   fetched with a window of chunks in flight and ahead of their turn (documents.py), into the
+   spool on disk (spool.py), so the round trips overlap and memory stays bounded. The engine
+   gets a document only once all of it is here and verified: a damaged one is never sent, not
+   even in part (docs/protocol.md, Documents, says why the hand-over waits for the last byte).
 3. HANDED is committed *before* the engine is given the job (one commit for the jobs whose
    documents are ready together); the journal refuses a second hand-over of the same
    (release_id, job_id). A job journaled HANDED is never declared failed on a guess: only the
@@ -38,7 +41,6 @@ dropped, never posted, once its outcome has arrived: no ``PagesPrinted`` follows
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import threading
@@ -57,15 +59,18 @@ from device_app.ports import (
     Reply,
     ReportsPages,
 )
-from device_app.printing.documents import Prefetcher, fetch_document
+from device_app.printing.documents import Fetched, Prefetcher, fetch_document
 from device_app.printing.journal import (
     IllegalTransition,
     Journal,
     JournalError,
     JournalState,
 )
+from device_app.printing.pages import Pages as _Pages
+from device_app.printing.pages import Paging as _Paging
 from device_app.printing.reconcile import Reconciled, ask_outcome, reconcile_row, settle
 from device_app.printing.reports import Answered, Reports
+from device_app.printing.spool import Spool
 from device_app.session import JobDone, PagesPrinted, PrintJob
 from protocol import messages as m
 from protocol.engine import EngineOutcome, EngineState, engine_id
@@ -95,29 +100,6 @@ class _EngineDone:
 class _Refuse:
     effect: PrintJob
     detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Pages:
-    engine_id: str
-    impressions: int
-
-
-@dataclass(slots=True)
-class _Paging:
-    """A job on the engine whose page count may still go to the panel (printer thread only)."""
-
-    key: Key
-    copies: int
-    posted: int = 0
-    pending: int | None = None  # pages done, newer than ``posted``, not posted yet
-    at: float | None = None  # when ``posted`` was
-
-    def seen(self, impressions: int) -> None:
-        # The session counts the document's pages; the engine counts every copy's impressions.
-        pages = impressions // self.copies
-        if pages > max(self.posted, self.pending or 0):
-            self.pending = pages
 
 
 #: Wakes the printer thread to poll (no work of its own).
@@ -175,8 +157,11 @@ class Printer:
         #: Rounds of the printer thread so far (a test waits on it; a technician may look).
         self.turns = 0
         self._work = threading.Lock()  # one of reconcile / the printer thread at a time
+        # Documents on disk until their job is settled; a previous run's leftovers go now.
+        self.spool = Spool.beside(journal.path)
+        self.spool.clean()
         # Documents being fetched ahead of their hand-over (printer thread only).
-        self._prefetched = Prefetcher(self._fetch)
+        self._prefetched = Prefetcher(self._fetch, self._discard)
         self._state_seen: tuple[float, EngineState] | None = None
         if isinstance(engine, ReportsPages):
             engine.on_pages = self._pages_seen
@@ -233,6 +218,7 @@ class Printer:
         self._queue.put(None)
         self._thread.join(timeout=5)
         self._prefetched.close()
+        self.spool.close()
 
     # ------------------------------------------------------------ start-up reconciliation
 
@@ -406,7 +392,7 @@ class Printer:
         to the engine in order. One commit for several jobs is as safe as one each: a job
         journaled HANDED that never reached the engine is reconciled as "unknown" (fenced),
         back to HELD."""
-        ready: list[tuple[PrintJob, bytes]] = []
+        ready: list[tuple[PrintJob, Fetched]] = []
         for effect in batch:
             document = self._checked_document(effect)
             if document is not None:
@@ -416,11 +402,12 @@ class Printer:
         state = self._engine_state()
         if not state.can_print:
             # It faulted while the documents came: still before any hand-over.
-            for effect, _ in ready:
+            for effect, fetched in ready:
+                self._discard(fetched)
                 self._fail((effect.release_id, effect.job.job_id),
                            ENGINE_REASONS.get(state, state.value))
             return
-        handed: list[tuple[PrintJob, bytes]] = []
+        handed: list[tuple[PrintJob, Fetched]] = []
         try:
             with self.journal.batch():
                 for effect, document in ready:
@@ -429,20 +416,23 @@ class Printer:
                         self.journal.hand_over(*key, engine_id(*key), fetched=True)
                     except IllegalTransition as exc:  # AlreadyHanded above all: never again
                         log.error("%s", exc)
+                        self._discard(document)
                         continue
                     handed.append((effect, document))
         except JournalError as exc:
             log.error("cannot journal the hand-over of %d job(s): %s", len(ready), exc)
-            for effect, _ in ready:
+            for effect, fetched in ready:
+                self._discard(fetched)
                 self._fail((effect.release_id, effect.job.job_id),
                            "this device cannot record the job; not printed")
             return
         if handed:
             self._hand_over(handed)
 
-    def _checked_document(self, effect: PrintJob) -> bytes | None:
-        """The job's document, fetched (or prefetched) and matching its SHA-256; None once the
-        job has been failed (engine fault before fetching, fetch error, damaged document)."""
+    def _checked_document(self, effect: PrintJob) -> Fetched | None:
+        """The job's document, fetched (or prefetched) and matching its SHA-256 (computed as it
+        arrived); None once the job has been failed (engine fault before fetching, fetch error,
+        damaged document: its spool file is gone then)."""
         key = (effect.release_id, effect.job.job_id)
         pending = self._prefetched.take(key)
         try:
@@ -457,24 +447,26 @@ class Printer:
         except MfdError as exc:
             self._fail(key, f"could not fetch the document: {exc.message}")
             return None
-        if hashlib.sha256(document).hexdigest() != effect.job.sha256:
+        if document.sha256 != effect.job.sha256:
+            self._discard(document)
             self._fail(key, "document damaged in transit; not printed")
             return None
         return document
 
-    def _hand_over(self, handed: list[tuple[PrintJob, bytes]]) -> None:
+    def _hand_over(self, handed: list[tuple[PrintJob, Fetched]]) -> None:
         """Give the engine the jobs journaled HANDED, in order: in one write where the engine
         adapter takes several at once (``submit_many``), else one by one."""
         items: list[tuple[Key, EngineJob, EngineDone]] = []
-        for effect, document in handed:
+        for effect, fetched in handed:
             job = effect.job
             key = (effect.release_id, job.job_id)
             with self._lock:
                 self._awaiting.add(key)
             self._paging[engine_id(*key)] = _Paging(key, max(1, job.copies))
-            items.append((key, EngineJob(job.job_id, job.name, document, job.sha256, job.copies,
-                                         release_id=effect.release_id, color=job.color,
-                                         duplex=job.duplex),
+            if fetched.document.path is not None:  # the engine may read it until its outcome
+                self.spool.keep(key, fetched.document.path)
+            items.append((key, EngineJob(job.job_id, job.name, fetched.document, job.sha256,
+                                         job.copies, effect.release_id, job.color, job.duplex),
                           self._done_for(effect.release_id)))
         many = getattr(self.engine, "submit_many", None)
         errors: list[EngineError | None]
@@ -491,6 +483,7 @@ class Printer:
         for (key, _, _), error in zip(items, errors, strict=True):
             if error is None:
                 continue
+            self.spool.release(key)  # the engine does not have it (or had it before)
             self._paging.pop(engine_id(*key), None)
             with self._lock:
                 self._awaiting.discard(key)
@@ -523,7 +516,7 @@ class Printer:
     def _recover(self, key: Key) -> None:
         """After a bug mid-job: a job not yet handed over fails (back to HELD); one that may be
         on the engine is asked about, never guessed failed (it may have printed)."""
-        self._prefetched.take(key)
+        self._prefetched.drop(key)
         try:
             entry = self.journal.get(*key)
         except JournalError as exc:
@@ -541,6 +534,7 @@ class Printer:
         """Journal the engine's outcome; False if it was known already (never told twice)."""
         with self._lock:
             self._awaiting.discard(item.key)
+        self.spool.release(item.key)
         try:
             if item.ok:
                 self.journal.printed(*item.key)
@@ -592,5 +586,9 @@ class Printer:
             entry = settle(self.journal, entry, outcome)
             self._reports.tell(key, entry.result == "printed", entry.detail)
 
-    def _fetch(self, release_id: str, job: m.ReleasedJob) -> bytes:
-        return fetch_document(self.link, release_id, job)
+    def _fetch(self, release_id: str, job: m.ReleasedJob) -> Fetched:
+        return fetch_document(self.link, release_id, job, self.spool)
+
+    def _discard(self, fetched: Fetched) -> None:
+        if fetched.document.path is not None:
+            self.spool.remove(fetched.document.path)
