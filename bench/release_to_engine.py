@@ -4,15 +4,17 @@ its own process, the device's Printer with its journal on disk (WAL, synchronous
 engine server in its own process over its Unix socket.
 
 On the measured path: the release round trip; RECEIVED for the whole release (one commit, as
-the app submits a release's PrintJob effects together); the documents fetched (one round trip
-per 256 KiB chunk, up to four documents fetched ahead of the hand-over) and checked against
-their SHA-256; FETCHED+HANDED (one commit per group of documents ready together); and each
-hand-over frame answered by the engine. Jobs that finish are reported to the cloud (journaled
-request ids) as the app does; with ``--page-time 0`` they finish at once and their reports
-compete with the fetches of later jobs (a stress case no copier produces).
+the app submits a release's PrintJob effects together); the documents fetched (a window of
+256 KiB chunks in flight, into the device's spool, hashed as they arrive; up to four documents
+fetched ahead of the hand-over) and checked against their SHA-256; FETCHED+HANDED (one commit
+per group of documents ready together); and each hand-over frame answered by the engine. Jobs
+that finish are reported to the cloud (journaled request ids) as the app does; with
+``--page-time 0`` they finish at once and their reports compete with the fetches of later jobs
+(a stress case no copier produces).
 
 ``--rtt-ms`` (and ``--bandwidth``) put a WAN link (simulator/netem.py) between the device and the
-broker; ``device_peak_rss_mb`` is this process's peak resident memory (it is the device).
+broker; ``device_peak_rss_mb`` is this process's peak resident memory (it is the device: the
+held jobs are submitted by the cloud worker's process, so no copy of a document is made here).
 
     python -m bench.release_to_engine [--jobs 10] [--n 100] [--page-time S] [--in-process]
                                       [--rtt-ms MS] [--bandwidth B/S] [--json]
@@ -92,16 +94,36 @@ def fs_type(path: str) -> str:
     return out or "?"
 
 
+def bench_document(size: int) -> bytes:
+    return (b"%PDF-1.4 bench\n" * (size // 15 + 1))[:size]
+
+
 def serve_cloud(url: str, host: str, port: int) -> int:
     """The cloud worker in its own process (as deployed: the device never shares a
-    interpreter, and its GIL, with the cloud). Serves until stdin closes."""
+    interpreter, and its GIL, with the cloud). Serves until stdin closes. Each line
+    ``submit EMAIL SIZE NAME...`` on stdin submits a held job (the document made here, not in
+    the device's process) and answers its id on stdout."""
     worker = CloudWorker(lambda: CloudService(open_store(url)),
                          BrokerAddress(host, port, "cloud-0", "pw-cloud-0"))
     worker.start()
+    store = open_store(url)
+    docs: dict[int, bytes] = {}
     print("ready", flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        _, email, size, name = line.rstrip("\n").split(" ", 3)
+        doc = docs.setdefault(int(size), bench_document(int(size)))
+        print(submit_job(store, email, name, doc, pages=1), flush=True)
+    store.close()
     worker.stop()
     return 0
+
+
+def submit_held(cloud: subprocess.Popen[str], email: str, size: int, name: str) -> str:
+    """A held job submitted by the cloud worker's process (see serve_cloud)."""
+    assert cloud.stdin is not None and cloud.stdout is not None
+    cloud.stdin.write(f"submit {email} {size} {name}\n")
+    cloud.stdin.flush()
+    return cloud.stdout.readline().strip()
 
 
 def start_cloud(url: str, host: str, port: int) -> subprocess.Popen[str]:
@@ -138,6 +160,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     user = DEMO_USERS[0]
+    # Long enough for large documents from a cloud that reads them slowly (seconds).
+    wait = 30 + args.jobs * args.size / 1e6
     to_handed: list[float] = []
     to_release: list[float] = []
     to_printed: list[float] = []
@@ -172,14 +196,13 @@ def main() -> int:
             sent, reply = printer.journal_report(request, lambda _o: confirmed.release())
             link.request(sent, reply)
 
-        doc = (b"%PDF-1.4 bench\n" * (args.size // 15 + 1))[:args.size]
         try:
             session = link.call(m.Identify("card", user.badge))
             assert isinstance(session, m.IdentifyResult)
             for i in range(args.warmup + args.n):
                 # New held jobs each round (outside the measured span): a printed document
                 # is not kept by the cloud.
-                ids = tuple(submit_job(store, user.email, f"Bench {i}.{k}", doc, pages=1)
+                ids = tuple(submit_held(cloud, user.email, args.size, f"Bench {i}.{k}")
                             for k in range(args.jobs))
                 t0 = time.perf_counter()
                 result = link.call(m.Release(request_id=f"bench-{i}", session=session.session,
@@ -190,7 +213,7 @@ def main() -> int:
                 printer.submit_all(PrintJob(result.release_id, job) for job in result.jobs)
                 last_printed = t1
                 for _ in result.jobs:
-                    done = outcomes.get(timeout=30)
+                    done = outcomes.get(timeout=wait)
                     if not done.ok:
                         raise SystemExit(f"job {done.job_id} failed: {done.detail}")
                     last_printed = time.perf_counter()
