@@ -8,11 +8,13 @@ fleet went unanswered. dynsec has subscribe ACLs of their own (it sees the ``$sh
 prefix) and a default deny, and it manages accounts over MQTT (``$CONTROL/dynamic-security/v1``)
 instead of a file the cloud rewrites and a SIGHUP.
 
-Two things here, both built on the roles of protocol/topics.py (the one source of truth):
+Three things here, all built on the roles of protocol/topics.py (the one source of truth):
 
 - :func:`dynsec_config`: the plugin's whole starting file (``plugin_opt_config_file``): the
   roles, the cloud workers' accounts, the account writer's own account, optional devices. It
   holds PBKDF2-SHA512 hashes, never a password in clear.
+- :class:`EveryBroker` (:func:`every_broker`): the same on every broker of a site whose devices
+  fail over between brokers: a device's account must exist wherever it goes.
 - :class:`DynsecAccounts`: the production :class:`cloud.devices.BrokerAccounts`. It creates or
   updates one device's account and role over MQTT, as the broker admin account, and waits for
   each command's answer. A reserved name (``cloud``, ``cloud-0``, ``broker-admin``...) is refused
@@ -36,6 +38,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from mqtt_client import new_client
+from mqtt_client.endpoint import BrokerEndpoint
 from protocol import topics
 from protocol.address import BrokerAddress
 from protocol.errors import MfdError
@@ -327,6 +330,15 @@ class EveryBroker:
         """The brokers (``host:port``) where ``username`` has no account: a device there could
         not fail over to them."""
         return [_where(w) for w in self.writers if w.get_client(username) is None]
+
+
+def every_broker(brokers: Sequence[BrokerEndpoint], admin: str, password: str, *,
+                 timeout: float = 10.0) -> EveryBroker:
+    """The account writer on each of ``brokers`` (as :func:`cloud.worker.worker_brokers` reads
+    ``mfd cloud --broker``), as ``admin`` with ``password`` (the same on each broker)."""
+    return EveryBroker([DynsecAccounts(BrokerAddress(ep.host, ep.port, admin, password),
+                                       timeout=timeout, tls_ca_file=ep.tls_ca_file)
+                        for ep in brokers])
 
 
 def _where(writer: DynsecAccounts) -> str:

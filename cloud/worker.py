@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -93,6 +93,28 @@ def worker_brokers(urls: Sequence[str], username: str, password: str, *,
             raise ConfigError(f"--broker {redact(url)!r} is given twice: name each broker once")
         out.append(ep)
     return tuple(out)
+
+
+def start_workers(service_factory: Callable[[], CloudService],
+                  brokers: Sequence[BrokerEndpoint], count: int = 1) -> list[CloudWorker]:
+    """``count`` workers, each serving every broker of ``brokers`` (from
+    :func:`worker_brokers`), started. With ``count`` > 1 the usernames get ``-0``, ``-1``, ...
+    appended, as the broker's starting file names them. A worker that does not start stops
+    those started before it and raises its LinkError."""
+    if count < 1:
+        raise LinkError("--workers must be at least 1", code="config_invalid")
+    base = brokers[0].username
+    workers: list[CloudWorker] = []
+    try:
+        for i in range(count):
+            user = base if count == 1 else f"{base}-{i}"
+            eps = [replace(ep, username=user) for ep in brokers]
+            workers.append(CloudWorker(service_factory, eps, name=user).start())
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
 
 
 @dataclass(eq=False)

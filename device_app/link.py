@@ -172,6 +172,11 @@ class MqttCloudLink:
         self._trial_until = 0.0
         self._probing = False
         self.client = self._client_for(endpoints[0])
+        for ep in endpoints[1:]:
+            # Each broker's client is made when the link moves there; a CA file that cannot be
+            # used is said now, at start, as for the first (LinkError "config_invalid").
+            new_client(self.device_id, ep.username or self.device_id, ep.password,
+                       tls_ca_file=ep.tls_ca_file)
         self._reaper = threading.Thread(target=self._reap, name="mqtt-timeouts", daemon=True)
 
     def _client_for(self, ep: BrokerEndpoint) -> mqtt.Client:
@@ -453,7 +458,11 @@ class MqttCloudLink:
                 # cloud's store if it was done.
                 self._resend(functools.partial(_overdue, now=now))
             if len(self.endpoints) > 1:
-                self._supervise(now)
+                try:
+                    self._supervise(now)
+                except Exception:  # this thread also times requests out: it must go on
+                    log.exception("device %s: failover supervision failed; trying again",
+                                  self.device_id)
 
     # ------------------------------------------------------------ several brokers
 
@@ -488,7 +497,7 @@ class MqttCloudLink:
             elif kind == "probe":
                 self._probing = True
             else:
-                self._trial = self._client_for(ep)
+                self._trial = candidate = self._client_for(ep)
                 self._trial_until = now + self._failover.timing.probe_timeout
         if kind == "switch":
             log.warning("device %s: moving to broker %s (the one before did not answer)",
@@ -502,10 +511,9 @@ class MqttCloudLink:
             threading.Thread(target=self._probe, args=(ep,), name="mqtt-probe",
                              daemon=True).start()
         else:
-            assert self._trial is not None
             log.info("device %s: its first broker %s looks healthy again; going back",
                      self.device_id, ep.label)
-            self._connect(self._trial, ep)
+            self._connect(candidate, ep)
 
     def _probe(self, ep: BrokerEndpoint) -> None:
         """One MQTT connection to ``ep`` as the device (no Will, nothing subscribed): healthy if

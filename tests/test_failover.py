@@ -19,18 +19,19 @@ import contextlib
 import functools
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from e2e_helpers import running_app, sim_reader
 from waiting import eventually
 
+from cloud.broker_accounts import BrokerAccountError, DynsecAccounts, EveryBroker
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.storage.sql import SqlStore
-from cloud.worker import CloudWorker
+from cloud.worker import CloudWorker, start_workers, worker_brokers
 from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
 from device_app.session import State
@@ -39,7 +40,7 @@ from firmware_stubs.mfd_controller import MfdControllerStub
 from mqtt_client.endpoint import BrokerEndpoint
 from mqtt_client.failover import FailoverTiming
 from readers.adapters.sim_reader import SimReader
-from simulator.broker import MosquittoBroker
+from simulator.broker import MosquittoBroker, free_port
 from simulator.netem import LinkProfile, WanProxy
 
 pytestmark = pytest.mark.integration
@@ -116,9 +117,9 @@ def site(brokers: tuple[MosquittoBroker, ...], tmp_path: Path,
     store = open_store(url)
     assert isinstance(store, SqlStore)
     seed_demo(store, now=time.time())
-    worker = CloudWorker(lambda: CloudService(open_store(url)),
-                         [BrokerEndpoint(b.host, b.port, CLOUD, CLOUD_PW) for b in brokers])
-    worker.start()
+    # As mfd cloud --broker URL --broker URL2 starts it: one worker, a client per broker.
+    (worker,) = start_workers(lambda: CloudService(open_store(url)), worker_brokers(
+        [b.url for b in brokers], CLOUD, CLOUD_PW))
     with contextlib.ExitStack() as stack:
         stack.callback(store.close)
         stack.callback(worker.stop)
@@ -226,3 +227,27 @@ def test_a_release_with_the_primary_gone_at_any_step_prints_once_and_ends_printe
         s.on(1, "the secondary")
         s.printed_once(job_id)
         assert [index for _, index in s.link.moves] == [1]
+
+
+def test_a_device_account_is_written_on_every_broker(
+        brokers: tuple[MosquittoBroker, ...]) -> None:
+    accounts = EveryBroker([DynsecAccounts(b.admin_address) for b in brokers])
+    accounts.check()
+    where = [f"{b.host}:{b.port}" for b in brokers]
+    assert accounts.missing_on("copier-7") == where
+    accounts.set_password("copier-7", "pw-copier-7")
+    assert accounts.missing_on("copier-7") == []
+    # The device can use either broker: a link to each alone connects.
+    for b in brokers:
+        link = MqttCloudLink([BrokerEndpoint(b.host, b.port, "copier-7", "pw-copier-7")],
+                             "copier-7").start()
+        try:
+            assert link.connected
+        finally:
+            link.close()
+    # A broker that cannot take it fails the whole write, named (registration then keeps its
+    # one-time code: asking again writes the same account everywhere).
+    gone = DynsecAccounts(replace(brokers[0].admin_address, port=free_port()), timeout=2)
+    with pytest.raises(BrokerAccountError, match=f"broker 127.0.0.1:{gone.address.port}"):
+        EveryBroker([DynsecAccounts(brokers[0].admin_address), gone]).set_password(
+            "copier-7", "pw-again")
