@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import unquote
@@ -220,24 +219,12 @@ def _get(path: str, **kw: Any) -> Callable[[_Route], _Route]:
     return decorate
 
 
-# ---------------------------------------------------------------------------- per-thread use-cases
-
-_local = threading.local()
+# ---------------------------------------------------------------------------- use-cases
 
 
 def linking(request: Request) -> Linking:
-    """This thread's Linking on this thread's store (cloud/web/context.py), with the API's
-    document limit."""
-    store = web.store(request)
-    mine: dict[int, Linking] = getattr(_local, "by_app", None) or {}
-    _local.by_app = mine
-    found = mine.get(id(request.app))
-    if found is None or found.store is not store:
-        settings = web.settings(request)
-        found = Linking(store, base_url=settings.public_url or None,
-                        clock=request.app.state.clock, max_document=settings.max_document)
-        mine[id(request.app)] = found
-    return found
+    """The request's Linking (cloud/web/context.py), with the API's document limit."""
+    return web.linking(request)
 
 
 def source(request: Request) -> str:

@@ -30,6 +30,7 @@ from cloud.web import admin_pages, api, auth_pages, portal_pages, sso
 from cloud.web.context import (
     CsrfFailed,
     Forbidden,
+    ReturnStores,
     SignInRequired,
     Stores,
     render,
@@ -61,7 +62,7 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.threads:
-            # Plain ``def`` routes run on this pool; each thread keeps one store connection.
+            # Plain ``def`` routes run on this pool, each with a store connection lent to it.
             anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         purging = (asyncio.create_task(_purge(stores, settings.purge_interval))
                    if settings.purge_interval > 0 else None)
@@ -107,6 +108,8 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key.hex(),
                        session_cookie="mfd_session", max_age=COOKIE_MAX_AGE, same_site="lax",
                        https_only=settings.https_only)
+    # Outermost: the store a request borrowed goes back after everything else is done with it.
+    app.add_middleware(ReturnStores, stores=stores)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))),
               name="static")
     for module in (auth_pages, portal_pages, admin_pages, sso, api):
@@ -120,10 +123,15 @@ async def _purge(stores: Stores, interval: float) -> None:
     """Expired tokens, sessions and requests go, now and every ``interval`` seconds."""
     while True:
         try:
-            await anyio.to_thread.run_sync(lambda: stores.linking().purge())
+            await anyio.to_thread.run_sync(_purge_once, stores)
         except Exception:
             log.exception("web: purge failed; will retry")
         await asyncio.sleep(interval)
+
+
+def _purge_once(stores: Stores) -> None:
+    with stores.lease() as lease:
+        lease.linking.purge()
 
 
 def _api_only_openapi(app: FastAPI) -> None:

@@ -1,10 +1,10 @@
-"""What every page stands on: the store and linking use-cases of the request's thread, the
+"""What every page stands on: the store and linking use-cases lent to the request, the
 signed session cookie (who is signed in, the CSRF token, one-shot notices), templates, and the
 refusals that become a page (or a JSON error under /api/).
 
-Why a store per thread: FastAPI runs plain ``def`` routes on a pool of threads, and a store
-connection is not shared between threads (cloud/storage); each pool thread opens one the first
-time it needs it and keeps it, the way each MQTT worker owns its store.
+Why a store per request: FastAPI runs plain ``def`` routes on a pool of threads, and a store
+connection is used by one thread at a time (cloud/storage); each request borrows one from a
+small pool the first time it needs it and gives it back when its answer is sent.
 
 The session cookie is Starlette's (signed with the app's key, HttpOnly, SameSite=Lax). It holds
 the portal session token (checked against the store on every request, so signing out or an
@@ -14,10 +14,11 @@ password or a card number.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cloud.linking import Linking
 from cloud.storage.factory import open_store
@@ -64,38 +66,114 @@ class CsrfFailed(MfdError):
                          "try again")
 
 
-class Stores:
-    """One store and one Linking per thread, opened on first use, all closed at shutdown."""
+class _Lease:
+    """A store connection and the Linking on it, lent to one request at a time."""
 
-    def __init__(self, settings: WebSettings, clock: Callable[[], float]) -> None:
+    __slots__ = ("linking", "store")
+
+    def __init__(self, store: CloudStore, linking: Linking) -> None:
+        self.store = store
+        self.linking = linking
+
+
+#: Where a request keeps its lease (the ASGI scope's state, which the route's thread and the
+#: middleware that gives it back both see).
+_LEASE = "mfd_store_lease"
+
+
+class Stores:
+    """Store connections lent to requests: a request takes one the first time it needs it and
+    gives it back when its answer is sent (:class:`ReturnStores`), so connections are reused
+    across requests and threads, and there are never more than requests at once. (A store per
+    pool thread leaked: the pool retires idle threads and starts new ones, and each new thread
+    opened a connection that was only closed at shutdown.) At most ``keep`` idle connections
+    are kept open; the rest are closed when given back."""
+
+    def __init__(self, settings: WebSettings, clock: Callable[[], float], *,
+                 keep: int = 16) -> None:
         self.settings = settings
         self.clock = clock
-        self._local = threading.local()
-        self._opened: list[CloudStore] = []
+        self.keep = keep
+        self._idle: list[_Lease] = []
         self._lock = threading.Lock()
+        self._closed = False
+        #: Connections open now, lent or idle (a test's view of the pool).
+        self.open_count = 0
 
-    def store(self) -> CloudStore:
-        store: CloudStore | None = getattr(self._local, "store", None)
-        if store is None:
+    @property
+    def idle_count(self) -> int:
+        """Connections given back and not lent now."""
+        with self._lock:
+            return len(self._idle)
+
+    def _take(self) -> _Lease:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            self.open_count += 1
+        try:
             store = open_store(self.settings.store_url)
-            self._local.store = store
+        except BaseException:
             with self._lock:
-                self._opened.append(store)
-        return store
+                self.open_count -= 1
+            raise
+        return _Lease(store, Linking(store, base_url=self.settings.public_url or None,
+                                     clock=self.clock,
+                                     max_document=self.settings.max_document))
 
-    def linking(self) -> Linking:
-        linking: Linking | None = getattr(self._local, "linking", None)
-        if linking is None:
-            linking = Linking(self.store(), base_url=self.settings.public_url or None,
-                              clock=self.clock)
-            self._local.linking = linking
-        return linking
+    def _give(self, lease: _Lease) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < self.keep:
+                self._idle.append(lease)
+                return
+            self.open_count -= 1
+        lease.store.close()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[_Lease]:
+        """A store for work outside a request (housekeeping)."""
+        lease = self._take()
+        try:
+            yield lease
+        finally:
+            self._give(lease)
+
+    def for_request(self, request: Request) -> _Lease:
+        state = request.scope.setdefault("state", {})
+        lease: _Lease | None = state.get(_LEASE)
+        if lease is None:
+            lease = self._take()
+            state[_LEASE] = lease
+        return lease
+
+    def give_back(self, scope: MutableMapping[str, Any]) -> None:
+        state = scope.get("state")
+        lease = state.pop(_LEASE, None) if isinstance(state, dict) else None
+        if lease is not None:
+            self._give(lease)
 
     def close(self) -> None:
         with self._lock:
-            opened, self._opened = self._opened, []
-        for store in opened:
-            store.close()
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self.open_count -= len(idle)
+        for lease in idle:
+            lease.store.close()
+
+
+class ReturnStores:
+    """ASGI middleware: whatever store a request borrowed goes back once its answer is sent
+    (streamed bodies included), whether the route succeeded or not."""
+
+    def __init__(self, app: ASGIApp, stores: Stores) -> None:
+        self.app = app
+        self.stores = stores
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.stores.give_back(scope)
 
 
 def stores(request: Request) -> Stores:
@@ -104,11 +182,11 @@ def stores(request: Request) -> Stores:
 
 
 def store(request: Request) -> CloudStore:
-    return stores(request).store()
+    return stores(request).for_request(request).store
 
 
 def linking(request: Request) -> Linking:
-    return stores(request).linking()
+    return stores(request).for_request(request).linking
 
 
 def settings(request: Request) -> WebSettings:

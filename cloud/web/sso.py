@@ -153,7 +153,7 @@ async def sso_callback(request: Request) -> Response:
                         "Verify it there, or ask your administrator.")
     subject = str(claims.get("sub", ""))
     try:
-        # The store is per thread (context.Stores): the use-case runs on the pool's.
+        # The use-case blocks on the store: it runs on the pool's threads, not the loop.
         session = await run_in_threadpool(
             lambda: web.linking(request).sign_in_sso(email, issuer, subject, source="web"))
     except MfdError as exc:
