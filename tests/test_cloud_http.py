@@ -89,6 +89,14 @@ def test_web_settings_from_options_files_and_environment(tmp_path: Path,
     monkeypatch.delenv("MFD_OIDC_CLIENT_SECRET")
     with pytest.raises(MfdError, match="oidc-client-secret-file"):
         web_settings(parse())
+    # An issuer reached without TLS could hand out its own keys: only on this machine.
+    monkeypatch.setenv("MFD_OIDC_CLIENT_SECRET", "from env")
+    with pytest.raises(MfdError, match="https:// URL"):
+        web_settings(parse("--oidc-issuer", "http://id.acme.test"))
+    local = web_settings(parse("--oidc-issuer", "http://127.0.0.1:9000"))
+    assert local.oidc is not None and local.oidc.issuer == "http://127.0.0.1:9000"
+    monkeypatch.delenv("MFD_OIDC_ISSUER")
+    monkeypatch.delenv("MFD_OIDC_CLIENT_SECRET")
     with pytest.raises(MfdError, match="--smtp wants HOST:PORT"):
         web_settings(parse("--smtp", "mail.acme.test", "--mail-from", "p@acme.test"))
     # No option takes a secret on the command line, nor is one taken for a file's name.

@@ -12,6 +12,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mfdkit.cli.common import StopSignals, _secret
 from protocol.errors import MfdError
@@ -194,9 +195,13 @@ def _oidc(args: argparse.Namespace) -> Any:
     issuer = (args.oidc_issuer or env.get("MFD_OIDC_ISSUER", "")).strip().rstrip("/")
     if not issuer:
         return None
-    if not issuer.startswith(("https://", "http://")):
-        raise MfdError(f"--oidc-issuer must be the provider's URL, not {issuer!r}",
-                       code="config_invalid")
+    host = urlsplit(issuer).hostname or ""
+    loopback = host in ("localhost", "127.0.0.1", "::1")
+    # Plain HTTP would let anyone on the path swap the provider's keys and sign in as anyone:
+    # only a provider on this machine (a test or a local proxy) may be reached without TLS.
+    if not (issuer.startswith("https://") or (issuer.startswith("http://") and loopback)):
+        raise MfdError(f"--oidc-issuer must be the provider's https:// URL (http:// only on "
+                       f"this machine), not {issuer!r}", code="config_invalid")
     client_id = (args.oidc_client_id or env.get("MFD_OIDC_CLIENT_ID", "")).strip()
     secret = _secret_file(args.oidc_client_secret_file, "MFD_OIDC_CLIENT_SECRET",
                           "OIDC client secret")
