@@ -32,9 +32,15 @@ class TooManyAttempts(MfdError):
         self.retry_after = retry_after
 
 
+def client_address(request: Request) -> str:
+    """The client's address: the subject of the per-address guessing lockout, so one
+    address guessing locks only itself (a shared subject such as "web" would lock everyone)."""
+    return request.client.host if request.client else "unknown"
+
+
 def rate_limit_sign_in(request: Request) -> None:
     """Spend one sign-in attempt of this client address; refuse past the burst."""
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     store = web.store(request)
     now = request.app.state.clock()
     with store.transaction():
@@ -69,7 +75,7 @@ def sign_in(request: Request, email: Annotated[str, Form(max_length=320)],
     rate_limit_sign_in(request)
     try:
         session = web.linking(request).sign_in(email, password, org_token=org or None,
-                                               source="web")
+                                               source=client_address(request))
     except MfdError as exc:
         if exc.code == ErrorCode.LOCKED_OUT or exc.code == "invalid_token":
             status = 429 if exc.code == ErrorCode.LOCKED_OUT else 401

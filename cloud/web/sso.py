@@ -32,7 +32,7 @@ from starlette.responses import RedirectResponse, Response
 
 from cloud.linking import LinkCode
 from cloud.web import context as web
-from cloud.web.auth_pages import landing
+from cloud.web.auth_pages import client_address, landing
 from cloud.web.settings import OidcSettings
 from protocol.errors import ErrorCode, MfdError
 
@@ -155,7 +155,8 @@ async def sso_callback(request: Request) -> Response:
     try:
         # The use-case blocks on the store: it runs on the pool's threads, not the loop.
         session = await run_in_threadpool(
-            lambda: web.linking(request).sign_in_sso(email, issuer, subject, source="web"))
+            lambda: web.linking(request).sign_in_sso(email, issuer, subject,
+                                                      source=client_address(request)))
     except MfdError as exc:
         if exc.code == LinkCode.UNKNOWN_USER:
             return _refused(request, f"There is no account for {email} here. Ask your "
