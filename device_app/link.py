@@ -52,6 +52,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from device_app.link_brokers import BrokerSupervision, endpoint_address
 from device_app.ports import Reply
 from mqtt_client import jitter_reconnect, new_client
 from mqtt_client.endpoint import BrokerEndpoint
@@ -99,10 +100,6 @@ def _overdue(entry: _Pending, *, now: float) -> bool:
     return entry.deadline <= now
 
 
-def _address(ep: BrokerEndpoint) -> BrokerAddress:
-    return BrokerAddress(ep.host, ep.port, ep.username, ep.password)
-
-
 def _props(**values: Any) -> Properties:
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     for k, v in values.items():
@@ -110,7 +107,7 @@ def _props(**values: Any) -> Properties:
     return props
 
 
-class MqttCloudLink:
+class MqttCloudLink(BrokerSupervision):
     def __init__(self, broker: BrokerAddress | Sequence[BrokerEndpoint], device_id: str, *,
                  timeout: float = DEFAULT_TIMEOUT,
                  on_connection: Callable[[bool], None] | None = None,
@@ -129,7 +126,7 @@ class MqttCloudLink:
             if not endpoints:
                 raise LinkError("no broker to connect to", code="config_invalid")
         self.endpoints = endpoints
-        self.broker = _address(endpoints[0])
+        self.broker = endpoint_address(endpoints[0])
         self.device_id = topics.check_device_id(device_id)
         self.timeout = timeout
         self.resolve_within = resolve_within
@@ -171,6 +168,11 @@ class MqttCloudLink:
         self._trial: mqtt.Client | None = None
         self._trial_until = 0.0
         self._probing = False
+        #: Requests published on the current connection and not acknowledged by the broker
+        #: yet (mid -> when), and acknowledgements that came before their publish was noted.
+        self._unacked: dict[int, float] = {}
+        self._acked_early: set[int] = set()
+        self._ack_lock = threading.Lock()  # never held while calling paho
         self.client = self._client_for(endpoints[0])
         for ep in endpoints[1:]:
             # Each broker's client is made when the link moves there; a CA file that cannot be
@@ -187,6 +189,7 @@ class MqttCloudLink:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         return c
 
     def _connect(self, client: mqtt.Client, ep: BrokerEndpoint) -> None:
@@ -197,11 +200,6 @@ class MqttCloudLink:
             raise LinkError(f"bad broker address {ep.host}:{ep.port}: {exc}",
                             code="config_invalid") from exc
         client.loop_start()
-
-    @property
-    def broker_label(self) -> str:
-        """The broker in use, as ``mqtt(s)://host:port`` (diagnostics, logs)."""
-        return self.endpoints[self.current].label
 
     # ------------------------------------------------------------ lifecycle
 
@@ -256,7 +254,7 @@ class MqttCloudLink:
                 # is let go a request timeout later, so answers on their way there still land.
                 old, self.client, self._trial = self.client, client, None
                 self.current = 0
-                self.broker = _address(self.endpoints[0])
+                self.broker = endpoint_address(self.endpoints[0])
                 self._failover.returned(time.monotonic())
                 self.moves.append((time.monotonic(), 0))
                 threading.Thread(target=self._retire, args=(old, self.timeout),
@@ -266,6 +264,7 @@ class MqttCloudLink:
             elif client is not self.client:
                 return  # a client being let go: it is no longer the link
             self._failover.connected(time.monotonic())
+        self._forget_acks()  # mids are per connection
         client.subscribe(self._resp, qos=1)
         client.subscribe(self._cmd, qos=1)
         client.subscribe(self._notify, qos=0)
@@ -388,9 +387,11 @@ class MqttCloudLink:
         self._publish(corr, payload)
 
     def _publish(self, corr: bytes, payload: bytes) -> None:
-        self.client.publish(self._req, payload, qos=1,
-                            properties=_props(ResponseTopic=self._resp, CorrelationData=corr,
-                                              MessageExpiryInterval=topics.REQUEST_EXPIRY))
+        client = self.client
+        info = client.publish(self._req, payload, qos=1,
+                              properties=_props(ResponseTopic=self._resp, CorrelationData=corr,
+                                                MessageExpiryInterval=topics.REQUEST_EXPIRY))
+        self._note_publish(client, info.mid)  # a silent broker is left (link_brokers.py)
 
     def _resend(self, due: Callable[[_Pending], bool]) -> None:
         """Publish again the mutating requests in flight that ``due`` picks: the same bytes
@@ -463,101 +464,3 @@ class MqttCloudLink:
                 except Exception:  # this thread also times requests out: it must go on
                     log.exception("device %s: failover supervision failed; trying again",
                                   self.device_id)
-
-    # ------------------------------------------------------------ several brokers
-
-    def _label_of(self, client: mqtt.Client) -> str:
-        host, port = getattr(client, "host", "?"), getattr(client, "port", "?")
-        return f"{host}:{port}"
-
-    def _supervise(self, now: float) -> None:
-        """Failover, probes and the return to the primary, as mqtt_client/failover.py says."""
-        with self._lock:
-            if self._trial is not None and now >= self._trial_until:
-                # The primary did not accept the return in time: a failed probe.
-                stale, self._trial = self._trial, None
-                self._failover.probe_result(False, now)
-                self.probes.append((now, False))
-                threading.Thread(target=self._retire, args=(stale, 0.0), name="mqtt-retire",
-                                 daemon=True).start()
-            idle = (self._trial is None and not self._probing
-                    and not any(p.payload is None for p in self._pending.values()))
-            action = self._failover.next_action(now, connected=self.connected, idle=idle)
-            if action is None:
-                return
-            kind, index = action
-            ep = self.endpoints[index]
-            if kind == "switch":
-                old, trial = self.client, self._trial
-                self._trial = None
-                self.client = self._client_for(ep)
-                self.current = index
-                self.broker = _address(ep)
-                self.moves.append((now, index))
-            elif kind == "probe":
-                self._probing = True
-            else:
-                self._trial = candidate = self._client_for(ep)
-                self._trial_until = now + self._failover.timing.probe_timeout
-        if kind == "switch":
-            log.warning("device %s: moving to broker %s (the one before did not answer)",
-                        self.device_id, ep.label)
-            for gone in (old, trial):
-                if gone is not None:
-                    threading.Thread(target=self._retire, args=(gone, 0.0),
-                                     name="mqtt-retire", daemon=True).start()
-            self._connect(self.client, ep)
-        elif kind == "probe":
-            threading.Thread(target=self._probe, args=(ep,), name="mqtt-probe",
-                             daemon=True).start()
-        else:
-            log.info("device %s: its first broker %s looks healthy again; going back",
-                     self.device_id, ep.label)
-            self._connect(candidate, ep)
-
-    def _probe(self, ep: BrokerEndpoint) -> None:
-        """One MQTT connection to ``ep`` as the device (no Will, nothing subscribed): healthy if
-        the broker accepts it within the probe timeout. Runs on its own thread."""
-        timeout = self._failover.timing.probe_timeout
-        accepted: list[bool] = []
-        done = threading.Event()
-
-        def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-            accepted.append(not rc.is_failure)
-            done.set()
-
-        healthy = False
-        try:
-            c = new_client(f"{self.device_id}-probe", ep.username or self.device_id,
-                           ep.password, tls_ca_file=ep.tls_ca_file)
-            c.on_connect = on_connect
-            c.connect_timeout = timeout
-            c.reconnect_delay_set(3600, 3600)  # one attempt: the answer is the finding
-            try:
-                c.connect(ep.host, ep.port, keepalive=max(1, int(timeout)),
-                          clean_start=True)
-                c.loop_start()
-                healthy = done.wait(timeout) and accepted[0]
-            except (OSError, ValueError):
-                healthy = False
-            finally:
-                c.disconnect()
-                c.loop_stop()
-        except LinkError:
-            healthy = False  # a CA file that went away: not healthy, and said at connect
-        now = time.monotonic()
-        with self._lock:
-            self._probing = False
-            if self._closed.is_set():
-                return
-            self._failover.probe_result(healthy, now)
-            self.probes.append((now, healthy))
-        log.info("device %s: probe of broker %s: %s", self.device_id, ep.label,
-                 "healthy" if healthy else "not answering")
-
-    def _retire(self, client: mqtt.Client, after: float) -> None:
-        """Let a client go (after ``after`` seconds): a clean DISCONNECT, so no Will."""
-        if after > 0:
-            self._closed.wait(after)
-        client.disconnect()
-        client.loop_stop()

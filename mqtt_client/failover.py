@@ -11,6 +11,9 @@ is the *primary*. Pure: time comes in as ``now`` and the link (device_app/link.p
   anew per outage between 1 and 1.5 times it: a fleet that lost the same broker does not
   stampede the next one in step), the link moves to the next broker in the list, wrapping
   around to the primary after the last, and the clock starts again there.
+- **Silence.** A broker that takes a request and does not acknowledge it (QoS 1 PUBACK) within
+  ``ack_timeout`` is taken as gone at once (a black hole, noticed while someone waits), rather
+  than after the keep-alive (one to two keep-alive intervals, 30 to 60 s by default).
 - **And back.** While connected to a secondary, the primary is probed every ``probe_every``
   (drawn between 0.75 and 1.25 times it): one MQTT connection as the device, healthy if the
   broker accepts it within ``probe_timeout``. After ``healthy_probes`` good probes in a row the
@@ -43,6 +46,9 @@ class FailoverTiming:
     probe_every: float = 30.0
     #: How long a probe (or the return itself) may wait for the primary's CONNACK.
     probe_timeout: float = 5.0
+    #: A request the broker has not acknowledged (PUBACK) within this many seconds: the
+    #: connection is taken as dead (a black hole) and dropped, which starts the switch delay.
+    ack_timeout: float = 6.0
     #: Good probes in a row before going back to the primary.
     healthy_probes: int = 3
     #: A return to the primary lost again within this many seconds did not hold.
@@ -50,7 +56,8 @@ class FailoverTiming:
     max_healthy_probes: int = 24
 
     def __post_init__(self) -> None:
-        if min(self.switch_after, self.probe_every, self.probe_timeout, self.hold) <= 0:
+        if min(self.switch_after, self.probe_every, self.probe_timeout, self.hold,
+               self.ack_timeout) <= 0:
             raise ValueError("failover times must be positive")
         if not 1 <= self.healthy_probes <= self.max_healthy_probes:
             raise ValueError("healthy_probes must be 1 to max_healthy_probes")

@@ -50,7 +50,7 @@ CLOUD, CLOUD_PW = "cloud-0", "pw-failover-cloud"
 #: Seconds, not minutes: a switch after 0.4-0.6 s, a probe every 0.15-0.25 s, three good ones
 #: in a row to return.
 FAST = FailoverTiming(switch_after=0.4, probe_every=0.2, probe_timeout=0.6, healthy_probes=3,
-                      hold=5.0)
+                      hold=5.0, ack_timeout=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +184,19 @@ def test_a_primary_that_comes_and_goes_is_probed_but_not_returned_to(
         primary.restore()
         s.on(0, "the primary, healthy for good")
         assert [index for _, index in s.link.moves] == [1, 0]
+
+
+def test_a_release_into_a_black_hole_is_settled_on_the_secondary(
+        brokers: tuple[MosquittoBroker, ...], tmp_path: Path) -> None:
+    # The keep-alive (30 s) would notice in 30 to 60 s; the request the primary never
+    # acknowledges does within ack_timeout, while the person waits.
+    with site(brokers, tmp_path) as s:
+        s.log_in(0)
+        s.nets[0].blackhole()
+        job_id = s.release_first()
+        s.on(1, "the secondary, the silence noticed")
+        s.printed_once(job_id)
+        assert [index for _, index in s.link.moves] == [1]
 
 
 def test_every_broker_gone_the_panel_says_so_and_any_one_back_serves_it(
