@@ -10,9 +10,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pygame
 import pytest
+from playwright.sync_api import sync_playwright
 from waiting import eventually
 
 from cloud.demo import DEMO_USERS
@@ -27,6 +29,7 @@ from simulator.scenarios.model import Expect, Press, Tap, Type, Wait
 from simulator.scenarios.parse import parse_scenario
 from simulator.scenarios.run import unknown_badge
 from simulator.scenarios.window import SimKeys, draw_overlay
+from tests.web_helpers import CHROMIUM_ARGS, PHONE, chromium_path
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +55,8 @@ def _click(pos: tuple[int, int]) -> None:
     pygame.event.post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, pos=pos, button=1))
 
 
-def _in_window(person: Callable[[SimKeys], None], *, record: Path | None = None) -> SimKeys:
+def _in_window(person: Callable[[SimKeys], None], *, record: Path | None = None,
+               http: tuple[str, int] | None = None) -> SimKeys:
     """Open the simulator's window (``mfd sim``'s code path) and let ``person`` use it."""
     done = threading.Event()
     got: list[SimKeys] = []
@@ -73,7 +77,7 @@ def _in_window(person: Callable[[SimKeys], None], *, record: Path | None = None)
         threading.Thread(target=run, args=(keys,), daemon=True).start()
 
     run_window(page_time=0.0, seed=5, record=str(record) if record else None,
-               should_stop=done.is_set, on_keys=started)
+               should_stop=done.is_set, on_keys=started, http=http)
     if errors:
         raise errors[0]
     return got[0]
@@ -251,3 +255,44 @@ def test_a_scenario_runs_in_the_window_too(capsys: pytest.CaptureFixture[str]) -
     assert run_scenario_file(str(library / "code-login.toml"), window=True) == 0
     assert capsys.readouterr().out.rstrip().endswith("scenario passed")
     assert pygame.display.get_init() is False  # the world closed its window
+
+
+def test_with_http_a_phone_scans_the_panels_code_and_releases_there(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``mfd sim --http``: the portal beside the window, its QR code on the idle panel; a phone
+    that opens the code's address signs in with the printed demo password and prints its held
+    jobs at that copier, through the device's own release path."""
+    def person(keys: SimKeys) -> None:
+        app = keys.app
+        assert eventually(lambda: bool(app.view().qr_url))
+        url = app.view().qr_url
+        assert url.endswith("/copier/" + keys.dev.spec.id)
+        password = capsys.readouterr().out.rpartition("with the password ")[2].split()[0]
+        # Playwright's sync API stays on the thread that started it: the window has the main
+        # thread, so this person's phone gets a browser of its own here.
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+            try:
+                _phone_releases(browser, url, password, keys)
+            finally:
+                browser.close()
+
+    _in_window(person, http=("127.0.0.1", 0))
+
+
+def _phone_releases(browser: Any, url: str, password: str, keys: SimKeys) -> None:
+    context = browser.new_context(viewport=PHONE)
+    try:
+        phone = context.new_page()
+        phone.goto(url)  # signed out: the sign-in page, then back here
+        phone.get_by_label("Email").fill(DEMO_USERS[1].email)
+        phone.get_by_label("Password").fill(password)
+        phone.get_by_role("button", name="Sign in").click()
+        release = phone.get_by_role("button", name="Print the ticked jobs here")
+        release.wait_for()
+        ticked = phone.locator("input[name=job_id]:checked").count()
+        assert ticked >= 1
+        release.click()
+        assert eventually(lambda: len(keys.dev.engine.printed) == ticked, timeout=20)
+    finally:
+        context.close()

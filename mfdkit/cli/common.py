@@ -71,3 +71,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         super().error(redact(message))
+
+
+def host_port(value: str, option: str = "--http") -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, or :PORT (loopback)."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        example = "127.0.0.1:8631" if option == "--http" else "mail.example.org:587"
+        raise MfdError(f"{option} wants HOST:PORT (e.g. {example}), not {value!r}",
+                       code="config_invalid")
+    return host, int(port)

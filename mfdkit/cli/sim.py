@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from mfdkit.cli.common import StopSignals
+from mfdkit.cli.common import StopSignals, host_port
 from protocol.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def run_scenario_file(path: str, *, seed: int = 0, transcript: str | None = None
 
 def run_window(*, page_time: float, seed: int, record: str | None,
                should_stop: Callable[[], bool] = lambda: False,
-               on_keys: Callable[[SimKeys], None] | None = None) -> int:
+               on_keys: Callable[[SimKeys], None] | None = None,
+               http: tuple[str, int] | None = None) -> int:
     """The window for a person (``mfd sim``), writing what they did to ``record`` if given.
     ``on_keys`` gets the window's keys (and through them the device) once it is built."""
     from simulator.scenarios.dump import dump_scenario
@@ -64,10 +65,15 @@ def run_window(*, page_time: float, seed: int, record: str | None,
 
     base = interactive_scenario(page_time)
     recorder = StepRecorder(base, base.devices[0].id) if record else None
-    with ScenarioWorld(base) as world:
+    with ScenarioWorld(base, http=http) as world:
         codes = ", ".join(f"{u.name} {u.code}" for u in base.users)
         print("mfd sim: panel window open (F1 shows/hides the keys). On a keypad screen the "
               f"keyboard types; demo access codes: {codes}.")
+        if world.portal is not None:
+            emails = ", ".join(u.email for u in base.users)
+            print(f"mfd sim: User Portal on {world.portal.public_url}/portal/ (the panel's QR "
+                  f"code opens its copier page): sign in as {emails} with the password "
+                  f"{world.portal_password}")
         for line in HELP:
             print("  " + line)
         try:
@@ -93,6 +99,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise ConfigError("--window and --transcript go with --scenario FILE")
     if args.record and (args.scenario or args.headless):
         raise ConfigError("--record records the window: leave out --scenario and --headless")
+    if args.http and (args.scenario or args.headless):
+        raise ConfigError("--http serves the portal beside the window: leave out --scenario "
+                          "and --headless")
     if args.scenario and (args.headless or args.screenshots):
         raise ConfigError("--headless and --screenshots are the built-in demo's; a scenario "
                           "runs headless unless --window")
@@ -106,7 +115,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return run_demo(sys.stdout, Path(args.screenshots) if args.screenshots else None,
                         page_time=args.page_time)
     return run_window(page_time=args.page_time, seed=args.seed, record=args.record,
-                      should_stop=lambda: stop.requested)
+                      should_stop=lambda: stop.requested,
+                      http=host_port(args.http) if args.http else None)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,4 +140,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--screenshots", metavar="DIR", help="with --headless: save a PNG per step")
     s.add_argument("--page-time", type=float, default=0.2, metavar="S",
                    help="seconds the emulated engine takes per copy (default 0.2)")
+    s.add_argument("--http", metavar="HOST:PORT",
+                   help="window: also serve the User Portal and admin console there (e.g. "
+                   "0.0.0.0:8631 for a phone on this network); the panel shows its QR code")
     s.set_defaults(func=cmd_sim)

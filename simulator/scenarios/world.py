@@ -15,17 +15,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from cloud.demo import demo_document, seed_demo
 from cloud.devices import set_device_config
 from cloud.directory import add_card, set_access_code, set_password, submit_job
+from cloud.portal import start_portal
 from cloud.service import CloudService
 from cloud.storage.sqlite import SqliteStore
+from cloud.web.server import WebServer
 from cloud.worker import CloudWorker
 from device_app.app import DeviceApp
 from device_app.config import parse_config, save_credentials, to_toml, write_private
@@ -130,6 +133,11 @@ class ScenarioWorld(StackedWorld):
     worker: CloudWorker | None = None
     #: Seconds the cloud's clock is ahead of the wall clock (clock jumps).
     cloud_offset: float = 0.0
+    #: Serve the User Portal and admin console on (host, port) too (``mfd sim --http``): the
+    #: panels show its QR code, and every demo user gets ``portal_password``.
+    http: tuple[str, int] | None = None
+    portal: WebServer | None = None
+    portal_password: str = ""
     _passwords: dict[str, str] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -159,10 +167,30 @@ class ScenarioWorld(StackedWorld):
                 self.store, owner.email, job.name, demo_document(job.name, job.pages),
                 pages=job.pages, color=job.color, duplex=job.duplex, copies=job.copies,
                 source=job.client, submitted_at=now - 60 * (i + 1))
+        if self.http is not None:
+            self._serve_portal(*self.http)
+            sc = self.scenario
         self.start_cloud()
         stack.callback(self.kill_cloud)
         for spec in sc.devices:
             self.devices[spec.id] = self._device(spec)
+
+    def _serve_portal(self, host: str, port: int) -> None:
+        """The web app on the world's store; each device's idle screen shows its QR code (the
+        policy's portal_url), so a phone on the same network can release at that copier."""
+        assert self.store is not None and self.workdir is not None
+        self.portal = start_portal(f"sqlite:///{self.workdir / 'cloud.db'}", host, port)
+        self._stack.callback(self.portal.close)
+        # One random password for the demo users, shown by ``mfd sim`` (a demo's, not a real
+        # account's); users the scenario gave a password keep theirs.
+        self.portal_password = secrets.token_urlsafe(12)
+        for u in self.scenario.users:
+            if not u.password:
+                set_password(self.store, u.email, self.portal_password)
+        url = self.portal.public_url
+        self.scenario = replace(self.scenario, devices=tuple(
+            replace(d, policy=replace(d.policy, portal_url=url))
+            for d in self.scenario.devices))
 
     def _add_users(self) -> None:
         assert self.store is not None
