@@ -105,9 +105,10 @@ def test_provision_writes_a_list_of_brokers_that_reads_back(tmp_path: Path) -> N
 
 
 def test_the_cloud_takes_several_brokers_each_once() -> None:
-    eps = worker_brokers(["mqtt://a:1883", "mqtts://b"], "cloud", "pw", ca_file="ca.pem")
+    eps = worker_brokers(["mqtt://a:1883", "mqtts://b", "tcp://c"], "cloud", "pw",
+                         ca_file="ca.pem")
     assert [(e.host, e.port, e.username, e.tls_ca_file) for e in eps] == [
-        ("a", 1883, "cloud", None), ("b", 8883, "cloud", "ca.pem")]
+        ("a", 1883, "cloud", None), ("b", 8883, "cloud", "ca.pem"), ("c", 1883, "cloud", None)]
     for bad, said in ((["mqtt://a", "mqtt://a:1883"], "given twice"),
                       (["mqtt://a", "http://b"], "--broker 'http://b'"), ([], "at least one")):
         with pytest.raises(ConfigError, match=said):
