@@ -39,6 +39,22 @@ from protocol.errors import StoreError
 #: Who the audit log says did it, for actions taken through an admin front end.
 ACTOR = "admin"
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: A display name: what the directory import takes (cloud/linking/importing.py), by every path.
+#: Names end up in mails, packages and pages; a line break in one has no business there.
+NAME_MAX = 128
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_display_name(name: str, what: str = "a user") -> str:
+    """The name without surrounding blanks; refused when empty, past :data:`NAME_MAX`
+    characters, or holding control characters (line breaks included)."""
+    name = name.strip()
+    if not name:
+        raise StoreError(f"{what} needs a display name", code="invalid_field")
+    if len(name) > NAME_MAX or _CONTROL_RE.search(name):
+        raise StoreError(f"a display name is up to {NAME_MAX} characters, without line breaks "
+                         "or other control characters", code="invalid_field")
+    return name
 
 
 # -- names that must exist
@@ -106,8 +122,7 @@ def add_user(store: CloudStore, org_id: str, email: str, name: str, *,
     require_org(store, org_id)
     if not _EMAIL_RE.fullmatch(email.strip()) or len(email) > 254:
         raise StoreError(f"{email!r} is not an email address", code="invalid_field")
-    if not name.strip():
-        raise StoreError("a user needs a display name", code="invalid_field")
+    name = check_display_name(name)
     language = check_language(language)
     _check_role(role)
     with store.transaction():
@@ -297,8 +312,7 @@ def add_technician(store: CloudStore, org_id: str, name: str, *, badge: str | No
     generated access code returned once. Hashed like a user's card or code; audited. A badge
     or code that is a user's already is refused: identify would find the user first."""
     require_org(store, org_id)
-    if not name.strip():
-        raise StoreError("a technician needs a name", code="invalid_field")
+    name = check_display_name(name, "a technician")
     if (badge is None) == (not code):
         raise StoreError("give a technician either a badge (--badge NUMBER) or a code (--code)",
                          code="invalid_field")

@@ -4,6 +4,8 @@ run on the store of each backend."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
 
 import httpx
@@ -12,9 +14,11 @@ import pytest
 from cloud import admin, directory
 from cloud.linking import Linking
 from cloud.storage.factory import open_store
+from cloud.storage.port import User
 from cloud.storage.sql import SqlStore
-from protocol.errors import ErrorCode, MfdError
-from tests.admin_console_helpers import csrf_of
+from cloud.web import portal_bundle
+from protocol.errors import ErrorCode, MfdError, StoreError
+from tests.admin_console_helpers import csrf_of, signed_in
 from tests.web_helpers import PASSWORD, WebWorld, make_world
 
 
@@ -75,3 +79,49 @@ def test_the_sign_in_page_counts_failures_against_the_client_address(world: WebW
         assert r.status_code == 401
     wrong = [row for row in audit_rows(world) if row[2] == "portal.wrong_password"]
     assert wrong and wrong[0][4] == "from 127.0.0.1", wrong
+
+
+# ---------------------------------------------------- 2. display names and the client package
+
+EVIL_NAME = "Mallory\necho owned > /tmp/owned\r\nrem"
+
+
+def test_a_display_name_with_control_characters_is_refused_by_every_path(
+        acme: tuple[SqlStore, str]) -> None:
+    store, org = acme
+    for name in (EVIL_NAME, "Tab\there", "x" * 129, "   "):
+        with pytest.raises(StoreError) as refused:
+            admin.add_user(store, org, "mallory@example.org", name)
+        assert refused.value.code == "invalid_field"
+    with pytest.raises(StoreError):
+        admin.add_technician(store, org, "Tech\nnician", code=True)
+    assert [u.email for u in admin.users(store, org)] == ["ada@example.org"]
+    # Blanks around a good name are trimmed before it is stored.
+    admin.add_user(store, org, "bob@example.org", "  Bob  ")
+    assert {u.display_name for u in admin.users(store, org)} == {"Ada Lovelace", "Bob"}
+
+
+def test_the_admin_console_refuses_a_name_with_a_line_break(world: WebWorld) -> None:
+    with signed_in(world.url, world.admin_email) as http:
+        csrf = csrf_of(http.get("/admin/users").text)
+        r = http.post("/admin/users", data={"csrf": csrf, "email": "mallory@example.org",
+                                            "name": EVIL_NAME})
+        assert r.status_code == 400
+        assert "control characters" in r.text
+    store = open_store(world.store_url)
+    try:
+        assert store.user_by_email("mallory@example.org") is None
+    finally:
+        store.close()
+
+
+def test_the_client_package_scripts_hold_no_text_a_person_chose() -> None:
+    user = User("u_1", "o_1", "eve@example.org", EVIL_NAME)
+    data = portal_bundle.build("https://print.example.org/i/tok", "tok", user=user,
+                               org="Acme\nrem org", portal_url="https://print.example.org",
+                               expires_at=2_000_000_000)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for script in ("link.sh", "link.cmd"):
+            text = z.read(f"{portal_bundle.FOLDER}/{script}").decode()
+            assert "Mallory" not in text and "owned" not in text and "eve@" not in text
+            assert "Acme" not in text

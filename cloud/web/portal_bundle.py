@@ -31,8 +31,11 @@ REAL_INSTALLERS = (
 
 FOLDER = "mfdkit-client"
 
+# The scripts are constants: no name, email or other text a person chose is ever pasted into
+# something a shell runs (a line break in a name would have become a command).
 _LINK_SH = """#!/bin/sh
-# Links the mfdkit print client to {who} and adds the mfdkit Printer for this OS user.
+# Links the mfdkit print client to the person named in installer.json and adds the
+# mfdkit Printer for this OS user.
 # Needs the reference client (`pip install mfdkit`, Python 3.11 or later).
 set -eu
 cd "$(dirname "$0")"
@@ -41,7 +44,8 @@ exec mfd client link --installer-token "$link" "$@"
 """
 
 _LINK_CMD = """@echo off
-rem Links the mfdkit print client to {who} and adds the mfdkit Printer for this Windows user.
+rem Links the mfdkit print client to the person named in installer.json and adds the
+rem mfdkit Printer for this Windows user.
 rem Needs the reference client (pip install mfdkit, Python 3.11 or later).
 cd /d "%~dp0"
 set MFD_READ=import json; print(json.load(open('installer.json'))['installer_link'])
@@ -96,8 +100,8 @@ def build(installer_link: str, installer_token: str, *, user: User | None, org: 
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         _add(z, "README.txt", readme, 0o644)
         _add(z, "installer.json", json.dumps(config, indent=2) + "\n", 0o600)
-        _add(z, "link.sh", _LINK_SH.format(who=who), 0o755)
-        _add(z, "link.cmd", _LINK_CMD.format(who=who).replace("\n", "\r\n"), 0o644)
+        _add(z, "link.sh", _LINK_SH, 0o755)
+        _add(z, "link.cmd", _LINK_CMD.replace("\n", "\r\n"), 0o644)
     return buf.getvalue()
 
 
