@@ -39,22 +39,25 @@ def check_broker_url(url: str, key: str = "broker.url") -> str:
     """``url`` if it is a broker URL a device can use; ConfigError naming ``key`` (and the URL,
     its password redacted) otherwise. ``key`` is a config key, or a command-line option
     (``--broker``)."""
-    what = (f"{key} {redact(url)!r}" if key.startswith("--")
-            else f"config key {key!r} = {redact(url)!r}")
+    if key.startswith("--"):
+        # An option's errors read as mfd cloud's always did: "broker URL 'x' ...".
+        what = f"broker URL {redact(url)!r}"
+        scheme = "must look like mqtt://host:1883"
+    else:
+        what = f"config key {key!r} = {redact(url)!r}"
+        scheme = "must start with mqtt:// or mqtts://"
     if not url.startswith(SCHEMES):
-        raise ConfigError(f"{what} must start with mqtt:// or "
-                          "mqtts://")
+        raise ConfigError(f"{what} {scheme}")
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018  # raises on a port that is not a number or out of range
     except ValueError:
         raise ConfigError(f"{what} has a bad port") from None
     if not parts.hostname:
-        raise ConfigError(f"{what} names no host, e.g. "
-                          "mqtts://broker.example.org:8883")
+        raise ConfigError(f"{what} names no host, e.g. mqtts://broker.example.org:8883")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"{what}: a broker URL is "
-                          "scheme://host:port, with nothing after the port")
+        raise ConfigError(f"{what}: a broker URL is scheme://host:port, with nothing after "
+                          "the port")
     return url
 
 

@@ -110,7 +110,8 @@ def test_the_cloud_takes_several_brokers_each_once() -> None:
     assert [(e.host, e.port, e.username, e.tls_ca_file) for e in eps] == [
         ("a", 1883, "cloud", None), ("b", 8883, "cloud", "ca.pem"), ("c", 1883, "cloud", None)]
     for bad, said in ((["mqtt://a", "mqtt://a:1883"], "given twice"),
-                      (["mqtt://a", "http://b"], "--broker 'http://b'"), ([], "at least one")):
+                      (["mqtt://a", "http://b"], "broker URL 'http://b' must look like"),
+                      ([], "at least one")):
         with pytest.raises(ConfigError, match=said):
             worker_brokers(bad, "cloud", "pw")
 
