@@ -155,6 +155,9 @@ class CloudWorker:
         self.busy_after = busy_after
         self.receive_maximum = receive_maximum
         self.busy = 0
+        # The counters below are bumped on each leg's paho thread: one lock, so that a test
+        # waiting on a count never misses one.
+        self._counting = threading.Lock()
         self._thread: threading.Thread | None = None
         #: Requests answered; requests dropped (no Response Topic); statuses and events
         #: processed (recorded, ignored or dropped as malformed); messages that failed with an
@@ -223,6 +226,10 @@ class CloudWorker:
                         "over to it are served once it does", self.name, leg.where)
         return self
 
+    def _bump(self, counter: str) -> None:
+        with self._counting:
+            setattr(self, counter, getattr(self, counter) + 1)
+
     @property
     def connected_legs(self) -> list[_Leg]:
         return [leg for leg in self.legs if leg.connected.is_set()]
@@ -262,7 +269,7 @@ class CloudWorker:
         try:
             self._process(leg.service, msg, client)
         except Exception:
-            self.failed += 1
+            self._bump("failed")
             log.exception("worker %s failed on a message on %s", self.name, msg.topic)
 
     def _chores(self) -> None:
@@ -379,11 +386,11 @@ class CloudWorker:
                 # Which engine it prints on: an emulated one must show in `mfd admin devices`.
                 devices.record_engine(service.store, device_id, bytes(msg.payload),
                                       service.clock())
-            self.statuses += 1
+            self._bump("statuses")
             return
         if leaf == "events":
             self._event(service, device_id, bytes(msg.payload))
-            self.events += 1
+            self._bump("events")
             return
         payload = bytes(msg.payload)
         props = msg.properties
@@ -394,7 +401,7 @@ class CloudWorker:
         own = topics.response_topic(device_id)
         if reply_to is None:
             log.info("device %s sent a request without a Response Topic; dropped", device_id)
-            self.dropped += 1
+            self._bump("dropped")
             return
         if reply_to != own:
             reply = m.encode_error(m.request_type_of(payload), ErrorCode.WRONG_REPLY_TOPIC,
@@ -402,7 +409,7 @@ class CloudWorker:
         elif waited >= self.busy_after:
             # The device gives up after its request timeout; doing the work now would only
             # delay the requests behind this one. Say "busy" at once instead (nothing done).
-            self.busy += 1
+            self._bump("busy")
             reply = m.encode_error(m.request_type_of(payload), ErrorCode.BUSY,
                                    "the print service is busy; try again", retry_after=1)
         else:
@@ -414,4 +421,4 @@ class CloudWorker:
         if correlation is not None:
             out.CorrelationData = correlation
         client.publish(own, reply, qos=1, properties=out)  # on the broker it came from
-        self.handled += 1
+        self._bump("handled")

@@ -1,7 +1,8 @@
 """The device as it runs on a copier: built from its configuration, kept in step with the cloud.
 
 ``Device`` is the composition root: it opens the readers the config names, the print engine,
-the MQTT link (TLS for ``mqtts://``), and the app; and it applies configuration pushed by the
+the MQTT link (TLS for ``mqtts://``; with ``[broker] url`` a list, every broker in order, the
+link failing over between them), and the app; and it applies configuration pushed by the
 cloud on ``.../cmd`` live (policy at once; readers reopened when their specs change),
 acknowledging each version on ``.../events``. An invalid push is refused with the reason and the
 running configuration stays. The managed part of the last applied push is kept next to the
