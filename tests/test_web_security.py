@@ -5,6 +5,7 @@ run on the store of each backend."""
 from __future__ import annotations
 
 import io
+import socket
 import zipfile
 from collections.abc import Iterator
 
@@ -125,3 +126,63 @@ def test_the_client_package_scripts_hold_no_text_a_person_chose() -> None:
             text = z.read(f"{portal_bundle.FOLDER}/{script}").decode()
             assert "Mallory" not in text and "owned" not in text and "eve@" not in text
             assert "Acme" not in text
+
+
+# ---------------------------------------------------- 3. request bodies of the page routes
+
+def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, str]:
+    """Send bytes as they are (httpx would fix the framing) and read the answer's status."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        while True:  # the rest, up to the server's close (Connection: close)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.decode("latin-1").partition("\r\n")
+    return int(status_line.split()[1]), rest
+
+
+def test_a_chunked_body_is_refused_before_it_is_read(world: WebWorld) -> None:
+    for path in ("/portal/signin", "/portal/print", "/admin/users/import"):
+        status, text = raw_request(world.url, f"POST {path} HTTP/1.1\nHost: localhost\n"
+                                   "Content-Type: multipart/form-data; boundary=b\n"
+                                   "Transfer-Encoding: chunked\nConnection: close\n",
+                                   b"5\r\nhello\r\n0\r\n\r\n")
+        assert status == 411, (path, text)
+        assert "chunked" in text
+
+
+def test_a_form_larger_than_its_limit_is_refused_from_its_declared_length(
+        world: WebWorld) -> None:
+    # 300 MB declared, none sent: the answer comes from the headers alone.
+    status, text = raw_request(world.url, "POST /portal/signin HTTP/1.1\nHost: localhost\n"
+                               "Content-Type: multipart/form-data; boundary=b\n"
+                               "Content-Length: 300000000\nConnection: close\n")
+    assert status == 413 and "larger than" in text
+    # A body over 64 KiB to a form, sent whole: refused the same way.
+    r = httpx.post(world.url + "/portal/signin", files={"f": ("x.bin", b"0" * 70_000)})
+    assert r.status_code == 413
+    # A POST without a length.
+    status, _ = raw_request(world.url, "POST /portal/signout HTTP/1.1\nHost: localhost\n"
+                            "Connection: close\n")
+    assert status == 411
+    # The API keeps its own rules (its JSON error, not this page).
+    status, text = raw_request(world.url, "POST /api/v1/portal/signin HTTP/1.1\n"
+                               "Host: localhost\nContent-Type: application/json\n"
+                               "Transfer-Encoding: chunked\nConnection: close\n",
+                               b"2\r\n{}\r\n0\r\n\r\n")
+    assert status == 411 and "length_required" in text
+    # A form within its limit still works.
+    with signed_in(world.url, world.user_email) as http:
+        assert http.get("/portal/").status_code == 200

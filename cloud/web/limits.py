@@ -1,0 +1,115 @@
+"""How much body a page route takes: known before a byte of it is read.
+
+FastAPI's form parsing (and ``check_csrf``'s ``request.form()``) spools multipart file parts of
+any size to temporary files before a route or a check runs, so a limit inside a route comes too
+late: an anonymous POST of 300 MB to the sign-in form would fill the disk first. This ASGI
+middleware stands in front of every page route and decides from the headers alone:
+
+- a body in ``Transfer-Encoding`` (chunked) is refused (411): its size is unknown until it has
+  been read, and the server then ignores Content-Length;
+- a POST needs a Content-Length (411), and one larger than the path's limit is refused (413):
+  :data:`FORM_LIMIT` for forms, the upload limit plus :data:`MULTIPART_SLACK` for Print from the
+  browser, the import limit plus the slack for the directory import;
+- ``receive`` is wrapped so nothing past the declared length reaches the app.
+
+The JSON API (/api/) bounds its bodies itself (cloud/web/api.py) and is passed through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cloud.web import context as web
+from cloud.web.admin_pages import MAX_IMPORT
+
+#: A form of ours: sign-in, settings, a few fields. Nothing a person types comes near it.
+FORM_LIMIT = 64 * 1024
+#: Room around an uploaded file in a multipart body: boundaries, part headers, the other fields.
+MULTIPART_SLACK = 64 * 1024
+
+PRINT_PATH = "/portal/print"
+IMPORT_PATH = "/admin/users/import"
+
+
+def limit_for(path: str, max_upload: int) -> int:
+    """The largest body a request to ``path`` may declare."""
+    if path == PRINT_PATH:
+        return max_upload + MULTIPART_SLACK
+    if path == IMPORT_PATH:
+        return MAX_IMPORT + MULTIPART_SLACK
+    return FORM_LIMIT
+
+
+class BodyLimits:
+    """ASGI middleware bounding the request bodies of page routes (everything but /api/)."""
+
+    def __init__(self, app: ASGIApp, limit: Callable[[str], int]) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope["headers"]}
+        if b"transfer-encoding" in headers:
+            await _refuse(scope, receive, send, 411, "Send the form again from its page: a "
+                          "body of unknown length (chunked) is not accepted here.")
+            return
+        raw = headers.get(b"content-length")
+        if raw is None:
+            if scope["method"] == "POST":
+                await _refuse(scope, receive, send, 411, "Your browser did not say how much "
+                              "it was sending; send the form again from its page.")
+                return
+            declared = 0
+        elif not raw.isdigit():
+            await _refuse(scope, receive, send, 400, "The request's Content-Length is not a "
+                          "number.")
+            return
+        else:
+            declared = int(raw)
+        limit = self.limit(scope["path"])
+        if declared > limit:
+            await _refuse(scope, receive, send, 413, f"What you sent is larger than this page "
+                          f"takes ({_size(limit)}): send less, or a smaller file.")
+            return
+        await self.app(scope, _bounded(receive, declared), send)
+
+
+def _bounded(receive: Receive, declared: int) -> Receive:
+    """``receive`` that hands the app at most ``declared`` body bytes, then says the body
+    ended (the server frames by Content-Length too; this holds whatever it does)."""
+    left = declared
+
+    async def bounded() -> Message:
+        nonlocal left
+        message = await receive()
+        if message["type"] != "http.request":
+            return message
+        body: bytes = message.get("body", b"")
+        if len(body) >= left:
+            body, left = body[:left], 0
+            return {"type": "http.request", "body": body, "more_body": False}
+        left -= len(body)
+        return {**message, "body": body}
+
+    return bounded
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MB" if n >= 1024 * 1024 else f"{n // 1024} KB"
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int,
+                  message: str) -> None:
+    request = Request(scope, receive)
+    # The error page, as every refusal of a page; render may read the store (who is signed
+    # in), so it runs on the pool's threads, not the event loop.
+    response = await run_in_threadpool(web.render, request, "error.html", status, message=message)
+    response.headers["connection"] = "close"  # the unread body must not be taken for a request
+    await response(scope, receive, send)
