@@ -32,13 +32,16 @@ from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.storage.sql import SqlStore
 from cloud.worker import CloudWorker, start_workers, worker_brokers
+from device_app import config as device_config
 from device_app.app import DeviceApp
 from device_app.link import MqttCloudLink
+from device_app.runner import from_config_file
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from mqtt_client.endpoint import BrokerEndpoint
 from mqtt_client.failover import FailoverTiming
+from provisioning.provision import ProvisionRequest, provision
 from readers.adapters.sim_reader import SimReader
 from simulator.broker import MosquittoBroker, free_port
 from simulator.netem import LinkProfile, WanProxy
@@ -264,3 +267,21 @@ def test_a_device_account_is_written_on_every_broker(
     with pytest.raises(BrokerAccountError, match=f"broker 127.0.0.1:{gone.address.port}"):
         EveryBroker([DynsecAccounts(brokers[0].admin_address), gone]).set_password(
             "copier-7", "pw-again")
+
+
+def test_a_device_from_its_device_toml_skips_a_primary_that_is_not_there(
+        brokers: tuple[MosquittoBroker, ...], tmp_path: Path) -> None:
+    # As mfd device --config runs it: the list from device.toml, in order, the first gone.
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"
+    provision(ProvisionRequest(directory=tmp_path / "dev", device_id=DEVICE,
+                               broker_url=(nowhere, brokers[1].url), username=DEVICE,
+                               password=DEVICE_PW, engine_kind="emulator"), device_config)
+    engine = MfdControllerStub()
+    device = from_config_file(tmp_path / "dev" / "device.toml", engine=engine, failover=FAST)
+    try:
+        device.start(wait=5)
+        assert device.link.connected and device.link.current == 1
+        assert device.link.broker_label == f"mqtt://{brokers[1].host}:{brokers[1].port}"
+        assert [index for _, index in device.link.moves] == [1]
+    finally:
+        device.stop()
