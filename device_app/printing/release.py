@@ -583,6 +583,7 @@ class Printer:
                 continue
             with self._lock:
                 self._unsettled.discard(key)
+            self.spool.release(key)
             entry = settle(self.journal, entry, outcome)
             self._reports.tell(key, entry.result == "printed", entry.detail)
 
