@@ -212,6 +212,17 @@ def set_aop_pending(store: CloudStore, org_id: str, policy: str) -> OrgSettings:
 # -- guessing lockouts
 
 
+def end_sessions(store: CloudStore, email: str) -> int:
+    """Sign the user out of every User Portal and admin console session (a lost laptop, a
+    suspicion); audited. How many sessions were open."""
+    user = require_user(store, email.strip().lower())
+    with store.transaction():
+        ended = store.end_portal_sessions_of(user.id)
+        store.audit(time.time(), ACTOR, "portal.sessions_end", f"user:{user.id}",
+                    f"{ended} session(s), by an administrator")
+    return ended
+
+
 def unlock(store: CloudStore, scope: str, subject: str) -> bool:
     """Lift a lockout of a ``device`` or a ``user`` (email) and forget the wrong guesses counted
     so far (audited); whether it was locked."""

@@ -77,4 +77,11 @@ def set_password(store: CloudStore, email: str, password: str) -> None:
         if user is None:
             raise StoreError(f"no user {email}")
         store.set_password_hash(user.id, hash_password(password))
-        store.audit(time.time(), "admin", "password.set", f"user:{user.id}")
+        now = time.time()
+        store.audit(now, "admin", "password.set", f"user:{user.id}")
+        # A new password is often a reaction to a stolen one: whoever signed in with the old
+        # one is signed out, in the same transaction.
+        ended = store.end_portal_sessions_of(user.id)
+        if ended:
+            store.audit(now, "admin", "portal.sessions_end", f"user:{user.id}",
+                        f"{ended} session(s), password set")

@@ -186,3 +186,58 @@ def test_a_form_larger_than_its_limit_is_refused_from_its_declared_length(
     # A form within its limit still works.
     with signed_in(world.url, world.user_email) as http:
         assert http.get("/portal/").status_code == 200
+
+
+# ---------------------------------------------------- 4. a new password ends the other sessions
+
+def session_alive(linking: Linking, token: str) -> bool:
+    try:
+        linking.session_user(token)
+    except MfdError as exc:
+        assert exc.code == ErrorCode.INVALID_SESSION
+        return False
+    return True
+
+
+def test_a_new_password_or_an_accepted_invitation_ends_the_other_sessions(
+        acme: tuple[SqlStore, str]) -> None:
+    store, _org = acme
+    linking = Linking(store, base_url="https://print.example.org")
+    stolen = linking.sign_in("ada@example.org", PASSWORD, source="203.0.113.9").token
+    mine = linking.sign_in("ada@example.org", PASSWORD, source="198.51.100.7").token
+    directory.set_password(store, "ada@example.org", "a brand new password")
+    assert not session_alive(linking, stolen) and not session_alive(linking, mine)
+    assert any(r[2] == "portal.sessions_end" and "2 session(s)" in r[4]
+               for r in store.audit_log(20))
+
+    stolen = linking.sign_in("ada@example.org", "a brand new password", source="x").token
+    url = linking.invite_portal("ada@example.org").url
+    fresh = linking.accept_invitation(url.split("#invitation=")[1], "yet another password")
+    assert not session_alive(linking, stolen)
+    assert session_alive(linking, fresh.token)
+
+
+def test_sign_out_everywhere_and_end_sessions(world: WebWorld) -> None:
+    with signed_in(world.url, world.user_email) as here, \
+            signed_in(world.url, world.user_email) as there:
+        r = here.post("/portal/devices/signout-everywhere",
+                      data={"csrf": csrf_of(here.get("/portal/devices").text)})
+        assert r.status_code == 303
+        for http in (here, there):
+            r = http.get("/portal/devices")
+            assert r.status_code == 303 and "/portal/signin" in r.headers["location"]
+    store = open_store(world.store_url)
+    try:
+        ada = store.user_by_email(world.user_email)
+    finally:
+        store.close()
+    assert ada is not None
+    with signed_in(world.url, world.user_email) as victim, \
+            signed_in(world.url, world.admin_email) as root:
+        assert victim.get("/portal/devices").status_code == 200
+        page = root.get(f"/admin/users/{ada.id}")
+        assert "End sessions" in page.text
+        r = root.post(f"/admin/users/{ada.id}/sessions/end", data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 303
+        assert victim.get("/portal/devices").status_code == 303
+        assert root.get("/admin/").status_code == 200  # the administrator's own goes on

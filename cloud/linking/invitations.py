@@ -122,4 +122,10 @@ class Invitations(PortalSignIn):
             self.store.set_password_hash(user.id, hashed)
             self.store.audit(now, f"user:{user.id}", "invite.accept", f"invitation:{row.id}",
                              "password set")
+            # Sessions opened before the new password (a stolen one) end; the one opened
+            # below, after this, is the only one left.
+            ended = self.store.end_portal_sessions_of(user.id)
+            if ended:
+                self.store.audit(now, f"user:{user.id}", "portal.sessions_end",
+                                 f"user:{user.id}", f"{ended} session(s), invitation accepted")
             return self._open_session(user, "invitation")

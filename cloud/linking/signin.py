@@ -124,6 +124,15 @@ class PortalSignIn(LinkingBase):
             self.store.audit(self.clock(), f"user:{user.id}", "portal.sign_out",
                              f"user:{user.id}")
 
+    def sign_out_everywhere(self, token: str) -> int:
+        """End every portal session of the signed-in user, this one included; how many."""
+        with self._work():
+            user = self._session_user(token)
+            ended = self.store.end_portal_sessions_of(user.id)
+            self.store.audit(self.clock(), f"user:{user.id}", "portal.sessions_end",
+                             f"user:{user.id}", f"{ended} session(s), by the user")
+            return ended
+
     def my_devices(self, token: str) -> tuple[User, list[ClientInstall]]:
         """The signed-in user and their linked installs (the "Set up my devices" page)."""
         with self._work():

@@ -150,6 +150,11 @@ class LinkingQueries(SqlBase):
     def end_portal_session(self, token_hash: str) -> None:
         self.execute("UPDATE portal_sessions SET ended=1 WHERE token_hash=?", token_hash)
 
+    def end_portal_sessions_of(self, user_id: str) -> int:
+        """End every open portal session of the user; how many were open."""
+        return self.execute("UPDATE portal_sessions SET ended=1 WHERE user_id=? AND ended=0",
+                            user_id)
+
     # -- linking codes and Authenticate-on-Print requests
     def linking_code_taken(self, code_hash: str) -> bool:
         return self.query_one("SELECT id FROM linking_codes WHERE code_hash=?",

@@ -246,6 +246,13 @@ def set_password(request: Request, me: Admin, user_id: str,
                   lambda: directory.set_password(web.store(request), who.email, password))
 
 
+@router.post("/users/{user_id}/sessions/end", dependencies=Csrf)
+def end_sessions(request: Request, me: Admin, user_id: str) -> Response:
+    who = admin.org_user(web.store(request), me.org_id, user_id)
+    return _acted(request, who, f"{who.email} is signed out everywhere.",
+                  lambda: admin.end_sessions(web.store(request), who.email))
+
+
 @router.post("/users/{user_id}/unlock", dependencies=Csrf)
 def unlock(request: Request, me: Admin, user_id: str) -> Response:
     who = admin.org_user(web.store(request), me.org_id, user_id)

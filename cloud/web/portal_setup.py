@@ -174,6 +174,14 @@ def unlink(request: Request, user: User_,
     return RedirectResponse("/portal/devices", status_code=303)
 
 
+@router.post("/portal/devices/signout-everywhere", dependencies=[Depends(web.check_csrf)])
+def sign_out_everywhere(request: Request, user: User_) -> Response:
+    web.linking(request).sign_out_everywhere(_session(request))
+    request.session.clear()
+    web.notice(request, "You are signed out everywhere.")
+    return RedirectResponse("/portal/signin", status_code=303)
+
+
 # -- Authenticate-on-Print
 
 
