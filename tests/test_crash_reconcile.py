@@ -62,6 +62,10 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
         # The cut left the job undone in the cloud (or, last point, told but not journaled).
         at_cut = "PRINTED" if die_at == "told-unconfirmed" else "RELEASING"
         assert states(world, [big_id])[big_id] == at_cut
+        # The document being fetched or handed over when the device died is still spooled.
+        spool = device.journal.parent / "spool"
+        if die_at in ("fetch", "handed"):
+            assert list(spool.iterdir()), die_at
 
         # The device started again reconciles its journal with the engine and the cloud.
         log = tmp_path / "reconcile.log"  # a file, not a pipe nobody drains while we read
@@ -97,6 +101,7 @@ def test_a_device_killed_mid_release_reconciles_to_exactly_once(world: World, tm
         journal = Journal.open(device.journal)
         assert journal.unconfirmed() == []
         journal.close()
+        assert list(spool.iterdir()) == []  # a spool file never outlives its run
 
         # Starting again finds nothing to reconcile and sends nothing.
         again = device.run()
