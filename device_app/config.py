@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
-from mqtt_client.endpoint import check_broker_url
+from mqtt_client.endpoint import SCHEMES
 from protocol.errors import ConfigError, MfdError
 from protocol.managed import (
     MANAGED,
@@ -48,8 +48,8 @@ from protocol.redact import redact
 from protocol.topics import check_device_id
 
 __all__ = ["MANAGED", "DeviceConfig", "EngineConfig", "Policy", "UiConfig", "apply_push",
-           "check_engine", "engine_choice", "load_config", "load_credentials",
-           "parse_broker_urls", "parse_config",
+           "broker_url_key", "check_engine", "engine_choice", "load_config",
+           "load_credentials", "parse_broker_urls", "parse_config",
            "resolve_paths", "save_credentials", "to_toml", "write_private"]
 
 #: "ipp" (a printer by IPP), "socket" (an engine server), "emulator" (prints nothing).
@@ -270,22 +270,25 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
 
 
 def parse_broker_urls(value: Any, key: str = "broker.url") -> tuple[str, ...]:
-    """``[broker] url``: one URL, or a non-empty list of them; each checked (the offending one
-    named by its place, ``broker.url[1]``), and no broker twice (``mqtt://h`` and
-    ``mqtt://h:1883`` are the same one)."""
+    """``[broker] url``: one URL, or a non-empty list of them, each a string starting with
+    mqtt:// or mqtts:// (the offending one named by its place, ``broker.url[1]``), and no
+    broker twice (``mqtt://h`` and ``mqtt://h:1883`` are the same one). The rest of each URL
+    (host, port) is checked when the device builds its link from it (device_app/runner.py), by
+    :func:`mqtt_client.endpoint.check_broker_url`, naming the same key: device.toml keeps
+    whatever text it was given, as it always did."""
     if isinstance(value, str):
-        return (check_broker_url(value, key),)
+        return (_scheme(value, key),)
     if not isinstance(value, list):
         raise ConfigError(f"config key {key!r} must be a broker URL or a list of them, e.g. "
                           "[\"mqtts://broker-a:8883\", \"mqtts://broker-b:8883\"]")
     if not value:
         raise ConfigError(f"config key {key!r} is an empty list: name at least one broker")
-    seen: dict[tuple[str, str, int], int] = {}
+    seen: dict[tuple[str, str, int | str], int] = {}
     for i, url in enumerate(value):
         where = f"{key}[{i}]"
         if not isinstance(url, str):
             raise ConfigError(f"config key {where!r} must be a string (a broker URL)")
-        check_broker_url(url, where)
+        _scheme(url, where)
         same = _broker_identity(url)
         if same in seen:
             raise ConfigError(f"config key {where!r} = {redact(url)!r} names the broker of "
@@ -294,12 +297,28 @@ def parse_broker_urls(value: Any, key: str = "broker.url") -> tuple[str, ...]:
     return tuple(value)
 
 
-def _broker_identity(url: str) -> tuple[str, str, int]:
-    # Checked already: a scheme, a host and a valid port (or none: the scheme's default).
+def broker_url_key(cfg: DeviceConfig, index: int) -> str:
+    """The config key of the ``index``-th broker, as errors name it."""
+    return "broker.url" if not cfg.broker_fallbacks else f"broker.url[{index}]"
+
+
+def _scheme(url: str, key: str) -> str:
+    if not url.startswith(SCHEMES):
+        raise ConfigError(f"config key {key!r} = {redact(url)!r} must start with mqtt:// or "
+                          "mqtts://")
+    return url
+
+
+def _broker_identity(url: str) -> tuple[str, str, int | str]:
+    # Which broker a URL names, to find one listed twice; a URL too broken to say is only
+    # the same as the same text (and refused when the link is built from it).
     scheme, rest = url.split("://", 1)
-    parts = urlsplit("mqtt://" + rest)
-    default = 8883 if scheme == "mqtts" else 1883
-    return scheme, (parts.hostname or "").lower(), parts.port or default
+    try:
+        parts = urlsplit("mqtt://" + rest)
+        port: int | str = parts.port or (8883 if scheme == "mqtts" else 1883)
+    except ValueError:
+        return scheme, rest, ""
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def load_config(path: str | Path) -> DeviceConfig:

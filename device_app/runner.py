@@ -35,6 +35,7 @@ from device_app.config import (
     DeviceConfig,
     EngineConfig,
     apply_push,
+    broker_url_key,
     check_engine,
     load_config,
     load_credentials,
@@ -84,8 +85,9 @@ class Device:
         self.cfg = self._with_saved_push(cfg)
         # Every broker of [broker] url, in order (mqtts:// without a port means 8883); the
         # link fails over between them (mqtt_client/failover.py).
-        brokers = [endpoint(url, self.cfg.device_id, password, ca_file=self.cfg.ca_file)
-                   for url in self.cfg.broker_urls]
+        brokers = [endpoint(url, self.cfg.device_id, password, ca_file=self.cfg.ca_file,
+                            key=broker_url_key(self.cfg, i))
+                   for i, url in enumerate(self.cfg.broker_urls)]
         self.link = MqttCloudLink(brokers, self.cfg.device_id, on_command=self._on_command,
                                   failover=failover)
         self.engine = engine or open_engine(self.cfg.engine)

@@ -48,7 +48,10 @@ def check_broker_url(url: str, key: str = "broker.url") -> str:
         scheme = "must start with mqtt:// or mqtts://"
     if not url.startswith(SCHEMES):
         raise ConfigError(f"{what} {scheme}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced "[" (IPv6)
+        raise ConfigError(f"{what} is not a URL") from None
     try:
         parts.port  # noqa: B018  # raises on a port that is not a number or out of range
     except ValueError:

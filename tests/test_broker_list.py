@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from cloud.worker import worker_brokers
 from device_app import config as device_config
-from device_app.config import parse_config, to_toml
+from device_app.config import broker_url_key, parse_config, to_toml
+from device_app.runner import Device
+from firmware_stubs.mfd_controller import MfdControllerStub
 from mqtt_client.endpoint import endpoint
 from mqtt_client.failover import Failover, FailoverTiming
 from protocol.errors import ConfigError
@@ -46,11 +48,18 @@ def test_any_list_of_strings_is_a_config_or_an_error_naming_the_key(value: list[
         assert "broker.url" in exc.message
         return
     assert cfg.broker_urls == tuple(value) and len(value) >= 1
-    # Each one usable by the link, and no broker twice.
-    where = [endpoint(u) for u in value]
-    assert len({(e.host, e.port, e.tls_ca_file is None) for e in where}) == len(value)
-    # And it reads back from the device.toml it writes.
+    # It reads back from the device.toml it writes.
     assert parse_config(tomllib.loads(to_toml(cfg))) == cfg
+    # Each one is usable by the link, or refused when the link is built, its key named; and
+    # no broker is there twice.
+    where = []
+    for i, url in enumerate(value):
+        key = broker_url_key(cfg, i)
+        try:
+            where.append(endpoint(url, key=key))
+        except ConfigError as exc:
+            assert f"'{key}'" in exc.message
+    assert len({(e.host, e.port, e.tls_ca_file is None) for e in where}) == len(where)
 
 
 @given(urls)
@@ -73,7 +82,7 @@ def test_a_single_url_is_a_string_or_a_list_of_one(url: str) -> None:
     (["mqtts://A", "mqtts://a:8883"], "'broker.url[1]'"),
     (["mqtt://a", "ftp://b"], "'broker.url[1]'"),
     (["mqtt://a", 7], "'broker.url[1]' must be a string"),
-    (["mqtt://cloud:s3cret@a:x"], "'broker.url[0]'"),
+    (["mqtt://cloud:s3cret@a", "http://cloud:s3cret@b"], "'broker.url[1]'"),
     ({"primary": "mqtt://a"}, "'broker.url' must be a broker URL or a list"),
 ])
 def test_a_bad_list_names_the_offending_url(value: object, named: str) -> None:
@@ -81,6 +90,23 @@ def test_a_bad_list_names_the_offending_url(value: object, named: str) -> None:
         parse_config(with_url(value))
     assert named in info.value.message
     assert "s3cret" not in info.value.message  # a password in a URL is never quoted
+
+
+def test_a_bad_host_or_port_stops_the_device_at_start_with_its_key(tmp_path: Path) -> None:
+    # device.toml keeps any text after the scheme (it round-trips); the device refuses it
+    # when it builds its link, before it connects anywhere, naming which broker.
+    cfg = parse_config({**with_url(["mqtt://a:1883", "mqtt://cloud:s3cret@b:x"]),
+                        "files": {"journal": str(tmp_path / "j.db")}})
+    for url, said in (("mqtt://cloud:s3cret@b:x", "'broker.url[1]' = 'mqtt://cloud:***@b:x' "
+                       "has a bad port"), ("mqtts://[b", "'broker.url[1]' = 'mqtts://[b' is not "
+                                           "a URL"), ("mqtt://:1883", "names no host")):
+        engine = MfdControllerStub()
+        try:
+            with pytest.raises(ConfigError) as info:
+                Device(replace(cfg, broker_fallbacks=(url,)), "pw", engine=engine)
+        finally:
+            engine.close()
+        assert said in info.value.message and "s3cret" not in info.value.message
 
 
 def test_the_same_host_on_another_port_or_scheme_is_another_broker() -> None:
