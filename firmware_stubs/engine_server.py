@@ -27,8 +27,10 @@ them); :class:`EngineControl` sends them:
   job this engine ever printed, from its state directory.
 
 A streamed submit (feature ``document_frames``, protocol/engine.py) is received into a file of
-its own in ``DIR/uploads`` (never all in memory), handed to the engine, which reads its digest
-and pages from it, and removed; a connection that ends mid-document leaves no job and no file.
+its own in ``DIR/uploads`` (never all in memory) and handed to the engine, which reads it when
+the job's turn comes; the file goes when the job is done (or refused). A connection that ends
+mid-document leaves no job and no file; a restart empties ``DIR/uploads`` (the jobs of the run
+before fail "engine restarted before output").
 
 The socket appears only when the engine is listening (it is bound under a temporary name and
 renamed into place), so "the socket file exists" is the readiness signal. SIGTERM or SIGINT
@@ -139,6 +141,7 @@ class EngineServer:
         self.uploads.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._conns: set[_Conn] = set()
         self._lock = threading.Lock()
+        self._uploaded: dict[str, _Upload] = {}  # engine id -> its document, until done
         self._listener: socket.socket | None = None
         self._stopped = threading.Event()
 
@@ -236,6 +239,7 @@ class EngineServer:
             conn.sock.close()
 
     def _done(self, engine_id: str, job_id: str, outcome: EngineOutcome, detail: str) -> None:
+        self._forget_upload(engine_id)  # the engine has read what it needed of it
         self._push({"event": "done", "job": engine_id, "outcome": outcome.value,
                     "detail": detail})
 
@@ -259,18 +263,34 @@ class EngineServer:
         return None if size is None else _Upload(msg, size, self.uploads)
 
     def _received(self, upload: _Upload) -> dict[str, Any]:
-        """The answer to a streamed submit whose document is all in (the file goes: the
-        engine keeps what it needs of it when it accepts the job)."""
+        """The answer to a streamed submit whose document is all in (its file stays until the
+        job is done: the engine reads it when the job's turn comes)."""
+        rid = upload.msg.get("id")
         try:
             job = job_from_wire(upload.msg.get("job"), upload.document())
-            self.core.submit(job)
-        except (EngineError, ProtocolError) as exc:
-            return {"id": upload.msg.get("id"), "ok": False,
-                    "error": {"code": exc.code, "message": exc.message}}
-        finally:
+        except ProtocolError as exc:
             upload.discard()
+            return {"id": rid, "ok": False, "error": {"code": exc.code, "message": exc.message}}
+        with self._lock:
+            # Kept before the engine has it (it may be done at once); a second copy of a job
+            # still printing is not kept: the engine refuses it below.
+            mine = self._uploaded.setdefault(job.engine_id, upload) is upload
+        try:
+            self.core.submit(job)
+        except EngineError as exc:
+            if mine:
+                self._forget_upload(job.engine_id)
+            else:
+                upload.discard()
+            return {"id": rid, "ok": False, "error": {"code": exc.code, "message": exc.message}}
         log.debug("accepted %s (%d bytes, streamed)", job.engine_id, job.body.size)
-        return {"id": upload.msg.get("id"), "ok": True, "outcome": EngineOutcome.PRINTING.value}
+        return {"id": rid, "ok": True, "outcome": EngineOutcome.PRINTING.value}
+
+    def _forget_upload(self, engine_id: str) -> None:
+        with self._lock:
+            upload = self._uploaded.pop(engine_id, None)
+        if upload is not None:
+            upload.discard()
 
     def _answer(self, msg: dict[str, Any]) -> dict[str, Any]:
         rid = msg.get("id")

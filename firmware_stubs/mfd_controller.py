@@ -15,8 +15,9 @@ Each job is named by its engine id (protocol.engine.engine_id). The engine:
 * prints as many pages as the document has, times its copies (firmware_stubs.pdf_pages reads the
   PDF's page tree; a document it cannot read counts one page a copy), ``page_time`` a page, on
   its own thread, like a real engine. Digest and page count are read from the document once,
-  in pieces, when the job is accepted (a document may be a spool file hundreds of MB long that
-  is not kept once the job is done); the document itself is not kept;
+  in pieces, when the job's turn to print comes, on the engine's thread (a document may be a
+  spool file hundreds of MB long: the hand-over is not held up by reading it, and the host
+  keeps it readable until the job's outcome); the document itself is never copied;
 * after each page calls ``on_page`` with the job's engine id and the impressions done so far
   (device_app.ports.ReportsPages), outside its lock and before the job's outcome;
 * refuses an engine id it has seen before: it never prints the same hand-over twice;
@@ -123,7 +124,7 @@ class EngineCore:
         self._held = False
         self._closed = False
         self._jobs: dict[str, _Record] = {}
-        self._queue: deque[tuple[EngineJob, _Read]] = deque()
+        self._queue: deque[EngineJob] = deque()
         self.printed: list[PrintedJob] = []
         self.refused: list[tuple[str, str]] = []
         self._log_file = None
@@ -206,11 +207,6 @@ class EngineCore:
     def submit(self, job: EngineJob) -> None:
         """Accept ``job`` (durably, before returning) or raise EngineError("duplicate_job")."""
         key = job.engine_id
-        try:
-            read = read_document(job.body)  # outside the lock: a large document takes a while
-        except OSError as exc:
-            raise EngineError(f"job {key}: its document cannot be read ({exc})",
-                              code="bad_document") from None
         with self._cond:
             if self._closed:
                 raise EngineError("the engine is shutting down", code="engine_closed")
@@ -227,10 +223,10 @@ class EngineCore:
             # before that loses the record, and the engine then answers UNKNOWN for a job it
             # indeed never printed. A killed engine process loses nothing (flushed to the OS).
             self._append({"ev": "accepted", "id": key, "job_id": job.job_id, "name": job.name,
-                          "sha256": job.sha256, "size": read.size,
+                          "sha256": job.sha256, "size": job.body.size,
                           "copies": job.copies}, sync=False)
             self._jobs[key] = _Record(EngineOutcome.PRINTING)
-            self._queue.append((job, read))
+            self._queue.append(job)
             self._cond.notify_all()
 
     def outcome(self, engine_id: str) -> tuple[EngineOutcome, str]:
@@ -271,7 +267,12 @@ class EngineCore:
                 self._cond.wait_for(lambda: self._closed or (self._queue and not self._held))
                 if self._closed:
                     return
-                job, read = self._queue.popleft()
+                job = self._queue.popleft()
+            try:
+                read: _Read | None = read_document(job.body)  # without the lock: it may be large
+            except OSError as exc:
+                log.error("engine cannot read the document of %s: %s", job.engine_id, exc)
+                read = None
             outcome, detail = self._print(job, read)
             if self.on_done is not None:
                 try:
@@ -279,12 +280,13 @@ class EngineCore:
                 except Exception:
                     log.exception("engine outcome callback failed for %s", job.engine_id)
 
-    def _finish(self, job: EngineJob, read: _Read, outcome: EngineOutcome, detail: str,
+    def _finish(self, job: EngineJob, outcome: EngineOutcome, detail: str,
                 why: str = "") -> tuple[EngineOutcome, str]:
         # Called with the condition held.
         key = job.engine_id
         if outcome is EngineOutcome.PRINTED:
-            printed = PrintedJob(job.job_id, job.name, job.sha256, read.size, job.copies, key)
+            printed = PrintedJob(job.job_id, job.name, job.sha256, job.body.size, job.copies,
+                                 key)
             self._append({"ev": "printed", "id": key, "job_id": job.job_id, "name": job.name,
                           "sha256": job.sha256, "size": printed.size, "copies": job.copies})
             self.printed.append(printed)
@@ -297,14 +299,17 @@ class EngineCore:
         self._cond.notify_all()
         return outcome, detail
 
-    def _print(self, job: EngineJob, read: _Read) -> tuple[EngineOutcome, str]:
+    def _print(self, job: EngineJob, read: _Read | None) -> tuple[EngineOutcome, str]:
         with self._cond:
+            if read is None:
+                return self._finish(job, EngineOutcome.FAILED,
+                                    "the document could not be read; not printed", "unreadable")
             if read.sha256 != job.sha256:
-                return self._finish(job, read, EngineOutcome.FAILED,
+                return self._finish(job, EngineOutcome.FAILED,
                                     "document damaged (SHA-256 mismatch); not printed",
                                     "checksum")
             if not self._state.can_print:
-                return self._finish(job, read, EngineOutcome.FAILED,
+                return self._finish(job, EngineOutcome.FAILED,
                                     f"engine {self._state.value}; not printed", self._state.value)
             self._sync()
             self._state = EngineState.PRINTING
@@ -316,7 +321,7 @@ class EngineCore:
                     # Sheets still in the paper path never reach the tray: the job failed
                     # before output and goes back to its owner.
                     state = self._state
-                    return self._finish(job, read, EngineOutcome.FAILED,
+                    return self._finish(job, EngineOutcome.FAILED,
                                         f"engine {state.value} during the job; not printed",
                                         state.value)
                 if self.page_time > 0:
@@ -327,12 +332,12 @@ class EngineCore:
                     self._tell_page(job, page + 1)
             if self._armed is not None and self._armed[1] <= pages:
                 self._state, self._armed = self._armed[0], None
-                return self._finish(job, read, EngineOutcome.FAILED,
+                return self._finish(job, EngineOutcome.FAILED,
                                     f"engine {self._state.value} during the job; not printed",
                                     self._state.value)
             log.info("engine printed job %s (%d pages, %d bytes)", job.engine_id, pages,
                      read.size)
-            return self._finish(job, read, EngineOutcome.PRINTED, "")
+            return self._finish(job, EngineOutcome.PRINTED, "")
 
     def _tell_page(self, job: EngineJob, done: int) -> None:
         # Called with the condition held; calls the hook without it: a host that sends the count

@@ -124,9 +124,10 @@ class Document:
     (the device spools documents to disk so that memory stays bounded whatever their size).
 
     Read it with :meth:`chunks` (bounded memory) or :meth:`read` (all of it: tests and small
-    documents). A file-backed document is valid while the adapter's ``submit`` runs: the device
-    removes its spool file once the hand-over is over, so an engine that needs the bytes later
-    keeps what it needs (a digest, a count of pages, its own copy) during ``submit``.
+    documents). A file-backed document stays readable until the job's ``done`` (or until
+    ``submit`` raises): the device removes its spool file then, not before, so an adapter may
+    read it on its own thread after ``submit`` returned (the IPP engine and the emulated one
+    do).
     """
 
     __slots__ = ("_data", "_path", "size")
