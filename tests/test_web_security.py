@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from cloud import admin, directory
-from cloud.linking import Linking
+from cloud.linking import LinkCode, Linking, invitations
 from cloud.storage.factory import open_store
 from cloud.storage.port import User
 from cloud.storage.sql import SqlStore
@@ -241,3 +241,39 @@ def test_sign_out_everywhere_and_end_sessions(world: WebWorld) -> None:
         assert r.status_code == 303
         assert victim.get("/portal/devices").status_code == 303
         assert root.get("/admin/").status_code == 200  # the administrator's own goes on
+
+
+# ---------------------------------------------------- 5. accepting invitations, limited
+
+def test_invitation_guesses_are_limited_per_address_and_never_hash(
+        acme: tuple[SqlStore, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _org = acme
+    hashed: list[str] = []
+    real = invitations.hash_password
+    monkeypatch.setattr(invitations, "hash_password",
+                        lambda password: hashed.append("x") or real(password))
+    linking = Linking(store, base_url="https://print.example.org", clock=lambda: 1_000_000.0)
+    codes = []
+    for _ in range(12):
+        try:
+            linking.accept_invitation("mfv_guess", "a long enough password", source="203.0.113.9")
+        except MfdError as exc:
+            codes.append(exc.code)
+    assert codes[:10] == [LinkCode.INVALID_TOKEN] * 10
+    assert codes[-1] == ErrorCode.LOCKED_OUT
+    assert hashed == []  # no guess paid for scrypt
+    # Another address is not held up, and a real invitation is accepted (hashed once).
+    url = linking.invite_portal("ada@example.org").url
+    linking.accept_invitation(url.split("#invitation=")[1], "a long enough password",
+                              source="198.51.100.7")
+    assert hashed == ["x"]
+
+
+def test_the_welcome_page_is_rate_limited(world: WebWorld) -> None:
+    with httpx.Client(base_url=world.url) as http:
+        csrf = csrf_of(http.get("/portal/welcome").text)
+        answers = [http.post("/portal/welcome", data={
+            "csrf": csrf, "invitation": "mfv_guess", "password": "a long enough password",
+            "repeat": "a long enough password"}) for _ in range(12)]
+    assert answers[0].status_code == 400 and "not valid" in answers[0].text
+    assert answers[-1].status_code == 429 and "Too many attempts" in answers[-1].text

@@ -3,6 +3,8 @@ and a linking code by email), User Portal invitations and their acceptance."""
 
 from __future__ import annotations
 
+import math
+
 from cloud.hashing import hash_password, token_hash
 from cloud.identity import MIN_PASSWORD
 from cloud.linking.base import (
@@ -17,7 +19,13 @@ from cloud.linking.base import (
 from cloud.linking.redeem import redeem
 from cloud.linking.signin import PortalSignIn
 from cloud.linking.values import Invitation, Issued, PortalSession
-from cloud.storage.port import new_id
+from cloud.storage.port import Redeemable, new_id
+from protocol.errors import ErrorCode
+
+#: Invitation acceptances from one address: one every ACCEPT_INTERVAL seconds on average, in
+#: bursts of ACCEPT_BURST (a person mistyping a password a few times is never held up).
+ACCEPT_INTERVAL = 2.0
+ACCEPT_BURST = 10
 
 
 class Invitations(PortalSignIn):
@@ -95,8 +103,22 @@ class Invitations(PortalSignIn):
             f"The link is personal, works once, and expires {_when(now + ttl)}.\n")
         return Invitation("portal", user, subject, body, url, now + ttl)
 
+    def _spend_accept_attempt(self, source: str) -> None:
+        with self.store.transaction():
+            ahead = self.store.spend_token("invite_accept", source or "unknown", self.clock(),
+                                           ACCEPT_INTERVAL)
+        if ahead > ACCEPT_INTERVAL * ACCEPT_BURST:
+            wait = max(1, math.ceil(ahead - ACCEPT_INTERVAL * ACCEPT_BURST))
+            raise LinkingError(ErrorCode.LOCKED_OUT, f"too many attempts from here; wait {wait} "
+                               "seconds and try again", retry_after=wait)
+
     def accept_invitation(self, token: str, password: str, *, source: str = "") -> PortalSession:
-        """A User Portal invitation: choose the first password, and be signed in."""
+        """A User Portal invitation: choose the first password, and be signed in.
+
+        Cheap refusals first: the address's attempts are counted (one every
+        :data:`ACCEPT_INTERVAL` seconds, bursts of :data:`ACCEPT_BURST`), then the token is
+        looked up; only a valid token pays for hashing the password (scrypt), so guessing
+        tokens costs neither CPU nor an audit flood."""
         token = _text(token, "invitation", max_len=256)
         if not isinstance(password, str) or len(password) < MIN_PASSWORD:
             raise LinkingError(LinkCode.WEAK_PASSWORD, f"a password has at least {MIN_PASSWORD}"
@@ -104,11 +126,12 @@ class Invitations(PortalSignIn):
         if len(password) > 1024:
             raise LinkingError(LinkCode.WEAK_PASSWORD, "a password has at most 1024 characters",
                                field="password")
-        hashed = hash_password(password)  # scrypt, before the transaction takes the lock
-        with self._work():
-            now = self.clock()
-            row = redeem(
-                self.store, "invitation", token_hash(token), now,
+        self._spend_accept_attempt(source)
+        secret = token_hash(token)
+
+        def check(spend: bool) -> Redeemable:
+            return redeem(
+                self.store, "invitation", secret, self.clock(),
                 refused=lambda _row: LinkingError(
                     LinkCode.INVALID_TOKEN, "this invitation link is not valid or was used "
                     "already; ask your administrator for a new one", field="invitation",
@@ -117,7 +140,14 @@ class Invitations(PortalSignIn):
                     LinkCode.TOKEN_EXPIRED, "this invitation has expired; ask your "
                     "administrator for a new one", field="invitation"),
                 raced=LinkingError(LinkCode.INVALID_TOKEN, "this invitation was used already",
-                                   field="invitation"))
+                                   field="invitation") if spend else None)
+
+        with self._work():
+            check(spend=False)
+        hashed = hash_password(password)  # scrypt, outside the transaction and its lock
+        with self._work():
+            now = self.clock()
+            row = check(spend=True)
             user = self._user(row.owner)
             self.store.set_password_hash(user.id, hashed)
             self.store.audit(now, f"user:{user.id}", "invite.accept", f"invitation:{row.id}",

@@ -28,7 +28,7 @@ from cloud.linking.portal_extra import PortalExtra
 from cloud.storage.port import User
 from cloud.web import context as web
 from cloud.web import portal_bundle
-from protocol.errors import MfdError
+from protocol.errors import ErrorCode, MfdError
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,6 +78,7 @@ def welcome(request: Request, invitation: Annotated[str, Form(max_length=2048)],
             repeat: Annotated[str, Form(max_length=1024)]) -> Response:
     token = token_of(invitation, "invitation")
     error = None
+    status = 400
     if not token:
         error = "Paste the whole link from your invitation email."
     elif password != repeat:
@@ -88,12 +89,13 @@ def welcome(request: Request, invitation: Annotated[str, Form(max_length=2048)],
                 token, password, source=request.client.host if request.client else "")
         except MfdError as exc:
             error = _sentence(exc.message)
+            status = 429 if exc.code == ErrorCode.LOCKED_OUT else 400
         else:
             web.start_session(request, session.token)
             web.notice(request, f"Welcome, {session.user.display_name}: your password is set. "
                        "Set up your devices below.")
             return RedirectResponse("/portal/devices", status_code=303)
-    return web.render(request, "portal/welcome.html", status_code=400, invitation=invitation,
+    return web.render(request, "portal/welcome.html", status_code=status, invitation=invitation,
                       error=error, min_password=MIN_PASSWORD)
 
 
