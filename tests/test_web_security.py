@@ -277,3 +277,20 @@ def test_the_welcome_page_is_rate_limited(world: WebWorld) -> None:
             "repeat": "a long enough password"}) for _ in range(12)]
     assert answers[0].status_code == 400 and "not valid" in answers[0].text
     assert answers[-1].status_code == 429 and "Too many attempts" in answers[-1].text
+
+
+# ---------------------------------------------------- 8. refusals filed in the acting user's org
+
+def test_a_refused_unlink_is_filed_in_the_users_org_not_the_clients(
+        acme: tuple[SqlStore, str]) -> None:
+    store, org = acme
+    linking = Linking(store, base_url="https://print.example.org")
+    globex = admin.create_org(store, "Globex")
+    theirs = linking.register(linking.bulk_installer(globex).token, machine="globex-pc",
+                              os_user="bea").install.id
+    session = linking.sign_in("ada@example.org", PASSWORD, source="198.51.100.7")
+    with pytest.raises(MfdError):
+        linking.unlink_device(session.token, theirs)
+    assert not [r for r in store.org_audit(globex) if r[2] == "client.unlink_refused"]
+    mine = [r for r in store.org_audit(org) if r[2] == "client.unlink_refused"]
+    assert len(mine) == 1 and mine[0][3] == f"user:{session.user.id}" and theirs in mine[0][4]

@@ -37,8 +37,11 @@ class PortalExtra(ClientRegistration, PortalSignIn):
             if install is None or install.user_id != user.id or install.revoked_at is not None:
                 raise LinkingError(LinkCode.INVALID_TOKEN, "that device is not among your "
                                    "linked devices", field="install", actor=f"user:{user.id}",
-                                   trace=("client.unlink_refused", f"client:{install_id}",
-                                          "not the user's, or not linked"))
+                                   # Filed under the user (their org's log): the
+                                   # id is theirs to type, and may be another org's.
+                                   trace=("client.unlink_refused", f"user:{user.id}",
+                                          f"client {install_id}: not the user's, or not "
+                                          "linked"))
             now = self.clock()
             if not self.store.revoke_install(install.id, now):
                 raise LinkingError(LinkCode.INVALID_TOKEN, "that device was unlinked already",
