@@ -149,6 +149,11 @@ def test_primary_killed_the_session_goes_on_on_the_secondary_and_comes_back(
             s.until(lambda a: a.machine.state is State.JOBS, "the job list, still signed in")
             job_id = s.release_first()
             s.printed_once(job_id)
+            # And a new login works there (another badge: its holder in, the first out).
+            first = s.app.machine.user
+            s.reader.present(DEMO_USERS[1].badge)
+            s.until(lambda a: a.machine.state is State.JOBS and a.machine.user != first,
+                    "the next user's list, through the secondary")
         finally:
             s.primary.start()  # the same port: the proxy reaches it again
         # The primary healthy again: good probes in a row, then back (made before the
