@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from cloud import admin, directory
+from cloud import admin, devices, directory
 from cloud.linking import LinkCode, Linking, invitations
 from cloud.storage.factory import open_store
 from cloud.storage.port import User
@@ -294,3 +294,22 @@ def test_a_refused_unlink_is_filed_in_the_users_org_not_the_clients(
     assert not [r for r in store.org_audit(globex) if r[2] == "client.unlink_refused"]
     mine = [r for r in store.org_audit(org) if r[2] == "client.unlink_refused"]
     assert len(mine) == 1 and mine[0][3] == f"user:{session.user.id}" and theirs in mine[0][4]
+
+
+# ---------------------------------------------------- 7. what is taken in another org is not said
+
+def test_an_email_or_device_id_of_another_org_is_refused_without_saying_so(
+        acme: tuple[SqlStore, str]) -> None:
+    store, org = acme
+    globex = admin.create_org(store, "Globex")
+    admin.add_user(store, globex, "bea@globex.test", "Bea")
+    devices.add_device(store, globex, "copier-globex", "Lobby", 1.0)
+    with pytest.raises(StoreError) as refused:
+        admin.add_user(store, org, "Bea@globex.test", "Bea?")
+    assert refused.value.message == "this email cannot be used; choose another"
+    with pytest.raises(StoreError) as refused:
+        devices.add_device(store, org, "copier-globex", "Hall", 1.0)
+    assert refused.value.message == "this device id cannot be used; choose another"
+    # In one's own org, the answer names what is there.
+    with pytest.raises(StoreError, match=r"user ada@example\.org exists already"):
+        admin.add_user(store, org, "ada@example.org", "Ada again")

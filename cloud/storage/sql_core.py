@@ -54,6 +54,9 @@ def _job(row: Sequence[Any]) -> Job:
                row[8], row[9], row[10], row[11], row[12], row[13], row[14], row[15])
 
 
+#: A taken email, to someone who may not learn in which org it is taken.
+_EMAIL_UNUSABLE = "this email cannot be used; choose another"
+
 
 class CoreQueries(SqlBase):
     """The service's and the administrator's queries."""
@@ -114,12 +117,18 @@ class CoreQueries(SqlBase):
     def add_user(self, org_id: str, email: str, display_name: str,
                  user_id: str | None = None, language: str = "") -> str:
         user_id = user_id or new_id("u")
+        # Whether an email is taken in another org is not for this org's administrator to
+        # learn: only a user of the same org is named.
+        taken = self.query_one("SELECT org_id FROM users WHERE email=?", email.strip().lower())
+        if taken is not None:
+            raise StoreError(f"user {email} exists already" if str(taken[0]) == org_id
+                             else _EMAIL_UNUSABLE)
         try:
             self.execute("INSERT INTO users (id, org_id, email, display_name, language) "
                          "VALUES (?,?,?,?,?)",
                          user_id, org_id, email.strip().lower(), display_name, language)
         except ConflictError:
-            raise StoreError(f"user {email} exists already") from None
+            raise StoreError(_EMAIL_UNUSABLE) from None  # taken meanwhile, or a user id
         return user_id
 
     def user(self, user_id: str) -> User | None:
@@ -318,12 +327,16 @@ class CoreQueries(SqlBase):
 
     # -- devices
     def add_device(self, device_id: str, org_id: str, name: str) -> None:
+        taken = self.query_one("SELECT org_id FROM devices WHERE id=?", device_id)
+        if taken is not None:  # named only to its own org's administrators (as users above)
+            raise StoreError(f"device {device_id} exists already" if str(taken[0]) == org_id
+                             else "this device id cannot be used; choose another")
         try:
             self.execute("INSERT INTO devices (id, org_id, name) VALUES (?,?,?)", device_id,
                          org_id, name)
         except ConflictError:
-            raise StoreError(f"device {device_id} exists already or org {org_id} is unknown"
-                             ) from None
+            raise StoreError(f"device {device_id} cannot be added (taken meanwhile, or org "
+                             f"{org_id} is unknown)") from None
 
     def devices(self, org_id: str | None = None) -> list[tuple[str, str, str, str]]:
         """(id, org_id, name, status)."""
