@@ -8,6 +8,7 @@ import io
 import socket
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from cloud.storage.factory import open_store
 from cloud.storage.port import User
 from cloud.storage.sql import SqlStore
 from cloud.web import portal_bundle
+from cloud.web.settings import WebSettings
 from protocol.errors import ErrorCode, MfdError, StoreError
 from tests.admin_console_helpers import csrf_of, signed_in
 from tests.web_helpers import PASSWORD, WebWorld, make_world
@@ -313,3 +315,22 @@ def test_an_email_or_device_id_of_another_org_is_refused_without_saying_so(
     # In one's own org, the answer names what is there.
     with pytest.raises(StoreError, match=r"user ada@example\.org exists already"):
         admin.add_user(store, org, "ada@example.org", "Ada again")
+
+
+# ---------------------------------------------------- 9. HTTPS: secure cookies and HSTS by default
+
+def test_an_https_public_url_turns_https_only_and_hsts_on(
+        world: WebWorld, tmp_path: Path) -> None:
+    assert WebSettings(store_url="x", public_url="https://print.example.org").https_only
+    assert not WebSettings(store_url="x", public_url="http://10.0.0.5:8631").https_only
+    assert not WebSettings(store_url="x", public_url="https://p.example.org",
+                           https_only=False).https_only
+    assert "strict-transport-security" not in httpx.get(world.url + "/portal/signin").headers
+    behind_tls = make_world(f"sqlite:///{tmp_path / 'tls.db'}",
+                            public_url="https://print.example.org")
+    try:
+        r = httpx.get(behind_tls.url + "/portal/signin")
+        assert r.headers["strict-transport-security"] == "max-age=31536000"
+        assert "secure" in r.headers["set-cookie"].lower()
+    finally:
+        behind_tls.server.close()

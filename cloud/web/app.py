@@ -105,6 +105,9 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
             response = await _crashed(request, exc)
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if settings.https_only:
+            # Behind TLS: browsers keep to https:// for this host from now on.
+            response.headers.setdefault("strict-transport-security", "max-age=31536000")
         if not request.url.path.startswith("/static/"):
             # Pages show a person's jobs and tokens: never from a shared cache.
             response.headers.setdefault("cache-control", "no-store")
@@ -112,7 +115,7 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
 
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key.hex(),
                        session_cookie="mfd_session", max_age=COOKIE_MAX_AGE, same_site="lax",
-                       https_only=settings.https_only)
+                       https_only=bool(settings.https_only))
     # Outermost: the store a request borrowed goes back after everything else is done with it.
     app.add_middleware(ReturnStores, stores=stores)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))),

@@ -48,8 +48,9 @@ class WebSettings:
     #: Signs the session cookie. Random per process by default: sessions then end with a
     #: restart, which is safe; several processes behind one name need the same key.
     secret_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    #: Cookies only over HTTPS (on in production; tests serve plain HTTP on loopback).
-    https_only: bool = False
+    #: Cookies only over HTTPS, and HSTS (on in production; tests serve plain HTTP on loopback).
+    #: None: on exactly when ``public_url`` is https:// (people reach the portal over TLS).
+    https_only: bool | None = None
     smtp: SmtpSettings | None = None
     oidc: OidcSettings | None = None
     max_upload: int = MAX_UPLOAD_DEFAULT
@@ -67,6 +68,8 @@ class WebSettings:
     purge_interval: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.https_only is None:
+            object.__setattr__(self, "https_only", self.public_url.lower().startswith("https://"))
         if len(self.secret_key) < 16:
             raise MfdError("the web session key must be at least 16 bytes",
                            code="config_invalid")

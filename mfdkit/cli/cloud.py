@@ -92,7 +92,7 @@ def web_settings(args: argparse.Namespace) -> Any:
                            code="config_invalid")
     values: dict[str, Any] = {"store_url": args.store,
                               "public_url": (args.public_url or "").rstrip("/"),
-                              "https_only": bool(args.https_only),
+                              "https_only": args.https_only,
                               "smtp": _smtp(args), "oidc": _oidc(args)}
     key = session_key(args.session_key_file)
     if key is not None:
@@ -269,9 +269,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "does not exist, refused if others may read it. Give every process behind "
                    "one address the same file. Default: a random key per process (sessions "
                    "end when it restarts)")
-    w.add_argument("--https-only", action="store_true",
-                   help="session cookies only over HTTPS (Secure): on in production, behind "
-                   "the TLS proxy")
+    w.add_argument("--https-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="session cookies only over HTTPS (Secure), and HSTS: on in production, "
+                   "behind the TLS proxy. Default: on when --public-url is https://")
     w.add_argument("--smtp", metavar="HOST:PORT",
                    help="the mail server for invitations, share links and linking codes "
                    "(default MFD_SMTP_HOST/MFD_SMTP_PORT; mail is off without one)")
