@@ -19,7 +19,7 @@ to HELD), the device's journal (journal.py) and the engine's own memory of what 
    fetched with a window of chunks in flight and ahead of their turn (documents.py), into the
    spool on disk (spool.py), so the round trips overlap and memory stays bounded. The engine
    gets a document only once all of it is here and verified: a damaged one is never sent, not
-   even in part (docs/protocol.md, Documents, says why the hand-over waits for the last byte).
+   even in part (docs/protocol.md, "How the device fetches a document", says why).
 3. HANDED is committed *before* the engine is given the job (one commit for the jobs whose
    documents are ready together); the journal refuses a second hand-over of the same
    (release_id, job_id). A job journaled HANDED is never declared failed on a guess: only the
