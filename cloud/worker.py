@@ -197,6 +197,7 @@ class CloudWorker:
                                         daemon=True)
         self._thread.start()
         errors: list[str] = []
+        refused: list[_Leg] = []
         for leg in self.legs:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.ReceiveMaximum = self.receive_maximum
@@ -205,16 +206,20 @@ class CloudWorker:
                                    keepalive=30, clean_start=True, properties=props)
             except OSError as exc:
                 errors.append(f"cannot reach the broker at {leg.where}: {exc}")
-                if len(self.legs) == 1:
+                refused.append(leg)
+                if len(refused) == len(self.legs):
                     self.stop()
-                    raise LinkError(errors[0]) from exc
+                    raise LinkError("; ".join(errors)) from exc
                 # paho's loop keeps trying it, as after a lost connection.
                 leg.client.connect_async(leg.endpoint.host, leg.endpoint.port,
                                          keepalive=30, clean_start=True, properties=props)
             leg.client.loop_start()
+        # A broker that refused the connection is not waited for (start-up is not held up by
+        # one that is down); one that took it gets until ``timeout`` to accept this worker.
         deadline = time.monotonic() + timeout
         for leg in self.legs:
-            leg.connected.wait(max(0.0, deadline - time.monotonic()))
+            if leg not in refused:
+                leg.connected.wait(max(0.0, deadline - time.monotonic()))
         missing = [leg for leg in self.legs if not leg.connected.is_set()]
         if len(missing) == len(self.legs):
             self.stop()

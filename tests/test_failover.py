@@ -290,3 +290,19 @@ def test_a_device_from_its_device_toml_skips_a_primary_that_is_not_there(
         assert [index for _, index in device.link.moves] == [1]
     finally:
         device.stop()
+
+
+def test_the_cloud_starts_with_a_broker_down_and_serves_it_once_it_answers(
+        brokers: tuple[MosquittoBroker, ...], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    open_store(url).close()
+    late = MosquittoBroker(tmp_path / "late", {CLOUD: CLOUD_PW}, cloud_users=(CLOUD,))
+    late.port = free_port()  # nothing listens there yet
+    (worker,) = start_workers(lambda: CloudService(open_store(url)), worker_brokers(
+        [brokers[0].url, late.url], CLOUD, CLOUD_PW))
+    try:
+        assert [leg.connected.is_set() for leg in worker.legs] == [True, False]
+        with late:
+            assert eventually(worker.legs[1].connected.is_set, timeout=15)
+    finally:
+        worker.stop()
