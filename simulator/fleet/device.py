@@ -1,0 +1,377 @@
+"""Many simulated copiers on one asyncio loop: ``python -m simulator.fleet.device SPEC OUT``.
+
+SPEC is a JSON file (:class:`Spec`'s fields); OUT is where the results go, written when the
+process gets SIGTERM (or its ``duration_s`` is over) and every request in flight has settled.
+The process prints ``connected N`` once all its devices have connected once: the orchestrator
+waits on that line.
+
+Each device is one aiomqtt client (MQTT 5) and two tasks: the link (connect, subscribe to its
+reply topic, publish a retained ``online`` status with a Last Will, read answers; on a lost
+connection reconnect after a jittered, doubling wait) and the cycle (badge, list, sometimes a
+release, logout; the next badge after an exponential pause, so arrivals are Poisson).
+
+Requests behave as the real device's link does (device_app/link.py): a read without an answer
+within ``timeout`` is asked again; a mutating request (with a ``request_id``) is published again
+unchanged, same Correlation Data, after every timeout and reconnect, until an answer settles it;
+``busy`` and ``internal`` settle nothing and are asked again after ``retry_after``. A request
+that nothing settles within ``resolve_s`` is *unanswered*, and listed by its id.
+
+Reconnects: the first wait is drawn at random in [0.5, 1.5) s per outage and doubles up to
+:data:`mqtt_client.DEFAULT_MAX_BACKOFF_S`, as :func:`mqtt_client.jitter_reconnect` sets paho up
+for the real device (aiomqtt does not reconnect by itself, so the rule is applied here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from mqtt_client import DEFAULT_MAX_BACKOFF_S
+from protocol import messages as m
+from protocol import topics
+from protocol.errors import ProtocolError, RemoteError
+from simulator.fleet import card_of, device_id
+
+#: Answers that settle nothing: the same request is asked again after ``retry_after``.
+RETRY_CODES = frozenset({"busy", "internal"})
+
+
+@dataclass
+class Spec:
+    """What one fleet process runs."""
+
+    #: (device index, broker host, broker port) for each device of this process.
+    devices: list[tuple[int, str, int]]
+    password_seed: str
+    #: Mean pause between two badges of one device (s): 60 is one badge a minute.
+    badge_period_s: float = 60.0
+    #: Chance that a badge ends in a release of one job.
+    release_chance: float = 0.3
+    #: Initial connects spread over this long (s).
+    ramp_s: float = 5.0
+    timeout: float = 3.0
+    resolve_s: float = 60.0
+    keepalive: int = 60
+    duration_s: float = 3600.0
+    seed: int = 1
+
+
+def password_of(seed: str, dev: str) -> str:
+    """Each device's broker password, derived so the orchestrator and the device agree without
+    passing thousands of secrets around (throwaway accounts of a private broker)."""
+    return hashlib.sha256(f"{seed}|{dev}".encode()).hexdigest()[:24]
+
+
+@dataclass
+class Records:
+    """What a fleet process reports (JSON-ready). Times are wall-clock (time.time())."""
+
+    #: [type, sent_at, ms from first send to the settling answer]
+    latencies: list[tuple[str, float, float]] = field(default_factory=list)
+    #: [sent_at, ms] from the badge to the job list in hand (identify + jobs.list)
+    badge_to_list: list[tuple[float, float]] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
+    timeouts: int = 0
+    retried: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    #: job ids whose release the cloud granted, and those the device's engine printed (one
+    #: entry per print: a job twice here was printed twice).
+    released: list[str] = field(default_factory=list)
+    printed: list[str] = field(default_factory=list)
+    #: [device, lost_at, back_at] for every reconnect after a lost connection
+    reconnects: list[tuple[str, float, float]] = field(default_factory=list)
+    #: [device, lost_at, first answer after it]: when the device was served again
+    served_again: list[tuple[str, float, float]] = field(default_factory=list)
+    connected: int = 0
+
+
+class FleetDevice:
+    def __init__(self, index: int, host: str, port: int, spec: Spec, rec: Records,
+                 rng: random.Random) -> None:
+        self.index = index
+        self.id = device_id(index)
+        self.host, self.port = host, port
+        self.spec = spec
+        self.rec = rec
+        self.rng = rng
+        self.password = password_of(spec.password_seed, self.id)
+        self.client: aiomqtt.Client | None = None
+        self.online = asyncio.Event()
+        #: Set when the link is back after a loss: someone badges at once.
+        self.back = asyncio.Event()
+        self.waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self.serial = 0
+        self.epoch = 0
+        #: When the connection was last lost, until the first answer after it.
+        self.lost_at: float | None = None
+        self.stopping = False
+        #: Within a badge's requests (a checkpoint waits until no device is).
+        self.in_cycle = False
+        #: Cleared while the process takes a checkpoint: no new badge starts.
+        self.gate: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------ link
+    async def link(self, first: asyncio.Event) -> None:
+        await asyncio.sleep(self.rng.uniform(0, self.spec.ramp_s))
+        delay = 0.0
+        lost_at: float | None = None
+        while not self.stopping:
+            self.epoch = max(self.epoch + 1, int(time.time() * 1000))
+            will = aiomqtt.Will(topics.status_topic(self.id),
+                                m.encode(m.DeviceStatus("offline", self.epoch)), qos=1,
+                                retain=True)
+            try:
+                async with aiomqtt.Client(
+                        self.host, self.port, username=self.id, password=self.password,
+                        identifier=self.id, protocol=aiomqtt.ProtocolVersion.V5,
+                        keepalive=self.spec.keepalive, clean_start=True, will=will,
+                        timeout=10) as client:
+                    await client.subscribe(topics.response_topic(self.id), qos=1)
+                    await client.publish(topics.status_topic(self.id),
+                                         m.encode(m.DeviceStatus("online", self.epoch,
+                                                                 since=time.time())),
+                                         qos=1, retain=True)
+                    self.client = client
+                    delay = 0.0
+                    if lost_at is not None:
+                        self.rec.reconnects.append((self.id, lost_at, time.time()))
+                        lost_at = None
+                        self.back.set()
+                    if not first.is_set():
+                        first.set()
+                    self.online.set()
+                    async for msg in client.messages:
+                        corr = getattr(msg.properties, "CorrelationData", None)
+                        fut = self.waiting.get(bytes(corr)) if corr else None
+                        if fut is not None and not fut.done():
+                            fut.set_result(bytes(msg.payload))  # type: ignore[arg-type,unused-ignore]
+            except aiomqtt.MqttError:
+                pass
+            self.online.clear()
+            self.client = None
+            if self.stopping:
+                return
+            now = time.time()
+            if lost_at is None:
+                lost_at = now
+                self.lost_at = self.lost_at or now
+            # jitter_reconnect: a random first wait per outage, doubled up to the maximum.
+            delay = (self.rng.uniform(0.5, 1.5) if delay == 0.0
+                     else min(delay * 2, DEFAULT_MAX_BACKOFF_S))
+            await asyncio.sleep(delay)
+
+    # -------------------------------------------------------------- requests
+    async def request(self, req: m.Request) -> m.Result | RemoteError | None:
+        """The settling answer (a result or the cloud's refusal), or None when nothing settled
+        it within ``resolve_s`` (listed as unanswered)."""
+        mutating = m.is_mutating(req)
+        key = getattr(req, "request_id", "") or f"{self.id}:r{self.serial}"
+        payload = m.encode(req)
+        first = time.time()
+        deadline = time.monotonic() + self.spec.resolve_s
+        corr = f"{self.id}:{self.serial}".encode()
+        self.serial += 1
+        attempt = 0
+        while time.monotonic() < deadline:
+            if attempt:
+                self.rec.retried[req.TYPE] = self.rec.retried.get(req.TYPE, 0) + 1
+                if not mutating:  # a read asked again is a new question
+                    corr = f"{self.id}:{self.serial}".encode()
+                    self.serial += 1
+            attempt += 1
+            try:
+                await asyncio.wait_for(self.online.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            client = self.client
+            if client is None:
+                continue
+            fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            self.waiting[corr] = fut
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ResponseTopic = topics.response_topic(self.id)
+            props.CorrelationData = corr
+            props.MessageExpiryInterval = topics.REQUEST_EXPIRY
+            try:
+                await client.publish(topics.request_topic(self.id), payload, qos=1,
+                                     properties=props, timeout=self.spec.timeout)
+                data = await asyncio.wait_for(fut, self.spec.timeout)
+            except (TimeoutError, aiomqtt.MqttError, aiomqtt.MqttCodeError):
+                self.rec.timeouts += 1
+                continue
+            finally:
+                self.waiting.pop(corr, None)
+            try:
+                result = m.decode_response(data, req.TYPE)
+            except RemoteError as exc:
+                if exc.code in RETRY_CODES:
+                    self.rec.errors[exc.code] = self.rec.errors.get(exc.code, 0) + 1
+                    await asyncio.sleep(min(float(exc.retry_after or 1),
+                                            max(0.0, deadline - time.monotonic())))
+                    continue
+                self._answered(req.TYPE, first)
+                return exc
+            except ProtocolError:
+                self.rec.errors["malformed"] = self.rec.errors.get("malformed", 0) + 1
+                continue
+            self._answered(req.TYPE, first)
+            return result
+        self.rec.unanswered.append(f"{self.id} {req.TYPE} {key}")
+        return None
+
+    def _answered(self, kind: str, first: float) -> None:
+        now = time.time()
+        self.rec.latencies.append((kind, first, round((now - first) * 1000, 3)))
+        if self.lost_at is not None:
+            self.rec.served_again.append((self.id, self.lost_at, now))
+            self.lost_at = None
+            print(f"served {self.id}", flush=True)
+
+    def request_id(self) -> str:
+        self.serial += 1
+        return f"{self.id}.{self.serial}"
+
+    # ------------------------------------------------------------------ cycle
+    async def cycle(self) -> None:
+        """Badge, list, sometimes release one job, log out; again after a random pause."""
+        while not self.stopping:
+            # A device that lost its broker is badged as soon as it is back (someone was
+            # waiting at it): that first answer is when it is served again.
+            pause = self.rng.expovariate(1 / self.spec.badge_period_s)
+            try:
+                await asyncio.wait_for(self.back.wait(), pause)
+            except TimeoutError:
+                pass
+            self.back.clear()
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.stopping:
+                return
+            self.in_cycle = True
+            try:
+                await self.badge()
+            finally:
+                self.in_cycle = False
+
+    async def badge(self) -> None:
+        t0 = time.time()
+        who = await self.request(m.Identify("card", card_of(self.index), page_size=10))
+        if not isinstance(who, m.IdentifyResult):
+            return
+        page = await self.request(m.ListJobs(who.session, limit=10))
+        if isinstance(page, m.JobList):
+            self.rec.badge_to_list.append((t0, round((time.time() - t0) * 1000, 3)))
+            if page.jobs and self.rng.random() < self.spec.release_chance:
+                await self.release(who.session, page.jobs[0].job_id)
+        await self.request(m.Logout(self.request_id(), who.session))
+
+    async def release(self, session: str, job_id: str) -> None:
+        granted = await self.request(m.Release(self.request_id(), session, (job_id,)))
+        if not isinstance(granted, m.ReleaseResult):
+            return
+        for job in granted.jobs:
+            self.rec.released.append(job.job_id)
+            data = b""
+            while True:
+                chunk = await self.request(m.FetchDocument(granted.release_id, job.job_id,
+                                                           offset=len(data)))
+                if not isinstance(chunk, m.DocumentChunk):
+                    return
+                data += chunk.data
+                if len(data) >= chunk.total or not chunk.data:
+                    break
+            if hashlib.sha256(data).hexdigest() != job.sha256:
+                self.rec.errors["bad_document"] = self.rec.errors.get("bad_document", 0) + 1
+                continue
+            # The engine's own record: it printed this job (once per entry).
+            self.rec.printed.append(job.job_id)
+            await self.request(m.JobPrinted(self.request_id(), granted.release_id, job.job_id))
+
+
+async def run(spec: Spec, out: str) -> None:
+    rec = Records()
+    rng = random.Random(spec.seed)
+    fleet = [FleetDevice(i, host, port, spec, rec, random.Random(rng.random()))
+             for i, host, port in spec.devices]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    gate = asyncio.Event()
+    gate.set()
+    for d in fleet:
+        d.gate = gate
+    checkpoints = 0
+
+    async def checkpoint() -> None:
+        # SIGUSR1: let every badge in flight settle (answered, or unanswered after resolve_s),
+        # write the records so far, go on. The orchestrator reads a consistent state.
+        nonlocal checkpoints
+        gate.clear()
+        while any(d.in_cycle for d in fleet):
+            await asyncio.sleep(0.05)
+        with open(out, "w") as f:
+            json.dump(asdict(rec), f)
+        checkpoints += 1
+        print(f"drained {checkpoints}", flush=True)
+        gate.set()
+
+    loop.add_signal_handler(signal.SIGUSR1, lambda: tasks.add(asyncio.create_task(checkpoint())))
+    tasks: set[asyncio.Task[None]] = set()
+    firsts = [asyncio.Event() for _ in fleet]
+    links = [asyncio.create_task(d.link(f)) for d, f in zip(fleet, firsts, strict=True)]
+
+    async def all_connected() -> None:
+        for f in firsts:
+            await f.wait()
+        rec.connected = len(fleet)
+        print(f"connected {len(fleet)}", flush=True)
+
+    async def progress() -> None:
+        # Cheap liveness for the orchestrator: requests answered so far, once a second.
+        while True:
+            await asyncio.sleep(1.0)
+            print(f"answered {len(rec.latencies)}", flush=True)
+
+    announce = asyncio.create_task(all_connected())
+    ticker = asyncio.create_task(progress())
+    cycles = [asyncio.create_task(d.cycle()) for d in fleet]
+    try:
+        await asyncio.wait_for(stop.wait(), spec.duration_s)
+    except TimeoutError:
+        pass
+    for d in fleet:
+        d.stopping = True
+    gate.set()
+    # Cycles in flight finish (each request settles or is declared unanswered).
+    await asyncio.wait(cycles, timeout=spec.resolve_s + 10)
+    announce.cancel()
+    ticker.cancel()
+    for t in links:
+        t.cancel()
+    await asyncio.gather(*links, return_exceptions=True)
+    with open(out, "w") as f:
+        json.dump(asdict(rec), f)
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[0]) as f:
+        raw: dict[str, Any] = json.load(f)
+    spec = Spec(**raw)
+    asyncio.run(run(spec, argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

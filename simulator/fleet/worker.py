@@ -1,0 +1,41 @@
+"""One cloud worker process serving every broker of the fleet:
+``python -m simulator.fleet.worker --name cloud-0 --store URL --broker URL [--broker URL ...]``
+(password in ``MFD_CLOUD_PASSWORD``). What ``mfd cloud --broker ... --broker ...`` runs, minus
+the web front end, so the fleet can kill -9 a worker for real. Prints ``ready`` once connected;
+stops on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from cloud.service import CloudService
+from cloud.storage.factory import open_store
+from cloud.worker import start_workers, worker_brokers
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulator.fleet.worker")
+    p.add_argument("--name", required=True)
+    p.add_argument("--store", required=True)
+    p.add_argument("--broker", action="append", required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    brokers = worker_brokers(args.broker, args.name, os.environ["MFD_CLOUD_PASSWORD"])
+    url = args.store
+    workers = start_workers(lambda: CloudService(open_store(url, create=False)), brokers, 1)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    print("ready", flush=True)
+    done.wait()
+    for w in workers:
+        w.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
