@@ -59,6 +59,7 @@ def test_web_settings_from_options_files_and_environment(tmp_path: Path,
         "--smtp-user", "print", "--smtp-password-file", str(secret),
         "--oidc-issuer", "https://id.acme.test/", "--oidc-client-id", "portal",
         "--oidc-client-secret-file", str(client_secret), "--oidc-label", "Acme",
+        "--oidc-org", "org_acme", "--oidc-email-domains", "acme.test, @Acme.example",
         "--session-key-file", str(tmp_path / "k")))
     assert s.https_only and s.public_url == "https://print.acme.test"
     assert s.smtp is not None and (s.smtp.host, s.smtp.port, s.smtp.starttls) == \
@@ -67,6 +68,7 @@ def test_web_settings_from_options_files_and_environment(tmp_path: Path,
     assert s.oidc is not None and (s.oidc.issuer, s.oidc.client_id, s.oidc.client_secret,
                                    s.oidc.label) == ("https://id.acme.test", "portal",
                                                      "oidc secret", "Acme")
+    assert (s.oidc.org, s.oidc.domains) == ("org_acme", ("acme.test", "acme.example"))
     assert s.secret_key == (tmp_path / "k").read_bytes().strip()
     # Secrets stay out of reprs (and so out of logs and tracebacks).
     assert "mail secret" not in repr(s) and "oidc secret" not in repr(s)

@@ -19,7 +19,8 @@ from cloud.storage.factory import open_store
 from cloud.storage.port import User
 from cloud.storage.sql import SqlStore
 from cloud.web import portal_bundle
-from cloud.web.settings import WebSettings
+from cloud.web.app import create_app
+from cloud.web.settings import OidcSettings, WebSettings
 from protocol.errors import ErrorCode, MfdError, StoreError
 from tests.admin_console_helpers import csrf_of, signed_in
 from tests.web_helpers import PASSWORD, WebWorld, make_world
@@ -334,3 +335,61 @@ def test_an_https_public_url_turns_https_only_and_hsts_on(
         assert "secure" in r.headers["set-cookie"].lower()
     finally:
         behind_tls.server.close()
+
+
+# ---------------------------------------------------- 6. single sign-on: one org, one subject
+
+ISSUER = "https://id.example.org"
+
+
+def test_single_sign_on_keeps_to_its_org_and_to_the_first_subject(
+        acme: tuple[SqlStore, str]) -> None:
+    store, org = acme
+    linking = Linking(store, base_url="https://print.example.org")
+    globex = admin.create_org(store, "Globex")
+    admin.add_user(store, globex, "boss@globex.test", "Globex Boss")
+    # Several orgs and none named: refused, whoever it is.
+    with pytest.raises(MfdError) as refused:
+        linking.sign_in_sso("ada@example.org", ISSUER, "sub-ada")
+    assert refused.value.code == "config_invalid"
+    # The provider of Acme cannot sign anyone in at Globex (refused as a stranger would be).
+    with pytest.raises(MfdError) as refused:
+        linking.sign_in_sso("boss@globex.test", ISSUER, "sub-boss", org_id=org)
+    assert refused.value.code == LinkCode.UNKNOWN_USER
+    with pytest.raises(MfdError) as refused:
+        linking.sign_in_sso("ada@example.org", ISSUER, "sub-ada", org_id=org,
+                            domains=("acme.test",))
+    assert refused.value.code == LinkCode.UNKNOWN_USER
+    assert not store.org_audit(globex, action="sso.other_org")
+    # The first sign-in records the subject; another subject for ada is refused later, and
+    # ada's subject cannot become another user's.
+    linking.sign_in_sso("ada@example.org", ISSUER, "sub-ada", org_id=org,
+                        domains=("example.org",))
+    with pytest.raises(MfdError) as refused:
+        linking.sign_in_sso("ada@example.org", ISSUER, "sub-impostor", org_id=org)
+    assert refused.value.code == ErrorCode.NOT_ALLOWED
+    admin.add_user(store, org, "bob@example.org", "Bob")
+    with pytest.raises(MfdError):
+        linking.sign_in_sso("bob@example.org", ISSUER, "sub-ada", org_id=org)
+    assert linking.sign_in_sso("ada@example.org", ISSUER, "sub-ada", org_id=org).user.org_id \
+        == org
+    assert [r[2] for r in store.org_audit(org) if r[2].startswith("sso.")].count(
+        "sso.subject_mismatch") == 2
+
+
+def test_single_sign_on_without_an_org_on_several_orgs_does_not_start(
+        world: WebWorld) -> None:
+    store = open_store(world.store_url)
+    try:
+        admin.create_org(store, "Globex")
+    finally:
+        store.close()
+    oidc = OidcSettings(issuer=ISSUER, client_id="portal", client_secret="s")
+    with pytest.raises(MfdError, match="--oidc-org"):
+        create_app(WebSettings(store_url=world.store_url, oidc=oidc))
+    with pytest.raises(MfdError, match="no such org"):
+        create_app(WebSettings(store_url=world.store_url,
+                               oidc=OidcSettings(ISSUER, "portal", "s", org="org_nope")))
+    app = create_app(WebSettings(store_url=world.store_url,
+                                 oidc=OidcSettings(ISSUER, "portal", "s", org=world.org_id)))
+    app.state.stores.close()

@@ -174,6 +174,18 @@ CREATE INDEX IF NOT EXISTS release_orders_device ON release_orders (device_id, t
 """
 
 
+#: Who a user is at the single sign-on provider: the provider's subject (``sub``) recorded at
+#: the user's first single sign-on, so a later sign-in under the same email from another account
+#: at the provider (an address re-assigned there) is refused. One subject per user and issuer,
+#: and one user per subject.
+SSO_IDENTITIES = """
+CREATE TABLE IF NOT EXISTS sso_identities (
+    user_id TEXT NOT NULL REFERENCES users(id), issuer TEXT NOT NULL, subject TEXT NOT NULL,
+    bound_at {real} NOT NULL, PRIMARY KEY (user_id, issuer));
+CREATE UNIQUE INDEX IF NOT EXISTS sso_identities_subject ON sso_identities (issuer, subject);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -208,6 +220,8 @@ STEPS: tuple[Step, ...] = (
          ddl="ALTER TABLE audit ADD COLUMN org_id TEXT NOT NULL DEFAULT ''"),
     Step(10, "release_orders: releases asked for away from the copier (the User Portal), an "
              "outbox the workers push to the device", ddl=RELEASE_ORDERS),
+    Step(11, "sso_identities: the provider's subject of each user's first single sign-on; "
+             "another subject for the same user is refused", ddl=SSO_IDENTITIES),
 )
 
 #: The version a store has once every step ran.

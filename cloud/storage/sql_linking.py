@@ -150,6 +150,22 @@ class LinkingQueries(SqlBase):
     def end_portal_session(self, token_hash: str) -> None:
         self.execute("UPDATE portal_sessions SET ended=1 WHERE token_hash=?", token_hash)
 
+    def sso_identity(self, user_id: str, issuer: str) -> str | None:
+        """The provider's subject recorded for the user at ``issuer``."""
+        row = self.query_one("SELECT subject FROM sso_identities WHERE user_id=? AND issuer=?",
+                             user_id, issuer)
+        return str(row[0]) if row else None
+
+    def sso_user(self, issuer: str, subject: str) -> str | None:
+        """The user the provider's ``subject`` at ``issuer`` was recorded for."""
+        row = self.query_one("SELECT user_id FROM sso_identities WHERE issuer=? AND subject=?",
+                             issuer, subject)
+        return str(row[0]) if row else None
+
+    def add_sso_identity(self, user_id: str, issuer: str, subject: str, now: float) -> None:
+        self.execute("INSERT INTO sso_identities (user_id, issuer, subject, bound_at) "
+                     "VALUES (?,?,?,?)", user_id, issuer, subject, now)
+
     def end_portal_sessions_of(self, user_id: str) -> int:
         """End every open portal session of the user; how many were open."""
         return self.execute("UPDATE portal_sessions SET ended=1 WHERE user_id=? AND ended=0",

@@ -59,6 +59,13 @@ _SECURITY_HEADERS = {
 
 def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time) -> FastAPI:
     stores = Stores(settings, clock)
+    if settings.oidc is not None:
+        try:
+            with stores.lease() as lease:
+                sso.check_config(settings.oidc, lease.store)
+        except BaseException:
+            stores.close()
+            raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

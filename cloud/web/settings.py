@@ -37,6 +37,11 @@ class OidcSettings:
     client_secret: str = field(repr=False)
     #: What the button says ("Sign in with Contoso").
     label: str = "single sign-on"
+    #: The org whose people the provider speaks for: users of other orgs are refused. ""
+    #: only when the store holds a single org (the app refuses to start otherwise).
+    org: str = ""
+    #: Email domains the provider may vouch for (example.org); () any.
+    domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from cloud.linking import LinkCode
+from cloud.storage.port import CloudStore
 from cloud.web import context as web
 from cloud.web.auth_pages import client_address, landing
 from cloud.web.settings import OidcSettings
@@ -52,6 +53,19 @@ class SsoRefused(MfdError):
     """Single sign-on did not sign this person in; the message says what to do."""
 
     code = ErrorCode.NOT_ALLOWED
+
+
+def check_config(oidc: OidcSettings, store: CloudStore) -> None:
+    """At start: single sign-on without an org, on a store of several orgs, is refused (the
+    provider would vouch for emails of every org); a named org must exist."""
+    orgs = {org_id for org_id, _name in store.orgs()}
+    if oidc.org and oidc.org not in orgs:
+        raise MfdError(f"--oidc-org {oidc.org}: there is no such org (give the id mfd admin "
+                       "org-add printed)", code="config_invalid")
+    if not oidc.org and len(orgs) > 1:
+        raise MfdError("single sign-on needs --oidc-org ORG (or MFD_OIDC_ORG) on a service of "
+                       "several orgs: the provider signs in that org's people only",
+                       code="config_invalid")
 
 
 def _settings(request: Request) -> OidcSettings:
@@ -152,17 +166,24 @@ async def sso_callback(request: Request) -> Response:
         return _refused(request, f"Your single sign-on provider has not verified {email}. "
                         "Verify it there, or ask your administrator.")
     subject = str(claims.get("sub", ""))
+    oidc = _settings(request)
     try:
         # The use-case blocks on the store: it runs on the pool's threads, not the loop.
         session = await run_in_threadpool(
-            lambda: web.linking(request).sign_in_sso(email, issuer, subject,
-                                                      source=client_address(request)))
+            lambda: web.linking(request).sign_in_sso(
+                email, issuer, subject, source=client_address(request),
+                org_id=oidc.org or None, domains=oidc.domains))
     except MfdError as exc:
         if exc.code == LinkCode.UNKNOWN_USER:
             return _refused(request, f"There is no account for {email} here. Ask your "
                             "administrator to add you, then sign in again.")
         if exc.code == ErrorCode.LOCKED_OUT:
             return _refused(request, exc.message[:1].upper() + exc.message[1:] + ".", 429)
+        if exc.code == ErrorCode.NOT_ALLOWED:  # another account at the provider than before
+            return _refused(request, exc.message[:1].upper() + exc.message[1:] + ".")
+        if exc.code == "config_invalid":
+            return _refused(request, "Single sign-on is not set up correctly here. Sign in "
+                            "with your email and password, and tell your administrator.", 503)
         raise
     next_path = request.session.get(NEXT)
     web.start_session(request, session.token)

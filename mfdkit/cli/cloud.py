@@ -210,7 +210,12 @@ def _oidc(args: argparse.Namespace) -> Any:
                        "(--oidc-client-secret-file FILE or MFD_OIDC_CLIENT_SECRET)",
                        code="config_invalid")
     label = args.oidc_label or env.get("MFD_OIDC_LABEL", "") or "single sign-on"
-    return OidcSettings(issuer=issuer, client_id=client_id, client_secret=secret, label=label)
+    org = (args.oidc_org or env.get("MFD_OIDC_ORG", "")).strip()
+    domains = tuple(d.strip().lower().lstrip("@") for d in
+                    (args.oidc_email_domains or env.get("MFD_OIDC_EMAIL_DOMAINS", "")).split(",")
+                    if d.strip())
+    return OidcSettings(issuer=issuer, client_id=client_id, client_secret=secret, label=label,
+                        org=org, domains=domains)
 
 
 def _broker_accounts(args: argparse.Namespace, base: Any) -> Any:
@@ -296,6 +301,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # taken for the file option's path (and never echoed).
     for name in ("--smtp-password", "--oidc-client-secret", "--session-key"):
         w.add_argument(name, dest=f"argv_{name[2:].replace('-', '_')}", help=argparse.SUPPRESS)
+    w.add_argument("--oidc-org", metavar="ORG",
+                   help="the org whose people the provider signs in; others are refused. "
+                   "Required when the store holds several orgs (default MFD_OIDC_ORG)")
+    w.add_argument("--oidc-email-domains", metavar="DOMAINS",
+                   help="only emails of these domains (comma-separated, e.g. example.org) sign "
+                   "in with single sign-on (default MFD_OIDC_EMAIL_DOMAINS; any)")
     w.add_argument("--oidc-label", metavar="TEXT",
                    help="what the sign-in button names, e.g. Contoso (default MFD_OIDC_LABEL)")
     c.add_argument("--broker-admin", metavar="USER",
