@@ -173,6 +173,11 @@ class _Conn:
                 # Linger 0: close sends RST instead of FIN, as a forgotten NAT entry does.
                 with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Wake the pipe thread blocked in recv on it: until that returns, the socket
+                # stays open and the peer of a quiet link would see the reset only when it
+                # next sent something.
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RD)
             else:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
