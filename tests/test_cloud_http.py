@@ -145,3 +145,56 @@ def test_mfd_cloud_http_serves_the_api_the_portal_and_secure_cookies(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_mfd_cloud_serves_every_broker_it_is_given(broker: Broker, tmp_path: Path) -> None:
+    """``--broker`` again for each broker of a site: one worker answers devices on both."""
+    from conftest import CLOUD_USERS, DEVICE_PASSWORDS
+
+    from cloud.demo import seed_demo
+    from cloud.storage.factory import open_store
+    from device_app.link import MqttCloudLink
+    from protocol import messages as m
+    from protocol.address import BrokerAddress
+    from protocol.errors import RemoteError
+    from simulator.broker import MosquittoBroker
+
+    users = {u: f"pw-{u}" for u in CLOUD_USERS} | DEVICE_PASSWORDS
+    second = MosquittoBroker(tmp_path / "b2", users, cloud_users=CLOUD_USERS).start()
+    store_url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    store = open_store(store_url)
+    seed_demo(store, now=0.0, jobs=False)
+    store.close()
+    first = broker.mosquitto
+    addr = broker.address("cloud-1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfdkit", "cloud",
+         "--broker", f"mqtt://{first.host}:{first.port}",
+         "--broker", f"mqtt://{second.host}:{second.port}",
+         "--username", addr.username, "--store", store_url],
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "MFD_CLOUD_PASSWORD": addr.password})
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        while "serving" not in line and line:
+            line = proc.stderr.readline()
+        assert f"{first.host}:{first.port}, {second.host}:{second.port}" in line, line
+        for b in (first, second):
+            link = MqttCloudLink(BrokerAddress(b.host, b.port, "copier-1",
+                                               DEVICE_PASSWORDS["copier-1"]),
+                                 "copier-1").start()
+            try:
+                # An unknown card: the worker's refusal is an answer, on this broker.
+                with pytest.raises(RemoteError) as refused:
+                    link.call(m.Identify("card", "9999999999"), timeout=10)
+                assert refused.value.code == "unknown_card"
+            finally:
+                link.close()
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        second.stop()

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pcprox_line import pcprox_fixture
 
+from device_app.config import load_config
 from device_app.runner import from_config_file
 from firmware_stubs.mfd_controller import MfdControllerStub
 from firmware_stubs.serial_readers import PcProxStub
@@ -76,6 +77,11 @@ def test_a_mistake_is_named_and_nothing_is_half_written(
                  "--username", "copier-x", "--password-file", str(tmp_path / "pw"),
                  "--engine", "emulator", "--dry-run"]) == 0
     assert not (tmp_path / "dry").exists()  # a dry run writes nothing, not even the folder
+    # A site with two brokers: --broker again, and device.toml lists both, in order.
+    assert main(args(tmp_path, "copier-x", url, "--broker", "mqtt://127.0.0.1:1884",
+                     directory=tmp_path / "two")) == 0
+    two = load_config(tmp_path / "two" / "device.toml")
+    assert two.broker_urls == (url, "mqtt://127.0.0.1:1884")
     assert main(args(tmp_path, "copier-x", url)) == 0
     directory = tmp_path / "dev"
     before = snapshot(directory)

@@ -121,7 +121,8 @@ def device_app_starter(cfg: DeviceConfig, password: str) -> Callable[[bool], App
     from device_app.runner import Device
 
     def start(reachable: bool) -> AppHandle:
-        use = cfg if reachable else replace(cfg, broker_url=UNREACHABLE_BROKER)
+        use = cfg if reachable else replace(cfg, broker_url=UNREACHABLE_BROKER,
+                                            broker_fallbacks=())
         # wait=0: the panel's health check does the waiting, against its own deadline.
         return _DeviceAppHandle(Device(use, password).start(wait=0))
 

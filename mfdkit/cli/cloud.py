@@ -14,31 +14,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mfdkit.cli.common import StopSignals, _secret
+from mfdkit.cli.common import StopSignals, _secret, host_port
 from protocol.errors import MfdError
 
 
 def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.service import CloudService
     from cloud.storage.factory import open_store
-    from cloud.worker import CloudWorker
-    from protocol.address import BrokerAddress
+    from cloud.worker import start_workers, worker_brokers
 
     # Before anything starts: a stop that arrives while we start up must still be clean.
     stop = StopSignals(interrupt=False)
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
-    base = BrokerAddress.parse(args.broker, args.username, password)
-    http = _host_port(args.http) if args.http else None
+    brokers = worker_brokers(args.broker, args.username, password)
+    http = host_port(args.http) if args.http else None
     # Before anything starts too: a missing mail sender or an unreadable secret fails here.
     web = web_settings(args) if http is not None else None
-    accounts = _broker_accounts(args, base)  # before anything starts: a bad admin fails here
+    accounts = _broker_accounts(args, brokers)  # before anything starts: a bad admin fails here
     open_store(args.store).close()  # validates the URL and creates the schema once
-    workers = []
-    for i in range(args.workers):
-        user = base.username if args.workers == 1 else f"{base.username}-{i}"
-        worker = CloudWorker(lambda: CloudService(open_store(args.store)),
-                             base.with_user(user, password), name=user)
-        workers.append(worker.start())
+    workers = start_workers(lambda: CloudService(open_store(args.store)), brokers,
+                            args.workers)
     portal = None
     try:
         if http is not None:
@@ -47,15 +42,16 @@ def cmd_cloud(args: argparse.Namespace) -> int:
 
             portal = start_portal(args.store, *http, public_url=args.public_url,
                                   accounts=accounts,
-                                  device_broker_url=args.device_broker_url or args.broker,
+                                  device_broker_url=args.device_broker_url or args.broker[0],
                                   settings=web)
             print(f"mfd cloud: User Portal and client API on {portal.url}"
                   + (f" (public {portal.public_url})" if args.public_url else ""),
                   file=sys.stderr)
             print(f"mfd cloud: admin console at {portal.public_url}/admin/, API document at "
                   f"{portal.public_url}/api/v1/openapi.json", file=sys.stderr)
-        print(f"mfd cloud: {len(workers)} worker(s) serving {base.host}:{base.port}; "
-              "Ctrl-C stops", file=sys.stderr)
+        where = ", ".join(f"{b.host}:{b.port}" for b in brokers)
+        print(f"mfd cloud: {len(workers)} worker(s) serving {where}; Ctrl-C stops",
+              file=sys.stderr)
         while not stop():
             time.sleep(0.2)
     finally:
@@ -165,7 +161,7 @@ def _smtp(args: argparse.Namespace) -> Any:
     if not where:
         return None
     if args.smtp:
-        host, port = _host_port(args.smtp, option="--smtp")
+        host, port = host_port(args.smtp, option="--smtp")
     else:
         host, raw_port = where, env.get("MFD_SMTP_PORT", "587").strip()
         if not raw_port.isdigit() or not 0 < int(raw_port) < 65536:
@@ -218,7 +214,7 @@ def _oidc(args: argparse.Namespace) -> Any:
                         org=org, domains=domains)
 
 
-def _broker_accounts(args: argparse.Namespace, base: Any) -> Any:
+def _broker_accounts(args: argparse.Namespace, brokers: Any) -> Any:
     """The device-account writer for registration: Mosquitto's dynamic-security API, as the
     --broker-admin account. None (registration off) without --broker-admin."""
     if args.broker_passwd or args.broker_pid:
@@ -230,33 +226,24 @@ def _broker_accounts(args: argparse.Namespace, base: Any) -> Any:
                        "section 3)", code="config_invalid")
     if not args.broker_admin:
         return None
-    from cloud.broker_accounts import DynsecAccounts
+    from cloud.broker_accounts import every_broker
 
     password = os.environ.get("MFD_BROKER_ADMIN_PASSWORD", "")
     if not password:
         raise MfdError("no broker admin password: set MFD_BROKER_ADMIN_PASSWORD",
                        code="config_invalid")
-    accounts = DynsecAccounts(base.with_user(args.broker_admin, password))
+    accounts = every_broker(brokers, args.broker_admin, password)
     accounts.check()
     print(f"mfd cloud: device registration writes broker accounts as {args.broker_admin}",
           file=sys.stderr)
     return accounts
 
 
-def _host_port(value: str, option: str = "--http") -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT, or :PORT (loopback)."""
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        example = "127.0.0.1:8631" if option == "--http" else "mail.example.org:587"
-        raise MfdError(f"{option} wants HOST:PORT (e.g. {example}), not {value!r}",
-                       code="config_invalid")
-    return host, int(port)
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("cloud", help="run the reference cloud's MQTT workers")
-    c.add_argument("--broker", required=True, help="mqtt://host:port")
+    c.add_argument("--broker", required=True, action="append",
+                   help="mqtt://host:port; again for each broker of a site with several "
+                   "(devices fail over between them): every worker serves every broker")
     c.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--username", default="cloud", help="broker username (-N appended per worker)")

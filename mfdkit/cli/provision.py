@@ -67,7 +67,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
             readers += from_file
         engine = engine_choice(args.engine)
         req = ProvisionRequest(
-            directory=Path(args.dir), device_id=args.device_id, broker_url=args.broker,
+            directory=Path(args.dir), device_id=args.device_id, broker_url=tuple(args.broker),
             username=args.username, password=password, engine_kind=engine.kind,
             engine_uri=engine.uri,
             ca_file=Path(args.ca) if args.ca else None, readers=readers,
@@ -148,7 +148,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "the CA's path in device.toml as PATH/ca.pem (default: ca.pem, found "
                    "beside device.toml wherever DIR ends up)")
     p.add_argument("--name", help="the name shown on the panel")
-    p.add_argument("--broker", metavar="URL", help="mqtts://HOST:8883 (or mqtt:// on a bench)")
+    p.add_argument("--broker", metavar="URL", action="append",
+                   help="mqtts://HOST:8883 (or mqtt:// on a bench); again for each further "
+                   "broker the device fails over to, in order")
     p.add_argument("--ca", metavar="FILE", help="PEM of the CA that signed the broker's "
                    "certificate (copied as ca.pem)")
     p.add_argument("--username", metavar="U", help="the broker username (= the device id)")
