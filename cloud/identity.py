@@ -26,7 +26,10 @@ token presented by another device is refused and audited.
   ``user`` budget.
 
 Every method runs inside the caller's store transaction (cloud/service.py opens one per
-request); a refusal is :class:`Refused`, which the service turns into an error answer.
+request); a refusal is :class:`Refused`, which the service turns into an error answer. An
+``identify`` transaction commits without waiting for the disk (cloud/storage/durability.py):
+a session or a sign-in's audit row lost in a database crash costs a second tap. What must
+outlast a crash (a wrong guess towards a lockout, a throttle started) makes it durable.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from collections.abc import Callable
 
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
 from cloud.refusal import Refused, shown
+from cloud.storage.durability import commit_durably
 from cloud.storage.port import MAX_CARDS_PER_USER, Store, Technician, User
+from cloud.storage.sign_in import Budget, NewSession, ThrottleHit, card_lookup, sign_in
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, ThrottlePolicy, Throttles
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
@@ -128,11 +133,14 @@ class Identity:
     def identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
         org_id = self._org_of(device_id)
         if req.method == "card":
-            self._check_throttle(device_id, org_id)
+            # The throttle and the card in one read; while a throttle holds, no user comes back
+            # and the answer is the throttle's, whatever the card.
+            now = self.clock()
             h = card_hash(self._secret(org_id), req.value)
-            user = self.store.user_by_card(org_id, h)
+            hit, user, tech = card_lookup(self.store, device_id, org_id, h, now)
+            if hit is not None:
+                self._refuse_throttled(hit, now)
             if user is None:
-                tech = self.store.technician_by_secret(org_id, "badge", h)
                 if tech is None:
                     self._unknown_card(device_id, org_id)
                     raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
@@ -147,10 +155,8 @@ class Identity:
                 return self._technician(device_id, tech, req.method)
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
-            login = self.throttles.login
-            self._spend("device", "login", device_id, login,
-                        f"more than {login.burst} badge sign-ins at once or "
-                        f"{60 / login.interval:g} a minute")
+            # A token of the device's sign-in budget, spent with the session's writes.
+            return self._login(device_id, user, req.method, budget=True)
         else:
             who = self._prove(device_id, org_id, req.method, req.value, req.username,
                               technicians=True)
@@ -175,9 +181,12 @@ class Identity:
         now = self.clock()
         hit = self.store.throttled(device_id, org_id, now)
         if hit is not None:
-            scope, _subject, until = hit
-            raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
-                          retry_after=max(1, math.ceil(until - now)))
+            self._refuse_throttled(hit, now)
+
+    def _refuse_throttled(self, hit: ThrottleHit, now: float) -> typing.NoReturn:
+        scope, _subject, until = hit
+        raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
+                      retry_after=max(1, math.ceil(until - now)))
 
     def _throttled_message(self, scope: str, until: float) -> str:
         when = time.strftime("%H:%M", time.localtime(until))
@@ -191,7 +200,7 @@ class Identity:
         n = self.store.unknown_card_to_audit(device_id, now, UNKNOWN_AUDIT_EVERY)
         if n:
             self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
-                             f"{n} unknown card(s)")
+                             f"{n} unknown card(s)", org_id=org_id)
         for scope, subject, policy in (("device", device_id, self.throttles.device),
                                        ("org", org_id, self.throttles.org)):
             self._spend(scope, scope, subject, policy,
@@ -206,7 +215,14 @@ class Identity:
         ahead = self.store.spend_token(bucket, subject, now, policy.interval)
         if ahead <= policy.burst * policy.interval:
             return
+        self._over_budget(scope, subject, policy, why, now)
+
+    def _over_budget(self, scope: str, subject: str, policy: ThrottlePolicy, why: str,
+                     now: float) -> typing.NoReturn:
+        """The token that found the bucket empty: start the throttle of ``scope`` (audited
+        once, by the worker that starts it) and refuse."""
         until = now + policy.duration
+        commit_durably(self.store)  # a throttle started survives a crash
         if self.store.start_throttle(scope, subject, now, until):
             self.store.audit(now, "cloud", "throttle", f"{scope}:{subject}",
                              f"{why}; badge sign-in paused {policy.duration / 60:g} min")
@@ -214,11 +230,24 @@ class Identity:
         raise Refused(ErrorCode.THROTTLED, self._throttled_message(scope, until),
                       retry_after=math.ceil(policy.duration))
 
-    def _login(self, device_id: str, user: User, method: str, note: str = "") -> m.IdentifyResult:
+    def _login(self, device_id: str, user: User, method: str, note: str = "", *,
+               budget: bool = False) -> m.IdentifyResult:
+        """A session for ``user`` at this device, audited. ``budget``: first a token of the
+        device's badge sign-in budget; none left, the throttle starts and nothing else is
+        written (one call to the store either way: cloud/storage/sign_in.py)."""
         now = self.clock()
         token = self.new_token()
-        self.store.create_session(token_hash(token), device_id, user.id, now + self.session_ttl)
-        self.store.audit(now, f"device:{device_id}", "login", f"user:{user.id}", method)
+        login = self.throttles.login
+        spend = Budget("login", device_id, login.interval, login.burst * login.interval) \
+            if budget else None
+        # The org named: saves the store a look-up of the user's org for the audit row.
+        session = NewSession(token_hash(token), device_id, user.id, now + self.session_ttl,
+                             user.org_id, method)
+        ahead = sign_in(self.store, spend, session, now)
+        if spend is not None and ahead > spend.limit:
+            self._over_budget("device", device_id, login,
+                              f"more than {login.burst} badge sign-ins at once or "
+                              f"{60 / login.interval:g} a minute", now)
         # A tag the contract cannot carry (written into the store by hand) is not sent: the
         # user still signs in, in the copier's language.
         language = user.language if m.is_language_tag(user.language) else ""
@@ -289,6 +318,8 @@ class Identity:
         return f"too many wrong attempts: {who} is locked until {when}"
 
     def _failed_guess(self, now: float, device_id: str, user: str | None, method: str) -> None:
+        # Counts towards a lockout: kept through a crash, even in a sign-in's lazy transaction.
+        commit_durably(self.store)
         self.store.audit(now, f"device:{device_id}", f"identify.wrong_{method}",
                          f"user:{user}" if user else "-")
         for scope, subject in (("device", device_id), ("user", user)):

@@ -12,7 +12,9 @@ service trusts nothing else about who is asking. One request is one store transa
   the new answer is stored in the same transaction as the work;
 * refusals (unknown card, job not held, ...) are checked before anything is written, so a refused
   release leaves every job as it was;
-* anything unexpected is logged and answered ``internal``; the worker keeps serving.
+* anything unexpected is logged and answered ``internal``; the worker keeps serving;
+* every transaction is on disk before it is answered, except a sign-in's (``identify``), which
+  may be lost in a crash of the database: cloud/storage/durability.py says why that is safe.
 
 This module decides nothing about the requests themselves: who is asking (badge, code,
 password, PIN, the guessing lockout, the badge throttle, sessions) is cloud/identity.py's, and
@@ -22,6 +24,7 @@ them: decoding, one transaction each, stored answers, error answers, and houseke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +34,7 @@ from cloud.hashing import new_token
 from cloud.identity import DEFAULT_SESSION_TTL, Identity
 from cloud.jobs import Jobs
 from cloud.refusal import Refused
+from cloud.storage.durability import lazy_transaction
 from cloud.storage.port import Store
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, Throttles
 from protocol import messages as m
@@ -87,7 +91,7 @@ class CloudService:
         request_id: str = getattr(request, "request_id", "")
         for attempt in (1, 2):
             try:
-                with self.store.transaction():
+                with self._transaction(request):
                     if mutating:
                         stored = self.store.stored_reply(device_id, request_id)
                         if stored is not None:
@@ -111,6 +115,17 @@ class CloudService:
                 if attempt == 2 or not mutating:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transaction(self, request: m.Request) -> contextlib.AbstractContextManager[None]:
+        """A badge, code or password sign-in commits without waiting for the disk: what it
+        writes (a session, its audit row, a token of a budget) may be lost in a database
+        crash, and the person then signs in again; whatever in it must last (a lockout, a
+        throttle started) makes it durable itself (cloud/identity.py). Everything else,
+        releases and reports first, is on disk before it is answered
+        (cloud/storage/durability.py)."""
+        if isinstance(request, m.Identify):
+            return lazy_transaction(self.store)
+        return self.store.transaction()
 
     def _answer(self, device_id: str, request: m.Request) -> bytes:
         try:

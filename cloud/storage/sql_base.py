@@ -28,6 +28,8 @@ class SqlBase:
     AUTO_ID: ClassVar[str] = "INTEGER PRIMARY KEY AUTOINCREMENT"
     #: The backend's "unique key taken" exceptions (translated into ConflictError).
     INTEGRITY: ClassVar[tuple[type[Exception], ...]] = ()
+    #: Whether the backend can commit one transaction without waiting for the disk.
+    LAZY_COMMITS: ClassVar[bool] = False
 
     url: str = ""
     #: The store, for messages: never a password.
@@ -37,18 +39,42 @@ class SqlBase:
     _local: threading.local
 
     # -- transactions: one per thread, nested ones join it
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
         """All of the block or none of it. A transaction opened inside another joins it: the
-        outermost commits (use-cases call each other, each in its own ``with``)."""
+        outermost commits (use-cases call each other, each in its own ``with``). Its commit is
+        durable: on disk before this returns (cloud/storage/durability.py)."""
+        return self._transaction(lazy=False)
+
+    def lazy_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """As :meth:`transaction`, but the commit need not wait for the disk, where the
+        backend can tell (cloud/storage/durability.py). Opened inside a durable transaction, it
+        joins it and stays durable; a durable one opened inside it makes it durable."""
+        return self._transaction(lazy=True)
+
+    def commit_durably(self) -> None:
+        """The open transaction must be durable after all (a lockout, a throttle started)."""
+        if self._depth() and getattr(self._local, "lazy", False):
+            self._set_durable()
+            self._local.lazy = False
+
+    def committing_lazily(self) -> bool:
+        """Whether the open transaction will commit without waiting for the disk."""
+        return bool(self._depth() and getattr(self._local, "lazy", False))
+
+    @contextlib.contextmanager
+    def _transaction(self, *, lazy: bool) -> Iterator[None]:
         if self._depth():
+            if not lazy:  # durable wins
+                self.commit_durably()
             self._local.depth += 1
             try:
                 yield
             finally:
                 self._local.depth -= 1
             return
-        con = self._begin()
+        lazy = lazy and self.LAZY_COMMITS
+        con = self._begin(lazy=lazy)
+        self._local.lazy = lazy
         self._local.depth = 1
         try:
             yield
@@ -59,13 +85,19 @@ class SqlBase:
             self._commit(con)
         finally:
             self._local.depth = 0
+            self._local.lazy = False
 
     def _depth(self) -> int:
         return int(getattr(self._local, "depth", 0))
 
     # -- the backend supplies these
-    def _begin(self) -> Any:
-        """Start a transaction on this thread's connection; returns the connection."""
+    def _begin(self, *, lazy: bool = False) -> Any:
+        """Start a transaction on this thread's connection; returns the connection.
+        ``lazy``: its commit need not wait for the disk (only if :attr:`LAZY_COMMITS`)."""
+        raise NotImplementedError
+
+    def _set_durable(self) -> None:
+        """Make the open lazy transaction's commit durable (only if :attr:`LAZY_COMMITS`)."""
         raise NotImplementedError
 
     def _commit(self, con: Any) -> None:

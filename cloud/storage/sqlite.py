@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cloud.storage.sql import SqlStore
+from cloud.storage.sql_sign_in import SignInQueries
 from protocol.errors import StoreError
 from protocol.redact import redact
 
 
-class SqliteStore(SqlStore):
+class SqliteStore(SignInQueries, SqlStore):
     INTEGRITY: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
@@ -66,7 +67,9 @@ class SqliteStore(SqlStore):
 
     # -- transactions (nesting: SqlBase.transaction); IMMEDIATE takes the write lock at once,
     # so two writers wait for each other instead of one failing at its first write.
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self, *, lazy: bool = False) -> sqlite3.Connection:
+        # ``lazy`` changes nothing: with synchronous=NORMAL no WAL commit waits for the disk
+        # (cloud/storage/durability.py).
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         return con

@@ -1,0 +1,98 @@
+"""A badge sign-in in fewer trips to the store: the two steps of cloud/identity.py that every
+badge takes, each one call here instead of two or three.
+
+* :func:`card_lookup`: the throttle in force on the device or its org, the card's user and, for
+  a card no user has, the technician whose badge it is, in one read. Neither is returned while
+  a throttle holds: the answer still cannot tell a card from a non-card.
+* :func:`sign_in`: a token of the sign-in budget, then (within budget) the session and the
+  sign-in's audit row; one statement on PostgreSQL.
+
+The SQL stores implement both (cloud/storage/sql_sign_in.py, cloud/storage/postgres.py); a
+store without them gets the same effect from the port's own calls. They are not in the
+:class:`~cloud.storage.port.Store` protocol yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from cloud.storage.port import Store, Technician, User
+
+#: (scope, subject, until) of a throttle in force, as ``Store.throttled`` answers.
+ThrottleHit = tuple[str, str, float]
+
+
+class CardLookup(NamedTuple):
+    """What a badge is: refused by a throttle in force (then nothing else is said), a user's,
+    a technician's (only where no user has it: users are looked up first), or unknown."""
+
+    throttle: ThrottleHit | None
+    user: User | None = None
+    technician: Technician | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The bucket a sign-in spends a token of, and how far its arrival time may run ahead of
+    now (seconds) for the sign-in to go ahead (cloud/throttle.py)."""
+
+    scope: str
+    subject: str
+    interval: float
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A session to create, with the sign-in's audit row."""
+
+    token_hash: str
+    device_id: str
+    user_id: str
+    expires_at: float
+    org_id: str
+    method: str
+
+
+@runtime_checkable
+class SignInStore(Protocol):
+    def card_lookup(self, device_id: str, org_id: str, card_hash: str,
+                    now: float) -> CardLookup: ...
+    def sign_in(self, budget: Budget | None, session: NewSession, now: float) -> float: ...
+
+
+def card_lookup(store: Store, device_id: str, org_id: str, card_hash: str,
+                now: float) -> CardLookup:
+    """The throttle in force (counted as one more refused lookup), else whose card it is."""
+    if isinstance(store, SignInStore):
+        return store.card_lookup(device_id, org_id, card_hash, now)
+    hit = store.throttled(device_id, org_id, now)
+    if hit is not None:
+        return CardLookup(hit)
+    user = store.user_by_card(org_id, card_hash)
+    if user is not None:
+        return CardLookup(None, user)
+    return CardLookup(None, None, store.technician_by_secret(org_id, "badge", card_hash))
+
+
+def sign_in(store: Store, budget: Budget | None, session: NewSession, now: float) -> float:
+    """Spend a token of ``budget``; within it, create the session and audit the sign-in.
+    Returns how far the bucket now runs ahead of ``now`` (0 without a budget): past
+    ``budget.limit``, nothing but the token was written and the caller refuses."""
+    if isinstance(store, SignInStore):
+        return store.sign_in(budget, session, now)
+    ahead = 0.0
+    if budget is not None:
+        ahead = store.spend_token(budget.scope, budget.subject, now, budget.interval)
+        if ahead > budget.limit:
+            return ahead
+    write_session(store, session, now)
+    return ahead
+
+
+def write_session(store: Store, session: NewSession, now: float) -> None:
+    store.create_session(session.token_hash, session.device_id, session.user_id,
+                         session.expires_at)
+    store.audit(now, f"device:{session.device_id}", "login", f"user:{session.user_id}",
+                session.method, org_id=session.org_id)
