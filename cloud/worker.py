@@ -88,7 +88,7 @@ def worker_brokers(urls: Sequence[str], username: str, password: str, *,
         raise ConfigError("--broker: name at least one broker (mqtt://HOST:1883)")
     out: list[BrokerEndpoint] = []
     for url in urls:
-        # tcp:// is what mfd cloud always took beside mqtt:// (BrokerAddress.parse).
+        # tcp:// is what mfd cloud always took beside mqtt://.
         plain = "mqtt://" + url[len("tcp://"):] if url.startswith("tcp://") else url
         ep = endpoint(plain, username, password, ca_file=ca_file, key="--broker")
         if any((o.host, o.port) == (ep.host, ep.port) for o in out):

@@ -57,6 +57,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from mqtt_client.endpoint import endpoint
 from protocol import topics
 from protocol.address import BrokerAddress
 from protocol.engine import ENGINE_REASONS, EngineState
@@ -229,14 +230,9 @@ def _broker_urls(cfg: Any) -> tuple[str, ...]:
 
 
 def _broker(cfg: Any, url: str, password: str) -> tuple[BrokerAddress, str | None]:
-    # As device_app.runner reads it: mqtts:// without a port means 8883.
-    address = BrokerAddress.parse(url.replace("mqtts://", "mqtt://", 1), cfg.device_id,
-                                  password)
-    if url.startswith("mqtts://"):
-        if ":" not in url[8:]:
-            address = BrokerAddress(address.host, 8883, address.username, address.password)
-        return address, str(cfg.ca_file)
-    return address, None
+    # Read as device_app.runner reads it (mqtts:// without a port means 8883).
+    ep = endpoint(url, cfg.device_id, password, ca_file=str(cfg.ca_file))
+    return BrokerAddress(ep.host, ep.port, ep.username, ep.password), ep.tls_ca_file
 
 
 def _tcp(report: Report, address: BrokerAddress, timeout_s: float) -> bool:

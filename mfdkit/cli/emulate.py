@@ -242,9 +242,9 @@ def _app_for(args: argparse.Namespace) -> Callable[[bool], AppHandle]:
     from device_app.config import parse_config
     from firmware_stubs.mfd_controller import register_emulator
     from firmware_stubs.smp.panel_device import device_app_starter
-    from protocol.address import BrokerAddress
+    from mqtt_client.endpoint import endpoint
 
-    addr = BrokerAddress.parse(args.broker)
+    addr = endpoint(args.broker, key="--broker")
     device_id = args.device_id or addr.username or "copier-1"
     register_emulator()  # the panel's app prints on the emulated engine
     cfg = parse_config({"device": {"id": device_id},
