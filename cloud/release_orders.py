@@ -39,9 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from cloud.jobs import open_release, owned_held
+from cloud.jobs import ReleaseStore, open_release, owned_held
 from cloud.refusal import Refused, shown
-from cloud.storage.port import Job, OrgSettings, User
+from cloud.storage.port import OrgSettings, User
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
 
@@ -65,20 +65,15 @@ class Copier:
     last_seen: float
 
 
-class OrderStore(Protocol):
+class OrderStore(ReleaseStore, Protocol):
     """What these use-cases ask of storage (cloud/storage/sql_release_orders.py and the
-    core queries); a narrow view of the store, kept here rather than in the port."""
+    core queries): the panel release's own view (cloud/jobs.py), and the orders; a narrow view
+    of the store, kept here rather than in the port."""
 
     def transaction(self) -> contextlib.AbstractContextManager[None]: ...
     def user(self, user_id: str) -> User | None: ...
     def device_org(self, device_id: str) -> str | None: ...
     def org_settings(self, org_id: str) -> OrgSettings: ...
-    def jobs(self, job_ids: Sequence[str]) -> list[Job]: ...
-    def create_release(self, release_id: str, device_id: str, user_id: str, now: float,
-                       options: str = "") -> None: ...
-    def set_releasing(self, job_id: str, release_id: str, device_id: str, now: float) -> None: ...
-    def audit(self, now: float, actor: str, action: str, subject: str,
-              detail: str = "") -> None: ...
     def org_copiers(self, org_id: str) -> list[tuple[str, str, str, float]]: ...
     def add_release_order(self, release_id: str, device_id: str, user_id: str, payload: str,
                           now: float) -> None: ...
