@@ -280,6 +280,10 @@ def test_the_welcome_page_is_rate_limited(world: WebWorld) -> None:
             "repeat": "a long enough password"}) for _ in range(12)]
     assert answers[0].status_code == 400 and "not valid" in answers[0].text
     assert answers[-1].status_code == 429 and "Too many attempts" in answers[-1].text
+    # The API's acceptance spends from the same budget of this address.
+    r = httpx.post(world.url + "/api/v1/invitations/accept",
+                   json={"invitation": "mfv_guess", "password": "a long enough password"})
+    assert r.status_code == 429 and r.json()["error"]["retry_after"] >= 1
 
 
 # ---------------------------------------------------- 8. refusals filed in the acting user's org
