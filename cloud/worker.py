@@ -386,8 +386,12 @@ class CloudWorker:
             log.info("ignoring a message on %s", msg.topic)
             return
         if leaf == "status":
-            record_status(service.store, device_id, bytes(msg.payload), service.clock())
-            if isinstance(service.store, CloudStore):
+            # Only a status that is new (epoch rule) goes on to its engine record: every
+            # worker gets every retained status again at each (re)connect, and a write per
+            # replayed status held a fleet's requests behind 10,000 commits (issue 14).
+            fresh = record_status(service.store, device_id, bytes(msg.payload),
+                                  service.clock())
+            if fresh and isinstance(service.store, CloudStore):
                 # Which engine it prints on: an emulated one must show in `mfd admin devices`.
                 devices.record_engine(service.store, device_id, bytes(msg.payload),
                                       service.clock())

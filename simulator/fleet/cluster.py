@@ -332,9 +332,13 @@ class Fleet:
         for p in self.fleet:
             want.append(f"drained {sum(1 for x in p.lines if x.startswith('drained ')) + 1}")
             p.popen.send_signal(signal.SIGUSR1)
-        for p, line in zip(self.fleet, want, strict=True):
-            _wait_line(p, line, timeout)
-        return self._tally(cpu)
+        try:
+            for p, line in zip(self.fleet, want, strict=True):
+                _wait_line(p, line, timeout)
+            return self._tally(cpu)
+        finally:
+            for p in self.fleet:  # go on (they stay paused until told)
+                p.popen.send_signal(signal.SIGUSR2)
 
     def finish(self) -> dict[str, Any]:
         """Stop the devices (each settles what it has in flight), then count."""

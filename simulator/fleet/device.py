@@ -3,7 +3,9 @@
 SPEC is a JSON file (:class:`Spec`'s fields); OUT is where the results go, written when the
 process gets SIGTERM (or its ``duration_s`` is over) and every request in flight has settled.
 The process prints ``connected N`` once all its devices have connected once: the orchestrator
-waits on that line.
+waits on that line. SIGUSR1 takes a checkpoint: no new badge starts, those in flight settle, the
+records so far are written to OUT, ``drained K`` is printed, and the devices stay paused until
+SIGUSR2 (the orchestrator counts the cloud's store meanwhile, at the same moment).
 
 Each device is one aiomqtt client (MQTT 5) and two tasks: the link (connect, subscribe to its
 reply topic, publish a retained ``online`` status with a Last Will, read answers; on a lost
@@ -209,6 +211,10 @@ class FleetDevice:
                 data = await asyncio.wait_for(fut, self.spec.timeout)
             except (TimeoutError, aiomqtt.MqttError, aiomqtt.MqttCodeError):
                 self.rec.timeouts += 1
+                if not mutating:
+                    # A person at the copier tries again after a moment, not at once: a
+                    # fleet asking again instantly would multiply an overload (measured).
+                    await asyncio.sleep(self.rng.uniform(1.0, 3.0))
                 continue
             finally:
                 self.waiting.pop(corr, None)
@@ -318,6 +324,7 @@ async def run(spec: Spec, out: str) -> None:
         # SIGUSR1: let every badge in flight settle (answered, or unanswered after resolve_s),
         # write the records so far, go on. The orchestrator reads a consistent state.
         nonlocal checkpoints
+        resume.clear()
         gate.clear()
         while any(d.in_cycle for d in fleet):
             await asyncio.sleep(0.05)
@@ -325,8 +332,13 @@ async def run(spec: Spec, out: str) -> None:
             json.dump(asdict(rec), f)
         checkpoints += 1
         print(f"drained {checkpoints}", flush=True)
+        # Paused until the orchestrator has read the cloud's store too (SIGUSR2), so that
+        # both sides are counted at the same moment.
+        await resume.wait()
         gate.set()
 
+    resume = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR2, resume.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: tasks.add(asyncio.create_task(checkpoint())))
     tasks: set[asyncio.Task[None]] = set()
     firsts = [asyncio.Event() for _ in fleet]
@@ -353,8 +365,13 @@ async def run(spec: Spec, out: str) -> None:
         pass
     for d in fleet:
         d.stopping = True
+    resume.set()
     gate.set()
-    # Cycles in flight finish (each request settles or is declared unanswered).
+    # Cycles in flight finish (each request settles or is declared unanswered); those
+    # waiting for their next badge stop now.
+    for d, task in zip(fleet, cycles, strict=True):
+        if not d.in_cycle:
+            task.cancel()
     await asyncio.wait(cycles, timeout=spec.resolve_s + 10)
     announce.cancel()
     ticker.cancel()
