@@ -24,6 +24,7 @@ simply durable everywhere.
 from __future__ import annotations
 
 import contextlib
+import typing
 from typing import Protocol, runtime_checkable
 
 
@@ -33,15 +34,27 @@ class Durability(Protocol):
     def commit_durably(self) -> None: ...
 
 
+_CAN: dict[type, bool] = {}
+
+
+def _can(store: object) -> bool:
+    # Per class, once: a runtime protocol check reads every member each time.
+    kind = type(store)
+    can = _CAN.get(kind)
+    if can is None:
+        can = _CAN[kind] = isinstance(store, Durability)
+    return can
+
+
 def lazy_transaction(store: object) -> contextlib.AbstractContextManager[None]:
     """A transaction whose commit need not wait for the disk (see the module docstring);
     joined to the caller's if one is open (then as durable as that one)."""
-    if isinstance(store, Durability):
-        return store.lazy_transaction()
+    if _can(store):
+        return typing.cast(Durability, store).lazy_transaction()
     return store.transaction()  # type: ignore[attr-defined, no-any-return]
 
 
 def commit_durably(store: object) -> None:
     """The open transaction must be on disk before it is answered, whatever it began as."""
-    if isinstance(store, Durability):
-        store.commit_durably()
+    if _can(store):
+        typing.cast(Durability, store).commit_durably()
