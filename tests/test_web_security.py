@@ -4,11 +4,13 @@ run on the store of each backend."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from cloud.storage.port import User
 from cloud.storage.sql import SqlStore
 from cloud.web import portal_bundle
 from cloud.web.app import create_app
+from cloud.web.limits import FORM_LIMIT, BodyLimits
 from cloud.web.settings import OidcSettings, WebSettings
 from protocol.errors import ErrorCode, MfdError, StoreError
 from tests.admin_console_helpers import csrf_of, signed_in
@@ -397,3 +400,31 @@ def test_single_sign_on_without_an_org_on_several_orgs_does_not_start(
     app = create_app(WebSettings(store_url=world.store_url,
                                  oidc=OidcSettings(ISSUER, "portal", "s", org=world.org_id)))
     app.state.stores.close()
+
+
+def test_the_app_never_reads_past_the_declared_length() -> None:
+    # The middleware alone, on ASGI messages: a peer sending more than it declared (a server
+    # that framed the body otherwise) hands the app the declared bytes, then the end.
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            seen.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return
+
+    sent = [{"type": "http.request", "body": b"a" * 6, "more_body": True},
+            {"type": "http.request", "body": b"b" * 6, "more_body": True},
+            {"type": "http.request", "body": b"c" * 6, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return sent.pop(0)
+
+    async def send(_message: Any) -> None:
+        raise AssertionError("nothing is refused here")
+
+    scope = {"type": "http", "method": "POST", "path": "/portal/signin",
+             "headers": [(b"content-length", b"10")]}
+    asyncio.run(BodyLimits(app, lambda _path: FORM_LIMIT)(scope, receive, send))
+    assert b"".join(seen) == b"a" * 6 + b"b" * 4
