@@ -495,6 +495,11 @@ def test_a_bad_row_imports_nothing_and_names_its_line(linking: Linking,
     err = expect("import_invalid", linking.import_users, "org_demo", text)
     assert err.rows == [f"line 1: user {ALICE} exists already",
                         "line 2: 'not-an-email' is not an email address"]
+    # An email taken in another org is refused without saying whose it is.
+    other = linking.store.create_org("Elsewhere")
+    linking.store.add_user(other, "zoe@elsewhere.test", "Zoe")
+    err = expect("import_invalid", linking.import_users, "org_demo", "zoe@elsewhere.test,Z,,\n")
+    assert err.rows == ["line 1: this email cannot be used; choose another"]
     expect("import_invalid", linking.import_users, "org_demo", "a@b.org,A,,,extra\n")
     expect("import_invalid", linking.import_users, "org_demo", "\n\n")
 

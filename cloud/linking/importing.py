@@ -67,8 +67,11 @@ class DirectoryImport(LinkingBase):
     def _check_against_store(self, org_id: str, secret: bytes, r: _Row) -> None:
         """A row whose fields are well formed, against who holds what already (a field that is
         malformed has its error already; asking the store about it would only repeat it)."""
-        if r.email_ok and self.store.user_by_email(r.email) is not None:
-            r.errors.append(f"user {r.email} exists already")
+        existing = self.store.user_by_email(r.email) if r.email_ok else None
+        if existing is not None:
+            # Emails are unique across orgs; whose it is elsewhere is not this admin's to learn.
+            r.errors.append(f"user {r.email} exists already" if existing.org_id == org_id
+                            else "this email cannot be used; choose another")
         if r.card_ok:
             h = card_hash(secret, r.card)
             if self.store.user_by_card(org_id, h):
