@@ -13,8 +13,9 @@ service trusts nothing else about who is asking. One request is one store transa
 * refusals (unknown card, job not held, ...) are checked before anything is written, so a refused
   release leaves every job as it was;
 * anything unexpected is logged and answered ``internal``; the worker keeps serving;
-* every transaction is on disk before it is answered, except a sign-in's (``identify``), which
-  may be lost in a crash of the database: cloud/storage/durability.py says why that is safe.
+* every transaction is on disk before it is answered, except a sign-in's (``identify``) and a
+  list's (``jobs.list``: a session's sliding expiry), which may be lost in a crash of the
+  database: cloud/storage/durability.py says why that is safe.
 
 This module decides nothing about the requests themselves: who is asking (badge, code,
 password, PIN, the guessing lockout, the badge throttle, sessions) is cloud/identity.py's, and
@@ -117,13 +118,13 @@ class CloudService:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _transaction(self, request: m.Request) -> contextlib.AbstractContextManager[None]:
-        """A badge, code or password sign-in commits without waiting for the disk: what it
-        writes (a session, its audit row, a token of a budget) may be lost in a database
-        crash, and the person then signs in again; whatever in it must last (a lockout, a
-        throttle started) makes it durable itself (cloud/identity.py). Everything else,
-        releases and reports first, is on disk before it is answered
-        (cloud/storage/durability.py)."""
-        if isinstance(request, m.Identify):
+        """A badge, code or password sign-in, and a list of held jobs, commit without waiting
+        for the disk: what they write (a session, its audit row, a token of a budget, a
+        session's later expiry) may be lost in a database crash, and the person then signs in
+        again; whatever in a sign-in must last (a lockout, a throttle started) makes it durable
+        itself (cloud/identity.py). Everything else, releases, deletes, printed reports and
+        logouts first, is on disk before it is answered (cloud/storage/durability.py)."""
+        if isinstance(request, (m.Identify, m.ListJobs)):
             return lazy_transaction(self.store)
         return self.store.transaction()
 

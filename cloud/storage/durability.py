@@ -1,13 +1,16 @@
 """Which commits must reach the disk before the answer goes out, and which need not.
 
 Every transaction is durable unless its caller says otherwise: a release, a printed report, a
-delete, a configuration change is answered only once its commit is on disk. A badge sign-in is
-the exception (cloud/service.py): what it writes (the session, the sign-in's audit row, a token
-of the sign-in budget) may be lost in a crash of the database server without harm: the person
-taps again. On PostgreSQL such a transaction commits with ``synchronous_commit`` off: it is
-visible to every worker at once and reaches the disk within the WAL writer's next round
-(``wal_writer_delay``, 200 ms by default); a crash loses at most that tail, and never leaves
-half a transaction. Anything that must survive (a lockout, a throttle started) turns the
+delete, a logout, a configuration change is answered only once its commit is on disk. A
+sign-in and a list of held jobs are the exceptions (cloud/service.py): what they write (the
+session, the sign-in's audit row, a token of the sign-in budget, a session's sliding expiry)
+may be lost in a crash of the database server without harm: the person taps again.
+
+On PostgreSQL such a transaction commits with ``synchronous_commit`` off: it is visible to
+every worker at once and reaches the disk when the WAL writer next flushes (every
+``wal_writer_delay``, 200 ms by default; PostgreSQL bounds the loss at three times that). A
+crash of the server loses at most that tail, whole transactions only, never half of one and
+never a corrupt database. Anything that must survive (a lockout, a throttle started) turns the
 transaction durable again with :func:`commit_durably`: durable always wins.
 
 Ordering keeps it safe: a durable commit flushes the write-ahead log up to its own commit
