@@ -7,8 +7,9 @@ badge takes, each one call here instead of two or three.
 * :func:`sign_in`: a token of the sign-in budget, then (within budget) the session and the
   sign-in's audit row; one statement on PostgreSQL.
 
-The SQL stores implement both (cloud/storage/sql_sign_in.py, cloud/storage/postgres.py); a
-store without them gets the same effect from the port's own calls. They are not in the
+PostgreSQL implements both (cloud/storage/sql_sign_in.py, cloud/storage/postgres.py), where
+each statement is a round trip to the server; a store without them (SQLite: in process, no
+round trips to save) gets the same effect from the port's own calls. They are not in the
 :class:`~cloud.storage.port.Store` protocol yet.
 """
 

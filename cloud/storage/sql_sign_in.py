@@ -1,6 +1,7 @@
-"""The badge sign-in's queries (cloud/storage/sign_in.py) in the SQL both backends share;
-PostgreSQL replaces :meth:`SignInQueries.sign_in` with one statement (cloud/storage/postgres.py).
-Each saves round trips to the server on the one request every copier makes most often."""
+"""The badge sign-in's queries (cloud/storage/sign_in.py), in SQL both backends understand;
+PostgreSQL uses them (and replaces :meth:`SignInQueries.sign_in` with one statement,
+cloud/storage/postgres.py). Each saves round trips to the server on the one request every
+copier makes most often; SQLite, in process, has none to save and keeps the plain queries."""
 
 from __future__ import annotations
 
