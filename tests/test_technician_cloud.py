@@ -127,7 +127,7 @@ def test_issuing_is_checked(store: CloudStore) -> None:
         admin.add_technician(store, "org_demo", "Tess")
     with pytest.raises(StoreError, match="either a badge"):
         admin.add_technician(store, "org_demo", "Tess", badge=TECH_BADGE, code=True)
-    with pytest.raises(StoreError, match="needs a name"):
+    with pytest.raises(StoreError, match="needs a display name"):
         admin.add_technician(store, "org_demo", " ", code=True)
     with pytest.raises(StoreError, match="card number"):
         admin.add_technician(store, "org_demo", "Tess", badge="00 12")
