@@ -56,6 +56,10 @@ def _window(t: dict[str, Any], start: float, end: float) -> dict[str, Any]:
             "request_p99_ms": _p(reqs, 0.99)}
 
 
+def _steps(start: float, end: float, step: float) -> list[float]:
+    return [start + i * step for i in range(int((end - start) // step))]
+
+
 def _dynsec_rate(fleet: Fleet, sample: int) -> float:
     """Accounts a second that the account writer (one dynsec command per device, as
     registration makes them) adds to a running broker of this fleet."""
@@ -140,6 +144,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "errors": tally["errors"],
         "phases": {name: _window(tally, a, b) | {"seconds": round(b - a, 1)}
                    for name, (a, b) in phases.items()},
+        # The steady phase 15 s at a time: whether a backlog drains or grows.
+        "steady_series": [
+            {"from_s": round(a - phases["steady"][0]), "requests": w["requests"],
+             "request_p99_ms": w["request_p99_ms"]}
+            for a in _steps(*phases["steady"], 15.0)
+            for w in [_window(tally, a, a + 15.0)]],
         "cpu_s": tally["cpu_s"],
         "cpu_s_by_phase": _cpu_by_phase(cpu),
         "setup_s": {k: round(v, 1) for k, v in fleet.timings.items()},
