@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cloud.storage.port import JobStateError
 from cloud.storage.sql import SqlStore
-from protocol.errors import StoreError
+from protocol.errors import ErrorCode, StoreError
 from protocol.redact import redact
 
 
@@ -90,3 +91,23 @@ class SqliteStore(SqlStore):
     def _document_slice_sql(self) -> str:
         # substr() is 1-based; reading a slice keeps a large document out of memory.
         return "SELECT substr(data, ?, ?) FROM documents WHERE job_id=?"
+
+    def document(self, job_id: str, offset: int, length: int) -> bytes:
+        """A slice of a job's document, read in place (SQLite's incremental blob I/O):
+        substr() loads the whole stored document to cut each slice, so every 256 KiB chunk of
+        a large document cost time in proportion to the document (2.5 ms a chunk at 10 MiB,
+        138 ms at 200 MiB)."""
+        try:
+            con = self._con()
+            row = con.execute("SELECT rowid FROM documents WHERE job_id=?", (job_id,)).fetchone()
+            if row is None:
+                raise JobStateError(f"job {job_id} has no document", ErrorCode.JOB_NOT_FOUND,
+                                    job_id)
+            with con.blobopen("documents", "data", row[0], readonly=True) as blob:
+                size = len(blob)
+                if offset >= size or length <= 0:
+                    return b""
+                blob.seek(offset)
+                return blob.read(min(length, size - offset))
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
