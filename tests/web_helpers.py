@@ -1,8 +1,8 @@
 """Shared pieces of the web tests: a real uvicorn server on a fresh store, and Debian's Chromium
 driven by Playwright.
 
-The browser is started once per test session (a launch costs about a second) and every test gets
-a fresh context (cookies, storage) of its own. When Chromium cannot start, every browser test
+The browser is started once per test module and every test gets a fresh context (cookies,
+storage) of its own. When Chromium cannot start, every browser test
 fails with the reason: a portal that was never opened in a browser is not a tested portal.
 """
 
@@ -70,32 +70,19 @@ def make_world(store_url: str, **settings: Any) -> WebWorld:
     return WebWorld(server, store_url, org, "ada@example.org", "root@example.org")
 
 
-#: The one Chromium of this test run. Each test module imports ``browser``, and pytest then
-#: holds a session fixture per module: they share this launch, stopped with the last of them.
-_SHARED: dict[str, Any] = {}
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not _SHARED:
-        from playwright.sync_api import sync_playwright
+    """One Chromium per test module (a launch costs about a second). Module scope, not
+    session: Playwright's sync API keeps an asyncio loop running on this thread while it is
+    started, and a later test's own ``asyncio.run`` (the SMP tools) would then fail."""
+    from playwright.sync_api import sync_playwright
 
-        p = sync_playwright().start()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        except BaseException:
-            p.stop()
-            raise
-        _SHARED.update(playwright=p, browser=b, users=0)
-    _SHARED["users"] += 1
-    try:
-        yield _SHARED["browser"]
-    finally:
-        _SHARED["users"] -= 1
-        if not _SHARED["users"]:
-            _SHARED["browser"].close()
-            _SHARED["playwright"].stop()
-            _SHARED.clear()
+            yield b
+        finally:
+            b.close()
 
 
 @pytest.fixture
