@@ -90,6 +90,29 @@ def install_hooks(device: Device, die_at: str, die_job: str) -> None:
 
         engine.submit = hooked_submit  # type: ignore[method-assign]
 
+        # Documents that are ready together are handed over in one write (submit_many): the
+        # same death, whichever way the job goes.
+        submit_many = getattr(engine, "submit_many", None)
+        if submit_many is not None:
+            def hooked_many(items: list[tuple[Any, Any]]) -> Any:
+                mine = any(job.job_id == die_job for job, _ in items)
+                if mine and die_at == "handed":
+                    die("handed")
+                wrapped = []
+                for job, done in items:
+                    def hooked_done(job_id: str, ok: bool, detail: str, done: Any = done,
+                                    job: Any = job) -> None:
+                        if job.job_id == die_job and ok and die_at == "printed-unjournaled":
+                            die("printed-unjournaled")
+                        done(job_id, ok, detail)
+                    wrapped.append((job, hooked_done))
+                errors = submit_many(wrapped)
+                if mine and die_at == "engine-has-it":
+                    die("engine-has-it")
+                return errors
+
+            engine.submit_many = hooked_many
+
     if die_at == "printed-untold":
         printed = journal.printed
 

@@ -132,7 +132,9 @@ def test_a_document_cut_mid_fetch_is_fetched_again_once_the_link_is_back_and_pri
         p.net.restore()
         p.until(lambda a: len(p.engine.printed) == 1, "the job printed")
         assert [x.job_id for x in p.engine.printed] == [job.job_id]
-        assert settled(world, job.job_id) == "PRINTED"
+        # The app tells the cloud what the engine did (its loop must run for that).
+        p.until(lambda a: job_state(world, job.job_id) == "PRINTED", "the cloud told")
+        assert [x.job_id for x in p.engine.printed] == [job.job_id]
 
 
 @pytest.mark.parametrize("direction", ["up", "down"])
