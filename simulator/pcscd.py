@@ -259,13 +259,20 @@ class PrivatePcscd:
         """
         from smartcard import scard
 
-        rc, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-        readers: list[str] = []
-        if rc == scard.SCARD_S_SUCCESS:
-            try:
-                readers = list(scard.SCardListReaders(ctx, [])[1])
-            finally:
-                scard.SCardReleaseContext(ctx)
+        # The socket exists before pcscd has loaded its reader driver: on a busy machine the
+        # reader shows a moment later, so ask until it does (or the time is up).
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            rc, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            readers: list[str] = []
+            if rc == scard.SCARD_S_SUCCESS:
+                try:
+                    readers = list(scard.SCardListReaders(ctx, [])[1])
+                finally:
+                    scard.SCardReleaseContext(ctx)
+            if set(self.readers) <= set(readers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if not set(self.readers) <= set(readers):
             raise RuntimeError(
                 f"this process's PC/SC client does not see the private pcscd on {SOCKET_PATH} "
