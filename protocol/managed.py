@@ -46,6 +46,22 @@ class Policy:
     #: QR code of ``{portal_url}/copier/{device id}``, which opens the portal's page for
     #: releasing to this copier from a phone. "" shows none.
     portal_url: str = ""
+    # Offline mode (docs/offline.md): when the cloud has been unreachable for ``offline_grace``
+    # seconds, the device signs people in from its signed offline bundle and prints the jobs
+    # pre-delivered to it. Off by default. The rest chooses what the cloud puts in a bundle.
+    offline: bool = False
+    offline_grace: float = 300.0
+    #: Who may sign in offline: "recent" (who signed in at this device within
+    #: ``offline_recent_days``) or "everyone" in the org, the most recently active first; at
+    #: most ``offline_max_users`` either way.
+    offline_users: str = "recent"
+    offline_recent_days: float = 14.0
+    offline_max_users: int = 200
+    #: How long a bundle is valid after it is made (the device refuses it afterwards).
+    offline_valid_hours: float = 72.0
+    #: Pre-delivered documents (held jobs of the listed users, newest first) up to this many
+    #: MiB; 0: none, so offline sign-in only shows that nothing can be printed.
+    offline_documents_mb: int = 512
 
 
 #: What a portal address may be: http(s), a host, an optional path; no spaces, query or
@@ -57,6 +73,11 @@ PORTAL_URL_MAX = 120
 
 #: BCP 47's shape, loosely: a language, then optional subtags (region, script).
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
+
+#: Who an offline bundle lists (``policy.offline_users``), and how many at most (the bundle
+#: format's bound, protocol/offline.py ``MAX_USERS``).
+OFFLINE_USERS = ("recent", "everyone")
+OFFLINE_MAX_USERS = 5000
 
 POLICY_TYPES: dict[str, type] = {f.name: type(getattr(Policy(), f.name)) for f in fields(Policy)}
 
@@ -111,6 +132,20 @@ def parse_policy(section: dict[str, Any], base: Policy) -> Policy:
         raise ConfigError("config key 'policy.portal_url' must be an http:// or https:// "
                           f"address of at most {PORTAL_URL_MAX} characters, such as "
                           "\"https://print.example.org\", without a query")
+    if not 30 <= policy.offline_grace <= 86400:
+        raise ConfigError("config key 'policy.offline_grace' must be 30 to 86400 seconds")
+    if policy.offline_users not in OFFLINE_USERS:
+        raise ConfigError("config key 'policy.offline_users' must be one of: "
+                          + ", ".join(OFFLINE_USERS))
+    if not 1 <= policy.offline_recent_days <= 365:
+        raise ConfigError("config key 'policy.offline_recent_days' must be 1 to 365")
+    if not 1 <= policy.offline_max_users <= OFFLINE_MAX_USERS:
+        raise ConfigError("config key 'policy.offline_max_users' must be 1 to "
+                          f"{OFFLINE_MAX_USERS}")
+    if not 1 <= policy.offline_valid_hours <= 720:
+        raise ConfigError("config key 'policy.offline_valid_hours' must be 1 to 720 hours")
+    if not 0 <= policy.offline_documents_mb <= 100_000:
+        raise ConfigError("config key 'policy.offline_documents_mb' must be 0 to 100000")
     if not 10 <= policy.page_size <= 500:
         raise ConfigError("config key 'policy.page_size' must be 10 to 500")
     if policy.card_pin and not policy.allow_code:

@@ -217,6 +217,64 @@ class Logout(Request):
     session: str = field(metadata=spec(min_len=1, max_len=128, secret=True))
 
 
+# Offline mode (docs/offline.md; the bundle's format and cryptography are protocol/offline.py's).
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class OfflineSync(Request):
+    """Ask for this device's offline bundle: who may sign in here while the cloud is
+    unreachable, the jobs they may print then, until when. Refused ``not_allowed`` where the
+    org's policy keeps offline mode off for this device (an older cloud: ``unknown_type``)."""
+
+    TYPE: ClassVar[str] = "offline.sync"
+    #: The sequence number of the bundle the device holds (0: none), for the cloud's log.
+    seq: int = field(default=0, metadata=spec(minimum=0))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class FetchOffline(Request):
+    """A sealed chunk of a job in this device's offline bundle, for pre-delivery: ``offset``
+    on the grid of ``protocol.offline.CHUNK_BYTES`` (the length is the grid's), answered with a
+    ``DocumentChunk`` whose ``data`` is sealed and whose ``total`` is the plaintext size."""
+
+    TYPE: ClassVar[str] = "offline.document"
+    job_id: str = field(metadata=ID)
+    offset: int = field(default=0, metadata=spec(minimum=0))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class OfflineEvent(Part):
+    """One thing a device did offline, in the order it happened (its journal's)."""
+
+    #: "login" (a user signed in), "refused" (a badge or code was refused; no user),
+    #: "printed" or "failed" (a job of an offline release).
+    kind: str = field(metadata=spec(choices=("login", "refused", "printed", "failed")))
+    at: float = field(metadata=spec(minimum=0))
+    user_id: str = field(default="", metadata=spec(max_len=64))
+    job_id: str = field(default="", metadata=spec(max_len=64))
+    #: "card" or "code" for sign-ins; the reason for refusals and failures.
+    detail: str = field(default="", metadata=spec(max_len=200))
+    #: The offline release the job was printed in (``off-...``).
+    release_id: str = field(default="", metadata=spec(max_len=64))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class OfflineReport(Request):
+    """What a device did while offline, reported when the cloud is back: a printed job becomes
+    PRINTED (never printed again anywhere); one printed elsewhere first is named in the answer's
+    ``raced``. Idempotent by ``request_id`` like every mutating request."""
+
+    TYPE: ClassVar[str] = "offline.report"
+    request_id: str = field(metadata=ID)
+    #: The bundle the events happened under.
+    seq: int = field(metadata=spec(minimum=0))
+    events: tuple[OfflineEvent, ...] = field(metadata=spec(min_len=1, max_len=500))
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -343,6 +401,31 @@ class Ack(Result):
 
 @_message
 @dataclass(frozen=True, slots=True)
+class OfflineBundle(Result):
+    """The answer to ``offline.sync``: the bundle's body (canonical JSON, protocol/offline.py)
+    and the cloud's Ed25519 signature over exactly those bytes."""
+
+    TYPE: ClassVar[str] = "offline.sync"
+    body: bytes
+    signature: bytes
+    #: ``protocol.offline.key_id`` of the signing key, so a device holding another says so.
+    key_id: str = field(default="", metadata=spec(max_len=32))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class OfflineReportResult(Result):
+    TYPE: ClassVar[str] = "offline.report"
+    #: Events taken (every event of the report, repeats included).
+    accepted: int = field(metadata=spec(minimum=0))
+    #: Jobs the device printed offline that had been printed (or released) elsewhere first.
+    raced: tuple[str, ...] = field(default=(), metadata=spec(max_len=500))
+    #: Jobs the device printed offline that had been deleted or had expired meanwhile.
+    gone: tuple[str, ...] = field(default=(), metadata=spec(max_len=500))
+
+
+@_message
+@dataclass(frozen=True, slots=True)
 class DeviceStatus(Message):
     """Retained on ``.../status``. The device bumps ``epoch`` on every connection; its Last Will
     carries the same epoch, so a late Will of an old connection cannot overwrite a fresh
@@ -454,6 +537,9 @@ RESULT_FOR: dict[str, type[Result]] = {
     JobPrinted.TYPE: Ack,
     JobFailed.TYPE: Ack,
     Logout.TYPE: Ack,
+    OfflineSync.TYPE: OfflineBundle,
+    FetchOffline.TYPE: DocumentChunk,
+    OfflineReport.TYPE: OfflineReportResult,
 }
 
 
