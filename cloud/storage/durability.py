@@ -30,6 +30,8 @@ import contextlib
 import typing
 from typing import Protocol, runtime_checkable
 
+from cloud.storage.capability import implements
+
 
 @runtime_checkable
 class Durability(Protocol):
@@ -37,16 +39,8 @@ class Durability(Protocol):
     def commit_durably(self) -> None: ...
 
 
-_CAN: dict[type, bool] = {}
-
-
 def _can(store: object) -> bool:
-    # Per class, once: a runtime protocol check reads every member each time.
-    kind = type(store)
-    can = _CAN.get(kind)
-    if can is None:
-        can = _CAN[kind] = isinstance(store, Durability)
-    return can
+    return implements(store, Durability)
 
 
 def lazy_transaction(store: object) -> contextlib.AbstractContextManager[None]:

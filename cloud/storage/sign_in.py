@@ -19,6 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from cloud.storage.capability import implements
 from cloud.storage.port import Store, Technician, User
 
 #: (scope, subject, until) of a throttle in force, as ``Store.throttled`` answers.
@@ -64,16 +65,8 @@ class SignInStore(Protocol):
     def sign_in(self, budget: Budget | None, session: NewSession, now: float) -> float: ...
 
 
-_FUSED: dict[type, bool] = {}
-
-
 def _fused(store: Store) -> bool:
-    # Per class, once: a runtime protocol check reads every member each time (~20 us).
-    kind = type(store)
-    fused = _FUSED.get(kind)
-    if fused is None:
-        fused = _FUSED[kind] = isinstance(store, SignInStore)
-    return fused
+    return implements(store, SignInStore)
 
 
 def card_lookup(store: Store, device_id: str, org_id: str, card_hash: str,
