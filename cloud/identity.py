@@ -41,6 +41,7 @@ import time
 import typing
 from collections.abc import Callable
 
+from cloud import offline
 from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_password
 from cloud.refusal import Refused, shown
 from cloud.storage.durability import commit_durably
@@ -107,6 +108,19 @@ class Identity:
         self._device_orgs: dict[str, tuple[str, float]] = {}
         self._org_secrets: dict[str, bytes] = {}
 
+    def org_of(self, device_id: str) -> str:
+        """The org of a registered device, or refused ``unknown_device``."""
+        return self._org_of(device_id)
+
+    def org_secret(self, org_id: str) -> bytes:
+        return self._secret(org_id)
+
+    def _remember(self, org_id: str, kind: str, cred_hash: str, value: str) -> None:
+        """A card number or code is in clear here: its offline verifier, if missing
+        (cloud/offline.py; one scrypt, then never again for that credential)."""
+        offline.remember(self.store, self._secret(org_id), org_id, kind, cred_hash, value,
+                         self.clock())
+
     def _org_of(self, device_id: str) -> str:
         # A device's org is read once a minute at most: it is on every identify's path, and a
         # device moves between orgs only by re-registration.
@@ -156,7 +170,9 @@ class Identity:
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
             # A token of the device's sign-in budget, spent with the session's writes.
-            return self._login(device_id, user, req.method, budget=True)
+            answer = self._login(device_id, user, req.method, budget=True)
+            self._remember(org_id, "card", h, req.value)
+            return answer
         else:
             who = self._prove(device_id, org_id, req.method, req.value, req.username,
                               technicians=True)
@@ -248,6 +264,8 @@ class Identity:
             self._over_budget("device", device_id, login,
                               f"more than {login.burst} badge sign-ins at once or "
                               f"{60 / login.interval:g} a minute", now)
+        # Who signed in where, for offline mode's "recent" policy (cloud/offline.py).
+        self.store.note_device_sign_in(device_id, user.id, now)
         # A tag the contract cannot carry (written into the store by hand) is not sent: the
         # user still signs in, in the copier's language.
         language = user.language if m.is_language_tag(user.language) else ""
@@ -280,6 +298,7 @@ class Identity:
             if user is None:
                 self._failed_guess(now, device_id, None, "code")
                 raise Refused(ErrorCode.UNKNOWN_CODE, "this access code is not known", "value")
+            self._remember(org_id, "code", h, value)
             return user
         if not username:
             raise Refused(ErrorCode.INVALID_FIELD, "username is required with a password",
@@ -301,10 +320,12 @@ class Identity:
         now = self.clock()
         self._check_lock("device", device_id, now)
         self._check_lock("user", user.email, now)
-        owner = self.store.user_by_code(org_id, code_hash(self._secret(org_id), pin))
+        h = code_hash(self._secret(org_id), pin)
+        owner = self.store.user_by_code(org_id, h)
         if owner is None or owner.id != user.id:
             self._failed_guess(now, device_id, user.email, "pin")
             raise Refused(ErrorCode.WRONG_PIN, "the PIN does not match this badge", "pin")
+        self._remember(org_id, "code", h, pin)
 
     def _check_lock(self, scope: str, subject: str, now: float) -> None:
         until = self.store.locked_until(scope, subject, now)
@@ -371,6 +392,7 @@ class Identity:
             self.store.add_card(org_id, h, user.id, now)
             self.store.audit(now, f"device:{device_id}", "card.self_associate",
                              f"user:{user.id}", req.method)
+        self._remember(org_id, "card", h, req.card)
         return self._login(device_id, user, f"associate:{req.method}", note)
 
     def session_user(self, device_id: str, token: str) -> User:

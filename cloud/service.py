@@ -34,6 +34,8 @@ from cloud import release_orders
 from cloud.hashing import new_token
 from cloud.identity import DEFAULT_SESSION_TTL, Identity
 from cloud.jobs import Jobs
+from cloud.offline import Offline
+from cloud.offline_report import Reconcile
 from cloud.refusal import Refused
 from cloud.storage.durability import lazy_transaction
 from cloud.storage.port import Store
@@ -65,6 +67,10 @@ class CloudService:
                                  new_token=new_token, throttles=throttles)
         #: The signed-in user's held jobs, releases and the device's printing reports.
         self.jobs = Jobs(store, self.identity, clock=clock)
+        #: Offline mode: the device's signed bundle, its sealed documents, its report of what
+        #: it did offline (cloud/offline.py, cloud/offline_report.py).
+        self.offline = Offline(store, self.identity, clock=clock)
+        self.reconcile = Reconcile(store, self.identity, clock=clock)
 
     def handle(self, device_id: str, payload: bytes) -> bytes:
         try:
@@ -123,8 +129,10 @@ class CloudService:
         session's later expiry) may be lost in a database crash, and the person then signs in
         again; whatever in a sign-in must last (a lockout, a throttle started) makes it durable
         itself (cloud/identity.py). Everything else, releases, deletes, printed reports and
-        logouts first, is on disk before it is answered (cloud/storage/durability.py)."""
-        if isinstance(request, (m.Identify, m.ListJobs)):
+        logouts first, is on disk before it is answered (cloud/storage/durability.py). An
+        offline bundle and a sealed chunk write nothing that matters (a bundle's sequence
+        number, lost, is exceeded by the clock's next); an offline report is durable."""
+        if isinstance(request, (m.Identify, m.ListJobs, m.OfflineSync, m.FetchOffline)):
             return lazy_transaction(self.store)
         return self.store.transaction()
 
@@ -165,6 +173,12 @@ class CloudService:
                                    self.jobs.failed(device_id, request))
             case m.Logout():
                 return self.identity.logout(device_id, request)
+            case m.OfflineSync():
+                return self.offline.sync(device_id, request)
+            case m.FetchOffline():
+                return self.offline.document(device_id, request)
+            case m.OfflineReport():
+                return self.reconcile.report(device_id, request)
         raise Refused(ErrorCode.UNKNOWN_TYPE, f"{request.TYPE} is not handled", "type")
 
     def _taken(self, device_id: str, release_id: str, result: m.Result) -> m.Result:

@@ -186,6 +186,31 @@ CREATE UNIQUE INDEX IF NOT EXISTS sso_identities_subject ON sso_identities (issu
 """
 
 
+#: Offline mode (cloud/offline.py, protocol/offline.py). ``offline_verifiers``: scrypt of each
+#: card number and access code under the org's offline salt, recorded when the value passed
+#: through the cloud in clear, keyed by the credential's own hash (``cred_hash``: the card's
+#: or the code's), so a bundle lists a verifier only while that credential exists (joined with
+#: ``cards`` / ``access_codes``): a removed card or a replaced code drops out by itself.
+#: ``device_sign_ins``: the last sign-in of each user at each device (the "recent" policy).
+#: ``offline_bundles``: each device's last bundle (its sequence number, the jobs it and the one
+#: before listed: what the device may fetch sealed and report printed). ``offline_keys``: the
+#: installation's Ed25519 signing key, one row, shared by every worker.
+OFFLINE = """
+CREATE TABLE IF NOT EXISTS offline_verifiers (
+    org_id TEXT NOT NULL, kind TEXT NOT NULL, cred_hash TEXT NOT NULL, verifier {blob} NOT NULL,
+    added_at {real} NOT NULL, PRIMARY KEY (org_id, kind, cred_hash));
+CREATE TABLE IF NOT EXISTS device_sign_ins (
+    device_id TEXT NOT NULL, user_id TEXT NOT NULL, at {real} NOT NULL,
+    PRIMARY KEY (device_id, user_id));
+CREATE INDEX IF NOT EXISTS device_sign_ins_user ON device_sign_ins (user_id, at);
+CREATE TABLE IF NOT EXISTS offline_bundles (
+    device_id TEXT PRIMARY KEY, seq BIGINT NOT NULL, issued_at {real} NOT NULL,
+    jobs TEXT NOT NULL, earlier_jobs TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS offline_keys (
+    id INTEGER PRIMARY KEY, private_key {blob} NOT NULL, created_at {real} NOT NULL);
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -222,6 +247,8 @@ STEPS: tuple[Step, ...] = (
              "outbox the workers push to the device", ddl=RELEASE_ORDERS),
     Step(11, "sso_identities: the provider's subject of each user's first single sign-on; "
              "another subject for the same user is refused", ddl=SSO_IDENTITIES),
+    Step(12, "offline mode: credential verifiers, sign-ins per device, each device's last "
+             "bundle, the installation's signing key", ddl=OFFLINE),
 )
 
 #: The version a store has once every step ran.

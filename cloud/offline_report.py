@@ -1,0 +1,176 @@
+"""What a device did while the cloud was unreachable (``offline.report``), reconciled.
+
+Theory of operation
+-------------------
+A device that signed people in and printed from its offline bundle (cloud/offline.py) journals
+each of those events and reports them, in order, when the cloud is back. Reconciling them:
+
+* ``login`` and ``refused`` are audited (refusals counted in one entry per report): an
+  administrator sees who used the copier while it was offline.
+* ``printed``: paper came out, so the job must never print again anywhere. A job the device was
+  given in one of its last two bundles, held by the user the event names, becomes PRINTED in a
+  release of this device whose id is the device's (``off-...``); one the device had been
+  released online and printed offline is recorded likewise. A job printed or released
+  *elsewhere* first is named in ``raced`` and audited under its owner (it was printed twice:
+  the administrator and the user can see it); one deleted or expired meanwhile is named in
+  ``gone``. Anything else (a job never delivered to this device, another user's) is audited and
+  changes nothing: a device cannot end a job it was not given.
+* ``failed`` is audited; the job stays HELD.
+
+The report runs in one durable transaction (cloud/service.py), with its answer stored under its
+``request_id``: a repeat gets the same answer and does nothing again; a second report of the
+same printing under another id finds the job PRINTED in this very release and does nothing
+either. Job changes are the store's guarded updates (HELD -> PRINTED), so a release racing the
+report is one or the other, never both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cloud.storage.port import Job, Store
+from protocol import messages as m
+from protocol import offline as po
+
+if TYPE_CHECKING:
+    from cloud.identity import Identity
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class Reconcile:
+    """One device's offline report, inside the service's transaction."""
+
+    def __init__(self, store: Store, identity: Identity, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.identity = identity
+        self.clock = clock
+
+    def report(self, device_id: str, req: m.OfflineReport) -> m.OfflineReportResult:
+        org_id = self.identity.org_of(device_id)
+        now = self.clock()
+        state = self.store.offline_bundle_state(device_id)
+        run = _Run(self.store, device_id, org_id, req.seq, now,
+                   state[1] if state else frozenset())
+        for event in req.events:
+            run.event(event)
+        run.finish(len(req.events))
+        return m.OfflineReportResult(accepted=len(req.events), raced=tuple(run.raced),
+                                     gone=tuple(run.gone))
+
+
+class _Run:
+    def __init__(self, store: Store, device_id: str, org_id: str, seq: int, now: float,
+                 delivered: frozenset[str]) -> None:
+        self.store, self.device_id, self.org_id = store, device_id, org_id
+        self.seq, self.now, self.delivered = seq, now, delivered
+        self.actor = f"device:{device_id}"
+        self.raced: list[str] = []
+        self.gone: list[str] = []
+        self.printed = 0
+        self.refused: Counter[str] = Counter()
+
+    def _audit(self, action: str, subject: str, detail: str) -> None:
+        self.store.audit(self.now, self.actor, action, subject, detail[:400],
+                         org_id=self.org_id)
+
+    def _user_of_org(self, user_id: str) -> bool:
+        if not _ID.fullmatch(user_id):
+            return False
+        user = self.store.user(user_id)
+        return user is not None and user.org_id == self.org_id
+
+    def event(self, event: m.OfflineEvent) -> None:
+        when = f"at {event.at:.0f}"
+        if event.kind == "login":
+            if self._user_of_org(event.user_id):
+                self._audit("offline.login", f"user:{event.user_id}",
+                            f"{event.detail[:40]} {when}")
+                # Signing in offline is signing in here: the "recent" policy counts it.
+                self.store.note_device_sign_in(self.device_id, event.user_id,
+                                               min(event.at, self.now))
+            else:
+                self._audit("offline.login", "-", f"a user this org does not know, {when}")
+        elif event.kind == "refused":
+            self.refused[event.detail[:40] or "refused"] += 1
+        elif event.kind == "failed":
+            subject = f"job:{event.job_id}" if _ID.fullmatch(event.job_id) else "-"
+            self._audit("offline.failed", subject, f"{event.detail[:200]} {when}")
+        else:
+            self._printed(event)
+
+    def _printed(self, event: m.OfflineEvent) -> None:
+        found = self.store.jobs([event.job_id]) if _ID.fullmatch(event.job_id) else []
+        job = found[0] if found else None
+        if job is None or event.job_id not in self.delivered:
+            self._audit("offline.unknown_job", "-", "a job printed offline that this copier "
+                        f"was not given ({event.job_id[:64]!r}); nothing changed")
+            return
+        if job.owner_id is None or event.user_id != job.owner_id:
+            self._audit("offline.wrong_user", f"job:{job.id}", "printed offline for a user "
+                        "who does not own it; nothing changed")
+            return
+        if job.state == "HELD":
+            release_id = self._release(event, job.owner_id)
+            if self.store.set_printed_offline(job.id, release_id, self.device_id, self.now):
+                return self._done(job, release_id, event)
+            job = self.store.jobs([job.id])[0]  # a racing release won meanwhile
+        if job.state == "RELEASING" and job.device_id == self.device_id:
+            # Released to this very device online, printed from its bundle when the link went.
+            if self.store.set_printed(job.id, self.now):
+                return self._done(job, job.release_id or "", event)
+            job = self.store.jobs([job.id])[0]
+        named = event.release_id[:64]
+        if job.state == "PRINTED" and job.device_id == self.device_id:
+            return  # printed here, recorded already (this report sent again, say)
+        if job.state in ("PRINTED", "RELEASING"):
+            if job.id not in self.raced:
+                self.raced.append(job.id)
+            self._audit("offline.raced", f"user:{job.owner_id}",
+                        f"job {job.id} printed offline at {self.device_id} ({named!r}) after "
+                        f"it was {job.state.lower()} at {job.device_id or 'another copier'}: "
+                        "printed twice")
+            log.warning("job %s printed offline at %s and %s at %s", job.id, self.device_id,
+                        job.state, job.device_id)
+        elif job.state in ("DELETED", "EXPIRED"):
+            if job.id not in self.gone:
+                self.gone.append(job.id)
+            self._audit("offline.gone", f"job:{job.id}", f"printed offline at {self.device_id} "
+                        f"({named!r}) after it was {job.state.lower()}")
+        else:
+            self._audit("offline.unknown_job", f"job:{job.id}",
+                        f"printed offline while {job.state}; nothing changed")
+
+    def _release(self, event: m.OfflineEvent, owner_id: str) -> str:
+        """The offline release's id as the cloud records it: the device's (``off-...``), unless
+        it is malformed or another device's, then one derived from it for this device."""
+        given = event.release_id
+        if given.startswith(po.OFFLINE_RELEASE_PREFIX) and _ID.fullmatch(given) \
+                and self.store.add_offline_release(given, self.device_id, owner_id,
+                                                   self.now) == self.device_id:
+            return given
+        digest = hashlib.sha256(f"{self.device_id}\n{given}".encode("utf-8", "replace"))
+        derived = po.OFFLINE_RELEASE_PREFIX + digest.hexdigest()[:32]
+        self.store.add_offline_release(derived, self.device_id, owner_id, self.now)
+        return derived
+
+    def _done(self, job: Job, release_id: str, event: m.OfflineEvent) -> None:
+        self.printed += 1
+        self._audit("job.printed_offline", f"job:{job.id}",
+                    f"user:{job.owner_id}, release {release_id}, at {event.at:.0f}")
+
+    def finish(self, events: int) -> None:
+        if self.refused:
+            self._audit("offline.refused", "-", f"{sum(self.refused.values())} refused: "
+                        + ", ".join(f"{why} x{n}" for why, n in self.refused.most_common(10)))
+        self._audit("offline.report", "-", f"bundle {self.seq}: {events} event(s), "
+                    f"{self.printed} printed, {len(self.raced)} raced, {len(self.gone)} gone")
