@@ -24,6 +24,7 @@ from typing import Any
 from cloud import devices, throttle
 from cloud.hashing import card_hash, code_hash
 from cloud.identity import check_access_code, check_language
+from cloud.offline import offline_public_key
 from cloud.storage.port import (
     ROLES,
     ClientInstall,
@@ -390,6 +391,16 @@ def revoke_technician(store: CloudStore, technician_id: str) -> Technician:
 
 
 # -- what an administrator reads
+
+
+def offline_key(store: CloudStore) -> tuple[str, str]:
+    """(public key, key id) of the installation's offline signing key, made on first need: what
+    a device's ``[offline] cloud_key`` holds (registration writes it; a device registered
+    before offline mode is given it by hand or registered again)."""
+    from protocol.offline import key_id
+
+    key = offline_public_key(store)
+    return key, key_id(key)
 
 
 def jobs(store: CloudStore) -> list[Job]:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from cloud.hashing import token_hash
 from cloud.linking.redeem import redeem
+from cloud.offline import offline_public_key
 from cloud.storage.port import CloudStore
 from protocol import messages as m
 from protocol.errors import ConfigError, MfdError, ProtocolError, StoreError
@@ -71,6 +72,9 @@ class Registration:
     username: str
     password: str
     config: dict[str, Any]
+    #: The public key the device checks offline bundles with (``ed25519:...``,
+    #: cloud/offline.py); its device.toml keeps it as ``[offline] cloud_key``.
+    offline_key: str = ""
 
 
 def _new_code() -> str:
@@ -130,8 +134,9 @@ def register(store: CloudStore, code: str, accounts: BrokerAccounts, now: float)
         accounts.set_password(device_id, password)
         store.audit(now, "portal", "device.registered", f"device:{device_id}")
         config = device_config(store, device_id)
+        offline_key = offline_public_key(store)
     return Registration(device_id, name or device_id, org_id,
-                        device_id, password, config)
+                        device_id, password, config, offline_key)
 
 
 def _refused(store: CloudStore, now: float) -> RegistrationError:

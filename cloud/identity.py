@@ -107,6 +107,8 @@ class Identity:
         self.throttles = throttles
         self._device_orgs: dict[str, tuple[str, float]] = {}
         self._org_secrets: dict[str, bytes] = {}
+        #: The store's offline-mode side, if it has one (cloud/offline.py).
+        self._offline = offline.with_offline(store)
 
     def org_of(self, device_id: str) -> str:
         """The org of a registered device, or refused ``unknown_device``."""
@@ -118,8 +120,9 @@ class Identity:
     def _remember(self, org_id: str, kind: str, cred_hash: str, value: str) -> None:
         """A card number or code is in clear here: its offline verifier, if missing
         (cloud/offline.py; one scrypt, then never again for that credential)."""
-        offline.remember(self.store, self._secret(org_id), org_id, kind, cred_hash, value,
-                         self.clock())
+        if self._offline is not None:
+            offline.remember(self._offline, self._secret(org_id), org_id, kind, cred_hash,
+                             value, self.clock())
 
     def _org_of(self, device_id: str) -> str:
         # A device's org is read once a minute at most: it is on every identify's path, and a
@@ -265,7 +268,8 @@ class Identity:
                               f"more than {login.burst} badge sign-ins at once or "
                               f"{60 / login.interval:g} a minute", now)
         # Who signed in where, for offline mode's "recent" policy (cloud/offline.py).
-        self.store.note_device_sign_in(device_id, user.id, now)
+        if self._offline is not None:
+            self._offline.note_device_sign_in(device_id, user.id, now)
         # A tag the contract cannot carry (written into the store by hand) is not sent: the
         # user still signs in, in the copier's language.
         language = user.language if m.is_language_tag(user.language) else ""

@@ -39,13 +39,14 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.refusal import Refused, shown
+from cloud.storage.capability import implements
 from cloud.storage.durability import commit_durably
-from cloud.storage.port import Job, Store
+from cloud.storage.port import Job, OfflineStore, Store
 from protocol import messages as m
 from protocol import offline as po
 from protocol.errors import ConfigError, ErrorCode, StoreError
@@ -64,6 +65,16 @@ _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+class Stores(Store, OfflineStore, Protocol):
+    """A store with offline mode: the port's operations and offline mode's."""
+
+
+def with_offline(store: object) -> Stores | None:
+    """``store`` if it keeps what offline mode needs, else None (a store without offline
+    mode: sign-ins record nothing for it, and its devices are told ``not_allowed``)."""
+    return cast(Stores, store) if implements(store, OfflineStore) else None
+
+
 # --------------------------------------------------------------------------- verifiers
 
 
@@ -73,7 +84,7 @@ def org_salt(org_secret: bytes) -> bytes:
     return hmac.new(org_secret, b"offline-salt", hashlib.sha256).digest()[:16]
 
 
-def remember(store: Store, org_secret: bytes, org_id: str, kind: str, cred_hash: str,
+def remember(store: OfflineStore, org_secret: bytes, org_id: str, kind: str, cred_hash: str,
              value: str, now: float) -> bool:
     """Keep the verifier of a card number (``kind`` "card") or an access code ("code") that is
     in clear now, under the credential's hash; True if it was computed (it was missing)."""
@@ -87,7 +98,7 @@ def remember(store: Store, org_secret: bytes, org_id: str, kind: str, cred_hash:
 # --------------------------------------------------------------------------- the key
 
 
-def signing_key(store: Store, now: float) -> Ed25519PrivateKey:
+def signing_key(store: OfflineStore, now: float) -> Ed25519PrivateKey:
     """The installation's signing key, made (and committed durably: a device provisioned with
     its public half must never see another) on first need."""
     raw = store.offline_signing_key()
@@ -99,16 +110,20 @@ def signing_key(store: Store, now: float) -> Ed25519PrivateKey:
     return po.load_private_key(raw)
 
 
-def offline_public_key(store: Store) -> str:
-    """The public key devices check bundles with (``ed25519:...``), made on first need."""
-    with store.transaction():
-        return po.public_key_text(signing_key(store, time.time()))
+def offline_public_key(store: object) -> str:
+    """The public key devices check bundles with (``ed25519:...``), made on first need; ""
+    from a store without offline mode."""
+    offline = with_offline(store)
+    if offline is None:
+        return ""
+    with offline.transaction():
+        return po.public_key_text(signing_key(offline, time.time()))
 
 
 # --------------------------------------------------------------------------- policy
 
 
-def device_policy(store: Store, device_id: str) -> Policy:
+def device_policy(store: OfflineStore, device_id: str) -> Policy:
     """The device's policy as the cloud manages it: its managed configuration's ``policy``
     section over the defaults (the device's own file may say more; offline mode is decided
     here, where the bundle is made)."""
@@ -124,7 +139,7 @@ def device_policy(store: Store, device_id: str) -> Policy:
         return Policy()
 
 
-def _require_offline(store: Store, device_id: str) -> Policy:
+def _require_offline(store: OfflineStore, device_id: str) -> Policy:
     policy = device_policy(store, device_id)
     if not policy.offline:
         raise Refused(ErrorCode.NOT_ALLOWED, "offline mode is off for this copier (its "
@@ -140,10 +155,17 @@ class Offline:
 
     def __init__(self, store: Store, identity: Identity, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+        self._store = with_offline(store)
         self.identity = identity
         self.clock = clock
         self._key: Ed25519PrivateKey | None = None
+
+    @property
+    def store(self) -> Stores:
+        if self._store is None:
+            raise Refused(ErrorCode.NOT_ALLOWED, "this print service keeps no offline mode",
+                          "type")
+        return self._store
 
     def _signing_key(self, now: float) -> Ed25519PrivateKey:
         # Never changes once made: read once per process.

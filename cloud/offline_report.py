@@ -34,9 +34,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cloud.offline import Stores, with_offline
+from cloud.refusal import Refused
 from cloud.storage.port import Job, Store
 from protocol import messages as m
 from protocol import offline as po
+from protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
     from cloud.identity import Identity
@@ -51,12 +54,15 @@ class Reconcile:
 
     def __init__(self, store: Store, identity: Identity, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+        self.store = with_offline(store)
         self.identity = identity
         self.clock = clock
 
     def report(self, device_id: str, req: m.OfflineReport) -> m.OfflineReportResult:
         org_id = self.identity.org_of(device_id)
+        if self.store is None:
+            raise Refused(ErrorCode.NOT_ALLOWED, "this print service keeps no offline mode",
+                          "type")
         now = self.clock()
         state = self.store.offline_bundle_state(device_id)
         run = _Run(self.store, device_id, org_id, req.seq, now,
@@ -69,7 +75,7 @@ class Reconcile:
 
 
 class _Run:
-    def __init__(self, store: Store, device_id: str, org_id: str, seq: int, now: float,
+    def __init__(self, store: Stores, device_id: str, org_id: str, seq: int, now: float,
                  delivered: frozenset[str]) -> None:
         self.store, self.device_id, self.org_id = store, device_id, org_id
         self.seq, self.now, self.delivered = seq, now, delivered

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from cloud import offline
 from cloud.hashing import card_hash, code_hash
 from cloud.identity import check_access_code
 from cloud.linking.base import LinkingBase, LinkingError
@@ -49,5 +50,10 @@ class CardAdmin(LinkingBase):
                 if taken is None or taken.id == user.id:
                     break
             self.store.set_access_code(user.org_id, h, user.id)
+            # In clear only now: its offline verifier (cloud/offline.py), so the new code
+            # works offline before its first use online.
+            keeps = offline.with_offline(self.store)
+            if keeps is not None:
+                offline.remember(keeps, secret, user.org_id, "code", h, code, self.clock())
             self.store.audit(self.clock(), "admin", "code.reset", f"user:{user.id}")
         return code

@@ -226,8 +226,16 @@ class Store(Protocol):
     def technician_by_secret(self, org_id: str, kind: str,
                              secret_hash: str) -> Technician | None: ...
 
-    # -- offline mode (cloud/offline.py; cloud/storage/sql_offline.py): verifiers are keyed by
-    # the credential's own hash and listed only while that credential exists
+
+@runtime_checkable
+class OfflineStore(Protocol):
+    """What offline mode asks of storage (cloud/offline.py, cloud/offline_report.py;
+    cloud/storage/sql_offline.py): verifiers keyed by the credential's own hash and listed only
+    while that credential exists, sign-ins per device, each device's last bundle, the signing
+    key, a job printed offline. A store without it has no offline mode (checked with
+    ``cloud.storage.capability.implements``)."""
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
     def offline_verifier_known(self, org_id: str, kind: str, cred_hash: str) -> bool: ...
     def add_offline_verifier(self, org_id: str, kind: str, cred_hash: str, verifier: bytes,
                              now: float) -> None: ...

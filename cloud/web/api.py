@@ -438,7 +438,7 @@ def device_register(request: Request, body: RegisterDevice,
     reg = devices.register(uses.store, body.code, settings.accounts, uses.clock())
     return DeviceRegistered(device_id=reg.device_id, name=reg.name, username=reg.username,
                             password=reg.password, broker_url=settings.device_broker_url,
-                            config=reg.config)
+                            config=reg.config, offline_key=reg.offline_key)
 
 
 # ---------------------------------------------------------------------------- header values

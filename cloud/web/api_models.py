@@ -166,6 +166,9 @@ class DeviceRegistered(Ok):
     password: str = Field(description="the device's broker password; shown once")
     broker_url: str
     config: dict[str, Any]
+    offline_key: str = Field(default="", description="the public key (ed25519:BASE64) the "
+                             "device checks its offline bundles with; its device.toml keeps "
+                             "it as [offline] cloud_key")
 
 
 # -- requests

@@ -137,6 +137,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
         case "code-set":
             directory.set_access_code(store, args.email, args.code)
             print(f"access code set for {args.email}")
+        case "offline-key":
+            key, kid = admin.offline_key(store)
+            print(key)
+            print(f"key id {kid}: the [offline] cloud_key of every device.toml", file=sys.stderr)
         case "device-add":
             from cloud.devices import REGISTRATION_TTL, add_device
 
@@ -421,6 +425,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x = asub.add_parser("device-code", help="a new one-time registration code for a device")
     x.add_argument("device_id")
     asub.add_parser("devices", help="list devices with status, config state and firmware versions")
+    asub.add_parser("offline-key", help="print the public key devices check offline bundles "
+                    "with (their device.toml's [offline] cloud_key); made on first use")
     x = asub.add_parser("device-config", help="push managed configuration to a device")
     x.add_argument("device_id")
     x.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
