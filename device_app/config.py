@@ -14,6 +14,9 @@ emulator while the cloud marks its jobs printed. ``device.toml`` must say ``[eng
 (the device fails over to the next and comes back: mqtt_client/failover.py). The first is
 ``broker_url``, the others ``broker_fallbacks``; a list of one is the same as the string.
 
+``[offline] cloud_key`` is the cloud's public key for offline bundles (protocol/offline.py);
+a device without one has no offline mode, whatever the policy says (device_app/offline/).
+
 Pure: parsing and validation only (``tomllib`` to read the file text, ``tomli_w`` to write it:
 JSON quoting is not TOML quoting). Secrets are not here: the broker password lives in its own
 file, readable by the device's user only (:func:`load_credentials` /
@@ -44,6 +47,7 @@ from protocol.managed import (
 )
 from protocol.managed import expect as _expect
 from protocol.managed import table as _table
+from protocol.offline import OfflineError, parse_public_key
 from protocol.redact import redact
 from protocol.topics import check_device_id
 
@@ -174,6 +178,9 @@ class DeviceConfig:
     fullscreen: bool = True
     ui: UiConfig = field(default_factory=UiConfig)
     version: int = 0  # the version of the last pushed config applied (0: the file's own)
+    #: ``[offline] cloud_key``: the cloud's public key that signs this device's offline bundles
+    #: (protocol/offline.py, ``ed25519:<base64>``); "" (the default): no offline mode at all.
+    offline_key: str = ""
 
     @property
     def broker_urls(self) -> tuple[str, ...]:
@@ -216,7 +223,8 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     names). Raises ConfigError naming the first bad key. ``here=False``: checked away from the
     device (the cloud, before it stores a push), so files a reader spec names are not looked
     for."""
-    top = {"device", "broker", "readers", "policy", "engine", "ui", "files", "version"}
+    top = {"device", "broker", "readers", "policy", "engine", "ui", "files", "version",
+           "offline"}
     unknown = sorted(set(data) - top)
     if unknown:
         raise ConfigError(f"config key {unknown[0]!r} is not known; known: "
@@ -228,6 +236,7 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
     engine = _table(data, "engine", {"kind", "uri"})
     ui = _table(data, "ui", {"fullscreen", "size", "scale", "orientation", "dpi", "language"})
     files = _table(data, "files", {"credentials", "journal"})
+    offline = _table(data, "offline", {"cloud_key"})
     if base is None:
         if "id" not in device:
             raise ConfigError("config key 'device.id' is required")
@@ -266,7 +275,20 @@ def parse_config(data: dict[str, Any], base: DeviceConfig | None = None, *,
         cfg = replace(cfg, journal_file=_expect(files["journal"], str, "files.journal"))
     if "version" in data:
         cfg = replace(cfg, version=_expect(data["version"], int, "version"))
+    if "cloud_key" in offline:
+        cfg = replace(cfg, offline_key=_offline_key(offline["cloud_key"]))
     return cfg
+
+
+def _offline_key(value: Any) -> str:
+    """``[offline] cloud_key``: "" (no offline mode) or a key protocol/offline.py can use."""
+    key = str(_expect(value, str, "offline.cloud_key"))
+    if key:
+        try:
+            parse_public_key(key)
+        except OfflineError as exc:
+            raise ConfigError(f"config key 'offline.cloud_key': {exc.message}") from None
+    return key
 
 
 def parse_broker_urls(value: Any, key: str = "broker.url") -> tuple[str, ...]:
@@ -401,6 +423,8 @@ def to_toml(cfg: DeviceConfig) -> str:
               if getattr(cfg.policy, f.name) != getattr(Policy(), f.name)}
     if policy:
         data["policy"] = policy
+    if cfg.offline_key:
+        data["offline"] = {"cloud_key": cfg.offline_key}
     return ("# mfdkit device configuration (see docs/technician-guide.md)\n\n"
             + tomli_w.dumps(data))
 

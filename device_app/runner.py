@@ -46,13 +46,18 @@ from device_app.config import (
 )
 from device_app.engines.registry import open_engine
 from device_app.link import MqttCloudLink
-from device_app.ports import PrintEngine
+from device_app.offline.desk import Desk
+from device_app.offline.link import OfflineLink
+from device_app.offline.store import OfflineStore, path_beside
+from device_app.ports import CloudLink, PrintEngine
 from device_app.printing.journal import Journal
+from device_app.session import events as ev
 from mqtt_client.endpoint import endpoint
 from mqtt_client.failover import FailoverTiming
 from protocol import messages as m
 from protocol.errors import ConfigError, MfdError
 from protocol.managed import Policy
+from protocol.offline import parse_public_key
 from protocol.redact import redact
 from readers.events import CardReader
 from readers.spec import open_reader
@@ -101,9 +106,23 @@ class Device:
         # The device's memory across power cuts; a damaged one stops start-up (never print
         # blind) with the technician's way out in the message.
         self.journal = Journal.open(self.cfg.journal_file) if config_dir is not None else None
-        self.app = DeviceApp(self.link, self.engine, readers=self.readers,
+        # Offline mode only where the config names the cloud's key; the policy then decides,
+        # live, whether the bundle is synced and used (device_app/offline/).
+        self.offline: OfflineLink | None = None
+        self.offline_store: OfflineStore | None = None
+        app_link: CloudLink = self.link
+        if self.cfg.offline_key:
+            self.offline_store = OfflineStore.open(path_beside(self.cfg.journal_file)) \
+                if config_dir is not None else OfflineStore.memory()
+            desk = Desk(self.offline_store, parse_public_key(self.cfg.offline_key),
+                        self.cfg.device_id)
+            self.offline = OfflineLink(self.link, desk, policy=lambda: self.app.machine.policy)
+            app_link = self.offline
+        self.app = DeviceApp(app_link, self.engine, readers=self.readers,
                              device_name=self.cfg.name or self.cfg.device_id,
                              policy=self._policy(self.cfg), journal=self.journal)
+        if self.offline is not None:
+            offline_panel(self.app, self.offline)
         self.app.on_command = self._apply
         # The diagnostics screen shows which pushed version runs (0: the file's own).
         self.app.config_version = lambda: self.cfg.version
@@ -133,7 +152,12 @@ class Device:
 
     def stop(self) -> None:
         self.app.stop()
-        self.link.close()
+        if self.offline is not None:
+            self.offline.close()  # closes the real link too
+        else:
+            self.link.close()
+        if self.offline_store is not None:
+            self.offline_store.close()
         close = getattr(self.engine, "close", None)
         if close is not None:
             close()
@@ -221,6 +245,18 @@ class Device:
             log.warning("ignoring the saved pushed config (%s); the cloud will send it again",
                         exc)
             return cfg
+
+
+def offline_panel(app: DeviceApp, link: OfflineLink) -> None:
+    """Have the offline link's changes reach the app as the real link's do, saying whether the
+    device answers for the print service itself (the panel then says it is in offline mode)."""
+
+    def changed(up: bool) -> None:
+        if up:
+            app.printer.link_back()
+        app.events.put(ev.LinkChanged(up, local=up and link.local))
+
+    link.on_connection = changed
 
 
 def _version_of(payload: bytes) -> int | None:

@@ -98,6 +98,8 @@ class MachineBase:
         self.logout_in: int | None = None
         self.engine = EngineState.READY
         self.link_up = True
+        #: The device answers for the print service (offline mode): the panel says so.
+        self.link_local = False
         self.ignored = 0
 
     def _own_snapshot(self) -> Snapshot:

@@ -85,9 +85,12 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class LinkChanged:
-    """The link to the print service came up or went down."""
+    """The link to the print service came up or went down. ``local``: it is "up" because the
+    device answers for the print service itself (offline mode, device_app/offline/), which the
+    panel says."""
 
     up: bool
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,7 @@ class SessionMachine(Technician, JobList, Releasing, NoticesAndLink):
             self.now = event.now
         elif isinstance(event, ev.LinkChanged):
             self.link_up = event.up
+            self.link_local = event.up and event.local
         elif isinstance(event, ev.EngineChanged):
             self.engine = event.state
             return []

@@ -106,6 +106,10 @@ EMPTY_UNREACHABLE = N_("Can't reach the print service: your jobs are safe")
 COUNTDOWN = N_("Logging out in {seconds} s \u2014 touch to stay")
 PAGE_OF = N_("page {done} of {pages}")
 PAGE = N_("page {done}")
+# Offline mode (device_app/offline/): the copier signs people in from its own list.
+OFFLINE_MODE = N_("Offline mode: the print service can't be reached. Your badge or code "
+                  "still works for the jobs kept on this copier.")
+OFFLINE_MODE_LIST = N_("Offline mode: only the jobs kept on this copier are shown")
 _THE_PRINTER_SAID_NO = N_("the printer said no more")
 
 
@@ -222,7 +226,8 @@ def present(sm: SessionMachine) -> PanelView:
     reconnecting = _(_RECONNECTING)
     match sm.state:
         case State.IDLE:
-            return replace(base, title=_("Tap your badge"), qr_url=portal_page(sm))
+            return replace(base, title=_("Tap your badge"), qr_url=portal_page(sm),
+                           message=_(OFFLINE_MODE) if sm.link_local else "")
         case State.ENTRY:
             kind = sm.entry.kind if sm.entry else ""
             return replace(base, screen=Screen.ENTRY,
@@ -239,9 +244,11 @@ def present(sm: SessionMachine) -> PanelView:
                            message=_("One moment…") if sm.link_up else reconnecting)
         case State.JOBS:
             every = {j.job_id for j in sm.jobs}
+            said = flash_text(sm.flash, tr)
             return replace(base, screen=Screen.JOBS, jobs=sm.jobs,
                            total_jobs=sm.total, selected=frozenset(sm.selected),
-                           message=flash_text(sm.flash, tr), tone=flash_tone(sm.flash),
+                           message=said or (_(OFFLINE_MODE_LIST) if sm.link_local else ""),
+                           tone=flash_tone(sm.flash),
                            can_load_more=len(sm.jobs) < sm.total,
                            all_selected=bool(every) and sm.selected >= every,
                            empty_reasons=empty_reasons(sm.why_empty,
