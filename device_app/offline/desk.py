@@ -327,7 +327,7 @@ class Desk:
         self._journal(bundle, "login", now, user.user_id, detail=req.method)
         result = m.IdentifyResult(session=token, user_id=user.user_id,
                                   display_name=user.name[:128], expires_in=int(SESSION_TTL),
-                                  note="offline", language=_language(user.language))
+                                  language=_language(user.language))
         if req.page_size is not None:
             result = result.with_first_page(self._page(user.user_id, 0, req.page_size))
         return result

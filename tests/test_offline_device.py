@@ -1,0 +1,161 @@
+"""Offline mode end to end (issue 13): a real device app whose link is the OfflineLink over the
+real MQTT link, through a WAN proxy, to the real cloud (cloud/offline.py) and Mosquitto. The
+device syncs its bundle and pre-delivers sealed documents while online; the proxy is cut; past
+the grace the panel says it is in offline mode; a badge signs in from the bundle, the user's
+jobs show, one is released and the engine prints exactly its bytes; the link comes back: the
+cloud is told (the job is PRINTED) and the job is not offered again, nor one released
+elsewhere during the cut."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from conftest import World
+from e2e_helpers import running_app, sim_reader
+from waiting import eventually
+
+from cloud.demo import DEMO_USERS
+from cloud.devices import set_device_config
+from cloud.offline import offline_public_key
+from device_app.app import DeviceApp
+from device_app.link import MqttCloudLink
+from device_app.offline.desk import Desk
+from device_app.offline.link import OfflineLink
+from device_app.offline.store import OfflineStore
+from device_app.runner import offline_panel
+from device_app.session import State
+from device_app.view import Action, Screen
+from firmware_stubs.mfd_controller import MfdControllerStub
+from protocol import messages as m
+from protocol.managed import Policy
+from protocol.offline import parse_public_key
+from readers.adapters.sim_reader import SimReader
+from simulator.netem import WanProxy
+
+pytestmark = pytest.mark.integration
+
+ALICE = DEMO_USERS[0]
+
+
+@dataclass
+class Copier:
+    app: DeviceApp
+    reader: SimReader
+    engine: MfdControllerStub
+    net: WanProxy
+    link: OfflineLink
+
+    def until(self, predicate: object, what: str, timeout: float = 20) -> None:
+        assert self.app.run_until(predicate, timeout), (  # type: ignore[arg-type]
+            f"wanted {what}; panel at {self.app.machine.state}: {self.app.view().title!r} "
+            f"{self.app.view().message!r}")
+
+    def badge(self) -> None:
+        self.reader.present(ALICE.badge)
+        self.until(lambda a: a.machine.state is State.JOBS, "the job list")
+
+    def logout(self) -> None:
+        self.app.tap(Action.LOGOUT)
+        self.until(lambda a: a.machine.state is State.IDLE, "the idle panel")
+
+
+@contextmanager
+def offline_copier(world: World, tmp_path: Path) -> Iterator[Copier]:
+    set_device_config(world.store, "copier-1", {"policy": {"offline": True}}, time.time())
+    key = parse_public_key(offline_public_key(world.store))
+    address = world.broker.address("copier-1")
+    net = WanProxy(address.host, address.port)
+    inner = MqttCloudLink(replace(address, host=net.host, port=net.port), "copier-1").start()
+    store = OfflineStore.open(tmp_path / "offline.db")
+    # A short grace and frequent syncs, so the test is quick (the policy's grace is 30 s at
+    # least); the policy itself is the one the cloud also holds: offline mode on.
+    link = OfflineLink(inner, Desk(store, key, "copier-1"), policy=lambda: Policy(offline=True),
+                       grace=1.0, sync_every=1.0, retry=1.0)
+    reader = sim_reader("offline")
+    try:
+        with running_app(link, reader) as (app, engine):
+            offline_panel(app, link)
+            yield Copier(app, reader, engine, net, link)
+    finally:
+        net.close()
+        store.close()
+
+
+def job_state(world: World, job_id: str) -> str:
+    return world.store.jobs([job_id])[0].state
+
+
+def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
+                                                           tmp_path: Path) -> None:
+    with offline_copier(world, tmp_path) as c:
+        # Online first: Alice signs in here (so the cloud lists her for this copier), and the
+        # device syncs and pre-delivers her jobs' sealed documents.
+        c.badge()
+        jobs = [j.job_id for j in c.app.view().jobs]
+        assert len(jobs) >= 2
+        user_id = next(iter(c.link.desk.store.events()), None)  # nothing offline yet
+        assert user_id is None
+        c.logout()
+        c.until(lambda a: set(jobs) <= c.link.desk.complete_jobs(), "her documents here")
+        mine, elsewhere = jobs[0], jobs[1]
+
+        # The network goes; past the grace the panel says it is in offline mode.
+        c.net.cut()
+        c.until(lambda a: a.machine.state is State.IDLE and a.machine.link_local,
+                "offline mode")
+        assert c.app.view().message.startswith("Offline mode")
+        # Meanwhile Alice releases another of her jobs at another copier, online.
+        other = MqttCloudLink(world.broker.address("copier-2"), "copier-2").start()
+        try:
+            who = other.call(m.Identify(method="card", value=ALICE.badge))
+            assert isinstance(who, m.IdentifyResult)
+            rel = other.call(m.Release(request_id="r-elsewhere", session=who.session,
+                                       job_ids=(elsewhere,)))
+            assert isinstance(rel, m.ReleaseResult)
+            other.call(m.JobPrinted(request_id="p-elsewhere", release_id=rel.release_id,
+                                    job_id=elsewhere))
+        finally:
+            other.close()
+        assert job_state(world, elsewhere) == "PRINTED"
+
+        # Offline: her badge signs her in from the bundle, her jobs show, one prints.
+        c.badge()
+        view = c.app.view()
+        assert view.screen is Screen.JOBS and view.message.startswith("Offline mode")
+        assert {mine, elsewhere} <= {j.job_id for j in view.jobs}
+        c.app.tap(Action.SELECT, mine)
+        c.app.tap(Action.RELEASE)
+        c.until(lambda a: len(c.engine.printed) == 1 and a.machine.state is State.JOBS,
+                "the job printed")
+        printed = c.engine.printed[0]
+        size = world.store.jobs([mine])[0].size
+        assert printed.job_id == mine
+        assert printed.sha256 == hashlib.sha256(world.store.document(mine, 0, size)).hexdigest()
+        assert mine not in {j.job_id for j in c.app.view().jobs}
+        c.logout()
+        assert job_state(world, mine) == "HELD"  # the cloud does not know yet
+
+        # The link comes back: the report first (the job becomes PRINTED), then a new bundle
+        # without the jobs printed here and elsewhere, whose copies go.
+        c.net.restore()
+        c.until(lambda a: job_state(world, mine) == "PRINTED", "the cloud told", 30)
+        c.until(lambda a: a.machine.state is State.IDLE and not a.machine.link_local,
+                "online again")
+        assert not c.link.desk.store.events()
+        c.until(lambda a: c.link.desk.bundle is not None and not {mine, elsewhere} & {
+            j.job_id for j in c.link.desk.bundle.jobs}, "a bundle without them")
+        stored = c.link.desk.store.chunk_sizes()
+        assert mine not in stored and elsewhere not in stored
+        # Signed in again, at the cloud this time: neither is offered.
+        c.badge()
+        shown = {j.job_id for j in c.app.view().jobs}
+        assert not c.app.view().message.startswith("Offline mode")
+        assert mine not in shown and elsewhere not in shown
+        assert len(c.engine.printed) == 1
+        eventually(lambda: c.link.idle(), timeout=5)
