@@ -50,6 +50,7 @@ class Copier:
     engine: MfdControllerStub
     net: WanProxy
     link: OfflineLink
+    store: OfflineStore
 
     def until(self, predicate: object, what: str, timeout: float = 20) -> None:
         assert self.app.run_until(predicate, timeout), (  # type: ignore[arg-type]
@@ -79,9 +80,9 @@ def offline_copier(world: World, tmp_path: Path) -> Iterator[Copier]:
                        grace=1.0, sync_every=1.0, retry=1.0)
     reader = sim_reader("offline")
     try:
-        with running_app(link, reader) as (app, engine):
+        with running_app(link, reader) as (app, engine):  # type: ignore[arg-type]
             offline_panel(app, link)
-            yield Copier(app, reader, engine, net, link)
+            yield Copier(app, reader, engine, net, link, store)
     finally:
         net.close()
         store.close()
@@ -99,7 +100,7 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
         c.badge()
         jobs = [j.job_id for j in c.app.view().jobs]
         assert len(jobs) >= 2
-        user_id = next(iter(c.link.desk.store.events()), None)  # nothing offline yet
+        user_id = next(iter(c.store.events()), None)  # nothing offline yet
         assert user_id is None
         c.logout()
         c.until(lambda a: set(jobs) <= c.link.desk.complete_jobs(), "her documents here")
@@ -147,10 +148,10 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
         c.until(lambda a: job_state(world, mine) == "PRINTED", "the cloud told", 30)
         c.until(lambda a: a.machine.state is State.IDLE and not a.machine.link_local,
                 "online again")
-        assert not c.link.desk.store.events()
+        assert not c.store.events()
         c.until(lambda a: c.link.desk.bundle is not None and not {mine, elsewhere} & {
             j.job_id for j in c.link.desk.bundle.jobs}, "a bundle without them")
-        stored = c.link.desk.store.chunk_sizes()
+        stored = c.store.chunk_sizes()
         assert mine not in stored and elsewhere not in stored
         # Signed in again, at the cloud this time: neither is offered.
         c.badge()
