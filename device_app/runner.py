@@ -310,6 +310,9 @@ def register(portal_url: str, code: str, directory: str | Path, *, engine: Engin
                         # One URL, or the list of a cloud that serves several brokers.
                         "broker": {"url": answer.get("broker_url") or "mqtt://127.0.0.1:1883"},
                         "engine": {"kind": engine.kind, "uri": engine.uri}})
+    if answer.get("offline_key"):
+        # The cloud's key for offline bundles (device_app/offline/), checked like the file's.
+        cfg = parse_config({"offline": {"cloud_key": answer["offline_key"]}}, cfg)
     pushed = answer.get("config") or {}
     if pushed:
         # Validated like any push; kept where a push is kept (the cloud manages this part).
