@@ -9,8 +9,9 @@ elsewhere during the cut."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,13 +29,15 @@ from device_app.link import MqttCloudLink
 from device_app.offline.desk import Desk
 from device_app.offline.link import OfflineLink
 from device_app.offline.store import OfflineStore
+from device_app.ports import Reply
 from device_app.runner import offline_panel
 from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol import messages as m
+from protocol.errors import LinkError, MfdError, RemoteError
 from protocol.managed import Policy
-from protocol.offline import parse_public_key
+from protocol.offline import new_signing_key, parse_public_key, sign
 from readers.adapters.sim_reader import SimReader
 from simulator.netem import WanProxy
 
@@ -160,3 +163,131 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
         assert mine not in shown and elsewhere not in shown
         assert len(c.engine.printed) == 1
         eventually(lambda: c.link.idle(), timeout=5)
+
+
+def test_the_runner_wraps_the_link_only_where_the_config_names_a_key(world: World,
+                                                                     tmp_path: Path) -> None:
+    from device_app.config import parse_config
+    from device_app.runner import Device
+
+    addr = world.broker.address("copier-2")
+    base = {"device": {"id": "copier-2"}, "broker": {"url": f"mqtt://{addr.host}:{addr.port}"},
+            "files": {"journal": str(tmp_path / "journal.db")}}
+    plain = Device(parse_config(base), addr.password or "", engine=MfdControllerStub())
+    try:
+        assert plain.offline is None and plain.app.link is plain.link
+    finally:
+        plain.stop()
+    keyed = parse_config(base | {"offline": {"cloud_key": offline_public_key(world.store)}})
+    device = Device(keyed, addr.password or "", config_dir=tmp_path,
+                    engine=MfdControllerStub()).start()
+    try:
+        assert device.offline is not None and device.app.link is device.offline
+        assert (tmp_path / "offline.db").exists()
+        # Offline mode is off by the policy (the default): no sync is asked for.
+        assert device.app.run_until(lambda a: a.link.connected, 5)
+        assert device.offline.synced == 0 and device.offline.idle()
+    finally:
+        device.stop()
+
+
+# ---------------------------------------------------------------- the link over a fake cloud
+
+
+class FakeCloud:
+    """A cloud link that answers from protocol/offline.py as cloud/offline.py would: bundles
+    signed here, sealed chunks, reports taken (what it was sent, in order, is kept)."""
+
+    def __init__(self) -> None:
+        from test_offline_desk import standard_cloud
+
+        self.cloud = standard_cloud()
+        self.connected = True
+        self.on_connection: Callable[[bool], None] | None = None
+        self.sent: list[m.Request] = []
+        self.bad_signature = False
+        self.lock = threading.Lock()
+
+    def request(self, request: m.Request, reply: Reply, timeout: float | None = None) -> None:
+        with self.lock:
+            self.sent.append(request)
+        if not self.connected:
+            reply(LinkError("can't reach the print service", code="unreachable"))
+            return
+        reply(self._answer(request))
+
+    def _answer(self, request: m.Request) -> m.Result | MfdError:
+        if isinstance(request, m.OfflineSync):
+            body, sig = self.cloud.bundle(now=time.time())
+            if self.bad_signature:
+                sig = sign(new_signing_key(), body)
+            return m.OfflineBundle(body=body, signature=sig)
+        if isinstance(request, m.FetchOffline):
+            return next(c for c in self.cloud.chunks(request.job_id)
+                        if c.offset == request.offset)
+        if isinstance(request, m.OfflineReport):
+            return m.OfflineReportResult(accepted=len(request.events), raced=("job-b1",))
+        return RemoteError("not_allowed", "not in this fake")
+
+    def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
+        outcome = self._answer(request)
+        if isinstance(outcome, MfdError):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+    def set(self, up: bool) -> None:
+        self.connected = up
+        if self.on_connection is not None:
+            self.on_connection(up)
+
+
+def test_the_link_reports_before_it_syncs_and_goes_offline_only_with_a_usable_bundle(
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeCloud()
+    store = OfflineStore.memory()
+    desk = Desk(store, fake.cloud.public(), "dev-offline-1")  # type: ignore[arg-type]
+    told: list[bool] = []
+    policy = Policy(offline=True)
+    link = OfflineLink(fake, desk, policy=lambda: policy, grace=0.3, sync_every=3600,
+                       retry=0.2)
+    link.on_connection = told.append
+    try:
+        # A signed-in user's events from a former outage, waiting to be reported.
+        store.journal(m.OfflineEvent(kind="refused", at=1.0, detail="unknown_card"), seq=0)
+        fake.set(True)
+        assert eventually(lambda: desk.complete_jobs() == {"job-a1", "job-a2", "job-b1"})
+        kinds = [r.TYPE for r in fake.sent]
+        assert kinds.index("offline.report") < kinds.index("offline.sync")
+        assert link.raced == ["job-b1"] and not store.events()
+        # A bundle that does not verify is refused with its reason, and the old one stays.
+        held = desk.bundle
+        fake.bad_signature = True
+        link._sync_due = 0.0  # next round: a sync (as the timer would, hours later)
+        assert eventually(lambda: link.refused == ["bad_signature"])
+        assert desk.bundle is held
+        assert "bad_signature" in caplog.text and "Ada" not in caplog.text
+        # The link goes: down at once, "up" (local) after the grace.
+        fake.set(False)
+        assert told[-1] is False
+        assert eventually(lambda: link.local and told[-1] is True, timeout=5)
+        who = link.call(m.Identify(method="card", value="04A1B2C3D4", page_size=10))
+        assert isinstance(who, m.IdentifyResult) and who.jobs
+        # Back: new sign-ins go to the cloud again; the offline session stays local.
+        fake.set(True)
+        assert not link.local and told[-1] is True
+        listed = link.call(m.ListJobs(session=who.session))
+        assert isinstance(listed, m.JobList) and listed.total == 2
+        with pytest.raises(RemoteError):
+            link.call(m.Identify(method="card", value="04A1B2C3D4"))  # the fake says no
+        assert eventually(lambda: not store.events())  # the login reported
+        # No usable bundle (offline mode turned off by the policy): never local.
+        policy = Policy(offline=False)
+        fake.set(False)
+        past_grace = time.monotonic() + 0.3
+        assert eventually(lambda: link.stepped_at > past_grace)  # it has looked since
+        assert not link.local and told[-1] is False
+    finally:
+        link.close()

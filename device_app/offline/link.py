@@ -95,6 +95,8 @@ class OfflineLink:
         self.refused: list[str] = []
         self.reported = 0
         self.raced: list[str] = []
+        #: The time (monotonic) a finished step of the worker looked at: a test's signal.
+        self.stepped_at = 0.0
         inner.on_connection = self._inner_changed
         self._thread = threading.Thread(target=self._run, name="offline-link", daemon=True)
         self._thread.start()
@@ -195,13 +197,14 @@ class OfflineLink:
         while not self._stop.is_set():
             self._wake.wait(_TICK_S)
             self._wake.clear()
+            now = self.monotonic()
             try:
-                self._step()
+                self._step(now)
+                self.stepped_at = now  # a step that saw ``now`` is done
             except Exception:  # the worker must go on: it is offline mode's only thread
                 log.exception("offline link: a step failed; trying again")
 
-    def _step(self) -> None:
-        now = self.monotonic()
+    def _step(self, now: float) -> None:
         if self.inner.connected:
             if self._offline_on():
                 self._online(now)
