@@ -19,6 +19,9 @@ token presented by another device is refused and audited.
   tokens, and once a bucket is empty every badge lookup from that device (or org) is refused
   alike, known badges included, *before* the card is looked at, so the answer cannot tell a
   card from a non-card.
+* A card number or access code that proves who someone is passes here in clear: its offline
+  verifier is recorded then if the store has none (cloud/offline.py), and so is "this user
+  signed in at this device", for the offline bundles' "recent" policy.
 * Guessing (codes, passwords, PINs) counts against the device and, where one is named, the
   user; past :data:`MAX_FAILURES` within :data:`FAILURE_WINDOW` the scope is locked for
   :data:`LOCK_SECONDS`. Failures and locks are stored, so they survive a restart and are shared
@@ -109,6 +112,7 @@ class Identity:
         self._org_secrets: dict[str, bytes] = {}
         #: The store's offline-mode side, if it has one (cloud/offline.py).
         self._offline = offline.with_offline(store)
+        self._lately = offline.Lately()
 
     def org_of(self, device_id: str) -> str:
         """The org of a registered device, or refused ``unknown_device``."""
@@ -122,7 +126,7 @@ class Identity:
         (cloud/offline.py; one scrypt, then never again for that credential)."""
         if self._offline is not None:
             offline.remember(self._offline, self._secret(org_id), org_id, kind, cred_hash,
-                             value, self.clock())
+                             value, self.clock(), self._lately)
 
     def _org_of(self, device_id: str) -> str:
         # A device's org is read once a minute at most: it is on every identify's path, and a
@@ -269,7 +273,7 @@ class Identity:
                               f"{60 / login.interval:g} a minute", now)
         # Who signed in where, for offline mode's "recent" policy (cloud/offline.py).
         if self._offline is not None:
-            self._offline.note_device_sign_in(device_id, user.id, now)
+            offline.note_sign_in(self._offline, device_id, user.id, now, self._lately)
         # A tag the contract cannot carry (written into the store by hand) is not sent: the
         # user still signs in, in the copier's language.
         language = user.language if m.is_language_tag(user.language) else ""

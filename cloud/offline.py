@@ -85,14 +85,54 @@ def org_salt(org_secret: bytes) -> bytes:
 
 
 def remember(store: OfflineStore, org_secret: bytes, org_id: str, kind: str, cred_hash: str,
-             value: str, now: float) -> bool:
+             value: str, now: float, lately: Lately | None = None) -> bool:
     """Keep the verifier of a card number (``kind`` "card") or an access code ("code") that is
-    in clear now, under the credential's hash; True if it was computed (it was missing)."""
+    in clear now, under the credential's hash; True if it was computed (it was missing).
+    ``lately``: a sign-in's memory of verifiers this process found already, so a badge
+    tapped again does not ask the store again."""
+    key = (org_id, kind, cred_hash)
+    if lately is not None and lately.seen(key):
+        return False
     if store.offline_verifier_known(org_id, kind, cred_hash):
+        if lately is not None:
+            lately.note(key)  # read, so committed: safe to remember
         return False
     store.add_offline_verifier(org_id, kind, cred_hash,
                                po.verifier(org_salt(org_secret), kind, value), now)
     return True
+
+
+class Lately:
+    """What this process saw in the store within the last :attr:`ttl` seconds (a verifier that
+    exists, a sign-in recorded), so that the sign-in path, which is the cloud's hottest, adds
+    no query for it on the next tap. An entry is trusted for minutes only: a verifier purged
+    since (its card removed) is recorded again at most that much later, and "recent" is
+    counted in days."""
+
+    def __init__(self, ttl: float = 600.0, size: int = 100_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._at: dict[tuple[str, ...], float] = {}
+
+    def seen(self, key: tuple[str, ...]) -> bool:
+        at = self._at.get(key)
+        return at is not None and 0 <= time.monotonic() - at < self.ttl
+
+    def note(self, key: tuple[str, ...]) -> None:
+        if len(self._at) >= self.size:
+            self._at.clear()
+        self._at[key] = time.monotonic()
+
+
+def note_sign_in(store: OfflineStore, device_id: str, user_id: str, now: float,
+                 lately: Lately | None = None) -> None:
+    """"``user_id`` signed in at ``device_id`` at ``now``", for the "recent" policy; skipped
+    where this process recorded it minutes ago."""
+    key = ("sign-in", device_id, user_id)
+    if lately is not None and lately.seen(key):
+        return
+    store.note_device_sign_in(device_id, user_id, now)
+    if lately is not None:
+        lately.note(key)
 
 
 # --------------------------------------------------------------------------- the key

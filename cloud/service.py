@@ -34,7 +34,7 @@ from cloud import release_orders
 from cloud.hashing import new_token
 from cloud.identity import DEFAULT_SESSION_TTL, Identity
 from cloud.jobs import Jobs
-from cloud.offline import Offline
+from cloud.offline import Offline, with_offline
 from cloud.offline_report import Reconcile
 from cloud.refusal import Refused
 from cloud.storage.durability import lazy_transaction
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: Stored answers are kept this long for repeats; a device retries within seconds.
 REPLY_RETENTION = 24 * 3600.0
+#: Verifiers of removed cards and replaced codes are purged this often (seconds): a scan of
+#: them all, so not at every housekeeping round.
+VERIFIER_PURGE_EVERY = 600.0
 #: A released job whose document no device fetched within this long goes back to HELD (the
 #: release answer was lost, or the device died at once). A fetched job is never lapsed: only
 #: the device's journal knows whether it printed.
@@ -71,6 +74,7 @@ class CloudService:
         #: it did offline (cloud/offline.py, cloud/offline_report.py).
         self.offline = Offline(store, self.identity, clock=clock)
         self.reconcile = Reconcile(store, self.identity, clock=clock)
+        self._verifiers_purged = -VERIFIER_PURGE_EVERY
 
     def handle(self, device_id: str, payload: bytes) -> bytes:
         try:
@@ -211,6 +215,7 @@ class CloudService:
                 self.store.audit(now, "cloud", "release.lapsed", f"job:{job_id}",
                                  "no device fetched it; back to held")
             replies = self.store.purge_replies(now - REPLY_RETENTION)
+            verifiers = self._purge_verifiers()
             sessions = self.store.purge_sessions(now - 3600)
             # Unknown badges counted but not yet written (the tail of a burst).
             for device_id, n in self.store.unknown_cards_unaudited(now, UNKNOWN_AUDIT_EVERY):
@@ -219,7 +224,15 @@ class CloudService:
         if expired:
             log.info("expired %d held job(s)", len(expired))
         return {"expired": len(expired), "lapsed": len(lapsed), "replies": replies,
-                "sessions": sessions}
+                "sessions": sessions, "verifiers": verifiers}
+
+    def _purge_verifiers(self) -> int:
+        """Offline verifiers of credentials that are gone (cloud/offline.py), now and then."""
+        store = with_offline(self.store)
+        if store is None or time.monotonic() - self._verifiers_purged < VERIFIER_PURGE_EVERY:
+            return 0
+        self._verifiers_purged = time.monotonic()
+        return store.purge_offline_verifiers()
 
 
 def record_status(store: Store, device_id: str, payload: bytes, now: float) -> bool:

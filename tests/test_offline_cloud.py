@@ -199,6 +199,11 @@ def test_the_policy_chooses_who_is_listed(world: World) -> None:
     Linking(world.store).remove_cards(CHEN.email)
     listed = world.bundle()
     assert chen not in {u.user_id for u in listed.users}
+    # And its verifier leaves the store at the next housekeeping (a stolen store holds none).
+    count = "SELECT count(*) FROM offline_verifiers"
+    before = world.store.query_one(count)[0]
+    assert world.service.housekeeping()["verifiers"] == 1
+    assert world.store.query_one(count)[0] == before - 1
     assert not {j.user_id for j in listed.jobs} - {alice, bob}
     # A code replaced: the old one's verifier no longer finds Bob, and Bob (nothing else
     # known offline) is left out, until a code of his passes through the cloud again.

@@ -45,6 +45,16 @@ class OfflineQueries(SqlBase):
                      "VALUES (?,?,?,?,?) ON CONFLICT (org_id, kind, cred_hash) DO NOTHING",
                      org_id, kind, cred_hash, verifier, now)
 
+    def purge_offline_verifiers(self, limit: int = 1000) -> int:
+        """Drop up to ``limit`` verifiers whose card was removed or whose code was replaced:
+        never listed any more, and a stolen store should not hold them either."""
+        return self.execute(
+            "DELETE FROM offline_verifiers WHERE (org_id, kind, cred_hash) IN (SELECT v.org_id, "
+            "v.kind, v.cred_hash FROM offline_verifiers v WHERE (v.kind = 'card' AND NOT EXISTS "
+            "(SELECT 1 FROM cards c WHERE c.org_id = v.org_id AND c.card_hash = v.cred_hash)) "
+            "OR (v.kind = 'code' AND NOT EXISTS (SELECT 1 FROM access_codes a WHERE "
+            "a.org_id = v.org_id AND a.code_hash = v.cred_hash)) LIMIT ?)", limit)
+
     def note_device_sign_in(self, device_id: str, user_id: str, now: float) -> None:
         self.execute("INSERT INTO device_sign_ins (device_id, user_id, at) VALUES (?,?,?) "
                      "ON CONFLICT (device_id, user_id) DO UPDATE SET at = excluded.at "
