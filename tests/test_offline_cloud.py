@@ -11,6 +11,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +23,13 @@ from cloud import devices, directory, offline
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.hashing import card_hash
 from cloud.linking import Linking
+from cloud.portal import start_portal
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.storage.port import Job
+from device_app.config import EngineConfig, load_config
+from device_app.runner import register
+from mfdkit.cli import main
 from protocol import messages as m
 from protocol import offline as po
 from protocol.errors import RemoteError
@@ -265,6 +270,33 @@ def test_the_signing_key_is_shared_by_stores_and_given_at_registration(world: Wo
         assert reg.offline_key == po.public_key_text(world.key)
     finally:
         again.close()
+
+
+def test_mfd_admin_prints_the_key(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["admin", "--store", world.url, "offline-key"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == po.public_key_text(world.key)
+    assert po.key_id(out.strip()) in err
+
+
+def test_a_device_registered_over_the_api_keeps_the_key_in_its_device_toml(
+        world: World, tmp_path: Path) -> None:
+    """The JSON API's registration answer carries ``offline_key``; the device's registration
+    (device_app/runner.py) writes it to device.toml, where the device reads it back."""
+
+    class Accounts:
+        def set_password(self, username: str, password: str) -> None:
+            self.username = username
+
+    code = devices.new_registration_code(world.store, "copier-2", world.clock.now)
+    portal = start_portal(world.url, accounts=Accounts(),
+                          device_broker_url="mqtt://127.0.0.1:1883")
+    try:
+        cfg = register(portal.url, code, tmp_path / "dev", engine=EngineConfig("emulator"))
+    finally:
+        portal.close()
+    assert load_config(tmp_path / "dev" / "device.toml").offline_key \
+        == cfg.offline_key == po.public_key_text(world.key)
 
 
 def test_card_numbers_and_verifiers_stay_out_of_the_logs(
