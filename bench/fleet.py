@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mfdkit-fleet."))
     fleet = Fleet(workdir, devices=args.devices, brokers=args.brokers, workers=args.workers,
                   per_process=args.per_process, badge_period_s=args.badge_period,
-                  release_chance=args.release_chance, ramp_s=args.ramp_s, seed=args.seed)
+                  release_chance=args.release_chance, ramp_s=args.ramp_s, seed=args.seed,
+                  worker_stats_s=args.worker_stats_s)
     phases: dict[str, tuple[float, float]] = {}
     cpu: dict[str, dict[str, float]] = {}
     try:
@@ -184,6 +185,9 @@ def main() -> None:
     p.add_argument("--after-s", type=float, default=15.0)
     p.add_argument("--dynsec-sample", type=int, default=200)
     p.add_argument("--seed", type=int, default=14)
+    p.add_argument("--worker-stats-s", type=float, default=0.0,
+                   help="each worker prints its counters (requests, busy, longest broker wait, "
+                   "statuses, batches) on stderr this often; 0: never")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     report("fleet", run(args), args.json)

@@ -9,6 +9,13 @@ of the throughput (GIL and wake-up ping-pong on 2 cores), and the work per reque
 store access that nothing else in this process waits for. Housekeeping runs on its own thread
 with its own store connection.
 
+Statuses are the exception: they are not shared (retained messages reach no shared
+subscription), so every worker gets every device's status at every connect, a fleet's worth at
+once, and written one commit each on the paho thread they held the requests behind them
+(issue 14). The paho thread hands them to the worker's status thread (cloud/statuses.py), which
+coalesces them per device and writes only those that change something, many in one
+transaction, on its own store connection. A request never waits behind a status.
+
 Overload: a request that waited in the broker past :data:`BUSY_AFTER` is answered ``busy`` at once
 instead of being done late. The wait is read from the MQTT 5 Message Expiry Interval the device
 sets (:data:`protocol.topics.REQUEST_EXPIRY`): the broker hands the message over with the interval
@@ -47,7 +54,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cloud import devices, release_orders
-from cloud.service import CloudService, record_status
+from cloud.service import CloudService
+from cloud.statuses import StatusWriter
 from cloud.storage.port import CloudStore
 from mqtt_client import jitter_reconnect, new_client
 from mqtt_client.endpoint import BrokerEndpoint, endpoint
@@ -167,6 +175,11 @@ class CloudWorker:
         self.statuses = 0
         self.events = 0
         self.failed = 0
+        #: The longest wait at the broker (whole seconds, from the expiry interval) of a
+        #: request seen since an operator's tool last set it to 0 (diagnostics).
+        self.max_waited = 0
+        #: Statuses go to their own thread and store connection (cloud/statuses.py).
+        self.status_writer = StatusWriter(service_factory, self._statuses_done, name=self.name)
         #: Notices published ("your user's jobs changed"), one per device told.
         self.notified = 0
         #: Release orders published (a repeat counts again), and whether this worker has
@@ -196,6 +209,7 @@ class CloudWorker:
         self._thread = threading.Thread(target=self._chores, name=f"chores-{self.name}",
                                         daemon=True)
         self._thread.start()
+        self.status_writer.start()
         errors: list[str] = []
         refused: list[_Leg] = []
         for leg in self.legs:
@@ -231,6 +245,11 @@ class CloudWorker:
                         "over to it are served once it does", self.name, leg.where)
         return self
 
+    def _statuses_done(self, count: int, failed: int) -> None:
+        with self._counting:
+            self.statuses += count
+            self.failed += failed
+
     def _bump(self, counter: str) -> None:
         with self._counting:
             setattr(self, counter, getattr(self, counter) + 1)
@@ -244,6 +263,7 @@ class CloudWorker:
             leg.client.disconnect()
             leg.client.loop_stop()
         self._stopping.set()
+        self.status_writer.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -386,16 +406,10 @@ class CloudWorker:
             log.info("ignoring a message on %s", msg.topic)
             return
         if leaf == "status":
-            # Only a status that is new (epoch rule) goes on to its engine record: every
-            # worker gets every retained status again at each (re)connect, and a write per
-            # replayed status held a fleet's requests behind 10,000 commits (issue 14).
-            fresh = record_status(service.store, device_id, bytes(msg.payload),
-                                  service.clock())
-            if fresh and isinstance(service.store, CloudStore):
-                # Which engine it prints on: an emulated one must show in `mfd admin devices`.
-                devices.record_engine(service.store, device_id, bytes(msg.payload),
-                                      service.clock())
-            self._bump("statuses")
+            # Handed to the status thread: every worker gets every retained status again at
+            # each (re)connect, and written here they held a fleet's requests behind
+            # thousands of commits (issue 14). Counted there, once written.
+            self.status_writer.put(device_id, bytes(msg.payload))
             return
         if leaf == "events":
             self._event(service, device_id, bytes(msg.payload))
@@ -407,6 +421,7 @@ class CloudWorker:
         correlation = getattr(props, "CorrelationData", None) if props else None
         remaining = getattr(props, "MessageExpiryInterval", None) if props else None
         waited = topics.REQUEST_EXPIRY - remaining if isinstance(remaining, int) else 0
+        self.max_waited = max(self.max_waited, waited)
         own = topics.response_topic(device_id)
         if reply_to is None:
             log.info("device %s sent a request without a Response Topic; dropped", device_id)

@@ -175,7 +175,8 @@ class Fleet:
     def __init__(self, workdir: Path, *, devices: int, brokers: int = 3, workers: int = 2,
                  per_process: int = 2500, jobs_per_user: int = 3, seed: int = 1,
                  badge_period_s: float = 60.0, release_chance: float = 0.3,
-                 ramp_s: float = 5.0, resolve_s: float = 60.0) -> None:
+                 ramp_s: float = 5.0, resolve_s: float = 60.0,
+                 worker_stats_s: float = 0.0) -> None:
         self.workdir = workdir
         self.n, self.k, self.w = devices, brokers, workers
         self.per_process = per_process
@@ -184,6 +185,8 @@ class Fleet:
         self.badge_period_s, self.release_chance, self.ramp_s = (badge_period_s,
                                                                  release_chance, ramp_s)
         self.resolve_s = resolve_s
+        #: Workers print their counters on stderr this often (0: never): diagnostics.
+        self.worker_stats_s = worker_stats_s
         self.password_seed = secrets.token_hex(8)
         self.cloud_password = secrets.token_urlsafe(16)
         self.cloud_users = tuple(f"cloud-{i}" for i in range(workers))
@@ -254,6 +257,8 @@ class Fleet:
         args = ["-m", "simulator.fleet.worker", "--name", name, "--store", self.pg.url]
         for url in self.broker_urls():
             args += ["--broker", url]
+        if self.worker_stats_s:
+            args += ["--stats-s", str(self.worker_stats_s)]
         self.workers[name] = _spawn(name, args, {"MFD_CLOUD_PASSWORD": self.cloud_password})
 
     def _start_devices(self) -> None:
