@@ -239,7 +239,7 @@ class Offline:
             body = po.encode_bundle(bundle)
             answer = replace(answer, body=body, signature=po.sign(key, body))
         self.store.record_offline_bundle(device_id, seq, now, [j.job_id for j in bundle.jobs])
-        log.info("offline bundle %d for device %s: %d user(s), %d job(s); the device held %d",
+        log.debug("offline bundle %d for device %s: %d user(s), %d job(s); the device held %d",
                  seq, device_id, len(bundle.users), len(bundle.jobs), req.seq)
         return answer
 

@@ -200,27 +200,35 @@ def test_the_policy_chooses_who_is_listed(world: World) -> None:
     assert [u.user_id for u in limited.users] == [alice, bob] and limited.jobs == ()
     world.policy(offline_users="everyone", offline_max_users=200, offline_documents_mb=512)
 
-    # A card removed is no longer listed; Chen had only that card's verifier: Chen goes.
+    # A card removed is no longer listed: its verifier finds nobody, and Chen stays only if
+    # a code of hers is known offline (enrolment may have recorded one).
     Linking(world.store).remove_cards(CHEN.email)
     listed = world.bundle()
-    assert chen not in {u.user_id for u in listed.users}
+    assert listed.find("card", po.verifier(listed.salt, "card", CHEN.badge)) is None
+    chens = listed.find("code", po.verifier(listed.salt, "code", CHEN.access_code))
+    assert (chen in {u.user_id for u in listed.users}) == (chens is not None)
+    assert not {j.user_id for j in listed.jobs} - {u.user_id for u in listed.users}
     # And its verifier leaves the store at the next housekeeping (a stolen store holds none).
     count = "SELECT count(*) FROM offline_verifiers"
     before = world.store.query_one(count)[0]
     assert world.service.housekeeping()["verifiers"] == 1
     assert world.store.query_one(count)[0] == before - 1
-    assert not {j.user_id for j in listed.jobs} - {alice, bob}
-    # A code replaced: the old one's verifier no longer finds Bob, and Bob (nothing else
-    # known offline) is left out, until a code of his passes through the cloud again.
+    # A code replaced: the old one's verifier no longer finds Bob; the new one, reset by an
+    # administrator (in clear then), finds him at once.
     new_code = Linking(world.store).reset_access_code(BOB.email)
     listed = world.bundle()
-    old = po.verifier(listed.salt, "code", BOB.access_code)
-    assert listed.find("code", old) is None
-    new = po.verifier(listed.salt, "code", new_code)
-    hit = listed.find("code", new)
+    assert listed.find("code", po.verifier(listed.salt, "code", BOB.access_code)) is None
+    hit = listed.find("code", po.verifier(listed.salt, "code", new_code))
     assert hit is not None and hit[0].user_id == bob
-    directory.set_access_code(world.store, BOB.email, "5820371")  # set in clear elsewhere
-    assert bob not in {u.user_id for u in world.bundle().users}
+    # Replaced again: the reset one is gone too; the newest finds Bob once it has passed
+    # through the cloud in clear (here: a sign-in with it).
+    directory.set_access_code(world.store, BOB.email, "5820371")
+    listed = world.bundle()
+    assert listed.find("code", po.verifier(listed.salt, "code", new_code)) is None
+    world.ask(m.Identify("code", "5820371"), "copier-2")
+    listed = world.bundle()
+    hit = listed.find("code", po.verifier(listed.salt, "code", "5820371"))
+    assert hit is not None and hit[0].user_id == bob
 
 
 def test_a_big_org_stays_under_the_response_limit(world: World) -> None:
