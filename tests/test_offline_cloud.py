@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from clocks import Clock
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cloud import devices, directory, offline
@@ -426,7 +426,7 @@ def test_any_report_never_fails_and_ends_only_delivered_jobs_of_their_owner(
     delivered = world.store.offline_bundle_state("copier-1")[1]
     jobs = {j.id: j for j in world.store.all_jobs()}
     users = sorted({j.owner_id for j in jobs.values() if j.owner_id})
-    event = st.builds(
+    arbitrary = st.builds(
         m.OfflineEvent,
         kind=st.sampled_from(("login", "refused", "printed", "failed")),
         at=st.floats(min_value=0, max_value=1e15, allow_nan=False),
@@ -434,7 +434,15 @@ def test_any_report_never_fails_and_ends_only_delivered_jobs_of_their_owner(
         job_id=st.one_of(st.sampled_from(sorted(jobs)), _TEXT.map(lambda t: t[:64])),
         detail=_TEXT.map(lambda t: t[:200]),
         release_id=st.one_of(st.just("off-x"), _TEXT.map(lambda t: t[:64])))
-    events = data.draw(st.lists(event, min_size=1, max_size=8))
+    # Plausible ones too: a delivered job, printed, named with its owner.
+    given_jobs = sorted(j for j in delivered if jobs[j].owner_id)
+    plausible = st.builds(
+        lambda job_id, at, release: m.OfflineEvent(
+            kind="printed", at=at, user_id=jobs[job_id].owner_id or "", job_id=job_id,
+            release_id=release),
+        st.sampled_from(given_jobs), st.floats(min_value=0, max_value=2**40),
+        st.sampled_from(("off-a", "off-b", "rel-x", "")))
+    events = data.draw(st.lists(st.one_of(arbitrary, plausible), min_size=1, max_size=8))
     device = data.draw(st.sampled_from(("copier-1", "copier-2")))
     answer = m.decode_response(world.report(*events, device=device), "offline.report")
     assert isinstance(answer, m.OfflineReportResult) and answer.accepted == len(events)
@@ -445,5 +453,6 @@ def test_any_report_never_fails_and_ends_only_delivered_jobs_of_their_owner(
         # Only a HELD job of this device's bundle, printed by its owner's event, changed.
         assert device == "copier-1" and job_id in delivered and before.state == "HELD"
         assert now.state == "PRINTED"
+        event("a delivered job was printed offline")
         assert any(e.kind == "printed" and e.job_id == job_id and e.user_id == before.owner_id
                    for e in events)
