@@ -238,6 +238,10 @@ class Offline:
                       replace(bundle, users=bundle.users[:-1]))
             body = po.encode_bundle(bundle)
             answer = replace(answer, body=body, signature=po.sign(key, body))
+        if bundle.jobs:
+            # What the device may print offline is what its report is checked against: lost
+            # in a crash, a job printed from this bundle could be printed again. Durable then.
+            commit_durably(self.store)
         self.store.record_offline_bundle(device_id, seq, now, [j.job_id for j in bundle.jobs])
         log.debug("offline bundle %d for device %s: %d user(s), %d job(s); the device held %d",
                  seq, device_id, len(bundle.users), len(bundle.jobs), req.seq)

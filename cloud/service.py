@@ -133,9 +133,10 @@ class CloudService:
         session's later expiry) may be lost in a database crash, and the person then signs in
         again; whatever in a sign-in must last (a lockout, a throttle started) makes it durable
         itself (cloud/identity.py). Everything else, releases, deletes, printed reports and
-        logouts first, is on disk before it is answered (cloud/storage/durability.py). An
-        offline bundle and a sealed chunk write nothing that matters (a bundle's sequence
-        number, lost, is exceeded by the clock's next); an offline report is durable."""
+        logouts first, is on disk before it is answered (cloud/storage/durability.py). A
+        sealed chunk writes nothing, and an offline bundle little that matters (its sequence
+        number, lost, is exceeded by the clock's next), except the jobs it lists, which
+        cloud/offline.py makes durable; an offline report is durable."""
         if isinstance(request, (m.Identify, m.ListJobs, m.OfflineSync, m.FetchOffline)):
             return lazy_transaction(self.store)
         return self.store.transaction()

@@ -27,12 +27,14 @@ from cloud.portal import start_portal
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.storage.port import Job
+from cloud.storage.postgres import PostgresStore
 from device_app.config import EngineConfig, load_config
 from device_app.runner import register
 from mfdkit.cli import main
 from protocol import messages as m
 from protocol import offline as po
 from protocol.errors import RemoteError
+from tests.pg import ScratchDatabase
 
 ALICE, BOB, CHEN = DEMO_USERS[:3]
 DAY = 86400.0
@@ -456,3 +458,51 @@ def test_any_report_never_fails_and_ends_only_delivered_jobs_of_their_owner(
         event("a delivered job was printed offline")
         assert any(e.kind == "printed" and e.job_id == job_id and e.user_id == before.owner_id
                    for e in events)
+
+
+# ---------------------------------------------------------------------------- durability
+
+
+class WatchedStore(PostgresStore):
+    """The real store, noting the ``synchronous_commit`` each outermost transaction commits
+    with (as tests/test_commit_durability.py does)."""
+
+    def __init__(self, url: str) -> None:
+        self.commits: list[str] = []
+        super().__init__(url)
+
+    def _commit(self, con: Any) -> None:
+        row = con.execute("SELECT current_setting('synchronous_commit')").fetchone()
+        self.commits.append(str(row[0]) if row else "?")
+        super()._commit(con)
+
+
+def test_what_an_offline_device_may_print_is_durable(pg_database: ScratchDatabase) -> None:
+    """A bundle listing jobs and a report commit durably (a job printed offline must never be
+    printable again after a crash); a bundle without jobs and a sealed chunk need not."""
+    store = WatchedStore(pg_database.schema_url())
+    try:
+        seed_demo(store, now=time.time())
+        service = CloudService(store)
+        offline.offline_public_key(store)  # the key is made (durably) before we watch
+
+        def setting(req: m.Request) -> str:
+            store.commits.clear()
+            m.decode_response(service.handle("copier-1", m.encode(req)), req.TYPE)
+            assert len(store.commits) == 1, store.commits
+            return store.commits[0]
+
+        devices.set_device_config(store, "copier-1", {"policy": {"offline": True}}, time.time())
+        assert setting(m.Identify("card", ALICE.badge)) == "off"
+        assert setting(m.OfflineSync()) == "on"
+        job = store.offline_bundle_state("copier-1")[1]
+        assert job
+        assert setting(m.FetchOffline(job_id=sorted(job)[0])) == "off"
+        devices.set_device_config(store, "copier-1", {"policy": {"offline_documents_mb": 0}},
+                                  time.time())
+        assert setting(m.OfflineSync()) == "off"
+        alice = str(store.user_by_email(ALICE.email).id)
+        assert setting(m.OfflineReport(request_id="rep-d", seq=1, events=(
+            printed(alice, sorted(job)[0]),))) == "on"
+    finally:
+        store.close()
