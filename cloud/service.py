@@ -19,8 +19,9 @@ service trusts nothing else about who is asking. One request is one store transa
 
 This module decides nothing about the requests themselves: who is asking (badge, code,
 password, PIN, the guessing lockout, the badge throttle, sessions) is cloud/identity.py's, and
-the job requests (list, release, delete, fetch, printed, failed) are cloud/jobs.py's. It frames
-them: decoding, one transaction each, stored answers, error answers, and housekeeping.
+the job requests (list, release, delete, fetch, printed, failed) are cloud/jobs.py's, offline
+mode's (bundle, sealed documents, report) cloud/offline.py's and cloud/offline_report.py's. It
+frames them: decoding, one transaction each, stored answers, error answers, and housekeeping.
 """
 
 from __future__ import annotations
