@@ -257,6 +257,11 @@ class Desk:
             case m.DeleteJobs():
                 self._session(request.session, now)
                 raise _refuse(ErrorCode.NOT_ALLOWED, "jobs cannot be deleted while offline")
+            case m.FetchDocument() | m.JobPrinted() | m.JobFailed() \
+                    if not request.release_id.startswith(off.OFFLINE_RELEASE_PREFIX):
+                # A release the cloud made: only the cloud can answer (the journal asks again
+                # once it is back). Never acknowledged here, or the cloud would not learn it.
+                raise LinkError("can't reach the print service", code="unreachable")
             case m.FetchDocument():
                 return self._document(request)
             case m.JobPrinted() | m.JobFailed():

@@ -88,6 +88,8 @@ class OfflineLink:
         self._in_flight: set[tuple[str, int]] = set()
         #: Chunks the cloud refused: not asked for again until the next bundle.
         self._refused_chunks: set[tuple[str, int]] = set()
+        #: Chunks may be missing: look (after a bundle, an answer, a reconnect).
+        self._want_more = True
         self._stop = threading.Event()
         self._wake = threading.Event()
         #: What happened, for tests and a technician: counts of syncs, refusals, reports.
@@ -174,6 +176,7 @@ class OfflineLink:
             if up:
                 self._down_since = None
                 self._sync_due = self._report_due = 0.0
+                self._want_more = True
                 was_local, self.local = self.local, False
                 self.connected = True
             else:
@@ -206,8 +209,7 @@ class OfflineLink:
 
     def _step(self, now: float) -> None:
         if self.inner.connected:
-            if self._offline_on():
-                self._online(now)
+            self._online(now)
             return
         with self._lock:
             local = self.local
@@ -231,23 +233,29 @@ class OfflineLink:
     # ------------------------------------------------------------ online: report, sync, fetch
 
     def _online(self, now: float) -> None:
+        # Decided under the lock, sent outside it: the real link answers on its own thread,
+        # and that answer takes the lock.
+        sends: list[tuple[m.Request, Reply]] = []
         with self._lock:
             if self._reporting or self._syncing:
                 return
             if now >= self._report_due:
+                # Whatever the policy says now: what was done offline is always reported.
                 report = self.desk.pending_report(_request_id)
                 if report is not None:
                     self._reporting = True
                     self._report_due = now + self.retry
-                    self.inner.request(report, lambda r: self._reported(report, r))
-                    return
-            if now >= self._sync_due:
-                self._syncing = True
-                self._sync_due = now + self.retry
-                seq = self.desk.bundle.seq if self.desk.bundle is not None else 0
-                self.inner.request(m.OfflineSync(seq=seq), self._synced)
-                return
-            self._fetch_more()
+                    sends.append((report, functools.partial(self._reported, report)))
+            if not sends and self._offline_on():
+                if now >= self._sync_due:
+                    self._syncing = True
+                    self._sync_due = now + self.retry
+                    seq = self.desk.bundle.seq if self.desk.bundle is not None else 0
+                    sends.append((m.OfflineSync(seq=seq), self._synced))
+                elif self._want_more:
+                    sends.extend(self._fetches())
+        for request, reply in sends:
+            self.inner.request(request, reply)
 
     def _reported(self, report: m.OfflineReport, outcome: m.Result | MfdError) -> None:
         with self._lock:
@@ -286,6 +294,7 @@ class OfflineLink:
                 else:
                     self.synced += 1
                     self._refused_chunks.clear()
+                    self._want_more = True
                     log.info("offline bundle %d taken: %d user(s), %d job(s)", bundle.seq,
                              len(bundle.users), len(bundle.jobs))
             elif isinstance(outcome, RemoteError):
@@ -295,25 +304,31 @@ class OfflineLink:
                 log.info("offline bundle not given (%s)", outcome.code)
         self._wake.set()
 
-    def _fetch_more(self) -> None:
-        # The caller holds the lock.
+    def _fetches(self) -> list[tuple[m.Request, Reply]]:
+        """The chunk requests to send now (the caller holds the lock): the bundle's chunks not
+        here yet, at most ``fetches`` in flight, within the policy's ``offline_documents_mb``."""
         budget = int(self.policy().offline_documents_mb) * 1024 * 1024
-        if len(self._in_flight) >= self.fetches:
-            return
+        room = self.fetches - len(self._in_flight)
+        if room <= 0:
+            return []
         if self.desk.store.stored_bytes() >= budget:
-            return
-        for job_id, offset in self.desk.wanted():
-            if len(self._in_flight) >= self.fetches:
-                return
-            if (job_id, offset) in self._in_flight or (job_id, offset) in self._refused_chunks:
-                continue
+            self._want_more = False  # full: looked at again after the next bundle
+            return []
+        out: list[tuple[m.Request, Reply]] = []
+        wanted = [w for w in self.desk.wanted()
+                  if w not in self._in_flight and w not in self._refused_chunks]
+        if not wanted and not self._in_flight:
+            self._want_more = False  # all here: looked at again after the next bundle
+        for job_id, offset in wanted[:room]:
             self._in_flight.add((job_id, offset))
-            self.inner.request(m.FetchOffline(job_id=job_id, offset=offset),
-                               functools.partial(self._fetched, job_id, offset))
+            out.append((m.FetchOffline(job_id=job_id, offset=offset),
+                        functools.partial(self._fetched, job_id, offset)))
+        return out
 
     def _fetched(self, job_id: str, offset: int, outcome: m.Result | MfdError) -> None:
         with self._lock:
             self._in_flight.discard((job_id, offset))
+            self._want_more = True
             if isinstance(outcome, m.DocumentChunk):
                 if not self.desk.put_chunk(job_id, offset, outcome):
                     log.warning("a pre-delivered chunk of job %s at %d does not fit the "

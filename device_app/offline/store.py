@@ -34,6 +34,8 @@ from protocol.errors import ProtocolError, StoreError
 log = logging.getLogger(__name__)
 
 FILE_NAME = "offline.db"
+#: The high-water clock is written when it moves by at least this much.
+HIGH_WATER_STEP_S = 1.0
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);
@@ -184,14 +186,18 @@ class OfflineStore:
         return float(value) if isinstance(value, int | float) else 0.0
 
     def raise_high_water(self, now: float) -> float:
-        """The latest time seen, ``now`` counted; written only when it moves."""
+        """The latest time seen, ``now`` counted. Written when it moves by a second or more:
+        not a disk write for every chunk of a document printed offline, and a second is
+        nothing beside the skew a bundle's checks allow (protocol.offline.SKEW_S)."""
+        old = self.high_water()
+        if now < old + HIGH_WATER_STEP_S:
+            return max(old, now)
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'high_water'").fetchone()
             old = float(row[0]) if row and isinstance(row[0], int | float) else 0.0
             if now > old:
                 self._put(db, "high_water", now)
-                return now
-            return old
+            return max(old, now)
 
     def lockout(self) -> tuple[tuple[float, ...], float]:
         """(times of the recent wrong codes/PINs, until when code entry is locked)."""
@@ -377,8 +383,7 @@ class OfflineStore:
         if self.path == ":memory:":
             with self._lock:
                 return b"".join(line.encode() for line in self._db.iterdump())
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(FULL)")
+        # The main file and its write-ahead log together hold every byte written.
         out = b""
         for suffix in ("", "-wal"):
             try:
