@@ -116,7 +116,9 @@ class Device:
                 if config_dir is not None else OfflineStore.memory()
             desk = Desk(self.offline_store, parse_public_key(self.cfg.offline_key),
                         self.cfg.device_id)
-            self.offline = OfflineLink(self.link, desk, policy=lambda: self.app.machine.policy)
+            # The running configuration's policy, pushes included (its worker starts before
+            # the app exists, so not the app's machine's).
+            self.offline = OfflineLink(self.link, desk, policy=lambda: self.cfg.policy)
             app_link = self.offline
         self.app = DeviceApp(app_link, self.engine, readers=self.readers,
                              device_name=self.cfg.name or self.cfg.device_id,

@@ -187,6 +187,10 @@ def test_the_runner_wraps_the_link_only_where_the_config_names_a_key(world: Worl
         # Offline mode is off by the policy (the default): no sync is asked for.
         assert device.app.run_until(lambda a: a.link.connected, 5)
         assert device.offline.synced == 0 and device.offline.idle()
+        # A push turns it on, live: the device asks for its bundle and takes it.
+        set_device_config(world.store, "copier-2", {"policy": {"offline": True}}, time.time())
+        assert device.app.run_until(lambda a: device.offline is not None
+                                    and device.offline.synced >= 1, 15)
     finally:
         device.stop()
 
