@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -35,9 +36,9 @@ from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol import messages as m
-from protocol.errors import LinkError, MfdError, RemoteError
+from protocol.errors import ConfigError, LinkError, MfdError, RemoteError
 from protocol.managed import Policy
-from protocol.offline import new_signing_key, parse_public_key, sign
+from protocol.offline import new_signing_key, parse_public_key, public_key_text, sign
 from readers.adapters.sim_reader import SimReader
 from simulator.netem import WanProxy
 
@@ -139,7 +140,7 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
                 "the job printed")
         printed = c.engine.printed[0]
         size = world.store.jobs([mine])[0].size
-        assert printed.job_id == mine
+        assert printed.job_id == mine and printed.size == size
         assert printed.sha256 == hashlib.sha256(world.store.document(mine, 0, size)).hexdigest()
         assert mine not in {j.job_id for j in c.app.view().jobs}
         c.logout()
@@ -162,7 +163,21 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
         assert not c.app.view().message.startswith("Offline mode")
         assert mine not in shown and elsewhere not in shown
         assert len(c.engine.printed) == 1
-        eventually(lambda: c.link.idle(), timeout=5)
+        assert eventually(lambda: c.link.idle(), timeout=5)
+
+
+def test_device_toml_names_the_cloud_key_or_is_refused_naming_it() -> None:
+    from device_app.config import parse_config, to_toml
+
+    key = public_key_text(new_signing_key())
+    base = {"device": {"id": "copier-9"}, "engine": {"kind": "emulator"}}
+    cfg = parse_config(base | {"offline": {"cloud_key": key}})
+    assert cfg.offline_key == key
+    assert parse_config(tomllib.loads(to_toml(cfg))).offline_key == key
+    assert parse_config(base).offline_key == "" and "offline" not in to_toml(parse_config(base))
+    for bad in ("ed25519:AAAA", "rsa:xyz", 42):
+        with pytest.raises(ConfigError, match=r"offline\.cloud_key"):
+            parse_config(base | {"offline": {"cloud_key": bad}})
 
 
 def test_the_runner_wraps_the_link_only_where_the_config_names_a_key(world: World,
