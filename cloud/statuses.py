@@ -18,8 +18,9 @@ thread writes them:
   (:func:`protocol.messages.status_supersedes`: that is the one processing them one by one in
   arrival order would have left in the store); the statuses it stands for are counted with it;
 * **batched**: up to :data:`BATCH` devices in one transaction, one commit (one fsync) for the
-  batch, devices in id order so that two workers writing the same devices' rows lock them in
-  the same order (no deadlock between their batches);
+  batch, gathered for up to :data:`LINGER` when fewer are waiting; devices in id order, so that
+  two workers writing the same devices' rows lock them in the same order (no deadlock between
+  their batches);
 * **only what changes is written**: a status that does not supersede the known one (an older
   epoch, an ``online`` after that connection's ``offline``) and one the store already holds
   (same state, same epoch: the replay every worker gets at every connect, and the second
@@ -41,6 +42,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,6 +57,10 @@ log = logging.getLogger(__name__)
 #: Devices written in one transaction. A batch holds its devices' rows locked until it commits
 #: (other writers of those rows wait that long): 500 rows are tens of milliseconds.
 BATCH = 500
+#: How long the thread gathers statuses before writing fewer than a batch (s): a status is
+#: written at most this much later, and a fleet connecting at a few hundred a second costs a
+#: few commits a second instead of one per status.
+LINGER = 0.1
 #: Devices whose status may wait at once (see the module docstring: a guard).
 LIMIT = 100_000
 #: Waits before trying a failed batch again; then it is dropped.
@@ -119,13 +125,14 @@ class StatusWriter:
 
     def __init__(self, service_factory: Callable[[], Service],
                  done: Callable[[int, int], None], *, name: str = "statuses",
-                 batch: int = BATCH, limit: int = LIMIT,
+                 batch: int = BATCH, limit: int = LIMIT, linger: float = LINGER,
                  retry_waits: tuple[float, ...] = RETRY_WAITS) -> None:
         self.service_factory = service_factory
         self.done = done
         self.name = name
         self.batch = batch
         self.limit = limit
+        self.linger = linger
         self.retry_waits = retry_waits
         self._pending: dict[str, _Pending] = {}
         self._cond = threading.Condition()
@@ -179,7 +186,10 @@ class StatusWriter:
             while len(self._pending) >= self.limit and not self._stopping:
                 self._cond.wait(0.5)
             self._pending[device_id] = _Pending(status, payload, 1)
-            self._cond.notify_all()
+            # Woken for the first (it sleeps on an empty queue) and for a full batch (it
+            # lingers for one); not for each in between.
+            if len(self._pending) in (1, self.batch):
+                self._cond.notify_all()
 
     def _take(self) -> list[tuple[str, _Pending]] | None:
         with self._cond:
@@ -187,6 +197,14 @@ class StatusWriter:
                 self._cond.wait()
             if not self._pending:
                 return None
+            # A fleet connecting sends its statuses a few at a time: gather for a moment
+            # rather than commit (and wake this thread) for each one.
+            deadline = time.monotonic() + self.linger
+            while len(self._pending) < self.batch and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             # The oldest first: dicts keep insertion order.
             taken = list(itertools.islice(self._pending.items(), self.batch))
             for device_id, _ in taken:

@@ -208,7 +208,7 @@ def test_coalesced_batches_leave_what_one_by_one_would(
                     s.record_status(dev(d), state, epoch, 0.0)
         counted: list[tuple[int, int]] = []
         writer = StatusWriter(lambda: CloudService(batched),
-                              lambda n, failed: counted.append((n, failed)))
+                              lambda n, failed: counted.append((n, failed)), linger=0.0)
         for d, state, epoch in arrivals:
             payload = m.encode(m.DeviceStatus(state, epoch))
             record_status(one_by_one, dev(d), payload, 1.0)
