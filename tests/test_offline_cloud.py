@@ -152,6 +152,29 @@ def test_a_card_opens_its_owner_and_every_sealed_chunk_of_a_predelivered_job(
     assert world.refused(m.FetchOffline(job_id=bobs)).code == "job_not_found"
 
 
+def test_a_badge_linked_at_the_copier_and_a_pin_are_known_offline(world: World) -> None:
+    """Self-association (a new badge, proved by the code) and card + PIN pass the badge and
+    the code in clear: both are then found offline."""
+    world.policy()
+    badge = "4242424242"
+    r = world.ask(m.Associate(request_id="assoc-1", card=badge, method="code",
+                              value=CHEN.access_code))
+    assert isinstance(r, m.IdentifyResult) and r.display_name == CHEN.name
+    r = world.ask(m.Identify("card", BOB.badge, pin=BOB.access_code))
+    assert isinstance(r, m.IdentifyResult) and r.display_name == BOB.name
+    bundle = world.bundle()
+    for kind, value, user in (("card", badge, CHEN), ("code", CHEN.access_code, CHEN),
+                              ("card", BOB.badge, BOB), ("code", BOB.access_code, BOB)):
+        hit = bundle.find(kind, po.verifier(bundle.salt, kind, value))
+        assert hit is not None and hit[0].user_id == world.user_id(user), (kind, user.name)
+    # A wrong PIN records nothing: no verifier of the badge or the PIN, no sign-in.
+    count = "SELECT (SELECT count(*) FROM offline_verifiers) + (SELECT count(*) FROM " \
+        "device_sign_ins)"
+    before = world.store.query_one(count)[0]
+    assert world.refused(m.Identify("card", ALICE.badge, pin="999999")).code == "wrong_pin"
+    assert world.store.query_one(count)[0] == before
+
+
 def test_offline_off_another_device_and_replays_are_refused(world: World) -> None:
     world.sign_in(ALICE)
     assert world.refused(m.OfflineSync()).code == "not_allowed"
