@@ -8,6 +8,7 @@ import hashlib
 import re
 import time
 
+from cloud import offline
 from cloud.hashing import card_hash, code_hash, hash_password
 from cloud.identity import MIN_PASSWORD, check_access_code
 from cloud.storage.port import CloudStore
@@ -35,6 +36,10 @@ def add_card(store: CloudStore, email: str, number: str) -> None:
                              "(mfd admin technician list)", code="card_taken")
         store.add_card(user.org_id, h, user.id, time.time())
         store.audit(time.time(), "admin", "card.add", f"user:{user.id}")
+        # The number is in clear only now: its offline verifier (docs/offline.md) too.
+        if (kept := offline.with_offline(store)) is not None:
+            offline.remember(kept, store.org_secret(user.org_id), user.org_id, "card", h,
+                             number, time.time())
 
 
 def submit_job(store: CloudStore, email: str, name: str, document: bytes, *, pages: int = 1,
@@ -66,6 +71,9 @@ def set_access_code(store: CloudStore, email: str, code: str) -> None:
             raise StoreError("that access code is taken; choose another", code="code_taken")
         store.set_access_code(user.org_id, h, user.id)
         store.audit(time.time(), "admin", "code.set", f"user:{user.id}")
+        if (kept := offline.with_offline(store)) is not None:
+            offline.remember(kept, store.org_secret(user.org_id), user.org_id, "code", h, code,
+                             time.time())
 
 
 def set_password(store: CloudStore, email: str, password: str) -> None:

@@ -8,11 +8,12 @@ from cloud.storage.sql_admin import AdminQueries
 from cloud.storage.sql_core import CoreQueries
 from cloud.storage.sql_devices import DeviceQueries
 from cloud.storage.sql_linking import LinkingQueries
+from cloud.storage.sql_offline import OfflineQueries
 from cloud.storage.sql_portal import PortalQueries
 from cloud.storage.sql_release_orders import ReleaseOrderQueries
 from cloud.storage.sql_technicians import TechnicianQueries
 
 
 class SqlStore(CoreQueries, LinkingQueries, DeviceQueries, TechnicianQueries, ReleaseOrderQueries,
-               AdminQueries, PortalQueries):
+               AdminQueries, PortalQueries, OfflineQueries):
     """Every query of the cloud; an adapter supplies connections and transactions."""

@@ -12,12 +12,11 @@ from typing import Any, ClassVar
 
 from cloud.storage.port import JobStateError
 from cloud.storage.sql import SqlStore
-from cloud.storage.sql_offline import OfflineQueries
 from protocol.errors import ErrorCode, StoreError
 from protocol.redact import redact
 
 
-class SqliteStore(SqlStore, OfflineQueries):
+class SqliteStore(SqlStore):
     # Not SignInQueries (cloud/storage/sign_in.py): in process there is no round trip to save,
     # and SQLite runs the plain queries as fast as the merged ones.
     INTEGRITY: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
