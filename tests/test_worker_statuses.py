@@ -35,7 +35,7 @@ from mqtt_client import new_client
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
-from simulator.broker import MosquittoBroker
+from simulator.broker import MosquittoBroker, free_port
 
 #: Registered devices whose retained status the worker gets at its connect.
 DEVICES = 2000
@@ -228,3 +228,27 @@ def test_coalesced_batches_leave_what_one_by_one_would(
         assert writer.written == changed
         one_by_one.close()
         batched.close()
+
+
+def test_a_store_that_cannot_be_reached_costs_the_batch_not_the_thread() -> None:
+    """Tried again after each wait, then dropped and counted as failed (they are retained: the
+    next connect brings them again); the thread goes on with the next batch."""
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    counted: list[tuple[int, int]] = []
+    opened: list[float] = []
+
+    def service() -> CloudService:
+        opened.append(time.monotonic())
+        return CloudService(open_store(nowhere, create=False))
+
+    writer = StatusWriter(service, lambda n, failed: counted.append((n, failed)),
+                          linger=0.0, retry_waits=(0.05, 0.1)).start()
+    try:
+        writer.put(dev(0), m.encode(m.DeviceStatus("online", 1)))
+        writer.put(dev(0), m.encode(m.DeviceStatus("offline", 1)))
+        assert eventually(lambda: counted == [(2, 2)], timeout=10)
+        assert len(opened) == 3  # the first try and one after each wait
+        writer.put(dev(1), m.encode(m.DeviceStatus("online", 1)))
+        assert eventually(lambda: counted == [(2, 2), (1, 1)], timeout=10)
+    finally:
+        writer.stop()
