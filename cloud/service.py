@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -42,7 +43,7 @@ from cloud.storage.durability import lazy_transaction
 from cloud.storage.port import Store
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, Throttles
 from protocol import messages as m
-from protocol.errors import ErrorCode, ProtocolError, StoreError
+from protocol.errors import ErrorCode, ProtocolError, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,48 @@ VERIFIER_PURGE_EVERY = 600.0
 #: the device's journal knows whether it printed.
 RELEASE_LEASE = 600.0
 
+#: Seconds a device is told to wait when the database cannot be reached (a PostgreSQL restart
+#: takes a few; the device retries a request itself within its own timeout).
+STORE_RETRY_AFTER = 2
+#: While the database is out of reach, at most one log line per this many seconds.
+OUTAGE_LOG_EVERY = 30.0
+
 __all__ = ["CloudService", "Refused", "record_status"]
+
+
+class _Outage:
+    """One warning when the database goes out of reach, a count every ``OUTAGE_LOG_EVERY``
+    seconds while it stays so, and one line when it answers again: a worker answering hundreds
+    of requests a second must not write a traceback for each."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.down = False
+        self.since = 0.0
+        self.logged = 0.0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def seen(self, exc: StoreUnavailable) -> None:
+        now = self.clock()
+        with self._lock:
+            self.refused += 1
+            if not self.down:
+                self.down, self.since, self.logged = True, now, now
+                log.warning("the store cannot be reached (%s); answering busy until it can",
+                            exc.message)
+            elif now - self.logged >= OUTAGE_LOG_EVERY:
+                self.logged = now
+                log.warning("the store is still out of reach after %.0f s (%d requests "
+                            "answered busy): %s", now - self.since, self.refused, exc.message)
+
+    def back(self) -> None:
+        """A request went through the store: if it was out of reach, it is back."""
+        with self._lock:
+            if self.down:
+                log.warning("the store answers again after %.0f s (%d requests answered busy)",
+                            self.clock() - self.since, self.refused)
+                self.down, self.refused = False, 0
 
 
 class CloudService:
@@ -71,6 +113,7 @@ class CloudService:
                                  new_token=new_token, throttles=throttles)
         #: The signed-in user's held jobs, releases and the device's printing reports.
         self.jobs = Jobs(store, self.identity, clock=clock)
+        self._outage = _Outage(clock)
         #: Offline mode: the device's signed bundle, its sealed documents, its report of what
         #: it did offline (cloud/offline.py, cloud/offline_report.py).
         self.offline = Offline(store, self.identity, clock=clock)
@@ -90,11 +133,22 @@ class CloudService:
             return m.encode_error("error", ErrorCode.INTERNAL,
                                   "the print service failed on this request")
         try:
-            return self._handle(device_id, request)
+            reply = self._handle(device_id, request)
+        except StoreUnavailable as exc:
+            # The database is restarting or out of reach: nothing was done (or a commit's fate
+            # is unknown, and a repeat with the same request_id finds its stored answer), so
+            # the device is told to ask again shortly, which it does on its own.
+            self._outage.seen(exc)
+            return m.encode_error(request.TYPE, ErrorCode.BUSY,
+                                  "the print service cannot reach its database; try again",
+                                  retry_after=STORE_RETRY_AFTER)
         except Exception:
             log.exception("internal error on %s from device %s", request.TYPE, device_id)
             return m.encode_error(request.TYPE, ErrorCode.INTERNAL,
                                   "the print service failed on this request; try again")
+        if self._outage.down:
+            self._outage.back()
+        return reply
 
     def _handle(self, device_id: str, request: m.Request) -> bytes:
         # An association's answer holds a session token, which is never stored in clear; a

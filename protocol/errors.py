@@ -118,3 +118,11 @@ class StoreError(MfdError):
     """A storage backend failed or was given something it cannot store."""
 
     code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    """The storage backend cannot be reached now (a database server restarting, a lost
+    connection, a lock held too long): the same request may succeed in a moment, so the cloud
+    answers ``busy`` with a retry time rather than ``internal``."""
+
+    code = "store_unavailable"

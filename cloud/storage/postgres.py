@@ -57,7 +57,7 @@ from psycopg.pq import TransactionStatus
 from cloud.storage.sign_in import Budget, NewSession
 from cloud.storage.sql import SqlStore
 from cloud.storage.sql_sign_in import SignInQueries
-from protocol.errors import StoreError
+from protocol.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,8 @@ class PostgresStore(SignInQueries, SqlStore):
             con = psycopg.connect(self._conninfo, autocommit=True, **extra)
         except psycopg.Error as exc:
             who = f" as {self.db_user}" if self.db_user else ""
-            raise StoreError(f"cannot connect to PostgreSQL at {self.where}{who}: "
-                             f"{_first_line(exc)}; {_connect_hint(exc, self)}") from exc
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.where}{who}: "
+                                   f"{_first_line(exc)}; {_connect_hint(exc, self)}") from exc
         con.adapters.register_dumper(bool, _FlagDumper)
         return con
 
@@ -219,7 +219,7 @@ class PostgresStore(SignInQueries, SqlStore):
             con.execute(begin)
         except psycopg.OperationalError as exc:
             self._drop()
-            raise StoreError(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
         return con
 
     def _set_durable(self) -> None:
@@ -248,8 +248,9 @@ class PostgresStore(SignInQueries, SqlStore):
             con.execute("COMMIT")
         except psycopg.OperationalError as exc:
             self._drop()
-            raise StoreError(f"PostgreSQL at {self.where}: commit failed, so the request may "
-                             f"or may not have been saved: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: commit failed, so the request "
+                                   f"may or may not have been saved: {_first_line(exc)}"
+                                   ) from exc
 
     # -- statements
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
@@ -258,15 +259,15 @@ class PostgresStore(SignInQueries, SqlStore):
             # transaction's statements on their own, committing half of it.
             con = getattr(self._local, "con", None)
             if con is None or con.closed or con.broken:
-                raise StoreError(f"PostgreSQL at {self.where}: the connection was lost during "
-                                 "this transaction; nothing of it was saved")
+                raise StoreUnavailable(f"PostgreSQL at {self.where}: the connection was lost "
+                                       "during this transaction; nothing of it was saved")
         else:
             con = self._con()
         try:
             # Always a tuple, even empty: psycopg then parses the query, undoing the %% escapes.
             return con.execute(pg_sql(sql), tuple(args))
         except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
 
     def sign_in(self, budget: Budget | None, session: NewSession, now: float) -> float:
         if budget is None:
