@@ -487,3 +487,24 @@ def test_a_cloud_release_is_never_answered_here() -> None:
         with pytest.raises(LinkError):
             desk.answer(request, T0)
     assert desk.pending_report(lambda: "r") is None
+
+
+def test_a_print_under_way_survives_a_bundle_that_no_longer_lists_it() -> None:
+    """The cloud is back mid-print and its new bundle drops the job (released elsewhere, or
+    a policy change): the print finishes from the copy here and its outcome is journalled."""
+    cloud = standard_cloud()
+    store = OfflineStore.memory()
+    desk = Desk(store, cloud.public(), DEVICE)  # type: ignore[arg-type]
+    desk.accept(*cloud.bundle(), now=T0)
+    deliver(desk, cloud)
+    who = desk.answer(m.Identify(method="code", value="482913"), T0)
+    assert isinstance(who, m.IdentifyResult)
+    rel = desk.answer(m.Release(request_id="r", session=who.session, job_ids=("job-a2",)), T0)
+    assert isinstance(rel, m.ReleaseResult)
+    desk.accept(*cloud.bundle(jobs={"job-b1": cloud.docs["job-b1"]}), now=T0 + 1)
+    assert print_all(desk, rel, T0 + 2)["job-a2"] == cloud.docs["job-a2"][1]
+    desk.answer(m.JobPrinted(request_id="p", release_id=rel.release_id, job_id="job-a2"),
+                T0 + 3)
+    assert [e.kind for e in store.events()] == ["login", "printed"]
+    desk.accept(*cloud.bundle(jobs={"job-b1": cloud.docs["job-b1"]}), now=T0 + 4)
+    assert set(store.chunk_sizes()) == {"job-b1"} and store.released() == {}

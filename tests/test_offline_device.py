@@ -302,6 +302,13 @@ def test_the_link_reports_before_it_syncs_and_goes_offline_only_with_a_usable_bu
         with pytest.raises(RemoteError):
             link.call(m.Identify(method="card", value="04A1B2C3D4"))  # the fake says no
         assert eventually(lambda: not store.events())  # the login reported
+        # The cloud goes again while she is still here: her session goes on, locally, at once.
+        fake.set(False)
+        assert link.local and told[-1] is True
+        assert isinstance(link.call(m.ListJobs(session=who.session)), m.JobList)
+        link.call(m.Logout(request_id="bye", session=who.session))
+        fake.set(True)
+        assert not link.local and told[-1] is True
         # No usable bundle (offline mode turned off by the policy): never local.
         policy = Policy(offline=False)
         fake.set(False)

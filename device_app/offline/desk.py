@@ -156,7 +156,8 @@ class Desk:
                                  now=now, high_water=high, last_seq=self.store.last_seq())
         self.store.save_bundle(body, signature, bundle.seq)
         self.bundle = bundle
-        self.store.keep_only({j.job_id for j in bundle.jobs})
+        printing = {j for r in self._releases.values() for j in r.jobs}
+        self.store.keep_only({j.job_id for j in bundle.jobs} | printing)
         return bundle
 
     def usable(self, now: float) -> bool:

@@ -182,11 +182,15 @@ class OfflineLink:
             else:
                 self._down_since = self.monotonic()
                 was_local = False
-                self.connected = False
+                # Someone signed in offline is still here: their session goes on locally
+                # without a grace (it never needed the print service).
+                self.local = bool(self.desk.sessions) and self._offline_on() \
+                    and self.desk.usable(self.clock())
+                self.connected = self.local
         if up and was_local:
             log.info("the print service is back: offline mode ends (a session started offline "
                      "stays local until it ends)")
-        self._tell(up)
+        self._tell(self.connected)
         self._wake.set()
 
     def _tell(self, up: bool) -> None:

@@ -254,16 +254,21 @@ class OfflineStore:
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
 
     def keep_only(self, job_ids: set[str]) -> int:
-        """Drop the chunks and release rows of every job not in ``job_ids`` (the bundle's):
-        the store stays bounded by the bundle. Returns the jobs whose chunks went."""
+        """Drop the chunks of every job not in ``job_ids`` (the bundle's, and those printing
+        now) and the rows of jobs printed offline that the bundle no longer lists: the store
+        stays bounded by the bundle. A job released offline and not printed yet keeps its
+        row, so its outcome is still journalled when it comes. Returns the jobs whose chunks
+        went."""
         stored = {r[0] for r in self._read("SELECT DISTINCT job_id FROM chunks")}
         gone = [j for j in stored if j not in job_ids]
         with self._tx() as db:
             for job_id in gone:
                 db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
-            for (job_id,) in db.execute("SELECT DISTINCT job_id FROM released").fetchall():
+            for (job_id,) in db.execute("SELECT DISTINCT job_id FROM released WHERE "
+                                        "state = 'printed'").fetchall():
                 if job_id not in job_ids:
-                    db.execute("DELETE FROM released WHERE job_id = ?", (job_id,))
+                    db.execute("DELETE FROM released WHERE job_id = ? AND state = 'printed'",
+                               (job_id,))
         return len(gone)
 
     # ------------------------------------------------------------ offline releases
