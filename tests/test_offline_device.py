@@ -270,12 +270,12 @@ def test_the_link_reports_before_it_syncs_and_goes_offline_only_with_a_usable_bu
     desk = Desk(store, fake.cloud.public(), "dev-offline-1")  # type: ignore[arg-type]
     told: list[bool] = []
     policy = Policy(offline=True)
+    # Events from a former outage, waiting to be reported.
+    store.journal(m.OfflineEvent(kind="refused", at=1.0, detail="unknown_card"), seq=0)
     link = OfflineLink(fake, desk, policy=lambda: policy, grace=0.3, sync_every=3600,
                        retry=0.2)
     link.on_connection = told.append
     try:
-        # A signed-in user's events from a former outage, waiting to be reported.
-        store.journal(m.OfflineEvent(kind="refused", at=1.0, detail="unknown_card"), seq=0)
         fake.set(True)
         assert eventually(lambda: desk.complete_jobs() == {"job-a1", "job-a2", "job-b1"})
         kinds = [r.TYPE for r in fake.sent]
