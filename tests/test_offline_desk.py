@@ -300,7 +300,7 @@ class DeskMachine(RuleBasedStateMachine):
             assert isinstance(out, LinkError), out
             REACHED.add("rolled_back" if self.clock_back else "expired")
             return
-        if self.now < self.locked_until:
+        if self.high < self.locked_until:  # the lock runs on the latest time seen
             assert isinstance(out, RemoteError) and out.code == "locked_out", out
             REACHED.add("locked")
             return
