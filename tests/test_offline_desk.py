@@ -405,7 +405,7 @@ class DeskMachine(RuleBasedStateMachine):
         self.desk = Desk(self.store, self.cloud.public(), DEVICE)  # type: ignore[arg-type]
         self.session = None
 
-    @rule(seconds=st.sampled_from([30.0, 400.0, 1000.0, 3000.0]))
+    @rule(seconds=st.sampled_from([30.0, 400.0, 1000.0, 3000.0, 86400.0]))
     def clock_forward(self, seconds: float) -> None:
         self.now += seconds
         self.clock_back = self.now + off.SKEW_S < self.high
@@ -458,6 +458,10 @@ class DeskMachine(RuleBasedStateMachine):
         assert found is None, "a card number, code, user key or document in clear at rest"
 
 
+#: Derandomized, as the app's stateful test (repeatable; ``MFD_STATEFUL_EXAMPLES`` searches
+#: further).
+EXAMPLES = int(os.environ.get("MFD_STATEFUL_EXAMPLES", "80"))
+STEPS = int(os.environ.get("MFD_STATEFUL_STEPS", "30"))
 REACHED: set[str] = set()
 TMP: list[Path] = []
 WANTED = {"signed_in", "released", "printed", "locked", "expired", "rolled_back"}
@@ -467,7 +471,8 @@ def test_the_desk_keeps_its_promises(tmp_path: Path) -> None:
     TMP[:] = [tmp_path]
     REACHED.clear()
     runner = DeskMachine.TestCase
-    runner.settings = settings(max_examples=80, stateful_step_count=30, deadline=None,
+    runner.settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS,
+                               derandomize=True, database=None, deadline=None,
                                suppress_health_check=list(HealthCheck))
     runner().runTest()
     assert WANTED <= REACHED, WANTED - REACHED
