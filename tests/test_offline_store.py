@@ -141,3 +141,14 @@ def test_a_report_keeps_its_id_and_events_until_answered(tmp_path: Path) -> None
     store.report_answered("rep-d")
     assert store.pending_report("rep-e") is None
     store.close()
+
+
+def test_refusals_stop_being_journalled_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from device_app.offline import store as module
+
+    monkeypatch.setattr(module, "MAX_EVENTS", 3)
+    store = OfflineStore.memory()
+    for kind in ("refused", "refused", "refused", "refused", "login"):
+        store.journal(m.OfflineEvent(kind=kind, at=T0, user_id="u" if kind == "login" else ""),
+                      seq=1)
+    assert [e.kind for e in store.events()] == ["refused", "refused", "refused", "login"]

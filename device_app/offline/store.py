@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 FILE_NAME = "offline.db"
 #: The high-water clock is written when it moves by at least this much.
 HIGH_WATER_STEP_S = 1.0
+#: Offline events kept unreported before refusals stop being journalled one by one.
+MAX_EVENTS = 20_000
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);
@@ -319,6 +321,13 @@ class OfflineStore:
 
     def journal(self, event: m.OfflineEvent, seq: int) -> None:
         with self._tx() as db:
+            if event.kind == "refused":
+                # Refusals are counted by the cloud, not needed one by one: past the bound a
+                # badge held to the reader all day cannot fill the disk. Sign-ins and prints
+                # are always kept.
+                count = db.execute("SELECT count(*) FROM events").fetchone()[0]
+                if count >= MAX_EVENTS:
+                    return
             self._event(db, event, seq)
 
     def events(self) -> list[m.OfflineEvent]:
