@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from cloud.identity import Identity
 from cloud.refusal import Refused, shown
-from cloud.storage.port import Job, JobStateError, Store, User, new_id
+from cloud.storage.capability import implements
+from cloud.storage.port import FirstPageStore, Job, JobStateError, Store, User, new_id
 from protocol import messages as m
 from protocol.errors import ErrorCode
 
@@ -51,6 +53,16 @@ class Jobs:
         jobs), nor does one to a device that did not ask."""
         if page_size is None or answer.role != m.ROLE_USER:
             return answer
+        if implements(self.store, FirstPageStore):
+            # One statement for the page and its counts (the sign-in's hottest part).
+            page = typing.cast(FirstPageStore, self.store).first_page(
+                answer.user_id, page_size, self.clock())
+            if page is None:  # pragma: no cover - the user was read in this transaction
+                return answer
+            return answer.with_first_page(m.JobList(
+                jobs=tuple(_summary(j) for j in page.jobs), total=page.total, offset=0,
+                expired=page.expired, hold_hours=page.hold_hours if page.expired else 0.0,
+                unlinked=page.unlinked))
         user = self.store.user(answer.user_id)
         if user is None:  # pragma: no cover - the user was read in this transaction
             return answer

@@ -215,6 +215,10 @@ def test_the_list_says_why_it_is_empty(world: World, linking: Linking) -> None:
     listed = ask(service, "copier-1", m.ListJobs(session=who.session))
     assert isinstance(listed, m.JobList)
     assert (listed.total, listed.expired, listed.hold_hours, listed.unlinked) == (0, 2, 24.0, 1)
+    # The first page in a sign-in's answer (one statement on SQL stores) says the same.
+    paged = ask(service, "copier-1", m.Identify(method="code", value=DEMO_USERS[2].access_code,
+                                                page_size=10))
+    assert isinstance(paged, m.IdentifyResult) and paged.first_page() == listed
     # Another user hears of neither.
     bob = ask(service, "copier-1", m.Identify(method="code", value=BOB.access_code))
     assert isinstance(bob, m.IdentifyResult)

@@ -227,6 +227,28 @@ class Store(Protocol):
                              secret_hash: str) -> Technician | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FirstPage:
+    """A user's first page of held jobs and the why-empty counts beside it (cloud/jobs.py)."""
+
+    jobs: list[Job]
+    total: int
+    hold_hours: float
+    #: Jobs that ran out of hold time within the last ``hold_hours``.
+    expired: int
+    #: Jobs waiting behind a computer of the user's that is not linked yet.
+    unlinked: int
+
+
+@runtime_checkable
+class FirstPageStore(Protocol):
+    """A store that reads a first page in one statement (a badge's answer carries it: on
+    PostgreSQL the seven reads it took were most of a sign-in's round trips). Optional, checked
+    with ``cloud.storage.capability.implements``; without it the page is read piece by piece."""
+
+    def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None: ...
+
+
 @runtime_checkable
 class OfflineStore(Protocol):
     """What offline mode asks of storage (cloud/offline.py, cloud/offline_report.py;

@@ -15,6 +15,7 @@ from typing import Any
 from cloud.storage.port import (
     ACTING_ADMIN,
     ConflictError,
+    FirstPage,
     Job,
     JobStateError,
     OrgSettings,
@@ -47,6 +48,30 @@ _ORG_OF = {
            "LEFT JOIN users u ON u.id = j.owner_id "
            "LEFT JOIN client_installs ci ON ci.id = j.client_id WHERE j.id=?",
 }
+
+
+#: A first page and its counts in one statement (``CoreQueries.first_page``): one row per job
+#: of the page after the four counts, or one row of counts and NULLs for an empty page.
+_FIRST_PAGE = (
+    "WITH u AS (SELECT id, org_id, lower(email) AS email FROM users WHERE id = ?), "  # noqa: S608
+    "o AS (SELECT hold_hours FROM orgs WHERE id = (SELECT org_id FROM u)), "
+    "c AS (SELECT "
+    "(SELECT count(*) FROM jobs, u WHERE owner_id = u.id AND state = 'HELD' "
+    "AND expires_at > ?) AS total, "
+    "(SELECT hold_hours FROM o) AS hold, "
+    "(SELECT count(*) FROM jobs, u WHERE owner_id = u.id AND state IN ('HELD', 'EXPIRED') "
+    "AND expires_at > ? - (SELECT hold_hours FROM o) * 3600 AND expires_at <= ?) AS expired, "
+    "(SELECT count(*) FROM jobs j JOIN client_installs ci ON ci.id = j.client_id, u "
+    "WHERE j.owner_id IS NULL AND j.state = 'PENDING_AUTH' AND j.expires_at > ? "
+    "AND ci.org_id = u.org_id AND ci.user_id IS NULL AND ci.revoked_at IS NULL "
+    "AND ci.os_user <> '' "
+    "AND (lower(ci.os_user) || '@' = substr(u.email, 1, length(ci.os_user) + 1) "
+    "OR lower(ci.os_user) IN (SELECT lower(os_user) FROM client_installs "
+    "WHERE user_id = ? AND os_user <> ''))) AS unlinked), "
+    f"p AS (SELECT {_JOB_COLS} FROM jobs WHERE owner_id = ? AND state = 'HELD' "
+    "AND expires_at > ? ORDER BY submitted_at DESC, id LIMIT ?) "
+    "SELECT c.total, c.hold, c.expired, c.unlinked, p.* FROM c LEFT JOIN p ON 1 = 1 "
+    "ORDER BY p.submitted_at DESC, p.id")
 
 
 def _job(row: Sequence[Any]) -> Job:
@@ -404,6 +429,20 @@ class CoreQueries(SqlBase):
         total = self.query_one("SELECT count(*) FROM jobs WHERE owner_id=? AND state='HELD' "
                                "AND expires_at > ?", user_id, now)
         return [_job(r) for r in rows], int(total[0]) if total else 0
+
+    def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None:
+        """``held_jobs`` at offset 0, its total, and the counts of ``expired_between`` (over
+        the org's hold time) and ``unlinked_waiting``, in one statement; None for no user.
+        A computer's OS login is the user's local part when the email starts with it and "@"
+        (the same test as ``unlinked_waiting``'s, in SQL both backends take)."""
+        rows = self.query_all(_FIRST_PAGE, user_id, now, now, now, now, user_id, user_id,
+                              now, limit)
+        if not rows or rows[0][1] is None:
+            return None
+        total, hold, expired, unlinked = (int(rows[0][0]), float(rows[0][1]),
+                                          int(rows[0][2]), int(rows[0][3]))
+        jobs = [_job(r[4:]) for r in rows if r[4] is not None]
+        return FirstPage(jobs, total, hold, expired, unlinked)
 
     def all_jobs(self, state: str | None = None) -> list[Job]:
         if state is None:
