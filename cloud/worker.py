@@ -21,6 +21,11 @@ instead of being done late. The wait is read from the MQTT 5 Message Expiry Inte
 sets (:data:`protocol.topics.REQUEST_EXPIRY`): the broker hands the message over with the interval
 reduced by the time it queued, in whole seconds.
 
+Answers: a worker may have up to :data:`ANSWERS_IN_FLIGHT` answers unacknowledged at a broker
+(never more than the broker's Receive Maximum), not paho's 20: under a backlog the broker's
+acknowledgements reach the worker only behind the requests queued ahead of them, and a window
+of 20 held the answers in the worker while the devices timed out (issue 14).
+
 Malformed input: every request with a Response Topic is answered, malformed ones with the
 protocol's error; a request without one, and malformed statuses and events (which have nobody to
 answer), are dropped by design and counted. The counters below are what tests and operators wait
@@ -42,6 +47,7 @@ so a device cannot aim answers at another device.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -80,6 +86,13 @@ BUSY_AFTER = 2
 #: Unacknowledged requests the broker may push to one worker. A backlog must wait at the broker,
 #: where its wait is measured (above), not in this worker's socket buffer, where it is not.
 RECEIVE_MAXIMUM = 100
+#: Answers (QoS 1) a worker may have unacknowledged at one broker, if the broker's Receive
+#: Maximum allows as many. paho's default is 20: a leg whose incoming stream holds a backlog
+#: reads each PUBACK only behind the requests queued ahead of it, so 20 answers went out per
+#: ~100 requests handled and the rest piled up in paho, unseen by the broker's wait (measured in
+#: a reconnect storm of 2,000 devices: 4,500 answers held on one leg, the devices timing out
+#: and asking again; issue 14).
+ANSWERS_IN_FLIGHT = 1000
 #: The longest wait between two attempts to reach the broker again (it was 5 s unjittered).
 RECONNECT_MAX_S = 5
 
@@ -136,6 +149,8 @@ class _Leg:
     client: Any = None
     connected: threading.Event = field(default_factory=threading.Event)
     service: CloudService | None = None
+    #: Answers this leg may have unacknowledged at its broker (see ANSWERS_IN_FLIGHT).
+    window: int = ANSWERS_IN_FLIGHT
 
     @property
     def where(self) -> str:
@@ -194,6 +209,7 @@ class CloudWorker:
             c = new_client(ep.username, ep.username, ep.password,
                            tls_ca_file=ep.tls_ca_file, max_backoff_s=RECONNECT_MAX_S)
             c.user_data_set(leg)  # each callback knows its leg
+            c.max_inflight_messages_set(leg.window)
             c.on_connect = self._on_connect
             c.on_message = self._on_message
             c.on_disconnect = self._on_disconnect
@@ -269,11 +285,22 @@ class CloudWorker:
             self._thread = None
 
     def _on_connect(self, client: mqtt.Client, leg: _Leg, _flags: Any, rc: Any,
-                    _props: Any) -> None:
+                    props: Any) -> None:
         if rc.is_failure:
             log.error("worker %s: broker %s refused the connection: %s", self.name, leg.where,
                       rc)
             return
+        # As many answers in flight as this broker takes (its Receive Maximum; 65,535 when it
+        # names none). paho's window is fixed for a connection: a broker that takes fewer gets
+        # its own number from the next connection on. Mosquitto acknowledges QoS 1 on receipt
+        # and was measured not to hold the worker to it meanwhile.
+        allowed = int(getattr(props, "ReceiveMaximum", 65535) if props is not None else 65535)
+        if allowed < leg.window:
+            leg.window = max(1, allowed)
+            log.warning("worker %s: broker %s takes %d unacknowledged messages (Receive "
+                        "Maximum), fewer than the %d answers a worker keeps in flight; using "
+                        "%d from its next connection (Mosquitto: max_inflight_messages 0)",
+                        self.name, leg.where, allowed, ANSWERS_IN_FLIGHT, leg.window)
         client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_EVENTS_SUBSCRIPTION, qos=1)
@@ -283,6 +310,8 @@ class CloudWorker:
     def _on_disconnect(self, client: mqtt.Client, leg: _Leg, _flags: Any, rc: Any,
                        _props: Any) -> None:
         leg.connected.clear()
+        with contextlib.suppress(RuntimeError):  # paho sets it only between connections
+            client.max_inflight_messages_set(leg.window)
         jitter_reconnect(client, RECONNECT_MAX_S)  # a new random first wait per outage
         if rc.is_failure:
             log.warning("worker %s lost the broker %s (%s); reconnecting", self.name,

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -30,7 +31,7 @@ from cloud.service import CloudService, record_status
 from cloud.statuses import StatusWriter
 from cloud.storage.factory import open_store
 from cloud.storage.sql import SqlStore
-from cloud.worker import CloudWorker
+from cloud.worker import ANSWERS_IN_FLIGHT, CloudWorker
 from mqtt_client import new_client
 from protocol import messages as m
 from protocol import topics
@@ -252,3 +253,18 @@ def test_a_store_that_cannot_be_reached_costs_the_batch_not_the_thread() -> None
         assert eventually(lambda: counted == [(2, 2), (1, 1)], timeout=10)
     finally:
         writer.stop()
+
+
+def test_answers_in_flight_follow_the_brokers_receive_maximum(
+        mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    """A worker's answers are not held back by paho's default window of 20 (under a backlog
+    the broker's acknowledgements come behind the queued requests: answers piled up in the
+    worker, measured in the fleet's storm), and never exceed what the broker takes."""
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    open_store(url).close()
+    worker = _worker(mosquitto, "cloud-0", url).start()
+    try:
+        # paho has no getter for its window: read for the test only.
+        assert worker.client._max_inflight_messages == ANSWERS_IN_FLIGHT
+    finally:
+        worker.stop()

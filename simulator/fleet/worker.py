@@ -41,7 +41,10 @@ def main(argv: list[str]) -> int:
         print(f"stats {args.name} t={time.monotonic() - t0:.0f} handled={w.handled} "
               f"busy={w.busy} max_waited={w.max_waited} statuses={w.statuses} "
               f"status_batches={w.status_writer.batches} written={w.status_writer.written} "
-              f"waiting={w.status_writer.waiting} failed={w.failed}",
+              f"waiting={w.status_writer.waiting} failed={w.failed} "
+              # Answers paho holds (in flight and queued behind its in-flight window), per
+              # leg: a private attribute, read for diagnostics only.
+              f"out={[len(getattr(leg.client, '_out_messages', ())) for leg in w.legs]}",
               file=sys.stderr, flush=True)
         w.max_waited = 0
     for w in workers:
