@@ -22,7 +22,7 @@ from conftest import World
 from e2e_helpers import running_app, sim_reader
 from waiting import eventually
 
-from cloud.demo import DEMO_USERS
+from cloud.demo import DEMO_USERS, UNKNOWN_BADGE_TAG
 from cloud.devices import set_device_config
 from cloud.offline import offline_public_key
 from device_app.app import DeviceApp
@@ -129,7 +129,13 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
             other.close()
         assert job_state(world, elsewhere) == "PRINTED"
 
-        # Offline: her badge signs her in from the bundle, her jobs show, one prints.
+        # Offline, a badge nobody listed is refused plainly (no linking: that needs the cloud).
+        c.reader.present(f"{UNKNOWN_BADGE_TAG:010d}")
+        c.until(lambda a: a.machine.state is State.NOTICE, "the refusal")
+        assert c.app.view().title == "Badge not on this copier's offline list"
+        c.app.tap(Action.DISMISS)
+        c.until(lambda a: a.machine.state is State.IDLE, "the idle panel")
+        # Her badge signs her in from the bundle, her jobs show, one prints.
         c.badge()
         view = c.app.view()
         assert view.screen is Screen.JOBS and view.message.startswith("Offline mode")
@@ -152,7 +158,7 @@ def test_offline_sign_in_and_release_then_the_cloud_is_told(world: World,
         c.until(lambda a: job_state(world, mine) == "PRINTED", "the cloud told", 30)
         c.until(lambda a: a.machine.state is State.IDLE and not a.machine.link_local,
                 "online again")
-        assert not c.store.events()
+        c.until(lambda a: not c.store.events(), "the report answered")
         c.until(lambda a: c.link.desk.bundle is not None and not {mine, elsewhere} & {
             j.job_id for j in c.link.desk.bundle.jobs}, "a bundle without them")
         stored = c.store.chunk_sizes()

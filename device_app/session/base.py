@@ -52,6 +52,8 @@ class MachineBase:
             policy = replace(policy, idle_timeout=idle_timeout)
         if notice_timeout is not None:
             policy = replace(policy, notice_timeout=notice_timeout)
+        #: The device answers for the print service (offline mode): the panel says so.
+        self.link_local = False
         self.policy = policy
         self.new_id = new_id
         self.device_name = device_name
@@ -98,9 +100,18 @@ class MachineBase:
         self.logout_in: int | None = None
         self.engine = EngineState.READY
         self.link_up = True
-        #: The device answers for the print service (offline mode): the panel says so.
-        self.link_local = False
         self.ignored = 0
+
+    @property
+    def policy(self) -> Policy:
+        """The org's policy; in offline mode without self-association (the copier answering
+        for the print service cannot link a badge: an unknown one is refused plainly)."""
+        return self._offline_policy if self.link_local else self._policy
+
+    @policy.setter
+    def policy(self, value: Policy) -> None:
+        self._policy = value
+        self._offline_policy = replace(value, self_association=False)
 
     def _own_snapshot(self) -> Snapshot:
         return Snapshot(engine=self.engine, link_up=self.link_up)

@@ -110,6 +110,17 @@ PAGE = N_("page {done}")
 OFFLINE_MODE = N_("Offline mode: the print service can't be reached. Your badge or code "
                   "still works for the jobs kept on this copier.")
 OFFLINE_MODE_LIST = N_("Offline mode: only the jobs kept on this copier are shown")
+# What the copier answering for the print service says instead (its refusals say offline).
+OFFLINE_NOTICES: dict[str, tuple[str, str]] = {
+    "unknown_card": (N_("Badge not on this copier's offline list"),
+                     N_("The print service can't be reached, so this badge can't be checked "
+                        "here. Try again when it is back.")),
+    "unknown_code": (N_("Code not recognised offline"),
+                     N_("Check your access code, or tap your badge. Some people can sign in "
+                        "only when the print service is back.")),
+    "not_allowed": (N_("Not possible while offline"),
+                    N_("This needs the print service. Try again when it is back.")),
+}
 _THE_PRINTER_SAID_NO = N_("the printer said no more")
 
 
@@ -280,6 +291,8 @@ def present(sm: SessionMachine) -> PanelView:
                            and not ordered)
         case State.NOTICE:
             title, message = notice_text(sm.notice, tr)
+            if sm.link_local and sm.notice.code in OFFLINE_NOTICES:
+                title, message = (_(text) for text in OFFLINE_NOTICES[sm.notice.code])
             # Every notice the machine shows is about something that did not happen.
             return replace(base, screen=Screen.NOTICE, title=title, message=message,
                            tone=Tone.ERROR)
