@@ -55,7 +55,7 @@ from device_app.session import events as ev
 from mqtt_client.endpoint import endpoint
 from mqtt_client.failover import FailoverTiming
 from protocol import messages as m
-from protocol.errors import ConfigError, MfdError
+from protocol.errors import ConfigError, MfdError, StoreError
 from protocol.managed import Policy
 from protocol.offline import parse_public_key
 from protocol.redact import redact
@@ -112,8 +112,13 @@ class Device:
         self.offline_store: OfflineStore | None = None
         app_link: CloudLink = self.link
         if self.cfg.offline_key:
-            self.offline_store = OfflineStore.open(path_beside(self.cfg.journal_file)) \
-                if config_dir is not None else OfflineStore.memory()
+            try:
+                self.offline_store = OfflineStore.open(path_beside(self.cfg.journal_file)) \
+                    if config_dir is not None else OfflineStore.memory()
+            except StoreError as exc:
+                # Online the copier works without it: say so, and run without offline mode.
+                log.error("offline mode is off: its store cannot be opened (%s)", exc)
+        if self.offline_store is not None:
             desk = Desk(self.offline_store, parse_public_key(self.cfg.offline_key),
                         self.cfg.device_id)
             # The running configuration's policy, pushes included (its worker starts before

@@ -87,8 +87,8 @@ class OfflineStore:
         fresh one made: offline mode starts again from the next bundle, nothing is lost that
         the cloud does not still have (except unreported events, which the log says)."""
         p = os.fspath(path)
-        Path(p).parent.mkdir(parents=True, exist_ok=True)
         try:
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
             return cls(cls._connect(p), p)
         except (sqlite3.Error, StoreError) as exc:
             aside = p + ".damaged"
@@ -96,10 +96,12 @@ class OfflineStore:
                       "afresh: offline events not yet reported in it are lost", p, exc, aside)
             try:
                 os.replace(p, aside)
-            except OSError as move:
-                raise StoreError(f"cannot set the damaged offline store aside: {move}") \
+                return cls(cls._connect(p), p)
+            except (OSError, sqlite3.Error) as again:
+                raise StoreError(f"cannot start the offline store {p} afresh: {again}") \
                     from exc
-            return cls(cls._connect(p), p)
+        except OSError as exc:
+            raise StoreError(f"cannot open the offline store {p}: {exc}") from exc
 
     @classmethod
     def memory(cls) -> OfflineStore:
