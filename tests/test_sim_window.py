@@ -25,6 +25,7 @@ from mfdkit.cli.sim import run_scenario_file, run_window
 from protocol.engine import EngineState
 from simulator.scenarios import keys as simkeys
 from simulator.scenarios.driver import run_scenario
+from simulator.scenarios.interactive import OFFLINE_GRACE_S
 from simulator.scenarios.model import Expect, Press, Tap, Type, Wait
 from simulator.scenarios.parse import parse_scenario
 from simulator.scenarios.run import unknown_badge
@@ -166,6 +167,31 @@ def test_fault_keys_jam_and_clear_the_printer_and_unplug_the_reader() -> None:
     keys = _in_window(person)
     assert seen == [EngineState.JAM, EngineState.READY, 0, "Bob Okafor"]
     assert "fault jam" in keys.said and "fault unplug" in keys.said
+
+
+def test_f10_takes_the_broker_away_and_the_copier_goes_offline_then_f11_brings_it_back(
+        ) -> None:
+    seen: list[object] = []
+
+    def person(keys: SimKeys) -> None:
+        app = keys.app
+        _key(pygame.K_F10)
+        assert eventually(lambda: app.machine.state is State.OFFLINE)
+        # The grace time passes (the window's clock follows the wall clock; here, at once).
+        keys.world.clock.advance(OFFLINE_GRACE_S + 1)
+        assert eventually(lambda: app.machine.state is State.IDLE)
+        seen.append("Offline mode" in " ".join((app.view().title, app.view().message)))
+        _key(pygame.K_1, "1")  # Alice, signed in from the copier's own list
+        assert eventually(lambda: app.machine.state is State.JOBS)
+        seen.append(app.view().user_name)
+        _click(_where(app.view(), Action.LOGOUT))
+        assert eventually(lambda: app.machine.state is State.IDLE)
+        _key(pygame.K_F11)
+        assert eventually(lambda: keys.dev.device.link.connected, 20)
+
+    keys = _in_window(person)
+    assert seen == [True, "Alice Martin"]
+    assert "fault broker_down" in keys.said and "fault broker_up" in keys.said
 
 
 def test_f1_toggles_the_overlay_that_lists_the_keys() -> None:

@@ -133,7 +133,15 @@ class Runner:
     def quiet(self) -> bool:
         return all(d.app.events.empty()
                    and d.app.view().screen.value not in run.BUSY_SCREENS
+                   and self._offline_caught_up(d)
                    for d in self.world.devices.values())
+
+    def _offline_caught_up(self, d: SimDevice) -> bool:
+        """A device's offline link (device_app/offline/link.py) has looked at the simulated
+        time now, and has nothing on its way: what the time allows (going offline after the
+        grace, a report once the cloud is back) has happened."""
+        link = d.device.offline
+        return link is None or (link.stepped_at >= self.world.clock() and link.idle())
 
     def settle(self, until: Callable[[], bool] | None = None,
                limit: float = SETTLE_LIMIT_S) -> bool:

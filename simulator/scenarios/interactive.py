@@ -4,6 +4,7 @@ unplugged), the demo org's people and a few held jobs each. As a Scenario withou
 
 from __future__ import annotations
 
+from protocol.managed import Policy
 from simulator.scenarios.model import DeviceSpec, JobSpec, ReaderKind, ReaderSpec, Scenario
 from simulator.scenarios.parse import demo_users
 
@@ -18,7 +19,15 @@ _JOBS = (
 )
 
 
+#: Seconds without the broker before the simulator's copier goes offline (F10).
+OFFLINE_GRACE_S = 30.0
+
+
 def interactive_scenario(page_time: float = 0.2, name: str = "recorded session") -> Scenario:
+    # Offline mode on (it is off by default on a real copier): F10 takes the broker away, and
+    # after the grace time the panel signs people in from its own list (docs/offline.md).
     device = DeviceSpec("copier-1", readers=(ReaderSpec("front", ReaderKind.EM4100),),
-                        page_time=page_time)
+                        page_time=page_time,
+                        policy=Policy(offline=True, offline_grace=OFFLINE_GRACE_S,
+                                      offline_users="everyone"))
     return Scenario(name=name, devices=(device,), users=demo_users(), jobs=_JOBS, steps=())

@@ -33,11 +33,13 @@ HELP = (
     "F5    paper jam        F6  out of paper",
     "F7    clear the printer",
     "F8    unplug reader    F9  plug it in again",
+    "F10   broker down (offline mode after 30 s)   F11 broker up",
     "F1    hide this        Esc quit",
 )
 
 _TYPING_KEYS = {"return": "ENTER", "enter": "ENTER", "backspace": "BACKSPACE", "tab": "TAB"}
-_FAULT_KEYS = {"f5": "jam", "f6": "no_paper", "f7": "clear", "f8": "unplug", "f9": "replug"}
+_FAULT_KEYS = {"f5": "jam", "f6": "no_paper", "f7": "clear", "f8": "unplug", "f9": "replug",
+               "f10": "broker_down", "f11": "broker_up"}
 
 
 def typing_has_focus(view: PanelView) -> bool:

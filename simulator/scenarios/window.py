@@ -48,6 +48,7 @@ class SimKeys:
         self.unknown: list[str] = []  # the fresh badges tapped, oldest first
         self.reader = device.spec.readers[0].name
         self.said: list[str] = []  # what the keys did, for the window's status line and tests
+        self.broker_down = False
 
     @property
     def app(self) -> DeviceApp:
@@ -94,7 +95,14 @@ class SimKeys:
             badge.stub.present(int(number))
 
     def fault(self, kind: FaultKind, now: float, state: str) -> None:
-        if kind in _ENGINE:
+        broker = self.world.broker
+        if kind in (FaultKind.BROKER_DOWN, FaultKind.BROKER_UP):
+            down = kind is FaultKind.BROKER_DOWN
+            if broker is None or self.broker_down == down:
+                return
+            (broker.stop if down else broker.start)()
+            self.broker_down = down
+        elif kind in _ENGINE:
             self.dev.engine.core.inject(_ENGINE[kind])
         elif self.reader in self.dev.serial:
             badge = self.dev.serial[self.reader]

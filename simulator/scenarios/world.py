@@ -25,6 +25,7 @@ from pathlib import Path
 from cloud.demo import demo_document, seed_demo
 from cloud.devices import set_device_config
 from cloud.directory import add_card, set_access_code, set_password, submit_job
+from cloud.offline import offline_public_key
 from cloud.portal import start_portal
 from cloud.service import CloudService
 from cloud.storage.sqlite import SqliteStore
@@ -234,11 +235,15 @@ class ScenarioWorld(StackedWorld):
         serial: dict[str, SerialBadge] = {}
         for r in spec.readers:
             specs.append(self._reader_spec(spec, r, devdir, serial))
+        assert self.store is not None
         cfg = parse_config({
             "device": {"id": spec.id, "name": spec.name or spec.id.replace("-", " ").title()},
             "broker": {"url": f"mqtt://{relay.host}:{relay.port}"},
             "readers": {"specs": specs},
-            "engine": {"kind": "emulator"}})
+            "engine": {"kind": "emulator"},
+            # As registration gives it: the cloud's key for offline bundles (docs/offline.md);
+            # the policy decides whether the device uses it.
+            "offline": {"cloud_key": offline_public_key(self.store)}})
         # The policy comes as on a fleet: pushed by the cloud (retained, so delivered when the
         # device connects), applied live by the device and acknowledged.
         policy = {f.name: getattr(spec.policy, f.name) for f in fields(Policy)
@@ -250,8 +255,11 @@ class ScenarioWorld(StackedWorld):
         save_credentials(devdir / cfg.credentials_file, spec.id, self._passwords[spec.id])
         engine = MfdControllerStub(page_time=spec.page_time)
         device = from_config_file(devdir / "device.toml", engine=engine)
-        # The one clock the scenario moves (DeviceApp reads it at every step).
+        # The one clock the scenario moves (DeviceApp reads it at every step; the offline
+        # link's grace time runs on it too, so ``advance`` takes a device offline).
         device.app.clock = self.clock
+        if device.offline is not None:
+            device.offline.monotonic = self.clock
         stack.callback(device.stop)  # also closes the engine and the journal
         device.start()
         # Ready means the panel is idle (connected: the app starts offline until its link says
@@ -261,7 +269,17 @@ class ScenarioWorld(StackedWorld):
 
         def ready() -> bool:
             return (app.machine.state is State.IDLE and app.machine.policy == spec.policy
-                    and app.events.empty())
+                    and app.events.empty() and offline_ready())
+
+        def offline_ready() -> bool:
+            # With offline mode on, a run starts once the bundle is here and every listed job's
+            # document with it, so a scenario that cuts the cloud at once finds them.
+            link = device.offline
+            if not spec.policy.offline or link is None:
+                return True
+            desk = link.desk
+            return (desk.bundle is not None and link.idle() and not desk.wanted(1)
+                    and {j.job_id for j in desk.bundle.jobs} <= desk.complete_jobs())
 
         deadline = time.monotonic() + 10
         while not ready() and time.monotonic() < deadline:
