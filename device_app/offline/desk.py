@@ -40,7 +40,6 @@ from typing import Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from device_app.offline.store import PendingReport, StoredBundle
 from protocol import messages as m
 from protocol import offline as off
 from protocol.errors import ErrorCode, LinkError, MfdError, RemoteError
@@ -57,6 +56,23 @@ SESSION_TTL = 300.0
 REPORT_EVENTS = 500
 #: How many wanted chunks :meth:`Desk.wanted` lists at a time.
 WANTED_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBundle:
+    body: bytes
+    signature: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReport:
+    """The report of the oldest offline events, under one request id until it is answered."""
+
+    request_id: str
+    seq: int
+    events: tuple[m.OfflineEvent, ...]
+    upto: int  # the last event id it carries
 
 
 class Store(Protocol):

@@ -25,9 +25,9 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from device_app.offline.desk import PendingReport, StoredBundle
 from protocol import messages as m
 from protocol.errors import ProtocolError, StoreError
 
@@ -49,23 +49,6 @@ CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL,
 CREATE TABLE released (release_id TEXT NOT NULL, job_id TEXT NOT NULL, user_id TEXT NOT NULL,
                        state TEXT NOT NULL, PRIMARY KEY (release_id, job_id));
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBundle:
-    body: bytes
-    signature: bytes
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class PendingReport:
-    """The report of the oldest offline events, under one request id until it is answered."""
-
-    request_id: str
-    seq: int
-    events: tuple[m.OfflineEvent, ...]
-    upto: int  # the last event id it carries
 
 
 def path_beside(journal_file: str | os.PathLike[str]) -> Path:
