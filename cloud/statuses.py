@@ -8,8 +8,8 @@ retained messages), so *every* worker gets *every* device's status on every conn
 a broker (the whole broker's fleet at once) and each device's. A fleet of 10,000 connecting is
 10,000 statuses on each worker within seconds. Handled on the paho thread like a request, each
 was two durable commits (the status, the engine record), and the requests that came in on the
-same connection waited behind them (issue 14; measured: 6 ms of a leg's thread per status on
-PostgreSQL with fsync on, 35 s per worker for 6,000 devices).
+same connection waited behind them (issue 14; measured: 6 ms of a leg's thread, wall time, per
+status on PostgreSQL with fsync on, 35 s per worker for 6,000 devices).
 
 So the paho thread only decodes a status and :meth:`StatusWriter.put` s it, and this module's
 thread writes them:

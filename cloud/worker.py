@@ -88,10 +88,10 @@ BUSY_AFTER = 2
 RECEIVE_MAXIMUM = 100
 #: Answers (QoS 1) a worker may have unacknowledged at one broker, if the broker's Receive
 #: Maximum allows as many. paho's default is 20: a leg whose incoming stream holds a backlog
-#: reads each PUBACK only behind the requests queued ahead of it, so 20 answers went out per
-#: ~100 requests handled and the rest piled up in paho, unseen by the broker's wait (measured in
-#: a reconnect storm of 2,000 devices: 4,500 answers held on one leg, the devices timing out
-#: and asking again; issue 14).
+#: reads each PUBACK only behind the requests queued ahead of it, so answers went out only as
+#: fast as those came back and the rest piled up in paho, unseen by the broker's wait (measured
+#: in a reconnect storm of 2,000 devices: up to 5,000 answers held on the leg of the restarted
+#: broker, the devices timing out and asking again; issue 14).
 ANSWERS_IN_FLIGHT = 1000
 #: The longest wait between two attempts to reach the broker again (it was 5 s unjittered).
 RECONNECT_MAX_S = 5
