@@ -80,7 +80,10 @@ def test_worker_kill_9_under_load(fleet: Fleet) -> None:
         fleet.kill_worker(victim)
         # Under load with one worker left, requests go on being answered (those the dead
         # worker held are asked again by their devices and answered by the other)...
-        assert eventually(lambda b=before: fleet.answered() > b + 300, timeout=30, every=0.2)
+        def going_on(b: int = before) -> bool:
+            return fleet.answered() > b + 300
+
+        assert eventually(going_on, timeout=30, every=0.2)
         fleet.respawn_worker(victim)
     t = fleet.checkpoint()
     assert_nothing_lost(t)
