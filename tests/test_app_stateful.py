@@ -226,7 +226,13 @@ class AppMachine(RuleBasedStateMachine):
 
         def make_printer(_link: object, _engine: object, report: Callable[[JobDone], None],
                          _journal: object) -> HandingPrinter:
-            return HandingPrinter(self.engine, report, self._check_print)
+            def counted(done: JobDone) -> None:
+                # A job the printer fails before output (the engine could not print when it
+                # came) is an outcome the diagnostics count as the engine's are.
+                self.outcomes[0 if done.ok else 1] += 1
+                report(done)
+
+            return HandingPrinter(self.engine, counted, self._check_print)
 
         self.app = DeviceApp(self.link, self.engine, policy=Policy(), clock=self.clock,
                              new_id=lambda: f"req-{next(ids)}",
