@@ -11,10 +11,11 @@ each of those events and reports them, in order, when the cloud is back. Reconci
   given in one of its last two bundles, held by the user the event names, becomes PRINTED in a
   release of this device whose id is the device's (``off-...``); one the device had been
   released online and printed offline is recorded likewise. A job printed or released
-  *elsewhere* first is named in ``raced`` and audited under its owner (it was printed twice:
-  the administrator and the user can see it); one deleted or expired meanwhile is named in
-  ``gone``. Anything else (a job never delivered to this device, another user's) is audited and
-  changes nothing: a device cannot end a job it was not given.
+  *elsewhere* first, or printed at this very copier in another release (online, after the
+  offline printing and before this report), is named in ``raced`` and audited under its owner
+  (it was printed twice: the administrator and the user can see it); one deleted or expired
+  meanwhile is named in ``gone``. Anything else (a job never delivered to this device, another
+  user's) is audited and changes nothing: a device cannot end a job it was not given.
 * ``failed`` is audited; the job stays HELD.
 
 The report runs in one durable transaction (cloud/service.py), with its answer stored under its
@@ -136,8 +137,9 @@ class _Run:
                 return self._done(job, job.release_id or "", event)
             job = self.store.jobs([job.id])[0]
         named = event.release_id[:64]
-        if job.state == "PRINTED" and job.device_id == self.device_id:
-            return  # printed here, recorded already (this report sent again, say)
+        if job.state == "PRINTED" and job.device_id == self.device_id \
+                and job.release_id in self._offline_ids(event):
+            return  # printed here in this offline release, recorded already (a report again)
         if job.state in ("PRINTED", "RELEASING"):
             if job.id not in self.raced:
                 self.raced.append(job.id)
@@ -156,6 +158,19 @@ class _Run:
             self._audit("offline.unknown_job", f"job:{job.id}",
                         f"printed offline while {job.state}; nothing changed")
 
+    def _offline_ids(self, event: m.OfflineEvent) -> tuple[str, str]:
+        """The ids :meth:`_release` may have recorded this event's offline release under: the
+        device's own, and the one derived from it. A job PRINTED at this device under any other
+        release (an online one, after the offline printing and before this report) was printed
+        twice, not recorded already."""
+        given = event.release_id
+        return (given if given.startswith(po.OFFLINE_RELEASE_PREFIX) else "",
+                self._derived(given))
+
+    def _derived(self, given: str) -> str:
+        digest = hashlib.sha256(f"{self.device_id}\n{given}".encode("utf-8", "replace"))
+        return po.OFFLINE_RELEASE_PREFIX + digest.hexdigest()[:32]
+
     def _release(self, event: m.OfflineEvent, owner_id: str) -> str:
         """The offline release's id as the cloud records it: the device's (``off-...``), unless
         it is malformed or another device's, then one derived from it for this device."""
@@ -164,8 +179,7 @@ class _Run:
                 and self.store.add_offline_release(given, self.device_id, owner_id,
                                                    self.now) == self.device_id:
             return given
-        digest = hashlib.sha256(f"{self.device_id}\n{given}".encode("utf-8", "replace"))
-        derived = po.OFFLINE_RELEASE_PREFIX + digest.hexdigest()[:32]
+        derived = self._derived(given)
         self.store.add_offline_release(derived, self.device_id, owner_id, self.now)
         return derived
 

@@ -408,6 +408,34 @@ def test_printed_elsewhere_first_is_raced_and_deleted_is_gone(world: World) -> N
     assert "unknown card x1" in world.audits("offline.refused")[0][4]
 
 
+def test_printed_offline_then_online_at_the_same_copier_is_raced(world: World) -> None:
+    """Printed offline, then (link back, report not yet in) released and printed online at
+    the same copier: printed twice, not "recorded already"."""
+    world.policy()
+    world.sign_in(ALICE)
+    alice = world.user_id(ALICE)
+    twice, once = (j.job_id for j in world.bundle().jobs_of(alice)[:2])
+    session = world.sign_in(ALICE)
+    rel = world.ask(m.Release(request_id="rel-4", session=session, job_ids=(twice,)))
+    assert isinstance(rel, m.ReleaseResult)
+    world.ask(m.JobPrinted(request_id="p-4", release_id=rel.release_id, job_id=twice))
+    r = result(world.report(printed(alice, twice, "off-t1"), printed(alice, once, "off-t1")))
+    assert r.raced == (twice,)
+    assert world.job(twice).release_id == rel.release_id  # the online printing stands
+    race = world.audits("offline.raced")
+    assert len(race) == 1 and twice in race[0][4]
+    # The offline printing of the other job, reported again under another id (and under a
+    # malformed release id, recorded under the one derived from it): recorded already.
+    assert world.job(once).release_id == "off-t1"
+    assert result(world.report(printed(alice, once, "off-t1"))).raced == ()
+    assert result(world.report(printed(alice, twice, "off-t1"))).raced == (twice,)
+    third = world.bundle().jobs_of(alice)[0].job_id
+    assert result(world.report(printed(alice, third, "bad id!"))).raced == ()
+    assert (world.job(third).release_id or "").startswith(po.OFFLINE_RELEASE_PREFIX)
+    assert result(world.report(printed(alice, third, "bad id!"))).raced == ()
+    assert len(world.audits("offline.raced")) == 2
+
+
 def test_a_job_released_here_online_and_printed_offline_is_recorded(world: World) -> None:
     world.policy()
     session = world.sign_in(ALICE)
