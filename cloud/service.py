@@ -39,6 +39,7 @@ from cloud.jobs import Jobs
 from cloud.offline import Offline, with_offline
 from cloud.offline_report import Reconcile
 from cloud.refusal import Refused
+from cloud.statuses import changes
 from cloud.storage.durability import lazy_transaction
 from cloud.storage.port import Store
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, Throttles
@@ -292,18 +293,16 @@ class CloudService:
 
 
 def record_status(store: Store, device_id: str, payload: bytes, now: float) -> bool:
-    """Keep a device's retained status if it supersedes what we know (epoch rule)."""
+    """Keep a device's retained status if it supersedes what we know (epoch rule) and is not
+    what we know already; True if it was written. The replay every connect brings (the same
+    state and epoch) is one read and no commit; the write itself applies the epoch rule, so a
+    status read as newer but overtaken meanwhile by another worker's changes nothing."""
     try:
         status = m.decode_status(payload)
     except ProtocolError as exc:
         log.info("device %s sent a bad status: %s", device_id, exc.message)
         return False
+    if not changes(store.device_status(device_id), status):
+        return False
     with store.transaction():
-        known = store.device_status(device_id)
-        if known is None:
-            return False
-        current = None if known[1] < 0 else m.DeviceStatus(state=known[0], epoch=known[1])
-        if not m.status_supersedes(current, status):
-            return False
-        store.record_status(device_id, status.state, status.epoch, now)
-    return True
+        return store.supersede_status(device_id, status.state, status.epoch, now)

@@ -24,7 +24,10 @@ thread writes them:
 * **only what changes is written**: a status that does not supersede the known one (an older
   epoch, an ``online`` after that connection's ``offline``) and one the store already holds
   (same state, same epoch: the replay every worker gets at every connect, and the second
-  worker's copy of a fresh one) write nothing. A fresh ``online`` also writes the engine the
+  worker's copy of a fresh one) write nothing. What the store holds is read for the whole
+  batch in one query (``device_statuses``), and each write applies the epoch rule itself
+  (``supersede_status``): two workers racing on a device, the older status written last
+  changes nothing. A fresh ``online`` also writes the engine the
   device prints on (cloud/devices.py ``record_engine``), in the same transaction;
 * **bounded**: at most :data:`LIMIT` devices wait. Coalescing bounds the queue by the devices
   that exist, so the limit is a guard, not a regime: past it ``put`` waits (the broker then
@@ -96,10 +99,15 @@ def write_batch(store: Store, batch: list[tuple[str, m.DeviceStatus, bytes]],
     transaction; how many were written."""
     written = 0
     with store.transaction():
+        # What the store holds of the whole batch, in one query (or one per 500 devices).
+        known = store.device_statuses([device_id for device_id, _, _ in batch])
         for device_id, status, payload in sorted(batch, key=lambda e: e[0]):
-            if not changes(store.device_status(device_id), status):
+            if not changes(known.get(device_id), status):
                 continue
-            store.record_status(device_id, status.state, status.epoch, now)
+            # Read above, but another worker may have written a newer status since: the update
+            # applies the epoch rule itself, so the newer one stays.
+            if not store.supersede_status(device_id, status.state, status.epoch, now):
+                continue
             written += 1
             if isinstance(store, CloudStore):
                 # Which engine it prints on: an emulated one must show in `mfd admin devices`.

@@ -15,8 +15,9 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -28,8 +29,9 @@ from pg import ScratchDatabase
 from waiting import eventually
 
 from cloud.service import CloudService, record_status
-from cloud.statuses import StatusWriter
+from cloud.statuses import StatusWriter, write_batch
 from cloud.storage.factory import open_store
+from cloud.storage.postgres import PostgresStore
 from cloud.storage.sql import SqlStore
 from cloud.worker import ANSWERS_IN_FLIGHT, CloudWorker
 from mqtt_client import new_client
@@ -268,3 +270,109 @@ def test_answers_in_flight_follow_the_brokers_receive_maximum(
         assert worker.client._max_inflight_messages == ANSWERS_IN_FLIGHT
     finally:
         worker.stop()
+
+
+class RacedStore(PostgresStore):
+    """The real store, with another worker's write slipped in right after this one reads the
+    devices' statuses (``race``: run once, on its own connection, committed), and its commits
+    counted."""
+
+    def __init__(self, url: str) -> None:
+        self.race: Callable[[], None] | None = None
+        self.commits = 0
+        super().__init__(url)
+
+    def _raced(self) -> None:
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+
+    def device_status(self, device_id: str) -> tuple[str, int] | None:
+        known = super().device_status(device_id)
+        self._raced()
+        return known
+
+    def device_statuses(self, device_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        known = super().device_statuses(device_ids)
+        self._raced()
+        return known
+
+    def _commit(self, con: Any) -> None:
+        self.commits += 1
+        super()._commit(con)
+
+
+@pytest.fixture
+def raced(pg_database: ScratchDatabase) -> Iterator[tuple[RacedStore, SqlStore]]:
+    """Two workers' stores on one database, with two devices at epoch 3."""
+    url = pg_database.schema_url()
+    mine, other = RacedStore(url), open_store(url, create=False)
+    with mine.transaction():
+        org = mine.create_org("Race Org")
+        for d in (0, 1):
+            mine.add_device(dev(d), org, f"Copier {d}")
+            mine.record_status(dev(d), "online", 3, 0.0)
+    yield mine, other
+    mine.close()
+    other.close()
+
+
+def test_two_workers_racing_keep_the_newer_status(raced: tuple[RacedStore, SqlStore]) -> None:
+    """A worker reads epoch 3 and is about to write epoch 5 (a batch, and one status); another
+    writes epoch 6 meanwhile and commits: written last, the older status changes nothing."""
+    mine, other = raced
+
+    def newer(d: int, state: str = "online", epoch: int = 6) -> Callable[[], None]:
+        def write() -> None:
+            assert record_status(other, dev(d), m.encode(m.DeviceStatus(state, epoch)), 1.0)
+        return write
+
+    mine.race = newer(0)
+    written = write_batch(mine, [(dev(0), m.DeviceStatus("online", 5), b""),
+                                 (dev(1), m.DeviceStatus("online", 5), b"")], 2.0)
+    assert mine.race is None  # the other worker did write in between
+    assert written == 1
+    assert mine.device_status(dev(0)) == ("online", 6)
+    assert mine.device_status(dev(1)) == ("online", 5)
+    mine.race = newer(1)
+    assert record_status(mine, dev(1), m.encode(m.DeviceStatus("offline", 5)), 3.0) is False
+    assert mine.device_status(dev(1)) == ("online", 6)
+    # Within one epoch "offline" wins over "online", whoever writes last.
+    mine.race = newer(1, "offline")
+    assert record_status(mine, dev(1), m.encode(m.DeviceStatus("online", 6)), 3.0) is False
+    assert mine.device_status(dev(1)) == ("offline", 6)
+    mine.race = newer(0, "online", 7)
+    assert write_batch(mine, [(dev(0), m.DeviceStatus("offline", 6), b"")], 4.0) == 0
+    assert mine.device_status(dev(0)) == ("online", 7)
+
+
+def test_a_replayed_status_commits_nothing(raced: tuple[RacedStore, SqlStore]) -> None:
+    """The status the store holds already (every connect replays it) is one read, no commit;
+    a new one is one commit."""
+    mine, _ = raced
+    mine.commits = 0
+    assert record_status(mine, dev(0), m.encode(m.DeviceStatus("online", 3)), 1.0) is False
+    assert record_status(mine, dev(0), m.encode(m.DeviceStatus("online", 2)), 1.0) is False
+    assert mine.commits == 0
+    assert record_status(mine, dev(0), m.encode(m.DeviceStatus("offline", 3)), 1.0) is True
+    assert mine.commits == 1
+    assert mine.device_status(dev(0)) == ("offline", 3)
+
+
+def test_device_statuses_reads_a_batch_in_one_query_per_chunk(store_url: str) -> None:
+    """Every registered device asked for, past the chunk size, and none of the others."""
+    s = open_store(store_url)
+    try:
+        with s.transaction():
+            org = s.create_org("Chunk Org")
+            for i in range(620):
+                s.add_device(dev(i), org, f"Copier {i}")
+                if i % 2:
+                    s.record_status(dev(i), "online", i, 0.0)
+        asked = [dev(i) for i in range(0, 640)] + ["st-stranger", dev(3)]
+        known = s.device_statuses(asked)
+        assert set(known) == {dev(i) for i in range(620)}
+        assert known[dev(3)] == ("online", 3) and known[dev(4)] == ("unknown", -1)
+        assert s.device_statuses([]) == {}
+    finally:
+        s.close()

@@ -31,6 +31,8 @@ from protocol.errors import ErrorCode, StoreError
 _JOB_COLS = ("id, owner_id, name, pages, color, duplex, copies, size, sha256, submitted_at, "
              "source, state, release_id, device_id, expires_at, client_id")
 _USER_COLS = "id, org_id, email, display_name, language, role"
+#: Device ids per ``IN (...)`` list: well inside every backend's bound on parameters.
+_STATUS_BATCH = 500
 
 
 #: The org an audit subject or actor belongs to, by its kind (see CoreQueries.audit).
@@ -380,9 +382,35 @@ class CoreQueries(SqlBase):
         row = self.query_one("SELECT status, epoch FROM devices WHERE id=?", device_id)
         return (str(row[0]), int(row[1])) if row else None
 
+    def device_statuses(self, device_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """(status, epoch) of each registered device among ``device_ids`` (a batch of statuses:
+        one query per :data:`_STATUS_BATCH` devices, not one per device)."""
+        known: dict[str, tuple[str, int]] = {}
+        ids = list(dict.fromkeys(device_ids))
+        for i in range(0, len(ids), _STATUS_BATCH):
+            batch = ids[i:i + _STATUS_BATCH]
+            marks = ",".join("?" * len(batch))
+            for row in self.query_all(
+                    f"SELECT id, status, epoch FROM devices WHERE id IN ({marks})",  # noqa: S608
+                    *batch):
+                known[str(row[0])] = (str(row[1]), int(row[2]))
+        return known
+
     def record_status(self, device_id: str, state: str, epoch: int, now: float) -> None:
+        """Set the device's status whatever it was (set-up, tests); statuses that come in
+        are written with :meth:`supersede_status`."""
         self.execute("UPDATE devices SET status=?, epoch=?, status_at=? WHERE id=?", state, epoch,
                      now, device_id)
+
+    def supersede_status(self, device_id: str, state: str, epoch: int, now: float) -> bool:
+        """Write a status only if it supersedes the stored one and differs from it (the epoch
+        rule, ``protocol.messages.status_supersedes``, minus the status already there), decided
+        by the update itself: of two workers racing, an older status written last changes
+        nothing. True if it was written."""
+        return self.execute(
+            "UPDATE devices SET status=?, epoch=?, status_at=? WHERE id=? AND (epoch < 0 OR "
+            "epoch < ? OR (epoch = ? AND status <> ? AND ? = 'offline'))", state, epoch, now,
+            device_id, epoch, epoch, state, state) > 0
 
     # -- sessions
     def create_session(self, token_hash: str, device_id: str, user_id: str,
