@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from device_app.offline.desk import LOCK_SECONDS, MAX_FAILURES, Desk
+from device_app.offline.desk import (
+    BADGE_BURST,
+    BADGE_INTERVAL,
+    BADGE_THROTTLE,
+    LOCK_SECONDS,
+    MAX_FAILURES,
+    Desk,
+)
 from device_app.offline.store import OfflineStore
 from protocol import messages as m
 from protocol import offline as off
@@ -188,12 +195,12 @@ def test_pin_lockout_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(RemoteError) as locked:
         desk.answer(m.Identify(method="code", value="482913"), T0 + 10)
     assert locked.value.code == "locked_out" and locked.value.retry_after
-    # The lock survives a restart, and ends.
+    # The lock survives a restart (the seconds left come back whole), and ends.
     desk = Desk(OfflineStore.open(tmp_path / "o.db"), cloud.public(), DEVICE)  # type: ignore
     with pytest.raises(RemoteError):
         desk.answer(m.Identify(method="code", value="482913"), T0 + 20)
     assert isinstance(desk.answer(m.Identify(method="code", value="482913"),
-                                  T0 + 10 + LOCK_SECONDS), m.IdentifyResult)
+                                  T0 + 20 + LOCK_SECONDS), m.IdentifyResult)
     with pytest.raises(RemoteError) as delete:
         desk.answer(m.DeleteJobs(request_id="d", session="nope", job_ids=("x",)), T0)
     assert delete.value.code == "invalid_session"
@@ -242,7 +249,15 @@ class DeskMachine(RuleBasedStateMachine):
         self.releases: list[tuple[m.ReleaseResult, str]] = []
         self.printed: dict[str, int] = {}
         self.failures: list[float] = []
+        # The lock and the badge bucket run on the monotonic clock; the store keeps seconds
+        # left, which a restart gives back.
+        self.mono = 0.0
         self.locked_until = 0.0
+        self.lock_saved = 0.0
+        self.tat = 0.0
+        self.throttled_until = 0.0
+        self.ahead_saved = self.throttle_saved = 0.0
+        self.reload = False
         self.high = self.now
         self._secrets: re.Pattern[bytes] | None = None
 
@@ -265,7 +280,13 @@ class DeskMachine(RuleBasedStateMachine):
 
     def _ask(self, request: m.Request) -> m.Result | MfdError:
         try:
-            return self.desk.answer(request, self.now)
+            if self.reload and isinstance(request, m.Identify) and self._usable():
+                # The desk reads the seconds left at its first sign-in: they run from there.
+                self.reload = False
+                self.locked_until = self.mono + self.lock_saved
+                self.tat = self.mono + self.ahead_saved
+                self.throttled_until = self.mono + self.throttle_saved
+            return self.desk.answer(request, self.now, self.mono)
         except MfdError as exc:
             return exc
         finally:
@@ -273,22 +294,49 @@ class DeskMachine(RuleBasedStateMachine):
 
     # -------------------------------------------------------- rules
 
+    def _throttled(self, out: m.Result | MfdError) -> bool:
+        """The model of the badge throttle's check (every badge, known or not)."""
+        if self.mono < self.throttled_until:
+            assert isinstance(out, RemoteError) and out.code == "throttled", out
+            assert out.retry_after and out.retry_after <= BADGE_THROTTLE + 1
+            REACHED.add("throttled")
+            return True
+        self.throttle_saved = 0.0
+        return False
+
     @rule(person=st.integers(0, 1), card=st.integers(0, 1))
     def right_card(self, person: int, card: int) -> None:
         p = self.cloud.people[person]
         out = self._ask(m.Identify(method="card", value=p.cards[card % len(p.cards)],
                                    page_size=10))
         if self._usable():
-            self._signed_in(out, p.user_id)
+            if not self._throttled(out):
+                self._signed_in(out, p.user_id)
         else:
             assert isinstance(out, LinkError), out
             REACHED.add("rolled_back" if self.clock_back else "expired")
 
-    @rule()
-    def wrong_card(self) -> None:
-        out = self._ask(m.Identify(method="card", value="04DEADBEEF"))
-        assert isinstance(out, RemoteError | LinkError)
-        assert not isinstance(out, m.IdentifyResult)
+    @rule(times=st.sampled_from([1, 4, 12]))
+    def wrong_card(self, times: int) -> None:
+        """Unknown badges, ``times`` in a row: the throttle's way in."""
+        for _ in range(times):
+            out = self._ask(m.Identify(method="card", value="04DEADBEEF"))
+            if not self._usable():
+                assert isinstance(out, LinkError), out
+                continue
+            if self._throttled(out):
+                continue
+            tat = max(self.tat, self.mono) + BADGE_INTERVAL
+            if tat - self.mono > BADGE_BURST * BADGE_INTERVAL:
+                self.throttled_until = self.mono + BADGE_THROTTLE
+                self.throttle_saved = BADGE_THROTTLE
+                self.ahead_saved = max(self.tat - self.mono, 0.0)
+                assert isinstance(out, RemoteError) and out.code == "throttled", out
+                REACHED.add("throttled")
+            else:
+                self.tat = tat
+                self.ahead_saved = tat - self.mono
+                assert isinstance(out, RemoteError) and out.code == "unknown_card", out
 
     @rule(person=st.integers(0, 1), right=st.booleans(), pin=st.booleans())
     def code(self, person: int, right: bool, pin: bool) -> None:
@@ -301,10 +349,13 @@ class DeskMachine(RuleBasedStateMachine):
             assert isinstance(out, LinkError), out
             REACHED.add("rolled_back" if self.clock_back else "expired")
             return
-        if self.high < self.locked_until:  # the lock runs on the latest time seen
+        if pin and self._throttled(out):
+            return
+        if self.mono < self.locked_until:  # the lock runs on the monotonic clock
             assert isinstance(out, RemoteError) and out.code == "locked_out", out
             REACHED.add("locked")
             return
+        self.lock_saved = 0.0
         if right:
             self._signed_in(out, p.user_id)
             return
@@ -312,7 +363,8 @@ class DeskMachine(RuleBasedStateMachine):
         assert isinstance(out, RemoteError)
         if len(self.failures) >= MAX_FAILURES:
             assert out.code == "locked_out"
-            self.locked_until = self.high + LOCK_SECONDS
+            self.locked_until = self.mono + LOCK_SECONDS
+            self.lock_saved = LOCK_SECONDS
             self.failures = []
             REACHED.add("locked")
         else:
@@ -405,11 +457,23 @@ class DeskMachine(RuleBasedStateMachine):
         self.store = OfflineStore.open(self.dir / "offline.db", durable=False)
         self.desk = Desk(self.store, self.cloud.public(), DEVICE)  # type: ignore[arg-type]
         self.session = None
+        # A new process: a new monotonic origin; the seconds left come back whole.
+        self.mono += 1000.0
+        self.reload = True
 
     @rule(seconds=st.sampled_from([30.0, 400.0, 1000.0, 3000.0, 86400.0]))
     def clock_forward(self, seconds: float) -> None:
         self.now += seconds
+        self.mono += seconds
         self.clock_back = self.now + off.SKEW_S < self.high
+
+    @rule()
+    def wall_clock_set_forward(self) -> None:
+        """The wall clock jumps (no time passes): a lock or a throttle is not shortened."""
+        self.now += 1200.0
+        self.clock_back = self.now + off.SKEW_S < self.high
+        if self.mono < max(self.locked_until, self.throttled_until):
+            REACHED.add("jumped_while_locked")
 
     @rule()
     def clock_set_back(self) -> None:
@@ -465,7 +529,8 @@ EXAMPLES = int(os.environ.get("MFD_STATEFUL_EXAMPLES", "80"))
 STEPS = int(os.environ.get("MFD_STATEFUL_STEPS", "30"))
 REACHED: set[str] = set()
 TMP: list[Path] = []
-WANTED = {"signed_in", "released", "printed", "locked", "expired", "rolled_back"}
+WANTED = {"signed_in", "released", "printed", "locked", "expired", "rolled_back", "throttled",
+          "jumped_while_locked"}
 
 
 def test_the_desk_keeps_its_promises(tmp_path: Path) -> None:

@@ -12,8 +12,14 @@ SQLite adapter is device_app/offline/store.py) for everything that must survive 
   scrypt), finds its entry in the bundle and unwraps that user's key with it, in memory, for the
   session. A card, a code, or a card and PIN (the PIN is the user's code). Wrong codes and PINs
   count: ``MAX_FAILURES`` within ``FAILURE_WINDOW`` lock code entry on this device for
-  ``LOCK_SECONDS`` (the cloud's numbers), persisted, measured against the latest time ever
-  seen. Unknown badges are journalled as "refused".
+  ``LOCK_SECONDS`` (the cloud's numbers). The lock's time left runs on the monotonic clock the
+  link passes in (a wall clock moved forward does not shorten it) and is persisted as seconds
+  left (a restart restores them). Unknown badges spend a token of a bucket with the cloud's
+  device numbers (cloud/throttle.py: ``BADGE_BURST``, one back every ``BADGE_INTERVAL`` s); a
+  badge that finds it empty throttles *every* badge sign-in for ``BADGE_THROTTLE`` s, known
+  badges too, with one answer (``throttled``), so it never tells a card from a non-card. A
+  failed guess is counted before it is journalled: a journal that cannot be written does not
+  skip the count. Unknown badges are journalled as "refused".
 * **Jobs**: a user's jobs in the bundle whose sealed documents are all here, minus those released
   (printing) or printed offline. A release mints ``off-<random>`` and answers what the bundle
   says of each job; changes at release are refused (the bundle's jobs print as sent).
@@ -50,6 +56,10 @@ log = logging.getLogger(__name__)
 MAX_FAILURES = 5
 FAILURE_WINDOW = 600.0
 LOCK_SECONDS = 900.0
+#: The cloud's device numbers for unknown badges (cloud/throttle.py DEVICE_POLICY).
+BADGE_BURST = 10
+BADGE_INTERVAL = 15.0
+BADGE_THROTTLE = 300.0
 #: A session's idle expiry, as the cloud's (cloud/identity.py DEFAULT_SESSION_TTL).
 SESSION_TTL = 300.0
 #: The most events one ``offline.report`` carries (the message's bound).
@@ -84,7 +94,11 @@ class Store(Protocol):
     def high_water(self) -> float: ...
     def raise_high_water(self, now: float) -> float: ...
     def lockout(self) -> tuple[tuple[float, ...], float]: ...
-    def save_lockout(self, failures: Iterable[float], locked_until: float) -> None: ...
+    def save_lockout(self, failures: Iterable[float], lock_left: float) -> None: ...
+    def badges(self) -> tuple[float, float]: ...
+    def save_badges(self, ahead: float, throttle_left: float) -> None: ...
+    def drop_bundle(self) -> None: ...
+    def unreported_prints(self) -> set[str]: ...
     def put_chunk(self, job_id: str, offset: int, total: int, sealed: bytes) -> None: ...
     def chunk(self, job_id: str, offset: int) -> tuple[int, bytes] | None: ...
     def chunk_sizes(self) -> dict[str, dict[int, tuple[object, int]]]: ...
@@ -100,6 +114,7 @@ class Store(Protocol):
     def pending_report(self, new_id: str, limit: int = REPORT_EVENTS
                        ) -> PendingReport | None: ...
     def report_answered(self, request_id: str) -> None: ...
+    def report_refused(self, request_id: str, code: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -143,6 +158,12 @@ class Desk:
         self._sessions: dict[str, _Session] = {}
         self._releases: dict[str, _Release] = {}
         self.bundle: off.Bundle | None = None
+        #: Monotonic times, loaded from the store's seconds-left at the first answer.
+        self._clock_loaded = False
+        self._locked_until = 0.0
+        self._badge_tat = 0.0
+        self._throttled_until = 0.0
+        self._lock_saved = self._throttle_saved = False  # a non-zero time left is on disk
         self._load()
 
     # ------------------------------------------------------------ the bundle
@@ -175,6 +196,28 @@ class Desk:
         printing = {j for r in self._releases.values() for j in r.jobs}
         self.store.keep_only({j.job_id for j in bundle.jobs} | printing)
         return bundle
+
+    def drop_if_expired(self, now: float) -> bool:
+        """Offline mode ended here: the held bundle expired (by the high-water time). Its
+        bundle, sealed documents and printed rows go; the journal, the lockout, the high water
+        and the last seq stay. True if it dropped something."""
+        if self.bundle is None:
+            return False
+        try:
+            off.check_usable(self.bundle, now, self.store.high_water())
+        except off.OfflineError as exc:
+            if exc.code != "expired":
+                return False
+        else:
+            return False
+        self.drop()
+        return True
+
+    def drop(self) -> None:
+        """The bundle, its documents and printed rows go (offline mode off, or expired)."""
+        self.store.drop_bundle()
+        self.bundle = None
+        self._sessions.clear()
 
     def usable(self, now: float) -> bool:
         """Can anyone sign in from the bundle at ``now``?"""
@@ -257,13 +300,14 @@ class Desk:
         release_id = getattr(request, "release_id", None)
         return isinstance(release_id, str) and release_id.startswith(off.OFFLINE_RELEASE_PREFIX)
 
-    def answer(self, request: m.Request, now: float) -> m.Result:
+    def answer(self, request: m.Request, now: float, mono: float | None = None) -> m.Result:
         """The cloud's answer to ``request``, offline; MfdError (RemoteError with the cloud's
-        codes, LinkError where only the cloud could answer) otherwise."""
+        codes, LinkError where only the cloud could answer) otherwise. ``mono`` is the
+        monotonic clock the lockout and the badge bucket run on (``now`` if not given)."""
         self._expire(now)
         match request:
             case m.Identify():
-                return self._identify(request, now)
+                return self._identify(request, now, now if mono is None else mono)
             case m.Associate():
                 raise _refuse(ErrorCode.NOT_ALLOWED, "a badge cannot be linked while offline")
             case m.ListJobs():
@@ -302,19 +346,23 @@ class Desk:
 
     # ------------------------------------------------------------ sign-in
 
-    def _identify(self, req: m.Identify, now: float) -> m.IdentifyResult:
+    def _identify(self, req: m.Identify, now: float, mono: float) -> m.IdentifyResult:
         if req.method == "password":
             raise _refuse(ErrorCode.NOT_ALLOWED, "offline, sign in with your badge or access "
                           "code; passwords need the print service")
         bundle = self._usable_bundle(now)
         high = max(now, self.store.high_water())
+        self._load_clocks(mono)
+        if req.method == "card":
+            self._check_throttle(mono)
         if req.method == "code" or req.pin is not None:
-            self._check_lock(high)
+            self._check_lock(mono)
         kind = "card" if req.method == "card" else "code"
         presented = off.verifier(bundle.salt, kind, req.value, bundle.n)
         if kind == "card":
             found = bundle.find("card", presented)
             if found is None:
+                self._unknown_badge(mono)
                 self._journal(bundle, "refused", now, detail="unknown_card")
                 raise _refuse(ErrorCode.UNKNOWN_CARD, "this badge is not on this copier's "
                               "offline list")
@@ -323,14 +371,14 @@ class Desk:
                 pin = off.lookup(bundle.list_key,
                                  off.verifier(bundle.salt, "code", req.pin, bundle.n))
                 if user.code is None or pin != user.code:
-                    self._journal(bundle, "refused", now, user.user_id, detail="wrong_pin")
-                    self._failed_guess(high, ErrorCode.WRONG_PIN, "wrong PIN (offline mode)")
+                    self._failed_guess(bundle, now, high, mono, ErrorCode.WRONG_PIN,
+                                       "wrong PIN (offline mode)", user.user_id, "wrong_pin")
         else:
             found = bundle.find("code", presented)
             if found is None:
-                self._journal(bundle, "refused", now, detail="unknown_code")
-                self._failed_guess(high, ErrorCode.UNKNOWN_CODE,
-                                   "this code is not on this copier's offline list")
+                self._failed_guess(bundle, now, high, mono, ErrorCode.UNKNOWN_CODE,
+                                   "this code is not on this copier's offline list", "",
+                                   "unknown_code")
             assert found is not None
             user, entry = found
         wrapped = user.wraps.get(entry)
@@ -354,22 +402,69 @@ class Desk:
             result = result.with_first_page(self._page(user.user_id, 0, req.page_size))
         return result
 
-    def _check_lock(self, now: float) -> None:
-        _, until = self.store.lockout()
-        if until > now:
-            left = int(until - now) + 1
+    def _load_clocks(self, mono: float) -> None:
+        # The store keeps seconds left (a monotonic time means nothing after a restart): a
+        # restart gives back the whole remainder, never less.
+        if self._clock_loaded:
+            return
+        _, lock_left = self.store.lockout()
+        ahead, throttle_left = self.store.badges()
+        self._locked_until = mono + max(lock_left, 0.0)
+        self._badge_tat = mono + max(ahead, 0.0)
+        self._throttled_until = mono + max(throttle_left, 0.0)
+        self._lock_saved, self._throttle_saved = lock_left > 0, throttle_left > 0
+        self._clock_loaded = True
+
+    def _check_lock(self, mono: float) -> None:
+        if self._locked_until > mono:
+            left = int(self._locked_until - mono) + 1
             raise _refuse(ErrorCode.LOCKED_OUT, f"code entry is locked on this copier for "
                           f"{left // 60 + 1} min (offline mode)", retry_after=left)
+        if self._lock_saved:  # over: a restart must not lock again
+            failures, _ = self.store.lockout()
+            self.store.save_lockout(failures, 0.0)
+            self._lock_saved = False
 
-    def _failed_guess(self, now: float, code: ErrorCode, message: str) -> None:
-        failures, until = self.store.lockout()
-        recent = [t for t in failures if now - t < FAILURE_WINDOW] + [now]
-        if len(recent) >= MAX_FAILURES:
-            self.store.save_lockout((), now + LOCK_SECONDS)
+    def _check_throttle(self, mono: float) -> None:
+        if self._throttled_until > mono:
+            left = int(self._throttled_until - mono) + 1
+            raise _refuse(ErrorCode.THROTTLED, "too many unknown badges here: badge sign-in "
+                          f"is paused for {left // 60 + 1} min (offline mode)",
+                          retry_after=left)
+        if self._throttle_saved:
+            self.store.save_badges(max(self._badge_tat - mono, 0.0), 0.0)
+            self._throttle_saved = False
+
+    def _unknown_badge(self, mono: float) -> None:
+        """One token of the unknown-badge bucket (GCRA, as cloud/throttle.py); an empty
+        bucket throttles every badge for ``BADGE_THROTTLE`` s. Persisted before the answer."""
+        tat = max(self._badge_tat, mono) + BADGE_INTERVAL
+        if tat - mono > BADGE_BURST * BADGE_INTERVAL:
+            self._throttled_until = mono + BADGE_THROTTLE
+            self.store.save_badges(max(self._badge_tat - mono, 0.0), BADGE_THROTTLE)
+            self._throttle_saved = True
+            self._check_throttle(mono)
+        self._badge_tat = tat
+        self.store.save_badges(tat - mono, 0.0)
+
+    def _failed_guess(self, bundle: off.Bundle, now: float, high: float, mono: float,
+                      code: ErrorCode, message: str, user_id: str, detail: str) -> None:
+        # Counted (persisted) first, journalled after: a journal write that fails must not
+        # leave a guess uncounted.
+        failures, _ = self.store.lockout()
+        recent = [t for t in failures if high - t < FAILURE_WINDOW] + [high]
+        locked = len(recent) >= MAX_FAILURES
+        if locked:
+            self._locked_until = mono + LOCK_SECONDS
+            self.store.save_lockout((), LOCK_SECONDS)
+            self._lock_saved = True
+        else:
+            self.store.save_lockout(recent, max(self._locked_until - mono, 0.0))
+        self._journal(bundle, "refused", now, user_id, detail=detail)
+        if locked:
             raise _refuse(ErrorCode.LOCKED_OUT, f"{MAX_FAILURES} wrong codes: code entry is "
                           f"locked on this copier for {LOCK_SECONDS / 60:g} min (offline "
                           "mode)", retry_after=int(LOCK_SECONDS))
-        self.store.save_lockout(recent, until)
         raise _refuse(code, message)
 
     def _journal(self, bundle: off.Bundle, kind: str, now: float, user_id: str = "", *,
@@ -478,6 +573,14 @@ class Desk:
 
     def report_answered(self, request_id: str) -> None:
         self.store.report_answered(request_id)
+
+    def report_refused(self, request_id: str, code: str) -> None:
+        self.store.report_refused(request_id, code)
+
+    def unreported_prints(self) -> set[str]:
+        """Jobs printed offline whose report the cloud has not answered yet: the cloud may
+        still hold them, and they must not show or print again meanwhile."""
+        return self.store.unreported_prints()
 
     def forget_keys(self) -> None:
         """Drop every session and release key (the link's close)."""

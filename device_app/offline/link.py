@@ -21,6 +21,15 @@ Requests about what the desk made (a local session, an ``off-`` release) are alw
 locally, also once the cloud is back: a print started offline finishes and reports locally,
 and a session started offline stays so until it ends; new sign-ins go to the cloud again as
 soon as the real link is up.
+
+Until the cloud has answered the report of a job printed offline, it may still hold that job:
+so every online job list and first page the link passes to the app leaves those jobs out, an
+online release naming one is refused (``job_not_held``) and a release order naming one is
+dropped. Once the report is answered nothing is filtered.
+
+The real link calls back on its own thread (paho's network thread): every callback here catches
+whatever the store raises, logs it and has the worker try again, so a full disk never kills
+that thread.
 """
 
 from __future__ import annotations
@@ -31,13 +40,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from device_app.offline.desk import Desk
 from device_app.ports import CloudLink, Reply
 from protocol import messages as m
 from protocol import offline as off
-from protocol.errors import LinkError, MfdError, RemoteError
+from protocol.errors import ErrorCode, LinkError, MfdError, ProtocolError, RemoteError
 from protocol.managed import Policy
 
 log = logging.getLogger(__name__)
@@ -49,6 +59,8 @@ FETCHES_IN_FLIGHT = 4
 #: After an unanswered report or sync, wait this long before asking again.
 RETRY_S = 10.0
 #: Answers a report can never get past (it would be refused again as it is): logged, dropped.
+#: ``too_large`` is not among them: nothing was done, fewer events go under a new id; and a
+#: ``printed`` event is never dropped (store.py ``report_refused``).
 _HOPELESS = frozenset({"bad_request", "invalid_field", "too_large"})
 _TICK_S = 0.1
 
@@ -76,6 +88,7 @@ class OfflineLink:
         self.fetches = fetches
         self.retry = retry
         self.on_connection: Callable[[bool], None] | None = None
+        self._on_command: Callable[[bytes], None] | None = None
         self.connected = bool(inner.connected)
         #: Answering for the cloud (offline mode): what the panel shows.
         self.local = False
@@ -115,11 +128,36 @@ class OfflineLink:
 
     @property
     def on_command(self) -> Callable[[bytes], None] | None:
-        return getattr(self.inner, "on_command", None)
+        return self._on_command
 
     @on_command.setter
     def on_command(self, value: Callable[[bytes], None] | None) -> None:
-        self.inner.on_command = value  # type: ignore[attr-defined]
+        self._on_command = value
+        self.inner.on_command = (  # type: ignore[attr-defined]
+            None if value is None else self._command)
+
+    def _command(self, data: bytes) -> None:
+        # paho's thread: a release order naming a job printed offline and not reported yet is
+        # dropped (the cloud pushes it again; once the report is taken it knows the job went).
+        target = self._on_command
+        if target is None:
+            return
+        try:
+            order = m.decode_command(data)
+        except ProtocolError:
+            order = None  # not ours to judge: the app refuses it as before
+        try:
+            if order is not None:
+                held = self._unreported()
+                named = [j.job_id for j in order.jobs if j.job_id in held]
+                if named:
+                    log.warning("release order %s dropped: job %s was printed offline and "
+                                "the print service is being told", order.release_id, named[0])
+                    return
+        except Exception:
+            log.exception("offline link: a release order could not be checked; dropped")
+            return
+        target(data)
 
     def __getattr__(self, name: str) -> Any:
         # device_id, round_trips, publish_event, start, engine, firmware...: the real link's.
@@ -131,7 +169,11 @@ class OfflineLink:
         if self._local_for(request):
             reply(self._answer(request))
             return
-        self.inner.request(request, reply, timeout)
+        refused = self._refuse_online(request)
+        if refused is not None:
+            reply(refused)
+            return
+        self.inner.request(request, functools.partial(self._filtered, reply), timeout)
 
     def call(self, request: m.Request, timeout: float | None = None) -> m.Result:
         if self._local_for(request):
@@ -139,7 +181,59 @@ class OfflineLink:
             if isinstance(outcome, MfdError):
                 raise outcome
             return outcome
-        return self.inner.call(request, timeout)
+        refused = self._refuse_online(request)
+        if refused is not None:
+            raise refused
+        return self._filter(self.inner.call(request, timeout))
+
+    # ------------------------------------------------------------ jobs printed offline, online
+
+    def _unreported(self) -> set[str]:
+        with self._lock:
+            return self.desk.unreported_prints()
+
+    def _refuse_online(self, request: m.Request) -> RemoteError | None:
+        if not isinstance(request, m.Release):
+            return None
+        try:
+            held = self._unreported()
+        except Exception:
+            log.exception("offline link: the offline store cannot be read; release refused")
+            return RemoteError("busy", "try again in a moment", retry_after=5)
+        if held and request.all_held and not request.job_ids:
+            # "Everything held" would take a job printed offline too: not until it is told.
+            return RemoteError("busy", "jobs printed offline are being reported to the print "
+                               "service; try again in a moment", retry_after=5)
+        named = [j for j in request.job_ids if j in held]
+        if named:
+            return RemoteError(ErrorCode.JOB_NOT_HELD.value, f"job {named[0]} was printed "
+                               "offline; the print service is being told")
+        return None
+
+    def _filtered(self, reply: Reply, outcome: m.Result | MfdError) -> None:
+        if not isinstance(outcome, MfdError):
+            try:
+                outcome = self._filter(outcome)
+            except Exception:
+                log.exception("offline link: an online answer could not be filtered")
+                outcome = RemoteError("busy", "try again in a moment", retry_after=5)
+        reply(outcome)
+
+    def _filter(self, outcome: m.Result) -> m.Result:
+        """``outcome`` without the jobs printed offline and not reported yet."""
+        if not isinstance(outcome, m.JobList | m.IdentifyResult) \
+                or (isinstance(outcome, m.IdentifyResult) and outcome.jobs is None):
+            return outcome
+        held = self._unreported()
+        if not held:
+            return outcome
+        if isinstance(outcome, m.JobList):
+            kept = tuple(j for j in outcome.jobs if j.job_id not in held)
+            return replace(outcome, jobs=kept,
+                           total=max(outcome.total - (len(outcome.jobs) - len(kept)), 0))
+        page = outcome.first_page()
+        assert page is not None
+        return outcome.with_first_page(self._filter(page))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._stop.set()
@@ -158,7 +252,7 @@ class OfflineLink:
     def _answer(self, request: m.Request) -> m.Result | MfdError:
         try:
             with self._lock:
-                return self.desk.answer(request, self.clock())
+                return self.desk.answer(request, self.clock(), self.monotonic())
         except MfdError as exc:
             return exc
         except Exception as exc:  # a bug in the desk must not leave a request unanswered
@@ -172,6 +266,14 @@ class OfflineLink:
 
     def _inner_changed(self, up: bool) -> None:
         # The real link's thread: note it, tell the app what it needs, wake the worker.
+        try:
+            self._changed(up)
+        except Exception:
+            log.exception("offline link: the link's change could not be handled; the worker "
+                          "looks again")
+            self._wake.set()
+
+    def _changed(self, up: bool) -> None:
         with self._lock:
             if up:
                 self._down_since = None
@@ -200,6 +302,11 @@ class OfflineLink:
     def _grace(self) -> float:
         return self.grace if self.grace is not None else float(self.policy().offline_grace)
 
+    def _step_expiry(self) -> None:
+        with self._lock:
+            if self.desk.drop_if_expired(self.clock()):
+                log.warning("the offline bundle has expired: it and its documents are dropped")
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(_TICK_S)
@@ -212,6 +319,7 @@ class OfflineLink:
                 log.exception("offline link: a step failed; trying again")
 
     def _step(self, now: float) -> None:
+        self._step_expiry()
         if self.inner.connected:
             self._online(now)
             return
@@ -262,6 +370,17 @@ class OfflineLink:
             self.inner.request(request, reply)
 
     def _reported(self, report: m.OfflineReport, outcome: m.Result | MfdError) -> None:
+        # paho's thread: a store error is logged and the report asked again later.
+        try:
+            self._take_report(report, outcome)
+        except Exception:
+            log.exception("offline link: the report's answer could not be kept; asked again")
+            with self._lock:
+                self._reporting = False
+                self._report_due = self.monotonic() + self.retry
+        self._wake.set()
+
+    def _take_report(self, report: m.OfflineReport, outcome: m.Result | MfdError) -> None:
         with self._lock:
             self._reporting = False
             if isinstance(outcome, m.OfflineReportResult):
@@ -275,17 +394,32 @@ class OfflineLink:
                                 ", ".join(outcome.raced[:10]), len(outcome.gone))
                 log.info("offline report of %d event(s) taken by the print service",
                          outcome.accepted)
+            elif isinstance(outcome, RemoteError) and outcome.code == "too_large":
+                log.warning("the offline report of %d event(s) was too large for the print "
+                            "service; fewer go next", len(report.events))
+                self.desk.report_refused(report.request_id, outcome.code)
+                self._report_due = 0.0
             elif isinstance(outcome, RemoteError) and outcome.code in _HOPELESS:
                 log.error("the print service refused the offline report (%s: %s); its %d "
-                          "event(s) are dropped", outcome.code, outcome.message,
-                          len(report.events))
-                self.desk.report_answered(report.request_id)
+                          "event(s) are dropped, printed jobs excepted", outcome.code,
+                          outcome.message, len(report.events))
+                self.desk.report_refused(report.request_id, outcome.code)
             else:
                 log.info("offline report not taken yet (%s); asked again later",
                          getattr(outcome, "code", "?"))
-        self._wake.set()
 
     def _synced(self, outcome: m.Result | MfdError) -> None:
+        # paho's thread: a store error is logged and the sync asked again later.
+        try:
+            self._take_sync(outcome)
+        except Exception:
+            log.exception("offline link: the bundle could not be kept; asked again")
+            with self._lock:
+                self._syncing = False
+                self._sync_due = self.monotonic() + self.retry
+        self._wake.set()
+
+    def _take_sync(self, outcome: m.Result | MfdError) -> None:
         with self._lock:
             self._syncing = False
             if isinstance(outcome, m.OfflineBundle):
@@ -306,7 +440,11 @@ class OfflineLink:
                 # cloud. Either way, not before the next round.
                 self._sync_due = self.monotonic() + self.sync_every
                 log.info("offline bundle not given (%s)", outcome.code)
-        self._wake.set()
+                if outcome.code == "not_allowed" and self.desk.bundle is not None:
+                    # Offline mode is off here now: nothing it kept stays at rest.
+                    self.desk.drop()
+                    log.warning("offline mode is off for this copier: its bundle and "
+                                "documents are dropped")
 
     def _fetches(self) -> list[tuple[m.Request, Reply]]:
         """The chunk requests to send now (the caller holds the lock): the bundle's chunks not
@@ -330,6 +468,17 @@ class OfflineLink:
         return out
 
     def _fetched(self, job_id: str, offset: int, outcome: m.Result | MfdError) -> None:
+        # paho's thread: a store error is logged and the chunk asked again later.
+        try:
+            self._take_chunk(job_id, offset, outcome)
+        except Exception:
+            log.exception("offline link: a pre-delivered chunk could not be kept; asked again")
+            with self._lock:
+                self._in_flight.discard((job_id, offset))
+                self._want_more = True
+        self._wake.set()
+
+    def _take_chunk(self, job_id: str, offset: int, outcome: m.Result | MfdError) -> None:
         with self._lock:
             self._in_flight.discard((job_id, offset))
             self._want_more = True
@@ -343,7 +492,6 @@ class OfflineLink:
                 log.info("pre-delivery of job %s at %d refused (%s)", job_id, offset,
                          getattr(outcome, "code", "?"))
                 self._refused_chunks.add((job_id, offset))
-        self._wake.set()
 
     # ------------------------------------------------------------ tests and tools
 

@@ -5,7 +5,8 @@ What is here, and what is not:
 * the accepted bundle as the cloud signed it (body, signature, its seq): it is checked again
   against the cloud's key each time it is loaded, so a row changed on disk is refused, not used;
 * the highest wall-clock time ever seen (a clock set back does not revive an expired bundle);
-* the offline lockout (wrong codes/PINs, and until when code entry is locked);
+* the offline lockout (wrong codes/PINs, and the seconds code entry stays locked) and the
+  unknown-badge bucket (seconds ahead, seconds of throttle left);
 * pre-delivered documents as SEALED chunks, byte for byte what the cloud sent: never opened at
   rest; only a user who presents their card or code unwraps their key, in memory;
 * the offline journal (sign-ins, refusals, prints, failures) and the request id of the report
@@ -21,8 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +42,14 @@ HIGH_WATER_STEP_S = 1.0
 #: Offline events kept unreported before refusals stop being journalled one by one.
 MAX_EVENTS = 20_000
 SCHEMA_VERSION = 1
+#: How long a statement waits for a lock another process holds (the old one exiting).
+BUSY_TIMEOUT_S = 5.0
+#: A report's encoded size stays this far under the cloud's bound (the envelope, a margin).
+REPORT_MARGIN = 2048
+#: The smallest byte budget a report shrinks to after ``too_large`` (one event always goes).
+MIN_REPORT_BYTES = 1024
+#: SQLite's result codes that say the file is not (or no longer) a database.
+_DAMAGE_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB);
 CREATE TABLE chunks (job_id TEXT NOT NULL, offset INTEGER NOT NULL, total INTEGER NOT NULL,
@@ -63,12 +74,20 @@ class OfflineStore:
         self._db = conn
         self.path = path
         self._lock = threading.RLock()
+        #: The byte budget of the next report (smaller after a ``too_large``).
+        self._report_bytes = m.MAX_REQUEST_BYTES - REPORT_MARGIN
+        #: Printed events the cloud refused as they are: kept (a later version may take them),
+        #: not sent again by this process.
+        self._parked: set[int] = set()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, durable: bool = True) -> OfflineStore:
-        """Open or create the store; a file that is not one (or damaged) is set aside and a
-        fresh one made: offline mode starts again from the next bundle, nothing is lost that
-        the cloud does not still have (except unreported events, which the log says).
+        """Open or create the store. A file that is damaged (quick_check fails, SQLite says
+        corrupt or not a database) or not one of ours is set aside under a unique name with
+        its -wal/-shm and a fresh one made: offline mode starts again from the next bundle
+        (unreported events in it are lost, which the log says). Any other error (a lock the
+        exiting old process still holds, a full disk) raises StoreError and keeps the file:
+        the runner runs without offline mode and the next start tries again.
         ``durable=False`` (tests that reopen the file many times) skips waiting for the disk
         at each commit: a power cut may then lose the last ones."""
         p = os.fspath(path)
@@ -76,13 +95,17 @@ class OfflineStore:
             Path(p).parent.mkdir(parents=True, exist_ok=True)
             return cls(cls._connect(p, durable), p)
         except (sqlite3.Error, StoreError) as exc:
-            aside = p + ".damaged"
-            log.error("the offline store %s is unusable (%s); set aside as %s and started "
+            if not _damaged(exc):
+                raise StoreError(f"cannot open the offline store {p} now: {exc}") from exc
+            aside = f"{p}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+            log.error("the offline store %s is damaged (%s); set aside as %s and started "
                       "afresh: offline events not yet reported in it are lost", p, exc, aside)
             try:
-                os.replace(p, aside)
+                for suffix in ("-wal", "-shm", ""):
+                    if os.path.exists(p + suffix):
+                        os.replace(p + suffix, aside + suffix)
                 return cls(cls._connect(p, durable), p)
-            except (OSError, sqlite3.Error) as again:
+            except (OSError, sqlite3.Error, StoreError) as again:
                 raise StoreError(f"cannot start the offline store {p} afresh: {again}") \
                     from exc
         except OSError as exc:
@@ -94,7 +117,8 @@ class OfflineStore:
 
     @staticmethod
     def _connect(p: str, durable: bool = True) -> sqlite3.Connection:
-        conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False, timeout=5.0)
+        conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_S)
         try:
             if p != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -102,11 +126,11 @@ class OfflineStore:
             # again elsewhere once reported.
             conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=OFF")
             if conn.execute("PRAGMA quick_check").fetchall() != [("ok",)]:
-                raise StoreError(f"{p} is damaged")
+                raise _Damaged(f"{p} is damaged")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 if conn.execute("SELECT name FROM sqlite_master").fetchall():
-                    raise StoreError(f"{p} holds tables but is not an offline store")
+                    raise _Damaged(f"{p} holds tables but is not an offline store")
                 conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION};"
                                    " COMMIT;")
             elif version != SCHEMA_VERSION:
@@ -191,19 +215,40 @@ class OfflineStore:
             return max(old, now)
 
     def lockout(self) -> tuple[tuple[float, ...], float]:
-        """(times of the recent wrong codes/PINs, until when code entry is locked)."""
+        """(times of the recent wrong codes/PINs, seconds code entry stays locked)."""
         raw = self._get("failures")
         try:
             times = tuple(float(t) for t in json.loads(raw)) if isinstance(raw, str) else ()
         except (ValueError, TypeError):
             times = ()
-        until = self._get("locked_until")
-        return times, float(until) if isinstance(until, int | float) else 0.0
+        left = self._get("lock_left")
+        return times, float(left) if isinstance(left, int | float) else 0.0
 
-    def save_lockout(self, failures: Iterable[float], locked_until: float) -> None:
+    def save_lockout(self, failures: Iterable[float], lock_left: float) -> None:
         with self._tx() as db:
             self._put(db, "failures", json.dumps(list(failures)))
-            self._put(db, "locked_until", locked_until)
+            self._put(db, "lock_left", lock_left)
+
+    def badges(self) -> tuple[float, float]:
+        """The unknown-badge bucket: (seconds its arrival time is ahead, seconds of throttle
+        left)."""
+        ahead, left = self._get("badge_ahead"), self._get("badge_throttle_left")
+        return (float(ahead) if isinstance(ahead, int | float) else 0.0,
+                float(left) if isinstance(left, int | float) else 0.0)
+
+    def save_badges(self, ahead: float, throttle_left: float) -> None:
+        with self._tx() as db:
+            self._put(db, "badge_ahead", ahead)
+            self._put(db, "badge_throttle_left", throttle_left)
+
+    def drop_bundle(self) -> None:
+        """Offline mode ended (not allowed, or the bundle expired): the bundle, every sealed
+        chunk and the rows of jobs printed offline go. last_seq, the high water, the lockout,
+        the badge bucket and the journal stay (the unreported events are still reported)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM meta WHERE key IN ('body', 'signature', 'seq')")
+            db.execute("DELETE FROM chunks")
+            db.execute("DELETE FROM released WHERE state = 'printed'")
 
     # ------------------------------------------------------------ sealed chunks
 
@@ -323,10 +368,20 @@ class OfflineStore:
         """Every event not reported yet, oldest first (for tests and a technician's look)."""
         return [e for _, _, e in self._events(10**9)]
 
-    def _events(self, limit: int) -> list[tuple[int, int, m.OfflineEvent]]:
+    def _events(self, limit: int, ids: list[int] | None = None
+                ) -> list[tuple[int, int, m.OfflineEvent]]:
         out = []
-        for row in self._read("SELECT id, seq, kind, at, user_id, job_id, detail, release_id "
-                              "FROM events ORDER BY id LIMIT ?", (limit,)):
+        if ids is None:
+            rows = self._read("SELECT id, seq, kind, at, user_id, job_id, detail, release_id "
+                              "FROM events ORDER BY id LIMIT ?", (limit,))
+        else:
+            wanted = set(ids)
+            rows = [r for r in self._read(
+                "SELECT id, seq, kind, at, user_id, job_id, detail, release_id FROM events "
+                "WHERE id BETWEEN ? AND ? ORDER BY id", (min(ids, default=0),
+                                                         max(ids, default=-1)))
+                if r[0] in wanted]
+        for row in rows:
             try:
                 event = m.validate(m.OfflineEvent(
                     kind=str(row[2]), at=float(row[3]),  # type: ignore[arg-type]
@@ -340,43 +395,90 @@ class OfflineStore:
                 out.append((row[0], row[1], event))
         return out
 
+    def unreported_prints(self) -> set[str]:
+        """Jobs printed offline whose event the cloud has not taken yet."""
+        return {str(r[0]) for r in self._read("SELECT DISTINCT job_id FROM events "
+                                              "WHERE kind = 'printed'")}
+
     def pending_report(self, new_id: str, limit: int = 500) -> PendingReport | None:
         """The report to send: the one under way (same request id, same events) if there is
-        one, else the oldest ``limit`` events of one bundle under ``new_id``, its id kept
-        before it is sent."""
+        one, else under ``new_id`` the oldest events of one bundle, at most ``limit``, added
+        while the encoded report fits the byte budget (the cloud refuses a request past
+        MAX_REQUEST_BYTES); its id and events are kept before it is sent."""
         with self._tx() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'report'").fetchone()
             under_way = _report_meta(row[0] if row else None)
         if under_way is not None:
-            request_id, upto = under_way
-            picked = [(i, s, e) for i, s, e in self._events(limit) if i <= upto]
+            request_id, ids = under_way
+            picked = [(i, s, e) for i, s, e in self._events(10**9, ids)]
             if picked:
                 return PendingReport(request_id, picked[0][1],
-                                     tuple(e for _, _, e in picked), upto)
-            self._clear_report(upto)
-        picked = self._events(limit)
-        if not picked:
+                                     tuple(e for _, _, e in picked), picked[-1][0])
+            self._clear_report(ids)
+        candidates = [p for p in self._events(limit + len(self._parked))
+                      if p[0] not in self._parked][:limit]
+        if not candidates:
             return None
-        seq = picked[0][1]
-        picked = [p for p in picked if p[1] == seq]
-        # Events of one bundle only, in order: stop at the first of another.
-        upto = picked[-1][0]
+        seq = candidates[0][1]
+        picked = []
+        size = len(m.encode(m.OfflineReport(request_id=new_id, seq=seq,
+                                            events=(candidates[0][2],))))
+        picked.append(candidates[0])
+        for cand in candidates[1:]:
+            # Events of one bundle only, in order: stop at the first of another.
+            if cand[1] != seq:
+                break
+            grown = size + len(m.encode(cand[2])) + 1  # the event and its comma
+            if grown > self._report_bytes:
+                break
+            size = grown
+            picked.append(cand)
+        events = tuple(e for _, _, e in picked)
+        while len(picked) > 1 and len(m.encode(m.OfflineReport(
+                request_id=new_id, seq=seq, events=events))) > self._report_bytes:
+            picked.pop()  # the estimate was short (it never is; the check is the rule)
+            events = events[:-1]
+        ids = [i for i, _, _ in picked]
         with self._tx() as db:
-            self._put(db, "report", json.dumps({"id": new_id, "upto": upto}))
-        return PendingReport(new_id, seq, tuple(e for _, _, e in picked), upto)
+            self._put(db, "report", json.dumps({"id": new_id, "ids": ids}))
+        return PendingReport(new_id, seq, events, ids[-1])
 
     def report_answered(self, request_id: str) -> None:
         """The cloud took the report: its events leave the journal."""
         with self._lock:
-            raw = self._get("report")
-            meta = _report_meta(raw)
+            meta = _report_meta(self._get("report"))
             if meta is None or meta[0] != request_id:
                 return
             self._clear_report(meta[1])
+            self._report_bytes = m.MAX_REQUEST_BYTES - REPORT_MARGIN
 
-    def _clear_report(self, upto: int) -> None:
+    def report_refused(self, request_id: str, code: str) -> None:
+        """The cloud refused the report as it is. ``too_large``: nothing was done; the next
+        report carries fewer events under a new id. Anything else: its sign-ins, refusals and
+        failures are dropped (they would be refused again), but a ``printed`` event is never
+        dropped (it is what stops the job printing again): it is kept and not sent again by
+        this process (a later version may take it)."""
+        with self._lock:
+            meta = _report_meta(self._get("report"))
+            if meta is None or meta[0] != request_id:
+                return
+            ids = meta[1]
+            if code == "too_large":
+                self._report_bytes = max(self._report_bytes // 2, MIN_REPORT_BYTES)
+                with self._tx() as db:
+                    db.execute("DELETE FROM meta WHERE key = 'report'")
+                return
+            printed = {i for i, _, e in self._events(10**9, ids) if e.kind == "printed"}
+            if printed:
+                log.error("the print service refused %d printed job(s) of the offline report "
+                          "(%s); they are kept here and not sent again until a restart",
+                          len(printed), code)
+            self._parked |= printed
+            self._clear_report([i for i in ids if i not in printed])
+
+    def _clear_report(self, ids: list[int]) -> None:
         with self._tx() as db:
-            db.execute("DELETE FROM events WHERE id <= ?", (upto,))
+            db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
             db.execute("DELETE FROM meta WHERE key = 'report'")
 
     # ------------------------------------------------------------ tests and tools
@@ -396,14 +498,28 @@ class OfflineStore:
         return out
 
 
-def _report_meta(raw: object) -> tuple[str, int] | None:
+def _report_meta(raw: object) -> tuple[str, list[int]] | None:
+    """(request id, event ids) of the report under way."""
     if not isinstance(raw, str):
         return None
     try:
         data = json.loads(raw)
-        request_id, upto = data["id"], data["upto"]
+        request_id, ids = data["id"], data["ids"]
     except (ValueError, KeyError, TypeError):
         return None
-    if isinstance(request_id, str) and isinstance(upto, int):
-        return request_id, upto
+    if isinstance(request_id, str) and isinstance(ids, list) \
+            and all(isinstance(i, int) for i in ids):
+        return request_id, ids
     return None
+
+
+class _Damaged(StoreError):
+    """The file is not (or no longer) an offline store: it is set aside."""
+
+
+def _damaged(exc: BaseException) -> bool:
+    if isinstance(exc, _Damaged):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)  # extended: the primary is its low byte
+    return isinstance(exc, sqlite3.DatabaseError) and isinstance(code, int) \
+        and code & 0xFF in _DAMAGE_CODES
