@@ -36,7 +36,7 @@ from device_app.session import State
 from device_app.view import Action, Screen
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol import messages as m
-from protocol.errors import ConfigError, LinkError, MfdError, RemoteError
+from protocol.errors import ConfigError, LinkError, MfdError, RemoteError, StoreError
 from protocol.managed import Policy
 from protocol.offline import new_signing_key, parse_public_key, public_key_text, sign
 from readers.adapters.sim_reader import SimReader
@@ -232,6 +232,9 @@ class FakeCloud:
         self.sent: list[m.Request] = []
         self.bad_signature = False
         self.lock = threading.Lock()
+        #: Answers a test sets, by request type (they win over the ones below).
+        self.answers: dict[type, Callable[[m.Request], m.Result | MfdError]] = {}
+        self.on_command: Callable[[bytes], None] | None = None
 
     def request(self, request: m.Request, reply: Reply, timeout: float | None = None) -> None:
         with self.lock:
@@ -242,6 +245,8 @@ class FakeCloud:
         reply(self._answer(request))
 
     def _answer(self, request: m.Request) -> m.Result | MfdError:
+        if type(request) in self.answers:
+            return self.answers[type(request)](request)
         if isinstance(request, m.OfflineSync):
             body, sig = self.cloud.bundle(now=time.time())
             if self.bad_signature:
@@ -321,5 +326,168 @@ def test_the_link_reports_before_it_syncs_and_goes_offline_only_with_a_usable_bu
         past_grace = time.monotonic() + 0.3
         assert eventually(lambda: link.stepped_at > past_grace)  # it has looked since
         assert not link.local and told[-1] is False
+    finally:
+        link.close()
+
+
+def _summary(job_id: str) -> m.JobSummary:
+    return m.JobSummary(job_id=job_id, name=job_id, pages=1, color=False, duplex=False,
+                        copies=1, size=10, submitted_at=1.0)
+
+
+def _released(job_id: str) -> m.ReleasedJob:
+    return m.ReleasedJob(job_id=job_id, name=job_id, size=10, sha256="0" * 64, pages=1,
+                         copies=1, color=False, duplex=False)
+
+
+def test_a_job_printed_offline_never_shows_or_prints_online_until_its_report_is_taken() -> None:
+    fake = FakeCloud()
+    store = OfflineStore.memory()
+    desk = Desk(store, fake.cloud.public(), "dev-offline-1")  # type: ignore[arg-type]
+    # Printed offline; the report of it is not taken yet (the cloud is busy).
+    store.journal(m.OfflineEvent(kind="printed", at=1.0, user_id="u-ada", job_id="job-a1",
+                                 release_id="off-1"), seq=0)
+    taken = threading.Event()
+
+    def report(request: m.Request) -> m.Result | MfdError:
+        if not taken.is_set():
+            return RemoteError("busy", "later", retry_after=1)
+        assert isinstance(request, m.OfflineReport)
+        return m.OfflineReportResult(accepted=len(request.events))
+
+    page = m.JobList(jobs=(_summary("job-a1"), _summary("job-a2")), total=7)
+    fake.answers = {
+        m.OfflineReport: report,
+        m.ListJobs: lambda r: page,
+        m.Identify: lambda r: m.IdentifyResult(session="s", user_id="u-ada",
+                                               display_name="Ada", expires_in=300
+                                               ).with_first_page(page),
+        m.Release: lambda r: m.ReleaseResult(release_id="r-1", jobs=(_released("job-a2"),)),
+    }
+    link = OfflineLink(fake, desk, policy=lambda: Policy(offline=True), sync_every=3600,
+                       retry=0.1)
+    orders: list[bytes] = []
+    link.on_command = orders.append
+    try:
+        assert eventually(lambda: any(isinstance(r, m.OfflineReport) for r in fake.sent))
+        listed = link.call(m.ListJobs(session="s"))
+        assert isinstance(listed, m.JobList)
+        assert [j.job_id for j in listed.jobs] == ["job-a2"] and listed.total == 6
+        got: list[m.Result | MfdError] = []
+        link.request(m.Identify(method="card", value="04A1B2C3D4", page_size=10), got.append)
+        who = got[-1]
+        assert isinstance(who, m.IdentifyResult) and who.jobs is not None
+        assert [j.job_id for j in who.jobs] == ["job-a2"] and who.total == 6
+        with pytest.raises(RemoteError) as refused:
+            link.call(m.Release(request_id="r", session="s", job_ids=("job-a2", "job-a1")))
+        assert refused.value.code == "job_not_held" and "offline" in refused.value.message
+        with pytest.raises(RemoteError) as everything:
+            link.call(m.Release(request_id="r", session="s", job_ids=(), all_held=True))
+        assert everything.value.code == "busy"
+        assert isinstance(link.call(m.Release(request_id="r", session="s",
+                                              job_ids=("job-a2",))), m.ReleaseResult)
+        assert not any(isinstance(r, m.Release) and "job-a1" in r.job_ids for r in fake.sent)
+        # A release order naming it is dropped; one that does not is passed on.
+        order_a1 = m.encode(m.ReleaseOrder(release_id="r-9", jobs=(_released("job-a1"),)))
+        order_a2 = m.encode(m.ReleaseOrder(release_id="r-8", jobs=(_released("job-a2"),)))
+        assert fake.on_command is not None
+        fake.on_command(order_a1)
+        fake.on_command(order_a2)
+        assert orders == [order_a2]
+        # The report is taken: nothing is filtered any more.
+        taken.set()
+        assert eventually(lambda: not store.events())
+        listed = link.call(m.ListJobs(session="s"))
+        assert isinstance(listed, m.JobList) and listed.total == 7 and len(listed.jobs) == 2
+        fake.on_command(order_a1)
+        assert orders == [order_a2, order_a1]
+    finally:
+        link.close()
+
+
+class FailingStore(OfflineStore):
+    """The SQLite store, whose writes fail while ``failing`` is set (a full disk)."""
+
+    failing = False
+
+    def _fail(self) -> None:
+        if self.failing:
+            raise StoreError("offline store: database or disk is full")
+
+    def put_chunk(self, job_id: str, offset: int, total: int, sealed: bytes) -> None:
+        self._fail()
+        super().put_chunk(job_id, offset, total, sealed)
+
+    def save_bundle(self, body: bytes, signature: bytes, seq: int) -> None:
+        self._fail()
+        super().save_bundle(body, signature, seq)
+
+    def report_answered(self, request_id: str) -> None:
+        self._fail()
+        super().report_answered(request_id)
+
+    def high_water(self) -> float:
+        self._fail()
+        return super().high_water()
+
+
+def test_a_store_error_in_a_reply_is_caught_and_the_link_tries_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeCloud()
+    memory = OfflineStore.memory()
+    store = FailingStore(memory._db, memory.path)
+    desk = Desk(store, fake.cloud.public(), "dev-offline-1")  # type: ignore[arg-type]
+    store.journal(m.OfflineEvent(kind="login", at=1.0, user_id="u-ada", detail="card"), seq=0)
+    store.failing = True
+    link = OfflineLink(fake, desk, policy=lambda: Policy(offline=True), sync_every=3600,
+                       retry=0.1)
+    try:
+        # The real link calls back on paho's thread: what the store raises stays here.
+        report = desk.pending_report(lambda: "rep-x")
+        assert report is not None
+        link._reported(report, m.OfflineReportResult(accepted=1))
+        body, sig = fake.cloud.bundle(now=time.time())
+        link._synced(m.OfflineBundle(body=body, signature=sig))
+        chunk = fake.cloud.chunks("job-a1")[0]
+        link._fetched("job-a1", 0, chunk)
+        link._inner_changed(False)
+        link._inner_changed(True)
+        assert "disk is full" in caplog.text
+        # The disk has room again: the link gets there by itself.
+        store.failing = False
+        assert eventually(lambda: desk.complete_jobs() == {"job-a1", "job-a2", "job-b1"}
+                          and not store.events())
+    finally:
+        link.close()
+
+
+def test_offline_mode_ended_or_expired_drops_the_bundle_and_its_documents() -> None:
+    fake = FakeCloud()
+    store = OfflineStore.memory()
+    desk = Desk(store, fake.cloud.public(), "dev-offline-1")  # type: ignore[arg-type]
+    now = [time.time()]
+    link = OfflineLink(fake, desk, policy=lambda: Policy(offline=True), sync_every=3600,
+                       retry=0.1, clock=lambda: now[0])
+    try:
+        assert eventually(lambda: desk.complete_jobs() == {"job-a1", "job-a2", "job-b1"})
+        store.journal(m.OfflineEvent(kind="login", at=1.0, user_id="u-ada", detail="card"),
+                      seq=1)
+        store.save_lockout((), 60.0)
+        seq = store.last_seq()
+        # The org turns offline mode off: the next sync says not_allowed.
+        fake.answers[m.OfflineSync] = lambda r: RemoteError("not_allowed", "off here")
+        fake.answers[m.OfflineReport] = lambda r: RemoteError("busy", "later")
+        link._sync_due = 0.0
+        assert eventually(lambda: desk.bundle is None and store.bundle() is None
+                          and store.stored_bytes() == 0)
+        assert store.last_seq() == seq and store.events() and store.lockout()[1] == 60.0
+        # Offline mode on again, then the bundle expires (by the clock): it goes too.
+        del fake.answers[m.OfflineSync]
+        link._sync_due = 0.0
+        assert eventually(lambda: desk.complete_jobs() == {"job-a1", "job-a2", "job-b1"})
+        fake.answers[m.OfflineSync] = lambda r: RemoteError("busy", "later")
+        now[0] += 100 * 3600
+        assert eventually(lambda: desk.bundle is None and store.stored_bytes() == 0)
+        assert store.events() and store.last_seq() >= seq
     finally:
         link.close()
