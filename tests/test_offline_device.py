@@ -491,3 +491,34 @@ def test_offline_mode_ended_or_expired_drops_the_bundle_and_its_documents() -> N
         assert store.events() and store.last_seq() >= seq
     finally:
         link.close()
+
+
+def test_a_report_the_cloud_finds_too_large_goes_again_smaller_and_loses_no_print() -> None:
+    fake = FakeCloud()
+    store = OfflineStore.memory()
+    desk = Desk(store, fake.cloud.public(), "dev-offline-1")  # type: ignore[arg-type]
+    for i in range(250):
+        for kind in ("login", "printed"):
+            store.journal(m.OfflineEvent(kind=kind, at=1.0 + i, user_id=f"u{i:063d}",
+                                         job_id=f"j{i:063d}", detail="d" * 200,
+                                         release_id=f"off-{i:060d}"), seq=0)
+    taken: list[m.OfflineEvent] = []
+    ids: list[str] = []
+
+    def report(request: m.Request) -> m.Result | MfdError:
+        assert isinstance(request, m.OfflineReport)
+        ids.append(request.request_id)
+        if len(m.encode(request)) > 20_000:  # a cloud with a smaller bound than ours
+            return RemoteError("too_large", "request too large")
+        taken.extend(request.events)
+        return m.OfflineReportResult(accepted=len(request.events))
+
+    fake.answers[m.OfflineReport] = report
+    link = OfflineLink(fake, desk, policy=lambda: Policy(offline=False), retry=0.1)
+    try:
+        assert eventually(lambda: not store.events())
+        assert len(taken) == 500 and len(ids) == len(set(ids))  # a new id each time
+        assert {e.job_id for e in taken if e.kind == "printed"} == {f"j{i:063d}"
+                                                                   for i in range(250)}
+    finally:
+        link.close()

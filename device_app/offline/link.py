@@ -7,8 +7,9 @@ Theory of operation
 policy has offline mode on:
 
 * **online**: first the pending ``offline.report`` (what was done offline, in order, at most
-  500 events a report, under a request id kept in the store so a resend is the same report;
-  asked again until the cloud answers), then ``offline.sync`` on link-up and every
+  500 events and MAX_REQUEST_BYTES less a margin encoded a report, under a request id kept in
+  the store so a resend is the same report; asked again until the cloud answers; after
+  ``too_large`` fewer go under a new id), then ``offline.sync`` on link-up and every
   ``sync_every`` seconds: the bundle is checked (``open_bundle``) and kept, or refused with its
   reason code in the log (never its content) and the old one stays. Then the sealed chunks of
   the bundle's jobs not here yet are fetched (``offline.document``), a few at a time; the copies

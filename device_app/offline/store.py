@@ -74,7 +74,8 @@ class OfflineStore:
         self._db = conn
         self.path = path
         self._lock = threading.RLock()
-        #: The byte budget of the next report (smaller after a ``too_large``).
+        #: The byte budget of a report: halved by each ``too_large`` and kept so for this
+        #: process (a cloud's bound does not move between two reports).
         self._report_bytes = m.MAX_REQUEST_BYTES - REPORT_MARGIN
         #: Printed events the cloud refused as they are: kept (a later version may take them),
         #: not sent again by this process.
@@ -450,7 +451,6 @@ class OfflineStore:
             if meta is None or meta[0] != request_id:
                 return
             self._clear_report(meta[1])
-            self._report_bytes = m.MAX_REQUEST_BYTES - REPORT_MARGIN
 
     def report_refused(self, request_id: str, code: str) -> None:
         """The cloud refused the report as it is. ``too_large``: nothing was done; the next
