@@ -20,8 +20,8 @@ Theory of operation
   under a fresh list key and their user key wrapped under each; the held jobs of those users,
   newest first, within ``offline_documents_mb``; a sequence number that only grows. The answer
   must fit one MQTT response: users, then jobs, are added while they fit.
-* **Sealed documents** (``offline.document``): a chunk of a job of the device's last bundles
-  that is still HELD, sealed under the owner's user key for this device; only a device that
+* **Sealed documents** (``offline.document``): a chunk of a job of one of the device's unexpired
+  bundles that is still HELD, sealed under the owner's user key for this device; only a device that
   was shown the owner's card or code can open it.
 
 What the device did offline comes back in ``offline.report`` (cloud/offline_report.py). Every
@@ -219,8 +219,7 @@ class Offline:
         now = self.clock()
         key = self._signing_key(now)
         secret = self.identity.org_secret(org_id)
-        state = self.store.offline_bundle_state(device_id)
-        seq = max((state[0] if state else 0) + 1, int(now * 1000))
+        seq = max((self.store.offline_last_seq(device_id) or 0) + 1, int(now * 1000))
         base = po.Bundle(device_id=device_id, org_id=org_id, seq=seq, issued_at=now,
                          expires_at=now + policy.offline_valid_hours * 3600,
                          salt=org_salt(secret), n=po.SCRYPT_N,
@@ -242,7 +241,10 @@ class Offline:
             # What the device may print offline is what its report is checked against: lost
             # in a crash, a job printed from this bundle could be printed again. Durable then.
             commit_durably(self.store)
-        self.store.record_offline_bundle(device_id, seq, now, [j.job_id for j in bundle.jobs])
+        # Every bundle made, given or not (the answer may be lost, the device may refuse it and
+        # go on with an older one): a report names the one it was written under.
+        self.store.record_offline_bundle(device_id, seq, now, bundle.expires_at,
+                                         [j.job_id for j in bundle.jobs])
         log.debug("offline bundle %d for device %s: %d user(s), %d job(s); the device held %d",
                  seq, device_id, len(bundle.users), len(bundle.jobs), req.seq)
         return answer
@@ -324,8 +326,7 @@ class Offline:
     def document(self, device_id: str, req: m.FetchOffline) -> m.DocumentChunk:
         org_id = self.identity.org_of(device_id)
         _require_offline(self.store, device_id)
-        state = self.store.offline_bundle_state(device_id)
-        if state is None or req.job_id not in state[1]:
+        if req.job_id not in self.store.offline_bundle_jobs(device_id, None, self.clock()):
             raise Refused(ErrorCode.JOB_NOT_FOUND, f"job {req.job_id} is not in this copier's "
                           "offline bundle", "job_id")
         found = self.store.jobs([req.job_id])

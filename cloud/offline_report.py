@@ -8,14 +8,14 @@ each of those events and reports them, in order, when the cloud is back. Reconci
 * ``login`` and ``refused`` are audited (refusals counted in one entry per report): an
   administrator sees who used the copier while it was offline.
 * ``printed``: paper came out, so the job must never print again anywhere. A job the device was
-  given in one of its last two bundles, held by the user the event names, becomes PRINTED in a
-  release of this device whose id is the device's (``off-...``); one the device had been
-  released online and printed offline is recorded likewise. A job printed or released
-  *elsewhere* first, or printed at this very copier in another release (online, after the
-  offline printing and before this report), is named in ``raced`` and audited under its owner
-  (it was printed twice: the administrator and the user can see it); one deleted or expired
-  meanwhile is named in ``gone``. Anything else (a job never delivered to this device, another
-  user's) is audited and changes nothing: a device cannot end a job it was not given.
+  given in the bundle the report names (``seq``) or in another not expired yet, held by the user the
+  event names, becomes PRINTED in a release of this device whose id is the device's (``off-...``);
+  one the device had been released online and printed offline is recorded likewise. A job printed or
+  released *elsewhere* first, or printed at this very copier in another release (online, after the
+  offline printing and before this report), is named in ``raced`` and audited under its owner (it
+  was printed twice: the administrator and the user can see it); one deleted or expired meanwhile is
+  named in ``gone``. Anything else (a job never delivered to this device, another user's) is audited
+  and changes nothing: a device cannot end a job it was not given.
 * ``failed`` is audited; the job stays HELD.
 
 The report runs in one durable transaction (cloud/service.py), with its answer stored under its
@@ -65,9 +65,9 @@ class Reconcile:
             raise Refused(ErrorCode.NOT_ALLOWED, "this print service keeps no offline mode",
                           "type")
         now = self.clock()
-        state = self.store.offline_bundle_state(device_id)
+        # The bundle the report names, and any other the device may still print from.
         run = _Run(self.store, device_id, org_id, req.seq, now,
-                   state[1] if state else frozenset())
+                   self.store.offline_bundle_jobs(device_id, req.seq, now))
         for event in req.events:
             run.event(event)
         run.finish(len(req.events))

@@ -53,6 +53,9 @@ REPLY_RETENTION = 24 * 3600.0
 #: Verifiers of removed cards and replaced codes are purged this often (seconds): a scan of
 #: them all, so not at every housekeeping round.
 VERIFIER_PURGE_EVERY = 600.0
+#: Offline bundles are kept this long after they expire (seconds): a report of what was
+#: printed under one comes when the link is back, maybe days later, and is checked against it.
+BUNDLE_GRACE = 7 * 24 * 3600.0
 #: A released job whose document no device fetched within this long goes back to HELD (the
 #: release answer was lost, or the device died at once). A fetched job is never lapsed: only
 #: the device's journal knows whether it printed.
@@ -273,6 +276,7 @@ class CloudService:
                                  "no device fetched it; back to held")
             replies = self.store.purge_replies(now - REPLY_RETENTION)
             verifiers = self._purge_verifiers()
+            bundles = self._purge_bundles(now)
             sessions = self.store.purge_sessions(now - 3600)
             # Unknown badges counted but not yet written (the tail of a burst).
             for device_id, n in self.store.unknown_cards_unaudited(now, UNKNOWN_AUDIT_EVERY):
@@ -281,7 +285,7 @@ class CloudService:
         if expired:
             log.info("expired %d held job(s)", len(expired))
         return {"expired": len(expired), "lapsed": len(lapsed), "replies": replies,
-                "sessions": sessions, "verifiers": verifiers}
+                "sessions": sessions, "verifiers": verifiers, "bundles": bundles}
 
     def _purge_verifiers(self) -> int:
         """Offline verifiers of credentials that are gone (cloud/offline.py), now and then."""
@@ -290,6 +294,13 @@ class CloudService:
             return 0
         self._verifiers_purged = time.monotonic()
         return store.purge_offline_verifiers()
+
+
+    def _purge_bundles(self, now: float) -> int:
+        """Offline bundles expired more than :data:`BUNDLE_GRACE` ago: a device reports what it
+        printed under one when the link is back, which may be after it expired."""
+        store = with_offline(self.store)
+        return 0 if store is None else store.purge_offline_bundles(now - BUNDLE_GRACE)
 
 
 def record_status(store: Store, device_id: str, payload: bytes, now: float) -> bool:

@@ -24,7 +24,7 @@ from cloud.demo import DEMO_USERS, seed_demo
 from cloud.hashing import card_hash
 from cloud.linking import Linking
 from cloud.portal import start_portal
-from cloud.service import CloudService
+from cloud.service import BUNDLE_GRACE, CloudService
 from cloud.storage.factory import open_store
 from cloud.storage.port import Job
 from cloud.storage.postgres import PostgresStore
@@ -84,8 +84,8 @@ class World:
         return self.store.jobs([job_id])[0]  # type: ignore[no-any-return]
 
     def report(self, *events: m.OfflineEvent, device: str = "copier-1",
-               request_id: str | None = None) -> bytes:
-        req = m.OfflineReport(request_id=request_id or f"rep-{next(_ids)}", seq=1,
+               request_id: str | None = None, seq: int = 1) -> bytes:
+        req = m.OfflineReport(request_id=request_id or f"rep-{next(_ids)}", seq=seq,
                               events=events)
         return self.service.handle(device, m.encode(req))
 
@@ -447,6 +447,45 @@ def test_a_job_released_here_online_and_printed_offline_is_recorded(world: World
     assert world.job(job).state == "PRINTED"
 
 
+def test_a_report_is_checked_against_the_bundle_it_names(world: World) -> None:
+    """The device kept bundle N while the cloud made N+1 and N+2 (answers lost, a bundle
+    refused), neither listing its jobs: what it printed from N is recorded, while N is kept
+    (expired too: the report comes when the link is back); housekeeping drops bundles past
+    their grace, each device's newest kept."""
+    world.policy(offline_valid_hours=1)
+    world.sign_in(ALICE)
+    alice = world.user_id(ALICE)
+    first = world.bundle()
+    now_, late, purged = (j.job_id for j in first.jobs_of(alice)[:3])
+    world.policy(offline_valid_hours=1, offline_documents_mb=0)  # the next ones list no job
+    world.clock.now += 60
+    second = world.bundle()
+    world.clock.now += 60
+    third = world.bundle()
+    assert not second.jobs and not third.jobs and first.seq < second.seq < third.seq
+    chunk = world.ask(m.FetchOffline(job_id=late))  # N has not expired: still fetched
+    assert isinstance(chunk, m.DocumentChunk)
+    assert result(world.report(printed(alice, now_), seq=first.seq)).accepted == 1
+    assert world.job(now_).state == "PRINTED"
+    # Two hours on, every bundle expired: only the one a report names is checked against.
+    world.clock.now += 2 * 3600
+    unknown = len(world.audits("offline.unknown_job"))
+    world.report(printed(alice, late), seq=third.seq)
+    assert world.job(late).state == "HELD"
+    assert len(world.audits("offline.unknown_job")) == unknown + 1
+    world.report(printed(alice, late), seq=first.seq)
+    assert world.job(late).state == "PRINTED"
+    assert world.refused(m.FetchOffline(job_id=purged)).code == "job_not_found"
+    # Past the grace: dropped, but for the newest (the next sequence number grows from it).
+    world.clock.now += BUNDLE_GRACE
+    assert world.service.housekeeping()["bundles"] == 2
+    assert world.store.offline_last_seq("copier-1") == third.seq
+    world.report(printed(alice, purged), seq=first.seq)
+    assert world.job(purged).state != "PRINTED"
+    assert len(world.audits("offline.unknown_job")) == unknown + 2
+    assert world.bundle().seq > third.seq
+
+
 def test_a_device_cannot_end_jobs_it_was_not_given(world: World) -> None:
     world.policy()
     world.sign_in(ALICE)
@@ -471,12 +510,12 @@ _TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 @given(data=st.data())
 def test_any_report_never_fails_and_ends_only_delivered_jobs_of_their_owner(
         world: World, data: st.DataObject) -> None:
-    if not world.store.offline_bundle_state("copier-1"):
+    if not world.store.offline_last_seq("copier-1"):
         world.policy(offline_users="everyone")
         for u in (ALICE, BOB):
             world.sign_in(u)
         world.bundle()
-    delivered = world.store.offline_bundle_state("copier-1")[1]
+    delivered = world.store.offline_bundle_jobs("copier-1", None, world.clock.now)
     jobs = {j.id: j for j in world.store.all_jobs()}
     users = sorted({j.owner_id for j in jobs.values() if j.owner_id})
     arbitrary = st.builds(
@@ -546,7 +585,7 @@ def test_what_an_offline_device_may_print_is_durable(pg_database: ScratchDatabas
         devices.set_device_config(store, "copier-1", {"policy": {"offline": True}}, time.time())
         assert setting(m.Identify("card", ALICE.badge)) == "off"
         assert setting(m.OfflineSync()) == "on"
-        job = store.offline_bundle_state("copier-1")[1]
+        job = store.offline_bundle_jobs("copier-1", None, time.time())
         assert job
         assert setting(m.FetchOffline(job_id=sorted(job)[0])) == "off"
         devices.set_device_config(store, "copier-1", {"policy": {"offline_documents_mb": 0}},

@@ -210,3 +210,30 @@ def test_a_store_a_newer_release_upgraded_is_refused(store_url: str) -> None:
     with pytest.raises(StoreError, match="newer than this release"):
         open_store(store_url)
 
+
+
+def test_a_store_with_each_devices_last_bundle_keeps_them_by_sequence_number(
+        store_url: str) -> None:
+    """Step 13: the offline bundles a step-12 store kept (the last and the one before, per
+    device) become rows of ``offline_issued``, still checked against."""
+    store = open_store(store_url)
+    with store.transaction():
+        store.execute("DROP TABLE offline_issued")
+        store.execute("CREATE TABLE offline_bundles (device_id TEXT PRIMARY KEY, seq BIGINT NOT "
+                      "NULL, issued_at REAL NOT NULL, jobs TEXT NOT NULL, earlier_jobs TEXT NOT "
+                      "NULL DEFAULT '')")
+        store.execute("INSERT INTO offline_bundles VALUES ('dev-a', 7, 100.0, '[\"j1\"]', "
+                      "'[\"j0\"]'), ('dev-b', 3, 100.0, '[]', '')")
+        store.execute("DELETE FROM schema_version WHERE version = 13")
+    store.close()
+    store = open_store(store_url)
+    try:
+        assert store.schema_version() == schema.LATEST
+        with store.transaction():
+            assert store.offline_last_seq("dev-a") == 7
+            assert store.offline_last_seq("dev-b") == 3
+            assert store.offline_bundle_jobs("dev-a", 7, 200.0) == {"j0", "j1"}
+            assert store.offline_bundle_jobs("dev-a", 6, 1e12) == {"j0"}
+            assert store._try("SELECT 1 FROM offline_bundles") is False
+    finally:
+        store.close()

@@ -211,6 +211,26 @@ CREATE TABLE IF NOT EXISTS offline_keys (
 """
 
 
+#: Every bundle made for a device and not yet expired, by (device, seq), with the jobs it
+#: listed: what a report (which names the bundle it was written under) and a sealed document's
+#: fetch are checked against. Replaces ``offline_bundles``, which kept the last two only: a
+#: device still on bundle N after the cloud made N+1 and N+2 (answers lost, a bundle refused)
+#: had its printed jobs found nowhere, and they stayed printable. Rows of the old table are
+#: kept with the longest validity a policy allows (30 days), the earlier jobs as ``seq - 1``.
+OFFLINE_ISSUED = """
+CREATE TABLE IF NOT EXISTS offline_issued (
+    device_id TEXT NOT NULL, seq BIGINT NOT NULL, issued_at {real} NOT NULL,
+    expires_at {real} NOT NULL, jobs TEXT NOT NULL, PRIMARY KEY (device_id, seq));
+CREATE INDEX IF NOT EXISTS offline_issued_expiry ON offline_issued (expires_at);
+INSERT INTO offline_issued (device_id, seq, issued_at, expires_at, jobs)
+    SELECT device_id, seq, issued_at, issued_at + 2592000, jobs FROM offline_bundles;
+INSERT INTO offline_issued (device_id, seq, issued_at, expires_at, jobs)
+    SELECT device_id, seq - 1, issued_at, issued_at + 2592000, earlier_jobs
+    FROM offline_bundles WHERE earlier_jobs <> '';
+DROP TABLE offline_bundles
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -249,6 +269,8 @@ STEPS: tuple[Step, ...] = (
              "another subject for the same user is refused", ddl=SSO_IDENTITIES),
     Step(12, "offline mode: credential verifiers, sign-ins per device, each device's last "
              "bundle, the installation's signing key", ddl=OFFLINE),
+    Step(13, "offline_issued: the jobs of every unexpired offline bundle by (device, seq), "
+             "instead of each device's last two", ddl=OFFLINE_ISSUED),
 )
 
 #: The version a store has once every step ran.

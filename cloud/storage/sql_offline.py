@@ -1,5 +1,5 @@
 """The queries of offline mode (cloud/offline.py): credential verifiers, sign-ins per device,
-each device's last bundle, the installation's signing key, and a job printed offline.
+the bundles each device was given, the installation's signing key, and a job printed offline.
 
 A verifier is listed only while its credential exists: every read joins ``offline_verifiers``
 with ``cards`` or ``access_codes`` on the credential's hash, so removing a card or replacing a
@@ -110,28 +110,39 @@ class OfflineQueries(SqlBase):
         jobs.sort(key=lambda j: (-j.submitted_at, j.id))
         return jobs[:limit]
 
-    # -- each device's last bundle
-    def offline_bundle_state(self, device_id: str) -> tuple[int, frozenset[str]] | None:
-        """(seq, the job ids of the last two bundles) of the device's last bundle."""
-        row = self.query_one("SELECT seq, jobs, earlier_jobs FROM offline_bundles WHERE "
-                             "device_id=?", device_id)
-        if row is None:
-            return None
+    # -- the bundles each device was given
+    def offline_last_seq(self, device_id: str) -> int | None:
+        """The sequence number of the device's newest bundle still kept."""
+        row = self.query_one("SELECT max(seq) FROM offline_issued WHERE device_id=?", device_id)
+        return int(row[0]) if row and row[0] is not None else None
+
+    def offline_bundle_jobs(self, device_id: str, seq: int | None,
+                            now: float) -> frozenset[str]:
+        """The job ids of the device's bundle ``seq`` (while kept, expired or not: a report of
+        what was printed before it expired) and of every bundle of the device not expired at
+        ``now`` (a device may print from one and report under the next)."""
         ids: set[str] = set()
-        for text in (row[1], row[2]):
+        for (text,) in self.query_all("SELECT jobs FROM offline_issued WHERE device_id=? AND "
+                                      "(seq=? OR expires_at > ?)", device_id,
+                                      -1 if seq is None else seq, now):
             if text:
                 ids.update(str(i) for i in json.loads(str(text)))
-        return int(row[0]), frozenset(ids)
+        return frozenset(ids)
 
-    def record_offline_bundle(self, device_id: str, seq: int, now: float,
+    def record_offline_bundle(self, device_id: str, seq: int, now: float, expires_at: float,
                               job_ids: Sequence[str]) -> None:
-        """The device's new last bundle; the previous one's jobs stay (a device reports what it
-        printed under it after the next sync)."""
-        text = json.dumps(list(job_ids))
-        self.execute("INSERT INTO offline_bundles (device_id, seq, issued_at, jobs) "
-                     "VALUES (?,?,?,?) ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq, "
-                     "issued_at = excluded.issued_at, earlier_jobs = offline_bundles.jobs, "
-                     "jobs = excluded.jobs", device_id, seq, now, text)
+        """A bundle made for the device (given to it or not: an answer may be lost; it is
+        checked against until it expires)."""
+        self.execute("INSERT INTO offline_issued (device_id, seq, issued_at, expires_at, jobs) "
+                     "VALUES (?,?,?,?,?) ON CONFLICT (device_id, seq) DO NOTHING", device_id,
+                     seq, now, expires_at, json.dumps(list(job_ids)))
+
+    def purge_offline_bundles(self, before: float) -> int:
+        """Drop the bundles that expired before ``before``, except each device's newest (its
+        sequence number is where the next one starts)."""
+        return self.execute(
+            "DELETE FROM offline_issued WHERE expires_at < ? AND seq < (SELECT max(o.seq) FROM "
+            "offline_issued o WHERE o.device_id = offline_issued.device_id)", before)
 
     # -- the installation's signing key
     def offline_signing_key(self) -> bytes | None:
