@@ -578,3 +578,23 @@ def test_a_print_under_way_survives_a_bundle_that_no_longer_lists_it() -> None:
     assert [e.kind for e in store.events()] == ["login", "printed"]
     desk.accept(*cloud.bundle(jobs={"job-b1": cloud.docs["job-b1"]}), now=T0 + 4)
     assert set(store.chunk_sizes()) == {"job-b1"} and store.released() == {}
+
+
+def test_jobs_printing_or_printed_offline_are_unreported_until_the_report_is_answered() -> None:
+    cloud = standard_cloud()
+    store = OfflineStore.memory()
+    desk = Desk(store, cloud.public(), DEVICE)  # type: ignore[arg-type]
+    desk.accept(*cloud.bundle(), now=T0)
+    deliver(desk, cloud)
+    who = desk.answer(m.Identify(method="card", value="04A1B2C3D4"), T0)
+    assert isinstance(who, m.IdentifyResult) and desk.unreported_prints() == set()
+    release = desk.answer(m.Release(request_id="r", session=who.session,
+                                    job_ids=("job-a1",)), T0)
+    assert isinstance(release, m.ReleaseResult)
+    assert desk.unreported_prints() == {"job-a1"}  # printing now
+    desk.answer(m.JobPrinted(request_id="p", release_id=release.release_id, job_id="job-a1"),
+                T0 + 1)
+    assert desk.unreported_prints() == {"job-a1"}  # printed, not told yet
+    while (report := desk.pending_report(lambda: os.urandom(8).hex())) is not None:
+        desk.report_answered(report.request_id)
+    assert desk.unreported_prints() == set()

@@ -578,9 +578,11 @@ class Desk:
         self.store.report_refused(request_id, code)
 
     def unreported_prints(self) -> set[str]:
-        """Jobs printed offline whose report the cloud has not answered yet: the cloud may
-        still hold them, and they must not show or print again meanwhile."""
-        return self.store.unreported_prints()
+        """Jobs printed offline whose report the cloud has not answered yet, and those of an
+        offline release printing now: the cloud may still hold them, and they must not show
+        or print again meanwhile."""
+        printing = {j for r in self._releases.values() for j in r.jobs}
+        return self.store.unreported_prints() | printing
 
     def forget_keys(self) -> None:
         """Drop every session and release key (the link's close)."""

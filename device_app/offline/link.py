@@ -23,7 +23,8 @@ locally, also once the cloud is back: a print started offline finishes and repor
 and a session started offline stays so until it ends; new sign-ins go to the cloud again as
 soon as the real link is up.
 
-Until the cloud has answered the report of a job printed offline, it may still hold that job:
+Until the cloud has answered the report of a job printed offline (or while an offline release
+prints it), the cloud may still hold that job:
 so every online job list and first page the link passes to the app leaves those jobs out, an
 online release naming one is refused (``job_not_held``) and a release order naming one is
 dropped. Once the report is answered nothing is filtered.
