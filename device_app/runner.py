@@ -315,7 +315,8 @@ def register(portal_url: str, code: str, directory: str | Path, *, engine: Engin
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     cfg = parse_config({"device": {"id": answer["device_id"], "name": answer.get("name", "")},
                         # One URL, or the list of a cloud that serves several brokers.
-                        "broker": {"url": answer.get("broker_url") or "mqtt://127.0.0.1:1883"},
+                        "broker": {"url": answer.get("broker_urls")
+                                   or answer.get("broker_url") or "mqtt://127.0.0.1:1883"},
                         "engine": {"kind": engine.kind, "uri": engine.uri}})
     if answer.get("offline_key"):
         # The cloud's key for offline bundles (device_app/offline/), checked like the file's.

@@ -180,3 +180,44 @@ def test_a_reserved_account_name_is_never_registered(world: World, tmp_path: Pat
         portal.close()
     assert accounts.asked == []
     assert not (tmp_path / "credentials").exists()
+
+
+def test_a_cloud_of_several_brokers_hands_each_device_its_own_order(world: World,
+                                                                     tmp_path: Path) -> None:
+    """Registration tells a device every broker, its home broker first (rendezvous order, as
+    the fleet spreads devices): device.toml keeps the list, the device fails over along it, and
+    an older device, which reads ``broker_url`` only, gets its home broker."""
+    import json
+    import urllib.request
+
+    from protocol.assignment import broker_order
+
+    urls = (world.broker.mosquitto.url, "mqtt://broker-b.example:1883",
+            "mqtt://broker-c.example:1883")
+    portal = start_portal(world.store_url, accounts=BrokerUsers(world),
+                          device_broker_urls=urls)
+    try:
+        firsts = set()
+        for n in range(6):
+            dev = f"copier-list-{secrets.token_hex(3)}-{n}"
+            code = devices.add_device(world.store, "org_demo", dev, "Floor 3", time.time())
+            if n % 2:
+                # An older device's view: the raw answer, of which it reads broker_url.
+                request = urllib.request.Request(
+                    portal.url + "/api/v1/devices/register",
+                    data=json.dumps({"code": code}).encode(), method="POST",
+                    headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.loads(response.read())
+                assert answer["broker_url"] == broker_order(dev, urls)[0]
+                assert answer["broker_urls"] == list(broker_order(dev, urls))
+                firsts.add(answer["broker_url"])
+                continue
+            cfg = register(portal.url, code, tmp_path / dev, engine=EngineConfig("emulator"))
+            assert cfg.broker_urls == broker_order(dev, urls)
+            assert load_config(tmp_path / dev / "device.toml").broker_urls == cfg.broker_urls
+            firsts.add(cfg.broker_urls[0])
+        # Not everyone's home is the first broker named.
+        assert len(firsts) > 1
+    finally:
+        portal.close()

@@ -34,12 +34,13 @@ def start_portal(store_url: str, host: str = "127.0.0.1", port: int = 0, *,
                  public_url: str | None = None, max_document: int = MAX_DOCUMENT,
                  threads: int = 8, clock: Callable[[], float] = time.time,
                  accounts: devices.BrokerAccounts | None = None,
-                 device_broker_url: str = "",
+                 device_broker_url: str = "", device_broker_urls: tuple[str, ...] = (),
                  settings: WebSettings | None = None) -> WebServer:
     """Serve the portal on ``host:port`` (0: a free port; see ``.url``) in the background.
 
     ``settings`` carries the rest of the web app's configuration (session key, cookies, mail,
-    single sign-on); the arguments here override its fields."""
+    single sign-on); the arguments here override its fields. ``device_broker_url``: one broker
+    for registered devices (``device_broker_urls``: several)."""
     store = open_store(store_url)
     try:
         setup = Linking(store)
@@ -50,7 +51,8 @@ def start_portal(store_url: str, host: str = "127.0.0.1", port: int = 0, *,
         base = settings or WebSettings(store_url=store_url)
         web = replace(base, store_url=store_url, public_url=(public_url or "").rstrip("/"),
                       max_document=max_document, threads=threads, accounts=accounts,
-                      device_broker_url=device_broker_url)
+                      device_broker_urls=device_broker_urls or tuple(
+                          u for u in (device_broker_url,) if u))
         server = start_web(web, host, port, clock=clock,
                            before_start=lambda s: setup.set_public_url(s.public_url))
     finally:

@@ -63,6 +63,7 @@ from cloud.web.api_models import (
     UserView,
 )
 from cloud.web.errors import STATUS, bug_report, status_of
+from protocol.assignment import broker_order
 from protocol.errors import ErrorCode, MfdError
 
 log = logging.getLogger(__name__)
@@ -436,9 +437,13 @@ def device_register(request: Request, body: RegisterDevice,
         raise ApiError("not_enabled", "device registration is not enabled on this service: "
                        "run mfd cloud with --broker-admin")
     reg = devices.register(uses.store, body.code, settings.accounts, uses.clock())
+    # Several brokers: the device's own order (home broker first); older devices read the
+    # first only, from broker_url.
+    urls = broker_order(reg.device_id, settings.device_broker_urls)
     return DeviceRegistered(device_id=reg.device_id, name=reg.name, username=reg.username,
-                            password=reg.password, broker_url=settings.device_broker_url,
-                            config=reg.config, offline_key=reg.offline_key)
+                            password=reg.password, broker_url=urls[0] if urls else "",
+                            broker_urls=list(urls), config=reg.config,
+                            offline_key=reg.offline_key)
 
 
 # ---------------------------------------------------------------------------- header values

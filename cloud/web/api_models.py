@@ -164,7 +164,10 @@ class DeviceRegistered(Ok):
     name: str
     username: str
     password: str = Field(description="the device's broker password; shown once")
-    broker_url: str
+    broker_url: str = Field(description="the device's first broker (its home broker)")
+    broker_urls: list[str] = Field(default_factory=list, description="every broker, in the "
+                                   "order this device uses them (home first, then where to fail "
+                                   "over); device.toml keeps the list as [broker] url")
     config: dict[str, Any]
     offline_key: str = Field(default="", description="the public key (ed25519:BASE64) the "
                              "device checks its offline bundles with; its device.toml keeps "

@@ -64,8 +64,9 @@ class WebSettings:
     #: Where new devices' broker accounts go (POST /api/v1/devices/register); None: device
     #: registration is off (answered ``not_enabled``).
     accounts: BrokerAccounts | None = field(default=None, repr=False)
-    #: The broker address registered devices are told to use.
-    device_broker_url: str = ""
+    #: The broker addresses registered devices are told to use: each device gets them in its
+    #: own order (protocol.assignment: its home broker first, then where to fail over).
+    device_broker_urls: tuple[str, ...] = ()
     #: Requests served at once by worker threads (each keeps one store connection); None:
     #: the server's default (40).
     threads: int | None = None

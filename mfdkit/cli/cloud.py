@@ -42,7 +42,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
 
             portal = start_portal(args.store, *http, public_url=args.public_url,
                                   accounts=accounts,
-                                  device_broker_url=args.device_broker_url or args.broker[0],
+                                  device_broker_urls=tuple(args.device_broker_url
+                                                           or args.broker),
                                   settings=web)
             print(f"mfd cloud: User Portal and client API on {portal.url}"
                   + (f" (public {portal.public_url})" if args.public_url else ""),
@@ -304,6 +305,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # Gone (a password file cannot confine subscriptions); kept only to say so when given.
     c.add_argument("--broker-passwd", help=argparse.SUPPRESS)
     c.add_argument("--broker-pid", help=argparse.SUPPRESS)
-    c.add_argument("--device-broker-url", metavar="URL",
-                   help="the broker address registered devices use (default: --broker)")
+    c.add_argument("--device-broker-url", metavar="URL", action="append",
+                   help="a broker address registered devices use; repeat it for several "
+                   "brokers (each device gets them home broker first, then where to fail "
+                   "over; default: the --broker addresses)")
     c.set_defaults(func=cmd_cloud)
