@@ -285,3 +285,18 @@ def test_refusals_stop_being_journalled_past_the_bound(monkeypatch: pytest.Monke
         store.journal(m.OfflineEvent(kind=kind, at=T0, user_id="u" if kind == "login" else ""),
                       seq=1)
     assert [e.kind for e in store.events()] == ["refused", "refused", "refused", "login"]
+
+
+def test_damaged_journal_rows_go_with_the_report_around_them(tmp_path: Path) -> None:
+    store = OfflineStore.open(tmp_path / "offline.db", durable=False)
+    for i in range(600):
+        store.journal(m.OfflineEvent(kind="login", at=T0 + i, user_id="u"), seq=1)
+    store.close()
+    _sql(tmp_path / "offline.db", "UPDATE events SET kind = 'bogus' WHERE id <= 550")
+    store = OfflineStore.open(tmp_path / "offline.db")
+    reported = 0
+    while (report := store.pending_report(f"rep-{reported}")) is not None:
+        reported += len(report.events)
+        store.report_answered(report.request_id)
+    assert reported == 50 and store.events() == []
+    store.close()

@@ -369,8 +369,8 @@ class OfflineStore:
         """Every event not reported yet, oldest first (for tests and a technician's look)."""
         return [e for _, _, e in self._events(10**9)]
 
-    def _events(self, limit: int, ids: list[int] | None = None
-                ) -> list[tuple[int, int, m.OfflineEvent]]:
+    def _events(self, limit: int, ids: list[int] | None = None,
+                damaged: list[int] | None = None) -> list[tuple[int, int, m.OfflineEvent]]:
         out = []
         if ids is None:
             rows = self._read("SELECT id, seq, kind, at, user_id, job_id, detail, release_id "
@@ -391,6 +391,8 @@ class OfflineStore:
             except (ProtocolError, TypeError, ValueError):
                 log.warning("offline journal row %s is damaged; it is left out of the report",
                             row[0])
+                if damaged is not None and isinstance(row[0], int):
+                    damaged.append(row[0])
                 continue
             if isinstance(row[0], int) and isinstance(row[1], int):
                 out.append((row[0], row[1], event))
@@ -416,8 +418,15 @@ class OfflineStore:
                 return PendingReport(request_id, picked[0][1],
                                      tuple(e for _, _, e in picked), picked[-1][0])
             self._clear_report(ids)
-        candidates = [p for p in self._events(limit + len(self._parked))
-                      if p[0] not in self._parked][:limit]
+        while True:
+            damaged: list[int] = []
+            candidates = [p for p in self._events(limit + len(self._parked), None, damaged)
+                          if p[0] not in self._parked][:limit]
+            if not damaged:
+                break
+            # Rows that can never be reported: they go, or they would hide those behind.
+            with self._tx() as db:
+                db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in damaged])
         if not candidates:
             return None
         seq = candidates[0][1]
@@ -474,11 +483,17 @@ class OfflineStore:
                           "(%s); they are kept here and not sent again until a restart",
                           len(printed), code)
             self._parked |= printed
-            self._clear_report([i for i in ids if i not in printed])
+            self._clear_report(ids)
 
     def _clear_report(self, ids: list[int]) -> None:
+        # Every row up to the report's last one but the parked ones: the report's events and
+        # any damaged row among them (left out of it, and never sent).
         with self._tx() as db:
-            db.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+            if ids:
+                below = [r[0] for r in db.execute("SELECT id FROM events WHERE id <= ?",
+                                                  (max(ids),)).fetchall()]
+                db.executemany("DELETE FROM events WHERE id = ?",
+                               [(i,) for i in below if i not in self._parked])
             db.execute("DELETE FROM meta WHERE key = 'report'")
 
     # ------------------------------------------------------------ tests and tools
