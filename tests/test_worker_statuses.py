@@ -29,7 +29,7 @@ from pg import ScratchDatabase
 from waiting import eventually
 
 from cloud.service import CloudService, record_status
-from cloud.statuses import StatusWriter, write_batch
+from cloud.statuses import StatusWriter, changes, write_batch
 from cloud.storage.factory import open_store
 from cloud.storage.postgres import PostgresStore
 from cloud.storage.sql import SqlStore
@@ -376,3 +376,26 @@ def test_device_statuses_reads_a_batch_in_one_query_per_chunk(store_url: str) ->
         assert s.device_statuses([]) == {}
     finally:
         s.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.lists(st.tuples(STATES, st.integers(0, 4)), min_size=1, max_size=20),
+       start=st.tuples(st.sampled_from(["unknown", "online", "offline"]), st.integers(-1, 4)))
+def test_the_guarded_write_is_the_epoch_rule(start: tuple[str, int],
+                                             steps: list[tuple[str, int]]) -> None:
+    """``supersede_status`` writes exactly when :func:`cloud.statuses.changes` says the status
+    must be written over the stored one, whatever was stored."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = open_store(f"sqlite:///{tmp}/c.db")
+        try:
+            with s.transaction():
+                s.add_device(dev(0), s.create_org("Org", org_id="org_x"), "Copier")
+                s.record_status(dev(0), *start, 0.0)
+            for state, epoch in steps:
+                known = s.device_status(dev(0))
+                must = changes(known, m.DeviceStatus(state, epoch))
+                with s.transaction():
+                    assert s.supersede_status(dev(0), state, epoch, 1.0) is must
+                assert s.device_status(dev(0)) == ((state, epoch) if must else known)
+        finally:
+            s.close()
