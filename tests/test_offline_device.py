@@ -364,10 +364,12 @@ def test_a_job_printed_offline_never_shows_or_prints_online_until_its_report_is_
                                                ).with_first_page(page),
         m.Release: lambda r: m.ReleaseResult(release_id="r-1", jobs=(_released("job-a2"),)),
     }
+    # The runner wires the cmd topic on the real link before wrapping it (device_app/runner.py).
+    orders: list[bytes] = []
+    fake.on_command = orders.append
     link = OfflineLink(fake, desk, policy=lambda: Policy(offline=True), sync_every=3600,
                        retry=0.1)
-    orders: list[bytes] = []
-    link.on_command = orders.append
+    assert link.on_command == orders.append  # the app then leaves it as it is
     try:
         assert eventually(lambda: any(isinstance(r, m.OfflineReport) for r in fake.sent))
         listed = link.call(m.ListJobs(session="s"))

@@ -24,10 +24,11 @@ and a session started offline stays so until it ends; new sign-ins go to the clo
 soon as the real link is up.
 
 Until the cloud has answered the report of a job printed offline (or while an offline release
-prints it), the cloud may still hold that job:
-so every online job list and first page the link passes to the app leaves those jobs out, an
-online release naming one is refused (``job_not_held``) and a release order naming one is
-dropped. Once the report is answered nothing is filtered.
+prints it), the cloud may still hold that job: so every online job list and first page the link
+passes to the app leaves those jobs out, an online release naming one is refused
+(``job_not_held``), one of "everything held" is answered ``busy``, and a release order naming
+one is dropped. Once the report is answered nothing is filtered. (A printed event the cloud
+refused outright stays in the journal and filtered until a restart: store.py.)
 
 The real link calls back on its own thread (paho's network thread): every callback here catches
 whatever the store raises, logs it and has the worker try again, so a full disk never kills
@@ -63,7 +64,7 @@ RETRY_S = 10.0
 #: Answers a report can never get past (it would be refused again as it is): logged, dropped.
 #: ``too_large`` is not among them: nothing was done, fewer events go under a new id; and a
 #: ``printed`` event is never dropped (store.py ``report_refused``).
-_HOPELESS = frozenset({"bad_request", "invalid_field", "too_large"})
+_HOPELESS = frozenset({"bad_request", "invalid_field"})
 _TICK_S = 0.1
 
 
@@ -115,6 +116,9 @@ class OfflineLink:
         #: The time (monotonic) a finished step of the worker looked at: a test's signal.
         self.stepped_at = 0.0
         inner.on_connection = self._inner_changed
+        # The runner wires the cmd topic on the real link before wrapping it: its handler is
+        # kept and called through the filter (release orders of jobs printed offline).
+        self.on_command = getattr(inner, "on_command", None)
         self._thread = threading.Thread(target=self._run, name="offline-link", daemon=True)
         self._thread.start()
 
@@ -135,8 +139,9 @@ class OfflineLink:
     @on_command.setter
     def on_command(self, value: Callable[[bytes], None] | None) -> None:
         self._on_command = value
-        self.inner.on_command = (  # type: ignore[attr-defined]
-            None if value is None else self._command)
+        if value is not None or hasattr(self.inner, "on_command"):
+            self.inner.on_command = (  # type: ignore[attr-defined]
+                None if value is None else self._command)
 
     def _command(self, data: bytes) -> None:
         # paho's thread: a release order naming a job printed offline and not reported yet is
