@@ -244,9 +244,16 @@ def test_dropping_the_bundle_keeps_what_must_stay(tmp_path: Path) -> None:
     assert isinstance(store, OfflineStore)
     store.save_lockout((T0,), 30.0)
     high, seq, events = store.high_water(), store.last_seq(), store.events()
+    # A print under way (job-a2) keeps its copy until it ends.
+    printing = desk.answer(m.Release(request_id="r2", session=who.session,
+                                     job_ids=("job-a2",)), T0 + 3)
+    assert isinstance(printing, m.ReleaseResult)
     desk.drop()
     assert desk.bundle is None and store.bundle() is None
-    assert store.stored_bytes() == 0 and store.released() == {}
+    assert set(store.chunk_sizes()) == {"job-a2"} and store.released() == {"job-a2": "released"}
+    assert isinstance(desk.answer(m.FetchDocument(release_id=printing.release_id,
+                                                  job_id="job-a2", offset=0, length=10),
+                                  T0 + 4), m.DocumentChunk)
     assert (store.high_water(), store.last_seq(), store.events()) == (high, seq, events)
     assert store.lockout() == ((T0,), 30.0) and store.unreported_prints() == {"job-a1"}
     assert desk.usable(T0 + 4) is False

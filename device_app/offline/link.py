@@ -447,11 +447,13 @@ class OfflineLink:
                 # cloud. Either way, not before the next round.
                 self._sync_due = self.monotonic() + self.sync_every
                 log.info("offline bundle not given (%s)", outcome.code)
-                if outcome.code == "not_allowed" and self.desk.bundle is not None:
+                if outcome.code == "not_allowed":
                     # Offline mode is off here now: nothing it kept stays at rest.
+                    held = self.desk.bundle is not None or self.desk.store.bundle() is not None
                     self.desk.drop()
-                    log.warning("offline mode is off for this copier: its bundle and "
-                                "documents are dropped")
+                    if held:
+                        log.warning("offline mode is off for this copier: its bundle and "
+                                    "documents are dropped")
 
     def _fetches(self) -> list[tuple[m.Request, Reply]]:
         """The chunk requests to send now (the caller holds the lock): the bundle's chunks not

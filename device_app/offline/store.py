@@ -242,13 +242,17 @@ class OfflineStore:
             self._put(db, "badge_ahead", ahead)
             self._put(db, "badge_throttle_left", throttle_left)
 
-    def drop_bundle(self) -> None:
-        """Offline mode ended (not allowed, or the bundle expired): the bundle, every sealed
-        chunk and the rows of jobs printed offline go. last_seq, the high water, the lockout,
-        the badge bucket and the journal stay (the unreported events are still reported)."""
+    def drop_bundle(self, keep: Iterable[str] = ()) -> None:
+        """Offline mode ended (not allowed, or the bundle expired): the bundle, the sealed
+        chunks (but those of the jobs in ``keep``: printing now) and the rows of jobs printed
+        offline go. last_seq, the high water, the lockout, the badge bucket and the journal
+        stay (the unreported events are still reported)."""
+        kept = set(keep)
         with self._tx() as db:
             db.execute("DELETE FROM meta WHERE key IN ('body', 'signature', 'seq')")
-            db.execute("DELETE FROM chunks")
+            for (job_id,) in db.execute("SELECT DISTINCT job_id FROM chunks").fetchall():
+                if job_id not in kept:
+                    db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
             db.execute("DELETE FROM released WHERE state = 'printed'")
 
     # ------------------------------------------------------------ sealed chunks
