@@ -9,6 +9,7 @@ set their own callbacks on the client returned; this module sets ``on_socket_ope
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 from typing import Any
@@ -36,6 +37,11 @@ def new_client(client_id: str, username: str, password: str, *,
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.username_pw_set(username, password)
     c.on_socket_open = _nodelay
+    # An exception in one of our callbacks is a bug, but it must not end paho's network thread
+    # (a copier would stay "connected" and deaf): paho logs it (at ERROR, through this logger)
+    # and goes on. Every callback of ours catches what it expects itself.
+    c.suppress_exceptions = True
+    c.on_log = _paho_log
     if tls_ca_file is not None:
         try:
             c.tls_set(ca_certs=tls_ca_file or None)
@@ -54,6 +60,18 @@ def jitter_reconnect(client: mqtt.Client, max_backoff_s: int = DEFAULT_MAX_BACKO
     need jittered backoff).
     """
     client.reconnect_delay_set(random.uniform(0.5, 1.5), max_backoff_s)  # type: ignore[arg-type]
+
+
+log = logging.getLogger(__name__)
+
+
+def _paho_log(_client: Any, _userdata: Any, level: int, message: str) -> None:
+    # paho's errors and warnings only (a callback's exception among them); its packet trace
+    # is not logged at all: wire traces stay below DEBUG.
+    if level == mqtt.MQTT_LOG_ERR:
+        log.error("paho: %s", message)
+    elif level == mqtt.MQTT_LOG_WARNING:
+        log.warning("paho: %s", message)
 
 
 def _nodelay(_client: Any, _userdata: Any, sock: Any) -> None:

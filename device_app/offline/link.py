@@ -115,6 +115,10 @@ class OfflineLink:
         self.raced: list[str] = []
         #: The time (monotonic) a finished step of the worker looked at: a test's signal.
         self.stepped_at = 0.0
+        # Connection changes seen by the real link, and the count the last finished step saw:
+        # a step that began before a change has not acted on it (``caught_up``).
+        self._changes = 0
+        self._stepped_changes = 0
         inner.on_connection = self._inner_changed
         # The runner wires the cmd topic on the real link before wrapping it: its handler is
         # kept and called through the filter (release orders of jobs printed offline).
@@ -282,6 +286,7 @@ class OfflineLink:
 
     def _changed(self, up: bool) -> None:
         with self._lock:
+            self._changes += 1
             if up:
                 self._down_since = None
                 self._sync_due = self._report_due = 0.0
@@ -319,9 +324,11 @@ class OfflineLink:
             self._wake.wait(_TICK_S)
             self._wake.clear()
             now = self.monotonic()
+            changes = self._changes
             try:
                 self._step(now)
                 self.stepped_at = now  # a step that saw ``now`` is done
+                self._stepped_changes = changes
             except Exception:  # the worker must go on: it is offline mode's only thread
                 log.exception("offline link: a step failed; trying again")
 
@@ -503,6 +510,12 @@ class OfflineLink:
                 self._refused_chunks.add((job_id, offset))
 
     # ------------------------------------------------------------ tests and tools
+
+    def caught_up(self, now: float) -> bool:
+        """The worker finished a step that saw the time ``now`` (monotonic) and the real link's
+        latest connection change: what they allow (going offline past the grace, the report
+        once the cloud is back) has been started. For a driver that moves time itself."""
+        return self.stepped_at >= now and self._stepped_changes == self._changes
 
     def idle(self) -> bool:
         """Nothing on its way: no report, sync or chunk in flight."""

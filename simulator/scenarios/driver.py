@@ -141,7 +141,7 @@ class Runner:
         time now, and has nothing on its way: what the time allows (going offline after the
         grace, a report once the cloud is back) has happened."""
         link = d.device.offline
-        return link is None or (link.stepped_at >= self.world.clock() and link.idle())
+        return link is None or (link.caught_up(self.world.clock()) and link.idle())
 
     def settle(self, until: Callable[[], bool] | None = None,
                limit: float = SETTLE_LIMIT_S) -> bool:
