@@ -33,11 +33,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cloud.offline import Stores, with_offline
 from cloud.refusal import Refused
-from cloud.storage.port import Job, Store
+from cloud.storage.port import CloudStore, Job, Store, User
 from protocol import messages as m
 from protocol import offline as po
 from protocol.errors import ErrorCode
@@ -48,6 +49,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+#: The audit detail of a job printed twice (``offline.raced``, under its owner): also what the
+#: owner is shown (:func:`printed_twice`), so it is written and read here only.
+RACED = ("job {job} printed offline at {here} ({release!r}) after it was {state} at {there}: "
+         "printed twice")
+_RACED = re.compile(r"job (?P<job>\S+) printed offline at (?P<here>\S+) \(.*\) after it was "
+                    r"(?P<state>\w+) at (?P<there>.+): printed twice")
+#: How long the owner is shown a job printed twice.
+RACED_SHOWN_DAYS = 14
+
+
+@dataclass(frozen=True, slots=True)
+class PrintedTwice:
+    at: float
+    job_id: str
+    name: str
+    #: The copier that printed it offline, and where it had been printed (or released) before.
+    offline_at: str
+    before_at: str
+
+
+def printed_twice(store: CloudStore, user: User, now: float,
+                  days: float = RACED_SHOWN_DAYS) -> list[PrintedTwice]:
+    """The user's jobs printed twice lately (printed offline at one copier after they had been
+    printed or released elsewhere), newest first: what the User Portal tells them."""
+    rows = store.org_audit(user.org_id, action="offline.raced", subject=f"user:{user.id}",
+                           since=now - days * 86400, limit=50)
+    found = [(at, match) for at, _actor, _action, _subject, detail in rows
+             if (match := _RACED.fullmatch(detail)) is not None]
+    names = {j.id: j.name for j in store.jobs([mt["job"] for _at, mt in found])}
+    return [PrintedTwice(at, mt["job"], names.get(mt["job"], mt["job"]), mt["here"],
+                         mt["there"]) for at, mt in found]
 
 
 class Reconcile:
@@ -143,10 +177,9 @@ class _Run:
         if job.state in ("PRINTED", "RELEASING"):
             if job.id not in self.raced:
                 self.raced.append(job.id)
-            self._audit("offline.raced", f"user:{job.owner_id}",
-                        f"job {job.id} printed offline at {self.device_id} ({named!r}) after "
-                        f"it was {job.state.lower()} at {job.device_id or 'another copier'}: "
-                        "printed twice")
+            self._audit("offline.raced", f"user:{job.owner_id}", RACED.format(
+                job=job.id, here=self.device_id, release=named, state=job.state.lower(),
+                there=job.device_id or "another copier"))
             log.warning("job %s printed offline at %s and %s at %s", job.id, self.device_id,
                         job.state, job.device_id)
         elif job.state in ("DELETED", "EXPIRED"):

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from cloud import portal_jobs
+from cloud import offline_report, portal_jobs
 from cloud import release_orders as orders
 from cloud.storage.port import Job, User
 from cloud.web import context as web
@@ -88,10 +88,13 @@ def _jobs_page(request: Request, user: User, template: str, **values: Any) -> Re
     store = _store(request)
     jobs, total, settings = portal_jobs.my_jobs(store, user, now)
     copiers = orders.copiers_for(store, user.id)
+    # Jobs printed twice lately (offline at one copier after elsewhere): the owner is told.
+    twice = [{"name": t.name, "offline_at": t.offline_at, "before_at": t.before_at,
+              "when": _when(t.at)} for t in offline_report.printed_twice(store, user, now)]
     return web.render(request, template, user=user, jobs=[_view(j, now) for j in jobs],
                       total=total, sig=signature(jobs), changes=settings.release_changes,
                       hold_hours=settings.hold_hours, copiers=copiers, poll=POLL_MS,
-                      max_copies=portal_jobs.MAX_COPIES, **values)
+                      max_copies=portal_jobs.MAX_COPIES, printed_twice=twice, **values)
 
 
 # -- My jobs
