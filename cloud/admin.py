@@ -25,10 +25,12 @@ from cloud import devices, throttle
 from cloud.hashing import card_hash, code_hash
 from cloud.identity import check_access_code, check_language
 from cloud.offline import offline_public_key
+from cloud.storage.capability import implements
 from cloud.storage.port import (
     ROLES,
     ClientInstall,
     CloudStore,
+    GroupStore,
     Job,
     OrgSettings,
     Technician,
@@ -36,6 +38,7 @@ from cloud.storage.port import (
     new_id,
 )
 from protocol.errors import StoreError
+from protocol.managed import GROUP_NAME
 
 #: Who the audit log says did it, for actions taken through an admin front end.
 ACTOR = "admin"
@@ -173,6 +176,95 @@ def set_role(store: CloudStore, email: str, role: str) -> User:
         store.audit(time.time(), ACTOR, "user.role", f"user:{user.id}",
                     f"{user.role} -> {role}")
     return replace(user, role=role)
+
+
+# -- groups: named sets of an org's users, for a policy that chooses people by group (offline
+# mode's ``offline_users = "group:NAME"``). A group exists while it has members.
+
+
+def _groups(store: CloudStore) -> GroupStore:
+    if not implements(store, GroupStore):
+        raise StoreError("this store keeps no user groups", code="not_allowed")
+    return store  # type: ignore[return-value]  # checked just above
+
+
+def check_group_name(name: str) -> str:
+    if not GROUP_NAME.fullmatch(name):
+        raise StoreError(f"{name!r} is not a group name: 1 to 64 letters, digits, '.', '_' "
+                         "or '-'", code="invalid_field")
+    return name
+
+
+def _members(store: CloudStore, org_id: str, emails: Sequence[str]) -> list[User]:
+    """The users of ``emails``, each of ``org_id`` (one of another org is not found, as one
+    that does not exist), all checked before anything is changed."""
+    if not emails:
+        raise StoreError("name at least one user (their email)", code="invalid_field")
+    out = []
+    for email in emails:
+        user = require_user(store, email)
+        if user.org_id != org_id:
+            raise StoreError(f"no user {email} in org {org_id}", code="not_found")
+        out.append(user)
+    return out
+
+
+def group_add(store: CloudStore, org_id: str, name: str, emails: Sequence[str]) -> list[User]:
+    """Add users to the org's group ``name`` (made by its first member); one audit entry per
+    user added. The users who were not members yet."""
+    kept = _groups(store)
+    check_group_name(name)
+    require_org(store, org_id)
+    users_ = _members(store, org_id, emails)
+    added = []
+    with store.transaction():
+        now = time.time()
+        for user in users_:
+            if kept.add_to_group(org_id, name, user.id, now):
+                store.audit(now, ACTOR, "group.add", f"user:{user.id}", f"group {name}",
+                            org_id=org_id)
+                added.append(user)
+    return added
+
+
+def group_remove(store: CloudStore, org_id: str, name: str,
+                 emails: Sequence[str]) -> list[User]:
+    """Take users out of the org's group ``name``; one audit entry per user removed. The users
+    who were members; a group none of them was in is ``not_found`` (a typo'd name)."""
+    kept = _groups(store)
+    check_group_name(name)
+    require_org(store, org_id)
+    users_ = _members(store, org_id, emails)
+    removed = []
+    with store.transaction():
+        now = time.time()
+        for user in users_:
+            if kept.remove_from_group(org_id, name, user.id):
+                store.audit(now, ACTOR, "group.remove", f"user:{user.id}", f"group {name}",
+                            org_id=org_id)
+                removed.append(user)
+    if not removed:
+        raise StoreError(f"none of them is in group {name} of org {org_id}", code="not_found")
+    return removed
+
+
+def groups(store: CloudStore, org_id: str) -> list[tuple[str, int]]:
+    """(name, member count) of the org's groups, by name."""
+    require_org(store, org_id)
+    with store.transaction():
+        return _groups(store).groups(org_id)
+
+
+def group_members(store: CloudStore, org_id: str, name: str) -> list[User]:
+    """The members of the org's group ``name``, by email; ``not_found`` if it has none."""
+    check_group_name(name)
+    require_org(store, org_id)
+    with store.transaction():
+        ids = _groups(store).group_members(org_id, name)
+        found = [u for u in (store.user(i) for i in ids) if u is not None]
+    if not found:
+        raise StoreError(f"no group {name} in org {org_id}", code="not_found")
+    return sorted(found, key=lambda u: u.email)
 
 
 # -- org policy

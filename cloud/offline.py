@@ -15,11 +15,11 @@ Theory of operation
   every worker signs with it and a restart keeps it); devices get the public half when they
   register (cloud/devices.py) and check every bundle against it.
 * **Bundles** (``offline.sync``): refused unless the device's managed policy turns offline
-  mode on. Users by the policy (who signed in here lately, or everyone; the most recently
-  active first, at most ``offline_max_users``), each with lookup entries of their verifiers
-  under a fresh list key and their user key wrapped under each; the held jobs of those users,
-  newest first, within ``offline_documents_mb``; a sequence number that only grows. The answer
-  must fit one MQTT response: users, then jobs, are added while they fit.
+  mode on. Users by the policy (who signed in here lately, everyone, or a group's members;
+  the most recently active first, at most ``offline_max_users``), each with lookup entries of
+  their verifiers under a fresh list key and their user key wrapped under each; the held jobs
+  of those users, newest first, within ``offline_documents_mb``; a sequence number that only
+  grows. The answer must fit one MQTT response: users, then jobs, are added while they fit.
 * **Sealed documents** (``offline.document``): a chunk of a job of one of the device's unexpired
   bundles that is still HELD, sealed under the owner's user key for this device; only a device that
   was shown the owner's card or code can open it.
@@ -46,11 +46,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud.refusal import Refused, shown
 from cloud.storage.capability import implements
 from cloud.storage.durability import commit_durably
-from cloud.storage.port import Job, OfflineStore, Store
+from cloud.storage.port import GroupStore, Job, OfflineStore, Store
 from protocol import messages as m
 from protocol import offline as po
 from protocol.errors import ConfigError, ErrorCode, StoreError
-from protocol.managed import Policy, parse_policy
+from protocol.managed import Policy, offline_group, parse_policy
 
 if TYPE_CHECKING:
     from cloud.identity import Identity
@@ -254,9 +254,15 @@ class Offline:
         since = (now - policy.offline_recent_days * 86400
                  if policy.offline_users == "recent" else None)
         limit = max(0, min(policy.offline_max_users, po.MAX_USERS))
-        candidates = [c for c in self.store.offline_candidates(base.org_id, base.device_id,
-                                                               since, limit)
-                      if _ID.fullmatch(c[0])]
+        group = offline_group(policy.offline_users)
+        if group is None:
+            found = self.store.offline_candidates(base.org_id, base.device_id, since, limit)
+        elif implements(self.store, GroupStore):
+            found = cast(GroupStore, self.store).group_offline_candidates(base.org_id, group,
+                                                                          limit)
+        else:
+            found = []  # a store without groups: the group has nobody in it
+        candidates = [c for c in found if _ID.fullmatch(c[0])]
         creds: dict[str, list[tuple[str, bytes]]] = {}
         for user_id, kind, verifier in self.store.offline_verifiers(
                 base.org_id, [c[0] for c in candidates]):

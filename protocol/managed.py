@@ -52,8 +52,9 @@ class Policy:
     offline: bool = False
     offline_grace: float = 300.0
     #: Who may sign in offline: "recent" (who signed in at this device within
-    #: ``offline_recent_days``) or "everyone" in the org, the most recently active first; at
-    #: most ``offline_max_users`` either way.
+    #: ``offline_recent_days``), "everyone" in the org, or "group:NAME" (the members of the
+    #: org's group NAME, `mfd admin group`), the most recently active first; at most
+    #: ``offline_max_users`` in every case.
     offline_users: str = "recent"
     offline_recent_days: float = 14.0
     offline_max_users: int = 200
@@ -76,7 +77,18 @@ _LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 #: Who an offline bundle lists (``policy.offline_users``), and how many at most (the bundle
 #: format's bound, protocol/offline.py ``MAX_USERS``).
-OFFLINE_USERS = ("recent", "everyone")
+OFFLINE_USERS = ("recent", "everyone", "group:NAME")
+#: A group's name (cloud/admin.py keeps groups by it): short, and safe in a key's value, a
+#: command line and an audit entry.
+GROUP_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_GROUP_PREFIX = "group:"
+
+
+def offline_group(offline_users: str) -> str | None:
+    """The group NAME of an ``offline_users`` of "group:NAME", else None."""
+    if offline_users.startswith(_GROUP_PREFIX):
+        return offline_users[len(_GROUP_PREFIX):]
+    return None
 OFFLINE_MAX_USERS = 5000
 
 POLICY_TYPES: dict[str, type] = {f.name: type(getattr(Policy(), f.name)) for f in fields(Policy)}
@@ -134,7 +146,12 @@ def parse_policy(section: dict[str, Any], base: Policy) -> Policy:
                           "\"https://print.example.org\", without a query")
     if not 30 <= policy.offline_grace <= 86400:
         raise ConfigError("config key 'policy.offline_grace' must be 30 to 86400 seconds")
-    if policy.offline_users not in OFFLINE_USERS:
+    group = offline_group(policy.offline_users)
+    if group is not None:
+        if not GROUP_NAME.fullmatch(group):
+            raise ConfigError("config key 'policy.offline_users': a group's name is 1 to 64 "
+                              "letters, digits, '.', '_' or '-' (\"group:night-shift\")")
+    elif policy.offline_users not in OFFLINE_USERS:
         raise ConfigError("config key 'policy.offline_users' must be one of: "
                           + ", ".join(OFFLINE_USERS))
     if not 1 <= policy.offline_recent_days <= 365:

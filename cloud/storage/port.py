@@ -285,6 +285,21 @@ class OfflineStore(Protocol):
     def device_config_text(self, device_id: str) -> tuple[int, str] | None: ...
 
 
+@runtime_checkable
+class GroupStore(Protocol):
+    """Named groups of an org's users (cloud/storage/sql_groups.py): what the administrator
+    manages (cloud/admin.py) and offline mode's ``offline_users = "group:NAME"`` lists. A group
+    exists while it has members. A store without it has no groups (checked with
+    ``cloud.storage.capability.implements``): the use-cases refuse, a bundle lists nobody."""
+
+    def add_to_group(self, org_id: str, name: str, user_id: str, now: float) -> bool: ...
+    def remove_from_group(self, org_id: str, name: str, user_id: str) -> bool: ...
+    def group_members(self, org_id: str, name: str) -> list[str]: ...
+    def groups(self, org_id: str) -> list[tuple[str, int]]: ...
+    def group_offline_candidates(self, org_id: str, name: str,
+                                 limit: int) -> list[tuple[str, str, str]]: ...
+
+
 # The schema in the subset both backends take; {blob}, {real} and {auto_id} are the backend's.
 
 

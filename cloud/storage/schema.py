@@ -231,6 +231,17 @@ DROP TABLE offline_bundles
 """
 
 
+#: Named groups of an org's users, for a policy that chooses people by group (offline mode's
+#: ``offline_users = "group:NAME"``). A group exists while it has members: no table of groups,
+#: so removing its last member leaves nothing behind.
+USER_GROUPS = """
+CREATE TABLE IF NOT EXISTS user_groups (
+    org_id TEXT NOT NULL, name TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+    added_at {real} NOT NULL, PRIMARY KEY (org_id, name, user_id));
+CREATE INDEX IF NOT EXISTS user_groups_user ON user_groups (user_id)
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One schema change. ``ddl`` statements run as given; ``add_column`` (table, column, type)
@@ -271,6 +282,8 @@ STEPS: tuple[Step, ...] = (
              "bundle, the installation's signing key", ddl=OFFLINE),
     Step(13, "offline_issued: the jobs of every unexpired offline bundle by (device, seq), "
              "instead of each device's last two", ddl=OFFLINE_ISSUED),
+    Step(14, "user_groups: named groups of an org's users (offline mode lists one)",
+         ddl=USER_GROUPS),
 )
 
 #: The version a store has once every step ran.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from cloud.storage.sql_admin import AdminQueries
 from cloud.storage.sql_core import CoreQueries
 from cloud.storage.sql_devices import DeviceQueries
+from cloud.storage.sql_groups import GroupQueries
 from cloud.storage.sql_linking import LinkingQueries
 from cloud.storage.sql_offline import OfflineQueries
 from cloud.storage.sql_portal import PortalQueries
@@ -15,5 +16,5 @@ from cloud.storage.sql_technicians import TechnicianQueries
 
 
 class SqlStore(CoreQueries, LinkingQueries, DeviceQueries, TechnicianQueries, ReleaseOrderQueries,
-               AdminQueries, PortalQueries, OfflineQueries):
+               AdminQueries, PortalQueries, OfflineQueries, GroupQueries):
     """Every query of the cloud; an adapter supplies connections and transactions."""

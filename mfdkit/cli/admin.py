@@ -106,6 +106,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
         return _admin_linking(store, args)
     if args.admin_cmd == "technician":
         return _admin_technician(store, args)
+    if args.admin_cmd == "group":
+        return _admin_group(store, args)
     match args.admin_cmd:
         case "init":
             print(f"store ready: {redact(args.store)}")
@@ -260,6 +262,26 @@ def _admin_technician(store: CloudStore, args: argparse.Namespace) -> int:
         case "revoke":
             t = admin.revoke_technician(store, args.technician_id)
             print(f"technician {t.id} ({t.name}) revoked: the {t.kind} opens nothing now")
+    return 0
+
+
+def _admin_group(store: CloudStore, args: argparse.Namespace) -> int:
+    org = admin.resolve_org(store, args.org)
+    match args.group_cmd:
+        case "add":
+            added = admin.group_add(store, org, args.name, args.emails)
+            print(f"group {args.name}: {len(added)} added"
+                  + "".join(f"\n  {u.email}" for u in added))
+        case "remove":
+            removed = admin.group_remove(store, org, args.name, args.emails)
+            print(f"group {args.name}: {len(removed)} removed"
+                  + "".join(f"\n  {u.email}" for u in removed))
+        case "list" if args.name:
+            for u in admin.group_members(store, org, args.name):
+                print(f"{u.email}\t{u.display_name}")
+        case "list":
+            for name, count in admin.groups(store, org):
+                print(f"{name}\t{count}")
     return 0
 
 
@@ -514,7 +536,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     x.add_argument("--copies", type=_positive_int, default=1)
     x.add_argument("--source", default="mfd admin")
     _register_technician(asub)
+    _register_group(asub)
     a.set_defaults(func=cmd_admin)
+
+
+def _register_group(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    g = asub.add_parser("group", help="named groups of an org's users (a copier's policy "
+                        "offline_users = \"group:NAME\" lists one offline)")
+    gsub = g.add_subparsers(dest="group_cmd", metavar="ACTION", required=True)
+    x = gsub.add_parser("add", help="add users to a group (made by its first member)")
+    x.add_argument("name", help="the group: 1-64 of A-Z a-z 0-9 . _ -")
+    x.add_argument("emails", nargs="+", metavar="EMAIL")
+    x.add_argument("--org", help="the org (default: the store's only org)")
+    x = gsub.add_parser("remove", help="take users out of a group")
+    x.add_argument("name")
+    x.add_argument("emails", nargs="+", metavar="EMAIL")
+    x.add_argument("--org", help="the org (default: the store's only org)")
+    x = gsub.add_parser("list", help="the org's groups and their sizes, or one group's members")
+    x.add_argument("name", nargs="?")
+    x.add_argument("--org", help="the org (default: the store's only org)")
 
 
 def _register_technician(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
