@@ -354,7 +354,8 @@ class Offline:
                           "job_id")
         key = po.user_key(self.identity.org_secret(org_id), device_id, job.owner_id)
         return m.DocumentChunk(job_id=job.id, offset=req.offset, total=job.size,
-                               data=po.seal_chunk(key, job.id, req.offset, job.size, data))
+                               data=po.seal_chunk(key, job.id, req.offset, job.size, data,
+                                                   digest=job.sha256))
 
 
 def _cost(bundle: po.Bundle, item: po.OfflineUser | po.OfflineJob) -> int:

@@ -202,32 +202,37 @@ def chunk_span(offset: int, total: int) -> int:
     return min(CHUNK_BYTES, total - offset)
 
 
-def _nonce(job_id: str, offset: int, length: int) -> bytes:
-    return hashlib.sha256(f"{job_id}:{offset}:{length}".encode()).digest()[:12]
+def _nonce(job_id: str, digest: str, offset: int, length: int) -> bytes:
+    # The document's SHA-256 is in it too: were a job's document ever replaced (a conversion,
+    # a restore), its chunks would get other nonces, never the old ones over new bytes.
+    return hashlib.sha256(f"{job_id}:{digest}:{offset}:{length}".encode()).digest()[:12]
 
 
-def _aad(job_id: str, offset: int, total: int) -> bytes:
-    return f"mfd offline chunk v1:{job_id}:{offset}:{total}".encode()
+def _aad(job_id: str, digest: str, offset: int, total: int) -> bytes:
+    return f"mfd offline chunk v1:{job_id}:{digest}:{offset}:{total}".encode()
 
 
-def seal_chunk(key: bytes, job_id: str, offset: int, total: int, plaintext: bytes) -> bytes:
-    """One chunk of a document, sealed (ciphertext and tag)."""
+def seal_chunk(key: bytes, job_id: str, offset: int, total: int, plaintext: bytes, *,
+               digest: str) -> bytes:
+    """One chunk of a document, sealed (ciphertext and tag). ``digest``: the whole document's
+    SHA-256 in hex, as the bundle lists it."""
     length = chunk_span(offset, total)
     if len(plaintext) != length:
         raise OfflineError(f"chunk at {offset} must hold {length} bytes", code="bad_chunk")
-    return AESGCM(key).encrypt(_nonce(job_id, offset, length), plaintext,
-                               _aad(job_id, offset, total))
+    return AESGCM(key).encrypt(_nonce(job_id, digest, offset, length), plaintext,
+                               _aad(job_id, digest, offset, total))
 
 
-def open_chunk(key: bytes, job_id: str, offset: int, total: int, sealed: bytes) -> bytes:
+def open_chunk(key: bytes, job_id: str, offset: int, total: int, sealed: bytes, *,
+               digest: str) -> bytes:
     """The plaintext of a sealed chunk, or OfflineError (bad_chunk): tampered, truncated, moved
-    to another offset or job, or sealed under another key."""
+    to another offset, job or document, or sealed under another key."""
     length = chunk_span(offset, total)
     if len(sealed) != length + TAG_BYTES:
         raise OfflineError(f"sealed chunk at {offset} has the wrong length", code="bad_chunk")
     try:
-        return AESGCM(key).decrypt(_nonce(job_id, offset, length), sealed,
-                                   _aad(job_id, offset, total))
+        return AESGCM(key).decrypt(_nonce(job_id, digest, offset, length), sealed,
+                                   _aad(job_id, digest, offset, total))
     except InvalidTag:
         raise OfflineError(f"chunk at {offset} of job {job_id} does not authenticate",
                            code="bad_chunk") from None

@@ -143,7 +143,8 @@ def test_a_card_opens_its_owner_and_every_sealed_chunk_of_a_predelivered_job(
         chunk = world.ask(m.FetchOffline(job_id=job_id, offset=offset))
         assert isinstance(chunk, m.DocumentChunk) and chunk.total == entry.size
         assert chunk.data[:64] != document[offset:offset + 64]  # sealed, not in clear
-        got += po.open_chunk(user_key, job_id, offset, chunk.total, chunk.data)
+        got += po.open_chunk(user_key, job_id, offset, chunk.total, chunk.data,
+                             digest=entry.sha256)
     assert hashlib.sha256(got).hexdigest() == entry.sha256 == hashlib.sha256(document).hexdigest()
     # Off the grid, and a job the bundle does not list (Bob's), are refused by name.
     err = world.refused(m.FetchOffline(job_id=job_id, offset=1000))

@@ -99,7 +99,9 @@ class Cloud:
             span = off.chunk_span(offset, len(data))
             out.append(m.DocumentChunk(job_id=job_id, offset=offset, total=len(data),
                                        data=off.seal_chunk(key, job_id, offset, len(data),
-                                                           data[offset:offset + span])))
+                                                           data[offset:offset + span],
+                                                           digest=hashlib.sha256(
+                                                               data).hexdigest())))
         return out
 
     def public(self) -> object:

@@ -531,7 +531,8 @@ class Desk:
         try:
             if stored is None or stored[0] != job.size:
                 raise off.OfflineError("chunk missing", code="bad_chunk")
-            plain = off.open_chunk(release.key, job.job_id, base, job.size, stored[1])
+            plain = off.open_chunk(release.key, job.job_id, base, job.size, stored[1],
+                                   digest=job.sha256)
         except off.OfflineError:
             log.error("offline document of job %s: chunk at %d missing or damaged; its copy "
                       "is dropped", job.job_id, base)
