@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import time
-import typing
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from cloud.identity import Identity
 from cloud.refusal import Refused, shown
-from cloud.storage.capability import implements
-from cloud.storage.port import FirstPageStore, Job, JobStateError, Store, User, new_id
+from cloud.storage.port import Job, JobStateError, Store, User, new_id
 from protocol import messages as m
 from protocol.errors import ErrorCode
 
@@ -53,33 +51,30 @@ class Jobs:
         jobs), nor does one to a device that did not ask."""
         if page_size is None or answer.role != m.ROLE_USER:
             return answer
-        if implements(self.store, FirstPageStore):
-            # One statement for the page and its counts (the sign-in's hottest part).
-            page = typing.cast(FirstPageStore, self.store).first_page(
-                answer.user_id, page_size, self.clock())
-            if page is None:  # pragma: no cover - the user was read in this transaction
-                return answer
-            return answer.with_first_page(m.JobList(
-                jobs=tuple(_summary(j) for j in page.jobs), total=page.total, offset=0,
-                expired=page.expired, hold_hours=page.hold_hours if page.expired else 0.0,
-                unlinked=page.unlinked))
-        user = self.store.user(answer.user_id)
-        if user is None:  # pragma: no cover - the user was read in this transaction
+        page = self._first_page(answer.user_id, page_size)
+        if page is None:  # pragma: no cover - the user was read in this transaction
             return answer
-        return answer.with_first_page(self._page(user, 0, page_size))
+        return answer.with_first_page(page)
 
     def _page(self, user: User, offset: int, limit: int) -> m.JobList:
-        now = self.clock()
-        jobs, total = self.store.held_jobs(user.id, offset, limit, now)
-        if offset:
-            return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=offset)
-        # With the first page, what the user may be looking for that is not on it: jobs that
-        # ran out of hold time lately, and jobs waiting behind a computer not linked yet.
-        hours = self.store.org_settings(user.org_id).hold_hours
-        expired = self.store.expired_between(user.id, now - hours * 3600, now)
-        return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=0,
-                         expired=expired, hold_hours=hours if expired else 0.0,
-                         unlinked=self.store.unlinked_waiting(user.id, now))
+        if not offset:
+            page = self._first_page(user.id, limit)
+            assert page is not None  # the session's user, read in this transaction
+            return page
+        jobs, total = self.store.held_jobs(user.id, offset, limit, self.clock())
+        return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=offset)
+
+    def _first_page(self, user_id: str, limit: int) -> m.JobList | None:
+        """The first page (a sign-in's answer, or ``jobs.list`` at offset 0) and, with it, what
+        the user may be looking for that is not on it: jobs that ran out of hold time lately,
+        and jobs waiting behind a computer not linked yet. None for no such user."""
+        page = self.store.first_page(user_id, limit, self.clock())
+        if page is None:
+            return None
+        return m.JobList(jobs=tuple(_summary(j) for j in page.jobs), total=page.total, offset=0,
+                         expired=page.expired,
+                         hold_hours=page.hold_hours if page.expired else 0.0,
+                         unlinked=page.unlinked)
 
     def _owned_held(self, user: User, job_ids: tuple[str, ...]) -> list[Job]:
         return owned_held(self.store, user, job_ids, self.clock())

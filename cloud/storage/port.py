@@ -213,8 +213,7 @@ class Store(Protocol):
     def mark_fetched(self, job_id: str, now: float) -> None: ...
     def lapse_unfetched_releases(self, before: float, now: float) -> list[str]: ...
     def expire_jobs(self, now: float, limit: int = 500) -> list[Job]: ...
-    def expired_between(self, user_id: str, since: float, now: float) -> int: ...
-    def unlinked_waiting(self, user_id: str, now: float) -> int: ...
+    def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None: ...
     def note_jobs_changed(self, user_id: str, now: float) -> None: ...
     def take_job_notices(self, now: float, limit: int = 500) -> list[str]: ...
     def purge_replies(self, before: float) -> int: ...
@@ -231,7 +230,9 @@ class Store(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FirstPage:
-    """A user's first page of held jobs and the why-empty counts beside it (cloud/jobs.py)."""
+    """A user's first page of held jobs and the why-empty counts beside it (cloud/jobs.py),
+    read in one statement: a badge's answer carries it, and on PostgreSQL the seven reads it
+    took piece by piece were most of a sign-in's round trips."""
 
     jobs: list[Job]
     total: int
@@ -240,15 +241,6 @@ class FirstPage:
     expired: int
     #: Jobs waiting behind a computer of the user's that is not linked yet.
     unlinked: int
-
-
-@runtime_checkable
-class FirstPageStore(Protocol):
-    """A store that reads a first page in one statement (a badge's answer carries it: on
-    PostgreSQL the seven reads it took were most of a sign-in's round trips). Optional, checked
-    with ``cloud.storage.capability.implements``; without it the page is read piece by piece."""
-
-    def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None: ...
 
 
 @runtime_checkable

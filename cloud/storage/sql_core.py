@@ -459,10 +459,14 @@ class CoreQueries(SqlBase):
         return [_job(r) for r in rows], int(total[0]) if total else 0
 
     def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None:
-        """``held_jobs`` at offset 0, its total, and the counts of ``expired_between`` (over
-        the org's hold time) and ``unlinked_waiting``, in one statement; None for no user.
-        A computer's OS login is the user's local part when the email starts with it and "@"
-        (the same test as ``unlinked_waiting``'s, in SQL both backends take)."""
+        """``held_jobs`` at offset 0, its total, and in the same statement the counts beside it;
+        None for no user. Expired: the user's jobs that reached their expiry unreleased within
+        the org's hold time (swept to EXPIRED already, or still HELD until the next sweep).
+        Unlinked: jobs waiting for sign-in (PENDING_AUTH) from a computer that is not linked,
+        in the user's org, sent under an OS login the user's own linked computers have used or
+        that is the local part of the user's email: the user's, as far as the cloud can tell
+        before the sign-in that links it (an OS login is the local part when the email starts
+        with it and "@": a test both backends' SQL takes)."""
         rows = self.query_all(_FIRST_PAGE, user_id, now, now, now, now, user_id, user_id,
                               now, limit)
         if not rows or rows[0][1] is None:
@@ -573,33 +577,6 @@ class CoreQueries(SqlBase):
                               "('HELD', 'PENDING_AUTH') AND expires_at <= ? LIMIT ?", now, limit)
         expired = [_job(r) for r in rows]
         return [j for j in expired if self.delete_job(j.id, now, "EXPIRED")]
-
-    def expired_between(self, user_id: str, since: float, now: float) -> int:
-        """The user's jobs that reached their expiry unreleased in (since, now]: swept to
-        EXPIRED already, or still HELD until the next sweep (never listed either way)."""
-        row = self.query_one("SELECT count(*) FROM jobs WHERE owner_id=? AND state IN "
-                             "('HELD', 'EXPIRED') AND expires_at > ? AND expires_at <= ?",
-                             user_id, since, now)
-        return int(row[0]) if row else 0
-
-    def unlinked_waiting(self, user_id: str, now: float) -> int:
-        """Jobs waiting for sign-in (PENDING_AUTH) from a computer that is not linked, in the
-        user's org, sent under an OS login the user's own linked computers have used or that is
-        the local part of the user's email: the user's, as far as the cloud can tell before the
-        sign-in that links it."""
-        user = self.query_one("SELECT org_id, email FROM users WHERE id=?", user_id)
-        if user is None:
-            return 0
-        local = str(user[1]).split("@", 1)[0].lower()
-        row = self.query_one(
-            "SELECT count(*) FROM jobs j JOIN client_installs ci ON ci.id = j.client_id "
-            "WHERE j.owner_id IS NULL AND j.state = 'PENDING_AUTH' AND j.expires_at > ? "
-            "AND ci.org_id = ? "
-            "AND ci.user_id IS NULL AND ci.revoked_at IS NULL AND ci.os_user <> '' "
-            "AND (lower(ci.os_user) = ? OR lower(ci.os_user) IN (SELECT lower(os_user) FROM "
-            "client_installs WHERE user_id = ? AND os_user <> ''))",
-            now, user[0], local, user_id)
-        return int(row[0]) if row else 0
 
     def note_jobs_changed(self, user_id: str, now: float) -> None:
         self.execute("INSERT INTO job_notices (user_id, at) VALUES (?,?)", user_id, now)
