@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -212,40 +212,38 @@ def _members(store: CloudStore, org_id: str, emails: Sequence[str]) -> list[User
 def group_add(store: CloudStore, org_id: str, name: str, emails: Sequence[str]) -> list[User]:
     """Add users to the org's group ``name`` (made by its first member); one audit entry per
     user added. The users who were not members yet."""
-    kept = _groups(store)
-    check_group_name(name)
-    require_org(store, org_id)
-    users_ = _members(store, org_id, emails)
-    added = []
-    with store.transaction():
-        now = time.time()
-        for user in users_:
-            if kept.add_to_group(org_id, name, user.id, now):
-                store.audit(now, ACTOR, "group.add", f"user:{user.id}", f"group {name}",
-                            org_id=org_id)
-                added.append(user)
-    return added
+    return _regroup(store, org_id, name, emails, "group.add",
+                    lambda kept, user, now: kept.add_to_group(org_id, name, user.id, now))
 
 
 def group_remove(store: CloudStore, org_id: str, name: str,
                  emails: Sequence[str]) -> list[User]:
     """Take users out of the org's group ``name``; one audit entry per user removed. The users
     who were members; a group none of them was in is ``not_found`` (a typo'd name)."""
+    removed = _regroup(store, org_id, name, emails, "group.remove",
+                       lambda kept, user, _now: kept.remove_from_group(org_id, name, user.id))
+    if not removed:
+        raise StoreError(f"none of them is in group {name} of org {org_id}", code="not_found")
+    return removed
+
+
+def _regroup(store: CloudStore, org_id: str, name: str, emails: Sequence[str], action: str,
+             change: Callable[[GroupStore, User, float], bool]) -> list[User]:
+    """Apply ``change`` to each user of ``emails`` (all checked first), in one transaction;
+    each user it changed is audited as ``action`` and returned."""
     kept = _groups(store)
     check_group_name(name)
     require_org(store, org_id)
     users_ = _members(store, org_id, emails)
-    removed = []
+    changed = []
     with store.transaction():
         now = time.time()
         for user in users_:
-            if kept.remove_from_group(org_id, name, user.id):
-                store.audit(now, ACTOR, "group.remove", f"user:{user.id}", f"group {name}",
+            if change(kept, user, now):
+                store.audit(now, ACTOR, action, f"user:{user.id}", f"group {name}",
                             org_id=org_id)
-                removed.append(user)
-    if not removed:
-        raise StoreError(f"none of them is in group {name} of org {org_id}", code="not_found")
-    return removed
+                changed.append(user)
+    return changed
 
 
 def groups(store: CloudStore, org_id: str) -> list[tuple[str, int]]:
