@@ -194,6 +194,33 @@ def test_a_form_larger_than_its_limit_is_refused_from_its_declared_length(
         assert http.get("/portal/").status_code == 200
 
 
+def test_a_refused_body_still_being_sent_gets_the_page_not_a_reset(world: WebWorld) -> None:
+    """A browser that is still sending when the 413 comes must still get the page: the server
+    reads the rest and throws it away before it closes (closing on unread bytes makes the
+    kernel reset the connection, and the answer is lost with it)."""
+    host, port = world.url.removeprefix("http://").split(":")
+    size = 4 * FORM_LIMIT
+    head = ("POST /portal/signin HTTP/1.1\r\nHost: localhost\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + b"0" * 1000)
+        answer = b""
+        while b"\r\n\r\n" not in answer:  # the answer comes while the body is unsent
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed before answering"
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413")
+        for _ in range((size - 1000) // 4096 + 1):  # the rest, as a browser would go on
+            sock.sendall(b"0" * 4096)
+        while True:
+            chunk = sock.recv(65536)  # a reset raises here
+            if not chunk:
+                break
+            answer += chunk
+    assert b"larger than this page takes" in answer
+
+
 # ---------------------------------------------------- 4. a new password ends the other sessions
 
 def session_alive(linking: Linking, token: str) -> bool:

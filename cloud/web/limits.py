@@ -12,11 +12,21 @@ middleware stands in front of every page route and decides from the headers alon
   browser, the import limit plus the slack for the directory import;
 - ``receive`` is wrapped so nothing past the declared length reaches the app.
 
+A refusal is a *lingering close*: the whole answer goes out at once, then the connection stays
+open while the unread body is read and thrown away, and only then closes: for a body that
+declares at most :data:`LINGER_BYTES`, for at most :data:`LINGER_S` in all and
+:data:`LINGER_IDLE_S` without a byte. A larger declared body is not waited for. Closing with a
+body still arriving makes the kernel reset the connection, and a browser that is still sending
+then loses the answer too and shows its own bare "HTTP ERROR 413" instead of our page saying
+what to do.
+
 The JSON API (/api/) bounds its bodies itself (cloud/web/api.py) and is passed through.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +40,13 @@ from cloud.web.admin_pages import MAX_IMPORT
 FORM_LIMIT = 64 * 1024
 #: Room around an uploaded file in a multipart body: boundaries, part headers, the other fields.
 MULTIPART_SLACK = 64 * 1024
+
+#: How much of a refused body is read and thrown away before closing, and for how long: enough
+#: for an upload a few times over the limit to finish sending and see the page, not so much that
+#: a refusal can be used to keep a connection busy.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_S = 10.0
+LINGER_IDLE_S = 2.0
 
 PRINT_PATH = "/portal/print"
 IMPORT_PATH = "/admin/users/import"
@@ -76,7 +93,8 @@ class BodyLimits:
         limit = self.limit(scope["path"])
         if declared > limit:
             await _refuse(scope, receive, send, 413, f"What you sent is larger than this page "
-                          f"takes ({_size(limit)}): send less, or a smaller file.")
+                          f"takes ({_size(limit)}): send less, or a smaller file.",
+                          linger=declared <= LINGER_BYTES)
             return
         await self.app(scope, _bounded(receive, declared), send)
 
@@ -106,10 +124,38 @@ def _size(n: int) -> str:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int,
-                  message: str) -> None:
+                  message: str, *, linger: bool = True) -> None:
     request = Request(scope, receive)
     # The error page, as every refusal of a page; render may read the store (who is signed
     # in), so it runs on the pool's threads, not the event loop.
     response = await run_in_threadpool(web.render, request, "error.html", status, message=message)
     response.headers["connection"] = "close"  # the unread body must not be taken for a request
-    await response(scope, receive, send)
+
+    async def lingering(message: Message) -> None:
+        # The answer's last part is held back until the body has been drained: the server
+        # closes the connection when the answer ends, and must not while the client sends.
+        if (linger and message["type"] == "http.response.body"
+                and not message.get("more_body", False)):
+            await send({**message, "more_body": True})
+            await _drain(receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    await response(scope, receive, lingering)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and discard the request's body: until it ends, the client goes, or the bounds."""
+    left, deadline = LINGER_BYTES, time.monotonic() + LINGER_S
+    while left > 0:
+        wait = min(LINGER_IDLE_S, deadline - time.monotonic())
+        if wait <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), wait)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        left -= len(message.get("body", b""))
