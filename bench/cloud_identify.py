@@ -150,6 +150,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--lanes", type=int, default=0,
+                    help="request threads per worker (0: on paho's thread)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each (median)")
     ap.add_argument("--store", help="store URL (default: a fresh SQLite file)")
     ap.add_argument("--json", action="store_true")
@@ -176,7 +178,8 @@ def main() -> int:
                 # Unknown badges at machine speed: unthrottled, to measure identify itself.
                 workers = [CloudWorker(lambda: CloudService(open_store(url),
                                                             throttles=NO_THROTTLES),
-                                       BrokerAddress(broker.host, broker.port, u, f"pw-{u}"))
+                                       BrokerAddress(broker.host, broker.port, u, f"pw-{u}"),
+                                       lanes=args.lanes)
                            .start() for u in cloud_users[:-1]]
                 time.sleep(0.2)
                 run_load(broker, min(500, args.n), args.window)  # warm-up
@@ -189,7 +192,8 @@ def main() -> int:
             broker.stop()
             store.close()
     noop_rate, rate = statistics.median(noop_rates), statistics.median(rates)
-    figures = {"n": args.n, "window": args.window, "workers": args.workers, "rounds": args.rounds,
+    figures = {"n": args.n, "window": args.window, "workers": args.workers,
+               "lanes": args.lanes, "rounds": args.rounds,
                "store": url.split(":", 1)[0], "noop_per_s": round(noop_rate, 1),
                "identify_per_s": round(rate, 1), "ratio": round(rate / noop_rate, 3),
                "noop_runs": [round(r) for r in noop_rates],

@@ -3,11 +3,22 @@
 Workers share one subscription (``$share/cloud/...``), so the broker hands each request to one of
 them and adding workers spreads the load.
 
-Each request is handled on paho's network thread, in the callback. That departs from "callbacks
-only hand off" on purpose: measured here, handing each message to a second thread cost a third
-of the throughput (GIL and wake-up ping-pong on 2 cores), and the work per request is ~50 us of
-store access that nothing else in this process waits for. Housekeeping runs on its own thread
-with its own store connection.
+By default each request is handled on paho's network thread, in the callback. That departs
+from "callbacks only hand off" on purpose: measured here, handing each message to a second
+thread cost a third of the throughput (GIL and wake-up ping-pong on 2 cores), and the work per
+request is ~50 us of SQLite access that nothing else in this process waits for. Housekeeping
+runs on its own thread with its own store connection.
+
+Lanes (``lanes=N``, ``mfd cloud --lanes N``) are for a store across a network (PostgreSQL): a
+request there is several round trips of waiting (4 for a known badge, 6 for an unknown one),
+and one thread doing requests one after another leaves the worker idle through them. With
+lanes, requests are done on N threads of their own, each with its store connection. A device's
+requests always take the same lane (by its topic), so they are done in the order it sent them,
+one at a time, as before; one device's slow request holds up only the devices of its lane. A
+request is acknowledged to the broker (manual acknowledgement) only once it has been answered,
+so the broker's Receive Maximum still bounds what a worker holds and a backlog still waits at
+the broker, where its wait is measured (below); the time a request waited in its lane counts
+too.
 
 Statuses are the exception: they are not shared (retained messages reach no shared
 subscription), so every worker gets every device's status at every connect, a fleet's worth at
@@ -49,8 +60,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -93,6 +106,8 @@ RECEIVE_MAXIMUM = 100
 #: in a reconnect storm of 2,000 devices: up to 5,000 answers held on the leg of the restarted
 #: broker, the devices timing out and asking again; issue 14).
 ANSWERS_IN_FLIGHT = 1000
+#: Request threads a worker may have (each holds a store connection).
+MAX_LANES = 64
 #: The longest wait between two attempts to reach the broker again (it was 5 s unjittered).
 RECONNECT_MAX_S = 5
 
@@ -119,25 +134,42 @@ def worker_brokers(urls: Sequence[str], username: str, password: str, *,
 
 
 def start_workers(service_factory: Callable[[], CloudService],
-                  brokers: Sequence[BrokerEndpoint], count: int = 1) -> list[CloudWorker]:
+                  brokers: Sequence[BrokerEndpoint], count: int = 1,
+                  lanes: int = 0) -> list[CloudWorker]:
     """``count`` workers, each serving every broker of ``brokers`` (from
-    :func:`worker_brokers`), started. With ``count`` > 1 the usernames get ``-0``, ``-1``, ...
-    appended, as the broker's starting file names them. A worker that does not start stops
-    those started before it and raises its LinkError."""
+    :func:`worker_brokers`), with ``lanes`` request threads each (0: on paho's), started.
+    With ``count`` > 1 the usernames get ``-0``, ``-1``, ... appended, as the broker's
+    starting file names them. A worker that does not start stops those started before it and
+    raises its LinkError."""
     if count < 1:
         raise LinkError("--workers must be at least 1", code="config_invalid")
+    if not 0 <= lanes <= MAX_LANES:
+        raise LinkError(f"--lanes must be between 0 and {MAX_LANES}", code="config_invalid")
     base = brokers[0].username
     workers: list[CloudWorker] = []
     try:
         for i in range(count):
             user = base if count == 1 else f"{base}-{i}"
             eps = [replace(ep, username=user) for ep in brokers]
-            workers.append(CloudWorker(service_factory, eps, name=user).start())
+            workers.append(CloudWorker(service_factory, eps, name=user, lanes=lanes).start())
     except BaseException:
         for worker in workers:
             worker.stop()
         raise
     return workers
+
+
+@dataclass(eq=False)
+class _Lane:
+    """A request thread of a worker with lanes: its queue, and the store connection used only
+    on its thread. A device's requests always take the same lane, so they are done in the
+    order they came, one at a time, as on a single thread."""
+
+    index: int
+    #: (request, the leg it came on, that leg's connection number then, when it was queued)
+    inbox: queue.SimpleQueue[tuple[mqtt.MQTTMessage, _Leg, int, float] | None] = field(
+        default_factory=queue.SimpleQueue)
+    thread: threading.Thread | None = None
 
 
 @dataclass(eq=False)
@@ -151,6 +183,9 @@ class _Leg:
     service: CloudService | None = None
     #: Answers this leg may have unacknowledged at its broker (see ANSWERS_IN_FLIGHT).
     window: int = ANSWERS_IN_FLIGHT
+    #: Counts this leg's connections: a request is acknowledged only on the connection it
+    #: came on (a packet id of an earlier connection may name another message now).
+    generation: int = 0
 
     @property
     def where(self) -> str:
@@ -162,9 +197,11 @@ class CloudWorker:
                  broker: BrokerAddress | Sequence[BrokerEndpoint],
                  *, name: str | None = None, busy_after: int = BUSY_AFTER,
                  receive_maximum: int = RECEIVE_MAXIMUM,
-                 tls_ca_file: str | None = None) -> None:
+                 tls_ca_file: str | None = None, lanes: int = 0) -> None:
         """``broker``: one broker (``tls_ca_file`` for TLS), or every broker to serve (see
-        :func:`worker_brokers`), each with its own TLS setting."""
+        :func:`worker_brokers`), each with its own TLS setting. ``lanes``: requests are done
+        on that many threads of their own (each with its store connection), chosen by device,
+        instead of on the paho thread they came in on (0): see :data:`LANES`."""
         endpoints = ((BrokerEndpoint(broker.host, broker.port, broker.username,
                                      broker.password, tls_ca_file),)
                      if isinstance(broker, BrokerAddress) else tuple(broker))
@@ -210,6 +247,10 @@ class CloudWorker:
                            tls_ca_file=ep.tls_ca_file, max_backoff_s=RECONNECT_MAX_S)
             c.user_data_set(leg)  # each callback knows its leg
             c.max_inflight_messages_set(leg.window)
+            # With lanes a request is acknowledged when it has been answered, not when paho
+            # hands it over: the broker's Receive Maximum keeps bounding what a worker holds,
+            # and a backlog keeps waiting at the broker, where its wait is measured.
+            c.manual_ack_set(lanes > 0)
             c.on_connect = self._on_connect
             c.on_message = self._on_message
             c.on_disconnect = self._on_disconnect
@@ -217,6 +258,7 @@ class CloudWorker:
             self.legs.append(leg)
         #: The first broker's client (the only one of a single-broker worker).
         self.client = self.legs[0].client
+        self.lanes = [_Lane(i) for i in range(lanes)]
 
     def start(self, timeout: float = 10.0) -> CloudWorker:
         """Connect to every broker. Raises LinkError if none accepts this worker within
@@ -226,6 +268,10 @@ class CloudWorker:
                                         daemon=True)
         self._thread.start()
         self.status_writer.start()
+        for lane in self.lanes:
+            lane.thread = threading.Thread(target=self._lane, args=(lane,), daemon=True,
+                                           name=f"lane-{lane.index}-{self.name}")
+            lane.thread.start()
         errors: list[str] = []
         refused: list[_Leg] = []
         for leg in self.legs:
@@ -280,6 +326,12 @@ class CloudWorker:
             leg.client.loop_stop()
         self._stopping.set()
         self.status_writer.stop()
+        for lane in self.lanes:
+            lane.inbox.put(None)
+        for lane in self.lanes:
+            if lane.thread is not None:
+                lane.thread.join(timeout=5)
+                lane.thread = None
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -301,6 +353,7 @@ class CloudWorker:
                         "Maximum), fewer than the %d answers a worker keeps in flight; using "
                         "%d from its next connection (Mosquitto: max_inflight_messages 0)",
                         self.name, leg.where, allowed, ANSWERS_IN_FLIGHT, leg.window)
+        leg.generation += 1
         client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_EVENTS_SUBSCRIPTION, qos=1)
@@ -318,13 +371,36 @@ class CloudWorker:
                         leg.where, rc)
 
     def _on_message(self, client: mqtt.Client, leg: _Leg, msg: mqtt.MQTTMessage) -> None:
-        if leg.service is None:
-            leg.service = self.service_factory()
+        if self.lanes and msg.topic.endswith("/req"):
+            # By device: a device's requests stay in order on one lane.
+            lane = self.lanes[zlib.crc32(msg.topic.encode()) % len(self.lanes)]
+            lane.inbox.put((msg, leg, leg.generation, time.monotonic()))
+            return
         try:
+            if leg.service is None:
+                leg.service = self.service_factory()
             self._process(leg.service, msg, client)
         except Exception:
             self._bump("failed")
             log.exception("worker %s failed on a message on %s", self.name, msg.topic)
+        finally:
+            if self.lanes:
+                client.ack(msg.mid, msg.qos)
+
+    def _lane(self, lane: _Lane) -> None:
+        service: CloudService | None = None
+        while (item := lane.inbox.get()) is not None:
+            msg, leg, generation, since = item
+            try:
+                if service is None:
+                    service = self.service_factory()
+                self._process(service, msg, leg.client, queued=time.monotonic() - since)
+            except Exception:
+                self._bump("failed")
+                log.exception("worker %s failed on a message on %s", self.name, msg.topic)
+            finally:
+                if leg.generation == generation:  # else the broker has forgotten it
+                    leg.client.ack(msg.mid, msg.qos)
 
     def _chores(self) -> None:
         service = self.service_factory()
@@ -428,7 +504,7 @@ class CloudWorker:
                         devices.refusal_reason(ack))
 
     def _process(self, service: CloudService, msg: mqtt.MQTTMessage,
-                 client: mqtt.Client) -> None:
+                 client: mqtt.Client, queued: float = 0.0) -> None:
         try:
             device_id, leaf = topics.parse_device_topic(msg.topic)
         except ProtocolError:
@@ -450,6 +526,7 @@ class CloudWorker:
         correlation = getattr(props, "CorrelationData", None) if props else None
         remaining = getattr(props, "MessageExpiryInterval", None) if props else None
         waited = topics.REQUEST_EXPIRY - remaining if isinstance(remaining, int) else 0
+        waited += int(queued)  # and in this worker's lane, if it has lanes
         self.max_waited = max(self.max_waited, waited)
         own = topics.response_topic(device_id)
         if reply_to is None:

@@ -105,6 +105,10 @@ def test_errors_are_one_line_on_stderr_with_a_non_zero_status(tmp_path: Path) ->
     out = run("cloud", "--broker", "mqtt://127.0.0.1:1", "--store", "postgres://x")
     assert out.returncode == 1
     assert "MFD_CLOUD_PASSWORD" in out.stderr
+    out = run("cloud", "--broker", "mqtt://127.0.0.1:1", "--store", f"sqlite:///{tmp_path}/c.db",
+              "--password", "x", "--lanes", "99")
+    assert out.returncode == 1
+    assert out.stderr.strip() == "mfd cloud: error: --lanes must be between 0 and 64", out.stderr
     out = run("bogus")
     assert out.returncode == 2
 

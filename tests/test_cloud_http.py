@@ -148,7 +148,8 @@ def test_mfd_cloud_http_serves_the_api_the_portal_and_secure_cookies(
 
 
 def test_mfd_cloud_serves_every_broker_it_is_given(broker: Broker, tmp_path: Path) -> None:
-    """``--broker`` again for each broker of a site: one worker answers devices on both."""
+    """``--broker`` again for each broker of a site: one worker answers devices on both (here
+    with ``--lanes 2``: its requests done on two threads of their own)."""
     from conftest import CLOUD_USERS, DEVICE_PASSWORDS
 
     from cloud.demo import seed_demo
@@ -171,7 +172,7 @@ def test_mfd_cloud_serves_every_broker_it_is_given(broker: Broker, tmp_path: Pat
         [sys.executable, "-m", "mfdkit", "cloud",
          "--broker", f"mqtt://{first.host}:{first.port}",
          "--broker", f"mqtt://{second.host}:{second.port}",
-         "--username", addr.username, "--store", store_url],
+         "--username", addr.username, "--store", store_url, "--lanes", "2"],
         stderr=subprocess.PIPE, text=True,
         env={**os.environ, "MFD_CLOUD_PASSWORD": addr.password})
     try:

@@ -24,13 +24,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--store", required=True)
     p.add_argument("--broker", action="append", required=True)
+    p.add_argument("--lanes", type=int, default=0, help="request threads (mfd cloud --lanes)")
     p.add_argument("--stats-s", type=float, default=0.0,
                    help="print the worker's counters on stderr this often (0: never)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     brokers = worker_brokers(args.broker, args.name, os.environ["MFD_CLOUD_PASSWORD"])
     url = args.store
-    workers = start_workers(lambda: CloudService(open_store(url, create=False)), brokers, 1)
+    workers = start_workers(lambda: CloudService(open_store(url, create=False)), brokers, 1,
+                            lanes=args.lanes)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print("ready", flush=True)
