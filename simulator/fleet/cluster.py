@@ -5,6 +5,12 @@ prints from the devices' records and from the cloud's store, CPU seconds per pro
 
 The PostgreSQL is always a private one (initdb in a temporary directory, as scripts/setup.sh
 does for the tests): the fleet restarts it, and must never restart the machine's.
+
+With ``hosts`` > 0 the workers run on test hosts (simulator/fleet/hosts.py: network namespaces
+on a private bridge): the brokers and PostgreSQL listen on the bridge's address, worker ``i``
+runs on host ``i % hosts`` and reaches them over its veth as a worker on another machine would,
+the devices (root namespace) connect to the bridge's address; a host can be cut off the network
+and restored. With ``hosts`` 0 everything is on loopback.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import glob
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -32,6 +39,7 @@ from cloud.storage.factory import open_store
 from simulator.broker import BrokerError, MosquittoBroker, free_port
 from simulator.fleet import broker_for, card_of, device_id
 from simulator.fleet.device import Spec, password_of
+from simulator.fleet.hosts import Hosts
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +88,17 @@ class PrivatePostgres:
         del workdir
         self.dir = Path(tempfile.mkdtemp(prefix="mfdkit-fleet-pg."))
         self.port = free_port()
+        #: Where it listens (beside loopback) and clients reach it: the test hosts' bridge when
+        #: there are hosts; ``trusted`` their subnet, which pg_hba lets in without a password.
+        self.host = "127.0.0.1"
+        self.trusted = ""
         self.cpu_before = 0.0  # CPU of earlier incarnations (a restart starts a new postmaster)
         # initdb refuses root: root runs the cluster as Debian's postgres user.
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=120)
@@ -97,8 +109,18 @@ class PrivatePostgres:
                 shutil.chown(self.dir, "postgres", "postgres")
             self._run(str(self.bindir / "initdb"), "-D", str(self.dir / "data"), "-U",
                       "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        listen = "127.0.0.1"
+        if self.host != listen:
+            listen += f",{self.host}"
+        if self.trusted:
+            # initdb's trust covers loopback only; the test subnet, and nothing wider, too.
+            hba = self.dir / "data" / "pg_hba.conf"
+            line = f"host all all {self.trusted} trust"
+            if line not in hba.read_text().splitlines():
+                with hba.open("a") as f:
+                    f.write(f"# the fleet's test hosts\n{line}\n")
         # Durable commits as in production (fsync on): a release acknowledged must survive.
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
+        opts = (f"-c listen_addresses={listen} -p {self.port} -k {self.dir} "
                 "-c max_connections=200")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-l",
                   str(self.dir / "server.log"), "-w", "-t", "60", "-o", opts, "start")
@@ -150,8 +172,13 @@ class Proc:
         return self.cpu_before + cpu_seconds(self.popen.pid)
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
-    popen = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True,
+def _spawn(name: str, args: list[str], env: dict[str, str] | None = None, *,
+           on: list[str] | None = None, with_stderr: bool = False) -> Proc:
+    """``python args`` as a process of its own; ``on``: the command prefix that runs it on a
+    test host (exec'd in place: the PID is still Python's); ``with_stderr``: its stderr too in
+    :attr:`Proc.lines` (a worker's stats and warnings), else the terminal's."""
+    popen = subprocess.Popen([*(on or []), sys.executable, *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT if with_stderr else None, text=True,
                              env={**os.environ, **(env or {})}, start_new_session=True)
     proc = Proc(name, popen)
     threading.Thread(target=proc.read, daemon=True).start()
@@ -176,7 +203,7 @@ class Fleet:
                  per_process: int = 2500, jobs_per_user: int = 3, seed: int = 1,
                  badge_period_s: float = 60.0, release_chance: float = 0.3,
                  ramp_s: float = 5.0, resolve_s: float = 60.0,
-                 worker_stats_s: float = 0.0) -> None:
+                 worker_stats_s: float = 0.0, hosts: int = 0, spare_workers: int = 0) -> None:
         self.workdir = workdir
         self.n, self.k, self.w = devices, brokers, workers
         self.per_process = per_process
@@ -189,7 +216,13 @@ class Fleet:
         self.worker_stats_s = worker_stats_s
         self.password_seed = secrets.token_hex(8)
         self.cloud_password = secrets.token_urlsafe(16)
-        self.cloud_users = tuple(f"cloud-{i}" for i in range(workers))
+        # The brokers take the cloud accounts they start with only (simulator/broker.py):
+        # spare ones for the workers added later (start_worker).
+        self.cloud_users = tuple(f"cloud-{i}" for i in range(workers + spare_workers))
+        #: Test hosts the workers run on (0: all on loopback), created by start().
+        self.hosts = hosts
+        self.net: Hosts | None = None
+        self.worker_host: dict[str, int] = {}
         self.broker_names = [f"broker-{b}" for b in range(brokers)]
         self.assignment = {device_id(i): broker_for(device_id(i), self.broker_names)
                            for i in range(devices)}
@@ -204,6 +237,9 @@ class Fleet:
 
     # ---------------------------------------------------------------- set-up
     def start(self) -> Fleet:
+        if self.hosts:
+            self.net = Hosts(self.hosts).create()
+            self.pg.host, self.pg.trusted = self.net.address, self.net.network
         t = time.monotonic()
         self.pg.start()
         self.timings["postgres_start_s"] = time.monotonic() - t
@@ -216,13 +252,16 @@ class Fleet:
             users |= {d: password_of(self.password_seed, d)
                       for d, on in self.assignment.items() if on == name}
             broker = MosquittoBroker(self.workdir / name, users, cloud_users=self.cloud_users)
+            if self.net is not None:
+                broker.host = self.net.address
             self.brokers.append(broker.start(timeout=60))
-            log.info("%s on port %d with %d devices", name, broker.port, len(users) - self.w)
+            log.info("%s on port %d with %d devices", name, broker.port,
+                     len(users) - len(self.cloud_users))
             del b
         self.timings["brokers_start_s"] = time.monotonic() - t
-        for name in self.cloud_users:
+        for name in self.cloud_users[:self.w]:
             self.start_worker(name)
-        for name in self.cloud_users:
+        for name in self.cloud_users[:self.w]:
             _wait_line(self.workers[name], "ready", 60)
         t = time.monotonic()
         self._start_devices()
@@ -253,13 +292,31 @@ class Fleet:
     def broker_urls(self) -> list[str]:
         return [b.url for b in self.brokers]
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, host: int | None = None) -> None:
+        """Start worker ``name`` (one of :attr:`cloud_users`: the brokers know no other), with
+        test hosts on ``host`` (by default where it ran before, else ``i % hosts`` for
+        ``cloud-i``). Returns at once; :meth:`respawn_worker` waits for it to be ready."""
+        if name not in self.cloud_users:
+            raise BrokerError(f"{name} has no account on the brokers; the fleet has "
+                              f"{', '.join(self.cloud_users)} (more: spare_workers)")
         args = ["-m", "simulator.fleet.worker", "--name", name, "--store", self.pg.url]
         for url in self.broker_urls():
             args += ["--broker", url]
         if self.worker_stats_s:
             args += ["--stats-s", str(self.worker_stats_s)]
-        self.workers[name] = _spawn(name, args, {"MFD_CLOUD_PASSWORD": self.cloud_password})
+        env = {"MFD_CLOUD_PASSWORD": self.cloud_password}
+        if self.net is None:
+            if host is not None:
+                raise BrokerError("this fleet has no test hosts (hosts=0)")
+            self.workers[name] = _spawn(name, args, env)
+            return
+        if host is None:
+            host = self.worker_host.get(name, self.cloud_users.index(name) % len(self.net))
+        if not 0 <= host < len(self.net):
+            raise BrokerError(f"no test host {host}: the fleet has {len(self.net)}")
+        self.worker_host[name] = host
+        self.workers[name] = _spawn(name, args, env, on=self.net.command(host, []),
+                                    with_stderr=True)
 
     def _start_devices(self) -> None:
         where = {name: (b.host, b.port) for name, b in zip(self.broker_names, self.brokers,
@@ -298,9 +355,26 @@ class Fleet:
         os.kill(proc.popen.pid, signal.SIGKILL)
         proc.popen.wait()
 
-    def respawn_worker(self, name: str) -> None:
-        self.start_worker(name)
+    def respawn_worker(self, name: str, host: int | None = None) -> None:
+        self.start_worker(name, host)
         _wait_line(self.workers[name], "ready", 60)
+
+    def workers_on(self, h: int) -> list[str]:
+        """The workers on test host ``h``."""
+        return [name for name, on in self.worker_host.items() if on == h]
+
+    def cut_host(self, h: int) -> float:
+        """Test host ``h`` lost to the network (its veth down); returns when."""
+        if self.net is None:
+            raise BrokerError("this fleet has no test hosts (hosts=0)")
+        went = time.time()
+        self.net.cut(h)
+        return went
+
+    def restore_host(self, h: int) -> None:
+        if self.net is None:
+            raise BrokerError("this fleet has no test hosts (hosts=0)")
+        self.net.restore(h)
 
     # ---------------------------------------------------------------- tallies
     def cpu(self) -> dict[str, float]:
@@ -323,6 +397,16 @@ class Fleet:
             last = next((x for x in reversed(list(p.lines)) if x.startswith("answered ")), "")
             total += int(last.split()[1]) if last else 0
         return total
+
+    def handled(self, name: str) -> int:
+        """Requests worker ``name`` (its latest incarnation) has handled, from its last
+        ``stats`` line: needs ``worker_stats_s`` and test hosts (which keep workers' stderr);
+        0 before its first."""
+        proc = self.workers.get(name)
+        lines = list(proc.lines) if proc is not None else []
+        last = next((x for x in reversed(lines) if x.startswith(f"stats {name} ")), "")
+        found = re.search(r" handled=(\d+)", last)
+        return int(found.group(1)) if found else 0
 
     def served(self) -> set[str]:
         """Devices that were served again after losing their broker, so far."""
@@ -411,3 +495,5 @@ class Fleet:
         for b in self.brokers:
             b.stop()
         self.pg.remove()
+        if self.net is not None:  # last: nothing may still run in a namespace
+            self.net.remove()
