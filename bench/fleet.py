@@ -2,7 +2,7 @@
 ``python -m bench.fleet --devices N --brokers K [--json]``.
 
 The world (simulator/fleet/): N simulated copiers in processes of ``--per-process`` devices
-each (aiomqtt on asyncio), spread over K private Mosquittos by ``broker_for`` (rendezvous hash
+each (gmqtt on asyncio), spread over K private Mosquittos by ``broker_for`` (rendezvous hash
 of the device id), ``--workers`` cloud worker processes each on every broker (shared
 subscriptions), a private PostgreSQL (initdb in a temporary directory, fsync on).
 

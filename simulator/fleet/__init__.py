@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-* :mod:`simulator.fleet.device`: N devices in one process on one asyncio loop (aiomqtt, MQTT 5,
+* :mod:`simulator.fleet.device`: N devices in one process on one asyncio loop (gmqtt, MQTT 5,
   no thread per device), each with the cycle of a real copier: keep-alive, a badge now and then
   (``identify`` with its user's card, the first page of jobs in the answer), the job list,
   sometimes a release (chunks fetched, SHA-256 checked, ``jobs.printed``), logout. Every
