@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fleet = Fleet(workdir, devices=args.devices, brokers=args.brokers, workers=args.workers,
                   per_process=args.per_process, badge_period_s=args.badge_period,
                   release_chance=args.release_chance, ramp_s=args.ramp_s, seed=args.seed,
-                  worker_stats_s=args.worker_stats_s)
+                  worker_stats_s=args.worker_stats_s, lanes=args.lanes)
     phases: dict[str, tuple[float, float]] = {}
     cpu: dict[str, dict[str, float]] = {}
     try:
@@ -133,7 +133,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prints = tally["prints"]
     figures: dict[str, Any] = {
         "devices": args.devices, "brokers": args.brokers, "workers": args.workers,
-        "fleet_processes": len(fleet.fleet), "badge_period_s": args.badge_period,
+        "lanes": args.lanes, "fleet_processes": len(fleet.fleet),
+        "badge_period_s": args.badge_period,
         "p99_ms": steady["badge_to_list_p99_ms"], "p50_ms": steady["badge_to_list_p50_ms"],
         "unanswered": len(tally["unanswered"]),
         "unanswered_ids": tally["unanswered"][:50],
@@ -174,6 +175,8 @@ def main() -> None:
     p.add_argument("--brokers", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--per-process", type=int, default=2500)
+    p.add_argument("--lanes", type=int, default=0,
+                   help="request threads per worker (mfd cloud --lanes; 0: on paho's thread)")
     p.add_argument("--badge-period", type=float, default=60.0,
                    help="mean seconds between two badges of one device (60: one a minute)")
     p.add_argument("--release-chance", type=float, default=0.3)

@@ -16,9 +16,9 @@ lanes, requests are done on N threads of their own, each with its store connecti
 requests always take the same lane (by its topic), so they are done in the order it sent them,
 one at a time, as before; one device's slow request holds up only the devices of its lane. A
 request is acknowledged to the broker (manual acknowledgement) only once it has been answered,
-so the broker's Receive Maximum still bounds what a worker holds and a backlog still waits at
-the broker, where its wait is measured (below); the time a request waited in its lane counts
-too.
+and acknowledgements go out in the order the messages came (see ``_Leg.unacked``), so the
+broker's Receive Maximum still bounds what a worker holds and a backlog still waits at the
+broker, where its wait is measured (below); the time a request waited in its lane counts too.
 
 Statuses are the exception: they are not shared (retained messages reach no shared
 subscription), so every worker gets every device's status at every connect, a fleet's worth at
@@ -58,6 +58,7 @@ so a device cannot aim answers at another device.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -106,6 +107,11 @@ RECEIVE_MAXIMUM = 100
 #: in a reconnect storm of 2,000 devices: up to 5,000 answers held on the leg of the restarted
 #: broker, the devices timing out and asking again; issue 14).
 ANSWERS_IN_FLIGHT = 1000
+#: The keep-alive of a worker's broker connections (s). A broker notices a worker host lost to
+#: the network only after 1.5 times this, and until then goes on handing it its share of the
+#: requests, which the devices get answered only by asking again: measured with 30 s, 45 s of
+#: answers at a third of their rate (docs/fleet.md). A ping every 10 s costs nothing.
+KEEPALIVE_S = 10
 #: Request threads a worker may have (each holds a store connection).
 MAX_LANES = 64
 #: The longest wait between two attempts to reach the broker again (it was 5 s unjittered).
@@ -166,10 +172,19 @@ class _Lane:
     order they came, one at a time, as on a single thread."""
 
     index: int
-    #: (request, the leg it came on, that leg's connection number then, when it was queued)
-    inbox: queue.SimpleQueue[tuple[mqtt.MQTTMessage, _Leg, int, float] | None] = field(
+    #: (request, the leg it came on, its place in that leg's acknowledgements, when queued)
+    inbox: queue.SimpleQueue[tuple[mqtt.MQTTMessage, _Leg, _Ack, float] | None] = field(
         default_factory=queue.SimpleQueue)
     thread: threading.Thread | None = None
+
+
+@dataclass(eq=False)
+class _Ack:
+    """A message of a worker with lanes, to acknowledge once done."""
+
+    mid: int
+    qos: int
+    done: bool = False
 
 
 @dataclass(eq=False)
@@ -183,9 +198,21 @@ class _Leg:
     service: CloudService | None = None
     #: Answers this leg may have unacknowledged at its broker (see ANSWERS_IN_FLIGHT).
     window: int = ANSWERS_IN_FLIGHT
-    #: Counts this leg's connections: a request is acknowledged only on the connection it
-    #: came on (a packet id of an earlier connection may name another message now).
-    generation: int = 0
+    #: With lanes: this connection's messages not acknowledged yet, in the order they came.
+    #: Lanes finish out of order, but acknowledgements go out in order: Mosquitto (2.0), given
+    #: them out of order, was seen to deliver a device's later requests before its earlier ones
+    #: (a burst of 60 from one device: 42, 43, 46 handed over before 26). Emptied at each
+    #: connection: a packet id of an earlier one may name another message now.
+    unacked: collections.deque[_Ack] = field(default_factory=collections.deque)
+    acking: threading.Lock = field(default_factory=threading.Lock)
+
+    def ack_when_done(self, ack: _Ack) -> None:
+        """Mark ``ack`` done and acknowledge every message up to the first one not done."""
+        with self.acking:
+            ack.done = True
+            while self.unacked and self.unacked[0].done:
+                first = self.unacked.popleft()
+                self.client.ack(first.mid, first.qos)
 
     @property
     def where(self) -> str:
@@ -279,7 +306,7 @@ class CloudWorker:
             props.ReceiveMaximum = self.receive_maximum
             try:
                 leg.client.connect(leg.endpoint.host, leg.endpoint.port,
-                                   keepalive=30, clean_start=True, properties=props)
+                                   keepalive=KEEPALIVE_S, clean_start=True, properties=props)
             except OSError as exc:
                 errors.append(f"cannot reach the broker at {leg.where}: {exc}")
                 refused.append(leg)
@@ -288,7 +315,7 @@ class CloudWorker:
                     raise LinkError("; ".join(errors)) from exc
                 # paho's loop keeps trying it, as after a lost connection.
                 leg.client.connect_async(leg.endpoint.host, leg.endpoint.port,
-                                         keepalive=30, clean_start=True, properties=props)
+                                         keepalive=KEEPALIVE_S, clean_start=True, properties=props)
             leg.client.loop_start()
         # A broker that refused the connection is not waited for (start-up is not held up by
         # one that is down); one that took it gets until ``timeout`` to accept this worker.
@@ -353,7 +380,8 @@ class CloudWorker:
                         "Maximum), fewer than the %d answers a worker keeps in flight; using "
                         "%d from its next connection (Mosquitto: max_inflight_messages 0)",
                         self.name, leg.where, allowed, ANSWERS_IN_FLIGHT, leg.window)
-        leg.generation += 1
+        with leg.acking:
+            leg.unacked.clear()  # the broker forgot them with the old connection
         client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_EVENTS_SUBSCRIPTION, qos=1)
@@ -371,11 +399,16 @@ class CloudWorker:
                         leg.where, rc)
 
     def _on_message(self, client: mqtt.Client, leg: _Leg, msg: mqtt.MQTTMessage) -> None:
-        if self.lanes and msg.topic.endswith("/req"):
-            # By device: a device's requests stay in order on one lane.
-            lane = self.lanes[zlib.crc32(msg.topic.encode()) % len(self.lanes)]
-            lane.inbox.put((msg, leg, leg.generation, time.monotonic()))
-            return
+        ack: _Ack | None = None
+        if self.lanes:
+            ack = _Ack(msg.mid, msg.qos)
+            with leg.acking:
+                leg.unacked.append(ack)
+            if msg.topic.endswith("/req"):
+                # By device: a device's requests stay in order on one lane.
+                lane = self.lanes[zlib.crc32(msg.topic.encode()) % len(self.lanes)]
+                lane.inbox.put((msg, leg, ack, time.monotonic()))
+                return
         try:
             if leg.service is None:
                 leg.service = self.service_factory()
@@ -384,13 +417,13 @@ class CloudWorker:
             self._bump("failed")
             log.exception("worker %s failed on a message on %s", self.name, msg.topic)
         finally:
-            if self.lanes:
-                client.ack(msg.mid, msg.qos)
+            if ack is not None:
+                leg.ack_when_done(ack)
 
     def _lane(self, lane: _Lane) -> None:
         service: CloudService | None = None
         while (item := lane.inbox.get()) is not None:
-            msg, leg, generation, since = item
+            msg, leg, ack, since = item
             try:
                 if service is None:
                     service = self.service_factory()
@@ -399,8 +432,7 @@ class CloudWorker:
                 self._bump("failed")
                 log.exception("worker %s failed on a message on %s", self.name, msg.topic)
             finally:
-                if leg.generation == generation:  # else the broker has forgotten it
-                    leg.client.ack(msg.mid, msg.qos)
+                leg.ack_when_done(ack)
 
     def _chores(self) -> None:
         service = self.service_factory()

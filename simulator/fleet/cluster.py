@@ -203,7 +203,8 @@ class Fleet:
                  per_process: int = 2500, jobs_per_user: int = 3, seed: int = 1,
                  badge_period_s: float = 60.0, release_chance: float = 0.3,
                  ramp_s: float = 5.0, resolve_s: float = 60.0,
-                 worker_stats_s: float = 0.0, hosts: int = 0, spare_workers: int = 0) -> None:
+                 worker_stats_s: float = 0.0, hosts: int = 0, spare_workers: int = 0,
+                 lanes: int = 0) -> None:
         self.workdir = workdir
         self.n, self.k, self.w = devices, brokers, workers
         self.per_process = per_process
@@ -214,6 +215,8 @@ class Fleet:
         self.resolve_s = resolve_s
         #: Workers print their counters on stderr this often (0: never): diagnostics.
         self.worker_stats_s = worker_stats_s
+        #: Request threads per worker (``mfd cloud --lanes``).
+        self.lanes = lanes
         self.password_seed = secrets.token_hex(8)
         self.cloud_password = secrets.token_urlsafe(16)
         # The brokers take the cloud accounts they start with only (simulator/broker.py):
@@ -304,6 +307,8 @@ class Fleet:
             args += ["--broker", url]
         if self.worker_stats_s:
             args += ["--stats-s", str(self.worker_stats_s)]
+        if self.lanes:
+            args += ["--lanes", str(self.lanes)]
         env = {"MFD_CLOUD_PASSWORD": self.cloud_password}
         if self.net is None:
             if host is not None:
