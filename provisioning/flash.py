@@ -341,7 +341,9 @@ async def _flash(dev: SmpDevice, image: FlashImage, opts: FlashOptions, res: Dev
         say("done", total)
         return
     say("confirm", total)
-    await dev.echo("health")  # the new firmware answers, so it may stay
+    # The new firmware answers, so it may stay. Retried like any request: one damaged answer
+    # is line noise, and failing here would leave the image on test for a reset to revert.
+    await dev.echo("health")
     res.slots = await dev.confirm_running()
     if not any(s.active and s.confirmed and s.hash == image.info.hash for s in res.slots):
         raise MfdError("the device did not confirm the new image; a reset would revert it: "

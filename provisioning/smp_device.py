@@ -18,7 +18,13 @@ needs on a real line:
   bad delimiter, wrong sequence, unparseable) is sent again after a reconnect, which empties
   both smpclient's buffers and the port's, so a late or broken reply cannot be taken for the
   next one. SMP's upload is idempotent by offset, so a repeated chunk is harmless: the device
-  answers with the offset it expects.
+  answers with the offset it expects. Every request gets these retries, the health echo
+  after a test boot and the device's account of itself included (on a noisy line one
+  damaged answer is not a dead device); only a reset and the probes that read silence as an
+  answer (baud rate, back from a reset) ask once. A reconnect whose parameters' answer the
+  line damaged keeps the buffer size the device told before: the device has not changed,
+  and the request being retried was sized for that buffer (smpclient's fallback of one
+  128-byte line would refuse it before it left, spending the attempt for nothing).
 * **Baud negotiation with fallback** (:meth:`SmpDevice.connect_baud`, serial only): open the
   port at each rate in turn and take the first at which the device answers (its MCUmgr
   parameters, else an echo) within a short probe; a UART at the wrong rate hears only garbage
@@ -203,6 +209,7 @@ class SmpDevice:
         self.bauds_tried: list[int] = []
         self.data_sent = 0  # upload data put on the line, every attempt counted
         self._had_params = False  # the device told its buffer size at the first connect
+        self._buf_size: int | None = None  # the buffer size it told last (None: never)
         self._client: SMPClient | None = None
         self._transport: SMPSerialTransport | _UdpTransport | None = None
         self._udp = parse_udp_port(port)
@@ -243,6 +250,9 @@ class SmpDevice:
                               "port open") from None
         finally:
             self._client._timeout_s = self.timeout_s
+        told = self._transport._smp_server_transport_buffer_size
+        if told is not None:
+            self._buf_size = int(told)
         if self.reconnects == 0 and first_reply_s is None:
             self._had_params = self._had_params or (
                 self._transport._smp_server_transport_buffer_size is not None)
@@ -341,16 +351,22 @@ class SmpDevice:
             await self.connect()
         except DeviceError:
             await asyncio.sleep(0.2)  # the next attempt tries again
+        if (self._transport is not None and self._buf_size is not None
+                and self.forced_mtu is None and not self.negotiated):
+            # Its parameters' reply was lost or damaged (smpclient then assumes one 128-byte
+            # line, and would refuse the retried request, sized for the real buffer, before
+            # sending it: an attempt spent for nothing). The buffer is the one it told.
+            self._transport.initialize(self._buf_size)
 
-    async def echo(self, text: str = "mfd") -> bool:
-        r = await self.request(EchoWrite(d=text), what="echo", retries=0)
+    async def echo(self, text: str = "mfd", *, retries: int | None = None) -> bool:
+        """Whether the device echoes ``text`` (retried like any request unless ``retries``)."""
+        r = await self.request(EchoWrite(d=text), what="echo", retries=retries)
         return bool(r.r == text)
 
     async def facts(self) -> DeviceFacts:
         """The device's own account of itself, when it gives one."""
         try:
-            r = await self.request(OSApplicationInfoRead(format="a"), what="report itself",
-                                   retries=1)
+            r = await self.request(OSApplicationInfoRead(format="a"), what="report itself")
         except DeviceError as exc:
             if exc.code == "device_silent":
                 raise
@@ -419,7 +435,8 @@ class SmpDevice:
                                    first_reply_s=0.5)
                 if self._had_params and not self.negotiated:
                     raise DeviceError("no parameters yet")  # still booting: try again
-                if await self.echo("back"):
+                # Once: this loop reconnects and asks again until the deadline.
+                if await self.echo("back", retries=0):
                     return
             except DeviceError:
                 pass
