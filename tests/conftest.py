@@ -8,7 +8,9 @@ file, or a new schema in a database of this run (tests/pg.py).
 from __future__ import annotations
 
 import os
+import sys
 import time
+import types
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,6 +30,17 @@ from cloud.storage.sql import SqlStore
 from cloud.worker import CloudWorker
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker
+
+# gmqtt (the fleet simulator's MQTT client) installs a top-level package named "tests" of its
+# own into site-packages. This folder has no __init__.py (its modules import each other by
+# name, the way pytest puts it on the path), and a regular package anywhere on the path wins
+# over a namespace package, so "from tests.x import y" found gmqtt's. The name is bound to this
+# folder before any test module is collected.
+_HERE = str(Path(__file__).resolve().parent)
+if list(getattr(sys.modules.get("tests"), "__path__", [])) != [_HERE]:
+    _ours = types.ModuleType("tests")
+    _ours.__path__ = [_HERE]
+    sys.modules["tests"] = _ours
 
 # Counts skips and, with --fail-on-skip (the test command), fails the run on any (no_skips.py).
 pytest_plugins = ["no_skips"]

@@ -1,4 +1,4 @@
-"""A fleet through failures (issue 14), at a small N: 300 simulated copiers (simulator/fleet/)
+"""A fleet through failures (issue 14), at a small N: 500 simulated copiers (simulator/fleet/)
 spread over 3 private Mosquittos by ``broker_for``, 2 cloud worker processes, a private
 PostgreSQL. One fleet for the module (starting it is the expensive part), the faults in order:
 a broker restart (a reconnect storm), kill -9 of a worker under load (twice), a PostgreSQL
@@ -19,16 +19,16 @@ from waiting import eventually
 from simulator.fleet import broker_for, device_id
 from simulator.fleet.cluster import Fleet
 
-DEVICES = 300
+DEVICES = 500
 BROKERS = 3
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    # A badge per device every 6 s on average: 50 badges a second over the fleet, the load
+    # A badge per device every 10 s on average: 50 badges a second over the fleet, the load
     # 3,000 devices at one badge a minute would bring (the cloud sees the rate, not N).
     f = Fleet(tmp_path_factory.mktemp("fleet"), devices=DEVICES, brokers=BROKERS, workers=2,
-              per_process=150, badge_period_s=6.0, release_chance=0.5, ramp_s=2.0,
+              per_process=250, badge_period_s=10.0, release_chance=0.5, ramp_s=2.0,
               resolve_s=30.0, seed=14)
     try:
         yield f.start()

@@ -22,7 +22,7 @@ from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.throttle import NO_THROTTLES
-from cloud.worker import CloudWorker
+from cloud.worker import NETWORK_STORE_LANES, CloudWorker, default_lanes
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -201,3 +201,10 @@ def test_with_lanes_a_backlog_is_still_answered_busy_from_the_brokers_wait(
         copier.close()
         worker.stop()
         broker.stop()
+
+
+def test_lanes_are_on_by_default_for_postgresql_only() -> None:
+    # mfd cloud without --lanes: PostgreSQL's round trips are overlapped, SQLite stays inline.
+    assert default_lanes("postgresql://cloud@db/mfd") == NETWORK_STORE_LANES > 0
+    assert default_lanes("postgres://cloud@db/mfd") == NETWORK_STORE_LANES
+    assert default_lanes("sqlite:////var/lib/mfd/cloud.db") == 0

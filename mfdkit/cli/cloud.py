@@ -21,7 +21,7 @@ from protocol.errors import MfdError
 def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.service import CloudService
     from cloud.storage.factory import open_store
-    from cloud.worker import start_workers, worker_brokers
+    from cloud.worker import default_lanes, start_workers, worker_brokers
 
     # Before anything starts: a stop that arrives while we start up must still be clean.
     stop = StopSignals(interrupt=False)
@@ -33,7 +33,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     accounts = _broker_accounts(args, brokers)  # before anything starts: a bad admin fails here
     open_store(args.store).close()  # validates the URL and creates the schema once
     workers = start_workers(lambda: CloudService(open_store(args.store)), brokers,
-                            args.workers, lanes=args.lanes)
+                            args.workers, lanes=(default_lanes(args.store)
+                                                 if args.lanes is None else args.lanes))
     portal = None
     try:
         if http is not None:
@@ -247,10 +248,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(devices fail over between them): every worker serves every broker")
     c.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
     c.add_argument("--workers", type=int, default=1)
-    c.add_argument("--lanes", type=int, default=0,
+    c.add_argument("--lanes", type=int,
                    help="request threads per worker, each with its own store connection, a "
-                   "copier's requests always on the same one (0: on the MQTT thread; for "
-                   "PostgreSQL a few overlap its round trips; docs/fleet.md)")
+                   "copier's requests always on the same one; 0: on the MQTT thread (default: "
+                   "4 on PostgreSQL, 0 on SQLite; docs/fleet.md)")
     c.add_argument("--username", default="cloud", help="broker username (-N appended per worker)")
     c.add_argument("--password", help="broker password (or set MFD_CLOUD_PASSWORD)")
     c.add_argument("--http", metavar="HOST:PORT",

@@ -204,7 +204,7 @@ class Fleet:
                  badge_period_s: float = 60.0, release_chance: float = 0.3,
                  ramp_s: float = 5.0, resolve_s: float = 60.0,
                  worker_stats_s: float = 0.0, hosts: int = 0, spare_workers: int = 0,
-                 lanes: int = 0) -> None:
+                 lanes: int | None = None) -> None:
         self.workdir = workdir
         self.n, self.k, self.w = devices, brokers, workers
         self.per_process = per_process
@@ -215,7 +215,7 @@ class Fleet:
         self.resolve_s = resolve_s
         #: Workers print their counters on stderr this often (0: never): diagnostics.
         self.worker_stats_s = worker_stats_s
-        #: Request threads per worker (``mfd cloud --lanes``).
+        #: Request threads per worker (``mfd cloud --lanes``; None: its default for PostgreSQL).
         self.lanes = lanes
         self.password_seed = secrets.token_hex(8)
         self.cloud_password = secrets.token_urlsafe(16)
@@ -307,7 +307,7 @@ class Fleet:
             args += ["--broker", url]
         if self.worker_stats_s:
             args += ["--stats-s", str(self.worker_stats_s)]
-        if self.lanes:
+        if self.lanes is not None:
             args += ["--lanes", str(self.lanes)]
         env = {"MFD_CLOUD_PASSWORD": self.cloud_password}
         if self.net is None:

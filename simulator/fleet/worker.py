@@ -16,7 +16,7 @@ import time
 
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
-from cloud.worker import start_workers, worker_brokers
+from cloud.worker import default_lanes, start_workers, worker_brokers
 
 
 def main(argv: list[str]) -> int:
@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--store", required=True)
     p.add_argument("--broker", action="append", required=True)
-    p.add_argument("--lanes", type=int, default=0, help="request threads (mfd cloud --lanes)")
+    p.add_argument("--lanes", type=int,
+                   help="request threads (mfd cloud --lanes; default: as mfd cloud's)")
     p.add_argument("--stats-s", type=float, default=0.0,
                    help="print the worker's counters on stderr this often (0: never)")
     args = p.parse_args(argv)
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
     brokers = worker_brokers(args.broker, args.name, os.environ["MFD_CLOUD_PASSWORD"])
     url = args.store
     workers = start_workers(lambda: CloudService(open_store(url, create=False)), brokers, 1,
-                            lanes=args.lanes)
+                            lanes=default_lanes(url) if args.lanes is None else args.lanes)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     print("ready", flush=True)
