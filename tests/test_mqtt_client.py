@@ -73,3 +73,51 @@ def test_worker_over_tls_verifies_the_broker_and_sets_no_delay(tmp_path: Path) -
             stranger.start(2)
     finally:
         broker.stop()
+
+
+def test_a_callback_that_raises_is_logged_and_the_client_goes_on_receiving(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in one of our callbacks must not end paho's network thread (a copier would stay
+    connected and deaf): paho logs it at ERROR through mqtt_client's logger and goes on. Its
+    packet trace is not logged at all."""
+    import threading
+
+    from protocol import topics
+
+    users = {"dev": "pw-dev", "cloud": "pw-cloud"}
+    broker = MosquittoBroker(tmp_path / "b", users, cloud_users=("cloud",)).start()
+    cloud = new_client("cloud", "cloud", "pw-cloud")
+    got: list[bytes] = []
+    second = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        got.append(bytes(msg.payload))
+        if msg.payload == b"boom":
+            raise RuntimeError("a bug in a callback")
+        second.set()
+
+    c = new_client("dev", "dev", "pw-dev")
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    try:
+        with caplog.at_level("DEBUG"):
+            c.connect(broker.host, broker.port)
+            c.loop_start()
+            c.subscribe(topics.response_topic("dev"), qos=1)
+            assert subscribed.wait(10)
+            cloud.connect(broker.host, broker.port)
+            cloud.loop_start()
+            cloud.publish(topics.response_topic("dev"), b"boom", qos=1)
+            cloud.publish(topics.response_topic("dev"), b"after", qos=1)
+            assert second.wait(10), got  # the thread lived on and took the next message
+        assert got == [b"boom", b"after"]
+        logged = [r for r in caplog.records if r.name == "mqtt_client.paho"]
+        assert any(r.levelname == "ERROR" and "a bug in a callback" in r.getMessage()
+                   for r in logged), [r.getMessage() for r in logged]
+        assert not [r for r in logged if r.levelname == "DEBUG"]  # no packet trace
+    finally:
+        for client in (c, cloud):
+            client.disconnect()
+            client.loop_stop()
+        broker.stop()
