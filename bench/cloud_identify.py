@@ -36,7 +36,7 @@ from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
 from cloud.throttle import NO_THROTTLES
-from cloud.worker import CloudWorker
+from cloud.worker import CloudWorker, default_lanes
 from mqtt_client import new_client
 from protocol import messages as m
 from protocol import topics
@@ -150,8 +150,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--lanes", type=int, default=0,
-                    help="request threads per worker (0: on paho's thread)")
+    ap.add_argument("--lanes", type=int,
+                    help="request threads per worker (default: mfd cloud's for the store, 4 on "
+                    "PostgreSQL, 0 on SQLite; 0: on paho's thread)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each (median)")
     ap.add_argument("--store", help="store URL (default: a fresh SQLite file)")
     ap.add_argument("--json", action="store_true")
@@ -162,6 +163,7 @@ def main() -> int:
         users = {u: f"pw-{u}" for u in (*cloud_users, DEVICE)}
         broker = MosquittoBroker(Path(tmp) / "b", users, cloud_users=cloud_users).start()
         url = args.store or f"sqlite:///{tmp}/cloud.db"
+        lanes = default_lanes(url) if args.lanes is None else args.lanes
         store = open_store(url)
         seed_demo(store, now=time.time(), devices=(DEVICE,), jobs=False)
         noop_rates: list[float] = []
@@ -179,7 +181,7 @@ def main() -> int:
                 workers = [CloudWorker(lambda: CloudService(open_store(url),
                                                             throttles=NO_THROTTLES),
                                        BrokerAddress(broker.host, broker.port, u, f"pw-{u}"),
-                                       lanes=args.lanes)
+                                       lanes=lanes)
                            .start() for u in cloud_users[:-1]]
                 time.sleep(0.2)
                 run_load(broker, min(500, args.n), args.window)  # warm-up
@@ -193,7 +195,7 @@ def main() -> int:
             store.close()
     noop_rate, rate = statistics.median(noop_rates), statistics.median(rates)
     figures = {"n": args.n, "window": args.window, "workers": args.workers,
-               "lanes": args.lanes, "rounds": args.rounds,
+               "lanes": lanes, "rounds": args.rounds,
                "store": url.split(":", 1)[0], "noop_per_s": round(noop_rate, 1),
                "identify_per_s": round(rate, 1), "ratio": round(rate / noop_rate, 3),
                "noop_runs": [round(r) for r in noop_rates],
