@@ -105,6 +105,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.scenario and (args.headless or args.screenshots):
         raise ConfigError("--headless and --screenshots are the built-in demo's; a scenario "
                           "runs headless unless --window")
+    if args.fleet is not None:
+        if args.scenario or args.headless or args.record or args.http or args.window:
+            raise ConfigError("--fleet runs a fleet of simulated copiers without a panel: "
+                              "leave out the panel's options")
+        if not 1 <= args.fleet <= 100_000 or args.brokers < 1 or args.workers < 1:
+            raise ConfigError("--fleet N takes 1 to 100,000 copiers, --brokers and --workers "
+                              "at least 1")
+        if args.badge_period <= 0:
+            raise ConfigError("--badge-period is a number of seconds above 0")
+        from simulator.fleet.live import run_live
+
+        stop = StopSignals(interrupt=False)  # polled: the fleet is stopped and counted
+        return run_live(args.fleet, brokers=args.brokers, workers=args.workers,
+                        badge_period_s=args.badge_period, should_stop=stop, out=sys.stdout)
     stop = StopSignals()
     if args.scenario:
         return run_scenario_file(args.scenario, seed=args.seed, transcript=args.transcript,
@@ -143,4 +157,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--http", metavar="HOST:PORT",
                    help="window: also serve the User Portal and admin console there (e.g. "
                    "0.0.0.0:8631 for a phone on this network); the panel shows its QR code")
+    s.add_argument("--fleet", type=int, metavar="N",
+                   help="no panel: N simulated copiers on private brokers, cloud workers and a "
+                   "private PostgreSQL, with figures every 5 s until Ctrl-C, then what was "
+                   "answered, lost or doubled (docs/simulator.md)")
+    s.add_argument("--brokers", type=int, default=3, help="with --fleet: Mosquittos (3)")
+    s.add_argument("--workers", type=int, default=2, help="with --fleet: cloud workers (2)")
+    s.add_argument("--badge-period", type=float, default=60.0, metavar="S",
+                   help="with --fleet: mean seconds between two badges at one copier (60)")
     s.set_defaults(func=cmd_sim)
