@@ -110,8 +110,10 @@ ANSWERS_IN_FLIGHT = 1000
 #: The keep-alive of a worker's broker connections (s). A broker notices a worker host lost to
 #: the network only after 1.5 times this, and until then goes on handing it its share of the
 #: requests, which the devices get answered only by asking again: measured with 30 s, 45 s of
-#: answers at a third of their rate (docs/fleet.md). A ping every 10 s costs nothing.
-KEEPALIVE_S = 10
+#: answers at a third of their rate (docs/fleet.md). Not shorter than twice the longest a store
+#: call may hold paho's thread (SQLite's 10 s busy timeout, without lanes), or two such waits
+#: in a row would get a healthy worker dropped.
+KEEPALIVE_S = 20
 #: Request threads a worker may have (each holds a store connection).
 MAX_LANES = 64
 #: Lanes a worker has unless told (``mfd cloud --lanes``): on PostgreSQL, 4 (measured at
@@ -193,6 +195,8 @@ class _Ack:
 
     mid: int
     qos: int
+    #: The leg's connection it came on (``_Leg.generation``).
+    generation: int
     done: bool = False
 
 
@@ -214,11 +218,22 @@ class _Leg:
     #: connection: a packet id of an earlier one may name another message now.
     unacked: collections.deque[_Ack] = field(default_factory=collections.deque)
     acking: threading.Lock = field(default_factory=threading.Lock)
+    #: Counts this leg's connections, moved on when one ends: a message of an earlier
+    #: connection is never acknowledged (paho would send it ahead of the next CONNECT while
+    #: it reconnects, and the broker closes a connection whose first packet is not CONNECT).
+    generation: int = 0
+
+    def connection_ended(self) -> None:
+        with self.acking:
+            self.generation += 1
+            self.unacked.clear()  # the broker forgets them with the connection
 
     def ack_when_done(self, ack: _Ack) -> None:
         """Mark ``ack`` done and acknowledge every message up to the first one not done."""
         with self.acking:
             ack.done = True
+            if ack.generation != self.generation:
+                return
             while self.unacked and self.unacked[0].done:
                 first = self.unacked.popleft()
                 self.client.ack(first.mid, first.qos)
@@ -357,16 +372,17 @@ class CloudWorker:
         return [leg for leg in self.legs if leg.connected.is_set()]
 
     def stop(self) -> None:
+        self._stopping.set()  # first: lanes skip what they still hold
         for leg in self.legs:
             leg.client.disconnect()
             leg.client.loop_stop()
-        self._stopping.set()
         self.status_writer.stop()
         for lane in self.lanes:
             lane.inbox.put(None)
+        deadline = time.monotonic() + 5
         for lane in self.lanes:
             if lane.thread is not None:
-                lane.thread.join(timeout=5)
+                lane.thread.join(timeout=max(0.0, deadline - time.monotonic()))
                 lane.thread = None
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -389,8 +405,6 @@ class CloudWorker:
                         "Maximum), fewer than the %d answers a worker keeps in flight; using "
                         "%d from its next connection (Mosquitto: max_inflight_messages 0)",
                         self.name, leg.where, allowed, ANSWERS_IN_FLIGHT, leg.window)
-        with leg.acking:
-            leg.unacked.clear()  # the broker forgot them with the old connection
         client.subscribe(topics.CLOUD_REQUEST_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_STATUS_SUBSCRIPTION, qos=1)
         client.subscribe(topics.CLOUD_EVENTS_SUBSCRIPTION, qos=1)
@@ -400,6 +414,7 @@ class CloudWorker:
     def _on_disconnect(self, client: mqtt.Client, leg: _Leg, _flags: Any, rc: Any,
                        _props: Any) -> None:
         leg.connected.clear()
+        leg.connection_ended()
         with contextlib.suppress(RuntimeError):  # paho sets it only between connections
             client.max_inflight_messages_set(leg.window)
         jitter_reconnect(client, RECONNECT_MAX_S)  # a new random first wait per outage
@@ -409,12 +424,16 @@ class CloudWorker:
 
     def _on_message(self, client: mqtt.Client, leg: _Leg, msg: mqtt.MQTTMessage) -> None:
         ack: _Ack | None = None
-        if self.lanes:
-            ack = _Ack(msg.mid, msg.qos)
+        if self.lanes and msg.qos > 0:
             with leg.acking:
+                ack = _Ack(msg.mid, msg.qos, leg.generation)
                 leg.unacked.append(ack)
-            if msg.topic.endswith("/req"):
-                # By device: a device's requests stay in order on one lane.
+            if msg.topic.endswith(("/req", "/events")):
+                # By device: a device's requests stay in order on one lane. Events too, so
+                # that this thread never waits on the store (it must keep answering the
+                # broker's pings). Only what the broker counts against its Receive Maximum
+                # (QoS 1): a QoS 0 request, which no real device sends, is done here, held
+                # back by TCP, rather than piling up in a lane without bound.
                 lane = self.lanes[zlib.crc32(msg.topic.encode()) % len(self.lanes)]
                 lane.inbox.put((msg, leg, ack, time.monotonic()))
                 return
@@ -434,6 +453,8 @@ class CloudWorker:
         while (item := lane.inbox.get()) is not None:
             msg, leg, ack, since = item
             try:
+                if self._stopping.is_set():
+                    continue  # disconnected: the broker has forgotten it, the device resends
                 if service is None:
                     service = self.service_factory()
                 self._process(service, msg, leg.client, queued=time.monotonic() - since)
@@ -566,9 +587,10 @@ class CloudWorker:
         reply_to = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
         remaining = getattr(props, "MessageExpiryInterval", None) if props else None
-        waited = topics.REQUEST_EXPIRY - remaining if isinstance(remaining, int) else 0
-        waited += int(queued)  # and in this worker's lane, if it has lanes
-        self.max_waited = max(self.max_waited, waited)
+        waited: float = (topics.REQUEST_EXPIRY - remaining if isinstance(remaining, int) else 0)
+        with self._counting:
+            self.max_waited = max(self.max_waited, int(waited))
+        waited += queued  # and in this worker's lane, if it has lanes
         own = topics.response_topic(device_id)
         if reply_to is None:
             log.info("device %s sent a request without a Response Topic; dropped", device_id)

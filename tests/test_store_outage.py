@@ -72,3 +72,36 @@ def test_a_database_restart_is_busy_then_served(postgres: PrivatePostgres,
     assert _ask(service, release) == first
     listed = _ask(service, m.ListJobs(signed.session))
     assert isinstance(listed, m.JobList) and job not in {j.job_id for j in listed.jobs}
+
+
+def test_a_request_stuck_behind_a_lock_is_answered_busy_and_the_next_is_served(
+        postgres: PrivatePostgres) -> None:
+    """Another session holds a table our sign-in writes (an admin's tool left a transaction
+    open, say). The request waits at most the lock timeout, then the device is told busy and
+    asks again; once the lock is gone it is served. Without a timeout it would wait for as
+    long as the other session does, and a worker's lane, which acknowledges in order, would
+    hold its whole broker connection behind it (cloud/worker.py)."""
+    import psycopg
+
+    from cloud.storage import postgres as pg_store
+
+    with psycopg.connect(postgres.url, autocommit=True) as admin:  # a database of its own
+        admin.execute("CREATE DATABASE locks")
+    url = postgres.url.rsplit("/", 1)[0] + "/locks"
+    store = open_store(url)
+    seed_demo(store, now=time.time())
+    service = CloudService(store)
+    holder = psycopg.connect(url, autocommit=False)
+    try:
+        holder.execute("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE")  # held until rollback
+        started = time.monotonic()
+        with pytest.raises(RemoteError) as refused:
+            _ask(service, m.Identify("card", ALICE.badge))
+        waited = time.monotonic() - started
+        assert refused.value.code == ErrorCode.BUSY
+        assert pg_store.LOCK_TIMEOUT_MS / 1000 - 0.5 <= waited < pg_store.LOCK_TIMEOUT_MS / 1000 + 5
+    finally:
+        holder.rollback()
+        holder.close()
+    signed = _ask(service, m.Identify("card", ALICE.badge))
+    assert isinstance(signed, m.IdentifyResult)

@@ -64,6 +64,19 @@ log = logging.getLogger(__name__)
 #: Seconds to wait for the server when connecting, unless the URL sets ``connect_timeout``:
 #: without a limit, an unreachable host hangs a worker for the OS's TCP timeout (minutes).
 CONNECT_TIMEOUT = 10
+#: How long a statement may wait for a lock, and run at all (ms), unless the URL's ``options``
+#: set them. A cloud worker's lane acknowledges its requests in order (cloud/worker.py), so
+#: one request stuck behind a row another session holds (an idle transaction of an admin's
+#: tool, say) would hold every later acknowledgement of its broker connection, and after the
+#: broker's Receive Maximum that worker would get nothing more while still answering pings.
+#: Past these, the statement fails, the device is told ``busy`` and asks again. Well above
+#: what any statement of ours takes; the schema upgrade waits without bound (it must).
+LOCK_TIMEOUT_MS = 5000
+STATEMENT_TIMEOUT_MS = 30000
+#: TCP keep-alive on the connection (libpq): a database host gone from the network is noticed
+#: in about 30 s instead of the kernel's default of minutes to hours.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+             "keepalives_count": 3, "tcp_user_timeout": 30000}
 #: Workers starting together all upgrade the schema; concurrent ``CREATE TABLE IF NOT EXISTS``
 #: of the same table can fail in PostgreSQL, and two would apply one step twice, so upgrades
 #: queue behind this advisory lock.
@@ -155,6 +168,13 @@ class PostgresStore(SignInQueries, SqlStore):
         #: :attr:`where` instead.
         self.url = self._conninfo = url
         self._connect_timeout = None if "connect_timeout" in params else CONNECT_TIMEOUT
+        # Added to the URL's own options (a search_path, say) unless it sets them itself.
+        given = str(params.get("options") or "")
+        ours = [f"-c {name}={ms}" for name, ms in (("lock_timeout", LOCK_TIMEOUT_MS),
+                                                     ("statement_timeout", STATEMENT_TIMEOUT_MS))
+                if name not in given]
+        self._options = " ".join([given, *ours]).strip() or None
+        self._keepalive = {k: v for k, v in KEEPALIVE.items() if k not in params}
         self.host = host = str(params.get("host") or "localhost")
         port = str(params.get("port") or "5432")
         self.dbname = str(params.get("dbname") or params.get("user") or "")
@@ -179,6 +199,9 @@ class PostgresStore(SignInQueries, SqlStore):
         extra: dict[str, Any] = {"application_name": "mfdkit-cloud"}
         if self._connect_timeout is not None:
             extra["connect_timeout"] = self._connect_timeout
+        if self._options is not None:
+            extra["options"] = self._options
+        extra.update(self._keepalive)
         try:
             con = psycopg.connect(self._conninfo, autocommit=True, **extra)
         except psycopg.Error as exc:
@@ -290,6 +313,9 @@ class PostgresStore(SignInQueries, SqlStore):
 
     def upgrade(self, create: bool = True) -> int:
         with self.transaction():
+            # Another process may be upgrading: wait for it, however long it takes.
+            self._run("SET LOCAL lock_timeout = 0", ())
+            self._run("SET LOCAL statement_timeout = 0", ())
             self._run("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
             return super().upgrade(create=create)
 
