@@ -58,6 +58,24 @@ from simulator.fleet import card_of, device_id
 RETRY_CODES = frozenset({"busy", "internal"})
 
 
+async def _unless_lost(step: Any, lost: asyncio.Event, timeout: float) -> None:
+    """Await ``step`` (a connect, a SUBACK) unless the connection is lost first or ``timeout``
+    passes: gmqtt's connect waits for its CONNACK even on a connection already gone, where
+    paho (the real device) fails at once."""
+    task = asyncio.ensure_future(step)
+    gone = asyncio.ensure_future(lost.wait())
+    try:
+        done, _ = await asyncio.wait({task, gone}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if task in done:
+        task.result()
+        return
+    task.cancel()
+    raise ConnectionError("lost while connecting") if gone in done else TimeoutError()
+
+
 def _settle(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -165,10 +183,10 @@ class FleetDevice:
             client.on_disconnect = lambda *_a, lost=lost: lost.set()
             client.on_subscribe = lambda *_a, sub=subscribed: _settle(sub)
             try:
-                await asyncio.wait_for(client.connect(self.host, self.port,
-                                                      keepalive=self.spec.keepalive), 10)
+                await _unless_lost(client.connect(self.host, self.port,
+                                                  keepalive=self.spec.keepalive), lost, 10)
                 client.subscribe(topics.response_topic(self.id), qos=1)
-                await asyncio.wait_for(subscribed, 10)  # SUBACK: no answer can be missed
+                await _unless_lost(subscribed, lost, 10)  # SUBACK: no answer can be missed
                 client.publish(topics.status_topic(self.id),
                                m.encode(m.DeviceStatus("online", self.epoch, since=time.time())),
                                qos=1, retain=True)
@@ -190,7 +208,7 @@ class FleetDevice:
             finally:
                 if not lost.is_set():  # stopping, or a connect that failed half-way
                     with contextlib.suppress(Exception):
-                        await client.disconnect()
+                        await asyncio.wait_for(client.disconnect(), 2)
             self.online.clear()
             self.client = None
             if self.stopping:
@@ -246,7 +264,10 @@ class FleetDevice:
                                correlation_data=corr,
                                message_expiry_interval=topics.REQUEST_EXPIRY)
                 data = await asyncio.wait_for(fut, self.spec.timeout)
-            except TimeoutError:
+            except Exception as exc:  # a timeout, or gmqtt refusing (no packet id free, ...)
+                if not isinstance(exc, TimeoutError):
+                    key = f"publish:{type(exc).__name__}"
+                    self.rec.errors[key] = self.rec.errors.get(key, 0) + 1
                 self.rec.timeouts += 1
                 if not mutating:
                     # A person at the copier tries again after a moment, not at once: a
