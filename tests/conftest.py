@@ -7,6 +7,7 @@ file, or a new schema in a database of this run (tests/pg.py).
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import sys
 import time
@@ -40,6 +41,8 @@ _HERE = str(Path(__file__).resolve().parent)
 if list(getattr(sys.modules.get("tests"), "__path__", [])) != [_HERE]:
     _ours = types.ModuleType("tests")
     _ours.__path__ = [_HERE]
+    _ours.__spec__ = importlib.machinery.ModuleSpec("tests", None, is_package=True)
+    _ours.__spec__.submodule_search_locations = [_HERE]
     sys.modules["tests"] = _ours
 
 # Counts skips and, with --fail-on-skip (the test command), fails the run on any (no_skips.py).
