@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fleet_checks import assert_nothing_lost
 from waiting import eventually
 
 from simulator.fleet import broker_for, device_id
@@ -34,14 +34,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield f.start()
     finally:
         f.stop()
-
-
-def assert_nothing_lost(t: dict[str, Any]) -> None:
-    assert t["unanswered"] == [], t["unanswered"][:10]
-    prints = t["prints"]
-    assert prints["doubled"] == 0, prints
-    assert prints["lost"] == 0, prints
-    assert prints["printed"] == prints["cloud_printed"], prints
 
 
 def test_broker_for_is_stable_and_spreads() -> None:

@@ -20,9 +20,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from fleet_checks import assert_nothing_lost
 from waiting import eventually
 
 from simulator.fleet.cluster import Fleet
@@ -44,14 +44,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         f.stop()
         # Nothing of the test network is left behind: no namespace, no veth, no bridge.
         assert f.net is None or f.net.leftovers() == []
-
-
-def assert_nothing_lost(t: dict[str, Any]) -> None:
-    assert t["unanswered"] == [], t["unanswered"][:10]
-    prints = t["prints"]
-    assert prints["doubled"] == 0, prints
-    assert prints["lost"] == 0, prints
-    assert prints["printed"] == prints["cloud_printed"], prints
 
 
 def netns_of(pid: int) -> str:
