@@ -208,3 +208,47 @@ def test_lanes_are_on_by_default_for_postgresql_only() -> None:
     assert default_lanes("postgresql://cloud@db/mfd") == NETWORK_STORE_LANES > 0
     assert default_lanes("postgres://cloud@db/mfd") == NETWORK_STORE_LANES
     assert default_lanes("sqlite:////var/lib/mfd/cloud.db") == 0
+
+
+def test_after_the_broker_restarts_mid_burst_a_worker_with_lanes_answers_again(
+        tmp_path: Path, store_url: str) -> None:
+    """The broker goes away while lanes still hold requests of the old connection. Those are
+    never acknowledged on the new one (the broker forgot them), and they must not hold the new
+    connection's acknowledgements back: with a Receive Maximum of 10, a stuck queue would stop
+    the worker after ten new requests."""
+    names = [f"restart-{i}" for i in range(8)]
+
+    class Slowish(CloudService):
+        def handle(self, device_id: str, payload: bytes) -> bytes:
+            time.sleep(0.01)  # so that lanes still hold work when the broker goes
+            return super().handle(device_id, payload)
+
+    broker, worker, copiers = world(tmp_path, store_url, names,
+                                    lambda: Slowish(open_store(store_url),
+                                                    throttles=NO_THROTTLES),
+                                    lanes=LANES, receive_maximum=10)
+    again: list[Copier] = []
+    try:
+        for i in range(30):
+            for c in copiers:
+                c.send(i, DEMO_USERS[0].badge)
+        assert wait_for(lambda: worker.handled >= 5, 10)  # under way
+        broker.stop()
+        for c in copiers:
+            c.close()
+        broker.start(timeout=30)
+        assert wait_for(lambda: len(worker.connected_legs) == 1, 30), "no reconnect"
+        again = [Copier(broker, n) for n in names]
+        assert all(c.subscribed.wait(10) for c in again)
+        for i in range(40):
+            for c in again:
+                c.send(1000 + i, DEMO_USERS[i % 3].badge)
+        assert wait_for(lambda: all(c.count() == 40 for c in again), 60), [
+            c.count() for c in again]
+        for c in again:  # in order, as ever
+            assert [corr for corr, _ in c.answers] == list(range(1000, 1040)), c.name
+    finally:
+        for c in again:
+            c.close()
+        worker.stop()
+        broker.stop()
