@@ -178,9 +178,9 @@ def start_workers(service_factory: Callable[[], CloudService],
 
 @dataclass(eq=False)
 class _Lane:
-    """A request thread of a worker with lanes: its queue, and the store connection used only
-    on its thread. A device's requests always take the same lane, so they are done in the
-    order they came, one at a time, as on a single thread."""
+    """A request thread of a worker with lanes and its queue (the lane's store connection is
+    made and used on that thread only). A device's requests always take the same lane, so they
+    are done in the order they came, one at a time, as on a single thread."""
 
     index: int
     #: (request, the leg it came on, its place in that leg's acknowledgements, when queued)
@@ -252,7 +252,8 @@ class CloudWorker:
         """``broker``: one broker (``tls_ca_file`` for TLS), or every broker to serve (see
         :func:`worker_brokers`), each with its own TLS setting. ``lanes``: requests are done
         on that many threads of their own (each with its store connection), chosen by device,
-        instead of on the paho thread they came in on (0): see :data:`LANES`."""
+        instead of on the paho thread they came in on (0): see the module's "Lanes" and
+        :func:`default_lanes`."""
         endpoints = ((BrokerEndpoint(broker.host, broker.port, broker.username,
                                      broker.password, tls_ca_file),)
                      if isinstance(broker, BrokerAddress) else tuple(broker))

@@ -230,7 +230,7 @@ class PostgresStore(SignInQueries, SqlStore):
         begin = BEGIN_LAZY if lazy else BEGIN
         con = self._con()
         try:
-            con.execute(begin)
+            self._cursor(con).execute(begin)
             return con
         except psycopg.OperationalError as exc:
             # Dropped while idle between requests: nothing has run yet, so start over once on a
@@ -240,7 +240,7 @@ class PostgresStore(SignInQueries, SqlStore):
             self._drop()
         con = self._con()
         try:
-            con.execute(begin)
+            self._cursor(con).execute(begin)
         except psycopg.OperationalError as exc:
             self._drop()
             raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
@@ -254,7 +254,7 @@ class PostgresStore(SignInQueries, SqlStore):
             self._drop()
             return
         try:
-            con.execute("ROLLBACK")
+            self._cursor(con).execute("ROLLBACK")
         except psycopg.Error as exc:
             # The original exception is what the caller needs to see; this one only means the
             # connection is unusable.
@@ -269,7 +269,7 @@ class PostgresStore(SignInQueries, SqlStore):
             raise StoreError("a statement in this transaction failed, so PostgreSQL discarded "
                              "it; nothing was saved")
         try:
-            con.execute("COMMIT")
+            self._cursor(con).execute("COMMIT")
         except psycopg.OperationalError as exc:
             self._drop()
             raise StoreUnavailable(f"PostgreSQL at {self.where}: commit failed, so the request "
@@ -277,6 +277,18 @@ class PostgresStore(SignInQueries, SqlStore):
                                    ) from exc
 
     # -- statements
+    def _cursor(self, con: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+        """The thread's one cursor on ``con``, used again for every statement, BEGIN and
+        COMMIT included: Connection.execute made a new cursor (and its adapters map) each
+        time, ~10 % of a fleet worker's CPU under py-spy --gil. Every caller reads the result
+        at once (fetchone, fetchall, rowcount) before the next statement, so nothing is left
+        unread when the cursor is reused."""
+        cur: psycopg.Cursor[Any] | None = getattr(self._local, "cur", None)
+        if cur is None or cur.connection is not con:
+            cur = con.cursor()
+            self._local.cur = cur
+        return cur
+
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
         if self._depth():
             # Inside a transaction, never reconnect: a new connection would run the rest of the
@@ -287,17 +299,9 @@ class PostgresStore(SignInQueries, SqlStore):
                                        "during this transaction; nothing of it was saved")
         else:
             con = self._con()
-        # One cursor per connection, used again for every statement: Connection.execute made a
-        # new cursor (and its adapters map) each time, ~10 % of a fleet worker's CPU under
-        # py-spy --gil. Every caller reads the result at once (fetchone, fetchall, rowcount)
-        # before the next statement, so nothing is left unread when the cursor is reused.
-        cur: psycopg.Cursor[Any] | None = getattr(self._local, "cur", None)
-        if cur is None or cur.connection is not con:
-            cur = con.cursor()
-            self._local.cur = cur
         try:
             # Always a tuple, even empty: psycopg then parses the query, undoing the %% escapes.
-            return cur.execute(pg_sql(sql), tuple(args))
+            return self._cursor(con).execute(pg_sql(sql), tuple(args))
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
 
