@@ -76,6 +76,7 @@ from paho.mqtt.properties import Properties
 from cloud import devices, release_orders
 from cloud.service import CloudService
 from cloud.statuses import StatusWriter
+from cloud.storage.factory import is_postgres
 from cloud.storage.port import CloudStore
 from mqtt_client import jitter_reconnect, new_client
 from mqtt_client.endpoint import BrokerEndpoint, endpoint
@@ -124,7 +125,7 @@ NETWORK_STORE_LANES = 4
 
 def default_lanes(store_url: str) -> int:
     """The lanes for a worker on the store at ``store_url`` (see NETWORK_STORE_LANES)."""
-    return NETWORK_STORE_LANES if store_url.startswith(("postgresql://", "postgres://")) else 0
+    return NETWORK_STORE_LANES if is_postgres(store_url) else 0
 #: The longest wait between two attempts to reach the broker again (it was 5 s unjittered).
 RECONNECT_MAX_S = 5
 

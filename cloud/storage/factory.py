@@ -8,6 +8,11 @@ from protocol.errors import StoreError
 from protocol.redact import redact
 
 
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL store (the schemes :func:`open_store` takes)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 def open_store(url: str, *, create: bool = True) -> SqlStore:
     """A store from its URL: ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or
     ``postgresql://user@host:port/dbname``. The schema is brought up to date on opening.
@@ -19,7 +24,7 @@ def open_store(url: str, *, create: bool = True) -> SqlStore:
         from cloud.storage.sqlite import SqliteStore
 
         return SqliteStore.from_url(url, create=create)
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(url):
         # Imported only here: a SQLite-only install need not load psycopg.
         from cloud.storage.postgres import PostgresStore
 
