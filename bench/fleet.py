@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prints = tally["prints"]
     figures: dict[str, Any] = {
         "devices": args.devices, "brokers": args.brokers, "workers": args.workers,
-        "lanes": default_lanes("postgresql://") if args.lanes is None else args.lanes,
+        "lanes": default_lanes(fleet.pg.url) if args.lanes is None else args.lanes,
         "warmup_s": args.warmup_s, "fleet_processes": len(fleet.fleet),
         "badge_period_s": args.badge_period,
         "p99_ms": steady["badge_to_list_p99_ms"], "p50_ms": steady["badge_to_list_p50_ms"],
