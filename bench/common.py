@@ -11,6 +11,10 @@ import subprocess
 import sys
 from typing import Any
 
+from simulator.stats import percentile
+
+__all__ = ["machine", "parse_size", "percentile", "report", "summary"]
+
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
@@ -37,15 +41,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if not sep or not w.isdigit() or not h.isdigit() or int(w) <= 0 or int(h) <= 0:
         raise ValueError(f"size must be WIDTHxHEIGHT, e.g. 1280x800, got {text!r}")
     return int(w), int(h)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def summary(samples_ms: list[float], prefix: str = "") -> dict[str, float]:

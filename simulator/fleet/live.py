@@ -13,16 +13,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from simulator.fleet.cluster import Fleet
+from simulator.stats import percentile
 
 #: How often a line of figures is printed (s).
 EVERY_S = 5.0
-
-
-def _p(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run_live(devices: int, *, brokers: int, workers: int, badge_period_s: float,
@@ -65,8 +59,8 @@ def _summary(t: dict[str, Any], out: TextIO) -> int:
     badge = [ms for _, ms in t["badge_to_list"]]
     prints = t["prints"]
     print(f"mfd sim: {len(t['latencies'])} requests answered, {len(t['unanswered'])} "
-          f"unanswered; badge -> job list p50 {_p(badge, 0.5):.1f} ms, p99 "
-          f"{_p(badge, 0.99):.1f} ms over {len(badge)} badges", file=out)
+          f"unanswered; badge -> job list p50 {percentile(badge, 0.5):.1f} ms, p99 "
+          f"{percentile(badge, 0.99):.1f} ms over {len(badge)} badges", file=out)
     print(f"mfd sim: {prints['released']} releases, {prints['printed']} printed by the "
           f"copiers' engines, {prints['cloud_printed']} PRINTED in the cloud; lost "
           f"{prints['lost']}, doubled {prints['doubled']}", file=out)
