@@ -63,10 +63,14 @@ class Host:
     address: str  # eth0's address inside the namespace
 
 
+def _ip_program() -> str:
+    # /usr/sbin is not on every user's PATH (Debian puts ip there).
+    return shutil.which("ip") or "/usr/sbin/ip"
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    ip = shutil.which("ip") or "/usr/sbin/ip"
     try:
-        done = subprocess.run([ip, *args], capture_output=True, text=True, timeout=30,
+        done = subprocess.run([_ip_program(), *args], capture_output=True, text=True, timeout=30,
                               check=False)
     except OSError as exc:  # not installed
         raise HostsError(f"{NEEDS}: {exc}") from exc
@@ -162,8 +166,7 @@ class Hosts:
 
     def command(self, h: int, argv: Sequence[str]) -> list[str]:
         """``argv`` run on host ``h``: ``ip netns exec`` execs it in place (same PID)."""
-        ip = shutil.which("ip") or "/usr/sbin/ip"
-        return [ip, "netns", "exec", self.hosts[h].netns, *argv]
+        return [_ip_program(), "netns", "exec", self.hosts[h].netns, *argv]
 
     def run(self, h: int, argv: Sequence[str], timeout: float = 30.0
             ) -> subprocess.CompletedProcess[str]:
