@@ -17,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from waiting import eventually
 
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
@@ -100,15 +101,6 @@ def world(tmp_path: Path, store_url: str, names: list[str],
     return broker, worker, copiers
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_a_slow_request_of_one_copier_does_not_hold_up_another(tmp_path: Path,
                                                                store_url: str) -> None:
     slow = "lane-slow"
@@ -129,11 +121,11 @@ def test_a_slow_request_of_one_copier_does_not_hold_up_another(tmp_path: Path,
         held.send(1, DEMO_USERS[0].badge)
         quick.send(1, DEMO_USERS[1].badge)
         # The other copier is answered while the slow one is still being worked on.
-        assert wait_for(lambda: quick.count() == 1, 10), "the fast copier waited"
+        assert eventually(lambda: quick.count() == 1, 10), "the fast copier waited"
         assert held.count() == 0
         assert quick.answers == [(1, "ok")]
         release.set()
-        assert wait_for(lambda: held.count() == 1, 10)
+        assert eventually(lambda: held.count() == 1, 10)
         assert held.answers == [(1, "ok")]
     finally:
         release.set()
@@ -155,7 +147,7 @@ def test_a_burst_is_answered_in_each_copiers_order_and_nothing_is_dropped(
         for i in range(per_device):
             for c in copiers:
                 c.send(i, DEMO_USERS[i % 3].badge if i % 4 else "0000000001")
-        assert wait_for(lambda: all(c.count() == per_device for c in copiers), 120), [
+        assert eventually(lambda: all(c.count() == per_device for c in copiers), 120), [
             c.count() for c in copiers]
         outcomes: dict[str, int] = {}
         for c in copiers:
@@ -191,7 +183,7 @@ def test_with_lanes_a_backlog_is_still_answered_busy_from_the_brokers_wait(
     try:
         for i in range(16):
             copier.send(i, DEMO_USERS[0].badge)
-        assert wait_for(lambda: copier.count() == 16, 30), copier.answers
+        assert eventually(lambda: copier.count() == 16, 30), copier.answers
         outcomes = [outcome for _, outcome in copier.answers]
         oks = outcomes.count("ok")
         assert outcomes == ["ok"] * oks + ["busy"] * (16 - oks), outcomes
@@ -232,18 +224,18 @@ def test_after_the_broker_restarts_mid_burst_a_worker_with_lanes_answers_again(
         for i in range(30):
             for c in copiers:
                 c.send(i, DEMO_USERS[0].badge)
-        assert wait_for(lambda: worker.handled >= 5, 10)  # under way
+        assert eventually(lambda: worker.handled >= 5, 10)  # under way
         broker.stop()
         for c in copiers:
             c.close()
         broker.start(timeout=30)
-        assert wait_for(lambda: len(worker.connected_legs) == 1, 30), "no reconnect"
+        assert eventually(lambda: len(worker.connected_legs) == 1, 30), "no reconnect"
         again = [Copier(broker, n) for n in names]
         assert all(c.subscribed.wait(10) for c in again)
         for i in range(40):
             for c in again:
                 c.send(1000 + i, DEMO_USERS[i % 3].badge)
-        assert wait_for(lambda: all(c.count() == 40 for c in again), 60), [
+        assert eventually(lambda: all(c.count() == 40 for c in again), 60), [
             c.count() for c in again]
         for c in again:  # in order, as ever
             assert [corr for corr, _ in c.answers] == list(range(1000, 1040)), c.name
