@@ -137,6 +137,10 @@ class Records:
     served_again: list[tuple[str, float, float]] = field(default_factory=list)
     connected: int = 0
 
+    def error(self, kind: str) -> None:
+        """Count one error answer or failure of ``kind``."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
 
 class FleetDevice:
     def __init__(self, index: int, host: str, port: int, spec: Spec, rec: Records,
@@ -203,8 +207,7 @@ class FleetDevice:
             except (OSError, TimeoutError, gmqtt.MQTTConnectError):
                 pass  # the broker is away or refused: the wait below, then again
             except Exception as exc:  # never a device that stops reconnecting for good
-                key = f"link:{type(exc).__name__}"
-                self.rec.errors[key] = self.rec.errors.get(key, 0) + 1
+                self.rec.error(f"link:{type(exc).__name__}")
             finally:
                 if not lost.is_set():  # stopping, or a connect that failed half-way
                     with contextlib.suppress(Exception):
@@ -266,8 +269,7 @@ class FleetDevice:
                 data = await asyncio.wait_for(fut, self.spec.timeout)
             except Exception as exc:  # a timeout, or gmqtt refusing (no packet id free, ...)
                 if not isinstance(exc, TimeoutError):
-                    key = f"publish:{type(exc).__name__}"
-                    self.rec.errors[key] = self.rec.errors.get(key, 0) + 1
+                    self.rec.error(f"publish:{type(exc).__name__}")
                 self.rec.timeouts += 1
                 if not mutating:
                     # A person at the copier tries again after a moment, not at once: a
@@ -280,14 +282,14 @@ class FleetDevice:
                 result = m.decode_response(data, req.TYPE)
             except RemoteError as exc:
                 if exc.code in RETRY_CODES:
-                    self.rec.errors[exc.code] = self.rec.errors.get(exc.code, 0) + 1
+                    self.rec.error(exc.code)
                     await asyncio.sleep(min(float(exc.retry_after or 1),
                                             max(0.0, deadline - time.monotonic())))
                     continue
                 self._answered(req.TYPE, first)
                 return exc
             except ProtocolError:
-                self.rec.errors["malformed"] = self.rec.errors.get("malformed", 0) + 1
+                self.rec.error("malformed")
                 continue
             self._answered(req.TYPE, first)
             return result
@@ -356,7 +358,7 @@ class FleetDevice:
                 if len(data) >= chunk.total or not chunk.data:
                     break
             if hashlib.sha256(data).hexdigest() != job.sha256:
-                self.rec.errors["bad_document"] = self.rec.errors.get("bad_document", 0) + 1
+                self.rec.error("bad_document")
                 continue
             # The engine's own record: it printed this job (once per entry).
             self.rec.printed.append(job.job_id)
