@@ -8,15 +8,19 @@ them unknown cards. The same load runs twice against the same private broker:
 * ``noop_per_s``: a paho responder on the cloud's shared subscription that answers every request
   with a fixed payload and does nothing else: the ceiling of paho + Mosquitto here;
 * ``identify_per_s``: the real cloud worker(s) (decode, validate, HMAC, store lookup, session
-  insert, audit, JSON answer) on SQLite or PostgreSQL.
+  insert, audit, JSON answer) on SQLite or PostgreSQL, each worker a process of its own.
 
-    python -m bench.cloud_identify [--n 5000] [--window 100] [--workers 1]
+``--workers 1,2`` measures each count in every round (``identify_per_s_by_workers``,
+``gain_by_workers``): does adding a worker add throughput?
+
+    python -m bench.cloud_identify [--n 5000] [--window 100] [--workers 1[,2...]]
                                    [--store postgresql://...] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import multiprocessing.queues
 import os
@@ -24,6 +28,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +37,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.common import report
+from bench.store_backends import scratch_pg
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
-from cloud.storage.factory import open_store
+from cloud.storage.factory import is_postgres, open_store
 from cloud.throttle import NO_THROTTLES
 from cloud.worker import CloudWorker, default_lanes
 from mqtt_client import new_client
@@ -81,6 +87,69 @@ class Noop:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a count or counts, as 1 or 1,2") \
+            from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: counts of at least 1, each once")
+    return counts
+
+
+class WorkerProcesses:
+    """Cloud workers, each in a process of its own as ``mfd cloud`` runs them in a fleet: in
+    one process they would share one GIL, and a second would add little but contention."""
+
+    def __init__(self, broker: MosquittoBroker, url: str, users: Sequence[str],
+                 lanes: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        ready: multiprocessing.queues.Queue[str] = ctx.Queue()
+        self.procs = [ctx.Process(target=_worker_process,
+                                  args=(broker.host, broker.port, u, url, lanes, ready,
+                                        self.stop)) for u in users]
+        for proc in self.procs:
+            proc.start()
+        try:
+            for _ in self.procs:
+                failure = ready.get(timeout=60)
+                if failure:
+                    raise SystemExit(f"a cloud worker did not start: {failure}")
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __enter__(self) -> WorkerProcesses:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(timeout=20)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _worker_process(host: str, port: int, user: str, url: str, lanes: int,
+                    ready: multiprocessing.queues.Queue[str],
+                    stop: threading.Event) -> None:
+    """One cloud worker, unthrottled (unknown badges at machine speed would start the badge
+    throttles; the bench measures identify itself), until told to stop."""
+    try:
+        worker = CloudWorker(lambda: CloudService(open_store(url), throttles=NO_THROTTLES),
+                             BrokerAddress(host, port, user, f"pw-{user}"), lanes=lanes).start()
+    except Exception as exc:  # the parent says it and stops
+        ready.put(f"{user}: {exc}")
+        return
+    time.sleep(0.2)  # its subscription reaches the broker
+    ready.put("")
+    stop.wait()
+    worker.stop()
 
 
 def run_load(broker: MosquittoBroker, n: int, window: int) -> tuple[float, int]:
@@ -149,25 +218,34 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--window", type=int, default=100)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=_counts, default=[1], metavar="N[,N...]",
+                    help="cloud worker processes (1); a list (1,2) measures each count in "
+                    "every round: whether adding a worker adds throughput")
     ap.add_argument("--lanes", type=int,
                     help="request threads per worker (default: mfd cloud's for the store, 4 on "
                     "PostgreSQL, 0 on SQLite; 0: on paho's thread)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each (median)")
-    ap.add_argument("--store", help="store URL (default: a fresh SQLite file)")
+    ap.add_argument("--store", help="store URL (default: a fresh SQLite file); a PostgreSQL "
+                    "URL names the server, where the run makes a database of its own and drops "
+                    "it afterwards")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    counts: list[int] = args.workers
 
-    with tempfile.TemporaryDirectory(prefix="mfdbench-") as tmp:
-        cloud_users = (*(f"cloud-{i}" for i in range(args.workers)), "cloud-noop")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mfdbench-"))
+        # A PostgreSQL URL names the server: the run seeds a database of its own there, so a
+        # second run (or the server's own databases) never meets the first one's rows.
+        url = stack.enter_context(scratch_pg(args.store)) if args.store and \
+            is_postgres(args.store) else args.store or f"sqlite:///{tmp}/cloud.db"
+        cloud_users = (*(f"cloud-{i}" for i in range(max(counts))), "cloud-noop")
         users = {u: f"pw-{u}" for u in (*cloud_users, DEVICE)}
         broker = MosquittoBroker(Path(tmp) / "b", users, cloud_users=cloud_users).start()
-        url = args.store or f"sqlite:///{tmp}/cloud.db"
         lanes = default_lanes(url) if args.lanes is None else args.lanes
         store = open_store(url)
         seed_demo(store, now=time.time(), devices=(DEVICE,), jobs=False)
         noop_rates: list[float] = []
-        rates: list[float] = []
+        rates: dict[int, list[float]] = {count: [] for count in counts}
         bad = 0
         try:
             # Alternate the two, several rounds, and keep medians: on 2 shared cores a single
@@ -177,30 +255,32 @@ def main() -> int:
                 run_load(broker, min(500, args.n), args.window)  # warm-up
                 noop_rates.append(run_load(broker, args.n, args.window)[0])
                 noop.stop()
-                # Unknown badges at machine speed: unthrottled, to measure identify itself.
-                workers = [CloudWorker(lambda: CloudService(open_store(url),
-                                                            throttles=NO_THROTTLES),
-                                       BrokerAddress(broker.host, broker.port, u, f"pw-{u}"),
-                                       lanes=lanes)
-                           .start() for u in cloud_users[:-1]]
-                time.sleep(0.2)
-                run_load(broker, min(500, args.n), args.window)  # warm-up
-                rate, errors = run_load(broker, args.n, args.window)
-                rates.append(rate)
-                bad += errors
-                for w in workers:
-                    w.stop()
+                for count in counts:
+                    with WorkerProcesses(broker, url, cloud_users[:count], lanes):
+                        run_load(broker, min(500, args.n), args.window)  # warm-up
+                        rate, errors = run_load(broker, args.n, args.window)
+                    rates[count].append(rate)
+                    bad += errors
         finally:
             broker.stop()
             store.close()
-    noop_rate, rate = statistics.median(noop_rates), statistics.median(rates)
-    figures = {"n": args.n, "window": args.window, "workers": args.workers,
-               "lanes": lanes, "rounds": args.rounds,
-               "store": url.split(":", 1)[0], "noop_per_s": round(noop_rate, 1),
-               "identify_per_s": round(rate, 1), "ratio": round(rate / noop_rate, 3),
-               "noop_runs": [round(r) for r in noop_rates],
-               "identify_runs": [round(r) for r in rates],
-               "unexpected_errors": bad, "tcp_nodelay": True}
+    noop_rate = statistics.median(noop_rates)
+    by_workers = {count: statistics.median(rates[count]) for count in counts}
+    rate = by_workers[counts[0]]
+    figures: dict[str, Any] = {
+        "n": args.n, "window": args.window, "workers": counts[0], "lanes": lanes,
+        "rounds": args.rounds, "store": url.split(":", 1)[0],
+        "noop_per_s": round(noop_rate, 1), "identify_per_s": round(rate, 1),
+        "ratio": round(rate / noop_rate, 3), "noop_runs": [round(r) for r in noop_rates],
+        "identify_runs": [round(r) for r in rates[counts[0]]],
+        "unexpected_errors": bad, "tcp_nodelay": True}
+    if len(counts) > 1:
+        # Each count's median, and what each over the first one answers (1.0: no gain).
+        figures["identify_per_s_by_workers"] = {str(c): round(r, 1)
+                                                for c, r in by_workers.items()}
+        figures["runs_by_workers"] = {str(c): [round(r) for r in rates[c]] for c in counts}
+        figures["gain_by_workers"] = {str(c): round(r / rate, 3)
+                                      for c, r in by_workers.items()}
     report("cloud_identify", figures, args.json)
     return 0
 
