@@ -49,7 +49,15 @@ from cloud.hashing import card_hash, code_hash, new_token, token_hash, verify_pa
 from cloud.refusal import Refused, shown
 from cloud.storage.durability import commit_durably
 from cloud.storage.port import MAX_CARDS_PER_USER, Store, Technician, User
-from cloud.storage.sign_in import Budget, NewSession, ThrottleHit, card_lookup, sign_in
+from cloud.storage.sign_in import (
+    Budget,
+    CardSession,
+    NewSession,
+    ThrottleHit,
+    card_lookup,
+    card_sign_in,
+    sign_in,
+)
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, ThrottlePolicy, Throttles
 from protocol import messages as m
 from protocol.errors import ErrorCode, StoreError
@@ -154,11 +162,19 @@ class Identity:
     def identify(self, device_id: str, req: m.Identify) -> m.IdentifyResult:
         org_id = self._org_of(device_id)
         if req.method == "card":
-            # The throttle and the card in one read; while a throttle holds, no user comes back
-            # and the answer is the throttle's, whatever the card.
+            # The throttle and the card in one read, and a known card's sign-in with it where
+            # there is no PIN to check first; while a throttle holds, no user comes back and the
+            # answer is the throttle's, whatever the card.
             now = self.clock()
             h = card_hash(self._secret(org_id), req.value)
-            hit, user, tech = card_lookup(self.store, device_id, org_id, h, now)
+            token, budget, ahead = "", None, None
+            if req.pin is None:
+                token, budget = self.new_token(), self._budget(device_id)
+                hit, user, tech, ahead = card_sign_in(
+                    self.store, device_id, org_id, h, budget,
+                    CardSession(token_hash(token), now + self.session_ttl, req.method), now)
+            else:
+                hit, user, tech = card_lookup(self.store, device_id, org_id, h, now)
             if hit is not None:
                 self._refuse_throttled(hit, now)
             if user is None:
@@ -176,8 +192,11 @@ class Identity:
                 return self._technician(device_id, tech, req.method)
             if req.pin is not None:
                 self._check_pin(device_id, org_id, user, req.pin)
-            # A token of the device's sign-in budget, spent with the session's writes.
-            answer = self._login(device_id, user, req.method, budget=True)
+                # A token of the device's sign-in budget, spent with the session's writes.
+                answer = self._login(device_id, user, req.method, budget=True)
+            else:
+                assert ahead is not None  # a user's card, no PIN: the sign-in was made
+                answer = self._signed_in(device_id, user, token, budget, ahead, now)
             self._remember(org_id, "card", h, req.value)
             return answer
         else:
@@ -260,14 +279,24 @@ class Identity:
         written (one call to the store either way: cloud/storage/sign_in.py)."""
         now = self.clock()
         token = self.new_token()
-        login = self.throttles.login
-        spend = Budget("login", device_id, login.interval, login.burst * login.interval) \
-            if budget else None
+        spend = self._budget(device_id) if budget else None
         # The org named: saves the store a look-up of the user's org for the audit row.
         session = NewSession(token_hash(token), device_id, user.id, now + self.session_ttl,
                              user.org_id, method)
         ahead = sign_in(self.store, spend, session, now)
+        return self._signed_in(device_id, user, token, spend, ahead, now, note)
+
+    def _budget(self, device_id: str) -> Budget:
+        """The device's badge sign-in budget (a token per sign-in)."""
+        login = self.throttles.login
+        return Budget("login", device_id, login.interval, login.burst * login.interval)
+
+    def _signed_in(self, device_id: str, user: User, token: str, spend: Budget | None,
+                   ahead: float, now: float, note: str = "") -> m.IdentifyResult:
+        """The answer to a sign-in the store has made (``ahead``: how far ``spend``'s bucket
+        runs ahead; past its limit no session was made, and the throttle starts)."""
         if spend is not None and ahead > spend.limit:
+            login = self.throttles.login
             self._over_budget("device", device_id, login,
                               f"more than {login.burst} badge sign-ins at once or "
                               f"{60 / login.interval:g} a minute", now)

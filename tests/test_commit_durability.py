@@ -24,16 +24,43 @@ DEVICE = "copier-1"
 
 
 class WatchedStore(PostgresStore):
-    """The real store, noting the setting each outermost transaction commits with."""
+    """The real store, noting the setting each transaction commits with: an outermost
+    transaction's (one that sent nothing commits nothing), and a known badge's sign-in's, one
+    statement that commits by itself (its last column is what set_config made the setting)."""
 
     def __init__(self, url: str) -> None:
         self.commits: list[str] = []
+        self.statements: list[str] = []  # "alone" or "in" (a transaction's, BEGIN included)
         super().__init__(url)
 
+    def _send_begin(self, begin: str) -> Any:
+        self.statements.append("in")
+        return super()._send_begin(begin)
+
+    def _run(self, sql: str, args: Any) -> Any:
+        self.statements.append("in")
+        return super()._run(sql, args)
+
     def _commit(self, con: psycopg.Connection[Any]) -> None:
-        row = con.execute("SELECT current_setting('synchronous_commit')").fetchone()
-        self.commits.append(str(row[0]) if row else "?")
+        if self._pending() is None:
+            row = self._current(con).execute(
+                "SELECT current_setting('synchronous_commit')").fetchone()
+            self.commits.append(str(row[0]) if row else "?")
         super()._commit(con)
+
+    def _run_alone(self, sql: str, args: Any) -> Any:
+        self.statements.append("alone")
+        row = super()._run_alone(sql, args).fetchone()
+        self.commits.append(str(row[-1]))
+        return _Fetched(row)
+
+
+class _Fetched:
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def fetchone(self) -> Any:
+        return self.row
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +107,32 @@ def test_a_sign_in_commits_lazily_and_a_release_durably(
     assert store.query_one("SELECT current_setting('synchronous_commit')") == ("on",)
 
 
+def test_a_known_badge_signs_in_in_one_statement_that_commits_lazily(
+        pg: tuple[WatchedStore, CloudService]) -> None:
+    store, service = pg
+    bob = DEMO_USERS[1]
+    # The first tap of a badge in a process also looks for its offline verifier and notes the
+    # sign-in at this device (cloud/offline.py), which this process then remembers.
+    service.handle(DEVICE, m.encode(m.Identify("card", bob.badge)))
+    store.statements.clear()
+    setting, answer = _ask(store, service, m.Identify("card", bob.badge))
+    assert setting == "off"
+    assert store.statements == ["alone"]  # one round trip: no BEGIN, no COMMIT
+    signed_in = m.decode_response(answer, "identify")
+    assert isinstance(signed_in, m.IdentifyResult) and signed_in.user_id
+    # Committed, and seen at once by another worker; the sign-in is audited and the device's
+    # budget spent, as in a transaction of the four statements it replaces.
+    other = CloudService(open_store(store.url))
+    listed = m.decode_response(other.handle(DEVICE, m.encode(m.ListJobs(signed_in.session))),
+                               "jobs.list")
+    assert isinstance(listed, m.JobList)
+    logins = [row for row in store.audit_log() if row[2] == "login"
+              and row[3] == f"user:{signed_in.user_id}"]
+    assert logins and logins[-1][4] == "card"
+    # set_config(..., true) ended with the statement's own transaction.
+    assert store.query_one("SELECT current_setting('synchronous_commit')") == ("on",)
+
+
 def test_a_wrong_guess_in_a_sign_in_is_durable(pg: tuple[WatchedStore, CloudService]) -> None:
     store, service = pg
     setting, answer = _ask(store, service, m.Identify("code", "918273"))
@@ -94,14 +147,36 @@ def test_durable_wins_when_joined(pg: tuple[WatchedStore, CloudService]) -> None
     store, _service = pg
     store.commits.clear()
     with lazy_transaction(store), store.transaction():
+        store.orgs()
+    with lazy_transaction(store):
+        commit_durably(store)
+        store.orgs()
+    with lazy_transaction(store):
+        store.orgs()
+        commit_durably(store)
+    with store.transaction(), lazy_transaction(store):
+        store.orgs()
+    with lazy_transaction(store):
+        store.orgs()
+    assert store.commits == ["on", "on", "on", "on", "off"]
+
+
+def test_a_lazy_transaction_that_runs_nothing_sends_nothing(
+        pg: tuple[WatchedStore, CloudService]) -> None:
+    store, _service = pg
+    store.commits.clear()
+    with lazy_transaction(store):
         pass
     with lazy_transaction(store):
         commit_durably(store)
-    with store.transaction(), lazy_transaction(store):
-        pass
+    assert store.commits == []
+    with pytest.raises(RuntimeError), lazy_transaction(store):
+        raise RuntimeError("rolled back before anything ran")
+    # The connection is not left inside a transaction: the next one begins and commits.
     with lazy_transaction(store):
-        pass
-    assert store.commits == ["on", "on", "on", "off"]
+        store.audit(1.0, "cloud", "test.after_empty", "-")
+    assert store.commits == ["off"]
+    assert "test.after_empty" in [row[2] for row in store.audit_log()]
 
 
 def test_a_lazy_transaction_commits_and_rolls_back_on_sqlite(tmp_path: Any) -> None:

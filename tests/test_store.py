@@ -569,6 +569,25 @@ def test_a_connection_lost_between_requests_is_reopened(pg_database: ScratchData
         assert pg_store.orgs() == [("org_acme", "Acme")]
 
 
+def test_a_connection_lost_between_badges_is_reopened_for_the_one_statement_sign_in(
+        pg_database: ScratchDatabase) -> None:
+    # A known badge's sign-in is one statement outside any transaction (card_sign_in): the
+    # server's "terminating connection" answered in its place means it never ran, so it is
+    # sent once more on a new connection, and the badge is answered, not told "busy".
+    store = PostgresStore(pg_database.schema_url())
+    seed_demo(store, now=time.time(), devices=("copier-1",))
+    service = CloudService(store)
+    badge = m.encode(m.Identify("card", DEMO_USERS[0].badge))
+    first = m.decode_response(service.handle("copier-1", badge), "identify")
+    end_backend(pg_database, store)
+    again = m.decode_response(service.handle("copier-1", badge), "identify")
+    assert isinstance(first, m.IdentifyResult) and isinstance(again, m.IdentifyResult)
+    assert again.session != first.session and again.user_id == first.user_id
+    logins = [row for row in store.audit_log() if row[2] == "login"]
+    assert len(logins) == 2  # the statement ran once per badge
+    store.close()
+
+
 def test_a_connection_lost_during_a_transaction_saves_none_of_it(
         pg_database: ScratchDatabase, pg_store: PostgresStore) -> None:
     with pytest.raises(StoreError, match=r"PostgreSQL at \S+, database "), \

@@ -32,6 +32,11 @@ Durability
     begins with ``SET LOCAL synchronous_commit TO OFF`` in BEGIN's own round trip and is turned
     back on inside the transaction if something in it must last.
 
+    A lazy transaction's BEGIN is sent with its first statement, not when it opens: one that
+    runs nothing sends nothing, and a known badge's sign-in (``card_sign_in``) is then one
+    statement that commits by itself, lazily (``set_config`` in the statement), in one round
+    trip instead of four. Whatever the request does after it begins the transaction then.
+
 SQL
     The shared queries use ``?`` placeholders; psycopg wants ``%s`` and reads every other ``%``
     as the start of one. Each SQL string is translated once (``?`` outside quotes becomes
@@ -54,7 +59,14 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from cloud.storage.sign_in import Budget, NewSession
+from cloud.storage.port import Technician, User
+from cloud.storage.sign_in import (
+    Budget,
+    CardSession,
+    CardSignIn,
+    NewSession,
+    card_sign_in_steps,
+)
 from cloud.storage.sql import SqlStore
 from cloud.storage.sql_sign_in import SignInQueries
 from protocol.errors import StoreError, StoreUnavailable
@@ -150,6 +162,39 @@ _SIGN_IN = (
     "CAST(? AS TEXT) FROM t WHERE t.tat - ? <= ?) "
     "SELECT tat FROM t")
 
+#: A known badge's whole sign-in in one statement that commits by itself (card_sign_in): the
+#: throttle in force (counted as one more refused lookup), the card's user or else the
+#: technician whose badge it is, and for a user's card _SIGN_IN's writes. set_config(..., true)
+#: turns synchronous_commit off for this statement's own transaction only: its commit need not
+#: wait for the disk, as the lazy transaction it stands for (cloud/storage/durability.py).
+#: Data-modifying WITH parts always run; ``lazy`` is read by the last SELECT, so it runs too.
+_CARD_SIGN_IN = (
+    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS v), "
+    "k AS (SELECT t.scope AS tscope, t.subject AS tsubject, t.until, u.id AS uid, "
+    "u.org_id AS uorg, u.email, u.display_name, u.language, u.role, tk.id AS tid, "
+    "tk.org_id AS torg, tk.name, tk.kind, tk.created_at, tk.revoked_at "
+    "FROM (SELECT 1 AS one) AS one "
+    "LEFT JOIN (SELECT scope, subject, until FROM throttles WHERE until > ? AND "
+    "((scope='device' AND subject=?) OR (scope='org' AND subject=?)) "
+    "ORDER BY until DESC LIMIT 1) AS t ON true "
+    "LEFT JOIN (cards c JOIN users u ON u.id = c.user_id) ON c.org_id=? AND c.card_hash=? "
+    "LEFT JOIN technicians tk ON tk.org_id=? AND tk.kind='badge' AND tk.secret_hash=? "
+    "AND tk.revoked_at IS NULL), "
+    "r AS (UPDATE throttles SET refused = throttles.refused + 1 FROM k "
+    "WHERE throttles.scope = k.tscope AND throttles.subject = k.tsubject RETURNING 1), "
+    "t AS (INSERT INTO throttles (scope, subject, tat) SELECT CAST(? AS TEXT), "
+    "CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) FROM k "
+    "WHERE k.tscope IS NULL AND k.uid IS NOT NULL "
+    "ON CONFLICT (scope, subject) DO UPDATE SET tat = (CASE WHEN throttles.tat > ? "
+    "THEN throttles.tat ELSE ? END) + ? RETURNING tat), "
+    "s AS (INSERT INTO sessions (token_hash, device_id, user_id, expires_at, ended) "
+    "SELECT CAST(? AS TEXT), CAST(? AS TEXT), k.uid, CAST(? AS DOUBLE PRECISION), 0 "
+    "FROM k, t WHERE t.tat - ? <= ?), "
+    "a AS (INSERT INTO audit (at, actor, action, subject, detail, org_id) SELECT "
+    "CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), 'login', 'user:' || k.uid, "
+    "CAST(? AS TEXT), k.uorg FROM k, t WHERE t.tat - ? <= ?) "
+    "SELECT k.*, (SELECT tat FROM t), lazy.v FROM k, lazy")
+
 
 class PostgresStore(SignInQueries, SqlStore):
     BLOB: ClassVar[str] = "BYTEA"
@@ -227,7 +272,15 @@ class PostgresStore(SignInQueries, SqlStore):
 
     # -- transactions (nesting: SqlBase.transaction)
     def _begin(self, *, lazy: bool = False) -> psycopg.Connection[Any]:
-        begin = BEGIN_LAZY if lazy else BEGIN
+        if lazy:
+            # Sent with the transaction's first statement, not now: a badge sign-in may need
+            # none (card_sign_in below), and one that does pays the same round trip as before.
+            self._local.pending = BEGIN_LAZY
+            return self._con()
+        return self._send_begin(BEGIN)
+
+    def _send_begin(self, begin: str) -> psycopg.Connection[Any]:
+        self._local.pending = None
         con = self._con()
         try:
             self._cursor(con).execute(begin)
@@ -246,10 +299,28 @@ class PostgresStore(SignInQueries, SqlStore):
             raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
         return con
 
+    def _pending(self) -> str | None:
+        """The BEGIN a lazy transaction has not sent yet (nothing has run in it), or None."""
+        pending: str | None = getattr(self._local, "pending", None)
+        return pending
+
     def _set_durable(self) -> None:
+        if self._pending() is not None:
+            self._local.pending = BEGIN  # not begun yet: it begins durable
+            return
         self._run(DURABLE, ())
 
+    def _current(self, con: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        # The transaction's connection is the thread's: a deferred BEGIN may have replaced the
+        # one _begin returned (dropped while idle), before anything of the transaction ran.
+        current: psycopg.Connection[Any] | None = getattr(self._local, "con", None)
+        return con if current is None else current
+
     def _rollback(self, con: psycopg.Connection[Any]) -> None:
+        if self._pending() is not None:
+            self._local.pending = None  # nothing was sent: nothing to undo
+            return
+        con = self._current(con)
         if con.closed or con.broken:
             self._drop()
             return
@@ -263,6 +334,10 @@ class PostgresStore(SignInQueries, SqlStore):
             self._drop()
 
     def _commit(self, con: psycopg.Connection[Any]) -> None:
+        if self._pending() is not None:
+            self._local.pending = None  # nothing was sent: nothing to commit
+            return
+        con = self._current(con)
         if con.info.transaction_status == TransactionStatus.INERROR:
             # COMMIT here would answer ROLLBACK without an error: the work would vanish.
             self._rollback(con)
@@ -290,6 +365,9 @@ class PostgresStore(SignInQueries, SqlStore):
         return cur
 
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
+        begin = self._pending()
+        if begin is not None:
+            self._send_begin(begin)
         if self._depth():
             # Inside a transaction, never reconnect: a new connection would run the rest of the
             # transaction's statements on their own, committing half of it.
@@ -314,6 +392,54 @@ class PostgresStore(SignInQueries, SqlStore):
             session.expires_at, now, budget.limit, now, f"device:{session.device_id}",
             f"user:{session.user_id}", session.method, session.org_id, now, budget.limit)
         return float(row[0]) - now if row else 0.0
+
+    def card_sign_in(self, device_id: str, org_id: str, card_hash: str, budget: Budget,
+                     session: CardSession, now: float) -> CardSignIn:
+        """cloud/storage/sign_in.py's, in one statement where the caller's transaction is a
+        lazy one that has sent nothing yet; else as two calls inside it. The one statement
+        commits by itself: what the caller does next (a technician's audit, an unknown badge's
+        count) begins the transaction as usual, and a failure there leaves the session made
+        (the person taps again; the session is never answered and expires)."""
+        if self._pending() != BEGIN_LAZY or self._depth() != 1:
+            return card_sign_in_steps(self, device_id, org_id, card_hash, budget, session, now)
+        row = self._run_alone(
+            _CARD_SIGN_IN, (now, device_id, org_id, org_id, card_hash, org_id, card_hash,
+                            budget.scope, budget.subject, now + budget.interval, now, now,
+                            budget.interval, session.token_hash, device_id, session.expires_at,
+                            now, budget.limit, now, f"device:{device_id}", session.method, now,
+                            budget.limit)).fetchone()
+        if row[0] is not None:
+            return CardSignIn((str(row[0]), str(row[1]), float(row[2])))
+        if row[3] is not None:
+            return CardSignIn(None, User(*row[3:9]), None, float(row[15]) - now)
+        if row[9] is not None:
+            return CardSignIn(None, None, Technician(
+                str(row[9]), str(row[10]), str(row[11]), str(row[12]), float(row[13]), None))
+        return CardSignIn(None)
+
+    def _run_alone(self, sql: str, args: Sequence[Any]) -> Any:
+        """One statement on its own (autocommit), before the open lazy transaction has sent
+        anything. A connection the server ended while it sat idle is replaced once, as at
+        BEGIN: the server's "terminating" (SQLSTATE class 57) arrives in place of the answer,
+        so the statement never ran. Any other loss may have come after its commit, so it is
+        not repeated: the device is told busy and asks again."""
+        con = self._con()
+        try:
+            return self._cursor(con).execute(pg_sql(sql), tuple(args))
+        except psycopg.OperationalError as exc:
+            if not (exc.sqlstate or "").startswith("57"):
+                self._drop()
+                raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") \
+                    from exc
+            log.info("PostgreSQL connection to %s was lost (%s); reconnecting", self.where,
+                     _first_line(exc))
+            self._drop()
+        con = self._con()
+        try:
+            return self._cursor(con).execute(pg_sql(sql), tuple(args))
+        except psycopg.OperationalError as exc:
+            self._drop()
+            raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
 
     def upgrade(self, create: bool = True) -> int:
         with self.transaction():

@@ -6,6 +6,10 @@ badge takes, each one call here instead of two or three.
   a throttle holds: the answer still cannot tell a card from a non-card.
 * :func:`sign_in`: a token of the sign-in budget, then (within budget) the session and the
   sign-in's audit row; one statement on PostgreSQL.
+* :func:`card_sign_in`: both for a badge with no PIN to check, the whole of a known badge's
+  sign-in. On PostgreSQL it is one statement that commits by itself, where the caller's lazy
+  transaction has sent nothing yet (cloud/storage/postgres.py): a known badge then costs one
+  round trip, not four (BEGIN, lookup, sign-in, COMMIT).
 
 PostgreSQL implements both (cloud/storage/sql_sign_in.py, cloud/storage/postgres.py), where
 each statement is a round trip to the server; a store without them (SQLite: in process, no
@@ -58,11 +62,36 @@ class NewSession:
     method: str
 
 
+class CardSignIn(NamedTuple):
+    """:class:`CardLookup`, and for a user's card how far the sign-in budget now runs ahead
+    (``ahead``; past the budget's limit no session was made); None where no user was found."""
+
+    throttle: ThrottleHit | None
+    user: User | None = None
+    technician: Technician | None = None
+    ahead: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardSession:
+    """The session a badge sign-in makes if the card is a user's (whose, the lookup says)."""
+
+    token_hash: str
+    expires_at: float
+    method: str
+
+
 @runtime_checkable
 class SignInStore(Protocol):
     def card_lookup(self, device_id: str, org_id: str, card_hash: str,
                     now: float) -> CardLookup: ...
     def sign_in(self, budget: Budget | None, session: NewSession, now: float) -> float: ...
+
+
+@runtime_checkable
+class CardSignInStore(Protocol):
+    def card_sign_in(self, device_id: str, org_id: str, card_hash: str, budget: Budget,
+                     session: CardSession, now: float) -> CardSignIn: ...
 
 
 def _fused(store: Store) -> bool:
@@ -81,6 +110,28 @@ def card_lookup(store: Store, device_id: str, org_id: str, card_hash: str,
     if user is not None:
         return CardLookup(None, user)
     return CardLookup(None, None, store.technician_by_secret(org_id, "badge", card_hash))
+
+
+def card_sign_in(store: Store, device_id: str, org_id: str, card_hash: str, budget: Budget,
+                 session: CardSession, now: float) -> CardSignIn:
+    """:func:`card_lookup`, then, for a user's card, :func:`sign_in` with ``budget``."""
+    if implements(store, CardSignInStore):
+        return typing.cast(CardSignInStore, store).card_sign_in(device_id, org_id, card_hash,
+                                                                budget, session, now)
+    return card_sign_in_steps(store, device_id, org_id, card_hash, budget, session, now)
+
+
+def card_sign_in_steps(store: Store, device_id: str, org_id: str, card_hash: str,
+                       budget: Budget, session: CardSession, now: float) -> CardSignIn:
+    """:func:`card_sign_in` as two calls to the store."""
+    found = card_lookup(store, device_id, org_id, card_hash, now)
+    if found.throttle is not None or found.user is None:
+        return CardSignIn(*found)
+    user = found.user
+    ahead = sign_in(store, budget, NewSession(session.token_hash, device_id, user.id,
+                                              session.expires_at, user.org_id, session.method),
+                    now)
+    return CardSignIn(None, user, None, ahead)
 
 
 def sign_in(store: Store, budget: Budget | None, session: NewSession, now: float) -> float:
