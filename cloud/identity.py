@@ -51,12 +51,15 @@ from cloud.storage.durability import commit_durably
 from cloud.storage.port import MAX_CARDS_PER_USER, Store, Technician, User
 from cloud.storage.sign_in import (
     Budget,
+    CardBudgets,
     CardSession,
     NewSession,
     ThrottleHit,
+    UnknownCard,
     card_lookup,
     card_sign_in,
     sign_in,
+    take_unknown_count,
 )
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, ThrottlePolicy, Throttles
 from protocol import messages as m
@@ -167,11 +170,11 @@ class Identity:
             # answer is the throttle's, whatever the card.
             now = self.clock()
             h = card_hash(self._secret(org_id), req.value)
-            token, budget, ahead = "", None, None
+            token, budget, ahead, unknown = "", None, None, None
             if req.pin is None:
                 token, budget = self.new_token(), self._budget(device_id)
-                hit, user, tech, ahead = card_sign_in(
-                    self.store, device_id, org_id, h, budget,
+                hit, user, tech, ahead, unknown = card_sign_in(
+                    self.store, device_id, org_id, h, self._card_budgets(device_id, org_id),
                     CardSession(token_hash(token), now + self.session_ttl, req.method), now)
             else:
                 hit, user, tech = card_lookup(self.store, device_id, org_id, h, now)
@@ -179,7 +182,10 @@ class Identity:
                 self._refuse_throttled(hit, now)
             if user is None:
                 if tech is None:
-                    self._unknown_card(device_id, org_id)
+                    if unknown is None:
+                        self._unknown_card(device_id, org_id)
+                    else:
+                        self._unknown_counted(device_id, org_id, unknown, now)
                     raise Refused(ErrorCode.UNKNOWN_CARD, "this card is not known", "value")
                 if req.pin is not None:
                     # A technician's badge has no PIN: where the copier asks for one, the
@@ -245,9 +251,37 @@ class Identity:
                              f"{n} unknown card(s)", org_id=org_id)
         for scope, subject, policy in (("device", device_id, self.throttles.device),
                                        ("org", org_id, self.throttles.org)):
-            self._spend(scope, scope, subject, policy,
-                        f"more than {policy.burst} unknown badges at once or "
-                        f"{60 / policy.interval:g} a minute")
+            self._spend(scope, scope, subject, policy, self._unknown_why(policy))
+
+    def _unknown_counted(self, device_id: str, org_id: str, unknown: UnknownCard,
+                         now: float) -> None:
+        """:meth:`_unknown_card` where the store has counted the badge and spent its tokens
+        with the lookup: the audit row if one is due, the throttle if a bucket was empty."""
+        before = now - UNKNOWN_AUDIT_EVERY
+        if unknown.unaudited and unknown.audited_at <= before:
+            n = take_unknown_count(self.store, device_id, unknown.unaudited, now, before)
+            if n:
+                self.store.audit(now, f"device:{device_id}", "identify.unknown_card", "-",
+                                 f"{n} unknown card(s)", org_id=org_id)
+        for scope, subject, policy, ahead in (
+                ("device", device_id, self.throttles.device, unknown.device_ahead),
+                ("org", org_id, self.throttles.org, unknown.org_ahead)):
+            # The org's token is not spent once the device's bucket is empty: that one throttles.
+            assert ahead is not None, "the org's token is spent within the device's limit"
+            if ahead > policy.burst * policy.interval:
+                self._over_budget(scope, subject, policy, self._unknown_why(policy), now)
+
+    @staticmethod
+    def _unknown_why(policy: ThrottlePolicy) -> str:
+        return (f"more than {policy.burst} unknown badges at once or "
+                f"{60 / policy.interval:g} a minute")
+
+    def _card_budgets(self, device_id: str, org_id: str) -> CardBudgets:
+        device, org = self.throttles.device, self.throttles.org
+        return CardBudgets(self._budget(device_id),
+                           Budget("device", device_id, device.interval,
+                                  device.burst * device.interval),
+                           Budget("org", org_id, org.interval, org.burst * org.interval))
 
     def _spend(self, scope: str, bucket: str, subject: str, policy: ThrottlePolicy,
                why: str) -> None:

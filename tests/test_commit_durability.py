@@ -26,7 +26,7 @@ DEVICE = "copier-1"
 class WatchedStore(PostgresStore):
     """The real store, noting the setting each transaction commits with: an outermost
     transaction's (one that sent nothing commits nothing), and a known badge's sign-in's, one
-    statement that commits by itself (its last column is what set_config made the setting)."""
+    statement that commits by itself (its column 16 is what set_config made the setting)."""
 
     def __init__(self, url: str) -> None:
         self.commits: list[str] = []
@@ -51,7 +51,7 @@ class WatchedStore(PostgresStore):
     def _run_alone(self, sql: str, args: Any) -> Any:
         self.statements.append("alone")
         row = super()._run_alone(sql, args).fetchone()
-        self.commits.append(str(row[-1]))
+        self.commits.append(str(row[16]))
         return _Fetched(row)
 
 

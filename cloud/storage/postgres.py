@@ -62,9 +62,11 @@ from psycopg.pq import TransactionStatus
 from cloud.storage.port import Technician, User
 from cloud.storage.sign_in import (
     Budget,
+    CardBudgets,
     CardSession,
     CardSignIn,
     NewSession,
+    UnknownCard,
     card_sign_in_steps,
 )
 from cloud.storage.sql import SqlStore
@@ -162,11 +164,13 @@ _SIGN_IN = (
     "CAST(? AS TEXT) FROM t WHERE t.tat - ? <= ?) "
     "SELECT tat FROM t")
 
-#: A known badge's whole sign-in in one statement that commits by itself (card_sign_in): the
-#: throttle in force (counted as one more refused lookup), the card's user or else the
-#: technician whose badge it is, and for a user's card _SIGN_IN's writes. set_config(..., true)
-#: turns synchronous_commit off for this statement's own transaction only: its commit need not
-#: wait for the disk, as the lazy transaction it stands for (cloud/storage/durability.py).
+#: A badge's whole lookup in one statement that commits by itself (card_sign_in): the throttle
+#: in force (counted as one more refused lookup), the card's user or else the technician whose
+#: badge it is; for a user's card _SIGN_IN's writes; for a card no one has, the unknown-badge
+#: count and a token of the device's bucket (one upsert of the device's row: a statement may
+#: change a row once) and, within the device's limit, of the org's. set_config(..., true) turns
+#: synchronous_commit off for this statement's own transaction only: its commit need not wait
+#: for the disk, as the lazy transaction it stands for (cloud/storage/durability.py).
 #: Data-modifying WITH parts always run; ``lazy`` is read by the last SELECT, so it runs too.
 _CARD_SIGN_IN = (
     "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS v), "
@@ -182,6 +186,7 @@ _CARD_SIGN_IN = (
     "AND tk.revoked_at IS NULL), "
     "r AS (UPDATE throttles SET refused = throttles.refused + 1 FROM k "
     "WHERE throttles.scope = k.tscope AND throttles.subject = k.tsubject RETURNING 1), "
+    # a user's card: the login token, then within budget the session and its audit row
     "t AS (INSERT INTO throttles (scope, subject, tat) SELECT CAST(? AS TEXT), "
     "CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION) FROM k "
     "WHERE k.tscope IS NULL AND k.uid IS NOT NULL "
@@ -192,8 +197,20 @@ _CARD_SIGN_IN = (
     "FROM k, t WHERE t.tat - ? <= ?), "
     "a AS (INSERT INTO audit (at, actor, action, subject, detail, org_id) SELECT "
     "CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), 'login', 'user:' || k.uid, "
-    "CAST(? AS TEXT), k.uorg FROM k, t WHERE t.tat - ? <= ?) "
-    "SELECT k.*, (SELECT tat FROM t), lazy.v FROM k, lazy")
+    "CAST(? AS TEXT), k.uorg FROM k, t WHERE t.tat - ? <= ?), "
+    # a card no one has: counted, and a token of the device's bucket, then of the org's
+    "d AS (INSERT INTO throttles (scope, subject, tat, unaudited) SELECT 'device', "
+    "CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION), 1 FROM k "
+    "WHERE k.tscope IS NULL AND k.uid IS NULL AND k.tid IS NULL "
+    "ON CONFLICT (scope, subject) DO UPDATE SET tat = (CASE WHEN throttles.tat > ? "
+    "THEN throttles.tat ELSE ? END) + ?, unaudited = throttles.unaudited + 1 "
+    "RETURNING tat, unaudited, audited_at), "
+    "o AS (INSERT INTO throttles (scope, subject, tat) SELECT 'org', CAST(? AS TEXT), "
+    "CAST(? AS DOUBLE PRECISION) FROM d WHERE d.tat - ? <= ? "
+    "ON CONFLICT (scope, subject) DO UPDATE SET tat = (CASE WHEN throttles.tat > ? "
+    "THEN throttles.tat ELSE ? END) + ? RETURNING tat) "
+    "SELECT k.*, (SELECT tat FROM t), lazy.v, d.tat, d.unaudited, d.audited_at, "
+    "(SELECT tat FROM o) FROM k CROSS JOIN lazy LEFT JOIN d ON true")
 
 
 class PostgresStore(SignInQueries, SqlStore):
@@ -393,21 +410,28 @@ class PostgresStore(SignInQueries, SqlStore):
             f"user:{session.user_id}", session.method, session.org_id, now, budget.limit)
         return float(row[0]) - now if row else 0.0
 
-    def card_sign_in(self, device_id: str, org_id: str, card_hash: str, budget: Budget,
-                     session: CardSession, now: float) -> CardSignIn:
+    def card_sign_in(self, device_id: str, org_id: str, card_hash: str,
+                     budgets: CardBudgets, session: CardSession, now: float) -> CardSignIn:
         """cloud/storage/sign_in.py's, in one statement where the caller's transaction is a
         lazy one that has sent nothing yet; else as two calls inside it. The one statement
         commits by itself: what the caller does next (a technician's audit, an unknown badge's
-        count) begins the transaction as usual, and a failure there leaves the session made
-        (the person taps again; the session is never answered and expires)."""
+        audit row or throttle) begins the transaction as usual, and a failure there leaves
+        the statement's writes made (a session never answered expires; a token spent stays
+        spent, as it would for a badge refused)."""
         if self._pending() != BEGIN_LAZY or self._depth() != 1:
-            return card_sign_in_steps(self, device_id, org_id, card_hash, budget, session, now)
+            return card_sign_in_steps(self, device_id, org_id, card_hash, budgets.login,
+                                      session, now)
+        login, device, org = budgets.login, budgets.device, budgets.org
         row = self._run_alone(
-            _CARD_SIGN_IN, (now, device_id, org_id, org_id, card_hash, org_id, card_hash,
-                            budget.scope, budget.subject, now + budget.interval, now, now,
-                            budget.interval, session.token_hash, device_id, session.expires_at,
-                            now, budget.limit, now, f"device:{device_id}", session.method, now,
-                            budget.limit)).fetchone()
+            _CARD_SIGN_IN, (
+                now, device_id, org_id, org_id, card_hash, org_id, card_hash,  # k
+                login.scope, login.subject, now + login.interval, now, now,  # t
+                login.interval,
+                session.token_hash, device_id, session.expires_at, now, login.limit,  # s
+                now, f"device:{device_id}", session.method, now, login.limit,  # a
+                device_id, now + device.interval, now, now, device.interval,  # d
+                org_id, now + org.interval, now, device.limit, now, now,  # o
+                org.interval)).fetchone()
         if row[0] is not None:
             return CardSignIn((str(row[0]), str(row[1]), float(row[2])))
         if row[3] is not None:
@@ -415,7 +439,9 @@ class PostgresStore(SignInQueries, SqlStore):
         if row[9] is not None:
             return CardSignIn(None, None, Technician(
                 str(row[9]), str(row[10]), str(row[11]), str(row[12]), float(row[13]), None))
-        return CardSignIn(None)
+        return CardSignIn(None, unknown=UnknownCard(
+            float(row[17]) - now, None if row[20] is None else float(row[20]) - now,
+            int(row[18]), float(row[19])))
 
     def _run_alone(self, sql: str, args: Sequence[Any]) -> Any:
         """One statement on its own (autocommit), before the open lazy transaction has sent

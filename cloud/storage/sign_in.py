@@ -62,14 +62,38 @@ class NewSession:
     method: str
 
 
+class UnknownCard(NamedTuple):
+    """An unknown badge counted and its tokens spent, where the store does that with the
+    lookup: how far the device's bucket runs ahead, the org's (None: not spent, the device's
+    was past its limit), and the device's unknown badges not yet audited, last audited when."""
+
+    device_ahead: float
+    org_ahead: float | None
+    unaudited: int
+    audited_at: float
+
+
 class CardSignIn(NamedTuple):
     """:class:`CardLookup`, and for a user's card how far the sign-in budget now runs ahead
-    (``ahead``; past the budget's limit no session was made); None where no user was found."""
+    (``ahead``; past the budget's limit no session was made); None where no user was found.
+    ``unknown``: a card no one has, counted and spent already; None where the caller still
+    must (or the card is known)."""
 
     throttle: ThrottleHit | None
     user: User | None = None
     technician: Technician | None = None
     ahead: float | None = None
+    unknown: UnknownCard | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardBudgets:
+    """The buckets a badge lookup spends from: a known badge's sign-in (the device's
+    ``login``), an unknown badge's (the device's and, within that, the org's)."""
+
+    login: Budget
+    device: Budget
+    org: Budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +113,14 @@ class SignInStore(Protocol):
 
 
 @runtime_checkable
+class UnknownCountStore(Protocol):
+    def take_unknown_count(self, device_id: str, n: int, now: float, before: float) -> int: ...
+
+
+@runtime_checkable
 class CardSignInStore(Protocol):
-    def card_sign_in(self, device_id: str, org_id: str, card_hash: str, budget: Budget,
-                     session: CardSession, now: float) -> CardSignIn: ...
+    def card_sign_in(self, device_id: str, org_id: str, card_hash: str,
+                     budgets: CardBudgets, session: CardSession, now: float) -> CardSignIn: ...
 
 
 def _fused(store: Store) -> bool:
@@ -112,18 +141,20 @@ def card_lookup(store: Store, device_id: str, org_id: str, card_hash: str,
     return CardLookup(None, None, store.technician_by_secret(org_id, "badge", card_hash))
 
 
-def card_sign_in(store: Store, device_id: str, org_id: str, card_hash: str, budget: Budget,
-                 session: CardSession, now: float) -> CardSignIn:
-    """:func:`card_lookup`, then, for a user's card, :func:`sign_in` with ``budget``."""
+def card_sign_in(store: Store, device_id: str, org_id: str, card_hash: str,
+                 budgets: CardBudgets, session: CardSession, now: float) -> CardSignIn:
+    """:func:`card_lookup`, then, for a user's card, :func:`sign_in` with ``budgets.login``;
+    a store that can also counts an unknown card and spends its tokens (``unknown``)."""
     if implements(store, CardSignInStore):
         return typing.cast(CardSignInStore, store).card_sign_in(device_id, org_id, card_hash,
-                                                                budget, session, now)
-    return card_sign_in_steps(store, device_id, org_id, card_hash, budget, session, now)
+                                                                budgets, session, now)
+    return card_sign_in_steps(store, device_id, org_id, card_hash, budgets.login, session,
+                              now)
 
 
 def card_sign_in_steps(store: Store, device_id: str, org_id: str, card_hash: str,
                        budget: Budget, session: CardSession, now: float) -> CardSignIn:
-    """:func:`card_sign_in` as two calls to the store."""
+    """:func:`card_sign_in` as two calls to the store (an unknown card left to the caller)."""
     found = card_lookup(store, device_id, org_id, card_hash, now)
     if found.throttle is not None or found.user is None:
         return CardSignIn(*found)
@@ -132,6 +163,12 @@ def card_sign_in_steps(store: Store, device_id: str, org_id: str, card_hash: str
                                               session.expires_at, user.org_id, session.method),
                     now)
     return CardSignIn(None, user, None, ahead)
+
+
+def take_unknown_count(store: Store, device_id: str, n: int, now: float, before: float) -> int:
+    """Take the ``n`` unknown badges :class:`UnknownCard` counted to audit now (a store that
+    fills ``unknown`` has this too); 0 where another worker took them first."""
+    return typing.cast(UnknownCountStore, store).take_unknown_count(device_id, n, now, before)
 
 
 def sign_in(store: Store, budget: Budget | None, session: NewSession, now: float) -> float:

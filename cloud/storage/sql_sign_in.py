@@ -57,7 +57,11 @@ class SignInQueries(CoreQueries):
         before = now - every
         if row is None or float(row[1]) > before:
             return 0
-        n = int(row[0])
+        return self.take_unknown_count(device_id, int(row[0]), now, before)
+
+    def take_unknown_count(self, device_id: str, n: int, now: float, before: float) -> int:
+        """Take ``n`` unknown badges of the device to write to the audit log now, if it was
+        last written at ``before`` or earlier; ``n``, or 0 where another worker took them."""
         # Guarded like every change here: of two workers, one takes the count.
         taken = self.execute("UPDATE throttles SET unaudited = unaudited - ?, audited_at=? "
                              "WHERE scope='device' AND subject=? AND audited_at <= ? AND "
