@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from bench.common import report
 from bench.store_backends import scratch_pg
@@ -43,7 +41,7 @@ from cloud.service import CloudService
 from cloud.storage.factory import is_postgres, open_store
 from cloud.throttle import NO_THROTTLES
 from cloud.worker import CloudWorker, default_lanes
-from mqtt_client import new_client
+from mqtt_client import new_client, publish_properties
 from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
@@ -74,7 +72,7 @@ class Noop:
         answer = m.encode_error("identify", "unknown_card", "noop")
 
         def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-            out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            out = publish_properties()  # as the worker's answers
             out.CorrelationData = msg.properties.CorrelationData  # type: ignore[union-attr]
             c.publish(msg.properties.ResponseTopic, answer, qos=1,  # type: ignore[union-attr]
                       properties=out)
@@ -200,7 +198,7 @@ def _run_load(broker: MosquittoBroker, n: int, window: int) -> tuple[float, int]
     started = time.perf_counter()
     for i in range(n):
         slots.acquire()
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props = publish_properties()  # as the device's requests
         props.ResponseTopic = topics.response_topic(DEVICE)
         props.CorrelationData = i.to_bytes(4, "big")
         props.MessageExpiryInterval = topics.REQUEST_EXPIRY

@@ -78,7 +78,7 @@ from cloud.service import CloudService
 from cloud.statuses import StatusWriter
 from cloud.storage.factory import is_postgres
 from cloud.storage.port import CloudStore
-from mqtt_client import jitter_reconnect, new_client
+from mqtt_client import jitter_reconnect, new_client, publish_properties
 from mqtt_client.endpoint import BrokerEndpoint, endpoint
 from protocol import messages as m
 from protocol import topics
@@ -612,7 +612,7 @@ class CloudWorker:
         # A new Properties per answer: paho keeps the object with a queued QoS 1 message and
         # packs it only when the message goes out (past its in-flight window), so a reused
         # one would carry the wrong correlation (seen: answers lost in a 20,000 burst).
-        out = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        out = publish_properties()
         if correlation is not None:
             out.CorrelationData = correlation
         client.publish(own, reply, qos=1, properties=out)  # on the broker it came from

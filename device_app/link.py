@@ -54,7 +54,7 @@ from paho.mqtt.properties import Properties
 
 from device_app.link_brokers import BrokerSupervision, endpoint_address
 from device_app.ports import Reply
-from mqtt_client import jitter_reconnect, new_client
+from mqtt_client import jitter_reconnect, new_client, publish_properties
 from mqtt_client.endpoint import BrokerEndpoint
 from mqtt_client.failover import Failover, FailoverTiming
 from protocol import messages as m
@@ -101,7 +101,7 @@ def _overdue(entry: _Pending, *, now: float) -> bool:
 
 
 def _props(**values: Any) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props = publish_properties()
     for k, v in values.items():
         setattr(props, k, v)
     return props

@@ -17,9 +17,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from mqtt_client.properties import LeanProperties, install, publish_properties
 from protocol.errors import LinkError
 
-__all__ = ["DEFAULT_MAX_BACKOFF_S", "jitter_reconnect", "new_client"]
+__all__ = ["DEFAULT_MAX_BACKOFF_S", "LeanProperties", "jitter_reconnect", "new_client",
+           "publish_properties"]
+
+# paho's decoder builds the lean properties from here on (mqtt_client/properties.py).
+install()
 
 #: The longest wait between two reconnect attempts (paho doubles the wait up to this).
 DEFAULT_MAX_BACKOFF_S = 30
