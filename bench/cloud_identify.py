@@ -11,7 +11,8 @@ them unknown cards. The same load runs twice against the same private broker:
   insert, audit, JSON answer) on SQLite or PostgreSQL, each worker a process of its own.
 
 ``--workers 1,2`` measures each count in every round (``identify_per_s_by_workers``,
-``gain_by_workers``): does adding a worker add throughput?
+``gain_by_workers``): does adding a worker add throughput? ``--copiers N`` sends the load from
+N copiers in turn (one paho client each) instead of one, whose requests a worker does in order.
 
     python -m bench.cloud_identify [--n 5000] [--window 100] [--workers 1[,2...]]
                                    [--store postgresql://...] [--json]
@@ -150,12 +151,14 @@ def _worker_process(host: str, port: int, user: str, url: str, lanes: int,
     worker.stop()
 
 
-def run_load(broker: MosquittoBroker, n: int, window: int) -> tuple[float, int]:
+def run_load(broker: MosquittoBroker, n: int, window: int,
+             devices: Sequence[str] = (DEVICE,)) -> tuple[float, int]:
     """The load generator, in a process of its own: devices are other machines, and in one
     process the generator's Python work and the responder's would share one GIL."""
     ctx = multiprocessing.get_context("spawn")
     results: multiprocessing.queues.Queue[tuple[float, int]] = ctx.Queue()
-    proc = ctx.Process(target=_load_process, args=(broker.host, broker.port, n, window, results))
+    proc = ctx.Process(target=_load_process,
+                       args=(broker.host, broker.port, n, window, tuple(devices), results))
     proc.start()
     try:
         return results.get(timeout=180)
@@ -163,51 +166,61 @@ def run_load(broker: MosquittoBroker, n: int, window: int) -> tuple[float, int]:
         proc.join(timeout=10)
 
 
-def _load_process(host: str, port: int, n: int, window: int,
+def _load_process(host: str, port: int, n: int, window: int, devices: tuple[str, ...],
                   results: multiprocessing.queues.Queue[tuple[float, int]]) -> None:
     broker = MosquittoBroker(".")
     broker.host, broker.port = host, port
-    results.put(_run_load(broker, n, window))
+    results.put(_run_load(broker, n, window, devices))
 
 
-def _run_load(broker: MosquittoBroker, n: int, window: int) -> tuple[float, int]:
-    """Send n identifies with ``window`` in flight; (requests per second, errors seen)."""
-    c = _client(broker, DEVICE)
+def _run_load(broker: MosquittoBroker, n: int, window: int,
+              devices: Sequence[str] = (DEVICE,)) -> tuple[float, int]:
+    """Send n identifies with ``window`` in flight, in turn from each of ``devices`` (a copier's
+    paho client each); (requests per second, errors seen)."""
     slots = threading.Semaphore(window)
     done = threading.Event()
+    lock = threading.Lock()
     count = [0]
     bad = [0]
 
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             m.decode_response(bytes(msg.payload), "identify")
+            wrong = False
         except Exception as exc:  # an error answer is still an answer
-            if getattr(exc, "code", "") not in ("unknown_card",):
-                bad[0] += 1
-        count[0] += 1
+            wrong = getattr(exc, "code", "") not in ("unknown_card",)
+        with lock:  # one paho thread per copier
+            bad[0] += wrong
+            count[0] += 1
+            if count[0] >= n:
+                done.set()
         slots.release()
-        if count[0] >= n:
-            done.set()
 
-    c.on_message = on_message
-    _connect(c, broker)
-    c.subscribe(topics.response_topic(DEVICE), qos=1)
+    clients = []
+    for device in devices:
+        c = _client(broker, device)
+        c.on_message = on_message
+        _connect(c, broker)
+        c.subscribe(topics.response_topic(device), qos=1)
+        clients.append((c, topics.request_topic(device), topics.response_topic(device)))
     time.sleep(0.2)
     payloads = [m.encode(m.Identify("card", DEMO_USERS[i % 3].badge if i % 4 else "0000000001"))
                 for i in range(4)]
     started = time.perf_counter()
     for i in range(n):
         slots.acquire()
+        c, request_topic, response_topic = clients[i % len(clients)]
         props = publish_properties()  # as the device's requests
-        props.ResponseTopic = topics.response_topic(DEVICE)
+        props.ResponseTopic = response_topic
         props.CorrelationData = i.to_bytes(4, "big")
         props.MessageExpiryInterval = topics.REQUEST_EXPIRY
-        c.publish(topics.request_topic(DEVICE), payloads[i % 4], qos=1, properties=props)
+        c.publish(request_topic, payloads[i % 4], qos=1, properties=props)
     if not done.wait(120):
         raise SystemExit(f"only {count[0]} of {n} answers arrived")
     elapsed = time.perf_counter() - started
-    c.disconnect()
-    c.loop_stop()
+    for c, _req, _res in clients:
+        c.disconnect()
+        c.loop_stop()
     return n / elapsed, bad[0]
 
 
@@ -226,9 +239,15 @@ def main() -> int:
     ap.add_argument("--store", help="store URL (default: a fresh SQLite file); a PostgreSQL "
                     "URL names the server, where the run makes a database of its own and drops "
                     "it afterwards")
+    ap.add_argument("--copiers", type=int, default=1,
+                    help="copiers the load comes from, in turn (1: one copier, whose requests "
+                    "a worker does one after another, in order)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     counts: list[int] = args.workers
+    if args.copiers < 1:
+        ap.error("--copiers must be at least 1")
+    devices = [DEVICE] if args.copiers == 1 else [f"{DEVICE}-{i}" for i in range(args.copiers)]
 
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mfdbench-"))
@@ -237,11 +256,11 @@ def main() -> int:
         url = stack.enter_context(scratch_pg(args.store)) if args.store and \
             is_postgres(args.store) else args.store or f"sqlite:///{tmp}/cloud.db"
         cloud_users = (*(f"cloud-{i}" for i in range(max(counts))), "cloud-noop")
-        users = {u: f"pw-{u}" for u in (*cloud_users, DEVICE)}
+        users = {u: f"pw-{u}" for u in (*cloud_users, *devices)}
         broker = MosquittoBroker(Path(tmp) / "b", users, cloud_users=cloud_users).start()
         lanes = default_lanes(url) if args.lanes is None else args.lanes
         store = open_store(url)
-        seed_demo(store, now=time.time(), devices=(DEVICE,), jobs=False)
+        seed_demo(store, now=time.time(), devices=tuple(devices), jobs=False)
         noop_rates: list[float] = []
         rates: dict[int, list[float]] = {count: [] for count in counts}
         bad = 0
@@ -250,13 +269,13 @@ def main() -> int:
             # run is at the mercy of whatever else the machine does.
             for _round in range(args.rounds):
                 noop = Noop(broker)
-                run_load(broker, min(500, args.n), args.window)  # warm-up
-                noop_rates.append(run_load(broker, args.n, args.window)[0])
+                run_load(broker, min(500, args.n), args.window, devices)  # warm-up
+                noop_rates.append(run_load(broker, args.n, args.window, devices)[0])
                 noop.stop()
                 for count in counts:
                     with WorkerProcesses(broker, url, cloud_users[:count], lanes):
-                        run_load(broker, min(500, args.n), args.window)  # warm-up
-                        rate, errors = run_load(broker, args.n, args.window)
+                        run_load(broker, min(500, args.n), args.window, devices)  # warm-up
+                        rate, errors = run_load(broker, args.n, args.window, devices)
                     rates[count].append(rate)
                     bad += errors
         finally:
@@ -266,7 +285,8 @@ def main() -> int:
     by_workers = {count: statistics.median(rates[count]) for count in counts}
     rate = by_workers[counts[0]]
     figures: dict[str, Any] = {
-        "n": args.n, "window": args.window, "workers": counts[0], "lanes": lanes,
+        "n": args.n, "window": args.window, "copiers": args.copiers, "workers": counts[0],
+        "lanes": lanes,
         "rounds": args.rounds, "store": url.split(":", 1)[0],
         "noop_per_s": round(noop_rate, 1), "identify_per_s": round(rate, 1),
         "ratio": round(rate / noop_rate, 3), "noop_runs": [round(r) for r in noop_rates],
