@@ -32,7 +32,10 @@ Every method runs inside the caller's store transaction (cloud/service.py opens 
 request); a refusal is :class:`Refused`, which the service turns into an error answer. An
 ``identify`` transaction commits without waiting for the disk (cloud/storage/durability.py):
 a session or a sign-in's audit row lost in a database crash costs a second tap. What must
-outlast a crash (a wrong guess towards a lockout, a throttle started) makes it durable.
+outlast a crash (a wrong guess towards a lockout, a throttle started) makes it durable. A badge
+with no PIN is looked up, and signed in or counted as unknown, by one call to the store
+(cloud/storage/sign_in.py ``card_sign_in``); on PostgreSQL that is one statement committing by
+itself before the rest of the request begins its transaction.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from cloud.storage.sign_in import (
     card_sign_in,
     sign_in,
     take_unknown_count,
+    use_session,
 )
 from cloud.throttle import THROTTLES, UNKNOWN_AUDIT_EVERY, ThrottlePolicy, Throttles
 from protocol import messages as m
@@ -469,7 +473,7 @@ class Identity:
     def session_user(self, device_id: str, token: str) -> User:
         now = self.clock()
         h = token_hash(token)
-        session = self.store.session(h)
+        session, user = use_session(self.store, device_id, h, now, now + self.session_ttl)
         if session is None or session.ended or session.expires_at <= now:
             raise Refused(ErrorCode.INVALID_SESSION, "the session has ended; log in again",
                           "session")
@@ -478,11 +482,9 @@ class Identity:
                              f"user:{session.user_id}", f"bound to {session.device_id}")
             raise Refused(ErrorCode.WRONG_DEVICE, "this session belongs to another device",
                           "session")
-        user = self.store.user(session.user_id)
         if user is None:
             raise Refused(ErrorCode.INVALID_SESSION, "the session's user no longer exists",
                           "session")
-        self.store.extend_session(h, now + self.session_ttl)
         return user
 
     def logout(self, device_id: str, req: m.Logout) -> m.Ack:

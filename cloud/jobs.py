@@ -46,20 +46,23 @@ class Jobs:
     def with_first_page(self, answer: m.IdentifyResult, page_size: int | None
                         ) -> m.IdentifyResult:
         """A user's identify answer with their first page of jobs on it, where the device asked
-        for one (``page_size``): what ``jobs.list`` at offset 0 would answer, read in the same
-        transaction as the session was made. A technician's answer carries none (no one's
-        jobs), nor does one to a device that did not ask."""
+        for one (``page_size``): what ``jobs.list`` at offset 0 would answer, read right after
+        the session was made (on PostgreSQL, a statement of its own: cloud/storage/postgres.py).
+        A technician's answer carries none (no one's jobs), nor does one to a device that did
+        not ask."""
         if page_size is None or answer.role != m.ROLE_USER:
             return answer
         page = self._first_page(answer.user_id, page_size)
-        if page is None:  # pragma: no cover - the user was read in this transaction
+        if page is None:  # pragma: no cover - the user was removed meanwhile
             return answer
         return answer.with_first_page(page)
 
     def _page(self, user: User, offset: int, limit: int) -> m.JobList:
         if not offset:
             page = self._first_page(user.id, limit)
-            assert page is not None  # the session's user, read in this transaction
+            if page is None:  # removed since the session was checked (a statement before)
+                raise Refused(ErrorCode.INVALID_SESSION, "the session's user no longer exists",
+                              "session")
             return page
         jobs, total = self.store.held_jobs(user.id, offset, limit, self.clock())
         return m.JobList(jobs=tuple(_summary(j) for j in jobs), total=total, offset=offset)

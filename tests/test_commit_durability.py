@@ -25,8 +25,9 @@ DEVICE = "copier-1"
 
 class WatchedStore(PostgresStore):
     """The real store, noting the setting each transaction commits with: an outermost
-    transaction's (one that sent nothing commits nothing), and a known badge's sign-in's, one
-    statement that commits by itself (its column 16 is what set_config made the setting)."""
+    transaction's (one that sent nothing commits nothing), and that of a statement that
+    commits by itself (a badge's sign-in, a session's use: its column lazy_commit is what
+    set_config made the setting)."""
 
     def __init__(self, url: str) -> None:
         self.commits: list[str] = []
@@ -38,7 +39,8 @@ class WatchedStore(PostgresStore):
         return super()._send_begin(begin)
 
     def _run(self, sql: str, args: Any) -> Any:
-        self.statements.append("in")
+        if not getattr(self._local, "alone", False):  # else counted by _run_alone
+            self.statements.append("in")
         return super()._run(sql, args)
 
     def _commit(self, con: psycopg.Connection[Any]) -> None:
@@ -50,17 +52,26 @@ class WatchedStore(PostgresStore):
 
     def _run_alone(self, sql: str, args: Any) -> Any:
         self.statements.append("alone")
-        row = super()._run_alone(sql, args).fetchone()
-        self.commits.append(str(row[16]))
-        return _Fetched(row)
+        cur = super()._run_alone(sql, args)
+        names = [column.name for column in cur.description]
+        rows = cur.fetchall()
+        if "lazy_commit" in names:  # a statement that writes (one that only reads commits nothing)
+            self.commits.append(str(rows[0][names.index("lazy_commit")]))
+        return _Fetched(rows)
 
 
 class _Fetched:
-    def __init__(self, row: Any) -> None:
-        self.row = row
+    """The rows of a statement, read already, for the store to read as from its cursor."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.rowcount = len(rows)
 
     def fetchone(self) -> Any:
-        return self.row
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +142,17 @@ def test_a_known_badge_signs_in_in_one_statement_that_commits_lazily(
     assert logins and logins[-1][4] == "card"
     # set_config(..., true) ended with the statement's own transaction.
     assert store.query_one("SELECT current_setting('synchronous_commit')") == ("on",)
+    # A list of held jobs (and a badge with its first page): the session used in one statement,
+    # the page read in another, neither inside BEGIN and COMMIT.
+    store.statements.clear()
+    setting, answer = _ask(store, service, m.ListJobs(signed_in.session))
+    assert setting == "off" and store.statements == ["alone", "alone"]
+    assert isinstance(m.decode_response(answer, "jobs.list"), m.JobList)
+    store.statements.clear()
+    setting, answer = _ask(store, service, m.Identify("card", bob.badge, page_size=10))
+    assert setting == "off" and store.statements == ["alone", "alone"]
+    signed_in = m.decode_response(answer, "identify")
+    assert isinstance(signed_in, m.IdentifyResult) and signed_in.jobs
 
 
 def test_a_wrong_guess_in_a_sign_in_is_durable(pg: tuple[WatchedStore, CloudService]) -> None:

@@ -71,9 +71,10 @@ class Copier:
         self.client.publish(topics.request_topic(self.name), m.encode(m.Identify("card", card)),
                             qos=1, properties=props)
 
-    def count(self) -> int:
+    def count(self, since: int = 0) -> int:
+        """Answers to requests numbered ``since`` or later."""
         with self.lock:
-            return len(self.answers)
+            return sum(1 for corr, _ in self.answers if corr >= since)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -235,10 +236,13 @@ def test_after_the_broker_restarts_mid_burst_a_worker_with_lanes_answers_again(
         for i in range(40):
             for c in again:
                 c.send(1000 + i, DEMO_USERS[i % 3].badge)
-        assert eventually(lambda: all(c.count() == 40 for c in again), 60), [
-            c.count() for c in again]
+        # Requests of the old connections that the broker kept (persisted, QoS 1) may be
+        # answered too, on the new copiers' topics: a copier drops answers it did not ask for.
+        assert eventually(lambda: all(c.count(since=1000) == 40 for c in again), 60), [
+            c.count(since=1000) for c in again]
         for c in again:  # in order, as ever
-            assert [corr for corr, _ in c.answers] == list(range(1000, 1040)), c.name
+            assert [corr for corr, _ in c.answers if corr >= 1000] == list(range(1000, 1040)), \
+                c.name
     finally:
         for c in again:
             c.close()

@@ -59,15 +59,17 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from cloud.storage.port import Technician, User
+from cloud.storage.port import FirstPage, Session, Technician, User
 from cloud.storage.sign_in import (
     Budget,
     CardBudgets,
     CardSession,
     CardSignIn,
     NewSession,
+    SessionInUse,
     UnknownCard,
     card_sign_in_steps,
+    use_session_steps,
 )
 from cloud.storage.sql import SqlStore
 from cloud.storage.sql_sign_in import SignInQueries
@@ -173,7 +175,7 @@ _SIGN_IN = (
 #: for the disk, as the lazy transaction it stands for (cloud/storage/durability.py).
 #: Data-modifying WITH parts always run; ``lazy`` is read by the last SELECT, so it runs too.
 _CARD_SIGN_IN = (
-    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS v), "
+    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS lazy_commit), "
     "k AS (SELECT t.scope AS tscope, t.subject AS tsubject, t.until, u.id AS uid, "
     "u.org_id AS uorg, u.email, u.display_name, u.language, u.role, tk.id AS tid, "
     "tk.org_id AS torg, tk.name, tk.kind, tk.created_at, tk.revoked_at "
@@ -209,8 +211,22 @@ _CARD_SIGN_IN = (
     "CAST(? AS DOUBLE PRECISION) FROM d WHERE d.tat - ? <= ? "
     "ON CONFLICT (scope, subject) DO UPDATE SET tat = (CASE WHEN throttles.tat > ? "
     "THEN throttles.tat ELSE ? END) + ? RETURNING tat) "
-    "SELECT k.*, (SELECT tat FROM t), lazy.v, d.tat, d.unaudited, d.audited_at, "
+    "SELECT k.*, (SELECT tat FROM t), lazy.lazy_commit, d.tat, d.unaudited, d.audited_at, "
     "(SELECT tat FROM o) FROM k CROSS JOIN lazy LEFT JOIN d ON true")
+
+#: A device's session checked, its user read and its sliding expiry moved, in one statement
+#: that commits by itself, lazily (use_session; as _CARD_SIGN_IN). The expiry moves only where
+#: the session is good here: not ended, not expired, this device's, its user there.
+_USE_SESSION = (
+    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS lazy_commit), "
+    "s AS (SELECT token_hash, device_id, user_id, expires_at, ended FROM sessions "
+    "WHERE token_hash=?), "
+    "x AS (UPDATE sessions SET expires_at=? FROM s JOIN users u ON u.id = s.user_id "
+    "WHERE sessions.token_hash = s.token_hash AND s.ended = 0 AND s.expires_at > ? "
+    "AND s.device_id = ? RETURNING 1) "
+    "SELECT s.device_id, s.user_id, s.expires_at, s.ended, u.id, u.org_id, u.email, "
+    "u.display_name, u.language, u.role, lazy.lazy_commit "
+    "FROM lazy LEFT JOIN s ON true LEFT JOIN users u ON u.id = s.user_id")
 
 
 class PostgresStore(SignInQueries, SqlStore):
@@ -382,6 +398,8 @@ class PostgresStore(SignInQueries, SqlStore):
         return cur
 
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
+        if getattr(self._local, "alone", False):
+            return self._run_alone(sql, args)
         begin = self._pending()
         if begin is not None:
             self._send_begin(begin)
@@ -418,7 +436,7 @@ class PostgresStore(SignInQueries, SqlStore):
         audit row or throttle) begins the transaction as usual, and a failure there leaves
         the statement's writes made (a session never answered expires; a token spent stays
         spent, as it would for a badge refused)."""
-        if self._pending() != BEGIN_LAZY or self._depth() != 1:
+        if not self._nothing_sent():
             return card_sign_in_steps(self, device_id, org_id, card_hash, budgets.login,
                                       session, now)
         login, device, org = budgets.login, budgets.device, budgets.org
@@ -442,6 +460,36 @@ class PostgresStore(SignInQueries, SqlStore):
         return CardSignIn(None, unknown=UnknownCard(
             float(row[17]) - now, None if row[20] is None else float(row[20]) - now,
             int(row[18]), float(row[19])))
+
+    def use_session(self, device_id: str, token_hash: str, now: float,
+                    expires_at: float) -> SessionInUse:
+        """cloud/storage/sign_in.py's, in one statement where the caller's transaction is a
+        lazy one that has sent nothing yet (a list of held jobs); else as three calls."""
+        if not self._nothing_sent():
+            return use_session_steps(self, device_id, token_hash, now, expires_at)
+        row = self._run_alone(_USE_SESSION, (token_hash, expires_at, now, device_id)).fetchone()
+        if row[0] is None:
+            return SessionInUse(None, None)
+        session = Session(str(row[0]), str(row[1]), float(row[2]), bool(row[3]))
+        good = not session.ended and session.expires_at > now and \
+            session.device_id == device_id and row[4] is not None
+        return SessionInUse(session, User(*row[4:10]) if good else None)
+
+    def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None:
+        """As the shared query's, on its own where the lazy transaction has sent nothing yet
+        (one statement that only reads sees the same on its own as it would first in a READ
+        COMMITTED transaction): a sign-in's page then costs no BEGIN and COMMIT."""
+        if not self._nothing_sent():
+            return super().first_page(user_id, limit, now)
+        self._local.alone = True
+        try:
+            return super().first_page(user_id, limit, now)
+        finally:
+            self._local.alone = False
+
+    def _nothing_sent(self) -> bool:
+        """In a lazy transaction (the outermost) that has sent nothing yet."""
+        return self._pending() == BEGIN_LAZY and self._depth() == 1
 
     def _run_alone(self, sql: str, args: Sequence[Any]) -> Any:
         """One statement on its own (autocommit), before the open lazy transaction has sent

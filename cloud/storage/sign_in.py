@@ -10,6 +10,8 @@ badge takes, each one call here instead of two or three.
   sign-in. On PostgreSQL it is one statement that commits by itself, where the caller's lazy
   transaction has sent nothing yet (cloud/storage/postgres.py): a known badge then costs one
   round trip, not four (BEGIN, lookup, sign-in, COMMIT).
+* :func:`use_session`: a device's session checked, its user read and its sliding expiry moved
+  (every list of held jobs); on PostgreSQL one statement where nothing has been sent yet.
 
 PostgreSQL implements both (cloud/storage/sql_sign_in.py, cloud/storage/postgres.py), where
 each statement is a round trip to the server; a store without them (SQLite: in process, no
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from cloud.storage.capability import implements
-from cloud.storage.port import Store, Technician, User
+from cloud.storage.port import Session, Store, Technician, User
 
 #: (scope, subject, until) of a throttle in force, as ``Store.throttled`` answers.
 ThrottleHit = tuple[str, str, float]
@@ -112,6 +114,21 @@ class SignInStore(Protocol):
     def sign_in(self, budget: Budget | None, session: NewSession, now: float) -> float: ...
 
 
+class SessionInUse(NamedTuple):
+    """A session presented by a device: as stored (None: no such token), and its user where it
+    is good here (not ended, not expired, this device's, its user there), its expiry then
+    extended; else None and nothing written."""
+
+    session: Session | None
+    user: User | None
+
+
+@runtime_checkable
+class SessionUseStore(Protocol):
+    def use_session(self, device_id: str, token_hash: str, now: float,
+                    expires_at: float) -> SessionInUse: ...
+
+
 @runtime_checkable
 class UnknownCountStore(Protocol):
     def take_unknown_count(self, device_id: str, n: int, now: float, before: float) -> int: ...
@@ -163,6 +180,29 @@ def card_sign_in_steps(store: Store, device_id: str, org_id: str, card_hash: str
                                               session.expires_at, user.org_id, session.method),
                     now)
     return CardSignIn(None, user, None, ahead)
+
+
+def use_session(store: Store, device_id: str, token_hash: str, now: float,
+                expires_at: float) -> SessionInUse:
+    """The session of ``token_hash``, and where it is good at ``device_id`` its user, its
+    sliding expiry moved to ``expires_at``; one statement on PostgreSQL where it can be."""
+    if implements(store, SessionUseStore):
+        return typing.cast(SessionUseStore, store).use_session(device_id, token_hash, now,
+                                                               expires_at)
+    return use_session_steps(store, device_id, token_hash, now, expires_at)
+
+
+def use_session_steps(store: Store, device_id: str, token_hash: str, now: float,
+                      expires_at: float) -> SessionInUse:
+    """:func:`use_session` as three calls to the store."""
+    session = store.session(token_hash)
+    if session is None or session.ended or session.expires_at <= now or \
+            session.device_id != device_id:
+        return SessionInUse(session, None)
+    user = store.user(session.user_id)
+    if user is not None:
+        store.extend_session(token_hash, expires_at)
+    return SessionInUse(session, user)
 
 
 def take_unknown_count(store: Store, device_id: str, n: int, now: float, before: float) -> int:
