@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import paho.mqtt._packet as paho_packet
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
@@ -101,7 +100,15 @@ def publish_properties() -> LeanProperties:
     return LeanProperties(PacketTypes.PUBLISH)
 
 
-def install() -> None:
+def install() -> bool:
     """Have paho's packet decoder build :class:`LeanProperties` (it names the class through its
-    module's global). Idempotent."""
+    module's global); False where this paho has no such decoder (before 2.2: its reads keep
+    paho's own class, and every message still works). Idempotent."""
+    try:
+        import paho.mqtt._packet as paho_packet
+    except ImportError:
+        return False
+    if not isinstance(getattr(paho_packet, "Properties", None), type):
+        return False
     paho_packet.Properties = LeanProperties  # type: ignore[attr-defined]
+    return True

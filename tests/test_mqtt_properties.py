@@ -11,6 +11,7 @@ from typing import Any
 import paho.mqtt._packet as paho_packet
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -90,4 +91,16 @@ def test_clear_empties_and_the_decoder_builds_lean_ones() -> None:
     props.clear()
     assert props.isEmpty() and _attrs(props) == {}
     assert isinstance(props, Properties)  # paho's publish() checks this
-    assert paho_packet.Properties is LeanProperties  # type: ignore[attr-defined]
+
+
+def test_paho_reads_a_publish_into_lean_properties() -> None:
+    # A PUBLISH's variable header and payload as paho's decoder takes them: topic, packet id,
+    # properties, payload. A later paho that moves its decoder fails here, not silently.
+    props = publish_properties()
+    props.ResponseTopic = "mfd/v1/dev/copier-1/res"
+    props.CorrelationData = b"\x00\x07"
+    topic = b"mfd/v1/dev/copier-1/req"
+    body = len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + props.pack() + b"{}"
+    packet = paho_packet.decode_publish(0x32, body, MQTTProtocolVersion.MQTTv5)  # QoS 1
+    assert isinstance(packet.properties, LeanProperties)
+    assert packet.properties.CorrelationData == b"\x00\x07" and packet.payload == b"{}"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from pg import ScratchDatabase
+from psycopg import sql
 from racing import race
 
 from cloud.demo import DEMO_USERS, seed_demo
@@ -585,6 +586,37 @@ def test_a_connection_lost_between_badges_is_reopened_for_the_one_statement_sign
     assert again.session != first.session and again.user_id == first.user_id
     logins = [row for row in store.audit_log() if row[2] == "login"]
     assert len(logins) == 2  # the statement ran once per badge
+    store.close()
+
+
+def test_a_sign_in_stuck_behind_a_lock_is_busy_and_keeps_its_connection(
+        pg_database: ScratchDatabase) -> None:
+    # The one-statement sign-in waits for the device's sign-in budget row while another session
+    # holds it; past the lock timeout the badge is told busy, and the connection, still good,
+    # is kept (a lock timeout is not a lost connection), so the next badge is served on it.
+    store = PostgresStore(pg_database.schema_url())
+    seed_demo(store, now=time.time(), devices=("copier-1",))
+    service = CloudService(store)
+    badge = m.encode(m.Identify("card", DEMO_USERS[0].badge))
+    for _ in range(2):  # the org's secret read, then the one-statement path
+        assert isinstance(m.decode_response(service.handle("copier-1", badge), "identify"),
+                          m.IdentifyResult)
+    store.execute("SET lock_timeout = 300")  # this connection's, for the test's sake
+    pid = store.query_one("SELECT pg_backend_pid()")
+    schema = store.query_one("SELECT current_schema()")
+    assert schema is not None
+    with pg_database.connect() as holder:
+        holder.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(str(schema[0]))))
+        holder.execute("BEGIN")
+        holder.execute("SELECT * FROM throttles WHERE scope='login' AND subject='copier-1' "
+                       "FOR UPDATE")
+        with pytest.raises(RemoteError) as refused:
+            m.decode_response(service.handle("copier-1", badge), "identify")
+        assert refused.value.code == ErrorCode.BUSY
+        holder.execute("ROLLBACK")
+    assert store.query_one("SELECT pg_backend_pid()") == pid
+    assert isinstance(m.decode_response(service.handle("copier-1", badge), "identify"),
+                      m.IdentifyResult)
     store.close()
 
 

@@ -6,7 +6,9 @@ Connections
     dropped while it sat idle between requests (server restart, failover, an idle timeout) is
     noticed when the next transaction begins and replaced once; nothing of that transaction has
     run yet, so the retry is safe. A connection lost *during* a transaction is a
-    :class:`StoreError` for that request, and the next transaction reconnects.
+    :class:`StoreError` for that request, and the next transaction reconnects. A statement that
+    commits by itself (a badge's sign-in, a session's use) is sent again on a new connection
+    only where that cannot do it twice (``_run_alone``); otherwise the device is told busy.
 
 Transactions
     ``transaction()`` is reentrant: only the outermost level sends BEGIN and COMMIT or ROLLBACK,
@@ -106,6 +108,9 @@ BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 #: statements), and LOCAL, so it ends with the transaction.
 BEGIN_LAZY = f"{BEGIN}; SET LOCAL synchronous_commit TO OFF"
 DURABLE = "SET LOCAL synchronous_commit TO ON"
+#: The server's "I ended this connection" (admin shutdown, crash shutdown, idle session
+#: timeout): read where a statement's answer was expected, it means the statement never ran.
+ENDED_BY_SERVER = frozenset(("57P01", "57P02", "57P05"))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -398,8 +403,8 @@ class PostgresStore(SignInQueries, SqlStore):
         return cur
 
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
-        if getattr(self._local, "alone", False):
-            return self._run_alone(sql, args)
+        if getattr(self._local, "alone", False):  # a read (first_page)
+            return self._run_alone(sql, args, idempotent=True)
         begin = self._pending()
         if begin is not None:
             self._send_begin(begin)
@@ -467,7 +472,9 @@ class PostgresStore(SignInQueries, SqlStore):
         lazy one that has sent nothing yet (a list of held jobs); else as three calls."""
         if not self._nothing_sent():
             return use_session_steps(self, device_id, token_hash, now, expires_at)
-        row = self._run_alone(_USE_SESSION, (token_hash, expires_at, now, device_id)).fetchone()
+        # Idempotent: sent again, it sets the same expiry.
+        row = self._run_alone(_USE_SESSION, (token_hash, expires_at, now, device_id),
+                              idempotent=True).fetchone()
         if row[0] is None:
             return SessionInUse(None, None)
         session = Session(str(row[0]), str(row[1]), float(row[2]), bool(row[3]))
@@ -491,28 +498,33 @@ class PostgresStore(SignInQueries, SqlStore):
         """In a lazy transaction (the outermost) that has sent nothing yet."""
         return self._pending() == BEGIN_LAZY and self._depth() == 1
 
-    def _run_alone(self, sql: str, args: Sequence[Any]) -> Any:
+    def _run_alone(self, sql: str, args: Sequence[Any], *, idempotent: bool = False) -> Any:
         """One statement on its own (autocommit), before the open lazy transaction has sent
-        anything. A connection the server ended while it sat idle is replaced once, as at
-        BEGIN: the server's "terminating" (SQLSTATE class 57) arrives in place of the answer,
-        so the statement never ran. Any other loss may have come after its commit, so it is
-        not repeated: the device is told busy and asks again."""
+        anything. A connection found gone is replaced once, as at BEGIN, where sending the
+        statement again cannot do it twice: it is ``idempotent`` (a read; a session's expiry
+        set to the same value), or the server said it had ended this connection (SQLSTATE
+        57P01, 57P02, 57P05: that arrives in place of the answer, so the statement never ran).
+        Any other loss may have come after its commit, so it is not repeated: the device is
+        told busy and asks again."""
         con = self._con()
         try:
             return self._cursor(con).execute(pg_sql(sql), tuple(args))
         except psycopg.OperationalError as exc:
-            if not (exc.sqlstate or "").startswith("57"):
+            gone = con.closed or con.broken
+            if gone:
                 self._drop()
+            if not gone or not (idempotent or exc.sqlstate in ENDED_BY_SERVER):
+                # A lock or statement timeout leaves the connection good: kept.
                 raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") \
                     from exc
             log.info("PostgreSQL connection to %s was lost (%s); reconnecting", self.where,
                      _first_line(exc))
-            self._drop()
         con = self._con()
         try:
             return self._cursor(con).execute(pg_sql(sql), tuple(args))
         except psycopg.OperationalError as exc:
-            self._drop()
+            if con.closed or con.broken:
+                self._drop()
             raise StoreUnavailable(f"PostgreSQL at {self.where}: {_first_line(exc)}") from exc
 
     def upgrade(self, create: bool = True) -> int:
