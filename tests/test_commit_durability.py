@@ -50,9 +50,9 @@ class WatchedStore(PostgresStore):
             self.commits.append(str(row[0]) if row else "?")
         super()._commit(con)
 
-    def _run_alone(self, sql: str, args: Any) -> Any:
+    def _run_alone(self, sql: str, args: Any, *, idempotent: bool = False) -> Any:
         self.statements.append("alone")
-        cur = super()._run_alone(sql, args)
+        cur = super()._run_alone(sql, args, idempotent=idempotent)
         names = [column.name for column in cur.description]
         rows = cur.fetchall()
         if "lazy_commit" in names:  # a statement that writes (one that only reads commits nothing)
