@@ -16,7 +16,7 @@ from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.durability import commit_durably, lazy_transaction
 from cloud.storage.factory import open_store
-from cloud.storage.postgres import PostgresStore
+from cloud.storage.postgres import PostgresStore, reads_only
 from protocol import messages as m
 from tests.pg import ScratchDatabase
 
@@ -31,17 +31,13 @@ class WatchedStore(PostgresStore):
 
     def __init__(self, url: str) -> None:
         self.commits: list[str] = []
-        self.statements: list[str] = []  # "alone" or "in" (a transaction's, BEGIN included)
+        #: "alone" for each statement on its own, "BEGIN" for each transaction begun.
+        self.statements: list[str] = []
         super().__init__(url)
 
     def _send_begin(self, begin: str) -> Any:
-        self.statements.append("in")
+        self.statements.append("BEGIN")  # the statements in a transaction follow it
         return super()._send_begin(begin)
-
-    def _run(self, sql: str, args: Any) -> Any:
-        if not getattr(self._local, "alone", False):  # else counted by _run_alone
-            self.statements.append("in")
-        return super()._run(sql, args)
 
     def _commit(self, con: psycopg.Connection[Any]) -> None:
         if self._pending() is None:
@@ -85,7 +81,9 @@ def pg(pg_database: ScratchDatabase) -> Iterator[tuple[WatchedStore, CloudServic
 def _ask(store: WatchedStore, service: CloudService, request: m.Request) -> tuple[str, bytes]:
     store.commits.clear()
     answer = service.handle(DEVICE, m.encode(request))
-    assert len(store.commits) == 1, store.commits  # one request, one transaction
+    # One transaction, or on PostgreSQL's fast paths a statement committing by itself and then
+    # a transaction for the rest (a first tap's offline bookkeeping): all commit alike.
+    assert store.commits and len(set(store.commits)) == 1, store.commits
     return store.commits[0], answer
 
 
@@ -168,19 +166,41 @@ def test_a_wrong_guess_in_a_sign_in_is_durable(pg: tuple[WatchedStore, CloudServ
 def test_durable_wins_when_joined(pg: tuple[WatchedStore, CloudService]) -> None:
     store, _service = pg
     store.commits.clear()
+    def write() -> None:  # a read would run on its own, outside (cloud/storage/postgres.py)
+        store.audit(1.0, "cloud", "test.joined", "-")
+
     with lazy_transaction(store), store.transaction():
-        store.orgs()
+        write()
     with lazy_transaction(store):
         commit_durably(store)
-        store.orgs()
+        write()
     with lazy_transaction(store):
-        store.orgs()
+        write()
         commit_durably(store)
     with store.transaction(), lazy_transaction(store):
-        store.orgs()
+        write()
     with lazy_transaction(store):
-        store.orgs()
+        write()
     assert store.commits == ["on", "on", "on", "on", "off"]
+
+
+def test_reads_before_a_lazy_transactions_first_write_run_on_their_own(
+        pg: tuple[WatchedStore, CloudService]) -> None:
+    store, _service = pg
+    store.statements.clear()
+    store.commits.clear()
+    with lazy_transaction(store):
+        assert store.orgs()  # on its own: no BEGIN for a read
+        store.audit(1.0, "cloud", "test.after_read", "-")  # the transaction begins here
+        assert store.orgs()  # inside it now
+    assert store.statements == ["alone", "BEGIN"] and store.commits == ["off"]
+    # A read that locks rows, or that writes through a WITH, is not a plain read.
+    assert reads_only("SELECT id FROM orgs WHERE id=?")
+    assert reads_only("WITH u AS (SELECT id FROM users) SELECT count(*) FROM u")
+    assert not reads_only("SELECT id FROM jobs WHERE id=? FOR UPDATE")
+    assert not reads_only("WITH x AS (UPDATE jobs SET state='HELD' RETURNING id) SELECT id FROM x")
+    assert not reads_only("INSERT INTO audit (at) VALUES (?) RETURNING id")
+    assert not reads_only("SELECT pg_advisory_xact_lock(?)")
 
 
 def test_a_lazy_transaction_that_runs_nothing_sends_nothing(

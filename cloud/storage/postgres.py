@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -61,7 +62,7 @@ from psycopg.adapt import Dumper
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from cloud.storage.port import FirstPage, Session, Technician, User
+from cloud.storage.port import Session, Technician, User
 from cloud.storage.sign_in import (
     Budget,
     CardBudgets,
@@ -111,6 +112,23 @@ DURABLE = "SET LOCAL synchronous_commit TO ON"
 #: The server's "I ended this connection" (admin shutdown, crash shutdown, idle session
 #: timeout): read where a statement's answer was expected, it means the statement never ran.
 ENDED_BY_SERVER = frozenset(("57P01", "57P02", "57P05"))
+
+
+#: Words that make a statement more than a plain read: a write, a row lock (FOR UPDATE/SHARE),
+#: a function with an effect. Where one appears anywhere, even in a quoted string, the statement
+#: is not taken for a read: it only runs inside the transaction, as every statement did.
+_NOT_A_READ = frozenset(("insert", "update", "delete", "merge", "for", "lock", "nextval",
+                         "setval", "set_config", "pg_advisory_lock", "pg_advisory_xact_lock",
+                         "pg_notify", "into"))
+
+
+@functools.lru_cache(maxsize=1024)
+def reads_only(sql: str) -> bool:
+    """Whether ``sql`` only reads: a SELECT (or WITH ... SELECT) naming nothing of
+    :data:`_NOT_A_READ`. Cautious by design: a read it does not recognise just stays in the
+    transaction."""
+    words = re.findall(r"[a-z_]+", sql.lower())
+    return bool(words) and words[0] in ("select", "with") and _NOT_A_READ.isdisjoint(words)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -403,7 +421,11 @@ class PostgresStore(SignInQueries, SqlStore):
         return cur
 
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
-        if getattr(self._local, "alone", False):  # a read (first_page)
+        if reads_only(sql) and self._nothing_sent():
+            # A statement that only reads, before the lazy transaction has written anything,
+            # sees on its own what it would see in it (READ COMMITTED: a snapshot per
+            # statement; a plain SELECT takes no row locks): no BEGIN and COMMIT for a device's
+            # org, a sign-in's first page or a list's.
             return self._run_alone(sql, args, idempotent=True)
         begin = self._pending()
         if begin is not None:
@@ -481,18 +503,6 @@ class PostgresStore(SignInQueries, SqlStore):
         good = not session.ended and session.expires_at > now and \
             session.device_id == device_id and row[4] is not None
         return SessionInUse(session, User(*row[4:10]) if good else None)
-
-    def first_page(self, user_id: str, limit: int, now: float) -> FirstPage | None:
-        """As the shared query's, on its own where the lazy transaction has sent nothing yet
-        (one statement that only reads sees the same on its own as it would first in a READ
-        COMMITTED transaction): a sign-in's page then costs no BEGIN and COMMIT."""
-        if not self._nothing_sent():
-            return super().first_page(user_id, limit, now)
-        self._local.alone = True
-        try:
-            return super().first_page(user_id, limit, now)
-        finally:
-            self._local.alone = False
 
     def _nothing_sent(self) -> bool:
         """In a lazy transaction (the outermost) that has sent nothing yet."""
