@@ -570,15 +570,23 @@ def test_a_connection_lost_between_requests_is_reopened(pg_database: ScratchData
         assert pg_store.orgs() == [("org_acme", "Acme")]
 
 
+@pytest.fixture
+def badge_cloud(pg_database: ScratchDatabase) -> Iterator[tuple[PostgresStore, CloudService,
+                                                                bytes]]:
+    """A PostgreSQL store with the demo org, its cloud, and a known badge's identify."""
+    store = PostgresStore(pg_database.schema_url())
+    seed_demo(store, now=time.time(), devices=("copier-1",))
+    yield store, CloudService(store), m.encode(m.Identify("card", DEMO_USERS[0].badge))
+    store.close()
+
+
 def test_a_connection_lost_between_badges_is_reopened_for_the_one_statement_sign_in(
-        pg_database: ScratchDatabase) -> None:
+        pg_database: ScratchDatabase,
+        badge_cloud: tuple[PostgresStore, CloudService, bytes]) -> None:
     # A known badge's sign-in is one statement outside any transaction (card_sign_in): the
     # server's "terminating connection" answered in its place means it never ran, so it is
     # sent once more on a new connection, and the badge is answered, not told "busy".
-    store = PostgresStore(pg_database.schema_url())
-    seed_demo(store, now=time.time(), devices=("copier-1",))
-    service = CloudService(store)
-    badge = m.encode(m.Identify("card", DEMO_USERS[0].badge))
+    store, service, badge = badge_cloud
     first = m.decode_response(service.handle("copier-1", badge), "identify")
     end_backend(pg_database, store)
     again = m.decode_response(service.handle("copier-1", badge), "identify")
@@ -586,19 +594,16 @@ def test_a_connection_lost_between_badges_is_reopened_for_the_one_statement_sign
     assert again.session != first.session and again.user_id == first.user_id
     logins = [row for row in store.audit_log() if row[2] == "login"]
     assert len(logins) == 2  # the statement ran once per badge
-    store.close()
 
 
 def test_a_sign_in_stuck_behind_a_lock_is_busy_and_keeps_its_connection(
-        pg_database: ScratchDatabase) -> None:
+        pg_database: ScratchDatabase,
+        badge_cloud: tuple[PostgresStore, CloudService, bytes]) -> None:
     # The one-statement sign-in waits for the device's sign-in budget row while another session
     # holds it; past the lock timeout the badge is told busy, and the connection, still good,
     # is kept (a lock timeout is not a lost connection), so the next badge is served on it.
-    store = PostgresStore(pg_database.schema_url())
-    seed_demo(store, now=time.time(), devices=("copier-1",))
-    service = CloudService(store)
-    badge = m.encode(m.Identify("card", DEMO_USERS[0].badge))
-    for _ in range(2):  # the org's secret read, then the one-statement path
+    store, service, badge = badge_cloud
+    for _ in range(2):  # the first makes the budget's row
         assert isinstance(m.decode_response(service.handle("copier-1", badge), "identify"),
                           m.IdentifyResult)
     store.execute("SET lock_timeout = 300")  # this connection's, for the test's sake
@@ -617,7 +622,6 @@ def test_a_sign_in_stuck_behind_a_lock_is_busy_and_keeps_its_connection(
     assert store.query_one("SELECT pg_backend_pid()") == pid
     assert isinstance(m.decode_response(service.handle("copier-1", badge), "identify"),
                       m.IdentifyResult)
-    store.close()
 
 
 def test_a_connection_lost_during_a_transaction_saves_none_of_it(
