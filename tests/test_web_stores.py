@@ -33,9 +33,12 @@ def test_bursts_of_requests_reuse_a_bounded_set_of_connections(tmp_path: Path) -
             # Every answer is sent: every connection comes back (just after its answer), none
             # is kept by a thread.
             assert eventually(lambda: stores.idle_count == stores.open_count, timeout=5)
-        # Never more than the requests at once, and later bursts open nothing new.
-        assert 1 <= peaks[0] <= 12
-        assert peaks[1] <= peaks[0] and peaks[2] <= peaks[0]
+        # Never more than the requests at once (12), over all three bursts: later bursts reuse
+        # what the first opened and add at most what it never needed at once (a first burst
+        # that peaked at 11 may leave a twelfth for a later one; seen on a loaded machine). A
+        # store opened per request and kept would reach 60 in the first burst; one closed after
+        # each request would leave none open (the first assertion).
+        assert 1 <= peaks[0] and max(peaks) <= 12, peaks
     finally:
         world.server.close()
     assert stores.open_count == 0  # all closed at shutdown
