@@ -111,6 +111,11 @@ def check_language(tag: str) -> str:
     return tag
 
 
+def _bucket(scope: str, subject: str, policy: ThrottlePolicy) -> Budget:
+    """The store's view of a policy's bucket for ``subject``."""
+    return Budget(scope, subject, policy.interval, policy.headroom)
+
+
 class Identity:
     """Identification, badge self-association, lockout and sessions over the storage port."""
 
@@ -272,7 +277,7 @@ class Identity:
                 ("org", org_id, self.throttles.org, unknown.org_ahead)):
             # The org's token is not spent once the device's bucket is empty: that one throttles.
             assert ahead is not None, "the org's token is spent within the device's limit"
-            if ahead > policy.burst * policy.interval:
+            if ahead > policy.headroom:
                 self._over_budget(scope, subject, policy, self._unknown_why(policy), now)
 
     @staticmethod
@@ -281,11 +286,9 @@ class Identity:
                 f"{60 / policy.interval:g} a minute")
 
     def _card_budgets(self, device_id: str, org_id: str) -> CardBudgets:
-        device, org = self.throttles.device, self.throttles.org
         return CardBudgets(self._budget(device_id),
-                           Budget("device", device_id, device.interval,
-                                  device.burst * device.interval),
-                           Budget("org", org_id, org.interval, org.burst * org.interval))
+                           _bucket("device", device_id, self.throttles.device),
+                           _bucket("org", org_id, self.throttles.org))
 
     def _spend(self, scope: str, bucket: str, subject: str, policy: ThrottlePolicy,
                why: str) -> None:
@@ -293,7 +296,7 @@ class Identity:
         that finds it empty starts the throttle of ``scope`` and is answered by it."""
         now = self.clock()
         ahead = self.store.spend_token(bucket, subject, now, policy.interval)
-        if ahead <= policy.burst * policy.interval:
+        if ahead <= policy.headroom:
             return
         self._over_budget(scope, subject, policy, why, now)
 
@@ -326,8 +329,7 @@ class Identity:
 
     def _budget(self, device_id: str) -> Budget:
         """The device's badge sign-in budget (a token per sign-in)."""
-        login = self.throttles.login
-        return Budget("login", device_id, login.interval, login.burst * login.interval)
+        return _bucket("login", device_id, self.throttles.login)
 
     def _signed_in(self, device_id: str, user: User, token: str, spend: Budget | None,
                    ahead: float, now: float, note: str = "") -> m.IdentifyResult:

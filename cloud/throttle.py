@@ -54,9 +54,14 @@ class ThrottlePolicy:
     def __post_init__(self) -> None:
         if self.burst < 1 or self.interval <= 0 or self.duration <= 0:
             raise ValueError("a throttle needs burst >= 1, interval > 0 and duration > 0")
-        if self.duration < self.burst * self.interval:
+        if self.duration < self.headroom:
             # The bucket must be full again when the throttle ends, or retry_after would lie.
             raise ValueError("a throttle must last at least burst x interval")
+
+    @property
+    def headroom(self) -> float:
+        """How far (seconds) a bucket's arrival time may run ahead of now: ``burst`` tokens."""
+        return self.burst * self.interval
 
 
 DEVICE_POLICY = ThrottlePolicy(burst=10, interval=15.0, duration=300.0)

@@ -75,7 +75,7 @@ from cloud.storage.sign_in import (
     use_session_steps,
 )
 from cloud.storage.sql import SqlStore
-from cloud.storage.sql_sign_in import SignInQueries
+from cloud.storage.sql_sign_in import CARD_LOOKUP, SignInQueries
 from protocol.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -198,17 +198,9 @@ _SIGN_IN = (
 #: for the disk, as the lazy transaction it stands for (cloud/storage/durability.py).
 #: Data-modifying WITH parts always run; ``lazy`` is read by the last SELECT, so it runs too.
 _CARD_SIGN_IN = (
-    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS lazy_commit), "
-    "k AS (SELECT t.scope AS tscope, t.subject AS tsubject, t.until, u.id AS uid, "
-    "u.org_id AS uorg, u.email, u.display_name, u.language, u.role, tk.id AS tid, "
-    "tk.org_id AS torg, tk.name, tk.kind, tk.created_at, tk.revoked_at "
-    "FROM (SELECT 1 AS one) AS one "
-    "LEFT JOIN (SELECT scope, subject, until FROM throttles WHERE until > ? AND "
-    "((scope='device' AND subject=?) OR (scope='org' AND subject=?)) "
-    "ORDER BY until DESC LIMIT 1) AS t ON true "
-    "LEFT JOIN (cards c JOIN users u ON u.id = c.user_id) ON c.org_id=? AND c.card_hash=? "
-    "LEFT JOIN technicians tk ON tk.org_id=? AND tk.kind='badge' AND tk.secret_hash=? "
-    "AND tk.revoked_at IS NULL), "
+    # k: the badge lookup's own query (cloud/storage/sql_sign_in.py), a constant
+    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS lazy_commit), "  # noqa: S608
+    f"k AS ({CARD_LOOKUP}), "
     "r AS (UPDATE throttles SET refused = throttles.refused + 1 FROM k "
     "WHERE throttles.scope = k.tscope AND throttles.subject = k.tsubject RETURNING 1), "
     # a user's card: the login token, then within budget the session and its audit row

@@ -12,11 +12,13 @@ from cloud.storage.sql_core import CoreQueries
 # The throttle in force (the longer one), the card's user and the technician whose badge it is,
 # side by side in one row; any may be missing. The card is read even while a throttle holds,
 # but nothing of it is returned then (card_lookup), so the answer is the same for a card and a
-# non-card.
-_CARD_LOOKUP = (
-    "SELECT t.scope, t.subject, t.until, u.id, u.org_id, u.email, u.display_name, u.language, "
-    "u.role, tk.id, tk.org_id, tk.name, tk.kind, tk.created_at, tk.revoked_at "
-    "FROM (SELECT 1 AS one) AS k "
+# non-card. Named columns: PostgreSQL's one-statement sign-in reads them by name
+# (cloud/storage/postgres.py); parameters: now, device, org, org, card hash, org, card hash.
+CARD_LOOKUP = (
+    "SELECT t.scope AS tscope, t.subject AS tsubject, t.until, u.id AS uid, "
+    "u.org_id AS uorg, u.email, u.display_name, u.language, u.role, tk.id AS tid, "
+    "tk.org_id AS torg, tk.name, tk.kind, tk.created_at, tk.revoked_at "
+    "FROM (SELECT 1 AS one) AS one "
     "LEFT JOIN (SELECT scope, subject, until FROM throttles WHERE until > ? AND "
     "((scope='device' AND subject=?) OR (scope='org' AND subject=?)) "
     "ORDER BY until DESC LIMIT 1) AS t ON 1=1 "
@@ -35,7 +37,7 @@ _COUNT_UNKNOWN = (
 class SignInQueries(CoreQueries):
     def card_lookup(self, device_id: str, org_id: str, card_hash: str,
                     now: float) -> CardLookup:
-        row = self.query_one(_CARD_LOOKUP, now, device_id, org_id, org_id, card_hash, org_id,
+        row = self.query_one(CARD_LOOKUP, now, device_id, org_id, org_id, card_hash, org_id,
                              card_hash)
         if row is None:  # pragma: no cover - the outer row is always there
             return CardLookup(None)
