@@ -72,6 +72,7 @@ from cloud.storage.sign_in import (
     SessionInUse,
     UnknownCard,
     card_sign_in_steps,
+    usable_here,
     use_session_steps,
 )
 from cloud.storage.sql import SqlStore
@@ -492,8 +493,7 @@ class PostgresStore(SignInQueries, SqlStore):
         if row[0] is None:
             return SessionInUse(None, None)
         session = Session(str(row[0]), str(row[1]), float(row[2]), bool(row[3]))
-        good = not session.ended and session.expires_at > now and \
-            session.device_id == device_id and row[4] is not None
+        good = usable_here(session, device_id, now) and row[4] is not None
         return SessionInUse(session, User(*row[4:10]) if good else None)
 
     def _nothing_sent(self) -> bool:

@@ -192,12 +192,16 @@ def use_session(store: Store, device_id: str, token_hash: str, now: float,
     return use_session_steps(store, device_id, token_hash, now, expires_at)
 
 
+def usable_here(session: Session, device_id: str, now: float) -> bool:
+    """Not ended, not expired, and this device's (its user is checked apart)."""
+    return not session.ended and session.expires_at > now and session.device_id == device_id
+
+
 def use_session_steps(store: Store, device_id: str, token_hash: str, now: float,
                       expires_at: float) -> SessionInUse:
     """:func:`use_session` as three calls to the store."""
     session = store.session(token_hash)
-    if session is None or session.ended or session.expires_at <= now or \
-            session.device_id != device_id:
+    if session is None or not usable_here(session, device_id, now):
         return SessionInUse(session, None)
     user = store.user(session.user_id)
     if user is not None:
