@@ -41,11 +41,15 @@ def _tool(name: str, package: str) -> str:
 @contextmanager
 def xvfb(size: tuple[int, int]) -> Iterator[str]:
     """A private X server of ``size``; yields its DISPLAY. Xvfb picks a free display number
-    and writes it to a pipe once it accepts clients (-displayfd): that is the signal to go."""
+    and writes it to a pipe once it accepts clients (-displayfd): that is the signal to go.
+    ``-noreset``: by default an X server resets whenever its last client leaves, and a client
+    that connects during the reset is refused. Polling with xwininfo (one client at a time)
+    while the panel starts made exactly that race: "x11 not available" from SDL in one CI run;
+    two pollers on a default Xvfb saw 163 refused connects in 20 s, with -noreset none."""
     read, write = os.pipe()
     proc = subprocess.Popen(
         [_tool("Xvfb", "xvfb"), "-displayfd", str(write), "-screen", "0",
-         f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
+         f"{size[0]}x{size[1]}x24", "-nolisten", "tcp", "-noreset"],
         pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     os.close(write)
     try:
