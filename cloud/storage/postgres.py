@@ -73,7 +73,6 @@ from cloud.storage.sign_in import (
     UnknownCard,
     card_sign_in_steps,
     usable_here,
-    use_session_steps,
 )
 from cloud.storage.sql import SqlStore
 from cloud.storage.sql_sign_in import CARD_LOOKUP, SignInQueries
@@ -233,16 +232,25 @@ _CARD_SIGN_IN = (
 #: A device's session checked, its user read and its sliding expiry moved, in one statement
 #: that commits by itself, lazily (use_session; as _CARD_SIGN_IN). The expiry moves only where
 #: the session is good here: not ended, not expired, this device's, its user there.
-_USE_SESSION = (
-    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS lazy_commit), "
+# A session used: checked, its user read, its expiry moved, all in one statement. The same
+# CTEs open both forms: on its own, committing lazily (a list before anything else ran), and
+# inside a transaction already under way (a release's, a logout's), where it must not touch the
+# transaction's commit setting.
+_SESSION_USED = (
     "s AS (SELECT token_hash, device_id, user_id, expires_at, ended FROM sessions "
     "WHERE token_hash=?), "
     "x AS (UPDATE sessions SET expires_at=? FROM s JOIN users u ON u.id = s.user_id "
     "WHERE sessions.token_hash = s.token_hash AND s.ended = 0 AND s.expires_at > ? "
     "AND s.device_id = ? RETURNING 1) "
     "SELECT s.device_id, s.user_id, s.expires_at, s.ended, u.id, u.org_id, u.email, "
-    "u.display_name, u.language, u.role, lazy.lazy_commit "
+    "u.display_name, u.language, u.role")
+_USE_SESSION = (
+    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS lazy_commit), "
+    + _SESSION_USED + ", lazy.lazy_commit "
     "FROM lazy LEFT JOIN s ON true LEFT JOIN users u ON u.id = s.user_id")
+_USE_SESSION_IN_TRANSACTION = (
+    "WITH " + _SESSION_USED + " FROM (SELECT 1) AS one LEFT JOIN s ON true "
+    "LEFT JOIN users u ON u.id = s.user_id")
 
 
 class PostgresStore(SignInQueries, SqlStore):
@@ -483,13 +491,16 @@ class PostgresStore(SignInQueries, SqlStore):
 
     def use_session(self, device_id: str, token_hash: str, now: float,
                     expires_at: float) -> SessionInUse:
-        """cloud/storage/sign_in.py's, in one statement where the caller's transaction is a
-        lazy one that has sent nothing yet (a list of held jobs); else as three calls."""
-        if not self._nothing_sent():
-            return use_session_steps(self, device_id, token_hash, now, expires_at)
-        # Idempotent: sent again, it sets the same expiry.
-        row = self._run_alone(_USE_SESSION, (token_hash, expires_at, now, device_id),
-                              idempotent=True).fetchone()
+        """cloud/storage/sign_in.py's, in one statement: on its own, committing lazily, where
+        the caller's transaction is a lazy one that has sent nothing yet (a list of held
+        jobs); else as a statement of the transaction under way (a release, a logout: three
+        round trips before)."""
+        args = (token_hash, expires_at, now, device_id)
+        if self._nothing_sent():
+            # Idempotent: sent again, it sets the same expiry.
+            row = self._run_alone(_USE_SESSION, args, idempotent=True).fetchone()
+        else:
+            row = self._run(_USE_SESSION_IN_TRANSACTION, args).fetchone()
         if row[0] is None:
             return SessionInUse(None, None)
         session = Session(str(row[0]), str(row[1]), float(row[2]), bool(row[3]))
