@@ -492,5 +492,6 @@ class Identity:
     def logout(self, device_id: str, req: m.Logout) -> m.Ack:
         user = self.session_user(device_id, req.session)
         self.store.end_session(token_hash(req.session))
-        self.store.audit(self.clock(), f"device:{device_id}", "logout", f"user:{user.id}")
+        self.store.audit(self.clock(), f"device:{device_id}", "logout", f"user:{user.id}",
+                         org_id=user.org_id)
         return m.Ack(of=req.TYPE)

@@ -187,7 +187,7 @@ class ReleaseStore(Protocol):
                        options: str = "") -> None: ...
     def set_releasing(self, job_id: str, release_id: str, device_id: str, now: float) -> None: ...
     def audit(self, now: float, actor: str, action: str, subject: str,
-              detail: str = "") -> None: ...
+              detail: str = "", org_id: str | None = None) -> None: ...
 
 
 def owned_held(store: ReleaseStore, user: User, job_ids: Sequence[str], now: float) -> list[Job]:
@@ -227,7 +227,8 @@ def open_release(store: ReleaseStore, user: User, device_id: str, jobs: Sequence
         store.set_releasing(job.id, release_id, device_id, now)
     store.audit(now, f"user:{user.id}", "release", release_id,
                 f"device {device_id}: {len(jobs)} job(s)"
-                + (f", changes {options}" if changes else "") + (f", {via}" if via else ""))
+                + (f", changes {options}" if changes else "") + (f", {via}" if via else ""),
+                org_id=user.org_id)
     return m.ReleaseResult(release_id=release_id, jobs=tuple(
         m.ReleasedJob(job_id=j.id, name=shown(j.name), size=j.size, sha256=j.sha256,
                       pages=j.pages, copies=copies or j.copies, color=j.color and not grayscale,

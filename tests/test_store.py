@@ -321,6 +321,30 @@ def test_the_audit_log_is_newest_first(store: SqlStore) -> None:
                    (NOW + 2, "admin", "act-2", "user:u", "")]
 
 
+def test_an_audit_row_lands_in_the_org_of_its_subject_else_of_its_actor(
+        store: SqlStore, org: str, alice: str) -> None:
+    """The org is found inside the row's INSERT (one statement): a user by id or by email in
+    any case, a device, a job by its owner; a subject of no org gives way to the actor; a row
+    that names no org at all has none (never another org's)."""
+    other = store.create_org("Other", org_id="org_other")
+    store.add_device("copier-x", other, "Copier X")
+    job = add_job(store, alice)
+    for actor, action, subject in [
+            ("device:copier-x", "a", f"user:{alice}"),
+            ("admin", "b", "user:ALICE@acme.test "),
+            ("admin", "c", "device:copier-x"),
+            ("device:copier-x", "d", f"job:{job}"),
+            (f"user:{alice}", "e", "release-without-a-kind"),
+            ("device:copier-x", "f", "user:nobody"),
+            ("someone", "g", "no-kind-either"),
+            ("admin", "h", f"org:{other}")]:
+        store.audit(NOW, actor, action, subject)
+    store.audit(NOW, "device:copier-x", "i", f"user:{alice}", org_id=other)  # the caller knows
+    assert sorted((a, o) for a, _, o in store.audit_org_of(20)) == [
+        ("a", org), ("b", org), ("c", other), ("d", org), ("e", org), ("f", other), ("g", ""),
+        ("h", other), ("i", other)]
+
+
 # ---------------------------------------------------------------------------- transactions
 
 

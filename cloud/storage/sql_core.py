@@ -52,6 +52,21 @@ _ORG_OF = {
 }
 
 
+def _audit_org(who: str) -> tuple[str, str] | None:
+    """The SQL expression (one parameter) for the org of ``who`` ("user:ID", "device:ID",
+    "org:ID"...) and its parameter; None where the name says nothing of an org. The
+    expression is NULL where no row is found; a lookup by email takes any one match."""
+    kind, sep, ident = who.partition(":")
+    if not sep or not ident:
+        return None
+    if kind == "org":
+        return "CAST(? AS TEXT)", ident
+    if kind == "user" and "@" in ident:  # lockouts name a user by email
+        kind, ident = "email", ident.strip().lower()
+    sql = _ORG_OF.get(kind)
+    return None if sql is None else (f"({sql} LIMIT 1)", ident)
+
+
 #: A first page and its counts in one statement (``CoreQueries.first_page``): one row per job
 #: of the page after the four counts, or one row of counts and NULLs for an empty page.
 _FIRST_PAGE = (
@@ -610,24 +625,19 @@ class CoreQueries(SqlBase):
         An administrator's action through the admin console names them (ACTING_ADMIN)."""
         if actor == "admin" and (acting := ACTING_ADMIN.get()):
             actor = f"admin:{acting}"
-        if org_id is None:
-            org_id = self._audit_org(subject) or self._audit_org(actor)
-        self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "
-                     "VALUES (?,?,?,?,?,?)", now, actor, action, subject, detail, org_id)
-
-    def _audit_org(self, who: str) -> str:
-        kind, sep, ident = who.partition(":")
-        if not sep or not ident:
-            return ""
-        if kind == "org":
-            return ident
-        if kind == "user" and "@" in ident:  # lockouts name a user by email
-            kind, ident = "email", ident.strip().lower()
-        sql = _ORG_OF.get(kind)
-        if sql is None:
-            return ""
-        row = self.query_one(sql, ident)
-        return str(row[0]) if row and row[0] is not None else ""
+        if org_id is not None:
+            self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "
+                         "VALUES (?,?,?,?,?,?)", now, actor, action, subject, detail, org_id)
+            return
+        # The org found inside the INSERT: one round trip where a lookup first made two (a
+        # release's and a logout's audit rows are in every badge at a copier).
+        found = [org for org in (_audit_org(subject), _audit_org(actor)) if org is not None]
+        org_sql = ("COALESCE(" + "".join(f"NULLIF({sql}, ''), " for sql, _ in found) + "'')"
+                   if found else "''")  # SQLite's COALESCE wants two arguments at least
+        # The expressions are _ORG_OF's constants; what the caller gave is only parameters.
+        self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "  # noqa: S608
+                     f"VALUES (?,?,?,?,?,{org_sql})", now, actor, action, subject, detail,
+                     *(arg for _, arg in found))
 
     def audit_log(self, limit: int = 100) -> list[tuple[float, str, str, str, str]]:
         rows = self.query_all("SELECT at, actor, action, subject, detail FROM audit "
