@@ -21,7 +21,8 @@ from protocol.errors import MfdError
 def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.service import CloudService
     from cloud.storage.factory import open_store
-    from cloud.worker import default_lanes, start_workers, worker_brokers
+    from cloud.worker import CloudWorker, default_lanes, start_workers, worker_brokers
+    from cloud.worker_process import WorkerProcesses
 
     # Before anything starts: a stop that arrives while we start up must still be clean.
     stop = StopSignals(interrupt=False)
@@ -32,9 +33,16 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     web = web_settings(args) if http is not None else None
     accounts = _broker_accounts(args, brokers)  # before anything starts: a bad admin fails here
     open_store(args.store).close()  # validates the URL and creates the schema once
-    workers = start_workers(lambda: CloudService(open_store(args.store)), brokers,
-                            args.workers, lanes=(default_lanes(args.store)
-                                                 if args.lanes is None else args.lanes))
+    pool: WorkerProcesses | None = None
+    workers: list[CloudWorker] = []
+    if args.workers > 1:
+        # A process each: threads would share one interpreter lock (cloud/worker_process.py).
+        pool = WorkerProcesses([f"{args.username}-{i}" for i in range(args.workers)],
+                               args.store, args.broker, password, lanes=args.lanes).start()
+    else:
+        workers = start_workers(lambda: CloudService(open_store(args.store)), brokers,
+                                args.workers, lanes=(default_lanes(args.store)
+                                                     if args.lanes is None else args.lanes))
     portal = None
     try:
         if http is not None:
@@ -52,13 +60,17 @@ def cmd_cloud(args: argparse.Namespace) -> int:
             print(f"mfd cloud: admin console at {portal.public_url}/admin/, API document at "
                   f"{portal.public_url}/api/v1/openapi.json", file=sys.stderr)
         where = ", ".join(f"{b.host}:{b.port}" for b in brokers)
-        print(f"mfd cloud: {len(workers)} worker(s) serving {where}; Ctrl-C stops",
-              file=sys.stderr)
+        how = f"{args.workers} worker processes" if pool is not None else "1 worker"
+        print(f"mfd cloud: {how} serving {where}; Ctrl-C stops", file=sys.stderr)
         while not stop():
             time.sleep(0.2)
+            if pool is not None:
+                pool.poll()  # a worker that died is started again
     finally:
         if portal is not None:
             portal.close()
+        if pool is not None:
+            pool.stop()
         for w in workers:
             w.stop()
     return 0
@@ -247,7 +259,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="mqtt://host:port; again for each broker of a site with several "
                    "(devices fail over between them): every worker serves every broker")
     c.add_argument("--store", required=True, help="sqlite:///relative.db or sqlite:////absolute/path.db")
-    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--workers", type=int, default=1,
+                   help="worker processes, each serving every broker (default 1: in this "
+                   "process); usernames USERNAME-0 ... USERNAME-(N-1) when N > 1; one that dies "
+                   "is started again")
     c.add_argument("--lanes", type=int,
                    help="request threads per worker, each with its own store connection, a "
                    "copier's requests always on the same one; 0: on the MQTT thread (default: "

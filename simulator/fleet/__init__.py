@@ -10,7 +10,7 @@ Theory of operation
 * :mod:`simulator.fleet.cluster`: the rest of the world as separate processes, so that a kill
   is a real kill: K private Mosquittos (one dynsec account per device, on its own broker), a
   private PostgreSQL (initdb in a temporary directory: the machine's own is never restarted),
-  W cloud workers (:mod:`simulator.fleet.worker`, ``start_workers`` serving every broker), and
+  W cloud workers (:mod:`cloud.worker_process`, the process ``mfd cloud --workers N`` runs), and
   the device processes; CPU seconds per process read from ``/proc/PID/stat``.
 
 Broker assignment is :func:`broker_for`: rendezvous (highest random weight) hashing of the

@@ -302,7 +302,7 @@ class Fleet:
         if name not in self.cloud_users:
             raise BrokerError(f"{name} has no account on the brokers; the fleet has "
                               f"{', '.join(self.cloud_users)} (more: spare_workers)")
-        args = ["-m", "simulator.fleet.worker", "--name", name, "--store", self.pg.url]
+        args = ["-m", "cloud.worker_process", "--name", name, "--store", self.pg.url]
         for url in self.broker_urls():
             args += ["--broker", url]
         if self.worker_stats_s:

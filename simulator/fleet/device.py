@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -408,6 +409,11 @@ async def run(spec: Spec, out: str) -> None:
         for f in firsts:
             await f.wait()
         rec.connected = len(fleet)
+        # Every device's client, tasks and state are made now and live as long as the process:
+        # out of the collector's sight, a full collection no longer walks them. Before this, a
+        # process of 1,500 devices stopped for 72-441 ms at each one (measured with
+        # gc.callbacks), and every badge in flight in it counted the pause as latency.
+        gc.freeze()
         print(f"connected {len(fleet)}", flush=True)
 
     async def progress() -> None:

@@ -1,0 +1,233 @@
+"""Cloud workers as processes: what ``mfd cloud --workers N`` (N > 1) runs.
+
+Threads of one Python process share one interpreter lock: a second worker thread added
+contention, not throughput, where a second worker process added 24-33 % (bench.cloud_identify,
+BENCHMARKS.md). So each worker beyond one is a process of its own, and the parent
+(:class:`WorkerProcesses`) starts them, waits until each serves, starts again one that dies (a
+kill -9, the kernel's out-of-memory killer) after a pause that grows while it keeps dying, and
+stops them all. A worker holds no state: what it had taken and not answered when it died, the
+broker hands to another worker, and a request_id makes a repeat harmless (cloud/service.py).
+
+The child: ``python -m cloud.worker_process --name cloud-1 --store URL --broker URL ...``,
+its broker password in ``MFD_CLOUD_PASSWORD`` (a command line is visible to every user of the
+machine). It says ``ready`` on stdout once connected to every broker, or ``failed <why>`` and
+exits 1; its log goes to stderr, which is the parent's. SIGTERM or SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cloud.service import CloudService
+from cloud.storage.factory import open_store
+from cloud.worker import MAX_LANES, default_lanes, start_workers, worker_brokers
+from protocol.errors import LinkError, MfdError
+
+log = logging.getLogger(__name__)
+
+#: How long a worker may take to connect to every broker and open its store.
+READY_S = 60.0
+#: How long a worker has to finish what it is doing once asked to stop.
+STOP_S = 15.0
+#: The pause before starting a dead worker again: doubled each time it dies within
+#: ``STEADY_S`` of its start, up to ``MAX_PAUSE_S``; back to the first once it ran that long.
+FIRST_PAUSE_S = 1.0
+MAX_PAUSE_S = 30.0
+STEADY_S = 60.0
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m cloud.worker_process")
+    p.add_argument("--name", required=True, help="the worker's broker username")
+    p.add_argument("--store", required=True)
+    p.add_argument("--broker", action="append", required=True)
+    p.add_argument("--lanes", type=int, help="as mfd cloud --lanes (default: as its)")
+    p.add_argument("--stats-s", type=float, default=0.0,
+                   help="print the worker's counters on stderr this often (0: never)")
+    p.add_argument("--stop-on-eof", action="store_true",
+                   help="stop when stdin closes: the parent holds it open while it lives")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    done = threading.Event()
+    # Before anything starts: a stop while connecting still ends cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    if args.stop_on_eof:
+        # A parent that dies, even by kill -9, closes the pipe: no worker serves on orphaned.
+        threading.Thread(target=_until_eof, args=(done,), daemon=True).start()
+    url = args.store
+    try:
+        password = os.environ.get("MFD_CLOUD_PASSWORD", "")
+        if not password:
+            raise LinkError("MFD_CLOUD_PASSWORD is not set", code="config_invalid")
+        brokers = worker_brokers(args.broker, args.name, password)
+        [worker] = start_workers(lambda: CloudService(open_store(url, create=False)), brokers,
+                                 1, lanes=default_lanes(url) if args.lanes is None
+                                 else args.lanes)
+    except MfdError as exc:
+        print(f"failed {exc.message}", flush=True)
+        return 1
+    # What exists now (modules, connections, caches) lives as long as the process: out of
+    # the collector's sight, a full collection walks only what requests leave behind (a
+    # fleet worker's took 12-23 ms before; measured with gc.callbacks).
+    gc.freeze()
+    print("ready", flush=True)
+    t0 = time.monotonic()
+    while not done.wait(args.stats_s or None):
+        # Diagnostics (bench.fleet --worker-stats-s): where the worker's time goes.
+        print(f"stats {args.name} t={time.monotonic() - t0:.0f} handled={worker.handled} "
+              f"busy={worker.busy} max_waited={worker.max_waited} statuses={worker.statuses} "
+              f"status_batches={worker.status_writer.batches} "
+              f"written={worker.status_writer.written} "
+              f"waiting={worker.status_writer.waiting} failed={worker.failed} "
+              # Answers paho holds (in flight and queued behind its in-flight window), per
+              # leg: a private attribute, read for diagnostics only.
+              f"out={[len(getattr(leg.client, '_out_messages', ())) for leg in worker.legs]}",
+              file=sys.stderr, flush=True)
+        worker.max_waited = 0
+    worker.stop()
+    return 0
+
+
+def _until_eof(done: threading.Event) -> None:
+    sys.stdin.read()
+    done.set()
+
+
+@dataclass(eq=False)
+class _Child:
+    name: str
+    proc: subprocess.Popen[str]
+    started_at: float
+    ready: threading.Event = field(default_factory=threading.Event)
+    #: What the child said instead of "ready", or "" (it may yet say ready, or die silent).
+    failure: str = ""
+
+
+class WorkerProcesses:
+    """Worker processes named ``names`` (their broker usernames), serving ``broker_urls`` on
+    the store at ``store_url``: :meth:`start`, then :meth:`poll` now and then (it starts dead
+    ones again), then :meth:`stop`."""
+
+    def __init__(self, names: Sequence[str], store_url: str, broker_urls: Sequence[str],
+                 password: str, *, lanes: int | None = None, stats_s: float = 0.0) -> None:
+        if lanes is not None and not 0 <= lanes <= MAX_LANES:
+            raise LinkError(f"--lanes must be between 0 and {MAX_LANES}", code="config_invalid")
+        if not names:
+            raise LinkError("--workers must be at least 1", code="config_invalid")
+        self.names = tuple(names)
+        self._args = ["--store", store_url]
+        for url in broker_urls:
+            self._args += ["--broker", url]
+        if lanes is not None:
+            self._args += ["--lanes", str(lanes)]
+        if stats_s:
+            self._args += ["--stats-s", str(stats_s)]
+        self._env = {**os.environ, "MFD_CLOUD_PASSWORD": password}
+        self.children: dict[str, _Child] = {}
+        #: name -> (pause before its next start, when that start is due; 0 when alive)
+        self._pause: dict[str, float] = {n: FIRST_PAUSE_S for n in self.names}
+        self._due: dict[str, float] = {}
+        #: How many times each worker was started again after dying.
+        self.restarts: dict[str, int] = {n: 0 for n in self.names}
+
+    def start(self) -> WorkerProcesses:
+        """Every worker started and serving; a worker that fails to stops all and raises
+        LinkError with its reason."""
+        for name in self.names:
+            self.children[name] = self._spawn(name)
+        try:
+            for name in self.names:
+                child = self.children[name]
+                if not child.ready.wait(READY_S) or child.failure:
+                    why = child.failure or (f"it exited with status {child.proc.poll()}"
+                                            if child.proc.poll() is not None
+                                            else f"it did not connect in {READY_S:.0f} s")
+                    raise LinkError(f"cloud worker {name} did not start: {why}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str) -> _Child:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cloud.worker_process", "--name", name, "--stop-on-eof",
+             *self._args],
+            env=self._env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            # Its own process group: a Ctrl-C at the terminal reaches the parent, which stops
+            # the workers in order, instead of every process at once.
+            start_new_session=True)
+        child = _Child(name, proc, time.monotonic())
+        threading.Thread(target=self._listen, args=(child,), daemon=True,
+                         name=f"listen-{name}").start()
+        return child
+
+    @staticmethod
+    def _listen(child: _Child) -> None:
+        assert child.proc.stdout is not None
+        for line in child.proc.stdout:
+            word, _, rest = line.strip().partition(" ")
+            if word == "failed" and not child.ready.is_set():
+                child.failure = rest
+            if word in ("ready", "failed"):
+                child.ready.set()
+        child.ready.set()  # it exited: whoever waits for it stops waiting
+
+    def alive(self) -> list[str]:
+        """The workers whose process is running."""
+        return [n for n, c in self.children.items() if c.proc.poll() is None]
+
+    def poll(self) -> None:
+        """Start again each worker that died, once its pause is over."""
+        now = time.monotonic()
+        for name, child in self.children.items():
+            code = child.proc.poll()
+            if code is None:
+                continue
+            due = self._due.get(name)
+            if due is None:
+                lived = now - child.started_at
+                pause = FIRST_PAUSE_S if lived >= STEADY_S else self._pause[name]
+                self._pause[name] = min(pause * 2, MAX_PAUSE_S)
+                self._due[name] = now + pause
+                how = f"signal {-code}" if code < 0 else f"status {code}"
+                log.warning("cloud worker %s exited (%s%s) after %.0f s; starting it again in "
+                            "%.0f s", name, how, f": {child.failure}" if child.failure else "",
+                            lived, pause)
+            elif now >= due:
+                del self._due[name]
+                self.children[name] = self._spawn(name)
+                self.restarts[name] += 1
+
+    def stop(self) -> None:
+        """Every worker asked to stop (SIGTERM), and killed if it has not within STOP_S."""
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + STOP_S
+        for child in self.children.values():
+            try:
+                child.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("cloud worker %s did not stop in %.0f s; killed", child.name, STOP_S)
+                child.proc.kill()
+                child.proc.wait()
+            for pipe in (child.proc.stdin, child.proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        self._due.clear()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,237 @@
+"""``mfd cloud --workers N``: N worker processes (cloud/worker_process.py) on a private
+Mosquitto and a SQLite store. They serve; one killed with SIGKILL is started again while the
+other goes on answering; SIGTERM stops the parent and every worker; a parent killed outright
+leaves no worker serving on; a worker that cannot start fails the cloud with its reason,
+without the password."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cloud.demo import DEMO_USERS, seed_demo
+from cloud.storage.sqlite import SqliteStore
+from protocol import messages as m
+from protocol import topics
+from simulator.broker import MosquittoBroker
+
+pytestmark = pytest.mark.integration
+
+CLOUD = ("cloud-0", "cloud-1")
+CLOUD_PASSWORD = "cloud-pw-not-a-secret"
+DEVICE = "copier-wp"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[MosquittoBroker, Path]]:
+    users = {u: CLOUD_PASSWORD for u in CLOUD} | {DEVICE: "pw-device"}
+    broker = MosquittoBroker(tmp_path / "broker", users, cloud_users=CLOUD).start()
+    db = tmp_path / "cloud.db"
+    store = SqliteStore(db)
+    seed_demo(store, now=time.time(), devices=(DEVICE,))
+    store.close()
+    yield broker, db
+    broker.stop()
+
+
+class Cloud:
+    """``mfd cloud --workers 2`` as a service manager runs it; its stderr lines collected."""
+
+    def __init__(self, broker: MosquittoBroker, db: Path, *extra: str,
+                 password: str = CLOUD_PASSWORD) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mfdkit", "cloud", "--broker", broker.url, "--store",
+             f"sqlite:///{db}", "--workers", "2", *extra],
+            env={**os.environ, "MFD_CLOUD_PASSWORD": password}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            assert self.proc.poll() is None or self._reader.is_alive(), \
+                f"mfd cloud exited ({self.proc.returncode}): {self.lines}"
+            time.sleep(0.05)
+        raise AssertionError(f"mfd cloud never said {text!r}: {self.lines}")
+
+    def workers(self) -> dict[int, str]:
+        """PID -> worker name of the worker processes whose parent is this cloud."""
+        found = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid \
+                    and b"cloud.worker_process" in args:
+                found[int(pid)] = args[args.index(b"--name") + 1].decode()
+        return found
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+class Device:
+    """The copier's credentials in a plain paho client: requests out, answers by correlation."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.answers: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
+        ready = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=mqtt.MQTTv5)
+        c.username_pw_set(DEVICE, "pw-device")
+        c.on_message = lambda _c, _u, msg: self.answers.put(
+            (bytes(msg.properties.CorrelationData),  # type: ignore[union-attr]
+             bytes(msg.payload)))
+        c.on_subscribe = lambda *_a: ready.set()
+        c.on_connect = lambda cl, *_a: cl.subscribe(topics.response_topic(DEVICE), qos=1)
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        assert ready.wait(10), "the device could not subscribe"
+        self.client = c
+        self._n = 0
+
+    def badge(self) -> bytes:
+        """An identify with the demo user's badge; its correlation data."""
+        self._n += 1
+        corr = f"{DEVICE}/{self._n}".encode()
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ResponseTopic = topics.response_topic(DEVICE)
+        props.CorrelationData = corr
+        props.MessageExpiryInterval = topics.REQUEST_EXPIRY
+        self.client.publish(topics.request_topic(DEVICE),
+                            m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
+                            properties=props).wait_for_publish(5)
+        return corr
+
+    def signed_in(self, corrs: set[bytes], timeout: float = 30.0) -> None:
+        """Every one of ``corrs`` answered with the demo user signed in."""
+        deadline = time.monotonic() + timeout
+        waiting = set(corrs)
+        while waiting:
+            corr, payload = self.answers.get(timeout=max(0.01, deadline - time.monotonic()))
+            answer = m.decode_response(payload, "identify")
+            assert isinstance(answer, m.IdentifyResult), answer
+            assert answer.display_name == DEMO_USERS[0].name
+            waiting.discard(corr)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_worker_processes_serve_come_back_after_a_kill_and_stop_with_the_cloud(
+        world: tuple[MosquittoBroker, Path]) -> None:
+    broker, db = world
+    cloud = Cloud(broker, db)
+    device = None
+    try:
+        cloud.wait_line("2 worker processes serving")
+        first = cloud.workers()
+        assert sorted(first.values()) == list(CLOUD), first
+        device = Device(broker)
+        device.signed_in({device.badge() for _ in range(6)})
+
+        victim = next(pid for pid, name in first.items() if name == "cloud-0")
+        os.kill(victim, signal.SIGKILL)
+        # The other worker answers while the killed one is away.
+        device.signed_in({device.badge() for _ in range(6)})
+        cloud.wait_line("cloud worker cloud-0 exited (signal 9)")
+        wait_for(lambda: sorted(cloud.workers().values()) == list(CLOUD)
+                 and victim not in cloud.workers(), 30, "cloud-0 was not started again")
+        device.signed_in({device.badge() for _ in range(6)})
+
+        workers = cloud.workers()
+        cloud.proc.send_signal(signal.SIGTERM)  # what a service manager sends
+        assert cloud.proc.wait(30) == 0, cloud.lines
+        assert all(gone(pid) for pid in workers), "a worker outlived its cloud"
+        assert not any("Traceback" in line for line in cloud.lines), cloud.lines
+    finally:
+        if device is not None:
+            device.close()
+        cloud.stop()
+
+
+def test_workers_of_a_cloud_killed_outright_stop_on_their_own(
+        world: tuple[MosquittoBroker, Path]) -> None:
+    broker, db = world
+    cloud = Cloud(broker, db)
+    try:
+        cloud.wait_line("2 worker processes serving")
+        workers = cloud.workers()
+        assert len(workers) == 2
+        cloud.proc.kill()  # no chance to stop them: their stdin closes with it
+        cloud.proc.wait(10)
+        wait_for(lambda: all(gone(pid) for pid in workers), 30,
+                 "a worker went on serving after its cloud was killed")
+    finally:
+        cloud.stop()
+        for pid in cloud.workers():
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_that_cannot_start_fails_the_cloud_with_its_reason(
+        world: tuple[MosquittoBroker, Path]) -> None:
+    broker, db = world
+    cloud = Cloud(broker, db, password="wrong-password-42")
+    try:
+        assert cloud.proc.wait(60) == 1
+        cloud._reader.join(10)
+        # The workers' log says what the broker answered as it happens; the last line is the
+        # verdict, with what to check.
+        assert cloud.lines[-1].startswith(
+            "mfd cloud: error: cloud worker cloud-0 did not start: the broker at "), cloud.lines
+        assert "check its username and password" in cloud.lines[-1]
+        assert not any("wrong-password-42" in line for line in cloud.lines)
+        assert cloud.workers() == {}
+    finally:
+        cloud.stop()
+    lanes = Cloud(broker, db, "--lanes", "99")
+    try:
+        assert lanes.proc.wait(60) == 1
+        lanes._reader.join(10)
+        assert lanes.lines == ["mfd cloud: error: --lanes must be between 0 and 64"]
+    finally:
+        lanes.stop()
