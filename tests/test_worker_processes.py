@@ -6,6 +6,7 @@ without the password."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import signal
@@ -22,11 +23,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud import worker_process
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
 from protocol import topics
-from simulator.broker import MosquittoBroker
+from protocol.errors import LinkError
+from simulator.broker import MosquittoBroker, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -235,3 +238,38 @@ def test_a_worker_that_cannot_start_fails_the_cloud_with_its_reason(
         assert lanes.lines == ["mfd cloud: error: --lanes must be between 0 and 64"]
     finally:
         lanes.stop()
+
+
+def test_a_worker_that_keeps_dying_is_started_again_less_and_less_often(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each start of a worker whose broker refuses it fails at once: the pauses before the
+    next start double (here from 0.2 s), so a worker that cannot serve does not spin."""
+    monkeypatch.setattr(worker_process, "FIRST_PAUSE_S", 0.2)
+    db = tmp_path / "cloud.db"
+    SqliteStore(db).close()
+    pool = worker_process.WorkerProcesses(["cloud-0"], f"sqlite:///{db}",
+                                          [f"mqtt://127.0.0.1:{free_port()}"], CLOUD_PASSWORD)
+    with pytest.raises(LinkError, match="cloud worker cloud-0 did not start: cannot reach"):
+        pool.start()
+    pids = [pool.children["cloud-0"].proc.pid]
+    died: dict[int, float] = {pids[0]: time.monotonic()}  # start() waited for its end
+    started: dict[int, float] = {}
+    try:
+        while len(pids) < 4:
+            pool.poll()
+            child = pool.children["cloud-0"]
+            now = time.monotonic()
+            if child.proc.pid not in started and child.proc.pid != pids[0]:
+                started[child.proc.pid] = now
+                pids.append(child.proc.pid)
+            if child.proc.poll() is not None and child.proc.pid not in died:
+                died[child.proc.pid] = now
+            time.sleep(0.01)
+    finally:
+        pool.stop()
+    # From each death to the next start: the pause, doubled each time.
+    pauses = [started[b] - died[a] for a, b in itertools.pairwise(pids)]
+    # (The upper bound is loose: a loaded machine may be slow to run the poll loop.)
+    assert all(want <= pause < want + 1.5 for pause, want in zip(pauses, (0.2, 0.4, 0.8),
+                                                                  strict=True)), pauses
+    assert pool.restarts["cloud-0"] == 3
