@@ -8,6 +8,8 @@ answered, every print once in the devices' engine records and PRINTED once in th
 
 from __future__ import annotations
 
+import gc
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from waiting import eventually
 
 from simulator.fleet import broker_for, device_id
 from simulator.fleet.cluster import Fleet
+from simulator.fleet.device import GC_PAUSE_MS, Records, watch_collections
 
 DEVICES = 500
 BROKERS = 3
@@ -46,6 +49,25 @@ def test_broker_for_is_stable_and_spreads() -> None:
                 if broker_for(device_id(i), names) != broker_for(device_id(i), [*names, "b-3"])
                 and broker_for(device_id(i), [*names, "b-3"]) != "b-3")
     assert moved == 0
+
+
+def test_a_device_process_records_its_collection_pauses() -> None:
+    """A full collection over a large heap stops the process: recorded with when it began
+    and how long it took, for the bench to put beside the latencies."""
+    rec = Records()
+    watch = watch_collections(rec)
+    heap = [[i] for i in range(1_000_000)]  # a million objects the collector must walk
+    try:
+        before = time.time()
+        took = time.perf_counter()
+        gc.collect()
+        took = (time.perf_counter() - took) * 1000
+    finally:
+        gc.callbacks.remove(watch)
+    del heap
+    assert took >= GC_PAUSE_MS, f"the collection took only {took:.1f} ms: no pause to see"
+    [(at, ms)] = [p for p in rec.gc_pauses if p[0] >= before]
+    assert at < before + took / 1000 and GC_PAUSE_MS <= ms <= took + 1
 
 
 def test_storm_every_device_back_and_served(fleet: Fleet) -> None:

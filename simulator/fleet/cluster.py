@@ -448,7 +448,7 @@ class Fleet:
                    for p in self.fleet]
         merged: dict[str, Any] = {"cpu_s": cpu}
         for key in ("latencies", "badge_to_list", "unanswered", "released", "printed",
-                    "reconnects", "served_again"):
+                    "reconnects", "served_again", "gc_pauses"):
             merged[key] = [x for r in records for x in r[key]]
         merged["timeouts"] = sum(r["timeouts"] for r in records)
         for key in ("retried", "errors"):

@@ -44,6 +44,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -136,11 +137,36 @@ class Records:
     reconnects: list[tuple[str, float, float]] = field(default_factory=list)
     #: [device, lost_at, first answer after it]: when the device was served again
     served_again: list[tuple[str, float, float]] = field(default_factory=list)
+    #: [started_at, ms] of every garbage collection of this process that took GC_PAUSE_MS or
+    #: more: every device of the process stood still meanwhile, and its requests in flight
+    #: counted the pause as latency. The bench reports them beside the latencies.
+    gc_pauses: list[tuple[float, float]] = field(default_factory=list)
     connected: int = 0
 
     def error(self, kind: str) -> None:
         """Count one error answer or failure of ``kind``."""
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+#: The shortest collection pause recorded in ``Records.gc_pauses``.
+GC_PAUSE_MS = 10.0
+
+
+def watch_collections(rec: Records) -> Callable[[str, dict[str, int]], None]:
+    """Record this process's garbage-collection pauses in ``rec``; the gc.callbacks entry
+    that does it (remove it to stop)."""
+    began = [0.0, 0.0]
+
+    def watch(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            began[:] = time.time(), time.perf_counter()
+            return
+        ms = (time.perf_counter() - began[1]) * 1000
+        if ms >= GC_PAUSE_MS:
+            rec.gc_pauses.append((began[0], round(ms, 1)))
+
+    gc.callbacks.append(watch)
+    return watch
 
 
 class FleetDevice:
@@ -368,6 +394,7 @@ class FleetDevice:
 
 async def run(spec: Spec, out: str) -> None:
     rec = Records()
+    watch_collections(rec)
     rng = random.Random(spec.seed)
     fleet = [FleetDevice(i, host, port, spec, rec, random.Random(rng.random()))
              for i, host, port in spec.devices]
