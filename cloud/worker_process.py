@@ -5,8 +5,10 @@ contention, not throughput, where a second worker process added 24-33 % (bench.c
 BENCHMARKS.md). So each worker beyond one is a process of its own, and the parent
 (:class:`WorkerProcesses`) starts them, waits until each serves, starts again one that dies (a
 kill -9, the kernel's out-of-memory killer) after a pause that grows while it keeps dying, and
-stops them all. A worker holds no state: what it had taken and not answered when it died, the
-broker hands to another worker, and a request_id makes a repeat harmless (cloud/service.py).
+stops them all. A worker holds no state: a request it had taken and not answered when it died
+is lost with it, and the copier asks again with the same request_id (its link resends on a
+timeout); another worker answers, and a repeat of something already done is answered from the
+store (cloud/service.py), so nothing is done twice.
 
 The child: ``python -m cloud.worker_process --name cloud-1 --store URL --broker URL ...``,
 its broker password in ``MFD_CLOUD_PASSWORD`` (a command line is visible to every user of the
@@ -80,7 +82,9 @@ def main(argv: Sequence[str]) -> int:
         return 1
     # What exists now (modules, connections, caches) lives as long as the process: out of
     # the collector's sight, a full collection walks only what requests leave behind (a
-    # fleet worker's took 12-23 ms before; measured with gc.callbacks).
+    # fleet worker's took 12-23 ms before; measured with gc.callbacks). Garbage first, or
+    # it would be kept for good.
+    gc.collect()
     gc.freeze()
     print("ready", flush=True)
     t0 = time.monotonic()
@@ -110,8 +114,11 @@ class _Child:
     name: str
     proc: subprocess.Popen[str]
     started_at: float
-    ready: threading.Event = field(default_factory=threading.Event)
-    #: What the child said instead of "ready", or "" (it may yet say ready, or die silent).
+    #: Set once the child has said "ready" or "failed", or has closed its stdout (exited).
+    settled: threading.Event = field(default_factory=threading.Event)
+    #: "ready", "failed", or "" while it has said neither.
+    said: str = ""
+    #: The reason a child that said "failed" gave.
     failure: str = ""
 
 
@@ -134,7 +141,10 @@ class WorkerProcesses:
             self._args += ["--lanes", str(lanes)]
         if stats_s:
             self._args += ["--stats-s", str(stats_s)]
-        self._env = {**os.environ, "MFD_CLOUD_PASSWORD": password}
+        # The workers need the broker password and nothing of the web front end's secrets
+        # (SMTP, single sign-on, the broker administrator's): those stay in this process.
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("MFD_")}
+        self._env["MFD_CLOUD_PASSWORD"] = password
         self.children: dict[str, _Child] = {}
         #: name -> (pause before its next start, when that start is due; 0 when alive)
         self._pause: dict[str, float] = {n: FIRST_PAUSE_S for n in self.names}
@@ -145,16 +155,22 @@ class WorkerProcesses:
     def start(self) -> WorkerProcesses:
         """Every worker started and serving; a worker that fails to stops all and raises
         LinkError with its reason."""
-        for name in self.names:
-            self.children[name] = self._spawn(name)
         try:
             for name in self.names:
+                self.children[name] = self._spawn(name)
+            deadline = time.monotonic() + READY_S  # they start side by side
+            for name in self.names:
                 child = self.children[name]
-                if not child.ready.wait(READY_S) or child.failure:
-                    why = child.failure or (f"it exited with status {child.proc.poll()}"
-                                            if child.proc.poll() is not None
-                                            else f"it did not connect in {READY_S:.0f} s")
-                    raise LinkError(f"cloud worker {name} did not start: {why}")
+                child.settled.wait(max(0.0, deadline - time.monotonic()))
+                if child.said == "ready":
+                    continue
+                if child.said == "failed":
+                    why = child.failure or "no reason given"
+                elif child.settled.is_set():
+                    why = f"it exited with status {_wait(child.proc)} (its log is above)"
+                else:
+                    why = f"it did not connect in {READY_S:.0f} s"
+                raise LinkError(f"cloud worker {name} did not start: {why}")
         except BaseException:
             self.stop()
             raise
@@ -175,14 +191,18 @@ class WorkerProcesses:
 
     @staticmethod
     def _listen(child: _Child) -> None:
-        assert child.proc.stdout is not None
-        for line in child.proc.stdout:
-            word, _, rest = line.strip().partition(" ")
-            if word == "failed" and not child.ready.is_set():
-                child.failure = rest
-            if word in ("ready", "failed"):
-                child.ready.set()
-        child.ready.set()  # it exited: whoever waits for it stops waiting
+        stdout = child.proc.stdout
+        assert stdout is not None
+        try:
+            for line in stdout:
+                word, _, rest = line.strip().partition(" ")
+                if word in ("ready", "failed") and not child.said:
+                    child.failure = rest if word == "failed" else ""
+                    child.said = word
+                    child.settled.set()
+        finally:
+            stdout.close()  # here, not in stop(): never under this loop
+            child.settled.set()  # it exited: whoever waits for it stops waiting
 
     def alive(self) -> list[str]:
         """The workers whose process is running."""
@@ -203,11 +223,24 @@ class WorkerProcesses:
                 self._due[name] = now + pause
                 how = f"signal {-code}" if code < 0 else f"status {code}"
                 log.warning("cloud worker %s exited (%s%s) after %.0f s; starting it again in "
-                            "%.0f s", name, how, f": {child.failure}" if child.failure else "",
+                            "%.1f s", name, how, f": {child.failure}" if child.failure else "",
                             lived, pause)
             elif now >= due:
+                if child.proc.stdin is not None:
+                    child.proc.stdin.close()
+                try:
+                    self.children[name] = self._spawn(name)
+                except OSError as exc:
+                    # No process to be had now (too many processes or open files, the
+                    # interpreter replaced by an upgrade): the others go on serving, and
+                    # this one is tried again after a longer pause.
+                    pause = self._pause[name]
+                    self._pause[name] = min(pause * 2, MAX_PAUSE_S)
+                    self._due[name] = now + pause
+                    log.warning("cloud worker %s could not be started again (%s); trying in "
+                                "%.1f s", name, exc, pause)
+                    continue
                 del self._due[name]
-                self.children[name] = self._spawn(name)
                 self.restarts[name] += 1
 
     def stop(self) -> None:
@@ -223,10 +256,17 @@ class WorkerProcesses:
                 log.warning("cloud worker %s did not stop in %.0f s; killed", child.name, STOP_S)
                 child.proc.kill()
                 child.proc.wait()
-            for pipe in (child.proc.stdin, child.proc.stdout):
-                if pipe is not None:
-                    pipe.close()
+            if child.proc.stdin is not None:
+                child.proc.stdin.close()
         self._due.clear()
+
+
+def _wait(proc: subprocess.Popen[str]) -> int | None:
+    """The exit status of a process whose stdout has closed (it is ending), or None."""
+    try:
+        return proc.wait(5)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 if __name__ == "__main__":

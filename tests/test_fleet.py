@@ -20,7 +20,7 @@ from waiting import eventually
 
 from simulator.fleet import broker_for, device_id
 from simulator.fleet.cluster import Fleet
-from simulator.fleet.device import GC_PAUSE_MS, Records, watch_collections
+from simulator.fleet.device import Records, watch_collections
 
 DEVICES = 500
 BROKERS = 3
@@ -51,23 +51,28 @@ def test_broker_for_is_stable_and_spreads() -> None:
     assert moved == 0
 
 
-def test_a_device_process_records_its_collection_pauses() -> None:
-    """A full collection over a large heap stops the process: recorded with when it began
-    and how long it took, for the bench to put beside the latencies."""
+def test_a_device_process_records_its_collection_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collection stops the process: recorded with when it began and how long it took, for
+    the bench to put beside the latencies; one shorter than GC_PAUSE_MS is not."""
     rec = Records()
     watch = watch_collections(rec)
-    heap = [[i] for i in range(1_000_000)]  # a million objects the collector must walk
+    heap = [[i] for i in range(200_000)]  # objects the collector must walk
     try:
+        gc.collect()
+        # Every pause counts (how long one takes depends on the machine).
+        monkeypatch.setattr("simulator.fleet.device.GC_PAUSE_MS", 0.0)
         before = time.time()
         took = time.perf_counter()
         gc.collect()
         took = (time.perf_counter() - took) * 1000
+        # No pause is that long: the same collection is not recorded.
+        monkeypatch.setattr("simulator.fleet.device.GC_PAUSE_MS", took + 1000)
+        gc.collect()
     finally:
         gc.callbacks.remove(watch)
     del heap
-    assert took >= GC_PAUSE_MS, f"the collection took only {took:.1f} ms: no pause to see"
     [(at, ms)] = [p for p in rec.gc_pauses if p[0] >= before]
-    assert at < before + took / 1000 and GC_PAUSE_MS <= ms <= took + 1
+    assert before <= at < before + took / 1000 and 0 < ms <= took + 1
 
 
 def test_storm_every_device_back_and_served(fleet: Fleet) -> None:

@@ -19,7 +19,7 @@ from racing import race
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.service import CloudService
 from cloud.storage.factory import open_store
-from cloud.storage.port import ConflictError, JobStateError, OrgSettings
+from cloud.storage.port import ClientInstall, ConflictError, JobStateError, OrgSettings
 from cloud.storage.postgres import PostgresStore, pg_sql
 from cloud.storage.sql import SqlStore
 from protocol import messages as m
@@ -324,11 +324,17 @@ def test_the_audit_log_is_newest_first(store: SqlStore) -> None:
 def test_an_audit_row_lands_in_the_org_of_its_subject_else_of_its_actor(
         store: SqlStore, org: str, alice: str) -> None:
     """The org is found inside the row's INSERT (one statement): a user by id or by email in
-    any case, a device, a job by its owner; a subject of no org gives way to the actor; a row
-    that names no org at all has none (never another org's)."""
+    any case, a device, a technician, a queue, a print client, a job by its owner or else its
+    client; a subject of no org gives way to the actor; a row that names no org at all, or
+    only things that do not exist, has none (never another org's)."""
     other = store.create_org("Other", org_id="org_other")
     store.add_device("copier-x", other, "Copier X")
+    store.add_technician("tech-1", other, "Tess", "badge", "h" * 64, NOW)
+    store.add_queue("queue-1", other, "Colour A3", NOW)
+    store.add_install(ClientInstall("inst-1", other, "windows", "PC-7", "kim", None, "link",
+                                    NOW, None, None), "t" * 64)
     job = add_job(store, alice)
+    waiting = add_job(store, None, client_id="inst-1")  # a client's job, nobody's yet
     for actor, action, subject in [
             ("device:copier-x", "a", f"user:{alice}"),
             ("admin", "b", "user:ALICE@acme.test "),
@@ -337,12 +343,18 @@ def test_an_audit_row_lands_in_the_org_of_its_subject_else_of_its_actor(
             (f"user:{alice}", "e", "release-without-a-kind"),
             ("device:copier-x", "f", "user:nobody"),
             ("someone", "g", "no-kind-either"),
-            ("admin", "h", f"org:{other}")]:
+            ("admin", "h", f"org:{other}"),
+            ("admin", "j", "technician:tech-1"),
+            ("admin", "k", "queue:queue-1"),
+            ("admin", "l", "client:inst-1"),
+            ("admin", "m", f"job:{waiting}"),
+            ("device:nowhere", "n", "user:nobody")]:
         store.audit(NOW, actor, action, subject)
     store.audit(NOW, "device:copier-x", "i", f"user:{alice}", org_id=other)  # the caller knows
     assert sorted((a, o) for a, _, o in store.audit_org_of(20)) == [
         ("a", org), ("b", org), ("c", other), ("d", org), ("e", org), ("f", other), ("g", ""),
-        ("h", other), ("i", other)]
+        ("h", other), ("i", other), ("j", other), ("k", other), ("l", other), ("m", other),
+        ("n", "")]
 
 
 # ---------------------------------------------------------------------------- transactions

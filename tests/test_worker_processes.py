@@ -29,7 +29,7 @@ from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
 from protocol import topics
 from protocol.errors import LinkError
-from simulator.broker import MosquittoBroker, free_port
+from simulator.broker import MosquittoBroker
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +55,10 @@ class Cloud:
 
     def __init__(self, broker: MosquittoBroker, db: Path, *extra: str,
                  password: str = CLOUD_PASSWORD) -> None:
+        self.store = f"sqlite:///{db}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mfdkit", "cloud", "--broker", broker.url, "--store",
-             f"sqlite:///{db}", "--workers", "2", *extra],
+             self.store, "--workers", "2", *extra],
             env={**os.environ, "MFD_CLOUD_PASSWORD": password}, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
@@ -81,7 +82,8 @@ class Cloud:
         raise AssertionError(f"mfd cloud never said {text!r}: {self.lines}")
 
     def workers(self) -> dict[int, str]:
-        """PID -> worker name of the worker processes whose parent is this cloud."""
+        """PID -> worker name of the worker processes serving this cloud's store, whoever
+        their parent is now (one whose cloud died is the init process's)."""
         found = {}
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
@@ -91,8 +93,8 @@ class Cloud:
                 args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid \
-                    and b"cloud.worker_process" in args:
+            if b"cloud.worker_process" in args and self.store.encode() in args \
+                    and stat.rsplit(")", 1)[1].split()[0] != "Z":
                 found[int(pid)] = args[args.index(b"--name") + 1].decode()
         return found
 
@@ -179,9 +181,11 @@ def test_worker_processes_serve_come_back_after_a_kill_and_stop_with_the_cloud(
 
         victim = next(pid for pid, name in first.items() if name == "cloud-0")
         os.kill(victim, signal.SIGKILL)
-        # The other worker answers while the killed one is away.
-        device.signed_in({device.badge() for _ in range(6)})
         cloud.wait_line("cloud worker cloud-0 exited (signal 9)")
+        # The other worker answers. (Asked only now: a request the broker handed the dying
+        # worker is lost with it, and this test's device, unlike the real one, never asks
+        # again.)
+        device.signed_in({device.badge() for _ in range(6)})
         wait_for(lambda: sorted(cloud.workers().values()) == list(CLOUD)
                  and victim not in cloud.workers(), 30, "cloud-0 was not started again")
         device.signed_in({device.badge() for _ in range(6)})
@@ -248,7 +252,7 @@ def test_a_worker_that_keeps_dying_is_started_again_less_and_less_often(
     db = tmp_path / "cloud.db"
     SqliteStore(db).close()
     pool = worker_process.WorkerProcesses(["cloud-0"], f"sqlite:///{db}",
-                                          [f"mqtt://127.0.0.1:{free_port()}"], CLOUD_PASSWORD)
+                                          ["mqtt://127.0.0.1:1"], CLOUD_PASSWORD)
     with pytest.raises(LinkError, match="cloud worker cloud-0 did not start: cannot reach"):
         pool.start()
     pids = [pool.children["cloud-0"].proc.pid]
@@ -270,6 +274,7 @@ def test_a_worker_that_keeps_dying_is_started_again_less_and_less_often(
     # From each death to the next start: the pause, doubled each time.
     pauses = [started[b] - died[a] for a, b in itertools.pairwise(pids)]
     # (The upper bound is loose: a loaded machine may be slow to run the poll loop.)
-    assert all(want <= pause < want + 1.5 for pause, want in zip(pauses, (0.2, 0.4, 0.8),
+    # (And 50 ms below: the pool's clock and this loop's are read a moment apart.)
+    assert all(want - 0.05 <= pause < want + 1.5 for pause, want in zip(pauses, (0.2, 0.4, 0.8),
                                                                   strict=True)), pauses
     assert pool.restarts["cloud-0"] == 3

@@ -230,12 +230,10 @@ _CARD_SIGN_IN = (
     "(SELECT tat FROM o) FROM k CROSS JOIN lazy LEFT JOIN d ON true")
 
 #: A device's session checked, its user read and its sliding expiry moved, in one statement
-#: that commits by itself, lazily (use_session; as _CARD_SIGN_IN). The expiry moves only where
-#: the session is good here: not ended, not expired, this device's, its user there.
-# A session used: checked, its user read, its expiry moved, all in one statement. The same
-# CTEs open both forms: on its own, committing lazily (a list before anything else ran), and
-# inside a transaction already under way (a release's, a logout's), where it must not touch the
-# transaction's commit setting.
+#: (use_session). The expiry moves only where the session is good here: not ended, not expired,
+#: this device's, its user there. The same CTEs open both forms: on its own, committing lazily
+#: (a list before anything else ran; as _CARD_SIGN_IN), and inside a transaction already under
+#: way (a release's, a logout's), where it must not touch the transaction's commit setting.
 _SESSION_USED = (
     "s AS (SELECT token_hash, device_id, user_id, expires_at, ended FROM sessions "
     "WHERE token_hash=?), "

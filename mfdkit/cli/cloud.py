@@ -64,7 +64,9 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         print(f"mfd cloud: {how} serving {where}; Ctrl-C stops", file=sys.stderr)
         while not stop():
             time.sleep(0.2)
-            if pool is not None:
+            # Not once a stop is asked: under a service manager that signals every process
+            # of the service, the workers' exit is the stop, not a death to mend.
+            if pool is not None and not stop():
                 pool.poll()  # a worker that died is started again
     finally:
         if portal is not None:

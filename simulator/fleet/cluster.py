@@ -191,7 +191,9 @@ def _wait_line(proc: Proc, prefix: str, timeout: float) -> None:
         if any(line == prefix or line.startswith(prefix + " ") for line in list(proc.lines)):
             return
         if proc.popen.poll() is not None:
-            raise BrokerError(f"{proc.name} exited ({proc.popen.returncode}) before {prefix!r}")
+            said = list(proc.lines)
+            raise BrokerError(f"{proc.name} exited ({proc.popen.returncode}) before {prefix!r}"
+                              + (f": {said[-1]}" if said else ""))
         time.sleep(0.05)
     raise BrokerError(f"{proc.name} did not say {prefix!r} within {timeout:.0f} s")
 
