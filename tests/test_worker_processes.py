@@ -34,14 +34,17 @@ from simulator.broker import MosquittoBroker
 pytestmark = pytest.mark.integration
 
 CLOUD = ("cloud-0", "cloud-1")
+#: The accounts of a second host's workers (mfd cloud --first-worker 2).
+OTHER_HOST = ("cloud-2", "cloud-3")
 CLOUD_PASSWORD = "cloud-pw-not-a-secret"
 DEVICE = "copier-wp"
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[MosquittoBroker, Path]]:
-    users = {u: CLOUD_PASSWORD for u in CLOUD} | {DEVICE: "pw-device"}
-    broker = MosquittoBroker(tmp_path / "broker", users, cloud_users=CLOUD).start()
+    users = {u: CLOUD_PASSWORD for u in (*CLOUD, *OTHER_HOST)} | {DEVICE: "pw-device"}
+    broker = MosquittoBroker(tmp_path / "broker", users,
+                             cloud_users=(*CLOUD, *OTHER_HOST)).start()
     db = tmp_path / "cloud.db"
     store = SqliteStore(db)
     seed_demo(store, now=time.time(), devices=(DEVICE,))
@@ -58,7 +61,7 @@ class Cloud:
         self.store = f"sqlite:///{db}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mfdkit", "cloud", "--broker", broker.url, "--store",
-             self.store, "--workers", "2", *extra],
+             self.store, *(() if "--workers" in extra else ("--workers", "2")), *extra],
             env={**os.environ, "MFD_CLOUD_PASSWORD": password}, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
@@ -173,7 +176,7 @@ def test_worker_processes_serve_come_back_after_a_kill_and_stop_with_the_cloud(
     cloud = Cloud(broker, db)
     device = None
     try:
-        cloud.wait_line("2 worker processes serving")
+        cloud.wait_line("2 worker processes (cloud-0, cloud-1) serving")
         first = cloud.workers()
         assert sorted(first.values()) == list(CLOUD), first
         device = Device(broker)
@@ -201,12 +204,43 @@ def test_worker_processes_serve_come_back_after_a_kill_and_stop_with_the_cloud(
         cloud.stop()
 
 
+def test_two_hosts_number_their_workers_apart_and_both_serve(
+        world: tuple[MosquittoBroker, Path]) -> None:
+    """``--first-worker K`` on a second host: its workers take their own broker accounts
+    (cloud-2, cloud-3), so neither host's connections push the other's off the broker
+    (one connection per account), and the copier is answered with both running; then with
+    only the second host's."""
+    broker, db = world
+    first = Cloud(broker, db)
+    second = Cloud(broker, db, "--workers", "2", "--first-worker", "2")
+    device = None
+    try:
+        first.wait_line("2 worker processes (cloud-0, cloud-1) serving")
+        second.wait_line("2 worker processes (cloud-2, cloud-3) serving")
+        # Both clouds serve the same store: each finds all four, each its own two as children.
+        assert sorted(first.workers().values()) == [*CLOUD, *OTHER_HOST]
+        device = Device(broker)
+        device.signed_in({device.badge() for _ in range(8)})
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(30) == 0
+        wait_for(lambda: sorted(second.workers().values()) == list(OTHER_HOST), 30,
+                 "the first host's workers did not stop")
+        device.signed_in({device.badge() for _ in range(4)})
+        assert not any("lost the broker" in line for line in first.lines + second.lines), \
+            first.lines + second.lines
+    finally:
+        if device is not None:
+            device.close()
+        first.stop()
+        second.stop()
+
+
 def test_workers_of_a_cloud_killed_outright_stop_on_their_own(
         world: tuple[MosquittoBroker, Path]) -> None:
     broker, db = world
     cloud = Cloud(broker, db)
     try:
-        cloud.wait_line("2 worker processes serving")
+        cloud.wait_line("2 worker processes (cloud-0, cloud-1) serving")
         workers = cloud.workers()
         assert len(workers) == 2
         cloud.proc.kill()  # no chance to stop them: their stdin closes with it

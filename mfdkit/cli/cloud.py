@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mfdkit.cli.common import StopSignals, _secret, host_port
-from protocol.errors import MfdError
+from protocol.errors import ConfigError, MfdError
 
 
 def cmd_cloud(args: argparse.Namespace) -> int:
@@ -24,6 +24,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     from cloud.worker import CloudWorker, default_lanes, start_workers, worker_brokers
     from cloud.worker_process import WorkerProcesses
 
+    if args.first_worker < 0:
+        raise ConfigError("--first-worker must be 0 or more", code="config_invalid")
     # Before anything starts: a stop that arrives while we start up must still be clean.
     stop = StopSignals(interrupt=False)
     password = _secret(args.password, "MFD_CLOUD_PASSWORD", "cloud broker password")
@@ -35,9 +37,10 @@ def cmd_cloud(args: argparse.Namespace) -> int:
     open_store(args.store).close()  # validates the URL and creates the schema once
     pool: WorkerProcesses | None = None
     workers: list[CloudWorker] = []
-    if args.workers > 1:
+    if args.workers > 1 or args.first_worker:
         # A process each: threads would share one interpreter lock (cloud/worker_process.py).
-        pool = WorkerProcesses([f"{args.username}-{i}" for i in range(args.workers)],
+        first = args.first_worker
+        pool = WorkerProcesses([f"{args.username}-{i}" for i in range(first, first + args.workers)],
                                args.store, args.broker, password, lanes=args.lanes).start()
     else:
         workers = start_workers(lambda: CloudService(open_store(args.store)), brokers,
@@ -60,7 +63,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
             print(f"mfd cloud: admin console at {portal.public_url}/admin/, API document at "
                   f"{portal.public_url}/api/v1/openapi.json", file=sys.stderr)
         where = ", ".join(f"{b.host}:{b.port}" for b in brokers)
-        how = f"{args.workers} worker processes" if pool is not None else "1 worker"
+        how = (f"{len(pool.names)} worker processes ({', '.join(pool.names)})"
+               if pool is not None else "1 worker")
         print(f"mfd cloud: {how} serving {where}; Ctrl-C stops", file=sys.stderr)
         while not stop():
             time.sleep(0.2)
@@ -265,6 +269,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="worker processes, each serving every broker (default 1: in this "
                    "process); usernames USERNAME-0 ... USERNAME-(N-1) when N > 1; one that dies "
                    "is started again")
+    c.add_argument("--first-worker", type=int, default=0, metavar="K",
+                   help="number this host's workers from K: USERNAME-K ... USERNAME-(K+N-1), so "
+                   "that each host of a site has its own broker accounts (a broker lets one "
+                   "connection per account)")
     c.add_argument("--lanes", type=int,
                    help="request threads per worker, each with its own store connection, a "
                    "copier's requests always on the same one; 0: on the MQTT thread (default: "
