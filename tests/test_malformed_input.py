@@ -11,20 +11,15 @@ design, for the worker's counter and a later good request's answer: positive sig
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from conftest import World
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from raw_device import RawDevice
 from waiting import eventually
 
 from cloud.demo import DEMO_USERS, seed_demo
@@ -33,7 +28,6 @@ from cloud.storage.postgres import PostgresStore
 from cloud.storage.sql import SqlStore
 from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
-from protocol import topics
 from protocol.errors import ErrorCode, RemoteError
 
 WIRE_CODES = {c.value for c in ErrorCode}
@@ -157,54 +151,9 @@ def test_a_status_with_a_huge_integer_does_not_reach_the_store(payload: bytes,
 # ----------------------------------------------------------------------------- through Mosquitto
 
 
-class RawDevice:
-    """A device's credentials in a plain paho client: it sends whatever bytes it is given."""
-
-    def __init__(self, world: World, device_id: str) -> None:
-        self.device_id = device_id
-        self.answers: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
-        ready = threading.Event()
-        addr = world.broker.address(device_id)
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
-        c.username_pw_set(addr.username, addr.password)
-        c.on_message = lambda _c, _u, msg: self.answers.put(
-            (bytes(msg.properties.CorrelationData),  # type: ignore[union-attr]
-             bytes(msg.payload)))
-        c.on_subscribe = lambda *_a: ready.set()
-        c.on_connect = lambda cl, *_a: cl.subscribe(topics.response_topic(device_id), qos=1)
-        c.connect(addr.host, addr.port)
-        c.loop_start()
-        assert ready.wait(10), "the raw device could not subscribe"
-        self.client = c
-        self._n = 0
-
-    def request(self, payload: bytes, *, reply_to: str | None = "own") -> bytes:
-        self._n += 1
-        corr = f"{self.device_id}/{self._n}".encode()
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        if reply_to is not None:
-            props.ResponseTopic = topics.response_topic(self.device_id)
-        props.CorrelationData = corr
-        props.MessageExpiryInterval = topics.REQUEST_EXPIRY
-        self.client.publish(topics.request_topic(self.device_id), payload, qos=1,
-                            properties=props).wait_for_publish(5)
-        return corr
-
-    def answer(self, corr: bytes, timeout: float = 10.0) -> bytes:
-        """The answer to ``corr``; answers arrive in order, so an earlier one never waits."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got, payload = self.answers.get(timeout=max(0.01, deadline - time.monotonic()))
-            if got == corr:
-                return payload
-
-    def publish(self, leaf: str, payload: bytes) -> None:
-        topic = f"{topics.PREFIX}/{self.device_id}/{leaf}"
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def raw_device(world: World, device_id: str) -> RawDevice:
+    addr = world.broker.address(device_id)
+    return RawDevice(addr.host, addr.port, device_id, addr.password, addr.username)
 
 
 GARBAGE_REQUESTS: list[tuple[bytes, str]] = [
@@ -234,7 +183,7 @@ GARBAGE_REQUESTS: list[tuple[bytes, str]] = [
 
 
 def test_garbage_requests_through_mosquitto_are_each_answered(world: World) -> None:
-    device = RawDevice(world, "copier-1")
+    device = raw_device(world, "copier-1")
     try:
         sent = [(device.request(payload), payload, code) for payload, code in GARBAGE_REQUESTS]
         for corr, payload, code in sent:
@@ -273,7 +222,7 @@ GARBAGE_EVENTS = [
 
 def test_garbage_statuses_and_events_are_dropped_and_the_worker_keeps_serving(
         world: World) -> None:
-    device = RawDevice(world, "copier-2")
+    device = raw_device(world, "copier-2")
     worker = world.worker
     try:
         # A known status first: the broker is shared by the whole run, so an earlier test's

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -17,17 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from raw_device import RawDevice
 
 from cloud import worker_process
 from cloud.demo import DEMO_USERS, seed_demo
 from cloud.storage.sqlite import SqliteStore
 from protocol import messages as m
-from protocol import topics
 from protocol.errors import LinkError
 from simulator.broker import MosquittoBroker
 
@@ -122,37 +117,15 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-class Device:
-    """The copier's credentials in a plain paho client: requests out, answers by correlation."""
+class Device(RawDevice):
+    """The copier: badges with the demo user's card, answers by correlation."""
 
     def __init__(self, broker: MosquittoBroker) -> None:
-        self.answers: queue.Queue[tuple[bytes, bytes]] = queue.Queue()
-        ready = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=mqtt.MQTTv5)
-        c.username_pw_set(DEVICE, "pw-device")
-        c.on_message = lambda _c, _u, msg: self.answers.put(
-            (bytes(msg.properties.CorrelationData),  # type: ignore[union-attr]
-             bytes(msg.payload)))
-        c.on_subscribe = lambda *_a: ready.set()
-        c.on_connect = lambda cl, *_a: cl.subscribe(topics.response_topic(DEVICE), qos=1)
-        c.connect(broker.host, broker.port)
-        c.loop_start()
-        assert ready.wait(10), "the device could not subscribe"
-        self.client = c
-        self._n = 0
+        super().__init__(broker.host, broker.port, DEVICE, "pw-device")
 
     def badge(self) -> bytes:
         """An identify with the demo user's badge; its correlation data."""
-        self._n += 1
-        corr = f"{DEVICE}/{self._n}".encode()
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ResponseTopic = topics.response_topic(DEVICE)
-        props.CorrelationData = corr
-        props.MessageExpiryInterval = topics.REQUEST_EXPIRY
-        self.client.publish(topics.request_topic(DEVICE),
-                            m.encode(m.Identify("card", DEMO_USERS[0].badge)), qos=1,
-                            properties=props).wait_for_publish(5)
-        return corr
+        return self.request(m.encode(m.Identify("card", DEMO_USERS[0].badge)))
 
     def signed_in(self, corrs: set[bytes], timeout: float = 30.0) -> None:
         """Every one of ``corrs`` answered with the demo user signed in."""
@@ -164,10 +137,6 @@ class Device:
             assert isinstance(answer, m.IdentifyResult), answer
             assert answer.display_name == DEMO_USERS[0].name
             waiting.discard(corr)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def test_worker_processes_serve_come_back_after_a_kill_and_stop_with_the_cloud(
