@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cloud.service import CloudService
@@ -62,9 +62,10 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     done = threading.Event()
-    # Before anything starts: a stop while connecting still ends cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    # Before anything starts: a stop while connecting (a broker slow to answer holds that up
+    # to 10 s) ends it there and then; once serving, a stop lets the worker finish in order.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     if args.stop_on_eof:
         # A parent that dies, even by kill -9, closes the pipe: no worker serves on orphaned.
         threading.Thread(target=_until_eof, args=(done,), daemon=True).start()
@@ -77,9 +78,16 @@ def main(argv: Sequence[str]) -> int:
         [worker] = start_workers(lambda: CloudService(open_store(url, create=False)), brokers,
                                  1, lanes=default_lanes(url) if args.lanes is None
                                  else args.lanes)
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        signal.signal(signal.SIGINT, lambda *_: done.set())
     except MfdError as exc:
         print(f"failed {exc.message}", flush=True)
         return 1
+    except KeyboardInterrupt:
+        return 0  # stopped while starting: its threads are daemons and go with it
+    if done.is_set():  # the parent went away while it started
+        worker.stop()
+        return 0
     # What exists now (modules, connections, caches) lives as long as the process: out of
     # the collector's sight, a full collection walks only what requests leave behind (a
     # fleet worker's took 12-23 ms before; measured with gc.callbacks). Garbage first, or
@@ -102,6 +110,10 @@ def main(argv: Sequence[str]) -> int:
         worker.max_waited = 0
     worker.stop()
     return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _until_eof(done: threading.Event) -> None:
@@ -152,16 +164,22 @@ class WorkerProcesses:
         #: How many times each worker was started again after dying.
         self.restarts: dict[str, int] = {n: 0 for n in self.names}
 
-    def start(self) -> WorkerProcesses:
+    def start(self, should_stop: Callable[[], bool] = lambda: False) -> WorkerProcesses:
         """Every worker started and serving; a worker that fails to stops all and raises
-        LinkError with its reason."""
+        LinkError with its reason. Returns early, the workers not all serving yet, once
+        ``should_stop`` says so (a stop asked while a broker takes its time to answer: the
+        caller stops them)."""
         try:
             for name in self.names:
                 self.children[name] = self._spawn(name)
             deadline = time.monotonic() + READY_S  # they start side by side
             for name in self.names:
                 child = self.children[name]
-                child.settled.wait(max(0.0, deadline - time.monotonic()))
+                while not child.settled.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+                    if should_stop():
+                        return self
+                    if time.monotonic() >= deadline:
+                        break
                 if child.said == "ready":
                     continue
                 if child.said == "failed":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -281,3 +282,28 @@ def test_a_worker_that_keeps_dying_is_started_again_less_and_less_often(
     assert all(want - 0.05 <= pause < want + 1.5 for pause, want in zip(pauses, (0.2, 0.4, 0.8),
                                                                   strict=True)), pauses
     assert pool.restarts["cloud-0"] == 3
+
+
+def test_a_stop_while_the_workers_wait_for_a_silent_broker_ends_at_once(tmp_path: Path) -> None:
+    """A broker that takes the connection and never answers holds each worker's start for
+    its 10 s; SIGTERM meanwhile ends the cloud at once, with its workers, status 0."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections wait in the backlog: nobody ever reads them
+    db = tmp_path / "cloud.db"
+    SqliteStore(db).close()
+    broker = MosquittoBroker(tmp_path / "unused")
+    broker.host, broker.port = silent.getsockname()
+    cloud = Cloud(broker, db)
+    try:
+        wait_for(lambda: len(cloud.workers()) == 2, 30, "the workers did not start")
+        workers = cloud.workers()
+        asked = time.monotonic()
+        cloud.proc.send_signal(signal.SIGTERM)
+        assert cloud.proc.wait(30) == 0, cloud.lines
+        assert time.monotonic() - asked < 8, "the stop waited for the workers' start"
+        wait_for(lambda: all(gone(pid) for pid in workers), 30, "a worker outlived its cloud")
+        assert not any("serving" in line for line in cloud.lines), cloud.lines
+    finally:
+        cloud.stop()
+        silent.close()

@@ -41,7 +41,11 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         # A process each: threads would share one interpreter lock (cloud/worker_process.py).
         first = args.first_worker
         pool = WorkerProcesses([f"{args.username}-{i}" for i in range(first, first + args.workers)],
-                               args.store, args.broker, password, lanes=args.lanes).start()
+                               args.store, args.broker, password, lanes=args.lanes)
+        pool.start(stop)
+        if stop():  # asked to stop while the workers were starting (a broker slow to answer)
+            pool.stop()
+            return 0
     else:
         workers = start_workers(lambda: CloudService(open_store(args.store)), brokers,
                                 args.workers, lanes=(default_lanes(args.store)
