@@ -58,8 +58,9 @@ def main(argv: Sequence[str]) -> int:
                    help="print the worker's counters on stderr this often (0: never)")
     p.add_argument("--stop-on-eof", action="store_true",
                    help="stop when stdin closes: the parent holds it open while it lives")
+    p.add_argument("--debug", action="store_true", help="log at debug level (mfd --debug)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     done = threading.Event()
     # Before anything starts: a stop while connecting (a broker slow to answer holds that up
@@ -140,7 +141,8 @@ class WorkerProcesses:
     ones again), then :meth:`stop`."""
 
     def __init__(self, names: Sequence[str], store_url: str, broker_urls: Sequence[str],
-                 password: str, *, lanes: int | None = None, stats_s: float = 0.0) -> None:
+                 password: str, *, lanes: int | None = None, stats_s: float = 0.0,
+                 debug: bool = False) -> None:
         if lanes is not None and not 0 <= lanes <= MAX_LANES:
             raise LinkError(f"--lanes must be between 0 and {MAX_LANES}", code="config_invalid")
         if not names:
@@ -153,6 +155,8 @@ class WorkerProcesses:
             self._args += ["--lanes", str(lanes)]
         if stats_s:
             self._args += ["--stats-s", str(stats_s)]
+        if debug:
+            self._args.append("--debug")
         # The workers need the broker password and nothing of the web front end's secrets
         # (SMTP, single sign-on, the broker administrator's): those stay in this process.
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("MFD_")}

@@ -41,7 +41,8 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         # A process each: threads would share one interpreter lock (cloud/worker_process.py).
         first = args.first_worker
         pool = WorkerProcesses([f"{args.username}-{i}" for i in range(first, first + args.workers)],
-                               args.store, args.broker, password, lanes=args.lanes)
+                               args.store, args.broker, password, lanes=args.lanes,
+                               debug=bool(getattr(args, "debug", False)))
         pool.start(stop)
         if stop():  # asked to stop while the workers were starting (a broker slow to answer)
             pool.stop()
