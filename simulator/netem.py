@@ -223,9 +223,14 @@ class WanProxy:
         self.was_cut.set()
 
     def cut(self) -> None:
-        self._refusing = True
+        # Refusing from here on, and every connection taken, in one step: a connection the
+        # accept thread was still setting up is refused when it registers (_accept), never
+        # left open past the cut (a fresh-clone CI run saw that once).
+        with self._lock:
+            self._refusing = True
+            conns, self._conns = list(self._conns), set()
         self._trigger = None
-        for conn in self._take_all():
+        for conn in conns:
             conn.close()
         self.was_cut.set()
 
@@ -303,8 +308,15 @@ class WanProxy:
                     continue
             conn = _Conn(self, client, server)
             with self._lock:
-                self.connections += 1
-                self._conns.add(conn)
+                refused = self._refusing  # cut() while it was being set up
+                if not refused:
+                    self.connections += 1
+                    self._conns.add(conn)
+            if refused:
+                client.close()
+                if server is not None:
+                    server.close()
+                continue
             conn.start()
 
     def close(self) -> None:
