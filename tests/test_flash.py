@@ -278,7 +278,11 @@ def test_damaged_bytes_on_the_line_are_retried_and_never_activate_a_bad_image(
     # in four) and one in 1,000 of its replies; every request that fails is retried.
     rx, tx = LineNoise(1e-4, seed=8), LineNoise(1e-3, seed=9)
     dev = reader(readers, tmp_path, fleet, rx_fault=rx, tx_fault=tx)
-    opts = FlashOptions(timeout_s=0.4, retries=8, boot_timeout_s=10)
+    # A damaged exchange costs a timeout; 1 s, not the 0.4 s this test had: on a loaded
+    # machine the emulated reader answered later than that, and each retry then read the
+    # previous attempt's late answer (SMPBadSequence) until the retries ran out (one
+    # fresh-clone CI run).
+    opts = FlashOptions(timeout_s=1.0, retries=8, boot_timeout_s=10)
     [res] = flash([dev.device], load_image(fleet.paths["v2"]), opts)
     assert rx.hits > 0 and tx.hits > 0 and dev.frames_refused > 0
     assert res.reconnects > 0  # the damage was met, and retried
