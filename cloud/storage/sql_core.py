@@ -626,18 +626,18 @@ class CoreQueries(SqlBase):
         if actor == "admin" and (acting := ACTING_ADMIN.get()):
             actor = f"admin:{acting}"
         if org_id is not None:
-            self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "
-                         "VALUES (?,?,?,?,?,?)", now, actor, action, subject, detail, org_id)
-            return
-        # The org found inside the INSERT: one round trip where a lookup first made two (a
-        # release's and a logout's audit rows are in every badge at a copier).
-        found = [org for org in (_audit_org(subject), _audit_org(actor)) if org is not None]
-        org_sql = ("COALESCE(" + "".join(f"NULLIF({sql}, ''), " for sql, _ in found) + "'')"
-                   if found else "''")  # SQLite's COALESCE wants two arguments at least
+            org_sql, org_args = "?", [org_id]
+        else:
+            # The org found inside the INSERT: one round trip where a lookup first made two (a
+            # release's and a logout's audit rows are in every badge at a copier).
+            found = [org for org in (_audit_org(subject), _audit_org(actor)) if org is not None]
+            org_sql = ("COALESCE(" + "".join(f"NULLIF({sql}, ''), " for sql, _ in found) + "'')"
+                       if found else "''")  # SQLite's COALESCE wants two arguments at least
+            org_args = [arg for _, arg in found]
         # The expressions are _ORG_OF's constants; what the caller gave is only parameters.
         self.execute("INSERT INTO audit (at, actor, action, subject, detail, org_id) "  # noqa: S608
                      f"VALUES (?,?,?,?,?,{org_sql})", now, actor, action, subject, detail,
-                     *(arg for _, arg in found))
+                     *org_args)
 
     def audit_log(self, limit: int = 100) -> list[tuple[float, str, str, str, str]]:
         rows = self.query_all("SELECT at, actor, action, subject, detail FROM audit "
