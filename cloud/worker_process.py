@@ -162,8 +162,9 @@ class WorkerProcesses:
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("MFD_")}
         self._env["MFD_CLOUD_PASSWORD"] = password
         self.children: dict[str, _Child] = {}
-        #: name -> (pause before its next start, when that start is due; 0 when alive)
+        #: name -> the pause before its next start, should it die (or fail to start) now
         self._pause: dict[str, float] = {n: FIRST_PAUSE_S for n in self.names}
+        #: name -> when a dead worker's next start is due (dead workers only)
         self._due: dict[str, float] = {}
         #: How many times each worker was started again after dying.
         self.restarts: dict[str, int] = {n: 0 for n in self.names}
@@ -226,10 +227,6 @@ class WorkerProcesses:
             stdout.close()  # here, not in stop(): never under this loop
             child.settled.set()  # it exited: whoever waits for it stops waiting
 
-    def alive(self) -> list[str]:
-        """The workers whose process is running."""
-        return [n for n, c in self.children.items() if c.proc.poll() is None]
-
     def poll(self) -> None:
         """Start again each worker that died, once its pause is over."""
         now = time.monotonic()
@@ -240,9 +237,9 @@ class WorkerProcesses:
             due = self._due.get(name)
             if due is None:
                 lived = now - child.started_at
-                pause = FIRST_PAUSE_S if lived >= STEADY_S else self._pause[name]
-                self._pause[name] = min(pause * 2, MAX_PAUSE_S)
-                self._due[name] = now + pause
+                if lived >= STEADY_S:
+                    self._pause[name] = FIRST_PAUSE_S
+                pause = self._later(name, now)
                 how = f"signal {-code}" if code < 0 else f"status {code}"
                 log.warning("cloud worker %s exited (%s%s) after %.0f s; starting it again in "
                             "%.1f s", name, how, f": {child.failure}" if child.failure else "",
@@ -256,14 +253,20 @@ class WorkerProcesses:
                     # No process to be had now (too many processes or open files, the
                     # interpreter replaced by an upgrade): the others go on serving, and
                     # this one is tried again after a longer pause.
-                    pause = self._pause[name]
-                    self._pause[name] = min(pause * 2, MAX_PAUSE_S)
-                    self._due[name] = now + pause
+                    pause = self._later(name, now)
                     log.warning("cloud worker %s could not be started again (%s); trying in "
                                 "%.1f s", name, exc, pause)
                     continue
                 del self._due[name]
                 self.restarts[name] += 1
+
+    def _later(self, name: str, now: float) -> float:
+        """Schedule ``name``'s next start after its pause, doubled for the time after; the
+        pause."""
+        pause = self._pause[name]
+        self._pause[name] = min(pause * 2, MAX_PAUSE_S)
+        self._due[name] = now + pause
+        return pause
 
     def stop(self) -> None:
         """Every worker asked to stop (SIGTERM), and killed if it has not within STOP_S."""

@@ -42,7 +42,7 @@ def cmd_cloud(args: argparse.Namespace) -> int:
         first = args.first_worker
         pool = WorkerProcesses([f"{args.username}-{i}" for i in range(first, first + args.workers)],
                                args.store, args.broker, password, lanes=args.lanes,
-                               debug=bool(getattr(args, "debug", False)))
+                               debug=args.debug)
         pool.start(stop)
         if stop():  # asked to stop while the workers were starting (a broker slow to answer)
             pool.stop()
