@@ -119,6 +119,7 @@ class DeviceResult:
     mtu: int | None = None
     mtu_negotiated: bool | None = None
     reconnects: int = 0
+    late_replies: int = 0  # answers to an earlier attempt, dropped (smp_device._Sequencer)
     model: str | None = None
     slots: list[SlotState] = field(default_factory=list)
     baud: int | None = None  # the rate the device answered at (serial ports)
@@ -137,6 +138,7 @@ class DeviceResult:
                 "upload_s": round(self.upload_s, 3), "bytes_per_s": round(self.rate, 1),
                 "seconds": round(self.seconds, 3), "mtu": self.mtu,
                 "mtu_negotiated": self.mtu_negotiated, "reconnects": self.reconnects,
+                "late_replies": self.late_replies,
                 "model": self.model, "baud": self.baud, "bauds_tried": self.bauds_tried,
                 "settings": self.settings,
                 "slots": [{"slot": s.slot, "version": s.version, "hash": s.hash.hex(),
@@ -237,6 +239,7 @@ async def flash_device(port: str, image: FlashImage | None, opts: FlashOptions,
         await dev.close()
         res.seconds = time.monotonic() - started
         res.reconnects = dev.reconnects
+        res.late_replies = dev.late_replies
         res.bauds_tried = list(dev.bauds_tried)
     return res
 
@@ -409,7 +412,8 @@ def ledger_entry(res: DeviceResult, image: FlashImage, who: str = "") -> Entry |
                  from_version=res.from_version, slots=slots, who=who,
                  details={"image": Path(image.path).name, "bytes_sent": res.bytes_sent,
                           "resumed_from": res.resumed_from, "seconds": round(res.seconds, 3),
-                          "reconnects": res.reconnects})
+                          "reconnects": res.reconnects,
+                          "late_replies": res.late_replies})
 
 
 def flash(ports: Sequence[str], image: FlashImage | None, opts: FlashOptions,

@@ -15,10 +15,12 @@ needs on a real line:
   buffer the device reports or ``mtu=N`` (smpclient's UDP transport ignores that buffer; a
   Zephyr device's is often 384 bytes and it drops a larger datagram whole).
 * **Retries that re-synchronise.** A request whose reply is lost (timeout) or damaged (bad CRC,
-  bad delimiter, wrong sequence, unparseable) is sent again after a reconnect, which empties
-  both smpclient's buffers and the port's, so a late or broken reply cannot be taken for the
-  next one. SMP's upload is idempotent by offset, so a repeated chunk is harmless: the device
-  answers with the offset it expects. Every request gets these retries, the health echo
+  bad delimiter, unparseable) is sent again after a reconnect, which empties both smpclient's
+  buffers and the port's, so a broken reply cannot be taken for the next one; a reply that
+  arrives after its request timed out (its sequence number is an earlier request's) is
+  dropped and the request goes on waiting for its own, within its timeout. SMP's upload is
+  idempotent by offset, so a repeated chunk is harmless: the device answers with the offset
+  it expects. Every request gets these retries, the health echo
   after a test boot and the device's account of itself included (on a noisy line one
   damaged answer is not a dead device); only a reset and the probes that read silence as an
   answer (baud rate, back from a reset) ask once. A reconnect whose parameters' answer the
@@ -157,14 +159,75 @@ def parse_udp_port(port: str) -> tuple[str, int] | None:
     return host, value
 
 
+#: Where an SMP header holds its sequence number (op, flags, length, group, *sequence*, id).
+_SEQUENCE_AT: Final = 6
+
+
+class _Sequencer:
+    """The sequence number of the request on the line, and the replies that did not carry it.
+
+    A reply that comes after its request timed out (a slow USB-serial bridge, a loaded host)
+    arrives while the next attempt waits: smpclient would take it for that attempt's answer and
+    refuse it (bad sequence), spending the attempt, and the next attempt would meet the late
+    answer of this one, and so on until the retries ran out. Dropped here instead, the attempt
+    goes on waiting, within its own timeout, for the answer that is its own."""
+
+    def __init__(self, port: str) -> None:
+        self.port = port
+        self.expected: int | None = None
+        self.dropped = 0
+
+    def sent(self, data: bytes) -> None:
+        self.expected = data[_SEQUENCE_AT] if len(data) > _SEQUENCE_AT else None
+
+    def wanted(self, frame: bytes) -> bool:
+        """Whether ``frame`` goes to smpclient (a frame too short to say is smpclient's to
+        refuse)."""
+        if self.expected is None or len(frame) <= _SEQUENCE_AT or (
+                frame[_SEQUENCE_AT] == self.expected):
+            return True
+        self.dropped += 1
+        log.info("%s: dropped a late reply (sequence %d; waiting for %d)", self.port,
+                 frame[_SEQUENCE_AT], self.expected)
+        return False
+
+
+class _SerialTransport(SMPSerialTransport):
+    """smpclient's serial transport, dropping late replies (:class:`_Sequencer`)."""
+
+    def __init__(self, sequencer: _Sequencer, strategy: Auto | BufferSize, baud: int) -> None:
+        super().__init__(strategy, baudrate=baud)
+        self._sequencer = sequencer
+
+    async def send(self, data: bytes) -> None:
+        self._sequencer.sent(data)
+        await super().send(data)
+
+    async def receive(self) -> bytes:
+        while not self._sequencer.wanted(frame := await super().receive()):
+            pass
+        return frame
+
+
 class _UdpTransport(SMPUDPTransport):
     """smpclient's UDP transport on any port (it connects to 1337 unless told), with messages
-    no larger than the device's reported buffer."""
+    no larger than the device's reported buffer, dropping late replies (:class:`_Sequencer`:
+    a datagram can be late too)."""
 
-    def __init__(self, port: int, buf_size: int | None = None) -> None:
+    def __init__(self, sequencer: _Sequencer, port: int, buf_size: int | None = None) -> None:
         super().__init__(mtu=1500)  # Ethernet's; the device's buffer is what bounds a message
         self._port = port
         self._forced = buf_size
+        self._sequencer = sequencer
+
+    async def send(self, data: bytes) -> None:
+        self._sequencer.sent(data)
+        await super().send(data)
+
+    async def receive(self) -> bytes:
+        while not self._sequencer.wanted(frame := await super().receive()):
+            pass
+        return frame
 
     async def connect(self, address: str, timeout_s: float, port: int = 0) -> None:
         await super().connect(address, timeout_s, port=self._port)
@@ -211,8 +274,15 @@ class SmpDevice:
         self._had_params = False  # the device told its buffer size at the first connect
         self._buf_size: int | None = None  # the buffer size it told last (None: never)
         self._client: SMPClient | None = None
-        self._transport: SMPSerialTransport | _UdpTransport | None = None
+        self._transport: _SerialTransport | _UdpTransport | None = None
         self._udp = parse_udp_port(port)
+        self._sequencer = _Sequencer(port)  # one for every connection: a late reply may come
+        # on the connection after its request's (a reconnect empties the buffers, not the wire)
+
+    @property
+    def late_replies(self) -> int:
+        """Replies dropped because they answered an earlier request (:class:`_Sequencer`)."""
+        return self._sequencer.dropped
 
     async def __aenter__(self) -> SmpDevice:
         await self.connect()
@@ -231,11 +301,11 @@ class SmpDevice:
                               "USB is usually /dev/ttyACM* or /dev/ttyUSB*) and the cable")
         if self._udp is not None:
             # No handshake on UDP: a device that is not there shows as requests timing out.
-            self._transport = _UdpTransport(self._udp[1], self.forced_mtu)
+            self._transport = _UdpTransport(self._sequencer, self._udp[1], self.forced_mtu)
             self._client = SMPClient(self._transport, self._udp[0], timeout_s=self.timeout_s)
         else:
             strategy = Auto() if self.forced_mtu is None else BufferSize(self.forced_mtu)
-            self._transport = SMPSerialTransport(strategy, baudrate=self.baud)
+            self._transport = _SerialTransport(self._sequencer, strategy, self.baud)
             self._client = SMPClient(self._transport, self.port, timeout_s=self.timeout_s)
         if first_reply_s is not None:
             self._client._timeout_s = first_reply_s  # smpclient reads it for the parameters

@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -304,6 +305,29 @@ def _one_character_changed(line: bytes) -> bytes:
     only the frame's CRC can tell."""
     at = len(line) // 2
     return line[:at] + (b"B" if line[at:at + 1] == b"A" else b"A") + line[at + 1:]
+
+
+def test_an_answer_after_its_timeout_is_dropped_not_taken_for_the_next_one(
+        readers, tmp_path, fleet) -> None:
+    # The device's account of itself comes back after its request timed out (a slow
+    # USB-serial bridge): it arrives while the reconnect reads the device's parameters. Taken
+    # for that answer (smpclient: bad sequence), every later attempt would read the answer of
+    # the one before until the retries ran out; dropped, one retry is enough.
+    late: list[bytes] = []
+
+    def answer_late(line: bytes) -> bytes:
+        if not late and b"version=" in _carried(line):
+            late.append(line)
+            time.sleep(FAST.timeout_s + 0.5)
+        return line
+
+    dev = reader(readers, tmp_path, fleet, tx_fault=answer_late)
+    [res] = flash([dev.device], load_image(fleet.paths["v2"]), replace(FAST, retries=1))
+    assert late  # the answer was late, once
+    assert res.outcome == "updated", res.message
+    assert res.late_replies >= 1 and res.reconnects == 1
+    slot = dev.bootloader.running()
+    assert slot is not None and slot.hash == img.inspect(fleet.v2).hash and slot.confirmed
 
 
 @pytest.mark.parametrize(("marker", "times"), [
