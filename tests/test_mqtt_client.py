@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from tls_certs import ca_and_server
 
@@ -121,3 +122,17 @@ def test_a_callback_that_raises_is_logged_and_the_client_goes_on_receiving(
             client.disconnect()
             client.loop_stop()
         broker.stop()
+
+
+def test_paho_saying_not_connected_after_a_clean_disconnect_is_not_logged_as_an_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """paho's loop turning once more without a socket (after a disconnect from another thread)
+    logs "Client is not connected" at ERROR: nothing failed, and mfd's logs must not say so.
+    The same logger still carries paho's real errors (the callback test above)."""
+    c = new_client("dev", "dev", "pw-dev")
+    with caplog.at_level("DEBUG"):
+        # paho's own loop step on a client without a socket: the path its thread takes.
+        assert c._loop(0.0) == mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+        c._easy_log(mqtt.MQTT_LOG_ERR, "a real paho error")
+    logged = [r.getMessage() for r in caplog.records if r.name == "mqtt_client.paho"]
+    assert logged == ["a real paho error"]

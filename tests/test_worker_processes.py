@@ -53,10 +53,10 @@ class Cloud:
     """``mfd cloud --workers 2`` as a service manager runs it; its stderr lines collected."""
 
     def __init__(self, broker: MosquittoBroker, db: Path, *extra: str,
-                 password: str = CLOUD_PASSWORD) -> None:
+                 password: str = CLOUD_PASSWORD, before: tuple[str, ...] = ()) -> None:
         self.store = f"sqlite:///{db}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mfdkit", "cloud", "--broker", broker.url, "--store",
+            [sys.executable, "-m", "mfdkit", *before, "cloud", "--broker", broker.url, "--store",
              self.store, *(() if "--workers" in extra else ("--workers", "2")), *extra],
             env={**os.environ, "MFD_CLOUD_PASSWORD": password}, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
@@ -68,6 +68,11 @@ class Cloud:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
+
+    def read_to_the_end(self) -> None:
+        """Once the cloud has exited: every line it wrote is in :attr:`lines`."""
+        self._reader.join(10)
+        assert not self._reader.is_alive(), "mfd cloud's stderr still open"
 
     def wait_line(self, text: str, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
@@ -203,6 +208,38 @@ def test_two_hosts_number_their_workers_apart_and_both_serve(
             device.close()
         first.stop()
         second.stop()
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "quiet"])
+def test_mfd_debug_makes_the_worker_processes_log_at_debug_level_too(
+        world: tuple[MosquittoBroker, Path], debug: bool) -> None:
+    """``mfd --debug cloud --workers 2``: what the workers do is in the log at debug level
+    (a repeated logout answered from the store: only a worker answers requests); without
+    --debug it is not, while the same requests are answered."""
+    broker, db = world
+    cloud = Cloud(broker, db, before=("--debug",) if debug else ())
+    device = None
+    try:
+        cloud.wait_line("2 worker processes (cloud-0, cloud-1) serving")
+        device = Device(broker)
+        who = m.decode_response(device.answer(device.badge()), "identify")
+        assert isinstance(who, m.IdentifyResult)
+        logout = m.encode(m.Logout(request_id="wp-debug-1", session=who.session))
+        first = device.answer(device.request(logout))
+        assert device.answer(device.request(logout)) == first  # the repeat, from the store
+        # The whole log: the cloud stopped and its stderr read to the end.
+        cloud.proc.send_signal(signal.SIGTERM)
+        assert cloud.proc.wait(30) == 0
+        cloud.read_to_the_end()
+        repeat = "DEBUG cloud.service: repeat of logout wp-debug-1 answered from store"
+        assert any(repeat in line for line in cloud.lines) == debug, cloud.lines
+        if not debug:
+            assert not any(" DEBUG " in line for line in cloud.lines), cloud.lines
+        assert not any(" ERROR " in line for line in cloud.lines), cloud.lines
+    finally:
+        if device is not None:
+            device.close()
+        cloud.stop()
 
 
 def test_workers_of_a_cloud_killed_outright_stop_on_their_own(
