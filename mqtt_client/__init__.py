@@ -78,12 +78,14 @@ _paho_logger.setLevel(logging.WARNING)
 
 
 def _not_connected_noise(record: logging.LogRecord) -> bool:
-    """Drop paho's "Client is not connected" (at ERROR): its loop thread says it when it turns
-    once more after the socket closed, which a clean ``disconnect()`` from another thread makes
-    it do about every other time (seen in half the stops of ``mfd cloud --workers 2``: an
-    ERROR line in the log of every clean shutdown). It names no failure: a connection really
-    lost is ours to report (each ``on_disconnect`` logs it, with what it does next)."""
-    return not record.getMessage().startswith("Client is not connected")
+    """Drop paho's "Client is not connected" (at ERROR) once we disconnected: its loop thread
+    says it when it turns once more after the socket closed, which a clean ``disconnect()``
+    from another thread makes it do about every other time (seen in half the stops of
+    ``mfd cloud --workers 2``: an ERROR line in the log of a clean shutdown). In any other
+    state (a reconnect failing through an outage) it stays: there it is news."""
+    message = record.getMessage()
+    return not (message.startswith("Client is not connected")
+                and "Last known Connection State: MQTT_CS_DISCONNECT" in message)
 
 
 _paho_logger.addFilter(_not_connected_noise)

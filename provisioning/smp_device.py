@@ -390,6 +390,7 @@ class SmpDevice:
         """Send ``request`` and return the success response; retry line trouble, raise
         :class:`DeviceError` on an error response or when retries are spent."""
         last: BaseException | None = None
+        dropped = self._sequencer.dropped
         for attempt in range((self.retries if retries is None else retries) + 1):
             if attempt:
                 await self._reconnect()
@@ -409,9 +410,14 @@ class SmpDevice:
                                   f"{_reason(response)}", code=_code(response))
             assert success(response)
             return response
+        late = self._sequencer.dropped - dropped
+        # A device that answers but never with the request's sequence number looks silent
+        # here (each answer dropped as late): say so, it is not the cable.
+        other = (f"; {late} answer(s) carried another request's sequence number (does the "
+                 "device's SMP server echo it?)") if late else ""
         raise DeviceError(f"{self.port}: the device stopped answering ({what}: "
-                          f"{_what(last)}): check the cable and power, then run the same "
-                          "command again (an upload resumes where it stopped)",
+                          f"{_what(last)}{other}): check the cable and power, then run the "
+                          "same command again (an upload resumes where it stopped)",
                           code="device_silent")
 
     async def _reconnect(self) -> None:

@@ -7,16 +7,17 @@ the badge after the update. The line runs unpaced (fast) except in the one paced
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import math
 import queue
 import random
+import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,12 +26,14 @@ import pytest
 
 from firmware_stubs.mcuboot import Bootloader, factory_flash
 from firmware_stubs.smp.reader_device import BITS_PER_BYTE, ReaderDevice
+from firmware_stubs.smp.serial_framing import encode_frame
 from firmware_stubs.smp.server import DeviceIdentity
 from mfdkit.cli import main
 from protocol.errors import MfdError
 from provisioning import image as img
 from provisioning import keys as keymod
 from provisioning.flash import FlashOptions, Progress, flash, load_image
+from provisioning.smp_device import DeviceError, SmpDevice
 from readers.events import CardRead
 from readers.spec import open_reader
 
@@ -314,20 +317,49 @@ def test_an_answer_after_its_timeout_is_dropped_not_taken_for_the_next_one(
     # for that answer (smpclient: bad sequence), every later attempt would read the answer of
     # the one before until the retries ran out; dropped, one retry is enough.
     late: list[bytes] = []
+    device: list[ReaderDevice] = []
 
     def answer_late(line: bytes) -> bytes:
         if not late and b"version=" in _carried(line):
             late.append(line)
-            time.sleep(FAST.timeout_s + 0.5)
+            # Held until the copier's next request reaches the device: by then the copier
+            # has given up on this one, reconnected and emptied its buffers, so this answer
+            # comes while the next request waits (whatever the machine's load).
+            select.select([device[0].port.fileno()], [], [], 30)
         return line
 
     dev = reader(readers, tmp_path, fleet, tx_fault=answer_late)
+    device.append(dev)
     [res] = flash([dev.device], load_image(fleet.paths["v2"]), replace(FAST, retries=1))
     assert late  # the answer was late, once
     assert res.outcome == "updated", res.message
     assert res.late_replies >= 1 and res.reconnects == 1
     slot = dev.bootloader.running()
     assert slot is not None and slot.hash == img.inspect(fleet.v2).hash and slot.confirmed
+
+
+def test_a_device_whose_answers_never_carry_the_sequence_number_is_told_apart_from_silence(
+        readers, tmp_path, fleet) -> None:
+    # Its answers are dropped as late ones; when the retries run out the error says they came
+    # with another request's number, not only that the device stopped answering.
+    def wrong_sequence(line: bytes) -> bytes:
+        packet = _carried(line)[2:-2]  # the frame's length and CRC off
+        if b"seq-test" not in packet:
+            return line
+        return b"".join(encode_frame(packet[:6] + bytes([(packet[6] + 1) % 256]) + packet[7:]))
+
+    dev = reader(readers, tmp_path, fleet, tx_fault=wrong_sequence)
+
+    async def echo() -> tuple[DeviceError, int]:
+        async with SmpDevice(dev.device, timeout_s=0.5, retries=1) as smp:
+            with pytest.raises(DeviceError) as err:
+                await smp.echo("seq-test")
+            return err.value, smp.late_replies
+
+    err, late = asyncio.run(echo())
+    assert late == 2  # the first attempt's answer and the retry's
+    assert err.code == "device_silent"
+    assert "2 answer(s) carried another request's sequence number" in err.message, err.message
 
 
 @pytest.mark.parametrize(("marker", "times"), [
