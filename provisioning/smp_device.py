@@ -49,7 +49,7 @@ import binascii
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -177,8 +177,16 @@ class _Sequencer:
         self.expected: int | None = None
         self.dropped = 0
 
-    def sent(self, data: bytes) -> None:
+    async def send(self, send: Callable[[bytes], Awaitable[None]], data: bytes) -> None:
+        """Send ``data`` (a whole SMP message) with the transport's own ``send``."""
         self.expected = data[_SEQUENCE_AT] if len(data) > _SEQUENCE_AT else None
+        await send(data)
+
+    async def receive(self, receive: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The next frame the transport's own ``receive`` reads that answers the request."""
+        while not self.wanted(frame := await receive()):
+            pass
+        return frame
 
     def wanted(self, frame: bytes) -> bool:
         """Whether ``frame`` goes to smpclient (a frame too short to say is smpclient's to
@@ -200,13 +208,10 @@ class _SerialTransport(SMPSerialTransport):
         self._sequencer = sequencer
 
     async def send(self, data: bytes) -> None:
-        self._sequencer.sent(data)
-        await super().send(data)
+        await self._sequencer.send(super().send, data)
 
     async def receive(self) -> bytes:
-        while not self._sequencer.wanted(frame := await super().receive()):
-            pass
-        return frame
+        return await self._sequencer.receive(super().receive)
 
 
 class _UdpTransport(SMPUDPTransport):
@@ -221,13 +226,10 @@ class _UdpTransport(SMPUDPTransport):
         self._sequencer = sequencer
 
     async def send(self, data: bytes) -> None:
-        self._sequencer.sent(data)
-        await super().send(data)
+        await self._sequencer.send(super().send, data)
 
     async def receive(self) -> bytes:
-        while not self._sequencer.wanted(frame := await super().receive()):
-            pass
-        return frame
+        return await self._sequencer.receive(super().receive)
 
     async def connect(self, address: str, timeout_s: float, port: int = 0) -> None:
         await super().connect(address, timeout_s, port=self._port)
