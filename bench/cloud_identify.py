@@ -11,8 +11,11 @@ them unknown cards. The same load runs twice against the same private broker:
   insert, audit, JSON answer) on SQLite or PostgreSQL, each worker a process of its own.
 
 ``--workers 1,2`` measures each count in every round (``identify_per_s_by_workers``,
-``gain_by_workers``): does adding a worker add throughput? ``--copiers N`` sends the load from
-N copiers in turn (one paho client each) instead of one, whose requests a worker does in order.
+``gain_by_workers``): does adding a worker add throughput? Where a rate goes:
+``worker_cpu_us_per_identify`` (the worker processes' CPU over the measured run, per identify)
+and ``noop_cpu_us_per_request`` (the responder's process, idle but for it). ``--copiers N``
+sends the load from N copiers in turn (one paho client each) instead of one, whose requests a
+worker does in order.
 
     python -m bench.cloud_identify [--n 5000] [--window 100] [--workers 1[,2...]]
                                    [--store postgresql://...] [--json]
@@ -88,6 +91,17 @@ class Noop:
         self.client.loop_stop()
 
 
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def _own_cpu_s() -> float:
+    """This process's CPU seconds: the no-op responder's paho thread, the rest waits."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",")]
@@ -124,6 +138,10 @@ class WorkerProcesses:
 
     def __enter__(self) -> WorkerProcesses:
         return self
+
+    def cpu_s(self) -> float:
+        """CPU seconds the worker processes have used so far (user and system, /proc)."""
+        return sum(_proc_cpu_s(proc.pid) for proc in self.procs if proc.pid is not None)
 
     def __exit__(self, *_exc: object) -> None:
         self.stop.set()
@@ -263,6 +281,10 @@ def main() -> int:
         seed_demo(store, now=time.time(), devices=tuple(devices), jobs=False)
         noop_rates: list[float] = []
         rates: dict[int, list[float]] = {count: [] for count in counts}
+        # CPU per request (all worker processes together; the no-op: this process, which
+        # only responds while the load runs in its own process): where a rate goes.
+        noop_cpu: list[float] = []
+        cpu: dict[int, list[float]] = {count: [] for count in counts}
         bad = 0
         try:
             # Alternate the two, several rounds, and keep medians: on 2 shared cores a single
@@ -270,12 +292,16 @@ def main() -> int:
             for _round in range(args.rounds):
                 noop = Noop(broker)
                 run_load(broker, min(500, args.n), args.window, devices)  # warm-up
+                before = _own_cpu_s()
                 noop_rates.append(run_load(broker, args.n, args.window, devices)[0])
+                noop_cpu.append((_own_cpu_s() - before) / args.n)
                 noop.stop()
                 for count in counts:
-                    with WorkerProcesses(broker, url, cloud_users[:count], lanes):
+                    with WorkerProcesses(broker, url, cloud_users[:count], lanes) as workers:
                         run_load(broker, min(500, args.n), args.window, devices)  # warm-up
+                        before = workers.cpu_s()
                         rate, errors = run_load(broker, args.n, args.window, devices)
+                        cpu[count].append((workers.cpu_s() - before) / args.n)
                     rates[count].append(rate)
                     bad += errors
         finally:
@@ -291,12 +317,16 @@ def main() -> int:
         "noop_per_s": round(noop_rate, 1), "identify_per_s": round(rate, 1),
         "ratio": round(rate / noop_rate, 3), "noop_runs": [round(r) for r in noop_rates],
         "identify_runs": [round(r) for r in rates[counts[0]]],
-        "unexpected_errors": bad, "tcp_nodelay": True}
+        "unexpected_errors": bad, "tcp_nodelay": True,
+        "noop_cpu_us_per_request": round(1e6 * statistics.median(noop_cpu), 1),
+        "worker_cpu_us_per_identify": round(1e6 * statistics.median(cpu[counts[0]]), 1)}
     if len(counts) > 1:
         # Each count's median, and what each over the first one answers (1.0: no gain).
         figures["identify_per_s_by_workers"] = {str(c): round(r, 1)
                                                 for c, r in by_workers.items()}
         figures["runs_by_workers"] = {str(c): [round(r) for r in rates[c]] for c in counts}
+        figures["worker_cpu_us_per_identify_by_workers"] = {
+            str(c): round(1e6 * statistics.median(cpu[c]), 1) for c in counts}
         figures["gain_by_workers"] = {str(c): round(r / rate, 3)
                                       for c, r in by_workers.items()}
     report("cloud_identify", figures, args.json)
