@@ -50,6 +50,7 @@ from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker
+from simulator.stats import cpu_seconds
 
 DEVICE = "bench-dev"
 
@@ -89,11 +90,6 @@ class Noop:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _own_cpu_s() -> float:
@@ -141,7 +137,7 @@ class WorkerProcesses:
 
     def cpu_s(self) -> float:
         """CPU seconds the worker processes have used so far (user and system, /proc)."""
-        return sum(_proc_cpu_s(proc.pid) for proc in self.procs if proc.pid is not None)
+        return sum(cpu_seconds(proc.pid) for proc in self.procs if proc.pid is not None)
 
     def __exit__(self, *_exc: object) -> None:
         self.stop.set()

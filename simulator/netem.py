@@ -226,9 +226,7 @@ class WanProxy:
         # Refusing from here on, and every connection taken, in one step: a connection the
         # accept thread was still setting up is refused when it registers (_accept), never
         # left open past the cut (a fresh-clone CI run saw that once).
-        with self._lock:
-            self._refusing = True
-            conns, self._conns = list(self._conns), set()
+        conns = self._take_all(refusing=True)
         self._trigger = None
         for conn in conns:
             conn.close()
@@ -268,8 +266,12 @@ class WanProxy:
 
     # -- plumbing
 
-    def _take_all(self) -> list[_Conn]:
+    def _take_all(self, *, refusing: bool = False) -> list[_Conn]:
+        """Every connection, forgotten; with ``refusing``, new ones refused from the same
+        instant (under the lock that _accept registers them under)."""
         with self._lock:
+            if refusing:
+                self._refusing = True
             conns, self._conns = list(self._conns), set()
         return conns
 

@@ -1,7 +1,11 @@
-"""Percentiles as the benchmarks (bench/) and the simulator's figures (``mfd sim --fleet``)
-report them: one definition, so the same samples give the same p99 in both."""
+"""Percentiles and CPU time as the benchmarks (bench/) and the simulator's figures (``mfd sim
+--fleet``) report them: one definition, so the same samples give the same figures in both."""
 
 from __future__ import annotations
+
+import os
+
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -13,3 +17,19 @@ def percentile(samples: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """user + system CPU of a live process (with ``children``: of its waited-for children
+    too), from /proc/PID/stat; 0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3): utime is field 14, stime 15, cutime 16, cstime 17.
+    used = int(fields[11]) + int(fields[12])
+    if children:
+        used += int(fields[13]) + int(fields[14])
+    return used / TICKS

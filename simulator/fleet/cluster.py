@@ -40,27 +40,9 @@ from simulator.broker import BrokerError, MosquittoBroker, free_port
 from simulator.fleet import broker_for, card_of, device_id
 from simulator.fleet.device import Spec, password_of
 from simulator.fleet.hosts import Hosts
+from simulator.stats import cpu_seconds
 
 log = logging.getLogger(__name__)
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int, children: bool = False) -> float:
-    """user + system CPU of a live process (with ``children``: of its waited-for children
-    too), from /proc/PID/stat; 0 for a process that is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    # fields[0] is the state (field 3): utime is field 14, stime 15, cutime 16, cstime 17.
-    used = int(fields[11]) + int(fields[12])
-    if children:
-        used += int(fields[13]) + int(fields[14])
-    return used / TICKS
-
 
 def _children(pid: int) -> list[int]:
     out = []
