@@ -37,7 +37,7 @@ from cloud.web.context import (
     sign_in_url,
 )
 from cloud.web.errors import bug_report, status_of
-from cloud.web.limits import BodyLimits, limit_for
+from cloud.web.limits import BodyLimits, TargetLimit, limit_for
 from cloud.web.settings import WebSettings
 from protocol.errors import MfdError
 
@@ -100,6 +100,8 @@ def create_app(settings: WebSettings, *, clock: Callable[[], float] = time.time)
     # Innermost: page bodies are bounded before any route or form parser reads them; inside
     # the session (its refusal is the error page) and the security headers.
     app.add_middleware(BodyLimits, limit=lambda path: limit_for(path, settings.max_upload))
+    # Around it: a request target too long for any route is refused before anything reads it.
+    app.add_middleware(TargetLimit)
 
     @app.middleware("http")
     async def security_headers(request: Request,

@@ -18,7 +18,8 @@ STATUS: dict[str, int] = {
     ErrorCode.NOT_ALLOWED: 403, "csrf_failed": 403, "registration_refused": 403,
     LinkCode.UNKNOWN_USER: 404, "not_found": 404,
     "method_not_allowed": 405, LinkCode.CONFLICT: 409, "conflict": 409, "length_required": 411,
-    ErrorCode.TOO_LARGE: 413, "unsupported_type": 415, ErrorCode.LOCKED_OUT: 429,
+    ErrorCode.TOO_LARGE: 413, "uri_too_long": 414, "unsupported_type": 415,
+    ErrorCode.LOCKED_OUT: 429,
     ErrorCode.INTERNAL: 500, "not_enabled": 501, ErrorCode.BUSY: 503,
 }
 

@@ -21,6 +21,12 @@ then loses the answer too and shows its own bare "HTTP ERROR 413" instead of our
 what to do.
 
 The JSON API (/api/) bounds its bodies itself (cloud/web/api.py) and is passed through.
+
+:class:`TargetLimit` bounds the request target (path and query) of every route, the API's too,
+at :data:`MAX_TARGET`: 414. The HTTP server's own bound (h11's, on a request head it has not yet
+seen whole) depends on how the bytes arrived: a 70 KB request line that came in one read was
+parsed and routed (a page's 404), one that came in two was refused, so the limit a client met
+depended on TCP segmentation.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.web import context as web
@@ -47,6 +54,11 @@ MULTIPART_SLACK = 64 * 1024
 LINGER_BYTES = 64 * 1024 * 1024
 LINGER_S = 10.0
 LINGER_IDLE_S = 2.0
+
+#: The longest request target (path and ``?`` query, bytes as sent) any route takes. Ours are
+#: short (a job id, a page number, a filter): 8 KB is what common servers and proxies allow in
+#: a request line, so whatever passes a proxy in front passes here.
+MAX_TARGET = 8192
 
 PRINT_PATH = "/portal/print"
 IMPORT_PATH = "/admin/users/import"
@@ -97,6 +109,36 @@ class BodyLimits:
                           linger=declared <= LINGER_BYTES)
             return
         await self.app(scope, _bounded(receive, declared), send)
+
+
+class TargetLimit:
+    """ASGI middleware refusing a request target longer than :data:`MAX_TARGET` (414): the
+    API's routes with its JSON error, pages with the error page."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _target_length(scope) <= MAX_TARGET:
+            await self.app(scope, receive, send)
+            return
+        message = (f"The address is longer than this service takes ({_size(MAX_TARGET)}); "
+                   "open the page from its link instead.")
+        if scope["path"].startswith("/api/"):
+            # The API's error shape (cloud/web/api.py error_answer), built here: this module
+            # sits below the routes.
+            response = JSONResponse({"ok": False, "error": {"code": "uri_too_long",
+                                                            "message": message}},
+                                    status_code=414, headers={"connection": "close"})
+            await response(scope, receive, send)
+            return
+        await _refuse(scope, receive, send, 414, message, linger=False)
+
+
+def _target_length(scope: Scope) -> int:
+    raw = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    return len(raw) + (len(query) + 1 if query else 0)
 
 
 def _bounded(receive: Receive, declared: int) -> Receive:
