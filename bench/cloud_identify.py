@@ -13,7 +13,13 @@ them unknown cards. The same load runs twice against the same private broker:
 ``--workers 1,2`` measures each count in every round (``identify_per_s_by_workers``,
 ``gain_by_workers``): does adding a worker add throughput? Where a rate goes:
 ``worker_cpu_us_per_identify`` (the worker processes' CPU over the measured run, per identify)
-and ``noop_cpu_us_per_request`` (the responder's process, idle but for it). ``--copiers N``
+and ``noop_cpu_us_per_request`` (the responder's process, idle but for it); and the whole machine's
+(every process: load, broker, responder or worker, PostgreSQL): ``machine_cpu_us_per_noop``,
+``machine_cpu_us_per_identify``, with ``machine_busy_cores_noop`` / ``_identify`` (of the
+machine's cores) and ``steal_share`` (of the measured time, the VM's cores ran another tenant).
+At its machine cost identify cannot go faster than every core busy with it allows,
+``identify_ceiling_per_s``, whatever the worker does with its waits; over the no-op's rate,
+``ratio_ceiling``: the ratio this machine's cores allow the code as it is. ``--copiers N``
 sends the load from N copiers in turn (one paho client each) instead of one, whose requests a
 worker does in order.
 
@@ -34,7 +40,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -50,7 +56,7 @@ from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker
-from simulator.stats import cpu_seconds
+from simulator.stats import cpu_seconds, machine_cpu
 
 DEVICE = "bench-dev"
 
@@ -96,6 +102,26 @@ def _own_cpu_s() -> float:
     """This process's CPU seconds: the no-op responder's paho thread, the rest waits."""
     t = os.times()
     return t.user + t.system
+
+
+def _machine_figures(machine: dict[str, list[Load]], n: int,
+                     noop_rate: float) -> dict[str, Any]:
+    """Medians of the whole machine's CPU per request, busy cores and steal, per phase, and
+    the identify rate (and ratio) at which identify alone would keep every core busy."""
+    out: dict[str, Any] = {}
+    cores = os.cpu_count() or 1
+    for phase in ("noop", "identify"):
+        runs = machine[phase]
+        out[f"machine_cpu_us_per_{phase}"] = round(
+            statistics.median(1e6 * r.busy_s / n for r in runs), 1)
+        out[f"machine_busy_cores_{phase}"] = round(
+            statistics.median(r.busy_s / r.wall_s for r in runs), 2)
+    out["steal_share"] = round(statistics.median(
+        r.steal_s / (r.wall_s * cores) for r in (*machine["noop"], *machine["identify"])), 3)
+    ceiling = 1e6 * cores / out["machine_cpu_us_per_identify"]
+    out["identify_ceiling_per_s"] = round(ceiling, 1)
+    out["ratio_ceiling"] = round(ceiling / noop_rate, 3)
+    return out
 
 
 def _counts(text: str) -> list[int]:
@@ -165,12 +191,23 @@ def _worker_process(host: str, port: int, user: str, url: str, lanes: int,
     worker.stop()
 
 
+class Load(NamedTuple):
+    """A measured load run: requests per second, unexpected errors, and the whole machine's
+    busy and stolen CPU seconds over the timed part (sending the first to the last answer)."""
+
+    rate: float
+    errors: int
+    busy_s: float
+    steal_s: float
+    wall_s: float
+
+
 def run_load(broker: MosquittoBroker, n: int, window: int,
-             devices: Sequence[str] = (DEVICE,)) -> tuple[float, int]:
+             devices: Sequence[str] = (DEVICE,)) -> Load:
     """The load generator, in a process of its own: devices are other machines, and in one
     process the generator's Python work and the responder's would share one GIL."""
     ctx = multiprocessing.get_context("spawn")
-    results: multiprocessing.queues.Queue[tuple[float, int]] = ctx.Queue()
+    results: multiprocessing.queues.Queue[Load] = ctx.Queue()
     proc = ctx.Process(target=_load_process,
                        args=(broker.host, broker.port, n, window, tuple(devices), results))
     proc.start()
@@ -181,16 +218,16 @@ def run_load(broker: MosquittoBroker, n: int, window: int,
 
 
 def _load_process(host: str, port: int, n: int, window: int, devices: tuple[str, ...],
-                  results: multiprocessing.queues.Queue[tuple[float, int]]) -> None:
+                  results: multiprocessing.queues.Queue[Load]) -> None:
     broker = MosquittoBroker(".")
     broker.host, broker.port = host, port
     results.put(_run_load(broker, n, window, devices))
 
 
 def _run_load(broker: MosquittoBroker, n: int, window: int,
-              devices: Sequence[str] = (DEVICE,)) -> tuple[float, int]:
+              devices: Sequence[str] = (DEVICE,)) -> Load:
     """Send n identifies with ``window`` in flight, in turn from each of ``devices`` (a copier's
-    paho client each); (requests per second, errors seen)."""
+    paho client each)."""
     slots = threading.Semaphore(window)
     done = threading.Event()
     lock = threading.Lock()
@@ -220,6 +257,7 @@ def _run_load(broker: MosquittoBroker, n: int, window: int,
     time.sleep(0.2)
     payloads = [m.encode(m.Identify("card", DEMO_USERS[i % 3].badge if i % 4 else "0000000001"))
                 for i in range(4)]
+    busy0, steal0 = machine_cpu()
     started = time.perf_counter()
     for i in range(n):
         slots.acquire()
@@ -232,10 +270,11 @@ def _run_load(broker: MosquittoBroker, n: int, window: int,
     if not done.wait(120):
         raise SystemExit(f"only {count[0]} of {n} answers arrived")
     elapsed = time.perf_counter() - started
+    busy1, steal1 = machine_cpu()
     for c, _req, _res in clients:
         c.disconnect()
         c.loop_stop()
-    return n / elapsed, bad[0]
+    return Load(n / elapsed, bad[0], busy1 - busy0, steal1 - steal0, elapsed)
 
 
 def main() -> int:
@@ -281,6 +320,8 @@ def main() -> int:
         # only responds while the load runs in its own process): where a rate goes.
         noop_cpu: list[float] = []
         cpu: dict[int, list[float]] = {count: [] for count in counts}
+        # The whole machine over each measured run: (busy s, stolen s, wall s, requests).
+        machine: dict[str, list[Load]] = {"noop": [], "identify": []}
         bad = 0
         try:
             # Alternate the two, several rounds, and keep medians: on 2 shared cores a single
@@ -289,14 +330,19 @@ def main() -> int:
                 noop = Noop(broker)
                 run_load(broker, min(500, args.n), args.window, devices)  # warm-up
                 before = _own_cpu_s()
-                noop_rates.append(run_load(broker, args.n, args.window, devices)[0])
+                load = run_load(broker, args.n, args.window, devices)
+                noop_rates.append(load.rate)
+                machine["noop"].append(load)
                 noop_cpu.append((_own_cpu_s() - before) / args.n)
                 noop.stop()
                 for count in counts:
                     with WorkerProcesses(broker, url, cloud_users[:count], lanes) as workers:
                         run_load(broker, min(500, args.n), args.window, devices)  # warm-up
                         before = workers.cpu_s()
-                        rate, errors = run_load(broker, args.n, args.window, devices)
+                        load = run_load(broker, args.n, args.window, devices)
+                        rate, errors = load.rate, load.errors
+                        if count == counts[0]:
+                            machine["identify"].append(load)
                         cpu[count].append((workers.cpu_s() - before) / args.n)
                     rates[count].append(rate)
                     bad += errors
@@ -316,6 +362,7 @@ def main() -> int:
         "unexpected_errors": bad, "tcp_nodelay": True,
         "noop_cpu_us_per_request": round(1e6 * statistics.median(noop_cpu), 1),
         "worker_cpu_us_per_identify": round(1e6 * statistics.median(cpu[counts[0]]), 1)}
+    figures |= _machine_figures(machine, args.n, noop_rate)
     if len(counts) > 1:
         # Each count's median, and what each over the first one answers (1.0: no gain).
         figures["identify_per_s_by_workers"] = {str(c): round(r, 1)

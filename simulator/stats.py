@@ -19,6 +19,18 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of the whole machine so far, all cores, from /proc/stat:
+    busy is everything but idle, I/O wait and steal; stolen is the time a virtual machine's
+    cores were ready to run but the host ran something else (another tenant): a run with
+    much of it measured a slower machine, not slower code."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    idle, iowait, steal = fields[3], fields[4], fields[7] if len(fields) > 7 else 0
+    return (sum(fields[:8]) - idle - iowait - steal) / TICKS, steal / TICKS
+
+
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """user + system CPU of a live process (with ``children``: of its waited-for children
     too), from /proc/PID/stat; 0 for a process that is gone."""
