@@ -23,8 +23,12 @@ engine, its journal), never by timing:
 
 Output, a line each: ``RECONCILED <what>`` per journal row start-up settled, ``NOTHING`` if
 the journal held nothing to settle, ``WAITING`` if some outcome is still to come (a job the
-engine is printing), ``DYING <point>``, ``RELEASED <job ids>``, ``DONE`` when the journal holds
-nothing the cloud has not acknowledged, ``FAILED`` at the deadline.
+engine is printing), ``DYING <point>``, ``RELEASED <job ids>`` once the panel took the taps and
+sent the release, ``DONE`` when the journal holds nothing the cloud has not acknowledged,
+``FAILED`` at the deadline. Where it gives up it says what the panel showed (its state, title,
+message, the engine's state, a release and whether the cloud answered it): ``NOT LISTED`` (the
+jobs never listed, or the engine never ready), ``NOT RELEASED`` (the panel ignored or refused
+the taps; the moves it made since), then ``FAILED``; or ``FAILED`` with the same.
 """
 
 from __future__ import annotations
@@ -136,24 +140,52 @@ def install_hooks(device: Device, die_at: str, die_job: str) -> None:
 
 
 def release(device: Device, badge: str, jobs: list[str], deadline: float) -> bool:
-    """A person at the panel: taps the badge, selects ``jobs`` in the list, taps Release."""
+    """A person at the panel: taps the badge, selects ``jobs`` in the list, taps Release. True
+    once the panel took the taps (it is releasing: the request is on its way to the cloud);
+    else it says what the panel showed instead."""
     app = device.app
     (reader,) = device.readers
     assert isinstance(reader, SimReader), "the crash device config names one sim: reader"
     assert reader.present(badge) is not None, "the reader did not take the badge"
 
-    def listed(a: Any) -> bool:
-        return a.machine.state is State.JOBS and set(jobs) <= {j.job_id for j in a.view().jobs}
+    def ready(a: Any) -> bool:
+        # As a person would: the jobs are on the list, and the panel has heard from the
+        # engine that it can print. Until the printer's first answer the IPP engine says
+        # OFFLINE, and the app asks the engine every ENGINE_POLL_S: a Release tapped before
+        # that is refused with a notice (the jobs stay HELD), which is the panel working.
+        engine = a.snapshot().engine
+        return (a.machine.state is State.JOBS and engine is not None and engine.can_print
+                and set(jobs) <= {j.job_id for j in a.view().jobs})
 
-    if not app.run_until(listed, max(0.1, deadline - time.monotonic())):
-        print(f"NOT LISTED at {app.machine.state}: {app.view().title!r} {app.view().message!r}",
-              flush=True)
+    if not app.run_until(ready, max(0.1, deadline - time.monotonic())):
+        print(f"NOT LISTED {panel(app)}", flush=True)
         return False
+    tapped = len(app.transcript)
     for job_id in jobs:
         app.tap(Action.SELECT, job_id)
     app.tap(Action.RELEASE)
+    # The step that takes the Release tap sends the request and moves the panel to RELEASING,
+    # before any answer (or kill point) can come; a panel that ignored or refused the taps
+    # stays on the list or shows a notice.
+    if not app.run_until(lambda a: a.machine.state is State.RELEASING,
+                         max(0.1, deadline - time.monotonic())):
+        print(f"NOT RELEASED {panel(app)}; selected {sorted(app.machine.selected)}; "
+              f"since the taps: {list(app.transcript)[tapped:]}", flush=True)
+        return False
     print(f"RELEASED {','.join(jobs)}", flush=True)
     return True
+
+
+def panel(app: Any) -> str:
+    """What the panel shows (its state, title, message, the engine as it knows it, a release
+    under way), for the line that says why the device gave up."""
+    view = app.view()
+    rel = app.machine.release
+    doing = "" if rel is None else (f"; release {rel.release_id or '(no answer yet)'}: "
+                                    + ", ".join(f"{p.job_id} {p.state}"
+                                                for p in rel.progress.values()))
+    return (f"at {app.machine.state}: {view.title!r} {view.message!r}; engine "
+            f"{app.machine.engine} {view.engine_problem!r}{doing}")
 
 
 def settled(device: Device, jobs: list[str], old: set[tuple[str, str]], deadline: float) -> bool:
@@ -220,7 +252,7 @@ def main() -> int:
         ok = settled(device, jobs, old, deadline)
         if not ok:
             print("FAILED", [(e.job_id, e.state.value) for e in device.journal.unconfirmed()],
-                  flush=True)
+                  panel(device.app), flush=True)
         else:
             print("DONE", flush=True)
         return 0 if ok else 1
