@@ -16,7 +16,9 @@ them unknown cards. The same load runs twice against the same private broker:
 and ``noop_cpu_us_per_request`` (the responder's process, idle but for it); and the whole machine's
 (every process: load, broker, responder or worker, PostgreSQL): ``machine_cpu_us_per_noop``,
 ``machine_cpu_us_per_identify``, with ``machine_busy_cores_noop`` / ``_identify`` (of the
-machine's cores) and ``steal_share`` (of the measured time, the VM's cores ran another tenant).
+machine's cores) and ``steal_share`` (of the measured time, the VM's cores ran another tenant),
+each phase's split by process (``machine_cpu_us_per_noop_by_process``, ``..._identify_...``:
+load, broker, responder, worker, postgres, other).
 At its machine cost identify cannot go faster than every core busy with it allows,
 ``identify_ceiling_per_s``, whatever the worker does with its waits; over the no-op's rate,
 ``ratio_ceiling``: the ratio this machine's cores allow the code as it is. ``--copiers N``
@@ -56,7 +58,7 @@ from protocol import messages as m
 from protocol import topics
 from protocol.address import BrokerAddress
 from simulator.broker import MosquittoBroker
-from simulator.stats import cpu_seconds, machine_cpu
+from simulator.stats import cpu_seconds, machine_cpu, processes_cpu
 
 DEVICE = "bench-dev"
 
@@ -104,8 +106,25 @@ def _own_cpu_s() -> float:
     return t.user + t.system
 
 
-def _machine_figures(machine: dict[str, list[Load]], n: int,
-                     noop_rate: float) -> dict[str, Any]:
+def _role(pid: int, name: str, load: Load, workers: set[int]) -> str:
+    """Which part of the run a process is: the load generator, the broker, the no-op
+    responder (this process), a cloud worker, PostgreSQL (its backends and its own
+    processes), or anything else on the machine."""
+    if pid == load.load_pid:
+        return "load"
+    if name == "mosquitto":
+        return "broker"
+    if pid == os.getpid():
+        return "responder"
+    if pid in workers:
+        return "worker"
+    if name.startswith("postgres"):
+        return "postgres"
+    return "other"
+
+
+def _machine_figures(machine: dict[str, list[Load]], n: int, noop_rate: float,
+                     workers: set[int]) -> dict[str, Any]:
     """Medians of the whole machine's CPU per request, busy cores and steal, per phase, and
     the identify rate (and ratio) at which identify alone would keep every core busy."""
     out: dict[str, Any] = {}
@@ -118,6 +137,12 @@ def _machine_figures(machine: dict[str, list[Load]], n: int,
             statistics.median(r.busy_s / r.wall_s for r in runs), 2)
     out["steal_share"] = round(statistics.median(
         r.steal_s / (r.wall_s * cores) for r in (*machine["noop"], *machine["identify"])), 3)
+    for phase, runs in machine.items():
+        out[f"machine_cpu_us_per_{phase}_by_process"] = {
+            role: round(statistics.median(
+                1e6 * sum(cpu for pid, (name, cpu) in r.by_process.items()
+                          if _role(pid, name, r, workers) == role) / n for r in runs), 1)
+            for role in ("load", "broker", "responder", "worker", "postgres", "other")}
     ceiling = 1e6 * cores / out["machine_cpu_us_per_identify"]
     out["identify_ceiling_per_s"] = round(ceiling, 1)
     out["ratio_ceiling"] = round(ceiling / noop_rate, 3)
@@ -200,6 +225,10 @@ class Load(NamedTuple):
     busy_s: float
     steal_s: float
     wall_s: float
+    #: CPU seconds each process used over the same part: pid -> (command name, seconds).
+    by_process: dict[int, tuple[str, float]]
+    #: The load generator's own pid, to tell it apart from the other Python processes.
+    load_pid: int
 
 
 def run_load(broker: MosquittoBroker, n: int, window: int,
@@ -257,6 +286,7 @@ def _run_load(broker: MosquittoBroker, n: int, window: int,
     time.sleep(0.2)
     payloads = [m.encode(m.Identify("card", DEMO_USERS[i % 3].badge if i % 4 else "0000000001"))
                 for i in range(4)]
+    procs0 = processes_cpu()
     busy0, steal0 = machine_cpu()
     started = time.perf_counter()
     for i in range(n):
@@ -271,10 +301,14 @@ def _run_load(broker: MosquittoBroker, n: int, window: int,
         raise SystemExit(f"only {count[0]} of {n} answers arrived")
     elapsed = time.perf_counter() - started
     busy1, steal1 = machine_cpu()
+    procs1 = processes_cpu()
+    used = {pid: (name, cpu - procs0[pid][1] if pid in procs0 else cpu)
+            for pid, (name, cpu) in procs1.items()}
     for c, _req, _res in clients:
         c.disconnect()
         c.loop_stop()
-    return Load(n / elapsed, bad[0], busy1 - busy0, steal1 - steal0, elapsed)
+    return Load(n / elapsed, bad[0], busy1 - busy0, steal1 - steal0, elapsed,
+                {pid: v for pid, v in used.items() if v[1] > 0}, os.getpid())
 
 
 def main() -> int:
@@ -322,6 +356,7 @@ def main() -> int:
         cpu: dict[int, list[float]] = {count: [] for count in counts}
         # The whole machine over each measured run: (busy s, stolen s, wall s, requests).
         machine: dict[str, list[Load]] = {"noop": [], "identify": []}
+        worker_pids: set[int] = set()
         bad = 0
         try:
             # Alternate the two, several rounds, and keep medians: on 2 shared cores a single
@@ -337,6 +372,7 @@ def main() -> int:
                 noop.stop()
                 for count in counts:
                     with WorkerProcesses(broker, url, cloud_users[:count], lanes) as workers:
+                        worker_pids.update(p.pid for p in workers.procs if p.pid is not None)
                         run_load(broker, min(500, args.n), args.window, devices)  # warm-up
                         before = workers.cpu_s()
                         load = run_load(broker, args.n, args.window, devices)
@@ -362,7 +398,7 @@ def main() -> int:
         "unexpected_errors": bad, "tcp_nodelay": True,
         "noop_cpu_us_per_request": round(1e6 * statistics.median(noop_cpu), 1),
         "worker_cpu_us_per_identify": round(1e6 * statistics.median(cpu[counts[0]]), 1)}
-    figures |= _machine_figures(machine, args.n, noop_rate)
+    figures |= _machine_figures(machine, args.n, noop_rate, worker_pids)
     if len(counts) > 1:
         # Each count's median, and what each over the first one answers (1.0: no gain).
         figures["identify_per_s_by_workers"] = {str(c): round(r, 1)

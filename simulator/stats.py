@@ -31,6 +31,25 @@ def machine_cpu() -> tuple[float, float]:
     return (sum(fields[:8]) - idle - iowait - steal) / TICKS, steal / TICKS
 
 
+def processes_cpu() -> dict[int, tuple[str, float]]:
+    """Every live process's (command name, user + system CPU seconds), from /proc: two of
+    these apart say which process used the machine's CPU in between (one that started or
+    ended in between counts only for what /proc showed of it)."""
+    out: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # it ended meanwhile
+        head, _, rest = stat.rpartition(")")
+        fields = rest.split()
+        out[int(entry)] = (head.partition("(")[2], (int(fields[11]) + int(fields[12])) / TICKS)
+    return out
+
+
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """user + system CPU of a live process (with ``children``: of its waited-for children
     too), from /proc/PID/stat; 0 for a process that is gone."""
