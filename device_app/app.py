@@ -220,7 +220,7 @@ class DeviceApp:
                     log.exception("a command from the cloud failed")
         now = self.clock()
         changed = self._start_order()
-        if now - self._engine_polled >= ENGINE_POLL_S:
+        if now - self._engine_polled >= ENGINE_POLL_S or self._release_on_old_news(event):
             changed |= self._poll_engine(now)
         if not isinstance(event, ev.Tick):
             # Time first: a timer that ran out (a notice, the idle timeout) acts before the
@@ -287,6 +287,14 @@ class DeviceApp:
         if not self.orders or self.machine.state is not State.IDLE:
             return False
         return self._feed(ev.OrderArrived(self.orders.popleft()))
+
+    def _release_on_old_news(self, event: ev.Event) -> bool:
+        """A Release tapped while the panel last heard that the engine cannot print: that news
+        may be ENGINE_POLL_S old, and a printer that came back (its door closed, its first
+        answer after start-up) since must not be refused, so the engine is asked first."""
+        return (isinstance(event, ev.Tapped)
+                and event.action in (Action.RELEASE, Action.RELEASE_ALL)
+                and not (self._engine_state is not None and self._engine_state.can_print))
 
     def _poll_engine(self, now: float) -> bool:
         # The engine's state decides whether a release may start (a jam refuses it up front).

@@ -14,12 +14,16 @@ from fakes import FakeClock, ScriptedLink
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device_app.app import TRANSCRIPT_LINES, DeviceApp
+from device_app.app import ENGINE_POLL_S, TRANSCRIPT_LINES, DeviceApp
 from device_app.session import CardPresented, Policy, State
 from device_app.view import Action
 from firmware_stubs.mfd_controller import MfdControllerStub
 from protocol import messages as m
+from protocol.engine import EngineState
 from protocol.errors import ProtocolError, RemoteError
+
+JOB = m.JobSummary(job_id="j1", name="Report", pages=1, color=False, duplex=False, copies=1,
+                   size=10, submitted_at=1.0)
 
 
 class Loop:
@@ -44,9 +48,7 @@ class Loop:
         self.app.events.put(CardPresented("111"))
         self.drain()
         self.answer(m.Identify, m.IdentifyResult("tok-alice", "u_alice", "Alice", 300))
-        job = m.JobSummary(job_id="j1", name="Report", pages=1, color=False, duplex=False,
-                           copies=1, size=10, submitted_at=1.0)
-        self.answer(m.ListJobs, m.JobList((job,), 1))
+        self.answer(m.ListJobs, m.JobList((JOB,), 1))
         assert self.app.machine.state is State.JOBS and self.app.view().user_name == "Alice"
 
     def close(self) -> None:
@@ -182,3 +184,30 @@ def _log_lines() -> Iterator[list[str]]:
         yield lines
     finally:
         logger.removeHandler(handler)
+
+
+def test_a_release_tapped_just_after_the_printer_came_back_is_not_refused(loop: Loop) -> None:
+    """The panel hears from the engine every ENGINE_POLL_S; a Release tapped within that
+    time of the printer coming back (a door closed, its first answer after start-up) goes to
+    the cloud, not to a "printer offline" notice. One tapped while it is still down is
+    refused as before, the jobs left held."""
+    loop.log_in()
+    loop.engine.inject(EngineState.DOOR_OPEN)
+    loop.clock.now += ENGINE_POLL_S
+    loop.app.step(0)  # the panel hears the door is open
+    assert loop.app.snapshot().engine is EngineState.DOOR_OPEN
+    loop.app.tap(Action.SELECT, "j1")
+    loop.app.tap(Action.RELEASE)
+    loop.drain()
+    assert loop.app.machine.state is State.NOTICE  # still open: refused, nothing sent
+    assert not [i for i in loop.link.outstanding if isinstance(i.request, m.Release)]
+    loop.app.tap(Action.DISMISS)
+    loop.drain()
+    assert loop.app.machine.state is State.JOBS
+    assert loop.app.machine.selected == {"j1"}  # the notice kept the selection
+    loop.engine.inject(EngineState.READY)  # closed again, and no poll since
+    loop.app.tap(Action.RELEASE)
+    loop.drain()
+    assert loop.app.machine.state is State.RELEASING
+    [release] = [i.request for i in loop.link.outstanding if isinstance(i.request, m.Release)]
+    assert release.job_ids == ("j1",)
