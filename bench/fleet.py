@@ -28,13 +28,16 @@ Phases, one after the other, the load never stopping:
 At the end the devices settle what they have in flight and the tallies are made: latencies,
 every unanswered request by id, releases lost or doubled from the devices' engine records and
 from the cloud's store, and CPU seconds per process (fleet processes, each broker, each worker
-over its incarnations, PostgreSQL with its backends), overall and per phase.
+over its incarnations, PostgreSQL with its backends), overall and per phase, with the whole
+machine's busy cores and steal share per phase (``machine_by_phase``: on a virtual machine the
+same work costs more CPU seconds in a phase where another tenant took the cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shutil
 import tempfile
 import time
@@ -46,6 +49,7 @@ from bench.common import percentile, report
 from cloud.broker_accounts import DynsecAccounts
 from cloud.worker import default_lanes
 from simulator.fleet.cluster import Fleet
+from simulator.stats import machine_cpu
 
 
 def _p(samples: list[float], q: float) -> float:
@@ -89,6 +93,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   worker_stats_s=args.worker_stats_s, lanes=args.lanes)
     phases: dict[str, tuple[float, float]] = {}
     cpu: dict[str, dict[str, float]] = {}
+    # The whole machine at each phase's end (busy and stolen CPU seconds, when): a phase whose
+    # processes all cost more per badge than another's ran on a slower machine, not code.
+    machine: dict[str, tuple[float, float, float]] = {}
     try:
         fleet.start()
         dynsec_per_s = _dynsec_rate(fleet, args.dynsec_sample)
@@ -96,8 +103,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def phase(name: str, start: float) -> None:
             phases[name] = (start, time.time())
             cpu[name] = fleet.cpu()
+            machine[name] = (*machine_cpu(), time.monotonic())
 
         cpu["start"] = fleet.cpu()
+        machine["start"] = (*machine_cpu(), time.monotonic())
         if args.warmup_s > 0:
             t = time.time()
             time.sleep(args.warmup_s)
@@ -168,6 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for w in [_window(tally, a, a + 15.0)]],
         "cpu_s": tally["cpu_s"],
         "cpu_s_by_phase": _cpu_by_phase(cpu),
+        "machine_by_phase": _machine_by_phase(machine),
         "setup_s": {k: round(v, 1) for k, v in fleet.timings.items()},
         "dynsec_accounts_per_s": dynsec_per_s,
     }
@@ -180,6 +190,19 @@ def _cpu_by_phase(cpu: dict[str, dict[str, float]]) -> dict[str, dict[str, float
     for prev, name in itertools.pairwise(names):
         out[name] = {k: round(cpu[name].get(k, 0.0) - cpu[prev].get(k, 0.0), 2)
                      for k in cpu[name]}
+    return out
+
+
+def _machine_by_phase(machine: dict[str, tuple[float, float, float]]) -> dict[str, Any]:
+    """Each phase's busy cores and steal share (of all cores' time: a VM's cores running
+    another tenant) over the whole machine, from /proc/stat."""
+    cores = os.cpu_count() or 1
+    out: dict[str, Any] = {}
+    for prev, name in itertools.pairwise(machine):
+        (busy0, steal0, t0), (busy1, steal1, t1) = machine[prev], machine[name]
+        wall = max(t1 - t0, 1e-9)
+        out[name] = {"busy_cores": round((busy1 - busy0) / wall, 2),
+                     "steal_share": round((steal1 - steal0) / (wall * cores), 3)}
     return out
 
 
@@ -196,7 +219,9 @@ def main() -> None:
                    help="mean seconds between two badges of one device (60: one a minute)")
     p.add_argument("--release-chance", type=float, default=0.3)
     p.add_argument("--ramp-s", type=float, default=20.0)
-    p.add_argument("--warmup-s", type=float, default=30.0,
+    # 90 s: at 10,000 devices with 30 s the steady phase was still settling (its 15 s windows'
+    # request p99 fell 52.6, 41.1, 28.5, 18.8 ms), with 90 s it was flat (33.8-26.6 ms).
+    p.add_argument("--warmup-s", type=float, default=90.0,
                    help="load before the steady phase, not counted in p99_ms (0: none)")
     p.add_argument("--steady-s", type=float, default=60.0)
     p.add_argument("--kills", type=int, default=3)
