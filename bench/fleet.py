@@ -220,7 +220,8 @@ def main() -> None:
     p.add_argument("--release-chance", type=float, default=0.3)
     p.add_argument("--ramp-s", type=float, default=20.0)
     # 90 s: at 10,000 devices with 30 s the steady phase was still settling (its 15 s windows'
-    # request p99 fell 52.6, 41.1, 28.5, 18.8 ms), with 90 s it was flat (33.8-26.6 ms).
+    # request p99 fell 52.6, 41.1, 28.5, 18.8 ms); with 90 s one run was flat (33.8-26.6 ms),
+    # another still fell (76.6 to 34.0 ms): BENCHMARKS.md, Fleet, seventh session.
     p.add_argument("--warmup-s", type=float, default=90.0,
                    help="load before the steady phase, not counted in p99_ms (0: none)")
     p.add_argument("--steady-s", type=float, default=60.0)
