@@ -354,7 +354,7 @@ def main() -> int:
         # only responds while the load runs in its own process): where a rate goes.
         noop_cpu: list[float] = []
         cpu: dict[int, list[float]] = {count: [] for count in counts}
-        # The whole machine over each measured run: (busy s, stolen s, wall s, requests).
+        # Each measured run of each phase, with the whole machine's CPU over it (Load).
         machine: dict[str, list[Load]] = {"noop": [], "identify": []}
         worker_pids: set[int] = set()
         bad = 0

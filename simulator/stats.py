@@ -37,28 +37,32 @@ def processes_cpu() -> dict[int, tuple[str, float]]:
     ended in between counts only for what /proc showed of it)."""
     out: dict[int, tuple[str, float]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue  # it ended meanwhile
-        head, _, rest = stat.rpartition(")")
-        fields = rest.split()
-        out[int(entry)] = (head.partition("(")[2], (int(fields[11]) + int(fields[12])) / TICKS)
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None:  # else it ended
+            name, fields = stat
+            out[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
     return out
+
+
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    """A live process's command name and the fields of /proc/PID/stat after it (fields[0] is
+    the state, field 3; utime is fields[11]); None for a process that is gone. The name may
+    hold spaces and parentheses: the fields start after its last ")"."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    head, _, rest = stat.rpartition(")")
+    return head.partition("(")[2], rest.split()
 
 
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """user + system CPU of a live process (with ``children``: of its waited-for children
     too), from /proc/PID/stat; 0 for a process that is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
+    stat = _stat(pid)
+    if stat is None:
         return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
+    fields = stat[1]
     # fields[0] is the state (field 3): utime is field 14, stime 15, cutime 16, cstime 17.
     used = int(fields[11]) + int(fields[12])
     if children:

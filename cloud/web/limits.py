@@ -37,11 +37,11 @@ from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.web import context as web
 from cloud.web.admin_pages import MAX_IMPORT
+from cloud.web.api import error_answer
 
 #: A form of ours: sign-in, settings, a few fields. Nothing a person types comes near it.
 FORM_LIMIT = 64 * 1024
@@ -125,11 +125,8 @@ class TargetLimit:
         message = (f"The address is longer than this service takes ({_size(MAX_TARGET)}); "
                    "open the page from its link instead.")
         if scope["path"].startswith("/api/"):
-            # The API's error shape (cloud/web/api.py error_answer), built here: this module
-            # sits below the routes.
-            response = JSONResponse({"ok": False, "error": {"code": "uri_too_long",
-                                                            "message": message}},
-                                    status_code=414, headers={"connection": "close"})
+            response = error_answer(414, "uri_too_long", message)
+            response.headers["connection"] = "close"
             await response(scope, receive, send)
             return
         await _refuse(scope, receive, send, 414, message, linger=False)
